@@ -1,0 +1,1 @@
+"""CALL perception: the ego-centric semantic BEV the world model observes."""
