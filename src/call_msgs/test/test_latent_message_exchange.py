@@ -1,0 +1,42 @@
+"""Two processes exchange call_msgs/LatentMessage over Fast DDS on an isolated domain."""
+import os
+import subprocess
+import sys
+import time
+
+from call_msgs.msg import LatentMessage
+import rclpy
+from rclpy.node import Node
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from latent_message_peer import make_message  # noqa: E402
+
+
+def test_latent_message_crosses_processes():
+    env = dict(os.environ)
+    env['ROS_DOMAIN_ID'] = str(80 + os.getpid() % 10)
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE')})
+    peer = subprocess.Popen([sys.executable, os.path.join(HERE, 'latent_message_peer.py')],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    rclpy.init()
+    node = Node('latent_message_listener')
+    received = []
+    node.create_subscription(LatentMessage, '/v2v/latents', received.append, 10)
+    try:
+        deadline = time.monotonic() + 20.0
+        while len(received) < 3 and time.monotonic() < deadline and peer.poll() is None:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        peer.terminate()
+        out = peer.communicate(timeout=10)[0].decode(errors='replace')
+    assert len(received) >= 3, 'no LatentMessage arrived from the peer process:\n' + out
+    msg = received[-1]
+    expected = make_message(msg.sequence)
+    assert msg.sequence > received[0].sequence
+    for field in LatentMessage.get_fields_and_field_types():
+        assert getattr(msg, field) == getattr(expected, field), field
