@@ -1,0 +1,285 @@
+"""
+ROS 2 node: publish the ego's signed latent, receive everyone's, gate by range, report.
+
+Topics (role R): subscribes /R/latent_state, /R/plan, /carla/R/odometry, /v2v/latents;
+publishes /v2v/latents, /R/shared_info, /R/comm_stats. Each own LatentState is one step:
+the range gate takes its prediction error, the own message goes out, and the candidates
+received since the previous step that lie inside the range become the shared information.
+"""
+import array
+import math
+from typing import Optional, Tuple
+
+from builtin_interfaces.msg import Time
+from call_comm import wire_codec
+from call_comm.auth import Fleet, Signer
+from call_comm.inbox import DropReason, Inbox, InboxConfig
+from call_comm.range_gate import RangeGate
+from call_msgs.msg import (CommStats, LatentMessage, LatentState, NeighbourLatent,
+                           SharedInformation)
+from nav_msgs.msg import Odometry, Path
+import numpy as np
+import rclpy
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+V2V_TOPIC = '/v2v/latents'
+CONTENT_FILTER = 'x >= %0 AND x <= %1 AND y >= %2 AND y <= %3'
+
+
+def to_msg(wire: wire_codec.WireMessage) -> LatentMessage:
+    """Convert a WireMessage to call_msgs/LatentMessage."""
+    msg = LatentMessage()
+    msg.header.stamp.sec = wire.stamp_sec
+    msg.header.stamp.nanosec = wire.stamp_nanosec
+    msg.header.frame_id = wire.frame_id
+    msg.sender_id = wire.sender_id
+    msg.sequence = wire.sequence
+    msg.x, msg.y, msg.yaw, msg.speed = wire.x, wire.y, wire.yaw, wire.speed
+    msg.z_packed = bytes(wire.z_packed)
+    msg.action = wire.action
+    msg.h_encoding = wire.h_encoding
+    msg.h_scale = wire.h_scale
+    msg.h_data = bytes(wire.h_data)
+    msg.intention_packed = bytes(wire.intention_packed)
+    msg.prediction_error = wire.prediction_error
+    msg.comm_range = wire.comm_range
+    msg.signature = bytes(wire.signature)
+    return msg
+
+
+def from_msg(msg: LatentMessage) -> wire_codec.WireMessage:
+    """Convert call_msgs/LatentMessage to a WireMessage (byte fields as bytes)."""
+    return wire_codec.WireMessage(
+        sender_id=msg.sender_id, sequence=msg.sequence, stamp_sec=msg.header.stamp.sec,
+        stamp_nanosec=msg.header.stamp.nanosec, x=msg.x, y=msg.y, yaw=msg.yaw,
+        speed=msg.speed, z_packed=bytes(msg.z_packed), action=msg.action,
+        h_encoding=msg.h_encoding, h_scale=msg.h_scale, h_data=bytes(msg.h_data),
+        intention_packed=bytes(msg.intention_packed), prediction_error=msg.prediction_error,
+        comm_range=msg.comm_range, frame_id=msg.header.frame_id,
+        signature=bytes(msg.signature))
+
+
+def _seconds(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def _yaw(q) -> float:
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+def _finite_f32(value: float, fallback: float) -> float:
+    """Keep float32 fields finite on the wire (receivers drop NaN/inf as malformed)."""
+    limit = float(np.finfo(np.float32).max)
+    if math.isnan(value):
+        return fallback
+    return max(-limit, min(limit, value))
+
+
+class CommNode(Node):
+    """One vehicle's V2V latent exchange."""
+
+    def __init__(self) -> None:
+        """Read parameters, load keys (fail fast), create the gate, inbox and topics."""
+        super().__init__('comm')
+        p = self._declare_parameters()
+        self.role = p['role_name']
+        if not self.role:
+            raise ValueError('parameter role_name must be set (e.g. hero0)')
+        if p['h_encoding'] not in wire_codec.H_ENCODINGS:
+            raise ValueError(f'h_encoding must be one of {sorted(wire_codec.H_ENCODINGS)}')
+        if not p['fleet_key_file']:
+            raise ValueError('parameter fleet_key_file must be set')
+        self.fleet = Fleet.load(p['fleet_key_file'])
+        self.signer = Signer.load(self.role, p['private_key_file'], self.fleet)
+        decay = p['range_decay'] if p['range_decay'] >= 0 else None
+        self.gate = RangeGate(p['initial_range'], p['range_step'], p['max_range'],
+                              p['threshold_c'], decay)
+        self.inbox = Inbox(InboxConfig(
+            own_id=self.role, max_age=p['max_age'], max_speed=p['max_speed'],
+            plausibility_slack=p['plausibility_slack'],
+            plausibility_memory=p['plausibility_memory'],
+            expected_h_dim=p['expected_h_dim'] or None, num_actions=p['num_actions']),
+            self.fleet)
+        self.h_encoding = wire_codec.H_ENCODINGS[p['h_encoding']]
+        self.max_waypoints = p['max_waypoints']
+        self.sequence = 0
+        self.pose: Optional[Tuple[float, float, float, float]] = None
+        self.plan_xy = np.zeros((0, 2))
+        self.latest_state_time: Optional[float] = None
+
+        # The writer offers deadline and lifespan; the reader requests neither, because a
+        # requested deadline is incompatible with writers offering none (tools, replays).
+        sub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p['qos_depth'],
+                             reliability=ReliabilityPolicy.BEST_EFFORT)
+        pub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p['qos_depth'],
+                             reliability=ReliabilityPolicy.BEST_EFFORT)
+        if p['qos_deadline'] > 0:
+            pub_qos.deadline = Duration(seconds=p['qos_deadline'])
+        if p['qos_lifespan'] > 0:
+            pub_qos.lifespan = Duration(seconds=p['qos_lifespan'])
+        self.v2v_pub = self.create_publisher(LatentMessage, V2V_TOPIC, pub_qos)
+        self.v2v_sub = self._subscribe_v2v(sub_qos, p['content_filter'])
+        self.shared_pub = self.create_publisher(SharedInformation, f'/{self.role}/shared_info', 10)
+        self.stats_pub = self.create_publisher(CommStats, f'/{self.role}/comm_stats', 10)
+        self.create_subscription(LatentState, f'/{self.role}/latent_state', self._on_state, 10)
+        self.create_subscription(Path, f'/{self.role}/plan', self._on_plan, 10)
+        self.create_subscription(Odometry, f'/carla/{self.role}/odometry', self._on_odometry, 10)
+        self.get_logger().info(
+            f'{self.role}: c={self.gate.threshold} range={self.gate.comm_range} m '
+            f'h={p["h_encoding"]} fleet={p["fleet_key_file"]}')
+
+    def _declare_parameters(self) -> dict:
+        defaults = {
+            'role_name': '', 'threshold_c': 50.0, 'initial_range': 20.0, 'range_step': 5.0,
+            'max_range': 100.0, 'range_decay': -1.0, 'h_encoding': 'fp16', 'expected_h_dim': 0,
+            'max_waypoints': 10, 'fleet_key_file': '', 'private_key_file': '', 'max_age': 0.5,
+            'max_speed': 40.0, 'plausibility_slack': 2.0, 'plausibility_memory': 2.0,
+            'num_actions': 15, 'qos_depth': 64, 'qos_deadline': 0.2, 'qos_lifespan': 0.3,
+            'content_filter': False}
+        return {name: self.declare_parameter(name, value).value
+                for name, value in defaults.items()}
+
+    def _subscribe_v2v(self, qos: QoSProfile, content_filter: bool):
+        """Subscribe to everyone's latents, with a DDS content filter where the distro has it."""
+        kwargs = {}
+        if content_filter:
+            try:
+                from rclpy.subscription_content_filter_options import ContentFilterOptions
+                kwargs['content_filter_options'] = ContentFilterOptions(
+                    CONTENT_FILTER, self._filter_parameters(0.0, 0.0))
+            except ImportError:
+                self.get_logger().warning('content filtering needs rclpy >= Iron; disabled')
+        sub = self.create_subscription(LatentMessage, V2V_TOPIC, self._on_latent, qos, **kwargs)
+        self.filtering = bool(kwargs) and sub.is_cft_enabled
+        if content_filter and not self.filtering:
+            self.get_logger().warning('the RMW does not support content filtering; disabled')
+        return sub
+
+    def _filter_parameters(self, x: float, y: float):
+        r = min(self.gate.comm_range, 1e12)
+        return [repr(x - r), repr(x + r), repr(y - r), repr(y + r)]
+
+    # -------------------------------------------------------------------------- callbacks
+    def _on_odometry(self, msg: Odometry) -> None:
+        pose = msg.pose.pose
+        twist = msg.twist.twist.linear
+        self.pose = (pose.position.x, pose.position.y, _yaw(pose.orientation),
+                     math.hypot(twist.x, twist.y))
+
+    def _on_plan(self, msg: Path) -> None:
+        self.plan_xy = np.array([[s.pose.position.x, s.pose.position.y] for s in msg.poses],
+                                dtype=np.float64).reshape(-1, 2)
+
+    def _on_latent(self, msg: LatentMessage) -> None:
+        try:
+            wire = from_msg(msg)
+            size = wire_codec.serialized_size(wire)
+        except Exception:  # noqa: B902 - hostile input is counted, never raised
+            self.inbox.dropped[DropReason.MALFORMED] += 1
+            return
+        self.inbox.receive(wire, size, self.latest_state_time)
+
+    def _on_state(self, state: LatentState) -> None:
+        if self.pose is None:
+            self.get_logger().warning('no odometry yet; skipping the step',
+                                      throttle_duration_sec=5.0)
+            return
+        now = _seconds(state.header.stamp)
+        self.latest_state_time = now
+        if state.valid:
+            self.gate.update(state.prediction_error)
+        comm_range = self.gate.comm_range
+        bytes_sent = self._publish_own(state, comm_range) if state.valid else 0
+        delivery = self.inbox.collect(self.pose[:2], comm_range, now)
+        self._publish_shared(state, comm_range, delivery)
+        self._publish_stats(state, comm_range, delivery, bytes_sent)
+        if self.filtering:
+            self.v2v_sub.set_content_filter(CONTENT_FILTER, self._filter_parameters(
+                *self.pose[:2]))
+
+    # ------------------------------------------------------------------------- publishing
+    def _publish_own(self, state: LatentState, comm_range: float) -> int:
+        try:
+            wire = wire_codec.encode(
+                self.role, self.sequence, state.header.stamp.sec, state.header.stamp.nanosec,
+                self.pose, np.frombuffer(bytes(state.z_indices), dtype=np.uint8),
+                np.asarray(state.h, dtype=np.float32), state.action, self.plan_xy,
+                _finite_f32(state.prediction_error, -1.0), comm_range, self.h_encoding,
+                self.max_waypoints)
+        except wire_codec.CodecError as error:
+            self.get_logger().error(f'own latent state not encodable: {error}',
+                                    throttle_duration_sec=5.0)
+            return 0
+        self.sequence = (self.sequence + 1) & 0xFFFFFFFF
+        wire.signature = self.signer.sign(wire_codec.signed_payload(wire))
+        self.v2v_pub.publish(to_msg(wire))
+        return wire_codec.serialized_size(wire)
+
+    def _publish_shared(self, state: LatentState, comm_range: float, delivery) -> None:
+        out = SharedInformation()
+        out.header.stamp = state.header.stamp
+        out.header.frame_id = 'map'
+        out.comm_range = _finite_f32(comm_range, 0.0)
+        for n in delivery.neighbours:
+            item = NeighbourLatent()
+            item.sender_id = n.sender_id
+            item.sequence = n.sequence
+            item.stamp.sec, item.stamp.nanosec = n.stamp_sec, n.stamp_nanosec
+            item.x, item.y, item.yaw, item.speed = n.x, n.y, n.yaw, n.speed
+            item.distance = float(n.distance)
+            item.z_indices = n.z_indices.tobytes()
+            item.h = array.array('f', n.h.astype(np.float32).tobytes())
+            item.action = n.action
+            item.intention_xy = array.array(
+                'f', n.intention_xy.astype(np.float32).ravel().tobytes())
+            item.prediction_error = n.prediction_error
+            out.neighbours.append(item)
+        self.shared_pub.publish(out)
+
+    def _publish_stats(self, state: LatentState, comm_range: float, delivery,
+                       bytes_sent: int) -> None:
+        stats = CommStats()
+        stats.header.stamp = state.header.stamp
+        stats.vehicle_id = self.role
+        stats.bytes_sent = bytes_sent
+        stats.bytes_received = delivery.bytes_received
+        stats.messages_received = delivery.messages_received
+        stats.messages_accepted = len(delivery.neighbours)
+        stats.neighbours_in_range = len(delivery.neighbours)
+        stats.neighbours = [n.sender_id for n in delivery.neighbours]
+        stats.comm_range = _finite_f32(comm_range, 0.0)
+        stats.prediction_error = _finite_f32(self.gate.last_error, -1.0)
+        stats.threshold = _finite_f32(self.gate.threshold, 0.0)
+        stats.error_above_threshold = self.gate.last_above
+        dropped = self.inbox.dropped
+        stats.dropped_unsigned = dropped[DropReason.UNSIGNED]
+        stats.dropped_bad_signature = dropped[DropReason.BAD_SIGNATURE]
+        stats.dropped_unknown_sender = dropped[DropReason.UNKNOWN_SENDER]
+        stats.dropped_replay = dropped[DropReason.REPLAY]
+        stats.dropped_malformed = dropped[DropReason.MALFORMED]
+        stats.dropped_implausible = dropped[DropReason.IMPLAUSIBLE]
+        stats.dropped_out_of_range = dropped[DropReason.OUT_OF_RANGE]
+        self.stats_pub.publish(stats)
+
+
+def main(args=None) -> None:
+    """Spin the comm node; Ctrl-C and external shutdown exit cleanly."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = CommNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

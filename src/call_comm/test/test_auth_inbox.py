@@ -1,0 +1,132 @@
+"""Fleet keys, signatures and the inbox's drop reasons (ROS-free core)."""
+import math
+
+from call_comm import wire_codec as wc
+from call_comm.auth import Fleet, KeyFileError, Signer
+from call_comm.inbox import DropReason, Inbox, InboxConfig
+from call_comm.keygen import write_fleet
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope='module')
+def keys(tmp_path_factory):
+    out = tmp_path_factory.mktemp('keys')
+    fleet_path = write_fleet(['hero0', 'hero1', 'hero2'], out)
+    return out, Fleet.load(fleet_path)
+
+
+def _wire(sender='hero1', seq=1, t=10.0, x=5.0, y=0.0, h_dim=4):
+    sec = int(t)
+    return wc.encode(sender, seq, sec, int(round((t - sec) * 1e9)), (x, y, 0.3, 8.0),
+                     np.arange(32) % 32, np.linspace(-1, 1, h_dim), 2,
+                     np.array([[x + 1, y], [x + 2, y]]), 3.0, 20.0, wc.H_FP16, 10)
+
+
+def _signed(keys, wire, signer_id=None):
+    out, _ = keys
+    signer = Signer.load(signer_id or wire.sender_id, out / f'{signer_id or wire.sender_id}'
+                         '.key.yaml')
+    wire.signature = signer.sign(wc.signed_payload(wire))
+    return wire
+
+
+def test_keygen_writes_private_keys_readable_only_by_owner(keys):
+    out, fleet = keys
+    assert (out / 'hero0.key.yaml').stat().st_mode & 0o077 == 0
+    assert fleet.knows('hero2') and not fleet.knows('hero9')
+
+
+def test_signer_refuses_a_key_file_of_another_vehicle_or_missing_file(keys, tmp_path):
+    out, fleet = keys
+    with pytest.raises(KeyFileError):
+        Signer.load('hero0', out / 'hero1.key.yaml', fleet)
+    with pytest.raises(KeyFileError):
+        Signer.load('hero0', tmp_path / 'absent.yaml', fleet)
+    (tmp_path / 'bad.yaml').write_text('vehicles: {hero0: {public_key: abc}}')
+    with pytest.raises(KeyFileError):
+        Fleet.load(tmp_path / 'bad.yaml')
+
+
+def test_embedded_demo_fleet_signs_and_verifies(tmp_path):
+    fleet = Fleet.load(write_fleet(['a', 'b'], tmp_path, embed_private=True))
+    signer = Signer.load('a', '', fleet)
+    assert fleet.verify('a', b'payload', signer.sign(b'payload'))
+    assert not fleet.verify('b', b'payload', signer.sign(b'payload'))
+
+
+def _inbox(keys, **overrides):
+    config = InboxConfig(own_id='hero0', expected_h_dim=4, **overrides)
+    return Inbox(config, keys[1])
+
+
+def test_each_hostile_kind_is_dropped_under_its_reason(keys):
+    inbox = _inbox(keys)
+    assert inbox.receive(_signed(keys, _wire(seq=1, t=10.0)), 100, now=10.0) is None
+    unsigned = _wire(seq=2, t=10.1)
+    forged = _signed(keys, _wire(seq=3, t=10.1), signer_id='hero2')
+    forged.sender_id = 'hero1'
+    tampered = _signed(keys, _wire(seq=4, t=10.1))
+    tampered.x += 1.0
+    stranger = _wire(sender='mallory', seq=1, t=10.1)
+    stranger.signature = bytes(64)
+    nan_pose = _signed(keys, _wire(seq=5, t=10.1))
+    nan_pose.yaw = math.nan
+    nan_pose = _signed(keys, nan_pose)
+    short_z = _wire(seq=6, t=10.1)
+    short_z.z_packed = short_z.z_packed[:19]
+    wrong_h = _wire(seq=7, t=10.1, h_dim=5)
+    bad_action = _wire(seq=8, t=10.1)
+    bad_action.action = 15
+    bad_encoding = _wire(seq=9, t=10.1)
+    bad_encoding.h_encoding = 9
+    replay = _signed(keys, _wire(seq=1, t=10.0))
+    stale = _signed(keys, _wire(seq=10, t=9.0))
+    future = _signed(keys, _wire(seq=11, t=12.0))
+    jump = _signed(keys, _wire(seq=12, t=10.1, x=500.0))
+    cases = [(unsigned, DropReason.UNSIGNED), (forged, DropReason.BAD_SIGNATURE),
+             (tampered, DropReason.BAD_SIGNATURE), (stranger, DropReason.UNKNOWN_SENDER),
+             (nan_pose, DropReason.MALFORMED), (_signed(keys, short_z), DropReason.MALFORMED),
+             (_signed(keys, wrong_h), DropReason.MALFORMED),
+             (_signed(keys, bad_action), DropReason.MALFORMED),
+             (_signed(keys, bad_encoding), DropReason.MALFORMED),
+             (replay, DropReason.REPLAY), (stale, DropReason.REPLAY),
+             (future, DropReason.IMPLAUSIBLE), (jump, DropReason.IMPLAUSIBLE)]
+    for wire, reason in cases:
+        assert inbox.receive(wire, 100, now=10.1) is reason, reason
+    expected = {reason: sum(1 for _, r in cases if r is reason) for reason in DropReason}
+    assert inbox.dropped == expected
+    good = _signed(keys, _wire(seq=13, t=10.1, x=7.0))
+    assert inbox.receive(good, 123, now=10.1) is None
+    delivery = inbox.collect((0.0, 0.0), 50.0, now=10.1)
+    assert [n.sender_id for n in delivery.neighbours] == ['hero1']
+    assert delivery.neighbours[0].distance == pytest.approx(7.0)
+    assert delivery.bytes_received == 123
+    assert delivery.messages_received == len(cases) + 2
+
+
+def test_garbage_fields_never_raise(keys):
+    inbox = _inbox(keys)
+    garbage = _wire()
+    garbage.signature = b'\x01' * 64
+    garbage.sender_id = None
+    assert inbox.receive(garbage, 1, now=None) is DropReason.MALFORMED
+
+
+def test_collect_gates_by_range_and_ignores_own_messages(keys):
+    inbox = _inbox(keys)
+    assert inbox.receive(_signed(keys, _wire('hero0', seq=1)), 100, now=10.0) is None
+    inbox.receive(_signed(keys, _wire('hero1', seq=1, x=10.0)), 100, now=10.0)
+    inbox.receive(_signed(keys, _wire('hero2', seq=1, x=40.0)), 100, now=10.0)
+    delivery = inbox.collect((0.0, 0.0), 20.0, now=10.0)
+    assert [n.sender_id for n in delivery.neighbours] == ['hero1']
+    assert inbox.dropped[DropReason.OUT_OF_RANGE] == 1
+    assert delivery.messages_received == 2
+    assert inbox.collect((0.0, 0.0), math.inf, now=10.1).neighbours == []  # consumed
+
+
+def test_new_episode_with_time_going_back_resets_replay_state(keys):
+    inbox = _inbox(keys)
+    inbox.receive(_signed(keys, _wire(seq=50, t=100.0)), 100, now=100.0)
+    inbox.collect((0.0, 0.0), 50.0, now=100.0)
+    assert inbox.receive(_signed(keys, _wire(seq=0, t=0.1, x=-30.0)), 100, now=0.1) is None

@@ -1,0 +1,264 @@
+"""The comm node over real DDS in its own process, fed crafted (partly hostile) messages."""
+import math
+import os
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+from call_comm import wire_codec as wc
+from call_comm.auth import Fleet, Signer
+from call_comm.comm_node import from_msg, to_msg
+from call_comm.keygen import write_fleet
+from call_msgs.msg import CommStats, LatentMessage, LatentState, SharedInformation
+from nav_msgs.msg import Odometry
+import numpy as np
+import pytest
+import rclpy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
+
+CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'comm.yaml'
+V2V_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64,
+                     reliability=ReliabilityPolicy.BEST_EFFORT)
+H_DIM = 16
+WAIT = 10.0  # [s] upper bound of every wait; never hit when things work
+
+
+class Harness:
+    """Test-side ROS node: plays the world model, odometry and the other vehicles."""
+
+    def __init__(self, key_dir: Path) -> None:
+        self.node = rclpy.create_node('comm_test_harness')
+        self.key_dir = key_dir
+        self.fleet = Fleet.load(key_dir / 'fleet.yaml')
+        self.signers = {v: Signer.load(v, key_dir / f'{v}.key.yaml', self.fleet)
+                        for v in ('hero1', 'hero2', 'hero3')}
+        self.state_pub = self.node.create_publisher(LatentState, '/hero0/latent_state', 10)
+        self.odom_pub = self.node.create_publisher(Odometry, '/carla/hero0/odometry', 10)
+        self.v2v_pub = self.node.create_publisher(LatentMessage, '/v2v/latents', V2V_QOS)
+        self.stats, self.shared, self.own = {}, {}, []
+        self.node.create_subscription(CommStats, '/hero0/comm_stats', self._on_stats, 10)
+        self.node.create_subscription(SharedInformation, '/hero0/shared_info',
+                                      self._on_shared, 10)
+        self.node.create_subscription(LatentMessage, '/v2v/latents', self._on_v2v, V2V_QOS)
+        self.t = 100.0
+        self.seq = dict.fromkeys(self.signers, 0)
+
+    def _on_stats(self, msg):
+        self.stats[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+
+    def _on_shared(self, msg):
+        self.shared[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+
+    def _on_v2v(self, msg):
+        if msg.sender_id == 'hero0':
+            self.own.append(msg)
+
+    def spin_until(self, condition, timeout=WAIT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rclpy.spin_once(self.node, timeout_sec=0.02)
+            if condition():
+                return True
+        return False
+
+    def stamp(self):
+        sec = int(self.t)
+        return sec, int(round((self.t - sec) * 1e9))
+
+    def step(self, error=1.0):
+        """Publish one own LatentState; return (CommStats, SharedInformation) of that step."""
+        self.t = round(self.t + 0.1, 3)
+        key = self.stamp()
+        state = LatentState()
+        state.header.stamp.sec, state.header.stamp.nanosec = key
+        state.z_indices = bytes(range(32))
+        state.h = [0.5] * H_DIM
+        state.action = 3
+        state.prediction_error = error
+        state.valid = True
+        odom = Odometry()
+        odom.header.frame_id = 'map'
+        odom.pose.pose.orientation.w = 1.0
+        self.odom_pub.publish(odom)
+        self.state_pub.publish(state)
+        ok = self.spin_until(lambda: key in self.stats and key in self.shared, timeout=2.0)
+        return (self.stats.get(key), self.shared.get(key)) if ok else (None, None)
+
+    def craft(self, sender='hero1', x=10.0, y=0.0, seq=None, t=None, sign_as=None):
+        """Return a well-formed message of `sender` stamped at the coming step."""
+        if seq is None:
+            self.seq[sender] = self.seq.get(sender, 0) + 1
+            seq = self.seq[sender]
+        stamp_t = round(self.t + 0.1, 3) if t is None else t
+        sec = int(stamp_t)
+        wire = wc.encode(sender, seq, sec, int(round((stamp_t - sec) * 1e9)),
+                         (x, y, 0.5, 7.0), np.arange(32)[::-1], np.linspace(-1, 1, H_DIM),
+                         4, np.array([[x + 2.0, y + 1.0], [x + 4.0, y + 2.0]]), 12.5, 25.0,
+                         wc.H_FP16, 10)
+        signer = self.signers.get(sign_as or sender)
+        if signer is not None:
+            wire.signature = signer.sign(wc.signed_payload(wire))
+        return wire
+
+    def send(self, wire):
+        self.v2v_pub.publish(to_msg(wire))
+        rclpy.spin_once(self.node, timeout_sec=0.05)
+
+
+def _sign(harness, wire):
+    wire.signature = harness.signers[wire.sender_id].sign(wc.signed_payload(wire))
+    return wire
+
+
+@pytest.fixture(scope='module')
+def harness(tmp_path_factory):
+    key_dir = tmp_path_factory.mktemp('fleet')
+    write_fleet(['hero0', 'hero1', 'hero2', 'hero3'], key_dir)
+    cmd = [sys.executable, '-m', 'call_comm.comm_node', '--ros-args', '--params-file',
+           str(CONFIG), '-p', 'role_name:=hero0', '-p', f'fleet_key_file:={key_dir}/fleet.yaml',
+           '-p', f'private_key_file:={key_dir}/hero0.key.yaml', '-p', 'threshold_c:=10.0',
+           '-p', 'initial_range:=20.0', '-p', f'expected_h_dim:={H_DIM}']
+    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    rclpy.init()
+    h = Harness(key_dir)
+    try:
+        matched = h.spin_until(lambda: h.v2v_pub.get_subscription_count() >= 1
+                               and h.state_pub.get_subscription_count() >= 1
+                               and h.odom_pub.get_subscription_count() >= 1, timeout=20.0)
+        assert matched, 'comm node did not come up'
+        stats = None
+        for _ in range(20):  # odometry and state may race on the first steps
+            stats, _ = h.step()
+            if stats is not None:
+                break
+        assert stats is not None, 'comm node publishes no CommStats'
+        h.proc = proc
+        yield h
+    finally:
+        h.node.destroy_node()
+        rclpy.shutdown()
+        proc.kill()
+        output = proc.communicate(timeout=10)[0].decode(errors='replace')
+        print(output[-3000:])
+
+
+def _accept_good(h, sender='hero1', x=10.0, attempts=10):
+    """Send fresh good messages until one is accepted; return its step's (stats, shared)."""
+    for _ in range(attempts):
+        h.last_good = h.craft(sender, x=x)
+        h.send(h.last_good)
+        h.spin_until(lambda: False, timeout=0.15)
+        stats, shared = h.step()
+        if stats is not None and sender in list(stats.neighbours):
+            return stats, shared
+    raise AssertionError(f'no message of {sender} accepted')
+
+
+def test_gate_grows_exactly_one_step_when_error_exceeds_c(harness):
+    before, _ = harness.step(error=1.0)
+    grown, _ = harness.step(error=10.5)
+    kept, _ = harness.step(error=10.0)
+    assert grown.comm_range == pytest.approx(before.comm_range + 5.0)
+    assert grown.error_above_threshold and not kept.error_above_threshold
+    assert kept.comm_range == grown.comm_range
+    assert kept.threshold == pytest.approx(10.0)
+
+
+def test_own_message_is_signed_and_bytes_sent_is_its_serialized_size(harness):
+    stats, _ = harness.step()
+    assert harness.spin_until(lambda: harness.own, timeout=2.0)
+    own = harness.own[-1]
+    wire = from_msg(own)
+    assert harness.fleet.verify('hero0', wc.signed_payload(wire), wire.signature)
+    assert stats.bytes_sent == len(serialize_message(own)) == wc.serialized_size(wire)
+    assert len(own.z_packed) == 20 and len(own.h_data) == 2 * H_DIM
+
+
+def test_good_neighbour_is_decoded_and_bytes_received_counted(harness):
+    stats, shared = _accept_good(harness, 'hero1', x=10.0)
+    neighbour = [n for n in shared.neighbours if n.sender_id == 'hero1'][0]
+    np.testing.assert_array_equal(np.frombuffer(bytes(neighbour.z_indices), np.uint8),
+                                  np.arange(32)[::-1])
+    np.testing.assert_allclose(neighbour.h, np.linspace(-1, 1, H_DIM), atol=1e-3)
+    np.testing.assert_allclose(np.reshape(neighbour.intention_xy, (-1, 2)),
+                               [[12.0, 1.0], [14.0, 2.0]], atol=wc.WAYPOINT_RESOLUTION)
+    assert neighbour.distance == pytest.approx(10.0)
+    expected = len(serialize_message(to_msg(harness.craft('hero1', seq=0))))
+    assert stats.bytes_received == expected
+    assert stats.messages_accepted == 1
+
+
+def _counter(stats, reason):
+    return getattr(stats, f'dropped_{reason}')
+
+
+def _hostile(h, reason):
+    """Build one hostile message for `reason` (hero1 was last accepted at x = 10)."""
+    if reason == 'unsigned':
+        wire = h.craft('hero1')
+        wire.signature = b''
+    elif reason == 'bad_signature':
+        wire = h.craft('hero1', sign_as='hero2')
+    elif reason == 'unknown_sender':
+        wire = h.craft('mallory')
+        wire.signature = bytes(64)
+    elif reason == 'replay':
+        wire = h.last_good  # a captured, validly signed message sent again
+    elif reason == 'implausible':
+        wire = h.craft('hero1', x=900.0)
+    else:  # malformed variants
+        wire = h.craft('hero1')
+        kind = reason.split(':')[1]
+        if kind == 'nan':
+            wire.speed = math.nan
+        elif kind == 'z_length':
+            wire.z_packed = wire.z_packed + b'\x00'
+        elif kind == 'h_length':
+            wire.h_data = wire.h_data[:-2]
+        elif kind == 'h_encoding':
+            wire.h_encoding = 42
+        elif kind == 'action':
+            wire.action = 200
+        elif kind == 'intention':
+            wire.intention_packed = wire.intention_packed[:-1]
+        wire = _sign(h, wire)
+    return wire
+
+
+@pytest.mark.parametrize('reason', [
+    'unsigned', 'bad_signature', 'unknown_sender', 'replay', 'implausible',
+    'malformed:nan', 'malformed:z_length', 'malformed:h_length', 'malformed:h_encoding',
+    'malformed:action', 'malformed:intention'])
+def test_hostile_message_is_dropped_counted_and_good_ones_still_accepted(harness, reason):
+    base, _ = _accept_good(harness, 'hero1', x=10.0)
+    counter = reason.split(':')[0]
+    stats = None
+    for _ in range(10):
+        harness.send(_hostile(harness, reason))
+        harness.spin_until(lambda: False, timeout=0.15)
+        stats, shared = harness.step()
+        if stats is not None and _counter(stats, counter) > _counter(base, counter):
+            break
+    assert stats is not None and _counter(stats, counter) > _counter(base, counter)
+    assert 'hero1' not in list(stats.neighbours)
+    for other in ('unsigned', 'bad_signature', 'unknown_sender', 'replay', 'malformed',
+                  'implausible'):
+        if other != counter:
+            assert _counter(stats, other) == _counter(base, other), other
+    assert harness.proc.poll() is None
+    _accept_good(harness, 'hero1', x=10.5)
+
+
+def test_sender_out_of_range_is_counted_not_delivered(harness):
+    base, _ = harness.step()
+    for _ in range(10):
+        harness.send(harness.craft('hero3', x=400.0))
+        harness.spin_until(lambda: False, timeout=0.15)
+        stats, _ = harness.step()
+        if stats.dropped_out_of_range > base.dropped_out_of_range:
+            break
+    assert stats.dropped_out_of_range > base.dropped_out_of_range
+    assert 'hero3' not in list(stats.neighbours)
