@@ -13,7 +13,7 @@ setup(
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/config', glob('config/*.yaml')),
     ],
-    install_requires=['setuptools'],
+    install_requires=['setuptools'],  # runtime deps: package.xml (rosdep), requirements.txt
     extras_require={'test': ['pytest']},
     zip_safe=True,
     maintainer='CALL developers',
@@ -22,6 +22,8 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
+            'perception_node = call_perception.perception_node:main',
+            'render_bev_example = call_perception.render_example:main',
         ],
     },
 )

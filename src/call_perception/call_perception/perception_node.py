@@ -1,0 +1,275 @@
+"""
+ROS 2 node: the vehicle's BEV at the simulation rate, from CARLA-bridge topics + shared info.
+
+Only translates messages and parameters: visibility, fusion and rasterisation live in the
+ROS-free modules. One BEV is published per odometry message, stamped with its sim time.
+"""
+import array
+from dataclasses import dataclass
+import math
+from typing import List, Optional
+
+from call_msgs.msg import SharedInformation
+from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNELS
+from call_perception.colorize import colorize
+from call_perception.fusion import (fuse_shared, FusionConfig, parse_intention,
+                                    SharedNeighbour)
+from call_perception.package_config import load_section
+from call_perception.road_map import RoadMap
+from call_perception.visibility import visible
+from carla_msgs.msg import CarlaWorldInfo
+from derived_object_msgs.msg import ObjectArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry, Path
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from sensor_msgs.msg import Image
+
+LOG_THROTTLE_S = 5.0  # [s] at most one warning per kind in this period
+
+
+@dataclass
+class Box:
+    """A vehicle bounding box in the map frame (the rasteriser's duck type)."""
+
+    x: float
+    y: float
+    yaw: float
+    length: float
+    width: float
+
+
+def yaw_from_quaternion(q) -> float:
+    """Heading about +z [rad] of a geometry_msgs/Quaternion; ValueError if not a rotation."""
+    norm = math.sqrt(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w)
+    if not math.isfinite(norm) or norm < 1e-6:
+        raise ValueError('orientation is not a unit quaternion')
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+def box_from_object(obj) -> Box:
+    """derived_object_msgs/Object -> Box (shape.dimensions: x = length, y = width)."""
+    dims = obj.shape.dimensions
+    if len(dims) < 2:
+        raise ValueError('object has no box dimensions')
+    p = obj.pose.position
+    box = Box(float(p.x), float(p.y), yaw_from_quaternion(obj.pose.orientation),
+              float(dims[0]), float(dims[1]))
+    if not all(math.isfinite(v) for v in (box.x, box.y, box.length, box.width)):
+        raise ValueError('object pose or size is not finite')
+    if box.length <= 0.0 or box.width <= 0.0:
+        raise ValueError('object size must be positive')
+    return box
+
+
+def path_points(msg: Path) -> np.ndarray:
+    """nav_msgs/Path -> (M, 2) map-frame points; ValueError on non-finite points."""
+    points = np.array([(p.pose.position.x, p.pose.position.y) for p in msg.poses],
+                      dtype=np.float64).reshape(-1, 2)
+    if not np.all(np.isfinite(points)):
+        raise ValueError('path holds non-finite points')
+    return points
+
+
+def stamp_seconds(stamp) -> float:
+    """builtin_interfaces/Time -> seconds."""
+    return Time.from_msg(stamp).nanoseconds * 1e-9
+
+
+class PerceptionNode(Node):
+    """Subscribes to one vehicle's odometry, objects, map, route/plan and shared info."""
+
+    def __init__(self):
+        """Declare parameters (defaults from config/perception.yaml) and wire the topics."""
+        super().__init__('perception')
+        defaults = load_section('perception.yaml')['/**']['ros__parameters']
+        for name, value in defaults.items():
+            if name != 'use_sim_time':
+                self.declare_parameter(name, value)
+        param = self.get_parameter
+        self.role = param('role_name').value
+        self.sensor_range = float(param('sensor_range').value)
+        self.occlusion = bool(param('occlusion').value)
+        self.full_observation = bool(param('full_observation').value)
+        self.ego_size = (float(param('ego_length').value), float(param('ego_width').value))
+        self.shared_max_age = float(param('shared_max_age').value)
+        self.diagnostics_period = max(1, int(param('diagnostics_period').value))
+        if not self.role or not (self.sensor_range > 0.0) or min(self.ego_size) <= 0.0:
+            raise ValueError(f'bad perception parameters: role={self.role!r} '
+                             f'sensor_range={self.sensor_range} ego_size={self.ego_size}')
+        self.bev_config = BevConfig.from_yaml(param('bev_config').value or None)
+        self.fusion_config = FusionConfig.from_yaml(param('fusion_config').value or None)
+        self.rasterizer = BevRasterizer(self.bev_config, RoadMap.empty())
+        self.map_name: Optional[str] = None
+        self.objects: List[Box] = []
+        self.route = np.zeros((0, 2))
+        self.plan = np.zeros((0, 2))
+        self.shared: Optional[SharedInformation] = None
+        self.counts = {'published': 0, 'malformed_odometry': 0, 'malformed_objects': 0,
+                       'malformed_paths': 0, 'malformed_shared': 0, 'malformed_map': 0,
+                       'stale_shared': 0}
+        self.last_seen = 0
+        self.last_shared_only = 0
+
+        role = self.role
+        self.bev_pub = self.create_publisher(Image, f'/{role}/bev', 10)
+        self.color_pub = self.create_publisher(Image, f'/{role}/bev_color', 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(CarlaWorldInfo, '/carla/world_info', self.on_world_info, latched)
+        self.create_subscription(ObjectArray, f'/carla/{role}/objects', self.on_objects, 10)
+        self.create_subscription(Path, f'/carla/{role}/waypoints', self.on_route, 10)
+        self.create_subscription(Path, f'/{role}/plan', self.on_plan, 10)
+        self.create_subscription(SharedInformation, f'/{role}/shared_info', self.on_shared, 10)
+        self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry, 10)
+        self.get_logger().info(
+            f'BEV {self.bev_config.size}px @ {self.bev_config.metres_per_pixel} m/px for '
+            f'{role}: sensor_range={self.sensor_range} m occlusion={self.occlusion} '
+            f'full_observation={self.full_observation}; no road layer until /carla/world_info')
+
+    def _drop(self, kind: str, reason: str) -> None:
+        self.counts[kind] += 1
+        self.get_logger().warning(f'dropped {kind.replace("malformed_", "")}: {reason} '
+                                  f'({self.counts[kind]} so far)',
+                                  throttle_duration_sec=LOG_THROTTLE_S)
+
+    def on_world_info(self, msg: CarlaWorldInfo) -> None:
+        """Build the road map from the OpenDRIVE text (once per map)."""
+        if msg.map_name == self.map_name and self.map_name is not None:
+            return
+        try:
+            road = RoadMap.from_opendrive(msg.opendrive)
+        except Exception as error:  # a broken map must not take the vehicle down
+            self._drop('malformed_map', f'{msg.map_name!r}: {type(error).__name__}: {error}')
+            return
+        self.rasterizer = BevRasterizer(self.bev_config, road)
+        self.map_name = msg.map_name
+        self.get_logger().info(f'road map {msg.map_name!r}: {len(road.lanes)} lanes')
+
+    def on_objects(self, msg: ObjectArray) -> None:
+        """Keep the latest other actors; drop malformed ones individually."""
+        boxes = []
+        for obj in msg.objects:
+            try:
+                boxes.append(box_from_object(obj))
+            except ValueError as error:
+                self._drop('malformed_objects', f'object {obj.id}: {error}')
+        self.objects = boxes
+
+    def on_route(self, msg: Path) -> None:
+        """Route from the planning module (carla_waypoint_publisher contract)."""
+        try:
+            self.route = path_points(msg)
+        except ValueError as error:
+            self._drop('malformed_paths', f'route: {error}')
+
+    def on_plan(self, msg: Path) -> None:
+        """Ego planned waypoints (the intention); preferred over the route when non-empty."""
+        try:
+            self.plan = path_points(msg)
+        except ValueError as error:
+            self._drop('malformed_paths', f'plan: {error}')
+
+    def on_shared(self, msg: SharedInformation) -> None:
+        """Latest accepted shared information from call_comm."""
+        self.shared = msg
+
+    def _neighbours(self, now: float) -> List[SharedNeighbour]:
+        msg = self.shared
+        if msg is None:
+            return []
+        if now - stamp_seconds(msg.header.stamp) > self.shared_max_age:
+            self.counts['stale_shared'] += 1
+            return []
+        length, width = self.fusion_config.default_length, self.fusion_config.default_width
+        out = []
+        for n in msg.neighbours:
+            try:
+                if not all(math.isfinite(v) for v in (n.x, n.y, n.yaw)):
+                    raise ValueError('pose is not finite')
+                out.append(SharedNeighbour(n.sender_id, float(n.x), float(n.y), float(n.yaw),
+                                           parse_intention(n.intention_xy), length, width))
+            except ValueError as error:
+                self._drop('malformed_shared', f'neighbour {n.sender_id!r}: {error}')
+        return out
+
+    def on_odometry(self, msg: Odometry) -> None:
+        """One simulation step: render and publish the BEV stamped with the odometry's time."""
+        p = msg.pose.pose.position
+        try:
+            ego = Box(float(p.x), float(p.y), yaw_from_quaternion(msg.pose.pose.orientation),
+                      *self.ego_size)
+            if not (math.isfinite(ego.x) and math.isfinite(ego.y)):
+                raise ValueError('position is not finite')
+        except ValueError as error:
+            self._drop('malformed_odometry', str(error))
+            return
+        now = stamp_seconds(msg.header.stamp)
+        others = self.objects
+        mask = visible(ego, others, self.sensor_range, self.occlusion, self.full_observation)
+        seen = [b for b, v in zip(others, mask) if v]
+        layer = fuse_shared(self._neighbours(now), seen, ego, self.fusion_config)
+        waypoints = self.plan if len(self.plan) >= 2 else self.route
+        bev = self.rasterizer.render(ego, seen, layer.vehicles, waypoints, layer.waypoints)
+        self.bev_pub.publish(self._image(msg.header.stamp, bev.transpose(1, 2, 0),
+                                         f'8UC{len(CHANNELS)}'))
+        self.color_pub.publish(self._image(msg.header.stamp, colorize(bev), 'rgb8'))
+        self.counts['published'] += 1
+        self.last_seen, self.last_shared_only = len(seen), len(layer.vehicles)
+        if self.counts['published'] % self.diagnostics_period == 1 % self.diagnostics_period:
+            self._publish_diagnostics(msg.header.stamp)
+
+    def _image(self, stamp, pixels: np.ndarray, encoding: str) -> Image:
+        """(H, W, C) uint8 -> sensor_msgs/Image with interleaved channels."""
+        image = Image()
+        image.header.stamp = stamp
+        image.header.frame_id = f'{self.role}/bev'
+        image.height, image.width = pixels.shape[0], pixels.shape[1]
+        image.encoding = encoding
+        image.is_bigendian = 0
+        image.step = pixels.shape[1] * pixels.shape[2]
+        image.data = array.array('B', np.ascontiguousarray(pixels).tobytes())
+        return image
+
+    def _publish_diagnostics(self, stamp) -> None:
+        problems = sum(v for k, v in self.counts.items() if k.startswith('malformed'))
+        status = DiagnosticStatus()
+        status.name = f'call_perception: {self.role}'
+        status.hardware_id = self.role
+        if self.map_name is None:
+            status.level, status.message = DiagnosticStatus.WARN, 'no road map yet'
+        elif problems:
+            status.level, status.message = DiagnosticStatus.WARN, 'malformed inputs dropped'
+        else:
+            status.level, status.message = DiagnosticStatus.OK, 'ok'
+        values = dict(self.counts, map=self.map_name or '', seen=self.last_seen,
+                      shared_only=self.last_shared_only, objects=len(self.objects))
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        array_msg = DiagnosticArray()
+        array_msg.header.stamp = stamp
+        array_msg.status = [status]
+        self.diag_pub.publish(array_msg)
+
+
+def main(args=None) -> None:
+    """Run the perception node until shutdown."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = PerceptionNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()
