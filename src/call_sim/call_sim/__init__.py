@@ -1,0 +1,1 @@
+"""CALL embedded multi-vehicle simulator (SUMO) speaking the CARLA ROS bridge contract."""

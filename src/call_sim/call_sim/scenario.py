@@ -1,0 +1,49 @@
+"""
+Scenario files: which map, how many CALL/background vehicles, seed, K, speeds, ...
+
+A scenario is config/sim.yaml (all defaults) overridden by a scenario YAML or dict.
+"""
+from pathlib import Path
+from typing import Any, Mapping
+
+from call_sim.config import config_dir, load_yaml, merge
+
+MAX_BACKGROUND = 250
+
+
+def load_scenario(path_or_dict: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """Resolve a scenario (dict, YAML path or name in config/scenarios) and validate it."""
+    if isinstance(path_or_dict, Mapping):
+        overrides = dict(path_or_dict)
+    else:
+        path = Path(path_or_dict)
+        if not path.is_file():
+            named = config_dir() / 'scenarios' / f'{path_or_dict}.yaml'
+            if not named.is_file():
+                known = sorted(p.stem for p in named.parent.glob('*.yaml'))
+                raise FileNotFoundError(f'scenario {path_or_dict!r} is neither a file nor one '
+                                        f'of {known}')
+            path = named
+        overrides = load_yaml(path)
+    scenario = merge(load_yaml(config_dir() / 'sim.yaml'), overrides)
+    _validate(scenario)
+    return scenario
+
+
+def _validate(s: Mapping[str, Any]) -> None:
+    checks = [
+        (int(s['num_controlled']) >= 1, 'num_controlled must be >= 1'),
+        (0 <= int(s['num_background']) <= MAX_BACKGROUND,
+         f'num_background must be in [0, {MAX_BACKGROUND}]'),
+        (int(s['K']) >= 1, 'K (re-planning period in steps) must be >= 1'),
+        (int(s['episode_steps']) >= 1, 'episode_steps must be >= 1'),
+        (float(s['dt']) > 0.0, 'dt must be positive'),
+        (float(s['route']['length']) > 0.0, 'route.length must be positive'),
+        (float(s['route']['spacing']) > 0.0, 'route.spacing must be positive'),
+        (len(s['speeds']['controlled_initial']) == 2
+         and 0.0 <= s['speeds']['controlled_initial'][0] <= s['speeds']['controlled_initial'][1],
+         'speeds.controlled_initial must be [low, high] with 0 <= low <= high'),
+    ]
+    for ok, reason in checks:
+        if not ok:
+            raise ValueError(f'invalid scenario: {reason}')

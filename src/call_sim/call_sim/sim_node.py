@@ -1,0 +1,299 @@
+"""
+ROS 2 wrapper of MultiVehicleEnv speaking the CARLA ROS bridge contract (see DEVELOPERS.md).
+
+Per CALL vehicle R: publishes /carla/R/odometry, /carla/R/vehicle_status, /carla/R/objects,
+/carla/R/waypoints, /carla/R/vehicle_info (once); subscribes /carla/R/vehicle_control_cmd.
+Global: /carla/world_info (transient local, OpenDRIVE map), /carla/status, /clock,
+/diagnostics (per-vehicle measures + lockstep counters); /carla/control pauses/steps.
+The node is the clock source: it runs on wall-time timers and stamps with simulation time.
+`objects_radius` > 0 limits /carla/R/objects to nearby actors (the bridge sends all of them).
+While a tick waits for commands the current step is re-published every `republish_period`
+(same stamps) so late-joining controllers get an observation; controllers should command
+once per new stamp.
+"""
+import math
+import time
+
+from builtin_interfaces.msg import Time
+from call_sim.env import MultiVehicleEnv
+from call_sim.lockstep import Lockstep
+from call_sim.types import VehicleControl, VehicleState
+from call_sim.vehicle_control import sanitize
+from carla_msgs.msg import (CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicleInfo,
+                            CarlaEgoVehicleInfoWheel, CarlaEgoVehicleStatus, CarlaStatus,
+                            CarlaWorldInfo)
+from derived_object_msgs.msg import Object, ObjectArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped, Quaternion
+from nav_msgs.msg import Odometry, Path
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from rosgraph_msgs.msg import Clock
+from shape_msgs.msg import SolidPrimitive
+
+VEHICLE_HEIGHT = 1.5
+
+
+def sim_stamp(seconds: float) -> Time:
+    """Convert simulation seconds to a builtin_interfaces/Time."""
+    nanoseconds = int(round(seconds * 1e9))
+    return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+
+
+def yaw_quaternion(yaw: float) -> Quaternion:
+    """Quaternion of a rotation by `yaw` about +z."""
+    return Quaternion(z=math.sin(0.5 * yaw), w=math.cos(0.5 * yaw))
+
+
+def control_from_msg(msg: CarlaEgoVehicleControl) -> VehicleControl:
+    """CARLA control message -> core type (validated later by `sanitize`)."""
+    return VehicleControl(throttle=float(msg.throttle), steer=float(msg.steer),
+                          brake=float(msg.brake), hand_brake=bool(msg.hand_brake),
+                          reverse=bool(msg.reverse))
+
+
+def object_msg(state: VehicleState, stamp: Time) -> Object:
+    """Describe a vehicle as a tracked, classified car (derived_object_msgs/Object, map)."""
+    obj = Object()
+    obj.header.stamp = stamp
+    obj.header.frame_id = 'map'
+    obj.id = state.actor_id
+    obj.detection_level = Object.OBJECT_TRACKED
+    obj.object_classified = True
+    obj.pose.position.x, obj.pose.position.y = state.x, state.y
+    obj.pose.orientation = yaw_quaternion(state.yaw)
+    obj.twist.linear.x = state.speed * math.cos(state.yaw)
+    obj.twist.linear.y = state.speed * math.sin(state.yaw)
+    obj.accel.linear.x = state.accel * math.cos(state.yaw)
+    obj.accel.linear.y = state.accel * math.sin(state.yaw)
+    obj.shape.type = SolidPrimitive.BOX
+    obj.shape.dimensions = [state.length, state.width, VEHICLE_HEIGHT]
+    obj.classification = Object.CLASSIFICATION_CAR
+    obj.classification_certainty = 255
+    return obj
+
+
+class SimNode(Node):
+    """Steps the embedded simulator in lockstep with the CALL vehicles' commands."""
+
+    def __init__(self) -> None:
+        super().__init__('carla_sim')
+        self.declare_parameter('scenario', 'four_lane_demo')
+        self.declare_parameter('lockstep_timeout', 1.0)
+        self.declare_parameter('max_ticks', 0)
+        self.declare_parameter('publish_period', 0.01)
+        self.declare_parameter('republish_period', 0.5)
+        self.declare_parameter('objects_radius', 0.0)
+        scenario = self.get_parameter('scenario').value
+        self.max_ticks = int(self.get_parameter('max_ticks').value)
+        self.republish_period = float(self.get_parameter('republish_period').value)
+        self.objects_radius = float(self.get_parameter('objects_radius').value)
+        self.env = MultiVehicleEnv.from_scenario(scenario)
+        _, self.infos = self.env.reset()
+        self.lockstep = Lockstep(list(self.env.agents),
+                                 float(self.get_parameter('lockstep_timeout').value))
+        self.commands: dict[str, VehicleControl] = {}
+        self.applied: dict[str, VehicleControl] = {}
+        self.bad_commands = {'rejected': 0, 'clamped': 0}
+        self.rewards: dict[str, float] = {}
+        self.paused = False
+        self.step_once = False
+        self.finished = False
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.clock_pub = self.create_publisher(Clock, '/clock', 10)
+        self.status_pub = self.create_publisher(CarlaStatus, '/carla/status', 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        world_pub = self.create_publisher(CarlaWorldInfo, '/carla/world_info', latched)
+        world_pub.publish(CarlaWorldInfo(map_name=self.env.road.name,
+                                         opendrive=self.env.opendrive()))
+        self.world_pub = world_pub
+        self.create_subscription(CarlaControl, '/carla/control', self.on_carla_control, 10)
+        self.pubs = {}
+        for role in self.env.possible_agents:
+            prefix = f'/carla/{role}'
+            self.pubs[role] = {
+                'odometry': self.create_publisher(Odometry, f'{prefix}/odometry', 10),
+                'status': self.create_publisher(CarlaEgoVehicleStatus,
+                                                f'{prefix}/vehicle_status', 10),
+                'objects': self.create_publisher(ObjectArray, f'{prefix}/objects', 10),
+                'waypoints': self.create_publisher(Path, f'{prefix}/waypoints', 10),
+                'info': self.create_publisher(CarlaEgoVehicleInfo, f'{prefix}/vehicle_info',
+                                              latched),
+            }
+            self.pubs[role]['info'].publish(self.vehicle_info(role))
+            self.create_subscription(
+                CarlaEgoVehicleControl, f'{prefix}/vehicle_control_cmd',
+                lambda msg, role=role: self.on_command(role, msg), 10)
+        self.publish_world()
+        self.lockstep.open_tick(time.monotonic())
+        self.create_timer(float(self.get_parameter('publish_period').value), self.on_timer)
+        self.get_logger().info(
+            f'scenario {scenario!r}: map {self.env.road.name}, CALL vehicles {self.env.agents}, '
+            f'{len(self.env.states) - len(self.env.agents)} background; lockstep timeout '
+            f'{self.lockstep.timeout} s')
+
+    def vehicle_info(self, role: str) -> CarlaEgoVehicleInfo:
+        """Describe the vehicle as the bridge does (wheel steer limits in radians)."""
+        info = CarlaEgoVehicleInfo(type='vehicle.call.kinematic_bicycle', rolename=role)
+        info.id = self.env.possible_agents.index(role) + 1
+        for front in (True, True, False, False):
+            info.wheels.append(CarlaEgoVehicleInfoWheel(
+                max_steer_angle=float(self.env.bicycle.max_steer_angle if front else 0.0)))
+        return info
+
+    def on_command(self, role: str, msg: CarlaEgoVehicleControl) -> None:
+        """Validate and store a command; it counts for the open tick."""
+        clean, reasons = sanitize(control_from_msg(msg))
+        if clean is None:
+            self.bad_commands['rejected'] += 1
+            self.get_logger().warning(f'{role}: command {reasons[0]}; keeping the last one')
+        else:
+            if reasons:
+                self.bad_commands['clamped'] += 1
+                self.get_logger().warning(f'{role}: command {"; ".join(reasons)}')
+            self.commands[role] = clean
+        self.lockstep.command(role)
+
+    def on_carla_control(self, msg: CarlaControl) -> None:
+        """PLAY / PAUSE / STEP_ONCE as the bridge's /carla/control."""
+        if msg.command == CarlaControl.PAUSE:
+            self.paused = True
+        elif msg.command == CarlaControl.PLAY:
+            self.paused = False
+        elif msg.command == CarlaControl.STEP_ONCE:
+            self.step_once = True
+
+    def on_timer(self) -> None:
+        """Step when the lockstep tick is due (never blocks)."""
+        if self.finished:
+            return
+        if self.paused and not self.step_once:
+            self.lockstep.open_tick(time.monotonic())
+            return
+        now = time.monotonic()
+        if not self.lockstep.due(now):
+            if now - self.published_at >= self.republish_period:
+                self.publish_world()  # same step again, for late-joining controllers
+            return
+        self.step_once = False
+        if self.lockstep.last_missing:
+            self.get_logger().warning(
+                f'missed tick {self.env.step_count + 1}: no command from '
+                f'{self.lockstep.last_missing} within {self.lockstep.timeout} s')
+        actions = {role: self.commands.pop(role) for role in list(self.commands)
+                   if role in self.env.agents}
+        self.applied.update(actions)
+        _, self.rewards, _, _, self.infos = self.env.step(actions)
+        self.publish_world()
+        self.lockstep.open_tick(time.monotonic(), list(self.env.agents))
+        if not self.env.agents or (self.max_ticks and self.env.step_count >= self.max_ticks):
+            self.finished = True
+            self.get_logger().info(f'finished after {self.env.step_count} ticks '
+                                   f'({self.lockstep.missed_ticks} missed)')
+
+    def publish_world(self) -> None:
+        """Publish /clock, status, per-vehicle topics and diagnostics of the current step."""
+        self.published_at = time.monotonic()
+        stamp = sim_stamp(self.env.time)
+        self.clock_pub.publish(Clock(clock=stamp))
+        self.status_pub.publish(CarlaStatus(frame=self.env.step_count,
+                                            fixed_delta_seconds=self.env.dt,
+                                            synchronous_mode=True,
+                                            synchronous_mode_running=not self.paused))
+        states = self.env.vehicle_states()
+        objects = [object_msg(s, stamp) for s in states]
+        for role in self.env.agents:
+            obs = self.env.observe(role)
+            radius_sq = self.objects_radius ** 2 if self.objects_radius > 0.0 else math.inf
+            ego = obs.ego
+            self.publish_vehicle(role, obs, stamp, [
+                o for o, s in zip(objects, states) if s.actor_id != ego.actor_id
+                and (s.x - ego.x) ** 2 + (s.y - ego.y) ** 2 <= radius_sq])
+        self.diag_pub.publish(self.diagnostics(stamp))
+
+    def publish_vehicle(self, role, obs, stamp: Time, others: list[Object]) -> None:
+        """Odometry, vehicle status, objects and waypoints of one CALL vehicle."""
+        ego, pubs = obs.ego, self.pubs[role]
+        odom = Odometry()
+        odom.header.stamp, odom.header.frame_id, odom.child_frame_id = stamp, 'map', role
+        odom.pose.pose.position.x, odom.pose.pose.position.y = ego.x, ego.y
+        odom.pose.pose.orientation = yaw_quaternion(ego.yaw)
+        odom.twist.twist.linear.x = ego.speed
+        pubs['odometry'].publish(odom)
+        status = CarlaEgoVehicleStatus(velocity=float(ego.speed),
+                                       orientation=yaw_quaternion(ego.yaw))
+        status.header.stamp, status.header.frame_id = stamp, 'map'
+        status.acceleration.linear.x = float(ego.accel)
+        applied = self.applied.get(role, VehicleControl())
+        status.control = CarlaEgoVehicleControl(throttle=applied.throttle, steer=applied.steer,
+                                                brake=applied.brake,
+                                                hand_brake=applied.hand_brake)
+        pubs['status'].publish(status)
+        array = ObjectArray(objects=others)
+        array.header.stamp, array.header.frame_id = stamp, 'map'
+        pubs['objects'].publish(array)
+        path = Path()
+        path.header.stamp, path.header.frame_id = stamp, 'map'
+        for x, y in obs.route:
+            pose = PoseStamped()
+            pose.header = path.header
+            pose.pose.position.x, pose.pose.position.y = float(x), float(y)
+            pose.pose.orientation.w = 1.0
+            path.poses.append(pose)
+        pubs['waypoints'].publish(path)
+
+    def diagnostics(self, stamp: Time) -> DiagnosticArray:
+        """Per-step measures per vehicle plus global lockstep and command counters."""
+        def kv(key, value):
+            return KeyValue(key=key, value=str(value))
+        array = DiagnosticArray()
+        array.header.stamp = stamp
+        array.status.append(DiagnosticStatus(
+            level=DiagnosticStatus.WARN if self.lockstep.last_missing else DiagnosticStatus.OK,
+            name='call_sim: lockstep', hardware_id='call_sim', message='running',
+            values=[kv('step', self.env.step_count), kv('time', f'{self.env.time:.1f}'),
+                    kv('missed_ticks', self.lockstep.missed_ticks),
+                    kv('last_missing', ','.join(self.lockstep.last_missing)),
+                    kv('rejected_commands', self.bad_commands['rejected']),
+                    kv('clamped_commands', self.bad_commands['clamped']),
+                    kv('vehicles', len(self.env.states)),
+                    kv('active_agents', ','.join(self.env.agents))]))
+        for role, info in self.infos.items():
+            level = DiagnosticStatus.ERROR if info['collision'] or info['off_road'] else \
+                DiagnosticStatus.OK
+            array.status.append(DiagnosticStatus(
+                level=level, name=f'call_sim: {role}', hardware_id=role, message='measures',
+                values=[kv('ttc', f'{info["ttc"]:.3f}'), kv('collision', info['collision']),
+                        kv('off_road', info['off_road']), kv('jerk', f'{info["jerk"]:.3f}'),
+                        kv('reached', info['reached']), kv('speed', f'{info["speed"]:.3f}'),
+                        kv('progress', f'{info["progress"]:.1f}'),
+                        kv('reward', f'{self.rewards.get(role, 0.0):.4f}')]))
+        return array
+
+    def close(self) -> None:
+        """Release SUMO."""
+        self.env.close()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run until max_ticks, Ctrl-C or external shutdown."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimNode()
+        while rclpy.ok() and not node.finished:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,74 @@
+"""
+Kinematic bicycle model (reference point = bounding-box centre), shared by sim and planner.
+
+With slip angle beta = atan(l_r / L * tan(delta)) and l_r = L / 2:
+    x' = v cos(yaw + beta),  y' = v sin(yaw + beta),  yaw' = v / l_r * sin(beta),  v' = a
+integrated over one step with the mean speed and the mid-step yaw. The wheel angle is
+delta = steer * max_steer_angle, where steer is the normalised CARLA command in [-1, 1].
+Works element-wise on NumPy arrays so the planner can roll out many action sequences at once.
+"""
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BicycleState:
+    """Pose and speed of one vehicle (map frame, centre of the bounding box)."""
+
+    x: float
+    y: float
+    yaw: float
+    speed: float
+
+
+@dataclass(frozen=True)
+class BicycleModel:
+    """Kinematic bicycle; every number comes from config/vehicle.yaml."""
+
+    wheelbase: float = 2.9
+    max_steer_angle: float = 0.5
+    max_speed: float = 20.0
+    dt: float = 0.1
+
+    def __post_init__(self) -> None:
+        if min(self.wheelbase, self.max_steer_angle, self.max_speed, self.dt) <= 0.0:
+            raise ValueError(f'bicycle model parameters must be positive: {self}')
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> 'BicycleModel':
+        """Build from a mapping holding (a subset of) the field names."""
+        return cls(**{k: float(config[k]) for k in
+                      ('wheelbase', 'max_steer_angle', 'max_speed', 'dt') if k in config})
+
+    def wheel_angle(self, steer):
+        """Front wheel angle (rad) of a normalised steer command."""
+        return np.clip(steer, -1.0, 1.0) * self.max_steer_angle
+
+    def step_arrays(self, x, y, yaw, speed, accel, steer):
+        """Advance one step; all arguments broadcast as NumPy arrays (or floats)."""
+        new_speed = np.clip(speed + accel * self.dt, 0.0, self.max_speed)
+        mean_speed = 0.5 * (speed + new_speed)
+        beta = np.arctan(0.5 * np.tan(self.wheel_angle(steer)))
+        yaw_rate = mean_speed / (0.5 * self.wheelbase) * np.sin(beta)
+        heading = yaw + 0.5 * yaw_rate * self.dt + beta
+        new_x = x + mean_speed * np.cos(heading) * self.dt
+        new_y = y + mean_speed * np.sin(heading) * self.dt
+        new_yaw = np.arctan2(np.sin(yaw + yaw_rate * self.dt), np.cos(yaw + yaw_rate * self.dt))
+        return new_x, new_y, new_yaw, new_speed
+
+    def step(self, state: BicycleState, accel: float, steer: float) -> BicycleState:
+        """Advance one vehicle by one step."""
+        x, y, yaw, speed = self.step_arrays(state.x, state.y, state.yaw, state.speed,
+                                            accel, steer)
+        return BicycleState(float(x), float(y), float(yaw), float(speed))
+
+    def rollout(self, state: BicycleState,
+                actions: Sequence[tuple[float, float]]) -> np.ndarray:
+        """Integrate (accel, steer) pairs; returns (K, 4) rows of x, y, yaw, speed."""
+        rows = np.empty((len(actions), 4))
+        for k, (accel, steer) in enumerate(actions):
+            state = self.step(state, accel, steer)
+            rows[k] = (state.x, state.y, state.yaw, state.speed)
+        return rows
