@@ -1,0 +1,1 @@
+"""CALL planner: world-model look-ahead (paper eq. 3), safety fallback, CARLA control."""

@@ -1,0 +1,325 @@
+"""
+ROS 2 node: plan from each LatentState, command the vehicle, publish plan and diagnostics.
+
+Only translates messages and parameters; the planning lives in `lookahead` / `replanning`,
+the fallback in `safety`, the control mapping in `control_output`, the waypoints in
+`intention`.
+"""
+import dataclasses
+import math
+import time
+from typing import Optional
+
+from call_msgs.msg import Action, LatentState, SharedInformation
+from call_planner.control_output import command_for_action, stop_command
+from call_planner.intention import intention_waypoints
+from call_planner.model_state import imagination_kwargs, state_from_latent
+from call_planner.replanning import LookaheadConfig, ReplanningPolicy
+from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
+from call_sim.actions import ActionSet
+from call_sim.vehicle_control import ControlModel
+from call_sim.vehicle_model import BicycleModel
+from call_world_model import checkpoint
+from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point, PoseStamped
+from nav_msgs.msg import Odometry, Path
+import numpy as np
+import rclpy
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+import torch
+from visualization_msgs.msg import Marker, MarkerArray
+
+LATENT = 'latent_state'
+ODOMETRY = 'odometry'
+
+
+def _stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def _yaw_from_quaternion(q) -> float:
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+class PlannerNode(Node):
+    """One vehicle's planner: /<role>/latent_state -> /carla/<role>/vehicle_control_cmd."""
+
+    def __init__(self):
+        """Read parameters, load the checkpoint, create topics and the watchdog timer."""
+        super().__init__('planner')
+        # stamps must match the simulator's ticks: the planner always runs on /clock time
+        self.set_parameters([Parameter('use_sim_time', value=True)])
+        actions, lookahead, safety = ActionSet(), LookaheadConfig(), SafetyConfig()
+        params = {
+            'role_name': 'hero0', 'checkpoint': '', 'horizon': lookahead.horizon,
+            'gamma': lookahead.gamma, 'replan_every': lookahead.replan_every,
+            'sample_actor': lookahead.sample_actor, 'sample_latent': False, 'seed': 0,
+            'threads': 1,
+            'deadline_sim': safety.deadline_sim, 'deadline_wall': safety.deadline_wall,
+            'comfortable_decel': safety.comfortable_decel, 'watchdog_period': 0.05,
+            'accels': list(actions.accels), 'steers': list(actions.steers),
+        }
+        # vehicle and actuator models default to call_sim's (the embedded simulator's car)
+        params.update(dataclasses.asdict(BicycleModel()))
+        params.update(dataclasses.asdict(ControlModel()))
+        for name, default in params.items():
+            self.declare_parameter(name, default)
+        p = {name: self.get_parameter(name).value for name in params}
+        self.role = str(p['role_name'])
+        torch.set_num_threads(int(p['threads']))
+        if not p['checkpoint']:
+            raise ValueError('parameter checkpoint is empty: the planner needs a world model')
+        loaded = checkpoint.load(str(p['checkpoint']), load_optimizers=False)
+        if not loaded.meta.get('has_actor_critic', False):
+            raise ValueError(f'checkpoint {p["checkpoint"]!r} has no actor-critic: the '
+                             'look-ahead needs its policy and value')
+        self.world_model = loaded.world_model.eval()
+        self.actor_critic = loaded.actor_critic.eval()
+        self.cfg = loaded.cfg
+        self.actions = ActionSet.from_config({'accels': p['accels'], 'steers': p['steers']})
+        if len(self.actions) != self.cfg.num_actions:
+            raise ValueError(f'action set has {len(self.actions)} actions, the checkpoint '
+                             f'{self.cfg.num_actions}')
+        self.lookahead = LookaheadConfig(horizon=int(p['horizon']), gamma=float(p['gamma']),
+                                         replan_every=int(p['replan_every']),
+                                         sample_actor=bool(p['sample_actor']))
+        self.policy = ReplanningPolicy(self.world_model, self.actor_critic, len(self.actions),
+                                       self.lookahead,
+                                       torch.Generator().manual_seed(int(p['seed'])))
+        self.safety = SafetyConfig(deadline_sim=float(p['deadline_sim']),
+                                   deadline_wall=float(p['deadline_wall']),
+                                   comfortable_decel=float(p['comfortable_decel']))
+        self.control_model = ControlModel.from_config(
+            {k: p[k] for k in dataclasses.asdict(ControlModel())})
+        self.bicycle = BicycleModel.from_config(p)
+        self.imagine_kwargs = imagination_kwargs(self.world_model, bool(p['sample_latent']))
+        self.watchdog = InputWatchdog([LATENT, ODOMETRY], self.safety, time.monotonic())
+
+        self.pose: Optional[tuple[float, float, float]] = None
+        self.speed = 0.0
+        self.status_speed: Optional[float] = None
+        self.shared: Optional[SharedInformation] = None
+        self.waypoints = np.zeros((0, 2))
+        self.stop_reason = ''
+        self.counts = {'ticks': 0, 'stops': 0, 'dropped': 0, 'plan_errors': 0}
+
+        role = self.role
+        self.control_pub = self.create_publisher(
+            CarlaEgoVehicleControl, f'/carla/{role}/vehicle_control_cmd', 10)
+        self.action_pub = self.create_publisher(Action, f'/{role}/action', 10)
+        self.plan_pub = self.create_publisher(Path, f'/{role}/plan', 10)
+        self.marker_pub = self.create_publisher(MarkerArray, f'/{role}/plan_markers', 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_subscription(LatentState, f'/{role}/latent_state', self.on_latent, 10)
+        self.create_subscription(SharedInformation, f'/{role}/shared_info', self.on_shared, 10)
+        self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry, 10)
+        self.create_subscription(CarlaEgoVehicleStatus, f'/carla/{role}/vehicle_status',
+                                 self.on_status, 10)
+        # steady clock: the watchdog must fire even when /clock has stopped
+        self.create_timer(float(p['watchdog_period']), self.on_watchdog,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    # -- inputs -------------------------------------------------------------------------
+    def _sim_now(self) -> Optional[float]:
+        now = self.get_clock().now().nanoseconds * 1e-9
+        return now if now > 0.0 else None
+
+    def on_odometry(self, msg: Odometry) -> None:
+        """Keep the pose and speed used by the control mapping and the waypoints."""
+        pose, twist = msg.pose.pose, msg.twist.twist
+        values = (pose.position.x, pose.position.y, twist.linear.x, twist.linear.y)
+        if not all(math.isfinite(v) for v in values):
+            self.counts['dropped'] += 1
+            return
+        self.pose = (pose.position.x, pose.position.y, _yaw_from_quaternion(pose.orientation))
+        self.speed = math.hypot(twist.linear.x, twist.linear.y)
+        self.watchdog.feed(ODOMETRY, _stamp_seconds(msg.header.stamp), time.monotonic())
+
+    def on_status(self, msg: CarlaEgoVehicleStatus) -> None:
+        """Prefer the bridge's speed when vehicle_status is published."""
+        if math.isfinite(msg.velocity):
+            self.status_speed = abs(float(msg.velocity))
+        else:
+            self.counts['dropped'] += 1
+
+    def on_shared(self, msg: SharedInformation) -> None:
+        """Keep the latest accepted shared information (markers show their intentions)."""
+        self.shared = msg
+
+    def on_latent(self, msg: LatentState) -> None:
+        """Plan one step from the world model's state and command the vehicle."""
+        self.counts['ticks'] += 1
+        self.watchdog.feed(LATENT, _stamp_seconds(msg.header.stamp), time.monotonic())
+        z = np.frombuffer(bytes(msg.z_indices), dtype=np.uint8)
+        h = np.asarray(msg.h, dtype=np.float32)
+        fault = model_state_fault(msg.valid, z, h, self.cfg.stoch, self.cfg.classes,
+                                  self.cfg.deter)
+        if fault is None and self.pose is None:
+            fault = 'no odometry received yet'
+        if fault is None:
+            stale = self.watchdog.stale_reasons(self._sim_now(), time.monotonic())
+            fault = '; '.join(stale) if stale else None
+        if fault is not None:
+            if msg.valid:
+                self.counts['dropped'] += 1
+            self.command_stop(fault, msg.header.stamp)
+            return
+        start = time.perf_counter()
+        try:
+            decision = self.policy.step(
+                state_from_latent(z, h, self.cfg.stoch, self.cfg.classes), self.imagine_kwargs)
+        except (FloatingPointError, RuntimeError, ValueError) as error:
+            self.counts['plan_errors'] += 1
+            self.command_stop(f'planning failed: {error}', msg.header.stamp)
+            return
+        latency_ms = (time.perf_counter() - start) * 1e3
+        speed = self.current_speed()
+        if decision.refreshed:
+            accel_steer = [self.actions.action(a) for a in decision.intention.actions]
+            self.waypoints = intention_waypoints(self.bicycle, self.pose, speed, accel_steer)
+        accel, steer = self.actions.action(decision.action)
+        command = command_for_action(accel, steer, speed, self.control_model)
+        self.stop_reason = ''
+        self.publish_control(command, msg.header.stamp)
+        self.publish_action(decision.action, accel, steer, msg.header.stamp)
+        self.publish_plan(msg.header.stamp)
+        self.publish_diagnostics(DiagnosticStatus.OK, 'planning', {
+            'latency_ms': f'{latency_ms:.3f}', 'action': str(decision.action),
+            'plan_value': f'{decision.active.value:.4f}',
+            'replanned': str(decision.replanned), 'intention_refreshed': str(decision.refreshed),
+        })
+
+    def on_watchdog(self) -> None:
+        """Command a stop while inputs are stale, even when no message arrives at all."""
+        stale = self.watchdog.stale_reasons(self._sim_now(), time.monotonic())
+        if stale:
+            self.command_stop('; '.join(stale), self.get_clock().now().to_msg())
+
+    # -- outputs ------------------------------------------------------------------------
+    def current_speed(self) -> float:
+        """Speed from vehicle_status when available, else from odometry."""
+        return self.status_speed if self.status_speed is not None else self.speed
+
+    def command_stop(self, reason: str, stamp) -> None:
+        """Stop in a controlled way (comfortable deceleration, steer 0) and report why."""
+        if not self.stop_reason:
+            self.get_logger().warning(f'controlled stop: {reason}')
+        else:
+            self.get_logger().warning(f'controlled stop: {reason}', throttle_duration_sec=2.0)
+        self.stop_reason = reason
+        self.counts['stops'] += 1
+        self.policy.reset()
+        command = stop_command(self.current_speed(), self.safety.comfortable_decel,
+                               self.control_model)
+        self.publish_control(command, stamp)
+        if self.pose is not None:
+            # the honest intention of a stopping vehicle: braking straight ahead
+            braking = [(-self.safety.comfortable_decel, 0.0)] * self.lookahead.horizon
+            self.waypoints = intention_waypoints(self.bicycle, self.pose, self.current_speed(),
+                                                 braking)
+            self.publish_plan(stamp)
+        self.publish_diagnostics(DiagnosticStatus.ERROR, f'controlled stop: {reason}',
+                                 {'stop_reason': reason})
+
+    def publish_control(self, command, stamp) -> None:
+        """Publish the mapped throttle / steer / brake as CarlaEgoVehicleControl."""
+        msg = CarlaEgoVehicleControl()
+        msg.header.stamp = stamp
+        msg.header.frame_id = self.role
+        msg.throttle = float(command.throttle)
+        msg.steer = float(command.steer)
+        msg.brake = float(command.brake)
+        msg.hand_brake = bool(command.hand_brake)
+        msg.reverse = bool(command.reverse)
+        self.control_pub.publish(msg)
+
+    def publish_action(self, index: int, accel: float, steer: float, stamp) -> None:
+        """Publish the discrete action the world model conditions its next step on."""
+        msg = Action()
+        msg.header.stamp = stamp
+        msg.index = int(index)
+        msg.accel = float(accel)
+        msg.steer = float(steer)
+        self.action_pub.publish(msg)
+
+    def publish_plan(self, stamp) -> None:
+        """Publish the kept intention as a Path (comm, perception) and markers (viewers)."""
+        path = Path()
+        path.header.stamp = stamp
+        path.header.frame_id = 'map'
+        for x, y in self.waypoints:
+            pose = PoseStamped()
+            pose.header = path.header
+            pose.pose.position.x = float(x)
+            pose.pose.position.y = float(y)
+            pose.pose.orientation.w = 1.0
+            path.poses.append(pose)
+        self.plan_pub.publish(path)
+        line = Marker()
+        line.header = path.header
+        line.ns = f'{self.role}/plan'
+        line.id = 0
+        line.type = Marker.LINE_STRIP
+        line.action = Marker.ADD
+        line.pose.orientation.w = 1.0
+        line.scale.x = 0.3
+        line.color.b, line.color.a = 1.0, 1.0
+        line.points = [Point(x=float(x), y=float(y), z=0.2) for x, y in self.waypoints]
+        markers = [line]
+        for i, neighbour in enumerate(self.shared.neighbours if self.shared else []):
+            xy = np.asarray(neighbour.intention_xy, dtype=np.float64)
+            if xy.size < 4 or xy.size % 2 or not np.all(np.isfinite(xy)):
+                continue
+            other = Marker()
+            other.header = path.header
+            other.ns = f'{self.role}/shared_intentions'
+            other.id = i
+            other.type = Marker.LINE_STRIP
+            other.action = Marker.ADD
+            other.pose.orientation.w = 1.0
+            other.scale.x = 0.2
+            other.color.r, other.color.g, other.color.a = 1.0, 1.0, 1.0
+            other.points = [Point(x=float(x), y=float(y), z=0.2) for x, y in xy.reshape(-1, 2)]
+            markers.append(other)
+        # one DELETEALL first: a neighbour that left the range loses its line
+        clear = Marker(action=Marker.DELETEALL)
+        clear.header = path.header
+        self.marker_pub.publish(MarkerArray(markers=[clear] + markers))
+
+    def publish_diagnostics(self, level: bytes, message: str, values: dict) -> None:
+        """One DiagnosticStatus for this planner, with counters."""
+        status = DiagnosticStatus()
+        status.level = level
+        status.name = f'{self.role}/planner'
+        status.hardware_id = self.role
+        status.message = message
+        merged = {**{k: str(v) for k, v in self.counts.items()}, **values}
+        status.values = [KeyValue(key=k, value=v) for k, v in merged.items()]
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status]
+        self.diag_pub.publish(array)
+
+
+def main(args=None) -> None:
+    """Run the planner until shutdown."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = PlannerNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,105 @@
+"""
+When to re-plan: the kept K-step plan and the per-step action (paper section 4).
+
+The paper fixes the planned waypoints (the intention w shared with other vehicles) for K steps
+and re-plans at t + K. It does not say whether the executed actions are also committed for K
+steps, so that is the option `replan_every`:
+
+- `replan_every == horizon` commits: the K actions of a plan are executed open loop, and the
+  plan and its waypoints are renewed every K steps (strict reading of the paper).
+- `replan_every == 1` (our default, config/planner.yaml) is receding-horizon control: a fresh
+  look-ahead every step picks the action from the newest model state, while the intention
+  (the kept plan's waypoints) still only changes every K steps, so neighbours predicting our
+  motion from it see the fixed waypoints the paper describes. It reacts to new observations
+  within one step instead of K, at the cost of one look-ahead per step.
+- values in between re-plan every `replan_every` steps and execute the newest plan's actions
+  in between.
+"""
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from call_planner.lookahead import ImaginingModel, Plan, plan, PolicyAndValue, State
+import torch
+
+
+@dataclass(frozen=True)
+class LookaheadConfig:
+    """Numbers of the look-ahead (config/planner.yaml)."""
+
+    horizon: int = 5
+    gamma: float = 0.997
+    replan_every: int = 1
+    sample_actor: bool = False
+
+    def __post_init__(self):
+        """Fail fast on numbers the planner cannot honour."""
+        if self.horizon < 1:
+            raise ValueError(f'horizon must be >= 1, got {self.horizon}')
+        if not 1 <= self.replan_every <= self.horizon:
+            raise ValueError(f'replan_every must be in [1, horizon={self.horizon}], '
+                             f'got {self.replan_every}')
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f'gamma must be in (0, 1], got {self.gamma}')
+
+
+@dataclass(frozen=True)
+class Decision:
+    """
+    One step's outcome: the action to execute and the plans behind it.
+
+    intention: the kept plan whose waypoints are the published intention; refreshed: True on
+    the step the intention was renewed (waypoints must be recomputed from the current pose);
+    replanned: True when a look-ahead ran this step.
+    """
+
+    action: int
+    active: Plan
+    intention: Plan
+    replanned: bool
+    refreshed: bool
+
+
+class ReplanningPolicy:
+    """Keeps the K-step plan and decides each step whether to run the look-ahead."""
+
+    def __init__(self, world_model: ImaginingModel, actor_critic: PolicyAndValue,
+                 num_actions: int, config: LookaheadConfig,
+                 generator: Optional[torch.Generator] = None):
+        """Bind the models; `generator` makes sampled actor rollouts reproducible."""
+        self.world_model = world_model
+        self.actor_critic = actor_critic
+        self.num_actions = num_actions
+        self.config = config
+        self.generator = generator
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the kept plans (e.g. after a safety stop or an episode reset)."""
+        self._active: Optional[Plan] = None
+        self._active_age = 0
+        self._intention: Optional[Plan] = None
+        self._intention_age = 0
+
+    def step(self, state: State, imagine_kwargs: Optional[dict[str, Any]] = None) -> Decision:
+        """
+        Choose this step's action from the batch-1 model state `state`.
+
+        `imagine_kwargs` condition the imagination (see `lookahead.plan`).
+        """
+        cfg = self.config
+        refresh = self._intention is None or self._intention_age >= cfg.horizon
+        replan = refresh or self._active is None or self._active_age >= cfg.replan_every
+        if replan:
+            self._active = plan(self.world_model, self.actor_critic, state, self.num_actions,
+                                cfg.horizon, cfg.gamma, cfg.sample_actor, self.generator,
+                                imagine_kwargs)
+            self._active_age = 0
+        if refresh:
+            self._intention = self._active
+            self._intention_age = 0
+        action = self._active.actions[self._active_age]
+        decision = Decision(action=action, active=self._active, intention=self._intention,
+                            replanned=replan, refreshed=refresh)
+        self._active_age += 1
+        self._intention_age += 1
+        return decision
