@@ -222,7 +222,7 @@ def bench_latency(args) -> None:
 
 def main() -> None:
     """Parse the sub-command and run it."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     sub = parser.add_subparsers(dest='cmd', required=True)
     b = sub.add_parser('bytes')
     b.add_argument('--steps', type=int, default=300)

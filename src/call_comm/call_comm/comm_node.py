@@ -1,10 +1,16 @@
 """
 ROS 2 node: publish the ego's signed latent, receive everyone's, gate by range, report.
 
-Topics (role R): subscribes /R/latent_state, /R/plan, /carla/R/odometry, /v2v/latents;
-publishes /v2v/latents, /R/shared_info, /R/comm_stats. Each own LatentState is one step:
-the range gate takes its prediction error, the own message goes out, and the candidates
-received since the previous step that lie inside the range become the shared information.
+Topics (role R): subscribes /R/latent_state, /R/plan, /carla/R/odometry, /v2v/latents,
+/v2v/keyframe_requests; publishes /v2v/latents, /v2v/keyframe_requests (replica mode),
+/R/shared_info, /R/comm_stats. Each own LatentState is one step: the range gate takes its
+prediction error, the own message goes out, and the candidates received since the previous
+step that lie inside the range become the shared information.
+
+`h_transport: replica` (issue 11) loads the fleet's world-model `checkpoint` and sends h only
+as keyframes; receivers rebuild it (call_comm.replica). Without a checkpoint it falls back to
+`full` (h with every message). A neighbour whose h cannot be rebuilt yet is delivered with an
+empty h (pose, z and intention still count).
 """
 import array
 import math
@@ -13,10 +19,14 @@ from typing import Optional, Tuple
 from builtin_interfaces.msg import Time
 from call_comm import wire_codec
 from call_comm.auth import Fleet, Signer
-from call_comm.inbox import DropReason, Inbox, InboxConfig
+from call_comm.inbox import DropReason, InboxConfig
+from call_comm.keyframes import (KeyframeConfig, KeyframeRequester, KeyframeRequestWire,
+                                 KeyframeSender, request_size)
 from call_comm.range_gate import RangeGate
-from call_msgs.msg import (CommStats, LatentMessage, LatentState, NeighbourLatent,
-                           SharedInformation)
+from call_comm.replica import ReplicaBank, SequenceModel
+from call_comm.replica_link import LinkReceiver, LinkSender
+from call_msgs.msg import (CommStats, KeyframeRequest, LatentMessage, LatentState,
+                           NeighbourLatent, SharedInformation)
 from nav_msgs.msg import Odometry, Path
 import numpy as np
 import rclpy
@@ -26,6 +36,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 V2V_TOPIC = '/v2v/latents'
+REQUEST_TOPIC = '/v2v/keyframe_requests'
 CONTENT_FILTER = 'x >= %0 AND x <= %1 AND y >= %2 AND y <= %3'
 
 
@@ -60,6 +71,30 @@ def from_msg(msg: LatentMessage) -> wire_codec.WireMessage:
         intention_packed=bytes(msg.intention_packed), prediction_error=msg.prediction_error,
         comm_range=msg.comm_range, frame_id=msg.header.frame_id,
         signature=bytes(msg.signature))
+
+
+def request_to_msg(req: KeyframeRequestWire) -> KeyframeRequest:
+    """Convert a KeyframeRequestWire to call_msgs/KeyframeRequest."""
+    msg = KeyframeRequest()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = req.stamp_sec, req.stamp_nanosec
+    msg.requester_id, msg.target_id = req.requester_id, req.target_id
+    msg.sequence, msg.last_sequence = req.sequence, req.last_sequence
+    msg.signature = bytes(req.signature)
+    return msg
+
+
+def request_from_msg(msg: KeyframeRequest) -> KeyframeRequestWire:
+    """Convert call_msgs/KeyframeRequest to a KeyframeRequestWire."""
+    return KeyframeRequestWire(msg.requester_id, msg.target_id, msg.sequence,
+                               msg.last_sequence, msg.header.stamp.sec,
+                               msg.header.stamp.nanosec, bytes(msg.signature))
+
+
+def load_sequence_model(path: str, num_threads: int) -> SequenceModel:
+    """Load the fleet world model's sequence step from a checkpoint (CheckpointError)."""
+    from call_world_model import checkpoint  # run-time only: no package cycle
+    loaded = checkpoint.load(path, load_optimizers=False)
+    return SequenceModel(loaded.world_model, num_threads)
 
 
 def _seconds(stamp: Time) -> float:
@@ -97,14 +132,37 @@ class CommNode(Node):
         decay = p['range_decay'] if p['range_decay'] >= 0 else None
         self.gate = RangeGate(p['initial_range'], p['range_step'], p['max_range'],
                               p['threshold_c'], decay)
-        self.inbox = Inbox(InboxConfig(
+        if p['h_transport'] not in ('full', 'replica'):
+            raise ValueError("h_transport must be 'full' or 'replica'")
+        if p['keyframe_encoding'] not in ('fp16', 'int8'):
+            raise ValueError("keyframe_encoding must be 'fp16' or 'int8'")
+        self.h_encoding = wire_codec.H_ENCODINGS[p['h_encoding']]
+        self.max_waypoints = p['max_waypoints']
+        keyframes, bank, requester = None, None, None
+        self.replica_mode = p['h_transport'] == 'replica' and bool(p['checkpoint'])
+        if p['h_transport'] == 'replica' and not p['checkpoint']:
+            self.get_logger().warning('h_transport replica needs the world-model checkpoint; '
+                                      'no checkpoint given: sending full h')
+        if self.replica_mode:
+            model = load_sequence_model(p['checkpoint'], p['num_threads'])
+            kf_cfg = KeyframeConfig(
+                period=p['keyframe_period'], drift_tolerance=p['drift_tolerance'],
+                encoding=wire_codec.H_ENCODINGS[p['keyframe_encoding']],
+                max_bytes=p['keyframe_max_bytes'],
+                min_request_interval=p['keyframe_min_request_interval'],
+                request_interval=p['keyframe_request_interval'])
+            keyframes = KeyframeSender(kf_cfg, model)
+            bank = ReplicaBank(model, p['replica_max_senders'])
+            requester = KeyframeRequester(kf_cfg.request_interval)
+        self.sender = LinkSender(self.role, self.signer, self.h_encoding, self.max_waypoints,
+                                 keyframes)
+        self.link = LinkReceiver(InboxConfig(
             own_id=self.role, max_age=p['max_age'], max_speed=p['max_speed'],
             plausibility_slack=p['plausibility_slack'],
             plausibility_memory=p['plausibility_memory'],
             expected_h_dim=p['expected_h_dim'] or None, num_actions=p['num_actions']),
-            self.fleet)
-        self.h_encoding = wire_codec.H_ENCODINGS[p['h_encoding']]
-        self.max_waypoints = p['max_waypoints']
+            self.fleet, self.signer, bank, requester, p['max_age'])
+        self.inbox = self.link.inbox
         self.sequence = 0
         self.pose: Optional[Tuple[float, float, float, float]] = None
         self.plan_xy = np.zeros((0, 2))
@@ -122,6 +180,8 @@ class CommNode(Node):
             pub_qos.lifespan = Duration(seconds=p['qos_lifespan'])
         self.v2v_pub = self.create_publisher(LatentMessage, V2V_TOPIC, pub_qos)
         self.v2v_sub = self._subscribe_v2v(sub_qos, p['content_filter'])
+        self.request_pub = self.create_publisher(KeyframeRequest, REQUEST_TOPIC, sub_qos)
+        self.create_subscription(KeyframeRequest, REQUEST_TOPIC, self._on_request, sub_qos)
         self.shared_pub = self.create_publisher(SharedInformation, f'/{self.role}/shared_info', 10)
         self.stats_pub = self.create_publisher(CommStats, f'/{self.role}/comm_stats', 10)
         self.create_subscription(LatentState, f'/{self.role}/latent_state', self._on_state, 10)
@@ -129,7 +189,8 @@ class CommNode(Node):
         self.create_subscription(Odometry, f'/carla/{self.role}/odometry', self._on_odometry, 10)
         self.get_logger().info(
             f'{self.role}: c={self.gate.threshold} range={self.gate.comm_range} m '
-            f'h={p["h_encoding"]} fleet={p["fleet_key_file"]}')
+            f'h={p["h_encoding"]} transport={"replica" if self.replica_mode else "full"} '
+            f'fleet={p["fleet_key_file"]}')
 
     def _declare_parameters(self) -> dict:
         defaults = {
@@ -138,7 +199,11 @@ class CommNode(Node):
             'max_waypoints': 10, 'fleet_key_file': '', 'private_key_file': '', 'max_age': 0.5,
             'max_speed': 40.0, 'plausibility_slack': 2.0, 'plausibility_memory': 2.0,
             'num_actions': 15, 'qos_depth': 64, 'qos_deadline': 0.2, 'qos_lifespan': 0.3,
-            'content_filter': False}
+            'content_filter': False, 'h_transport': 'full', 'checkpoint': '',
+            'num_threads': 1, 'keyframe_period': 50, 'drift_tolerance': 0.01,
+            'keyframe_encoding': 'fp16', 'keyframe_max_bytes': 1000,
+            'keyframe_min_request_interval': 5, 'keyframe_request_interval': 5,
+            'replica_max_senders': 64}
         return {name: self.declare_parameter(name, value).value
                 for name, value in defaults.items()}
 
@@ -180,7 +245,18 @@ class CommNode(Node):
         except Exception:  # noqa: B902 - hostile input is counted, never raised
             self.inbox.dropped[DropReason.MALFORMED] += 1
             return
-        self.inbox.receive(wire, size, self.latest_state_time)
+        self.link.receive(wire, size, self.latest_state_time)
+
+    def _on_request(self, msg: KeyframeRequest) -> None:
+        if self.sender.keyframes is None or msg.target_id != self.role:
+            return
+        try:
+            req = request_from_msg(msg)
+        except Exception:  # noqa: B902 - hostile input is counted, never raised
+            self.inbox.dropped[DropReason.MALFORMED] += 1
+            return
+        if self.link.accept_request(req, self.latest_state_time):
+            self.sender.keyframes.request()
 
     def _on_state(self, state: LatentState) -> None:
         if self.pose is None:
@@ -193,9 +269,14 @@ class CommNode(Node):
             self.gate.update(state.prediction_error)
         comm_range = self.gate.comm_range
         bytes_sent = self._publish_own(state, comm_range) if state.valid else 0
-        delivery = self.inbox.collect(self.pose[:2], comm_range, now)
+        delivery = self.link.collect(self.pose[:2], comm_range, now)
+        request_bytes = 0
+        for req in self.link.take_requests((state.header.stamp.sec,
+                                            state.header.stamp.nanosec)):
+            self.request_pub.publish(request_to_msg(req))
+            request_bytes += request_size(req)
         self._publish_shared(state, comm_range, delivery)
-        self._publish_stats(state, comm_range, delivery, bytes_sent)
+        self._publish_stats(state, comm_range, delivery, bytes_sent, request_bytes)
         if self.filtering:
             self.v2v_sub.set_content_filter(CONTENT_FILTER, self._filter_parameters(
                 *self.pose[:2]))
@@ -203,18 +284,16 @@ class CommNode(Node):
     # ------------------------------------------------------------------------- publishing
     def _publish_own(self, state: LatentState, comm_range: float) -> int:
         try:
-            wire = wire_codec.encode(
-                self.role, self.sequence, state.header.stamp.sec, state.header.stamp.nanosec,
+            wire = self.sender.message(
+                self.sequence, (state.header.stamp.sec, state.header.stamp.nanosec),
                 self.pose, np.frombuffer(bytes(state.z_indices), dtype=np.uint8),
                 np.asarray(state.h, dtype=np.float32), state.action, self.plan_xy,
-                _finite_f32(state.prediction_error, -1.0), comm_range, self.h_encoding,
-                self.max_waypoints)
+                _finite_f32(state.prediction_error, -1.0), comm_range)
         except wire_codec.CodecError as error:
             self.get_logger().error(f'own latent state not encodable: {error}',
                                     throttle_duration_sec=5.0)
             return 0
         self.sequence = (self.sequence + 1) & 0xFFFFFFFF
-        wire.signature = self.signer.sign(wire_codec.signed_payload(wire))
         self.v2v_pub.publish(to_msg(wire))
         return wire_codec.serialized_size(wire)
 
@@ -231,6 +310,7 @@ class CommNode(Node):
             item.x, item.y, item.yaw, item.speed = n.x, n.y, n.yaw, n.speed
             item.distance = float(n.distance)
             item.z_indices = n.z_indices.tobytes()
+            # empty h = not (yet) synchronised: the replica cannot rebuild this sender's h
             item.h = array.array('f', n.h.astype(np.float32).tobytes())
             item.action = n.action
             item.intention_xy = array.array(
@@ -240,7 +320,7 @@ class CommNode(Node):
         self.shared_pub.publish(out)
 
     def _publish_stats(self, state: LatentState, comm_range: float, delivery,
-                       bytes_sent: int) -> None:
+                       bytes_sent: int, request_bytes: int) -> None:
         stats = CommStats()
         stats.header.stamp = state.header.stamp
         stats.vehicle_id = self.role
@@ -262,11 +342,20 @@ class CommNode(Node):
         stats.dropped_malformed = dropped[DropReason.MALFORMED]
         stats.dropped_implausible = dropped[DropReason.IMPLAUSIBLE]
         stats.dropped_out_of_range = dropped[DropReason.OUT_OF_RANGE]
+        counters = self.link.counters
+        stats.replica_drift_max = float(self.link.take_drift())
+        stats.keyframes_sent = (self.sender.keyframes.keyframes_started
+                                if self.sender.keyframes is not None else 0)
+        stats.keyframes_received = counters.keyframes_received
+        stats.keyframe_requests_sent = counters.requests_sent
+        stats.keyframe_requests_received = counters.requests_received
+        stats.neighbours_unsynchronised = sum(not n.synchronised for n in delivery.neighbours)
+        stats.request_bytes_sent = request_bytes
         self.stats_pub.publish(stats)
 
 
-def main(args=None) -> None:
-    """Spin the comm node; Ctrl-C and external shutdown exit cleanly."""
+def main(args=None) -> int:
+    """Spin the comm node; a bad checkpoint/config exits with 2; Ctrl-C exits cleanly."""
     rclpy.init(args=args)
     node = None
     try:
@@ -274,12 +363,16 @@ def main(args=None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except (ValueError, RuntimeError) as exc:
+        print(f'comm_node: cannot start: {exc}', flush=True)
+        return 2
     finally:
         if node is not None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.try_shutdown()
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

@@ -7,14 +7,15 @@ candidates (the newest per sender) until the ego's next step, when `Inbox.collec
 inside the ego's communication range. Nothing here raises on hostile input.
 
 Drop reasons, in the order they are checked:
-unsigned -> unknown_sender -> bad_signature -> malformed -> replay (sequence/stamp not newer,
+unsigned -> unknown_sender -> bad_signature -> malformed (also a keyframe chunk with a bad
+header) -> replay (sequence/stamp not newer,
 or older than max_age) -> implausible (stamp in the future, or position unreachable from
 where the sender was last accepted at max_speed) -> out_of_range (at collect time).
 """
 from dataclasses import dataclass
 import enum
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from call_comm import wire_codec
 from call_comm.auth import Fleet
@@ -67,6 +68,8 @@ class Neighbour:
     prediction_error: float
     wire_bytes: int
     distance: float = math.nan
+    keyframe: Optional[wire_codec.KeyframePart] = None  # h fields as a keyframe piece
+    synchronised: bool = True   # False: h unknown (replica not yet synchronised), h is empty
 
     @property
     def stamp(self) -> float:
@@ -98,8 +101,15 @@ def _finite(*values: float) -> bool:
 class Inbox:
     """Per-ego receive state: counters, per-sender history, candidates of the current step."""
 
-    def __init__(self, config: InboxConfig, fleet: Fleet) -> None:
-        """Counters start at zero; `fleet` supplies the public keys."""
+    def __init__(self, config: InboxConfig, fleet: Fleet,
+                 on_verified: Optional[Callable[[Neighbour], None]] = None) -> None:
+        """
+        Start counters at zero; `fleet` supplies the public keys.
+
+        `on_verified` sees every message that passed all checks, in arrival order, before it
+        becomes the sender's candidate (the replica bank rebuilds h there).
+        """
+        self.on_verified = on_verified
         self.config = config
         self.fleet = fleet
         self.dropped: Dict[DropReason, int] = dict.fromkeys(DropReason, 0)
@@ -125,6 +135,8 @@ class Inbox:
             return reason
         self._history[neighbour.sender_id] = _SenderHistory(
             neighbour.stamp, neighbour.sequence, neighbour.x, neighbour.y)
+        if self.on_verified is not None:
+            self.on_verified(neighbour)
         self._pending[neighbour.sender_id] = neighbour
         return None
 
@@ -168,8 +180,13 @@ class Inbox:
             return None
         try:
             z_indices = wire_codec.unpack_z(msg.z_packed)
-            h = wire_codec.dequantise_h(msg.h_encoding, msg.h_scale, msg.h_data,
-                                        cfg.expected_h_dim)
+            keyframe = wire_codec.decode_keyframe_part(msg.h_encoding, msg.h_scale,
+                                                       msg.h_data)
+            if keyframe is not None and keyframe.count == 1:
+                h = wire_codec.dequantise_h(msg.h_encoding, msg.h_scale, msg.h_data,
+                                            cfg.expected_h_dim)
+            else:
+                h = np.zeros(0, dtype=np.float32)
             if wire_codec.intention_points(len(msg.intention_packed)) > cfg.max_waypoints:
                 return None
             intention = wire_codec.unpack_intention(msg.intention_packed, msg.x, msg.y, msg.yaw)
@@ -180,7 +197,8 @@ class Inbox:
             stamp_nanosec=int(msg.stamp_nanosec), x=float(msg.x), y=float(msg.y),
             yaw=float(msg.yaw), speed=float(msg.speed), z_indices=z_indices, h=h,
             action=int(msg.action), intention_xy=intention,
-            prediction_error=float(msg.prediction_error), wire_bytes=int(wire_bytes))
+            prediction_error=float(msg.prediction_error), wire_bytes=int(wire_bytes),
+            keyframe=keyframe, synchronised=h.size > 0)
 
     def _observe_time(self, now: Optional[float]) -> None:
         """Forget every sender history when simulation time jumps back (new episode)."""

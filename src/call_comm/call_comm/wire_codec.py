@@ -6,6 +6,10 @@ What goes on the wire per sender and step (call_msgs/LatentMessage):
 - h: the recurrent state, fp16 (default; measured max abs error 4.9e-4 on tanh-bounded values)
   or int8 with one float32 scale (error <= scale / 2; half the bytes), or omitted (H_NONE,
   reserved for receivers that rebuild h with a replica world model).
+- keyframe chunks (replica mode, issue 11): an h too large for one V2X frame (L preset: 2048
+  int8 = 2 KB) travels in `count` consecutive messages; h_encoding H_FP16_CHUNK / H_INT8_CHUNK,
+  h_data = [index, count] + the chunk's values quantised on their own (own int8 scale). All
+  chunks hold the h of the message carrying chunk 0 (sequence - index).
 - intention: planned waypoints in the sender's heading frame (x forward, y left), each
   coordinate 14 bits over [-64, 64) m, i.e. 128 m / 2^14 = 7.8125 mm resolution, error <= 3.9 mm.
   Points are packed contiguously, 28 bits per point, zero padded to a whole byte.
@@ -18,7 +22,7 @@ the exact CDR (XCDR1, little endian, with the 4-byte encapsulation header) size 
 from dataclasses import dataclass, field
 import math
 import struct
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -31,7 +35,12 @@ SIGNATURE_BYTES = 64
 H_NONE = 0
 H_FP16 = 1
 H_INT8 = 2
+H_FP16_CHUNK = 3    # one chunk of a keyframe split over several messages (replica mode)
+H_INT8_CHUNK = 4
 H_ENCODINGS = {'none': H_NONE, 'fp16': H_FP16, 'int8': H_INT8}
+CHUNK_OF = {H_FP16: H_FP16_CHUNK, H_INT8: H_INT8_CHUNK}
+BASE_OF = {H_FP16_CHUNK: H_FP16, H_INT8_CHUNK: H_INT8}
+CHUNK_HEADER_BYTES = 2  # chunk index, chunk count
 
 WAYPOINT_BITS = 14
 WAYPOINT_HALF_EXTENT = 64.0  # [m]: coordinates cover [-64, 64)
@@ -142,6 +151,60 @@ def dequantise_h(encoding: int, scale: float, data: bytes,
     if not np.all(np.isfinite(values)):
         raise CodecError('h contains non-finite values')
     return values
+
+
+@dataclass
+class KeyframePart:
+    """One decoded piece of a keyframe: values of h[offset...] of snapshot sequence - index."""
+
+    index: int
+    count: int
+    values: np.ndarray
+
+
+def keyframe_parts(h, encoding: int, max_bytes: int) -> List[Tuple[int, float, bytes]]:
+    """
+    Split a quantised keyframe into (h_encoding, h_scale, h_data) of <= max_bytes each.
+
+    One part keeps the plain H_FP16/H_INT8 encoding (readable by full-h receivers); more parts
+    use the chunk encodings with a 2-byte [index, count] header.
+    """
+    values = np.asarray(h, dtype=np.float32).ravel()
+    if encoding not in CHUNK_OF:
+        raise CodecError(f'keyframes need fp16 or int8, got encoding {encoding}')
+    per_value = 2 if encoding == H_FP16 else 1
+    if values.size * per_value <= max_bytes:
+        scale, data = quantise_h(values, encoding)
+        return [(encoding, scale, data)]
+    room = (max_bytes - CHUNK_HEADER_BYTES) // per_value
+    if room <= 0:
+        raise CodecError(f'max_bytes {max_bytes} leaves no room for keyframe values')
+    count = -(-values.size // room)
+    if count > 255:
+        raise CodecError(f'a keyframe of {values.size} values needs {count} > 255 chunks')
+    size = -(-values.size // count)  # equal chunks, the last one may be shorter
+    parts = []
+    for index in range(count):
+        scale, data = quantise_h(values[index * size:(index + 1) * size], encoding)
+        parts.append((CHUNK_OF[encoding], scale, bytes([index, count]) + data))
+    return parts
+
+
+def decode_keyframe_part(encoding: int, scale: float, data: bytes) -> Optional[KeyframePart]:
+    """Decode a message's h fields: None for H_NONE; CodecError when malformed."""
+    data = bytes(data)
+    if encoding == H_NONE:
+        dequantise_h(encoding, scale, data)
+        return None
+    if encoding in BASE_OF:
+        if len(data) <= CHUNK_HEADER_BYTES:
+            raise CodecError('keyframe chunk without values')
+        index, count = data[0], data[1]
+        if count < 2 or index >= count:
+            raise CodecError(f'keyframe chunk {index} of {count} is invalid')
+        values = dequantise_h(BASE_OF[encoding], scale, data[CHUNK_HEADER_BYTES:])
+        return KeyframePart(int(index), int(count), values)
+    return KeyframePart(0, 1, dequantise_h(encoding, scale, data))
 
 
 def h_reconstruction_error(h, encoding: int) -> Tuple[float, float]:

@@ -1,0 +1,176 @@
+"""
+Replica world model: rebuild a sender's recurrent state h from the (z, a) it broadcasts.
+
+With the paper's sequence model h_t = f(h_{t-1}, z_{t-1}, a_{t-1}) (App. E.2 eq. 11;
+call_world_model config `condition_sequence_model: false`) and one fleet-wide world model, h
+is a deterministic function of the sender's past (z, a), so messages can omit it (issue 11).
+A message with sequence t carries z_t and a_{t-1} (LatentState.action, "the action that led
+into this state"); the receiver advances h_t = f(h_{t-1}, z_{t-1}, a_t-message), starting from
+a keyframe (a quantised h, possibly split into chunks, see `wire_codec.keyframe_parts`).
+
+Deterministic numerics: the step is `RSSM.sequence_step`, the very function the sender's
+observe step runs, on a batch of one in float32 with exact one-hot inputs and a fixed torch
+thread count, so sender and receiver get bit-identical h from identical inputs. The sender
+runs the same `Replica` on its own messages (`keyframes.KeyframeSender`), so it knows exactly
+what every synchronised receiver holds.
+
+The world model is duck-typed (`.rssm.sequence_step`, `.rssm.action_one_hot`, `.cfg.deter`,
+`.cfg.num_actions`) so call_comm needs call_world_model only at run time, in replica mode.
+"""
+from collections import deque
+from dataclasses import dataclass
+from typing import Deque, Dict, Optional, Tuple
+
+from call_comm.wire_codec import KeyframePart
+import numpy as np
+import torch
+
+
+class SequenceModel:
+    """The world model's h_t = f(h_{t-1}, z_{t-1}, a_{t-1}) on one row, float32, no grad."""
+
+    def __init__(self, world_model, num_threads: int = 1) -> None:
+        """Refuse a legacy model whose sequence model also reads shared info and intention."""
+        if getattr(world_model.cfg, 'condition_sequence_model', True):
+            raise ValueError('replica mode needs a world model with condition_sequence_model: '
+                             'false (its h then depends on (z, a) only)')
+        torch.set_num_threads(int(num_threads))
+        self.rssm = world_model.rssm.eval()
+        self.deter = int(world_model.cfg.deter)
+        self.num_actions = int(world_model.cfg.num_actions)
+        self.classes = int(world_model.cfg.classes)
+
+    @torch.no_grad()
+    def step(self, h: torch.Tensor, z_indices: np.ndarray, action: int) -> torch.Tensor:
+        """(1, D) h_{t-1}, z_{t-1} indices (S,), a_{t-1} -> (1, D) h_t."""
+        z = torch.as_tensor(np.asarray(z_indices, dtype=np.int64)).unsqueeze(0)
+        stoch = torch.nn.functional.one_hot(z, self.classes).to(torch.float32)
+        act = self.rssm.action_one_hot(torch.tensor([int(action)]))
+        return self.rssm.sequence_step(h, stoch, act)
+
+
+@dataclass
+class ReplicaUpdate:
+    """What one received message did to a sender's replica."""
+
+    h: Optional[np.ndarray]          # rebuilt h_t (float32), None = not synchronised
+    gap: bool = False                # a sequence gap broke the synchronisation
+    keyframe_completed: bool = False
+    drift_l2: Optional[float] = None   # ||h_rebuilt - h_keyframe|| at the keyframe's step
+    drift_max: Optional[float] = None  # max |h_rebuilt - h_keyframe|
+
+
+class Replica:
+    """One sender's rebuilt h, advanced per message, resynchronised by keyframes."""
+
+    def __init__(self, model: SequenceModel, history: int = 16) -> None:
+        """`history` bounds the messages kept to replay a chunked keyframe (>= chunk count)."""
+        self.model = model
+        self.h: Optional[torch.Tensor] = None      # (1, D) at last_sequence
+        self.last_sequence: Optional[int] = None
+        self.last_z: Optional[np.ndarray] = None
+        self._steps: Deque[Tuple[int, np.ndarray, int, Optional[torch.Tensor]]] = deque(
+            maxlen=max(2, history))
+        self._parts: Dict[int, np.ndarray] = {}
+        self._parts_snapshot: Optional[int] = None
+        self._parts_count = 0
+
+    @property
+    def synchronised(self) -> bool:
+        """Tell whether h is known for the last received sequence."""
+        return self.h is not None
+
+    def predict(self, sequence: int, action: int) -> Optional[np.ndarray]:
+        """Return the h a message without keyframe would give (no state change)."""
+        if self.h is None or sequence != (self.last_sequence + 1) & 0xFFFFFFFF:
+            return None
+        return self.model.step(self.h, self.last_z, action)[0].numpy()
+
+    def observe(self, sequence: int, z_indices: np.ndarray, action: int,
+                part: Optional[KeyframePart] = None) -> ReplicaUpdate:
+        """Advance with one message (in sequence order); `part` is its keyframe piece."""
+        z = np.asarray(z_indices, dtype=np.uint8).copy()
+        gap = False
+        if self.h is not None:
+            if sequence == (self.last_sequence + 1) & 0xFFFFFFFF:
+                self.h = self.model.step(self.h, self.last_z, action)
+            else:
+                self.h, gap = None, True
+        if self._steps and sequence != (self._steps[-1][0] + 1) & 0xFFFFFFFF:
+            self._steps.clear()
+        self._steps.append((sequence, z, int(action), self.h))
+        self.last_sequence, self.last_z = sequence, z
+        update = ReplicaUpdate(h=None, gap=gap)
+        if part is not None:
+            self._add_part(sequence, part, update)
+        if self.h is not None:
+            update.h = self.h[0].numpy().copy()
+        return update
+
+    def reset(self) -> None:
+        """Forget everything (sender restarted, new episode)."""
+        self.h, self.last_sequence, self.last_z = None, None, None
+        self._steps.clear()
+        self._parts.clear()
+        self._parts_snapshot = None
+
+    # ---------------------------------------------------------------------------- keyframes
+    def _add_part(self, sequence: int, part: KeyframePart, update: ReplicaUpdate) -> None:
+        snapshot = (sequence - part.index) & 0xFFFFFFFF
+        if snapshot != self._parts_snapshot or part.count != self._parts_count:
+            self._parts.clear()
+            self._parts_snapshot, self._parts_count = snapshot, part.count
+        self._parts[part.index] = part.values
+        if len(self._parts) < part.count:
+            return
+        values = np.concatenate([self._parts[i] for i in range(part.count)])
+        self._parts.clear()
+        self._parts_snapshot = None
+        if values.size != self.model.deter:
+            return  # malformed keyframe (wrong total length): stay as we are
+        steps = list(self._steps)
+        start = next((i for i, s in enumerate(steps) if s[0] == snapshot), None)
+        if start is None:
+            return  # the snapshot's step fell out of the history: wait for the next keyframe
+        rebuilt = steps[start][3]
+        keyframe = torch.from_numpy(values.astype(np.float32)).unsqueeze(0)
+        if rebuilt is not None:
+            diff = rebuilt[0].numpy().astype(np.float64) - values
+            update.drift_l2 = float(np.sqrt(np.sum(diff ** 2)))
+            update.drift_max = float(np.max(np.abs(diff)))
+        h = keyframe
+        for previous, current in zip(steps[start:], steps[start + 1:]):
+            h = self.model.step(h, previous[1], current[2])
+        self.h = h
+        update.keyframe_completed = True
+
+
+class ReplicaBank:
+    """Replicas of every authenticated sender (bounded: least recently heard is evicted)."""
+
+    def __init__(self, model: SequenceModel, max_senders: int = 64, history: int = 16) -> None:
+        """`max_senders` bounds memory; only fleet members reach the bank."""
+        self.model = model
+        self.max_senders = max_senders
+        self.history = history
+        self._replicas: Dict[str, Replica] = {}
+
+    def observe(self, sender_id: str, sequence: int, z_indices: np.ndarray, action: int,
+                part: Optional[KeyframePart]) -> ReplicaUpdate:
+        """Advance `sender_id`'s replica with one verified message."""
+        replica = self._replicas.pop(sender_id, None)
+        if replica is None:
+            replica = Replica(self.model, self.history)
+            if len(self._replicas) >= self.max_senders:
+                self._replicas.pop(next(iter(self._replicas)))
+        self._replicas[sender_id] = replica  # re-insert: most recently heard last
+        return replica.observe(sequence, z_indices, action, part)
+
+    def synchronised(self, sender_id: str) -> bool:
+        """Tell whether the sender's h is currently rebuilt."""
+        replica = self._replicas.get(sender_id)
+        return replica is not None and replica.synchronised
+
+    def clear(self) -> None:
+        """Forget every replica (simulation time jumped back)."""
+        self._replicas.clear()

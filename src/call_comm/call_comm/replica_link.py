@@ -1,0 +1,152 @@
+"""
+Both ends of the V2V link, ROS-free: what the comm node runs per step.
+
+Tests and bench/ drive the same code without DDS.
+
+`LinkSender` turns the ego's LatentState into a signed WireMessage: full h (`full` transport)
+or z + action with keyframes chosen by `keyframes.KeyframeSender` (`replica` transport).
+`LinkReceiver` wraps the `Inbox`: every verified message advances the sender's replica (in
+arrival order, before range gating), the delivered neighbour carries the rebuilt h or none
+(`synchronised` False), and senders it cannot rebuild get a signed keyframe request.
+"""
+import dataclasses
+import math
+from typing import List, Optional, Tuple
+
+from call_comm import wire_codec
+from call_comm.auth import Fleet, Signer
+from call_comm.inbox import DropReason, Inbox, InboxConfig, Neighbour, StepDelivery
+from call_comm.keyframes import (KeyframeRequester, KeyframeRequestWire, KeyframeSender,
+                                 request_payload, RequestGuard)
+from call_comm.replica import ReplicaBank
+import numpy as np
+
+
+class LinkSender:
+    """Builds the ego's signed messages; `keyframes` None = full h every step."""
+
+    def __init__(self, role: str, signer: Signer, h_encoding: int, max_waypoints: int,
+                 keyframes: Optional[KeyframeSender] = None) -> None:
+        """`h_encoding` is the full-h encoding (ignored in replica mode)."""
+        self.role = role
+        self.signer = signer
+        self.h_encoding = h_encoding
+        self.max_waypoints = max_waypoints
+        self.keyframes = keyframes
+        self.keyframe_reason: Optional[str] = None
+
+    def message(self, sequence: int, stamp: Tuple[int, int],
+                pose: Tuple[float, float, float, float], z_indices: np.ndarray,
+                h: np.ndarray, action: int, plan_xy: np.ndarray, prediction_error: float,
+                comm_range: float) -> wire_codec.WireMessage:
+        """Encode and sign one message; CodecError if the state is not encodable."""
+        replica = self.keyframes is not None
+        wire = wire_codec.encode(
+            self.role, sequence, stamp[0], stamp[1], pose, z_indices,
+            [] if replica else h, action, plan_xy, prediction_error, comm_range,
+            wire_codec.H_NONE if replica else self.h_encoding, self.max_waypoints)
+        self.keyframe_reason = None
+        if replica:
+            out = self.keyframes.outgoing(wire.sequence, z_indices, action, h)
+            wire = dataclasses.replace(wire, h_encoding=out.h_encoding, h_scale=out.h_scale,
+                                       h_data=out.h_data)
+            self.keyframe_reason = out.reason
+        wire.signature = self.signer.sign(wire_codec.signed_payload(wire))
+        return wire
+
+
+@dataclasses.dataclass
+class ReplicaCounters:
+    """Replica-mode statistics of one receiver."""
+
+    keyframes_received: int = 0
+    requests_sent: int = 0
+    requests_received: int = 0
+    drift_max_step: float = 0.0       # reset by `LinkReceiver.collect`
+    drift_l2: List[float] = dataclasses.field(default_factory=list)
+
+
+class LinkReceiver:
+    """Inbox + replica bank + keyframe requests of one ego."""
+
+    def __init__(self, config: InboxConfig, fleet: Fleet, signer: Optional[Signer] = None,
+                 bank: Optional[ReplicaBank] = None,
+                 requester: Optional[KeyframeRequester] = None,
+                 request_max_age: float = 0.5) -> None:
+        """`bank` None = full-h mode (h is passed through as received)."""
+        self.fleet = fleet
+        self.signer = signer
+        self.bank = bank
+        self.requester = requester
+        self.inbox = Inbox(config, fleet, self._rebuild if bank is not None else None)
+        self.guard = RequestGuard(config.own_id, request_max_age)
+        self.counters = ReplicaCounters()
+        self.step = 0
+        self._request_counter = 0
+        self._wanted: List[Tuple[str, int]] = []
+
+    def receive(self, wire: wire_codec.WireMessage, wire_bytes: int,
+                now: Optional[float]) -> Optional[DropReason]:
+        """One LatentMessage off the air (see `Inbox.receive`)."""
+        return self.inbox.receive(wire, wire_bytes, now)
+
+    def _rebuild(self, neighbour: Neighbour) -> None:
+        update = self.bank.observe(neighbour.sender_id, neighbour.sequence,
+                                   neighbour.z_indices, neighbour.action, neighbour.keyframe)
+        if update.keyframe_completed:
+            self.counters.keyframes_received += 1
+            if update.drift_l2 is not None:
+                self.counters.drift_l2.append(update.drift_l2)
+                self.counters.drift_max_step = max(self.counters.drift_max_step,
+                                                   update.drift_l2)
+        neighbour.synchronised = update.h is not None
+        neighbour.h = update.h if update.h is not None else np.zeros(0, dtype=np.float32)
+        if self.requester is not None and neighbour.keyframe is None and \
+                self.requester.should_request(neighbour.sender_id, update,
+                                              neighbour.synchronised, self.step):
+            self._wanted.append((neighbour.sender_id, neighbour.sequence))
+
+    def collect(self, ego_xy: Tuple[float, float], comm_range: float,
+                now: Optional[float]) -> StepDelivery:
+        """Deliver the step's neighbours inside the range and start a new step."""
+        delivery = self.inbox.collect(ego_xy, comm_range, now)
+        self.step += 1
+        return delivery
+
+    def take_drift(self) -> float:
+        """Largest keyframe drift (L2) since the last call."""
+        value, self.counters.drift_max_step = self.counters.drift_max_step, 0.0
+        return value
+
+    def take_requests(self, stamp: Tuple[int, int]) -> List[KeyframeRequestWire]:
+        """Signed keyframe requests to publish now (none without a signer)."""
+        wanted, self._wanted = self._wanted, []
+        out = []
+        if self.signer is None:
+            return out
+        for target, last in dict(wanted).items():
+            self._request_counter = (self._request_counter + 1) & 0xFFFFFFFF
+            req = KeyframeRequestWire(self.inbox.config.own_id, target, self._request_counter,
+                                      last, int(stamp[0]), int(stamp[1]))
+            req.signature = self.signer.sign(request_payload(req))
+            out.append(req)
+        self.counters.requests_sent += len(out)
+        return out
+
+    def accept_request(self, req: KeyframeRequestWire, now: Optional[float]) -> bool:
+        """Verify a keyframe request; True if it is a fresh, authentic request for the ego."""
+        try:
+            if req.target_id != self.inbox.config.own_id or not self.fleet.knows(
+                    req.requester_id) or not math.isfinite(req.stamp):
+                return False
+            if not self.fleet.verify(req.requester_id, request_payload(req),
+                                     bytes(req.signature)):
+                self.inbox.dropped[DropReason.BAD_SIGNATURE] += 1
+                return False
+            if not self.guard.accept(req, now):
+                return False
+        except Exception:  # noqa: B902 - hostile input must never escape as an exception
+            self.inbox.dropped[DropReason.MALFORMED] += 1
+            return False
+        self.counters.requests_received += 1
+        return True

@@ -1,0 +1,85 @@
+"""Replica world model: a receiver rebuilds a sender's h from (z, a) alone."""
+from call_comm import wire_codec as wc
+from call_comm.replica import Replica, ReplicaBank, SequenceModel
+from helpers_replica import Sender, tiny_model
+import numpy as np
+import pytest
+
+# Stated tolerance: starting from the exact h, 200 rebuilt steps equal the sender's h
+# bit for bit (same function, float32, batch of one, one thread, exact one-hot inputs).
+EXACT_TOLERANCE = 0.0
+# From an fp16 keyframe (quantisation error <= 4.9e-4) the difference stays below this.
+FP16_TOLERANCE = 5e-3
+
+
+def test_rebuilt_h_equals_sender_h_over_200_steps_without_keyframes():
+    model = tiny_model()
+    sender, replica = Sender(model), Replica(SequenceModel(model))
+    z, a, h = sender.step()
+    update = replica.observe(0, z, a, wc.KeyframePart(0, 1, h.astype(np.float32)))
+    assert update.keyframe_completed and np.array_equal(update.h, h)
+    worst = 0.0
+    for seq in range(1, 201):
+        z, a, h = sender.step()
+        update = replica.observe(seq, z, a)
+        assert update.h is not None and not update.gap
+        worst = max(worst, float(np.max(np.abs(update.h - h))))
+    assert worst <= EXACT_TOLERANCE
+
+
+def test_fp16_keyframe_drift_stays_bounded():
+    model = tiny_model(1)
+    sender, replica = Sender(model, 1), Replica(SequenceModel(model))
+    z, a, h = sender.step()
+    (enc, scale, data), = wc.keyframe_parts(h, wc.H_FP16, 1000)
+    replica.observe(0, z, a, wc.decode_keyframe_part(enc, scale, data))
+    diffs = []
+    for seq in range(1, 201):
+        z, a, h = sender.step()
+        diffs.append(float(np.max(np.abs(replica.observe(seq, z, a).h - h))))
+    assert 0.0 < max(diffs) <= FP16_TOLERANCE, max(diffs)
+
+
+def test_gap_desynchronises_and_chunked_keyframe_resynchronises():
+    model = tiny_model(2)
+    sender, replica = Sender(model, 2), Replica(SequenceModel(model))
+    history = [sender.step() for _ in range(12)]
+    z, a, h = history[0]
+    replica.observe(0, z, a, wc.KeyframePart(0, 1, h))
+    for seq in (1, 2):
+        replica.observe(seq, *history[seq][:2])
+    update = replica.observe(4, *history[4][:2])          # message 3 was lost
+    assert update.gap and update.h is None and not replica.synchronised
+    # the sender answers with a keyframe of h_5 split into 3 chunks (messages 5, 6, 7)
+    parts = wc.keyframe_parts(history[5][2], wc.H_FP16, 2 + 2 * 11)
+    assert len(parts) == 3 and all(len(d) <= 24 for _, _, d in parts)
+    for i, seq in enumerate((5, 6, 7)):
+        update = replica.observe(seq, *history[seq][:2], wc.decode_keyframe_part(*parts[i]))
+        assert (update.h is None) == (i < 2)
+    assert update.keyframe_completed
+    assert np.max(np.abs(update.h - history[7][2])) < FP16_TOLERANCE
+    for seq in range(8, 12):
+        update = replica.observe(seq, *history[seq][:2])
+        assert np.max(np.abs(update.h - history[seq][2])) < FP16_TOLERANCE
+
+
+def test_drift_is_measured_on_keyframes_and_bank_evicts():
+    model = tiny_model(3)
+    sender, bank = Sender(model, 3), ReplicaBank(SequenceModel(model), max_senders=2)
+    z, a, h = sender.step()
+    bank.observe('hero1', 0, z, a, wc.KeyframePart(0, 1, h))
+    for seq in range(1, 5):
+        z, a, h = sender.step()
+        update = bank.observe('hero1', seq, z, a, None)
+    z, a, h = sender.step()
+    update = bank.observe('hero1', 5, z, a, wc.KeyframePart(0, 1, h + 0.25))
+    assert update.drift_max == pytest.approx(0.25, abs=1e-6)
+    assert update.drift_l2 == pytest.approx(0.25 * np.sqrt(model.cfg.deter), rel=1e-5)
+    bank.observe('hero2', 0, z, a, None)
+    bank.observe('hero3', 0, z, a, None)
+    assert not bank.synchronised('hero1')   # evicted: least recently heard
+
+
+def test_legacy_conditioned_model_is_refused():
+    with pytest.raises(ValueError, match='condition_sequence_model'):
+        SequenceModel(tiny_model(condition_sequence_model=True))
