@@ -1,0 +1,153 @@
+"""
+Wall time per simulated tick of the whole CALL graph vs number of CALL vehicles.
+
+    python bench/bench_bringup.py [--vehicles 1 2 4 8] [--ticks 60] [--warmup 20]
+                                  [--modes processes composed] [--checkpoint PATH]
+
+Starts the embedded simulator and N x (perception, world model, comm, planner) with the
+runner (one process per node, or one process per vehicle: mode `composed`), lets the
+lockstep simulator run, and reports the median and mean wall-clock time between /clock
+ticks after a warm-up that starts once every vehicle's pipeline is live (each published
+CommStats), plus the lockstep's missed ticks in the window (ticks the simulator took
+without every command, after its 1 s timeout) and the planners' controlled-stop commands
+(stale inputs: the pipeline fell behind; such ticks are cheaper than planned ones, so a
+row with stops understates the cost of full planning). Target: <= 100 ms per tick at 8
+vehicles (real time at 0.1 s steps). Prints a table; asserts nothing.
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+from call_bringup.demo import demo_checkpoint
+from call_bringup.fleet_keys import ensure_fleet_keys
+from call_bringup.graph import build_graph
+from call_bringup.runner import process_units, Supervisor
+from call_msgs.msg import CommStats
+from diagnostic_msgs.msg import DiagnosticArray
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+
+
+def measure(num_vehicles: int, compose: bool, checkpoint: str, ticks: int, warmup: int,
+            background: int, timeout: float) -> dict:
+    """Run the graph; once every vehicle's pipeline is live, time `ticks` ticks."""
+    work = tempfile.mkdtemp(prefix='bench_bringup_')
+    keys = os.path.join(work, 'keys')
+    roles = [f'hero{i}' for i in range(num_vehicles)]
+    specs = build_graph(num_vehicles=num_vehicles, checkpoint=checkpoint, keys_dir=keys,
+                        scenario_changes={'num_background': background}, work_dir=work)
+    ensure_fleet_keys(keys, roles)
+    log = open(os.path.join(work, 'nodes.log'), 'w', encoding='utf-8')
+    supervisor = Supervisor(process_units(specs, compose=compose, workdir=work), output=log)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('bench_bringup', context=context)
+    state = {'clock': -1.0, 'live_at': None, 'missed': 0, 'missed_at_start': None,
+             'stops_at_start': None}
+    stops: dict[str, int] = {}               # planner's cumulative controlled stops per role
+    stamps: list[float] = []
+    live: set = set()
+
+    def on_clock(msg: Clock) -> None:
+        now = msg.clock.sec + msg.clock.nanosec * 1e-9
+        if now > state['clock']:                # the simulator republishes a step
+            state['clock'] = now
+            if state['live_at'] is not None:
+                stamps.append(time.monotonic())
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            values = {kv.key: kv.value for kv in status.values}
+            if status.name == 'call_sim: lockstep':
+                state['missed'] = int(values.get('missed_ticks', 0))
+            elif status.name.endswith('/planner') and 'stops' in values:
+                stops[status.hardware_id] = int(values['stops'])
+
+    def on_stats(msg: CommStats) -> None:
+        live.add(msg.vehicle_id)
+        if state['live_at'] is None and len(live) == num_vehicles:
+            state['live_at'] = time.monotonic()
+
+    best_effort = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
+                             reliability=ReliabilityPolicy.BEST_EFFORT)
+    node.create_subscription(Clock, '/clock', on_clock, best_effort)
+    node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 100)
+    for role in roles:
+        node.create_subscription(CommStats, f'/{role}/comm_stats', on_stats, 10)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    started = time.monotonic()
+    error = ''
+    try:
+        supervisor.start()
+        while len(stamps) < warmup + ticks + 1:
+            executor.spin_once(timeout_sec=0.05)
+            if len(stamps) == warmup and state['missed_at_start'] is None:
+                state['missed_at_start'] = state['missed']
+                state['stops_at_start'] = sum(stops.values())
+            dead = supervisor.new_exits()
+            if dead:
+                error = dead[0].describe().splitlines()[0]
+                break
+            if time.monotonic() - started > timeout:
+                error = f'timeout after {len(stamps)} live ticks'
+                break
+    finally:
+        supervisor.stop()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        log.close()
+    gaps = [b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:])]
+    return {'vehicles': num_vehicles, 'mode': 'composed' if compose else 'processes',
+            'ticks': len(gaps), 'median_ms': 1e3 * statistics.median(gaps) if gaps else None,
+            'mean_ms': 1e3 * statistics.fmean(gaps) if gaps else None,
+            'missed': state['missed'] - (state['missed_at_start'] or 0),
+            'stop_commands': sum(stops.values()) - (state['stops_at_start'] or 0),
+            'startup_s': (state['live_at'] - started) if state['live_at'] else None,
+            'error': error, 'log': log.name}
+
+
+def main() -> int:
+    """Run the sweep and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument('--vehicles', type=int, nargs='+', default=[1, 2, 4, 8])
+    parser.add_argument('--modes', nargs='+', default=['processes', 'composed'],
+                        choices=['processes', 'composed'])
+    parser.add_argument('--ticks', type=int, default=60)
+    parser.add_argument('--warmup', type=int, default=20)
+    parser.add_argument('--background', type=int, default=40)
+    parser.add_argument('--timeout', type=float, default=300.0)
+    parser.add_argument('--checkpoint', default=None)
+    args = parser.parse_args()
+    checkpoint = demo_checkpoint(args.checkpoint, tempfile.mkdtemp(prefix='bench_ckpt_'))
+    print(f'checkpoint: {checkpoint}; {args.background} background vehicles; '
+          f'{args.warmup} warm-up ticks, {args.ticks} measured; {os.cpu_count()} CPUs')
+    rows = []
+    for mode in args.modes:
+        for n in args.vehicles:
+            row = measure(n, mode == 'composed', checkpoint, args.ticks, args.warmup,
+                          args.background, args.timeout)
+            rows.append(row)
+            print(f'  measured {n} vehicle(s), {mode}: {row}', file=sys.stderr, flush=True)
+    print(f'\n{"CALL vehicles":>13} {"mode":>10} {"ticks":>6} {"median ms/tick":>15} '
+          f'{"mean ms/tick":>13} {"missed":>7} {"stops":>6} {"start-up s":>11}  note')
+    for row in rows:
+        def fmt(value, spec):
+            return format(value, spec) if value is not None else 'n/a'
+        note = row['error'] or ('real time' if (row['median_ms'] or 1e9) <= 100 else
+                                'slower than real time')
+        print(f'{row["vehicles"]:13d} {row["mode"]:>10} {row["ticks"]:6d} '
+              f'{fmt(row["median_ms"], "15.1f")} {fmt(row["mean_ms"], "13.1f")} '
+              f'{row["missed"]:7d} {row["stop_commands"]:6d} {fmt(row["startup_s"], "11.1f")}'
+              f'  {note}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

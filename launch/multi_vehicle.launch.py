@@ -1,0 +1,74 @@
+"""
+Launch a multi-vehicle CALL run: `ros2 launch call_bringup multi_vehicle.launch.py`.
+
+The node graph comes from `call_bringup.graph.build_graph`, the same description the pip
+environment's runner (`call_run`) starts, so both run the very same nodes and parameters.
+Per CALL vehicle `hero<i>`: perception, world_model, comm and planner in the namespace
+`/hero<i>`; plus the embedded simulator (backend:=embedded) or the carla-ros-bridge
+(backend:=carla start_bridge:=true; the CARLA scenario tool spawns the actors).
+Arguments left empty take the defaults of call_bringup/config/bringup.yaml (c and K: the
+packages' own configs). Works on Humble, Jazzy and later (no ForEach).
+"""
+import tempfile
+
+from call_bringup.fleet_keys import ensure_fleet_keys
+from call_bringup.graph import build_graph
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node, PushRosNamespace
+
+ARGUMENTS = (
+    ('num_vehicles', '', 'number of CALL vehicles (hero0..hero<n-1>)'),
+    ('backend', '', 'embedded (call_sim) or carla (carla-ros-bridge)'),
+    ('scenario', '', 'call_sim scenario YAML (embedded backend)'),
+    ('checkpoint', '', 'world-model checkpoint (.pt)'),
+    ('c', '', 'prediction-error threshold c of the range gate (inf: no communication)'),
+    ('K', '', 'prediction / look-ahead horizon K'),
+    ('use_sim_time', 'true', 'stamp and run on /clock'),
+    ('start_bridge', 'true', 'backend:=carla: also start the carla_ros_bridge node'),
+    ('keys_dir', '', 'V2V fleet keys (created if missing; empty: a fresh temp dir)'),
+)
+
+
+def _optional(text: str, kind):
+    """Empty launch argument -> None (use the configured default), else the typed value."""
+    return None if text == '' else kind(text)
+
+
+def _boolean(text: str) -> bool:
+    return text.strip().lower() in ('1', 'true', 'yes', 'on')
+
+
+def _node_actions(context, *args, **kwargs):
+    """Build the graph from the resolved arguments and turn each NodeSpec into a Node."""
+    value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    keys_dir = value['keys_dir'] or tempfile.mkdtemp(prefix='call_keys_')
+    specs = build_graph(
+        num_vehicles=_optional(value['num_vehicles'], int),
+        backend=_optional(value['backend'], str),
+        scenario=_optional(value['scenario'], str),
+        checkpoint=_optional(value['checkpoint'], str),
+        c=_optional(value['c'], float),
+        K=_optional(value['K'], int),
+        use_sim_time=_boolean(value['use_sim_time']),
+        keys_dir=keys_dir,
+        start_bridge=_boolean(value['start_bridge']))
+    ensure_fleet_keys(keys_dir, sorted({spec.vehicle for spec in specs if spec.vehicle}))
+    groups: dict = {}
+    for spec in specs:
+        node = Node(package=spec.package, executable=spec.executable, name=spec.name,
+                    parameters=list(spec.parameters), remappings=list(spec.remappings),
+                    output='screen', emulate_tty=True)
+        groups.setdefault(spec.namespace, []).append(node)
+    actions = list(groups.pop('', []))
+    for namespace, nodes in groups.items():
+        actions.append(GroupAction([PushRosNamespace(namespace.strip('/')), *nodes]))
+    return actions
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Declare the arguments; the nodes are created once they are known (OpaqueFunction)."""
+    declared = [DeclareLaunchArgument(name, default_value=default, description=description)
+                for name, default, description in ARGUMENTS]
+    return LaunchDescription([*declared, OpaqueFunction(function=_node_actions)])

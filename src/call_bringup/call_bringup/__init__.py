@@ -1,0 +1,1 @@
+"""CALL bringup: node graph, runner, demo, inspection, recording and fault injection."""

@@ -1,0 +1,193 @@
+"""
+A V2V channel with faults: per-link loss and delay, forged senders and replays.
+
+`build_graph(v2v_faults=...)` remaps each comm node's V2V topic to `/v2v/latents/<role>`
+(it publishes and listens there); this relay takes each vehicle's own messages from its
+topic and delivers them to every other vehicle's topic, link by link, with the configured
+faults. It counts every delivery, loss and injection by kind, on /diagnostics (status
+`v2v_fault_relay`) and in a final `fault counts: {...}` log line. Delays use the node clock
+(sim time under use_sim_time): a 0.2 s delay is two simulation steps.
+"""
+import collections
+from dataclasses import dataclass, field
+import heapq
+import itertools
+import json
+import random
+from typing import Optional
+
+from call_msgs.msg import LatentMessage
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import rclpy
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+FAULT_KINDS = ('relayed', 'dropped_loss', 'delayed', 'forged', 'replayed')
+
+
+@dataclass
+class FaultPlan:
+    """What the channel does to each message; ROS-free so it can be reasoned about alone."""
+
+    loss_probability: float = 0.0
+    delay_s: float = 0.0
+    forge_probability: float = 0.0
+    replay_probability: float = 0.0
+    replay_age: int = 20                   # replay a message this many messages old
+    seed: int = 0
+    counts: collections.Counter = field(default_factory=collections.Counter)
+
+    def __post_init__(self) -> None:
+        for name in ('loss_probability', 'forge_probability', 'replay_probability'):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f'{name} must be in [0, 1], got {value}')
+        if self.delay_s < 0 or self.replay_age < 1:
+            raise ValueError('delay_s must be >= 0 and replay_age >= 1')
+        self._random = random.Random(self.seed)
+
+    def lost(self) -> bool:
+        """Whether one link loses this message (counted as dropped_loss)."""
+        return self._random.random() < self.loss_probability
+
+    def forge(self) -> bool:
+        """Whether to inject a forged copy of this message."""
+        return self._random.random() < self.forge_probability
+
+    def replay(self) -> bool:
+        """Whether to inject a replay of an old message now."""
+        return self._random.random() < self.replay_probability
+
+
+def forged_copy(message: LatentMessage, impersonated: str) -> LatentMessage:
+    """Copy payload and signature under another vehicle's name, at a shifted position."""
+    forged = LatentMessage()
+    for slot in LatentMessage.get_fields_and_field_types():
+        setattr(forged, slot, getattr(message, slot))
+    forged.sender_id = impersonated
+    forged.x = message.x + 3.0               # a plausible-looking lie about the position
+    return forged
+
+
+class V2vFaultRelay(Node):
+    """Delivers each vehicle's LatentMessages to the others' topics with the planned faults."""
+
+    def __init__(self) -> None:
+        super().__init__('v2v_fault_relay')
+        p = {name: self.declare_parameter(name, default).value for name, default in (
+            ('role_names', ['hero0']), ('topic_prefix', '/v2v/latents'),
+            ('loss_probability', 0.0), ('delay_s', 0.0), ('forge_probability', 0.0),
+            ('replay_probability', 0.0), ('replay_age', 20), ('seed', 0),
+            ('qos_depth', 64), ('qos_deadline', 0.2), ('report_period_s', 0.5))}
+        self.plan = FaultPlan(float(p['loss_probability']), float(p['delay_s']),
+                              float(p['forge_probability']), float(p['replay_probability']),
+                              int(p['replay_age']), int(p['seed']))
+        self.roles = list(p['role_names'])
+        # comm nodes ask for a deadline on their V2V subscription: offer one at least as tight
+        qos = QoSProfile(depth=int(p['qos_depth']), history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.BEST_EFFORT)
+        if p['qos_deadline'] > 0:
+            qos.deadline = Duration(seconds=float(p['qos_deadline']))
+        self.links = {role: self.create_publisher(
+            LatentMessage, f'{p["topic_prefix"]}/{role}', qos) for role in self.roles}
+        for role in self.roles:
+            self.create_subscription(LatentMessage, f'{p["topic_prefix"]}/{role}',
+                                     lambda msg, role=role: self._on_message(role, msg), qos)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.history = {role: collections.deque(maxlen=self.plan.replay_age)
+                        for role in self.roles}
+        self.pending: list = []               # heap of (release ns, order, role, message)
+        self.delivery_order = itertools.count()
+        self.create_timer(0.01, self._release)
+        self.create_timer(float(p['report_period_s']), self._report)
+        self.get_logger().info(f'relaying V2V between {self.roles} with {self._plan_text()}')
+
+    def _plan_text(self) -> str:
+        plan = self.plan
+        return (f'loss={plan.loss_probability} delay={plan.delay_s}s '
+                f'forge={plan.forge_probability} replay={plan.replay_probability}')
+
+    def _deliver(self, destination: str, message: LatentMessage, kind: str) -> None:
+        if self.plan.delay_s > 0:
+            release = self.get_clock().now().nanoseconds + int(self.plan.delay_s * 1e9)
+            entry = (release, next(self.delivery_order), destination, message, kind)
+            heapq.heappush(self.pending, entry)
+        else:
+            self._publish(destination, message, kind)
+
+    def _publish(self, destination: str, message: LatentMessage, kind: str) -> None:
+        """Send on one link; counted by kind and by kind per destination once sent."""
+        self.links[destination].publish(message)
+        self.plan.counts[kind] += 1
+        self.plan.counts[f'{kind}:{destination}'] += 1
+        if self.plan.delay_s > 0:
+            self.plan.counts['delayed'] += 1
+
+    def _on_message(self, source: str, message: LatentMessage) -> None:
+        if message.sender_id != source:
+            return                              # a copy this relay delivered to `source`
+        history = self.history[source]
+        if self.plan.replay() and len(history) == history.maxlen:
+            for destination in self.roles:
+                if destination != source:
+                    self._deliver(destination, history[0], 'replayed')
+        history.append(message)
+        if self.plan.forge() and len(self.roles) > 2:
+            others = [r for r in self.roles if r != source]
+            impersonated = others[message.sequence % len(others)]
+            forged = forged_copy(message, impersonated)
+            for destination in self.roles:
+                if destination != impersonated:
+                    self._deliver(destination, forged, 'forged')
+        for destination in self.roles:
+            if destination == source:
+                continue
+            if self.plan.lost():
+                self.plan.counts['dropped_loss'] += 1
+                self.plan.counts[f'dropped_loss:{destination}'] += 1
+            else:
+                self._deliver(destination, message, 'relayed')
+
+    def _release(self) -> None:
+        now = self.get_clock().now().nanoseconds
+        while self.pending and self.pending[0][0] <= now:
+            _, _, destination, message, kind = heapq.heappop(self.pending)
+            self._publish(destination, message, kind)
+
+    def counts(self) -> dict:
+        """Count deliveries, losses and injections so far, by kind (and `kind:role`)."""
+        totals = {kind: self.plan.counts[kind] for kind in FAULT_KINDS}
+        totals.update(self.plan.counts)
+        totals['pending'] = len(self.pending)
+        return totals
+
+    def _report(self) -> None:
+        status = DiagnosticStatus(level=DiagnosticStatus.OK, name='v2v_fault_relay',
+                                  hardware_id='v2v', message=self._plan_text())
+        status.values = [KeyValue(key=kind, value=str(count))
+                         for kind, count in sorted(self.counts().items())]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    """Run the relay until Ctrl-C / launch shutdown."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = V2vFaultRelay()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            print('fault counts: ' + json.dumps(node.counts()), flush=True)
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

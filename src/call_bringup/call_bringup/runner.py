@@ -1,0 +1,375 @@
+"""
+`call_run`: the pip environment's stand-in for `ros2 launch call_bringup multi_vehicle...`.
+
+Starts the node graph of `call_bringup.graph.build_graph` as supervised subprocesses (one per
+node, or one container per vehicle with `--compose`), prefixes every output line with the
+node's name, forwards Ctrl-C/SIGTERM as SIGINT -> SIGTERM -> SIGKILL with bounded waits, and
+fails loudly (exit 1, which node, its last output) when a node dies, unless
+`--tolerate-vehicle-failure` is given: then a dead vehicle is reported and the rest drive on.
+"""
+import argparse
+import collections
+from dataclasses import dataclass, field
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable, Optional, TextIO
+
+from call_bringup.fleet_keys import ensure_fleet_keys
+from call_bringup.graph import bringup_config, build_graph, GraphError, NodeSpec
+import yaml
+
+
+@dataclass
+class ProcessUnit:
+    """One supervised OS process: a node, or a container of one vehicle's nodes."""
+
+    label: str
+    command: list[str]
+    vehicle: Optional[str] = None
+    finishes_run: bool = False          # a clean exit of this unit ends the run (simulator)
+    process: Optional[subprocess.Popen] = None
+    last_lines: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
+    reader: Optional[threading.Thread] = None
+    reported: bool = False
+
+
+@dataclass(frozen=True)
+class UnitExit:
+    """A unit that exited while the run was going on."""
+
+    label: str
+    vehicle: Optional[str]
+    returncode: int
+    last_lines: tuple[str, ...]
+
+    def describe(self) -> str:
+        """Human-readable report: which node, how it ended, its last output."""
+        how = (f'killed by signal {-self.returncode}' if self.returncode < 0
+               else f'exit code {self.returncode}')
+        tail = '\n'.join('    ' + line for line in self.last_lines) or '    (no output)'
+        return f'node {self.label} died ({how}); its last output:\n{tail}'
+
+
+def installed_executable(package: str, executable: str) -> Optional[str]:
+    """Locate `<prefix>/lib/<package>/<executable>` via the ament index, if installed."""
+    try:
+        from ament_index_python.packages import get_package_prefix
+        path = os.path.join(get_package_prefix(package), 'lib', package, executable)
+    except (ImportError, LookupError):
+        return None
+    return path if os.access(path, os.X_OK) else None
+
+
+def _param_arg(value) -> str:
+    """Format a parameter value as `-p name:=<yaml>` expects it."""
+    if isinstance(value, float) and value == float('inf'):
+        return '.inf'
+    return yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip() \
+        .removesuffix('...').strip()
+
+
+def ros_arguments(spec: NodeSpec, node_prefix: str = '') -> list[str]:
+    """`--ros-args` of one node: namespace, name, params files, -p overrides, remappings."""
+    args = ['--ros-args']
+    if not node_prefix:
+        if spec.namespace:
+            args += ['-r', f'__ns:={spec.namespace}']
+        args += ['-r', f'__node:={spec.name}']
+    for entry in spec.parameters:
+        if isinstance(entry, dict):
+            if node_prefix:
+                continue                    # composition: merged into a per-node YAML
+            for key, value in entry.items():
+                args += ['-p', f'{key}:={_param_arg(value)}']
+        elif not node_prefix:
+            args += ['--params-file', entry]
+    for source, target in spec.remappings:
+        args += ['-r', f'{node_prefix}{source}:={target}']
+    return args
+
+
+def node_command(spec: NodeSpec, prefer_module: bool = False) -> list[str]:
+    """Build one node's command: its console script, else `python -m module`."""
+    script = None if prefer_module else installed_executable(spec.package, spec.executable)
+    if script:
+        head = [script]
+    elif spec.module:
+        head = [sys.executable, '-m', spec.module]
+    else:
+        raise GraphError(f'{spec.package} {spec.executable}: not installed and no module known')
+    return head + ros_arguments(spec)
+
+
+def composed_params_file(specs: list[NodeSpec], directory: str) -> str:
+    """Write one params YAML keyed by full node name (nodes sharing a process)."""
+    document = {spec.full_name: {'ros__parameters': spec.merged_parameters()}
+                for spec in specs}
+    path = os.path.join(directory, f'{specs[0].vehicle or "nodes"}_params.yaml')
+    with open(path, 'w', encoding='utf-8') as stream:
+        yaml.safe_dump(document, stream)
+    return path
+
+
+def process_units(specs: list[NodeSpec], compose: bool = False,
+                  prefer_module: bool = False,
+                  workdir: Optional[str] = None) -> list[ProcessUnit]:
+    """Turn node specs into processes: one per node, or one container per vehicle."""
+    units: list[ProcessUnit] = []
+    by_vehicle: dict[str, list[NodeSpec]] = {}
+    for spec in specs:
+        if compose and spec.vehicle:
+            by_vehicle.setdefault(spec.vehicle, []).append(spec)
+            continue
+        units.append(ProcessUnit(spec.full_name.lstrip('/'), node_command(spec, prefer_module),
+                                 spec.vehicle, finishes_run=spec.package == 'call_sim'))
+    if by_vehicle:
+        workdir = workdir or tempfile.mkdtemp(prefix='call_run_')
+    for vehicle, members in by_vehicle.items():
+        spec_file = os.path.join(workdir, f'{vehicle}_nodes.json')
+        with open(spec_file, 'w', encoding='utf-8') as stream:
+            json.dump([{'module': s.module, 'name': s.name, 'namespace': s.namespace,
+                        'remappings': s.remappings} for s in members], stream)
+        command = [sys.executable, '-m', 'call_bringup.compose', spec_file, '--ros-args',
+                   '-r', f'__ns:={members[0].namespace}',
+                   '--params-file', composed_params_file(members, workdir)]
+        for spec in members:
+            command += ros_arguments(spec, node_prefix=spec.name + ':')[1:]
+        units.append(ProcessUnit(f'{vehicle}/container', command, vehicle))
+    return units
+
+
+class Supervisor:
+    """Starts process units, relays their output, reports deaths and stops them all."""
+
+    def __init__(self, units: list[ProcessUnit], output: TextIO = sys.stdout,
+                 last_lines: int = 20, env: Optional[dict] = None):
+        self.units = units
+        self.output = output
+        self._lock = threading.Lock()
+        self._env = dict(env if env is not None else os.environ)
+        self._env.setdefault('PYTHONUNBUFFERED', '1')
+        self._env.setdefault('RCUTILS_COLORIZED_OUTPUT', '0')
+        for unit in units:
+            unit.last_lines = collections.deque(maxlen=last_lines)
+
+    def emit(self, text: str) -> None:
+        """Print one line without interleaving with the relays."""
+        with self._lock:
+            self.output.write(text + '\n')
+            self.output.flush()
+
+    def _relay(self, unit: ProcessUnit) -> None:
+        assert unit.process is not None and unit.process.stdout is not None
+        for raw in unit.process.stdout:
+            line = raw.rstrip('\n')
+            unit.last_lines.append(line)
+            self.emit(f'[{unit.label}] {line}')
+
+    def start(self) -> None:
+        """Start every unit in its own session (terminal Ctrl-C reaches only the runner)."""
+        for unit in self.units:
+            unit.process = subprocess.Popen(
+                unit.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                errors='replace', bufsize=1, env=self._env, start_new_session=True)
+            unit.reader = threading.Thread(target=self._relay, args=(unit,), daemon=True)
+            unit.reader.start()
+            self.emit(f'[call_run] started {unit.label} (pid {unit.process.pid})')
+
+    def running(self, vehicle: Optional[str] = None) -> list[ProcessUnit]:
+        """List units still alive (optionally of one vehicle)."""
+        return [u for u in self.units if u.process is not None and u.process.poll() is None
+                and (vehicle is None or u.vehicle == vehicle)]
+
+    def new_exits(self) -> list[UnitExit]:
+        """Collect units that exited since the last call (each reported once)."""
+        exits = []
+        for unit in self.units:
+            if unit.reported or unit.process is None or unit.process.poll() is None:
+                continue
+            unit.reported = True
+            if unit.reader is not None:
+                unit.reader.join(timeout=2.0)       # drain the last output lines
+            exits.append(UnitExit(unit.label, unit.vehicle, unit.process.returncode,
+                                  tuple(unit.last_lines)))
+        return exits
+
+    def unit(self, label: str) -> ProcessUnit:
+        """Return the unit called `label` (e.g. `hero1/world_model`)."""
+        return next(u for u in self.units if u.label == label)
+
+    def stop(self, sigint_wait: float = 5.0, sigterm_wait: float = 3.0) -> None:
+        """SIGINT all, wait; SIGTERM the rest, wait; SIGKILL what is left (bounded)."""
+        for sig, wait in ((signal.SIGINT, sigint_wait), (signal.SIGTERM, sigterm_wait),
+                          (signal.SIGKILL, 2.0)):
+            alive = self.running()
+            if not alive:
+                break
+            for unit in alive:
+                try:
+                    os.killpg(unit.process.pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + wait
+            while self.running() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        for unit in self.units:
+            if unit.reader is not None:
+                unit.reader.join(timeout=1.0)
+
+
+def supervise(supervisor: Supervisor, tolerate_vehicle_failure: bool = False,
+              duration: Optional[float] = None, poll_period: float = 0.2,
+              should_stop: Callable[[], bool] = lambda: False) -> int:
+    """Watch the units until stopped, done or failed; return the runner's exit code."""
+    started = time.monotonic()
+    failed_vehicles: set[str] = set()
+    while True:
+        for dead in supervisor.new_exits():
+            if dead.returncode == 0 and supervisor.unit(dead.label).finishes_run:
+                supervisor.emit(f'[call_run] {dead.label} finished the run')
+                return 0
+            if tolerate_vehicle_failure and dead.vehicle is not None:
+                failed_vehicles.add(dead.vehicle)
+                supervisor.emit(f'[call_run] VEHICLE FAILURE: {dead.describe()}')
+                supervisor.emit(f'[call_run] {dead.vehicle} is out ({len(failed_vehicles)} '
+                                'vehicle(s) failed); the other vehicles keep driving')
+                continue
+            supervisor.emit(f'[call_run] ERROR: {dead.describe()}')
+            return 1
+        if should_stop():
+            return 0
+        if duration is not None and time.monotonic() - started >= duration:
+            supervisor.emit(f'[call_run] duration {duration:.1f} s reached')
+            return 0
+        time.sleep(poll_period)
+
+
+def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the launch file's arguments (same names), shared by call_run and call_demo."""
+    parser.add_argument('--num-vehicles', '--num_vehicles', type=int, default=None)
+    parser.add_argument('--backend', choices=('embedded', 'carla'), default=None)
+    parser.add_argument('--scenario', default=None)
+    parser.add_argument('--checkpoint', default=None)
+    parser.add_argument('--c', type=float, default=None)
+    parser.add_argument('--K', type=int, default=None)
+    parser.add_argument('--use-sim-time', '--use_sim_time', default=None,
+                        type=lambda s: s.lower() in ('1', 'true', 'yes', 'on'))
+    parser.add_argument('--start-bridge', '--start_bridge', default=True,
+                        type=lambda s: s.lower() in ('1', 'true', 'yes', 'on'))
+    parser.add_argument('--keys-dir', default=None,
+                        help='fleet keys (created if missing; default: a fresh temp dir)')
+    parser.add_argument('--v2v-faults', default=None, metavar='K=V,...',
+                        help='route V2V through a fault relay, e.g. loss_probability=0.3,'
+                             'delay_s=0.2,forge_probability=0.05,replay_probability=0.05')
+    parser.add_argument('--scenario-set', action='append', default=[], metavar='KEY=VALUE',
+                        help='change a scenario key (embedded), e.g. num_background=10')
+    parser.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
+                        help='extra parameter, NODE = package, node name or full name '
+                             '(e.g. --set call_sim.num_background=10)')
+    parser.add_argument('--remap', action='append', default=[], metavar='NODE:FROM:=TO',
+                        help='extra topic remapping for a package/node (e.g. '
+                             'call_comm:/v2v/latents:=/v2v/raw)')
+
+
+def graph_from_arguments(args: argparse.Namespace) -> list[NodeSpec]:
+    """build_graph from parsed command-line arguments; creates the run's fleet keys."""
+    faults = None
+    if args.v2v_faults is not None:
+        faults = {}
+        for item in filter(None, args.v2v_faults.split(',')):
+            key, _, value = item.partition('=')
+            if not _:
+                raise GraphError(f'--v2v-faults {item!r}: expected KEY=VALUE')
+            faults[key.strip()] = yaml.safe_load(value)
+    keys_dir = args.keys_dir or tempfile.mkdtemp(prefix='call_keys_')
+    changes = {}
+    for item in args.scenario_set:
+        key, _, value = item.partition('=')
+        if not _:
+            raise GraphError(f'--scenario-set {item!r}: expected KEY=VALUE')
+        changes[key.strip()] = yaml.safe_load(value)
+    overrides: dict = {}
+    for item in args.set:
+        target, _, value = item.partition('=')
+        node, _, param = target.rpartition('.')
+        if not node or not param or not _:
+            raise GraphError(f'--set {item!r}: expected NODE.PARAM=VALUE')
+        overrides.setdefault(node, {})[param] = yaml.safe_load(value)
+    remappings: dict = {}
+    for item in args.remap:
+        node, _, rule = item.partition(':')
+        source, _, target = rule.partition(':=')
+        if not node or not source or not target:
+            raise GraphError(f'--remap {item!r}: expected NODE:FROM:=TO')
+        remappings.setdefault(node, []).append((source, target))
+    specs = build_graph(num_vehicles=args.num_vehicles, backend=args.backend,
+                        scenario=args.scenario, checkpoint=args.checkpoint, c=args.c,
+                        K=args.K, use_sim_time=args.use_sim_time, keys_dir=keys_dir,
+                        scenario_changes=changes, v2v_faults=faults, overrides=overrides,
+                        remappings=remappings,
+                        start_bridge=args.start_bridge)
+    ensure_fleet_keys(keys_dir, sorted({s.vehicle for s in specs if s.vehicle}))
+    return specs
+
+
+class _StopRequest:
+    """Set by SIGINT/SIGTERM; the supervise loop polls it."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum, frame) -> None:
+        self.requested = True
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point of `call_run` / `python -m call_bringup.run`."""
+    parser = argparse.ArgumentParser(prog='call_run',
+                                     description=__doc__.strip().splitlines()[0])
+    add_graph_arguments(parser)
+    parser.add_argument('--compose', action='store_true',
+                        help='one process per vehicle (its four nodes share an executor)')
+    parser.add_argument('--tolerate-vehicle-failure', action='store_true',
+                        help='a dead vehicle node is reported; the other vehicles keep going')
+    parser.add_argument('--duration', type=float, default=None,
+                        help='stop everything after this many wall-clock seconds')
+    parser.add_argument('--python-modules', action='store_true',
+                        help='start nodes with `python -m` even if console scripts exist')
+    parser.add_argument('--print-graph', action='store_true',
+                        help='print the commands and exit')
+    args = parser.parse_args(argv)
+    config = bringup_config()['runner']
+    try:
+        units = process_units(graph_from_arguments(args), compose=args.compose,
+                              prefer_module=args.python_modules)
+    except GraphError as err:
+        print(f'call_run: {err}', file=sys.stderr)
+        return 2
+    if args.print_graph:
+        for unit in units:
+            print(f'{unit.label}: {" ".join(unit.command)}')
+        return 0
+    supervisor = Supervisor(units, last_lines=config['last_lines'])
+    stop = _StopRequest()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = 1
+    try:
+        supervisor.start()
+        code = supervise(supervisor, args.tolerate_vehicle_failure, args.duration,
+                         config['poll_period_s'], should_stop=lambda: stop.requested)
+    finally:
+        supervisor.emit('[call_run] shutting down')
+        supervisor.stop(config['shutdown_sigint_wait_s'], config['shutdown_sigterm_wait_s'])
+    supervisor.emit(f'[call_run] exit {code}')
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""
+Helpers of the end-to-end tests: start a real CALL graph and watch it over real DDS.
+
+Not a test module. The graph runs as separate processes (runner Supervisor); the probe is
+an rclpy node on its own context in the test process.
+"""
+import collections
+import io
+import math
+import os
+import time
+from typing import Callable, Optional
+
+from call_bringup.demo import random_checkpoint
+from call_bringup.fleet_keys import ensure_fleet_keys
+from call_bringup.graph import ament_share, build_graph
+from call_bringup.runner import process_units, Supervisor
+from call_msgs.msg import Action, CommStats, LatentMessage, SharedInformation
+from carla_msgs.msg import CarlaEgoVehicleControl
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
+from rosgraph_msgs.msg import Clock
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCENARIO = os.path.join(HERE, 'scenarios', 'three_vehicles.yaml')
+ROLES = ('hero0', 'hero1', 'hero2')
+
+
+def stamp_key(stamp) -> float:
+    """Return the simulation time of a header stamp, rounded to the 0.1 s step grid."""
+    return round(stamp.sec + stamp.nanosec * 1e-9, 3)
+
+
+def checkpoint_for_tests(directory: str) -> str:
+    """Return the shipped small checkpoint if installed, else a random small one."""
+    try:
+        shipped = os.path.join(ament_share('call_world_model'), 'checkpoints', 'call_small.pt')
+    except Exception:  # noqa: B902 - not installed: fall back
+        shipped = ''
+    if os.path.isfile(shipped):
+        return shipped
+    import torch
+    torch.set_num_threads(1)
+    return random_checkpoint(os.path.join(directory, 'random_small.pt'), 'small')
+
+
+class GraphProbe:
+    """Records what the graph publishes: ticks, CommStats, latents, odometry, commands."""
+
+    def __init__(self, v2v_topics: tuple = ('/v2v/latents',)):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node('e2e_probe', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.clock = -1.0
+        self.ticks: list[float] = []
+        self.stats: dict[str, list[CommStats]] = collections.defaultdict(list)
+        self.latents: dict[tuple[str, float], tuple[LatentMessage, int]] = {}
+        self.by_sequence: dict[tuple[str, int], tuple[LatentMessage, int]] = {}
+        self.shared: dict[tuple[str, float], SharedInformation] = {}
+        self.odometry: dict[str, dict[float, tuple[float, float, float]]] = \
+            collections.defaultdict(dict)
+        self.commands: dict[str, list[CarlaEgoVehicleControl]] = collections.defaultdict(list)
+        self.actions: dict[str, list[Action]] = collections.defaultdict(list)
+        self.sim_status: dict[str, str] = {}
+        self.planner_status: dict[str, list[str]] = collections.defaultdict(list)
+        best_effort = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST,
+                                 reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.node.create_subscription(Clock, '/clock', self._on_clock, best_effort)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
+                                      100)
+        for topic in v2v_topics:
+            self.node.create_subscription(LatentMessage, topic, self._on_latent, best_effort)
+        for role in ROLES:
+            self.node.create_subscription(CommStats, f'/{role}/comm_stats',
+                                          lambda m, r=role: self.stats[r].append(m), 100)
+            self.node.create_subscription(
+                SharedInformation, f'/{role}/shared_info',
+                lambda m, r=role: self.shared.__setitem__((r, stamp_key(m.header.stamp)), m),
+                100)
+            self.node.create_subscription(Odometry, f'/carla/{role}/odometry',
+                                          lambda m, r=role: self._on_odometry(r, m), 100)
+            self.node.create_subscription(Action, f'/{role}/action',
+                                          lambda m, r=role: self.actions[r].append(m), 100)
+            self.node.create_subscription(CarlaEgoVehicleControl,
+                                          f'/carla/{role}/vehicle_control_cmd',
+                                          lambda m, r=role: self.commands[r].append(m), 100)
+
+    def _on_clock(self, msg: Clock) -> None:
+        now = stamp_key(msg.clock)
+        if now > self.clock:
+            self.clock = now
+            self.ticks.append(now)
+
+    def _on_latent(self, msg: LatentMessage) -> None:
+        key = (msg.sender_id, stamp_key(msg.header.stamp))
+        if key not in self.latents:            # a relay delivers one message to several topics
+            self.latents[key] = (msg, len(serialize_message(msg)))
+            self.by_sequence[(msg.sender_id, msg.sequence)] = self.latents[key]
+
+    def _on_odometry(self, role: str, msg: Odometry) -> None:
+        pose, twist = msg.pose.pose.position, msg.twist.twist.linear
+        speed = math.hypot(twist.x, twist.y)
+        self.odometry[role][stamp_key(msg.header.stamp)] = (pose.x, pose.y, speed)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            values = {kv.key: kv.value for kv in status.values}
+            if status.name == 'call_sim: lockstep':
+                self.sim_status = values
+            elif 'planner' in status.name:
+                self.planner_status[status.hardware_id or status.name].append(status.message)
+
+    def live(self) -> bool:
+        """Every vehicle's pipeline is up: each published CommStats."""
+        return all(self.stats[r] for r in ROLES)
+
+    def spin_until(self, done: Callable[[], bool], timeout: float, supervisor: Supervisor,
+                   exits: list) -> bool:
+        """Spin until `done()` or the timeout; collect unexpected process exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.02)
+            exits.extend(supervisor.new_exits())
+            if done():
+                return True
+        return False
+
+    def close(self) -> None:
+        """Destroy the probe node and its context."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def start_graph(work: str, checkpoint: str, **graph_args) -> Supervisor:
+    """Build the 3-vehicle test graph (installed packages) and start it as processes."""
+    keys = os.path.join(work, 'keys')
+    specs = build_graph(scenario=SCENARIO, checkpoint=checkpoint, keys_dir=keys,
+                        work_dir=work, **graph_args)
+    ensure_fleet_keys(keys, list(ROLES))
+    supervisor = Supervisor(process_units(specs, workdir=work), output=io.StringIO(),
+                            last_lines=200)
+    supervisor.start()
+    return supervisor
+
+
+def distance(a: tuple, b: tuple) -> float:
+    """Planar distance of two (x, y, ...) tuples."""
+    return math.hypot(a[0] - b[0], a[1] - b[1])
+
+
+def accepted_messages(probe: GraphProbe, receiver: str, stamp: float) -> Optional[list]:
+    """
+    Look up the (message, serialized size) pairs a receiver accepted at `stamp`.
+
+    None when that shared_info was not captured; an entry is None when the accepted
+    message itself was not captured on the V2V topic.
+    """
+    shared = probe.shared.get((receiver, stamp))
+    if shared is None:
+        return None
+    return [probe.by_sequence.get((n.sender_id, n.sequence)) for n in shared.neighbours]

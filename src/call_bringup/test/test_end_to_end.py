@@ -1,0 +1,109 @@
+"""
+End to end over real DDS: the whole CALL graph as separate processes, 3 vehicles.
+
+The pip-environment twin of test_multi_vehicle_launch.py (launch_testing): the graph comes
+from the same build_graph and is started by the runner. A fixed communication range (a huge
+c keeps the gate from growing it; c = inf would mean no communication) makes "in range" a
+property the test can check.
+"""
+import os
+import signal
+
+from graph_probe import (accepted_messages, checkpoint_for_tests, distance, GraphProbe, ROLES,
+                         start_graph)
+import pytest
+
+RANGE = 500.0                  # m; the scenario's vehicles are ~350 to ~1000 m apart
+FIXED_RANGE = {'call_comm': {'initial_range': RANGE, 'max_range': RANGE}}
+STARTUP_S = 90.0               # 13 node processes import torch/SUMO on 2 shared cores
+TICKS = 100
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    return checkpoint_for_tests(str(tmp_path_factory.mktemp('e2e_ckpt')))
+
+
+def test_three_vehicles_drive_and_share_latents_only_in_range(checkpoint, tmp_path):
+    supervisor = start_graph(str(tmp_path), checkpoint, c=1e9, overrides=FIXED_RANGE)
+    probe = GraphProbe()
+    exits: list = []
+    try:
+        assert probe.spin_until(probe.live, STARTUP_S, supervisor, exits), \
+            f'not every vehicle published CommStats; exits: {exits}'
+        first = len(probe.ticks)
+        commands_before = {r: len(probe.commands[r]) for r in ROLES}
+        actions_before = {r: len(probe.actions[r]) for r in ROLES}
+        assert probe.spin_until(lambda: len(probe.ticks) >= first + TICKS + 2, 120.0,
+                                supervisor, exits), f'the simulation stalled; exits: {exits}'
+    finally:
+        supervisor.stop(sigint_wait=30.0)    # ample time: the exit codes are checked
+        probe.close()
+    assert not exits, '\n'.join(e.describe() for e in exits)
+    unclean = [(u.label, u.process.returncode, list(u.last_lines)[-3:])
+               for u in supervisor.units if u.process.returncode != 0]
+    assert not unclean, f'nodes that did not exit cleanly on SIGINT: {unclean}'
+    window = probe.ticks[first:first + TICKS]
+    for role in ROLES:
+        # every vehicle was commanded each tick, from a world-model plan (not a safety
+        # stop: inputs stayed fresh), and moved
+        assert len(probe.commands[role]) - commands_before[role] >= TICKS
+        assert len(probe.actions[role]) - actions_before[role] >= TICKS
+        poses = [probe.odometry[role][t] for t in window if t in probe.odometry[role]]
+        assert len(poses) >= TICKS - 2
+        assert distance(poses[0], poses[-1]) > 1.0
+
+    accepted = out_of_range = bytes_checked = 0
+    first_heard = min(stamp for _, stamp in probe.latents)
+    for receiver in ROLES:
+        for stats in probe.stats[receiver]:
+            t = round(stats.header.stamp.sec + stats.header.stamp.nanosec * 1e-9, 3)
+            # skip steps while the probe's V2V subscription was being matched, and the
+            # last ones, whose shared_info may still be on the way
+            if t < first_heard + 0.5 or t > probe.ticks[-1] - 0.25:
+                continue
+            assert stats.comm_range == pytest.approx(RANGE)
+            messages = accepted_messages(probe, receiver, t)
+            assert messages is not None and None not in messages
+            assert sorted(m.sender_id for m, _ in messages) == sorted(stats.neighbours)
+            own = probe.odometry[receiver].get(t)
+            for message, _ in messages:     # latents flow only between vehicles in range
+                if own is not None:
+                    assert distance(own, (message.x, message.y)) <= RANGE + 3.0
+            accepted += len(messages)
+            # CommStats bytes are the serialized sizes of what was accepted / sent
+            assert stats.bytes_received == sum(size for _, size in messages)
+            sent = probe.latents.get((receiver, t))
+            if stats.bytes_sent and sent is not None:
+                assert stats.bytes_sent == sent[1]
+                bytes_checked += 1
+        out_of_range += probe.stats[receiver][-1].dropped_out_of_range
+    assert accepted > 0 and out_of_range > 0          # some pairs in range, some not
+    assert bytes_checked >= TICKS
+
+
+def test_runner_exits_non_zero_naming_the_node_that_died(checkpoint, tmp_path):
+    """A comm node with a bad parameter dies at start-up: the runner says which, exits 1."""
+    import subprocess
+    import sys
+    runner = subprocess.Popen(
+        [sys.executable, '-m', 'call_bringup.run', '--scenario', os.path.join(
+            os.path.dirname(__file__), 'scenarios', 'three_vehicles.yaml'),
+         '--checkpoint', checkpoint, '--keys-dir', str(tmp_path / 'keys'),
+         '--set', '/hero1/comm.h_encoding=bogus'],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = runner.communicate(timeout=90)
+    finally:
+        if runner.poll() is None:
+            runner.send_signal(signal.SIGINT)
+            runner.communicate(timeout=20)
+    assert runner.returncode == 1, out
+    assert 'ERROR: node hero1/comm died (exit code' in out
+    assert 'h_encoding' in out                       # its last output is shown
+    pids = [int(line.rsplit('pid ', 1)[1].rstrip(')')) for line in out.splitlines()
+            if '[call_run] started ' in line]
+    assert len(pids) == 13
+    for pid in pids:                                 # nothing left running
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

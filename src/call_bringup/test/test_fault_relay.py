@@ -1,0 +1,94 @@
+"""The V2V fault relay over real DDS: link loss, forged senders and replays, all counted."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from call_bringup.fault_injection import FaultPlan
+from call_msgs.msg import LatentMessage
+import pytest
+import rclpy
+from rclpy.duration import Duration
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+ROLES = ['hero0', 'hero1', 'hero2']
+
+
+def test_fault_plan_rejects_bad_probabilities():
+    with pytest.raises(ValueError):
+        FaultPlan(loss_probability=1.5)
+    with pytest.raises(ValueError):
+        FaultPlan(delay_s=-0.1)
+
+
+def run_relay(params: dict, messages: int) -> tuple[dict, dict]:
+    """Publish `messages` from hero0 through a relay; what each vehicle got + relay counts."""
+    args = [sys.executable, '-m', 'call_bringup.fault_injection', '--ros-args',
+            '-p', 'role_names:=[hero0, hero1, hero2]']
+    for key, value in params.items():
+        args += ['-p', f'{key}:={value}']
+    relay = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('relay_test', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    received = {role: [] for role in ROLES}
+    try:
+        qos = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.BEST_EFFORT,
+                         deadline=Duration(seconds=0.2))
+        publisher = node.create_publisher(LatentMessage, '/v2v/latents/hero0', qos)
+        for role in ROLES:
+            node.create_subscription(LatentMessage, f'/v2v/latents/{role}',
+                                     lambda m, r=role: received[r].append(m), qos)
+        deadline = time.monotonic() + 20.0
+        while publisher.get_subscription_count() < 2 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        assert publisher.get_subscription_count() == 2, 'relay never subscribed'
+        time.sleep(1.0)                    # the relay's publishers match our subscribers too
+        for sequence in range(messages):
+            publisher.publish(LatentMessage(sender_id='hero0', sequence=sequence,
+                                            signature=bytes(64)))
+            end = time.monotonic() + 0.02
+            while time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.005)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.02)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        relay.send_signal(signal.SIGINT)
+        try:
+            out, _ = relay.communicate(timeout=10)
+        finally:
+            relay.kill()
+    line = next(x for x in out.splitlines() if x.startswith('fault counts: '))
+    return received, json.loads(line[len('fault counts: '):])
+
+
+def test_lossy_link_counts_every_lost_delivery():
+    received, counts = run_relay({'loss_probability': 0.3, 'seed': 3}, 100)
+    hero0_own = [m for m in received['hero0'] if m.sender_id == 'hero0']
+    delivered = len(received['hero1']) + len(received['hero2'])
+    assert counts['relayed'] + counts['dropped_loss'] == 200     # 2 links x 100 messages
+    assert 30 <= counts['dropped_loss'] <= 90                    # 30 % of 200, loosely
+    assert delivered == counts['relayed']                        # nothing else went missing
+    assert len(hero0_own) == 100                                 # never sent back to hero0
+
+
+def test_forged_and_replayed_copies_are_injected_and_counted():
+    received, counts = run_relay({'forge_probability': 1.0, 'replay_probability': 1.0,
+                                  'replay_age': 5}, 30)
+    forged = [m for r in ROLES for m in received[r] if m.sender_id != 'hero0']
+    assert counts['forged'] == 2 * 30 and len(forged) == counts['forged']
+    assert all(m.sender_id in ('hero1', 'hero2') for m in forged)
+    assert not any(m.sender_id == r for r in ROLES for m in received[r] if r != 'hero0')
+    replays = counts['replayed']
+    assert replays == 2 * (30 - 5)                       # from the 6th message (history full)
+    genuine = [m.sequence for m in received['hero1'] if m.sender_id == 'hero0']
+    assert len(genuine) == 30 + replays // 2

@@ -1,0 +1,93 @@
+"""
+Fault injection end to end (real DDS, separate processes, 3 CALL vehicles).
+
+One run carries every V2V fault at once through the fault relay (30 % loss per link,
+200 ms delay, forged senders, replayed messages) and, mid-run, loses hero1's world-model
+node (SIGKILL). Expected: no other node dies, hero1's planner brings it to a controlled
+stop, the others keep driving, the run completes, and every message that did not reach a
+vehicle's shared information is counted by reason (relay: loss; receivers: signature,
+replay, range).
+"""
+import json
+import os
+import signal
+
+from graph_probe import checkpoint_for_tests, GraphProbe, ROLES, start_graph
+import pytest
+
+RANGE = 500.0
+FAULTS = {'loss_probability': 0.3, 'delay_s': 0.2, 'forge_probability': 0.1,
+          'replay_probability': 0.1, 'replay_age': 20, 'seed': 1}
+STARTUP_S = 90.0
+BEFORE_KILL, AFTER_KILL = 30, 60
+SURVIVORS = ('hero0', 'hero2')
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    return checkpoint_for_tests(str(tmp_path_factory.mktemp('faults_ckpt')))
+
+
+def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
+    supervisor = start_graph(str(tmp_path), checkpoint, c=1e9, v2v_faults=FAULTS,
+                             overrides={'call_comm': {'initial_range': RANGE,
+                                                      'max_range': RANGE}})
+    probe = GraphProbe(v2v_topics=tuple(f'/v2v/latents/{r}' for r in ROLES))
+    exits: list = []
+    try:
+        assert probe.spin_until(probe.live, STARTUP_S, supervisor, exits), exits
+        start = len(probe.ticks)
+        assert probe.spin_until(lambda: len(probe.ticks) >= start + BEFORE_KILL, 60.0,
+                                supervisor, exits), exits
+        victim = supervisor.unit('hero1/world_model').process
+        os.kill(victim.pid, signal.SIGKILL)
+        killed_at = len(probe.ticks)
+        stats_at_kill = {r: len(probe.stats[r]) for r in ROLES}
+        commands_at_kill = {r: len(probe.commands[r]) for r in ROLES}
+        actions_at_kill = {r: len(probe.actions[r]) for r in ROLES}
+        assert probe.spin_until(lambda: len(probe.ticks) >= killed_at + AFTER_KILL, 90.0,
+                                supervisor, exits), f'run did not complete: {exits}'
+        relay = supervisor.unit('v2v_fault_relay')
+        relay.process.send_signal(signal.SIGINT)             # freeze the relay's counts
+        seen = {r: len(probe.stats[r]) for r in SURVIVORS}
+        assert probe.spin_until(
+            lambda: relay.process.poll() is not None and
+            all(len(probe.stats[r]) >= seen[r] + 3 for r in SURVIVORS),
+            30.0, supervisor, exits), exits
+    finally:
+        supervisor.stop()
+        probe.close()
+
+    # only the killed node and the deliberately stopped relay exited during the run
+    assert sorted((e.label, e.returncode) for e in exits) == [
+        ('hero1/world_model', -signal.SIGKILL), ('v2v_fault_relay', 0)]
+    # the others kept driving: the lockstep simulator kept stepping with their commands
+    for role in SURVIVORS:
+        assert len(probe.stats[role]) - stats_at_kill[role] >= AFTER_KILL - 5
+        assert len(probe.commands[role]) - commands_at_kill[role] >= AFTER_KILL
+        assert len(probe.actions[role]) - actions_at_kill[role] >= AFTER_KILL - 5  # planned
+    # hero1 planned while it had a world model; without it: controlled stop, said why, and
+    # came to rest
+    assert actions_at_kill['hero1'] >= BEFORE_KILL
+    assert len(probe.actions['hero1']) - actions_at_kill['hero1'] <= 2
+    assert any(m.startswith('controlled stop') for m in probe.planner_status['hero1'])
+    last = probe.commands['hero1'][-5:]
+    assert all(c.throttle == 0.0 and c.brake > 0.0 for c in last)
+    final_speed = probe.odometry['hero1'][max(probe.odometry['hero1'])][2]
+    assert final_speed < 0.5
+
+    counts = json.loads(next(line for line in reversed(relay.last_lines)
+                             if line.startswith('fault counts: '))[len('fault counts: '):])
+    assert counts['dropped_loss'] > 0 and counts['delayed'] > 0
+    assert counts['forged'] > 0 and counts['replayed'] > 0
+    for role in SURVIVORS:
+        final = probe.stats[role][-1]
+        # every injected message a survivor received was dropped, under the right reason
+        assert final.dropped_bad_signature + final.dropped_unknown_sender == \
+            counts.get(f'forged:{role}', 0)
+        assert final.dropped_replay == counts.get(f'replayed:{role}', 0)
+        assert final.dropped_unsigned == final.dropped_malformed == 0
+        # and every delivery is accounted for: accepted, out of range or dropped by reason
+        delivered = sum(counts.get(f'{kind}:{role}', 0)
+                        for kind in ('relayed', 'forged', 'replayed'))
+        assert sum(s.messages_received for s in probe.stats[role]) == delivered

@@ -1,0 +1,136 @@
+"""The runner supervises real rclpy node processes over real DDS (no launch needed)."""
+import io
+import os
+import signal
+import sys
+import time
+
+from call_bringup.graph import NodeSpec
+from call_bringup.runner import (node_command, process_units, ros_arguments, supervise,
+                                 Supervisor)
+import pytest
+import rclpy
+import yaml
+
+RELAY = {'package': 'call_bringup', 'executable': 'v2v_fault_relay', 'name': 'v2v_fault_relay',
+         'module': 'call_bringup.fault_injection'}
+
+
+def relay_spec(namespace: str, vehicle=None, topic='/test/in') -> NodeSpec:
+    """Describe a real node of this package, namespaced like a vehicle's node."""
+    return NodeSpec(**RELAY, namespace=namespace, vehicle=vehicle,
+                    parameters=[{'input_topic': topic, 'loss_probability': 0.5}])
+
+
+def wait_for_nodes(names: set, timeout: float = 30.0) -> set:
+    """Full names of the nodes among `names` that DDS discovery shows within the timeout."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('runner_test_probe', context=context)
+    seen: set = set()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and seen != names:
+            seen = {ns.rstrip('/') + '/' + name
+                    for name, ns in node.get_node_names_and_namespaces()} & names
+            time.sleep(0.2)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+    return seen
+
+
+@pytest.fixture
+def supervisor_factory():
+    made = []
+
+    def make(specs):
+        supervisor = Supervisor(process_units(specs, prefer_module=True), output=io.StringIO())
+        made.append(supervisor)
+        return supervisor
+    yield make
+    for supervisor in made:
+        supervisor.stop(sigint_wait=5.0, sigterm_wait=2.0)
+
+
+def test_ros_arguments_carry_namespace_name_params_and_remaps(tmp_path):
+    params = tmp_path / 'p.yaml'
+    params.write_text('/**:\n  ros__parameters: {a: 1}\n')
+    spec = NodeSpec('pkg', 'exe', 'comm', '/hero0',
+                    [str(params), {'c': float('inf'), 'role_names': ['hero0', 'hero1'],
+                                   'use_sim_time': True, 'role_name': 'hero0'}],
+                    [('/v2v/latents', '/v2v/raw')], module='pkg.comm_node')
+    args = ros_arguments(spec)
+    assert args[:5] == ['--ros-args', '-r', '__ns:=/hero0', '-r', '__node:=comm']
+    assert ['--params-file', str(params)] == args[5:7]
+    pairs = [args[i + 1] for i, a in enumerate(args) if a == '-p']
+    assert pairs == ['c:=.inf', 'role_names:=[hero0, hero1]', 'use_sim_time:=true',
+                     'role_name:=hero0']
+    for pair in pairs:           # every value parses back as YAML, as rcl parses it
+        yaml.safe_load(pair.split(':=', 1)[1])
+    assert args[-2:] == ['-r', '/v2v/latents:=/v2v/raw']
+    assert node_command(spec)[:3] == [sys.executable, '-m', 'pkg.comm_node']
+
+
+def test_composed_vehicle_is_one_process_with_per_node_params(tmp_path):
+    specs = [NodeSpec('call_sim', 'sim_node', 'carla_sim', '', [{'a': 1}], [], 'x.sim'),
+             NodeSpec('p', 'e', 'perception', '/hero0', [{'role_name': 'hero0'}],
+                      [('bev', 'bev2')], 'p.perception_node', 'hero0'),
+             NodeSpec('q', 'e', 'planner', '/hero0', [{'role_name': 'hero0', 'K': 3}], [],
+                      'q.planner_node', 'hero0')]
+    units = process_units(specs, compose=True, prefer_module=True, workdir=str(tmp_path))
+    assert [u.label for u in units] == ['carla_sim', 'hero0/container']
+    command = units[1].command
+    assert command[1:3] == ['-m', 'call_bringup.compose'] and '__ns:=/hero0' in command
+    assert 'perception:bev:=bev2' in command
+    params = yaml.safe_load(open(command[command.index('--params-file') + 1]))
+    assert params['/hero0/planner']['ros__parameters'] == {'role_name': 'hero0', 'K': 3}
+
+
+def test_runner_starts_nodes_and_stops_them_cleanly_on_sigint(supervisor_factory):
+    supervisor = supervisor_factory([relay_spec('/hero0'), relay_spec('/hero1')])
+    supervisor.start()
+    names = {'/hero0/v2v_fault_relay', '/hero1/v2v_fault_relay'}
+    assert wait_for_nodes(names) == names
+    assert supervise(supervisor, duration=0.5, poll_period=0.1) == 0
+    supervisor.stop()
+    assert not supervisor.running()
+    assert [u.process.returncode for u in supervisor.units] == [0, 0]
+
+
+def test_runner_fails_loudly_naming_the_dead_node(supervisor_factory):
+    supervisor = supervisor_factory([relay_spec('/hero0', 'hero0'),
+                                     relay_spec('/hero1', 'hero1')])
+    supervisor.start()
+    assert len(wait_for_nodes({'/hero0/v2v_fault_relay', '/hero1/v2v_fault_relay'})) == 2
+    victim = supervisor.unit('hero1/v2v_fault_relay').process
+    os.kill(victim.pid, signal.SIGKILL)
+    code = supervise(supervisor, duration=30.0, poll_period=0.1)
+    assert code == 1
+    report = supervisor.output.getvalue()
+    assert 'ERROR: node hero1/v2v_fault_relay died (killed by signal 9)' in report
+
+
+def test_tolerated_vehicle_failure_is_reported_and_the_rest_keep_running(
+        supervisor_factory):
+    supervisor = supervisor_factory([relay_spec('/hero0', 'hero0'),
+                                     relay_spec('/hero1', 'hero1')])
+    supervisor.start()
+    assert len(wait_for_nodes({'/hero0/v2v_fault_relay', '/hero1/v2v_fault_relay'})) == 2
+    os.kill(supervisor.unit('hero0/v2v_fault_relay').process.pid, signal.SIGKILL)
+    assert supervise(supervisor, tolerate_vehicle_failure=True, duration=2.0,
+                     poll_period=0.1) == 0
+    report = supervisor.output.getvalue()
+    assert 'VEHICLE FAILURE: node hero0/v2v_fault_relay died' in report
+    assert [u.label for u in supervisor.running()] == ['hero1/v2v_fault_relay']
+
+
+def test_non_vehicle_node_death_is_fatal_even_when_tolerating(supervisor_factory):
+    bad = NodeSpec(**RELAY, parameters=[{'loss_probability': 2.0}])   # rejected at start-up
+    supervisor = supervisor_factory([bad, relay_spec('/hero0', 'hero0')])
+    supervisor.start()
+    assert supervise(supervisor, tolerate_vehicle_failure=True, duration=30.0,
+                     poll_period=0.1) == 1
+    report = supervisor.output.getvalue()
+    assert 'ERROR: node v2v_fault_relay died (exit code' in report
+    assert 'loss_probability must be in [0, 1]' in report     # its last output is shown
