@@ -1,0 +1,126 @@
+"""
+Building blocks of DreamerV3 (2023): LayerNorm + SiLU layers, MLPs, CNN encoder/decoder.
+
+Every hidden layer is Linear/Conv (no bias) -> LayerNorm -> SiLU, weights use the truncated
+normal fan-average initialisation of DreamerV3; output layers of regression heads can start at
+zero (``outscale=0``) so initial predictions are 0 and early losses stay small.
+"""
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+def init_fan_avg_(weight: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Initialise like DreamerV3: truncated normal, std sqrt(scale / fan_avg)."""
+    if scale == 0.0:
+        return nn.init.zeros_(weight)
+    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
+    std = math.sqrt(scale / ((fan_in + fan_out) / 2.0)) / 0.87962566103423978
+    return nn.init.trunc_normal_(weight, 0.0, std, -2.0 * std, 2.0 * std)
+
+
+class LinearNormAct(nn.Sequential):
+    """Linear (no bias) -> LayerNorm -> SiLU: DreamerV3's dense hidden layer."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        """Create the layer mapping ``in_dim`` features to ``out_dim``."""
+        linear = nn.Linear(in_dim, out_dim, bias=False)
+        init_fan_avg_(linear.weight)
+        super().__init__(linear, nn.LayerNorm(out_dim, eps=1e-3), nn.SiLU())
+
+
+def output_linear(in_dim: int, out_dim: int, outscale: float = 1.0) -> nn.Linear:
+    """Create an output linear with bias; ``outscale=0`` zero-initialises it (reward, critic)."""
+    layer = nn.Linear(in_dim, out_dim)
+    init_fan_avg_(layer.weight, outscale)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class MLP(nn.Module):
+    """``layers`` x LinearNormAct of ``units``, optionally followed by an output linear."""
+
+    def __init__(self, in_dim: int, units: int, layers: int, out_dim: int = 0,
+                 outscale: float = 1.0):
+        """Build the stack; ``out_dim=0`` returns the last hidden activations."""
+        super().__init__()
+        dims = [in_dim] + [units] * layers
+        self.hidden = nn.Sequential(*[LinearNormAct(a, b) for a, b in zip(dims[:-1], dims[1:])])
+        self.out = output_linear(dims[-1], out_dim, outscale) if out_dim else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map (..., in_dim) to (..., out_dim or units)."""
+        x = self.hidden(x)
+        return self.out(x) if self.out is not None else x
+
+
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over the channel axis of (B, C, H, W) feature maps (DreamerV3 CNN norm)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise every pixel's channel vector."""
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def _conv_channels(depth: int, mults: Sequence[int]) -> list:
+    return [depth * m for m in mults]
+
+
+class ConvEncoder(nn.Module):
+    """
+    Stride-2 4x4 convs halving the BEV down to ``minres``, then flatten.
+
+    Input (B, C, S, S) float in [0, 1] (centred by -0.5 as DreamerV3 does for images).
+    """
+
+    def __init__(self, in_channels: int, size: int, depth: int, mults: Sequence[int],
+                 minres: int):
+        """Create len(mults) stages with ``depth * mult`` channels each."""
+        super().__init__()
+        channels = _conv_channels(depth, mults)
+        layers = []
+        prev = in_channels
+        for out in channels:
+            conv = nn.Conv2d(prev, out, 4, 2, 1, bias=False)
+            init_fan_avg_(conv.weight)
+            layers += [conv, ChannelNorm(out, eps=1e-3), nn.SiLU()]
+            prev = out
+        self.net = nn.Sequential(*layers)
+        self.out_dim = prev * minres * minres
+        assert size // (2 ** len(channels)) == minres, 'CNN stages must reach minres'
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) in [0, 1] -> (B, out_dim) embedding."""
+        return self.net(image - 0.5).flatten(1)
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of :class:`ConvEncoder`: features -> (B, C, S, S) per-pixel logits."""
+
+    def __init__(self, feat_dim: int, out_channels: int, depth: int, mults: Sequence[int],
+                 minres: int):
+        """Project to (depth * mults[-1], minres, minres) and upsample with 4x4 stride-2."""
+        super().__init__()
+        channels = _conv_channels(depth, mults)[::-1]
+        self.minres = minres
+        self.first_channels = channels[0]
+        self.project = output_linear(feat_dim, channels[0] * minres * minres)
+        layers = []
+        for index, prev in enumerate(channels):
+            last = index == len(channels) - 1
+            out = out_channels if last else channels[index + 1]
+            conv = nn.ConvTranspose2d(prev, out, 4, 2, 1, bias=last)
+            init_fan_avg_(conv.weight)
+            if last:
+                nn.init.zeros_(conv.bias)
+                layers.append(conv)
+            else:
+                layers += [conv, ChannelNorm(out, eps=1e-3), nn.SiLU()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        """(B, feat_dim) -> (B, out_channels, S, S) logits."""
+        x = self.project(feat).reshape(-1, self.first_channels, self.minres, self.minres)
+        return self.net(x)

@@ -1,0 +1,180 @@
+"""
+Recurrent state-space model of DreamerV3 (paper App. E.2 eq. 11) with CALL's context.
+
+With ``condition_sequence_model: false`` (every preset):
+
+Sequence model   h_t = f(h_{t-1}, z_{t-1}, a_{t-1})        (LayerNorm GRU, eq. 11)
+Encoder          z_t ~ q(z_t | h_t, x_t, s_t, w_t)         (posterior, 32 x 32 categoricals)
+Dynamics         z_t ~ p(z_t | h_t)                        (prior)
+
+With ``condition_sequence_model: true`` (legacy checkpoints): h_t = f(h_{t-1}, z_{t-1},
+a_{t-1}, c_t) with c_t = [s_t, w_t], and the encoder sees [h_t, x_t, s_t].
+
+s_t is the pooled shared information T_t, w_t the own latent intention, x_t the BEV embedding.
+Why the context leaves the sequence model: paper section 2 writes T into both f and q, but
+App. E.2 eq. 11 (the model CALL trains) has the plain f(h, z, a), and section 3.1 eq. 1 feeds
+f with the state "after incorporating" the shared information. The posterior z_t already
+carries T_t (and w_t) into h_{t+1}, so nothing is lost, and h becomes a deterministic function
+of the (z, a) stream: a receiver holding the same model rebuilds a sender's h from the 20-byte
+z and the action it hears (issue 11, ``call_comm.replica``) instead of receiving 8 KB of h.
+:meth:`RSSM.sequence_step` is that one function, shared by the sender and every replica.
+
+A state is a dict: 'deter' (B, D), 'stoch' (B, S, K) one-hot straight-through sample whose
+values are exactly 0/1, 'logits' (B, S, K) unimix log-probabilities of its distribution.
+"""
+from typing import Dict, Optional
+
+from call_world_model.config import WorldModelConfig
+from call_world_model.distributions import mode_one_hot, sample_one_hot, unimix_logits
+from call_world_model.networks import init_fan_avg_, LinearNormAct, output_linear
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+State = Dict[str, torch.Tensor]
+
+
+class NormGRUCell(nn.Module):
+    """
+    DreamerV3 GRU: one linear on [x, h] -> LayerNorm -> reset/candidate/update gates.
+
+    The update gate is biased by -1 so the cell starts by mostly keeping its state.
+    """
+
+    def __init__(self, in_dim: int, units: int):
+        """Create the fused gate projection."""
+        super().__init__()
+        self.linear = nn.Linear(in_dim + units, 3 * units, bias=False)
+        init_fan_avg_(self.linear.weight)
+        self.norm = nn.LayerNorm(3 * units, eps=1e-3)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One step: (B, in_dim), (B, units) -> new h (B, units)."""
+        parts = self.norm(self.linear(torch.cat([x, h], -1)))
+        reset, cand, update = parts.chunk(3, -1)
+        reset = torch.sigmoid(reset)
+        cand = torch.tanh(reset * cand)
+        update = torch.sigmoid(update - 1.0)
+        return update * cand + (1.0 - update) * h
+
+
+class RSSM(nn.Module):
+    """Prior/posterior steps over discrete latents; ``embed_dim`` is the BEV embedding size."""
+
+    def __init__(self, cfg: WorldModelConfig, embed_dim: int):
+        """Size all layers from ``cfg``; conditioning c = shared_dim + intention_dim."""
+        super().__init__()
+        self.cfg = cfg
+        self.conditioned = cfg.condition_sequence_model
+        cond = cfg.shared_dim + cfg.intention_dim
+        seq_in = cfg.stoch_flat + cfg.num_actions + (cond if self.conditioned else 0)
+        obs_in = cfg.deter + embed_dim + (cfg.shared_dim if self.conditioned else cond)
+        self.img_in = LinearNormAct(seq_in, cfg.hidden)
+        self.gru = NormGRUCell(cfg.hidden, cfg.deter)
+        self.img_out = nn.Sequential(LinearNormAct(cfg.deter, cfg.hidden),
+                                     output_linear(cfg.hidden, cfg.stoch_flat))
+        self.obs_out = nn.Sequential(LinearNormAct(obs_in, cfg.hidden),
+                                     output_linear(cfg.hidden, cfg.stoch_flat))
+        self.initial_deter = nn.Parameter(torch.zeros(cfg.deter),
+                                          requires_grad=cfg.initial == 'learned')
+
+    def _dist_logits(self, raw: torch.Tensor) -> torch.Tensor:
+        raw = raw.reshape(raw.shape[:-1] + (self.cfg.stoch, self.cfg.classes))
+        return unimix_logits(raw, self.cfg.unimix)
+
+    def initial(self, batch: int) -> State:
+        """Start state: h = tanh(learned vector), z = mode of the prior p(z | h)."""
+        deter = torch.tanh(self.initial_deter).unsqueeze(0).expand(batch, -1)
+        logits = self._dist_logits(self.img_out(deter))
+        return {'deter': deter, 'stoch': _exact(mode_one_hot(logits)), 'logits': logits}
+
+    def sequence_step(self, deter: torch.Tensor, stoch: torch.Tensor,
+                      action_one_hot: torch.Tensor,
+                      cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """
+        Sequence model h_t = f(h_{t-1}, z_{t-1}, a_{t-1}[, c_t]): (B, D) -> (B, D).
+
+        stoch (B, S, K) one-hot, action_one_hot (B, A); ``cond`` (B, shared + intention) is
+        used only by a conditioned (legacy) model. Senders and replicas both call this, so the
+        same inputs give bit-identical h in float32 with a fixed thread count.
+        """
+        parts = [stoch.flatten(-2), action_one_hot]
+        if self.conditioned:
+            if cond is None:
+                raise ValueError('a conditioned sequence model needs cond = [s, w]')
+            parts.append(cond)
+        return self.gru(self.img_in(torch.cat(parts, -1)), deter)
+
+    def img_step(self, prev: State, action_one_hot: torch.Tensor, cond: Optional[torch.Tensor],
+                 sample: bool = True) -> State:
+        """
+        Prior step: h_t = f(h, z, a[, c]), z_t ~ p(z | h_t) (mode if ``sample`` is False).
+
+        ``cond`` enters only a conditioned (legacy) sequence model; see the module doc.
+        """
+        deter = self.sequence_step(prev['deter'], prev['stoch'], action_one_hot, cond)
+        logits = self._dist_logits(self.img_out(deter))
+        stoch = sample_one_hot(logits) if sample else mode_one_hot(logits)
+        return {'deter': deter, 'stoch': _exact(stoch), 'logits': logits}
+
+    def obs_step(self, prev: State, prev_action: torch.Tensor, embed: torch.Tensor,
+                 is_first: torch.Tensor, shared_vec: torch.Tensor,
+                 intention_vec: torch.Tensor, sample: bool = True):
+        """
+        Posterior step; rows with ``is_first`` restart from the initial state, no action.
+
+        Returns (post, prior) states for this step.
+        """
+        batch = embed.shape[0]
+        first = is_first.to(torch.bool)
+        action = self.action_one_hot(prev_action) if prev_action.dim() == 1 else prev_action
+        if first.any():
+            init = self.initial(batch)
+            prev = {k: torch.where(_expand(first, v), init[k], v) for k, v in prev.items()}
+            action = action * (~first).to(action.dtype).unsqueeze(-1)
+        cond = torch.cat([shared_vec, intention_vec], -1)
+        prior = self.img_step(prev, action, cond, sample=sample)
+        context = shared_vec if self.conditioned else cond
+        raw = self.obs_out(torch.cat([prior['deter'], embed, context], -1))
+        logits = self._dist_logits(raw)
+        stoch = _exact(sample_one_hot(logits) if sample else mode_one_hot(logits))
+        return {'deter': prior['deter'], 'stoch': stoch, 'logits': logits}, prior
+
+    def action_one_hot(self, action: torch.Tensor) -> torch.Tensor:
+        """(B,) long action indices -> (B, num_actions) float one-hot."""
+        return F.one_hot(action.long(), self.cfg.num_actions).to(self.initial_deter.dtype)
+
+
+def _exact(stoch: torch.Tensor) -> torch.Tensor:
+    """
+    Straight-through one-hot whose VALUES are exactly 0/1 (gradients unchanged).
+
+    ``one_hot + probs - probs.detach()`` rounds to 1 +- 1 ulp in float32; the replica of a
+    receiver feeds an exact one-hot of the received indices, so the sender must too.
+    """
+    hard = F.one_hot(stoch.argmax(-1), stoch.shape[-1]).to(stoch.dtype)
+    return hard + (stoch - stoch.detach())
+
+
+def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.reshape(mask.shape + (1,) * (like.dim() - mask.dim()))
+
+
+def features(state: State) -> torch.Tensor:
+    """Return the model state features [h, flatten(z)] (..., D + S*K) of heads/actor-critic."""
+    return torch.cat([state['deter'], state['stoch'].flatten(-2)], -1)
+
+
+def stack_states(states, dim: int = 1) -> State:
+    """Stack a list of states along ``dim`` (time)."""
+    return {k: torch.stack([s[k] for s in states], dim) for k in states[0]}
+
+
+def index_state(state: State, index) -> State:
+    """Index every tensor of a state, e.g. with ``(slice(None), -1)`` for the last step."""
+    return {k: v[index] for k, v in state.items()}
+
+
+def detach_state(state: State) -> State:
+    """Detached copy (carry a state across training batches without backprop)."""
+    return {k: v.detach() for k, v in state.items()}

@@ -1,0 +1,297 @@
+"""
+ROS node: observes the ego BEV each tick and publishes the world-model latent state.
+
+Subscribes ``/<role>/bev`` (sensor_msgs/Image ``8UC<C>``, H x W x C interleaved),
+``/<role>/action`` (call_msgs/Action), ``/<role>/shared_info`` (call_msgs/SharedInformation),
+``/<role>/plan`` (nav_msgs/Path, map frame) and ``/carla/<role>/odometry``. On every BEV it
+runs one posterior step and publishes ``/<role>/latent_state`` (stamped with the BEV's stamp),
+optionally ``/<role>/prediction_color`` (rgb8 strip of the decoded open-loop prediction) and
+``/diagnostics``. Malformed messages are counted by reason and dropped.
+"""
+import math
+import time
+from typing import Dict, Optional
+
+from call_msgs.msg import Action, LatentState, SharedInformation
+from call_world_model import checkpoint
+from call_world_model.config import load_config
+from call_world_model.intention import fit_waypoints, map_to_ego, relative_pose
+from call_world_model.prediction import prediction_strip, PredictionErrorTracker
+from call_world_model.shared_pooling import SharedBatch
+from call_world_model.world_model import WorldModel
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry, Path
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+import torch
+
+
+def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
+    """Heading (rad, counter-clockwise from +x) of a quaternion."""
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+class WorldModelNode(Node):
+    """Thin translation layer around :class:`WorldModel` + :class:`PredictionErrorTracker`."""
+
+    def __init__(self):
+        """Declare parameters, load the model, create publishers and subscriptions."""
+        super().__init__('world_model')
+        self.declare_parameter('checkpoint', '')
+        self.declare_parameter('preset', 'small')
+        self.declare_parameter('role_name', 'hero0')
+        self.declare_parameter('error_horizon', 5)
+        self.declare_parameter('error_threshold', 30.0)
+        self.declare_parameter('publish_prediction', True)
+        self.declare_parameter('prediction_steps', 5)
+        self.declare_parameter('num_threads', 1)
+        self.declare_parameter('diagnostics_period', 1.0)
+        torch.set_num_threads(max(1, int(self.get_parameter('num_threads').value)))
+        self.role = str(self.get_parameter('role_name').value)
+        self.threshold = float(self.get_parameter('error_threshold').value)
+        self.publish_prediction = bool(self.get_parameter('publish_prediction').value)
+        self.prediction_steps = int(self.get_parameter('prediction_steps').value)
+        self.model = self._load_model()
+        self.model.eval()
+        self.cfg = self.model.cfg
+        self.tracker = PredictionErrorTracker(int(self.get_parameter('error_horizon').value),
+                                              self.model)
+        self.state = None
+        self.prev_action = 0
+        self.odometry: Optional[np.ndarray] = None     # x, y, yaw
+        self.plan_xy: Optional[np.ndarray] = None      # (M, 2) map frame
+        self.shared_msg: Optional[SharedInformation] = None
+        self.counters: Dict[str, int] = {'observed': 0}
+        self.last_error = 0.0
+        self.last_latency_ms = 0.0
+
+        prefix = f'/{self.role}'
+        self.latent_pub = self.create_publisher(LatentState, f'{prefix}/latent_state', 10)
+        self.prediction_pub = self.create_publisher(Image, f'{prefix}/prediction_color', 2)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_subscription(Image, f'{prefix}/bev', self.on_bev, 10)
+        self.create_subscription(Action, f'{prefix}/action', self.on_action, 10)
+        self.create_subscription(SharedInformation, f'{prefix}/shared_info', self.on_shared, 10)
+        self.create_subscription(Path, f'{prefix}/plan', self.on_plan, 10)
+        self.create_subscription(Odometry, f'/carla/{self.role}/odometry', self.on_odometry, 10)
+        self.create_timer(float(self.get_parameter('diagnostics_period').value),
+                          self.publish_diagnostics)
+
+    # ------------------------------------------------------------------ setup
+    def _load_model(self) -> WorldModel:
+        path = str(self.get_parameter('checkpoint').value)
+        if path:
+            loaded = checkpoint.load(path)
+            self.get_logger().info(f'loaded world model {path} (step {loaded.step})')
+            return loaded.world_model
+        preset = str(self.get_parameter('preset').value)
+        self.get_logger().warn(
+            f'NO CHECKPOINT GIVEN: using a RANDOMLY INITIALISED {preset!r} world model; '
+            'latents and predictions are meaningless until a trained checkpoint is set')
+        return WorldModel(load_config(preset))
+
+    def _drop(self, reason: str) -> None:
+        key = f'dropped_{reason}'
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    # ------------------------------------------------------------------ inputs
+    def on_action(self, msg: Action) -> None:
+        """Remember the action the planner took (enters the next observe step)."""
+        if msg.index >= self.cfg.num_actions:
+            self._drop('action_index')
+            return
+        self.prev_action = int(msg.index)
+
+    def on_plan(self, msg: Path) -> None:
+        """Remember the ego plan (map frame)."""
+        points = np.array([[p.pose.position.x, p.pose.position.y] for p in msg.poses],
+                          dtype=np.float64).reshape(-1, 2)
+        if not np.isfinite(points).all():
+            self._drop('plan_nan')
+            return
+        self.plan_xy = points
+
+    def on_odometry(self, msg: Odometry) -> None:
+        """Remember the ego pose for map -> ego frame conversions."""
+        pose = msg.pose.pose
+        q = pose.orientation
+        values = np.array([pose.position.x, pose.position.y,
+                           yaw_from_quaternion(q.x, q.y, q.z, q.w)])
+        if not np.isfinite(values).all():
+            self._drop('odometry_nan')
+            return
+        self.odometry = values
+
+    def on_shared(self, msg: SharedInformation) -> None:
+        """Remember the accepted neighbours (converted when the next BEV arrives)."""
+        self.shared_msg = msg
+
+    def _shared_batch(self) -> Optional[SharedBatch]:
+        msg, cfg = self.shared_msg, self.cfg
+        if msg is None or not msg.neighbours:
+            return None
+        if self.odometry is None:
+            self._drop('shared_without_odometry')
+            return None
+        ego_x, ego_y, ego_yaw = self.odometry
+        rows = []
+        for neighbour in msg.neighbours:
+            z = np.frombuffer(bytes(neighbour.z_indices), dtype=np.uint8) \
+                if isinstance(neighbour.z_indices, (bytes, bytearray)) \
+                else np.asarray(neighbour.z_indices, dtype=np.int64)
+            h = np.asarray(neighbour.h, dtype=np.float32)
+            xy = np.asarray(neighbour.intention_xy, dtype=np.float64)
+            pose = np.array([neighbour.x, neighbour.y, neighbour.yaw], dtype=np.float64)
+            if len(z) != cfg.stoch or (z >= cfg.classes).any():
+                self._drop('neighbour_z')
+                continue
+            if len(h) == 0:
+                # Replica transport: h not rebuilt yet; pose, z and intention still count.
+                key = 'neighbour_h_pending'
+                self.counters[key] = self.counters.get(key, 0) + 1
+                h = np.zeros(cfg.deter, dtype=np.float32)
+            elif len(h) != cfg.deter or not np.isfinite(h).all():
+                self._drop('neighbour_h')
+                continue
+            if len(xy) % 2 or not np.isfinite(xy).all() or not np.isfinite(pose).all():
+                self._drop('neighbour_intention_or_pose')
+                continue
+            waypoints = fit_waypoints(map_to_ego(xy.reshape(-1, 2), ego_x, ego_y, ego_yaw),
+                                      cfg.intention_points)
+            rel = relative_pose(ego_x, ego_y, ego_yaw, *pose)
+            rows.append((float(np.hypot(rel[0], rel[1])), z, h, waypoints, rel))
+        if not rows:
+            return None
+        rows.sort(key=lambda row: row[0])
+        rows = rows[:cfg.max_neighbours]
+        shared = SharedBatch.empty((1,), cfg)
+        for slot, (_, z, h, waypoints, rel) in enumerate(rows):
+            shared.z_indices[0, slot] = torch.as_tensor(z.astype(np.int64))
+            shared.h[0, slot] = torch.as_tensor(h)
+            shared.intention[0, slot] = torch.as_tensor(waypoints)
+            shared.rel_pose[0, slot] = torch.as_tensor(rel, dtype=torch.float32)
+            shared.mask[0, slot] = True
+        return shared
+
+    def _intention(self) -> Optional[torch.Tensor]:
+        if self.plan_xy is None or self.odometry is None:
+            return None
+        ego = map_to_ego(self.plan_xy, *self.odometry)
+        return torch.as_tensor(fit_waypoints(ego, self.cfg.intention_points)).unsqueeze(0)
+
+    def _bev_tensor(self, msg: Image) -> Optional[torch.Tensor]:
+        cfg = self.cfg
+        channels, size = cfg.bev_channels, cfg.bev_size
+        if msg.encoding != f'8UC{channels}':
+            self._drop('bev_encoding')
+            return None
+        if msg.height != size or msg.width != size or msg.step != size * channels \
+                or len(msg.data) != size * size * channels:
+            self._drop('bev_shape')
+            return None
+        array = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(size, size, channels)
+        return torch.from_numpy(array.transpose(2, 0, 1).copy()).unsqueeze(0)
+
+    # ------------------------------------------------------------------ main step
+    def on_bev(self, msg: Image) -> None:
+        """Observe one BEV and publish the latent state (and the prediction strip)."""
+        bev = self._bev_tensor(msg)
+        if bev is None:
+            return
+        start = time.perf_counter()
+        first = self.state is None
+        with torch.no_grad():
+            post, _ = self.model.observe_step(
+                self.state, torch.tensor([self.prev_action]), bev, torch.tensor([first]),
+                self._shared_batch(), self._intention())
+        if not all(torch.isfinite(v).all() for v in post.values()):
+            self._drop('model_nan')
+            self.state = None
+            self.tracker.reset()
+            self._publish_latent(msg, None, valid=False)
+            return
+        self.state = post
+        error, _ = self.tracker.update(post, self.prev_action, self.plan_xy)
+        self.last_error = error
+        self.counters['observed'] += 1
+        self._publish_latent(msg, post, valid=True)
+        if self.publish_prediction and self.prediction_pub.get_subscription_count() > 0:
+            self._publish_prediction(msg, post)
+        self.last_latency_ms = 1000.0 * (time.perf_counter() - start)
+
+    def _publish_latent(self, bev_msg: Image, post, valid: bool) -> None:
+        out = LatentState()
+        out.header.stamp = bev_msg.header.stamp
+        out.header.frame_id = self.role
+        out.action = int(self.prev_action)
+        out.valid = bool(valid)
+        out.prediction_error = float(self.last_error)
+        if post is not None:
+            out.z_indices = post['stoch'][0].argmax(-1).to(torch.uint8).tolist()
+            out.h = post['deter'][0].tolist()
+        self.latent_pub.publish(out)
+
+    def _publish_prediction(self, bev_msg: Image, post) -> None:
+        steps = max(1, self.prediction_steps)
+        with torch.no_grad():
+            actions = torch.full((1, steps), self.prev_action, dtype=torch.long)
+            states = self.model.rollout(post, actions, sample=False)
+            probs = torch.sigmoid(self.model.decode(states))[0].numpy()
+        strip = prediction_strip(probs)
+        image = Image()
+        image.header.stamp = bev_msg.header.stamp
+        image.header.frame_id = self.role
+        image.height, image.width = int(strip.shape[0]), int(strip.shape[1])
+        image.encoding = 'rgb8'
+        image.step = image.width * 3
+        image.data = strip.tobytes()
+        self.prediction_pub.publish(image)
+
+    def publish_diagnostics(self) -> None:
+        """Publish counters, the prediction error and the last step latency."""
+        status = DiagnosticStatus()
+        status.name = f'world_model: {self.role}'
+        status.hardware_id = self.role
+        dropped = sum(v for k, v in self.counters.items() if k.startswith('dropped_'))
+        if self.counters['observed'] == 0:
+            status.level, status.message = DiagnosticStatus.WARN, 'no BEV observed yet'
+        elif self.last_error > self.threshold:
+            status.level = DiagnosticStatus.WARN
+            status.message = f'prediction error {self.last_error:.1f} > {self.threshold:.1f}'
+        else:
+            status.level, status.message = DiagnosticStatus.OK, 'ok'
+        values = dict(self.counters)
+        values.update({'dropped_total': dropped, 'prediction_error': f'{self.last_error:.3f}',
+                       'step_latency_ms': f'{self.last_latency_ms:.2f}'})
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in sorted(values.items())]
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status]
+        self.diag_pub.publish(array)
+
+
+def main(args=None) -> int:
+    """Run the node; a bad checkpoint or config exits with code 2 and the reason."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = WorldModelNode()
+        rclpy.spin(node)
+    except (checkpoint.CheckpointError, ValueError) as exc:
+        print(f'world_model_node: cannot start: {exc}', flush=True)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

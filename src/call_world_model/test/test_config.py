@@ -1,0 +1,50 @@
+"""Config presets load and bad values fail with a reason."""
+from call_world_model.config import load_config, WorldModelConfig
+import pytest
+
+
+def test_presets_load_and_paper_values():
+    for name in ('tiny', 'small', 'L'):
+        cfg = load_config(name)
+        assert cfg.stoch == 32 and cfg.classes == 32
+        assert (cfg.pred_scale, cfg.dyn_scale, cfg.rep_scale) == (1.0, 0.5, 0.1)
+        assert (cfg.horizon, cfg.gamma, cfg.lam) == (15, 0.997, 0.95)
+    large = load_config('L')
+    assert (large.deter, large.cnn_depth, large.hidden, large.mlp_layers) == (2048, 64, 768, 4)
+
+
+def test_round_trip_dict():
+    cfg = load_config('tiny')
+    assert WorldModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize('overrides, reason', [
+    ({'no_such_key': 1}, 'unknown'),
+    ({'deter': 0}, 'deter'),
+    ({'deter': 'big'}, 'deter'),
+    ({'gamma': 1.5}, 'gamma'),
+    ({'cnn_mults': [1, 2]}, 'cnn_mults'),
+    ({'bev_size': 48}, 'bev_size'),
+    ({'lr': float('nan')}, 'lr'),
+    ({'condition_sequence_model': 'no'}, 'condition_sequence_model'),
+    ({'condition_sequence_model': 0}, 'condition_sequence_model'),
+    ({'deter': True}, 'deter'),
+])
+def test_bad_values_raise(overrides, reason):
+    with pytest.raises(ValueError, match=reason):
+        load_config('tiny', overrides)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match='preset'):
+        load_config('XXL')
+
+
+def test_sequence_model_conditioning_flag():
+    """Presets use eq. 11 f(h, z, a); a config without the key (old checkpoint) is legacy."""
+    for preset in ('tiny', 'small', 'L'):
+        assert load_config(preset).condition_sequence_model is False
+    assert load_config('tiny', {'condition_sequence_model': True}).condition_sequence_model
+    legacy = load_config('tiny').to_dict()
+    del legacy['condition_sequence_model']
+    assert WorldModelConfig.from_dict(legacy).condition_sequence_model is True

@@ -1,0 +1,46 @@
+"""Prediction error E: zero for a perfect model, grows with surprise and plan changes."""
+from call_world_model.prediction import latent_l1, PredictionErrorTracker, waypoint_change
+from call_world_model.world_model import WorldModel
+from helpers_wm import tiny_config
+import numpy as np
+import pytest
+import torch
+
+
+def test_latent_l1_range():
+    a = torch.full((1, 32, 32), -1e9)
+    b = a.clone()
+    a[..., 0] = 0.0
+    b[..., 1] = 0.0
+    assert float(latent_l1(a, a)) == 0.0
+    assert float(latent_l1(a, b)) == pytest.approx(64.0)
+
+
+def test_waypoint_change():
+    plan = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    assert waypoint_change(plan, plan) == 0.0
+    assert waypoint_change(plan, plan + [0.0, 3.0]) == pytest.approx(3.0)
+    assert waypoint_change(None, plan) == 0.0
+
+
+def test_tracker_perfect_predictions_give_zero_then_surprise_is_positive():
+    torch.manual_seed(0)
+    model = WorldModel(tiny_config())
+    tracker = PredictionErrorTracker(3, model)
+    state = model.initial_state(1)
+    ready_seen = False
+    with torch.no_grad():
+        for _ in range(5):
+            # feed the model's own mode prediction as the "posterior": E must be 0
+            action = torch.tensor([2])
+            error, ready = tracker.update(state, 2)
+            assert error == pytest.approx(0.0, abs=1e-4)
+            ready_seen |= ready
+            state = model.imagine_step(state, action, sample=False)
+        assert ready_seen
+        surprise = {k: v.clone() for k, v in state.items()}
+        surprise['logits'] = torch.roll(surprise['logits'], 5, -1)
+        error, ready = tracker.update(surprise, 2)
+    assert ready and 0.0 < error <= 64.0 + 1e-3
+    tracker.reset()
+    assert tracker.update(state, 2) == (0.0, False)

@@ -1,0 +1,127 @@
+"""world_model_node over real DDS: BEV + Action in, LatentState out; malformed input dropped."""
+import os
+import subprocess
+import sys
+import time
+
+from call_msgs.msg import Action, LatentState, NeighbourLatent, SharedInformation
+from call_world_model import checkpoint
+from call_world_model.actor_critic import ActorCritic
+from call_world_model.world_model import WorldModel
+from diagnostic_msgs.msg import DiagnosticArray
+from helpers_wm import tiny_config
+from nav_msgs.msg import Odometry
+import numpy as np
+import pytest
+import rclpy
+from sensor_msgs.msg import Image
+import torch
+
+ROLE = 'hero_wm_test'
+WAIT_S = 60.0
+
+
+@pytest.fixture
+def node_process(tmp_path):
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    path = str(tmp_path / 'tiny.pt')
+    checkpoint.save(path, WorldModel(cfg), ActorCritic(cfg, cfg.feat_dim, cfg.num_actions),
+                    cfg, step=0)
+    log = open(tmp_path / 'node.log', 'w')
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'call_world_model.world_model_node', '--ros-args',
+         '-p', f'checkpoint:={path}', '-p', f'role_name:={ROLE}',
+         '-p', 'diagnostics_period:=0.2', '-p', 'error_horizon:=2'],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        yield proc, cfg
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+def _bev(cfg, stamp_sec, encoding=None, size=None):
+    size = size or cfg.bev_size
+    msg = Image()
+    msg.header.stamp.sec = stamp_sec
+    msg.header.frame_id = ROLE
+    msg.height = msg.width = size
+    msg.encoding = encoding or f'8UC{cfg.bev_channels}'
+    msg.step = size * cfg.bev_channels
+    data = np.zeros((size, size, cfg.bev_channels), dtype=np.uint8)
+    data[size // 3: size // 2, :, 0] = 255
+    data[5:9, 5:9, 1] = 255
+    msg.data = data.tobytes()
+    return msg
+
+
+def test_node_publishes_latent_state_and_drops_malformed(node_process):
+    proc, cfg = node_process
+    rclpy.init()
+    node = rclpy.create_node('wm_node_test')
+    received, diagnostics = [], []
+    node.create_subscription(LatentState, f'/{ROLE}/latent_state', received.append, 10)
+    node.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append, 10)
+    bev_pub = node.create_publisher(Image, f'/{ROLE}/bev', 10)
+    action_pub = node.create_publisher(Action, f'/{ROLE}/action', 10)
+    shared_pub = node.create_publisher(SharedInformation, f'/{ROLE}/shared_info', 10)
+    odom_pub = node.create_publisher(Odometry, f'/carla/{ROLE}/odometry', 10)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not received and time.monotonic() < deadline and proc.poll() is None:
+            action_pub.publish(Action(index=4))
+            bev_pub.publish(_bev(cfg, 11))
+            rclpy.spin_once(node, timeout_sec=0.3)
+        assert proc.poll() is None, 'node exited'
+        assert received, 'no LatentState within the wait'
+        first = received[0]
+        z = list(first.z_indices)
+        assert len(z) == 32 and all(0 <= v < 32 for v in z)
+        assert len(first.h) == cfg.deter and np.isfinite(np.asarray(first.h)).all()
+        assert first.valid and first.header.stamp.sec == 11
+
+        # malformed: wrong encoding, wrong size, a neighbour with a wrong h length and one
+        # with an index >= 32, then a good frame with a good neighbour: node keeps working
+        count = len(received)
+        odom = Odometry()
+        odom.pose.pose.orientation.w = 1.0
+        odom_pub.publish(odom)
+        good = NeighbourLatent(sender_id='hero_x', x=10.0, y=2.0, yaw=0.1,
+                               z_indices=[3] * 32, h=[0.1] * cfg.deter,
+                               intention_xy=[11.0, 2.0, 12.0, 2.0])
+        bad_h = NeighbourLatent(sender_id='hero_y', z_indices=[3] * 32, h=[0.1] * 3)
+        bad_z = NeighbourLatent(sender_id='hero_z', z_indices=[40] * 32, h=[0.1] * cfg.deter)
+        shared_pub.publish(SharedInformation(neighbours=[good, bad_h, bad_z]))
+        bev_pub.publish(_bev(cfg, 12, encoding='rgb8'))
+        bev_pub.publish(_bev(cfg, 13, size=cfg.bev_size // 2))
+        deadline = time.monotonic() + WAIT_S
+        dropped = bad_neighbours = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            if not any(m.header.stamp.sec == 14 for m in received[count:]):
+                bev_pub.publish(_bev(cfg, 14))
+            rclpy.spin_once(node, timeout_sec=0.3)
+            for array in diagnostics:
+                for status in array.status:
+                    if status.name == f'world_model: {ROLE}':
+                        values = {kv.key: kv.value for kv in status.values}
+                        dropped = int(values.get('dropped_bev_encoding', 0)) + int(
+                            values.get('dropped_bev_shape', 0))
+                        bad_neighbours = int(values.get('dropped_neighbour_h', 0)) + int(
+                            values.get('dropped_neighbour_z', 0))
+            good_seen = any(m.header.stamp.sec == 14 for m in received[count:])
+            if dropped >= 2 and bad_neighbours >= 2 and good_seen:
+                break
+        assert proc.poll() is None, 'node crashed on malformed input'
+        stamps = {m.header.stamp.sec for m in received[count:]}
+        assert 12 not in stamps and 13 not in stamps
+        assert 14 in stamps
+        assert dropped >= 2 and bad_neighbours >= 2
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
