@@ -138,6 +138,7 @@ class Collector:
         self.episodes = 0
         self.env_steps = 0
         self._obs: Optional[Dict[str, Any]] = None
+        self._final_stored = False
 
     # ------------------------------------------------------------------ episode bookkeeping
     def start(self) -> None:
@@ -157,6 +158,7 @@ class Collector:
         self._cont = np.ones(n, dtype=np.float32)
         self._is_first = True
         self._over = False
+        self._final_stored = False
         self._sent: Dict[str, _Sent] = {}
         self._gates = {r: RangeGate(self.settings.gate_initial_range, self.settings.gate_step,
                                     self.settings.gate_max_range, self.settings.threshold)
@@ -270,7 +272,7 @@ class Collector:
         """
         if policy not in POLICIES:
             raise ValueError(f'unknown policy {policy!r}; choose one of {POLICIES}')
-        if self._obs is None or self._over:
+        if self._obs is None or self._final_stored:
             self._begin_episode()
         roles, n = self.roles, len(self.roles)
         waypoints = {r: self._route_waypoints(self._obs[r]) for r in roles}
@@ -297,6 +299,8 @@ class Collector:
                                               for p in perceived])),
                  'comm_range': float(np.mean([g.comm_range for g in self._gates.values()]))}
         if self._over:
+            # the final frame (cont = 0 where terminated) is stored; reset on the next call
+            self._final_stored = True
             stats['episode_return'] = float(np.mean(self.episode_return))
             return stats
         self._remember_sent(post, waypoints)

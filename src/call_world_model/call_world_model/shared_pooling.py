@@ -2,9 +2,10 @@
 Permutation-invariant pooling of the shared information T_{i,t} = {z_j, h_j, w_j}.
 
 The paper conditions the encoder q(z | h, x, T) (and, in section 2, also the sequence model;
-see ``condition_sequence_model`` in rssm.py) on what neighbours shared. Neighbour count varies (0..N) and has no order, so each neighbour is
-embedded by one MLP (DeepSets) and the set is reduced by a masked mean and a masked max,
-plus the fraction of occupied slots; zero neighbours gives a fixed learned-free vector.
+see ``condition_sequence_model`` in rssm.py) on what neighbours shared. Neighbour count varies
+(0..N) and has no order, so each neighbour is embedded by one MLP (DeepSets) and the set is
+reduced by a masked mean and a masked max, plus the fraction of occupied slots; zero
+neighbours gives a fixed learned-free vector.
 """
 import dataclasses
 from typing import Optional, Tuple

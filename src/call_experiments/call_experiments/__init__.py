@@ -1,0 +1,1 @@
+"""Experiments: the CALL paper tables and figures regenerated on the embedded simulator."""
