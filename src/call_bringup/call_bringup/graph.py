@@ -76,7 +76,9 @@ CARLA_BRIDGE = NodeTemplate('carla_ros_bridge', 'bridge', 'carla_ros_bridge',
 # Launch argument -> {package: parameter name} it sets (only when the argument is given).
 ARGUMENT_PARAMETERS = {
     'scenario': {'call_sim': 'scenario'},
-    'checkpoint': {'call_world_model': 'checkpoint', 'call_planner': 'checkpoint'},
+    # call_comm uses it only with h_transport: replica (receivers rebuild h, issue 11)
+    'checkpoint': {'call_world_model': 'checkpoint', 'call_planner': 'checkpoint',
+                   'call_comm': 'checkpoint'},
     'c': {'call_comm': 'threshold_c', 'call_world_model': 'error_threshold'},
     'K': {'call_planner': 'horizon', 'call_world_model': 'error_horizon'},
     'fleet_key_file': {'call_comm': 'fleet_key_file'},
