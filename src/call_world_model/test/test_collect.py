@@ -91,3 +91,18 @@ def test_bad_settings_fail_fast():
         CollectConfig(mode='everything')
     with pytest.raises(ValueError, match='threshold'):
         CollectConfig(threshold=-1.0)
+
+
+def test_episode_end_stores_the_final_frame_then_resets():
+    # a 3-step episode: frames 0..3 are stored (3 is the truncated final frame), then a reset
+    simulator = MultiVehicleEnv.from_scenario(dict(SCENARIO, episode_steps=3, num_background=20))
+    try:
+        _, collector, replay = run(simulator, 'local', 6)
+        batch = replay.sample(1, 6, np.random.default_rng(0), within_episode=False)
+        assert replay.sizes()['hero0'] == 6
+        firsts = [bool(v) for v in batch['is_first'][0]]
+        # stored frames: ep1 t0..t3 (final frame included), ep2 t0..t1
+        assert firsts == [True, False, False, False, True, False]
+        assert collector.episodes == 2
+    finally:
+        simulator.close()
