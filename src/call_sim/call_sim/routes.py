@@ -53,6 +53,15 @@ class Route:
         return self.points[mask].copy()
 
 
+def start_window(window, low: float, high: float) -> tuple[float, float]:
+    """Clip the admissible start positions [low, high] to the scenario's start window."""
+    w_low, w_high = max(low, float(window[0])), min(high, float(window[1]))
+    if w_low > w_high:
+        raise ValueError(f'route.start_window {list(window)} leaves no start position on the '
+                         f'source edge (admissible [{low:.1f}, {high:.1f}] m)')
+    return w_low, w_high
+
+
 def resample(polyline: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
     """Points every `spacing` m along a polyline (keeping its end), and their arc lengths."""
     keep = np.concatenate([[True], np.hypot(*np.diff(polyline, axis=0).T) > 1e-6])
@@ -116,6 +125,8 @@ class RoutePlanner:
             low = float(cfg['start_margin'])
             high = max(low, edge.getLength() - float(cfg['end_margin'])
                        - min(float(cfg['length']), 0.5 * edge.getLength()))
+            if cfg.get('start_window') is not None:
+                low, high = start_window(cfg['start_window'], low, high)
             source = (edge_id, int(rng.integers(edge.getLaneNumber())), rng.uniform(low, high))
         edge_id, lane, pos = source
         remaining = float(cfg['length'])

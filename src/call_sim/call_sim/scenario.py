@@ -40,6 +40,11 @@ def _validate(s: Mapping[str, Any]) -> None:
         (float(s['dt']) > 0.0, 'dt must be positive'),
         (float(s['route']['length']) > 0.0, 'route.length must be positive'),
         (float(s['route']['spacing']) > 0.0, 'route.spacing must be positive'),
+        (s['route']['start_window'] is None
+         or (len(s['route']['start_window']) == 2
+             and 0.0 <= float(s['route']['start_window'][0])
+             <= float(s['route']['start_window'][1])),
+         'route.start_window must be null or [from, to] with 0 <= from <= to'),
         (len(s['speeds']['controlled_initial']) == 2
          and 0.0 <= s['speeds']['controlled_initial'][0] <= s['speeds']['controlled_initial'][1],
          'speeds.controlled_initial must be [low, high] with 0 <= low <= high'),

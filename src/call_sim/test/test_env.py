@@ -220,3 +220,14 @@ def test_respawn_keeps_the_agent_with_a_new_route(make_env):
     assert math.hypot(after['hero0'].ego.x - obs['hero0'].ego.x,
                       after['hero0'].ego.y - obs['hero0'].ego.y) > 5.0
     assert after['hero0'].route.shape[1] == 2
+
+
+def test_start_window_keeps_the_fleet_on_one_stretch(make_env):
+    env = make_env({**STRAIGHT, 'num_controlled': 6, 'num_background': 10,
+                    'route': {'start_window': [100.0, 180.0]}})
+    obs, _ = env.reset(seed=3)
+    starts = [o.route[0] for o in obs.values()]
+    spread = max(np.hypot(*(a - b)) for a in starts for b in starts)
+    assert spread <= 80.0 + 8.0  # window length + lane offsets
+    with pytest.raises(ValueError, match='start_window'):
+        MultiVehicleEnv.from_scenario({**STRAIGHT, 'route': {'start_window': [5.0, 1.0]}})
