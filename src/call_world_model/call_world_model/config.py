@@ -41,6 +41,10 @@ class WorldModelConfig:
     # App. E.2 eq. 11 h_t = f(h, z, a), conditioning enters the posterior (see rssm.py).
     condition_sequence_model: bool = True
     free_bits: float = 1.0
+    # BEV decoder: BCE positive weight on the sparse vehicle channels (1 = DreamerV3's plain
+    # likelihood); CPU-sized runs raise it so vehicles appear before the static road is perfect
+    image_pos_weight: float = 1.0
+    image_weighted_channels: tuple = (3, 4)
     pred_scale: float = 1.0
     dyn_scale: float = 0.5
     rep_scale: float = 0.1
@@ -82,6 +86,7 @@ class WorldModelConfig:
         """Plain dict (YAML/JSON friendly; tuples become lists) for checkpoints and logs."""
         out = dataclasses.asdict(self)
         out['cnn_mults'] = list(self.cnn_mults)
+        out['image_weighted_channels'] = list(self.image_weighted_channels)
         return out
 
     @classmethod
@@ -99,7 +104,7 @@ _NON_NEGATIVE_FLOAT = (
     'waypoint_error_scale')
 _POSITIVE_FLOAT = (
     'lr', 'eps', 'grad_clip', 'ac_lr', 'ac_eps', 'ac_grad_clip', 'intention_scale',
-    'rel_pose_scale', 'retnorm_limit')
+    'rel_pose_scale', 'retnorm_limit', 'image_pos_weight')
 _UNIT_INTERVAL = ('unimix', 'gamma', 'lam', 'critic_ema_decay', 'retnorm_decay')
 
 
@@ -159,6 +164,9 @@ def _validate(cfg: WorldModelConfig) -> None:
     if not 0.0 <= cfg.retnorm_low < cfg.retnorm_high <= 100.0:
         raise ValueError('retnorm percentiles must satisfy 0 <= low < high <= 100, got '
                          f'{cfg.retnorm_low}, {cfg.retnorm_high}')
+    if any(not 0 <= c < cfg.bev_channels for c in cfg.image_weighted_channels):
+        raise ValueError(f'image_weighted_channels {list(cfg.image_weighted_channels)} must '
+                         f'index the {cfg.bev_channels} BEV channels')
     if cfg.bins_low >= cfg.bins_high:
         raise ValueError(f'bins_low {cfg.bins_low} must be < bins_high {cfg.bins_high}')
     if cfg.reward_bins < 2:

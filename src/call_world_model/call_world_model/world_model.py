@@ -37,6 +37,7 @@ from call_world_model.rssm import features, RSSM, stack_states, State
 from call_world_model.shared_pooling import SharedBatch, SharedPooling
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def bev_to_float(bev: torch.Tensor) -> torch.Tensor:
@@ -255,7 +256,7 @@ class WorldModel(nn.Module):
         reward_logits = self.heads['reward'](feat)
         cont_logits = self.heads['cont'](feat).squeeze(-1)
         losses = {
-            'image': -bernoulli_log_prob(image_logits, target).sum((-1, -2, -3)),
+            'image': self._image_nll(image_logits, target).sum((-1, -2, -3)),
             'reward': -self.reward_dist.log_prob(
                 reward_logits, batch['reward'].to(self.device).float()),
             'cont': -bernoulli_log_prob(cont_logits, batch['cont'].to(self.device).float()),
@@ -275,6 +276,20 @@ class WorldModel(nn.Module):
             probs = torch.sigmoid(image_logits)
             metrics['image_acc'] = float(((probs > 0.5).float() == target).float().mean())
         return loss, metrics, posts
+
+    def _image_nll(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """
+        Per-pixel Bernoulli NLL of the BEV; vehicle channels may weigh their positives more.
+
+        Vehicles are a few hundred of 114k pixels: with the plain likelihood a short CPU run
+        learns the static road long before any vehicle (``image_pos_weight`` in presets.yaml).
+        """
+        if self.cfg.image_pos_weight == 1.0:
+            return -bernoulli_log_prob(logits, target)
+        weight = torch.ones(self.cfg.bev_channels, 1, 1, device=logits.device)
+        weight[list(self.cfg.image_weighted_channels)] = self.cfg.image_pos_weight
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight,
+                                                  reduction='none')
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         """Create Adam(lr, eps) of the config (paper Table 5: 1e-4, 1e-8)."""

@@ -1,6 +1,7 @@
 """World model: shapes, gradients, KL balancing / free bits, overfitting, prediction API."""
 import math
 
+from call_world_model.config import load_config
 from call_world_model.world_model import kl_losses, WorldModel
 from helpers_wm import random_batch, random_shared, tiny_config
 import pytest
@@ -188,3 +189,19 @@ def test_latent_samples_are_exact_one_hots(model):
     for stoch in (posts['stoch'], priors['stoch']):
         assert bool(((stoch == 0.0) | (stoch == 1.0)).all())
         assert bool((stoch.sum(-1) == 1.0).all())
+
+
+def test_vehicle_channels_can_weigh_their_positives_more():
+    # logits 0 -> every pixel costs ln 2; a weight w makes a positive vehicle pixel cost w ln 2
+    cfg = load_config('tiny', {'image_pos_weight': 10.0})
+    model = WorldModel(cfg)
+    target = torch.zeros(1, cfg.bev_channels, cfg.bev_size, cfg.bev_size)
+    target[0, 3, :2, :3] = 1.0   # 6 seen-vehicle pixels (weighted)
+    target[0, 0, :1, :5] = 1.0   # 5 drivable pixels (not weighted)
+    nll = model._image_nll(torch.zeros_like(target), target).sum()
+    pixels = target.numel()
+    assert float(nll) == pytest.approx((pixels + 9 * 6) * math.log(2.0), rel=1e-5)
+    plain = WorldModel(load_config('tiny'))._image_nll(torch.zeros_like(target), target).sum()
+    assert float(plain) == pytest.approx(pixels * math.log(2.0), rel=1e-5)
+    with pytest.raises(ValueError, match='image_weighted_channels'):
+        load_config('tiny', {'image_weighted_channels': [7]})
