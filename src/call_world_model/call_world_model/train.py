@@ -233,11 +233,7 @@ class Trainer:
         wm = self.world_model
         wm.train()
         loss, metrics, posts = self._wm_ddp(batch)
-        wm.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(wm.parameters(), self.cfg.grad_clip)
-        wm.optimizer.step()
-        metrics['grad_norm'] = float(norm)
+        metrics['grad_norm'] = wm.apply_loss(loss)
         return metrics, {k: v.detach() for k, v in posts.items()}
 
     def env_step(self, policy: str, earn: bool = True) -> Dict[str, float]:

@@ -306,12 +306,16 @@ class WorldModel(nn.Module):
         """One gradient step (Adam, clip ``grad_clip``) -> (metrics, posts detached)."""
         self.train()
         loss, metrics, posts = self.loss(batch, state)
+        metrics['grad_norm'] = self.apply_loss(loss)
+        return metrics, {k: v.detach() for k, v in posts.items()}
+
+    def apply_loss(self, loss: torch.Tensor) -> float:
+        """Backpropagate ``loss`` and take one clipped Adam step; return the gradient norm."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
-        metrics['grad_norm'] = float(norm)
-        return metrics, {k: v.detach() for k, v in posts.items()}
+        return float(norm)
 
 
 def _to(value, device):
