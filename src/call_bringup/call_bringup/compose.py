@@ -47,6 +47,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        # Ctrl-C shut the context down while the executor was taking a message
     finally:
         executor.shutdown()
         for node in nodes:

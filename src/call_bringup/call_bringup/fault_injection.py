@@ -182,6 +182,10 @@ def main(args: Optional[list[str]] = None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        # Ctrl-C shut the context down while the executor was taking a message
     finally:
         if node is not None:
             print('fault counts: ' + json.dumps(node.counts()), flush=True)

@@ -166,6 +166,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             node.digest = LatentDigest()
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        # Ctrl-C shut the context down while the executor was taking a message
+        return 0
     finally:
         if node is not None:
             node.destroy_node()

@@ -162,6 +162,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             rclpy.spin_once(recorder, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        # Ctrl-C shut the context down while the executor was taking a message
     finally:
         recorder.close()
         for topic, count in sorted(recorder.counts.items()):

@@ -364,6 +364,8 @@ def main(args=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not rclpy.ok():
+            return 0  # Ctrl-C shut the context down while the executor was taking a message
         print(f'comm_node: cannot start: {exc}', flush=True)
         return 2
     finally:

@@ -287,6 +287,10 @@ def main(args: list[str] | None = None) -> None:
             rclpy.spin_once(node, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        # Ctrl-C shut the context down while the executor was taking a message
     finally:
         if node is not None:
             node.close()
