@@ -12,6 +12,12 @@ Homogeneous agents share one model, so the whole fleet is one batch of ``observe
 Sharing modes (paper Fig. 2, Table 6): ``local`` (own sensors only), ``lss`` (latent state
 sharing: z_j, h_j and the neighbours' boxes), ``lsi`` (CALL: lss plus intention w_j),
 ``full`` (every vehicle observed, nothing shared).
+
+``h_transport`` decides which h_j a receiver holds: ``full`` (the sender's own h, as when h is
+on the wire) or ``replica`` (issue 11: h rebuilt from the (z_j, a_j) stream with the shared
+sequence model, restarted from a float16 keyframe every ``keyframe_period`` steps and at
+episode start, as call_comm.replica does on a loss-free link). Comparing the two measures
+what rebuilding h costs in prediction accuracy.
 """
 from dataclasses import dataclass, fields
 import math
@@ -31,8 +37,10 @@ from call_world_model.shared_pooling import SharedBatch
 from call_world_model.world_model import WorldModel
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 MODES = ('local', 'lss', 'lsi', 'full')
+H_TRANSPORTS = ('full', 'replica')
 POLICIES = ('actor', 'heuristic', 'random')
 
 
@@ -53,11 +61,18 @@ class CollectConfig:
     heuristic_lookahead: float = 12.0
     heuristic_speed: float = 8.0
     heuristic_steer_gain: float = 1.0
+    h_transport: str = 'full'
+    keyframe_period: int = 50
 
     def __post_init__(self):
         """Fail fast on an unknown mode or a negative distance."""
         if self.mode not in MODES:
             raise ValueError(f'unknown sharing mode {self.mode!r}; choose one of {MODES}')
+        if self.h_transport not in H_TRANSPORTS:
+            raise ValueError(f'unknown h_transport {self.h_transport!r}; choose one of '
+                             f'{H_TRANSPORTS}')
+        if self.keyframe_period < 1:
+            raise ValueError(f'keyframe_period must be >= 1, got {self.keyframe_period}')
         if math.isnan(self.threshold) or self.threshold < 0:
             raise ValueError(f'threshold c must be >= 0 (inf allowed), got {self.threshold}')
         for name in ('sensor_range', 'heuristic_lookahead', 'heuristic_speed'):
@@ -69,16 +84,14 @@ class CollectConfig:
         """Pick this class's keys out of a larger mapping (e.g. all of train.yaml)."""
         names = {f.name: f.type for f in fields(cls)}
         picked = {k: v for k, v in values.items() if k in names}
-        for key in ('mode',):
-            if key in picked:
-                picked[key] = str(picked[key])
-        for key in ('occlusion',):
-            if key in picked:
-                picked[key] = bool(picked[key])
-        if 'route_lookahead' in picked:
-            picked['route_lookahead'] = int(picked['route_lookahead'])
         for key, value in list(picked.items()):
-            if key not in ('mode', 'occlusion', 'route_lookahead'):
+            if key in ('mode', 'h_transport'):
+                picked[key] = str(value)
+            elif key == 'occlusion':
+                picked[key] = bool(value)
+            elif key in ('route_lookahead', 'keyframe_period'):
+                picked[key] = int(value)
+            else:
                 picked[key] = float(value)
         return cls(**picked)
 
@@ -121,6 +134,9 @@ class Collector:
         self.wm = world_model
         self.cfg = world_model.cfg
         self.settings = settings
+        if settings.h_transport == 'replica' and self.cfg.condition_sequence_model:
+            raise ValueError('h_transport replica needs a world model with '
+                             'condition_sequence_model: false (h must depend on (z, a) only)')
         self.actor_critic = actor_critic
         self.replay = replay
         self.bev_config = bev_config or BevConfig.from_yaml()
@@ -160,6 +176,7 @@ class Collector:
         self._over = False
         self._final_stored = False
         self._sent: Dict[str, _Sent] = {}
+        self._replica_age = 0
         self._gates = {r: RangeGate(self.settings.gate_initial_range, self.settings.gate_step,
                                     self.settings.gate_max_range, self.settings.threshold)
                        for r in self.roles}
@@ -334,12 +351,30 @@ class Collector:
     def _remember_sent(self, post: Dict[str, torch.Tensor], waypoints: Dict[str, np.ndarray]):
         """Publish (for the next step) each agent's pose, z, h and planned waypoints."""
         z_indices = post['stoch'].argmax(-1).cpu().numpy()
-        deter = post['deter'].cpu().numpy()
+        deter = self._received_h(post).cpu().numpy()
         self._sent = {}
         for i, role in enumerate(self.roles):
             box = self._box(self._obs[role].ego)
             self._sent[role] = _Sent(box.x, box.y, box.yaw, box.length, box.width,
                                      z_indices[i], deter[i], waypoints[role])
+
+    @torch.no_grad()
+    def _received_h(self, post: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Give the h_j that receivers hold for this step: the sender's own or its replica."""
+        if self.settings.h_transport == 'full':
+            return post['deter']
+        previous = [self._sent.get(role) for role in self.roles]
+        if self._replica_age % self.settings.keyframe_period == 0 or None in previous:
+            self._replica_age = 1
+            return post['deter'].to(torch.float16).to(post['deter'].dtype)  # keyframe
+        self._replica_age += 1
+        rssm = self.wm.rssm
+        h = torch.from_numpy(np.stack([sent.h for sent in previous]))
+        z = torch.from_numpy(np.stack([sent.z_indices for sent in previous]))
+        stoch = F.one_hot(z, self.cfg.classes).to(h.dtype)
+        action = rssm.action_one_hot(torch.from_numpy(self._prev_action))
+        return rssm.sequence_step(h.to(post['deter'].device), stoch.to(h.device),
+                                  action.to(h.device))
 
     def _update_gates(self, post, waypoints: Dict[str, np.ndarray]) -> None:
         """E_i over the last K steps (``prediction.PredictionErrorTracker``) drives gate i."""

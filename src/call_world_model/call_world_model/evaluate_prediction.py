@@ -2,11 +2,11 @@
 k-step BEV prediction accuracy (paper Table 1, Fig. 3) against a copy-last-frame baseline.
 
 Protocol (DreamerV3 ``report``): observe ``context`` frames, then imagine k steps open loop
-with the actions that were actually taken, decode, threshold the Bernoulli probabilities at
-0.5 and compare with the true frames. Two numbers per k because per-pixel accuracy alone is
-inflated by empty background (wayveai/fiery, mile): per-pixel accuracy over all channels and
-the IoU of the vehicle channels (seen + shared vehicles; the ego box never moves in its own
-frame and is left out). The baseline predicts that frame t0 + k equals the last context frame.
+with the actions that were actually taken, decode, threshold the calibrated Bernoulli
+probabilities (``WorldModel.bev_probs``) at 0.5 and compare with the true frames. Two numbers
+per k because per-pixel accuracy alone is inflated by empty background (wayveai/fiery, mile):
+per-pixel accuracy over all channels and the IoU of the vehicle channels (seen + shared
+vehicles; the ego box never moves in its own frame and is left out). The baseline predicts that frame t0 + k equals the last context frame.
 """
 import argparse
 import dataclasses
@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--mode', choices=MODES, default=None,
                         help='sharing mode (default: the one the checkpoint was trained with)')
     parser.add_argument('--threshold', type=float, default=None, help='gate threshold c')
+    parser.add_argument('--h-transport', choices=('full', 'replica'), default='full',
+                        help="neighbours' h as sent (full) or rebuilt from (z, a) (replica)")
+    parser.add_argument('--keyframe-period', type=int, default=50,
+                        help='replica: steps between float16 h keyframes')
     parser.add_argument('--horizons', type=int, nargs='+', default=list(DEFAULT_HORIZONS))
     parser.add_argument('--context', type=int, default=5)
     parser.add_argument('--windows', type=int, default=32, help='evaluated sequences')
@@ -172,6 +176,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             values['threshold'] = args.threshold
         elif 'threshold' in extra:
             values['threshold'] = extra['threshold']
+        values['h_transport'] = args.h_transport
+        values['keyframe_period'] = args.keyframe_period
         settings = CollectConfig.from_mapping(values)
         from call_sim.env import MultiVehicleEnv
         env = MultiVehicleEnv.from_scenario(args.scenario)
@@ -185,8 +191,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f'evaluate_prediction: error: {exc}', file=sys.stderr)
         return 2
     print(f'checkpoint {args.checkpoint} (step {loaded.step}), scenario {args.scenario}, '
-          f'mode {settings.mode}, context {args.context}, {args.windows} windows, '
-          f'policy {args.policy}')
+          f'mode {settings.mode}, h {settings.h_transport}, context {args.context}, '
+          f'{args.windows} windows, policy {args.policy}')
     print(format_table(results))
     return 0
 

@@ -26,6 +26,7 @@ channel is a binary mask (road, lanes, vehicles, routes), so a per-pixel Bernoul
 likelihood; MSE on {0, 1} targets gives vanishing gradients for confident mistakes and blurs
 thin structures (lane lines, waypoints), and its probabilities are directly the prediction.
 """
+import math
 from typing import Dict, Optional, Tuple
 
 from call_world_model.config import WorldModelConfig
@@ -198,6 +199,24 @@ class WorldModel(nn.Module):
         out = self.heads['decoder'](feat.reshape(-1, feat.shape[-1]))
         return out.reshape(lead + out.shape[1:])
 
+    def bev_probs(self, state: State) -> torch.Tensor:
+        """
+        Calibrated BEV probabilities (..., C, S, S) of a state.
+
+        A positive weight w on a channel's likelihood (``image_pos_weight``) moves the optimal
+        logit by log w, like prior odds; removing it again gives the Bernoulli probabilities
+        that a 0.5 threshold and the prediction error E expect.
+        """
+        return torch.sigmoid(self.calibrate(self.decode(state)))
+
+    def calibrate(self, image_logits: torch.Tensor) -> torch.Tensor:
+        """Remove the log pos-weight offset from the weighted channels' logits (..., C, S, S)."""
+        if self.cfg.image_pos_weight == 1.0:
+            return image_logits
+        offset = torch.zeros(self.cfg.bev_channels, 1, 1, device=image_logits.device)
+        offset[list(self.cfg.image_weighted_channels)] = math.log(self.cfg.image_pos_weight)
+        return image_logits - offset
+
     def reward(self, state: State) -> torch.Tensor:
         """Return the two-hot symlog reward head's expected value (...,)."""
         return self.reward_dist.mean(self.heads['reward'](self.features(state)))
@@ -232,7 +251,7 @@ class WorldModel(nn.Module):
         last_shared = shared.at_time(-1) if shared is not None else None
         last_intention = intention[:, -1] if intention is not None else None
         states = self.rollout(last, actions, last_shared, last_intention, sample=sample)
-        return torch.sigmoid(self.decode(states))
+        return self.bev_probs(states)
 
     # ---------------------------------------------------------------- training
     def loss(self, batch: Dict, state: Optional[State] = None):
@@ -273,7 +292,7 @@ class WorldModel(nn.Module):
         metrics['prior_ent'] = float(categorical_entropy(priors['logits']).mean().detach())
         metrics['post_ent'] = float(categorical_entropy(posts['logits']).mean().detach())
         with torch.no_grad():
-            probs = torch.sigmoid(image_logits)
+            probs = torch.sigmoid(self.calibrate(image_logits))
             metrics['image_acc'] = float(((probs > 0.5).float() == target).float().mean())
         return loss, metrics, posts
 

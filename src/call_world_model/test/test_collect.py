@@ -106,3 +106,29 @@ def test_episode_end_stores_the_final_frame_then_resets():
         assert collector.episodes == 2
     finally:
         simulator.close()
+
+
+def test_replica_h_tracks_the_senders_h_between_float16_keyframes(env):
+    # lss with c = 0: every CALL vehicle receives the other two each step
+    cfg, wm, _ = tiny()
+    settings = CollectConfig(mode='lss', threshold=0.0, h_transport='replica',
+                             keyframe_period=4)
+    collector = Collector(env, wm, settings, seed=5)
+    collector.start()
+    gaps, keyframe_errors = [], []
+    for step in range(9):
+        collector.step('heuristic')
+        own = collector._state['deter']   # the senders' true h of this step
+        received = np.stack([collector._sent[r].h for r in collector.roles])
+        error = float(np.abs(received - own.numpy()).max())
+        (keyframe_errors if step % 4 == 0 else gaps).append(error)
+    # keyframes are float16 roundings of h (|h| < 1: error <= 2^-11); rebuilt steps stay that
+    # close because the sequence model is the sender's own, fed the exact (z, a) stream
+    assert max(keyframe_errors) <= 2.0 ** -11
+    assert 0.0 < max(keyframe_errors)
+    assert max(gaps) < 1e-3   # measured ~1e-4 (the keyframe error carried forward)
+    with pytest.raises(ValueError, match='condition_sequence_model'):
+        Collector(env, WorldModel(load_config('tiny', {'condition_sequence_model': True})),
+                  settings)
+    with pytest.raises(ValueError, match='h_transport'):
+        CollectConfig(h_transport='carrier pigeon')

@@ -205,3 +205,24 @@ def test_vehicle_channels_can_weigh_their_positives_more():
     assert float(plain) == pytest.approx(pixels * math.log(2.0), rel=1e-5)
     with pytest.raises(ValueError, match='image_weighted_channels'):
         load_config('tiny', {'image_weighted_channels': [7]})
+
+
+def test_calibrate_recovers_the_probability_a_weighted_likelihood_learns():
+    # the weighted NLL's minimiser over logits is logit(p) + ln w for a pixel that is on with
+    # probability p; calibrate() must map it back to logit(p) on weighted channels only
+    cfg = load_config('tiny', {'image_pos_weight': 10.0})
+    model = WorldModel(cfg)
+    p = torch.tensor(0.3)
+    grid = torch.linspace(-6.0, 6.0, 24001).view(-1, 1, 1, 1)
+    logits = grid.expand(-1, cfg.bev_channels, 1, 1)
+    expected = (p * model._image_nll(logits, torch.ones_like(logits))
+                + (1 - p) * model._image_nll(logits, torch.zeros_like(logits)))
+    best = logits[:, 0, 0, 0][expected[:, :, 0, 0].argmin(0)]    # per channel
+    weighted = list(cfg.image_weighted_channels)
+    assert float(best[weighted[0]]) == pytest.approx(math.log(0.3 / 0.7) + math.log(10.0),
+                                                     abs=1e-3)
+    calibrated = torch.sigmoid(model.calibrate(best.view(1, -1, 1, 1))).flatten()
+    assert torch.allclose(calibrated, torch.full_like(calibrated, 0.3), atol=1e-3)
+    plain = WorldModel(load_config('tiny'))
+    same = torch.randn(2, cfg.bev_channels, 4, 4)
+    assert torch.equal(plain.calibrate(same), same)
