@@ -135,6 +135,10 @@ class MultiVehicleEnv:
                 '--collision.action', 'none', '--time-to-teleport', '-1',
                 '--default.speeddev', '0.1', '--eager-insert', 'true']
         if self._started:
+            # moveToXY (a respawn after the last step) leaves a pending remote-control move
+            # that libsumo keeps a raw vehicle pointer for; load() would free the vehicle and
+            # the next simulationStep would segfault, so let the old simulation consume it
+            libsumo.simulationStep()
             libsumo.load(args)
         else:
             libsumo.start(['sumo'] + args)

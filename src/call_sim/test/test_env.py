@@ -222,6 +222,24 @@ def test_respawn_keeps_the_agent_with_a_new_route(make_env):
     assert after['hero0'].route.shape[1] == 2
 
 
+def test_reset_right_after_a_respawn(make_env):
+    # a training collector ends its episode on the step that respawned a vehicle: the
+    # respawn's pending moveToXY used to crash SUMO's first step after load() (SIGSEGV; it
+    # took traffic around: 40 background vehicles here)
+    env = make_env({**STRAIGHT, 'num_controlled': 1, 'num_background': 40, 'respawn_done': True,
+                    'route': {'max_lane_changes': 0, 'length': 40.0}})
+    env.reset(options={'starts': {'hero0': {'edge': 'main', 'lane': 0, 'pos': 50.0,
+                                            'speed': 10.0}}})
+    for _ in range(100):
+        _, _, term, _, infos = env.step({'hero0': VehicleControl(throttle=0.05)})
+        if term['hero0']:
+            break
+    assert infos['hero0']['respawned']
+    obs, _ = env.reset(seed=4)
+    after, *_ = env.step({})
+    assert env.step_count == 1 and after['hero0'].ego.speed > 0.0
+
+
 def test_start_window_keeps_the_fleet_on_one_stretch(make_env):
     env = make_env({**STRAIGHT, 'num_controlled': 6, 'num_background': 10,
                     'route': {'start_window': [100.0, 180.0]}})
