@@ -33,8 +33,9 @@ def _message_size(sender_id: str, h_dim: int, encoding: int, waypoints: int) -> 
     from call_comm import wire_codec as wc
     rng = np.random.default_rng(0)
     pts = np.cumsum(np.full((waypoints, 2), 2.0), axis=0)
-    wire = wc.encode(sender_id, 1, 0, 0, (0.0, 0.0, 0.0, 8.0), rng.integers(0, 32, 32),
-                     np.tanh(rng.normal(size=h_dim)), 0, pts, 30.0, 25.0, encoding, waypoints)
+    # v2 names the sender by a 4-byte key id: `sender_id` no longer changes the size
+    wire = wc.encode(0, 1, 0, 0, (0.0, 0.0, 0.0, 8.0), rng.integers(0, 32, 32),
+                     np.tanh(rng.normal(size=h_dim)), 0, pts, encoding, waypoints)
     wire.signature = bytes(wc.SIGNATURE_BYTES)
     return wc.serialized_size(wire)
 
@@ -143,8 +144,8 @@ def _worker(args) -> None:
     latencies = []
 
     def on_msg(msg):
-        if msg.sender_id != role:
-            sent = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        if msg.sender_key_id != signer.key_id:
+            sent = msg.stamp.sec + msg.stamp.nanosec * 1e-9
             latencies.append(time.time() - sent)
 
     kwargs = {}
@@ -160,9 +161,10 @@ def _worker(args) -> None:
     def publish():
         now = time.time()
         sec = int(now)
-        wire = wc.encode(role, seq[0], sec, int((now - sec) * 1e9), (x, 0.0, 0.0, 8.0),
-                         rng.integers(0, 32, 32), np.tanh(rng.normal(size=args.h_dim)), 0,
-                         np.array([[x + 2.0, 0.0]]), 10.0, 40.0, wc.H_FP16, 10)
+        wire = wc.encode(signer.key_id, seq[0], sec, int((now - sec) * 1e9),
+                         (x, 0.0, 0.0, 8.0), rng.integers(0, 32, 32),
+                         np.tanh(rng.normal(size=args.h_dim)), 0, np.array([[x + 2.0, 0.0]]),
+                         wc.H_FP16, 5)
         seq[0] += 1
         wire.signature = signer.sign(wc.signed_payload(wire))
         pub.publish(to_msg(wire))
@@ -228,7 +230,7 @@ def main() -> None:
     b.add_argument('--steps', type=int, default=300)
     b.add_argument('--seed', type=int, default=11)
     b.add_argument('--h-dim', type=int, default=2048)
-    b.add_argument('--waypoints', type=int, default=10)
+    b.add_argument('--waypoints', type=int, default=5)  # the planner's K (horizon)
     b.add_argument('--initial-range', type=float, default=20.0)
     b.add_argument('--step', type=float, default=5.0)
     b.add_argument('--max-range', type=float, default=100.0)

@@ -1,18 +1,21 @@
 """Bytes per V2V message and per ego per step: full h every step vs replica mode (issue 11).
 
-Per-message sizes are the exact CDR sizes of signed call_msgs/LatentMessage (wire_codec
+Per-message sizes are the exact CDR sizes of signed call_msgs/LatentMessage v2 (wire_codec
 .serialized_size, equal to rclpy's serialize_message) produced by the real sender code
 (replica_link.LinkSender) for a world model of the chosen preset driven by random BEVs
-(random weights: sizes and replica numerics do not depend on training). Bytes per ego per
-step = mean message size x mean number of CALL neighbours inside the ego's communication
-range on call_sim scenario four_lane_30 (heuristic-free: vehicles keep their initial
-command), plus the keyframe-request bytes.
+(random weights: sizes and replica numerics do not depend on training). The intention holds
+the planner's K waypoints (K = `horizon` of call_planner/config/planner.yaml). Bytes per ego
+per step = mean message size x mean number of CALL neighbours inside a communication range on
+call_sim scenario four_lane_30 (vehicles keep their initial command); keyframe requests
+(first contact, gaps) are not simulated here.
 
-Run: python bench/bench_v2v_size.py [--steps 300] [--period 50] [--range 20]
+Keyframe period, encoding and max bytes default to call_comm/config/comm.yaml.
+
+Run: python bench/bench_v2v_size.py [--steps 300] [--period N] [--ranges 20 50 100]
 """
 import argparse
-import tempfile
 from pathlib import Path
+import tempfile
 
 from call_comm import wire_codec as wc
 from call_comm.auth import Fleet, Signer
@@ -24,8 +27,24 @@ from call_world_model.config import load_config
 from call_world_model.world_model import WorldModel
 import numpy as np
 import torch
+import yaml
 
 PAPER_MB_PER_STEP = 0.106
+ROOT = Path(__file__).resolve().parents[1]
+PLANNER_CONFIG = ROOT / 'src/call_planner/config/planner.yaml'
+COMM_CONFIG = ROOT / 'src/call_comm/config/comm.yaml'
+TARGET_MEAN_BYTES = 150
+
+
+def planner_waypoints() -> int:
+    """Read K: the planner sends one intention waypoint per look-ahead step (`horizon`)."""
+    params = yaml.safe_load(PLANNER_CONFIG.read_text())['/**']['ros__parameters']
+    return int(params['horizon'])
+
+
+def comm_parameters() -> dict:
+    """The comm node's configured parameters (keyframe policy)."""
+    return yaml.safe_load(COMM_CONFIG.read_text())['/**']['ros__parameters']
 
 
 class RandomSender:
@@ -47,49 +66,52 @@ class RandomSender:
                 post['deter'][0].numpy().copy())
 
 
-def message_sizes(preset, steps, period, encoding, max_bytes, signer, bev_size=None):
+def message_sizes(preset, steps, period, encoding, max_bytes, signer, waypoints,
+                  bev_size=None):
     overrides = {'bev_size': bev_size, 'cnn_mults': [1, 2, 4]} if bev_size else None
     torch.manual_seed(0)
     model = WorldModel(load_config(preset, overrides)).eval()
     seq_model = SequenceModel(model)
-    replica_sender = LinkSender('hero12', signer, wc.H_FP16, 10, KeyframeSender(
+    replica_sender = LinkSender('hero12', signer, wc.H_FP16, waypoints, KeyframeSender(
         KeyframeConfig(period=period, encoding=encoding, max_bytes=max_bytes), seq_model))
-    full_sender = LinkSender('hero12', signer, wc.H_FP16, 10)
+    full_sender = LinkSender('hero12', signer, wc.H_FP16, waypoints)
     receiver = Replica(seq_model)
     world = RandomSender(model, 0)
-    plan = np.stack([np.arange(1, 11) * 1.5, np.zeros(10)], 1)
+    speed, dt = 8.0, 0.1        # the planner's waypoints: one per 0.1 s step at 8 m/s
+    plan = np.stack([np.arange(1, waypoints + 1) * speed * dt, np.zeros(waypoints)], 1)
     replica, full, drift, keyframe_msgs = [], [], [], 0
     for seq in range(steps):
         z, a, h = world.step()
-        args = (seq, (seq // 10, seq % 10 * 10 ** 8), (0.0, 0.0, 0.0, 8.0), z, h, a, plan,
-                3.0, 20.0)
+        args = (seq, (seq // 10, seq % 10 * 10 ** 8), (0.0, 0.0, 0.0, speed), z, h, a, plan)
         wire = replica_sender.message(*args)
         replica.append(wc.serialized_size(wire))
         keyframe_msgs += wire.h_encoding != wc.H_NONE
         full.append(wc.serialized_size(full_sender.message(*args)))
-        update = receiver.observe(seq, z, a, wc.decode_keyframe_part(
-            wire.h_encoding, wire.h_scale, wire.h_data))
+        update = receiver.observe(seq, z, a, wc.decode_keyframe_part(wire.h_encoding,
+                                                                     wire.h_data))
         if update.h is not None:
             drift.append(float(np.max(np.abs(update.h - h))))
     return (np.array(replica), np.array(full), np.array(drift), keyframe_msgs,
             replica_sender.keyframes.reasons)
 
 
-def neighbours_in_range(scenario, steps, comm_range):
+def neighbours_in_range(scenario, steps, ranges):
+    """Mean CALL neighbours within each range (per ego and step) and the CALL fleet size."""
     from call_sim.env import MultiVehicleEnv
     env = MultiVehicleEnv.from_scenario(scenario)
     try:
         obs, _ = env.reset(seed=0)
-        counts = []
+        counts = {r: [] for r in ranges}
         for _ in range(steps):
             roles = list(obs)
             xy = np.array([[obs[r].ego.x, obs[r].ego.y] for r in roles])
             d = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
-            counts.extend(((d <= comm_range).sum(1) - 1).tolist())
+            for r in ranges:
+                counts[r].extend(((d <= r).sum(1) - 1).tolist())
             obs, _, term, trunc, _ = env.step({})
             if not obs:
                 break
-        return float(np.mean(counts)), len(roles)
+        return {r: float(np.mean(c)) for r, c in counts.items()}, len(roles)
     finally:
         env.close()
 
@@ -97,41 +119,51 @@ def neighbours_in_range(scenario, steps, comm_range):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--steps', type=int, default=300)
-    parser.add_argument('--period', type=int, default=50)
-    parser.add_argument('--range', type=float, default=20.0, dest='comm_range')
+    comm = comm_parameters()
+    parser.add_argument('--period', type=int, default=int(comm['keyframe_period']))
+    parser.add_argument('--ranges', type=float, nargs='+', default=[20.0, 50.0, 100.0],
+                        help='communication ranges [m]: initial, mid, max_range of comm.yaml')
     parser.add_argument('--scenario', default='four_lane_30')
     args = parser.parse_args()
     torch.set_num_threads(1)
+    waypoints = planner_waypoints()
     with tempfile.TemporaryDirectory() as tmp:
         fleet = Fleet.load(write_fleet(['hero12'], Path(tmp)))
         signer = Signer.load('hero12', Path(tmp) / 'hero12.key.yaml', fleet)
-        rows = [('small', 'fp16', wc.H_FP16, None), ('L', 'int8', wc.H_INT8, 32)]
+        configured = comm['keyframe_encoding']
+        other = 'fp16' if configured == 'int8' else 'int8'
+        rows = [('small', configured, None), ('small', other, None), ('L', configured, 32)]
+        max_bytes = int(comm['keyframe_max_bytes'])
         results = {}
-        for preset, enc_name, enc, bev in rows:
+        for preset, enc_name, bev in rows:
             rep, full, drift, kf, reasons = message_sizes(
-                preset, args.steps, args.period, enc, 1000, signer, bev)
-            results[preset] = (rep, full)
+                preset, args.steps, args.period, wc.H_ENCODINGS[enc_name], max_bytes, signer,
+                waypoints, bev)
+            results[f'{preset}/{enc_name}'] = (rep, full)
             print(f'[{preset} preset, deter {load_config(preset).deter}, keyframes {enc_name} '
-                  f'<= 1000 B h_data per message, period {args.period}, {args.steps} steps]')
+                  f'<= {max_bytes} B h_data per message, period {args.period}, '
+                  f'{args.steps} steps, K = {waypoints} waypoints]')
+            verdict = 'meets' if rep.mean() <= TARGET_MEAN_BYTES else 'misses'
             print(f'  replica: mean {rep.mean():.1f} B  max {rep.max()} B  min {rep.min()} B  '
-                  f'messages with keyframe data {kf}/{len(rep)}  keyframes by reason {reasons}')
+                  f'({verdict} the {TARGET_MEAN_BYTES} B mean target)  messages with keyframe '
+                  f'data {kf}/{len(rep)}  keyframes by reason {reasons}')
             print(f'  full h (fp16 every message): mean {full.mean():.1f} B  max {full.max()} B')
             print(f'  rebuilt vs true h, max abs: mean {drift.mean():.2e}  max {drift.max():.2e}'
                   f' over {len(drift)} synchronised steps')
     try:
-        mean_n, vehicles = neighbours_in_range(args.scenario, 100, args.comm_range)
+        mean_n, vehicles = neighbours_in_range(args.scenario, 100, args.ranges)
     except Exception as exc:  # noqa: B902 - report and go on without the scenario
         print(f'scenario {args.scenario} unavailable: {exc}')
         return
-    print(f'[{args.scenario}: {vehicles} CALL vehicles, mean {mean_n:.2f} neighbours within '
-          f'{args.comm_range} m over 100 steps]')
-    for preset, (rep, full) in results.items():
-        r, f = rep.mean() * mean_n, full.mean() * mean_n
-        print(f'  {preset}: bytes per ego per step replica {r:.0f} B ({r / 1e6:.5f} MB), '
-              f'full h {f:.0f} B ({f / 1e6:.5f} MB), paper {PAPER_MB_PER_STEP} MB '
-              f'(paper h = 2048 float32 = 8192 B per neighbour)')
-    print(f'  paper-style full h 2048 x float32: '
-          f'{(8192 + 140) * mean_n / 1e6:.5f} MB per ego per step')
+    for comm_range, n in mean_n.items():
+        print(f'[{args.scenario}: {vehicles} CALL vehicles, mean {n:.2f} neighbours within '
+              f'{comm_range:g} m over 100 steps; paper {PAPER_MB_PER_STEP} MB per ego per step]')
+        for name, (rep, full) in results.items():
+            r, f = rep.mean() * n, full.mean() * n
+            print(f'  {name}: bytes per ego per step replica {r:.0f} B ({r / 1e6:.5f} MB), '
+                  f'full h fp16 {f:.0f} B ({f / 1e6:.5f} MB)')
+        print(f'  paper-style full h 2048 x float32 (8192 B + 132 B message): '
+              f'{(8192 + 132) * n / 1e6:.5f} MB per ego per step')
 
 
 if __name__ == '__main__':

@@ -7,6 +7,11 @@ topic and delivers them to every other vehicle's topic, link by link, with the c
 faults. It counts every delivery, loss and injection by kind, on /diagnostics (status
 `v2v_fault_relay`) and in a final `fault counts: {...}` log line. Delays use the node clock
 (sim time under use_sim_time): a 0.2 s delay is two simulation steps.
+
+LatentMessage v2 names its sender by key id only. The relay tells a vehicle's own messages
+from the copies it delivered itself by their signatures (it remembers what it published), and
+learns each vehicle's key id from its own messages, or from `fleet_key_file` when given; a
+forged copy impersonating a vehicle whose key id is not known yet is counted `forge_skipped`.
 """
 import collections
 from dataclasses import dataclass, field
@@ -24,7 +29,8 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-FAULT_KINDS = ('relayed', 'dropped_loss', 'delayed', 'forged', 'replayed')
+FAULT_KINDS = ('relayed', 'dropped_loss', 'delayed', 'forged', 'replayed', 'forge_skipped')
+RELAYED_MEMORY = 4096       # signatures of published copies remembered (>> messages in flight)
 
 
 @dataclass
@@ -61,12 +67,12 @@ class FaultPlan:
         return self._random.random() < self.replay_probability
 
 
-def forged_copy(message: LatentMessage, impersonated: str) -> LatentMessage:
-    """Copy payload and signature under another vehicle's name, at a shifted position."""
+def forged_copy(message: LatentMessage, impersonated_key_id: int) -> LatentMessage:
+    """Copy payload and signature under another vehicle's key id, at a shifted position."""
     forged = LatentMessage()
     for slot in LatentMessage.get_fields_and_field_types():
         setattr(forged, slot, getattr(message, slot))
-    forged.sender_id = impersonated
+    forged.sender_key_id = impersonated_key_id
     forged.x = message.x + 3.0               # a plausible-looking lie about the position
     return forged
 
@@ -80,11 +86,18 @@ class V2vFaultRelay(Node):
             ('role_names', ['hero0']), ('topic_prefix', '/v2v/latents'),
             ('loss_probability', 0.0), ('delay_s', 0.0), ('forge_probability', 0.0),
             ('replay_probability', 0.0), ('replay_age', 20), ('seed', 0),
-            ('qos_depth', 64), ('qos_deadline', 0.2), ('report_period_s', 0.5))}
+            ('qos_depth', 64), ('qos_deadline', 0.2), ('report_period_s', 0.5),
+            ('fleet_key_file', ''))}
         self.plan = FaultPlan(float(p['loss_probability']), float(p['delay_s']),
                               float(p['forge_probability']), float(p['replay_probability']),
                               int(p['replay_age']), int(p['seed']))
         self.roles = list(p['role_names'])
+        self.key_ids: dict = {}                 # role -> key id (fleet file, else learnt)
+        if p['fleet_key_file']:
+            from call_comm.auth import Fleet    # run-time only: call_comm is a peer package
+            fleet = Fleet.load(p['fleet_key_file'])
+            self.key_ids = {r: fleet.key_id(r) for r in self.roles if fleet.knows(r)}
+        self.relayed: collections.OrderedDict = collections.OrderedDict()
         # comm nodes ask for a deadline on their V2V subscription: offer one at least as tight
         qos = QoSProfile(depth=int(p['qos_depth']), history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -120,14 +133,19 @@ class V2vFaultRelay(Node):
     def _publish(self, destination: str, message: LatentMessage, kind: str) -> None:
         """Send on one link; counted by kind and by kind per destination once sent."""
         self.links[destination].publish(message)
+        self.relayed[bytes(message.signature)] = None
+        self.relayed.move_to_end(bytes(message.signature))
+        while len(self.relayed) > RELAYED_MEMORY:
+            self.relayed.popitem(last=False)
         self.plan.counts[kind] += 1
         self.plan.counts[f'{kind}:{destination}'] += 1
         if self.plan.delay_s > 0:
             self.plan.counts['delayed'] += 1
 
     def _on_message(self, source: str, message: LatentMessage) -> None:
-        if message.sender_id != source:
+        if bytes(message.signature) in self.relayed:
             return                              # a copy this relay delivered to `source`
+        self.key_ids.setdefault(source, message.sender_key_id)
         history = self.history[source]
         if self.plan.replay() and len(history) == history.maxlen:
             for destination in self.roles:
@@ -137,10 +155,13 @@ class V2vFaultRelay(Node):
         if self.plan.forge() and len(self.roles) > 2:
             others = [r for r in self.roles if r != source]
             impersonated = others[message.sequence % len(others)]
-            forged = forged_copy(message, impersonated)
-            for destination in self.roles:
-                if destination != impersonated:
-                    self._deliver(destination, forged, 'forged')
+            if impersonated not in self.key_ids:
+                self.plan.counts['forge_skipped'] += 1
+            else:
+                forged = forged_copy(message, self.key_ids[impersonated])
+                for destination in self.roles:
+                    if destination != impersonated:
+                        self._deliver(destination, forged, 'forged')
         for destination in self.roles:
             if destination == source:
                 continue

@@ -3,9 +3,12 @@
 
 Commands:
 - `call_inspect list`: topics of the run with types and publisher/subscriber counts.
-- `call_inspect latents [-d 3]`: decode /v2v/latents and /<role>/comm_stats for d seconds;
-  per sender: messages/s, bytes/message (serialized CDR), bytes/s, position, range,
-  prediction error, decoded z; per receiver: whom it hears, its range, E vs c, drops.
+- `call_inspect latents [-d 3] [--fleet keys/fleet.yaml]`: decode /v2v/latents and
+  /<role>/comm_stats for d seconds; per sender: messages/s, bytes/message (serialized CDR),
+  bytes/s, position, decoded z, and its range and prediction error from its own CommStats
+  (LatentMessage v2 carries neither); per receiver: whom it hears, its range, E vs c, drops.
+  Senders appear by role name when the fleet key file is given (the wire only carries their
+  key id), else as `#<key id in hex>`.
 - `call_inspect latents --watch`: the same, refreshed every d seconds until Ctrl-C.
 """
 import argparse
@@ -32,6 +35,15 @@ def decode_z(packed: bytes) -> list[int]:
     return [int(v) for v in unpack_z(bytes(packed))]
 
 
+def key_id_names(fleet_file: str) -> dict:
+    """Map each fleet member's key id to its role name (empty without a fleet file)."""
+    if not fleet_file:
+        return {}
+    from call_comm.auth import Fleet
+    fleet = Fleet.load(fleet_file)
+    return {fleet.key_id(role): role for role in fleet.members()}
+
+
 @dataclass
 class SenderDigest:
     """What one sender put on /v2v/latents during the window."""
@@ -47,6 +59,7 @@ class SenderDigest:
 class LatentDigest:
     """Aggregates latents and comm stats over a window; ROS-message in, text out."""
 
+    names: dict = field(default_factory=dict)               # key id -> role name
     senders: dict = field(default_factory=lambda: defaultdict(SenderDigest))
     receivers: dict = field(default_factory=dict)          # role -> last CommStats
     received_bytes: dict = field(default_factory=lambda: defaultdict(int))
@@ -54,7 +67,8 @@ class LatentDigest:
 
     def add_latent(self, msg: LatentMessage, size: int) -> None:
         """One message seen on the V2V topic, `size` = its serialized bytes."""
-        digest = self.senders[msg.sender_id]
+        name = self.names.get(msg.sender_key_id, f'#{msg.sender_key_id:08x}')
+        digest = self.senders[name]
         digest.messages += 1
         digest.total_bytes += size
         digest.sequences.add(msg.sequence)
@@ -78,12 +92,14 @@ class LatentDigest:
             last = d.last
             span = max(d.sequences) - min(d.sequences) + 1
             z = decode_z(last.z_packed)[:8] if len(last.z_packed) == 20 else '?'
+            own = self.receivers.get(sender)        # the sender's own CommStats, if heard
+            gate = f'{own.comm_range:6.1f} {own.prediction_error:7.2f}' if own is not None \
+                else f'{"-":>6} {"-":>7}'
             lines.append(
                 f'{sender:8} {d.messages:5d} {d.messages / elapsed:6.1f} '
                 f'{d.total_bytes / d.messages:6.0f} {d.total_bytes / elapsed:8.0f} '
                 f'{span - len(d.sequences):4d} {last.x:8.1f} {last.y:8.1f} {last.speed:5.1f} '
-                f'{last.comm_range:6.1f} {last.prediction_error:7.2f}  {z}  '
-                f'enc{last.h_encoding}/{len(last.h_data)}B')
+                f'{gate}  {z}  enc{last.h_encoding}/{len(last.h_data)}B')
         lines.append('')
         lines.append(f'{"receiver":8} {"range":>6} {"E":>7} {"c":>6} {"E>c":>4} '
                      f'{"rx B/s":>8}  hears                    drops')
@@ -102,9 +118,10 @@ class LatentDigest:
 class LatentInspector(Node):
     """Listens to /v2v/latents and every /<role>/comm_stats (discovered as they appear)."""
 
-    def __init__(self, v2v_topic: str = '/v2v/latents'):
+    def __init__(self, v2v_topic: str = '/v2v/latents', names: Optional[dict] = None):
         super().__init__('call_inspect')
-        self.digest = LatentDigest()
+        self.names = dict(names or {})
+        self.digest = LatentDigest(self.names)
         qos = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.BEST_EFFORT)
         self.create_subscription(LatentMessage, v2v_topic, self._on_latent, qos)
@@ -146,7 +163,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument('-d', '--duration', type=float, default=3.0, help='window [s]')
     parser.add_argument('--watch', action='store_true', help='repeat until Ctrl-C')
     parser.add_argument('--v2v-topic', default='/v2v/latents')
+    parser.add_argument('--fleet', default='', help='fleet key file: show senders by role')
     args, ros_args = parser.parse_known_args(argv)
+    try:
+        names = key_id_names(args.fleet) if args.command == 'latents' else {}
+    except ValueError as error:             # call_comm.auth.KeyFileError
+        print(f'call_inspect: {error}', file=sys.stderr)
+        return 2
     rclpy.init(args=ros_args)
     node = None
     try:
@@ -154,7 +177,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             node = Node('call_inspect')
             print(list_topics(node, args.duration))
             return 0
-        node = LatentInspector(args.v2v_topic)
+        node = LatentInspector(args.v2v_topic, names)
         while True:
             end = time.monotonic() + args.duration
             while time.monotonic() < end:
@@ -163,7 +186,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             if not args.watch:
                 return 0
             print()
-            node.digest = LatentDigest()
+            node.digest = LatentDigest(node.names)
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
     except RuntimeError:

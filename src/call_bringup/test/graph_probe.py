@@ -51,7 +51,11 @@ def checkpoint_for_tests(directory: str) -> str:
 class GraphProbe:
     """Records what the graph publishes: ticks, CommStats, latents, odometry, commands."""
 
-    def __init__(self, v2v_topics: tuple = ('/v2v/latents',)):
+    def __init__(self, v2v_topics: tuple = ('/v2v/latents',), fleet_file: str = ''):
+        # LatentMessage v2 names its sender by key id: the fleet file gives the role names
+        from call_comm.auth import Fleet
+        fleet = Fleet.load(fleet_file) if fleet_file else None
+        self.names = {fleet.key_id(r): r for r in fleet.members()} if fleet else {}
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node('e2e_probe', context=self.context)
@@ -97,11 +101,15 @@ class GraphProbe:
             self.clock = now
             self.ticks.append(now)
 
+    def sender(self, msg: LatentMessage) -> str:
+        """Return the role name who signed the message, `#<key id>` if not in the fleet."""
+        return self.names.get(msg.sender_key_id, f'#{msg.sender_key_id:08x}')
+
     def _on_latent(self, msg: LatentMessage) -> None:
-        key = (msg.sender_id, stamp_key(msg.header.stamp))
+        key = (self.sender(msg), stamp_key(msg.stamp))
         if key not in self.latents:            # a relay delivers one message to several topics
             self.latents[key] = (msg, len(serialize_message(msg)))
-            self.by_sequence[(msg.sender_id, msg.sequence)] = self.latents[key]
+            self.by_sequence[(key[0], msg.sequence)] = self.latents[key]
 
     def _on_odometry(self, role: str, msg: Odometry) -> None:
         pose, twist = msg.pose.pose.position, msg.twist.twist.linear

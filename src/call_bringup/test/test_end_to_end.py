@@ -26,7 +26,7 @@ def checkpoint(tmp_path_factory):
 
 def test_three_vehicles_drive_and_share_latents_only_in_range(checkpoint, tmp_path):
     supervisor = start_graph(str(tmp_path), checkpoint, c=1e9, overrides=FIXED_RANGE)
-    probe = GraphProbe()
+    probe = GraphProbe(fleet_file=os.path.join(str(tmp_path), 'keys', 'fleet.yaml'))
     exits: list = []
     try:
         assert probe.spin_until(probe.live, STARTUP_S, supervisor, exits), \
@@ -65,7 +65,7 @@ def test_three_vehicles_drive_and_share_latents_only_in_range(checkpoint, tmp_pa
             assert stats.comm_range == pytest.approx(RANGE)
             messages = accepted_messages(probe, receiver, t)
             assert messages is not None and None not in messages
-            assert sorted(m.sender_id for m, _ in messages) == sorted(stats.neighbours)
+            assert sorted(probe.sender(m) for m, _ in messages) == sorted(stats.neighbours)
             own = probe.odometry[receiver].get(t)
             for message, _ in messages:     # latents flow only between vehicles in range
                 if own is not None:

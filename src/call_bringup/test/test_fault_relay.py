@@ -6,7 +6,10 @@ import sys
 import time
 
 from call_bringup.fault_injection import FaultPlan
+from call_comm.auth import Fleet
+from call_comm.keygen import write_fleet
 from call_msgs.msg import LatentMessage
+import numpy as np
 import pytest
 import rclpy
 from rclpy.duration import Duration
@@ -14,6 +17,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 ROLES = ['hero0', 'hero1', 'hero2']
+HERO0 = 0x0A0B0C0D          # hero0's key id when the relay runs without a fleet file
 
 
 def test_fault_plan_rejects_bad_probabilities():
@@ -23,7 +27,12 @@ def test_fault_plan_rejects_bad_probabilities():
         FaultPlan(delay_s=-0.1)
 
 
-def run_relay(params: dict, messages: int) -> tuple[dict, dict]:
+def _signature(sequence: int) -> np.ndarray:
+    """Return a distinct non-zero signature per message, as Ed25519 gives real messages."""
+    return np.frombuffer(sequence.to_bytes(4, 'big') * 16, dtype=np.uint8) | np.uint8(0x80)
+
+
+def run_relay(params: dict, messages: int, hero0: int = HERO0) -> tuple[dict, dict]:
     """Publish `messages` from hero0 through a relay; what each vehicle got + relay counts."""
     args = [sys.executable, '-m', 'call_bringup.fault_injection', '--ros-args',
             '-p', 'role_names:=[hero0, hero1, hero2]']
@@ -50,8 +59,8 @@ def run_relay(params: dict, messages: int) -> tuple[dict, dict]:
         assert publisher.get_subscription_count() == 2, 'relay never subscribed'
         time.sleep(1.0)                    # the relay's publishers match our subscribers too
         for sequence in range(messages):
-            publisher.publish(LatentMessage(sender_id='hero0', sequence=sequence,
-                                            signature=bytes(64)))
+            publisher.publish(LatentMessage(sender_key_id=hero0, sequence=sequence,
+                                            signature=_signature(sequence)))
             end = time.monotonic() + 0.02
             while time.monotonic() < end:
                 executor.spin_once(timeout_sec=0.005)
@@ -73,7 +82,7 @@ def run_relay(params: dict, messages: int) -> tuple[dict, dict]:
 
 def test_lossy_link_counts_every_lost_delivery():
     received, counts = run_relay({'loss_probability': 0.3, 'seed': 3}, 100)
-    hero0_own = [m for m in received['hero0'] if m.sender_id == 'hero0']
+    hero0_own = [m for m in received['hero0'] if m.sender_key_id == HERO0]
     delivered = len(received['hero1']) + len(received['hero2'])
     assert counts['relayed'] + counts['dropped_loss'] == 200     # 2 links x 100 messages
     assert 30 <= counts['dropped_loss'] <= 90                    # 30 % of 200, loosely
@@ -81,14 +90,27 @@ def test_lossy_link_counts_every_lost_delivery():
     assert len(hero0_own) == 100                                 # never sent back to hero0
 
 
-def test_forged_and_replayed_copies_are_injected_and_counted():
+def test_forged_and_replayed_copies_are_injected_and_counted(tmp_path):
+    fleet = Fleet.load(write_fleet(ROLES, tmp_path))
+    keys = {r: fleet.key_id(r) for r in ROLES}
     received, counts = run_relay({'forge_probability': 1.0, 'replay_probability': 1.0,
-                                  'replay_age': 5}, 30)
-    forged = [m for r in ROLES for m in received[r] if m.sender_id != 'hero0']
+                                  'replay_age': 5, 'fleet_key_file': tmp_path / 'fleet.yaml'},
+                                 30, keys['hero0'])
+    forged = [m for r in ROLES for m in received[r] if m.sender_key_id != keys['hero0']]
     assert counts['forged'] == 2 * 30 and len(forged) == counts['forged']
-    assert all(m.sender_id in ('hero1', 'hero2') for m in forged)
-    assert not any(m.sender_id == r for r in ROLES for m in received[r] if r != 'hero0')
+    assert counts['forge_skipped'] == 0
+    assert all(m.sender_key_id in (keys['hero1'], keys['hero2']) for m in forged)
+    # nobody receives a forgery in its own name
+    assert not any(m.sender_key_id == keys[r] for r in ROLES for m in received[r]
+                   if r != 'hero0')
     replays = counts['replayed']
     assert replays == 2 * (30 - 5)                       # from the 6th message (history full)
-    genuine = [m.sequence for m in received['hero1'] if m.sender_id == 'hero0']
+    genuine = [m.sequence for m in received['hero1'] if m.sender_key_id == keys['hero0']]
     assert len(genuine) == 30 + replays // 2
+
+
+def test_without_a_fleet_file_unknown_key_ids_cannot_be_forged():
+    received, counts = run_relay({'forge_probability': 1.0}, 10)
+    assert counts['forge_skipped'] == 10 and counts['forged'] == 0   # only hero0 spoke
+    assert counts['relayed'] == 2 * 10
+    assert all(m.sender_key_id == HERO0 for r in ROLES for m in received[r])

@@ -10,11 +10,16 @@ Fleet file (YAML), shared by every vehicle:
 Each vehicle's private key lives in its own file (YAML `{vehicle_id: hero0, private_key:
 <base64 of the 32-byte raw private key>}`, mode 0600). For demos a fleet entry may also carry
 `private_key`, so one file serves the whole fleet. Bad key files fail fast with the reason.
+
+On the wire a sender is named by its key id (`key_id`): the first 4 bytes of SHA-256 of its raw
+public key as a big-endian uint32 (IEEE 1609.2 names certificates by HashedId8, the last 8
+bytes of their hash; 4 bytes suffice for a fleet, and a collision fails the fleet file).
 """
 import base64
 import binascii
+import hashlib
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Union
+from typing import Dict, List, Mapping, Optional, Union
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
@@ -52,6 +57,11 @@ def _load_yaml(path: PathLike) -> Mapping:
     return data
 
 
+def key_id(public_key: bytes) -> int:
+    """HashedId4 of a raw 32-byte Ed25519 public key: SHA-256[:4] as a big-endian uint32."""
+    return int.from_bytes(hashlib.sha256(bytes(public_key)).digest()[:4], 'big')
+
+
 def public_raw(private_key: Ed25519PrivateKey) -> bytes:
     """Raw 32-byte public key of a private key."""
     return private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -67,10 +77,20 @@ class Fleet:
 
     def __init__(self, public_keys: Mapping[str, bytes],
                  private_keys: Optional[Mapping[str, bytes]] = None) -> None:
-        """Keys are raw 32-byte strings indexed by vehicle id."""
+        """Keys are raw 32-byte strings indexed by vehicle id; key ids must be unique."""
         self._public: Dict[str, Ed25519PublicKey] = {
             vid: Ed25519PublicKey.from_public_bytes(raw) for vid, raw in public_keys.items()}
         self._private_raw = dict(private_keys or {})
+        self._key_ids: Dict[str, int] = {}
+        self._vehicles: Dict[int, str] = {}
+        for vid, raw in public_keys.items():
+            kid = key_id(raw)
+            if kid in self._vehicles:
+                raise KeyFileError(
+                    f'vehicles {self._vehicles[kid]} and {vid} share the key id {kid:#010x} '
+                    '(same public key or a HashedId4 collision): regenerate one key')
+            self._key_ids[vid] = kid
+            self._vehicles[kid] = vid
 
     @classmethod
     def load(cls, path: PathLike) -> 'Fleet':
@@ -88,9 +108,21 @@ class Fleet:
                 private[str(vid)] = _b64_key(entry['private_key'], f'{path}: {vid}.private_key')
         return cls(public, private)
 
+    def members(self) -> List[str]:
+        """Role names of every fleet member."""
+        return list(self._public)
+
     def knows(self, vehicle_id: str) -> bool:
         """Whether the vehicle is a fleet member."""
         return vehicle_id in self._public
+
+    def key_id(self, vehicle_id: str) -> int:
+        """Key id (HashedId4) of a fleet member; KeyError for a stranger."""
+        return self._key_ids[vehicle_id]
+
+    def vehicle_for_key_id(self, kid: int) -> Optional[str]:
+        """Role name of the fleet member with key id `kid`, None if nobody has it."""
+        return self._vehicles.get(kid)
 
     def verify(self, vehicle_id: str, payload: bytes, signature: bytes) -> bool:
         """Check that `signature` is the vehicle's valid Ed25519 signature of `payload`."""
@@ -115,6 +147,7 @@ class Signer:
         """`private_key` is the raw 32-byte Ed25519 key."""
         self.vehicle_id = vehicle_id
         self._key = Ed25519PrivateKey.from_private_bytes(private_key)
+        self.key_id = key_id(public_raw(self._key))
 
     @classmethod
     def load(cls, vehicle_id: str, private_key_file: PathLike = '',

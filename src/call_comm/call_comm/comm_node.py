@@ -40,36 +40,38 @@ REQUEST_TOPIC = '/v2v/keyframe_requests'
 CONTENT_FILTER = 'x >= %0 AND x <= %1 AND y >= %2 AND y <= %3'
 
 
+def _fixed(data: bytes, size: int, name: str) -> np.ndarray:
+    """Return the uint8[size] field value; CodecError for another length."""
+    if len(data) != size:
+        raise wire_codec.CodecError(f'{name} must be {size} bytes, got {len(data)}')
+    return np.frombuffer(bytes(data), dtype=np.uint8).copy()
+
+
 def to_msg(wire: wire_codec.WireMessage) -> LatentMessage:
-    """Convert a WireMessage to call_msgs/LatentMessage."""
+    """Convert a WireMessage to call_msgs/LatentMessage (CodecError for bad fixed sizes)."""
     msg = LatentMessage()
-    msg.header.stamp.sec = wire.stamp_sec
-    msg.header.stamp.nanosec = wire.stamp_nanosec
-    msg.header.frame_id = wire.frame_id
-    msg.sender_id = wire.sender_id
+    msg.stamp.sec = wire.stamp_sec
+    msg.stamp.nanosec = wire.stamp_nanosec
+    msg.sender_key_id = wire.sender_key_id
     msg.sequence = wire.sequence
     msg.x, msg.y, msg.yaw, msg.speed = wire.x, wire.y, wire.yaw, wire.speed
-    msg.z_packed = bytes(wire.z_packed)
+    msg.z_packed = _fixed(wire.z_packed, wire_codec.Z_PACKED_BYTES, 'z_packed')
     msg.action = wire.action
     msg.h_encoding = wire.h_encoding
-    msg.h_scale = wire.h_scale
     msg.h_data = bytes(wire.h_data)
     msg.intention_packed = bytes(wire.intention_packed)
-    msg.prediction_error = wire.prediction_error
-    msg.comm_range = wire.comm_range
-    msg.signature = bytes(wire.signature)
+    if wire.signature:      # unsigned: the fixed-size field stays all zeros
+        msg.signature = _fixed(wire.signature, wire_codec.SIGNATURE_BYTES, 'signature')
     return msg
 
 
 def from_msg(msg: LatentMessage) -> wire_codec.WireMessage:
     """Convert call_msgs/LatentMessage to a WireMessage (byte fields as bytes)."""
     return wire_codec.WireMessage(
-        sender_id=msg.sender_id, sequence=msg.sequence, stamp_sec=msg.header.stamp.sec,
-        stamp_nanosec=msg.header.stamp.nanosec, x=msg.x, y=msg.y, yaw=msg.yaw,
-        speed=msg.speed, z_packed=bytes(msg.z_packed), action=msg.action,
-        h_encoding=msg.h_encoding, h_scale=msg.h_scale, h_data=bytes(msg.h_data),
-        intention_packed=bytes(msg.intention_packed), prediction_error=msg.prediction_error,
-        comm_range=msg.comm_range, frame_id=msg.header.frame_id,
+        sender_key_id=msg.sender_key_id, sequence=msg.sequence, stamp_sec=msg.stamp.sec,
+        stamp_nanosec=msg.stamp.nanosec, x=msg.x, y=msg.y, yaw=msg.yaw, speed=msg.speed,
+        z_packed=bytes(msg.z_packed), action=msg.action, h_encoding=msg.h_encoding,
+        h_data=bytes(msg.h_data), intention_packed=bytes(msg.intention_packed),
         signature=bytes(msg.signature))
 
 
@@ -196,7 +198,7 @@ class CommNode(Node):
         defaults = {
             'role_name': '', 'threshold_c': 50.0, 'initial_range': 20.0, 'range_step': 5.0,
             'max_range': 100.0, 'range_decay': -1.0, 'h_encoding': 'fp16', 'expected_h_dim': 0,
-            'max_waypoints': 10, 'fleet_key_file': '', 'private_key_file': '', 'max_age': 0.5,
+            'max_waypoints': 5, 'fleet_key_file': '', 'private_key_file': '', 'max_age': 0.5,
             'max_speed': 40.0, 'plausibility_slack': 2.0, 'plausibility_memory': 2.0,
             'num_actions': 15, 'qos_depth': 64, 'qos_deadline': 0.2, 'qos_lifespan': 0.3,
             'content_filter': False, 'h_transport': 'full', 'checkpoint': '',
@@ -268,7 +270,7 @@ class CommNode(Node):
         if state.valid:
             self.gate.update(state.prediction_error)
         comm_range = self.gate.comm_range
-        bytes_sent = self._publish_own(state, comm_range) if state.valid else 0
+        bytes_sent = self._publish_own(state) if state.valid else 0
         delivery = self.link.collect(self.pose[:2], comm_range, now)
         request_bytes = 0
         for req in self.link.take_requests((state.header.stamp.sec,
@@ -282,13 +284,12 @@ class CommNode(Node):
                 *self.pose[:2]))
 
     # ------------------------------------------------------------------------- publishing
-    def _publish_own(self, state: LatentState, comm_range: float) -> int:
+    def _publish_own(self, state: LatentState) -> int:
         try:
             wire = self.sender.message(
                 self.sequence, (state.header.stamp.sec, state.header.stamp.nanosec),
                 self.pose, np.frombuffer(bytes(state.z_indices), dtype=np.uint8),
-                np.asarray(state.h, dtype=np.float32), state.action, self.plan_xy,
-                _finite_f32(state.prediction_error, -1.0), comm_range)
+                np.asarray(state.h, dtype=np.float32), state.action, self.plan_xy)
         except wire_codec.CodecError as error:
             self.get_logger().error(f'own latent state not encodable: {error}',
                                     throttle_duration_sec=5.0)
@@ -315,7 +316,6 @@ class CommNode(Node):
             item.action = n.action
             item.intention_xy = array.array(
                 'f', n.intention_xy.astype(np.float32).ravel().tobytes())
-            item.prediction_error = n.prediction_error
             out.neighbours.append(item)
         self.shared_pub.publish(out)
 

@@ -4,7 +4,8 @@ Validation, replay/plausibility tracking and range gating of received latent mes
 Every message from another vehicle goes through `Inbox.receive` as soon as it arrives; the
 cheapest checks run first and each rejection is counted under one reason. Survivors wait as
 candidates (the newest per sender) until the ego's next step, when `Inbox.collect` keeps those
-inside the ego's communication range. Nothing here raises on hostile input.
+inside the ego's communication range. Nothing here raises on hostile input. Senders are named
+on the wire by key id; the fleet resolves it to the role name every consumer sees.
 
 Drop reasons, in the order they are checked:
 unsigned -> unknown_sender -> bad_signature -> malformed (also a keyframe chunk with a bad
@@ -65,7 +66,6 @@ class Neighbour:
     h: np.ndarray
     action: int
     intention_xy: np.ndarray
-    prediction_error: float
     wire_bytes: int
     distance: float = math.nan
     keyframe: Optional[wire_codec.KeyframePart] = None  # h fields as a keyframe piece
@@ -112,6 +112,7 @@ class Inbox:
         self.on_verified = on_verified
         self.config = config
         self.fleet = fleet
+        self.own_key_id = fleet.key_id(config.own_id) if fleet.knows(config.own_id) else None
         self.dropped: Dict[DropReason, int] = dict.fromkeys(DropReason, 0)
         self._history: Dict[str, _SenderHistory] = {}
         self._pending: Dict[str, Neighbour] = {}
@@ -123,7 +124,7 @@ class Inbox:
                 now: Optional[float]) -> Optional[DropReason]:
         """Check one message; None if it became a candidate (or is the ego's own)."""
         try:
-            if msg.sender_id == self.config.own_id:
+            if self.own_key_id is not None and msg.sender_key_id == self.own_key_id:
                 return None
             self._received_this_step += 1
             self._observe_time(now)
@@ -143,20 +144,20 @@ class Inbox:
     def _check(self, msg: wire_codec.WireMessage, wire_bytes: int,
                now: Optional[float]) -> Tuple[Optional[DropReason], Optional[Neighbour]]:
         cfg = self.config
-        if not isinstance(msg.sender_id, str) or not msg.sender_id:
+        if not isinstance(msg.sender_key_id, int) or not 0 <= msg.sender_key_id <= 0xFFFFFFFF:
             return DropReason.MALFORMED, None
-        if not msg.signature:
+        if not any(msg.signature):   # a fixed-size signature field left all zeros
             return DropReason.UNSIGNED, None
-        if not self.fleet.knows(msg.sender_id):
+        sender = self.fleet.vehicle_for_key_id(msg.sender_key_id)
+        if sender is None:
             return DropReason.UNKNOWN_SENDER, None
-        if not self.fleet.verify(msg.sender_id, wire_codec.signed_payload(msg),
-                                 bytes(msg.signature)):
+        if not self.fleet.verify(sender, wire_codec.signed_payload(msg), bytes(msg.signature)):
             return DropReason.BAD_SIGNATURE, None
-        neighbour = self._decode(msg, wire_bytes)
+        neighbour = self._decode(msg, sender, wire_bytes)
         if neighbour is None:
             return DropReason.MALFORMED, None
         stamp = neighbour.stamp
-        last = self._history.get(msg.sender_id)
+        last = self._history.get(sender)
         if last is not None and (stamp, msg.sequence) <= (last.stamp, last.sequence):
             return DropReason.REPLAY, None
         if now is not None and now - stamp > cfg.max_age:
@@ -169,10 +170,10 @@ class Inbox:
                 return DropReason.IMPLAUSIBLE, None
         return None, neighbour
 
-    def _decode(self, msg: wire_codec.WireMessage, wire_bytes: int) -> Optional[Neighbour]:
+    def _decode(self, msg: wire_codec.WireMessage, sender: str,
+                wire_bytes: int) -> Optional[Neighbour]:
         cfg = self.config
-        if not _finite(msg.x, msg.y, msg.yaw, msg.speed, msg.prediction_error,
-                       msg.comm_range, msg.h_scale):
+        if not _finite(msg.x, msg.y, msg.yaw, msg.speed):
             return None
         if not 0 <= msg.action < cfg.num_actions:
             return None
@@ -180,11 +181,9 @@ class Inbox:
             return None
         try:
             z_indices = wire_codec.unpack_z(msg.z_packed)
-            keyframe = wire_codec.decode_keyframe_part(msg.h_encoding, msg.h_scale,
-                                                       msg.h_data)
+            keyframe = wire_codec.decode_keyframe_part(msg.h_encoding, msg.h_data)
             if keyframe is not None and keyframe.count == 1:
-                h = wire_codec.dequantise_h(msg.h_encoding, msg.h_scale, msg.h_data,
-                                            cfg.expected_h_dim)
+                h = wire_codec.dequantise_h(msg.h_encoding, msg.h_data, cfg.expected_h_dim)
             else:
                 h = np.zeros(0, dtype=np.float32)
             if wire_codec.intention_points(len(msg.intention_packed)) > cfg.max_waypoints:
@@ -193,11 +192,10 @@ class Inbox:
         except wire_codec.CodecError:
             return None
         return Neighbour(
-            sender_id=msg.sender_id, sequence=int(msg.sequence), stamp_sec=int(msg.stamp_sec),
+            sender_id=sender, sequence=int(msg.sequence), stamp_sec=int(msg.stamp_sec),
             stamp_nanosec=int(msg.stamp_nanosec), x=float(msg.x), y=float(msg.y),
             yaw=float(msg.yaw), speed=float(msg.speed), z_indices=z_indices, h=h,
-            action=int(msg.action), intention_xy=intention,
-            prediction_error=float(msg.prediction_error), wire_bytes=int(wire_bytes),
+            action=int(msg.action), intention_xy=intention, wire_bytes=int(wire_bytes),
             keyframe=keyframe, synchronised=h.size > 0)
 
     def _observe_time(self, now: Optional[float]) -> None:

@@ -52,8 +52,10 @@ class KeyframeConfig:
             raise ValueError(f'drift_tolerance must be >= 0, got {self.drift_tolerance}')
         if self.encoding not in wire_codec.CHUNK_OF:
             raise ValueError('keyframe encoding must be fp16 or int8')
-        if self.max_bytes <= wire_codec.CHUNK_HEADER_BYTES:
-            raise ValueError(f'keyframe max_bytes must exceed 2, got {self.max_bytes}')
+        smallest = wire_codec.CHUNK_HEADER_BYTES + (
+            wire_codec.INT8_SCALE_BYTES if self.encoding == wire_codec.H_INT8 else 0)
+        if self.max_bytes <= smallest:
+            raise ValueError(f'keyframe max_bytes must exceed {smallest}, got {self.max_bytes}')
 
 
 @dataclass
@@ -61,7 +63,6 @@ class OutgoingH:
     """The h fields of one outgoing message and why a keyframe started (None = no h)."""
 
     h_encoding: int
-    h_scale: float
     h_data: bytes
     reason: Optional[str] = None
 
@@ -73,7 +74,7 @@ class KeyframeSender:
         """Start with nothing sent: the first message carries a keyframe."""
         self.config = config
         self.replica = Replica(model, history=260)
-        self._queue: List[Tuple[int, float, bytes]] = []
+        self._queue: List[Tuple[int, bytes]] = []
         self._since_keyframe = 0
         self._requested = False
         self.keyframes_started = 0
@@ -110,13 +111,13 @@ class KeyframeSender:
                 self.keyframes_started += 1
                 self.reasons[reason] = self.reasons.get(reason, 0) + 1
         if self._queue:
-            encoding, scale, data = self._queue.pop(0)
+            encoding, data = self._queue.pop(0)
         else:
-            encoding, scale, data = wire_codec.H_NONE, 0.0, b''
+            encoding, data = wire_codec.H_NONE, b''
         self._since_keyframe += 1
-        part = wire_codec.decode_keyframe_part(encoding, scale, data)
+        part = wire_codec.decode_keyframe_part(encoding, data)
         self.replica.observe(sequence, z_indices, action, part)
-        return OutgoingH(encoding, scale, data, reason)
+        return OutgoingH(encoding, data, reason)
 
     def mirror(self) -> Optional[np.ndarray]:
         """Return what synchronised receivers hold for the last message (None if unknown)."""

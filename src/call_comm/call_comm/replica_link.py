@@ -37,19 +37,17 @@ class LinkSender:
 
     def message(self, sequence: int, stamp: Tuple[int, int],
                 pose: Tuple[float, float, float, float], z_indices: np.ndarray,
-                h: np.ndarray, action: int, plan_xy: np.ndarray, prediction_error: float,
-                comm_range: float) -> wire_codec.WireMessage:
+                h: np.ndarray, action: int, plan_xy: np.ndarray) -> wire_codec.WireMessage:
         """Encode and sign one message; CodecError if the state is not encodable."""
         replica = self.keyframes is not None
         wire = wire_codec.encode(
-            self.role, sequence, stamp[0], stamp[1], pose, z_indices,
-            [] if replica else h, action, plan_xy, prediction_error, comm_range,
+            self.signer.key_id, sequence, stamp[0], stamp[1], pose, z_indices,
+            [] if replica else h, action, plan_xy,
             wire_codec.H_NONE if replica else self.h_encoding, self.max_waypoints)
         self.keyframe_reason = None
         if replica:
             out = self.keyframes.outgoing(wire.sequence, z_indices, action, h)
-            wire = dataclasses.replace(wire, h_encoding=out.h_encoding, h_scale=out.h_scale,
-                                       h_data=out.h_data)
+            wire = dataclasses.replace(wire, h_encoding=out.h_encoding, h_data=out.h_data)
             self.keyframe_reason = out.reason
         wire.signature = self.signer.sign(wire_codec.signed_payload(wire))
         return wire

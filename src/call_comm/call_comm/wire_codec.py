@@ -1,18 +1,24 @@
 """
-Compact V2V wire format of CALL latents and its exact byte accounting.
+Compact V2V wire format of CALL latents (LatentMessage v2, issue 11) and its byte accounting.
 
 What goes on the wire per sender and step (call_msgs/LatentMessage):
-- z: 32 categorical indices of 32 classes, 5 bits each, packed MSB-first into 20 bytes.
-- h: the recurrent state, fp16 (default; measured max abs error 4.9e-4 on tanh-bounded values)
-  or int8 with one float32 scale (error <= scale / 2; half the bytes), or omitted (H_NONE,
-  reserved for receivers that rebuild h with a replica world model).
-- keyframe chunks (replica mode, issue 11): an h too large for one V2X frame (L preset: 2048
-  int8 = 2 KB) travels in `count` consecutive messages; h_encoding H_FP16_CHUNK / H_INT8_CHUNK,
-  h_data = [index, count] + the chunk's values quantised on their own (own int8 scale). All
-  chunks hold the h of the message carrying chunk 0 (sequence - index).
-- intention: planned waypoints in the sender's heading frame (x forward, y left), each
-  coordinate 14 bits over [-64, 64) m, i.e. 128 m / 2^14 = 7.8125 mm resolution, error <= 3.9 mm.
-  Points are packed contiguously, 28 bits per point, zero padded to a whole byte.
+- sender: `sender_key_id`, the HashedId4 of its Ed25519 public key (`auth.key_id`); receivers
+  resolve it to the role name through the fleet file, so no string travels.
+- pose: float32 x, y (map frame; 0.12 mm ulp at 2 km), yaw, speed.
+- z: 32 categorical indices of 32 classes, 5 bits each, packed MSB-first into 20 bytes
+  (fixed-size array, no length prefix).
+- h: the recurrent state, fp16 (measured max abs error 4.9e-4 on tanh-bounded values) or int8
+  with one float32 scale (error <= scale / 2; half the bytes) stored little-endian in the first
+  4 bytes of h_data, or omitted (H_NONE: receivers rebuild h with a replica world model).
+- keyframe chunks (replica mode): an h too large for one V2X frame (L preset: 2048 int8 = 2 KB)
+  travels in `count` consecutive messages; h_encoding H_FP16_CHUNK / H_INT8_CHUNK, h_data =
+  [index, count] + the chunk's values encoded on their own (int8: own scale first). All chunks
+  hold the h of the message carrying chunk 0 (sequence - index).
+- intention: the planner's K waypoints in the sender's heading frame (x forward, y left), each
+  coordinate WAYPOINT_BITS = 12 bits over [-64, 64) m, i.e. 128 m / 2^12 = 3.125 cm resolution
+  (error <= 1.6 cm; the BEV is 50 cm/px). Points are packed contiguously, 24 bits per point,
+  zero padded to a whole byte: K = 5 -> 15 bytes.
+- signature: Ed25519 (64 bytes, fixed-size) over `signed_payload`.
 
 `WireMessage` mirrors LatentMessage field for field so this module stays ROS-free;
 `signed_payload` is the canonical byte string the signature covers and `serialized_size` is
@@ -41,13 +47,14 @@ H_ENCODINGS = {'none': H_NONE, 'fp16': H_FP16, 'int8': H_INT8}
 CHUNK_OF = {H_FP16: H_FP16_CHUNK, H_INT8: H_INT8_CHUNK}
 BASE_OF = {H_FP16_CHUNK: H_FP16, H_INT8_CHUNK: H_INT8}
 CHUNK_HEADER_BYTES = 2  # chunk index, chunk count
+INT8_SCALE_BYTES = 4    # float32 scale leading int8 h_data
 
-WAYPOINT_BITS = 14
+WAYPOINT_BITS = 12
 WAYPOINT_HALF_EXTENT = 64.0  # [m]: coordinates cover [-64, 64)
-WAYPOINT_RESOLUTION = 2.0 * WAYPOINT_HALF_EXTENT / (1 << WAYPOINT_BITS)  # 7.8125 mm
+WAYPOINT_RESOLUTION = 2.0 * WAYPOINT_HALF_EXTENT / (1 << WAYPOINT_BITS)  # 3.125 cm
 BITS_PER_WAYPOINT = 2 * WAYPOINT_BITS
 
-PAYLOAD_DOMAIN = b'CALL/LatentMessage/v1\x00'
+PAYLOAD_DOMAIN = b'CALL/LatentMessage/v2\x00'
 
 
 class CodecError(ValueError):
@@ -58,7 +65,7 @@ class CodecError(ValueError):
 class WireMessage:
     """Field-for-field mirror of call_msgs/LatentMessage, free of ROS types."""
 
-    sender_id: str
+    sender_key_id: int
     sequence: int
     stamp_sec: int
     stamp_nanosec: int
@@ -69,12 +76,8 @@ class WireMessage:
     z_packed: bytes
     action: int
     h_encoding: int
-    h_scale: float
     h_data: bytes
     intention_packed: bytes
-    prediction_error: float
-    comm_range: float
-    frame_id: str = 'map'
     signature: bytes = field(default=b'')
 
     @property
@@ -109,27 +112,28 @@ def unpack_z(packed: bytes) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------- h
-def quantise_h(h, encoding: int) -> Tuple[float, bytes]:
-    """Encode h as (h_scale, h_data) for `encoding`; h must be finite."""
+def quantise_h(h, encoding: int) -> bytes:
+    """Encode h as h_data for `encoding` (int8: float32 scale first); h must be finite."""
     values = np.asarray(h, dtype=np.float32).ravel()
     if not np.all(np.isfinite(values)):
         raise CodecError('h contains non-finite values')
     if encoding == H_NONE:
-        return 0.0, b''
+        return b''
     if encoding == H_FP16:
         if values.size and np.max(np.abs(values)) > np.finfo(np.float16).max:
             raise CodecError('h exceeds the float16 range')
-        return 0.0, values.astype('<f2').tobytes()
+        return values.astype('<f2').tobytes()
     if encoding == H_INT8:
         peak = float(np.max(np.abs(values))) if values.size else 0.0
-        scale = float(np.float32(peak / 127.0)) if peak > 0.0 else 1.0
+        scale = np.float32(peak / 127.0) if peak > 0.0 else np.float32(1.0)
+        if scale <= 0.0:     # peak below 127 x the smallest float32: all values round to 0
+            scale = np.float32(1.0)
         quantised = np.clip(np.rint(values / scale), -127, 127).astype(np.int8)
-        return scale, quantised.tobytes()
+        return struct.pack('<f', float(scale)) + quantised.tobytes()
     raise CodecError(f'unknown h encoding {encoding}')
 
 
-def dequantise_h(encoding: int, scale: float, data: bytes,
-                 expected_dim: Optional[int] = None) -> np.ndarray:
+def dequantise_h(encoding: int, data: bytes, expected_dim: Optional[int] = None) -> np.ndarray:
     """Decode h_data; raises CodecError on anything malformed (length, scale, non-finite)."""
     data = bytes(data)
     if encoding == H_NONE:
@@ -141,9 +145,13 @@ def dequantise_h(encoding: int, scale: float, data: bytes,
             raise CodecError('fp16 h_data has an odd length')
         values = np.frombuffer(data, dtype='<f2').astype(np.float32)
     elif encoding == H_INT8:
+        if len(data) < INT8_SCALE_BYTES:
+            raise CodecError('int8 h_data lacks its 4-byte scale')
+        scale, = struct.unpack_from('<f', data)
         if not math.isfinite(scale) or scale <= 0.0:
-            raise CodecError(f'int8 h_scale must be finite and > 0, got {scale}')
-        values = np.frombuffer(data, dtype=np.int8).astype(np.float32) * np.float32(scale)
+            raise CodecError(f'int8 h scale must be finite and > 0, got {scale}')
+        values = np.frombuffer(data, dtype=np.int8, offset=INT8_SCALE_BYTES).astype(
+            np.float32) * np.float32(scale)
     else:
         raise CodecError(f'unknown h encoding {encoding}')
     if expected_dim is not None and values.size != expected_dim:
@@ -162,39 +170,35 @@ class KeyframePart:
     values: np.ndarray
 
 
-def keyframe_parts(h, encoding: int, max_bytes: int) -> List[Tuple[int, float, bytes]]:
+def keyframe_parts(h, encoding: int, max_bytes: int) -> List[Tuple[int, bytes]]:
     """
-    Split a quantised keyframe into (h_encoding, h_scale, h_data) of <= max_bytes each.
+    Split a quantised keyframe into (h_encoding, h_data) of <= max_bytes each.
 
     One part keeps the plain H_FP16/H_INT8 encoding (readable by full-h receivers); more parts
-    use the chunk encodings with a 2-byte [index, count] header.
+    use the chunk encodings with a 2-byte [index, count] header, then the chunk's own h_data.
     """
     values = np.asarray(h, dtype=np.float32).ravel()
     if encoding not in CHUNK_OF:
         raise CodecError(f'keyframes need fp16 or int8, got encoding {encoding}')
-    per_value = 2 if encoding == H_FP16 else 1
-    if values.size * per_value <= max_bytes:
-        scale, data = quantise_h(values, encoding)
-        return [(encoding, scale, data)]
-    room = (max_bytes - CHUNK_HEADER_BYTES) // per_value
+    per_value, fixed = (2, 0) if encoding == H_FP16 else (1, INT8_SCALE_BYTES)
+    if fixed + values.size * per_value <= max_bytes:
+        return [(encoding, quantise_h(values, encoding))]
+    room = (max_bytes - CHUNK_HEADER_BYTES - fixed) // per_value
     if room <= 0:
         raise CodecError(f'max_bytes {max_bytes} leaves no room for keyframe values')
     count = -(-values.size // room)
     if count > 255:
         raise CodecError(f'a keyframe of {values.size} values needs {count} > 255 chunks')
     size = -(-values.size // count)  # equal chunks, the last one may be shorter
-    parts = []
-    for index in range(count):
-        scale, data = quantise_h(values[index * size:(index + 1) * size], encoding)
-        parts.append((CHUNK_OF[encoding], scale, bytes([index, count]) + data))
-    return parts
+    return [(CHUNK_OF[encoding], bytes([index, count]) + quantise_h(
+        values[index * size:(index + 1) * size], encoding)) for index in range(count)]
 
 
-def decode_keyframe_part(encoding: int, scale: float, data: bytes) -> Optional[KeyframePart]:
+def decode_keyframe_part(encoding: int, data: bytes) -> Optional[KeyframePart]:
     """Decode a message's h fields: None for H_NONE; CodecError when malformed."""
     data = bytes(data)
     if encoding == H_NONE:
-        dequantise_h(encoding, scale, data)
+        dequantise_h(encoding, data)
         return None
     if encoding in BASE_OF:
         if len(data) <= CHUNK_HEADER_BYTES:
@@ -202,16 +206,17 @@ def decode_keyframe_part(encoding: int, scale: float, data: bytes) -> Optional[K
         index, count = data[0], data[1]
         if count < 2 or index >= count:
             raise CodecError(f'keyframe chunk {index} of {count} is invalid')
-        values = dequantise_h(BASE_OF[encoding], scale, data[CHUNK_HEADER_BYTES:])
+        values = dequantise_h(BASE_OF[encoding], data[CHUNK_HEADER_BYTES:])
+        if not values.size:
+            raise CodecError('keyframe chunk without values')
         return KeyframePart(int(index), int(count), values)
-    return KeyframePart(0, 1, dequantise_h(encoding, scale, data))
+    return KeyframePart(0, 1, dequantise_h(encoding, data))
 
 
 def h_reconstruction_error(h, encoding: int) -> Tuple[float, float]:
     """(max abs, RMS) error of a round trip through `encoding`: the figure used to choose it."""
     values = np.asarray(h, dtype=np.float32).ravel()
-    scale, data = quantise_h(values, encoding)
-    diff = dequantise_h(encoding, scale, data).astype(np.float64) - values
+    diff = dequantise_h(encoding, quantise_h(values, encoding)).astype(np.float64) - values
     return float(np.max(np.abs(diff))), float(np.sqrt(np.mean(diff ** 2)))
 
 
@@ -225,7 +230,7 @@ def _heading_basis(yaw: float) -> Tuple[float, float]:
 def pack_intention(points_xy, origin_x: float, origin_y: float, yaw: float,
                    max_points: int) -> bytes:
     """
-    Pack map-frame waypoints relative to the sender pose, 2 x 14 bits each.
+    Pack map-frame waypoints relative to the sender pose, 2 x WAYPOINT_BITS bits each.
 
     Waypoints form a path, so it is cut at the first point outside the +-64 m window (and
     after `max_points`) rather than clipped, which would invent positions.
@@ -251,7 +256,8 @@ def intention_points(num_bytes: int) -> int:
     """Count the waypoints `num_bytes` of packed intention hold; CodecError if none fits."""
     count = num_bytes * 8 // BITS_PER_WAYPOINT
     if (count * BITS_PER_WAYPOINT + 7) // 8 != num_bytes:
-        raise CodecError(f'{num_bytes} bytes is not a whole number of 28-bit waypoints')
+        raise CodecError(f'{num_bytes} bytes is not a whole number of '
+                         f'{BITS_PER_WAYPOINT}-bit waypoints')
     return count
 
 
@@ -284,21 +290,18 @@ def signed_payload(msg: WireMessage) -> bytes:
     """
     Canonical bytes the Ed25519 signature covers: every field except the signature.
 
-    Floats are encoded at their wire precision (float32 fields as float32), so sender and
-    receiver derive identical bytes from the deserialized message.
+    Floats are encoded at their wire precision (float32), so sender and receiver derive
+    identical bytes from the deserialized message; variable-length fields carry their length.
     """
     return b''.join([
         PAYLOAD_DOMAIN,
-        struct.pack('<iI', msg.stamp_sec, msg.stamp_nanosec),
-        _blob(msg.frame_id.encode('utf-8')),
-        _blob(msg.sender_id.encode('utf-8')),
-        struct.pack('<I', msg.sequence),
-        struct.pack('<ddff', msg.x, msg.y, msg.yaw, msg.speed),
+        struct.pack('<iIII', msg.stamp_sec, msg.stamp_nanosec, msg.sender_key_id,
+                    msg.sequence),
+        struct.pack('<ffff', msg.x, msg.y, msg.yaw, msg.speed),
         _blob(msg.z_packed),
-        struct.pack('<BBf', msg.action, msg.h_encoding, msg.h_scale),
+        struct.pack('<BB', msg.action, msg.h_encoding),
         _blob(msg.h_data),
         _blob(msg.intention_packed),
-        struct.pack('<ff', msg.prediction_error, msg.comm_range),
     ])
 
 
@@ -313,59 +316,56 @@ class _CdrSize:
         self.offset += (-self.offset) % size
         self.offset += size
 
-    def string(self, text: str) -> None:
-        self.primitive(4)
-        self.offset += len(text.encode('utf-8')) + 1
-
     def octets(self, count: int) -> None:
+        """uint8[] (unbounded sequence): 4-byte aligned length, then the bytes."""
         self.primitive(4)
+        self.offset += count
+
+    def fixed_octets(self, count: int) -> None:
+        """uint8[N] (fixed-size array): the bytes only, no alignment."""
         self.offset += count
 
 
 def serialized_size(msg: WireMessage) -> int:
-    """Exact serialized size of the LatentMessage in bytes (encapsulation header included)."""
+    """
+    Exact serialized size of the LatentMessage in bytes (encapsulation header included).
+
+    Fixed-size arrays serialize exactly N elements (`comm_node.to_msg` refuses other
+    lengths), so z_packed and signature always count 20 and 64 bytes, signed or not.
+    """
     cdr = _CdrSize()
-    cdr.primitive(4)                    # header.stamp.sec
-    cdr.primitive(4)                    # header.stamp.nanosec
-    cdr.string(msg.frame_id)            # header.frame_id
-    cdr.string(msg.sender_id)
+    cdr.primitive(4)                    # stamp.sec
+    cdr.primitive(4)                    # stamp.nanosec
+    cdr.primitive(4)                    # sender_key_id
     cdr.primitive(4)                    # sequence
-    cdr.primitive(8)                    # x
-    cdr.primitive(8)                    # y
-    cdr.primitive(4)                    # yaw
-    cdr.primitive(4)                    # speed
-    cdr.octets(len(msg.z_packed))
+    for _ in range(4):
+        cdr.primitive(4)                # x, y, yaw, speed
+    cdr.fixed_octets(Z_PACKED_BYTES)
     cdr.primitive(1)                    # action
     cdr.primitive(1)                    # h_encoding
-    cdr.primitive(4)                    # h_scale
     cdr.octets(len(msg.h_data))
     cdr.octets(len(msg.intention_packed))
-    cdr.primitive(4)                    # prediction_error
-    cdr.primitive(4)                    # comm_range
-    cdr.octets(len(msg.signature))
+    cdr.fixed_octets(SIGNATURE_BYTES)
     return 4 + cdr.offset
 
 
 # --------------------------------------------------------------------------------- encoder
-def encode(sender_id: str, sequence: int, stamp_sec: int, stamp_nanosec: int,
+def encode(sender_key_id: int, sequence: int, stamp_sec: int, stamp_nanosec: int,
            pose: Tuple[float, float, float, float], z_indices, h, action: int,
-           waypoints_xy, prediction_error: float, comm_range: float, h_encoding: int,
-           max_waypoints: int) -> WireMessage:
-    """Build an unsigned WireMessage from the ego's state; pose = (x, y, yaw, speed)."""
-    x, y, yaw, speed = pose
-    scale, h_data = quantise_h(h, h_encoding)
+           waypoints_xy, h_encoding: int, max_waypoints: int) -> WireMessage:
+    """
+    Build an unsigned WireMessage from the ego's state; pose = (x, y, yaw, speed).
+
+    The pose is rounded to float32 first and the intention packed relative to the rounded
+    pose, so the receiver rebuilds the waypoints from exactly the numbers it gets.
+    """
+    x, y, yaw, speed = (float(np.float32(v)) for v in pose)
+    if not all(math.isfinite(v) for v in (x, y, yaw, speed)):
+        raise CodecError(f'pose {pose} is not finite in float32')
     return WireMessage(
-        sender_id=sender_id, sequence=int(sequence) & 0xFFFFFFFF,
+        sender_key_id=int(sender_key_id) & 0xFFFFFFFF, sequence=int(sequence) & 0xFFFFFFFF,
         stamp_sec=int(stamp_sec), stamp_nanosec=int(stamp_nanosec),
-        x=float(x), y=float(y), yaw=float(yaw), speed=float(speed),
+        x=x, y=y, yaw=yaw, speed=speed,
         z_packed=pack_z(z_indices), action=int(action), h_encoding=int(h_encoding),
-        h_scale=float(scale), h_data=h_data,
-        intention_packed=pack_intention(waypoints_xy, x, y, yaw, max_waypoints),
-        prediction_error=float(prediction_error),
-        comm_range=_finite_range(comm_range))
-
-
-def _finite_range(comm_range: float) -> float:
-    """Infinite ranges travel as float32 max so every field on the wire stays finite."""
-    limit = float(np.finfo(np.float32).max)
-    return limit if comm_range > limit else float(comm_range)
+        h_data=quantise_h(h, h_encoding),
+        intention_packed=pack_intention(waypoints_xy, x, y, yaw, max_waypoints))

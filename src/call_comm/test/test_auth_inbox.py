@@ -1,12 +1,17 @@
 """Fleet keys, signatures and the inbox's drop reasons (ROS-free core)."""
+import base64
+import hashlib
 import math
 
 from call_comm import wire_codec as wc
-from call_comm.auth import Fleet, KeyFileError, Signer
+from call_comm.auth import Fleet, key_id, KeyFileError, Signer
 from call_comm.inbox import DropReason, Inbox, InboxConfig
 from call_comm.keygen import write_fleet
 import numpy as np
 import pytest
+import yaml
+
+STRANGER_KEY_ID = 0xDEADBEEF
 
 
 @pytest.fixture(scope='module')
@@ -16,17 +21,22 @@ def keys(tmp_path_factory):
     return out, Fleet.load(fleet_path)
 
 
-def _wire(sender='hero1', seq=1, t=10.0, x=5.0, y=0.0, h_dim=4):
+def _key_id(keys, sender):
+    fleet = keys[1]
+    return fleet.key_id(sender) if fleet.knows(sender) else STRANGER_KEY_ID
+
+
+def _wire(keys, sender='hero1', seq=1, t=10.0, x=5.0, y=0.0, h_dim=4):
     sec = int(t)
-    return wc.encode(sender, seq, sec, int(round((t - sec) * 1e9)), (x, y, 0.3, 8.0),
-                     np.arange(32) % 32, np.linspace(-1, 1, h_dim), 2,
-                     np.array([[x + 1, y], [x + 2, y]]), 3.0, 20.0, wc.H_FP16, 10)
+    return wc.encode(_key_id(keys, sender), seq, sec, int(round((t - sec) * 1e9)),
+                     (x, y, 0.3, 8.0), np.arange(32) % 32, np.linspace(-1, 1, h_dim), 2,
+                     np.array([[x + 1, y], [x + 2, y]]), wc.H_FP16, 10)
 
 
 def _signed(keys, wire, signer_id=None):
-    out, _ = keys
-    signer = Signer.load(signer_id or wire.sender_id, out / f'{signer_id or wire.sender_id}'
-                         '.key.yaml')
+    out, fleet = keys
+    vehicle = signer_id or fleet.vehicle_for_key_id(wire.sender_key_id)
+    signer = Signer.load(vehicle, out / f'{vehicle}.key.yaml')
     wire.signature = signer.sign(wc.signed_payload(wire))
     return wire
 
@@ -35,6 +45,27 @@ def test_keygen_writes_private_keys_readable_only_by_owner(keys):
     out, fleet = keys
     assert (out / 'hero0.key.yaml').stat().st_mode & 0o077 == 0
     assert fleet.knows('hero2') and not fleet.knows('hero9')
+
+
+def test_key_id_is_the_big_endian_sha256_prefix_of_the_public_key(keys):
+    out, fleet = keys
+    entry = yaml.safe_load((out / 'fleet.yaml').read_text())['vehicles']['hero1']
+    raw = base64.b64decode(entry['public_key'])
+    expected = int.from_bytes(hashlib.sha256(raw).digest()[:4], 'big')
+    assert key_id(raw) == fleet.key_id('hero1') == expected
+    assert Signer.load('hero1', out / 'hero1.key.yaml').key_id == expected
+    assert fleet.vehicle_for_key_id(expected) == 'hero1'
+    assert fleet.vehicle_for_key_id(STRANGER_KEY_ID) is None
+    assert len({fleet.key_id(v) for v in ('hero0', 'hero1', 'hero2')}) == 3
+
+
+def test_fleet_with_two_vehicles_sharing_a_key_id_fails_fast(keys, tmp_path):
+    out, _ = keys
+    vehicles = yaml.safe_load((out / 'fleet.yaml').read_text())['vehicles']
+    vehicles['hero9'] = dict(vehicles['hero1'])          # same public key -> same key id
+    (tmp_path / 'fleet.yaml').write_text(yaml.safe_dump({'vehicles': vehicles}))
+    with pytest.raises(KeyFileError, match='share the key id'):
+        Fleet.load(tmp_path / 'fleet.yaml')
 
 
 def test_signer_refuses_a_key_file_of_another_vehicle_or_missing_file(keys, tmp_path):
@@ -62,29 +93,32 @@ def _inbox(keys, **overrides):
 
 def test_each_hostile_kind_is_dropped_under_its_reason(keys):
     inbox = _inbox(keys)
-    assert inbox.receive(_signed(keys, _wire(seq=1, t=10.0)), 100, now=10.0) is None
-    unsigned = _wire(seq=2, t=10.1)
-    forged = _signed(keys, _wire(seq=3, t=10.1), signer_id='hero2')
-    forged.sender_id = 'hero1'
-    tampered = _signed(keys, _wire(seq=4, t=10.1))
+    assert inbox.receive(_signed(keys, _wire(keys, seq=1, t=10.0)), 100, now=10.0) is None
+    unsigned = _wire(keys, seq=2, t=10.1)
+    zero_signature = _wire(keys, seq=2, t=10.1)
+    zero_signature.signature = bytes(64)       # what an unsigned message looks like on DDS
+    forged = _signed(keys, _wire(keys, 'hero2', seq=3, t=10.1))
+    forged.sender_key_id = keys[1].key_id('hero1')
+    tampered = _signed(keys, _wire(keys, seq=4, t=10.1))
     tampered.x += 1.0
-    stranger = _wire(sender='mallory', seq=1, t=10.1)
-    stranger.signature = bytes(64)
-    nan_pose = _signed(keys, _wire(seq=5, t=10.1))
+    stranger = _wire(keys, sender='mallory', seq=1, t=10.1)
+    stranger.signature = bytes([1] * 64)
+    nan_pose = _signed(keys, _wire(keys, seq=5, t=10.1))
     nan_pose.yaw = math.nan
     nan_pose = _signed(keys, nan_pose)
-    short_z = _wire(seq=6, t=10.1)
+    short_z = _wire(keys, seq=6, t=10.1)
     short_z.z_packed = short_z.z_packed[:19]
-    wrong_h = _wire(seq=7, t=10.1, h_dim=5)
-    bad_action = _wire(seq=8, t=10.1)
+    wrong_h = _wire(keys, seq=7, t=10.1, h_dim=5)
+    bad_action = _wire(keys, seq=8, t=10.1)
     bad_action.action = 15
-    bad_encoding = _wire(seq=9, t=10.1)
+    bad_encoding = _wire(keys, seq=9, t=10.1)
     bad_encoding.h_encoding = 9
-    replay = _signed(keys, _wire(seq=1, t=10.0))
-    stale = _signed(keys, _wire(seq=10, t=9.0))
-    future = _signed(keys, _wire(seq=11, t=12.0))
-    jump = _signed(keys, _wire(seq=12, t=10.1, x=500.0))
-    cases = [(unsigned, DropReason.UNSIGNED), (forged, DropReason.BAD_SIGNATURE),
+    replay = _signed(keys, _wire(keys, seq=1, t=10.0))
+    stale = _signed(keys, _wire(keys, seq=10, t=9.0))
+    future = _signed(keys, _wire(keys, seq=11, t=12.0))
+    jump = _signed(keys, _wire(keys, seq=12, t=10.1, x=500.0))
+    cases = [(unsigned, DropReason.UNSIGNED), (zero_signature, DropReason.UNSIGNED),
+             (forged, DropReason.BAD_SIGNATURE),
              (tampered, DropReason.BAD_SIGNATURE), (stranger, DropReason.UNKNOWN_SENDER),
              (nan_pose, DropReason.MALFORMED), (_signed(keys, short_z), DropReason.MALFORMED),
              (_signed(keys, wrong_h), DropReason.MALFORMED),
@@ -96,7 +130,7 @@ def test_each_hostile_kind_is_dropped_under_its_reason(keys):
         assert inbox.receive(wire, 100, now=10.1) is reason, reason
     expected = {reason: sum(1 for _, r in cases if r is reason) for reason in DropReason}
     assert inbox.dropped == expected
-    good = _signed(keys, _wire(seq=13, t=10.1, x=7.0))
+    good = _signed(keys, _wire(keys, seq=13, t=10.1, x=7.0))
     assert inbox.receive(good, 123, now=10.1) is None
     delivery = inbox.collect((0.0, 0.0), 50.0, now=10.1)
     assert [n.sender_id for n in delivery.neighbours] == ['hero1']
@@ -107,17 +141,22 @@ def test_each_hostile_kind_is_dropped_under_its_reason(keys):
 
 def test_garbage_fields_never_raise(keys):
     inbox = _inbox(keys)
-    garbage = _wire()
-    garbage.signature = b'\x01' * 64
-    garbage.sender_id = None
-    assert inbox.receive(garbage, 1, now=None) is DropReason.MALFORMED
+    for name, value in [('sender_key_id', None), ('sender_key_id', -1),
+                        ('sender_key_id', 2 ** 32), ('x', 'ten'), ('h_data', None)]:
+        garbage = _wire(keys)
+        garbage.signature = b'\x01' * 64
+        setattr(garbage, name, value)
+        assert inbox.receive(garbage, 1, now=None) in (
+            DropReason.MALFORMED, DropReason.UNKNOWN_SENDER), name
+    assert inbox.dropped[DropReason.MALFORMED] >= 3
 
 
 def test_collect_gates_by_range_and_ignores_own_messages(keys):
     inbox = _inbox(keys)
-    assert inbox.receive(_signed(keys, _wire('hero0', seq=1)), 100, now=10.0) is None
-    inbox.receive(_signed(keys, _wire('hero1', seq=1, x=10.0)), 100, now=10.0)
-    inbox.receive(_signed(keys, _wire('hero2', seq=1, x=40.0)), 100, now=10.0)
+    assert inbox.receive(_signed(keys, _wire(keys, 'hero0', seq=1)), 100, now=10.0) is None
+    assert inbox.dropped == dict.fromkeys(DropReason, 0)      # own message: not counted
+    inbox.receive(_signed(keys, _wire(keys, 'hero1', seq=1, x=10.0)), 100, now=10.0)
+    inbox.receive(_signed(keys, _wire(keys, 'hero2', seq=1, x=40.0)), 100, now=10.0)
     delivery = inbox.collect((0.0, 0.0), 20.0, now=10.0)
     assert [n.sender_id for n in delivery.neighbours] == ['hero1']
     assert inbox.dropped[DropReason.OUT_OF_RANGE] == 1
@@ -127,6 +166,7 @@ def test_collect_gates_by_range_and_ignores_own_messages(keys):
 
 def test_new_episode_with_time_going_back_resets_replay_state(keys):
     inbox = _inbox(keys)
-    inbox.receive(_signed(keys, _wire(seq=50, t=100.0)), 100, now=100.0)
+    inbox.receive(_signed(keys, _wire(keys, seq=50, t=100.0)), 100, now=100.0)
     inbox.collect((0.0, 0.0), 50.0, now=100.0)
-    assert inbox.receive(_signed(keys, _wire(seq=0, t=0.1, x=-30.0)), 100, now=0.1) is None
+    assert inbox.receive(_signed(keys, _wire(keys, seq=0, t=0.1, x=-30.0)), 100,
+                         now=0.1) is None

@@ -2,15 +2,17 @@
 import math
 import os
 from pathlib import Path
+import struct
 import subprocess
 import sys
 import time
 
 from call_comm import wire_codec as wc
-from call_comm.auth import Fleet, Signer
+from call_comm.auth import Fleet, key_id, public_raw, Signer
 from call_comm.comm_node import from_msg, to_msg
 from call_comm.keygen import write_fleet
 from call_msgs.msg import CommStats, LatentMessage, LatentState, SharedInformation
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nav_msgs.msg import Odometry
 import numpy as np
 import pytest
@@ -44,6 +46,11 @@ class Harness:
         self.node.create_subscription(LatentMessage, '/v2v/latents', self._on_v2v, V2V_QOS)
         self.t = 100.0
         self.seq = dict.fromkeys(self.signers, 0)
+        # a key outside the fleet: its key id resolves to nobody
+        self.stranger_key_id = key_id(public_raw(Ed25519PrivateKey.generate()))
+
+    def key_id(self, sender):
+        return self.fleet.key_id(sender) if self.fleet.knows(sender) else self.stranger_key_id
 
     def _on_stats(self, msg):
         self.stats[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
@@ -52,7 +59,7 @@ class Harness:
         self.shared[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
 
     def _on_v2v(self, msg):
-        if msg.sender_id == 'hero0':
+        if msg.sender_key_id == self.fleet.key_id('hero0'):
             self.own.append(msg)
 
     def spin_until(self, condition, timeout=WAIT):
@@ -93,10 +100,9 @@ class Harness:
             seq = self.seq[sender]
         stamp_t = round(self.t + 0.1, 3) if t is None else t
         sec = int(stamp_t)
-        wire = wc.encode(sender, seq, sec, int(round((stamp_t - sec) * 1e9)),
+        wire = wc.encode(self.key_id(sender), seq, sec, int(round((stamp_t - sec) * 1e9)),
                          (x, y, 0.5, 7.0), np.arange(32)[::-1], np.linspace(-1, 1, H_DIM),
-                         4, np.array([[x + 2.0, y + 1.0], [x + 4.0, y + 2.0]]), 12.5, 25.0,
-                         wc.H_FP16, 10)
+                         4, np.array([[x + 2.0, y + 1.0], [x + 4.0, y + 2.0]]), wc.H_FP16, 10)
         signer = self.signers.get(sign_as or sender)
         if signer is not None:
             wire.signature = signer.sign(wc.signed_payload(wire))
@@ -108,7 +114,8 @@ class Harness:
 
 
 def _sign(harness, wire):
-    wire.signature = harness.signers[wire.sender_id].sign(wc.signed_payload(wire))
+    sender = harness.fleet.vehicle_for_key_id(wire.sender_key_id)
+    wire.signature = harness.signers[sender].sign(wc.signed_payload(wire))
     return wire
 
 
@@ -204,7 +211,7 @@ def _hostile(h, reason):
         wire = h.craft('hero1', sign_as='hero2')
     elif reason == 'unknown_sender':
         wire = h.craft('mallory')
-        wire.signature = bytes(64)
+        wire.signature = bytes([1] * 64)    # all zeros would count as unsigned
     elif reason == 'replay':
         wire = h.last_good  # a captured, validly signed message sent again
     elif reason == 'implausible':
@@ -214,8 +221,9 @@ def _hostile(h, reason):
         kind = reason.split(':')[1]
         if kind == 'nan':
             wire.speed = math.nan
-        elif kind == 'z_length':
-            wire.z_packed = wire.z_packed + b'\x00'
+        elif kind == 'int8_scale':
+            wire.h_encoding = wc.H_INT8
+            wire.h_data = struct.pack('<f', math.inf) + bytes(H_DIM)
         elif kind == 'h_length':
             wire.h_data = wire.h_data[:-2]
         elif kind == 'h_encoding':
@@ -230,7 +238,7 @@ def _hostile(h, reason):
 
 @pytest.mark.parametrize('reason', [
     'unsigned', 'bad_signature', 'unknown_sender', 'replay', 'implausible',
-    'malformed:nan', 'malformed:z_length', 'malformed:h_length', 'malformed:h_encoding',
+    'malformed:nan', 'malformed:int8_scale', 'malformed:h_length', 'malformed:h_encoding',
     'malformed:action', 'malformed:intention'])
 def test_hostile_message_is_dropped_counted_and_good_ones_still_accepted(harness, reason):
     base, _ = _accept_good(harness, 'hero1', x=10.0)

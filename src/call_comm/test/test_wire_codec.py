@@ -1,5 +1,6 @@
 """Wire codec round trips, error bounds and exact byte accounting against real CDR."""
 import math
+import struct
 
 from call_comm import wire_codec as wc
 from call_comm.comm_node import from_msg, to_msg
@@ -9,13 +10,14 @@ import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 
 
-def _message(rng, h_dim=512, encoding=wc.H_FP16, waypoints=10, sender='hero12'):
+def _message(rng, h_dim=512, encoding=wc.H_FP16, waypoints=10):
     x, y, yaw = rng.uniform(-300, 300), rng.uniform(-300, 300), rng.uniform(-math.pi, math.pi)
     pts = np.array([x, y]) + np.cumsum(rng.uniform(-4, 4, size=(waypoints, 2)), axis=0)
-    wire = wc.encode(sender, int(rng.integers(0, 2**32)), int(rng.integers(0, 10**6)),
-                     int(rng.integers(0, 10**9)), (x, y, yaw, rng.uniform(0, 30)),
-                     rng.integers(0, 32, size=32), np.tanh(rng.normal(size=h_dim)),
-                     int(rng.integers(0, 15)), pts, rng.uniform(0, 100), 35.0, encoding, 64)
+    wire = wc.encode(int(rng.integers(0, 2**32)), int(rng.integers(0, 2**32)),
+                     int(rng.integers(0, 10**6)), int(rng.integers(0, 10**9)),
+                     (x, y, yaw, rng.uniform(0, 30)), rng.integers(0, 32, size=32),
+                     np.tanh(rng.normal(size=h_dim)), int(rng.integers(0, 15)), pts,
+                     encoding, 64)
     wire.signature = bytes(rng.integers(0, 256, size=64, dtype=np.uint8))
     return wire
 
@@ -55,37 +57,59 @@ def test_h_error_bounds(name, h):
     assert fp16_max <= peak * 2.0 ** -11, name
     assert int8_max <= peak / 127.0 / 2.0 * (1 + 1e-5), name
     assert fp16_max < int8_max, name  # why fp16 is the default
-    assert len(wc.quantise_h(h32, wc.H_FP16)[1]) == 2 * h.size
-    assert len(wc.quantise_h(h32, wc.H_INT8)[1]) == h.size
+    assert len(wc.quantise_h(h32, wc.H_FP16)) == 2 * h.size
+    int8 = wc.quantise_h(h32, wc.H_INT8)
+    assert len(int8) == 4 + h.size           # the float32 scale leads the int8 values
+    assert struct.unpack_from('<f', int8)[0] == pytest.approx(peak / 127.0)
 
 
-@pytest.mark.parametrize('encoding, scale, data', [
-    (wc.H_FP16, 0.0, b'\x00'), (wc.H_INT8, 0.0, b'\x01'), (wc.H_INT8, math.nan, b'\x01'),
-    (wc.H_INT8, -1.0, b'\x01'), (7, 1.0, b''), (wc.H_NONE, 0.0, b'\x00'),
-    (wc.H_FP16, 0.0, np.array([np.nan], dtype='<f2').tobytes()),
-    (wc.H_FP16, 0.0, np.array([np.inf], dtype='<f2').tobytes())])
-def test_dequantise_h_rejects_malformed(encoding, scale, data):
+def _int8(scale, values=b'\x01'):
+    return struct.pack('<f', scale) + values
+
+
+@pytest.mark.parametrize('encoding, data', [
+    (wc.H_FP16, b'\x00'), (wc.H_INT8, _int8(0.0)), (wc.H_INT8, _int8(math.nan)),
+    (wc.H_INT8, _int8(-1.0)), (wc.H_INT8, _int8(math.inf)), (wc.H_INT8, b'\x01\x02\x03'),
+    (7, b''), (wc.H_NONE, b'\x00'),
+    (wc.H_FP16, np.array([np.nan], dtype='<f2').tobytes()),
+    (wc.H_FP16, np.array([np.inf], dtype='<f2').tobytes())])
+def test_dequantise_h_rejects_malformed(encoding, data):
     with pytest.raises(wc.CodecError):
-        wc.dequantise_h(encoding, scale, data)
+        wc.dequantise_h(encoding, data)
 
 
 def test_dequantise_h_checks_expected_dimension():
-    scale, data = wc.quantise_h(np.zeros(8), wc.H_INT8)
-    assert wc.dequantise_h(wc.H_INT8, scale, data, expected_dim=8).shape == (8,)
+    data = wc.quantise_h(np.zeros(8), wc.H_INT8)
+    assert wc.dequantise_h(wc.H_INT8, data, expected_dim=8).shape == (8,)
     with pytest.raises(wc.CodecError):
-        wc.dequantise_h(wc.H_INT8, scale, data, expected_dim=16)
+        wc.dequantise_h(wc.H_INT8, data, expected_dim=16)
 
 
-def test_waypoints_round_trip_within_14_bit_resolution():
+@pytest.mark.parametrize('encoding', [wc.H_FP16, wc.H_INT8])
+def test_chunked_keyframe_reassembles_within_its_encoding_error(encoding):
+    h = np.tanh(np.random.default_rng(9).normal(size=300)).astype(np.float32)
+    parts = wc.keyframe_parts(h, encoding, 100)
+    assert len(parts) > 1 and all(len(data) <= 100 for _, data in parts)
+    assert {enc for enc, _ in parts} == {wc.CHUNK_OF[encoding]}
+    decoded = [wc.decode_keyframe_part(enc, data) for enc, data in parts]
+    assert [(p.index, p.count) for p in decoded] == [(i, len(parts)) for i in range(len(parts))]
+    back = np.concatenate([p.values for p in decoded])
+    bound = 2.0 ** -11 if encoding == wc.H_FP16 else 1.0 / 127.0 / 2.0 * (1 + 1e-5)
+    assert back.shape == h.shape and np.max(np.abs(back - h)) <= bound
+    assert wc.keyframe_parts(h[:40], encoding, 100) == [(encoding, wc.quantise_h(h[:40],
+                                                                                 encoding))]
+
+
+def test_waypoints_round_trip_within_12_bit_resolution():
     rng = np.random.default_rng(4)
-    assert wc.WAYPOINT_RESOLUTION == pytest.approx(0.0078125)
+    assert wc.WAYPOINT_RESOLUTION == pytest.approx(0.03125)
     for n in range(0, 12):
         x, y, yaw = rng.uniform(-1e3, 1e3), rng.uniform(-1e3, 1e3), rng.uniform(-4, 4)
         radius, bearing = rng.uniform(0, 63.9, size=n), rng.uniform(-4, 4, size=n)
         pts = np.array([x, y]) + np.stack([radius * np.cos(bearing),
                                            radius * np.sin(bearing)], axis=1)
         packed = wc.pack_intention(pts, x, y, yaw, max_points=20)
-        assert len(packed) == math.ceil(28 * n / 8)
+        assert len(packed) == math.ceil(24 * n / 8)
         back = wc.unpack_intention(packed, x, y, float(np.float32(yaw)))
         assert back.shape == (n, 2)
         if n:
@@ -101,22 +125,46 @@ def test_waypoints_cut_at_first_point_out_of_window_and_at_max_points():
 
 def test_intention_with_bad_length_or_padding_is_malformed():
     with pytest.raises(wc.CodecError):
-        wc.unpack_intention(bytes(5), 0.0, 0.0, 0.0)    # no whole number of 28-bit points
-    with pytest.raises(wc.CodecError):
-        wc.unpack_intention(b'\x00\x00\x00\x01', 0.0, 0.0, 0.0)  # non-zero padding nibble
+        wc.unpack_intention(bytes(4), 0.0, 0.0, 0.0)    # no whole number of 24-bit points
+    with pytest.raises(wc.CodecError):   # 5 points = 120 bits = 15 bytes: no padding
+        wc.unpack_intention(bytes(16), 0.0, 0.0, 0.0)
+    # 12-bit coordinates leave no padding bits to check: odd lengths are what is malformed
+    assert wc.unpack_intention(bytes(15), 0.0, 0.0, 0.0).shape == (5, 2)
 
 
-@pytest.mark.parametrize('h_dim, encoding, waypoints, sender', [
-    (512, wc.H_FP16, 10, 'hero0'), (512, wc.H_INT8, 10, 'hero12'), (2048, wc.H_FP16, 0, 'h'),
-    (0, wc.H_NONE, 3, 'hero123'), (33, wc.H_INT8, 1, 'x' * 17), (7, wc.H_FP16, 7, 'héro')])
-def test_serialized_size_equals_real_cdr_size(h_dim, encoding, waypoints, sender):
+@pytest.mark.parametrize('h_dim, encoding, waypoints', [
+    (512, wc.H_FP16, 10), (512, wc.H_INT8, 10), (2048, wc.H_FP16, 0), (0, wc.H_NONE, 3),
+    (0, wc.H_NONE, 5), (33, wc.H_INT8, 1), (7, wc.H_FP16, 7), (0, wc.H_INT8, 2)])
+def test_serialized_size_equals_real_cdr_size(h_dim, encoding, waypoints):
     rng = np.random.default_rng(h_dim + waypoints)
-    wire = _message(rng, h_dim, encoding, waypoints, sender)
+    wire = _message(rng, h_dim, encoding, waypoints)
     real = serialize_message(to_msg(wire))
     assert wc.serialized_size(wire) == len(real)
-    unsigned = _message(rng, h_dim, encoding, waypoints, sender)
+    unsigned = _message(rng, h_dim, encoding, waypoints)
     unsigned.signature = b''
     assert wc.serialized_size(unsigned) == len(serialize_message(to_msg(unsigned)))
+
+
+def test_steady_state_replica_message_is_147_bytes():
+    """With h omitted, the planner's K = 5 waypoints and the signature (issue 11 budget)."""
+    wire = _message(np.random.default_rng(0), 0, wc.H_NONE, 5)
+    assert len(wire.intention_packed) == 15
+    assert wc.serialized_size(wire) == len(serialize_message(to_msg(wire))) == 147
+
+
+@pytest.mark.parametrize('encoding, h_dim, max_bytes', [
+    (wc.H_FP16, 64, 30), (wc.H_INT8, 64, 30), (wc.H_INT8, 2048, 1000), (wc.H_FP16, 257, 101)])
+def test_serialized_size_of_keyframe_chunks_equals_real_cdr_size(encoding, h_dim, max_bytes):
+    rng = np.random.default_rng(h_dim)
+    base = _message(rng, 0, wc.H_NONE, 5)
+    parts = wc.keyframe_parts(np.tanh(rng.normal(size=h_dim)), encoding, max_bytes)
+    assert len(parts) > 1
+    for enc, data in parts:
+        wire = wc.WireMessage(**{**base.__dict__, 'h_encoding': enc, 'h_data': data})
+        real = serialize_message(to_msg(wire))
+        assert wc.serialized_size(wire) == len(real)
+        back = from_msg(deserialize_message(real, LatentMessage))
+        assert wc.signed_payload(back) == wc.signed_payload(wire)
 
 
 def test_signed_payload_survives_a_real_serialization_round_trip():
@@ -124,5 +172,17 @@ def test_signed_payload_survives_a_real_serialization_round_trip():
     wire = _message(rng)
     back = from_msg(deserialize_message(serialize_message(to_msg(wire)), LatentMessage))
     assert wc.signed_payload(back) == wc.signed_payload(wire)
-    back.sequence += 1
-    assert wc.signed_payload(back) != wc.signed_payload(wire)
+    for name, value in [('sequence', back.sequence + 1), ('sender_key_id', 1),
+                        ('stamp_nanosec', 1), ('x', back.x + 1.0), ('speed', 0.5),
+                        ('z_packed', bytes(20)), ('action', 14), ('h_encoding', wc.H_INT8),
+                        ('h_data', back.h_data[:-2]), ('intention_packed', b'')]:
+        changed = wc.WireMessage(**{**back.__dict__, name: value})
+        assert wc.signed_payload(changed) != wc.signed_payload(wire), name
+    assert wc.signed_payload(wire).startswith(b'CALL/LatentMessage/v2\x00')
+
+
+def test_fixed_size_fields_refuse_other_lengths():
+    wire = _message(np.random.default_rng(6))
+    for name, value in [('z_packed', bytes(19)), ('signature', bytes(63))]:
+        with pytest.raises(wc.CodecError):
+            to_msg(wc.WireMessage(**{**wire.__dict__, name: value}))

@@ -41,7 +41,7 @@ class WireSettings:
     """How the comm node encodes a LatentMessage (numbers from call_comm config/comm.yaml)."""
 
     h_encoding: str = 'fp16'
-    max_waypoints: int = 10
+    max_waypoints: int = 5
     signature_bytes: int = wire_codec.SIGNATURE_BYTES
 
     def __post_init__(self):
@@ -61,19 +61,23 @@ class WireSettings:
         return cls(**dict(values))
 
 
-def latent_message(sender_id: str, x: float, y: float, yaw: float, z_indices: np.ndarray,
+def latent_message(x: float, y: float, yaw: float, z_indices: np.ndarray,
                    h: np.ndarray, waypoints: np.ndarray, mode: str,
                    settings: WireSettings, sequence: int = 0, stamp: float = 0.0
                    ) -> wire_codec.WireMessage:
-    """Build the LatentMessage a comm node sends for this state (signature included)."""
+    """
+    Build the LatentMessage a comm node sends for this state (signature included).
+
+    The sender's 4-byte key id is left 0: its value never changes the size.
+    """
     if mode not in (LSS, LSI):
         raise ValueError(f'only lss and lsi send latent messages, not {mode!r}')
     points = np.asarray(waypoints, dtype=np.float64).reshape(-1, 2) if mode == LSI \
         else np.zeros((0, 2))
     sec = int(math.floor(stamp))
     msg = wire_codec.encode(
-        sender_id, sequence, sec, int(round((stamp - sec) * 1e9)), (x, y, yaw, 0.0),
-        np.asarray(z_indices, dtype=np.int64), h, 0, points, 0.0, 0.0,
+        0, sequence, sec, int(round((stamp - sec) * 1e9)), (x, y, yaw, 0.0),
+        np.asarray(z_indices, dtype=np.int64), h, 0, points,
         wire_codec.H_ENCODINGS[settings.h_encoding], settings.max_waypoints)
     msg.signature = bytes(settings.signature_bytes)
     return msg

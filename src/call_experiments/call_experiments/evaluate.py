@@ -313,10 +313,11 @@ class Evaluation:
 def analytic_message_sizes(ckpts: Checkpoints, wire: WireSettings) -> Dict[int, int]:
     """LSI LatentMessage bytes per h size: the evaluated models' and the paper's (2048)."""
     sizes = {}
-    waypoints = np.stack([np.linspace(2.0, 40.0, 10), np.zeros(10)], axis=1)
+    points = wire.max_waypoints
+    waypoints = np.stack([np.linspace(2.0, 40.0, points), np.zeros(points)], axis=1)
     deters = {2048} | {int(ck['config']['deter']) for ck in ckpts.describe()}
     for deter in deters:
-        sizes[deter] = latent_message_size('hero0', 0.0, 0.0, 0.0, np.zeros(32, np.int64),
+        sizes[deter] = latent_message_size(0.0, 0.0, 0.0, np.zeros(32, np.int64),
                                            np.zeros(deter, np.float32), waypoints, 'lsi', wire)
     return sizes
 

@@ -75,9 +75,10 @@ def bandwidth_rows(results: Mapping[str, Any], settings: Mapping[str, Any]
                          'bev_message_bytes': row['bev_message_bytes']})
     senders = int(settings['paper_senders'])
     bev = int(results['bev_bytes_128'])
+    waypoints = int(settings['bandwidth']['max_waypoints'])
     for deter, size in sorted(results['latent_message_bytes'].items()):
         rows.append({'what': f'analytic: {senders} senders, 128x128x7 BEV vs LSI message '
-                             f'with h = {deter} (fp16) + 10 waypoints',
+                             f'with h = {deter} (fp16) + {waypoints} waypoints',
                      'senders': senders, 'call_bytes': senders * size,
                      'raw_bev_same_bytes': senders * bev, 'raw_bev_all_bytes': senders * bev,
                      'bev_message_bytes': bev})

@@ -174,7 +174,7 @@ class EvaluationCollector(Collector):
         if name not in self._sizes:
             sent = self._sent[name]
             self._sizes[name] = latent_message_size(
-                name, sent.x, sent.y, sent.yaw, sent.z_indices, sent.h, sent.waypoints,
+                sent.x, sent.y, sent.yaw, sent.z_indices, sent.h, sent.waypoints,
                 self.settings.mode, self.wire)
         return self._sizes[name]
 

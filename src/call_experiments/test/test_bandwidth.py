@@ -34,9 +34,9 @@ def test_latent_message_size_equals_rclpy_serialization(mode, encoding):
     rng = np.random.default_rng(3)
     wire = WireSettings(h_encoding=encoding)
     waypoints = np.stack([np.linspace(10, 60, 10), np.linspace(5, 8, 10)], axis=1)
-    msg = latent_message('hero3', 10.0, 5.0, 0.3, rng.integers(0, 32, 32),
+    msg = latent_message(10.0, 5.0, 0.3, rng.integers(0, 32, 32),
                          rng.standard_normal(256).astype(np.float32), waypoints, mode, wire)
-    size = latent_message_size('hero3', 10.0, 5.0, 0.3, rng.integers(0, 32, 32),
+    size = latent_message_size(10.0, 5.0, 0.3, rng.integers(0, 32, 32),
                                rng.standard_normal(256).astype(np.float32), waypoints, mode,
                                wire)
     assert size == len(serialize_message(to_msg(msg)))
@@ -46,7 +46,7 @@ def test_latent_message_size_equals_rclpy_serialization(mode, encoding):
 
 def test_latent_message_rejects_modes_without_messages():
     with pytest.raises(ValueError):
-        latent_message('hero0', 0, 0, 0, np.zeros(32, int), np.zeros(8), np.zeros((0, 2)),
+        latent_message(0, 0, 0, np.zeros(32, int), np.zeros(8), np.zeros((0, 2)),
                        'local', WireSettings())
 
 
@@ -80,7 +80,7 @@ def test_collector_accounts_exactly_the_admitted_neighbours(tmp_path):
         expected = 0
         for name in record.senders:
             s = sent[name]
-            msg = latent_message(name, s.x, s.y, s.yaw, s.z_indices, s.h, s.waypoints, 'lsi',
+            msg = latent_message(s.x, s.y, s.yaw, s.z_indices, s.h, s.waypoints, 'lsi',
                                  WireSettings())
             expected += len(serialize_message(to_msg(msg)))
         assert record.call_bytes == expected

@@ -2,6 +2,7 @@
 import sys
 
 from call_msgs.msg import LatentMessage
+import numpy as np
 import rclpy
 from rclpy.node import Node
 
@@ -9,20 +10,17 @@ from rclpy.node import Node
 def make_message(sequence: int) -> LatentMessage:
     """Build a deterministic message whose content the test can check field by field."""
     msg = LatentMessage()
-    msg.header.frame_id = 'map'
-    msg.header.stamp.sec = 12
-    msg.header.stamp.nanosec = 300_000_000
-    msg.sender_id = 'hero1'
+    msg.stamp.sec = 12
+    msg.stamp.nanosec = 300_000_000
+    msg.sender_key_id = 0xC0FFEE42
     msg.sequence = sequence
     msg.x, msg.y, msg.yaw, msg.speed = 101.25, -7.5, 0.25, 8.5
-    msg.z_packed = bytes(range(20))
+    msg.z_packed = np.arange(20, dtype=np.uint8)
     msg.action = 7
     msg.h_encoding = LatentMessage.H_FP16
     msg.h_data = bytes([1, 2, 3, 4] * 8)
-    msg.intention_packed = bytes([9] * 14)
-    msg.prediction_error = 12.5
-    msg.comm_range = 35.0
-    msg.signature = bytes([0xAB] * 64)
+    msg.intention_packed = bytes([9] * 15)
+    msg.signature = np.full(64, 0xAB, dtype=np.uint8)
     return msg
 
 

@@ -15,8 +15,9 @@ sharing: z_j, h_j and the neighbours' boxes), ``lsi`` (CALL: lss plus intention 
 
 ``h_transport`` decides which h_j a receiver holds: ``full`` (the sender's own h, as when h is
 on the wire) or ``replica`` (issue 11: h rebuilt from the (z_j, a_j) stream with the shared
-sequence model, restarted from a float16 keyframe every ``keyframe_period`` steps and at
-episode start, as call_comm.replica does on a loss-free link). Comparing the two measures
+sequence model, restarted from a keyframe quantised like call_comm's (``keyframe_encoding``)
+every ``keyframe_period`` steps and at episode start, as call_comm.replica does on a loss-free
+link; defaults = call_comm config/comm.yaml). Comparing the two measures
 what rebuilding h costs in prediction accuracy.
 """
 from dataclasses import dataclass, fields
@@ -25,6 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from call_comm.neighbours import in_range
 from call_comm.range_gate import RangeGate
+from call_comm.wire_codec import dequantise_h, H_ENCODINGS, quantise_h
 from call_perception.bev_raster import BevConfig, BevRasterizer
 from call_perception.road_map import RoadMap
 from call_perception.visibility import visible
@@ -62,7 +64,8 @@ class CollectConfig:
     heuristic_speed: float = 8.0
     heuristic_steer_gain: float = 1.0
     h_transport: str = 'full'
-    keyframe_period: int = 50
+    keyframe_period: int = 100
+    keyframe_encoding: str = 'int8'
 
     def __post_init__(self):
         """Fail fast on an unknown mode or a negative distance."""
@@ -71,6 +74,9 @@ class CollectConfig:
         if self.h_transport not in H_TRANSPORTS:
             raise ValueError(f'unknown h_transport {self.h_transport!r}; choose one of '
                              f'{H_TRANSPORTS}')
+        if self.keyframe_encoding not in ('fp16', 'int8'):
+            raise ValueError(f"keyframe_encoding must be 'fp16' or 'int8', got "
+                             f'{self.keyframe_encoding!r}')
         if self.keyframe_period < 1:
             raise ValueError(f'keyframe_period must be >= 1, got {self.keyframe_period}')
         if math.isnan(self.threshold) or self.threshold < 0:
@@ -85,7 +91,7 @@ class CollectConfig:
         names = {f.name: f.type for f in fields(cls)}
         picked = {k: v for k, v in values.items() if k in names}
         for key, value in list(picked.items()):
-            if key in ('mode', 'h_transport'):
+            if key in ('mode', 'h_transport', 'keyframe_encoding'):
                 picked[key] = str(value)
             elif key == 'occlusion':
                 picked[key] = bool(value)
@@ -366,7 +372,10 @@ class Collector:
         previous = [self._sent.get(role) for role in self.roles]
         if self._replica_age % self.settings.keyframe_period == 0 or None in previous:
             self._replica_age = 1
-            return post['deter'].to(torch.float16).to(post['deter'].dtype)  # keyframe
+            encoding = H_ENCODINGS[self.settings.keyframe_encoding]
+            keyframes = [dequantise_h(encoding, quantise_h(h, encoding))
+                         for h in post['deter'].cpu().numpy()]
+            return torch.from_numpy(np.stack(keyframes)).to(post['deter'])
         self._replica_age += 1
         rssm = self.wm.rssm
         h = torch.from_numpy(np.stack([sent.h for sent in previous]))

@@ -6,7 +6,8 @@ with the actions that were actually taken, decode, threshold the calibrated Bern
 probabilities (``WorldModel.bev_probs``) at 0.5 and compare with the true frames. Two numbers
 per k because per-pixel accuracy alone is inflated by empty background (wayveai/fiery, mile):
 per-pixel accuracy over all channels and the IoU of the vehicle channels (seen + shared
-vehicles; the ego box never moves in its own frame and is left out). The baseline predicts that frame t0 + k equals the last context frame.
+vehicles; the ego box never moves in its own frame and is left out). The baseline predicts
+that frame t0 + k equals the last context frame.
 """
 import argparse
 import dataclasses
@@ -147,8 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--threshold', type=float, default=None, help='gate threshold c')
     parser.add_argument('--h-transport', choices=('full', 'replica'), default='full',
                         help="neighbours' h as sent (full) or rebuilt from (z, a) (replica)")
-    parser.add_argument('--keyframe-period', type=int, default=50,
-                        help='replica: steps between float16 h keyframes')
+    parser.add_argument('--keyframe-period', type=int, default=100,
+                        help='replica: steps between h keyframes (call_comm comm.yaml: 100)')
+    parser.add_argument('--keyframe-encoding', choices=('fp16', 'int8'), default='int8',
+                        help='replica: keyframe quantisation (call_comm comm.yaml: int8)')
     parser.add_argument('--horizons', type=int, nargs='+', default=list(DEFAULT_HORIZONS))
     parser.add_argument('--context', type=int, default=5)
     parser.add_argument('--windows', type=int, default=32, help='evaluated sequences')
@@ -178,6 +181,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             values['threshold'] = extra['threshold']
         values['h_transport'] = args.h_transport
         values['keyframe_period'] = args.keyframe_period
+        values['keyframe_encoding'] = args.keyframe_encoding
         settings = CollectConfig.from_mapping(values)
         from call_sim.env import MultiVehicleEnv
         env = MultiVehicleEnv.from_scenario(args.scenario)
