@@ -11,8 +11,11 @@ ticks after a warm-up that starts once every vehicle's pipeline is live (each pu
 CommStats), plus the lockstep's missed ticks in the window (ticks the simulator took
 without every command, after its 1 s timeout) and the planners' controlled-stop commands
 (stale inputs: the pipeline fell behind; such ticks are cheaper than planned ones, so a
-row with stops understates the cost of full planning). Target: <= 100 ms per tick at 8
-vehicles (real time at 0.1 s steps). Prints a table; asserts nothing.
+row with stops understates the cost of full planning). It also reports the CPU time the
+graph's processes spent per measured tick (Linux /proc; summed over processes, so on 2 cores
+the wall time per tick is at least half of it) and that CPU split into simulator and vehicle
+processes. Target: <= 100 ms per tick at 8 vehicles (real time at 0.1 s steps). Prints a
+table; asserts nothing.
 """
 import argparse
 import os
@@ -31,6 +34,22 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 when it is gone or /proc is missing)."""
+    try:
+        with open(f'/proc/{pid}/stat', encoding='ascii') as stream:
+            fields = stream.read().rsplit(')', 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def graph_cpu(supervisor: Supervisor) -> dict:
+    """CPU seconds per unit label of the running graph."""
+    return {unit.label: cpu_seconds(unit.process.pid) for unit in supervisor.units
+            if unit.process is not None}
 
 
 def measure(num_vehicles: int, compose: bool, checkpoint: str, ticks: int, warmup: int,
@@ -83,6 +102,8 @@ def measure(num_vehicles: int, compose: bool, checkpoint: str, ticks: int, warmu
     executor.add_node(node)
     started = time.monotonic()
     error = ''
+    cpu_start: dict = {}
+    cpu_end: dict = {}
     try:
         supervisor.start()
         while len(stamps) < warmup + ticks + 1:
@@ -90,6 +111,7 @@ def measure(num_vehicles: int, compose: bool, checkpoint: str, ticks: int, warmu
             if len(stamps) == warmup and state['missed_at_start'] is None:
                 state['missed_at_start'] = state['missed']
                 state['stops_at_start'] = sum(stops.values())
+                cpu_start = graph_cpu(supervisor)
             dead = supervisor.new_exits()
             if dead:
                 error = dead[0].describe().splitlines()[0]
@@ -97,6 +119,7 @@ def measure(num_vehicles: int, compose: bool, checkpoint: str, ticks: int, warmu
             if time.monotonic() - started > timeout:
                 error = f'timeout after {len(stamps)} live ticks'
                 break
+        cpu_end = graph_cpu(supervisor)
     finally:
         supervisor.stop()
         executor.shutdown()
@@ -104,12 +127,17 @@ def measure(num_vehicles: int, compose: bool, checkpoint: str, ticks: int, warmu
         rclpy.shutdown(context=context)
         log.close()
     gaps = [b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:])]
+    used = {label: cpu_end[label] - cpu_start[label] for label in cpu_start if label in cpu_end}
+    sim_cpu = sum(v for label, v in used.items() if label.startswith('carla_sim'))
+    per_tick = 1e3 / len(gaps) if gaps and used else None
     return {'vehicles': num_vehicles, 'mode': 'composed' if compose else 'processes',
             'ticks': len(gaps), 'median_ms': 1e3 * statistics.median(gaps) if gaps else None,
             'mean_ms': 1e3 * statistics.fmean(gaps) if gaps else None,
             'missed': state['missed'] - (state['missed_at_start'] or 0),
             'stop_commands': sum(stops.values()) - (state['stops_at_start'] or 0),
             'startup_s': (state['live_at'] - started) if state['live_at'] else None,
+            'cpu_ms': sum(used.values()) * per_tick if per_tick else None,
+            'sim_cpu_ms': sim_cpu * per_tick if per_tick else None,
             'error': error, 'log': log.name}
 
 
@@ -136,7 +164,8 @@ def main() -> int:
             rows.append(row)
             print(f'  measured {n} vehicle(s), {mode}: {row}', file=sys.stderr, flush=True)
     print(f'\n{"CALL vehicles":>13} {"mode":>10} {"ticks":>6} {"median ms/tick":>15} '
-          f'{"mean ms/tick":>13} {"missed":>7} {"stops":>6} {"start-up s":>11}  note')
+          f'{"mean ms/tick":>13} {"missed":>7} {"stops":>6} {"start-up s":>11} '
+          f'{"CPU ms/tick":>12} {"sim CPU ms":>11}  note')
     for row in rows:
         def fmt(value, spec):
             return format(value, spec) if value is not None else 'n/a'
@@ -144,8 +173,8 @@ def main() -> int:
                                 'slower than real time')
         print(f'{row["vehicles"]:13d} {row["mode"]:>10} {row["ticks"]:6d} '
               f'{fmt(row["median_ms"], "15.1f")} {fmt(row["mean_ms"], "13.1f")} '
-              f'{row["missed"]:7d} {row["stop_commands"]:6d} {fmt(row["startup_s"], "11.1f")}'
-              f'  {note}')
+              f'{row["missed"]:7d} {row["stop_commands"]:6d} {fmt(row["startup_s"], "11.1f")} '
+              f'{fmt(row["cpu_ms"], "12.1f")} {fmt(row["sim_cpu_ms"], "11.1f")}  {note}')
     return 0
 
 

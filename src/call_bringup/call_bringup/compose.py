@@ -2,6 +2,8 @@
 One vehicle's nodes in one process (`call_run --compose`), sharing one executor.
 
 Saves a Python interpreter, a torch import and a DDS participant per node on small machines.
+The nodes share one single-threaded executor: callbacks run one at a time, as in their own
+processes (no node relies on concurrent callbacks).
 Usage (built by the runner): `python -m call_bringup.compose NODES.json --ros-args ...` where
 the JSON lists {module, name} per node and the ROS arguments carry namespace, per-node
 params file and node-targeted remappings.
@@ -13,7 +15,7 @@ import sys
 from typing import Optional
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 
@@ -35,7 +37,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         entries = json.load(stream)
     rclpy.init(args=argv)
     nodes: list[Node] = []
-    executor = MultiThreadedExecutor(num_threads=max(2, len(entries)))
+    # one thread: the nodes' callbacks hold the GIL anyway, and a multi-threaded executor
+    # costs ~3x the CPU per tick in wait-set rebuilding, hand-offs and GIL contention
+    # (bench/bench_bringup.py, composed mode)
+    executor = SingleThreadedExecutor()
     try:
         for entry in entries:
             node = node_class(entry['module'])()

@@ -21,6 +21,7 @@ FAULTS = {'loss_probability': 0.3, 'delay_s': 0.2, 'forge_probability': 0.1,
 STARTUP_S = 90.0
 BEFORE_KILL, AFTER_KILL = 30, 60
 SURVIVORS = ('hero0', 'hero2')
+LOCKSTEP_TIMEOUT = 0.4      # [s] wall time the simulator waits for a silent vehicle
 
 
 @pytest.fixture(scope='module')
@@ -29,10 +30,14 @@ def checkpoint(tmp_path_factory):
 
 
 def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
+    # after the kill every tick waits the lockstep timeout for hero1's current-step command
+    # (its planner's stops answer its last, stale state): a shorter timeout keeps the run short
     supervisor = start_graph(str(tmp_path), checkpoint, c=1e9, v2v_faults=FAULTS,
                              overrides={'call_comm': {'initial_range': RANGE,
-                                                      'max_range': RANGE}})
-    probe = GraphProbe(v2v_topics=tuple(f'/v2v/latents/{r}' for r in ROLES))
+                                                      'max_range': RANGE},
+                                        'call_sim': {'lockstep_timeout': LOCKSTEP_TIMEOUT}})
+    probe = GraphProbe(v2v_topics=tuple(f'/v2v/latents/{r}' for r in ROLES),
+                       fleet_file=os.path.join(str(tmp_path), 'keys', 'fleet.yaml'))
     exits: list = []
     try:
         assert probe.spin_until(probe.live, STARTUP_S, supervisor, exits), exits

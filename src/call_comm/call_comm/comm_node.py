@@ -35,6 +35,16 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+try:  # Iron and newer
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
+
+# No default QoS-event handlers on our topics: each is a Python waitable the executor re-adds
+# on every wake-up, about 3x the CPU per received message (see call_sim.sim_node).
+QUIET_PUB = PublisherEventCallbacks(use_default_callbacks=False)
+QUIET_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
+
 V2V_TOPIC = '/v2v/latents'
 REQUEST_TOPIC = '/v2v/keyframe_requests'
 CONTENT_FILTER = 'x >= %0 AND x <= %1 AND y >= %2 AND y <= %3'
@@ -180,15 +190,16 @@ class CommNode(Node):
             pub_qos.deadline = Duration(seconds=p['qos_deadline'])
         if p['qos_lifespan'] > 0:
             pub_qos.lifespan = Duration(seconds=p['qos_lifespan'])
-        self.v2v_pub = self.create_publisher(LatentMessage, V2V_TOPIC, pub_qos)
+        pub, sub, role = self._publisher, self._subscription, self.role
+        self.v2v_pub = pub(LatentMessage, V2V_TOPIC, pub_qos)
         self.v2v_sub = self._subscribe_v2v(sub_qos, p['content_filter'])
-        self.request_pub = self.create_publisher(KeyframeRequest, REQUEST_TOPIC, sub_qos)
-        self.create_subscription(KeyframeRequest, REQUEST_TOPIC, self._on_request, sub_qos)
-        self.shared_pub = self.create_publisher(SharedInformation, f'/{self.role}/shared_info', 10)
-        self.stats_pub = self.create_publisher(CommStats, f'/{self.role}/comm_stats', 10)
-        self.create_subscription(LatentState, f'/{self.role}/latent_state', self._on_state, 10)
-        self.create_subscription(Path, f'/{self.role}/plan', self._on_plan, 10)
-        self.create_subscription(Odometry, f'/carla/{self.role}/odometry', self._on_odometry, 10)
+        self.request_pub = pub(KeyframeRequest, REQUEST_TOPIC, sub_qos)
+        sub(KeyframeRequest, REQUEST_TOPIC, self._on_request, sub_qos)
+        self.shared_pub = pub(SharedInformation, f'/{role}/shared_info', 10)
+        self.stats_pub = pub(CommStats, f'/{role}/comm_stats', 10)
+        sub(LatentState, f'/{role}/latent_state', self._on_state, 10)
+        sub(Path, f'/{role}/plan', self._on_plan, 10)
+        sub(Odometry, f'/carla/{role}/odometry', self._on_odometry, 10)
         self.get_logger().info(
             f'{self.role}: c={self.gate.threshold} range={self.gate.comm_range} m '
             f'h={p["h_encoding"]} transport={"replica" if self.replica_mode else "full"} '
@@ -219,11 +230,19 @@ class CommNode(Node):
                     CONTENT_FILTER, self._filter_parameters(0.0, 0.0))
             except ImportError:
                 self.get_logger().warning('content filtering needs rclpy >= Iron; disabled')
-        sub = self.create_subscription(LatentMessage, V2V_TOPIC, self._on_latent, qos, **kwargs)
+        sub = self.create_subscription(LatentMessage, V2V_TOPIC, self._on_latent, qos,
+                                       event_callbacks=QUIET_SUB, **kwargs)
         self.filtering = bool(kwargs) and sub.is_cft_enabled
         if content_filter and not self.filtering:
             self.get_logger().warning('the RMW does not support content filtering; disabled')
         return sub
+
+    def _publisher(self, msg_type, topic: str, qos):
+        return self.create_publisher(msg_type, topic, qos, event_callbacks=QUIET_PUB)
+
+    def _subscription(self, msg_type, topic: str, callback, qos):
+        return self.create_subscription(msg_type, topic, callback, qos,
+                                        event_callbacks=QUIET_SUB)
 
     def _filter_parameters(self, x: float, y: float):
         r = min(self.gate.comm_range, 1e12)

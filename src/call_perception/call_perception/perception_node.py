@@ -31,6 +31,18 @@ from sensor_msgs.msg import Image
 
 LOG_THROTTLE_S = 5.0  # [s] at most one warning per kind in this period
 
+try:  # Iron and newer
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
+
+# No default QoS-event handlers (incompatible QoS / type warnings) on our topics: each one is a
+# Python waitable the executor re-adds to its wait set on every wake-up, about 3x the CPU per
+# received message in a composed vehicle (bench/bench_bringup.py). QoS mismatches still show
+# as topics that never deliver, which the tests and the lockstep diagnostics catch.
+QUIET_PUB = PublisherEventCallbacks(use_default_callbacks=False)
+QUIET_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
+
 
 @dataclass
 class Box:
@@ -116,17 +128,25 @@ class PerceptionNode(Node):
         self.last_shared_only = 0
 
         role = self.role
-        self.bev_pub = self.create_publisher(Image, f'/{role}/bev', 10)
-        self.color_pub = self.create_publisher(Image, f'/{role}/bev_color', 10)
-        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.bev_pub = self.create_publisher(Image, f'/{role}/bev', 10, event_callbacks=QUIET_PUB)
+        self.color_pub = self.create_publisher(Image, f'/{role}/bev_color', 10,
+                                               event_callbacks=QUIET_PUB)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10,
+                                              event_callbacks=QUIET_PUB)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(CarlaWorldInfo, '/carla/world_info', self.on_world_info, latched)
-        self.create_subscription(ObjectArray, f'/carla/{role}/objects', self.on_objects, 10)
-        self.create_subscription(Path, f'/carla/{role}/waypoints', self.on_route, 10)
-        self.create_subscription(Path, f'/{role}/plan', self.on_plan, 10)
-        self.create_subscription(SharedInformation, f'/{role}/shared_info', self.on_shared, 10)
-        self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry, 10)
+        self.create_subscription(CarlaWorldInfo, '/carla/world_info', self.on_world_info, latched,
+                                 event_callbacks=QUIET_SUB)
+        self.create_subscription(ObjectArray, f'/carla/{role}/objects', self.on_objects, 10,
+                                 event_callbacks=QUIET_SUB)
+        self.create_subscription(Path, f'/carla/{role}/waypoints', self.on_route, 10,
+                                 event_callbacks=QUIET_SUB)
+        self.create_subscription(Path, f'/{role}/plan', self.on_plan, 10,
+                                 event_callbacks=QUIET_SUB)
+        self.create_subscription(SharedInformation, f'/{role}/shared_info', self.on_shared, 10,
+                                 event_callbacks=QUIET_SUB)
+        self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry, 10,
+                                 event_callbacks=QUIET_SUB)
         self.get_logger().info(
             f'BEV {self.bev_config.size}px @ {self.bev_config.metres_per_pixel} m/px for '
             f'{role}: sensor_range={self.sensor_range} m occlusion={self.occlusion} '
@@ -218,7 +238,8 @@ class PerceptionNode(Node):
         bev = self.rasterizer.render(ego, seen, layer.vehicles, waypoints, layer.waypoints)
         self.bev_pub.publish(self._image(msg.header.stamp, bev.transpose(1, 2, 0),
                                          f'8UC{len(CHANNELS)}'))
-        self.color_pub.publish(self._image(msg.header.stamp, colorize(bev), 'rgb8'))
+        if self.color_pub.get_subscription_count() > 0:    # viewers only: skip when unseen
+            self.color_pub.publish(self._image(msg.header.stamp, colorize(bev), 'rgb8'))
         self.counts['published'] += 1
         self.last_seen, self.last_shared_only = len(seen), len(layer.vehicles)
         if self.counts['published'] % self.diagnostics_period == 1 % self.diagnostics_period:

@@ -4,6 +4,13 @@ ROS 2 node: plan from each LatentState, command the vehicle, publish plan and di
 Only translates messages and parameters; the planning lives in `lookahead` / `replanning`,
 the fallback in `safety`, the control mapping in `control_output`, the waypoints in
 `intention`.
+
+Stamps: a command answers the model state it was computed for, so a planned command carries
+its latent state's stamp, and a controlled stop carries the stamp of the newest latent state
+the planner processed (the stale one). The lockstep simulator steps only on commands that
+answer the step it published; stamping watchdog stops with the clock would let it run ahead
+of a slow pipeline. Before the first latent state there is nothing to answer: the watchdog
+then reports the stop but does not command the vehicle.
 """
 import dataclasses
 import math
@@ -35,6 +42,18 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 LATENT = 'latent_state'
 ODOMETRY = 'odometry'
+
+try:  # Iron and newer
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
+
+# No default QoS-event handlers (incompatible QoS / type warnings) on our topics: each one is a
+# Python waitable the executor re-adds to its wait set on every wake-up, about 3x the CPU per
+# received message in a composed vehicle (bench/bench_bringup.py). QoS mismatches still show
+# as topics that never deliver, which the tests and the lockstep diagnostics catch.
+QUIET_PUB = PublisherEventCallbacks(use_default_callbacks=False)
+QUIET_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
 
 
 def _stamp_seconds(stamp) -> float:
@@ -105,20 +124,29 @@ class PlannerNode(Node):
         self.shared: Optional[SharedInformation] = None
         self.waypoints = np.zeros((0, 2))
         self.stop_reason = ''
+        self.answered_stamp = None      # stamp of the newest latent state processed
         self.counts = {'ticks': 0, 'stops': 0, 'dropped': 0, 'plan_errors': 0}
 
         role = self.role
         self.control_pub = self.create_publisher(
-            CarlaEgoVehicleControl, f'/carla/{role}/vehicle_control_cmd', 10)
-        self.action_pub = self.create_publisher(Action, f'/{role}/action', 10)
-        self.plan_pub = self.create_publisher(Path, f'/{role}/plan', 10)
-        self.marker_pub = self.create_publisher(MarkerArray, f'/{role}/plan_markers', 10)
-        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_subscription(LatentState, f'/{role}/latent_state', self.on_latent, 10)
-        self.create_subscription(SharedInformation, f'/{role}/shared_info', self.on_shared, 10)
-        self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry, 10)
+            CarlaEgoVehicleControl, f'/carla/{role}/vehicle_control_cmd', 10,
+            event_callbacks=QUIET_PUB)
+        self.action_pub = self.create_publisher(Action, f'/{role}/action', 10,
+                                                event_callbacks=QUIET_PUB)
+        self.plan_pub = self.create_publisher(Path, f'/{role}/plan', 10,
+                                              event_callbacks=QUIET_PUB)
+        self.marker_pub = self.create_publisher(MarkerArray, f'/{role}/plan_markers', 10,
+                                                event_callbacks=QUIET_PUB)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10,
+                                              event_callbacks=QUIET_PUB)
+        self.create_subscription(LatentState, f'/{role}/latent_state', self.on_latent, 10,
+                                 event_callbacks=QUIET_SUB)
+        self.create_subscription(SharedInformation, f'/{role}/shared_info', self.on_shared, 10,
+                                 event_callbacks=QUIET_SUB)
+        self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry, 10,
+                                 event_callbacks=QUIET_SUB)
         self.create_subscription(CarlaEgoVehicleStatus, f'/carla/{role}/vehicle_status',
-                                 self.on_status, 10)
+                                 self.on_status, 10, event_callbacks=QUIET_SUB)
         # steady clock: the watchdog must fire even when /clock has stopped
         self.create_timer(float(p['watchdog_period']), self.on_watchdog,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -153,6 +181,7 @@ class PlannerNode(Node):
     def on_latent(self, msg: LatentState) -> None:
         """Plan one step from the world model's state and command the vehicle."""
         self.counts['ticks'] += 1
+        self.answered_stamp = msg.header.stamp
         self.watchdog.feed(LATENT, _stamp_seconds(msg.header.stamp), time.monotonic())
         z = np.frombuffer(bytes(msg.z_indices), dtype=np.uint8)
         h = np.asarray(msg.h, dtype=np.float32)
@@ -197,7 +226,7 @@ class PlannerNode(Node):
         """Command a stop while inputs are stale, even when no message arrives at all."""
         stale = self.watchdog.stale_reasons(self._sim_now(), time.monotonic())
         if stale:
-            self.command_stop('; '.join(stale), self.get_clock().now().to_msg())
+            self.command_stop('; '.join(stale), self.answered_stamp)
 
     # -- outputs ------------------------------------------------------------------------
     def current_speed(self) -> float:
@@ -205,7 +234,11 @@ class PlannerNode(Node):
         return self.status_speed if self.status_speed is not None else self.speed
 
     def command_stop(self, reason: str, stamp) -> None:
-        """Stop in a controlled way (comfortable deceleration, steer 0) and report why."""
+        """
+        Stop in a controlled way (comfortable deceleration, steer 0) and report why.
+
+        `stamp` is the latent state's the stop answers; None (no state yet): report only.
+        """
         if not self.stop_reason:
             self.get_logger().warning(f'controlled stop: {reason}')
         else:
@@ -213,9 +246,12 @@ class PlannerNode(Node):
         self.stop_reason = reason
         self.counts['stops'] += 1
         self.policy.reset()
-        command = stop_command(self.current_speed(), self.safety.comfortable_decel,
-                               self.control_model)
-        self.publish_control(command, stamp)
+        if stamp is not None:
+            command = stop_command(self.current_speed(), self.safety.comfortable_decel,
+                                   self.control_model)
+            self.publish_control(command, stamp)
+        else:
+            stamp = self.get_clock().now().to_msg()
         if self.pose is not None:
             # the honest intention of a stopping vehicle: braking straight ahead
             braking = [(-self.safety.comfortable_decel, 0.0)] * self.lookahead.horizon
@@ -259,8 +295,13 @@ class PlannerNode(Node):
             pose.pose.orientation.w = 1.0
             path.poses.append(pose)
         self.plan_pub.publish(path)
+        if self.marker_pub.get_subscription_count() > 0:    # viewers only: skip when unseen
+            self.publish_markers(path.header)
+
+    def publish_markers(self, header) -> None:
+        """Ego plan and accepted neighbours' intentions as line strips (rviz)."""
         line = Marker()
-        line.header = path.header
+        line.header = header
         line.ns = f'{self.role}/plan'
         line.id = 0
         line.type = Marker.LINE_STRIP
@@ -275,7 +316,7 @@ class PlannerNode(Node):
             if xy.size < 4 or xy.size % 2 or not np.all(np.isfinite(xy)):
                 continue
             other = Marker()
-            other.header = path.header
+            other.header = header
             other.ns = f'{self.role}/shared_intentions'
             other.id = i
             other.type = Marker.LINE_STRIP
@@ -287,7 +328,7 @@ class PlannerNode(Node):
             markers.append(other)
         # one DELETEALL first: a neighbour that left the range loses its line
         clear = Marker(action=Marker.DELETEALL)
-        clear.header = path.header
+        clear.header = header
         self.marker_pub.publish(MarkerArray(markers=[clear] + markers))
 
     def publish_diagnostics(self, level: bytes, message: str, values: dict) -> None:

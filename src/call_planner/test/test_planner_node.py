@@ -2,8 +2,8 @@
 The planner node over real DDS, in a subprocess, with a tiny random checkpoint.
 
 Covers: planning outputs on valid states, a controlled stop with its reason for invalid and
-NaN states, for inputs stale in simulation time and for a stalled clock (wall time), and
-fail-fast on a bad checkpoint.
+NaN states, for inputs stale in simulation time and for a stalled clock (wall time) stamped
+with the stale state's stamp, and fail-fast on a bad checkpoint.
 """
 import os
 import subprocess
@@ -222,7 +222,10 @@ def test_latent_stale_in_sim_time_stops_within_the_deadline(harness):
     assert deadline_passed - last_latent > DEADLINE_SIM
     assert harness.spin_until(lambda: any(_is_stop(c) for c in harness.controls))
     stop = next(c for c in harness.controls if _is_stop(c))
-    assert _seconds(stop.header.stamp) <= deadline_passed + 1e-6
+    # the stop answers the stale state, not the running clock: a lockstep simulator must
+    # not count it as this step's command
+    assert _seconds(stop.header.stamp) == pytest.approx(last_latent)
+    assert _seconds(stop.header.stamp) < deadline_passed
     assert harness.spin_until(lambda: any('latent_state: stale' in r and 'sim' in r
                                           for r in _stop_reasons(harness))), _stop_reasons(harness)
 
@@ -234,6 +237,8 @@ def test_stalled_clock_stops_on_the_wall_deadline(harness):
     assert harness.spin_until(lambda: any('wall' in r for r in _stop_reasons(harness)),
                               timeout=DEADLINE_WALL + WAIT)
     assert harness.spin_until(lambda: any(_is_stop(c) for c in harness.controls))
+    assert all(_seconds(c.header.stamp) == pytest.approx(harness.sim_time)
+               for c in harness.controls if _is_stop(c)), 'stop must carry the last state stamp'
 
 
 def test_bad_checkpoint_fails_fast_with_a_reason(tmp_path):

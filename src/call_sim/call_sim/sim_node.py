@@ -9,7 +9,13 @@ The node is the clock source: it runs on wall-time timers and stamps with simula
 `objects_radius` > 0 limits /carla/R/objects to nearby actors (the bridge sends all of them).
 While a tick waits for commands the current step is re-published every `republish_period`
 (same stamps) so late-joining controllers get an observation; controllers should command
-once per new stamp.
+once per new stamp. Waypoints are sent when the route changes (every K steps, as the
+waypoint publisher does) and with every re-publication.
+Lockstep: a command completes the open tick only when its header.stamp is the published sim
+time (the step it answers) or zero (unstamped external controllers, e.g. manual control).
+Commands stamped for another step (a pipeline that fell behind, a controlled stop for a
+stale state) are still applied (a stopping vehicle must brake) but the tick waits for the
+current answer or the lockstep timeout; they are counted as `stale_commands`.
 """
 import math
 import time
@@ -26,6 +32,7 @@ from derived_object_msgs.msg import Object, ObjectArray
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, Quaternion
 from nav_msgs.msg import Odometry, Path
+import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -35,11 +42,33 @@ from shape_msgs.msg import SolidPrimitive
 
 VEHICLE_HEIGHT = 1.5
 
+try:  # Iron and newer
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
+
+# No default QoS-event handlers (incompatible QoS / type warnings) on our topics: each one is a
+# Python waitable the executor re-adds to its wait set on every wake-up, about 3x the CPU per
+# received message in a composed vehicle (bench/bench_bringup.py). QoS mismatches still show
+# as topics that never deliver, which the tests and the lockstep diagnostics catch.
+QUIET_PUB = PublisherEventCallbacks(use_default_callbacks=False)
+QUIET_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
+
+
+def sim_nanoseconds(seconds: float) -> int:
+    """Convert simulation seconds to integer nanoseconds (the unit stamps are compared in)."""
+    return int(round(seconds * 1e9))
+
 
 def sim_stamp(seconds: float) -> Time:
     """Convert simulation seconds to a builtin_interfaces/Time."""
-    nanoseconds = int(round(seconds * 1e9))
+    nanoseconds = sim_nanoseconds(seconds)
     return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+
+
+def stamp_nanoseconds(stamp: Time) -> int:
+    """Convert a header stamp to integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def yaw_quaternion(yaw: float) -> Quaternion:
@@ -83,7 +112,7 @@ class SimNode(Node):
         self.declare_parameter('scenario', 'four_lane_demo')
         self.declare_parameter('lockstep_timeout', 1.0)
         self.declare_parameter('max_ticks', 0)
-        self.declare_parameter('publish_period', 0.01)
+        self.declare_parameter('publish_period', 0.02)
         self.declare_parameter('republish_period', 0.5)
         self.declare_parameter('objects_radius', 0.0)
         scenario = self.get_parameter('scenario').value
@@ -98,36 +127,45 @@ class SimNode(Node):
         self.applied: dict[str, VehicleControl] = {}
         self.bad_commands = {'rejected': 0, 'clamped': 0}
         self.rewards: dict[str, float] = {}
+        self.routes_sent: dict[str, np.ndarray] = {}     # last /carla/R/waypoints per role
         self.paused = False
         self.step_once = False
         self.finished = False
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.clock_pub = self.create_publisher(Clock, '/clock', 10)
-        self.status_pub = self.create_publisher(CarlaStatus, '/carla/status', 10)
-        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        world_pub = self.create_publisher(CarlaWorldInfo, '/carla/world_info', latched)
+        self.clock_pub = self.create_publisher(Clock, '/clock', 10, event_callbacks=QUIET_PUB)
+        self.status_pub = self.create_publisher(CarlaStatus, '/carla/status', 10,
+                                                event_callbacks=QUIET_PUB)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10,
+                                              event_callbacks=QUIET_PUB)
+        world_pub = self.create_publisher(CarlaWorldInfo, '/carla/world_info', latched,
+                                          event_callbacks=QUIET_PUB)
         world_pub.publish(CarlaWorldInfo(map_name=self.env.road.name,
                                          opendrive=self.env.opendrive()))
         self.world_pub = world_pub
-        self.create_subscription(CarlaControl, '/carla/control', self.on_carla_control, 10)
+        self.create_subscription(CarlaControl, '/carla/control', self.on_carla_control, 10,
+                                 event_callbacks=QUIET_SUB)
         self.pubs = {}
         for role in self.env.possible_agents:
             prefix = f'/carla/{role}'
             self.pubs[role] = {
-                'odometry': self.create_publisher(Odometry, f'{prefix}/odometry', 10),
+                'odometry': self.create_publisher(Odometry, f'{prefix}/odometry', 10,
+                                                  event_callbacks=QUIET_PUB),
                 'status': self.create_publisher(CarlaEgoVehicleStatus,
-                                                f'{prefix}/vehicle_status', 10),
-                'objects': self.create_publisher(ObjectArray, f'{prefix}/objects', 10),
-                'waypoints': self.create_publisher(Path, f'{prefix}/waypoints', 10),
+                                                f'{prefix}/vehicle_status', 10,
+                                                event_callbacks=QUIET_PUB),
+                'objects': self.create_publisher(ObjectArray, f'{prefix}/objects', 10,
+                                                 event_callbacks=QUIET_PUB),
+                'waypoints': self.create_publisher(Path, f'{prefix}/waypoints', 10,
+                                                   event_callbacks=QUIET_PUB),
                 'info': self.create_publisher(CarlaEgoVehicleInfo, f'{prefix}/vehicle_info',
-                                              latched),
+                                              latched, event_callbacks=QUIET_PUB),
             }
             self.pubs[role]['info'].publish(self.vehicle_info(role))
             self.create_subscription(
                 CarlaEgoVehicleControl, f'{prefix}/vehicle_control_cmd',
-                lambda msg, role=role: self.on_command(role, msg), 10)
+                lambda msg, role=role: self.on_command(role, msg), 10, event_callbacks=QUIET_SUB)
         self.publish_world()
-        self.lockstep.open_tick(time.monotonic())
+        self.lockstep.open_tick(time.monotonic(), stamp=sim_nanoseconds(self.env.time))
         self.create_timer(float(self.get_parameter('publish_period').value), self.on_timer)
         self.get_logger().info(
             f'scenario {scenario!r}: map {self.env.road.name}, CALL vehicles {self.env.agents}, '
@@ -144,7 +182,7 @@ class SimNode(Node):
         return info
 
     def on_command(self, role: str, msg: CarlaEgoVehicleControl) -> None:
-        """Validate and store a command; it counts for the open tick."""
+        """Validate and store (apply) a command; it completes the tick if it answers it."""
         clean, reasons = sanitize(control_from_msg(msg))
         if clean is None:
             self.bad_commands['rejected'] += 1
@@ -154,7 +192,8 @@ class SimNode(Node):
                 self.bad_commands['clamped'] += 1
                 self.get_logger().warning(f'{role}: command {"; ".join(reasons)}')
             self.commands[role] = clean
-        self.lockstep.command(role)
+        if self.lockstep.command(role, stamp_nanoseconds(msg.header.stamp)):
+            self.on_timer()     # step as soon as the last answer arrives, not at the next poll
 
     def on_carla_control(self, msg: CarlaControl) -> None:
         """PLAY / PAUSE / STEP_ONCE as the bridge's /carla/control."""
@@ -166,7 +205,7 @@ class SimNode(Node):
             self.step_once = True
 
     def on_timer(self) -> None:
-        """Step when the lockstep tick is due (never blocks)."""
+        """Step when the lockstep tick is due (never blocks); also called on each answer."""
         if self.finished:
             return
         if self.paused and not self.step_once:
@@ -175,7 +214,7 @@ class SimNode(Node):
         now = time.monotonic()
         if not self.lockstep.due(now):
             if now - self.published_at >= self.republish_period:
-                self.publish_world()  # same step again, for late-joining controllers
+                self.publish_world(republish=True)  # same step again, for late joiners
             return
         self.step_once = False
         if self.lockstep.last_missing:
@@ -187,13 +226,14 @@ class SimNode(Node):
         self.applied.update(actions)
         _, self.rewards, _, _, self.infos = self.env.step(actions)
         self.publish_world()
-        self.lockstep.open_tick(time.monotonic(), list(self.env.agents))
+        self.lockstep.open_tick(time.monotonic(), list(self.env.agents),
+                                sim_nanoseconds(self.env.time))
         if not self.env.agents or (self.max_ticks and self.env.step_count >= self.max_ticks):
             self.finished = True
             self.get_logger().info(f'finished after {self.env.step_count} ticks '
                                    f'({self.lockstep.missed_ticks} missed)')
 
-    def publish_world(self) -> None:
+    def publish_world(self, republish: bool = False) -> None:
         """Publish /clock, status, per-vehicle topics and diagnostics of the current step."""
         self.published_at = time.monotonic()
         stamp = sim_stamp(self.env.time)
@@ -210,11 +250,12 @@ class SimNode(Node):
             ego = obs.ego
             self.publish_vehicle(role, obs, stamp, [
                 o for o, s in zip(objects, states) if s.actor_id != ego.actor_id
-                and (s.x - ego.x) ** 2 + (s.y - ego.y) ** 2 <= radius_sq])
+                and (s.x - ego.x) ** 2 + (s.y - ego.y) ** 2 <= radius_sq], republish)
         self.diag_pub.publish(self.diagnostics(stamp))
 
-    def publish_vehicle(self, role, obs, stamp: Time, others: list[Object]) -> None:
-        """Odometry, vehicle status, objects and waypoints of one CALL vehicle."""
+    def publish_vehicle(self, role, obs, stamp: Time, others: list[Object],
+                        republish: bool = False) -> None:
+        """Odometry, vehicle status, objects and (new or re-sent) waypoints of one vehicle."""
         ego, pubs = obs.ego, self.pubs[role]
         odom = Odometry()
         odom.header.stamp, odom.header.frame_id, odom.child_frame_id = stamp, 'map', role
@@ -234,6 +275,9 @@ class SimNode(Node):
         array = ObjectArray(objects=others)
         array.header.stamp, array.header.frame_id = stamp, 'map'
         pubs['objects'].publish(array)
+        if not republish and np.array_equal(self.routes_sent.get(role), obs.route):
+            return      # the route changes every K steps: as the waypoint publisher, send changes
+        self.routes_sent[role] = obs.route
         path = Path()
         path.header.stamp, path.header.frame_id = stamp, 'map'
         for x, y in obs.route:
@@ -256,6 +300,7 @@ class SimNode(Node):
             values=[kv('step', self.env.step_count), kv('time', f'{self.env.time:.1f}'),
                     kv('missed_ticks', self.lockstep.missed_ticks),
                     kv('last_missing', ','.join(self.lockstep.last_missing)),
+                    kv('stale_commands', self.lockstep.stale_commands),
                     kv('rejected_commands', self.bad_commands['rejected']),
                     kv('clamped_commands', self.bad_commands['clamped']),
                     kv('vehicles', len(self.env.states)),

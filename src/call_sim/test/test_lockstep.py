@@ -28,3 +28,24 @@ def test_timeout_records_missed_tick_and_silent_roles():
 def test_bad_timeout_fails_fast():
     with pytest.raises(ValueError):
         Lockstep(['hero0'], timeout=0.0)
+
+
+def test_only_commands_for_the_open_step_or_unstamped_complete_the_tick():
+    lock = Lockstep(['hero0', 'hero1'], timeout=1.0)
+    lock.open_tick(0.0, stamp=200_000_000)
+    assert not lock.command('hero0', 100_000_000)      # answers the previous step
+    assert lock.stale_commands == 1 and not lock.due(0.5)
+    assert lock.command('hero0', 200_000_000)
+    assert lock.command('hero1', 0)                     # unstamped external controller
+    assert lock.due(0.5) and lock.missed_ticks == 0
+    lock.open_tick(0.5, stamp=300_000_000)
+    assert not lock.command('hero0', 200_000_000) and not lock.command('hero1', 200_000_000)
+    assert lock.due(1.5) and lock.missed_ticks == 1
+    assert lock.last_missing == ['hero0', 'hero1'] and lock.stale_commands == 3
+
+
+def test_paused_reopen_keeps_the_step_stamp():
+    lock = Lockstep(['hero0'], timeout=1.0)
+    lock.open_tick(0.0, stamp=500_000_000)
+    lock.open_tick(0.2)
+    assert lock.stamp == 500_000_000 and lock.command('hero0', 500_000_000)

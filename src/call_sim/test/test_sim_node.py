@@ -5,7 +5,8 @@ import subprocess
 import sys
 import time
 
-from carla_msgs.msg import CarlaEgoVehicleControl, CarlaWorldInfo
+from builtin_interfaces.msg import Time
+from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus, CarlaWorldInfo
 from derived_object_msgs.msg import ObjectArray
 from diagnostic_msgs.msg import DiagnosticArray
 import pytest
@@ -149,3 +150,64 @@ def test_malformed_commands_are_counted_and_logged(ros_node, processes, tmp_path
     assert spin_until(ros_node, lambda: int(listener.lockstep['step']) > step + 2, 30)
     log = (tmp_path / 'sim.log').read_text()
     assert 'rejected: non-finite throttle' in log and 'clamped throttle 5' in log
+
+
+class CommandProbe:
+    """Publishes commands for both roles and records each role's odometry / status stamps."""
+
+    def __init__(self, node):
+        self.node = node
+        self.pubs = {role: node.create_publisher(CarlaEgoVehicleControl,
+                                                 f'/carla/{role}/vehicle_control_cmd', 10)
+                     for role in ('hero0', 'hero1')}
+        self.status = {}
+        node.create_subscription(CarlaEgoVehicleStatus, '/carla/hero0/vehicle_status',
+                                 self.on_status, 10)
+
+    def on_status(self, msg):
+        self.status[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg.control
+
+    def matched(self):
+        return all(pub.get_subscription_count() >= 1 for pub in self.pubs.values())
+
+    def publish(self, stamp: Time, throttle: float):
+        for pub in self.pubs.values():
+            command = CarlaEgoVehicleControl(throttle=throttle)
+            command.header.stamp = stamp
+            pub.publish(command)
+
+
+def test_stale_stamped_commands_are_applied_but_do_not_advance_the_tick(
+        ros_node, processes, tmp_path):
+    listener = Listener(ros_node)
+    probe = CommandProbe(ros_node)
+    sim = start_sim(processes, tmp_path, lockstep_timeout=6.0, max_ticks=0)
+    assert spin_until(ros_node, lambda: 'step' in listener.lockstep and probe.matched(), 60)
+    assert listener.lockstep['step'] == '0'
+
+    def step_at_least(n):
+        def reached():
+            rclpy.spin_once(ros_node, timeout_sec=0.05)
+            return int(listener.lockstep.get('step', 0)) >= n
+        return reached
+
+    # both vehicles answer an old step (a pipeline that fell behind): the commands are
+    # applied, but the tick only runs on the lockstep timeout, as a missed tick
+    stale = Time(sec=50)
+    assert spin_until(ros_node, lambda: probe.publish(stale, 0.37) or step_at_least(1)(),
+                      30), 'the tick must still run on the lockstep timeout'
+    assert listener.lockstep['missed_ticks'] == '1'
+    assert set(listener.lockstep['last_missing'].split(',')) == {'hero0', 'hero1'}
+    assert int(listener.lockstep['stale_commands']) >= 2
+    step1 = (0, 100_000_000)
+    assert spin_until(ros_node, lambda: step1 in probe.status, 10)
+    assert probe.status[step1].throttle == pytest.approx(0.37), 'stale command not applied'
+    # commands stamped with the published step complete the tick without a timeout
+    current = Time(sec=step1[0], nanosec=step1[1])
+    assert spin_until(ros_node, lambda: probe.publish(current, 0.2) or step_at_least(2)(),
+                      30)
+    assert listener.lockstep['missed_ticks'] == '1', 'current-stamp commands must count'
+    step2 = (0, 200_000_000)
+    assert spin_until(ros_node, lambda: step2 in probe.status, 10)
+    assert probe.status[step2].throttle == pytest.approx(0.2)
+    assert sim.poll() is None

@@ -28,6 +28,18 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 import torch
 
+try:  # Iron and newer
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
+
+# No default QoS-event handlers (incompatible QoS / type warnings) on our topics: each one is a
+# Python waitable the executor re-adds to its wait set on every wake-up, about 3x the CPU per
+# received message in a composed vehicle (bench/bench_bringup.py). QoS mismatches still show
+# as topics that never deliver, which the tests and the lockstep diagnostics catch.
+QUIET_PUB = PublisherEventCallbacks(use_default_callbacks=False)
+QUIET_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
+
 
 def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
     """Heading (rad, counter-clockwise from +x) of a quaternion."""
@@ -69,14 +81,22 @@ class WorldModelNode(Node):
         self.last_latency_ms = 0.0
 
         prefix = f'/{self.role}'
-        self.latent_pub = self.create_publisher(LatentState, f'{prefix}/latent_state', 10)
-        self.prediction_pub = self.create_publisher(Image, f'{prefix}/prediction_color', 2)
-        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_subscription(Image, f'{prefix}/bev', self.on_bev, 10)
-        self.create_subscription(Action, f'{prefix}/action', self.on_action, 10)
-        self.create_subscription(SharedInformation, f'{prefix}/shared_info', self.on_shared, 10)
-        self.create_subscription(Path, f'{prefix}/plan', self.on_plan, 10)
-        self.create_subscription(Odometry, f'/carla/{self.role}/odometry', self.on_odometry, 10)
+        self.latent_pub = self.create_publisher(LatentState, f'{prefix}/latent_state', 10,
+                                                event_callbacks=QUIET_PUB)
+        self.prediction_pub = self.create_publisher(Image, f'{prefix}/prediction_color', 2,
+                                                    event_callbacks=QUIET_PUB)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10,
+                                              event_callbacks=QUIET_PUB)
+        self.create_subscription(Image, f'{prefix}/bev', self.on_bev, 10,
+                                 event_callbacks=QUIET_SUB)
+        self.create_subscription(Action, f'{prefix}/action', self.on_action, 10,
+                                 event_callbacks=QUIET_SUB)
+        self.create_subscription(SharedInformation, f'{prefix}/shared_info', self.on_shared, 10,
+                                 event_callbacks=QUIET_SUB)
+        self.create_subscription(Path, f'{prefix}/plan', self.on_plan, 10,
+                                 event_callbacks=QUIET_SUB)
+        self.create_subscription(Odometry, f'/carla/{self.role}/odometry', self.on_odometry, 10,
+                                 event_callbacks=QUIET_SUB)
         self.create_timer(float(self.get_parameter('diagnostics_period').value),
                           self.publish_diagnostics)
 
@@ -239,7 +259,7 @@ class WorldModelNode(Node):
         with torch.no_grad():
             actions = torch.full((1, steps), self.prev_action, dtype=torch.long)
             states = self.model.rollout(post, actions, sample=False)
-            probs = torch.sigmoid(self.model.decode(states))[0].numpy()
+            probs = self.model.bev_probs(states)[0].numpy()
         strip = prediction_strip(probs)
         image = Image()
         image.header.stamp = bev_msg.header.stamp
