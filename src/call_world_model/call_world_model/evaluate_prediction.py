@@ -132,7 +132,7 @@ def format_table(results: Dict[int, dict]) -> str:
              '-' * 68]
     for k in sorted(results):
         m, b = results[k]['model'], results[k]['copy_last']
-        lines.append(f"{k:>4} | {m['pixel_accuracy']:>15.4f} | {b['pixel_accuracy']:>9.4f} | "
+        lines.append(f"{k:>4} | {m['pixel_accuracy']:>15.5f} | {b['pixel_accuracy']:>9.5f} | "
                      f"{m['vehicle_iou']:>17.4f} | {b['vehicle_iou']:>9.4f}")
     return '\n'.join(lines)
 
