@@ -212,7 +212,7 @@ class CommNode(Node):
             'max_waypoints': 5, 'fleet_key_file': '', 'private_key_file': '', 'max_age': 0.5,
             'max_speed': 40.0, 'plausibility_slack': 2.0, 'plausibility_memory': 2.0,
             'num_actions': 15, 'qos_depth': 64, 'qos_deadline': 0.2, 'qos_lifespan': 0.3,
-            'content_filter': False, 'h_transport': 'full', 'checkpoint': '',
+            'content_filter': False, 'h_transport': 'replica', 'checkpoint': '',
             'num_threads': 1, 'keyframe_period': 50, 'drift_tolerance': 0.01,
             'keyframe_encoding': 'fp16', 'keyframe_max_bytes': 1000,
             'keyframe_min_request_interval': 5, 'keyframe_request_interval': 5,

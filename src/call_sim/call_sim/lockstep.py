@@ -11,6 +11,10 @@ state) is still applied by the caller but does not complete the tick: otherwise 
 simulator would run ahead of the pipelines and planned commands would arrive for old states.
 An unstamped command (stamp 0) always counts, so external controllers that do not stamp
 (e.g. a manual-control tool) can drive the lockstep.
+
+Start-up: loading a world model takes seconds, so a role that has not sent any command yet
+holds the tick for up to `startup_timeout` seconds after the first tick opened (0 = no hold)
+instead of `timeout`; otherwise the first ticks would be missed while the nodes load.
 """
 from dataclasses import dataclass, field
 
@@ -29,10 +33,15 @@ class Lockstep:
     missed_ticks: int = 0
     stale_commands: int = 0          # commands stamped for another step (applied, not counted)
     last_missing: list[str] = field(default_factory=list)
+    startup_timeout: float = 0.0     # [s] hold for roles never heard, from the first tick
+    heard: set[str] = field(default_factory=set)
+    started_at: float | None = None
 
     def __post_init__(self) -> None:  # noqa: D105
         if self.timeout <= 0.0:
             raise ValueError(f'lockstep timeout must be positive, got {self.timeout}')
+        if self.startup_timeout < 0.0:
+            raise ValueError(f'startup timeout must be >= 0, got {self.startup_timeout}')
 
     def open_tick(self, now: float, roles: list[str] | None = None,
                   stamp: int | None = None) -> None:
@@ -42,6 +51,8 @@ class Lockstep:
         if stamp is not None:
             self.stamp = int(stamp)
         self.opened_at = now
+        if self.started_at is None:
+            self.started_at = now
         self.commanded = set()
 
     def command(self, role: str, stamp: int = UNSTAMPED) -> bool:
@@ -52,6 +63,7 @@ class Lockstep:
         """
         if role not in self.roles:
             return False
+        self.heard.add(role)
         if stamp not in (self.stamp, UNSTAMPED):
             self.stale_commands += 1
             return False
@@ -60,11 +72,15 @@ class Lockstep:
 
     def due(self, now: float) -> bool:
         """Whether the tick should run now; counts a missed tick when it is the timeout."""
-        if all(role in self.commanded for role in self.roles):
+        missing = set(self.roles) - self.commanded
+        if not missing:
             self.last_missing = []
             return True
+        starting = self.started_at is not None and now - self.started_at < self.startup_timeout
+        if starting and missing - self.heard:
+            return False
         if now - self.opened_at >= self.timeout:
             self.missed_ticks += 1
-            self.last_missing = sorted(set(self.roles) - self.commanded)
+            self.last_missing = sorted(missing)
             return True
         return False

@@ -111,6 +111,7 @@ class SimNode(Node):
         super().__init__('carla_sim')
         self.declare_parameter('scenario', 'four_lane_demo')
         self.declare_parameter('lockstep_timeout', 1.0)
+        self.declare_parameter('startup_timeout', 0.0)
         self.declare_parameter('max_ticks', 0)
         self.declare_parameter('publish_period', 0.02)
         self.declare_parameter('republish_period', 0.5)
@@ -121,8 +122,9 @@ class SimNode(Node):
         self.objects_radius = float(self.get_parameter('objects_radius').value)
         self.env = MultiVehicleEnv.from_scenario(scenario)
         _, self.infos = self.env.reset()
-        self.lockstep = Lockstep(list(self.env.agents),
-                                 float(self.get_parameter('lockstep_timeout').value))
+        self.lockstep = Lockstep(
+            list(self.env.agents), float(self.get_parameter('lockstep_timeout').value),
+            startup_timeout=float(self.get_parameter('startup_timeout').value))
         self.commands: dict[str, VehicleControl] = {}
         self.applied: dict[str, VehicleControl] = {}
         self.bad_commands = {'rejected': 0, 'clamped': 0}

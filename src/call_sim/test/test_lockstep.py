@@ -49,3 +49,19 @@ def test_paused_reopen_keeps_the_step_stamp():
     lock.open_tick(0.0, stamp=500_000_000)
     lock.open_tick(0.2)
     assert lock.stamp == 500_000_000 and lock.command('hero0', 500_000_000)
+
+
+def test_startup_holds_ticks_for_vehicles_never_heard_then_times_out():
+    lock = Lockstep(['hero0', 'hero1'], timeout=1.0, startup_timeout=10.0)
+    lock.open_tick(0.0, stamp=100)
+    lock.command('hero0', 100)
+    assert not lock.due(5.0)            # hero1's nodes are still loading: no missed tick
+    lock.command('hero1', 99)           # heard (a stale stop), so the normal timeout applies
+    assert lock.due(5.0) and lock.missed_ticks == 1 and lock.last_missing == ['hero1']
+    silent = Lockstep(['hero0', 'hero1'], timeout=1.0, startup_timeout=10.0)
+    silent.open_tick(0.0)
+    silent.command('hero0')
+    assert not silent.due(9.9)
+    assert silent.due(10.0) and silent.last_missing == ['hero1']   # a dead vehicle: no hang
+    with pytest.raises(ValueError):
+        Lockstep(['hero0'], timeout=1.0, startup_timeout=-1.0)
