@@ -71,9 +71,10 @@ def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
         assert len(probe.stats[role]) - stats_at_kill[role] >= AFTER_KILL - 5
         assert len(probe.commands[role]) - commands_at_kill[role] >= AFTER_KILL
         assert len(probe.actions[role]) - actions_at_kill[role] >= AFTER_KILL - 5  # planned
-    # hero1 planned while it had a world model; without it: controlled stop, said why, and
-    # came to rest
-    assert actions_at_kill['hero1'] >= BEFORE_KILL
+    # hero1 planned while it had a world model (as for the survivors, a loaded machine may
+    # turn a few ticks into watchdog stops); without it: controlled stop, said why, and came
+    # to rest
+    assert actions_at_kill['hero1'] >= BEFORE_KILL - 5
     assert len(probe.actions['hero1']) - actions_at_kill['hero1'] <= 2
     assert any(m.startswith('controlled stop') for m in probe.planner_status['hero1'])
     last = probe.commands['hero1'][-5:]
