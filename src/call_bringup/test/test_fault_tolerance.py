@@ -30,8 +30,9 @@ def checkpoint(tmp_path_factory):
 
 
 def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
-    # after the kill every tick waits the lockstep timeout for hero1's current-step command
-    # (its planner's stops answer its last, stale state): a shorter timeout keeps the run short
+    # after the kill, ticks wait the lockstep timeout for hero1 until its planner presumes the
+    # world model gone (2 s wall) and its stops answer the current step: a shorter timeout
+    # keeps that stretch short
     supervisor = start_graph(str(tmp_path), checkpoint, c=1e9, v2v_faults=FAULTS,
                              overrides={'call_comm': {'initial_range': RANGE,
                                                       'max_range': RANGE},

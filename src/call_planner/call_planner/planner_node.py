@@ -9,8 +9,11 @@ Stamps: a command answers the model state it was computed for, so a planned comm
 its latent state's stamp, and a controlled stop carries the stamp of the newest latent state
 the planner processed (the stale one). The lockstep simulator steps only on commands that
 answer the step it published; stamping watchdog stops with the clock would let it run ahead
-of a slow pipeline. Before the first latent state there is nothing to answer: the watchdog
-then reports the stop but does not command the vehicle.
+of a slow pipeline. A world model that has been silent past the wall-time deadline (2 s, twice
+the lockstep timeout) is presumed gone, not slow: its stops then answer the current step, so
+the other vehicles keep their pace instead of waiting out the lockstep timeout every tick.
+Before the first latent state there is nothing to answer: the watchdog then reports the stop
+but does not command the vehicle.
 """
 import dataclasses
 import math
@@ -226,7 +229,10 @@ class PlannerNode(Node):
         """Command a stop while inputs are stale, even when no message arrives at all."""
         stale = self.watchdog.stale_reasons(self._sim_now(), time.monotonic())
         if stale:
-            self.command_stop('; '.join(stale), self.answered_stamp)
+            stamp = self.answered_stamp
+            if stamp is not None and self.watchdog.silent(LATENT, time.monotonic()):
+                stamp = self.get_clock().now().to_msg()    # gone, not slow: answer this step
+            self.command_stop('; '.join(stale), stamp)
 
     # -- outputs ------------------------------------------------------------------------
     def current_speed(self) -> float:

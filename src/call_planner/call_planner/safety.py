@@ -88,6 +88,17 @@ class InputWatchdog:
                     reasons.append(f'{name}: stale {sim_age:.2f} s sim > {cfg.deadline_sim} s')
         return reasons
 
+    def silent(self, name: str, wall_now: float) -> bool:
+        """
+        Whether input `name` has been silent past the wall-time deadline: presumed gone.
+
+        Only an input that arrived at least once can go silent (before that the node is
+        starting up, not failing).
+        """
+        arrival = self._arrivals[name]
+        return (arrival.wall is not None
+                and wall_now - arrival.wall > self.config.deadline_wall + _ROUNDING)
+
 
 def model_state_fault(valid: bool, z_indices: np.ndarray, h: np.ndarray, stoch: int,
                       classes: int, deter: int) -> Optional[str]:

@@ -238,7 +238,25 @@ def test_stalled_clock_stops_on_the_wall_deadline(harness):
                               timeout=DEADLINE_WALL + WAIT)
     assert harness.spin_until(lambda: any(_is_stop(c) for c in harness.controls))
     assert all(_seconds(c.header.stamp) == pytest.approx(harness.sim_time)
-               for c in harness.controls if _is_stop(c)), 'stop must carry the last state stamp'
+               for c in harness.controls if _is_stop(c)), 'stop must carry the last clock stamp'
+
+
+def test_world_model_gone_past_the_wall_deadline_stops_on_the_current_step(harness):
+    _warm_up(harness)
+    last_latent = harness.sim_time
+    harness.clear()
+    # the world model died; a lockstep simulator keeps stepping on its timeout (here 0.5 s)
+    silent_since = time.monotonic()
+    while time.monotonic() - silent_since < DEADLINE_WALL + 1.0:
+        harness.tick(latent=False)
+        harness.spin_for(0.5)
+    now = harness.sim_time
+    # past the wall deadline the stop answers the published step, so it counts for the
+    # lockstep and the other vehicles keep their pace
+    assert harness.spin_until(lambda: any(
+        _is_stop(c) and _seconds(c.header.stamp) == pytest.approx(now)
+        for c in harness.controls)), [_seconds(c.header.stamp) for c in harness.controls]
+    assert now > last_latent
 
 
 def test_bad_checkpoint_fails_fast_with_a_reason(tmp_path):
