@@ -8,14 +8,14 @@ A message with sequence t carries z_t and a_{t-1} (LatentState.action, "the acti
 into this state"); the receiver advances h_t = f(h_{t-1}, z_{t-1}, a_t-message), starting from
 a keyframe (a quantised h, possibly split into chunks, see `wire_codec.keyframe_parts`).
 
-Deterministic numerics: the step is `RSSM.sequence_step`, the very function the sender's
-observe step runs, on a batch of one in float32 with exact one-hot inputs and a fixed torch
-thread count, so sender and receiver get bit-identical h from identical inputs. The sender
+Deterministic numerics: the step is `RSSM.advance` (exact one-hots into `RSSM.sequence_step`,
+the very function the sender's observe step runs) on a batch of one in float32 with a fixed
+torch thread count, so sender and receiver get bit-identical h from identical inputs. The sender
 runs the same `Replica` on its own messages (`keyframes.KeyframeSender`), so it knows exactly
 what every synchronised receiver holds.
 
-The world model is duck-typed (`.rssm.sequence_step`, `.rssm.action_one_hot`, `.cfg.deter`,
-`.cfg.num_actions`) so call_comm needs call_world_model only at run time, in replica mode.
+The world model is duck-typed (`.rssm.advance`, `.cfg.deter`, `.cfg.num_actions`) so
+call_comm needs call_world_model only at run time, in replica mode.
 """
 from collections import deque
 from dataclasses import dataclass
@@ -38,15 +38,12 @@ class SequenceModel:
         self.rssm = world_model.rssm.eval()
         self.deter = int(world_model.cfg.deter)
         self.num_actions = int(world_model.cfg.num_actions)
-        self.classes = int(world_model.cfg.classes)
 
     @torch.no_grad()
     def step(self, h: torch.Tensor, z_indices: np.ndarray, action: int) -> torch.Tensor:
         """(1, D) h_{t-1}, z_{t-1} indices (S,), a_{t-1} -> (1, D) h_t."""
         z = torch.as_tensor(np.asarray(z_indices, dtype=np.int64)).unsqueeze(0)
-        stoch = torch.nn.functional.one_hot(z, self.classes).to(torch.float32)
-        act = self.rssm.action_one_hot(torch.tensor([int(action)]))
-        return self.rssm.sequence_step(h, stoch, act)
+        return self.rssm.advance(h, z, torch.tensor([int(action)]))
 
 
 @dataclass

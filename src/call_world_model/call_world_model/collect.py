@@ -39,7 +39,6 @@ from call_world_model.shared_pooling import SharedBatch
 from call_world_model.world_model import WorldModel
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 MODES = ('local', 'lss', 'lsi', 'full')
 H_TRANSPORTS = ('full', 'replica')
@@ -377,13 +376,10 @@ class Collector:
                          for h in post['deter'].cpu().numpy()]
             return torch.from_numpy(np.stack(keyframes)).to(post['deter'])
         self._replica_age += 1
-        rssm = self.wm.rssm
-        h = torch.from_numpy(np.stack([sent.h for sent in previous]))
-        z = torch.from_numpy(np.stack([sent.z_indices for sent in previous]))
-        stoch = F.one_hot(z, self.cfg.classes).to(h.dtype)
-        action = rssm.action_one_hot(torch.from_numpy(self._prev_action))
-        return rssm.sequence_step(h.to(post['deter'].device), stoch.to(h.device),
-                                  action.to(h.device))
+        device = post['deter'].device
+        h = torch.from_numpy(np.stack([sent.h for sent in previous])).to(device)
+        z = torch.from_numpy(np.stack([sent.z_indices for sent in previous])).to(device)
+        return self.wm.rssm.advance(h, z, torch.from_numpy(self._prev_action).to(device))
 
     def _update_gates(self, post, waypoints: Dict[str, np.ndarray]) -> None:
         """E_i over the last K steps (``prediction.PredictionErrorTracker``) drives gate i."""

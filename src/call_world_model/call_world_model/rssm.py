@@ -140,6 +140,17 @@ class RSSM(nn.Module):
         stoch = _exact(sample_one_hot(logits) if sample else mode_one_hot(logits))
         return {'deter': prior['deter'], 'stoch': stoch, 'logits': logits}, prior
 
+    def advance(self, deter: torch.Tensor, z_indices: torch.Tensor,
+                action: torch.Tensor) -> torch.Tensor:
+        """
+        h_t from h_{t-1} and the integers a receiver hears: z_{t-1} indices, a_{t-1}.
+
+        (B, D), (B, S) long, (B,) long -> (B, D): the exact one-hots of ``sequence_step``, so a
+        receiver's replica (call_comm.replica) matches the sender's h bit for bit.
+        """
+        stoch = F.one_hot(z_indices.long(), self.cfg.classes).to(deter.dtype)
+        return self.sequence_step(deter, stoch, self.action_one_hot(action))
+
     def action_one_hot(self, action: torch.Tensor) -> torch.Tensor:
         """(B,) long action indices -> (B, num_actions) float one-hot."""
         return F.one_hot(action.long(), self.cfg.num_actions).to(self.initial_deter.dtype)
