@@ -2,12 +2,14 @@
 call_planner benchmark: planning latency per vehicle per tick (paper eq. 3 look-ahead).
 
     python bench/bench_planner.py [--presets small L] [--horizons 5 15] [--ticks 200]
-                                  [--threads 1] [--json]
+                                  [--paths indexed reference] [--threads 1] [--json]
 
 Per tick = what the planner node does for one LatentState: rebuild the model state from
 (z indices, h), then one look-ahead with all 15 first actions imagined as one batch for K steps
 (world-model prior step + reward / continue heads, actor after the first step, critic at
-step K). Models are randomly initialised from call_world_model's presets (latency does not
+step K). Path `indexed` is what the planner runs (call_planner.indexed_lookahead: z as class
+indices, one-hot products as gathers); `reference` is the generic `lookahead.plan` over the
+world model's own modules. Models are randomly initialised from call_world_model's presets (latency does not
 depend on the weights). The L preset is timed with fewer ticks (it is a GPU-sized model).
 Target (DEVELOPERS.md / issue 7): small preset, 1 CPU thread, median <= 15 ms. Wall time
 (median_ms, p95_ms) includes waiting for a core on a loaded machine; cpu_*_ms is this
@@ -27,7 +29,8 @@ for pkg in ('call_planner', 'call_world_model', 'call_sim'):
     sys.path.insert(0, os.path.join(ROOT, 'src', pkg))
 
 # after the source paths: importable without a colcon install
-from call_planner.lookahead import plan  # noqa: E402, I100, I202
+from call_planner.indexed_lookahead import IndexedLookahead  # noqa: E402, I100, I202
+from call_planner.lookahead import plan  # noqa: E402
 from call_planner.model_state import imagination_kwargs, state_from_latent  # noqa: E402
 from call_world_model.actor_critic import ActorCritic  # noqa: E402
 from call_world_model.config import load_config  # noqa: E402
@@ -36,7 +39,7 @@ from call_world_model.world_model import WorldModel  # noqa: E402
 TARGET_MS = 15.0
 
 
-def bench(preset: str, horizon: int, ticks: int, warmup: int = 5) -> dict:
+def bench(preset: str, horizon: int, ticks: int, path: str, warmup: int = 5) -> dict:
     """Time `ticks` look-aheads from random model states; returns the figures."""
     torch.manual_seed(0)
     cfg = load_config(preset)
@@ -44,19 +47,24 @@ def bench(preset: str, horizon: int, ticks: int, warmup: int = 5) -> dict:
     actor = ActorCritic(cfg, cfg.feat_dim, cfg.num_actions).eval()
     rng = np.random.default_rng(0)
     kwargs = imagination_kwargs(model, sample_latent=False)
+    indexed = IndexedLookahead(model, actor) if path == 'indexed' else None
     times, cpu_times = [], []
     for i in range(warmup + ticks):
         z = rng.integers(0, cfg.classes, cfg.stoch).astype(np.uint8)
         h = np.tanh(rng.standard_normal(cfg.deter)).astype(np.float32)
         start, cpu_start = time.perf_counter(), time.process_time()
         state = state_from_latent(z, h, cfg.stoch, cfg.classes)
-        plan(model, actor, state, cfg.num_actions, horizon, cfg.gamma, imagine_kwargs=kwargs)
+        if indexed is not None:
+            indexed.plan(state, cfg.num_actions, horizon, cfg.gamma, imagine_kwargs=kwargs)
+        else:
+            plan(model, actor, state, cfg.num_actions, horizon, cfg.gamma,
+                 imagine_kwargs=kwargs)
         if i >= warmup:
             times.append((time.perf_counter() - start) * 1e3)
             cpu_times.append((time.process_time() - cpu_start) * 1e3)
     params = sum(p.numel() for p in model.parameters()) + sum(
         p.numel() for p in actor.parameters())
-    return {'preset': preset, 'K': horizon, 'ticks': ticks, 'threads': torch.get_num_threads(),
+    return {'preset': preset, 'K': horizon, 'path': path, 'ticks': ticks, 'threads': torch.get_num_threads(),
             'params_M': round(params / 1e6, 1),
             'median_ms': round(float(np.median(times)), 2),
             'p95_ms': round(float(np.percentile(times, 95)), 2),
@@ -72,6 +80,8 @@ def main() -> None:
     parser.add_argument('--ticks', type=int, default=200)
     parser.add_argument('--large-ticks', type=int, default=20,
                         help='ticks for the L preset')
+    parser.add_argument('--paths', nargs='+', choices=('indexed', 'reference'),
+                        default=['indexed', 'reference'])
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args()
@@ -80,15 +90,16 @@ def main() -> None:
     rows = []
     for preset in args.presets:
         for horizon in args.horizons:
-            ticks = args.large_ticks if preset == 'L' else args.ticks
-            row = bench(preset, horizon, ticks)
-            if preset == 'small':
-                row['target_ms'] = TARGET_MS
-                row['meets_target'] = row['median_ms'] <= TARGET_MS
-                row['cpu_meets_target'] = row['cpu_median_ms'] <= TARGET_MS
-            rows.append(row)
-            if not args.json:
-                print(' '.join(f'{k}={v}' for k, v in row.items()), flush=True)
+            for path in args.paths:
+                ticks = args.large_ticks if preset == 'L' else args.ticks
+                row = bench(preset, horizon, ticks, path)
+                if preset == 'small':
+                    row['target_ms'] = TARGET_MS
+                    row['meets_target'] = row['median_ms'] <= TARGET_MS
+                    row['cpu_meets_target'] = row['cpu_median_ms'] <= TARGET_MS
+                rows.append(row)
+                if not args.json:
+                    print(' '.join(f'{k}={v}' for k, v in row.items()), flush=True)
     if args.json:
         print(json.dumps(rows, indent=1))
 

@@ -142,6 +142,11 @@ def plan(world_model: ImaginingModel, actor_critic: PolicyAndValue, state: State
                                      expand_state(state, num_actions), first_actions,
                                      horizon, gamma, sample, generator,
                                      expand_kwargs(imagine_kwargs, num_actions))
+    return best_plan(scores, actions)
+
+
+def best_plan(scores: torch.Tensor, actions: torch.Tensor) -> Plan:
+    """Pick the highest score (B,) among rollouts with actions (B, K); ties: the lowest."""
     scores_np = scores.numpy().astype(np.float64)
     if not np.all(np.isfinite(scores_np)):
         raise FloatingPointError('look-ahead produced non-finite scores')

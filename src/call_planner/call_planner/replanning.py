@@ -18,6 +18,7 @@ steps, so that is the option `replan_every`:
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from call_planner.indexed_lookahead import IndexedLookahead
 from call_planner.lookahead import ImaginingModel, Plan, plan, PolicyAndValue, State
 import torch
 
@@ -71,6 +72,10 @@ class ReplanningPolicy:
         self.num_actions = num_actions
         self.config = config
         self.generator = generator
+        # call_world_model's own models take the index-gather path (same plans, half the
+        # multiply-adds); other ImaginingModels (tests' toy models) the generic one
+        self._indexed = (IndexedLookahead(world_model, actor_critic)
+                         if IndexedLookahead.supports(world_model, actor_critic) else None)
         self.reset()
 
     def reset(self) -> None:
@@ -90,9 +95,14 @@ class ReplanningPolicy:
         refresh = self._intention is None or self._intention_age >= cfg.horizon
         replan = refresh or self._active is None or self._active_age >= cfg.replan_every
         if replan:
-            self._active = plan(self.world_model, self.actor_critic, state, self.num_actions,
-                                cfg.horizon, cfg.gamma, cfg.sample_actor, self.generator,
-                                imagine_kwargs)
+            if self._indexed is not None:
+                self._active = self._indexed.plan(state, self.num_actions, cfg.horizon,
+                                                  cfg.gamma, cfg.sample_actor, self.generator,
+                                                  imagine_kwargs)
+            else:
+                self._active = plan(self.world_model, self.actor_critic, state,
+                                    self.num_actions, cfg.horizon, cfg.gamma, cfg.sample_actor,
+                                    self.generator, imagine_kwargs)
             self._active_age = 0
         if refresh:
             self._intention = self._active

@@ -1,0 +1,160 @@
+"""
+The eq. 3 look-ahead of a DreamerV3 world model with z carried as class indices.
+
+Every layer that reads the model state [h, one-hot z] (actor, reward, continue, critic,
+sequence-model input) spends 1024 of its input columns on a one-hot with 32 ones. Here those
+products become gathers of 32 rows from a per-layer table, and the actor, reward and continue
+heads share one matrix product over h. That halves the look-ahead's multiply-adds (the
+planner's largest cost per vehicle and tick, bench/bench_planner.py) without changing what
+it computes: the same layers and weights, summed in a different order (float32 rounding).
+`lookahead.rollout_scores` stays the reference that tests compare against.
+
+The tables are copies of the weights taken at construction: build a new instance (or call
+`refresh`) after the weights change.
+"""
+from typing import Optional
+
+from call_planner.lookahead import best_plan, expand_state, Plan, State
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def _split_first_layer(mlp: nn.Module, dense: int) -> tuple:
+    """First Linear of a call_world_model MLP -> (dense part (out, D), z table (S*K, out))."""
+    linear = mlp.hidden[0][0]
+    weight = linear.weight.detach()
+    return weight[:, :dense], weight[:, dense:].t().contiguous()
+
+
+def _rest(mlp: nn.Module, first_out: torch.Tensor) -> torch.Tensor:
+    """Norm + activation of the first layer, then the MLP's remaining layers and output."""
+    first = mlp.hidden[0]
+    x = first[2](first[1](first_out))
+    for layer in list(mlp.hidden)[1:]:
+        x = layer(x)
+    return mlp.out(x) if mlp.out is not None else x
+
+
+class IndexedLookahead:
+    """Rollout scores of (WorldModel, ActorCritic) for a batch of first actions."""
+
+    @staticmethod
+    def supports(world_model: object, actor_critic: object) -> bool:
+        """Tell whether the models are call_world_model's unconditioned RSSM and heads."""
+        rssm = getattr(world_model, 'rssm', None)
+        return (rssm is not None and not getattr(rssm, 'conditioned', True)
+                and hasattr(world_model, 'heads') and hasattr(actor_critic, 'critic'))
+
+    def __init__(self, world_model: nn.Module, actor_critic: nn.Module):
+        """Snapshot the weights of the layers that read [h, z] into index tables."""
+        if not self.supports(world_model, actor_critic):
+            raise ValueError('IndexedLookahead needs an unconditioned call_world_model '
+                             'RSSM with its reward/continue heads and an ActorCritic')
+        self.world_model = world_model
+        self.actor_critic = actor_critic
+        self.refresh()
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Re-read the weights (after training or loading changed them)."""
+        cfg = self.world_model.cfg
+        self.stoch, self.classes, self.deter = cfg.stoch, cfg.classes, cfg.deter
+        self.unimix = cfg.unimix
+        heads = [self.actor_critic.actor, self.world_model.heads['reward'],
+                 self.world_model.heads['cont']]
+        parts = [_split_first_layer(mlp, self.deter) for mlp in heads]
+        self.head_sizes = [dense.shape[0] for dense, _ in parts]
+        self.heads_dense = torch.cat([dense for dense, _ in parts], 0).t().contiguous()
+        self.heads_table = torch.cat([table for _, table in parts], 1)
+        critic_dense, self.critic_table = _split_first_layer(self.actor_critic.critic,
+                                                             self.deter)
+        self.critic_dense = critic_dense.t().contiguous()
+        rssm = self.world_model.rssm
+        img_in = rssm.img_in[0].weight.detach()
+        flat = self.stoch * self.classes
+        self.img_z_table = img_in[:, :flat].t().contiguous()
+        self.img_action_table = img_in[:, flat:].t().contiguous()
+        self.offsets = torch.arange(self.stoch) * self.classes
+
+    def _gather(self, table: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Sum over latents of table rows: one_hot(z) (B, S*K) @ table, as gathers."""
+        return F.embedding(z + self.offsets, table).sum(1)
+
+    def _heads(self, deter: torch.Tensor, z: torch.Tensor) -> tuple:
+        """Actor logits, reward and continue probability of states (deter, z)."""
+        first = deter @ self.heads_dense + self._gather(self.heads_table, z)
+        actor_in, reward_in, cont_in = first.split(self.head_sizes, -1)
+        wm = self.world_model
+        logits = _rest(self.actor_critic.actor, actor_in)
+        reward = wm.reward_dist.mean(_rest(wm.heads['reward'], reward_in))
+        cont = torch.sigmoid(_rest(wm.heads['cont'], cont_in).squeeze(-1))
+        return logits, reward, cont
+
+    def _next_z(self, deter: torch.Tensor, sample: bool) -> torch.Tensor:
+        """
+        Prior z_t ~ p(z | h_t) as indices (B, S): its mode, or a unimix sample.
+
+        Samples come from torch's global generator, as `RSSM.img_step` draws them.
+        """
+        raw = self.world_model.rssm.img_out(deter).view(-1, self.stoch, self.classes)
+        if not sample:
+            return raw.argmax(-1)     # unimix keeps the order of the classes
+        probs = (1.0 - self.unimix) * torch.softmax(raw, -1) + self.unimix / self.classes
+        flat = torch.multinomial(probs.view(-1, self.classes), 1)
+        return flat.view(-1, self.stoch)
+
+    @torch.inference_mode()
+    def rollout_scores(self, start: State, first_actions: torch.Tensor, horizon: int,
+                       gamma: float, sample_actor: bool = False, sample_latent: bool = False,
+                       generator: Optional[torch.Generator] = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score rollouts like `lookahead.rollout_scores` (start: batch-sized model state)."""
+        if horizon < 1:
+            raise ValueError(f'horizon must be >= 1, got {horizon}')
+        rssm = self.world_model.rssm
+        deter = start['deter']
+        z = start['stoch'].argmax(-1)
+        action = first_actions.long()
+        actions = []
+        score = torch.zeros(action.shape[0], dtype=torch.float32)
+        alive = torch.ones_like(score)
+        logits = None
+        for k in range(horizon):
+            if k > 0:
+                action = self._next_action(logits, sample_actor, generator)
+            actions.append(action)
+            x = self._gather(self.img_z_table, z) + self.img_action_table[action]
+            deter = rssm.gru(rssm.img_in[2](rssm.img_in[1](x)), deter)
+            z = self._next_z(deter, sample_latent)
+            logits, reward, cont = self._heads(deter, z)
+            score = score + (gamma ** k) * alive * reward.float()
+            alive = alive * cont.float()
+        critic_in = deter @ self.critic_dense + self._gather(self.critic_table, z)
+        value = self.actor_critic.value_dist.mean(_rest(self.actor_critic.critic, critic_in))
+        score = score + (gamma ** horizon) * alive * value.float()
+        return score, torch.stack(actions, dim=1)
+
+    def plan(self, state: State, num_actions: int, horizon: int, gamma: float,
+             sample: bool = False, generator: Optional[torch.Generator] = None,
+             imagine_kwargs: Optional[dict] = None) -> Plan:
+        """
+        Plan like `lookahead.plan`, with the models bound.
+
+        Of `imagine_kwargs` only `sample` (imagined z drawn or the mode; default True as in
+        `WorldModel.imagine_step`) acts: shared information does not enter an unconditioned
+        sequence model.
+        """
+        sample_latent = bool((imagine_kwargs or {}).get('sample', True))
+        scores, actions = self.rollout_scores(
+            expand_state({'deter': state['deter'], 'stoch': state['stoch']}, num_actions),
+            torch.arange(num_actions), horizon, gamma, sample, sample_latent, generator)
+        return best_plan(scores, actions)
+
+    def _next_action(self, logits: torch.Tensor, sample: bool,
+                     generator: Optional[torch.Generator]) -> torch.Tensor:
+        if not sample:
+            return logits.argmax(-1)      # unimix keeps the order of the actions
+        probs = (1.0 - self.unimix) * torch.softmax(logits.float(), -1) \
+            + self.unimix / logits.shape[-1]
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
