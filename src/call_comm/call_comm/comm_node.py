@@ -14,7 +14,7 @@ empty h (pose, z and intention still count).
 """
 import array
 import math
-from typing import Optional, Tuple
+from typing import Optional
 
 from builtin_interfaces.msg import Time
 from call_comm import wire_codec
@@ -25,6 +25,7 @@ from call_comm.keyframes import (KeyframeConfig, KeyframeRequester, KeyframeRequ
 from call_comm.range_gate import RangeGate
 from call_comm.replica import ReplicaBank, SequenceModel
 from call_comm.replica_link import LinkReceiver, LinkSender
+from call_comm.stamped_poses import Pose, StampedPoses
 from call_msgs.msg import (CommStats, KeyframeRequest, LatentMessage, LatentState,
                            NeighbourLatent, SharedInformation)
 from nav_msgs.msg import Odometry, Path
@@ -113,6 +114,10 @@ def _seconds(stamp: Time) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def _nanoseconds(stamp: Time) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
 def _yaw(q) -> float:
     return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
 
@@ -176,7 +181,7 @@ class CommNode(Node):
             self.fleet, self.signer, bank, requester, p['max_age'])
         self.inbox = self.link.inbox
         self.sequence = 0
-        self.pose: Optional[Tuple[float, float, float, float]] = None
+        self.poses: StampedPoses[LatentState] = StampedPoses()
         self.plan_xy = np.zeros((0, 2))
         self.latest_state_time: Optional[float] = None
 
@@ -252,8 +257,11 @@ class CommNode(Node):
     def _on_odometry(self, msg: Odometry) -> None:
         pose = msg.pose.pose
         twist = msg.twist.twist.linear
-        self.pose = (pose.position.x, pose.position.y, _yaw(pose.orientation),
-                     math.hypot(twist.x, twist.y))
+        ready = self.poses.add(_nanoseconds(msg.header.stamp), (
+            pose.position.x, pose.position.y, _yaw(pose.orientation),
+            math.hypot(twist.x, twist.y)))
+        if ready is not None:
+            self._step(*ready)
 
     def _on_plan(self, msg: Path) -> None:
         self.plan_xy = np.array([[s.pose.position.x, s.pose.position.y] for s in msg.poses],
@@ -280,7 +288,12 @@ class CommNode(Node):
             self.sender.keyframes.request()
 
     def _on_state(self, state: LatentState) -> None:
-        if self.pose is None:
+        # the step runs with the ego pose of the state's own stamp (call_comm.stamped_poses)
+        for ready_state, pose in self.poses.match(_nanoseconds(state.header.stamp), state):
+            self._step(ready_state, pose)
+
+    def _step(self, state: LatentState, pose: Optional[Pose]) -> None:
+        if pose is None:
             self.get_logger().warning('no odometry yet; skipping the step',
                                       throttle_duration_sec=5.0)
             return
@@ -289,8 +302,8 @@ class CommNode(Node):
         if state.valid:
             self.gate.update(state.prediction_error)
         comm_range = self.gate.comm_range
-        bytes_sent = self._publish_own(state) if state.valid else 0
-        delivery = self.link.collect(self.pose[:2], comm_range, now)
+        bytes_sent = self._publish_own(state, pose) if state.valid else 0
+        delivery = self.link.collect(pose[:2], comm_range, now)
         request_bytes = 0
         for req in self.link.take_requests((state.header.stamp.sec,
                                             state.header.stamp.nanosec)):
@@ -299,15 +312,14 @@ class CommNode(Node):
         self._publish_shared(state, comm_range, delivery)
         self._publish_stats(state, comm_range, delivery, bytes_sent, request_bytes)
         if self.filtering:
-            self.v2v_sub.set_content_filter(CONTENT_FILTER, self._filter_parameters(
-                *self.pose[:2]))
+            self.v2v_sub.set_content_filter(CONTENT_FILTER, self._filter_parameters(*pose[:2]))
 
     # ------------------------------------------------------------------------- publishing
-    def _publish_own(self, state: LatentState) -> int:
+    def _publish_own(self, state: LatentState, pose: Pose) -> int:
         try:
             wire = self.sender.message(
                 self.sequence, (state.header.stamp.sec, state.header.stamp.nanosec),
-                self.pose, np.frombuffer(bytes(state.z_indices), dtype=np.uint8),
+                pose, np.frombuffer(bytes(state.z_indices), dtype=np.uint8),
                 np.asarray(state.h, dtype=np.float32), state.action, self.plan_xy)
         except wire_codec.CodecError as error:
             self.get_logger().error(f'own latent state not encodable: {error}',

@@ -85,13 +85,18 @@ class Harness:
         state.action = 3
         state.prediction_error = error
         state.valid = True
-        odom = Odometry()
-        odom.header.frame_id = 'map'
-        odom.pose.pose.orientation.w = 1.0
-        self.odom_pub.publish(odom)
+        self.odom_pub.publish(self.odometry(key))
         self.state_pub.publish(state)
         ok = self.spin_until(lambda: key in self.stats and key in self.shared, timeout=2.0)
         return (self.stats.get(key), self.shared.get(key)) if ok else (None, None)
+
+    def odometry(self, key, x=0.0):
+        odom = Odometry()
+        odom.header.frame_id = 'map'
+        odom.header.stamp.sec, odom.header.stamp.nanosec = key
+        odom.pose.pose.position.x = x
+        odom.pose.pose.orientation.w = 1.0
+        return odom
 
     def craft(self, sender='hero1', x=10.0, y=0.0, seq=None, t=None, sign_as=None):
         """Return a well-formed message of `sender` stamped at the coming step."""
@@ -270,3 +275,25 @@ def test_sender_out_of_range_is_counted_not_delivered(harness):
             break
     assert stats.dropped_out_of_range > base.dropped_out_of_range
     assert 'hero3' not in list(stats.neighbours)
+
+
+def test_step_waits_for_the_pose_of_its_own_stamp(harness):
+    """A state that overtakes its odometry is gated from that odometry's pose."""
+    _accept_good(harness, 'hero1', x=10.0)          # in range of the ego at x = 0
+    harness.send(harness.craft('hero1', x=10.0))
+    harness.spin_until(lambda: False, timeout=0.15)
+    harness.t = round(harness.t + 0.1, 3)
+    key = harness.stamp()
+    state = LatentState()
+    state.header.stamp.sec, state.header.stamp.nanosec = key
+    state.z_indices = bytes(range(32))
+    state.h = [0.5] * H_DIM
+    state.action = 3
+    state.valid = True
+    harness.state_pub.publish(state)        # the ego respawned 1 km away; its odometry lags
+    assert not harness.spin_until(lambda: key in harness.stats, timeout=0.5)
+    harness.odom_pub.publish(harness.odometry(key, x=1000.0))
+    assert harness.spin_until(lambda: key in harness.stats and key in harness.shared)
+    assert 'hero1' not in list(harness.stats[key].neighbours)
+    own = [m for m in harness.own if (m.stamp.sec, m.stamp.nanosec) == key]
+    assert own and own[-1].x == pytest.approx(1000.0)

@@ -84,14 +84,16 @@ def test_messages_without_h_are_accepted_and_rebuilt(graph):
     for t in range(1, 40):
         truth = {}
         for role, x in zip(ROLES, (0.0, 10.0)):
+            stamp = (100 + t // 10, t % 10 * 10 ** 8)
             odom = Odometry()
+            odom.header.stamp.sec, odom.header.stamp.nanosec = stamp
             odom.pose.pose.position.x = x
             odom.pose.pose.orientation.w = 1.0
             odom_pub[role].publish(odom)
             z, a, h = worlds[role].step()
             truth[role] = h
             state = LatentState()
-            state.header.stamp.sec, state.header.stamp.nanosec = 100 + t // 10, t % 10 * 10 ** 8
+            state.header.stamp.sec, state.header.stamp.nanosec = stamp
             state.z_indices = z.tobytes()
             state.h = h.tolist()
             state.action = a
