@@ -12,6 +12,9 @@ LatentMessage v2 names its sender by key id only. The relay tells a vehicle's ow
 from the copies it delivered itself by their signatures (it remembers what it published), and
 learns each vehicle's key id from its own messages, or from `fleet_key_file` when given; a
 forged copy impersonating a vehicle whose key id is not known yet is counted `forge_skipped`.
+With `link_on_first_message` (default) a link comes up when its vehicle is first heard (its
+comm node, and so its subscription, exists); copies for a vehicle not heard yet are counted
+`unlinked` and not sent, so every copy counted as sent had a receiver to count it.
 """
 import collections
 from dataclasses import dataclass, field
@@ -29,7 +32,8 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-FAULT_KINDS = ('relayed', 'dropped_loss', 'delayed', 'forged', 'replayed', 'forge_skipped')
+FAULT_KINDS = ('relayed', 'dropped_loss', 'delayed', 'forged', 'replayed', 'forge_skipped',
+               'unlinked')
 RELAYED_MEMORY = 4096       # signatures of published copies remembered (>> messages in flight)
 
 
@@ -87,7 +91,7 @@ class V2vFaultRelay(Node):
             ('loss_probability', 0.0), ('delay_s', 0.0), ('forge_probability', 0.0),
             ('replay_probability', 0.0), ('replay_age', 20), ('seed', 0),
             ('qos_depth', 64), ('qos_deadline', 0.2), ('report_period_s', 0.5),
-            ('fleet_key_file', ''))}
+            ('fleet_key_file', ''), ('link_on_first_message', True))}
         self.plan = FaultPlan(float(p['loss_probability']), float(p['delay_s']),
                               float(p['forge_probability']), float(p['replay_probability']),
                               int(p['replay_age']), int(p['seed']))
@@ -98,6 +102,9 @@ class V2vFaultRelay(Node):
             fleet = Fleet.load(p['fleet_key_file'])
             self.key_ids = {r: fleet.key_id(r) for r in self.roles if fleet.knows(r)}
         self.relayed: collections.OrderedDict = collections.OrderedDict()
+        # vehicles heard at least once; every vehicle when links need no first message
+        self.link_on_first_message = bool(p['link_on_first_message'])
+        self.linked: set = set() if self.link_on_first_message else set(self.roles)
         # comm nodes ask for a deadline on their V2V subscription: offer one at least as tight
         qos = QoSProfile(depth=int(p['qos_depth']), history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -123,6 +130,10 @@ class V2vFaultRelay(Node):
                 f'forge={plan.forge_probability} replay={plan.replay_probability}')
 
     def _deliver(self, destination: str, message: LatentMessage, kind: str) -> None:
+        if destination not in self.linked:
+            self.plan.counts['unlinked'] += 1
+            self.plan.counts[f'unlinked:{destination}'] += 1
+            return
         if self.plan.delay_s > 0:
             release = self.get_clock().now().nanoseconds + int(self.plan.delay_s * 1e9)
             entry = (release, next(self.delivery_order), destination, message, kind)
@@ -145,6 +156,7 @@ class V2vFaultRelay(Node):
     def _on_message(self, source: str, message: LatentMessage) -> None:
         if bytes(message.signature) in self.relayed:
             return                              # a copy this relay delivered to `source`
+        self.linked.add(source)
         self.key_ids.setdefault(source, message.sender_key_id)
         history = self.history[source]
         if self.plan.replay() and len(history) == history.maxlen:

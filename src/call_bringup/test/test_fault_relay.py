@@ -32,11 +32,17 @@ def _signature(sequence: int) -> np.ndarray:
     return np.frombuffer(sequence.to_bytes(4, 'big') * 16, dtype=np.uint8) | np.uint8(0x80)
 
 
-def run_relay(params: dict, messages: int, hero0: int = HERO0) -> tuple[dict, dict]:
-    """Publish `messages` from hero0 through a relay; what each vehicle got + relay counts."""
+def run_relay(params: dict, messages: int, hero0: int = HERO0,
+              hello_from: tuple = ()) -> tuple[dict, dict]:
+    """
+    Publish `messages` from hero0 through a relay; what each vehicle got + relay counts.
+
+    Only hero0 speaks, so its links to the others are up from the start unless `params` say
+    otherwise; vehicles in `hello_from` send one message (sequence 0) halfway through.
+    """
     args = [sys.executable, '-m', 'call_bringup.fault_injection', '--ros-args',
             '-p', 'role_names:=[hero0, hero1, hero2]']
-    for key, value in params.items():
+    for key, value in {'link_on_first_message': False, **params}.items():
         args += ['-p', f'{key}:={value}']
     relay = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     context = rclpy.Context()
@@ -50,6 +56,8 @@ def run_relay(params: dict, messages: int, hero0: int = HERO0) -> tuple[dict, di
                          reliability=ReliabilityPolicy.BEST_EFFORT,
                          deadline=Duration(seconds=0.2))
         publisher = node.create_publisher(LatentMessage, '/v2v/latents/hero0', qos)
+        hellos = {r: node.create_publisher(LatentMessage, f'/v2v/latents/{r}', qos)
+                  for r in hello_from}
         for role in ROLES:
             node.create_subscription(LatentMessage, f'/v2v/latents/{role}',
                                      lambda m, r=role: received[r].append(m), qos)
@@ -59,6 +67,10 @@ def run_relay(params: dict, messages: int, hero0: int = HERO0) -> tuple[dict, di
         assert publisher.get_subscription_count() == 2, 'relay never subscribed'
         time.sleep(1.0)                    # the relay's publishers match our subscribers too
         for sequence in range(messages):
+            if sequence == messages // 2:
+                for role, hello in hellos.items():
+                    hello.publish(LatentMessage(sender_key_id=ROLES.index(role), sequence=0,
+                                                signature=_signature(1000 + ROLES.index(role))))
             publisher.publish(LatentMessage(sender_key_id=hero0, sequence=sequence,
                                             signature=_signature(sequence)))
             end = time.monotonic() + 0.02
@@ -114,3 +126,13 @@ def test_without_a_fleet_file_unknown_key_ids_cannot_be_forged():
     assert counts['forge_skipped'] == 10 and counts['forged'] == 0   # only hero0 spoke
     assert counts['relayed'] == 2 * 10
     assert all(m.sender_key_id == HERO0 for r in ROLES for m in received[r])
+
+
+def test_links_come_up_when_their_vehicle_is_first_heard():
+    received, counts = run_relay({'link_on_first_message': True}, 20, hello_from=('hero1',))
+    from_hero0 = {r: [m for m in received[r] if m.sender_key_id == HERO0] for r in ROLES}
+    assert from_hero0['hero2'] == []                  # never heard: never linked
+    assert 0 < len(from_hero0['hero1']) <= 10         # linked halfway through
+    assert counts['relayed'] == len(from_hero0['hero1']) + 1    # + hero1's hello to hero0
+    assert counts['unlinked'] == 40 - len(from_hero0['hero1']) + 1  # + its hello to hero2
+    assert counts['unlinked:hero2'] == 21
