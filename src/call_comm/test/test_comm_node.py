@@ -74,8 +74,8 @@ class Harness:
         sec = int(self.t)
         return sec, int(round((self.t - sec) * 1e9))
 
-    def step(self, error=1.0):
-        """Publish one own LatentState; return (CommStats, SharedInformation) of that step."""
+    def next_state(self, error=1.0):
+        """Advance the clock one step; return (stamp key, own LatentState of that step)."""
         self.t = round(self.t + 0.1, 3)
         key = self.stamp()
         state = LatentState()
@@ -85,6 +85,11 @@ class Harness:
         state.action = 3
         state.prediction_error = error
         state.valid = True
+        return key, state
+
+    def step(self, error=1.0):
+        """Publish one own LatentState; return (CommStats, SharedInformation) of that step."""
+        key, state = self.next_state(error)
         self.odom_pub.publish(self.odometry(key))
         self.state_pub.publish(state)
         ok = self.spin_until(lambda: key in self.stats and key in self.shared, timeout=2.0)
@@ -282,14 +287,7 @@ def test_step_waits_for_the_pose_of_its_own_stamp(harness):
     _accept_good(harness, 'hero1', x=10.0)          # in range of the ego at x = 0
     harness.send(harness.craft('hero1', x=10.0))
     harness.spin_until(lambda: False, timeout=0.15)
-    harness.t = round(harness.t + 0.1, 3)
-    key = harness.stamp()
-    state = LatentState()
-    state.header.stamp.sec, state.header.stamp.nanosec = key
-    state.z_indices = bytes(range(32))
-    state.h = [0.5] * H_DIM
-    state.action = 3
-    state.valid = True
+    key, state = harness.next_state()
     harness.state_pub.publish(state)        # the ego respawned 1 km away; its odometry lags
     assert not harness.spin_until(lambda: key in harness.stats, timeout=0.5)
     harness.odom_pub.publish(harness.odometry(key, x=1000.0))
