@@ -6,8 +6,9 @@ sequence-model input) spends 1024 of its input columns on a one-hot with 32 ones
 products become gathers of 32 rows from a per-layer table, and the actor, reward and continue
 heads share one matrix product over h. That removes about half of the look-ahead's
 multiply-adds (35 % less CPU per plan, bench/bench_planner.py; the planner is the largest cost
-per vehicle and tick) without changing what it computes: the same layers and weights, summed in a different order (float32 rounding).
-`lookahead.rollout_scores` stays the reference that tests compare against.
+per vehicle and tick) without changing what it computes: the same layers and weights, summed
+in a different order (float32 rounding). `lookahead.rollout_scores` stays the reference that
+tests compare against.
 
 The tables are copies of the weights taken at construction: build a new instance (or call
 `refresh`) after the weights change.

@@ -7,7 +7,9 @@ probabilities (``WorldModel.bev_probs``) at 0.5 and compare with the true frames
 per k because per-pixel accuracy alone is inflated by empty background (wayveai/fiery, mile):
 per-pixel accuracy over all channels and the IoU of the vehicle channels (seen + shared
 vehicles; the ego box never moves in its own frame and is left out). The baseline predicts
-that frame t0 + k equals the last context frame.
+that frame t0 + k equals the last context frame. k = 0 scores the reconstruction of that last
+context frame from its posterior (the baseline is then the frame itself): what the latent
+holds at all, the ceiling of every k > 0.
 """
 import argparse
 import dataclasses
@@ -65,16 +67,26 @@ def evaluate_batch(world_model: WorldModel, batch: dict, context: int,
     shared = batch.get('shared')
     intention = batch.get('intention')
     world_model.eval()
+    context_shared = _each(shared, lambda x: x[:, :context])
+    context_intention = intention[:, :context] if intention is not None else None
+    last = bev[:, context - 1] > 0
+    results = {}
+    if 0 in horizons:
+        posts, _ = world_model.observe(
+            bev[:, :context], batch['prev_action'][:, :context], batch['is_first'][:, :context],
+            context_shared, context_intention, sample=False)
+        recon = world_model.bev_probs({k: v[:, -1] for k, v in posts.items()})
+        results[0] = {'model': frame_scores(recon.cpu() > threshold, last),
+                      'copy_last': frame_scores(last, last)}
+    if horizon == 0:
+        return results
     probs = world_model.predict_bev(
         bev[:, :context], batch['prev_action'][:, :context],
         batch['prev_action'][:, context:context + horizon],
         context_is_first=batch['is_first'][:, :context],
-        shared=_each(shared, lambda x: x[:, :context]),
-        intention=intention[:, :context] if intention is not None else None)
+        shared=context_shared, intention=context_intention)
     truth = bev[:, context:context + horizon] > 0
-    last = bev[:, context - 1] > 0
-    results = {}
-    for k in horizons:
+    for k in (k for k in horizons if k > 0):
         results[k] = {'model': frame_scores(probs[:, k - 1].cpu() > threshold, truth[:, k - 1]),
                       'copy_last': frame_scores(last, truth[:, k - 1])}
     return results
@@ -97,8 +109,8 @@ def evaluate(world_model: WorldModel, env, settings: CollectConfig, horizons=DEF
              batch_size: int = 8) -> Dict[int, dict]:
     """Collect fresh experience with ``world_model`` and score its k-step predictions."""
     horizons = tuple(sorted(int(k) for k in horizons))
-    if not horizons or horizons[0] < 1:
-        raise ValueError(f'horizons must be positive integers, got {horizons}')
+    if not horizons or horizons[0] < 0:
+        raise ValueError(f'horizons must be integers >= 0 (0 = reconstruction), got {horizons}')
     if context < 1:
         raise ValueError(f'context must be >= 1, got {context}')
     length = context + horizons[-1]
@@ -152,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help='replica: steps between h keyframes (call_comm comm.yaml: 100)')
     parser.add_argument('--keyframe-encoding', choices=('fp16', 'int8'), default='int8',
                         help='replica: keyframe quantisation (call_comm comm.yaml: int8)')
-    parser.add_argument('--horizons', type=int, nargs='+', default=list(DEFAULT_HORIZONS))
+    parser.add_argument('--horizons', type=int, nargs='+', default=list(DEFAULT_HORIZONS),
+                        help='k to score; 0 = reconstruction of the last context frame')
     parser.add_argument('--context', type=int, default=5)
     parser.add_argument('--windows', type=int, default=32, help='evaluated sequences')
     parser.add_argument('--env-steps', dest='env_steps', type=int, default=None,

@@ -1,4 +1,5 @@
 """End-to-end `call_train` (tiny preset, real simulator), resume, and k-step evaluation."""
+import math
 import os
 
 from call_sim.env import MultiVehicleEnv
@@ -91,10 +92,15 @@ def test_evaluate_prediction_reports_both_metrics_for_model_and_baseline():
     env = MultiVehicleEnv.from_scenario(SCENARIO)
     try:
         results = evaluate(WorldModel(cfg), env, CollectConfig(mode='lsi', threshold=20.0),
-                           horizons=(2, 4), context=3, windows=4, env_steps=12)
+                           horizons=(0, 2, 4), context=3, windows=4, env_steps=12)
     finally:
         env.close()
-    assert sorted(results) == [2, 4]
+    assert sorted(results) == [0, 2, 4]
+    # k = 0 is the reconstruction of the last context frame; its "baseline" is that frame
+    baseline_iou = results[0]['copy_last']['vehicle_iou']
+    assert results[0]['copy_last']['pixel_accuracy'] == 1.0
+    assert baseline_iou == 1.0 or math.isnan(baseline_iou)      # nan: no vehicle in view
+    assert 0.0 <= results[0]['model']['pixel_accuracy'] < 1.0   # an untrained decoder
     for k in (2, 4):
         for who in ('model', 'copy_last'):
             assert 0.0 <= results[k][who]['pixel_accuracy'] <= 1.0
@@ -102,4 +108,4 @@ def test_evaluate_prediction_reports_both_metrics_for_model_and_baseline():
     # copy-last of a continuous drive is close but not identical to the truth
     assert 0.5 < results[2]['copy_last']['pixel_accuracy'] < 1.0
     table = format_table(results)
-    assert 'pixel acc model' in table and len(table.splitlines()) == 4
+    assert 'pixel acc model' in table and len(table.splitlines()) == 5
