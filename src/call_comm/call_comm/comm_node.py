@@ -35,6 +35,7 @@ from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time as RosTime
 
 try:  # Iron and newer
     from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
@@ -112,10 +113,6 @@ def load_sequence_model(path: str, num_threads: int) -> SequenceModel:
 
 def _seconds(stamp: Time) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
-
-
-def _nanoseconds(stamp: Time) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def _yaw(q) -> float:
@@ -257,7 +254,7 @@ class CommNode(Node):
     def _on_odometry(self, msg: Odometry) -> None:
         pose = msg.pose.pose
         twist = msg.twist.twist.linear
-        ready = self.poses.add(_nanoseconds(msg.header.stamp), (
+        ready = self.poses.add(RosTime.from_msg(msg.header.stamp).nanoseconds, (
             pose.position.x, pose.position.y, _yaw(pose.orientation),
             math.hypot(twist.x, twist.y)))
         if ready is not None:
@@ -289,7 +286,8 @@ class CommNode(Node):
 
     def _on_state(self, state: LatentState) -> None:
         # the step runs with the ego pose of the state's own stamp (call_comm.stamped_poses)
-        for ready_state, pose in self.poses.match(_nanoseconds(state.header.stamp), state):
+        stamp_ns = RosTime.from_msg(state.header.stamp).nanoseconds
+        for ready_state, pose in self.poses.match(stamp_ns, state):
             self._step(ready_state, pose)
 
     def _step(self, state: LatentState, pose: Optional[Pose]) -> None:

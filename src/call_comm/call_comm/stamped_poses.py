@@ -8,7 +8,7 @@ then accepted a sender as "in range" from where the ego used to be. `StampedPose
 last poses by stamp and holds a state back until its own pose has arrived.
 """
 from collections import OrderedDict
-from typing import Any, Generic, List, Optional, Tuple, TypeVar
+from typing import Generic, List, Optional, Tuple, TypeVar
 
 Pose = Tuple[float, float, float, float]     # x, y, yaw, speed
 Item = TypeVar('Item')
@@ -23,7 +23,7 @@ class StampedPoses(Generic[Item]):
             raise ValueError(f'capacity must be >= 1, got {capacity}')
         self.capacity = capacity
         self._poses: 'OrderedDict[int, Pose]' = OrderedDict()
-        self._waiting: Optional[Tuple[int, Any]] = None
+        self._waiting: Optional[Tuple[int, Item]] = None
 
     @property
     def latest(self) -> Optional[Pose]:
@@ -32,7 +32,7 @@ class StampedPoses(Generic[Item]):
             return None
         return self._poses[next(reversed(self._poses))]
 
-    def add(self, stamp_ns: int, pose: Pose) -> Optional[Tuple[Any, Pose]]:
+    def add(self, stamp_ns: int, pose: Pose) -> Optional[Tuple[Item, Pose]]:
         """Record a pose; returns (item, pose) if the waiting item's pose is now known."""
         if self._poses and stamp_ns < next(reversed(self._poses)) \
                 and stamp_ns not in self._poses:
@@ -42,12 +42,12 @@ class StampedPoses(Generic[Item]):
         while len(self._poses) > self.capacity:
             self._poses.popitem(last=False)
         if self._waiting is not None and stamp_ns >= self._waiting[0]:
-            stamp, item = self._waiting
+            item = self._waiting[1]     # its own pose, or the first one after it
             self._waiting = None
-            return item, self._poses.get(stamp, pose)
+            return item, pose
         return None
 
-    def match(self, stamp_ns: int, item: Item) -> List[Tuple[Any, Optional[Pose]]]:
+    def match(self, stamp_ns: int, item: Item) -> List[Tuple[Item, Optional[Pose]]]:
         """
         Pair `item` (stamped `stamp_ns`) with its pose: a list of (item, pose) ready now.
 
@@ -60,10 +60,9 @@ class StampedPoses(Generic[Item]):
             ready.append((self._waiting[1], self.latest))
             self._waiting = None
         pose = self._poses.get(stamp_ns)
-        newest = next(reversed(self._poses)) if self._poses else None
         if pose is not None:
             ready.append((item, pose))
-        elif newest is not None and newest > stamp_ns:
+        elif self._poses and next(reversed(self._poses)) > stamp_ns:
             ready.append((item, self.latest))       # too old to be kept: best known pose
         else:
             self._waiting = (stamp_ns, item)

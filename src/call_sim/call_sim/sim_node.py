@@ -37,6 +37,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.time import Time as RosTime
 from rosgraph_msgs.msg import Clock
 from shape_msgs.msg import SolidPrimitive
 
@@ -64,11 +65,6 @@ def sim_stamp(seconds: float) -> Time:
     """Convert simulation seconds to a builtin_interfaces/Time."""
     nanoseconds = sim_nanoseconds(seconds)
     return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
-
-
-def stamp_nanoseconds(stamp: Time) -> int:
-    """Convert a header stamp to integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def yaw_quaternion(yaw: float) -> Quaternion:
@@ -194,7 +190,7 @@ class SimNode(Node):
                 self.bad_commands['clamped'] += 1
                 self.get_logger().warning(f'{role}: command {"; ".join(reasons)}')
             self.commands[role] = clean
-        if self.lockstep.command(role, stamp_nanoseconds(msg.header.stamp)):
+        if self.lockstep.command(role, RosTime.from_msg(msg.header.stamp).nanoseconds):
             self.on_timer()     # step as soon as the last answer arrives, not at the next poll
 
     def on_carla_control(self, msg: CarlaControl) -> None:
