@@ -9,9 +9,12 @@ from carla_msgs.msg import CarlaEgoVehicleControl
 import numpy as np
 import pytest
 
+CARLA_MISSING = ('the carla client (PyPI carla==0.9.16, requirements.txt) is not installed; '
+                 'scripts/setup.sh installs it')
+
 
 def test_every_action_is_a_valid_carla_control():
-    carla = pytest.importorskip('carla')
+    carla = pytest.importorskip('carla', reason=CARLA_MISSING)
     actions = ActionSet()
     for index in range(len(actions)):
         for speed in (0.0, 2.0, 5.0, 15.0, 30.0, 45.0):

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
+CARLA_MISSING = ('the carla client (PyPI carla==0.9.16, requirements.txt) is not installed; '
+                 'scripts/setup.sh installs it')
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, '..', 'config', 'town04.yaml')
 HIGHWAY = os.path.join(HERE, 'data', 'four_lane_highway.xodr')
@@ -21,7 +24,7 @@ def _scenario_dict():
 
 
 def test_traffic_manager_calls_from_the_scenario_file():
-    carla = pytest.importorskip('carla')
+    carla = pytest.importorskip('carla', reason=CARLA_MISSING)
     config = ScenarioConfig.from_file(CONFIG)
     tm = config.traffic_manager
     calls = dict(tm.global_calls())
@@ -65,7 +68,7 @@ def test_tm_settings_reject_non_finite():
 
 
 def _highway_map():
-    carla = pytest.importorskip('carla')
+    carla = pytest.importorskip('carla', reason=CARLA_MISSING)
     with open(HIGHWAY, encoding='utf-8') as handle:
         text = handle.read()
     return carla.Map('highway', text), text
