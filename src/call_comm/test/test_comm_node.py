@@ -291,7 +291,10 @@ def test_step_waits_for_the_pose_of_its_own_stamp(harness):
     harness.state_pub.publish(state)        # the ego respawned 1 km away; its odometry lags
     assert not harness.spin_until(lambda: key in harness.stats, timeout=0.5)
     harness.odom_pub.publish(harness.odometry(key, x=1000.0))
-    assert harness.spin_until(lambda: key in harness.stats and key in harness.shared)
+
+    def own():
+        return [m for m in harness.own if (m.stamp.sec, m.stamp.nanosec) == key]
+    # the own message travels on another topic than the stats: wait for all three
+    assert harness.spin_until(lambda: key in harness.stats and key in harness.shared and own())
     assert 'hero1' not in list(harness.stats[key].neighbours)
-    own = [m for m in harness.own if (m.stamp.sec, m.stamp.nanosec) == key]
-    assert own and own[-1].x == pytest.approx(1000.0)
+    assert own() and own()[-1].x == pytest.approx(1000.0)
