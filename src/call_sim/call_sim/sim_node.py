@@ -34,7 +34,7 @@ from geometry_msgs.msg import PoseStamped, Quaternion
 from nav_msgs.msg import Odometry, Path
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from rclpy.time import Time as RosTime
@@ -43,6 +43,10 @@ from shape_msgs.msg import SolidPrimitive
 
 VEHICLE_HEIGHT = 1.5
 
+try:  # Kilted and newer: dispatches ready entities from C++ (~1/3 less CPU per callback)
+    from rclpy.experimental import EventsExecutor as SimExecutor
+except ImportError:  # Humble, Jazzy
+    SimExecutor = SingleThreadedExecutor
 try:  # Iron and newer
     from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 except ImportError:  # Humble
@@ -324,10 +328,14 @@ def main(args: list[str] | None = None) -> None:
     """Run until max_ticks, Ctrl-C or external shutdown."""
     rclpy.init(args=args)
     node = None
+    # one executor for the whole run: rclpy.spin_once(node) adds and removes the node (and
+    # rebuilds its wait set) on every call
+    executor = SimExecutor()
     try:
         node = SimNode()
+        executor.add_node(node)
         while rclpy.ok() and not node.finished:
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RuntimeError:
@@ -335,6 +343,7 @@ def main(args: list[str] | None = None) -> None:
             raise
         # Ctrl-C shut the context down while the executor was taking a message
     finally:
+        executor.shutdown()
         if node is not None:
             node.close()
             node.destroy_node()
