@@ -71,6 +71,9 @@ class Replica:
         self._parts: Dict[int, np.ndarray] = {}
         self._parts_snapshot: Optional[int] = None
         self._parts_count = 0
+        # (sequence, action, h) of the last `predict`: the sender's mirror predicts, then
+        # observes the same step, which then costs no second sequence-model step
+        self._predicted: Optional[Tuple[int, int, torch.Tensor]] = None
 
     @property
     def synchronised(self) -> bool:
@@ -78,19 +81,24 @@ class Replica:
         return self.h is not None
 
     def predict(self, sequence: int, action: int) -> Optional[np.ndarray]:
-        """Return the h a message without keyframe would give (no state change)."""
+        """Return the h a message without keyframe would give (kept for the next `observe`)."""
         if self.h is None or sequence != (self.last_sequence + 1) & 0xFFFFFFFF:
             return None
-        return self.model.step(self.h, self.last_z, action)[0].numpy()
+        h = self.model.step(self.h, self.last_z, action)
+        self._predicted = (sequence, int(action), h)
+        return h[0].numpy()
 
     def observe(self, sequence: int, z_indices: np.ndarray, action: int,
                 part: Optional[KeyframePart] = None) -> ReplicaUpdate:
         """Advance with one message (in sequence order); `part` is its keyframe piece."""
         z = np.asarray(z_indices, dtype=np.uint8).copy()
         gap = False
+        predicted, self._predicted = self._predicted, None
         if self.h is not None:
             if sequence == (self.last_sequence + 1) & 0xFFFFFFFF:
-                self.h = self.model.step(self.h, self.last_z, action)
+                self.h = (predicted[2] if predicted is not None
+                          and predicted[:2] == (sequence, int(action))
+                          else self.model.step(self.h, self.last_z, action))
             else:
                 self.h, gap = None, True
         if self._steps and sequence != (self._steps[-1][0] + 1) & 0xFFFFFFFF:
@@ -107,6 +115,7 @@ class Replica:
     def reset(self) -> None:
         """Forget everything (sender restarted, new episode)."""
         self.h, self.last_sequence, self.last_z = None, None, None
+        self._predicted = None
         self._steps.clear()
         self._parts.clear()
         self._parts_snapshot = None

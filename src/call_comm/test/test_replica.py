@@ -83,3 +83,39 @@ def test_drift_is_measured_on_keyframes_and_bank_evicts():
 def test_legacy_conditioned_model_is_refused():
     with pytest.raises(ValueError, match='condition_sequence_model'):
         SequenceModel(tiny_model(condition_sequence_model=True))
+
+
+class CountingSequenceModel(SequenceModel):
+    """The real sequence model, counting its steps."""
+
+    def __init__(self, world_model) -> None:
+        super().__init__(world_model)
+        self.steps = 0
+
+    def step(self, h, z_indices, action):
+        self.steps += 1
+        return super().step(h, z_indices, action)
+
+
+def test_predict_then_observe_costs_one_step_and_gives_the_same_h():
+    model = tiny_model(3)
+    sender = Sender(model, 3)
+    counting = CountingSequenceModel(model)
+    mirror, plain = Replica(counting), Replica(SequenceModel(model))
+    z, a, h = sender.step()
+    for replica in (mirror, plain):
+        replica.observe(0, z, a, wc.KeyframePart(0, 1, h.astype(np.float32)))
+    for seq in range(1, 20):
+        z, a, h = sender.step()
+        counting.steps = 0
+        predicted = mirror.predict(seq, a)
+        mirrored = mirror.observe(seq, z, a).h
+        assert counting.steps == 1
+        assert np.array_equal(predicted, mirrored)
+        assert np.array_equal(mirrored, plain.observe(seq, z, a).h)
+    # a prediction for another action is not reused
+    z, a, h = sender.step()
+    counting.steps = 0
+    mirror.predict(20, (a + 1) % model.cfg.num_actions)
+    assert np.array_equal(mirror.observe(20, z, a).h, plain.observe(20, z, a).h)
+    assert counting.steps == 2
