@@ -87,7 +87,8 @@ def test_replanning_policy_takes_the_indexed_path_only_where_it_applies():
 
 def test_replanning_policy_on_the_indexed_path_replans_every_step():
     cfg, model, actor = _models(3)
-    policy = ReplanningPolicy(model, actor, cfg.num_actions, LookaheadConfig(horizon=3))
+    policy = ReplanningPolicy(model, actor, cfg.num_actions,
+                              LookaheadConfig(horizon=3, replan_every=1))
     decisions = [policy.step(_random_state(cfg, seed), {'sample': False}) for seed in range(7)]
     assert all(d.replanned for d in decisions)
     assert [d.refreshed for d in decisions] == [True, False, False] * 2 + [True]

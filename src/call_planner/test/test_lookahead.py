@@ -112,10 +112,16 @@ def test_receding_mode_replans_every_step_but_keeps_the_intention_for_k_steps():
 
 
 @pytest.mark.parametrize('kwargs', [{'horizon': 0}, {'horizon': 3, 'replan_every': 4},
-                                    {'horizon': 3, 'replan_every': 0}, {'gamma': 1.5}])
+                                    {'horizon': 3, 'replan_every': -1}, {'gamma': 1.5}])
 def test_bad_lookahead_config_fails_fast(kwargs):
     with pytest.raises(ValueError):
         LookaheadConfig(**kwargs)
+
+
+def test_default_replans_at_t_plus_k_as_the_paper():
+    assert LookaheadConfig(horizon=3).replan_every == 3
+    assert LookaheadConfig(horizon=4, replan_every=0).replan_every == 4
+    assert LookaheadConfig().replan_every == LookaheadConfig().horizon
 
 
 def test_real_world_model_batched_plan_equals_sequential_rollouts():
