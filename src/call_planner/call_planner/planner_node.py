@@ -78,9 +78,9 @@ class PlannerNode(Node):
         actions, lookahead, safety = ActionSet(), LookaheadConfig(), SafetyConfig()
         params = {
             'role_name': 'hero0', 'checkpoint': '', 'horizon': lookahead.horizon,
-            'gamma': lookahead.gamma, 'replan_every': lookahead.replan_every,
+            'gamma': lookahead.gamma, 'replan_every': 0,
             'sample_actor': lookahead.sample_actor, 'sample_latent': False, 'seed': 0,
-            'threads': 1,
+            'threads': 1, 'diagnostics_period': 1.0,
             'deadline_sim': safety.deadline_sim, 'deadline_wall': safety.deadline_wall,
             'comfortable_decel': safety.comfortable_decel, 'watchdog_period': 0.05,
             'accels': list(actions.accels), 'steers': list(actions.steers),
@@ -129,6 +129,10 @@ class PlannerNode(Node):
         self.stop_reason = ''
         self.answered_stamp = None      # stamp of the newest latent state processed
         self.counts = {'ticks': 0, 'stops': 0, 'dropped': 0, 'plan_errors': 0}
+        # /diagnostics is for people and monitors (~1 Hz); a change of level or message
+        # (a stop and its reason) still goes out on the step it happens
+        self.diagnostics_period = float(p['diagnostics_period'])
+        self._diag_last: Optional[tuple] = None     # (level, message, sim time [s])
 
         role = self.role
         self.control_pub = self.create_publisher(
@@ -338,7 +342,13 @@ class PlannerNode(Node):
         self.marker_pub.publish(MarkerArray(markers=[clear] + markers))
 
     def publish_diagnostics(self, level: bytes, message: str, values: dict) -> None:
-        """One DiagnosticStatus for this planner, with counters."""
+        """One DiagnosticStatus for this planner, with counters (throttled, see __init__)."""
+        now = self.get_clock().now().nanoseconds * 1e-9
+        last = self._diag_last
+        if last is not None and last[:2] == (level, message) \
+                and 0.0 <= now - last[2] < self.diagnostics_period:
+            return
+        self._diag_last = (level, message, now)
         status = DiagnosticStatus()
         status.level = level
         status.name = f'{self.role}/planner'

@@ -155,7 +155,7 @@ def _warm_up(harness):
 def test_valid_states_are_planned_and_commanded(harness):
     _warm_up(harness)
     harness.clear()
-    for _ in range(5):
+    for _ in range(12):     # > diagnostics_period (1 s): an unchanged OK status goes out again
         harness.tick()
         assert harness.spin_until(lambda: harness.actions and _seconds(
             harness.actions[-1].header.stamp) == pytest.approx(harness.sim_time))
@@ -167,6 +167,7 @@ def test_valid_states_are_planned_and_commanded(harness):
     assert all(0.0 <= c.throttle <= 1.0 and 0.0 <= c.brake <= 1.0 for c in harness.controls)
     ok = [s for s in harness.diagnostics if s.level == DiagnosticStatus.OK]
     assert ok and any(kv.key == 'latency_ms' for kv in ok[-1].values)
+    assert len(ok) < 12, 'an unchanged status must not go out on every step'
 
 
 def test_neighbour_intentions_become_markers_and_malformed_ones_are_skipped(harness):
