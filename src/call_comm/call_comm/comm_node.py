@@ -14,7 +14,7 @@ empty h (pose, z and intention still count).
 """
 import array
 import math
-from typing import Optional
+from typing import Any, Optional
 
 from builtin_interfaces.msg import Time
 from call_comm import wire_codec
@@ -130,9 +130,9 @@ def _finite_f32(value: float, fallback: float) -> float:
 class CommNode(Node):
     """One vehicle's V2V latent exchange."""
 
-    def __init__(self) -> None:
+    def __init__(self, **node_options: Any) -> None:
         """Read parameters, load keys (fail fast), create the gate, inbox and topics."""
-        super().__init__('comm')
+        super().__init__('comm', **node_options)   # composition: cli_args
         p = self._declare_parameters()
         self.role = p['role_name']
         if not self.role:
@@ -166,7 +166,10 @@ class CommNode(Node):
                 min_request_interval=p['keyframe_min_request_interval'],
                 request_interval=p['keyframe_request_interval'])
             keyframes = KeyframeSender(kf_cfg, model)
-            bank = ReplicaBank(model, p['replica_max_senders'])
+            if p['replica_history'] < 2:
+                raise ValueError(f'replica_history must be >= 2, got {p["replica_history"]}')
+            # lazy: out-of-range senders' steps wait (keyframes usually drop them unrun)
+            bank = ReplicaBank(model, p['replica_max_senders'], p['replica_history'], lazy=True)
             requester = KeyframeRequester(kf_cfg.request_interval)
         self.sender = LinkSender(self.role, self.signer, self.h_encoding, self.max_waypoints,
                                  keyframes)
@@ -218,7 +221,7 @@ class CommNode(Node):
             'num_threads': 1, 'keyframe_period': 50, 'drift_tolerance': 0.01,
             'keyframe_encoding': 'fp16', 'keyframe_max_bytes': 1000,
             'keyframe_min_request_interval': 5, 'keyframe_request_interval': 5,
-            'replica_max_senders': 64}
+            'replica_max_senders': 64, 'replica_history': 128}
         return {name: self.declare_parameter(name, value).value
                 for name, value in defaults.items()}
 

@@ -14,6 +14,14 @@ torch thread count, so sender and receiver get bit-identical h from identical in
 runs the same `Replica` on its own messages (`keyframes.KeyframeSender`), so it knows exactly
 what every synchronised receiver holds.
 
+Lazy replicas (`ReplicaBank(lazy=True)`, what `call_comm` runs): a receiver needs a sender's h
+only while the sender is inside its communication range, so a message only queues its step;
+the steps run when h is asked for (`Replica.current_h`, at delivery) or when the queue would
+outgrow the kept history. A keyframe drops the queue before it (its h replaces everything
+older), so an out-of-range sender costs no sequence-model step at all while keyframes arrive
+more often than `history` messages. The h delivered is the same, bit for bit, as the eager one;
+only the keyframe drift statistic is then measured for materialised steps alone.
+
 The world model is duck-typed (`.rssm.advance`, `.cfg.deter`, `.cfg.num_actions`) so
 call_comm needs call_world_model only at run time, in replica mode.
 """
@@ -50,8 +58,9 @@ class SequenceModel:
 class ReplicaUpdate:
     """What one received message did to a sender's replica."""
 
-    h: Optional[np.ndarray]          # rebuilt h_t (float32), None = not synchronised
+    h: Optional[np.ndarray]          # rebuilt h_t (float32); None: unknown or not yet computed
     gap: bool = False                # a sequence gap broke the synchronisation
+    synchronised: bool = False       # h_t can be rebuilt (lazy replicas compute it on demand)
     keyframe_completed: bool = False
     drift_l2: Optional[float] = None   # ||h_rebuilt - h_keyframe|| at the keyframe's step
     drift_max: Optional[float] = None  # max |h_rebuilt - h_keyframe|
@@ -60,10 +69,16 @@ class ReplicaUpdate:
 class Replica:
     """One sender's rebuilt h, advanced per message, resynchronised by keyframes."""
 
-    def __init__(self, model: SequenceModel, history: int = 16) -> None:
-        """`history` bounds the messages kept to replay a chunked keyframe (>= chunk count)."""
+    def __init__(self, model: SequenceModel, history: int = 16, lazy: bool = False) -> None:
+        """
+        `history` bounds the messages kept to replay a chunked keyframe (>= chunk count).
+
+        `lazy`: queue steps until h is asked for (module doc); at most `history - 1` are queued.
+        """
         self.model = model
-        self.h: Optional[torch.Tensor] = None      # (1, D) at last_sequence
+        self.lazy = lazy
+        self.h: Optional[torch.Tensor] = None      # (1, D) at last_sequence - _lag
+        self._lag = 0                               # queued steps after h (lazy only)
         self.last_sequence: Optional[int] = None
         self.last_z: Optional[np.ndarray] = None
         self._steps: Deque[Tuple[int, np.ndarray, int, Optional[torch.Tensor]]] = deque(
@@ -84,6 +99,7 @@ class Replica:
         """Return the h a message without keyframe would give (kept for the next `observe`)."""
         if self.h is None or sequence != (self.last_sequence + 1) & 0xFFFFFFFF:
             return None
+        self._materialise()
         h = self.model.step(self.h, self.last_z, action)
         self._predicted = (sequence, int(action), h)
         return h[0].numpy()
@@ -95,26 +111,48 @@ class Replica:
         gap = False
         predicted, self._predicted = self._predicted, None
         if self.h is not None:
-            if sequence == (self.last_sequence + 1) & 0xFFFFFFFF:
+            if sequence != (self.last_sequence + 1) & 0xFFFFFFFF:
+                self.h, self._lag, gap = None, 0, True
+            elif self.lazy:
+                if self._lag + 2 > self._steps.maxlen:
+                    self._materialise()     # keep the queued steps' inputs in the history
+                self._lag += 1
+            else:
                 self.h = (predicted[2] if predicted is not None
                           and predicted[:2] == (sequence, int(action))
                           else self.model.step(self.h, self.last_z, action))
-            else:
-                self.h, gap = None, True
         if self._steps and sequence != (self._steps[-1][0] + 1) & 0xFFFFFFFF:
             self._steps.clear()
-        self._steps.append((sequence, z, int(action), self.h))
+        self._steps.append((sequence, z, int(action), None if self._lag else self.h))
         self.last_sequence, self.last_z = sequence, z
         update = ReplicaUpdate(h=None, gap=gap)
         if part is not None:
             self._add_part(sequence, part, update)
-        if self.h is not None:
+        update.synchronised = self.h is not None
+        if self.h is not None and not self._lag:
             update.h = self.h[0].numpy().copy()
         return update
+
+    def current_h(self) -> Optional[np.ndarray]:
+        """Return h at the last received sequence (runs queued steps); None: not synchronised."""
+        self._materialise()
+        return None if self.h is None else self.h[0].numpy().copy()
+
+    def _materialise(self) -> None:
+        """Run the queued steps: each one reads the previous message's z and its own action."""
+        if not self._lag or self.h is None:
+            return
+        steps = list(self._steps)[-self._lag - 1:]
+        h = self.h
+        for index, (previous, current) in enumerate(zip(steps, steps[1:]), 1):
+            h = self.model.step(h, previous[1], current[2])
+            self._steps[len(self._steps) - len(steps) + index] = current[:3] + (h,)
+        self.h, self._lag = h, 0
 
     def reset(self) -> None:
         """Forget everything (sender restarted, new episode)."""
         self.h, self.last_sequence, self.last_z = None, None, None
+        self._lag = 0
         self._predicted = None
         self._steps.clear()
         self._parts.clear()
@@ -144,21 +182,23 @@ class Replica:
             diff = rebuilt[0].numpy().astype(np.float64) - values
             update.drift_l2 = float(np.sqrt(np.sum(diff ** 2)))
             update.drift_max = float(np.max(np.abs(diff)))
-        h = keyframe
-        for previous, current in zip(steps[start:], steps[start + 1:]):
-            h = self.model.step(h, previous[1], current[2])
-        self.h = h
         update.keyframe_completed = True
+        self.h, self._lag = keyframe, len(steps) - 1 - start
+        self._steps[start] = steps[start][:3] + (keyframe,)
+        if not self.lazy:
+            self._materialise()
 
 
 class ReplicaBank:
     """Replicas of every authenticated sender (bounded: least recently heard is evicted)."""
 
-    def __init__(self, model: SequenceModel, max_senders: int = 64, history: int = 16) -> None:
-        """`max_senders` bounds memory; only fleet members reach the bank."""
+    def __init__(self, model: SequenceModel, max_senders: int = 64, history: int = 16,
+                 lazy: bool = False) -> None:
+        """`max_senders` bounds memory; only fleet members reach the bank (`lazy`: Replica)."""
         self.model = model
         self.max_senders = max_senders
         self.history = history
+        self.lazy = lazy
         self._replicas: Dict[str, Replica] = {}
 
     def observe(self, sender_id: str, sequence: int, z_indices: np.ndarray, action: int,
@@ -166,11 +206,16 @@ class ReplicaBank:
         """Advance `sender_id`'s replica with one verified message."""
         replica = self._replicas.pop(sender_id, None)
         if replica is None:
-            replica = Replica(self.model, self.history)
+            replica = Replica(self.model, self.history, self.lazy)
             if len(self._replicas) >= self.max_senders:
                 self._replicas.pop(next(iter(self._replicas)))
         self._replicas[sender_id] = replica  # re-insert: most recently heard last
         return replica.observe(sequence, z_indices, action, part)
+
+    def current_h(self, sender_id: str) -> Optional[np.ndarray]:
+        """Return the sender's h at its last message (see `Replica.current_h`)."""
+        replica = self._replicas.get(sender_id)
+        return None if replica is None else replica.current_h()
 
     def synchronised(self, sender_id: str) -> bool:
         """Tell whether the sender's h is currently rebuilt."""

@@ -6,7 +6,8 @@ Tests and bench/ drive the same code without DDS.
 `LinkSender` turns the ego's LatentState into a signed WireMessage: full h (`full` transport)
 or z + action with keyframes chosen by `keyframes.KeyframeSender` (`replica` transport).
 `LinkReceiver` wraps the `Inbox`: every verified message advances the sender's replica (in
-arrival order, before range gating), the delivered neighbour carries the rebuilt h or none
+arrival order, before range gating; a lazy bank only queues the step), the delivered
+neighbours carry the rebuilt h (computed at delivery, for those inside the range) or none
 (`synchronised` False), and senders it cannot rebuild get a signed keyframe request.
 """
 import dataclasses
@@ -97,7 +98,7 @@ class LinkReceiver:
                 self.counters.drift_l2.append(update.drift_l2)
                 self.counters.drift_max_step = max(self.counters.drift_max_step,
                                                    update.drift_l2)
-        neighbour.synchronised = update.h is not None
+        neighbour.synchronised = update.synchronised
         neighbour.h = update.h if update.h is not None else np.zeros(0, dtype=np.float32)
         if self.requester is not None and neighbour.keyframe is None and \
                 self.requester.should_request(neighbour.sender_id, update,
@@ -108,6 +109,12 @@ class LinkReceiver:
                 now: Optional[float]) -> StepDelivery:
         """Deliver the step's neighbours inside the range and start a new step."""
         delivery = self.inbox.collect(ego_xy, comm_range, now)
+        if self.bank is not None:
+            for neighbour in delivery.neighbours:
+                if neighbour.synchronised and neighbour.h.size == 0:    # queued (lazy bank)
+                    h = self.bank.current_h(neighbour.sender_id)
+                    neighbour.synchronised = h is not None
+                    neighbour.h = h if h is not None else neighbour.h
         self.step += 1
         return delivery
 

@@ -119,3 +119,54 @@ def test_predict_then_observe_costs_one_step_and_gives_the_same_h():
     mirror.predict(20, (a + 1) % model.cfg.num_actions)
     assert np.array_equal(mirror.observe(20, z, a).h, plain.observe(20, z, a).h)
     assert counting.steps == 2
+
+
+def _keyframed_stream(model, seed, steps, keyframes):
+    """Messages (seq, z, a, part) of one sender with exact-h keyframes at `keyframes`."""
+    sender = Sender(model, seed)
+    out = []
+    for seq in range(steps):
+        z, a, h = sender.step()
+        part = wc.KeyframePart(0, 1, h.astype(np.float32)) if seq in keyframes else None
+        out.append((seq, z, a, part, h))
+    return out
+
+
+def test_lazy_replica_delivers_the_eager_h_bit_for_bit_whenever_asked():
+    model = tiny_model(4)
+    stream = _keyframed_stream(model, 4, 120, keyframes={0, 37, 90})
+    eager = Replica(SequenceModel(model), history=16)
+    lazy = Replica(SequenceModel(model), history=16, lazy=True)
+    asked = 0
+    for seq, z, a, part, _ in stream:
+        if seq == 60:                                    # a lost message: both desynchronise
+            continue
+        expected = eager.observe(seq, z, a, part)
+        got = lazy.observe(seq, z, a, part)
+        assert got.synchronised == (expected.h is not None) and got.gap == expected.gap
+        if seq % 7 == 0:                                 # delivered now and then (in range)
+            asked += 1
+            current = lazy.current_h()
+            assert (current is None) == (expected.h is None)
+            assert current is None or np.array_equal(current, expected.h)
+    assert asked > 10 and np.array_equal(lazy.current_h(), eager.current_h())
+
+
+def test_lazy_replica_never_asked_runs_no_steps_while_keyframes_come_often():
+    model = tiny_model(5)
+    counting = CountingSequenceModel(model)
+    lazy = Replica(counting, history=32, lazy=True)
+    for seq, z, a, part, _ in _keyframed_stream(model, 5, 100, keyframes=set(range(0, 100, 20))):
+        lazy.observe(seq, z, a, part)
+    assert counting.steps == 0 and lazy.synchronised
+    # without keyframes the queue is bounded by the history: steps run in batches
+    counting.steps = 0
+    stream = _keyframed_stream(model, 5, 200, keyframes={0})
+    bounded = Replica(counting, history=32, lazy=True)
+    for seq, z, a, part, _ in stream:
+        bounded.observe(seq, z, a, part)
+    assert 0 < counting.steps <= 199 and bounded._lag < 32
+    reference = Replica(SequenceModel(model))
+    for seq, z, a, part, _ in stream:
+        reference.observe(seq, z, a, part)
+    assert np.array_equal(bounded.current_h(), reference.current_h())
