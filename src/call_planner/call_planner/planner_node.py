@@ -18,7 +18,7 @@ but does not command the vehicle.
 import dataclasses
 import math
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_planner.control_output import command_for_action, stop_command
@@ -40,6 +40,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from std_msgs.msg import Header
 import torch
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -70,9 +71,9 @@ def _yaw_from_quaternion(q) -> float:
 class PlannerNode(Node):
     """One vehicle's planner: /<role>/latent_state -> /carla/<role>/vehicle_control_cmd."""
 
-    def __init__(self):
+    def __init__(self, **node_options: Any) -> None:
         """Read parameters, load the checkpoint, create topics and the watchdog timer."""
-        super().__init__('planner')
+        super().__init__('planner', **node_options)   # composition: cli_args
         # stamps must match the simulator's ticks: the planner always runs on /clock time
         self.set_parameters([Parameter('use_sim_time', value=True)])
         actions, lookahead, safety = ActionSet(), LookaheadConfig(), SafetyConfig()
@@ -222,7 +223,7 @@ class PlannerNode(Node):
         self.stop_reason = ''
         self.publish_control(command, msg.header.stamp)
         self.publish_action(decision.action, accel, steer, msg.header.stamp)
-        self.publish_plan(msg.header.stamp)
+        self.publish_plan(msg.header.stamp, changed=decision.refreshed)
         self.publish_diagnostics(DiagnosticStatus.OK, 'planning', {
             'latency_ms': f'{latency_ms:.3f}', 'action': str(decision.action),
             'plan_value': f'{decision.active.value:.4f}',
@@ -292,21 +293,26 @@ class PlannerNode(Node):
         msg.steer = float(steer)
         self.action_pub.publish(msg)
 
-    def publish_plan(self, stamp) -> None:
-        """Publish the kept intention as a Path (comm, perception) and markers (viewers)."""
-        path = Path()
-        path.header.stamp = stamp
-        path.header.frame_id = 'map'
-        for x, y in self.waypoints:
-            pose = PoseStamped()
-            pose.header = path.header
-            pose.pose.position.x = float(x)
-            pose.pose.position.y = float(y)
-            pose.pose.orientation.w = 1.0
-            path.poses.append(pose)
-        self.plan_pub.publish(path)
+    def publish_plan(self, stamp, changed: bool = True) -> None:
+        """
+        Publish the kept intention as a Path (comm, perception) and markers (viewers).
+
+        The Path goes out when the waypoints changed (a renewed intention every K steps, a
+        stop): its subscribers keep the latest one, as the simulator publishes routes. That
+        saves three subscribers' callbacks on the other steps.
+        """
+        header = Header(stamp=stamp, frame_id='map')
+        if changed:
+            path = Path(header=header)
+            for x, y in self.waypoints:
+                pose = PoseStamped(header=header)
+                pose.pose.position.x = float(x)
+                pose.pose.position.y = float(y)
+                pose.pose.orientation.w = 1.0
+                path.poses.append(pose)
+            self.plan_pub.publish(path)
         if self.marker_pub.get_subscription_count() > 0:    # viewers only: skip when unseen
-            self.publish_markers(path.header)
+            self.publish_markers(header)
 
     def publish_markers(self, header) -> None:
         """Ego plan and accepted neighbours' intentions as line strips (rviz)."""
