@@ -1,14 +1,14 @@
 """
-One vehicle's nodes in one process (`call_run --compose`), sharing one executor.
+Vehicles' nodes in one process (`call_run --compose [--vehicles-per-process N]`), one executor.
 
 Saves a Python interpreter, a torch import and a DDS participant per node on small machines.
 The nodes share one single-threaded executor: callbacks run one at a time, as in their own
 processes (no node relies on concurrent callbacks). Where rclpy has the events executor
 (Kilted and later) it is used: it dispatches ready entities from C++ instead of rebuilding a
 Python wait set per callback, and takes ~1/3 less CPU per tick (bench/bench_bringup.py).
-Usage (built by the runner): `python -m call_bringup.compose NODES.json --ros-args ...` where
-the JSON lists {module, name} per node and the ROS arguments carry namespace, per-node
-params file and node-targeted remappings.
+Usage (built by the runner): `python -m call_bringup.compose NODES.json`, where the JSON lists
+{module, name, ros_args} per node; `ros_args` are the node's own `--ros-args` (namespace,
+name, parameters, remappings), the same it gets as a process of its own.
 """
 import importlib
 import inspect
@@ -59,7 +59,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     executor = make_executor()
     try:
         for entry in entries:
-            node = node_class(entry['module'])()
+            node = node_class(entry['module'])(cli_args=list(entry.get('ros_args', [])))
             if node.get_name() != entry['name']:
                 raise RuntimeError(f'{entry["module"]} names its node {node.get_name()!r}; '
                                    f'the graph expects {entry["name"]!r}')

@@ -19,8 +19,8 @@ from typing import Optional
 
 from call_bringup.graph import ament_share, bringup_config, GraphError
 from call_bringup.run_metrics import format_summary, RunMetrics, StepReport
-from call_bringup.runner import (add_graph_arguments, graph_from_arguments, process_units,
-                                 Supervisor)
+from call_bringup.runner import (add_graph_arguments, add_process_arguments,
+                                 graph_from_arguments, process_units, Supervisor)
 from call_bringup.topdown import Box, frame_layout, overview, TopDownRenderer
 from call_msgs.msg import CommStats
 from carla_msgs.msg import CarlaWorldInfo
@@ -221,9 +221,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     add_graph_arguments(parser)
     parser.add_argument('--ticks', type=int, default=None, help='simulation steps to run')
     parser.add_argument('--out', default=None, help='run directory (default runs/<time>)')
-    parser.add_argument('--compose', action='store_true',
-                        help='one process per vehicle instead of one per node (fewer '
-                             'processes; see bench/bench_bringup.py for the trade-off)')
+    add_process_arguments(parser)
     parser.add_argument('--no-gif', action='store_true')
     parser.add_argument('--record', action='store_true', help='also write run.mcap')
     parser.add_argument('--random-preset', default='small',
@@ -242,10 +240,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f'call_demo: {err}', file=sys.stderr)
         return 2
     roles = sorted({s.vehicle for s in specs if s.vehicle})
+    try:
+        units = process_units(specs, compose=args.compose,
+                              workdir=tempfile.mkdtemp(prefix='call_demo_'),
+                              vehicles_per_process=args.vehicles_per_process)
+    except GraphError as err:
+        print(f'call_demo: {err}', file=sys.stderr)
+        return 2
     log = open(os.path.join(run_dir, 'nodes.log'), 'w', encoding='utf-8')
-    supervisor = Supervisor(process_units(specs, compose=args.compose,
-                                          workdir=tempfile.mkdtemp(prefix='call_demo_')),
-                            output=log, last_lines=config['runner']['last_lines'])
+    supervisor = Supervisor(units, output=log, last_lines=config['runner']['last_lines'])
     stop = {'requested': False}
     signal.signal(signal.SIGINT, lambda *_: stop.update(requested=True))
     signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
@@ -272,13 +275,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                     stop['requested'] = True
                     continue
                 print(f'call_demo: {dead.describe()}', file=sys.stderr, flush=True)
-                if dead.vehicle is None:
+                if not dead.vehicles:
                     code, reason = 1, f'{dead.label} died'
                     stop['requested'] = True
-                failed_vehicles.add(dead.vehicle)
+                failed_vehicles.update(dead.vehicles)
             for stamp, reports in monitor.complete_steps():
                 monitor.metrics.add_step(reports)
-                driving = len(roles) - len(failed_vehicles - {None})
+                driving = len(roles) - len(failed_vehicles)
                 if previous is not None:       # its CommStats are in by now (lockstep)
                     print(live_line(monitor, *previous), flush=True)
                 previous = (stamp, reports, driving)

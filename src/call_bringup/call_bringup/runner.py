@@ -2,7 +2,8 @@
 `call_run`: the pip environment's stand-in for `ros2 launch call_bringup multi_vehicle...`.
 
 Starts the node graph of `call_bringup.graph.build_graph` as supervised subprocesses (one per
-node, or one container per vehicle with `--compose`), prefixes every output line with the
+node; with `--compose` one container per vehicle, or per `--vehicles-per-process` vehicles),
+prefixes every output line with the
 node's name, forwards Ctrl-C/SIGTERM as SIGINT -> SIGTERM -> SIGKILL with bounded waits, and
 fails loudly (exit 1, which node, its last output) when a node dies, unless
 `--tolerate-vehicle-failure` is given: then a dead vehicle is reported and the rest drive on.
@@ -27,11 +28,11 @@ import yaml
 
 @dataclass
 class ProcessUnit:
-    """One supervised OS process: a node, or a container of one vehicle's nodes."""
+    """One supervised OS process: a node, or a container of vehicles' nodes."""
 
     label: str
     command: list[str]
-    vehicle: Optional[str] = None
+    vehicles: tuple[str, ...] = ()      # whose nodes run in it (none: the simulator, tools)
     finishes_run: bool = False          # a clean exit of this unit ends the run (simulator)
     process: Optional[subprocess.Popen] = None
     last_lines: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
@@ -44,7 +45,7 @@ class UnitExit:
     """A unit that exited while the run was going on."""
 
     label: str
-    vehicle: Optional[str]
+    vehicles: tuple[str, ...]
     returncode: int
     last_lines: tuple[str, ...]
 
@@ -74,23 +75,20 @@ def _param_arg(value) -> str:
         .removesuffix('...').strip()
 
 
-def ros_arguments(spec: NodeSpec, node_prefix: str = '') -> list[str]:
+def ros_arguments(spec: NodeSpec) -> list[str]:
     """`--ros-args` of one node: namespace, name, params files, -p overrides, remappings."""
     args = ['--ros-args']
-    if not node_prefix:
-        if spec.namespace:
-            args += ['-r', f'__ns:={spec.namespace}']
-        args += ['-r', f'__node:={spec.name}']
+    if spec.namespace:
+        args += ['-r', f'__ns:={spec.namespace}']
+    args += ['-r', f'__node:={spec.name}']
     for entry in spec.parameters:
         if isinstance(entry, dict):
-            if node_prefix:
-                continue                    # composition: merged into a per-node YAML
             for key, value in entry.items():
                 args += ['-p', f'{key}:={_param_arg(value)}']
-        elif not node_prefix:
+        else:
             args += ['--params-file', entry]
     for source, target in spec.remappings:
-        args += ['-r', f'{node_prefix}{source}:={target}']
+        args += ['-r', f'{source}:={target}']
     return args
 
 
@@ -106,20 +104,20 @@ def node_command(spec: NodeSpec, prefer_module: bool = False) -> list[str]:
     return head + ros_arguments(spec)
 
 
-def composed_params_file(specs: list[NodeSpec], directory: str) -> str:
-    """Write one params YAML keyed by full node name (nodes sharing a process)."""
-    document = {spec.full_name: {'ros__parameters': spec.merged_parameters()}
-                for spec in specs}
-    path = os.path.join(directory, f'{specs[0].vehicle or "nodes"}_params.yaml')
-    with open(path, 'w', encoding='utf-8') as stream:
-        yaml.safe_dump(document, stream)
-    return path
-
-
 def process_units(specs: list[NodeSpec], compose: bool = False,
                   prefer_module: bool = False,
-                  workdir: Optional[str] = None) -> list[ProcessUnit]:
-    """Turn node specs into processes: one per node, or one container per vehicle."""
+                  workdir: Optional[str] = None,
+                  vehicles_per_process: int = 1) -> list[ProcessUnit]:
+    """
+    Turn node specs into processes: one per node, or containers of vehicles' nodes.
+
+    A container (`compose`) runs the nodes of `vehicles_per_process` vehicles on one executor;
+    each node gets the very arguments it has as a process of its own (`ros_arguments`).
+    More vehicles per container save CPU per tick (fewer processes, DDS participants and
+    context switches; bench/bench_bringup.py) but a crashing node takes the whole group down.
+    """
+    if vehicles_per_process < 1:
+        raise GraphError(f'vehicles per process must be >= 1, got {vehicles_per_process}')
     units: list[ProcessUnit] = []
     by_vehicle: dict[str, list[NodeSpec]] = {}
     for spec in specs:
@@ -127,20 +125,21 @@ def process_units(specs: list[NodeSpec], compose: bool = False,
             by_vehicle.setdefault(spec.vehicle, []).append(spec)
             continue
         units.append(ProcessUnit(spec.full_name.lstrip('/'), node_command(spec, prefer_module),
-                                 spec.vehicle, finishes_run=spec.package == 'call_sim'))
-    if by_vehicle:
+                                 (spec.vehicle,) if spec.vehicle else (),
+                                 finishes_run=spec.package == 'call_sim'))
+    vehicles = list(by_vehicle)
+    if vehicles:
         workdir = workdir or tempfile.mkdtemp(prefix='call_run_')
-    for vehicle, members in by_vehicle.items():
-        spec_file = os.path.join(workdir, f'{vehicle}_nodes.json')
+    for start in range(0, len(vehicles), vehicles_per_process):
+        group = tuple(vehicles[start:start + vehicles_per_process])
+        name = '+'.join(group)
+        spec_file = os.path.join(workdir, f'{name}_nodes.json')
         with open(spec_file, 'w', encoding='utf-8') as stream:
-            json.dump([{'module': s.module, 'name': s.name, 'namespace': s.namespace,
-                        'remappings': s.remappings} for s in members], stream)
-        command = [sys.executable, '-m', 'call_bringup.compose', spec_file, '--ros-args',
-                   '-r', f'__ns:={members[0].namespace}',
-                   '--params-file', composed_params_file(members, workdir)]
-        for spec in members:
-            command += ros_arguments(spec, node_prefix=spec.name + ':')[1:]
-        units.append(ProcessUnit(f'{vehicle}/container', command, vehicle))
+            json.dump([{'module': s.module, 'name': s.name, 'ros_args': ros_arguments(s)}
+                       for vehicle in group for s in by_vehicle[vehicle]], stream)
+        units.append(ProcessUnit(f'{name}/container',
+                                 [sys.executable, '-m', 'call_bringup.compose', spec_file],
+                                 group))
     return units
 
 
@@ -182,9 +181,9 @@ class Supervisor:
             self.emit(f'[call_run] started {unit.label} (pid {unit.process.pid})')
 
     def running(self, vehicle: Optional[str] = None) -> list[ProcessUnit]:
-        """List units still alive (optionally of one vehicle)."""
+        """List units still alive (optionally those running a vehicle's nodes)."""
         return [u for u in self.units if u.process is not None and u.process.poll() is None
-                and (vehicle is None or u.vehicle == vehicle)]
+                and (vehicle is None or vehicle in u.vehicles)]
 
     def new_exits(self) -> list[UnitExit]:
         """Collect units that exited since the last call (each reported once)."""
@@ -195,7 +194,7 @@ class Supervisor:
             unit.reported = True
             if unit.reader is not None:
                 unit.reader.join(timeout=2.0)       # drain the last output lines
-            exits.append(UnitExit(unit.label, unit.vehicle, unit.process.returncode,
+            exits.append(UnitExit(unit.label, unit.vehicles, unit.process.returncode,
                                   tuple(unit.last_lines)))
         return exits
 
@@ -234,11 +233,12 @@ def supervise(supervisor: Supervisor, tolerate_vehicle_failure: bool = False,
             if dead.returncode == 0 and supervisor.unit(dead.label).finishes_run:
                 supervisor.emit(f'[call_run] {dead.label} finished the run')
                 return 0
-            if tolerate_vehicle_failure and dead.vehicle is not None:
-                failed_vehicles.add(dead.vehicle)
+            if tolerate_vehicle_failure and dead.vehicles:
+                failed_vehicles.update(dead.vehicles)
                 supervisor.emit(f'[call_run] VEHICLE FAILURE: {dead.describe()}')
-                supervisor.emit(f'[call_run] {dead.vehicle} is out ({len(failed_vehicles)} '
-                                'vehicle(s) failed); the other vehicles keep driving')
+                supervisor.emit(f'[call_run] {", ".join(dead.vehicles)} out '
+                                f'({len(failed_vehicles)} vehicle(s) failed); the other '
+                                'vehicles keep driving')
                 continue
             supervisor.emit(f'[call_run] ERROR: {dead.describe()}')
             return 1
@@ -318,6 +318,16 @@ def graph_from_arguments(args: argparse.Namespace) -> list[NodeSpec]:
     return specs
 
 
+def add_process_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the graph is laid out in processes (`call_run` and `call_demo`)."""
+    parser.add_argument('--compose', action='store_true',
+                        help='one process per vehicle (its four nodes share an executor) '
+                        'instead of one per node')
+    parser.add_argument('--vehicles-per-process', type=int, default=1, metavar='N',
+                        help='with --compose: N vehicles per process (less CPU per tick, '
+                        'bench/bench_bringup.py; a crashing node stops its whole group)')
+
+
 class _StopRequest:
     """Set by SIGINT/SIGTERM; the supervise loop polls it."""
 
@@ -333,8 +343,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog='call_run',
                                      description=__doc__.strip().splitlines()[0])
     add_graph_arguments(parser)
-    parser.add_argument('--compose', action='store_true',
-                        help='one process per vehicle (its four nodes share an executor)')
+    add_process_arguments(parser)
     parser.add_argument('--tolerate-vehicle-failure', action='store_true',
                         help='a dead vehicle node is reported; the other vehicles keep going')
     parser.add_argument('--duration', type=float, default=None,
@@ -347,7 +356,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     config = bringup_config()['runner']
     try:
         units = process_units(graph_from_arguments(args), compose=args.compose,
-                              prefer_module=args.python_modules)
+                              prefer_module=args.python_modules,
+                              vehicles_per_process=args.vehicles_per_process)
     except GraphError as err:
         print(f'call_run: {err}', file=sys.stderr)
         return 2

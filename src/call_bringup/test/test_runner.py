@@ -1,11 +1,12 @@
 """The runner supervises real rclpy node processes over real DDS (no launch needed)."""
 import io
+import json
 import os
 import signal
 import sys
 import time
 
-from call_bringup.graph import NodeSpec
+from call_bringup.graph import build_graph, GraphError, NodeSpec
 from call_bringup.runner import (node_command, process_units, ros_arguments, supervise,
                                  Supervisor)
 import pytest
@@ -20,6 +21,27 @@ def relay_spec(namespace: str, vehicle=None, topic='/test/in') -> NodeSpec:
     """Describe a real node of this package, namespaced like a vehicle's node."""
     return NodeSpec(**RELAY, namespace=namespace, vehicle=vehicle,
                     parameters=[{'input_topic': topic, 'loss_probability': 0.5}])
+
+
+def wait_for_publisher(topic: str, name: str, namespace: str, timeout: float = 30.0) -> bool:
+    """Tell whether node `namespace/name` publishes `topic` (its role_name parameter)."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('runner_test_topics', context=context)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                topics = node.get_publisher_names_and_types_by_node(name, namespace)
+            except rclpy.node.NodeNameNonExistentError:
+                topics = []
+            if topic in {t for t, _ in topics}:
+                return True
+            time.sleep(0.2)
+        return False
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
 
 
 def wait_for_nodes(names: set, timeout: float = 30.0) -> set:
@@ -72,19 +94,55 @@ def test_ros_arguments_carry_namespace_name_params_and_remaps(tmp_path):
     assert node_command(spec)[:3] == [sys.executable, '-m', 'pkg.comm_node']
 
 
-def test_composed_vehicle_is_one_process_with_per_node_params(tmp_path):
-    specs = [NodeSpec('call_sim', 'sim_node', 'carla_sim', '', [{'a': 1}], [], 'x.sim'),
-             NodeSpec('p', 'e', 'perception', '/hero0', [{'role_name': 'hero0'}],
-                      [('bev', 'bev2')], 'p.perception_node', 'hero0'),
-             NodeSpec('q', 'e', 'planner', '/hero0', [{'role_name': 'hero0', 'K': 3}], [],
-                      'q.planner_node', 'hero0')]
+def _vehicle_specs(vehicles):
+    specs = [NodeSpec('call_sim', 'sim_node', 'carla_sim', '', [{'a': 1}], [], 'x.sim')]
+    for vehicle in vehicles:
+        specs += [NodeSpec('p', 'e', 'perception', f'/{vehicle}', [{'role_name': vehicle}],
+                           [('bev', 'bev2')], 'p.perception_node', vehicle),
+                  NodeSpec('q', 'e', 'planner', f'/{vehicle}', [{'role_name': vehicle, 'K': 3}],
+                           [], 'q.planner_node', vehicle)]
+    return specs
+
+
+def test_composed_vehicle_is_one_process_whose_nodes_keep_their_own_arguments(tmp_path):
+    specs = _vehicle_specs(['hero0'])
     units = process_units(specs, compose=True, prefer_module=True, workdir=str(tmp_path))
-    assert [u.label for u in units] == ['carla_sim', 'hero0/container']
+    assert [(u.label, u.vehicles) for u in units] == [('carla_sim', ()),
+                                                      ('hero0/container', ('hero0',))]
     command = units[1].command
-    assert command[1:3] == ['-m', 'call_bringup.compose'] and '__ns:=/hero0' in command
-    assert 'perception:bev:=bev2' in command
-    params = yaml.safe_load(open(command[command.index('--params-file') + 1]))
-    assert params['/hero0/planner']['ros__parameters'] == {'role_name': 'hero0', 'K': 3}
+    assert command[:3] == [sys.executable, '-m', 'call_bringup.compose']
+    entries = json.load(open(command[3]))
+    assert entries == [{'module': s.module, 'name': s.name, 'ros_args': ros_arguments(s)}
+                       for s in specs[1:]]
+    assert '__ns:=/hero0' in entries[0]['ros_args'] and 'bev:=bev2' in entries[0]['ros_args']
+
+
+def test_vehicles_per_process_groups_vehicles_and_rejects_zero(tmp_path):
+    specs = _vehicle_specs(['hero0', 'hero1', 'hero2'])
+    units = process_units(specs, compose=True, workdir=str(tmp_path), vehicles_per_process=2)
+    assert [(u.label, u.vehicles) for u in units] == [
+        ('carla_sim', ()), ('hero0+hero1/container', ('hero0', 'hero1')),
+        ('hero2/container', ('hero2',))]
+    assert [e['name'] for e in json.load(open(units[1].command[3]))] == ['perception',
+                                                                         'planner'] * 2
+    with pytest.raises(GraphError, match='vehicles per process'):
+        process_units(specs, compose=True, workdir=str(tmp_path), vehicles_per_process=0)
+
+
+def test_grouped_container_runs_each_vehicles_node_in_its_namespace(tmp_path):
+    specs = [s for s in build_graph(num_vehicles=2, work_dir=str(tmp_path))
+             if s.name == 'perception']
+    supervisor = Supervisor(process_units(specs, compose=True, workdir=str(tmp_path),
+                                          vehicles_per_process=2), output=io.StringIO())
+    try:
+        supervisor.start()
+        assert [u.label for u in supervisor.units] == ['hero0+hero1/container']
+        names = {'/hero0/perception', '/hero1/perception'}
+        assert wait_for_nodes(names) == names
+        assert wait_for_publisher('/hero1/bev', 'perception', '/hero1')
+    finally:
+        supervisor.stop(sigint_wait=30.0)
+    assert [u.process.returncode for u in supervisor.units] == [0]
 
 
 def test_runner_starts_nodes_and_stops_them_cleanly_on_sigint(supervisor_factory):

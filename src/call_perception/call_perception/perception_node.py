@@ -7,7 +7,7 @@ ROS-free modules. One BEV is published per odometry message, stamped with its si
 import array
 from dataclasses import dataclass
 import math
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from call_msgs.msg import SharedInformation
 from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNELS
@@ -95,9 +95,9 @@ def stamp_seconds(stamp) -> float:
 class PerceptionNode(Node):
     """Subscribes to one vehicle's odometry, objects, map, route/plan and shared info."""
 
-    def __init__(self):
+    def __init__(self, **node_options: Any) -> None:
         """Declare parameters (defaults from config/perception.yaml) and wire the topics."""
-        super().__init__('perception')
+        super().__init__('perception', **node_options)   # composition: cli_args
         defaults = load_section('perception.yaml')['/**']['ros__parameters']
         for name, value in defaults.items():
             if name != 'use_sim_time':

@@ -10,7 +10,7 @@ optionally ``/<role>/prediction_color`` (rgb8 strip of the decoded open-loop pre
 """
 import math
 import time
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_world_model import checkpoint
@@ -49,9 +49,9 @@ def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
 class WorldModelNode(Node):
     """Thin translation layer around :class:`WorldModel` + :class:`PredictionErrorTracker`."""
 
-    def __init__(self):
+    def __init__(self, **node_options: Any) -> None:
         """Declare parameters, load the model, create publishers and subscriptions."""
-        super().__init__('world_model')
+        super().__init__('world_model', **node_options)   # composition: cli_args
         self.declare_parameter('checkpoint', '')
         self.declare_parameter('preset', 'small')
         self.declare_parameter('role_name', 'hero0')
