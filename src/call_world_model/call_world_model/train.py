@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='gradient updates between TensorBoard scalars')
     parser.add_argument('--replay-capacity', dest='replay_capacity', type=int,
                         help='FIFO replay capacity in agent-steps')
+    parser.add_argument('--world-model-only', dest='world_model_only', action='store_true',
+                        default=None, help='skip the actor-critic updates and collect with '
+                        'the heuristic policy (world-model training at half the update cost)')
     parser.add_argument('--export', default=None,
                         help='also write a slim copy (no optimiser states) here at the end')
     parser.add_argument('--seed', type=int)
@@ -119,6 +122,10 @@ def resolve_settings(args: argparse.Namespace) -> Dict[str, Any]:
         raise ValueError('prefill and train_ratio must be >= 0')
     if not 0.0 <= settings['explore_heuristic'] <= 1.0:
         raise ValueError('explore_heuristic must be in [0, 1]')
+    if not isinstance(settings.get('world_model_only', False), bool):
+        raise ValueError('world_model_only must be true or false, got '
+                         f"{settings['world_model_only']!r}")
+    settings['world_model_only'] = settings.get('world_model_only', False)
     if settings['prefill_policy'] not in ('heuristic', 'random'):
         raise ValueError(f"prefill_policy must be 'heuristic' or 'random', got "
                          f"{settings['prefill_policy']!r}")
@@ -216,16 +223,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ updates
     def update(self) -> Dict[str, float]:
-        """One world-model and one actor-critic gradient step on a replay batch."""
+        """
+        One world-model and (unless ``world_model_only``) one actor-critic step on a batch.
+
+        World-model-only training is for prediction: the model learns from any behaviour, so
+        the untrained actor is skipped and its imagination (about half an update) is saved.
+        """
         batch = self.replay.sample(self.settings['batch'], self.settings['length'], self.rng)
         if self._wm_ddp is None:
             metrics, posts = self.world_model.train_step(batch)
         else:
             metrics, posts = self._distributed_world_model_step(batch)
-        ac_metrics = self.actor_critic.train_step(self.world_model, posts)
         self.updates += 1
         out = {f'world_model/{k}': v for k, v in metrics.items()}
-        out.update({f'actor_critic/{k}': v for k, v in ac_metrics.items()})
+        if not self.settings.get('world_model_only', False):
+            ac_metrics = self.actor_critic.train_step(self.world_model, posts)
+            out.update({f'actor_critic/{k}': v for k, v in ac_metrics.items()})
         return out
 
     def _distributed_world_model_step(self, batch):
@@ -255,6 +268,7 @@ class Trainer:
     def save(self, path: str, slim: bool = False) -> None:
         """Checkpoint with the training metadata (rank 0 only)."""
         extra = {'updates': self.updates, 'mode': self.settings['mode'],
+                 'world_model_only': self.settings.get('world_model_only', False),
                  'scenario': str(self.settings['scenario']),
                  'threshold': self.settings['threshold'], 'preset': self.settings['preset']}
         checkpoint.save(path, self.world_model, self._plain_actor_critic(), self.cfg,
@@ -351,8 +365,11 @@ def _train(settings: Dict[str, Any], env: Any, rank: int, world_size: int, devic
     last_metrics: Dict[str, float] = {}
     ckpt_path = os.path.join(logdir, CHECKPOINT_NAME)
     try:
+        acting = 'heuristic' if settings.get('world_model_only', False) else 'actor'
+        if trainer.resumed and acting == 'heuristic':
+            prefill_policy = 'heuristic'
         while trainer.step < settings['steps']:
-            policy = prefill_policy if prefill_left > 0 else 'actor'
+            policy = prefill_policy if prefill_left > 0 else acting
             stats = trainer.env_step(policy, earn=prefill_left == 0)
             if prefill_left > 0:
                 prefill_left -= 1

@@ -13,6 +13,14 @@ def test_presets_load_and_paper_values():
     assert (large.deter, large.cnn_depth, large.hidden, large.mlp_layers) == (2048, 64, 768, 4)
 
 
+def test_small64_is_small_at_half_resolution():
+    """small64 changes only the BEV size and the CNN stages that size needs."""
+    small, half = load_config('small').to_dict(), load_config('small64').to_dict()
+    assert (half['bev_size'], half['cnn_mults'], half['minres']) == (64, [1, 2, 4, 8], 4)
+    differing = {k for k in small if small[k] != half[k]}
+    assert differing == {'bev_size', 'cnn_mults'}
+
+
 def test_round_trip_dict():
     cfg = load_config('tiny')
     assert WorldModelConfig.from_dict(cfg.to_dict()) == cfg

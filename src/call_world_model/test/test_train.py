@@ -56,6 +56,31 @@ def test_train_writes_checkpoint_and_resume_continues(tmp_path):
         env.close()
 
 
+def test_world_model_only_skips_the_actor_critic(tmp_path):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    settings = settings_for(tmp_path, 8)
+    assert settings['world_model_only'] is False
+    args = build_parser().parse_args(['--scenario', 'unused', '--logdir', str(tmp_path),
+                                      '--world-model-only'])
+    settings['world_model_only'] = resolve_settings(args)['world_model_only']
+    assert settings['world_model_only'] is True
+    env = MultiVehicleEnv.from_scenario(SCENARIO)
+    try:
+        summary = run(settings, env)
+    finally:
+        env.close()
+    assert summary['updates'] == 2
+    assert 'world_model/model_loss' in summary['metrics']
+    assert not any(k.startswith('actor_critic/') for k in summary['metrics'])
+    loaded = checkpoint.load(os.path.join(tmp_path, 'checkpoint.pt'))
+    assert loaded.meta['extra']['world_model_only'] is True
+    # the world model's Adam stepped, the actor's and critic's never did
+    assert loaded.world_model.optimizer.state
+    assert not loaded.actor_critic.actor_opt.state
+    assert not loaded.actor_critic.critic_opt.state
+
+
 def test_resume_with_a_different_model_fails_clearly(tmp_path):
     cfg = load_config('tiny', {'deter': 16})
     model = WorldModel(cfg)
