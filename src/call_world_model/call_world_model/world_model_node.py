@@ -313,9 +313,13 @@ def main(args=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RuntimeError:
+        # Ctrl-C while the executor was taking a message: rclpy shuts the context down from
+        # its own thread, possibly a moment after the error surfaced here
+        deadline = time.monotonic() + 1.0
+        while rclpy.ok() and time.monotonic() < deadline:
+            time.sleep(0.01)
         if rclpy.ok():
             raise
-        # Ctrl-C shut the context down while the executor was taking a message
     finally:
         if node is not None:
             node.destroy_node()
