@@ -3,10 +3,10 @@
 
 Starts the node graph of `call_bringup.graph.build_graph` as supervised subprocesses (one per
 node; with `--compose` one container per vehicle, or per `--vehicles-per-process` vehicles),
-prefixes every output line with the
-node's name, forwards Ctrl-C/SIGTERM as SIGINT -> SIGTERM -> SIGKILL with bounded waits, and
-fails loudly (exit 1, which node, its last output) when a node dies, unless
-`--tolerate-vehicle-failure` is given: then a dead vehicle is reported and the rest drive on.
+prefixes every output line with the node's name, forwards Ctrl-C/SIGTERM as SIGINT ->
+SIGTERM -> SIGKILL with bounded waits, and fails loudly (exit 1, which node, its last output)
+when a node dies, unless `--tolerate-vehicle-failure` is given: then a dead vehicle is
+reported and the rest drive on.
 """
 import argparse
 import collections

@@ -43,7 +43,7 @@ from shape_msgs.msg import SolidPrimitive
 
 VEHICLE_HEIGHT = 1.5
 
-try:  # Kilted and newer: dispatches ready entities from C++ (~1/3 less CPU per callback)
+try:  # Kilted and newer: dispatches ready entities from C++ (no Python wait set per wake-up)
     from rclpy.experimental import EventsExecutor as SimExecutor
 except ImportError:  # Humble, Jazzy
     SimExecutor = SingleThreadedExecutor
