@@ -223,7 +223,7 @@ def test_embedded_simulator_export_matches_sumo_and_carla(xodr_path):
     """
     if xodr_path is None:
         pytest.skip('no call_sim/maps/*/*.xodr in this checkout (written by call_sim)')
-    sumolib = pytest.importorskip('sumolib')
+    sumolib = pytest.importorskip('sumolib', reason='sumolib (requirements.txt) not installed')
     carla = pytest.importorskip('carla', reason=CARLA_MISSING)
     net_files = glob.glob(os.path.join(os.path.dirname(xodr_path), '*.net.xml'))
     assert net_files, f'no SUMO network next to {xodr_path}'
