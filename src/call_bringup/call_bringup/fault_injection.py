@@ -22,15 +22,18 @@ import heapq
 import itertools
 import json
 import random
+import signal
+import threading
 from typing import Optional
 
 from call_msgs.msg import LatentMessage
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import rclpy
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 FAULT_KINDS = ('relayed', 'dropped_loss', 'delayed', 'forged', 'replayed', 'forge_skipped',
                'unlinked')
@@ -207,18 +210,23 @@ class V2vFaultRelay(Node):
 
 
 def main(args: Optional[list[str]] = None) -> None:
-    """Run the relay until Ctrl-C / launch shutdown."""
-    rclpy.init(args=args)
+    """
+    Run the relay until SIGINT/SIGTERM, then print the final counts.
+
+    The signals only set a flag: a KeyboardInterrupt raised right after a publish returned
+    would skip that copy's count, and the final counts must equal what the receivers saw.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     node = None
     try:
         node = V2vFaultRelay()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        if rclpy.ok():
-            raise
-        # Ctrl-C shut the context down while the executor was taking a message
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
     finally:
         if node is not None:
             print('fault counts: ' + json.dumps(node.counts()), flush=True)
