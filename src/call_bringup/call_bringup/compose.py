@@ -49,6 +49,22 @@ def make_executor() -> Executor:
     return SingleThreadedExecutor() if EventsExecutor is None else EventsExecutor()
 
 
+def share_sim_clock(nodes: list[Node]) -> int:
+    """
+    Drive every sim-time node's clock from the first such node's /clock subscription.
+
+    Each node's TimeSource subscribes to /clock on its own, so a container of N nodes would
+    take and deserialise every tick N times. The nodes' clocks (and their timers) see the same
+    time either way. Returns how many subscriptions were removed.
+    """
+    sim_time = [node for node in nodes if node.get_parameter('use_sim_time').value
+                and getattr(node, '_time_source', None) is not None]  # rclpy-private: guarded
+    for node in sim_time[1:]:
+        node._time_source.detach_node()
+        sim_time[0]._time_source.attach_clock(node.get_clock())
+    return max(0, len(sim_time) - 1)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Create every listed node in this process and spin them together."""
     argv = list(sys.argv if argv is None else argv)
@@ -64,6 +80,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 raise RuntimeError(f'{entry["module"]} names its node {node.get_name()!r}; '
                                    f'the graph expects {entry["name"]!r}')
             nodes.append(node)
+        share_sim_clock(nodes)
+        for node in nodes:
             executor.add_node(node)
         # spin_once in a loop, not spin(): EventsExecutor.spin() of rclpy 9.1 busy-waits in
         # C++ at 100 % CPU and does not return on SIGINT/SIGTERM

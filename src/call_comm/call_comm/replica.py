@@ -47,7 +47,7 @@ class SequenceModel:
         self.deter = int(world_model.cfg.deter)
         self.num_actions = int(world_model.cfg.num_actions)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, h: torch.Tensor, z_indices: np.ndarray, action: int) -> torch.Tensor:
         """(1, D) h_{t-1}, z_{t-1} indices (S,), a_{t-1} -> (1, D) h_t."""
         z = torch.as_tensor(np.asarray(z_indices, dtype=np.int64)).unsqueeze(0)

@@ -149,8 +149,7 @@ class PlannerNode(Node):
                                               event_callbacks=QUIET_PUB)
         self.create_subscription(LatentState, f'/{role}/latent_state', self.on_latent, 10,
                                  event_callbacks=QUIET_SUB)
-        self.create_subscription(SharedInformation, f'/{role}/shared_info', self.on_shared, 10,
-                                 event_callbacks=QUIET_SUB)
+        self.shared_sub = None          # only while markers have viewers: see follow_shared
         self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry, 10,
                                  event_callbacks=QUIET_SUB)
         self.create_subscription(CarlaEgoVehicleStatus, f'/carla/{role}/vehicle_status',
@@ -311,8 +310,25 @@ class PlannerNode(Node):
                 pose.pose.orientation.w = 1.0
                 path.poses.append(pose)
             self.plan_pub.publish(path)
-        if self.marker_pub.get_subscription_count() > 0:    # viewers only: skip when unseen
+        viewers = self.marker_pub.get_subscription_count() > 0
+        self.follow_shared(viewers)
+        if viewers:                                         # skip the markers when unseen
             self.publish_markers(header)
+
+    def follow_shared(self, wanted: bool) -> None:
+        """
+        Subscribe to shared_info only while the markers have viewers.
+
+        Nothing else here reads it, and every subscription is a message taken and deserialised
+        per step (bench/bench_bringup.py counts the CPU).
+        """
+        if wanted and self.shared_sub is None:
+            self.shared_sub = self.create_subscription(
+                SharedInformation, f'/{self.role}/shared_info', self.on_shared, 10,
+                event_callbacks=QUIET_SUB)
+        elif not wanted and self.shared_sub is not None:
+            self.destroy_subscription(self.shared_sub)
+            self.shared_sub, self.shared = None, None
 
     def publish_markers(self, header) -> None:
         """Ego plan and accepted neighbours' intentions as line strips (rviz)."""

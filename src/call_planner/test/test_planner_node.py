@@ -62,7 +62,8 @@ class Harness(Node):
         self.shared_pub = self.create_publisher(SharedInformation, f'/{ROLE}/shared_info', 10)
         self.controls, self.actions, self.plans, self.diagnostics = [], [], [], []
         self.markers = []
-        self.create_subscription(MarkerArray, f'/{ROLE}/plan_markers', self.markers.append, 50)
+        self.marker_sub = self.create_subscription(MarkerArray, f'/{ROLE}/plan_markers',
+                                                   self.markers.append, 50)
         self.create_subscription(CarlaEgoVehicleControl, f'/carla/{ROLE}/vehicle_control_cmd',
                                  self.controls.append, 50)
         self.create_subscription(Action, f'/{ROLE}/action', self.actions.append, 50)
@@ -269,3 +270,18 @@ def test_bad_checkpoint_fails_fast_with_a_reason(tmp_path):
         env=dict(os.environ), capture_output=True, text=True, timeout=WAIT)
     assert result.returncode != 0
     assert 'corrupt or truncated' in result.stdout + result.stderr
+
+
+def test_shared_info_is_followed_only_while_markers_have_viewers(harness):
+    """Last in this module: it takes the harness's marker subscription away."""
+    _warm_up(harness)
+    assert harness.spin_until(lambda: harness.shared_pub.get_subscription_count() == 1)
+    harness.destroy_subscription(harness.marker_sub)
+    end = time.monotonic() + WAIT
+    while time.monotonic() < end and harness.shared_pub.get_subscription_count() > 0:
+        harness.tick()
+        harness.spin_for(0.2)
+    assert harness.shared_pub.get_subscription_count() == 0
+    harness.tick()
+    assert harness.spin_until(lambda: harness.actions and _seconds(
+        harness.actions[-1].header.stamp) == pytest.approx(harness.sim_time))  # still plans

@@ -191,7 +191,7 @@ class WorldModelNode(Node):
             return None
         rows.sort(key=lambda row: row[0])
         rows = rows[:cfg.max_neighbours]
-        shared = SharedBatch.empty((1,), cfg)
+        shared = SharedBatch.empty((1,), cfg, slots=len(rows))  # no padding to pool over
         for slot, (_, z, h, waypoints, rel) in enumerate(rows):
             shared.z_indices[0, slot] = torch.as_tensor(z.astype(np.int64))
             shared.h[0, slot] = torch.as_tensor(h)
@@ -230,7 +230,7 @@ class WorldModelNode(Node):
             return
         start = time.perf_counter()
         first = self.state is None
-        with torch.no_grad():
+        with torch.inference_mode():
             post, _ = self.model.observe_step(
                 self.state, torch.tensor([self.prev_action]), bev, torch.tensor([first]),
                 self._shared_batch(), self._intention())
@@ -241,7 +241,8 @@ class WorldModelNode(Node):
             self._publish_latent(msg, None, valid=False)
             return
         self.state = post
-        error, _ = self.tracker.update(post, self.prev_action, self.plan_xy)
+        with torch.inference_mode():
+            error, _ = self.tracker.update(post, self.prev_action, self.plan_xy)
         self.last_error = error
         self.counters['observed'] += 1
         self._publish_latent(msg, post, valid=True)
@@ -263,7 +264,7 @@ class WorldModelNode(Node):
 
     def _publish_prediction(self, bev_msg: Image, post) -> None:
         steps = max(1, self.prediction_steps)
-        with torch.no_grad():
+        with torch.inference_mode():
             actions = torch.full((1, steps), self.prev_action, dtype=torch.long)
             states = self.model.rollout(post, actions, sample=False)
             probs = self.model.bev_probs(states)[0].numpy()
