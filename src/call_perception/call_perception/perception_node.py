@@ -7,7 +7,7 @@ ROS-free modules. One BEV is published per odometry message, stamped with its si
 import array
 from dataclasses import dataclass
 import math
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 from call_msgs.msg import SharedInformation
 from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNELS
@@ -118,12 +118,17 @@ class PerceptionNode(Node):
         self.rasterizer = BevRasterizer(self.bev_config, RoadMap.empty())
         self.map_name: Optional[str] = None
         self.objects: List[Box] = []
+        # odometry triggers the render, which must see the same step's objects: the bridge
+        # sends the two in no fixed order, so an odometry that is ahead of them waits
+        self.objects_stamp: Optional[Tuple[int, int]] = None
+        self.last_odometry_stamp: Optional[Tuple[int, int]] = None
+        self.pending_odometry: Optional[Odometry] = None
         self.route = np.zeros((0, 2))
         self.plan = np.zeros((0, 2))
         self.shared: Optional[SharedInformation] = None
         self.counts = {'published': 0, 'malformed_odometry': 0, 'malformed_objects': 0,
                        'malformed_paths': 0, 'malformed_shared': 0, 'malformed_map': 0,
-                       'stale_shared': 0}
+                       'stale_shared': 0, 'stale_objects': 0}
         self.last_seen = 0
         self.last_shared_only = 0
 
@@ -180,6 +185,11 @@ class PerceptionNode(Node):
             except ValueError as error:
                 self._drop('malformed_objects', f'object {obj.id}: {error}')
         self.objects = boxes
+        self.objects_stamp = _stamp_key(msg.header.stamp)
+        pending = self.pending_odometry
+        if pending is not None and self.objects_stamp >= _stamp_key(pending.header.stamp):
+            self.pending_odometry = None
+            self._render(pending)
 
     def on_route(self, msg: Path) -> None:
         """Route from the planning module (carla_waypoint_publisher contract)."""
@@ -219,7 +229,28 @@ class PerceptionNode(Node):
         return out
 
     def on_odometry(self, msg: Odometry) -> None:
-        """One simulation step: render and publish the BEV stamped with the odometry's time."""
+        """
+        One simulation step: render its BEV once the step's objects are in.
+
+        While objects keep up (those of the previous step came), an odometry ahead of them
+        waits for them. If they stop coming, the waiting step is rendered with the latest ones
+        when the next odometry arrives (counted `stale_objects`), and later steps no longer
+        wait, so a missing objects topic costs one step, not the pipeline.
+        """
+        stamp = _stamp_key(msg.header.stamp)
+        previous, self.last_odometry_stamp = self.last_odometry_stamp, stamp
+        if self.pending_odometry is not None:
+            self.counts['stale_objects'] += 1
+            pending, self.pending_odometry = self.pending_odometry, None
+            self._render(pending)
+        elif self.objects_stamp is not None and self.objects_stamp == previous \
+                and self.objects_stamp < stamp:
+            self.pending_odometry = msg
+            return
+        self._render(msg)
+
+    def _render(self, msg: Odometry) -> None:
+        """Render and publish the BEV stamped with the odometry's time."""
         p = msg.pose.pose.position
         try:
             ego = Box(float(p.x), float(p.y), yaw_from_quaternion(msg.pose.pose.orientation),
@@ -275,6 +306,10 @@ class PerceptionNode(Node):
         array_msg.header.stamp = stamp
         array_msg.status = [status]
         self.diag_pub.publish(array_msg)
+
+
+def _stamp_key(stamp) -> Tuple[int, int]:
+    return int(stamp.sec), int(stamp.nanosec)
 
 
 def main(args=None) -> None:

@@ -188,3 +188,62 @@ def test_node_publishes_the_fused_bev(perception_process):
     finally:
         node.destroy_node()
         rclpy.shutdown()
+
+
+def test_an_odometry_ahead_of_its_objects_waits_for_them(perception_process):
+    """The bridge sends odometry and objects in no fixed order; the BEV is of one step."""
+    rclpy.init()
+    node = rclpy.create_node('perception_order_driver')
+    try:
+        objects_pub = node.create_publisher(ObjectArray, f'/carla/{ROLE}/objects', 10)
+        odom_pub = node.create_publisher(Odometry, f'/carla/{ROLE}/odometry', 10)
+        bevs = []
+        node.create_subscription(Image, f'/{ROLE}/bev', bevs.append, 10)
+
+        def stamped(msg, tenths):
+            msg.header.stamp = Time(sec=tenths // 10, nanosec=(tenths % 10) * 100_000_000)
+            return msg
+
+        def odometry(tenths):
+            odom = stamped(Odometry(), tenths)
+            odom.pose.pose.orientation.w = 1.0
+            return odom
+
+        def spin(seconds):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.02)
+
+        def seen_ahead(msg):
+            data = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, -1)
+            return bool(data[pixel(12.0) + (CHANNEL_INDEX['seen_vehicles'],)])
+
+        # steps in order (objects, then odometry) until the node answers: objects keep up
+        tenths, deadline = 10, time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and perception_process.poll() is None and not bevs:
+            tenths += 1
+            objects_pub.publish(stamped(ObjectArray(), tenths))
+            odom_pub.publish(odometry(tenths))
+            spin(0.2)
+        assert bevs, 'no BEV arrived'
+        spin(0.3)
+        # next step: its odometry first; its objects (a vehicle ahead) only a while later
+        tenths += 1
+        odom_pub.publish(odometry(tenths))
+        spin(0.5)
+        assert not any(_stamp_tenths(b) == tenths for b in bevs), 'rendered without its objects'
+        ahead = stamped(ObjectArray(), tenths)
+        ahead.objects = [vehicle(1, 12.0, 0.0, 4.6, 2.0)]
+        objects_pub.publish(ahead)
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and not any(_stamp_tenths(b) == tenths for b in bevs):
+            spin(0.1)
+        step_bevs = [b for b in bevs if _stamp_tenths(b) == tenths]
+        assert len(step_bevs) == 1 and seen_ahead(step_bevs[0])
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+
+
+def _stamp_tenths(msg) -> int:
+    return msg.header.stamp.sec * 10 + round(msg.header.stamp.nanosec / 100_000_000)

@@ -257,14 +257,13 @@ class SimNode(Node):
 
     def publish_vehicle(self, role, obs, stamp: Time, others: list[Object],
                         republish: bool = False) -> None:
-        """Odometry, vehicle status, objects and (new or re-sent) waypoints of one vehicle."""
+        """
+        Vehicle status, objects, (new or re-sent) waypoints, then odometry of one vehicle.
+
+        Odometry goes last: it is the step's trigger for perception, which then already holds
+        the same step's objects and route.
+        """
         ego, pubs = obs.ego, self.pubs[role]
-        odom = Odometry()
-        odom.header.stamp, odom.header.frame_id, odom.child_frame_id = stamp, 'map', role
-        odom.pose.pose.position.x, odom.pose.pose.position.y = ego.x, ego.y
-        odom.pose.pose.orientation = yaw_quaternion(ego.yaw)
-        odom.twist.twist.linear.x = ego.speed
-        pubs['odometry'].publish(odom)
         status = CarlaEgoVehicleStatus(velocity=float(ego.speed),
                                        orientation=yaw_quaternion(ego.yaw))
         status.header.stamp, status.header.frame_id = stamp, 'map'
@@ -277,18 +276,24 @@ class SimNode(Node):
         array = ObjectArray(objects=others)
         array.header.stamp, array.header.frame_id = stamp, 'map'
         pubs['objects'].publish(array)
-        if not republish and np.array_equal(self.routes_sent.get(role), obs.route):
-            return      # the route changes every K steps: as the waypoint publisher, send changes
-        self.routes_sent[role] = obs.route
-        path = Path()
-        path.header.stamp, path.header.frame_id = stamp, 'map'
-        for x, y in obs.route:
-            pose = PoseStamped()
-            pose.header = path.header
-            pose.pose.position.x, pose.pose.position.y = float(x), float(y)
-            pose.pose.orientation.w = 1.0
-            path.poses.append(pose)
-        pubs['waypoints'].publish(path)
+        # the route changes every K steps: as the waypoint publisher, send changes
+        if republish or not np.array_equal(self.routes_sent.get(role), obs.route):
+            self.routes_sent[role] = obs.route
+            path = Path()
+            path.header.stamp, path.header.frame_id = stamp, 'map'
+            for x, y in obs.route:
+                pose = PoseStamped()
+                pose.header = path.header
+                pose.pose.position.x, pose.pose.position.y = float(x), float(y)
+                pose.pose.orientation.w = 1.0
+                path.poses.append(pose)
+            pubs['waypoints'].publish(path)
+        odom = Odometry()
+        odom.header.stamp, odom.header.frame_id, odom.child_frame_id = stamp, 'map', role
+        odom.pose.pose.position.x, odom.pose.pose.position.y = ego.x, ego.y
+        odom.pose.pose.orientation = yaw_quaternion(ego.yaw)
+        odom.twist.twist.linear.x = ego.speed
+        pubs['odometry'].publish(odom)
 
     def diagnostics(self, stamp: Time) -> DiagnosticArray:
         """Per-step measures per vehicle plus global lockstep and command counters."""
