@@ -17,7 +17,9 @@ row with stops understates the cost of full planning). It also reports the CPU t
 graph's processes spent per measured tick (Linux /proc; summed over processes, so on 2 cores
 the wall time per tick is at least half of it) and that CPU split into simulator and vehicle
 processes. Target: <= 100 ms per tick at 8 vehicles (real time at 0.1 s steps; the note
-judges the mean). Prints a table; asserts nothing.
+judges the mean). Prints a table, and a machine reference (one world-model observe step,
+1 thread, before and after the runs) to compare runs on a VM whose speed drifts; asserts
+nothing.
 """
 import argparse
 import os
@@ -52,6 +54,33 @@ def graph_cpu(supervisor: Supervisor) -> dict:
     """CPU seconds per unit label of the running graph."""
     return {unit.label: cpu_seconds(unit.process.pid) for unit in supervisor.units
             if unit.process is not None}
+
+
+def reference_ms(checkpoint_path: str, steps: int = 200) -> float:
+    """
+    Median ms of one world-model observe step (1 thread): how fast this machine is right now.
+
+    Shared VMs drift by tens of percent between runs; quoting this beside the tick times
+    lets runs be compared.
+    """
+    import numpy as np
+    import torch
+    from call_world_model import checkpoint as wm_checkpoint
+    torch.set_num_threads(1)
+    model = wm_checkpoint.load(checkpoint_path).world_model.eval()
+    cfg = model.cfg
+    rng = np.random.default_rng(0)
+    bev = torch.from_numpy((rng.random((cfg.bev_size, cfg.bev_size, cfg.bev_channels)) > 0.9)
+                           .astype(np.uint8)).permute(2, 0, 1)[None]
+    state, times = None, []
+    with torch.inference_mode():
+        for step in range(steps + 20):
+            start = time.perf_counter()
+            state, _ = model.observe_step(state, torch.tensor([0]), bev,
+                                          torch.tensor([state is None]), None, None)
+            if step >= 20:
+                times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
 
 
 def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: int,
@@ -162,6 +191,7 @@ def main() -> int:
     checkpoint = demo_checkpoint(args.checkpoint, tempfile.mkdtemp(prefix='bench_ckpt_'))
     print(f'checkpoint: {checkpoint}; {args.background} background vehicles; '
           f'{args.warmup} warm-up ticks, {args.ticks} measured; {os.cpu_count()} CPUs')
+    before = reference_ms(checkpoint)
     rows = []
     for mode in args.modes:
         for n in args.vehicles:
@@ -181,6 +211,8 @@ def main() -> int:
               f'{fmt(row["median_ms"], "15.1f")} {fmt(row["mean_ms"], "13.1f")} '
               f'{row["missed"]:7d} {row["stop_commands"]:6d} {fmt(row["startup_s"], "11.1f")} '
               f'{fmt(row["cpu_ms"], "12.1f")} {fmt(row["sim_cpu_ms"], "11.1f")}  {note}')
+    print(f'machine reference: one observe step {before:.2f} ms before the runs, '
+          f'{reference_ms(checkpoint):.2f} ms after (1 thread; lower = faster machine)')
     return 0
 
 

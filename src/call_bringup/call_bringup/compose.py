@@ -19,6 +19,7 @@ from typing import Optional
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import QoSProfile
 
 try:  # rclpy >= 9 (Kilted); Humble and Jazzy fall back to the single-threaded executor
     from rclpy.experimental import EventsExecutor
@@ -39,30 +40,55 @@ def node_class(module_name: str) -> type:
     return classes[0]
 
 
-def make_executor() -> Executor:
+def make_executor(context: Optional[rclpy.context.Context] = None) -> Executor:
     """
     One thread either way: the nodes' callbacks hold the GIL anyway.
 
     A multi-threaded executor costs ~3x the CPU per tick in wait-set rebuilding, hand-offs and
     GIL contention (bench/bench_bringup.py, composed mode).
     """
-    return SingleThreadedExecutor() if EventsExecutor is None else EventsExecutor()
+    executor_type = SingleThreadedExecutor if EventsExecutor is None else EventsExecutor
+    return executor_type(context=context)
 
 
-def share_sim_clock(nodes: list[Node]) -> int:
+def _qos_key(qos: QoSProfile) -> tuple:
+    return (qos.history, qos.depth, qos.reliability, qos.durability,
+            qos.deadline.nanoseconds, qos.lifespan.nanoseconds, qos.liveliness,
+            qos.liveliness_lease_duration.nanoseconds)
+
+
+def share_subscriptions(nodes: list[Node]) -> int:
     """
-    Drive every sim-time node's clock from the first such node's /clock subscription.
+    Take each topic once per container: merge subscriptions of equal topic, type and QoS.
 
-    Each node's TimeSource subscribes to /clock on its own, so a container of N nodes would
-    take and deserialise every tick N times. The nodes' clocks (and their timers) see the same
-    time either way. Returns how many subscriptions were removed.
+    A vehicle's four nodes all read its odometry, several read its latent state and shared
+    information, every comm node reads every V2V message and every sim-time node /clock. Each
+    subscription is one message taken, deserialised and dispatched per step; merged, the
+    first one's message goes to each callback in node order. So callbacks must not modify
+    the message they get (no CALL node does). Content-filtered subscriptions stay apart.
+    Call before the nodes join an executor. Returns how many subscriptions were removed.
     """
-    sim_time = [node for node in nodes if node.get_parameter('use_sim_time').value
-                and getattr(node, '_time_source', None) is not None]  # rclpy-private: guarded
-    for node in sim_time[1:]:
-        node._time_source.detach_node()
-        sim_time[0]._time_source.attach_clock(node.get_clock())
-    return max(0, len(sim_time) - 1)
+    groups: dict[tuple, list] = {}
+    for node in nodes:
+        for sub in list(node.subscriptions):
+            if sub.is_cft_enabled:
+                continue
+            key = (sub.topic_name, sub.msg_type, sub.raw, _qos_key(sub.qos_profile))
+            groups.setdefault(key, []).append((node, sub))
+    removed = 0
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        callbacks = tuple(sub.callback for _, sub in members)
+
+        def fan_out(msg, callbacks=callbacks) -> None:
+            for callback in callbacks:
+                callback(msg)
+        members[0][1].callback = fan_out
+        for node, sub in members[1:]:
+            node.destroy_subscription(sub)
+            removed += 1
+    return removed
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -80,7 +106,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 raise RuntimeError(f'{entry["module"]} names its node {node.get_name()!r}; '
                                    f'the graph expects {entry["name"]!r}')
             nodes.append(node)
-        share_sim_clock(nodes)
+        share_subscriptions(nodes)
         for node in nodes:
             executor.add_node(node)
         # spin_once in a loop, not spin(): EventsExecutor.spin() of rclpy 9.1 busy-waits in

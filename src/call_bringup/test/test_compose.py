@@ -1,46 +1,60 @@
-"""A container's sim-time nodes share one /clock subscription and still all follow /clock."""
+"""A container takes each topic once: merged subscriptions still reach every callback."""
 import time
 
 from builtin_interfaces.msg import Time
-from call_bringup.compose import share_sim_clock
+from call_bringup.compose import make_executor, share_subscriptions
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock
+from std_msgs.msg import String
 
 
-def _clock_subscribers(node: Node, names: set) -> list:
-    return [info.node_name for info in node.get_subscriptions_info_by_topic('/clock')
-            if info.node_name in names]
+def _subscribers(node: Node, topic: str, names: set) -> list:
+    return sorted(info.node_name for info in node.get_subscriptions_info_by_topic(topic)
+                  if info.node_name in names)
 
 
-def test_one_clock_subscription_drives_every_sim_time_node():
+def test_equal_subscriptions_are_merged_and_every_callback_still_gets_each_message():
     context = rclpy.Context()
     rclpy.init(context=context)
-    executor = SingleThreadedExecutor(context=context)
+    executor = make_executor(context)   # the container's: events executor where rclpy has it
     try:
-        sim_time = [Node(f'compose_sim_time_{i}', context=context, parameter_overrides=[
+        sim_time = [Node(f'compose_test_{i}', context=context, parameter_overrides=[
             Parameter('use_sim_time', value=True)]) for i in range(3)]
-        wall_time = Node('compose_wall_time', context=context)
-        source = Node('compose_clock_source', context=context)
-        names = {node.get_name() for node in sim_time + [wall_time]}
-        assert sorted(_clock_subscribers(source, names)) == sorted(n.get_name() for n in sim_time)
+        wall_time = Node('compose_test_wall', context=context)
+        nodes = sim_time + [wall_time]
+        names = {node.get_name() for node in nodes}
+        received: dict = {name: [] for name in names}
+        for node in nodes:
+            node.create_subscription(String, '/compose_test/topic',
+                                     received[node.get_name()].append, 10)
+        odd = []         # same topic, other QoS (depth): a subscription of its own
+        wall_time.create_subscription(String, '/compose_test/topic', odd.append, 3)
+        source = Node('compose_test_source', context=context)
+        assert _subscribers(source, '/clock', names) == sorted(n.get_name() for n in sim_time)
+        assert len(_subscribers(source, '/compose_test/topic', names)) == 5
 
-        assert share_sim_clock(sim_time + [wall_time]) == 2
-        assert _clock_subscribers(source, names) == ['compose_sim_time_0']
+        assert share_subscriptions(nodes) == 2 + 3       # /clock: 3 -> 1, topic: 4 -> 1
+        assert _subscribers(source, '/clock', names) == ['compose_test_0']
+        assert _subscribers(source, '/compose_test/topic', names) == [
+            'compose_test_0', 'compose_test_wall']
 
-        for node in sim_time + [wall_time, source]:
+        for node in nodes + [source]:
             executor.add_node(node)
-        publisher = source.create_publisher(Clock, '/clock', 10)
-        stamp = Time(sec=42, nanosec=5)
+        clock_pub = source.create_publisher(Clock, '/clock', 10)
+        topic_pub = source.create_publisher(String, '/compose_test/topic', 10)
         deadline = time.monotonic() + 20.0
-        while time.monotonic() < deadline and any(
-                node.get_clock().now().nanoseconds != 42_000_000_005 for node in sim_time):
-            publisher.publish(Clock(clock=stamp))
+        while time.monotonic() < deadline and not (
+                all(received.values()) and odd and all(
+                    node.get_clock().now().nanoseconds == 42_000_000_005 for node in sim_time)):
+            clock_pub.publish(Clock(clock=Time(sec=42, nanosec=5)))
+            topic_pub.publish(String(data='step'))
             executor.spin_once(timeout_sec=0.05)
         assert [node.get_clock().now().nanoseconds for node in sim_time] == [42_000_000_005] * 3
         assert wall_time.get_clock().now().nanoseconds > 1_000_000_000_000_000_000  # wall time
+        assert all(messages and messages[0].data == 'step' for messages in received.values())
+        assert odd and odd[0].data == 'step'
     finally:
         executor.shutdown()
         rclpy.try_shutdown(context=context)
