@@ -107,7 +107,7 @@ def request_from_msg(msg: KeyframeRequest) -> KeyframeRequestWire:
 def load_sequence_model(path: str, num_threads: int) -> SequenceModel:
     """Load the fleet world model's sequence step from a checkpoint (CheckpointError)."""
     from call_world_model import checkpoint  # run-time only: no package cycle
-    loaded = checkpoint.load(path, load_optimizers=False)
+    loaded = checkpoint.load_shared(path)
     return SequenceModel(loaded.world_model, num_threads)
 
 

@@ -96,7 +96,7 @@ class PlannerNode(Node):
         torch.set_num_threads(int(p['threads']))
         if not p['checkpoint']:
             raise ValueError('parameter checkpoint is empty: the planner needs a world model')
-        loaded = checkpoint.load(str(p['checkpoint']), load_optimizers=False)
+        loaded = checkpoint.load_shared(str(p['checkpoint']))
         if not loaded.meta.get('has_actor_critic', False):
             raise ValueError(f'checkpoint {p["checkpoint"]!r} has no actor-critic: the '
                              'look-ahead needs its policy and value')

@@ -127,6 +127,33 @@ def load(path: str, map_location='cpu', expected_config: Optional[WorldModelConf
     return Loaded(world_model, actor_critic, cfg, int(payload['step']), meta)
 
 
+_SHARED: Dict[tuple, Loaded] = {}
+
+
+def load_shared(path: str) -> Loaded:
+    """
+    Load the checkpoint for inference: one copy of its models per process and file version.
+
+    Vehicles composed into one process (call_bringup containers) each load the fleet's
+    checkpoint in three nodes (world model, comm replica, planner): in a four-vehicle
+    container one copy instead of twelve saves memory and start-up time and keeps the
+    weights warm in cache (bench/bench_bringup.py). Callers must not train or modify them (they
+    come in eval mode, without optimiser state). A file changed on disk (mtime, size) is
+    loaded afresh; errors are those of `load`.
+    """
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return load(path, load_optimizers=False)     # raises CheckpointError with the reason
+    key = (os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _SHARED:
+        loaded = load(path, load_optimizers=False)
+        loaded.world_model.eval()
+        loaded.actor_critic.eval()
+        _SHARED[key] = loaded
+    return _SHARED[key]
+
+
 def _load_state(path: str, name: str, module: torch.nn.Module, state: Any) -> None:
     if not isinstance(state, dict):
         raise CheckpointError(f'checkpoint {path!r}: {name} state is not a dict')

@@ -108,7 +108,7 @@ class WorldModelNode(Node):
     def _load_model(self) -> WorldModel:
         path = str(self.get_parameter('checkpoint').value)
         if path:
-            loaded = checkpoint.load(path)
+            loaded = checkpoint.load_shared(path)
             self.get_logger().info(f'loaded world model {path} (step {loaded.step})')
             return loaded.world_model
         preset = str(self.get_parameter('preset').value)

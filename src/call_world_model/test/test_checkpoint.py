@@ -106,3 +106,16 @@ def test_checkpoint_without_conditioning_key_loads_as_legacy(tmp_path):
                                           batch['is_first'], batch['shared'],
                                           batch['intention'], sample=False)
     assert torch.equal(a['deter'], b['deter'])
+
+
+def test_shared_load_is_one_copy_per_file_version(saved, tmp_path):
+    path, model, _, _, _ = saved
+    first = checkpoint.load_shared(path)
+    assert checkpoint.load_shared(path) is first
+    assert not first.world_model.training and not first.actor_critic.training
+    for a, b in zip(model.state_dict().values(), first.world_model.state_dict().values()):
+        assert torch.equal(a, b)
+    os.utime(path, ns=(1, 1))                      # the file changed: a fresh copy
+    assert checkpoint.load_shared(path) is not first
+    with pytest.raises(checkpoint.CheckpointError, match='does not exist'):
+        checkpoint.load_shared(str(tmp_path / 'nope.pt'))
