@@ -119,11 +119,12 @@ class RSSM(nn.Module):
 
     def obs_step(self, prev: State, prev_action: torch.Tensor, embed: torch.Tensor,
                  is_first: torch.Tensor, shared_vec: torch.Tensor,
-                 intention_vec: torch.Tensor, sample: bool = True):
+                 intention_vec: torch.Tensor, sample: bool = True, with_prior: bool = True):
         """
         Posterior step; rows with ``is_first`` restart from the initial state, no action.
 
-        Returns (post, prior) states for this step.
+        Returns (post, prior) states for this step; prior is None with ``with_prior=False``
+        (inference that only filters: the prior head and its sample are skipped).
         """
         batch = embed.shape[0]
         first = is_first.to(torch.bool)
@@ -133,12 +134,16 @@ class RSSM(nn.Module):
             prev = {k: torch.where(_expand(first, v), init[k], v) for k, v in prev.items()}
             action = action * (~first).to(action.dtype).unsqueeze(-1)
         cond = torch.cat([shared_vec, intention_vec], -1)
-        prior = self.img_step(prev, action, cond, sample=sample)
+        if with_prior:
+            prior = self.img_step(prev, action, cond, sample=sample)
+            deter = prior['deter']
+        else:
+            prior, deter = None, self.sequence_step(prev['deter'], prev['stoch'], action, cond)
         context = shared_vec if self.conditioned else cond
-        raw = self.obs_out(torch.cat([prior['deter'], embed, context], -1))
+        raw = self.obs_out(torch.cat([deter, embed, context], -1))
         logits = self._dist_logits(raw)
         stoch = _exact(sample_one_hot(logits) if sample else mode_one_hot(logits))
-        return {'deter': prior['deter'], 'stoch': stoch, 'logits': logits}, prior
+        return {'deter': deter, 'stoch': stoch, 'logits': logits}, prior
 
     def advance(self, deter: torch.Tensor, z_indices: torch.Tensor,
                 action: torch.Tensor) -> torch.Tensor:

@@ -114,13 +114,14 @@ class WorldModel(nn.Module):
     def observe_step(self, state: Optional[State], prev_action: torch.Tensor,
                      bev: torch.Tensor, is_first: torch.Tensor,
                      shared: Optional[SharedBatch] = None,
-                     intention: Optional[torch.Tensor] = None, sample: bool = True):
+                     intention: Optional[torch.Tensor] = None, sample: bool = True,
+                     with_prior: bool = True):
         """
         Filter one frame: (state_{t-1}, a_{t-1}, BEV_t, T_t, w_t) -> (post_t, prior_t).
 
         prev_action (B,) long; bev (B, C, S, S) uint8 or float in [0, 1]; is_first (B,) bool;
         shared with leading (B,) or None; intention (B, P, 2) or None. ``state=None`` starts
-        from the initial state.
+        from the initial state. ``with_prior=False`` skips the prior (returned as None).
         """
         batch = bev.shape[0]
         if state is None:
@@ -128,7 +129,7 @@ class WorldModel(nn.Module):
         embed = self.encoder(bev_to_float(bev))
         return self.rssm.obs_step(
             state, prev_action, embed, is_first, self.shared_vector(shared, (batch,)),
-            self.intention_vector(intention, (batch,)), sample=sample)
+            self.intention_vector(intention, (batch,)), sample=sample, with_prior=with_prior)
 
     def observe(self, bev: torch.Tensor, prev_actions: torch.Tensor, is_first: torch.Tensor,
                 shared: Optional[SharedBatch] = None, intention: Optional[torch.Tensor] = None,

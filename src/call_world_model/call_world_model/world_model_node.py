@@ -233,7 +233,7 @@ class WorldModelNode(Node):
         with torch.inference_mode():
             post, _ = self.model.observe_step(
                 self.state, torch.tensor([self.prev_action]), bev, torch.tensor([first]),
-                self._shared_batch(), self._intention())
+                self._shared_batch(), self._intention(), with_prior=False)
         if not all(torch.isfinite(v).all() for v in post.values()):
             self._drop('model_nan')
             self.state = None

@@ -116,6 +116,20 @@ def test_tiny_model_overfits_a_fixed_sequence():
     assert last['reward_loss'] < first['reward_loss']
 
 
+def test_filtering_without_the_prior_gives_the_same_posterior(model):
+    batch = random_batch(model.cfg, batch=2, steps=2)
+    with torch.no_grad():
+        state, _ = model.observe_step(None, batch['prev_action'][:, 0], batch['bev'][:, 0],
+                                      batch['is_first'][:, 0], sample=False)
+        args = (state, batch['prev_action'][:, 1], batch['bev'][:, 1], torch.zeros(2).bool(),
+                batch['shared'].at_time(1), batch['intention'][:, 1])
+        full, prior = model.observe_step(*args, sample=False)
+        lean, none = model.observe_step(*args, sample=False, with_prior=False)
+    assert prior is not None and none is None
+    for key in full:
+        assert torch.equal(full[key], lean[key])
+
+
 def test_is_first_resets_state(model):
     batch = random_batch(model.cfg, batch=2, steps=3, shared=False)
     batch['is_first'][:] = True
