@@ -17,6 +17,7 @@ import sys
 from typing import Optional
 
 import rclpy
+from rclpy.context import Context
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -40,7 +41,7 @@ def node_class(module_name: str) -> type:
     return classes[0]
 
 
-def make_executor(context: Optional[rclpy.context.Context] = None) -> Executor:
+def make_executor(context: Optional[Context] = None) -> Executor:
     """
     One thread either way: the nodes' callbacks hold the GIL anyway.
 
@@ -71,7 +72,7 @@ def share_subscriptions(nodes: list[Node]) -> int:
     groups: dict[tuple, list] = {}
     for node in nodes:
         for sub in list(node.subscriptions):
-            if sub.is_cft_enabled:
+            if getattr(sub, 'is_cft_enabled', False):  # no content filters in Humble
                 continue
             key = (sub.topic_name, sub.msg_type, sub.raw, _qos_key(sub.qos_profile))
             groups.setdefault(key, []).append((node, sub))
