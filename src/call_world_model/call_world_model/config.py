@@ -40,6 +40,12 @@ class WorldModelConfig:
     # key existed carry no value and load with this default); presets.yaml sets false: paper
     # App. E.2 eq. 11 h_t = f(h, z, a), conditioning enters the posterior (see rssm.py).
     condition_sequence_model: bool = True
+    # posterior q(z | h, x, c): hidden LinearNormAct layers before the latent logits (1 =
+    # DreamerV3); 0 = one linear, the embedding's only dense map (see decoder_input)
+    obs_layers: int = 1
+    # BEV decoder input: 'dense' (DreamerV3: one linear from [h, z] to the minres grid) or
+    # 'spatial' (z laid on the grid, networks.ConvDecoder): no second dense layer (issue #5)
+    decoder_input: str = 'dense'
     free_bits: float = 1.0
     # BEV decoder: BCE positive weight on the sparse vehicle channels (1 = DreamerV3's plain
     # likelihood); CPU-sized runs raise it so vehicles appear before the static road is perfect
@@ -171,6 +177,15 @@ def _validate(cfg: WorldModelConfig) -> None:
         raise ValueError(f'bins_low {cfg.bins_low} must be < bins_high {cfg.bins_high}')
     if cfg.reward_bins < 2:
         raise ValueError(f'reward_bins must be >= 2, got {cfg.reward_bins}')
+    if cfg.obs_layers < 0:
+        raise ValueError(f"config key 'obs_layers' must be >= 0, got {cfg.obs_layers}")
+    if cfg.decoder_input not in ('dense', 'spatial'):
+        raise ValueError("config key 'decoder_input' must be 'dense' or 'spatial', got "
+                         f'{cfg.decoder_input!r}')
+    if cfg.decoder_input == 'spatial' and cfg.stoch % (cfg.minres * cfg.minres):
+        raise ValueError(f"decoder_input 'spatial' lays the stoch {cfg.stoch} latents on the "
+                         f'{cfg.minres} x {cfg.minres} grid: stoch must be a multiple of '
+                         f'{cfg.minres * cfg.minres}')
     if cfg.initial not in ('learned', 'zeros'):
         raise ValueError(f"config key 'initial' must be 'learned' or 'zeros', got {cfg.initial!r}")
     stages = cfg.bev_size // cfg.minres

@@ -97,16 +97,36 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Mirror of :class:`ConvEncoder`: features -> (B, C, S, S) per-pixel logits."""
+    """
+    Mirror of :class:`ConvEncoder`: features -> (B, C, S, S) per-pixel logits.
+
+    ``spatial_dim = 0`` (DreamerV3): one linear maps all features to the (minres, minres)
+    grid. ``spatial_dim > 0``: the last ``spatial_dim`` features (the flattened latents z) are
+    laid out on the grid instead, ``spatial_dim / minres**2`` consecutive features per cell,
+    and a 1x1 conv maps each cell's slice to the first conv stage; the leading features (h)
+    still go through the linear and are added, so the latents' only dense map is the
+    posterior's. Why: a second dense layer between the conv encoder and the grid kept
+    few-pixel vehicles out of short CPU runs (checkpoints/README.md, issue #5).
+    """
 
     def __init__(self, feat_dim: int, out_channels: int, depth: int, mults: Sequence[int],
-                 minres: int):
+                 minres: int, spatial_dim: int = 0):
         """Project to (depth * mults[-1], minres, minres) and upsample with 4x4 stride-2."""
         super().__init__()
         channels = _conv_channels(depth, mults)[::-1]
         self.minres = minres
         self.first_channels = channels[0]
-        self.project = output_linear(feat_dim, channels[0] * minres * minres)
+        cells = minres * minres
+        if spatial_dim < 0 or spatial_dim > feat_dim or spatial_dim % cells:
+            raise ValueError(f'spatial_dim {spatial_dim} must be in [0, {feat_dim}] and a '
+                             f'multiple of minres**2 = {cells}')
+        self.spatial_dim = spatial_dim
+        self.project = output_linear(feat_dim - spatial_dim, channels[0] * cells)
+        self.cell_project = None
+        if spatial_dim:
+            self.cell_project = nn.Conv2d(spatial_dim // cells, channels[0], 1)
+            init_fan_avg_(self.cell_project.weight)
+            nn.init.zeros_(self.cell_project.bias)
         layers = []
         for index, prev in enumerate(channels):
             last = index == len(channels) - 1
@@ -122,5 +142,11 @@ class ConvDecoder(nn.Module):
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         """(B, feat_dim) -> (B, out_channels, S, S) logits."""
-        x = self.project(feat).reshape(-1, self.first_channels, self.minres, self.minres)
+        grid = (self.minres, self.minres)
+        dense = feat[:, :feat.shape[1] - self.spatial_dim]
+        x = self.project(dense).reshape((-1, self.first_channels) + grid)
+        if self.cell_project is not None:
+            cells = self.minres * self.minres
+            z = feat[:, feat.shape[1] - self.spatial_dim:].reshape(feat.shape[0], cells, -1)
+            x = x + self.cell_project(z.transpose(1, 2).reshape((feat.shape[0], -1) + grid))
         return self.net(x)

@@ -73,8 +73,10 @@ class RSSM(nn.Module):
         self.gru = NormGRUCell(cfg.hidden, cfg.deter)
         self.img_out = nn.Sequential(LinearNormAct(cfg.deter, cfg.hidden),
                                      output_linear(cfg.hidden, cfg.stoch_flat))
-        self.obs_out = nn.Sequential(LinearNormAct(obs_in, cfg.hidden),
-                                     output_linear(cfg.hidden, cfg.stoch_flat))
+        dims = [obs_in] + [cfg.hidden] * cfg.obs_layers
+        self.obs_out = nn.Sequential(
+            *[LinearNormAct(a, b) for a, b in zip(dims[:-1], dims[1:])],
+            output_linear(dims[-1], cfg.stoch_flat))
         self.initial_deter = nn.Parameter(torch.zeros(cfg.deter),
                                           requires_grad=cfg.initial == 'learned')
 

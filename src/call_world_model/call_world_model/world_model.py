@@ -78,8 +78,9 @@ class WorldModel(nn.Module):
         self.intention_encoder = IntentionEncoder(cfg)
         self.shared_pooling = SharedPooling(cfg, self.intention_encoder)
         self.heads = nn.ModuleDict({
-            'decoder': ConvDecoder(cfg.feat_dim, cfg.bev_channels, cfg.cnn_depth,
-                                   cfg.cnn_mults, cfg.minres),
+            'decoder': ConvDecoder(
+                cfg.feat_dim, cfg.bev_channels, cfg.cnn_depth, cfg.cnn_mults, cfg.minres,
+                cfg.stoch_flat if cfg.decoder_input == 'spatial' else 0),
             'reward': MLP(cfg.feat_dim, cfg.hidden, cfg.mlp_layers, cfg.reward_bins, 0.0),
             'cont': MLP(cfg.feat_dim, cfg.hidden, cfg.mlp_layers, 1),
         })
