@@ -115,9 +115,6 @@ def process_units(specs: list[NodeSpec], compose: bool = False,
     each node gets the very arguments it has as a process of its own (`ros_arguments`).
     More vehicles per container save CPU per tick (fewer processes, DDS participants and
     context switches; bench/bench_bringup.py) but a crashing node takes the whole group down.
-    Vehicles are dealt to containers in turn (hero0, hero2, ... | hero1, hero3, ...): the
-    simulator sends each step's inputs vehicle by vehicle, so every container gets work
-    from the start of the step rather than one waiting for the later half.
     """
     if vehicles_per_process < 1:
         raise GraphError(f'vehicles per process must be >= 1, got {vehicles_per_process}')
@@ -133,9 +130,8 @@ def process_units(specs: list[NodeSpec], compose: bool = False,
     vehicles = list(by_vehicle)
     if vehicles:
         workdir = workdir or tempfile.mkdtemp(prefix='call_run_')
-    containers = -(-len(vehicles) // vehicles_per_process)
-    for first in range(containers):
-        group = tuple(vehicles[first::containers])
+    for start in range(0, len(vehicles), vehicles_per_process):
+        group = tuple(vehicles[start:start + vehicles_per_process])
         name = '+'.join(group)
         spec_file = os.path.join(workdir, f'{name}_nodes.json')
         with open(spec_file, 'w', encoding='utf-8') as stream:

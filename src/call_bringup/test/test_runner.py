@@ -117,12 +117,12 @@ def test_composed_vehicle_is_one_process_whose_nodes_keep_their_own_arguments(tm
     assert '__ns:=/hero0' in entries[0]['ros_args'] and 'bev:=bev2' in entries[0]['ros_args']
 
 
-def test_vehicles_per_process_deals_vehicles_in_turn_and_rejects_zero(tmp_path):
+def test_vehicles_per_process_groups_vehicles_and_rejects_zero(tmp_path):
     specs = _vehicle_specs(['hero0', 'hero1', 'hero2'])
     units = process_units(specs, compose=True, workdir=str(tmp_path), vehicles_per_process=2)
     assert [(u.label, u.vehicles) for u in units] == [
-        ('carla_sim', ()), ('hero0+hero2/container', ('hero0', 'hero2')),
-        ('hero1/container', ('hero1',))]
+        ('carla_sim', ()), ('hero0+hero1/container', ('hero0', 'hero1')),
+        ('hero2/container', ('hero2',))]
     assert [e['name'] for e in json.load(open(units[1].command[3]))] == ['perception',
                                                                          'planner'] * 2
     with pytest.raises(GraphError, match='vehicles per process'):
