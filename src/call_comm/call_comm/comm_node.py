@@ -14,6 +14,8 @@ empty h (pose, z and intention still count).
 """
 import array
 import math
+import signal
+import threading
 from typing import Any, Optional
 
 from builtin_interfaces.msg import Time
@@ -32,9 +34,10 @@ from nav_msgs.msg import Odometry, Path
 import numpy as np
 import rclpy
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time as RosTime
 
 try:  # Iron and newer
@@ -387,24 +390,30 @@ class CommNode(Node):
 
 
 def main(args=None) -> int:
-    """Spin the comm node; a bad checkpoint/config exits with 2; Ctrl-C exits cleanly."""
-    rclpy.init(args=args)
+    """
+    Spin the node until SIGINT/SIGTERM; a bad checkpoint or config exits with code 2.
+
+    The signals only set a flag that the loop checks between callbacks: rclpy's own handler
+    raises KeyboardInterrupt wherever the node happens to be, which made shutdowns flaky.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     node = None
     try:
         node = CommNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, RuntimeError) as exc:
-        if isinstance(exc, RuntimeError) and not rclpy.ok():
-            return 0  # Ctrl-C shut the context down while the executor was taking a message
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
+    except (ValueError, RuntimeError) as exc:     # CheckpointError is a RuntimeError
         print(f'comm_node: cannot start: {exc}', flush=True)
         return 2
     finally:
         if node is not None:
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
+        rclpy.try_shutdown()
     return 0
 
 

@@ -7,6 +7,8 @@ ROS-free modules. One BEV is published per odometry message, stamped with its si
 import array
 from dataclasses import dataclass
 import math
+import signal
+import threading
 from typing import Any, List, Optional, Tuple
 
 from call_msgs.msg import SharedInformation
@@ -23,9 +25,10 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry, Path
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
@@ -313,18 +316,23 @@ def _stamp_key(stamp) -> Tuple[int, int]:
 
 
 def main(args=None) -> None:
-    """Run the perception node until shutdown."""
-    rclpy.init(args=args)
+    """
+    Spin the node until SIGINT/SIGTERM.
+
+    The signals only set a flag that the loop checks between callbacks: rclpy's own handler
+    raises KeyboardInterrupt wherever the node happens to be, which made shutdowns flaky.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     node = None
     try:
         node = PerceptionNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        if rclpy.ok():
-            raise
-        # Ctrl-C shut the context down while the executor was taking a message
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
     finally:
         if node is not None:
             node.destroy_node()

@@ -17,6 +17,8 @@ but does not command the vehicle.
 """
 import dataclasses
 import math
+import signal
+import threading
 import time
 from typing import Any, Optional
 
@@ -37,9 +39,10 @@ from nav_msgs.msg import Odometry, Path
 import numpy as np
 import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Header
 import torch
 from visualization_msgs.msg import Marker, MarkerArray
@@ -385,27 +388,27 @@ class PlannerNode(Node):
 
 
 def main(args=None) -> None:
-    """Run the planner until shutdown."""
-    rclpy.init(args=args)
+    """
+    Spin the node until SIGINT/SIGTERM.
+
+    The signals only set a flag that the loop checks between callbacks: rclpy's own handler
+    raises KeyboardInterrupt wherever the node happens to be, which made shutdowns flaky.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     node = None
     try:
         node = PlannerNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        # Ctrl-C while the executor was taking a message: rclpy shuts the context down from
-        # its own thread, possibly a moment after the error surfaced here
-        deadline = time.monotonic() + 1.0
-        while rclpy.ok() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if rclpy.ok():
-            raise
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
     finally:
         if node is not None:
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
 
 
 if __name__ == '__main__':

@@ -9,6 +9,8 @@ optionally ``/<role>/prediction_color`` (rgb8 strip of the decoded open-loop pre
 ``/diagnostics``. Malformed messages are counted by reason and dropped.
 """
 import math
+import signal
+import threading
 import time
 from typing import Any, Dict, Optional
 
@@ -23,8 +25,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry, Path
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 import torch
 
@@ -302,30 +305,30 @@ class WorldModelNode(Node):
 
 
 def main(args=None) -> int:
-    """Run the node; a bad checkpoint or config exits with code 2 and the reason."""
-    rclpy.init(args=args)
+    """
+    Spin the node until SIGINT/SIGTERM; a bad checkpoint or config exits with code 2.
+
+    The signals only set a flag that the loop checks between callbacks: rclpy's own handler
+    raises KeyboardInterrupt wherever the node happens to be, which made shutdowns flaky.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     node = None
     try:
         node = WorldModelNode()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
     except (checkpoint.CheckpointError, ValueError) as exc:
         print(f'world_model_node: cannot start: {exc}', flush=True)
         return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        # Ctrl-C while the executor was taking a message: rclpy shuts the context down from
-        # its own thread, possibly a moment after the error surfaced here
-        deadline = time.monotonic() + 1.0
-        while rclpy.ok() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if rclpy.ok():
-            raise
     finally:
         if node is not None:
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
+        rclpy.try_shutdown()
     return 0
 
 
