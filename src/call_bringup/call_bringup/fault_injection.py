@@ -221,13 +221,14 @@ def main(args: Optional[list[str]] = None) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     node = None
+    executor = SingleThreadedExecutor()
     try:
         node = V2vFaultRelay()
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
         while not stop.is_set():
             executor.spin_once(timeout_sec=0.05)
     finally:
+        executor.shutdown()
         if node is not None:
             print('fault counts: ' + json.dumps(node.counts()), flush=True)
             node.destroy_node()

@@ -401,9 +401,9 @@ def main(args=None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     node = None
+    executor = SingleThreadedExecutor()
     try:
         node = CommNode()
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
         while not stop.is_set():
             executor.spin_once(timeout_sec=0.1)
@@ -411,6 +411,7 @@ def main(args=None) -> int:
         print(f'comm_node: cannot start: {exc}', flush=True)
         return 2
     finally:
+        executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

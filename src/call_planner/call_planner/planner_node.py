@@ -399,13 +399,14 @@ def main(args=None) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     node = None
+    executor = SingleThreadedExecutor()
     try:
         node = PlannerNode()
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
         while not stop.is_set():
             executor.spin_once(timeout_sec=0.1)
     finally:
+        executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

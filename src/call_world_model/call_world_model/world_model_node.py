@@ -316,9 +316,9 @@ def main(args=None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     node = None
+    executor = SingleThreadedExecutor()
     try:
         node = WorldModelNode()
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
         while not stop.is_set():
             executor.spin_once(timeout_sec=0.1)
@@ -326,6 +326,7 @@ def main(args=None) -> int:
         print(f'world_model_node: cannot start: {exc}', flush=True)
         return 2
     finally:
+        executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
