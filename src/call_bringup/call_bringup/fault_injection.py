@@ -22,18 +22,14 @@ import heapq
 import itertools
 import json
 import random
-import signal
-import threading
 from typing import Optional
 
+from call_common.node_main import spin_until_signal
 from call_msgs.msg import LatentMessage
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-import rclpy
 from rclpy.duration import Duration
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 
 FAULT_KINDS = ('relayed', 'dropped_loss', 'delayed', 'forged', 'replayed', 'forge_skipped',
                'unlinked')
@@ -209,31 +205,16 @@ class V2vFaultRelay(Node):
         self.diagnostics_pub.publish(array)
 
 
-def main(args: Optional[list[str]] = None) -> None:
+def main(args: Optional[list[str]] = None) -> int:
     """
     Run the relay until SIGINT/SIGTERM, then print the final counts.
 
-    The signals only set a flag: a KeyboardInterrupt raised right after a publish returned
-    would skip that copy's count, and the final counts must equal what the receivers saw.
+    call_common.node_main stops between callbacks: a copy is never published without being
+    counted, so the final counts equal what the receivers saw.
     """
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    node = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = V2vFaultRelay()
-        executor.add_node(node)
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.05)
-    finally:
-        executor.shutdown()
-        if node is not None:
-            print('fault counts: ' + json.dumps(node.counts()), flush=True)
-            node.destroy_node()
-        rclpy.try_shutdown()
+    return spin_until_signal(V2vFaultRelay, args, 'v2v_fault_relay', on_stop=lambda node: print(
+        'fault counts: ' + json.dumps(node.counts()), flush=True))
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

@@ -14,8 +14,6 @@ empty h (pose, z and intention still count).
 """
 import array
 import math
-import signal
-import threading
 from typing import Any, Optional
 
 from builtin_interfaces.msg import Time
@@ -28,16 +26,14 @@ from call_comm.range_gate import RangeGate
 from call_comm.replica import ReplicaBank, SequenceModel
 from call_comm.replica_link import LinkReceiver, LinkSender
 from call_comm.stamped_poses import Pose, StampedPoses
+from call_common.node_main import spin_until_signal
 from call_msgs.msg import (CommStats, KeyframeRequest, LatentMessage, LatentState,
                            NeighbourLatent, SharedInformation)
 from nav_msgs.msg import Odometry, Path
 import numpy as np
-import rclpy
 from rclpy.duration import Duration
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time as RosTime
 
 try:  # Iron and newer
@@ -390,32 +386,9 @@ class CommNode(Node):
 
 
 def main(args=None) -> int:
-    """
-    Spin the node until SIGINT/SIGTERM; a bad checkpoint or config exits with code 2.
-
-    The signals only set a flag that the loop checks between callbacks: rclpy's own handler
-    raises KeyboardInterrupt wherever the node happens to be, which made shutdowns flaky.
-    """
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    node = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = CommNode()
-        executor.add_node(node)
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.1)
-    except (ValueError, RuntimeError) as exc:     # CheckpointError is a RuntimeError
-        print(f'comm_node: cannot start: {exc}', flush=True)
-        return 2
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Spin the node until SIGINT/SIGTERM; a bad checkpoint or config exits with code 2."""
+    return spin_until_signal(CommNode, args, 'comm_node',   # CheckpointError is a RuntimeError
+                             start_errors=(ValueError, RuntimeError))
 
 
 if __name__ == '__main__':

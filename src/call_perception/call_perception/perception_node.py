@@ -7,10 +7,9 @@ ROS-free modules. One BEV is published per odometry message, stamped with its si
 import array
 from dataclasses import dataclass
 import math
-import signal
-import threading
 from typing import Any, List, Optional, Tuple
 
+from call_common.node_main import spin_until_signal
 from call_msgs.msg import SharedInformation
 from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNELS
 from call_perception.colorize import colorize
@@ -24,11 +23,8 @@ from derived_object_msgs.msg import ObjectArray
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry, Path
 import numpy as np
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
@@ -315,30 +311,10 @@ def _stamp_key(stamp) -> Tuple[int, int]:
     return int(stamp.sec), int(stamp.nanosec)
 
 
-def main(args=None) -> None:
-    """
-    Spin the node until SIGINT/SIGTERM.
-
-    The signals only set a flag that the loop checks between callbacks: rclpy's own handler
-    raises KeyboardInterrupt wherever the node happens to be, which made shutdowns flaky.
-    """
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    node = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = PerceptionNode()
-        executor.add_node(node)
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.1)
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    """Spin the node until SIGINT/SIGTERM (call_common.node_main)."""
+    return spin_until_signal(PerceptionNode, args, 'perception_node')
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

@@ -17,11 +17,10 @@ but does not command the vehicle.
 """
 import dataclasses
 import math
-import signal
-import threading
 import time
 from typing import Any, Optional
 
+from call_common.node_main import spin_until_signal
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_planner.control_output import command_for_action, stop_command
 from call_planner.intention import intention_waypoints
@@ -37,12 +36,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped
 from nav_msgs.msg import Odometry, Path
 import numpy as np
-import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Header
 import torch
 from visualization_msgs.msg import Marker, MarkerArray
@@ -387,30 +383,10 @@ class PlannerNode(Node):
         self.diag_pub.publish(array)
 
 
-def main(args=None) -> None:
-    """
-    Spin the node until SIGINT/SIGTERM.
-
-    The signals only set a flag that the loop checks between callbacks: rclpy's own handler
-    raises KeyboardInterrupt wherever the node happens to be, which made shutdowns flaky.
-    """
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    node = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = PlannerNode()
-        executor.add_node(node)
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.1)
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    """Spin the node until SIGINT/SIGTERM (call_common.node_main)."""
+    return spin_until_signal(PlannerNode, args, 'planner_node')
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

@@ -9,11 +9,10 @@ optionally ``/<role>/prediction_color`` (rgb8 strip of the decoded open-loop pre
 ``/diagnostics``. Malformed messages are counted by reason and dropped.
 """
 import math
-import signal
-import threading
 import time
 from typing import Any, Dict, Optional
 
+from call_common.node_main import spin_until_signal
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_world_model import checkpoint
 from call_world_model.config import load_config
@@ -24,10 +23,7 @@ from call_world_model.world_model import WorldModel
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry, Path
 import numpy as np
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 import torch
 
@@ -305,32 +301,9 @@ class WorldModelNode(Node):
 
 
 def main(args=None) -> int:
-    """
-    Spin the node until SIGINT/SIGTERM; a bad checkpoint or config exits with code 2.
-
-    The signals only set a flag that the loop checks between callbacks: rclpy's own handler
-    raises KeyboardInterrupt wherever the node happens to be, which made shutdowns flaky.
-    """
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    node = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = WorldModelNode()
-        executor.add_node(node)
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.1)
-    except (checkpoint.CheckpointError, ValueError) as exc:
-        print(f'world_model_node: cannot start: {exc}', flush=True)
-        return 2
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Spin the node until SIGINT/SIGTERM; a bad checkpoint or config exits with code 2."""
+    return spin_until_signal(WorldModelNode, args, 'world_model_node',
+                             start_errors=(checkpoint.CheckpointError, ValueError))
 
 
 if __name__ == '__main__':

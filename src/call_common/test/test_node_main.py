@@ -1,0 +1,59 @@
+"""spin_until_signal in a real process: clean stop on SIGINT/SIGTERM, exit 2 on a start error."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    from call_common.node_main import spin_until_signal
+    from rclpy.node import Node
+
+    class Ticker(Node):
+        def __init__(self):
+            super().__init__('ticker')
+            if sys.argv[1] == 'bad':
+                raise ValueError('parameter x is bad')
+            self.ticks = 0
+            self.create_timer(0.01, self.tick)
+
+        def tick(self):
+            self.ticks += 1
+            if self.ticks == 5:
+                print('spinning', flush=True)
+
+    sys.exit(spin_until_signal(Ticker, name='ticker', start_errors=(ValueError,),
+                               on_stop=lambda node: print('stopped', node.ticks > 0)))
+""")
+
+
+def _start(mode: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, '-c', SCRIPT, mode], env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_node_cleanly(signum):
+    proc = _start('good')
+    try:
+        assert proc.stdout.readline().strip() == 'spinning'
+        time.sleep(0.2)                     # let the signal land while callbacks keep running
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert out.strip().splitlines()[-1] == 'stopped True'
+    assert 'Traceback' not in out and 'Exception ignored' not in out
+
+
+def test_a_start_error_exits_2_with_the_reason():
+    proc = _start('bad')
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert out.strip() == 'ticker: cannot start: parameter x is bad'
