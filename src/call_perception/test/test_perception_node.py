@@ -214,20 +214,24 @@ def test_an_odometry_ahead_of_its_objects_waits_for_them(perception_process):
             while time.monotonic() < end:
                 rclpy.spin_once(node, timeout_sec=0.02)
 
-        def seen_ahead(msg):
+        def seen(msg, metres_ahead):
             data = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, -1)
-            return bool(data[pixel(12.0) + (CHANNEL_INDEX['seen_vehicles'],)])
+            return bool(data[pixel(metres_ahead) + (CHANNEL_INDEX['seen_vehicles'],)])
 
-        # steps in order (objects, then odometry) until the node answers: objects keep up
+        # steps in order (objects, then odometry) until a BEV shows their vehicle 20 m ahead:
+        # both topics are matched and objects keep up
         tenths, deadline = 10, time.monotonic() + WAIT_S
-        while time.monotonic() < deadline and perception_process.poll() is None and not bevs:
+        while time.monotonic() < deadline and perception_process.poll() is None and not any(
+                seen(b, 20.0) for b in bevs):
             tenths += 1
-            objects_pub.publish(stamped(ObjectArray(), tenths))
+            steady = stamped(ObjectArray(), tenths)
+            steady.objects = [vehicle(1, 20.0, 0.0, 4.6, 2.0)]
+            objects_pub.publish(steady)
             odom_pub.publish(odometry(tenths))
             spin(0.2)
-        assert bevs, 'no BEV arrived'
+        assert any(seen(b, 20.0) for b in bevs), 'no BEV with the objects arrived'
         spin(0.3)
-        # next step: its odometry first; its objects (a vehicle ahead) only a while later
+        # next step: its odometry first; its objects (the vehicle now 12 m ahead) a while later
         tenths += 1
         odom_pub.publish(odometry(tenths))
         spin(0.5)
@@ -239,7 +243,8 @@ def test_an_odometry_ahead_of_its_objects_waits_for_them(perception_process):
         while time.monotonic() < deadline and not any(_stamp_tenths(b) == tenths for b in bevs):
             spin(0.1)
         step_bevs = [b for b in bevs if _stamp_tenths(b) == tenths]
-        assert len(step_bevs) == 1 and seen_ahead(step_bevs[0])
+        assert len(step_bevs) == 1
+        assert seen(step_bevs[0], 12.0) and not seen(step_bevs[0], 20.0)
     finally:
         node.destroy_node()
         rclpy.shutdown()
