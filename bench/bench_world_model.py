@@ -2,7 +2,8 @@
 World-model speed on CPU: CALL's RSSM side by side with sheeprl's DreamerV3 (one run).
 
 Figures per implementation (median wall time, torch threads = --threads):
-  * observe step: encode one 128x128 BEV and filter one RSSM step (batch 1; the node's tick)
+  * observe step: encode one 128x128 BEV and filter one RSSM step (batch 1; the node's tick),
+    and per vehicle when a container observes 1, 2, 4 or 8 vehicles as one batch
   * 15-step imagination: open-loop prior rollout of 15 given actions (batch 1; the planner)
   * training steps/s: one world-model + one actor-critic update (imagination horizon 15)
     at batch B x length T (16 x 64 = paper Table 5, and a smaller batch)
@@ -80,6 +81,7 @@ def bench_call(args) -> dict:
             wm.rollout(state, actions, one_shared, intention)
 
     out['observe_ms'] = _median_ms(observe, args.repeats)
+    out['observe_batched_ms'] = _observe_batched_ms(wm, bev, one_shared, intention, args)
     out['imagine15_ms'] = _median_ms(imagine, args.repeats)
     for batch_size, length in args.train_sizes:
         batch = {
@@ -97,6 +99,24 @@ def bench_call(args) -> dict:
 
         seconds = _median_ms(update, args.train_repeats, warmup=1) / 1000.0
         out[f'train_{batch_size}x{length}_steps_per_s'] = 1.0 / seconds
+    return out
+
+
+def _observe_batched_ms(wm, bev, one_shared, intention, args) -> dict:
+    """Per-vehicle observe ms when a container's nodes run their steps as one batch."""
+    import torch
+    from call_world_model.observe_batch import ObserveRequest, observe_together
+
+    state = wm.initial_state(1)
+    out = {}
+    for batch in (1, 2, 4, 8):
+        requests = [ObserveRequest(state, 0, bev, one_shared, intention)] * batch
+
+        def observe():
+            with torch.inference_mode():
+                observe_together(wm, requests)
+
+        out[batch] = _median_ms(observe, args.repeats) / batch
     return out
 
 
@@ -252,6 +272,10 @@ def main() -> int:
     print(f'CPU, torch threads = {args.threads}, BEV {BEV_CHANNELS}x{BEV_SIZE}x{BEV_SIZE}, '
           f'{ACTIONS} actions, imagination horizon {HORIZON}')
     print(_table(rows, args.train_sizes))
+    batched = rows[0]['observe_batched_ms']
+    print('CALL observe step per vehicle when a container batches its vehicles '
+          '(observe_batch.observe_together): ' + ', '.join(
+              f'batch {b}: {ms:.2f} ms' for b, ms in batched.items()))
     return 0
 
 

@@ -62,6 +62,19 @@ class SharedBatch:
         """Move all fields to ``device``."""
         return self.apply(lambda x: x.to(device))
 
+    @classmethod
+    def concat(cls, rows: 'list[Optional[SharedBatch]]', cfg: WorldModelConfig
+               ) -> 'SharedBatch':
+        """Stack (1,)-batches (None: no neighbours) into one (B,) batch, padded and masked."""
+        slots = max([1] + [row.mask.shape[-1] for row in rows if row is not None])
+        out = cls.empty((len(rows),), cfg, slots=slots)
+        for index, row in enumerate(rows):
+            if row is not None:
+                count = row.mask.shape[-1]
+                for field in dataclasses.fields(cls):
+                    getattr(out, field.name)[index, :count] = getattr(row, field.name)[0]
+        return out
+
     def validate(self, cfg: WorldModelConfig) -> None:
         """Raise ValueError when shapes, dtypes or index ranges do not fit ``cfg``."""
         lead = tuple(self.mask.shape)

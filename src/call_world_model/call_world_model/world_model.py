@@ -116,21 +116,25 @@ class WorldModel(nn.Module):
                      bev: torch.Tensor, is_first: torch.Tensor,
                      shared: Optional[SharedBatch] = None,
                      intention: Optional[torch.Tensor] = None, sample: bool = True,
-                     with_prior: bool = True):
+                     with_prior: bool = True, intention_vec: Optional[torch.Tensor] = None):
         """
         Filter one frame: (state_{t-1}, a_{t-1}, BEV_t, T_t, w_t) -> (post_t, prior_t).
 
         prev_action (B,) long; bev (B, C, S, S) uint8 or float in [0, 1]; is_first (B,) bool;
         shared with leading (B,) or None; intention (B, P, 2) or None. ``state=None`` starts
-        from the initial state. ``with_prior=False`` skips the prior (returned as None).
+        from the initial state. ``with_prior=False`` skips the prior (returned as None). A
+        precomputed ``intention_vec`` (B, intention_dim) replaces ``intention`` (rows of a
+        batch may mix a plan with none, see ``observe_batch``).
         """
         batch = bev.shape[0]
         if state is None:
             state = self.initial_state(batch)
+        if intention_vec is None:
+            intention_vec = self.intention_vector(intention, (batch,))
         embed = self.encoder(bev_to_float(bev))
         return self.rssm.obs_step(
             state, prev_action, embed, is_first, self.shared_vector(shared, (batch,)),
-            self.intention_vector(intention, (batch,)), sample=sample, with_prior=with_prior)
+            intention_vec, sample=sample, with_prior=with_prior)
 
     def observe(self, bev: torch.Tensor, prev_actions: torch.Tensor, is_first: torch.Tensor,
                 shared: Optional[SharedBatch] = None, intention: Optional[torch.Tensor] = None,

@@ -17,12 +17,14 @@ from call_msgs.msg import Action, LatentState, SharedInformation
 from call_world_model import checkpoint
 from call_world_model.config import load_config
 from call_world_model.intention import fit_waypoints, map_to_ego, relative_pose
+from call_world_model.observe_batch import observe_together, ObserveBatcher, ObserveRequest
 from call_world_model.prediction import prediction_strip, PredictionErrorTracker
 from call_world_model.shared_pooling import SharedBatch
 from call_world_model.world_model import WorldModel
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry, Path
 import numpy as np
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 import torch
@@ -102,6 +104,13 @@ class WorldModelNode(Node):
                                  event_callbacks=QUIET_SUB)
         self.create_timer(float(self.get_parameter('diagnostics_period').value),
                           self.publish_diagnostics)
+        self.batcher = ObserveBatcher.for_model(self.model)
+        self.batcher.join()
+        # armed by the step that opens a batch; a steady clock, so it fires under sim time too
+        self.flush_timer = self.create_timer(0.0, self.on_flush,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.flush_timer.cancel()
+        self.waiting = False                            # a step of ours is in the batch
 
     # ------------------------------------------------------------------ setup
     def _load_model(self) -> WorldModel:
@@ -223,37 +232,67 @@ class WorldModelNode(Node):
 
     # ------------------------------------------------------------------ main step
     def on_bev(self, msg: Image) -> None:
-        """Observe one BEV and publish the latent state (and the prediction strip)."""
+        """
+        Observe one BEV and publish the latent state (and the prediction strip).
+
+        Alone in its process the node observes at once. Composed with other world-model nodes
+        on the same model, it queues the step with their shared batcher; the flush timer
+        fires after the BEVs already waiting in the executor, so their steps run as one batch.
+        """
         bev = self._bev_tensor(msg)
         if bev is None:
             return
         start = time.perf_counter()
-        first = self.state is None
-        with torch.inference_mode():
-            post, _ = self.model.observe_step(
-                self.state, torch.tensor([self.prev_action]), bev, torch.tensor([first]),
-                self._shared_batch(), self._intention(), with_prior=False)
+        if self.waiting:        # a second BEV before the batch ran: its state comes first
+            self.on_flush()
+        request = ObserveRequest(self.state, self.prev_action, bev, self._shared_batch(),
+                                 self._intention())
+        action = self.prev_action
+        if self.batcher.members <= 1:
+            with torch.inference_mode():
+                post = observe_together(self.model, [request])[0]
+            self._observed(msg, action, start, post)
+        else:
+            self.waiting = True
+            if self.batcher.submit(request,
+                                   lambda post: self._observed(msg, action, start, post)):
+                self.flush_timer.reset()
+
+    def on_flush(self) -> None:
+        """Run the batch of queued observe steps (of every node sharing the model)."""
+        self.flush_timer.cancel()
+        self.batcher.flush()
+
+    def destroy_node(self) -> None:
+        """Run what is queued (this node's timer may be the armed one), leave the batcher."""
+        if self.waiting:
+            self.on_flush()
+        self.batcher.leave()
+        super().destroy_node()
+
+    def _observed(self, msg: Image, action: int, start: float, post) -> None:
+        self.waiting = False
         if not all(torch.isfinite(v).all() for v in post.values()):
             self._drop('model_nan')
             self.state = None
             self.tracker.reset()
-            self._publish_latent(msg, None, valid=False)
+            self._publish_latent(msg, action, None, valid=False)
             return
         self.state = post
         with torch.inference_mode():
-            error, _ = self.tracker.update(post, self.prev_action, self.plan_xy)
+            error, _ = self.tracker.update(post, action, self.plan_xy)
         self.last_error = error
         self.counters['observed'] += 1
-        self._publish_latent(msg, post, valid=True)
+        self._publish_latent(msg, action, post, valid=True)
         if self.publish_prediction and self.prediction_pub.get_subscription_count() > 0:
-            self._publish_prediction(msg, post)
+            self._publish_prediction(msg, action, post)
         self.last_latency_ms = 1000.0 * (time.perf_counter() - start)
 
-    def _publish_latent(self, bev_msg: Image, post, valid: bool) -> None:
+    def _publish_latent(self, bev_msg: Image, action: int, post, valid: bool) -> None:
         out = LatentState()
         out.header.stamp = bev_msg.header.stamp
         out.header.frame_id = self.role
-        out.action = int(self.prev_action)
+        out.action = int(action)
         out.valid = bool(valid)
         out.prediction_error = float(self.last_error)
         if post is not None:
@@ -261,10 +300,10 @@ class WorldModelNode(Node):
             out.h = post['deter'][0].tolist()
         self.latent_pub.publish(out)
 
-    def _publish_prediction(self, bev_msg: Image, post) -> None:
+    def _publish_prediction(self, bev_msg: Image, action: int, post) -> None:
         steps = max(1, self.prediction_steps)
         with torch.inference_mode():
-            actions = torch.full((1, steps), self.prev_action, dtype=torch.long)
+            actions = torch.full((1, steps), action, dtype=torch.long)
             states = self.model.rollout(post, actions, sample=False)
             probs = self.model.bev_probs(states)[0].numpy()
         strip = prediction_strip(probs)
@@ -291,8 +330,12 @@ class WorldModelNode(Node):
         else:
             status.level, status.message = DiagnosticStatus.OK, 'ok'
         values = dict(self.counters)
+        batches = self.batcher.stats['batches']
         values.update({'dropped_total': dropped, 'prediction_error': f'{self.last_error:.3f}',
-                       'step_latency_ms': f'{self.last_latency_ms:.2f}'})
+                       'step_latency_ms': f'{self.last_latency_ms:.2f}',
+                       # vehicles per observe batch in this process (1.00: not batched)
+                       'observe_batch_mean': f"{self.batcher.stats['steps'] / batches:.2f}"
+                       if batches else '1.00'})
         status.values = [KeyValue(key=k, value=str(v)) for k, v in sorted(values.items())]
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()

@@ -125,3 +125,66 @@ def test_node_publishes_latent_state_and_drops_malformed(node_process):
     finally:
         node.destroy_node()
         rclpy.shutdown()
+
+
+def test_composed_nodes_on_one_model_observe_as_one_batch(tmp_path):
+    """Two vehicles' world-model nodes in one process: queued BEVs run as one batch."""
+    try:
+        from rclpy.experimental import EventsExecutor as Executor
+        events = True
+    except ImportError:      # Humble: steps are still observed, batches may stay at one
+        from rclpy.executors import SingleThreadedExecutor as Executor
+        events = False
+    from call_world_model.observe_batch import ObserveBatcher
+    from call_world_model.world_model_node import WorldModelNode
+    from rclpy.parameter import Parameter
+
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    path = str(tmp_path / 'tiny.pt')
+    checkpoint.save(path, WorldModel(cfg), ActorCritic(cfg, cfg.feat_dim, cfg.num_actions),
+                    cfg, step=0)
+    roles = ['hero_batch_a', 'hero_batch_b']
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    nodes = [WorldModelNode(context=context, namespace=f'/{role}', parameter_overrides=[
+        Parameter('checkpoint', value=path), Parameter('role_name', value=role),
+        Parameter('publish_prediction', value=False)]) for role in roles]
+    probe = rclpy.create_node('wm_batch_probe', context=context)
+    executor = Executor(context=context)
+    try:
+        batcher = ObserveBatcher.for_model(nodes[0].model)
+        assert nodes[1].model is nodes[0].model and batcher.members == 2
+        received = {role: [] for role in roles}
+        for role in roles:
+            probe.create_subscription(LatentState, f'/{role}/latent_state',
+                                      received[role].append, 10)
+        pubs = [probe.create_publisher(Image, f'/{role}/bev', 10) for role in roles]
+        for node in nodes + [probe]:
+            executor.add_node(node)
+        deadline = time.monotonic() + WAIT_S
+        stamp = 0
+        while time.monotonic() < deadline:
+            stamp += 1
+            for pub in pubs:      # both BEVs wait in the executor before either is observed
+                pub.publish(_bev(cfg, stamp))
+            time.sleep(0.2)
+            end = time.monotonic() + 0.5
+            while time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.05)
+            done = all(received.values()) and (batcher.stats['largest'] == 2 or not events)
+            if done:
+                break
+        for role in roles:
+            assert received[role], f'no LatentState from {role}'
+            assert all(m.valid and len(m.h) == cfg.deter for m in received[role])
+        # every observed step went through the shared batcher
+        assert batcher.stats['steps'] == sum(n.counters['observed'] for n in nodes)
+        if events:
+            assert batcher.stats['largest'] == 2, batcher.stats
+    finally:
+        executor.shutdown()
+        for node in nodes + [probe]:
+            node.destroy_node()
+        rclpy.shutdown(context=context)
+    assert batcher.members == 0

@@ -1,0 +1,123 @@
+"""
+Observe several vehicles' BEVs in one world-model call.
+
+Why: a container runs several vehicles' world-model nodes on one shared model
+(``checkpoint.load_shared``). On a CPU a batch-1 observe step is mostly per-operator overhead and
+weight reads, so four vehicles observed as one batch of 4 cost about half as much per vehicle
+as four batch-1 steps (``bench/bench_world_model.py``). The nodes hand their
+steps to the :class:`ObserveBatcher` of their model and the container runs them together once
+the BEVs already waiting in its executor have been handed in.
+
+A batch of one is exactly ``WorldModel.observe_step``; larger batches give the same posterior up
+to float rounding (different kernel blocking), which ``test_observe_batch`` bounds.
+"""
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+import weakref
+
+from call_world_model.rssm import State
+from call_world_model.shared_pooling import SharedBatch
+from call_world_model.world_model import WorldModel
+import torch
+
+
+@dataclass
+class ObserveRequest:
+    """One vehicle's observe step: batch-1 tensors as ``WorldModel.observe_step`` takes them."""
+
+    state: Optional[State]              # previous posterior (batch 1); None: episode start
+    prev_action: int
+    bev: torch.Tensor                   # (1, C, S, S) uint8 or float
+    shared: Optional[SharedBatch] = None       # leading (1,); None: no neighbours
+    intention: Optional[torch.Tensor] = None   # (1, P, 2); None: no plan
+
+
+def observe_together(model: WorldModel, requests: Sequence[ObserveRequest],
+                     sample: bool = True) -> List[State]:
+    """Run the posterior steps of ``requests`` as one batch; returns one batch-1 post each."""
+    if not requests:
+        return []
+    if len(requests) == 1:
+        one = requests[0]
+        post, _ = model.observe_step(
+            one.state, torch.tensor([one.prev_action]), one.bev, torch.tensor([one.state is None]),
+            one.shared, one.intention, sample=sample, with_prior=False)
+        return [post]
+    batch = len(requests)
+    initial = model.initial_state(1)
+    states = [initial if r.state is None else r.state for r in requests]
+    state = {key: torch.cat([s[key] for s in states]) for key in initial}
+    intention_vec = torch.zeros(batch, model.cfg.intention_dim)
+    planned = [i for i, r in enumerate(requests) if r.intention is not None]
+    if planned:
+        intention_vec[planned] = model.intention_vector(
+            torch.cat([requests[i].intention for i in planned]), (len(planned),))
+    shared = None
+    if any(r.shared is not None for r in requests):
+        shared = SharedBatch.concat([r.shared for r in requests], model.cfg)
+    bev = torch.cat([r.bev for r in requests]).contiguous(memory_format=torch.channels_last)
+    post, _ = model.observe_step(
+        state, torch.tensor([r.prev_action for r in requests]), bev,
+        torch.tensor([r.state is None for r in requests]), shared, sample=sample,
+        with_prior=False, intention_vec=intention_vec)
+    return [{key: value[i:i + 1] for key, value in post.items()} for i in range(batch)]
+
+
+Done = Callable[[State], None]
+
+
+class ObserveBatcher:
+    """
+    Pending observe steps of the nodes that share one model in a process.
+
+    ``submit`` queues a step and says whether it opened a new batch (the caller then schedules
+    ``flush``, e.g. with a timer that fires after the executor's queued events); ``flush`` runs
+    the queue as one batch and hands each node its own posterior.
+    """
+
+    _by_model: 'weakref.WeakKeyDictionary[WorldModel, ObserveBatcher]' = \
+        weakref.WeakKeyDictionary()
+
+    def __init__(self, model: WorldModel, sample: bool = True) -> None:
+        """Batch steps of ``model`` (sampled posteriors unless ``sample`` is False)."""
+        self.model = model
+        self.sample = sample
+        self.members = 0
+        self.pending: List[Tuple[ObserveRequest, Done]] = []
+        self.stats: Dict[str, int] = {'batches': 0, 'steps': 0, 'largest': 0}
+
+    @classmethod
+    def for_model(cls, model: WorldModel) -> 'ObserveBatcher':
+        """Return the process's batcher of ``model`` (one per model object)."""
+        batcher = cls._by_model.get(model)
+        if batcher is None:
+            batcher = cls._by_model[model] = cls(model)
+        return batcher
+
+    def join(self) -> None:
+        """Count one more node using this batcher (a lone node needs no batching)."""
+        self.members += 1
+
+    def leave(self) -> None:
+        """Count one node less."""
+        self.members = max(0, self.members - 1)
+
+    def submit(self, request: ObserveRequest, done: Done) -> bool:
+        """Queue one step; True if the queue was empty (schedule a ``flush``)."""
+        self.pending.append((request, done))
+        return len(self.pending) == 1
+
+    def flush(self) -> int:
+        """Run every queued step as one batch, then call each ``done``; returns the batch size."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return 0
+        with torch.inference_mode():
+            posts = observe_together(self.model, [request for request, _ in pending],
+                                     sample=self.sample)
+        self.stats['batches'] += 1
+        self.stats['steps'] += len(pending)
+        self.stats['largest'] = max(self.stats['largest'], len(pending))
+        for (_, done), post in zip(pending, posts):
+            done(post)
+        return len(pending)

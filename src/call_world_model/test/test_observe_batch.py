@@ -1,0 +1,105 @@
+"""observe_together / ObserveBatcher: one batch gives every vehicle its own batch-1 posterior."""
+from call_world_model.observe_batch import observe_together, ObserveBatcher, ObserveRequest
+from call_world_model.shared_pooling import SharedBatch
+from call_world_model.world_model import WorldModel
+from helpers_wm import random_shared, tiny_config
+import pytest
+import torch
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return WorldModel(tiny_config()).eval()
+
+
+def _bev(cfg, seed):
+    gen = torch.Generator().manual_seed(seed)
+    size = cfg.bev_size
+    return (torch.rand(1, cfg.bev_channels, size, size, generator=gen) > 0.8).to(torch.uint8)
+
+
+def _alone(model, request):
+    """Run the unbatched step the node ran before batching (deterministic mode)."""
+    with torch.inference_mode():
+        post, _ = model.observe_step(
+            request.state, torch.tensor([request.prev_action]), request.bev,
+            torch.tensor([request.state is None]), request.shared, request.intention,
+            sample=False, with_prior=False)
+    return post
+
+
+def _requests(model):
+    """Mixed rows: episode start or not, 0 / 1 / 3 neighbours, with and without a plan."""
+    cfg = model.cfg
+    gen = torch.Generator().manual_seed(1)
+    previous = _alone(model, ObserveRequest(None, 0, _bev(cfg, 9)))
+    one = random_shared(cfg, (1,), 1, gen)
+    three = random_shared(cfg, (1,), 3, gen)
+    trimmed = SharedBatch(**{name: getattr(three, name)[:, :3] for name in
+                             ('z_indices', 'h', 'intention', 'rel_pose', 'mask')})
+    plan = 5.0 * torch.randn(1, cfg.intention_points, 2, generator=gen)
+    return [
+        ObserveRequest(None, 0, _bev(cfg, 1)),
+        ObserveRequest(previous, 3, _bev(cfg, 2), one, plan),
+        ObserveRequest(previous, 7, _bev(cfg, 3), trimmed, None),
+        ObserveRequest(None, 2, _bev(cfg, 4), None, plan),
+    ]
+
+
+def test_a_batch_of_one_is_exactly_observe_step(model):
+    request = _requests(model)[1]
+    with torch.inference_mode():
+        post = observe_together(model, [request], sample=False)[0]
+    alone = _alone(model, request)
+    for key in alone:
+        assert torch.equal(post[key], alone[key]), key
+
+
+def test_batched_rows_match_their_own_steps(model):
+    requests = _requests(model)
+    with torch.inference_mode():
+        posts = observe_together(model, requests, sample=False)
+    assert len(posts) == len(requests)
+    for request, post in zip(requests, posts):
+        alone = _alone(model, request)
+        assert post['deter'].shape == alone['deter'].shape == (1, model.cfg.deter)
+        torch.testing.assert_close(post['deter'], alone['deter'], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(post['logits'], alone['logits'], atol=1e-4, rtol=1e-4)
+        assert torch.equal(post['stoch'], alone['stoch'])
+    # the rows really differ (a mix-up of rows would not pass the checks above by accident)
+    assert not torch.allclose(posts[0]['logits'], posts[3]['logits'])
+
+
+def test_concat_pads_and_masks_neighbour_slots(model):
+    cfg = model.cfg
+    one = random_shared(cfg, (1,), 1)
+    out = SharedBatch.concat([None, one], cfg)
+    assert out.mask.shape == (2, cfg.max_neighbours)
+    assert not out.mask[0].any()
+    assert out.mask[1].tolist() == one.mask[0].tolist()
+    assert torch.equal(out.h[1], one.h[0])
+    out.validate(cfg)
+
+
+def test_batcher_runs_queued_steps_once_and_hands_each_its_post(model):
+    batcher = ObserveBatcher(model, sample=False)
+    requests = _requests(model)[:3]
+    got = []
+    opened = [batcher.submit(r, lambda post, i=i: got.append((i, post)))
+              for i, r in enumerate(requests)]
+    assert opened == [True, False, False]
+    assert batcher.flush() == 3
+    assert [i for i, _ in got] == [0, 1, 2]
+    for (i, post), request in zip(got, requests):
+        torch.testing.assert_close(post['deter'], _alone(model, request)['deter'],
+                                   atol=1e-5, rtol=1e-5)
+    assert batcher.stats == {'batches': 1, 'steps': 3, 'largest': 3}
+    assert batcher.flush() == 0
+    assert batcher.submit(requests[0], lambda post: None) is True
+
+
+def test_one_batcher_per_model_object(model):
+    other = WorldModel(model.cfg)
+    assert ObserveBatcher.for_model(model) is ObserveBatcher.for_model(model)
+    assert ObserveBatcher.for_model(other) is not ObserveBatcher.for_model(model)
