@@ -25,9 +25,10 @@ only the keyframe drift statistic is then measured for materialised steps alone.
 The world model is duck-typed (`.rssm.advance`, `.cfg.deter`, `.cfg.num_actions`) so
 call_comm needs call_world_model only at run time, in replica mode.
 """
-from collections import deque
+from collections import deque, OrderedDict
 from dataclasses import dataclass
 from typing import Deque, Dict, Optional, Tuple
+import weakref
 
 from call_comm.wire_codec import KeyframePart
 import numpy as np
@@ -35,7 +36,18 @@ import torch
 
 
 class SequenceModel:
-    """The world model's h_t = f(h_{t-1}, z_{t-1}, a_{t-1}) on one row, float32, no grad."""
+    """
+    The world model's h_t = f(h_{t-1}, z_{t-1}, a_{t-1}) on one row, float32, no grad.
+
+    Steps are remembered per model object, process-wide: in a container every comm node
+    rebuilds the same senders' h from the same messages, and each sender's own mirror runs
+    those very steps too, so equal inputs give the result already computed (bit for bit what
+    the step would return) instead of another sequence-model step.
+    """
+
+    MEMO_SIZE = 512
+    _memos: 'weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict]' = \
+        weakref.WeakKeyDictionary()
 
     def __init__(self, world_model, num_threads: int = 1) -> None:
         """Refuse a legacy model whose sequence model also reads shared info and intention."""
@@ -46,12 +58,25 @@ class SequenceModel:
         self.rssm = world_model.rssm.eval()
         self.deter = int(world_model.cfg.deter)
         self.num_actions = int(world_model.cfg.num_actions)
+        self.memo = SequenceModel._memos.setdefault(self.rssm, OrderedDict())
+        self.memo_hits = 0
 
     @torch.inference_mode()
     def step(self, h: torch.Tensor, z_indices: np.ndarray, action: int) -> torch.Tensor:
-        """(1, D) h_{t-1}, z_{t-1} indices (S,), a_{t-1} -> (1, D) h_t."""
-        z = torch.as_tensor(np.asarray(z_indices, dtype=np.int64)).unsqueeze(0)
-        return self.rssm.advance(h, z, torch.tensor([int(action)]))
+        """(1, D) h_{t-1}, z_{t-1} indices (S,), a_{t-1} -> (1, D) h_t (do not modify it)."""
+        z = np.asarray(z_indices, dtype=np.int64)
+        key = (h.numpy().tobytes(), z.tobytes(), int(action))
+        memo = self.memo
+        known = memo.get(key)
+        if known is not None:
+            memo.move_to_end(key)
+            self.memo_hits += 1
+            return known
+        out = self.rssm.advance(h, torch.from_numpy(z).unsqueeze(0), torch.tensor([int(action)]))
+        memo[key] = out
+        if len(memo) > self.MEMO_SIZE:
+            memo.popitem(last=False)
+        return out
 
 
 @dataclass
@@ -102,7 +127,7 @@ class Replica:
         self._materialise()
         h = self.model.step(self.h, self.last_z, action)
         self._predicted = (sequence, int(action), h)
-        return h[0].numpy()
+        return h[0].numpy().copy()
 
     def observe(self, sequence: int, z_indices: np.ndarray, action: int,
                 part: Optional[KeyframePart] = None) -> ReplicaUpdate:

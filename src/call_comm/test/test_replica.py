@@ -170,3 +170,22 @@ def test_lazy_replica_never_asked_runs_no_steps_while_keyframes_come_often():
     for seq, z, a, part, _ in stream:
         reference.observe(seq, z, a, part)
     assert np.array_equal(bounded.current_h(), reference.current_h())
+
+
+def test_receivers_in_one_process_share_steps_bit_for_bit():
+    """A container's comm nodes rebuild one sender's h once; the others reuse the result."""
+    model = tiny_model(6)
+    stream = _keyframed_stream(model, 6, 40, keyframes={0})
+    first, second = SequenceModel(model), SequenceModel(model)
+    a, b = Replica(first), Replica(second)
+    for seq, z, action, part, h in stream:
+        got_a, got_b = a.observe(seq, z, action, part).h, b.observe(seq, z, action, part).h
+        assert np.array_equal(got_a, h) and np.array_equal(got_b, h)
+    assert second.memo_hits == len(stream) - 1      # every step after the keyframe
+    # another model object with equal inputs never reuses these results
+    other = SequenceModel(tiny_model(7))
+    c = Replica(other)
+    for seq, z, action, part, _ in stream:
+        c.observe(seq, z, action, part)
+    assert other.memo_hits == 0
+    assert not np.array_equal(c.current_h(), a.current_h())
