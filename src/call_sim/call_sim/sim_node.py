@@ -245,14 +245,18 @@ class SimNode(Node):
                                             synchronous_mode=True,
                                             synchronous_mode_running=not self.paused))
         states = self.env.vehicle_states()
-        objects = [object_msg(s, stamp) for s in states]
+        objects: dict[int, Object] = {}     # built once, and only for vehicles someone sees
+        radius_sq = self.objects_radius ** 2 if self.objects_radius > 0.0 else math.inf
         for role in self.env.agents:
             obs = self.env.observe(role)
-            radius_sq = self.objects_radius ** 2 if self.objects_radius > 0.0 else math.inf
             ego = obs.ego
-            self.publish_vehicle(role, obs, stamp, [
-                o for o, s in zip(objects, states) if s.actor_id != ego.actor_id
-                and (s.x - ego.x) ** 2 + (s.y - ego.y) ** 2 <= radius_sq], republish)
+            near = [index for index, s in enumerate(states) if s.actor_id != ego.actor_id
+                    and (s.x - ego.x) ** 2 + (s.y - ego.y) ** 2 <= radius_sq]
+            for index in near:
+                if index not in objects:
+                    objects[index] = object_msg(states[index], stamp)
+            self.publish_vehicle(role, obs, stamp, [objects[index] for index in near],
+                                 republish)
         self.diag_pub.publish(self.diagnostics(stamp))
 
     def publish_vehicle(self, role, obs, stamp: Time, others: list[Object],
