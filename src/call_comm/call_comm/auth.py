@@ -17,9 +17,10 @@ bytes of their hash; 4 bytes suffice for a fleet, and a collision fails the flee
 """
 import base64
 import binascii
+from collections import OrderedDict
 import hashlib
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
@@ -73,13 +74,25 @@ def private_raw(private_key: Ed25519PrivateKey) -> bytes:
 
 
 class Fleet:
-    """Public keys of every vehicle allowed to speak on the V2V topic."""
+    """
+    Public keys of every vehicle allowed to speak on the V2V topic.
+
+    Verdicts are remembered process-wide by (public key, payload, signature), the whole
+    input of an Ed25519 verification: in a container every comm node receives each message,
+    and only the first one pays for the verification. Replay and plausibility checks stay
+    per receiver (``inbox``).
+    """
+
+    VERDICT_MEMO = 1024
+    _verdicts: 'OrderedDict[Tuple[bytes, bytes, bytes], bool]' = OrderedDict()
 
     def __init__(self, public_keys: Mapping[str, bytes],
                  private_keys: Optional[Mapping[str, bytes]] = None) -> None:
         """Keys are raw 32-byte strings indexed by vehicle id; key ids must be unique."""
         self._public: Dict[str, Ed25519PublicKey] = {
             vid: Ed25519PublicKey.from_public_bytes(raw) for vid, raw in public_keys.items()}
+        self._public_raw = {vid: bytes(raw) for vid, raw in public_keys.items()}
+        self.verifications = 0          # signatures actually checked (not remembered)
         self._private_raw = dict(private_keys or {})
         self._key_ids: Dict[str, int] = {}
         self._vehicles: Dict[int, str] = {}
@@ -129,11 +142,22 @@ class Fleet:
         key = self._public.get(vehicle_id)
         if key is None or len(signature) != 64:
             return False
-        try:
-            key.verify(bytes(signature), payload)
-        except InvalidSignature:
-            return False
-        return True
+        memo_key = (self._public_raw[vehicle_id], bytes(payload), bytes(signature))
+        verdicts = Fleet._verdicts
+        verdict = verdicts.get(memo_key)
+        if verdict is None:
+            self.verifications += 1
+            try:
+                key.verify(memo_key[2], memo_key[1])
+                verdict = True
+            except InvalidSignature:
+                verdict = False
+            verdicts[memo_key] = verdict
+            if len(verdicts) > self.VERDICT_MEMO:
+                verdicts.popitem(last=False)
+        else:
+            verdicts.move_to_end(memo_key)
+        return verdict
 
     def embedded_private_key(self, vehicle_id: str) -> Optional[bytes]:
         """Demo fleets may carry private keys; None otherwise."""

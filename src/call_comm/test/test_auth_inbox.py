@@ -86,6 +86,26 @@ def test_embedded_demo_fleet_signs_and_verifies(tmp_path):
     assert not fleet.verify('b', b'payload', signer.sign(b'payload'))
 
 
+def test_verdicts_are_remembered_by_key_payload_and_signature(tmp_path):
+    """A container's comm nodes verify each message once; any changed byte is checked anew."""
+    path = write_fleet(['a', 'b'], tmp_path, embed_private=True)
+    first, second = Fleet.load(path), Fleet.load(path)
+    signer = Signer.load('a', '', first)
+    signature = signer.sign(b'step 7')
+    checked = first.verifications, second.verifications     # Signer.load checks its key
+    assert first.verify('a', b'step 7', signature)
+    assert second.verify('a', b'step 7', signature)
+    assert (first.verifications - checked[0], second.verifications - checked[1]) == (1, 0)
+    assert not second.verify('a', b'step 8', signature)              # tampered payload
+    forged = bytes([signature[0] ^ 1]) + signature[1:]
+    assert not second.verify('a', b'step 7', forged)
+    assert not first.verify('a', b'step 7', forged)                  # remembered as bad
+    assert (first.verifications - checked[0], second.verifications - checked[1]) == (1, 2)
+    # another fleet naming a different key 'a' never reuses a's verdicts
+    other = Fleet.load(write_fleet(['a', 'b'], tmp_path / 'other', embed_private=True))
+    assert not other.verify('a', b'step 7', signature) and other.verifications == 1
+
+
 def _inbox(keys, **overrides):
     config = InboxConfig(own_id='hero0', expected_h_dim=4, **overrides)
     return Inbox(config, keys[1])
