@@ -16,9 +16,9 @@ import json
 import sys
 from typing import Optional
 
-import rclpy
+from call_common.node_main import spin_nodes_until_signal
 from rclpy.context import Context
-from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
@@ -26,8 +26,6 @@ try:  # rclpy >= 9 (Kilted); Humble and Jazzy fall back to the single-threaded e
     from rclpy.experimental import EventsExecutor
 except ImportError:  # pragma: no cover - depends on the installed ROS distribution
     EventsExecutor = None
-
-SPIN_PERIOD = 0.5  # [s] longest wait before the loop looks at rclpy.ok() again
 
 
 def node_class(module_name: str) -> type:
@@ -93,39 +91,24 @@ def share_subscriptions(nodes: list[Node]) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Create every listed node in this process and spin them together."""
+    """Create every listed node in this process and spin them together until a signal."""
     argv = list(sys.argv if argv is None else argv)
     with open(argv[1], encoding='utf-8') as stream:
         entries = json.load(stream)
-    rclpy.init(args=argv)
-    nodes: list[Node] = []
-    executor = make_executor()
-    try:
+
+    def make_nodes(nodes: list[Node]) -> None:
         for entry in entries:
             node = node_class(entry['module'])(cli_args=list(entry.get('ros_args', [])))
+            nodes.append(node)
             if node.get_name() != entry['name']:
                 raise RuntimeError(f'{entry["module"]} names its node {node.get_name()!r}; '
                                    f'the graph expects {entry["name"]!r}')
-            nodes.append(node)
         share_subscriptions(nodes)
-        for node in nodes:
-            executor.add_node(node)
-        # spin_once in a loop, not spin(): EventsExecutor.spin() of rclpy 9.1 busy-waits in
-        # C++ at 100 % CPU and does not return on SIGINT/SIGTERM
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=SPIN_PERIOD)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        if rclpy.ok():
-            raise
-        # Ctrl-C shut the context down while the executor was taking a message
-    finally:
-        executor.shutdown()
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+
+    # signals only set a flag checked between callbacks (call_common.node_main), so no
+    # callback is cut off; spin_once in a loop, not spin(): EventsExecutor.spin() of rclpy 9.1
+    # busy-waits in C++ at 100 % CPU and does not return on SIGINT/SIGTERM
+    return spin_nodes_until_signal(make_nodes, argv, 'container', make_executor=make_executor)
 
 
 if __name__ == '__main__':

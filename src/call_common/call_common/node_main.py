@@ -8,10 +8,10 @@ checks between callbacks, so every callback runs to its end.
 """
 import signal
 import threading
-from typing import Callable, Optional, Tuple, Type
+from typing import Callable, List, Optional, Tuple, Type
 
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -29,26 +29,50 @@ def spin_until_signal(make_node: Callable[[], Node], args: Optional[list] = None
     parameter) is printed with `name` and gives 2; a clean stop gives 0. `on_stop` sees the
     node once spinning ended, before it is destroyed.
     """
+    def make_nodes(nodes: List[Node]) -> None:
+        nodes.append(make_node())
+
+    def stopped(nodes: List[Node]) -> None:
+        if on_stop is not None:
+            for node in nodes:
+                on_stop(node)
+
+    return spin_nodes_until_signal(make_nodes, args, name, start_errors, stopped)
+
+
+def spin_nodes_until_signal(make_nodes: Callable[[List[Node]], None],
+                            args: Optional[list] = None, name: str = 'node',
+                            start_errors: Tuple[Type[BaseException], ...] = (),
+                            on_stop: Optional[Callable[[List[Node]], None]] = None,
+                            make_executor: Callable[[], Executor] = SingleThreadedExecutor
+                            ) -> int:
+    """
+    Spin several nodes on one executor (a container) until SIGINT or SIGTERM.
+
+    `make_nodes` appends each node it creates to the list it gets, so the nodes made before a
+    failure are destroyed too. Exit codes and `start_errors` as in `spin_until_signal`.
+    """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    node = None
-    executor = SingleThreadedExecutor()
+    nodes: List[Node] = []
+    executor = make_executor()
     try:
         try:
-            node = make_node()
+            make_nodes(nodes)
         except start_errors as exc:
             print(f'{name}: cannot start: {exc}', flush=True)
             return 2
-        executor.add_node(node)
+        for node in nodes:
+            executor.add_node(node)
         while not stop.is_set():
             executor.spin_once(timeout_sec=SPIN_PERIOD)
     finally:
         executor.shutdown()
-        if node is not None:
-            if on_stop is not None:
-                on_stop(node)
+        if on_stop is not None and nodes:
+            on_stop(nodes)
+        for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
