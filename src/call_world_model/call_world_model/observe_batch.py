@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import weakref
 
+from call_world_model.prediction import PredictionErrorTracker, update_together
 from call_world_model.rssm import State
 from call_world_model.shared_pooling import SharedBatch
 from call_world_model.world_model import WorldModel
+import numpy as np
 import torch
 
 
@@ -30,6 +32,9 @@ class ObserveRequest:
     bev: torch.Tensor                   # (1, C, S, S) uint8 or float
     shared: Optional[SharedBatch] = None       # leading (1,); None: no neighbours
     intention: Optional[torch.Tensor] = None   # (1, P, 2); None: no plan
+    # the vehicle's prediction-error tracker, updated with the new posterior in the same batch
+    tracker: Optional[PredictionErrorTracker] = None
+    plan_xy: Optional[np.ndarray] = None       # its update's current plan (M, 2), map frame
 
 
 def observe_together(model: WorldModel, requests: Sequence[ObserveRequest],
@@ -63,7 +68,8 @@ def observe_together(model: WorldModel, requests: Sequence[ObserveRequest],
     return [{key: value[i:i + 1] for key, value in post.items()} for i in range(batch)]
 
 
-Done = Callable[[State], None]
+# gets the posterior and the tracker's (E, ready); None: no tracker, or a non-finite posterior
+Done = Callable[[State, Optional[Tuple[float, bool]]], None]
 
 
 class ObserveBatcher:
@@ -72,7 +78,8 @@ class ObserveBatcher:
 
     ``submit`` queues a step and says whether it opened a new batch (the caller then schedules
     ``flush``, e.g. with a timer that fires after the executor's queued events); ``flush`` runs
-    the queue as one batch and hands each node its own posterior.
+    the queue as one batch, updates the requests' prediction-error trackers as one batch too,
+    and hands each node its own posterior and E.
     """
 
     _by_model: 'weakref.WeakKeyDictionary[WorldModel, ObserveBatcher]' = \
@@ -112,12 +119,22 @@ class ObserveBatcher:
         pending, self.pending = self.pending, []
         if not pending:
             return 0
+        requests = [request for request, _ in pending]
         with torch.inference_mode():
-            posts = observe_together(self.model, [request for request, _ in pending],
-                                     sample=self.sample)
+            posts = observe_together(self.model, requests, sample=self.sample)
+            tracked = [i for i, (r, post) in enumerate(zip(requests, posts))
+                       if r.tracker is not None and finite(post)]
+            results = dict(zip(tracked, update_together(
+                [(requests[i].tracker, posts[i], requests[i].prev_action, requests[i].plan_xy)
+                 for i in tracked])))
         self.stats['batches'] += 1
         self.stats['steps'] += len(pending)
         self.stats['largest'] = max(self.stats['largest'], len(pending))
-        for (_, done), post in zip(pending, posts):
-            done(post)
+        for index, ((_, done), post) in enumerate(zip(pending, posts)):
+            done(post, results.get(index))
         return len(pending)
+
+
+def finite(state: State) -> bool:
+    """Tell whether every tensor of the state is free of NaN and inf (else the node resets)."""
+    return all(bool(torch.isfinite(v).all()) for v in state.values())

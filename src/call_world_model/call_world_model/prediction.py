@@ -17,7 +17,7 @@ with the actions actually taken, mode of the prior) and the plans made at t-1, .
 * K' = number of predictions available (< K while warming up; ``ready`` is False then).
 """
 from collections import deque
-from typing import Deque, Optional, Tuple
+from typing import Deque, Dict, List, Optional, Sequence, Tuple
 
 from call_world_model.rssm import State
 from call_world_model.world_model import WorldModel
@@ -74,12 +74,14 @@ class PredictionErrorTracker:
         prev_action: the action taken between the previous and this step. plan_xy: current
         plan (M, 2) map frame, or None. Returns (E, ready).
         """
+        return update_together([(self, post, prev_action, plan_xy)])[0]
+
+    def _complete(self, post: State, predicted: Optional[State],
+                  plan_xy: Optional[np.ndarray]) -> Tuple[float, bool]:
+        """Score ``predicted`` (the tracks rolled one step) against ``post``, extend tracks."""
         errors = []
-        if self._tracks is not None:
-            n = self._tracks['deter'].shape[0]
-            action = torch.full((n,), int(prev_action), dtype=torch.long,
-                                device=post['deter'].device)
-            predicted = self.model.imagine_step(self._tracks, action, sample=False)
+        if predicted is not None:
+            n = predicted['deter'].shape[0]
             latent = latent_l1(predicted['logits'], post['logits'].expand_as(
                 predicted['logits']))
             for k in range(n):
@@ -96,6 +98,35 @@ class PredictionErrorTracker:
         ready = len(errors) >= self.horizon
         self.last_error = float(np.mean(errors)) if errors else 0.0
         return self.last_error, ready
+
+
+Update = Tuple[PredictionErrorTracker, State, int, Optional[np.ndarray]]
+
+
+@torch.no_grad()
+def update_together(updates: Sequence[Update]) -> List[Tuple[float, bool]]:
+    """
+    ``PredictionErrorTracker.update`` of several trackers on one model, with one prior step.
+
+    Items are (tracker, post, prev_action, plan_xy). Every tracker's open-loop tracks are
+    rolled one step as one batch (a container's vehicles, see ``observe_batch``); results
+    equal the separate updates to float rounding. Returns (E, ready) per item.
+    """
+    rolling = [u for u in updates if u[0]._tracks is not None]
+    predicted: Dict[int, State] = {}
+    if rolling:
+        tracks = [u[0]._tracks for u in rolling]
+        sizes = [t['deter'].shape[0] for t in tracks]
+        batch = {key: torch.cat([t[key] for t in tracks]) for key in tracks[0]}
+        action = torch.cat([torch.full((n,), int(u[2]), dtype=torch.long)
+                            for n, u in zip(sizes, rolling)])
+        rolled = rolling[0][0].model.imagine_step(batch, action, sample=False)
+        start = 0
+        for n, u in zip(sizes, rolling):
+            predicted[id(u[0])] = {key: v[start:start + n] for key, v in rolled.items()}
+            start += n
+    return [tracker._complete(post, predicted.get(id(tracker)), plan_xy)
+            for tracker, post, _, plan_xy in updates]
 
 
 # Generic palette for predicted BEV channels (later channels are painted over earlier ones);

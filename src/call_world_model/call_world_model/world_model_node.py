@@ -10,14 +10,15 @@ optionally ``/<role>/prediction_color`` (rgb8 strip of the decoded open-loop pre
 """
 import math
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from call_common.node_main import spin_until_signal
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_world_model import checkpoint
 from call_world_model.config import load_config
 from call_world_model.intention import fit_waypoints, map_to_ego, relative_pose
-from call_world_model.observe_batch import observe_together, ObserveBatcher, ObserveRequest
+from call_world_model.observe_batch import (
+    finite, observe_together, ObserveBatcher, ObserveRequest)
 from call_world_model.prediction import prediction_strip, PredictionErrorTracker
 from call_world_model.shared_pooling import SharedBatch
 from call_world_model.world_model import WorldModel
@@ -245,17 +246,21 @@ class WorldModelNode(Node):
         start = time.perf_counter()
         if self.waiting:        # a second BEV before the batch ran: its state comes first
             self.on_flush()
-        request = ObserveRequest(self.state, self.prev_action, bev, self._shared_batch(),
-                                 self._intention())
         action = self.prev_action
         if self.batcher.members <= 1:
+            request = ObserveRequest(self.state, action, bev, self._shared_batch(),
+                                     self._intention())
             with torch.inference_mode():
                 post = observe_together(self.model, [request])[0]
-            self._observed(msg, action, start, post)
+                tracked = self.tracker.update(post, action, self.plan_xy) \
+                    if finite(post) else None
+            self._observed(msg, action, start, post, tracked)
         else:
+            request = ObserveRequest(self.state, action, bev, self._shared_batch(),
+                                     self._intention(), self.tracker, self.plan_xy)
             self.waiting = True
-            if self.batcher.submit(request,
-                                   lambda post: self._observed(msg, action, start, post)):
+            if self.batcher.submit(request, lambda post, tracked: self._observed(
+                    msg, action, start, post, tracked)):
                 self.flush_timer.reset()
 
     def on_flush(self) -> None:
@@ -270,18 +275,17 @@ class WorldModelNode(Node):
         self.batcher.leave()
         super().destroy_node()
 
-    def _observed(self, msg: Image, action: int, start: float, post) -> None:
+    def _observed(self, msg: Image, action: int, start: float, post,
+                  tracked: Optional[Tuple[float, bool]]) -> None:
         self.waiting = False
-        if not all(torch.isfinite(v).all() for v in post.values()):
+        if tracked is None or not finite(post):     # tracked is None only for such a post
             self._drop('model_nan')
             self.state = None
             self.tracker.reset()
             self._publish_latent(msg, action, None, valid=False)
             return
         self.state = post
-        with torch.inference_mode():
-            error, _ = self.tracker.update(post, action, self.plan_xy)
-        self.last_error = error
+        self.last_error = tracked[0]
         self.counters['observed'] += 1
         self._publish_latent(msg, action, post, valid=True)
         if self.publish_prediction and self.prediction_pub.get_subscription_count() > 0:

@@ -1,8 +1,10 @@
 """observe_together / ObserveBatcher: one batch gives every vehicle its own batch-1 posterior."""
 from call_world_model.observe_batch import observe_together, ObserveBatcher, ObserveRequest
+from call_world_model.prediction import PredictionErrorTracker
 from call_world_model.shared_pooling import SharedBatch
 from call_world_model.world_model import WorldModel
 from helpers_wm import random_shared, tiny_config
+import numpy as np
 import pytest
 import torch
 
@@ -86,7 +88,7 @@ def test_batcher_runs_queued_steps_once_and_hands_each_its_post(model):
     batcher = ObserveBatcher(model, sample=False)
     requests = _requests(model)[:3]
     got = []
-    opened = [batcher.submit(r, lambda post, i=i: got.append((i, post)))
+    opened = [batcher.submit(r, lambda post, tracked, i=i: got.append((i, post)))
               for i, r in enumerate(requests)]
     assert opened == [True, False, False]
     assert batcher.flush() == 3
@@ -96,10 +98,31 @@ def test_batcher_runs_queued_steps_once_and_hands_each_its_post(model):
                                    atol=1e-5, rtol=1e-5)
     assert batcher.stats == {'batches': 1, 'steps': 3, 'largest': 3}
     assert batcher.flush() == 0
-    assert batcher.submit(requests[0], lambda post: None) is True
+    assert batcher.submit(requests[0], lambda post, tracked: None) is True
 
 
 def test_one_batcher_per_model_object(model):
     other = WorldModel(model.cfg)
     assert ObserveBatcher.for_model(model) is ObserveBatcher.for_model(model)
     assert ObserveBatcher.for_model(other) is not ObserveBatcher.for_model(model)
+
+
+def test_batcher_updates_each_tracker_as_its_own_update_would(model):
+    """The trackers of a batch roll their tracks as one batch; E matches separate updates."""
+    requests = _requests(model)
+    batched = [PredictionErrorTracker(3, model) for _ in requests]
+    alone = [PredictionErrorTracker(3, model) for _ in requests]
+    batcher = ObserveBatcher(model, sample=False)
+    for step in range(5):
+        got = {}
+        for i, (request, tracker) in enumerate(zip(requests, batched)):
+            request.tracker, request.plan_xy = tracker, np.array([[step, 0.0], [step + 1, i]])
+            batcher.submit(request, lambda post, tracked, i=i: got.update({i: tracked}))
+        batcher.flush()
+        for i, request in enumerate(requests):
+            expected = alone[i].update(_alone(model, request), request.prev_action,
+                                       request.plan_xy)
+            assert got[i][1] == expected[1]
+            assert got[i][0] == pytest.approx(expected[0], rel=1e-4, abs=1e-4)
+        assert step < 3 or all(tracked[1] for tracked in got.values())
+    assert len({round(t.last_error, 3) for t in batched}) > 1    # trackers kept apart
