@@ -109,8 +109,12 @@ class V2vFaultRelay(Node):
                          reliability=ReliabilityPolicy.BEST_EFFORT)
         if p['qos_deadline'] > 0:
             qos.deadline = Duration(seconds=float(p['qos_deadline']))
+        # copies go out reliably: the relay alone decides what is lost (comm nodes behind a
+        # relay subscribe reliably; best-effort readers such as tools still match)
+        link_qos = QoSProfile(depth=qos.depth, history=qos.history,
+                              reliability=ReliabilityPolicy.RELIABLE, deadline=qos.deadline)
         self.links = {role: self.create_publisher(
-            LatentMessage, f'{p["topic_prefix"]}/{role}', qos) for role in self.roles}
+            LatentMessage, f'{p["topic_prefix"]}/{role}', link_qos) for role in self.roles}
         for role in self.roles:
             self.create_subscription(LatentMessage, f'{p["topic_prefix"]}/{role}',
                                      lambda msg, role=role: self._on_message(role, msg), qos)

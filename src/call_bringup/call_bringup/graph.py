@@ -251,7 +251,8 @@ def build_graph(num_vehicles: Optional[int] = None,
     `work_dir` (default: a new temp dir) that the simulator loads.
     `keys_dir` holds the fleet keys (`call_bringup.fleet_keys.ensure_fleet_keys`).
     `v2v_faults` (fault_injection parameters) routes every comm node's V2V topic through a
-    `v2v_fault_relay`: comm of `hero<i>` talks on `/v2v/latents/hero<i>` only.
+    `v2v_fault_relay`: comm of `hero<i>` talks on `/v2v/latents/hero<i>` only, and takes the
+    relay's copies reliably.
     `overrides` maps a package name, a node name (`world_model`) or a full node name
     (`/hero1/world_model`) to extra parameters; later, more specific keys win.
     `remappings` maps the same keys to extra (from, to) topic remappings.
@@ -323,5 +324,9 @@ def build_graph(num_vehicles: Optional[int] = None,
             extra = {'role_name': role}
             if template.package == 'call_comm' and keys:
                 extra['private_key_file'] = keys[role]
+            if template.package == 'call_comm' and v2v_faults is not None:
+                # the relay is the link model (loss, delay): its copies must all arrive, so
+                # that it and the receivers account for the same messages
+                extra['v2v_reliable'] = True
             specs.append(spec(template, '/' + role, extra, role))
     return specs

@@ -188,6 +188,9 @@ class CommNode(Node):
         # requested deadline is incompatible with writers offering none (tools, replays).
         sub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p['qos_depth'],
                              reliability=ReliabilityPolicy.BEST_EFFORT)
+        v2v_sub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p['qos_depth'],
+                                 reliability=ReliabilityPolicy.RELIABLE if p['v2v_reliable']
+                                 else ReliabilityPolicy.BEST_EFFORT)
         pub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p['qos_depth'],
                              reliability=ReliabilityPolicy.BEST_EFFORT)
         if p['qos_deadline'] > 0:
@@ -196,7 +199,7 @@ class CommNode(Node):
             pub_qos.lifespan = Duration(seconds=p['qos_lifespan'])
         pub, sub, role = self._publisher, self._subscription, self.role
         self.v2v_pub = pub(LatentMessage, V2V_TOPIC, pub_qos)
-        self.v2v_sub = self._subscribe_v2v(sub_qos, p['content_filter'])
+        self.v2v_sub = self._subscribe_v2v(v2v_sub_qos, p['content_filter'])
         self.request_pub = pub(KeyframeRequest, REQUEST_TOPIC, sub_qos)
         sub(KeyframeRequest, REQUEST_TOPIC, self._on_request, sub_qos)
         self.shared_pub = pub(SharedInformation, f'/{role}/shared_info', 10)
@@ -216,7 +219,8 @@ class CommNode(Node):
             'max_waypoints': 5, 'fleet_key_file': '', 'private_key_file': '', 'max_age': 0.5,
             'max_speed': 40.0, 'plausibility_slack': 2.0, 'plausibility_memory': 2.0,
             'num_actions': 15, 'qos_depth': 64, 'qos_deadline': 0.2, 'qos_lifespan': 0.3,
-            'content_filter': False, 'h_transport': 'replica', 'checkpoint': '',
+            'content_filter': False, 'v2v_reliable': False, 'h_transport': 'replica',
+            'checkpoint': '',
             'num_threads': 1, 'keyframe_period': 50, 'drift_tolerance': 0.01,
             'keyframe_encoding': 'fp16', 'keyframe_max_bytes': 1000,
             'keyframe_min_request_interval': 5, 'keyframe_request_interval': 5,
