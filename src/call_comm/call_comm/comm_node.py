@@ -203,7 +203,8 @@ class CommNode(Node):
         self.request_pub = pub(KeyframeRequest, REQUEST_TOPIC, sub_qos)
         sub(KeyframeRequest, REQUEST_TOPIC, self._on_request, sub_qos)
         self.shared_pub = pub(SharedInformation, f'/{role}/shared_info', 10)
-        self.stats_pub = pub(CommStats, f'/{role}/comm_stats', 10)
+        # per-step counts: a reader adding them up needs every one, even 10 s behind
+        self.stats_pub = pub(CommStats, f'/{role}/comm_stats', 100)
         sub(LatentState, f'/{role}/latent_state', self._on_state, 10)
         sub(Path, f'/{role}/plan', self._on_plan, 10)
         sub(Odometry, f'/carla/{role}/odometry', self._on_odometry, 10)
