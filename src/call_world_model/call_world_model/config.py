@@ -46,6 +46,11 @@ class WorldModelConfig:
     # BEV decoder input: 'dense' (DreamerV3: one linear from [h, z] to the minres grid) or
     # 'spatial' (z laid on the grid, networks.ConvDecoder): no second dense layer (issue #5)
     decoder_input: str = 'dense'
+    # posterior logits from the BEV embedding: 'dense' (DreamerV3: part of one linear over
+    # [h, x, c]) or 'local' (a 1x1 conv per cell of the encoder's minres grid, giving the
+    # stoch / minres**2 latents the spatial decoder lays on that cell; [h, c] still enter
+    # densely): categorical latents then learn vehicles in short runs (issue #5)
+    obs_input: str = 'dense'
     free_bits: float = 1.0
     # BEV decoder: BCE positive weight on the sparse vehicle channels (1 = DreamerV3's plain
     # likelihood); CPU-sized runs raise it so vehicles appear before the static road is perfect
@@ -186,6 +191,12 @@ def _validate(cfg: WorldModelConfig) -> None:
         raise ValueError(f"decoder_input 'spatial' lays the stoch {cfg.stoch} latents on the "
                          f'{cfg.minres} x {cfg.minres} grid: stoch must be a multiple of '
                          f'{cfg.minres * cfg.minres}')
+    if cfg.obs_input not in ('dense', 'local'):
+        raise ValueError("config key 'obs_input' must be 'dense' or 'local', got "
+                         f'{cfg.obs_input!r}')
+    if cfg.obs_input == 'local' and cfg.decoder_input != 'spatial':
+        raise ValueError("obs_input 'local' gives each cell's latents to that cell of the "
+                         "decoder grid: it needs decoder_input 'spatial'")
     if cfg.initial not in ('learned', 'zeros'):
         raise ValueError(f"config key 'initial' must be 'learned' or 'zeros', got {cfg.initial!r}")
     stages = cfg.bev_size // cfg.minres

@@ -68,7 +68,9 @@ class RSSM(nn.Module):
         self.conditioned = cfg.condition_sequence_model
         cond = cfg.shared_dim + cfg.intention_dim
         seq_in = cfg.stoch_flat + cfg.num_actions + (cond if self.conditioned else 0)
-        obs_in = cfg.deter + embed_dim + (cfg.shared_dim if self.conditioned else cond)
+        self.local = cfg.obs_input == 'local'
+        obs_in = (cfg.deter + (0 if self.local else embed_dim)
+                  + (cfg.shared_dim if self.conditioned else cond))
         self.img_in = LinearNormAct(seq_in, cfg.hidden)
         self.gru = NormGRUCell(cfg.hidden, cfg.deter)
         self.img_out = nn.Sequential(LinearNormAct(cfg.deter, cfg.hidden),
@@ -77,6 +79,15 @@ class RSSM(nn.Module):
         self.obs_out = nn.Sequential(
             *[LinearNormAct(a, b) for a, b in zip(dims[:-1], dims[1:])],
             output_linear(dims[-1], cfg.stoch_flat))
+        self.obs_cell = None
+        if self.local:
+            cells = cfg.minres * cfg.minres
+            if embed_dim % cells:
+                raise ValueError(f'embedding size {embed_dim} is not a {cfg.minres} x '
+                                 f'{cfg.minres} grid')
+            self.obs_cell = nn.Conv2d(embed_dim // cells, cfg.stoch_flat // cells, 1)
+            init_fan_avg_(self.obs_cell.weight)
+            nn.init.zeros_(self.obs_cell.bias)
         self.initial_deter = nn.Parameter(torch.zeros(cfg.deter),
                                           requires_grad=cfg.initial == 'learned')
 
@@ -142,10 +153,27 @@ class RSSM(nn.Module):
         else:
             prior, deter = None, self.sequence_step(prev['deter'], prev['stoch'], action, cond)
         context = shared_vec if self.conditioned else cond
-        raw = self.obs_out(torch.cat([deter, embed, context], -1))
+        if self.local:
+            raw = self.obs_out(torch.cat([deter, context], -1)) + self.cell_logits(embed)
+        else:
+            raw = self.obs_out(torch.cat([deter, embed, context], -1))
         logits = self._dist_logits(raw)
         stoch = _exact(sample_one_hot(logits) if sample else mode_one_hot(logits))
         return {'deter': deter, 'stoch': stoch, 'logits': logits}, prior
+
+    def cell_logits(self, embed: torch.Tensor) -> torch.Tensor:
+        """
+        Posterior logits of ``obs_input: local``: (B, embed_dim) -> (B, stoch * classes).
+
+        The embedding is the encoder's (channels, minres, minres) map flattened; a 1x1 conv
+        maps each cell's channels to the logits of that cell's stoch / minres**2 latents, in
+        the cell-major order in which the spatial decoder (``networks.ConvDecoder``) lays them
+        back on the grid. Why: with the embedding's dense map, categorical latents kept the
+        few-pixel vehicles out of short CPU runs (checkpoints/README.md, issue #5).
+        """
+        res = self.cfg.minres
+        grid = embed.reshape(embed.shape[0], -1, res, res)
+        return self.obs_cell(grid).flatten(2).transpose(1, 2).reshape(embed.shape[0], -1)
 
     def advance(self, deter: torch.Tensor, z_indices: torch.Tensor,
                 action: torch.Tensor) -> torch.Tensor:
