@@ -41,3 +41,16 @@ def random_batch(cfg, batch=2, steps=6, seed=0, shared=True):
     }
     out['is_first'][:, 0] = True
     return out
+
+
+def assert_trains_and_predicts(model, batch, steps: int = 30):
+    """Image loss falls over ``steps`` updates on ``batch``; 3-step BEV predictions decode."""
+    first, _ = model.train_step(batch)
+    for _ in range(steps):
+        last, _ = model.train_step(batch)
+    assert last['image_loss'] < first['image_loss']
+    batch_size = batch['bev'].shape[0]
+    probs = model.predict_bev(batch['bev'], batch['prev_action'],
+                              torch.zeros(batch_size, 3, dtype=torch.long))
+    cfg = model.cfg
+    assert probs.shape == (batch_size, 3, cfg.bev_channels, cfg.bev_size, cfg.bev_size)

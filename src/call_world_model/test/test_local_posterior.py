@@ -1,7 +1,7 @@
 """Option ``obs_input: local``: per-cell posterior logits, layout, validation, training."""
 from call_world_model.config import load_config, WorldModelConfig
 from call_world_model.world_model import WorldModel
-from helpers_wm import random_batch, tiny_config
+from helpers_wm import assert_trains_and_predicts, random_batch, tiny_config
 import pytest
 import torch
 
@@ -80,14 +80,7 @@ def test_local_world_model_trains_and_predicts():
                        ('obs_out', model.rssm.obs_out)):
         assert all(p.grad is not None and p.grad.abs().sum() > 0
                    for p in part.parameters()), name
-    first, _ = model.train_step(batch)
-    for _ in range(30):
-        last, _ = model.train_step(batch)
-    assert last['image_loss'] < first['image_loss']
-    probs = model.predict_bev(batch['bev'], batch['prev_action'],
-                              torch.zeros(2, 3, dtype=torch.long))
-    cfg = model.cfg
-    assert probs.shape == (2, 3, cfg.bev_channels, cfg.bev_size, cfg.bev_size)
+    assert_trains_and_predicts(model, batch)
 
 
 def test_small64g8_is_small64_on_an_8x8_grid_with_local_latents():

@@ -2,7 +2,7 @@
 from call_world_model.config import load_config, WorldModelConfig
 from call_world_model.networks import ConvDecoder
 from call_world_model.world_model import WorldModel
-from helpers_wm import random_batch, tiny_config
+from helpers_wm import assert_trains_and_predicts, random_batch, tiny_config
 import pytest
 import torch
 
@@ -80,14 +80,7 @@ def test_spatial_world_model_trains_and_predicts():
                        ('decoder', model.heads['decoder'])):
         assert all(p.grad is not None for p in part.parameters()), name
     assert model.heads['decoder'].cell_project.weight.grad.abs().sum() > 0
-    first, _ = model.train_step(batch)
-    for _ in range(30):
-        last, _ = model.train_step(batch)
-    assert last['image_loss'] < first['image_loss']
-    probs = model.predict_bev(batch['bev'], batch['prev_action'],
-                              torch.zeros(2, 3, dtype=torch.long))
-    cfg = model.cfg
-    assert probs.shape == (2, 3, cfg.bev_channels, cfg.bev_size, cfg.bev_size)
+    assert_trains_and_predicts(model, batch)
 
 
 def test_small64s_differs_from_small64_only_in_the_vehicle_options():
