@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Deque, Dict, Optional, Tuple
 import weakref
 
-from call_comm.wire_codec import KeyframePart
+from call_comm.wire_codec import KeyframePart, NUM_CLASSES, NUM_LATENTS
 import numpy as np
 import torch
 
@@ -54,6 +54,11 @@ class SequenceModel:
         if getattr(world_model.cfg, 'condition_sequence_model', True):
             raise ValueError('replica mode needs a world model with condition_sequence_model: '
                              'false (its h then depends on (z, a) only)')
+        cfg = world_model.cfg
+        if (cfg.stoch, cfg.classes) != (NUM_LATENTS, NUM_CLASSES):
+            raise ValueError(f'the V2V message carries {NUM_LATENTS} latents of {NUM_CLASSES} '
+                             f'classes; this world model has {cfg.stoch} x {cfg.classes} '
+                             '(an evaluation-only preset such as small64g8?)')
         torch.set_num_threads(int(num_threads))
         self.rssm = world_model.rssm.eval()
         self.deter = int(world_model.cfg.deter)

@@ -189,3 +189,8 @@ def test_receivers_in_one_process_share_steps_bit_for_bit():
         c.observe(seq, z, action, part)
     assert other.memo_hits == 0
     assert not np.array_equal(c.current_h(), a.current_h())
+
+
+def test_a_model_whose_latents_do_not_fit_the_message_is_refused():
+    with pytest.raises(ValueError, match='V2V message carries 32 latents'):
+        SequenceModel(tiny_model(0, stoch=64))
