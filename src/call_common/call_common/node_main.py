@@ -1,5 +1,5 @@
 """
-A node process's main loop: spin until SIGINT/SIGTERM, then shut down cleanly.
+A node process's (or a container's) main loop: spin until SIGINT/SIGTERM, then shut down cleanly.
 
 rclpy's own signal handlers raise KeyboardInterrupt wherever the node happens to be (after a
 publish but before its bookkeeping, inside take_message, ...), which made shutdowns flaky:
