@@ -277,17 +277,19 @@ class Trainer:
             halve_checkpoint(path)
 
 
-def export_checkpoint(source: str, target: str) -> None:
+def export_checkpoint(source: str, target: str, actor_critic: bool = True) -> None:
     """
     Write a shippable copy of a training checkpoint: no optimiser states, float16 weights.
 
     ``python -c "from call_world_model.train import export_checkpoint; export_checkpoint(a, b)"``
     gives the same file as ``--export`` at the end of a run that stopped at that checkpoint.
+    ``actor_critic=False`` leaves the actor-critic out (``--world-model-only`` runs never
+    train it).
     """
     loaded = checkpoint.load(source, load_optimizers=False)
     extra = dict(loaded.meta.get('extra', {}))
-    checkpoint.save(target, loaded.world_model, loaded.actor_critic, loaded.cfg, loaded.step,
-                    extra=extra, optimizers=False)
+    checkpoint.save(target, loaded.world_model, loaded.actor_critic if actor_critic else None,
+                    loaded.cfg, loaded.step, extra=extra, optimizers=False)
     halve_checkpoint(target)
 
 
