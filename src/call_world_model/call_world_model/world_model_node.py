@@ -17,8 +17,7 @@ from call_msgs.msg import Action, LatentState, SharedInformation
 from call_world_model import checkpoint
 from call_world_model.config import load_config
 from call_world_model.intention import fit_waypoints, map_to_ego, relative_pose
-from call_world_model.observe_batch import (
-    finite, observe_together, ObserveBatcher, ObserveRequest)
+from call_world_model.observe_batch import ObserveBatcher, ObserveRequest
 from call_world_model.prediction import prediction_strip, PredictionErrorTracker
 from call_world_model.shared_pooling import SharedBatch
 from call_world_model.world_model import WorldModel
@@ -247,21 +246,15 @@ class WorldModelNode(Node):
         if self.waiting:        # a second BEV before the batch ran: its state comes first
             self.on_flush()
         action = self.prev_action
-        if self.batcher.members <= 1:
-            request = ObserveRequest(self.state, action, bev, self._shared_batch(),
-                                     self._intention())
-            with torch.inference_mode():
-                post = observe_together(self.model, [request])[0]
-                tracked = self.tracker.update(post, action, self.plan_xy) \
-                    if finite(post) else None
-            self._observed(msg, action, start, post, tracked)
-        else:
-            request = ObserveRequest(self.state, action, bev, self._shared_batch(),
-                                     self._intention(), self.tracker, self.plan_xy)
-            self.waiting = True
-            if self.batcher.submit(request, lambda post, tracked: self._observed(
-                    msg, action, start, post, tracked)):
-                self.flush_timer.reset()
+        request = ObserveRequest(self.state, action, bev, self._shared_batch(),
+                                 self._intention(), self.tracker, self.plan_xy)
+        self.waiting = True
+        opened = self.batcher.submit(request, lambda post, tracked: self._observed(
+            msg, action, start, post, tracked))
+        if self.batcher.members <= 1:      # alone: a batch of one is exactly observe_step
+            self.on_flush()
+        elif opened:
+            self.flush_timer.reset()
 
     def on_flush(self) -> None:
         """Run the batch of queued observe steps (of every node sharing the model)."""
@@ -278,7 +271,7 @@ class WorldModelNode(Node):
     def _observed(self, msg: Image, action: int, start: float, post,
                   tracked: Optional[Tuple[float, bool]]) -> None:
         self.waiting = False
-        if tracked is None or not finite(post):     # tracked is None only for such a post
+        if tracked is None:     # the batcher skips trackers only for a non-finite posterior
             self._drop('model_nan')
             self.state = None
             self.tracker.reset()
