@@ -23,7 +23,7 @@ from call_comm.inbox import DropReason, InboxConfig
 from call_comm.keyframes import (KeyframeConfig, KeyframeRequester, KeyframeRequestWire,
                                  KeyframeSender, request_size)
 from call_comm.range_gate import RangeGate
-from call_comm.replica import ReplicaBank, SequenceModel
+from call_comm.replica import load_sequence_model, ReplicaBank
 from call_comm.replica_link import LinkReceiver, LinkSender
 from call_comm.stamped_poses import Pose, StampedPoses
 from call_common.node_main import spin_until_signal
@@ -101,13 +101,6 @@ def request_from_msg(msg: KeyframeRequest) -> KeyframeRequestWire:
     return KeyframeRequestWire(msg.requester_id, msg.target_id, msg.sequence,
                                msg.last_sequence, msg.header.stamp.sec,
                                msg.header.stamp.nanosec, bytes(msg.signature))
-
-
-def load_sequence_model(path: str, num_threads: int) -> SequenceModel:
-    """Load the fleet world model's sequence step from a checkpoint (CheckpointError)."""
-    from call_world_model import checkpoint  # run-time only: no package cycle
-    loaded = checkpoint.load_shared(path)
-    return SequenceModel(loaded.world_model, num_threads)
 
 
 def _seconds(stamp: Time) -> float:

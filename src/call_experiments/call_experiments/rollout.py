@@ -2,7 +2,7 @@
 Fixed-seed evaluation episodes with every CALL vehicle driven by the world model + planner.
 
 The pipeline is the one the ROS nodes run, through their ROS-free cores: the data collector
-of ``call_world_model.collect`` (visibility, range gate, shared information, BEV raster,
+of ``call_learning.collect`` (visibility, range gate, shared information, BEV raster,
 ``WorldModel.observe_step`` for the whole fleet), then per vehicle the planner core
 (``call_planner.model_state.state_from_latent`` from the published z and h, and
 ``call_planner.replanning.ReplanningPolicy``, i.e. eq. 3 look-ahead) chooses the action.
@@ -14,11 +14,11 @@ import math
 from typing import Any, Dict, List, Mapping, Optional
 
 from call_experiments.bandwidth import image_message_size, latent_message_size, WireSettings
+from call_learning.collect import CollectConfig, Collector
 from call_planner.model_state import state_from_latent
 from call_planner.replanning import LookaheadConfig, ReplanningPolicy
 from call_sim.config import merge
 from call_sim.scenario import load_scenario
-from call_world_model.collect import CollectConfig, Collector
 import numpy as np
 import torch
 

@@ -4,11 +4,11 @@ from call_comm.comm_node import to_msg
 from call_experiments.bandwidth import (image_message_size, latent_message,
                                         latent_message_size, WireSettings)
 from call_experiments.rollout import EvaluationCollector, scenario_with
+from call_learning.collect import CollectConfig
 from call_planner.replanning import LookaheadConfig
 from call_sim.env import MultiVehicleEnv
 from call_world_model import checkpoint
 from call_world_model.actor_critic import ActorCritic
-from call_world_model.collect import CollectConfig
 from call_world_model.config import load_config
 from call_world_model.world_model import WorldModel
 import numpy as np

@@ -1,13 +1,12 @@
 """
 From the chosen (accel, steer) to a CARLA control (throttle, steer, brake).
 
-Uses `call_sim.vehicle_control.ControlModel`, the longitudinal model the embedded simulator
+Uses `call_vehicle.vehicle_control.ControlModel`, the longitudinal model the embedded simulator
 integrates, so the simulator realises exactly the planned acceleration; on CARLA the same
 command is the linear best guess the bridge accepts (throttle, brake in [0, 1], steer in
 [-1, 1]).
 """
-from call_sim.types import VehicleControl
-from call_sim.vehicle_control import ControlModel
+from call_vehicle.vehicle_control import ControlModel, VehicleControl
 
 
 def command_for_action(accel: float, steer: float, speed: float,

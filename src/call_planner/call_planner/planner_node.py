@@ -23,13 +23,13 @@ from typing import Any, Optional
 from call_common.node_main import spin_until_signal
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_planner.control_output import command_for_action, stop_command
-from call_planner.intention import intention_waypoints
 from call_planner.model_state import imagination_kwargs, state_from_latent
 from call_planner.replanning import LookaheadConfig, ReplanningPolicy
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
-from call_sim.actions import ActionSet
-from call_sim.vehicle_control import ControlModel
-from call_sim.vehicle_model import BicycleModel
+from call_vehicle.actions import ActionSet
+from call_vehicle.intention import intention_waypoints
+from call_vehicle.vehicle_control import ControlModel
+from call_vehicle.vehicle_model import BicycleModel
 from call_world_model import checkpoint
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -85,7 +85,7 @@ class PlannerNode(Node):
             'comfortable_decel': safety.comfortable_decel, 'watchdog_period': 0.05,
             'accels': list(actions.accels), 'steers': list(actions.steers),
         }
-        # vehicle and actuator models default to call_sim's (the embedded simulator's car)
+        # vehicle and actuator models default to call_vehicle's (the embedded simulator's car)
         params.update(dataclasses.asdict(BicycleModel()))
         params.update(dataclasses.asdict(ControlModel()))
         for name, default in params.items():

@@ -1,9 +1,9 @@
-"""Control mapping and intention waypoints against call_sim's models."""
+"""Control mapping and intention waypoints against call_vehicle's models."""
 from call_planner.control_output import command_for_action, stop_command
-from call_planner.intention import intention_waypoints
-from call_sim.actions import ActionSet
-from call_sim.vehicle_control import ControlModel
-from call_sim.vehicle_model import BicycleModel
+from call_vehicle.actions import ActionSet
+from call_vehicle.intention import intention_waypoints
+from call_vehicle.vehicle_control import ControlModel
+from call_vehicle.vehicle_model import BicycleModel
 import numpy as np
 import pytest
 

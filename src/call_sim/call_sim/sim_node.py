@@ -23,8 +23,8 @@ import time
 from builtin_interfaces.msg import Time
 from call_sim.env import MultiVehicleEnv
 from call_sim.lockstep import Lockstep
-from call_sim.types import VehicleControl, VehicleState
-from call_sim.vehicle_control import sanitize
+from call_sim.types import VehicleState
+from call_vehicle.vehicle_control import sanitize, VehicleControl
 from carla_msgs.msg import (CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicleInfo,
                             CarlaEgoVehicleInfoWheel, CarlaEgoVehicleStatus, CarlaStatus,
                             CarlaWorldInfo)

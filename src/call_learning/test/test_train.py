@@ -2,12 +2,12 @@
 import math
 import os
 
+from call_learning.collect import CollectConfig
+from call_learning.evaluate_prediction import evaluate, format_table, frame_scores
+from call_learning.train import build_parser, export_checkpoint, main, resolve_settings, run
 from call_sim.env import MultiVehicleEnv
 from call_world_model import checkpoint
-from call_world_model.collect import CollectConfig
 from call_world_model.config import load_config
-from call_world_model.evaluate_prediction import evaluate, format_table, frame_scores
-from call_world_model.train import build_parser, export_checkpoint, main, resolve_settings, run
 from call_world_model.world_model import WorldModel
 import pytest
 import torch

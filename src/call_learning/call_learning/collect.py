@@ -27,14 +27,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from call_comm.neighbours import in_range
 from call_comm.range_gate import RangeGate
 from call_comm.wire_codec import dequantise_h, H_ENCODINGS, quantise_h
+from call_learning.replay import SequenceReplay, SharedStep, Step
 from call_perception.bev_raster import BevConfig, BevRasterizer
 from call_perception.road_map import RoadMap
 from call_perception.visibility import visible
-from call_sim.actions import ActionSet
-from call_sim.vehicle_control import ControlModel
+from call_vehicle.actions import ActionSet
+from call_vehicle.vehicle_control import ControlModel
 from call_world_model.intention import fit_waypoints, map_to_ego, relative_pose
 from call_world_model.prediction import PredictionErrorTracker
-from call_world_model.replay import SequenceReplay, SharedStep, Step
 from call_world_model.shared_pooling import SharedBatch
 from call_world_model.world_model import WorldModel
 import numpy as np

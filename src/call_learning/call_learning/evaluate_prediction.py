@@ -16,10 +16,10 @@ import dataclasses
 import sys
 from typing import Dict, List, Optional, Sequence
 
+from call_learning.collect import CollectConfig, Collector, MODES
+from call_learning.replay import SequenceReplay
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_world_model import checkpoint
-from call_world_model.collect import CollectConfig, Collector, MODES
-from call_world_model.replay import SequenceReplay
 from call_world_model.shared_pooling import SharedBatch
 from call_world_model.world_model import WorldModel
 import numpy as np
@@ -185,7 +185,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         loaded = checkpoint.load(args.checkpoint, load_optimizers=False)
         extra = loaded.meta.get('extra', {})
-        from call_world_model.train import load_train_config
+        from call_learning.train import load_train_config
         values = dict(load_train_config())
         values['mode'] = args.mode or extra.get('mode', values['mode'])
         if args.threshold is not None:

@@ -1,9 +1,9 @@
 """Collection from the real embedded simulator (SUMO) with a tiny world model."""
+from call_learning.collect import CollectConfig, Collector
+from call_learning.replay import SequenceReplay
 from call_sim.env import MultiVehicleEnv
 from call_world_model.actor_critic import ActorCritic
-from call_world_model.collect import CollectConfig, Collector
 from call_world_model.config import load_config
-from call_world_model.replay import SequenceReplay
 from call_world_model.world_model import WorldModel
 import numpy as np
 import pytest
