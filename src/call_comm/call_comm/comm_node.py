@@ -19,6 +19,7 @@ from typing import Any, Optional
 from builtin_interfaces.msg import Time
 from call_comm import wire_codec
 from call_comm.auth import Fleet, Signer
+from call_comm.comm_stage import CommStage
 from call_comm.inbox import DropReason, InboxConfig
 from call_comm.keyframes import (KeyframeConfig, KeyframeRequester, KeyframeRequestWire,
                                  KeyframeSender, request_size)
@@ -138,6 +139,7 @@ class CommNode(Node):
         decay = p['range_decay'] if p['range_decay'] >= 0 else None
         self.gate = RangeGate(p['initial_range'], p['range_step'], p['max_range'],
                               p['threshold_c'], decay)
+        self.stage = CommStage(self.gate)
         if p['h_transport'] not in ('full', 'replica'):
             raise ValueError("h_transport must be 'full' or 'replica'")
         if p['keyframe_encoding'] not in ('fp16', 'int8'):
@@ -297,10 +299,8 @@ class CommNode(Node):
             return
         now = _seconds(state.header.stamp)
         self.latest_state_time = now
-        if state.valid:
-            self.gate.update(state.prediction_error)
-        comm_range = self.gate.comm_range
-        bytes_sent = self._publish_own(state, pose) if state.valid else 0
+        comm_range = self.stage.step(state.valid, state.prediction_error)
+        bytes_sent = self._publish_own(state, pose) if self.stage.sends(state.valid) else 0
         delivery = self.link.collect(pose[:2], comm_range, now)
         request_bytes = 0
         for req in self.link.take_requests((state.header.stamp.sec,

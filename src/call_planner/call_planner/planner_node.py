@@ -22,12 +22,12 @@ from typing import Any, Optional
 
 from call_common.node_main import spin_until_signal
 from call_msgs.msg import Action, LatentState, SharedInformation
-from call_planner.control_output import command_for_action, stop_command
-from call_planner.model_state import imagination_kwargs, state_from_latent
+from call_planner.model_state import imagination_kwargs
+from call_planner.plan_stage import PlanStage
 from call_planner.replanning import LookaheadConfig, ReplanningPolicy
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
 from call_vehicle.actions import ActionSet
-from call_vehicle.intention import intention_waypoints
+from call_vehicle.driver import Command, Driver
 from call_vehicle.vehicle_control import ControlModel
 from call_vehicle.vehicle_model import BicycleModel
 from call_world_model import checkpoint
@@ -119,6 +119,9 @@ class PlannerNode(Node):
             {k: p[k] for k in dataclasses.asdict(ControlModel())})
         self.bicycle = BicycleModel.from_config(p)
         self.imagine_kwargs = imagination_kwargs(self.world_model, bool(p['sample_latent']))
+        self.stage = PlanStage(self.policy, Driver(
+            self.actions, self.bicycle, self.control_model, self.safety.comfortable_decel,
+            self.lookahead.horizon), self.imagine_kwargs)
         self.watchdog = InputWatchdog([LATENT, ODOMETRY], self.safety, time.monotonic())
 
         self.pose: Optional[tuple[float, float, float]] = None
@@ -205,23 +208,17 @@ class PlannerNode(Node):
             return
         start = time.perf_counter()
         try:
-            decision = self.policy.step(
-                state_from_latent(z, h, self.cfg.stoch, self.cfg.classes), self.imagine_kwargs)
+            command, decision = self.stage.plan(z, h, self.pose, self.current_speed())
         except (FloatingPointError, RuntimeError, ValueError) as error:
             self.counts['plan_errors'] += 1
             self.command_stop(f'planning failed: {error}', msg.header.stamp)
             return
         latency_ms = (time.perf_counter() - start) * 1e3
-        speed = self.current_speed()
-        if decision.refreshed:
-            accel_steer = [self.actions.action(a) for a in decision.intention.actions]
-            self.waypoints = intention_waypoints(self.bicycle, self.pose, speed, accel_steer)
-        accel, steer = self.actions.action(decision.action)
-        command = command_for_action(accel, steer, speed, self.control_model)
+        if command.waypoints is not None:
+            self.waypoints = command.waypoints
         self.stop_reason = ''
-        self.publish_control(command, msg.header.stamp)
-        self.publish_action(decision.action, accel, steer, msg.header.stamp)
-        self.publish_plan(msg.header.stamp, changed=decision.refreshed)
+        self.execute(command, msg.header.stamp)
+        self.publish_plan(msg.header.stamp, changed=command.waypoints is not None)
         self.publish_diagnostics(DiagnosticStatus.OK, 'planning', {
             'latency_ms': f'{latency_ms:.3f}', 'action': str(decision.action),
             'plan_value': f'{decision.active.value:.4f}',
@@ -254,21 +251,28 @@ class PlannerNode(Node):
             self.get_logger().warning(f'controlled stop: {reason}', throttle_duration_sec=2.0)
         self.stop_reason = reason
         self.counts['stops'] += 1
-        self.policy.reset()
+        # the honest intention of a stopping vehicle: braking straight ahead
+        command = self.stage.stop(self.pose, self.current_speed())
         if stamp is not None:
-            command = stop_command(self.current_speed(), self.safety.comfortable_decel,
-                                   self.control_model)
-            self.publish_control(command, stamp)
+            self.execute(command, stamp)
         else:
             stamp = self.get_clock().now().to_msg()
-        if self.pose is not None:
-            # the honest intention of a stopping vehicle: braking straight ahead
-            braking = [(-self.safety.comfortable_decel, 0.0)] * self.lookahead.horizon
-            self.waypoints = intention_waypoints(self.bicycle, self.pose, self.current_speed(),
-                                                 braking)
+        if command.waypoints is not None:
+            self.waypoints = command.waypoints
             self.publish_plan(stamp)
         self.publish_diagnostics(DiagnosticStatus.ERROR, f'controlled stop: {reason}',
                                  {'stop_reason': reason})
+
+    def execute(self, command: Command, stamp) -> None:
+        """
+        Publish the step's action, then its control.
+
+        The action first: the world model conditions its next step on it, and that step can
+        only come after the simulator has stepped on the control.
+        """
+        accel, steer = self.actions.action(command.action)
+        self.publish_action(command.action, accel, steer, stamp)
+        self.publish_control(command.control, stamp)
 
     def publish_control(self, command, stamp) -> None:
         """Publish the mapped throttle / steer / brake as CarlaEgoVehicleControl."""
