@@ -25,7 +25,7 @@ from call_experiments.bandwidth import image_message_size, latent_message_size, 
 from call_experiments.experiment_config import load_experiment_config
 from call_experiments.learning_curves import read_curves
 from call_experiments.rollout import DrivingResult, run_driving, scenario_with
-from call_learning.collect import CollectConfig, MODES
+from call_learning.pipeline import MODES, PipelineConfig
 from call_planner.replanning import LookaheadConfig
 from call_world_model import checkpoint
 import numpy as np
@@ -119,12 +119,12 @@ class Checkpoints:
         return rows
 
 
-def collect_settings(mode: str, threshold: float) -> CollectConfig:
+def collect_settings(mode: str, threshold: float) -> PipelineConfig:
     """Sensing and gate settings of call_train's train.yaml for ``mode`` and ``threshold``."""
     from call_learning.train import load_train_config
     values = dict(load_train_config())
     values.update(mode=mode, threshold=float(threshold))
-    return CollectConfig.from_mapping(values)
+    return PipelineConfig.from_mapping(values)
 
 
 def summarise_driving(result: DrivingResult, ttc_cap: float) -> Dict[str, Any]:

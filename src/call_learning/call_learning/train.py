@@ -21,7 +21,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from call_learning.collect import CollectConfig, Collector, MODES
+from call_learning.collect import Collector
+from call_learning.pipeline import MODES, PipelineConfig
 from call_learning.replay import SequenceReplay
 from call_world_model import checkpoint
 from call_world_model.actor_critic import ActorCritic
@@ -187,7 +188,7 @@ class Trainer:
             self.actor_critic = ActorCritic(cfg, cfg.feat_dim, cfg.num_actions).to(self.device)
         self.cfg = cfg
         self.resumed = bool(resume)
-        self.collector = Collector(env, self.world_model, CollectConfig.from_mapping(settings),
+        self.collector = Collector(env, self.world_model, PipelineConfig.from_mapping(settings),
                                    actor_critic=self.actor_critic,
                                    seed=settings['seed'] + 1000 * rank)
         self.collector.start()

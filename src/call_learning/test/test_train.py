@@ -2,8 +2,8 @@
 import math
 import os
 
-from call_learning.collect import CollectConfig
 from call_learning.evaluate_prediction import evaluate, format_table, frame_scores
+from call_learning.pipeline import PipelineConfig
 from call_learning.train import build_parser, export_checkpoint, main, resolve_settings, run
 from call_sim.env import MultiVehicleEnv
 from call_world_model import checkpoint
@@ -116,7 +116,7 @@ def test_evaluate_prediction_reports_both_metrics_for_model_and_baseline():
     cfg = load_config('tiny')
     env = MultiVehicleEnv.from_scenario(SCENARIO)
     try:
-        results = evaluate(WorldModel(cfg), env, CollectConfig(mode='lsi', threshold=20.0),
+        results = evaluate(WorldModel(cfg), env, PipelineConfig(mode='lsi', threshold=20.0),
                            horizons=(0, 2, 4), context=3, windows=4, env_steps=12)
     finally:
         env.close()
