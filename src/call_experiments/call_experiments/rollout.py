@@ -209,12 +209,12 @@ class EvaluationCollector:
 
     @property
     def roles(self) -> List[str]:
-        """The CALL vehicles of the current episode."""
+        """Return the CALL vehicles of the current episode."""
         return self.collector.roles
 
     @property
     def env_steps(self) -> int:
-        """Simulator steps so far."""
+        """Return the simulator steps so far."""
         return self.collector.env_steps
 
     def start(self) -> None:

@@ -37,7 +37,7 @@ from call_comm.range_gate import RangeGate
 from call_comm.wire_codec import dequantise_h, H_ENCODINGS, quantise_h
 from call_perception.bev_raster import BevConfig
 from call_perception.fusion import FusionConfig, SharedNeighbour
-from call_perception.perception_stage import PerceptionStage
+from call_perception.perception_stage import Box, PerceptionStage
 from call_perception.road_map import RoadMap
 from call_vehicle.driver import Command, Driver
 from call_vehicle.vehicle_control import VehicleControl
@@ -110,17 +110,6 @@ class PipelineConfig:
             else:
                 picked[key] = float(value)
         return cls(**picked)
-
-
-@dataclass
-class Box:
-    """Box with the attributes the rasteriser and the visibility test read."""
-
-    x: float
-    y: float
-    yaw: float
-    length: float
-    width: float
 
 
 @dataclass(frozen=True)

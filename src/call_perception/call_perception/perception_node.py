@@ -5,7 +5,6 @@ Only translates messages and parameters: visibility, fusion and rasterisation li
 ROS-free modules. One BEV is published per odometry message, stamped with its sim time.
 """
 import array
-from dataclasses import dataclass
 import math
 from typing import Any, List, Optional, Tuple
 
@@ -15,7 +14,7 @@ from call_perception.bev_raster import BevConfig, CHANNELS
 from call_perception.colorize import colorize
 from call_perception.fusion import FusionConfig, parse_intention, SharedNeighbour
 from call_perception.package_config import load_section
-from call_perception.perception_stage import PerceptionStage
+from call_perception.perception_stage import Box, PerceptionStage
 from call_perception.road_map import RoadMap
 from carla_msgs.msg import CarlaWorldInfo
 from derived_object_msgs.msg import ObjectArray
@@ -40,17 +39,6 @@ except ImportError:  # Humble
 # as topics that never deliver, which the tests and the lockstep diagnostics catch.
 QUIET_PUB = PublisherEventCallbacks(use_default_callbacks=False)
 QUIET_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
-
-
-@dataclass
-class Box:
-    """A vehicle bounding box in the map frame (the rasteriser's duck type)."""
-
-    x: float
-    y: float
-    yaw: float
-    length: float
-    width: float
 
 
 def yaw_from_quaternion(q) -> float:

@@ -18,6 +18,17 @@ from call_perception.visibility import visible
 import numpy as np
 
 
+@dataclass
+class Box:
+    """A vehicle bounding box in the map frame (the rasteriser's duck type)."""
+
+    x: float
+    y: float
+    yaw: float
+    length: float
+    width: float
+
+
 @dataclass(frozen=True)
 class Perceived:
     """One rendered BEV and what went into it."""
