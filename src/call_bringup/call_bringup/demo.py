@@ -152,7 +152,8 @@ class RunMonitor(Node):
 
     def _on_objects(self, msg: ObjectArray) -> None:
         self.others = [Box(o.pose.position.x, o.pose.position.y,
-                           yaw_from_quaternion(o.pose.orientation), *(list(o.shape.dimensions[:2]) or [4.6, 1.9]))
+                           yaw_from_quaternion(o.pose.orientation),
+                           *(list(o.shape.dimensions[:2]) or [4.6, 1.9]))
                        for o in msg.objects if len(o.shape.dimensions) >= 2]
 
     def _on_world(self, msg: CarlaWorldInfo) -> None:
