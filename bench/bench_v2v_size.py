@@ -37,9 +37,9 @@ TARGET_MEAN_BYTES = 150
 
 
 def planner_waypoints() -> int:
-    """Read K: the planner sends one intention waypoint per look-ahead step (`horizon`)."""
+    """Read K: the planner sends one intention waypoint per look-ahead step (`K`)."""
     params = yaml.safe_load(PLANNER_CONFIG.read_text())['/**']['ros__parameters']
-    return int(params['horizon'])
+    return int(params['K'])
 
 
 def comm_parameters() -> dict:

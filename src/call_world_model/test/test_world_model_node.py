@@ -32,7 +32,7 @@ def node_process(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, '-m', 'call_world_model.world_model_node', '--ros-args',
          '-p', f'checkpoint:={path}', '-p', f'role_name:={ROLE}',
-         '-p', 'diagnostics_period:=0.2', '-p', 'error_horizon:=2'],
+         '-p', 'diagnostics_period:=0.2', '-p', 'K:=2'],
         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     try:
         yield proc, cfg
