@@ -96,14 +96,19 @@ def declare_typed(node: Node, name: str, default: Any) -> Any:
 
 
 def declare_from_yaml(node: Node, package: str, filename: str) -> Dict[str, Any]:
+    """Declare every parameter of the package's `config/<filename>`; return their values."""
+    return declare_all(node, package_defaults(package, filename))
+
+
+def declare_all(node: Node, defaults: Dict[str, Any]) -> Dict[str, Any]:
     """
-    Declare every parameter of the package's `config/<filename>` and return their values.
+    Declare each parameter of `defaults` with `declare_typed` and return their values.
 
     Parameters rclpy declares itself (`use_sim_time`) keep rclpy's declaration; their value is
     returned as the node has it.
     """
     values = {}
-    for name, default in package_defaults(package, filename).items():
+    for name, default in defaults.items():
         if node.has_parameter(name):
             values[name] = node.get_parameter(name).value
         else:
