@@ -194,7 +194,7 @@ class CommNode(Node):
         sub(Path, 'plan', self._on_plan, 10)
         sub(Odometry, f'/carla/{self.role}/odometry', self._on_odometry, 10)
         self.get_logger().info(
-            f'{self.role}: c={self.gate.threshold} range={self.gate.comm_range} m '
+            f'{self.role}: c={self.gate.c} range={self.gate.comm_range} m '
             f'h={p["h_encoding"]} transport={"replica" if self.replica_mode else "full"} '
             f'fleet={p["fleet_key_file"]}')
 
@@ -337,7 +337,7 @@ class CommNode(Node):
         stats.neighbours = [n.sender_id for n in delivery.neighbours]
         stats.comm_range = _finite_f32(comm_range, 0.0)
         stats.prediction_error = _finite_f32(self.gate.last_error, -1.0)
-        stats.threshold = _finite_f32(self.gate.threshold, 0.0)
+        stats.threshold = _finite_f32(self.gate.c, 0.0)
         stats.error_above_threshold = self.gate.last_above
         dropped = self.inbox.dropped
         stats.dropped_unsigned = dropped[DropReason.UNSIGNED]

@@ -9,7 +9,7 @@ import time
 from call_comm.keygen import write_fleet
 import pytest
 
-WAIT = 30.0  # [s] upper bound of every wait; never hit when things work
+WAIT = 90.0  # [s] upper bound of every wait (a loaded machine); never hit when things work
 
 
 @pytest.fixture(scope='module')

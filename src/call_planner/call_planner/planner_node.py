@@ -79,7 +79,7 @@ class PlannerNode(Node):
         if len(self.actions) != self.cfg.num_actions:
             raise ValueError(f'action set has {len(self.actions)} actions, the checkpoint '
                              f'{self.cfg.num_actions}')
-        self.lookahead = LookaheadConfig(horizon=p['K'], gamma=float(p['gamma']),
+        self.lookahead = LookaheadConfig(K=p['K'], gamma=float(p['gamma']),
                                          replan_every=int(p['replan_every']),
                                          sample_actor=bool(p['sample_actor']))
         self.policy = ReplanningPolicy(self.world_model, self.actor_critic, len(self.actions),
@@ -236,7 +236,7 @@ class PlannerNode(Node):
             stamp = self.get_clock().now().to_msg()
         if self.pose is not None:
             # the honest intention of a stopping vehicle: braking straight ahead
-            braking = [(-self.safety.comfortable_decel, 0.0)] * self.lookahead.horizon
+            braking = [(-self.safety.comfortable_decel, 0.0)] * self.lookahead.K
             self.waypoints = intention_waypoints(self.bicycle, self.pose, self.current_speed(),
                                                  braking)
             self.publish_plan(stamp)
