@@ -97,7 +97,8 @@ def spin_until(node, condition, timeout):
 
 def test_lockstep_with_two_controllers(ros_node, processes, tmp_path):
     listener = Listener(ros_node)
-    sim = start_sim(processes, tmp_path, lockstep_timeout=20.0, max_ticks=25)
+    # objects_radius 0: every other actor in /carla/R/objects, as the CARLA bridge sends them
+    sim = start_sim(processes, tmp_path, lockstep_timeout=20.0, max_ticks=25, objects_radius=0.0)
     # the sim re-publishes step 0 while it waits: start controllers once we hear it
     assert spin_until(ros_node, lambda: 'step' in listener.lockstep, 60)
     assert listener.lockstep['step'] == '0'
