@@ -57,10 +57,10 @@ class PipelineConfig:
     """Sharing, sensing and prefill-policy settings (numbers from config/train.yaml)."""
 
     mode: str = 'lsi'
-    threshold: float = 50.0
-    gate_initial_range: float = 20.0
-    gate_step: float = 5.0
-    gate_max_range: float = 100.0
+    c: float = 50.0                 # the paper's prediction-error threshold (range gate)
+    initial_range: float = 20.0
+    range_step: float = 5.0
+    max_range: float = 100.0
     sensor_range: float = 32.0
     occlusion: bool = True
     ego_length: float = 4.6
@@ -84,8 +84,8 @@ class PipelineConfig:
                              f'{self.keyframe_encoding!r}')
         if self.keyframe_period < 1:
             raise ValueError(f'keyframe_period must be >= 1, got {self.keyframe_period}')
-        if math.isnan(self.threshold) or self.threshold < 0:
-            raise ValueError(f'threshold c must be >= 0 (inf allowed), got {self.threshold}')
+        if math.isnan(self.c) or self.c < 0:
+            raise ValueError(f'threshold c must be >= 0 (inf allowed), got {self.c}')
         for name in ('sensor_range', 'heuristic_lookahead', 'heuristic_speed'):
             if not getattr(self, name) > 0:
                 raise ValueError(f'{name} must be > 0, got {getattr(self, name)}')
@@ -188,8 +188,8 @@ class VehiclePipeline:
             self.fusion, share_intention=s.mode == 'lsi')
         self.models = [ModelStage(self.wm, self.error_horizon, s.mode == 'lsi')
                        for _ in self.roles]
-        self.comms = [CommStage(RangeGate(s.gate_initial_range, s.gate_step, s.gate_max_range,
-                                          s.threshold)) for _ in self.roles]
+        self.comms = [CommStage(RangeGate(s.initial_range, s.range_step, s.max_range, s.c))
+                      for _ in self.roles]
         self.plans: List[np.ndarray] = [np.zeros((0, 2)) for _ in self.roles]
         self.messages: Dict[str, Message] = {}
         self.accepted: List[Tuple[str, ...]] = [() for _ in self.roles]
