@@ -6,7 +6,7 @@ from call_comm.range_gate import RangeGate
 
 
 def stage():
-    return CommStage(RangeGate(initial_range=20.0, step=5.0, max_range=100.0, threshold=10.0))
+    return CommStage(RangeGate(initial_range=20.0, range_step=5.0, max_range=100.0, c=10.0))
 
 
 def test_an_invalid_state_never_widens_the_range_a_valid_one_does():
