@@ -18,6 +18,8 @@ stale state) are still applied (a stopping vehicle must brake) but the tick wait
 current answer or the lockstep timeout; they are counted as `stale_commands`.
 """
 import math
+import signal
+import threading
 import time
 
 from builtin_interfaces.msg import Time
@@ -37,6 +39,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time as RosTime
 from rosgraph_msgs.msg import Clock
 from shape_msgs.msg import SolidPrimitive
@@ -334,8 +337,18 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Run until max_ticks, Ctrl-C or external shutdown."""
-    rclpy.init(args=args)
+    """
+    Run until max_ticks, SIGINT/SIGTERM or external shutdown.
+
+    rclpy's own signal handlers shut the context down wherever the executor is, so a
+    subscription callback that was publishing when Ctrl-C came died with "publisher's context
+    is invalid" (a FATAL line at every demo's end). Here signals only set a flag that the loop
+    checks between callbacks, as the vehicle nodes do (call_common.node_main).
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     node = None
     # one executor for the whole run: rclpy.spin_once(node) adds and removes the node (and
     # rebuilds its wait set) on every call
@@ -343,21 +356,16 @@ def main(args: list[str] | None = None) -> None:
     try:
         node = SimNode()
         executor.add_node(node)
-        while rclpy.ok() and not node.finished:
+        while rclpy.ok() and not node.finished and not stop.is_set():
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except RuntimeError:
-        if rclpy.ok():
-            raise
-        # Ctrl-C shut the context down while the executor was taking a message
     finally:
         executor.shutdown()
         if node is not None:
             node.close()
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
 
 
 if __name__ == '__main__':
