@@ -38,17 +38,18 @@ class ConflictTracker:
     dt: float = 0.1                      # [s] simulation step
     conflicts: list = field(default_factory=list)
     _open: dict = field(default_factory=dict)
+    _closed: list = field(default_factory=list)
     _accel: dict = field(default_factory=dict)   # (role, step index) -> commanded accel
 
     def _index(self, stamp: float) -> int:
         return int(round(stamp / self.dt))
 
     def add_action(self, role: str, stamp: float, accel: float) -> None:
-        """The acceleration `role` commanded for the step at `stamp`."""
+        """Record the acceleration `role` commanded for the step at `stamp`."""
         self._accel[(role, self._index(stamp))] = float(accel)
 
     def add_ttc(self, role: str, stamp: float, ttc: float) -> None:
-        """The simulator's TTC of `role` at `stamp` (steps in time order per role)."""
+        """Feed the simulator's TTC of `role` at `stamp` (steps in time order per role)."""
         index = self._index(stamp)
         current = self._open.get(role)
         if current is not None and index - current['last'] > 2:
@@ -69,20 +70,26 @@ class ConflictTracker:
         return None
 
     def _close(self, role: str) -> None:
-        current = self._open.pop(role)
-        braked = self._braked_at(role, current['first'], current['last'])
-        self.conflicts.append(Conflict(
-            role, current['first'] * self.dt, current['last'] * self.dt, current['min'],
-            None if braked is None else (braked - current['first']) * self.dt))
+        self._closed.append((role, self._open.pop(role)))
 
     def finish(self) -> list:
-        """Close the conflicts still open at the end of the run; return all conflicts."""
+        """
+        Close the conflicts still open at the end of the run; return all conflicts.
+
+        Reactions are looked up only now: a step's action can arrive after its TTC report.
+        """
         for role in list(self._open):
             self._close(role)
+        for role, run in self._closed:
+            braked = self._braked_at(role, run['first'], run['last'])
+            self.conflicts.append(Conflict(
+                role, run['first'] * self.dt, run['last'] * self.dt, run['min'],
+                None if braked is None else (braked - run['first']) * self.dt))
+        self._closed = []
         return self.conflicts
 
     def summary(self) -> dict:
-        """Counts and means over the conflicts closed so far (None when there were none)."""
+        """Count and average the conflicts of `finish()` (None when there were none)."""
         minima = [c.min_ttc for c in self.conflicts]
         reactions = [c.first_deceleration for c in self.conflicts
                      if c.first_deceleration is not None]

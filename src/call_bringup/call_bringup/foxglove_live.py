@@ -30,6 +30,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 DEFAULT_PORT = 8765
+IDLE_PERIOD_S = 0.5     # [s] how often subscription changes are applied (wall clock)
 SCENE_TOPIC = '/call/scene'
 IMAGE = 'sensor_msgs/msg/Image'
 VEHICLE_TOPICS = (('bev_local_color', IMAGE), ('bev_color', IMAGE),
@@ -54,7 +55,7 @@ def add_foxglove_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def foxglove_unit(roles: list, port: int = DEFAULT_PORT):
-    """The runner's process unit of the live view."""
+    """Describe the runner's process unit of the live view."""
     from call_bringup.runner import ProcessUnit
     return ProcessUnit('foxglove', [sys.executable, '-m', 'call_bringup.foxglove_live',
                                     '--roles', ','.join(roles), '--port', str(port)])
@@ -76,15 +77,13 @@ def layout(roles: list) -> dict:
                           'cameraState': {'distance': 120, 'perspective': False,
                                           'phi': 0, 'thetaOffset': 0}}
 
-    def plot(field: str, title: str) -> dict:
-        return {'title': title, 'paths': [
-            {'value': f'/{role}/comm_stats.{field}', 'enabled': True,
-             'timestampMethod': 'headerStamp'} for role in roles] + ([
-            {'value': f'/{roles[0]}/comm_stats.threshold', 'enabled': True,
-             'timestampMethod': 'headerStamp'}] if field == 'prediction_error' else []),
-            'showLegend': True}
-    config['Plot!error'] = plot('prediction_error', 'E against c')
-    config['Plot!range'] = plot('comm_range', 'communication range [m]')
+    def plot(fields: list, title: str) -> dict:
+        paths = [{'value': f'/{role}/comm_stats.{name}', 'enabled': True,
+                  'timestampMethod': 'headerStamp'} for role, name in fields]
+        return {'title': title, 'paths': paths, 'showLegend': True}
+    config['Plot!error'] = plot([(r, 'prediction_error') for r in roles]
+                                + [(roles[0], 'threshold')], 'E against c')
+    config['Plot!range'] = plot([(r, 'comm_range') for r in roles], 'communication range [m]')
     images = rows[0] if len(rows) == 1 else None
     for row in rows[1:] if len(rows) > 1 else []:
         images = {'first': images or rows[0], 'second': row, 'direction': 'column'}
@@ -105,22 +104,22 @@ class LiveView(Node):
         self.roles = roles
         self.topics = live_topics(roles)
         self.requests: queue.Queue = queue.Queue()   # (topic, +1/-1) from the server thread
-        self.wanted: dict = {topic: 0 for topic in self.topics}
+        self.wanted: dict = dict.fromkeys(self.topics, 0)
         self.forwarders: dict = {}
         self.channels = {
             topic: foxglove.Channel(topic, message_encoding='cdr', schema=foxglove.Schema(
                 name=kind, encoding='ros2msg', data=message_definition(kind).encode()))
             for topic, kind in self.topics.items()}
-        self.scene = SceneSource(self, roles)
         self.scene_pub = self.create_publisher(MarkerArray, SCENE_TOPIC, 2)
-        self.server = foxglove.start_server(host=host, port=port,
-                                             server_listener=_Listener(self.requests))
-        self.create_timer(0.1, self._tick)
+        self.scene = SceneSource(self, roles, on_step=self._publish_scene)
+        self.server = foxglove.start_server(
+            host=host, port=port, server_listener=_Listener(self.requests))
+        self.create_timer(IDLE_PERIOD_S, self._tick)
         self.get_logger().info(f'Foxglove live view on ws://localhost:{port} '
                                f'({len(self.channels)} channels)')
 
     def _tick(self) -> None:
-        """Apply subscription changes from the server; publish the scene if anyone looks."""
+        """Apply subscription changes from the server; follow the scene's subscribers."""
         while True:
             try:
                 topic, change = self.requests.get_nowait()
@@ -129,12 +128,12 @@ class LiveView(Node):
             if topic in self.wanted:
                 self.wanted[topic] = max(0, self.wanted[topic] + change)
                 self._forward(topic, self.wanted[topic] > 0)
-        active = self.scene_pub.get_subscription_count() > 0
-        self.scene.follow(active)
-        if active:
-            markers = self.scene.markers()
-            if markers is not None:
-                self.scene_pub.publish(markers)
+        self.scene.follow(self.scene_pub.get_subscription_count() > 0)
+
+    def _publish_scene(self) -> None:
+        markers = self.scene.markers()
+        if markers is not None:
+            self.scene_pub.publish(markers)
 
     def _forward(self, topic: str, on: bool) -> None:
         if on and topic not in self.forwarders:
@@ -170,9 +169,10 @@ class _Listener(ServerListener):
 class SceneSource:
     """Poses, objects, ranges and links of the latest step, as a MarkerArray for /call/scene."""
 
-    def __init__(self, node: Node, roles: list):
+    def __init__(self, node: Node, roles: list, on_step):
         self.node = node
         self.roles = roles
+        self.on_step = on_step          # called once per step (the last role's odometry)
         self.subscriptions: list = []
         self.poses: dict = {}
         self.objects: dict = {}
@@ -212,6 +212,8 @@ class SceneSource:
     def _on_odometry(self, role: str, msg) -> None:
         self.poses[role] = msg.pose.pose
         self.stamp = msg.header.stamp
+        if role == self.roles[-1]:
+            self.on_step()
 
     def _on_world(self, msg) -> None:
         try:
@@ -221,7 +223,7 @@ class SceneSource:
             self.node.get_logger().warning(f'no road in the scene: {err}')
 
     def markers(self):
-        """The scene of the latest step (None before the first odometry)."""
+        """Build the scene of the latest step (None before the first odometry)."""
         if self.stamp is None:
             return None
         return scene_markers(self.stamp, self.roles, self.poses, self.objects, self.comm,
@@ -235,8 +237,10 @@ def _colour(rgb, alpha: float = 1.0):
 
 def scene_markers(stamp, roles: list, poses: dict, objects: dict, comm: dict, lanes: list):
     """
-    MarkerArray of one step: lane edges, background vehicles (grey), CALL vehicles (coloured,
-    labelled), each one's communication range (circle) and its accepted V2V links (lines).
+    Build the MarkerArray of one step.
+
+    Lane edges, background vehicles (grey), CALL vehicles (coloured, labelled), each one's
+    communication range (circle) and its accepted V2V links (lines).
     """
     from geometry_msgs.msg import Point
     from visualization_msgs.msg import Marker, MarkerArray

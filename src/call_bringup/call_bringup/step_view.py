@@ -37,7 +37,7 @@ class StepViews:
     _steps: dict = field(default_factory=dict)
 
     def view(self, stamp: float, role: str) -> VehicleView:
-        """The (possibly still empty) view of `role` at `stamp`."""
+        """Return the (possibly still empty) view of `role` at `stamp`."""
         step = self._steps.setdefault(_key(stamp), {})
         if len(self._steps) > self.keep_steps:
             del self._steps[min(self._steps)]

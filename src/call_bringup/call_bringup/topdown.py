@@ -97,14 +97,13 @@ class TopDownRenderer:
             if role in heroes and 0.0 < radius < 1e6:
                 middle = self._pixels(np.array([[heroes[role].x, heroes[role].y]]), centre)[0]
                 cv2.circle(image, tuple(int(v) for v in np.round(middle)),
-                           int(round(radius * self.scale)), hero_colour(role, heroes), 1,
-                           cv2.LINE_AA)
+                           int(round(radius * self.scale)), hero_colour(role, heroes), 1)
         for sender, receiver in links:
             if sender in heroes and receiver in heroes:
                 ends = np.round(self._pixels(np.array([[heroes[sender].x, heroes[sender].y],
                                                        [heroes[receiver].x, heroes[receiver].y]]),
                                              centre)).astype(np.int32)
-                cv2.line(image, tuple(ends[0]), tuple(ends[1]), LINK, 1, cv2.LINE_AA)
+                cv2.line(image, tuple(ends[0]), tuple(ends[1]), LINK, 1)
         for role, box in sorted(heroes.items()):
             colour = hero_colour(role, heroes)
             corners = np.round(self._pixels(box_corners(box), centre)).astype(np.int32)

@@ -22,6 +22,7 @@ ROLES = ['hero0', 'hero1']
 STARTUP_S = 180.0       # the nodes load torch and the checkpoint (slow on a loaded CI machine)
 DELIVERY_S = 10.0       # once the graph is live, every channel delivers within this
 MESSAGE_DATA = 0x01     # binary opcode of the Foxglove WebSocket protocol
+SUBPROTOCOLS = ['foxglove.sdk.v1', 'foxglove.websocket.v1']   # current, older servers
 
 
 def free_port() -> int:
@@ -31,14 +32,13 @@ def free_port() -> int:
 
 
 async def watch(port: int, process: subprocess.Popen) -> tuple[dict, dict, float]:
-    """Connect, subscribe to every channel; return channels, first-message times, live time."""
+    """Subscribe to every channel; return the channels, first-message times, live time."""
     deadline = time.monotonic() + STARTUP_S
     while True:
         assert process.poll() is None, 'call_run exited before the live view came up'
         try:
-            connection = await websockets.connect(
-                f'ws://127.0.0.1:{port}', subprotocols=['foxglove.sdk.v1', 'foxglove.websocket.v1'],
-                max_size=None)
+            connection = await websockets.connect(f'ws://127.0.0.1:{port}',
+                                                  subprotocols=SUBPROTOCOLS, max_size=None)
             break
         except OSError:
             assert time.monotonic() < deadline, 'no Foxglove server on the port'
