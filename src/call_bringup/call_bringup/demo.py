@@ -27,7 +27,7 @@ from call_bringup.graph import ament_share, bringup_config, GraphError
 from call_bringup.run_metrics import (format_comparison, format_summary, RunMetrics,
                                       StepReport)
 from call_bringup.runner import (add_graph_arguments, add_process_arguments,
-                                 graph_from_arguments, process_units, Supervisor)
+                                 graph_from_arguments, process_units, ProcessUnit, Supervisor)
 from call_bringup.step_view import format_views, StepViews
 from call_bringup.topdown import Box, frame_layout, mark_shared, overview, TopDownRenderer
 from call_msgs.msg import Action, CommStats
@@ -320,8 +320,12 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
         units = process_units(specs, compose=args.compose,
                               workdir=tempfile.mkdtemp(prefix='call_demo_'),
                               vehicles_per_process=args.vehicles_per_process)
-        if args.foxglove:
-            units.append(foxglove_unit(roles, args.foxglove_port))
+        if args.foxglove or args.record:
+            units.append(foxglove_unit(roles, args.foxglove_port, serve=args.foxglove))
+        if args.record:          # a process of its own: it keeps up with every image topic
+            units.append(ProcessUnit('call_record', [
+                sys.executable, '-m', 'call_bringup.record', '-o',
+                os.path.join(run_dir, 'run.mcap')]))
     except GraphError as err:
         print(f'call_demo: {err}', file=sys.stderr)
         return 2, {}
@@ -332,10 +336,6 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
     signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     monitor = RunMonitor(roles, demo, images=not args.no_gif)
-    recorder = None
-    if args.record:
-        from call_bringup.record import McapRecorder
-        recorder = McapRecorder(os.path.join(run_dir, 'run.mcap'))
     frames, code, reason = [], 0, 'done'
     previous = None
     print(f'call_demo: {len(roles)} CALL vehicles, c = {args.c}, scenario {args.scenario}, '
@@ -346,8 +346,6 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
         failed_vehicles: set = set()
         while monitor.metrics.steps < ticks and not stop['requested']:
             rclpy.spin_once(monitor, timeout_sec=0.02)
-            if recorder is not None:
-                rclpy.spin_once(recorder, timeout_sec=0.0)
             for dead in supervisor.new_exits():
                 if dead.returncode == 0 and supervisor.unit(dead.label).finishes_run:
                     stop['requested'] = True
@@ -379,9 +377,6 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
     finally:
         supervisor.stop(config['runner']['shutdown_sigint_wait_s'],
                         config['runner']['shutdown_sigterm_wait_s'])
-        if recorder is not None:
-            recorder.close()
-            recorder.destroy_node()
         monitor.destroy_node()
         rclpy.try_shutdown()
         log.close()
@@ -408,7 +403,7 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
                         duration=1.0 / demo['gif_fps'], loop=0)
     print(format_summary(summary))
     print(f'run directory: {run_dir} (summary.json, nodes.log'
-          f'{", demo.gif" if frames else ""}{", run.mcap" if recorder else ""})')
+          f'{", demo.gif" if frames else ""}{", run.mcap" if args.record else ""})')
     if code:
         print(f'call_demo: FAILED: {reason}; see {run_dir}/nodes.log', file=sys.stderr)
         with open(os.path.join(run_dir, 'nodes.log'), encoding='utf-8') as stream:

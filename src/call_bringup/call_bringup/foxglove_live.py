@@ -54,11 +54,17 @@ def add_foxglove_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--foxglove-port', type=int, default=DEFAULT_PORT)
 
 
-def foxglove_unit(roles: list, port: int = DEFAULT_PORT):
-    """Describe the runner's process unit of the live view."""
+def foxglove_unit(roles: list, port: int = DEFAULT_PORT, serve: bool = True):
+    """
+    Describe the runner's process unit of the live view.
+
+    `serve=False` runs only the /call/scene publisher (for `--record` without a viewer), so a
+    recording holds every topic of the layout.
+    """
     from call_bringup.runner import ProcessUnit
     return ProcessUnit('foxglove', [sys.executable, '-m', 'call_bringup.foxglove_live',
-                                    '--roles', ','.join(roles), '--port', str(port)])
+                                    '--roles', ','.join(roles), '--port', str(port)]
+                       + ([] if serve else ['--no-server']))
 
 
 def layout(roles: list) -> dict:
@@ -98,7 +104,7 @@ def layout(roles: list) -> dict:
 class LiveView(Node):
     """Serves the live topics on a Foxglove WebSocket and publishes the 3D scene."""
 
-    def __init__(self, roles: list, port: int, host: str = '127.0.0.1'):
+    def __init__(self, roles: list, port: Optional[int], host: str = '127.0.0.1'):
         super().__init__('foxglove_live')
         from visualization_msgs.msg import MarkerArray
         self.roles = roles
@@ -112,11 +118,12 @@ class LiveView(Node):
             for topic, kind in self.topics.items()}
         self.scene_pub = self.create_publisher(MarkerArray, SCENE_TOPIC, 2)
         self.scene = SceneSource(self, roles, on_step=self._publish_scene)
-        self.server = foxglove.start_server(
+        self.server = None if port is None else foxglove.start_server(
             host=host, port=port, server_listener=_Listener(self.requests))
         self.create_timer(IDLE_PERIOD_S, self._tick)
         self.get_logger().info(f'Foxglove live view on ws://localhost:{port} '
-                               f'({len(self.channels)} channels)')
+                               f'({len(self.channels)} channels)' if self.server else
+                               f'{SCENE_TOPIC} publisher (no WebSocket server)')
 
     def _tick(self) -> None:
         """Apply subscription changes from the server; follow the scene's subscribers."""
@@ -149,7 +156,8 @@ class LiveView(Node):
 
     def close(self) -> None:
         """Stop the WebSocket server."""
-        self.server.stop()
+        if self.server is not None:
+            self.server.stop()
 
 
 class _Listener(ServerListener):
@@ -319,6 +327,8 @@ def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(prog='foxglove_live', description=__doc__.splitlines()[1])
     parser.add_argument('--roles', required=True, help='comma-separated CALL role names')
     parser.add_argument('--port', type=int, default=DEFAULT_PORT)
+    parser.add_argument('--no-server', action='store_true',
+                        help='only publish /call/scene (e.g. for a recording)')
     parser.add_argument('--write-layout', metavar='PATH',
                         help='write the Foxglove layout for these roles and exit')
     args, ros_args = parser.parse_known_args(argv)
@@ -329,7 +339,8 @@ def main(argv: Optional[list] = None) -> int:
             json.dump(layout(roles), stream, indent=2)
             stream.write('\n')
         return 0
-    return spin_until_signal(lambda: LiveView(roles, args.port), ros_args or None,
+    port = None if args.no_server else args.port
+    return spin_until_signal(lambda: LiveView(roles, port), ros_args or None,
                              'foxglove_live', start_errors=(OSError, RuntimeError),
                              on_stop=lambda node: node.close())
 
