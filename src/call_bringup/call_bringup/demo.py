@@ -45,6 +45,10 @@ from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 
+# A step's line is printed once this many newer steps completed: the planner answers from the
+# latent state, so the simulator can step on before that step's CommStats arrive.
+LINE_DELAY_STEPS = 2
+
 RANDOM_CHECKPOINT_WARNING = """
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 !! NO TRAINED CHECKPOINT: {missing} does not exist.
@@ -337,7 +341,7 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     monitor = RunMonitor(roles, demo, images=not args.no_gif)
     frames, code, reason = [], 0, 'done'
-    previous = None
+    pending: list = []               # steps whose line waits for their CommStats
     print(f'call_demo: {len(roles)} CALL vehicles, c = {args.c}, scenario {args.scenario}, '
           f'checkpoint {args.checkpoint}, {ticks} steps -> {run_dir}', flush=True)
     started = time.monotonic()
@@ -358,12 +362,13 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
             for stamp, reports in monitor.complete_steps():
                 monitor.add_step(stamp, reports)
                 driving = len(roles) - len(failed_vehicles)
-                if previous is not None:       # its CommStats are in by now (lockstep)
-                    print(live_line(monitor, *previous), flush=True)
+                pending.append((stamp, reports, driving))
+                while len(pending) > LINE_DELAY_STEPS:  # its CommStats are in by now
+                    shown = pending.pop(0)
+                    print(live_line(monitor, *shown), flush=True)
                     if not args.no_gif and monitor.metrics.steps % demo['gif_every'] == 0:
-                        frames.append(monitor.frame(previous[0], f't={previous[0]:.1f}s  '
-                                                    f'step {monitor.metrics.steps - 1}'))
-                previous = (stamp, reports, driving)
+                        frames.append(monitor.frame(shown[0], f't={shown[0]:.1f}s  step '
+                                                    f'{monitor.metrics.steps - LINE_DELAY_STEPS}'))
             now = time.monotonic()
             if monitor.live_since is None and now - started > demo['startup_timeout_s']:
                 missing = sorted(set(roles) - monitor.live)
@@ -380,8 +385,8 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
         monitor.destroy_node()
         rclpy.try_shutdown()
         log.close()
-    if previous is not None:
-        print(live_line(monitor, *previous), flush=True)
+    for shown in pending:
+        print(live_line(monitor, *shown), flush=True)
     monitor.conflicts.finish()
     summary = monitor.metrics.summary()
     summary.update(monitor.conflicts.summary())
