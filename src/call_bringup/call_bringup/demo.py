@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from typing import Optional
 
@@ -39,6 +40,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 import numpy as np
 import rclpy
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
@@ -106,6 +108,7 @@ class RunMonitor(Node):
 
     def __init__(self, roles: list[str], config: dict, images: bool = True):
         super().__init__('call_demo_monitor')
+        self.lock = threading.Lock()          # callbacks (executor thread) vs the demo loop
         self.roles = roles
         self.metrics = RunMetrics(roles)
         self.views = StepViews(roles)
@@ -147,6 +150,13 @@ class RunMonitor(Node):
                                          best_effort)
                 self.create_subscription(ObjectArray, f'/carla/{role}/objects',
                                          lambda m, r=role: self._on_objects(r, m), best_effort)
+
+    def create_subscription(self, msg_type, topic, callback, qos, **kwargs):
+        """Subscribe with `callback` run under `self.lock` (the executor spins in a thread)."""
+        def locked(msg) -> None:
+            with self.lock:
+                callback(msg)
+        return super().create_subscription(msg_type, topic, locked, qos, **kwargs)
 
     def _on_clock(self, msg: Clock) -> None:
         now = _seconds(msg.clock)
@@ -345,11 +355,17 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
     print(f'call_demo: {len(roles)} CALL vehicles, c = {args.c}, scenario {args.scenario}, '
           f'checkpoint {args.checkpoint}, {ticks} steps -> {run_dir}', flush=True)
     started = time.monotonic()
+    # the monitor spins in a thread of its own, so it keeps up with every step's messages
+    # however long the loop below takes to print a line or draw a GIF frame
+    executor = SingleThreadedExecutor()
+    executor.add_node(monitor)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
     try:
         supervisor.start()
         failed_vehicles: set = set()
         while monitor.metrics.steps < ticks and not stop['requested']:
-            rclpy.spin_once(monitor, timeout_sec=0.02)
+            time.sleep(0.02)
             for dead in supervisor.new_exits():
                 if dead.returncode == 0 and supervisor.unit(dead.label).finishes_run:
                     stop['requested'] = True
@@ -359,16 +375,24 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
                     code, reason = 1, f'{dead.label} died'
                     stop['requested'] = True
                 failed_vehicles.update(dead.vehicles)
-            for stamp, reports in monitor.complete_steps():
-                monitor.add_step(stamp, reports)
+            with monitor.lock:
+                steps = monitor.complete_steps()
+            for stamp, reports in steps:
+                with monitor.lock:
+                    monitor.add_step(stamp, reports)
                 driving = len(roles) - len(failed_vehicles)
                 pending.append((stamp, reports, driving))
                 while len(pending) > LINE_DELAY_STEPS:  # its CommStats are in by now
                     shown = pending.pop(0)
-                    print(live_line(monitor, *shown), flush=True)
-                    if not args.no_gif and monitor.metrics.steps % demo['gif_every'] == 0:
-                        frames.append(monitor.frame(shown[0], f't={shown[0]:.1f}s  step '
-                                                    f'{monitor.metrics.steps - LINE_DELAY_STEPS}'))
+                    with monitor.lock:
+                        line = live_line(monitor, *shown)
+                        frame = None
+                        if not args.no_gif and monitor.metrics.steps % demo['gif_every'] == 0:
+                            frame = monitor.frame(shown[0], f't={shown[0]:.1f}s  step '
+                                                  f'{monitor.metrics.steps - LINE_DELAY_STEPS}')
+                    print(line, flush=True)
+                    if frame is not None:
+                        frames.append(frame)
             now = time.monotonic()
             if monitor.live_since is None and now - started > demo['startup_timeout_s']:
                 missing = sorted(set(roles) - monitor.live)
@@ -382,6 +406,8 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
     finally:
         supervisor.stop(config['runner']['shutdown_sigint_wait_s'],
                         config['runner']['shutdown_sigterm_wait_s'])
+        executor.shutdown()
+        spinner.join(timeout=2.0)
         monitor.destroy_node()
         rclpy.try_shutdown()
         log.close()
