@@ -60,6 +60,9 @@ class WorldModelNode(Node):
         self.declare_parameter('error_threshold', 30.0)
         self.declare_parameter('publish_prediction', True)
         self.declare_parameter('prediction_steps', 5)
+        # decode the prediction on every N-th observed step only: a K-step rollout and decode
+        # per step costs more than the observe step itself, for a picture viewers sample
+        self.declare_parameter('prediction_period', 1)
         self.declare_parameter('num_threads', 1)
         self.declare_parameter('diagnostics_period', 1.0)
         torch.set_num_threads(max(1, int(self.get_parameter('num_threads').value)))
@@ -67,6 +70,7 @@ class WorldModelNode(Node):
         self.threshold = float(self.get_parameter('error_threshold').value)
         self.publish_prediction = bool(self.get_parameter('publish_prediction').value)
         self.prediction_steps = int(self.get_parameter('prediction_steps').value)
+        self.prediction_period = max(1, int(self.get_parameter('prediction_period').value))
         self.model = self._load_model()
         self.model.eval()
         # the BEV arrives height x width x channels: as a permuted view that is channels_last,
@@ -281,7 +285,9 @@ class WorldModelNode(Node):
         self.last_error = tracked[0]
         self.counters['observed'] += 1
         self._publish_latent(msg, action, post, valid=True)
-        if self.publish_prediction and self.prediction_pub.get_subscription_count() > 0:
+        if self.publish_prediction and \
+                self.counters['observed'] % self.prediction_period == 0 and \
+                self.prediction_pub.get_subscription_count() > 0:
             self._publish_prediction(msg, action, post)
         self.last_latency_ms = 1000.0 * (time.perf_counter() - start)
 
