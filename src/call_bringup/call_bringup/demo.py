@@ -119,6 +119,7 @@ class RunMonitor(Node):
         self.first_tick_wall: Optional[float] = None
         self.first_live_wall: Optional[float] = None
         self.errors: list = []                # E of every live CommStats (choose c from it)
+        self.missed_ticks = 0                 # the simulator's lockstep counter
         self.reports: dict[float, dict] = {}
         self.last_step = -math.inf            # the simulator republishes a step to latecomers
         self.live: set = set()                # vehicles whose CommStats arrived (pipeline up)
@@ -171,6 +172,9 @@ class RunMonitor(Node):
         stamp = round(_seconds(msg.header.stamp), 3)
         for status in msg.status:
             values = {kv.key: kv.value for kv in status.values}
+            if status.name == 'call_sim: lockstep':
+                self.missed_ticks = int(values.get('missed_ticks', self.missed_ticks))
+                continue
             if status.name.startswith('call_perception: ') and 'shared_only' in values:
                 try:
                     self.views.add_shared_only(stamp, status.hardware_id,
@@ -425,7 +429,8 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
                    prediction_error_quartiles=(
                        [float(q) for q in np.percentile(monitor.errors, (25, 50, 75))]
                        if monitor.errors else None),
-                   steps_with_v2v_bytes=monitor.metrics.steps_with_bytes())
+                   steps_with_v2v_bytes=monitor.metrics.steps_with_bytes(),
+                   missed_ticks=monitor.missed_ticks)
     with open(os.path.join(run_dir, 'summary.json'), 'w', encoding='utf-8') as stream:
         json.dump(summary, stream, indent=2)
     if frames:

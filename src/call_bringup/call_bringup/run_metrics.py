@@ -67,9 +67,9 @@ class RunMetrics:
         return None if step is None else sum(step.values())
 
     def steps_with_bytes(self) -> float:
-        """Fraction of the steps with CommStats in which some ego accepted V2V bytes."""
-        per_step = [sum(step.values()) for step in self.bytes_by_stamp.values()]
-        return sum(1 for b in per_step if b > 0) / len(per_step) if per_step else 0.0
+        """Fraction of the run's steps in which some ego accepted V2V bytes."""
+        sharing = sum(1 for step in self.bytes_by_stamp.values() if sum(step.values()) > 0)
+        return min(sharing, self.steps) / self.steps if self.steps else 0.0
 
     def add_step(self, reports: dict) -> None:
         """One simulation step: the simulator's report per vehicle role."""
@@ -140,7 +140,10 @@ def format_summary(summary: dict) -> str:
             f'{_seconds(summary["mean_first_deceleration_s"])} after the conflict began '
             f'({summary["not_decelerated"]} without)')
     if summary.get('steps_with_v2v_bytes') is not None:
-        lines.append(f'steps with V2V bytes > 0: {_percent(summary["steps_with_v2v_bytes"])}')
+        lines.append(f'steps with V2V bytes > 0: {_percent(summary["steps_with_v2v_bytes"])}; '
+                     f'ticks the simulator took without every vehicle\'s command: '
+                     f'{summary.get("missed_ticks", "n/a")} (a loaded machine; their lines '
+                     'show "-")')
     if summary.get('prediction_error_quartiles'):
         quartiles = '/'.join(f'{q:.1f}' for q in summary['prediction_error_quartiles'])
         lines.append(f'prediction error E quartiles {quartiles} against c = {summary["c"]}')

@@ -31,6 +31,7 @@ def test_summary_counts_routes_collisions_ttc_and_bytes():
     assert summary['success_rate'] == pytest.approx(0.25)
     assert summary['mean_bytes_per_step'] == pytest.approx((150 + 30) / 2)
     assert metrics.bytes_at(0.1) == 150 and metrics.bytes_at(0.3) is None
+    assert metrics.steps_with_bytes() == pytest.approx(2 / 4)      # of all 4 steps
     assert 'success rate: 25.0 % (1/4 routes)' in format_summary(summary)
 
 
