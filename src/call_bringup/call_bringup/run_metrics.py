@@ -141,7 +141,7 @@ def format_summary(summary: dict) -> str:
             f'({summary["not_decelerated"]} without)')
     if summary.get('steps_with_v2v_bytes') is not None:
         lines.append(f'steps with V2V bytes > 0: {_percent(summary["steps_with_v2v_bytes"])}; '
-                     f'ticks the simulator took without every vehicle\'s command: '
+                     "ticks the simulator took without every vehicle's command: "
                      f'{summary.get("missed_ticks", "n/a")} (a loaded machine; their lines '
                      'show "-")')
     if summary.get('prediction_error_quartiles'):
