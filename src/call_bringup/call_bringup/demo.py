@@ -31,6 +31,7 @@ from call_bringup.runner import (add_graph_arguments, add_process_arguments,
                                  graph_from_arguments, process_units, ProcessUnit, Supervisor)
 from call_bringup.step_view import format_views, StepViews
 from call_bringup.topdown import Box, frame_layout, mark_shared, overview, TopDownRenderer
+from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_msgs.msg import Action, CommStats
 from call_perception.bev_raster import CHANNEL_INDEX, CHANNELS
 from call_perception.colorize import colorize
@@ -59,14 +60,6 @@ RANDOM_CHECKPOINT_WARNING = """
 !! call_world_model's training command (see README) and pass --checkpoint.
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 """
-
-
-def _yaw(q) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-
-
-def _seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 def random_checkpoint(path: str, preset: str = 'small') -> str:
@@ -160,7 +153,7 @@ class RunMonitor(Node):
         return super().create_subscription(msg_type, topic, locked, qos, **kwargs)
 
     def _on_clock(self, msg: Clock) -> None:
-        now = _seconds(msg.clock)
+        now = stamp_seconds(msg.clock)
         if self.sim_time is None or now > self.sim_time + 1e-6:
             self.sim_time = now
             self.ticks += 1
@@ -169,7 +162,7 @@ class RunMonitor(Node):
                 self.first_tick_wall = self.last_tick_wall
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        stamp = round(_seconds(msg.header.stamp), 3)
+        stamp = round(stamp_seconds(msg.header.stamp), 3)
         for status in msg.status:
             values = {kv.key: kv.value for kv in status.values}
             if status.name == 'call_sim: lockstep':
@@ -191,7 +184,7 @@ class RunMonitor(Node):
 
     def _on_comm(self, msg: CommStats) -> None:
         self.live.add(msg.vehicle_id)
-        stamp = _seconds(msg.header.stamp)
+        stamp = stamp_seconds(msg.header.stamp)
         if self.live_since is not None:
             self.metrics.add_comm(stamp, msg.vehicle_id, msg.bytes_received)
         self.views.add_comm(stamp, msg.vehicle_id, msg.comm_range, list(msg.neighbours),
@@ -200,7 +193,7 @@ class RunMonitor(Node):
             self.errors.append(float(msg.prediction_error))
 
     def _on_action(self, role: str, msg: Action) -> None:
-        self.conflicts.add_action(role, _seconds(msg.header.stamp), msg.accel)
+        self.conflicts.add_action(role, stamp_seconds(msg.header.stamp), msg.accel)
 
     def _on_bev(self, role: str, msg: Image) -> None:
         channels = len(CHANNELS)
@@ -215,11 +208,13 @@ class RunMonitor(Node):
 
     def _on_odometry(self, role: str, msg: Odometry) -> None:
         pose = msg.pose.pose
-        self.poses[role] = Box(pose.position.x, pose.position.y, _yaw(pose.orientation))
+        self.poses[role] = Box(pose.position.x, pose.position.y,
+                               yaw_from_quaternion(pose.orientation))
 
     def _on_objects(self, role: str, msg: ObjectArray) -> None:
         self.objects[role] = [(o.id, Box(o.pose.position.x, o.pose.position.y,
-                                         _yaw(o.pose.orientation), *o.shape.dimensions[:2]))
+                                         yaw_from_quaternion(o.pose.orientation),
+                                         *o.shape.dimensions[:2]))
                               for o in msg.objects if len(o.shape.dimensions) >= 2]
 
     def _on_world(self, msg: CarlaWorldInfo) -> None:
