@@ -140,10 +140,10 @@ def format_summary(summary: dict) -> str:
             f'{_seconds(summary["mean_first_deceleration_s"])} after the conflict began '
             f'({summary["not_decelerated"]} without)')
     if summary.get('steps_with_v2v_bytes') is not None:
+        missed = summary.get('missed_ticks', 0)
         lines.append(f'steps with V2V bytes > 0: {_percent(summary["steps_with_v2v_bytes"])}; '
                      "ticks the simulator took without every vehicle's command: "
-                     f'{summary.get("missed_ticks", "n/a")} (a loaded machine; their lines '
-                     'show "-")')
+                     f'{missed}' + (' (a loaded machine: their lines show "-")' if missed else ''))
     if summary.get('prediction_error_quartiles'):
         quartiles = '/'.join(f'{q:.1f}' for q in summary['prediction_error_quartiles'])
         lines.append(f'prediction error E quartiles {quartiles} against c = {summary["c"]}')
