@@ -267,9 +267,10 @@ def scene_markers(stamp, roles: list, poses: dict, objects: dict, comm: dict, la
         out.markers.append(item)
         return item
     for index, lane in enumerate(lanes):
-        line = np.asarray(lane.centerline, dtype=np.float64)[::3]
+        line = np.asarray(lane.centerline, dtype=np.float64).reshape(-1, 2)
         if len(line) < 2:
             continue
+        line = line[sorted(set(range(0, len(line), 3)) | {len(line) - 1})]   # keep the ends
         d = np.gradient(line, axis=0)
         normal = np.stack([-d[:, 1], d[:, 0]], axis=1)
         normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-9)

@@ -16,6 +16,7 @@ import sys
 import time
 
 from call_bringup.foxglove_live import layout, live_topics
+import pytest
 import websockets
 
 ROLES = ['hero0', 'hero1']
@@ -117,3 +118,37 @@ def test_shipped_layout_opens_the_live_topics():
     for topic in live_topics([f'hero{i}' for i in range(4)]):
         if not topic.endswith('comm_stats'):
             assert f'"{topic}"' in opened
+
+
+def test_scene_shows_vehicles_ranges_and_links():
+    """One step's MarkerArray: both CALL vehicles, a range circle each, the accepted link."""
+    from types import SimpleNamespace
+
+    from builtin_interfaces.msg import Time
+    from call_bringup.foxglove_live import scene_markers
+    from call_msgs.msg import CommStats
+    from geometry_msgs.msg import Pose
+    import numpy as np
+    from visualization_msgs.msg import Marker
+
+    def pose(x: float) -> Pose:
+        out = Pose()
+        out.position.x, out.orientation.w = x, 1.0
+        return out
+    poses = {'hero0': pose(0.0), 'hero1': pose(30.0)}
+    comm = {'hero0': CommStats(vehicle_id='hero0', comm_range=40.0, neighbours=['hero1'],
+                               prediction_error=20.0, threshold=15.0),
+            'hero1': CommStats(vehicle_id='hero1', comm_range=20.0, neighbours=[])}
+    lane = SimpleNamespace(centerline=np.array([[-50.0, 0.0], [50.0, 0.0]]), width=3.5)
+    scene = scene_markers(Time(sec=1), ROLES, poses, {}, comm, [lane])
+    by_ns: dict = {}
+    for marker in scene.markers:
+        by_ns.setdefault(marker.ns, []).append(marker)
+    assert scene.markers[0].action == Marker.DELETEALL
+    assert len(by_ns['call_vehicles']) == 2 and len(by_ns['ranges']) == 2
+    circle = by_ns['ranges'][0]
+    assert max(p.x for p in circle.points) == pytest.approx(40.0, abs=0.5)
+    link, = by_ns['v2v_links']
+    assert [(p.x, p.y) for p in link.points] == [(30.0, 0.0), (0.0, 0.0)]  # hero1 -> hero0
+    assert 'E=20 c=15' in by_ns['labels'][0].text
+    assert len(by_ns['road']) == 2                                    # the lane's two edges
