@@ -195,12 +195,12 @@ class Inbox:
         `writer` names the DDS writer it came from (None if unknown): the rate budget is kept
         per (writer, claimed sender).
         """
-        size = len(raw)
+        if len(raw) > self._max_bytes:
+            return self._count(DropReason.OVERSIZE, len(raw), now)
+        size = wire_codec.message_size(raw)
 
         def decode() -> wire_codec.WireMessage:
             return wire_codec.decode_cdr(raw)
-        if size > self._max_bytes:
-            return self._count(DropReason.OVERSIZE, size, now)
         try:
             header = wire_codec.peek_header(raw)
         except wire_codec.CodecError:

@@ -400,6 +400,28 @@ def peek_header(raw: bytes) -> WireHeader:
     return WireHeader(*struct.unpack_from(_endian(raw) + 'iIII', raw, 4))
 
 
+def message_size(raw: bytes) -> int:
+    """
+    Serialized size of a LatentMessage sample, without the DDS layer's trailing padding.
+
+    Samples that crossed a process boundary arrive padded to a multiple of 4 bytes (the
+    encapsulation options do not say so); the message itself is `serialized_size` bytes, what
+    `serialize_message` produces. Reads only the two sequence lengths; len(raw) when they do
+    not fit.
+    """
+    try:
+        order = _endian(raw)
+        offset = 4 + 32 + Z_PACKED_BYTES + 2
+        for _ in range(2):
+            offset += (-(offset - 4)) % 4
+            size, = struct.unpack_from(order + 'I', raw, offset)
+            offset += 4 + size
+        offset += SIGNATURE_BYTES
+    except (CodecError, struct.error):
+        return len(raw)
+    return offset if offset <= len(raw) else len(raw)
+
+
 def decode_cdr(raw: bytes) -> WireMessage:
     """
     Decode a serialized LatentMessage (XCDR1, either byte order); CodecError if malformed.

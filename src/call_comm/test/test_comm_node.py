@@ -298,3 +298,36 @@ def test_step_waits_for_the_pose_of_its_own_stamp(harness):
     assert harness.spin_until(lambda: key in harness.stats and key in harness.shared and own())
     assert 'hero1' not in list(harness.stats[key].neighbours)
     assert own() and own()[-1].x == pytest.approx(1000.0)
+
+
+def test_odometry_arriving_after_the_next_state_never_gates_with_the_previous_pose(harness):
+    """
+    The odometry of step t arrives after the state of step t+1: step t runs with its own pose.
+
+    The ego respawned 1 km away at step t; hero1 sits 10 m from where the ego was. Gating
+    step t with the previous step's pose would deliver hero1 at 10 m.
+    """
+    stats, _ = _accept_good(harness, 'hero1', x=10.0)           # ego at x = 0
+    epoch_before = harness.own[-1].h_encoding >> wc.EPOCH_SHIFT
+    harness.send(harness.craft('hero1', x=10.0))
+    harness.spin_until(lambda: False, timeout=0.15)
+    key_t, state_t = harness.next_state()
+    key_next, state_next = harness.next_state()
+    harness.state_pub.publish(state_t)
+    harness.spin_until(lambda: False, timeout=0.2)
+    harness.state_pub.publish(state_next)
+    harness.spin_until(lambda: False, timeout=0.3)
+    harness.odom_pub.publish(harness.odometry(key_t, x=1000.0))
+    harness.spin_until(lambda: False, timeout=0.2)
+    harness.odom_pub.publish(harness.odometry(key_next, x=1000.5))
+    assert harness.spin_until(lambda: key_next in harness.stats and key_next in harness.shared)
+    for key in (key_t, key_next):
+        if key in harness.stats:
+            assert 'hero1' not in list(harness.stats[key].neighbours), key
+            assert all(n.distance > 900.0 for n in harness.shared[key].neighbours), key
+    own = [m for m in harness.own if (m.stamp.sec, m.stamp.nanosec) in (key_t, key_next)]
+    assert own and all(m.x > 999.0 for m in own)
+    # the teleport is announced: a new episode epoch, so receivers resync instead of
+    # rejecting the jump as implausible
+    assert all(m.h_encoding >> wc.EPOCH_SHIFT != epoch_before for m in own)
+    assert harness.stats[key_next].steps_skipped_no_pose == stats.steps_skipped_no_pose

@@ -199,7 +199,8 @@ def test_decode_cdr_reads_what_rclpy_serialized(h_dim, encoding, epoch):
     header = wc.peek_header(raw)
     assert (header.sender_key_id, header.sequence, header.stamp_sec) == (
         wire.sender_key_id, wire.sequence, wire.stamp_sec)
-    assert wc.serialized_size(wire) == len(raw)
+    assert wc.serialized_size(wire) == len(raw) == wc.message_size(raw + bytes(3))
+    assert wc.decode_cdr(raw + bytes(3)) == wire         # DDS pads to a multiple of 4
 
 
 def test_the_epoch_changes_no_byte_count_and_is_signed():
