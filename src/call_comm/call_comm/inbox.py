@@ -57,12 +57,12 @@ class Tally:
     """Cumulative count and bytes per outcome (an Outcome or a DropReason)."""
 
     counts: Dict[enum.Enum, int] = field(default_factory=dict)
-    bytes: Dict[enum.Enum, int] = field(default_factory=dict)
+    sizes: Dict[enum.Enum, int] = field(default_factory=dict)     # bytes
 
     def add(self, outcome: enum.Enum, wire_bytes: int) -> None:
         """Count one message."""
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
-        self.bytes[outcome] = self.bytes.get(outcome, 0) + int(wire_bytes)
+        self.sizes[outcome] = self.sizes.get(outcome, 0) + int(wire_bytes)
 
     def count(self, outcome: enum.Enum) -> int:
         """Messages that ended in `outcome`."""
@@ -76,7 +76,7 @@ class Tally:
     @property
     def total_bytes(self) -> int:
         """Bytes of every counted message."""
-        return sum(self.bytes.values())
+        return sum(self.sizes.values())
 
 
 @dataclass

@@ -19,9 +19,9 @@ from call_comm import wire_codec
 from call_comm.auth import Fleet, Signer
 from call_comm.budget import TokenBuckets
 from call_comm.inbox import Inbox, InboxConfig, Neighbour, StepDelivery
-from call_comm.neighbours import distance
 from call_comm.keyframes import (KeyframeRequester, KeyframeRequestWire, KeyframeSender,
                                  request_payload, RequestGuard)
+from call_comm.neighbours import distance
 from call_comm.replica import ReplicaBank
 import numpy as np
 

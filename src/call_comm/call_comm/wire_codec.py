@@ -89,7 +89,7 @@ class WireMessage:
 
     @property
     def encoding_byte(self) -> int:
-        """The h_encoding byte on the wire: encoding | epoch << EPOCH_SHIFT."""
+        """Return the h_encoding byte on the wire: encoding | epoch << EPOCH_SHIFT."""
         return (self.h_encoding & ENCODING_MASK) | ((self.epoch % EPOCH_MODULO) << EPOCH_SHIFT)
 
     @property
@@ -402,7 +402,7 @@ def peek_header(raw: bytes) -> WireHeader:
 
 def message_size(raw: bytes) -> int:
     """
-    Serialized size of a LatentMessage sample, without the DDS layer's trailing padding.
+    Return the size of a serialized LatentMessage sample without the DDS trailing padding.
 
     Samples that crossed a process boundary arrive padded to a multiple of 4 bytes (the
     encapsulation options do not say so); the message itself is `serialized_size` bytes, what

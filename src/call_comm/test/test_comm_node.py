@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.serialization import serialize_message
+from rclpy.serialization import deserialize_message, serialize_message
 
 CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'comm.yaml'
 V2V_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64,
@@ -331,3 +331,86 @@ def test_odometry_arriving_after_the_next_state_never_gates_with_the_previous_po
     # rejecting the jump as implausible
     assert all(m.h_encoding >> wc.EPOCH_SHIFT != epoch_before for m in own)
     assert harness.stats[key_next].steps_skipped_no_pose == stats.steps_skipped_no_pose
+
+
+def _audit_size(raw: bytes) -> int:
+    """Size of a sample by rclpy's own (de)serialization, independent of call_comm's codec."""
+    try:
+        return len(serialize_message(deserialize_message(raw, LatentMessage)))
+    except Exception:  # noqa: B902 - undecodable bytes count as they came
+        return len(raw)
+
+
+def test_byte_audit_the_counters_add_up_to_the_messages_on_the_air(harness):
+    """An independent subscriber counts /v2v/latents; the node's outcome counters agree."""
+    seen = []
+    auditor = rclpy.create_node('v2v_auditor')
+    auditor.create_subscription(LatentMessage, '/v2v/latents',
+                                lambda raw: seen.append((time.monotonic(), raw)),
+                                QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200,
+                                           reliability=ReliabilityPolicy.BEST_EFFORT),
+                                raw=True)
+    own_id = harness.fleet.key_id('hero0')
+
+    def spin(seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            rclpy.spin_once(harness.node, timeout_sec=0.01)
+            rclpy.spin_once(auditor, timeout_sec=0.01)
+
+    def traffic():
+        """One of each outcome; every hostile kind the test module knows."""
+        big = harness.craft('hero1', x=10.0)
+        big.h_data = bytes(9000)                        # above max_h_bytes, one DDS fragment
+        spoof = harness.craft('hero2', x=5.0)
+        spoof.sender_key_id = own_id
+        stranger = harness.craft('mallory')
+        stranger.signature = bytes([1] * 64)
+        return [harness.craft('hero1', x=10.0), harness.craft('hero1', x=10.2),  # superseded
+                harness.craft('hero2', x=400.0), harness.craft('hero1', sign_as='hero2'),
+                stranger, _hostile(harness, 'malformed:nan'),
+                _hostile(harness, 'malformed:h_length'), harness.last_good, _sign(harness, big),
+                spoof]
+    try:
+        assert harness.spin_until(lambda: harness.v2v_pub.get_subscription_count() >= 2)
+        base, _ = _accept_good(harness, 'hero1', x=10.0)
+        base_key = (base.header.stamp.sec, base.header.stamp.nanosec)
+        spin(0.3)
+        start = time.monotonic()
+        for _ in range(3):
+            for wire in traffic():
+                harness.send(wire)
+            harness.v2v_pub.publish(b'\x00\x01\x00\x00' + bytes(8))  # CDR nobody decodes
+            spin(0.3)
+            harness.step()
+        final, _ = harness.step()
+        spin(0.3)
+        final_key = (final.header.stamp.sec, final.header.stamp.nanosec)
+    finally:
+        auditor.destroy_node()
+
+    def counted(arrival, raw):
+        """Whether the node counted this sample by the final step's CommStats."""
+        try:
+            msg = deserialize_message(raw, LatentMessage)
+        except Exception:  # noqa: B902 - garbage: the harness sent it after `start`
+            return arrival >= start
+        if msg.sender_key_id == own_id and msg.x == 0.0:     # the node's own messages
+            return base_key <= (msg.stamp.sec, msg.stamp.nanosec) < final_key
+        return arrival >= start
+    on_air = [raw for arrival, raw in seen if counted(arrival, raw)]
+    received = final.received_total - base.received_total
+    outcomes = ('accepted_total', 'superseded', 'own_id', *(
+        f'dropped_{r}' for r in ('unsigned', 'bad_signature', 'unknown_sender', 'replay',
+                                 'malformed', 'implausible', 'out_of_range', 'oversize',
+                                 'rate_limited')))
+    deltas = {name: getattr(final, name) - getattr(base, name) for name in outcomes}
+    assert sum(deltas.values()) == received == len(on_air), deltas
+    air_bytes = sum(_audit_size(raw) for raw in on_air)
+    node_bytes = final.bytes_received_total - base.bytes_received_total
+    assert abs(node_bytes - air_bytes) <= 0.01 * air_bytes, (node_bytes, air_bytes)
+    for name in ('superseded', 'dropped_out_of_range', 'dropped_bad_signature',
+                 'dropped_unknown_sender', 'dropped_replay', 'dropped_oversize'):
+        assert deltas[name] >= 3, (name, deltas)
+    assert deltas['dropped_malformed'] >= 9, deltas         # NaN, h length, undecodable
+    assert deltas['own_id'] >= 3 + 3, deltas                # the spoofs and the own echoes
