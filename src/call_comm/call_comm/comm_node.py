@@ -34,6 +34,7 @@ import numpy as np
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from rclpy.subscription import Subscription
 from rclpy.time import Time as RosTime
 
@@ -49,6 +50,7 @@ QUIET_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
 
 V2V_TOPIC = '/v2v/latents'
 REQUEST_TOPIC = '/v2v/keyframe_requests'
+REQUEST_MAX_BYTES = 1024   # a request is ~120 B with short role names; larger is malformed
 CONTENT_FILTER = 'x >= %0 AND x <= %1 AND y >= %2 AND y <= %3'
 
 
@@ -208,7 +210,7 @@ class CommNode(Node):
         self.v2v_sub = self._subscribe_v2v(v2v_sub_qos, p['content_filter'])
         self.request_pub = pub(KeyframeRequest, REQUEST_TOPIC, sub_qos)
         self.create_subscription(KeyframeRequest, REQUEST_TOPIC, self._with_writer(
-            self._on_request), sub_qos, event_callbacks=QUIET_SUB)
+            self._on_request), sub_qos, event_callbacks=QUIET_SUB, raw=True)
         self.shared_pub = pub(SharedInformation, f'/{role}/shared_info', 10)
         # per-step counts: a reader adding them up needs every one, even 10 s behind
         self.stats_pub = pub(CommStats, f'/{role}/comm_stats', 100)
@@ -302,9 +304,11 @@ class CommNode(Node):
     def _on_latent(self, raw: bytes, writer: Hashable) -> None:
         self.link.receive_raw(raw, self.latest_state_time, writer)
 
-    def _on_request(self, msg: KeyframeRequest, writer: Hashable) -> None:
-        try:
-            req = request_from_msg(msg)
+    def _on_request(self, raw: bytes, writer: Hashable) -> None:
+        try:   # raw, like latents: undecodable CDR is counted, not silently lost
+            if len(raw) > REQUEST_MAX_BYTES:
+                raise ValueError(f'a keyframe request of {len(raw)} bytes')
+            req = request_from_msg(deserialize_message(raw, KeyframeRequest))
         except Exception:  # noqa: B902 - hostile input is counted, never raised
             self.link.counters.requests[RequestOutcome.MALFORMED] += 1
             return

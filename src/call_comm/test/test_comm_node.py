@@ -414,3 +414,38 @@ def test_byte_audit_the_counters_add_up_to_the_messages_on_the_air(harness):
         assert deltas[name] >= 3, (name, deltas)
     assert deltas['dropped_malformed'] >= 9, deltas         # NaN, h length, undecodable
     assert deltas['own_id'] >= 3 + 3, deltas                # the spoofs and the own echoes
+
+
+def test_keyframe_requests_have_counters_of_their_own_and_a_token_bucket(harness):
+    from call_comm.comm_node import request_to_msg
+    from call_comm.keyframes import KeyframeRequestWire, request_payload
+    from call_msgs.msg import KeyframeRequest
+    pub = harness.node.create_publisher(KeyframeRequest, '/v2v/keyframe_requests', V2V_QOS)
+    assert harness.spin_until(lambda: pub.get_subscription_count() >= 1)
+    base, _ = harness.step()
+    sec, nsec = base.header.stamp.sec, base.header.stamp.nanosec
+
+    def request(requester, target, seq, signer=None):
+        req = KeyframeRequestWire(requester, target, seq, 0, sec, nsec)
+        req.signature = (harness.signers[signer].sign(request_payload(req)) if signer
+                         else bytes([7] * 64))
+        return request_to_msg(req)
+    sent = [request('hero1', 'hero0', seq, 'hero1') for seq in range(1, 6)]   # burst 2
+    sent += [request('hero2', 'hero0', 1), request('mallory', 'hero0', 1),
+             request('hero3', 'hero2', 1, 'hero3')]
+    for msg in sent:
+        pub.publish(msg)
+    pub.publish(b'\x00\x01\x00\x00' + bytes(9))                 # CDR nobody can decode
+    harness.spin_until(lambda: False, timeout=0.3)
+    stats, _ = harness.step()
+
+    def delta(name):
+        return getattr(stats, name) - getattr(base, name)
+    assert delta('keyframe_requests_received') == 2             # the bucket's burst
+    assert delta('requests_rate_limited') == 3
+    assert delta('requests_bad_signature') == 1                 # not shared with latents
+    assert delta('dropped_bad_signature') == 0
+    assert delta('requests_unknown_requester') == 1
+    assert delta('requests_not_for_us') == 1
+    assert delta('requests_malformed') == 1
+    harness.node.destroy_publisher(pub)
