@@ -27,7 +27,7 @@ import argparse
 import multiprocessing
 import os
 import random
-import struct
+import signal
 import sys
 import tempfile
 import threading
@@ -206,9 +206,11 @@ def hostile_process(keys_dir: str, kind: str, rate: float, duration: float, sent
     attacker = Attacker(node, keys_dir)
     latents = node.create_publisher(LatentMessage, '/v2v/latents', BEST_EFFORT)
     requests = node.create_publisher(KeyframeRequest, '/v2v/keyframe_requests', BEST_EFFORT)
-    deadline = time.monotonic() + 30.0
+    deadline = time.monotonic() + 60.0
     while not attacker.ready() and time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.05)
+    if attacker.ready():    # the first build imports call_comm (torch): not in the attack's time
+        attacker.request() if kind == 'request_flood' else attacker.latent(kind)
     sent.value = -1 if not attacker.ready() else 0
     # overhear no more (the attack's own messages would cost this process its rate); the
     # clock keeps spinning in a thread so stamps stay fresh
@@ -365,6 +367,8 @@ def main() -> int:
     supervisor = Supervisor(process_units(specs, workdir=work), output=log)
     context = rclpy.Context()
     rclpy.init(context=context)
+    # Ctrl-C raises here, so `finally` stops the graph (rclpy's handler would only shut down)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     observer = Observer(context)
     load = os.getloadavg()
     print(f'3 vehicles, {args.background} background, one process per node; '

@@ -182,6 +182,7 @@ class CommNode(Node):
             plausibility_memory=p['plausibility_memory'],
             expected_h_dim=p['expected_h_dim'] or None, num_actions=p['num_actions'],
             max_waypoints=p['max_waypoints'], max_h_bytes=p['max_h_bytes'],
+            max_keyframe_chunks=p['max_keyframe_chunks'],
             sender_budget_burst=p['sender_budget_burst'],
             sender_budget_refill=p['sender_budget_refill']),
             self.fleet, self.signer, bank, requester, p['max_age'],
@@ -235,6 +236,7 @@ class CommNode(Node):
             'keyframe_encoding': 'fp16', 'keyframe_max_bytes': 1000,
             'keyframe_min_request_interval': 5, 'keyframe_request_interval': 5,
             'replica_max_senders': 64, 'replica_history': 128, 'max_h_bytes': 8192,
+            'max_keyframe_chunks': 16,
             'sender_budget_burst': 10.0, 'sender_budget_refill': 3.0,
             'keyframe_request_burst': 2.0, 'keyframe_request_refill': 0.05}
         return {name: self.declare_parameter(name, value).value

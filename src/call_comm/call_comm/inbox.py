@@ -92,6 +92,7 @@ class InboxConfig:
     num_actions: int = 15
     max_waypoints: int = 64
     max_h_bytes: int = 8192              # h_data bound (a keyframe chunk or a full h)
+    max_keyframe_chunks: int = 16        # bounds what a sender's keyframe reassembly holds
     sender_budget_burst: float = 10.0    # [messages] per (writer, sender) bucket
     sender_budget_refill: float = 3.0    # [messages/step]: one honest message per step + jitter
 
@@ -300,6 +301,8 @@ class Inbox:
                 return None
             z_indices = wire_codec.unpack_z(msg.z_packed)
             keyframe = wire_codec.decode_keyframe_part(msg.h_encoding, msg.h_data)
+            if keyframe is not None and keyframe.count > cfg.max_keyframe_chunks:
+                return None
             if keyframe is not None and keyframe.count == 1:
                 h = wire_codec.dequantise_h(msg.h_encoding, msg.h_data, cfg.expected_h_dim)
             else:

@@ -284,3 +284,29 @@ def test_the_verdict_memo_keeps_digests_not_payloads(tmp_path):
     assert not fleet.verify('a', payload + b'x', bytes(64))
     assert all(len(key) == 32 for key in Fleet._verdicts)
     assert len(Fleet._verdicts) <= Fleet.VERDICT_MEMO
+
+
+def test_a_keyframe_of_too_many_chunks_is_malformed(keys):
+    inbox = _inbox(keys, max_keyframe_chunks=4)
+    wire = _wire(keys, seq=1, t=10.0, h_dim=0)
+    wire.h_encoding, wire.h_data = wc.H_FP16_CHUNK, bytes([0, 5]) + bytes(8)
+    assert inbox.receive(_signed(keys, wire), 100, now=10.0) is DropReason.MALFORMED
+    wire.h_data = bytes([0, 4]) + bytes(8)
+    assert inbox.receive(_signed(keys, wire), 100, now=10.0) is None
+
+
+def test_a_sender_that_respawns_announces_it_and_is_never_muted(keys):
+    from call_comm.replica_link import LinkSender
+    out, fleet = keys
+    sender = LinkSender('hero1', Signer.load('hero1', out / 'hero1.key.yaml'), wc.H_FP16, 5)
+    inbox = Inbox(InboxConfig(own_id='hero0'), fleet)
+    accepted = []
+    for step in range(30):
+        t = 10.0 + 0.1 * step
+        x = 5.0 + step if step < 10 else 1500.0 + step      # respawned 1.5 km away at step 10
+        wire = sender.message(step, (int(t), int(round((t % 1) * 1e9))), (x, 0.0, 0.0, 8.0),
+                              np.arange(32) % 32, np.zeros(4), 2, np.zeros((0, 2)))
+        accepted.append(inbox.receive(wire, 147, now=t) is None)
+        inbox.collect((0.0, 0.0), math.inf, now=t)
+    assert all(accepted)
+    assert sender.epoch == 1 and inbox.dropped[DropReason.IMPLAUSIBLE] == 0
