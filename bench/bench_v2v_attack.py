@@ -65,6 +65,7 @@ class Attacker:
     """Builds one attack kind's messages from the live traffic it overhears."""
 
     def __init__(self, node, keys_dir: str) -> None:
+        """Load the fleet the bench generated; listen to the clock and the live latents."""
         from call_comm.auth import Fleet, Signer
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
         from call_comm.auth import key_id, private_raw, public_raw
@@ -78,10 +79,10 @@ class Attacker:
         self.seq = 10 ** 6
         node.create_subscription(Clock, '/clock', self._on_clock, BEST_EFFORT)
         from call_msgs.msg import LatentMessage
-        self.listener = node.create_subscription(LatentMessage, '/v2v/latents', self._on_latent,
-                                 QoSProfile(depth=64, history=HistoryPolicy.KEEP_LAST,
-                                            reliability=ReliabilityPolicy.BEST_EFFORT),
-                                 raw=True)
+        self.listener = node.create_subscription(
+            LatentMessage, '/v2v/latents', self._on_latent,
+            QoSProfile(depth=64, history=HistoryPolicy.KEEP_LAST,
+                       reliability=ReliabilityPolicy.BEST_EFFORT), raw=True)
         self.replays = []
 
     def _on_clock(self, msg) -> None:
@@ -99,6 +100,7 @@ class Attacker:
             del self.replays[:-200]
 
     def ready(self) -> bool:
+        """Whether the clock runs and every vehicle was overheard (templates exist)."""
         return self.now > 0.0 and all(self.fleet.key_id(r) in self.captured for r in ROLES)
 
     def _template(self, role: str):
@@ -198,6 +200,13 @@ class Attacker:
         return request_to_msg(req)
 
 
+def _spin_until_shutdown(executor) -> None:
+    try:
+        executor.spin()
+    except Exception:  # noqa: B902 - the context was shut down: the attack is over
+        pass
+
+
 def hostile_process(keys_dir: str, kind: str, rate: float, duration: float, sent) -> None:
     """Entry point of the hostile publisher's own process: publish `rate` msgs/s of `kind`."""
     from call_msgs.msg import KeyframeRequest, LatentMessage
@@ -217,7 +226,8 @@ def hostile_process(keys_dir: str, kind: str, rate: float, duration: float, sent
     node.destroy_subscription(attacker.listener)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = threading.Thread(target=_spin_until_shutdown, args=(executor,), daemon=True)
+    spinner.start()
     start = time.monotonic()
     count = 0
     while attacker.ready() and time.monotonic() - start < duration:
@@ -233,9 +243,10 @@ def hostile_process(keys_dir: str, kind: str, rate: float, duration: float, sent
                 latents.publish(attacker.latent(kind))
             count += 1
         sent.value = count
+    rclpy.shutdown()            # wakes the spinner, which then returns
+    spinner.join(timeout=5.0)
     executor.shutdown()
     node.destroy_node()
-    rclpy.shutdown()
 
 
 # -------------------------------------------------------------------------- measurement
@@ -255,6 +266,7 @@ class Observer:
     """The bench's own node: ticks, every receiver's CommStats and shared_info."""
 
     def __init__(self, context) -> None:
+        """Subscribe in `context` (the bench's own)."""
         self.node = rclpy.create_node('bench_v2v_attack', context=context)
         self.ticks = []                 # wall time of each new /clock
         self.clock = -1.0
@@ -284,16 +296,19 @@ class Observer:
         self.marker_accepted += sum(n.speed == MARKER_SPEED for n in msg.neighbours)
 
     def spin(self, seconds: float) -> None:
+        """Process callbacks for `seconds` of wall time."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             self.executor.spin_once(timeout_sec=0.05)
 
     def snapshot(self) -> dict:
+        """Counters summed over the receivers, and their CommStats count (steps)."""
         out = {name: sum(getattr(s, name) for s in self.stats.values()) for name in COUNTERS}
         out['steps'] = sum(self.steps.values())
         return out
 
     def tick_rate(self, since: float, until: float) -> float:
+        """Count simulator ticks per wall second between two monotonic times."""
         n = sum(since <= t < until for t in self.ticks)
         return n / (until - since) if until > since else 0.0
 
