@@ -11,6 +11,11 @@ step that lie inside the range become the shared information.
 as keyframes; receivers rebuild it (call_comm.replica). Without a checkpoint it falls back to
 `full` (h with every message). A neighbour whose h cannot be rebuilt yet is delivered with an
 empty h (pose, z and intention still count).
+
+Both V2V topics are taken raw: the node decodes the bytes itself (`wire_codec.decode_cdr`),
+so a sample rclpy could not deserialize is counted rather than silently lost, and the
+sample's DDS writer (publisher GID) keys the receive budgets (`call_comm.budget`). Every
+received message ends in one CommStats counter (`call_comm.inbox`).
 """
 import array
 import math
