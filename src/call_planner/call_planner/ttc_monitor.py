@@ -9,7 +9,8 @@ App. F), so a vehicle that sharing put into the BEV is guarded like a seen one.
 Per BEV frame: connected blobs of the vehicle channels become boxes in the map frame (the
 ego's pose at the frame's stamp), matched to the previous frames' blobs by nearest centre,
 and their velocity is the centre's displacement over `velocity_window` (one 0.1 s step of
-0.5 m pixels is too noisy). A blob seen for the first time is not assessed until a second frame gives its velocity.
+0.5 m pixels is too noisy). A blob seen for the first time is not assessed until a second
+frame gives its velocity.
 
 Conflict and TTC: the ego is predicted at constant speed and yaw rate, every other vehicle at
 constant velocity, for `horizon` seconds sampled every `time_step`. Each footprint is covered
@@ -236,9 +237,10 @@ class TtcMonitor:
     # -- decision ---------------------------------------------------------------------------
     def assess(self, time: float, ego_pose: tuple[float, float, float], speed: float,
                yaw_rate: float = 0.0) -> Assessment:
-        """The override for the ego at `ego_pose` with `speed` [m/s], `yaw_rate` [rad/s]."""
+        """Decide the override for the ego at `ego_pose`, `speed` [m/s], `yaw_rate` [rad/s]."""
         cfg = self.config
-        current = self._conflict(ego_pose, speed, yaw_rate)
+        lag = 0.0 if self.frame_time is None else max(time - self.frame_time, 0.0)
+        current = self._conflict(ego_pose, speed, yaw_rate, lag)
         level = (EMERGENCY if current.ttc < cfg.emergency_ttc
                  else COMFORTABLE if current.ttc < cfg.comfortable_ttc else NONE)
         fresh = Assessment(current.ttc, level, self._decel(level), current.conflict)
@@ -257,8 +259,12 @@ class TtcMonitor:
         return {NONE: 0.0, COMFORTABLE: self.config.comfortable_decel,
                 EMERGENCY: self.config.emergency_decel}[level]
 
-    def _conflict(self, ego_pose, speed: float, yaw_rate: float) -> Assessment:
-        """Smallest TTC over the tracks (constant speed and yaw rate for the ego)."""
+    def _conflict(self, ego_pose, speed: float, yaw_rate: float, lag: float) -> Assessment:
+        """
+        Smallest TTC over the tracks (constant speed and yaw rate for the ego).
+
+        `lag` [s]: age of the BEV frame the tracks come from; they are moved on by it.
+        """
         cfg = self.config
         if not self.tracks:
             return Assessment(math.inf, NONE, 0.0, None)
@@ -274,8 +280,8 @@ class TtcMonitor:
         ego = _disc_centres(ex, ey, yaw, np.full_like(t, cfg.ego_length), cfg.discs)  # (T,D,2)
         r_ego = float(_disc_radius(cfg.ego_length, cfg.ego_width, cfg.discs))
         tr = np.array([[k.x, k.y, k.yaw, k.length, k.width, k.vx, k.vy] for k in self.tracks])
-        ox = tr[:, 0:1] + tr[:, 5:6] * t                                           # (N,T)
-        oy = tr[:, 1:2] + tr[:, 6:7] * t
+        ox = tr[:, 0:1] + tr[:, 5:6] * (t + lag)                                   # (N,T)
+        oy = tr[:, 1:2] + tr[:, 6:7] * (t + lag)
         others = _disc_centres(ox, oy, np.repeat(tr[:, 2:3], len(t), 1),
                                np.repeat(tr[:, 3:4], len(t), 1), cfg.discs)       # (N,T,D,2)
         r_other = _disc_radius(tr[:, 3], tr[:, 4], cfg.discs)                      # (N,)
@@ -297,7 +303,7 @@ class TtcMonitor:
 
 
 def override_accel(assessment: Assessment, planned_accel: float) -> Optional[float]:
-    """The acceleration replacing the planner's, or None when the planner's stands."""
+    """Return the acceleration replacing the planner's, or None when the planner's stands."""
     if assessment.level == NONE or planned_accel <= -assessment.decel:
         return None
     return -assessment.decel
