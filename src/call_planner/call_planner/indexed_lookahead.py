@@ -90,7 +90,7 @@ class IndexedLookahead:
 
     def _gather(self, table: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Sum over latents of table rows: one_hot(z) (B, S*K) @ table, as gathers."""
-        return F.embedding(z + self.offsets, table).sum(1)
+        return F.embedding_bag(z + self.offsets, table, mode='sum')
 
     def _heads(self, deter: torch.Tensor, z: torch.Tensor) -> tuple:
         """Actor logits (before unimix), reward and continue probability of states (deter, z)."""

@@ -12,8 +12,9 @@ the reward of a transition is predicted from its successor state) and c_{<=k} is
 of the continue head's probabilities of the states before it (an imagined crash stops
 accumulating reward and value, as in DreamerV3's lambda-returns). With an
 `occupancy_cost.OccupancyCost`, the ego footprint's overlap with the decoded vehicles of the
-imagined states is subtracted with the same weights. The best candidate is the plan. All first actions are imagined as ONE batch: the cost of a plan is K batched model
-steps, not K x |A|.
+imagined states is subtracted with the same weights. The best candidate is the plan. All
+first actions are imagined as ONE batch: the cost of a plan is K batched model steps, not
+K x |A|.
 """
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Protocol

@@ -39,7 +39,7 @@ class OccupancyConfig:
     """Weight and footprint of the occupancy cost (config/planner.yaml, `occupancy_*`)."""
 
     weight: float = 2.0          # per fully covered footprint and step, in reward units
-    every: int = 1               # decode every n-th imagined step, counted back from step K
+    every: int = 5               # decode every n-th imagined step, counted back from step K
     margin: float = 0.5          # [m] added to each side of the footprint
     ego_length: float = 4.8      # [m] (call_sim config/vehicle.yaml)
     ego_width: float = 2.0       # [m]
@@ -87,8 +87,9 @@ def _needed_input(out_range: tuple[int, int], conv: nn.ConvTranspose2d, size_in:
 def _taps(out_range: tuple[int, int], conv: nn.ConvTranspose2d, in_range: tuple[int, int]
           ) -> tuple[list, list]:
     """
-    Per output pixel of `out_range` (one dimension): the input pixels it reads (relative to
-    `in_range`, None outside the image) and the kernel taps that weigh them.
+    List, per output pixel of `out_range`, the input pixels it reads and their kernel taps.
+
+    One dimension; input pixels are relative to `in_range`, None outside the image.
     """
     k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
     inputs, kernel = [], []
@@ -167,18 +168,36 @@ class DecoderWindow:
             cols_in, cols_k = _taps(self.col_ranges[i + 1], conv, self.col_ranges[i])
             in_cols = self.col_ranges[i][1] - self.col_ranges[i][0] + 1
             in_pixels = in_cols * (self.row_ranges[i][1] - self.row_ranges[i][0] + 1)
-            index, kernels = [], []
+            # pixels with the same kernel taps (the same parity) share one matrix product
+            groups: dict = {}
             for r_in, r_k in zip(rows_in, rows_k):
                 for c_in, c_k in zip(cols_in, cols_k):
-                    for a, ka in zip(r_in, r_k):
-                        for b, kb in zip(c_in, c_k):
-                            index.append(in_pixels if a is None or b is None
-                                         else a * in_cols + b)
-                            kernels.append(weight[:, :, ka, kb])          # (Cin, Cout)
-            pixels = len(rows_in) * len(cols_in)
-            taps = len(index) // pixels
-            w = torch.stack(kernels).reshape(pixels, taps * weight.shape[0], weight.shape[1])
-            self.stages.append((torch.tensor(index), taps, w.contiguous(),
+                    taps = tuple((ka, kb) for ka in r_k for kb in c_k)
+                    index = [in_pixels if a is None or b is None else a * in_cols + b
+                             for a in r_in for b in c_in]
+                    groups.setdefault(taps, []).append(index)
+            pixel = 0
+            stage = []
+            for taps, indices in groups.items():
+                w = torch.cat([weight[:, :, ka, kb] for ka, kb in taps])   # (taps Cin, Cout)
+                stage.append((torch.tensor(indices).reshape(-1), len(indices), len(taps),
+                              w.contiguous()))
+                pixel += len(indices)
+            # output pixels come out grouped: `order` puts them back row-major
+            flat_order = []
+            for r in range(len(rows_in)):
+                for c in range(len(cols_in)):
+                    flat_order.append((tuple((ka, kb) for ka in rows_k[r] for kb in cols_k[c]),
+                                       r * len(cols_in) + c))
+            position = {}
+            offset = 0
+            for taps, indices in groups.items():
+                members = [i for t, i in flat_order if t == taps]
+                for j, i in enumerate(members):
+                    position[i] = offset + j
+                offset += len(members)
+            order = torch.tensor([position[i] for i in range(pixel)])
+            self.stages.append((stage, order, weight.shape[1],
                                 None if bias is None else bias.clone()))
 
     def project(self, feat: torch.Tensor) -> torch.Tensor:
@@ -210,7 +229,7 @@ class DecoderWindow:
             w_h = self.project_weight[:deter.shape[1]]
             z_table = self.project_weight[deter.shape[1]:]
             x = torch.addmm(self.project_bias, deter, w_h) \
-                + F.embedding(z + torch.arange(stoch) * classes, z_table).sum(1)
+                + F.embedding_bag(z + torch.arange(stoch) * classes, z_table, mode='sum')
         else:
             x = torch.addmm(self.project_bias, deter, self.project_weight)
             cells_total = dec.minres * dec.minres
@@ -226,11 +245,14 @@ class DecoderWindow:
         """Flat first-stage crop (B, cells * C0) -> (B, len(channels), pixels) logits."""
         batch = flat.shape[0]
         x = flat.reshape(batch, -1, self.decoder.first_channels).transpose(0, 1)
-        for (index, taps, weight, bias), after in zip(self.stages, self.after):
+        for (groups, order, out_channels, bias), after in zip(self.stages, self.after):
             x = torch.cat([x, x.new_zeros(1, batch, x.shape[2])])   # the zero pixel
-            patches = x.index_select(0, index).view(weight.shape[0], taps, batch, -1)
-            patches = patches.transpose(1, 2).reshape(weight.shape[0], batch, -1)
-            x = torch.bmm(patches, weight)                           # (P, B, Cout)
+            outs = []
+            for index, pixels, taps, weight in groups:
+                patches = x.index_select(0, index).view(pixels, taps, batch, -1)
+                patches = patches.transpose(1, 2).reshape(pixels * batch, -1)
+                outs.append((patches @ weight).view(pixels, batch, out_channels))
+            x = torch.cat(outs).index_select(0, order)               # (P, B, Cout)
             if bias is not None:
                 x = x + bias
             for module in after:

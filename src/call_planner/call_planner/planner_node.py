@@ -27,6 +27,7 @@ from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
 from call_planner.control_output import command_for_action, stop_command
 from call_planner.intention import intention_waypoints
 from call_planner.model_state import imagination_kwargs, state_from_latent
+from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
 from call_planner.replanning import LookaheadConfig, ReplanningPolicy
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
 from call_planner.ttc_monitor import (Assessment, BevGeometry, MonitorConfig,
@@ -91,7 +92,8 @@ class PlannerNode(Node):
             'deadline_sim': safety.deadline_sim, 'deadline_wall': safety.deadline_wall,
             'comfortable_decel': safety.comfortable_decel, 'watchdog_period': 0.05,
             'accels': list(actions.accels), 'steers': list(actions.steers),
-            'bev_config': '',
+            'bev_config': '', 'occupancy_weight': OccupancyConfig.weight,
+            'occupancy_every': OccupancyConfig.every, 'occupancy_margin': OccupancyConfig.margin,
         }
         params.update(MonitorConfig.defaults())
         # vehicle and actuator models default to call_sim's (the embedded simulator's car)
@@ -118,9 +120,20 @@ class PlannerNode(Node):
         self.lookahead = LookaheadConfig(horizon=int(p['horizon']), gamma=float(p['gamma']),
                                          replan_every=int(p['replan_every']),
                                          sample_actor=bool(p['sample_actor']))
+        bev_cfg = BevConfig.from_yaml(str(p['bev_config']) or None)
+        occupancy = None
+        if float(p['occupancy_weight']) > 0.0 and OccupancyCost.supports(self.world_model):
+            occupancy = OccupancyCost(self.world_model, OccupancyConfig(
+                weight=float(p['occupancy_weight']), every=int(p['occupancy_every']),
+                margin=float(p['occupancy_margin']), ego_length=float(p['ego_length']),
+                ego_width=float(p['ego_width']),
+                window_m=bev_cfg.size * bev_cfg.metres_per_pixel,
+                ego_row_fraction=bev_cfg.ego_row / bev_cfg.size,
+                ego_col_fraction=bev_cfg.ego_col / bev_cfg.size))
         self.policy = ReplanningPolicy(self.world_model, self.actor_critic, len(self.actions),
                                        self.lookahead,
-                                       torch.Generator().manual_seed(int(p['seed'])))
+                                       torch.Generator().manual_seed(int(p['seed'])),
+                                       occupancy)
         self.safety = SafetyConfig(deadline_sim=float(p['deadline_sim']),
                                    deadline_wall=float(p['deadline_wall']),
                                    comfortable_decel=float(p['comfortable_decel']))
@@ -129,7 +142,6 @@ class PlannerNode(Node):
         self.bicycle = BicycleModel.from_config(p)
         self.imagine_kwargs = imagination_kwargs(self.world_model, bool(p['sample_latent']))
         self.monitor_config = MonitorConfig.from_params(p)
-        bev_cfg = BevConfig.from_yaml(str(p['bev_config']) or None)
         self.bev_size = bev_cfg.size
         self.monitor = TtcMonitor(self.monitor_config, BevGeometry(
             bev_cfg.metres_per_pixel, bev_cfg.ego_row, bev_cfg.ego_col))

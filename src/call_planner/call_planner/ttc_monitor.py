@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 NONE, COMFORTABLE, EMERGENCY = 'none', 'comfortable', 'emergency'
+_VEHICLE_FIELDS = ('ego_length', 'ego_width')
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class MonitorConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name != 'enabled' and not (math.isfinite(value) and value > 0):
-                raise ValueError(f'monitor_{f.name} must be a positive number, got {value}')
+                raise ValueError(f'{f.name} must be a positive number, got {value}')
         if self.emergency_ttc > self.comfortable_ttc:
             raise ValueError('monitor_emergency_ttc must not exceed monitor_comfortable_ttc')
         if self.emergency_decel < self.comfortable_decel:
@@ -70,10 +71,15 @@ class MonitorConfig:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], prefix: str = 'monitor_') -> 'MonitorConfig':
-        """Build from flat parameters named `<prefix><field>`; missing ones keep defaults."""
+        """
+        Build from flat parameters named `<prefix><field>`; missing ones keep defaults.
+
+        The ego footprint is the vehicle's, shared with other users: `ego_length`,
+        `ego_width` without the prefix.
+        """
         values = {}
         for f in fields(cls):
-            key = prefix + f.name
+            key = f.name if f.name in _VEHICLE_FIELDS else prefix + f.name
             if key in params:
                 cast = {'enabled': bool, 'discs': int, 'min_pixels': int}.get(f.name, float)
                 values[f.name] = cast(params[key])
@@ -81,8 +87,9 @@ class MonitorConfig:
 
     @classmethod
     def defaults(cls, prefix: str = 'monitor_') -> dict:
-        """Flat `<prefix><field>: default` parameters (a node declares these)."""
-        return {prefix + f.name: getattr(cls(), f.name) for f in fields(cls)}
+        """Flat `<prefix><field>: default` parameters a node declares (ego_* unprefixed)."""
+        return {(f.name if f.name in _VEHICLE_FIELDS else prefix + f.name): getattr(cls(), f.name)
+                for f in fields(cls)}
 
 
 @dataclass(frozen=True)

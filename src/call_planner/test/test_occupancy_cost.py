@@ -1,6 +1,7 @@
 """
-The occupancy cost: its decoded window equals the full decode, both look-ahead paths charge
-it alike, and a footprint covered by predicted vehicles costs what the formula says.
+The occupancy cost decodes what the full decoder decodes, and both look-ahead paths charge it.
+
+Also: a footprint covered by predicted vehicles costs what the formula says.
 
 That the cost makes a trained planner brake for a crossing vehicle needs a trained model
 (a random decoder predicts no vehicles); the safety monitor's tests cover braking.
@@ -69,7 +70,7 @@ def test_footprint_covers_the_ego_box_with_its_margin():
 @pytest.mark.parametrize('seed', range(3))
 def test_indexed_and_reference_look_ahead_charge_the_same_cost(seed):
     cfg, model, actor = _models('tiny', seed)
-    cost = OccupancyCost(model, OccupancyConfig(weight=50.0))
+    cost = OccupancyCost(model, OccupancyConfig(weight=50.0, every=1))
     state, _ = _states(cfg, 1, 100 + seed)
     kwargs = {'sample': False}
     without = plan(model, actor, state, cfg.num_actions, 5, 0.997, imagine_kwargs=kwargs)
@@ -86,7 +87,8 @@ def test_decoding_every_other_step_counts_back_from_k():
     cfg, model, _ = _models('tiny')
     assert OccupancyCost(model, OccupancyConfig(every=2)).decoded_steps(5) == [0, 2, 4]
     assert OccupancyCost(model, OccupancyConfig(every=5)).decoded_steps(5) == [4]
-    assert OccupancyCost(model, OccupancyConfig()).decoded_steps(3) == [0, 1, 2]
+    assert OccupancyCost(model, OccupancyConfig(every=1)).decoded_steps(3) == [0, 1, 2]
+    assert OccupancyCost(model, OccupancyConfig()).decoded_steps(5) == [4]     # default
 
 
 def test_a_fully_covered_footprint_costs_the_weight_per_step_times_its_weights():
@@ -94,7 +96,7 @@ def test_a_fully_covered_footprint_costs_the_weight_per_step_times_its_weights()
     state, _ = _states(cfg, 1, 7)
     kwargs = {'sample': False}
     base = plan(model, actor, state, cfg.num_actions, 3, 0.997, imagine_kwargs=kwargs)
-    cost = OccupancyCost(model, OccupancyConfig(weight=100.0))
+    cost = OccupancyCost(model, OccupancyConfig(weight=100.0, every=1))
     with torch.no_grad():
         model.heads['decoder'].net[-1].bias[[3, 4]] = 8.0     # a vehicle on every pixel
     cost.window.refresh()
