@@ -38,6 +38,7 @@ class Trip:
     steps: int = 0
     reward: float = 0.0
     progress: float = 0.0  # fraction of the route driven when the trip ended
+    number: int = 0        # serial of the trip within the run (its steps carry it)
 
 
 @dataclass
@@ -50,6 +51,9 @@ class StepRecord:
     off_road: bool
     ttc: float
     reward: float
+    time: float = float('nan')    # [s] simulation time since the episode's reset
+    accel: float = float('nan')   # [m/s^2] the vehicle's realised acceleration
+    trip: int = -1                # Trip.number
 
 
 class RecordingEnv:
@@ -63,6 +67,11 @@ class RecordingEnv:
         self.episodes_started = 0
         self.episodes_done = 0
         self._open: Dict[str, Trip] = {}
+        self._trip_count = 0
+
+    def _new_trip(self, episode: int, role: str) -> Trip:
+        self._trip_count += 1
+        return Trip(episode, role, number=self._trip_count)
 
     def __getattr__(self, name: str) -> Any:
         """Everything else (lanes, action_set, control_model, ...) is the simulator's."""
@@ -73,7 +82,7 @@ class RecordingEnv:
         self.close_trips()
         obs, infos = self.env.reset(seed=seed, options=options)
         self.episodes_started += 1
-        self._open = {role: Trip(self.episodes_started, role) for role in obs}
+        self._open = {role: self._new_trip(self.episodes_started, role) for role in obs}
         return obs, infos
 
     def close_trips(self) -> None:
@@ -89,9 +98,11 @@ class RecordingEnv:
         episode = self.episodes_started
         for role, info in infos.items():
             reward = float(rewards.get(role, 0.0))
-            self.steps.append(StepRecord(episode, role, bool(info['collision']),
-                                         bool(info['off_road']), float(info['ttc']), reward))
             trip = self._open.get(role)
+            self.steps.append(StepRecord(
+                episode, role, bool(info['collision']), bool(info['off_road']),
+                float(info['ttc']), reward, float(getattr(self.env, 'time', float('nan'))),
+                float(info.get('accel', float('nan'))), trip.number if trip else -1))
             if trip is None:
                 continue
             trip.steps += 1
@@ -104,7 +115,7 @@ class RecordingEnv:
                 self.trips.append(trip)
                 del self._open[role]
                 if info.get('respawned'):
-                    self._open[role] = Trip(episode, role)
+                    self._open[role] = self._new_trip(episode, role)
         if any(terminations.get(r, False) or truncations.get(r, False) for r in infos):
             self.episodes_done += 1
         return obs, rewards, terminations, truncations, infos

@@ -13,7 +13,9 @@ from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX
 from call_perception.road_map import RoadMap
 from call_planner.ttc_monitor import (BevGeometry, COMFORTABLE, EMERGENCY, MonitorConfig,
                                       NONE, override_accel, TtcMonitor)
+from call_sim import driving_metrics
 from call_sim.config import load_yaml
+from call_sim.driving_metrics import VehicleStep
 from call_sim.env import MultiVehicleEnv
 from call_sim.vehicle_control import ControlModel
 import numpy as np
@@ -29,7 +31,7 @@ def _drive(channel, steps=110):
                 'num_background': 0}
     control = ControlModel()
     bev_cfg = BevConfig()
-    log = {'collision': False, 'levels': [], 'speeds': [], 'shared_only': []}
+    log = {'collision': False, 'levels': [], 'speeds': [], 'shared_only': [], 'steps': []}
     with MultiVehicleEnv.from_scenario(scenario) as env:
         obs, _ = env.reset(seed=1, options={'starts': STARTS})
         raster = BevRasterizer(bev_cfg, RoadMap.from_lanes(env.lanes()))
@@ -52,6 +54,9 @@ def _drive(channel, steps=110):
             obs, _, term, trunc, infos = env.step({
                 'hero0': control.to_control(0.0 if accel is None else accel, 0.0, ego.speed),
                 'hero1': control.to_control(0.0, 0.0, obs['hero1'].ego.speed)})
+            info = infos['hero0']
+            log['steps'].append(VehicleStep('hero0', env.time, info['ttc'], info['collision'],
+                                            info['accel'], verdict.level if accel else ''))
             if infos['hero0']['collision']:
                 log['collision'] = True
                 break
@@ -61,7 +66,12 @@ def _drive(channel, steps=110):
 
 
 def test_without_the_monitor_the_scene_is_a_collision_course():
-    assert _drive(None)['collision']
+    log = _drive(None)
+    assert log['collision']
+    # the driving metrics see one conflict, ended in a collision, and no braking
+    (conflict,) = driving_metrics.conflicts(log['steps'])
+    assert conflict.collided and conflict.min_ttc == 0.0
+    assert math.isnan(conflict.first_deceleration)
 
 
 @pytest.mark.parametrize('channel', ['seen', 'shared'])
@@ -73,6 +83,12 @@ def test_monitor_brakes_out_of_a_crossing_vehicle_seen_or_only_shared(channel):
     assert log['levels'].index(COMFORTABLE) < log['levels'].index(EMERGENCY)
     assert min(log['speeds']) < 6.0
     assert all(log['shared_only']) == (channel == 'shared')
+    summary = driving_metrics.summarise(log['steps'], ['timeout'], [0.5])
+    assert summary['collision_rate'] == 0.0
+    assert summary['override_comfortable'] > 0.0 and summary['override_emergency'] > 0.0
+    # the monitor's own TTC (BEV, discs) warns before the simulator's TTC counts a conflict
+    assert summary['conflicts'] >= 1 and summary['conflicts_without_deceleration'] == 0
+    assert summary['first_deceleration_mean_s'] <= 0.0
 
 
 def _monitor():
