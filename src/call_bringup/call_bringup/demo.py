@@ -4,7 +4,8 @@
 Default: the four-lane demo scenario (4 CALL vehicles + 40 background vehicles) with the
 shipped small checkpoint. Starts the node graph with the runner, prints one line per
 simulation step (sim time, vehicles driving, V2V bytes, communication ranges, collisions),
-and ends with the summary (success rate, mean TTC, collision rate, mean bytes/step) plus
+and ends with the summary (success rate, route completion, per-conflict TTC, collision rate,
+mean bytes/step; call_sim.driving_metrics conventions) plus
 runs/<timestamp>/demo.gif (top-down view + every vehicle's BEV), summary.json and nodes.log.
 """
 import argparse
@@ -280,7 +281,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     stop['requested'] = True
                 failed_vehicles.update(dead.vehicles)
             for stamp, reports in monitor.complete_steps():
-                monitor.metrics.add_step(reports)
+                monitor.metrics.add_step(reports, stamp)
                 driving = len(roles) - len(failed_vehicles)
                 if previous is not None:       # its CommStats are in by now (lockstep)
                     print(live_line(monitor, *previous), flush=True)

@@ -36,8 +36,8 @@ def test_close_runs_merge_and_far_runs_do_not():
 def test_a_collision_is_a_conflict_with_ttc_zero_and_conflicts_stay_per_trip():
     steps = _trip('a', [9.0] * 5 + [INF], collisions={5}) + _trip('b', [2.0] * 3)
     found = conflicts(steps)
-    assert [(c.trip, c.collided, c.min_ttc) for c in found] == [('a', True, 0.0),
-                                                                 ('b', False, 2.0)]
+    expected = [('a', True, 0.0), ('b', False, 2.0)]
+    assert [(c.trip, c.collided, c.min_ttc) for c in found] == expected
 
 
 def test_first_deceleration_is_relative_to_the_conflict_start():
