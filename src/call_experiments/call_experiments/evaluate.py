@@ -26,6 +26,7 @@ from call_experiments.bandwidth import image_message_size, latent_message_size, 
 from call_experiments.experiment_config import load_experiment_config
 from call_experiments.learning_curves import read_curves
 from call_experiments.rollout import DrivingResult, run_driving, scenario_with
+from call_planner.occupancy_cost import OccupancyConfig
 from call_planner.replanning import LookaheadConfig
 from call_sim import driving_metrics
 from call_sim.driving_metrics import VehicleStep
@@ -202,6 +203,9 @@ class Evaluation:
                                          gamma=float(planner['gamma']),
                                          replan_every=int(planner['replan_every']),
                                          sample_actor=bool(planner['sample_actor']))
+        self.occupancy = OccupancyConfig(weight=float(planner['occupancy_weight']),
+                                         every=int(planner['occupancy_every']),
+                                         margin=float(planner['occupancy_margin']))
         self.wire = WireSettings.from_mapping(settings['bandwidth'])
         self.missing: List[str] = []
 
@@ -225,7 +229,7 @@ class Evaluation:
             try:
                 runs.append(run_driving(env, ckpt['loaded'], collect_settings(mode, threshold),
                                         int(episodes), int(seed), self.lookahead, self.wire,
-                                        int(max_env_steps)))
+                                        int(max_env_steps), self.occupancy))
             finally:
                 env.close()
         row = summarise_driving(_pooled(runs), float(self.s['metrics']['ttc_cap']))

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from call_experiments.bandwidth import image_message_size, latent_message_size, WireSettings
 from call_planner.model_state import state_from_latent
+from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
 from call_planner.replanning import LookaheadConfig, ReplanningPolicy
 from call_sim.config import merge
 from call_sim.scenario import load_scenario
@@ -149,11 +150,19 @@ class EvaluationCollector(Collector):
     """The training collector with the planner core acting and the gate's bytes accounted."""
 
     def __init__(self, env: Any, loaded: Any, settings: CollectConfig,
-                 lookahead: LookaheadConfig, wire: WireSettings, seed: int = 0):
-        """Bind the checkpoint's models; ``loaded`` is a ``checkpoint.load`` result."""
+                 lookahead: LookaheadConfig, wire: WireSettings, seed: int = 0,
+                 occupancy: Optional[OccupancyConfig] = None):
+        """
+        Bind the checkpoint's models; ``loaded`` is a ``checkpoint.load`` result.
+
+        ``occupancy``: the look-ahead's occupancy cost (None or weight 0: without it).
+        """
         super().__init__(env, loaded.world_model.eval(), settings,
                          actor_critic=loaded.actor_critic.eval(), seed=seed)
         self.lookahead = lookahead
+        self.occupancy = (OccupancyCost(self.wm, occupancy)
+                          if occupancy is not None and occupancy.weight > 0
+                          and OccupancyCost.supports(self.wm) else None)
         self.wire = wire
         self.bandwidth: List[BandwidthRecord] = []
         channels = self.cfg.bev_channels
@@ -167,7 +176,8 @@ class EvaluationCollector(Collector):
             role: ReplanningPolicy(self.wm, self.actor_critic, len(self.action_set),
                                    self.lookahead,
                                    torch.Generator().manual_seed(self.seed + 7919 * i
-                                                                 + 104729 * self.episodes))
+                                                                 + 104729 * self.episodes),
+                                   self.occupancy)
             for i, role in enumerate(self.roles)}
         self._sizes = {}
 
@@ -222,7 +232,8 @@ class DrivingResult:
 
 def run_driving(env: Any, loaded: Any, settings: CollectConfig, episodes: int, seed: int,
                 lookahead: LookaheadConfig, wire: WireSettings,
-                max_env_steps: Optional[int] = None) -> DrivingResult:
+                max_env_steps: Optional[int] = None,
+                occupancy: Optional[OccupancyConfig] = None) -> DrivingResult:
     """
     Drive ``episodes`` fleet episodes (seeds seed, seed + 1, ...), recording them.
 
@@ -232,7 +243,8 @@ def run_driving(env: Any, loaded: Any, settings: CollectConfig, episodes: int, s
     if episodes < 1:
         raise ValueError(f'episodes must be >= 1, got {episodes}')
     recorder = RecordingEnv(env)
-    collector = EvaluationCollector(recorder, loaded, settings, lookahead, wire, seed=seed)
+    collector = EvaluationCollector(recorder, loaded, settings, lookahead, wire, seed=seed,
+                                    occupancy=occupancy)
     collector.start()
     limit = max_env_steps if max_env_steps is not None else math.inf
     while recorder.episodes_done < episodes and collector.env_steps < limit:
