@@ -133,10 +133,10 @@ def collect_settings(mode: str, threshold: float) -> CollectConfig:
 
 def conflict_metrics(result: DrivingResult) -> Dict[str, Any]:
     """
-    The per-conflict metrics of `call_sim.driving_metrics` (conventions stated there).
+    Compute the per-conflict metrics of `call_sim.driving_metrics` (conventions there).
 
-    Keys are prefixed `dm_`; these evaluation rollouts run the look-ahead without the safety
-    monitor, so the override shares are 0 and the learned share 1.
+    Keys are prefixed `dm_`; these evaluation rollouts run the look-ahead (with its occupancy
+    cost) without the safety monitor, so the override shares are 0 and the learned share 1.
     """
     steps = [VehicleStep((s.episode, s.role, s.trip), s.time, s.ttc, s.collision, s.accel)
              for s in result.steps]

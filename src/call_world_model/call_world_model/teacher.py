@@ -9,10 +9,15 @@ speed, keeping a time gap to the nearest vehicle whose predicted path (constant 
 comes within `corridor` of the ego's route ahead, so a crossing vehicle is yielded to as well
 as a leader followed (vehicles going the ego's way count where they are now). Lateral: pure
 pursuit on the route. Both are quantised to the nearest of the 15 actions (App. E.1).
+
+    python -m call_world_model.teacher --scenario four_lane_demo --steps 600 --seed 0
+
+drives every CALL vehicle with the teacher and prints `call_sim.driving_metrics`.
 """
+import argparse
 from dataclasses import dataclass
 import math
-from typing import Any
+from typing import Any, Optional, Sequence
 
 from call_sim.actions import ActionSet
 from call_world_model.intention import map_to_ego
@@ -101,3 +106,43 @@ def teacher_steer(observation: Any, config: TeacherConfig) -> float:
 def teacher_action(observation: Any, actions: ActionSet, config: TeacherConfig) -> int:
     """Return the teacher's (accel, steer), quantised to the nearest discrete action."""
     return actions.index(teacher_accel(observation, config), teacher_steer(observation, config))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Drive a scenario with the teacher and print its driving metrics."""
+    from call_sim.driving_metrics import summarise, VehicleStep
+    from call_sim.env import MultiVehicleEnv
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument('--scenario', default='four_lane_demo')
+    parser.add_argument('--steps', type=int, default=600)
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args(argv)
+    config = TeacherConfig()
+    records, outcomes, progress = [], [], []
+    with MultiVehicleEnv.from_scenario(args.scenario) as env:
+        obs, _ = env.reset(seed=args.seed)
+        trip = dict.fromkeys(obs, 0)
+        for step in range(args.steps):
+            controls = {role: env.control_model.to_control(
+                *env.action_set.action(teacher_action(o, env.action_set, config)),
+                o.ego.speed) for role, o in obs.items()}
+            obs, _, term, trunc, infos = env.step(controls)
+            for role, info in infos.items():
+                records.append(VehicleStep((role, trip[role]), env.time, info['ttc'],
+                                           info['collision'], info['accel']))
+                if info['reached'] or info['collision'] or info['off_road']:
+                    outcomes.append('reached' if info['reached'] else
+                                    'collision' if info['collision'] else 'off_road')
+                    progress.append(min(info['progress'] / info['route_length'], 1.0))
+                    trip[role] += 1
+            if any(term.values()) or any(trunc.values()):
+                obs, _ = env.reset(seed=args.seed + step + 1)
+                trip = {role: n + 1 for role, n in trip.items()}
+    summary = summarise(records, outcomes, progress)
+    print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
+                   for k, v in summary.items() if k != 'conventions'))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
