@@ -137,6 +137,11 @@ class RunMonitor(Node):
             role = values.get('role_name') or next(
                 (r for r in self.roles if status.name.endswith(r) or
                  status.name.endswith(r + ')')), None)
+            planner = status.name[:-len('/planner')] if status.name.endswith('/planner') \
+                else None
+            if planner in self.roles and 'planned' in values:
+                self.metrics.add_planner_counts(planner, values)    # cumulative counters
+                continue
             if role in self.roles and ('collision' in values or 'ttc' in values) and \
                     stamp > self.last_step:
                 self.reports.setdefault(stamp, {})[role] = StepReport.from_values(values)

@@ -9,7 +9,9 @@ Definitions (per CALL vehicle and simulation step, as the paper's Table 6):
   over vehicle-steps, which measures traffic density more than safety;
 - success rate: routes whose destination was reached / routes driven (reached, ended by a
   collision or leaving the road, or still unfinished when the run ended);
-- bytes/step: serialized LatentMessage bytes accepted by all egos in one step (CommStats).
+- bytes/step: serialized LatentMessage bytes accepted by all egos in one step (CommStats);
+- safety-monitor overrides: the planners' counters (`/diagnostics`), the share of commanded
+  steps whose acceleration the TTC monitor replaced, per level.
 """
 from dataclasses import dataclass, field
 import math
@@ -70,6 +72,12 @@ class RunMetrics:
     _finished: dict = field(default_factory=dict)
     _route: dict = field(default_factory=dict)        # role -> number of its current route
     _fraction: dict = field(default_factory=dict)     # (role, route) -> progress fraction
+    _planner: dict = field(default_factory=dict)      # role -> latest planner counters
+
+    def add_planner_counts(self, role: str, values: dict) -> None:
+        """Keep a planner's cumulative counters (planned, overrides_comfortable, ...)."""
+        self._planner[role] = {key: _number(values.get(key, 0)) for key in
+                               ('planned', 'overrides_comfortable', 'overrides_emergency')}
 
     def add_comm(self, stamp: float, role: str, bytes_received: int) -> None:
         """One CommStats: bytes `role` accepted at simulation time `stamp`."""
@@ -131,7 +139,17 @@ class RunMetrics:
             'conflict_min_ttc_mean_s': _finite(conflicts.get('conflict_min_ttc_mean_s')),
             'conflict_min_ttc_p5_s': _finite(conflicts.get('conflict_min_ttc_p5_s')),
             'first_deceleration_mean_s': _finite(conflicts.get('first_deceleration_mean_s')),
+            **self._override_shares(),
         }
+
+    def _override_shares(self) -> dict:
+        totals = {key: sum(c[key] for c in self._planner.values() if math.isfinite(c[key]))
+                  for key in ('planned', 'overrides_comfortable', 'overrides_emergency')}
+        steps = sum(totals.values())
+        if not steps:
+            return {'override_comfortable': None, 'override_emergency': None}
+        return {'override_comfortable': totals['overrides_comfortable'] / steps,
+                'override_emergency': totals['overrides_emergency'] / steps}
 
 
 def _finite(value) -> Optional[float]:
@@ -156,6 +174,8 @@ def format_summary(summary: dict) -> str:
         f'conflict: mean {seconds(summary.get("conflict_min_ttc_mean_s"))}, 5th percentile '
         f'{seconds(summary.get("conflict_min_ttc_p5_s"))}; first deceleration relative to the '
         f'conflict: mean {seconds(summary.get("first_deceleration_mean_s"))}',
+        f'safety-monitor overrides: {pct(summary.get("override_comfortable"))} comfortable, '
+        f'{pct(summary.get("override_emergency"))} emergency of commanded steps',
         f'collision rate: {pct(summary["collision_rate"])} of vehicle-steps',
         f'mean bytes/step: {"n/a" if bytes_step is None else f"{bytes_step:.0f} B"} '
         '(all egos, accepted V2V latents)',

@@ -48,6 +48,12 @@ def test_summary_reports_ttc_per_conflict_and_route_completion():
     assert summary['route_completion'] == pytest.approx(0.08)   # the last report: 8 of 100 m
     text = format_summary(summary)
     assert 'min TTC per conflict: mean 1.00 s' in text and 'route completion: 8.0 %' in text
+    assert 'safety-monitor overrides: n/a' in text            # no planner counters yet
+    metrics.add_planner_counts('hero0', {'planned': '90', 'overrides_comfortable': '6',
+                                         'overrides_emergency': '4'})
+    summary = metrics.summary()
+    assert summary['override_comfortable'] == pytest.approx(0.06)
+    assert summary['override_emergency'] == pytest.approx(0.04)
 
 
 def test_step_report_parses_simulator_diagnostics():
