@@ -21,7 +21,10 @@ import math
 import time
 from typing import Any, Optional
 
+from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
+from call_common.parameters import declare_from_yaml
+from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
 from call_planner.control_output import command_for_action, stop_command
@@ -54,55 +57,22 @@ ODOMETRY = 'odometry'
 BEV = 'bev'
 POSES_KEPT = 50         # odometry poses remembered by stamp (the BEV's pose is looked up)
 
-try:  # Iron and newer
-    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-except ImportError:  # Humble
-    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
-
-# No default QoS-event handlers (incompatible QoS / type warnings) on our topics: each one is a
-# Python waitable the executor re-adds to its wait set on every wake-up, about 3x the CPU per
-# received message in a composed vehicle (bench/bench_bringup.py). QoS mismatches still show
-# as topics that never deliver, which the tests and the lockstep diagnostics catch.
-QUIET_PUB = PublisherEventCallbacks(use_default_callbacks=False)
-QUIET_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
-
-
-def _stamp_seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
-def _yaw_from_quaternion(q) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-
 
 class PlannerNode(Node):
-    """One vehicle's planner: /<role>/latent_state -> /carla/<role>/vehicle_control_cmd."""
+    """
+    One vehicle's planner: `latent_state` -> /carla/<role>/vehicle_control_cmd.
+
+    Its own topics (`latent_state`, `action`, `plan`, `plan_markers`, `shared_info`) are
+    relative, in the vehicle's namespace. Parameters and defaults: config/planner.yaml.
+    """
 
     def __init__(self, **node_options: Any) -> None:
         """Read parameters, load the checkpoint, create topics and the watchdog timer."""
         super().__init__('planner', **node_options)   # composition: cli_args
         # stamps must match the simulator's ticks: the planner always runs on /clock time
         self.set_parameters([Parameter('use_sim_time', value=True)])
-        actions, lookahead, safety = ActionSet(), LookaheadConfig(), SafetyConfig()
-        params = {
-            'role_name': 'hero0', 'checkpoint': '', 'horizon': lookahead.horizon,
-            'gamma': lookahead.gamma, 'replan_every': 0,
-            'sample_actor': lookahead.sample_actor, 'sample_latent': False, 'seed': 0,
-            'threads': 1, 'diagnostics_period': 1.0,
-            'deadline_sim': safety.deadline_sim, 'deadline_wall': safety.deadline_wall,
-            'comfortable_decel': safety.comfortable_decel, 'watchdog_period': 0.05,
-            'accels': list(actions.accels), 'steers': list(actions.steers),
-            'bev_config': '', 'occupancy_weight': OccupancyConfig.weight,
-            'occupancy_every': OccupancyConfig.every, 'occupancy_margin': OccupancyConfig.margin,
-        }
-        params.update(MonitorConfig.defaults())
-        # vehicle and actuator models default to call_sim's (the embedded simulator's car)
-        params.update(dataclasses.asdict(BicycleModel()))
-        params.update(dataclasses.asdict(ControlModel()))
-        for name, default in params.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in params}
-        self.role = str(p['role_name'])
+        p = declare_from_yaml(self, 'call_planner', 'planner.yaml')
+        self.role = p['role_name']
         torch.set_num_threads(int(p['threads']))
         if not p['checkpoint']:
             raise ValueError('parameter checkpoint is empty: the planner needs a world model')
@@ -117,7 +87,7 @@ class PlannerNode(Node):
         if len(self.actions) != self.cfg.num_actions:
             raise ValueError(f'action set has {len(self.actions)} actions, the checkpoint '
                              f'{self.cfg.num_actions}')
-        self.lookahead = LookaheadConfig(horizon=int(p['horizon']), gamma=float(p['gamma']),
+        self.lookahead = LookaheadConfig(K=p['K'], gamma=float(p['gamma']),
                                          replan_every=int(p['replan_every']),
                                          sample_actor=bool(p['sample_actor']))
         bev_cfg = BevConfig.from_yaml(str(p['bev_config']) or None)
@@ -173,15 +143,15 @@ class PlannerNode(Node):
         self.control_pub = self.create_publisher(
             CarlaEgoVehicleControl, f'/carla/{role}/vehicle_control_cmd', 10,
             event_callbacks=QUIET_PUB)
-        self.action_pub = self.create_publisher(Action, f'/{role}/action', 10,
+        self.action_pub = self.create_publisher(Action, 'action', 10,
                                                 event_callbacks=QUIET_PUB)
-        self.plan_pub = self.create_publisher(Path, f'/{role}/plan', 10,
+        self.plan_pub = self.create_publisher(Path, 'plan', 10,
                                               event_callbacks=QUIET_PUB)
-        self.marker_pub = self.create_publisher(MarkerArray, f'/{role}/plan_markers', 10,
+        self.marker_pub = self.create_publisher(MarkerArray, 'plan_markers', 10,
                                                 event_callbacks=QUIET_PUB)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10,
                                               event_callbacks=QUIET_PUB)
-        self.create_subscription(LatentState, f'/{role}/latent_state', self.on_latent, 10,
+        self.create_subscription(LatentState, 'latent_state', self.on_latent, 10,
                                  event_callbacks=QUIET_SUB)
         self.shared_sub = None          # only while markers have viewers: see follow_shared
         self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry, 10,
@@ -189,7 +159,7 @@ class PlannerNode(Node):
         self.create_subscription(CarlaEgoVehicleStatus, f'/carla/{role}/vehicle_status',
                                  self.on_status, 10, event_callbacks=QUIET_SUB)
         if self.monitor_config.enabled:
-            self.create_subscription(Image, f'/{role}/bev', self.on_bev, 10,
+            self.create_subscription(Image, 'bev', self.on_bev, 10,
                                      event_callbacks=QUIET_SUB)
         # steady clock: the watchdog must fire even when /clock has stopped
         self.create_timer(float(p['watchdog_period']), self.on_watchdog,
@@ -207,7 +177,7 @@ class PlannerNode(Node):
         if not all(math.isfinite(v) for v in values):
             self.counts['dropped'] += 1
             return
-        self.pose = (pose.position.x, pose.position.y, _yaw_from_quaternion(pose.orientation))
+        self.pose = (pose.position.x, pose.position.y, yaw_from_quaternion(pose.orientation))
         self.speed = math.hypot(twist.linear.x, twist.linear.y)
         yaw_rate = twist.angular.z
         self.yaw_rate = yaw_rate if math.isfinite(yaw_rate) else 0.0
@@ -215,7 +185,7 @@ class PlannerNode(Node):
         self.poses[stamp.sec * 10**9 + stamp.nanosec] = self.pose
         while len(self.poses) > POSES_KEPT:
             del self.poses[next(iter(self.poses))]
-        self.watchdog.feed(ODOMETRY, _stamp_seconds(msg.header.stamp), time.monotonic())
+        self.watchdog.feed(ODOMETRY, stamp_seconds(msg.header.stamp), time.monotonic())
 
     def on_status(self, msg: CarlaEgoVehicleStatus) -> None:
         """Prefer the bridge's speed when vehicle_status is published."""
@@ -238,10 +208,10 @@ class PlannerNode(Node):
             self.counts['dropped_bev'] += 1
             return
         pixels = np.frombuffer(msg.data, dtype=np.uint8).reshape(size, size, channels)
-        self.monitor.observe(_stamp_seconds(stamp),
+        self.monitor.observe(stamp_seconds(stamp),
                              pixels[:, :, CHANNEL_INDEX['seen_vehicles']] > 127,
                              pixels[:, :, CHANNEL_INDEX['shared_vehicles']] > 127, pose)
-        self.watchdog.feed(BEV, _stamp_seconds(stamp), time.monotonic())
+        self.watchdog.feed(BEV, stamp_seconds(stamp), time.monotonic())
 
     def on_shared(self, msg: SharedInformation) -> None:
         """Keep the latest accepted shared information (markers show their intentions)."""
@@ -251,7 +221,7 @@ class PlannerNode(Node):
         """Plan one step from the world model's state and command the vehicle."""
         self.counts['ticks'] += 1
         self.answered_stamp = msg.header.stamp
-        self.watchdog.feed(LATENT, _stamp_seconds(msg.header.stamp), time.monotonic())
+        self.watchdog.feed(LATENT, stamp_seconds(msg.header.stamp), time.monotonic())
         z = np.frombuffer(bytes(msg.z_indices), dtype=np.uint8)
         h = np.asarray(msg.h, dtype=np.float32)
         fault = model_state_fault(msg.valid, z, h, self.cfg.stoch, self.cfg.classes,
@@ -280,7 +250,7 @@ class PlannerNode(Node):
         action_index, refreshed = decision.action, decision.refreshed
         override = None
         if self.monitor_config.enabled:
-            self.verdict = self.monitor.assess(_stamp_seconds(msg.header.stamp), self.pose,
+            self.verdict = self.monitor.assess(stamp_seconds(msg.header.stamp), self.pose,
                                                speed, self.yaw_rate)
             override = override_accel(self.verdict, accel)
         if override is not None:
@@ -290,7 +260,7 @@ class PlannerNode(Node):
             action_index = self.actions.index(accel, steer)
             self.counts[f'overrides_{level}'] += 1
             self.policy.reset()     # re-plan from the state the override leads to
-            braking = [(accel, steer)] * self.lookahead.horizon
+            braking = [(accel, steer)] * self.lookahead.K
             self.waypoints = intention_waypoints(self.bicycle, self.pose, speed, braking)
             refreshed = True
         else:
@@ -359,7 +329,7 @@ class PlannerNode(Node):
             stamp = self.get_clock().now().to_msg()
         if self.pose is not None:
             # the honest intention of a stopping vehicle: braking straight ahead
-            braking = [(-self.safety.comfortable_decel, 0.0)] * self.lookahead.horizon
+            braking = [(-self.safety.comfortable_decel, 0.0)] * self.lookahead.K
             self.waypoints = intention_waypoints(self.bicycle, self.pose, self.current_speed(),
                                                  braking)
             self.publish_plan(stamp)
@@ -419,7 +389,7 @@ class PlannerNode(Node):
         """
         if wanted and self.shared_sub is None:
             self.shared_sub = self.create_subscription(
-                SharedInformation, f'/{self.role}/shared_info', self.on_shared, 10,
+                SharedInformation, 'shared_info', self.on_shared, 10,
                 event_callbacks=QUIET_SUB)
         elif not wanted and self.shared_sub is not None:
             self.destroy_subscription(self.shared_sub)

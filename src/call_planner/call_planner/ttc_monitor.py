@@ -85,11 +85,6 @@ class MonitorConfig:
                 values[f.name] = cast(params[key])
         return cls(**values)
 
-    @classmethod
-    def defaults(cls, prefix: str = 'monitor_') -> dict:
-        """Flat `<prefix><field>: default` parameters a node declares (ego_* unprefixed)."""
-        return {(f.name if f.name in _VEHICLE_FIELDS else prefix + f.name): getattr(cls(), f.name)
-                for f in fields(cls)}
 
 
 @dataclass(frozen=True)
