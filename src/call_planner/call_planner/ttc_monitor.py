@@ -86,7 +86,6 @@ class MonitorConfig:
         return cls(**values)
 
 
-
 @dataclass(frozen=True)
 class BevGeometry:
     """Where the ego sits in its BEV and the pixel size (call_perception's BevConfig)."""
