@@ -9,25 +9,15 @@ That the cost makes a trained planner brake for a crossing vehicle needs a train
 from call_planner.indexed_lookahead import IndexedLookahead
 from call_planner.lookahead import plan
 from call_planner.occupancy_cost import full_window, OccupancyConfig, OccupancyCost
-from call_world_model.actor_critic import ActorCritic
-from call_world_model.config import load_config
-from call_world_model.world_model import WorldModel
 import pytest
+from test_indexed_lookahead import _models as seeded_models
 import torch
 
 torch.set_num_threads(1)
 
 
 def _models(preset, seed=0, overrides=None):
-    torch.manual_seed(seed)
-    cfg = load_config(preset, overrides or {})
-    model = WorldModel(cfg).eval()
-    actor = ActorCritic(cfg, cfg.feat_dim, cfg.num_actions).eval()
-    with torch.no_grad():      # reward/critic outputs start at zero: give every head a say
-        for module in (model, actor):
-            for param in module.parameters():
-                param.add_(0.05 * torch.randn_like(param))
-    return cfg, model, actor
+    return seeded_models(seed, preset=preset, overrides=overrides)
 
 
 def _states(cfg, batch, seed):

@@ -8,9 +8,6 @@ deceleration, tell the world model the nearest discrete action, and say why in /
 A BEV that stops coming, or odometry that turns non-finite, must end in a controlled stop
 with the reason.
 """
-import os
-import subprocess
-import sys
 
 from call_perception.bev_raster import BevConfig, BevRasterizer
 from call_perception.road_map import RoadMap
@@ -20,10 +17,9 @@ from call_sim.vehicle_control import ControlModel
 from diagnostic_msgs.msg import DiagnosticStatus
 import numpy as np
 import pytest
-import rclpy
 from sensor_msgs.msg import Image
-from test_planner_node import (_is_stop, _save_tiny_checkpoint, _seconds, _stamp,
-                               _stop_reasons, Harness, ROLE)
+from test_planner_node import (_is_stop, _seconds, _stamp, _stop_reasons, Harness, ROLE,
+                               run_planner_harness)
 
 DEADLINE_SIM = 0.3
 SPEED = 8.0
@@ -69,22 +65,8 @@ class MonitorHarness(Harness):
 
 @pytest.fixture(scope='module')
 def harness(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp('ckpt') / 'tiny.pt')
-    deter = _save_tiny_checkpoint(path)
-    proc = subprocess.Popen(
-        [sys.executable, '-m', 'call_planner.planner_node', '--ros-args',
-         '-r', f'__ns:=/{ROLE}', '-p', f'role_name:={ROLE}', '-p', f'checkpoint:={path}',
-         '-p', f'deadline_sim:={DEADLINE_SIM}', '-p', 'K:=3'],
-        env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    rclpy.init()
-    node = MonitorHarness(deter)
-    try:
-        yield node
-    finally:
-        node.destroy_node()
-        rclpy.shutdown()
-        proc.kill()
-        proc.wait(timeout=10)
+    yield from run_planner_harness(tmp_path_factory, MonitorHarness,
+                                   {'deadline_sim': DEADLINE_SIM, 'K': 3})
 
 
 def _drive_until(harness, predicate, ticks=80):
@@ -132,26 +114,18 @@ def test_vehicle_ahead_seen_or_only_shared_gets_the_emergency_deceleration(harne
         harness.spin_for(0.1)
 
 
-def test_bev_stopping_gives_a_controlled_stop_with_its_reason(harness):
+@pytest.mark.parametrize('tick, reason', [
+    ({'bev': False}, 'bev: stale'),                   # perception went silent
+    ({'odometry_nan': True}, 'odometry: stale'),      # non-finite odometry is dropped
+])
+def test_stale_or_non_finite_input_gives_a_controlled_stop_with_its_reason(
+        harness, tick, reason):
     harness.other_x = None
     assert _drive_until(harness, lambda: harness.actions, ticks=200)
     harness.clear()
     for _ in range(round(DEADLINE_SIM / 0.1) + 3):
-        harness.tick(bev=False)
+        harness.tick(**tick)
         harness.spin_for(0.2)
-    assert harness.spin_until(lambda: any('bev: stale' in r for r in _stop_reasons(harness))), \
-        _stop_reasons(harness)
-    assert any(_is_stop(c) for c in harness.controls)
-
-
-def test_non_finite_odometry_gives_a_controlled_stop_with_its_reason(harness):
-    harness.other_x = None
-    assert _drive_until(harness, lambda: harness.actions, ticks=200)
-    harness.clear()
-    for _ in range(round(DEADLINE_SIM / 0.1) + 3):
-        harness.tick(odometry_nan=True)
-        harness.spin_for(0.2)
-    assert harness.spin_until(lambda: any('odometry: stale' in r
-                                          for r in _stop_reasons(harness))), \
+    assert harness.spin_until(lambda: any(reason in r for r in _stop_reasons(harness))), \
         _stop_reasons(harness)
     assert any(_is_stop(c) for c in harness.controls)

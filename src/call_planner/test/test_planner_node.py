@@ -132,18 +132,17 @@ def _stop_reasons(harness):
     return [s.message for s in harness.diagnostics if s.level == DiagnosticStatus.ERROR]
 
 
-@pytest.fixture(scope='module')
-def harness(tmp_path_factory):
+def run_planner_harness(tmp_path_factory, harness_class, params: dict):
+    """Start a planner node with `params` and yield a `harness_class` node (fixture body)."""
     path = str(tmp_path_factory.mktemp('ckpt') / 'tiny.pt')
     deter = _save_tiny_checkpoint(path)
+    args = [x for name, value in params.items() for x in ('-p', f'{name}:={value}')]
     proc = subprocess.Popen(
         [sys.executable, '-m', 'call_planner.planner_node', '--ros-args',
-         '-r', f'__ns:=/{ROLE}', '-p', f'role_name:={ROLE}', '-p', f'checkpoint:={path}',
-         '-p', f'deadline_sim:={DEADLINE_SIM}', '-p', f'deadline_wall:={DEADLINE_WALL}',
-         '-p', 'K:=3', '-p', 'monitor_enabled:=false'],   # no BEV here
-        env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+         '-r', f'__ns:=/{ROLE}', '-p', f'role_name:={ROLE}', '-p', f'checkpoint:={path}']
+        + args, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     rclpy.init()
-    node = Harness(deter)
+    node = harness_class(deter)
     try:
         yield node
     finally:
@@ -151,6 +150,13 @@ def harness(tmp_path_factory):
         rclpy.shutdown()
         proc.kill()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope='module')
+def harness(tmp_path_factory):
+    yield from run_planner_harness(tmp_path_factory, Harness, {
+        'deadline_sim': DEADLINE_SIM, 'deadline_wall': DEADLINE_WALL, 'K': 3,
+        'monitor_enabled': 'false'})        # no BEV here: test_planner_monitor_node has them
 
 
 def _warm_up(harness):
