@@ -35,31 +35,6 @@ def test_summary_counts_routes_collisions_ttc_and_bytes():
     assert 'success rate: 25.0 % (1/4 routes)' in format_summary(summary)
 
 
-def test_summary_reports_ttc_per_conflict_and_route_completion():
-    metrics = RunMetrics(['hero0'])
-    free = [StepReport(ttc=30.0, accel=0.0, progress=p, route_length=100.0)
-            for p in range(0, 40, 2)]
-    closing = [StepReport(ttc=t, accel=a, progress=40.0 + i, route_length=100.0)
-               for i, (t, a) in enumerate([(2.5, 0.0), (1.5, -2.0), (1.0, -2.0), (2.8, -2.0)])]
-    for k, report in enumerate(free + closing + free[:5]):
-        metrics.add_step({'hero0': report}, round(0.1 * k, 3))
-    summary = metrics.summary()
-    # one conflict (four steps under 3 s), its minimum 1.0 s: the free-flow 30 s steps do
-    # not dilute it; braking began 0.1 s after the conflict began
-    assert summary['conflicts'] == 1
-    assert summary['conflict_min_ttc_mean_s'] == pytest.approx(1.0)
-    assert summary['first_deceleration_mean_s'] == pytest.approx(0.1)
-    assert summary['route_completion'] == pytest.approx(0.08)   # the last report: 8 of 100 m
-    text = format_summary(summary)
-    assert 'min TTC per conflict: mean 1.00 s' in text and 'route completion: 8.0 %' in text
-    assert 'safety-monitor overrides: n/a' in text            # no planner counters yet
-    metrics.add_planner_counts('hero0', {'planned': '90', 'overrides_comfortable': '6',
-                                         'overrides_emergency': '4'})
-    summary = metrics.summary()
-    assert summary['override_comfortable'] == pytest.approx(0.06)
-    assert summary['override_emergency'] == pytest.approx(0.04)
-
-
 def test_step_report_parses_simulator_diagnostics():
     report = StepReport.from_values({'collision': 'True', 'ttc': '1.500', 'reached': 'False',
                                      'off_road': 'False'})
