@@ -42,7 +42,6 @@ def main() -> int:
     from call_perception.bev_raster import BevConfig, BevRasterizer
     from call_perception.neighbour_views import add_neighbour_views, NeighbourView
     from call_world_model.checkpoint import load
-    from call_world_model.collect import _resized
     from call_world_model.neighbour_decoding import decode_neighbour_vehicles
 
     torch.set_num_threads(args.threads)
@@ -50,7 +49,7 @@ def main() -> int:
     cfg = model.cfg
     bev_config = BevConfig.from_yaml()
     if bev_config.size != cfg.bev_size:
-        bev_config = _resized(bev_config, cfg.bev_size)
+        bev_config = bev_config.resized(cfg.bev_size)
     rng = np.random.default_rng(0)
     ego = SimpleNamespace(x=0.0, y=0.0, yaw=0.0, length=4.6, width=2.0)
     bev = BevRasterizer(bev_config).render(ego, [])

@@ -31,7 +31,7 @@ class NeighbourView:
 
 def unseen_vehicles(mask: np.ndarray, own: np.ndarray, margin_px: int) -> np.ndarray:
     """
-    The blobs of ``mask`` that lie farther than ``margin_px`` from every ``own`` pixel.
+    Keep the blobs of ``mask`` that lie farther than ``margin_px`` from every ``own`` pixel.
 
     mask and own are (S, S) uint8 (non-zero = vehicle); returns a 0/255 uint8 mask.
     """
