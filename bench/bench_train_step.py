@@ -9,7 +9,8 @@ the median wall and CPU (process) ms per update of each, the speed-ups (CPU time
 steadier figure on a shared machine), and both image losses of the first update
 (equal up to float rounding when the change keeps the computation).
 
-    python bench/bench_train_step.py --baseline HEAD~1 --presets small64g8 small
+    python bench/bench_train_step.py --baseline 48f4be8 --presets small64g8 small \
+        --after-set train_conv_bf16=true
 """
 import argparse
 import json
@@ -32,7 +33,11 @@ def worker(args) -> None:
     from call_world_model.world_model import WorldModel
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = load_config(args.preset)
+    overrides = {}
+    for item in args.set or []:
+        key, value = item.split('=', 1)
+        overrides[key] = {'true': True, 'false': False}.get(value, value)
+    cfg = load_config(args.preset, overrides or None)
     model = WorldModel(cfg)
     gen = torch.Generator().manual_seed(1)
     b, t, s = args.batch, args.length, cfg.bev_size
@@ -66,13 +71,15 @@ def export(revision: str, into: str) -> str:
     return os.path.join(into, 'src', 'call_world_model')
 
 
-def run_worker(package_dir: str, args, preset: str) -> dict:
+def run_worker(package_dir: str, args, preset: str, overrides=()) -> dict:
     """One subprocess of this file with --worker and ``package_dir`` first on sys.path."""
     env = dict(os.environ)
     env['PYTHONPATH'] = package_dir + os.pathsep + env.get('PYTHONPATH', '')
     command = [sys.executable, __file__, '--worker', '--preset', preset,
                '--batch', str(args.batch), '--length', str(args.length),
                '--repeats', str(args.repeats), '--threads', str(args.threads)]
+    for item in overrides:
+        command += ['--set', item]
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -87,6 +94,10 @@ def main() -> int:
     parser.add_argument('--repeats', type=int, default=3, help='timed updates per subprocess')
     parser.add_argument('--rounds', type=int, default=2, help='A B alternations')
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--after-set', nargs='*', default=[], metavar='KEY=VALUE',
+                        help='config overrides of the working tree run, e.g. '
+                             'train_conv_bf16=true')
+    parser.add_argument('--set', action='append', help=argparse.SUPPRESS)
     parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--preset', default='small64g8', help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -94,6 +105,7 @@ def main() -> int:
         worker(args)
         return 0
     current = str(ROOT / 'src' / 'call_world_model')
+    print(f'after: working tree with {args.after_set or "its defaults"}')
     print(f'batch {args.batch} x {args.length}, {args.threads} torch thread(s), '
           f'{args.rounds} x {args.repeats} timed updates each; load {os.getloadavg()[0]:.1f}')
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,8 +115,9 @@ def main() -> int:
             cpu = {'before': [], 'after': []}
             losses = {}
             for _ in range(args.rounds):
-                for name, path in (('before', before), ('after', current)):
-                    result = run_worker(path, args, preset)
+                for name, path, extra in (('before', before, ()),
+                                          ('after', current, args.after_set)):
+                    result = run_worker(path, args, preset, extra)
                     samples[name] += result['ms']
                     cpu[name] += result['cpu_ms']
                     losses[name] = result['image_loss']

@@ -1,4 +1,4 @@
-"""
+r"""
 Scores of one predicted BEV frame against the one ground truth, and their aggregation.
 
 Every mode (model with or without sharing, every baseline) is scored against the same truth:
@@ -15,7 +15,7 @@ simulator state (``prediction_protocol``). Scores look at three classes:
 Metrics per frame: ``pixel_accuracy`` (mean over the three classes and all pixels),
 ``vehicle_iou``, and over the hidden vehicles (those the ego's own sensors missed in every
 context frame, rendered alone at the target step) ``hidden_recall`` = |P n H| / |H| and
-``hidden_iou`` = |P n H| / |H u (P \\ V)|: a prediction on a visible vehicle V neither helps
+``hidden_iou`` = |P n H| / |H u (P \ V)|: a prediction on a visible vehicle V neither helps
 nor hurts, a predicted vehicle where there is none counts against. Frames without hidden
 vehicles have no hidden scores (NaN, left out of their means).
 """

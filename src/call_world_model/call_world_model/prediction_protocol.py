@@ -131,7 +131,7 @@ def record_episode(scenario: str, seed: int, config: ProtocolConfig
         lanes = env.lanes()
         obs, _ = env.reset(seed=seed)
         frames: List[Frame] = []
-        first = {role: True for role in obs}
+        first = dict.fromkeys(obs, True)
         for _ in range(config.steps):
             states = env.vehicle_states()
             frame = Frame({s.actor_id: s for s in states},
@@ -169,19 +169,19 @@ class EpisodeViews:
         self.roles = sorted(frames[0].egos)
 
     def waypoints(self, role: str, t: int) -> np.ndarray:
-        """Own planned waypoints (P, 2) map frame at t."""
+        """Return the planned route points (P, 2) of the role, map frame, at step t."""
         route = self.frames[t].routes[role]
         start = min(ROUTE_LOOKAHEAD, max(len(route) - 1, 0))
         return fit_waypoints(route[start:], self.points).astype(np.float64)
 
     def own(self, role: str, t: int) -> np.ndarray:
-        """The ego's BEV from its own sensors."""
+        """Render the ego's BEV from its own sensors."""
         frame = self.frames[t]
         seen = [frame.states[i] for i in sorted(frame.seen[role])]
         return self.rasterizer.render(frame.egos[role], seen, (), self.waypoints(role, t))
 
     def truth(self, role: str, t: int) -> np.ndarray:
-        """The ego's unoccluded BEV: every other vehicle, nothing shared."""
+        """Render the ego's unoccluded BEV: every other vehicle, nothing shared."""
         frame = self.frames[t]
         ego = frame.egos[role]
         others = [s for i, s in sorted(frame.states.items()) if i != ego.actor_id]
@@ -205,13 +205,13 @@ class EpisodeViews:
         return [r for d, r in near if d <= self.config.comm_range]
 
     def oracle_view(self, sender: str, t: int) -> NeighbourView:
-        """What a perfect decoder gives of the sender's step-t latent: its own vehicles."""
+        """Give what a perfect decoder makes of the sender's step-t latent: its vehicles."""
         bev = self.own(sender, t)
         mask = np.maximum(bev[CHANNEL_INDEX['ego']], bev[CHANNEL_INDEX['seen_vehicles']])
         return NeighbourView(sender, self.frames[t].egos[sender], mask)
 
     def fused(self, role: str, t: int, views: Sequence[NeighbourView]) -> np.ndarray:
-        """The updated BEV: own sensors + neighbours' boxes, intentions and views."""
+        """Render the updated BEV: own sensors + neighbours' boxes, intentions and views."""
         frame = self.frames[t]
         ego = frame.egos[role]
         senders = self.neighbours(role, t)
@@ -227,7 +227,7 @@ class EpisodeViews:
         return bev
 
     def const_velocity(self, role: str, t0: int, k: int) -> np.ndarray:
-        """The fused vehicles of t0 moved on at their (t0 - 1 -> t0) velocity, at t0 + k."""
+        """Render the fused vehicles of t0 moved on at their (t0 - 1 -> t0) velocity at t0 + k."""
         now, before, then = self.frames[t0], self.frames[t0 - 1], self.frames[t0 + k]
         ids = set(now.seen[role])
         for sender in self.neighbours(role, t0):
@@ -388,7 +388,7 @@ def evaluate_seed(model: Optional[WorldModel], config: ProtocolConfig, seed: int
 
 def run(model: Optional[WorldModel], config: ProtocolConfig,
         bev_config: Optional[BevConfig] = None) -> List[Dict]:
-    """The protocol over every seed -> CSV rows (``prediction_metrics.aggregate``)."""
+    """Run the protocol over every seed -> CSV rows (``prediction_metrics.aggregate``)."""
     bev_config = bev_config or BevConfig.from_yaml()
     if model is not None and bev_config.size != model.cfg.bev_size:
         bev_config = bev_config.resized(model.cfg.bev_size)

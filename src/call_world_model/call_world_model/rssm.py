@@ -150,7 +150,7 @@ class RSSM(nn.Module):
 
     def embed_term(self, embed: torch.Tensor) -> torch.Tensor:
         """
-        The posterior's part that depends on the embedding alone: (N, E) -> (N, F).
+        Compute the posterior's part that depends on the embedding alone: (N, E) -> (N, F).
 
         ``local``: the per-cell logits; otherwise the embedding's columns of the posterior's
         first linear layer. A sequence computes it for all its frames in one product before

@@ -84,6 +84,7 @@ class WorldModel(nn.Module):
             'reward': MLP(cfg.feat_dim, cfg.hidden, cfg.mlp_layers, cfg.reward_bins, 0.0),
             'cont': MLP(cfg.feat_dim, cfg.hidden, cfg.mlp_layers, 1),
         })
+        self.encoder.bf16 = self.heads['decoder'].bf16 = cfg.train_conv_bf16
         self.reward_dist = TwoHotSymlog.linspace(cfg.bins_low, cfg.bins_high, cfg.reward_bins)
         self.loss_scales = {'image': cfg.pred_scale, 'reward': cfg.pred_scale,
                             'cont': cfg.pred_scale, 'dyn': cfg.dyn_scale,
