@@ -11,22 +11,10 @@ by one, for comparison), the warp + add, and the total per neighbour.
         src/call_world_model/checkpoints/wm_small64g8.pt --neighbours 1 2 4 8
 """
 import argparse
-import statistics
-import time
 from types import SimpleNamespace
 
+from bench_world_model import _median_ms
 import numpy as np
-
-
-def _median_ms(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
 
 
 def main() -> int:

@@ -63,7 +63,7 @@ class BevConfig:
         return cls(**{k: casts.get(k, float)(v) for k, v in data.items()})
 
     def resized(self, size: int) -> 'BevConfig':
-        """The same field of view at another pixel size (a 64 px model sees the same 64 m)."""
+        """Return the same field of view at another pixel size (64 px models see 64 m too)."""
         factor = self.size / size
         return BevConfig(size=size, metres_per_pixel=self.metres_per_pixel * factor,
                          ego_row=self.ego_row / factor, ego_col=self.ego_col / factor,

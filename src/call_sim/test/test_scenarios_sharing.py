@@ -9,18 +9,6 @@ TYPES = [{'name': 'truck', 'length': 12.0, 'width': 2.6, 'share': 0.4, 'max_spee
          {'name': 'bus', 'length': 15.0, 'width': 2.5, 'share': 0.2, 'max_speed': 10.0}]
 
 
-@pytest.fixture
-def make_env():
-    envs = []
-
-    def make(scenario):
-        envs.append(MultiVehicleEnv.from_scenario(scenario))
-        return envs[-1]
-    yield make
-    for env in envs:
-        env.close()
-
-
 def test_background_vehicles_have_their_types_sizes(make_env):
     env = make_env({'map': 'four_lane', 'num_controlled': 1, 'num_background': 60,
                     'background': {'types': TYPES}})
