@@ -125,6 +125,12 @@ def record_episode(scenario: str, seed: int, config: ProtocolConfig
     setting = load_scenario(scenario)
     setting['respawn_done'] = True
     setting['episode_steps'] = config.steps + 1
+    # the protocol scores prediction, not driving: a collision or leaving the road does not
+    # end an ego's stream, and routes are long enough not to end within the episode on
+    # long maps (a respawn needs a free start, which a dense cluster may not have)
+    setting['termination'] = {'on_collision': False, 'on_off_road': False}
+    travel = config.speed * setting['dt'] * config.steps + 50.0
+    setting['route']['length'] = max(float(setting['route']['length']), travel)
     with MultiVehicleEnv(setting) as env:
         action_set = env.action_set
         control = env.control_model or ControlModel()
@@ -148,7 +154,12 @@ def record_episode(scenario: str, seed: int, config: ProtocolConfig
                 accel, steer = action_set.action(action)
                 controls[role] = control.to_control(accel, steer, o.ego.speed)
             frames.append(frame)
-            obs, _, _, _, infos = env.step(controls)
+            try:
+                obs, _, _, _, infos = env.step(controls)
+            except RuntimeError as error:  # no free start for a respawn: the episode ends
+                print(f'episode of seed {seed} ends after {len(frames)} steps: {error}',
+                      file=sys.stderr)
+                break
             first = {role: bool(infos.get(role, {}).get('respawned', False)) for role in obs}
             if set(obs) != set(frame.egos):
                 break
