@@ -1,7 +1,7 @@
 """Neighbour latents are decoded as one batch; malformed ones never reach the decoder."""
+from call_learning.neighbour_decoding import (decode_neighbour_vehicles,
+                                              DECODED_VEHICLE_CHANNELS, latent_problem)
 from call_perception.bev_raster import CHANNEL_INDEX
-from call_world_model.neighbour_decoding import (decode_neighbour_vehicles,
-                                                 DECODED_VEHICLE_CHANNELS, latent_problem)
 from call_world_model.world_model import WorldModel
 from helpers_wm import tiny_config
 import numpy as np

@@ -1,11 +1,11 @@
 """The evaluation protocol scores every mode against one privileged ground truth."""
 import math
 
+from call_learning.prediction_protocol import (EpisodeViews, evaluate_seed,
+                                               ProtocolConfig, record_episode)
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
 from call_world_model.prediction_metrics import (aggregate, classes_of, CSV_COLUMNS,
                                                  frame_scores, mean_interval, write_csv)
-from call_world_model.prediction_protocol import (EpisodeViews, evaluate_seed,
-                                                  ProtocolConfig, record_episode)
 from call_world_model.world_model import WorldModel
 from helpers_wm import tiny_config
 import numpy as np
