@@ -62,19 +62,38 @@ class TeacherCollector(Collector):
         self.labels: List[np.ndarray] = []
         self.records: List[Any] = []        # call_sim.driving_metrics.VehicleStep
 
-    def _actions(self, policy: str, features: torch.Tensor) -> np.ndarray:
-        actions = np.array([teacher_action(self._obs[r], self.action_set, self.teacher)
-                            for r in self.roles], dtype=np.int64)
-        self.features.append(features.detach().reshape(len(self.roles), -1).clone())
-        self.labels.append(actions)
-        return actions
+    def policy(self, kind: str = 'teacher', heuristic_prob: float = 0.0) -> 'TeacherPolicy':
+        """Return the teacher as the fleet policy (a ``pipeline.FleetPolicy``)."""
+        return TeacherPolicy(self)
+
+
+class TeacherPolicy:
+    """Teacher actions for the valid vehicles; records (model features, action) pairs."""
+
+    def __init__(self, collector: TeacherCollector):
+        """Record into ``collector``'s features and labels."""
+        self.collector = collector
+
+    def choose(self, indices, outputs, observations):
+        """Return the teacher's action per listed vehicle, held for K steps as its plan."""
+        c = self.collector
+        actions = np.array([teacher_action(o, c.action_set, c.teacher) for o in observations],
+                           dtype=np.int64)
+        posts = {key: torch.cat([o.post[key] for o in outputs]) for key in outputs[0].post}
+        c.features.append(c.wm.features(posts).detach().reshape(len(indices), -1).clone())
+        c.labels.append(actions)
+        horizon = c.pipeline.driver.horizon
+        return [(int(a), [int(a)] * horizon) for a in actions]
+
+    def forget(self, index: int) -> None:
+        """Keep nothing: the teacher decides every step anew."""
 
 
 def collect_pairs(collector: TeacherCollector, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Drive `steps` simulator steps with the teacher; (features (N, F), actions (N,))."""
     collector.start()
     for _ in range(steps):
-        collector.step('heuristic')     # the policy name is the collector's; _actions decides
+        collector.step('teacher')
     if not collector.features:
         raise RuntimeError('the teacher drove no step with an observation')
     return torch.cat(collector.features), torch.from_numpy(np.concatenate(collector.labels))

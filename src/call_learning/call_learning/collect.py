@@ -166,7 +166,7 @@ class Collector:
         Returns a few statistics of this step for logging.
         """
         fleet_policy = self.policy(policy, heuristic_prob) if isinstance(policy, str) \
-            else policy
+            else policy       # a FleetPolicy object (e.g. the experiments' look-ahead)
         if self.begins_episode:
             self._begin_episode()
         roles = self.roles
