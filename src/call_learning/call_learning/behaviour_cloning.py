@@ -63,7 +63,7 @@ class TeacherCollector(Collector):
         self.records: List[Any] = []        # call_sim.driving_metrics.VehicleStep
 
     def policy(self, kind: str = 'teacher', heuristic_prob: float = 0.0) -> 'TeacherPolicy':
-        """Return the teacher as the fleet policy (a pipeline FleetPolicy)."""
+        """Return the teacher, who drives every valid vehicle of the pipeline."""
         return TeacherPolicy(self)
 
 
