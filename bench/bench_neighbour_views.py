@@ -2,7 +2,7 @@
 Cost of the updated BEV's Fig. 4c case per neighbour per step (one ego, N neighbours).
 
 Per step: the N accepted neighbours' (z, h) are decoded by the shared decoder as one batch
-(``call_world_model.neighbour_decoding``), then each vehicle mask is warped into the ego frame
+(``call_learning.neighbour_decoding``), then each vehicle mask is warped into the ego frame
 and its unseen vehicles are added to the shared channel
 (``call_perception.neighbour_views``). Prints median wall ms for the decode (batched and one
 by one, for comparison), the warp + add, and the total per neighbour.
@@ -30,7 +30,7 @@ def main() -> int:
     from call_perception.bev_raster import BevConfig, BevRasterizer
     from call_perception.neighbour_views import add_neighbour_views, NeighbourView
     from call_world_model.checkpoint import load
-    from call_world_model.neighbour_decoding import decode_neighbour_vehicles
+    from call_learning.neighbour_decoding import decode_neighbour_vehicles
 
     torch.set_num_threads(args.threads)
     model = load(args.checkpoint, load_optimizers=False).world_model.eval()

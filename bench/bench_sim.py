@@ -10,7 +10,7 @@ import statistics
 import time
 
 from call_sim.env import MultiVehicleEnv
-from call_sim.types import VehicleControl
+from call_vehicle.vehicle_control import VehicleControl
 
 
 def bench(map_name: str, background: int, steps: int,

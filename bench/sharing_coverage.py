@@ -19,7 +19,7 @@ import numpy as np
 
 def pursue(observation, speed: float, lookahead: float = 12.0):
     """Throttle/brake towards `speed`, steer towards the route point `lookahead` m ahead."""
-    from call_sim.types import VehicleControl
+    from call_vehicle.vehicle_control import VehicleControl
     ego = observation.ego
     route = np.asarray(observation.route, dtype=np.float64).reshape(-1, 2)
     steer = 0.0

@@ -25,8 +25,10 @@ setup(
     entry_points={
         'console_scripts': [
             'world_model_node = call_world_model.world_model_node:main',
-            'call_train = call_world_model.train:main',
-            'call_evaluate_prediction = call_world_model.evaluate_prediction:main',
+        ],
+        # call_comm (below this package) rebuilds senders' h with this model (replica.py)
+        'call_comm.world_model_loaders': [
+            'checkpoint = call_world_model.checkpoint:load_shared_world_model',
         ],
     },
 )

@@ -25,10 +25,11 @@ from typing import Optional
 from call_bringup.conflicts import ConflictTracker
 from call_bringup.foxglove_live import add_foxglove_argument, foxglove_unit
 from call_bringup.graph import ament_share, bringup_config, GraphError
+from call_bringup.process_unit import ProcessUnit
 from call_bringup.run_metrics import (format_comparison, format_summary, RunMetrics,
                                       StepReport)
 from call_bringup.runner import (add_graph_arguments, add_process_arguments,
-                                 graph_from_arguments, process_units, ProcessUnit, Supervisor)
+                                 graph_from_arguments, process_units, Supervisor)
 from call_bringup.step_view import format_views, StepViews
 from call_bringup.topdown import Box, frame_layout, mark_shared, overview, TopDownRenderer
 from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion

@@ -22,6 +22,7 @@ import sys
 import time
 from typing import Optional
 
+from call_bringup.process_unit import ProcessUnit
 from call_bringup.record import message_class, message_definition
 from call_common.node_main import spin_until_signal
 import foxglove
@@ -61,7 +62,6 @@ def foxglove_unit(roles: list, port: int = DEFAULT_PORT, serve: bool = True):
     `serve=False` runs only the /call/scene publisher (for `--record` without a viewer), so a
     recording holds every topic of the layout.
     """
-    from call_bringup.runner import ProcessUnit
     return ProcessUnit('foxglove', [sys.executable, '-m', 'call_bringup.foxglove_live',
                                     '--roles', ','.join(roles), '--port', str(port)]
                        + ([] if serve else ['--no-server']))

@@ -10,7 +10,7 @@ reported and the rest drive on.
 """
 import argparse
 import collections
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import json
 import os
 import signal
@@ -24,21 +24,8 @@ from typing import Callable, Optional, TextIO
 from call_bringup.fleet_keys import ensure_fleet_keys
 from call_bringup.foxglove_live import add_foxglove_argument, foxglove_unit
 from call_bringup.graph import bringup_config, build_graph, GraphError, NodeSpec
+from call_bringup.process_unit import ProcessUnit
 import yaml
-
-
-@dataclass
-class ProcessUnit:
-    """One supervised OS process: a node, or a container of vehicles' nodes."""
-
-    label: str
-    command: list[str]
-    vehicles: tuple[str, ...] = ()      # whose nodes run in it (none: the simulator, tools)
-    finishes_run: bool = False          # a clean exit of this unit ends the run (simulator)
-    process: Optional[subprocess.Popen] = None
-    last_lines: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
-    reader: Optional[threading.Thread] = None
-    reported: bool = False
 
 
 @dataclass(frozen=True)

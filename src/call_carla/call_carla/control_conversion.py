@@ -1,16 +1,15 @@
 """
-Planner action -> CarlaEgoVehicleControl values, through call_sim.vehicle_control.
+Planner action -> CarlaEgoVehicleControl values, through call_vehicle.vehicle_control.
 
-The embedded simulator and CARLA share one mapping (``call_sim.vehicle_control.ControlModel``),
+The embedded simulator and CARLA share one mapping (``call_vehicle.vehicle_control.ControlModel``),
 so the planner's (accel, steer) means the same command on both backends; this module only adds
 the bridge message's remaining fields and the checks the bridge relies on.
 """
 import math
 from typing import Dict, Optional
 
-from call_sim.actions import ActionSet
-from call_sim.types import VehicleControl
-from call_sim.vehicle_control import ControlModel
+from call_vehicle.actions import ActionSet
+from call_vehicle.vehicle_control import ControlModel, VehicleControl
 
 LIMITS = {'throttle': (0.0, 1.0), 'steer': (-1.0, 1.0), 'brake': (0.0, 1.0)}
 

@@ -3,8 +3,8 @@ import math
 
 from call_carla.control_conversion import command_for_action, is_valid, message_fields
 from call_carla.metrics import EpisodeMetrics
-from call_sim.actions import ActionSet
-from call_sim.types import VehicleControl
+from call_vehicle.actions import ActionSet
+from call_vehicle.vehicle_control import VehicleControl
 from carla_msgs.msg import CarlaEgoVehicleControl
 import numpy as np
 import pytest

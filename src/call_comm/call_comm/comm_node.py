@@ -24,11 +24,12 @@ from typing import Any, Callable, Hashable, Optional
 
 from call_comm import wire_codec
 from call_comm.auth import Fleet, Signer
+from call_comm.comm_stage import CommStage
 from call_comm.inbox import DropReason, InboxConfig, Outcome
 from call_comm.keyframes import (KeyframeConfig, KeyframeRequester, KeyframeRequestWire,
                                  KeyframeSender, request_size)
 from call_comm.range_gate import RangeGate
-from call_comm.replica import ReplicaBank, SequenceModel
+from call_comm.replica import load_sequence_model, ReplicaBank
 from call_comm.replica_link import LinkReceiver, LinkSender, RequestOutcome
 from call_comm.stamped_poses import Pose, StampedPoses
 from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
@@ -105,13 +106,6 @@ def request_from_msg(msg: KeyframeRequest) -> KeyframeRequestWire:
                                msg.header.stamp.nanosec, bytes(msg.signature))
 
 
-def load_sequence_model(path: str, num_threads: int) -> SequenceModel:
-    """Load the fleet world model's sequence step from a checkpoint (CheckpointError)."""
-    from call_world_model import checkpoint  # run-time only: no package cycle
-    loaded = checkpoint.load_shared(path)
-    return SequenceModel(loaded.world_model, num_threads)
-
-
 def _finite_f32(value: float, fallback: float) -> float:
     """Keep float32 fields finite on the wire (receivers drop NaN/inf as malformed)."""
     limit = float(np.finfo(np.float32).max)
@@ -139,6 +133,7 @@ class CommNode(Node):
         decay = p['range_decay'] if p['range_decay'] >= 0 else None
         self.gate = RangeGate(p['initial_range'], p['range_step'], p['max_range'],
                               p['c'], decay)
+        self.stage = CommStage(self.gate)
         if p['h_transport'] not in ('full', 'replica'):
             raise ValueError("h_transport must be 'full' or 'replica'")
         if p['keyframe_encoding'] not in ('fp16', 'int8'):
@@ -298,10 +293,8 @@ class CommNode(Node):
     def _step(self, state: LatentState, pose: Pose) -> None:
         now = stamp_seconds(state.header.stamp)
         self.latest_state_time = now
-        if state.valid:
-            self.gate.update(state.prediction_error)
-        comm_range = self.gate.comm_range
-        bytes_sent = self._publish_own(state, pose) if state.valid else 0
+        comm_range = self.stage.step(state.valid, state.prediction_error)
+        bytes_sent = self._publish_own(state, pose) if self.stage.sends(state.valid) else 0
         delivery = self.link.collect(pose[:2], comm_range, now)
         request_bytes = 0
         for req in self.link.take_requests((state.header.stamp.sec,

@@ -22,17 +22,23 @@ older), so an out-of-range sender costs no sequence-model step at all while keyf
 more often than `history` messages. The h delivered is the same, bit for bit, as the eager one;
 only the keyframe drift statistic is then measured for materialised steps alone.
 
-The world model is duck-typed (`.rssm.advance`, `.cfg.deter`, `.cfg.num_actions`) so
-call_comm needs call_world_model only at run time, in replica mode.
+The world model is duck-typed (`.rssm.advance`, `.cfg.deter`, `.cfg.num_actions`) and comes
+from above: call_comm sits below the world-model package, which declares its checkpoint loader
+as an entry point of the group `WORLD_MODEL_LOADERS` (`load_sequence_model` finds it). So no
+import points from call_comm up to call_world_model, and another model package can plug in.
 """
 from collections import deque, OrderedDict
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Deque, Dict, Optional, Tuple
 import weakref
 
 from call_comm.wire_codec import KeyframePart, NUM_CLASSES, NUM_LATENTS
 import numpy as np
 import torch
+
+# Entry-point group of world-model loaders: `name = module:function`, function(path) -> model.
+WORLD_MODEL_LOADERS = 'call_comm.world_model_loaders'
 
 
 class SequenceModel:
@@ -82,6 +88,20 @@ class SequenceModel:
         if len(memo) > self.MEMO_SIZE:
             memo.popitem(last=False)
         return out
+
+
+def load_sequence_model(path: str, num_threads: int) -> SequenceModel:
+    """
+    Load the fleet world model's sequence step from a checkpoint file.
+
+    The loader is the entry point the world-model package declares (`WORLD_MODEL_LOADERS`);
+    its errors (e.g. a corrupt checkpoint) propagate with their reason.
+    """
+    loaders = sorted(entry_points(group=WORLD_MODEL_LOADERS), key=lambda e: e.name)
+    if not loaders:
+        raise ValueError(f'h_transport replica needs a world-model loader (entry point group '
+                         f'{WORLD_MODEL_LOADERS!r}); is call_world_model installed?')
+    return SequenceModel(loaders[0].load()(path), num_threads)
 
 
 @dataclass

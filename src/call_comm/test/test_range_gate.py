@@ -2,7 +2,6 @@
 import math
 
 from call_comm.neighbours import in_range
-from call_comm.prediction_error import PredictionErrorWindow
 from call_comm.range_gate import RangeGate
 import pytest
 
@@ -56,11 +55,3 @@ def test_bad_configuration_fails_fast(kwargs):
     args.update(kwargs)
     with pytest.raises(ValueError):
         RangeGate(**args)
-
-
-def test_prediction_error_window_keeps_last_k_pairs():
-    window = PredictionErrorWindow(horizon_k=2)
-    assert window.push([0.0, 0.0], [3.0, 4.0]) == 5.0
-    assert window.push([1.0, 1.0], [1.0, 1.0]) == 5.0
-    window.push([0.0], [0.0])
-    assert window.error() == 0.0  # the 3-4-5 pair left the window

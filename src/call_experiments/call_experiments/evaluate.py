@@ -26,12 +26,12 @@ from call_experiments.bandwidth import image_message_size, latent_message_size, 
 from call_experiments.experiment_config import load_experiment_config
 from call_experiments.learning_curves import read_curves
 from call_experiments.rollout import DrivingResult, run_driving, scenario_with
+from call_learning.pipeline import MODES, PipelineConfig
 from call_planner.occupancy_cost import OccupancyConfig
 from call_planner.replanning import LookaheadConfig
 from call_sim import driving_metrics
 from call_sim.driving_metrics import VehicleStep
 from call_world_model import checkpoint
-from call_world_model.collect import CollectConfig, MODES
 import numpy as np
 import torch
 
@@ -123,12 +123,12 @@ class Checkpoints:
         return rows
 
 
-def collect_settings(mode: str, c: float) -> CollectConfig:
+def collect_settings(mode: str, c: float) -> PipelineConfig:
     """Sensing and gate settings of call_train's train.yaml for ``mode`` and threshold ``c``."""
-    from call_world_model.train import load_train_config
+    from call_learning.train import load_train_config
     values = dict(load_train_config())
     values.update(mode=mode, c=float(c))
-    return CollectConfig.from_mapping(values)
+    return PipelineConfig.from_mapping(values)
 
 
 def conflict_metrics(result: DrivingResult) -> Dict[str, Any]:
@@ -245,7 +245,7 @@ class Evaluation:
                 ) -> List[Dict[str, Any]]:
         """Rows (one per k) of pixel accuracy and vehicle IoU, model and copy-last baseline."""
         from call_sim.env import MultiVehicleEnv
-        from call_world_model.evaluate_prediction import evaluate
+        from call_learning.evaluate_prediction import evaluate
         ckpt = self.ckpts.for_mode(mode)
         if ckpt is None:
             self.missing.append(f'{label}: no checkpoint for mode {mode} and no --checkpoint')

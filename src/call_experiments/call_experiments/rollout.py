@@ -1,26 +1,26 @@
 """
 Fixed-seed evaluation episodes with every CALL vehicle driven by the world model + planner.
 
-The pipeline is the one the ROS nodes run, through their ROS-free cores: the data collector
-of ``call_world_model.collect`` (visibility, range gate, shared information, BEV raster,
-``WorldModel.observe_step`` for the whole fleet), then per vehicle the planner core
+The pipeline is the one the ROS nodes run, through their ROS-free stages
+(``call_learning.pipeline.VehiclePipeline``: perception, world model, range gate, driver),
+with the planner node's look-ahead choosing every valid vehicle's action
 (``call_planner.model_state.state_from_latent`` from the published z and h, and
-``call_planner.replanning.ReplanningPolicy``, i.e. eq. 3 look-ahead) chooses the action.
-A recording wrapper around the simulator keeps each vehicle's per-step measures and trips;
-the collector subclass accounts the bytes its gate admits (``bandwidth``).
+``call_planner.replanning.ReplanningPolicy``, i.e. eq. 3). A recording wrapper around the
+simulator keeps each vehicle's per-step measures and trips; ``EvaluationCollector`` accounts
+the bytes each ego's gate admits (``bandwidth``).
 """
 from dataclasses import dataclass, field
 import math
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from call_experiments.bandwidth import image_message_size, latent_message_size, WireSettings
-from call_planner.model_state import state_from_latent
+from call_learning.collect import Collector
+from call_learning.pipeline import PipelineConfig
+from call_planner.model_state import imagination_kwargs, state_from_latent
 from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
 from call_planner.replanning import LookaheadConfig, ReplanningPolicy
 from call_sim.config import merge
 from call_sim.scenario import load_scenario
-from call_world_model.collect import CollectConfig, Collector
-import numpy as np
 import torch
 
 
@@ -146,76 +146,123 @@ class BandwidthRecord:
     senders: tuple = ()       # the admitted neighbours (role names)
 
 
-class EvaluationCollector(Collector):
-    """The training collector with the planner core acting and the gate's bytes accounted."""
+class LookaheadPolicy:
+    """
+    The planner's look-ahead for every vehicle of the fleet (a ``pipeline.FleetPolicy``).
 
-    def __init__(self, env: Any, loaded: Any, settings: CollectConfig,
+    Per vehicle the planner node's ``ReplanningPolicy`` (paper eq. 3) plans from the state the
+    world model published (``state_from_latent`` of z and h) with the node's imagination
+    settings; a renewed plan's K actions become the vehicle's declared intention.
+    """
+
+    def __init__(self, world_model: Any, actor_critic: Any, num_actions: int,
+                 lookahead: LookaheadConfig, seed: int = 0,
+                 occupancy: Optional[OccupancyCost] = None):
+        """Bind the models; the generators are seeded per vehicle and episode."""
+        self.world_model = world_model
+        self.occupancy = occupancy
+        self.actor_critic = actor_critic
+        self.num_actions = num_actions
+        self.lookahead = lookahead
+        self.seed = seed
+        self.imagine_kwargs = imagination_kwargs(world_model, False)
+        self.restart(0)
+
+    def restart(self, episode: int) -> None:
+        """Forget every vehicle's plan; seed the next episode's generators."""
+        self.episode = episode
+        self.policies: Dict[int, ReplanningPolicy] = {}
+
+    def _policy(self, index: int) -> ReplanningPolicy:
+        if index not in self.policies:
+            generator = torch.Generator().manual_seed(self.seed + 7919 * index
+                                                      + 104729 * self.episode)
+            self.policies[index] = ReplanningPolicy(self.world_model, self.actor_critic,
+                                                    self.num_actions, self.lookahead,
+                                                    generator, self.occupancy)
+        return self.policies[index]
+
+    def choose(self, indices: Sequence[int], outputs: Sequence[Any],
+               observations: Sequence[Any]) -> List[Tuple[int, Optional[Sequence[int]]]]:
+        """Return (action, renewed plan or None) per listed vehicle."""
+        cfg = self.world_model.cfg
+        chosen = []
+        with torch.no_grad():
+            for index, output in zip(indices, outputs):
+                state = state_from_latent(output.z_indices(), output.h(), cfg.stoch,
+                                          cfg.classes)
+                decision = self._policy(index).step(state, self.imagine_kwargs)
+                chosen.append((decision.action, decision.intention.actions
+                               if decision.refreshed else None))
+        return chosen
+
+    def forget(self, index: int) -> None:
+        """Drop the vehicle's kept plan (it stopped)."""
+        self._policy(index).reset()
+
+
+class EvaluationCollector:
+    """The fleet pipeline with the planner's look-ahead acting and the gate's bytes accounted."""
+
+    def __init__(self, env: Any, loaded: Any, settings: PipelineConfig,
                  lookahead: LookaheadConfig, wire: WireSettings, seed: int = 0,
-                 occupancy: Optional[OccupancyConfig] = None):
+                 occupancy: Optional[OccupancyConfig] = None, batched: bool = True):
         """
         Bind the checkpoint's models; ``loaded`` is a ``checkpoint.load`` result.
 
         ``occupancy``: the look-ahead's occupancy cost (None or weight 0: without it).
         """
-        super().__init__(env, loaded.world_model.eval(), settings,
-                         actor_critic=loaded.actor_critic.eval(), seed=seed)
-        self.lookahead = lookahead
-        self.occupancy = (OccupancyCost(self.wm, occupancy)
-                          if occupancy is not None and occupancy.weight > 0
-                          and OccupancyCost.supports(self.wm) else None)
+        world_model = loaded.world_model.eval()
+        cost = (OccupancyCost(world_model, occupancy)
+                if occupancy is not None and occupancy.weight > 0
+                and OccupancyCost.supports(world_model) else None)
+        self.collector = Collector(env, world_model, settings,
+                                   actor_critic=loaded.actor_critic.eval(), seed=seed,
+                                   batched=batched)
+        self.pipeline = self.collector.pipeline
+        self.policy = LookaheadPolicy(world_model, self.collector.actor_critic,
+                                      len(self.collector.action_set), lookahead, seed,
+                                      cost)
+        self.settings = settings
         self.wire = wire
         self.bandwidth: List[BandwidthRecord] = []
-        channels = self.cfg.bev_channels
-        self.bev_bytes = image_message_size(channels, self.bev_config.size)
-        self._sizes: Dict[str, int] = {}
-        self._post: Optional[Dict[str, torch.Tensor]] = None
+        self.bev_bytes = image_message_size(world_model.cfg.bev_channels,
+                                            self.pipeline.bev_config.size)
 
-    def _begin_episode(self) -> None:
-        super()._begin_episode()
-        self._policies = {
-            role: ReplanningPolicy(self.wm, self.actor_critic, len(self.action_set),
-                                   self.lookahead,
-                                   torch.Generator().manual_seed(self.seed + 7919 * i
-                                                                 + 104729 * self.episodes),
-                                   self.occupancy)
-            for i, role in enumerate(self.roles)}
-        self._sizes = {}
+    @property
+    def roles(self) -> List[str]:
+        """Return the CALL vehicles of the current episode."""
+        return self.collector.roles
 
-    def _neighbours(self, role: str, ego: Any) -> List[str]:
-        names = super()._neighbours(role, ego)
-        call_bytes = sum(self._message_size(name) for name in names)
-        others = sum(1 for name in self._sent if name != role)
-        self.bandwidth.append(BandwidthRecord(role, len(names), call_bytes,
-                                              len(names) * self.bev_bytes,
-                                              others * self.bev_bytes, tuple(names)))
-        return names
+    @property
+    def env_steps(self) -> int:
+        """Return the simulator steps so far."""
+        return self.collector.env_steps
 
-    def _message_size(self, name: str) -> int:
-        """Return sender `name`'s last LatentMessage size in bytes (cached per step)."""
-        if name not in self._sizes:
-            sent = self._sent[name]
-            self._sizes[name] = latent_message_size(
-                sent.x, sent.y, sent.yaw, sent.z_indices, sent.h, sent.waypoints,
-                self.settings.mode, self.wire)
-        return self._sizes[name]
+    def start(self) -> None:
+        """Reset the simulator for the first episode."""
+        self.collector.start()
 
-    def _remember_sent(self, post, waypoints) -> None:
-        self._post = post
-        self._sizes = {}
-        super()._remember_sent(post, waypoints)
-
-    def _actions(self, policy: str, features: torch.Tensor) -> np.ndarray:
-        if policy != 'actor':
-            return super()._actions(policy, features)
-        z_indices = self._post['stoch'].argmax(-1).cpu().numpy()
-        deter = self._post['deter'].cpu().numpy()
-        actions = np.zeros(len(self.roles), dtype=np.int64)
-        with torch.no_grad():
-            for i, role in enumerate(self.roles):
-                state = state_from_latent(z_indices[i], deter[i], self.cfg.stoch,
-                                          self.cfg.classes)
-                actions[i] = self._policies[role].step(state, {'sample': False}).action
-        return actions
+    def step(self) -> Dict[str, float]:
+        """One fleet step with the look-ahead; records the bytes each ego received."""
+        if self.collector.begins_episode:
+            self.policy.restart(self.collector.episodes + 1)
+        sent = {} if self.collector.begins_episode else dict(self.pipeline.messages)
+        stats = self.collector.step(self.policy)
+        sizes: Dict[str, int] = {}
+        for role, step in zip(self.roles, self.pipeline.steps):
+            for name in step.neighbours:
+                if name not in sizes:
+                    m = sent[name]
+                    sizes[name] = latent_message_size(m.x, m.y, m.yaw, m.z_indices, m.h,
+                                                      m.waypoints, self.settings.mode,
+                                                      self.wire)
+            others = sum(1 for name in sent if name != role)
+            self.bandwidth.append(BandwidthRecord(
+                role, len(step.neighbours), sum(sizes[n] for n in step.neighbours),
+                len(step.neighbours) * self.bev_bytes, others * self.bev_bytes,
+                step.neighbours))
+        return stats
 
 
 @dataclass
@@ -230,7 +277,7 @@ class DrivingResult:
     bev_bytes: int = 0
 
 
-def run_driving(env: Any, loaded: Any, settings: CollectConfig, episodes: int, seed: int,
+def run_driving(env: Any, loaded: Any, settings: PipelineConfig, episodes: int, seed: int,
                 lookahead: LookaheadConfig, wire: WireSettings,
                 max_env_steps: Optional[int] = None,
                 occupancy: Optional[OccupancyConfig] = None) -> DrivingResult:
@@ -248,7 +295,7 @@ def run_driving(env: Any, loaded: Any, settings: CollectConfig, episodes: int, s
     collector.start()
     limit = max_env_steps if max_env_steps is not None else math.inf
     while recorder.episodes_done < episodes and collector.env_steps < limit:
-        collector.step('actor')
+        collector.step()
     recorder.close_trips()
     return DrivingResult(recorder.steps, recorder.trips, collector.bandwidth,
                          recorder.episodes_done, collector.env_steps, collector.bev_bytes)

@@ -3,7 +3,7 @@
 
 For every mode (local, lss, lsi, full), extra LSI thresholds c (Fig. 19) and seed of the
 experiment config's ``training`` section this prints (or, with ``--run``, executes in turn)
-the ``call_train`` commands (as ``python -m call_world_model.train``). A curriculum (paper:
+the ``call_train`` commands (as ``python -m call_learning.train``). A curriculum (paper:
 50 -> 150 -> 250 background vehicles) becomes one scenario YAML per stage and one call_train
 call per stage, each resuming the previous stage's checkpoint up to the cumulative step count.
 """
@@ -37,7 +37,7 @@ def plan(settings: Dict[str, Any], root: Path, modes: Optional[List[str]] = None
         for seed in t['seeds']:
             name = _tag(mode, threshold, int(seed))
             logdir = root / name
-            base = ['python', '-m', 'call_world_model.train', '--preset', str(t['preset']),
+            base = ['python', '-m', 'call_learning.train', '--preset', str(t['preset']),
                     '--mode', mode,
                     '--train-ratio', str(t['train_ratio']), '--prefill', str(t['prefill']),
                     '--threads', str(t['threads']), '--seed', str(seed),

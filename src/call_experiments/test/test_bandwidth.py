@@ -4,11 +4,11 @@ from call_comm.comm_node import to_msg
 from call_experiments.bandwidth import (image_message_size, latent_message,
                                         latent_message_size, WireSettings)
 from call_experiments.rollout import EvaluationCollector, scenario_with
+from call_learning.pipeline import PipelineConfig
 from call_planner.replanning import LookaheadConfig
 from call_sim.env import MultiVehicleEnv
 from call_world_model import checkpoint
 from call_world_model.actor_critic import ActorCritic
-from call_world_model.collect import CollectConfig
 from call_world_model.config import load_config
 from call_world_model.world_model import WorldModel
 import numpy as np
@@ -61,16 +61,16 @@ def test_collector_accounts_exactly_the_admitted_neighbours(tmp_path):
                                                       {'episode_steps': 50}))
     try:
         # c = 0 shares with everyone: every other CALL vehicle is admitted each step
-        collector = EvaluationCollector(env, loaded, CollectConfig(mode='lsi', c=0.0),
+        collector = EvaluationCollector(env, loaded, PipelineConfig(mode='lsi', c=0.0),
                                         LookaheadConfig(K=2), WireSettings(), seed=4)
         collector.start()
-        for _ in range(3):
-            collector.step('actor')
-            sent = dict(collector._sent)
+        for _ in range(8):          # past the warm-up: every state is valid and sent
+            collector.step()
+            sent = dict(collector.pipeline.messages)
         # the last step's records were computed from the messages sent one step earlier;
         # recompute the step after with the messages we can read now
         collector.bandwidth.clear()
-        collector.step('actor')
+        collector.step()
     finally:
         env.close()
     fleet = len(collector.roles)

@@ -1,7 +1,7 @@
 """Metric definitions on hand-made arrays (Table 1 and Table 6 numbers, EMA smoothing)."""
 from call_experiments import metrics
+from call_learning.evaluate_prediction import frame_scores
 from call_perception.bev_raster import CHANNEL_INDEX
-from call_world_model.evaluate_prediction import frame_scores
 import numpy as np
 import pytest
 import torch

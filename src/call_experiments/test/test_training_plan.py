@@ -30,6 +30,6 @@ def test_dry_run_prints_runnable_commands(tmp_path, capsys):
     from call_experiments.training_plan import main
     assert main(['--config', 'smoke', '--modes', 'lss', '--root', str(tmp_path)]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[1].startswith('python -m call_world_model.train --preset small --mode lss')
+    assert printed[1].startswith('python -m call_learning.train --preset small --mode lss')
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
     assert main(['--config', 'no-such-config']) == 2

@@ -21,7 +21,7 @@ import math
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 import xml.etree.ElementTree as ElementTree
 
-from call_perception.road_map import Lane
+from call_perception.lane import Lane
 import numpy as np
 
 DEFAULT_STEP = 1.0  # [m] sampling step along the reference line

@@ -7,7 +7,6 @@ Its own topics (`bev`, `bev_color`, `plan`, `shared_info`) are relative, in the 
 namespace; the bridge's are `/carla/<role_name>/...`. Parameters: config/perception.yaml.
 """
 import array
-from dataclasses import dataclass
 import math
 from typing import Any, List, Optional, Tuple
 
@@ -16,12 +15,11 @@ from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_msgs.msg import SharedInformation
-from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX, CHANNELS
+from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
 from call_perception.colorize import colorize
-from call_perception.fusion import (fuse_shared, FusionConfig, parse_intention,
-                                    SharedNeighbour)
+from call_perception.fusion import FusionConfig, parse_intention, SharedNeighbour
+from call_perception.perception_stage import Box, PerceptionStage
 from call_perception.road_map import RoadMap
-from call_perception.visibility import visible
 from carla_msgs.msg import CarlaWorldInfo
 from derived_object_msgs.msg import ObjectArray
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -32,17 +30,6 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 LOG_THROTTLE_S = 5.0  # [s] at most one warning per kind in this period
-
-
-@dataclass
-class Box:
-    """A vehicle bounding box in the map frame (the rasteriser's duck type)."""
-
-    x: float
-    y: float
-    yaw: float
-    length: float
-    width: float
 
 
 def checked_yaw(q) -> float:
@@ -96,7 +83,8 @@ class PerceptionNode(Node):
                              f'sensor_range={self.sensor_range} ego_size={self.ego_size}')
         self.bev_config = BevConfig.from_yaml(p['bev_config'] or None)
         self.fusion_config = FusionConfig.from_yaml(p['fusion_config'] or None)
-        self.rasterizer = BevRasterizer(self.bev_config, RoadMap.empty())
+        self.stage = PerceptionStage(self.bev_config, RoadMap.empty(), self.sensor_range,
+                                     self.occlusion, self.full_observation, self.fusion_config)
         self.map_name: Optional[str] = None
         self.objects: List[Box] = []
         # odometry triggers the render, which must see the same step's objects: the bridge
@@ -156,7 +144,7 @@ class PerceptionNode(Node):
         except Exception as error:  # a broken map must not take the vehicle down
             self._drop('malformed_map', f'{msg.map_name!r}: {type(error).__name__}: {error}')
             return
-        self.rasterizer = BevRasterizer(self.bev_config, road)
+        self.stage.set_road_map(road)
         self.map_name = msg.map_name
         self.get_logger().info(f'road map {msg.map_name!r}: {len(road.lanes)} lanes')
 
@@ -245,12 +233,9 @@ class PerceptionNode(Node):
             self._drop('malformed_odometry', str(error))
             return
         now = stamp_seconds(msg.header.stamp)
-        others = self.objects
-        mask = visible(ego, others, self.sensor_range, self.occlusion, self.full_observation)
-        seen = [b for b, v in zip(others, mask) if v]
-        layer = fuse_shared(self._neighbours(now), seen, ego, self.fusion_config)
-        waypoints = self.plan if len(self.plan) >= 2 else self.route
-        bev = self.rasterizer.render(ego, seen, layer.vehicles, waypoints, layer.waypoints)
+        perceived = self.stage.render(ego, self.objects, self._neighbours(now), self.plan,
+                                      self.route)
+        bev = perceived.bev
         self.bev_pub.publish(self._image(msg.header.stamp, bev.transpose(1, 2, 0),
                                          f'8UC{len(CHANNELS)}'))
         if self.color_pub.get_subscription_count() > 0:    # viewers only: skip when unseen
@@ -260,7 +245,7 @@ class PerceptionNode(Node):
             local[[CHANNEL_INDEX['shared_vehicles'], CHANNEL_INDEX['shared_waypoints']]] = 0
             self.local_color_pub.publish(self._image(msg.header.stamp, colorize(local), 'rgb8'))
         self.counts['published'] += 1
-        self.last_seen, self.last_shared_only = len(seen), len(layer.vehicles)
+        self.last_seen, self.last_shared_only = perceived.seen, perceived.shared_only
         if self.counts['published'] % self.diagnostics_period == 1 % self.diagnostics_period:
             self._publish_diagnostics(msg.header.stamp)
 

@@ -16,7 +16,8 @@ from typing import List, Tuple
 from call_perception.bev_raster import BevConfig, BevRasterizer
 from call_perception.colorize import colorize, COLOURS
 from call_perception.fusion import fuse_shared, SharedNeighbour
-from call_perception.road_map import Lane, RoadMap
+from call_perception.lane import Lane
+from call_perception.road_map import RoadMap
 from call_perception.visibility import visible
 import cv2
 import numpy as np

@@ -7,18 +7,10 @@ precomputed bounding boxes once; per frame a vectorised box test picks the few c
 from dataclasses import dataclass
 from typing import Iterable, List, Sequence
 
+from call_perception.lane import Lane
 import numpy as np
 
 DEFAULT_CHUNK_LENGTH = 20.0  # [m] polyline piece length for the per-frame spatial selection
-
-
-@dataclass
-class Lane:
-    """One lane: its centre line in the map frame and its constant width."""
-
-    lane_id: str
-    centerline: np.ndarray  # (N, 2) float64, map frame [m], in driving direction
-    width: float  # [m]
 
 
 @dataclass

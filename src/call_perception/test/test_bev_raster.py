@@ -3,7 +3,8 @@ import math
 from types import SimpleNamespace
 
 from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX, CHANNELS
-from call_perception.road_map import Lane, RoadMap
+from call_perception.lane import Lane
+from call_perception.road_map import RoadMap
 import numpy as np
 import pytest
 

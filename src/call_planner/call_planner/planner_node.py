@@ -27,17 +27,17 @@ from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
-from call_planner.control_output import command_for_action, stop_command
-from call_planner.intention import intention_waypoints
 from call_planner.model_state import imagination_kwargs, state_from_latent
 from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
 from call_planner.replanning import LookaheadConfig, ReplanningPolicy
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
 from call_planner.ttc_monitor import (Assessment, BevGeometry, MonitorConfig,
                                       override_accel, TtcMonitor)
-from call_sim.actions import ActionSet
-from call_sim.vehicle_control import ControlModel
-from call_sim.vehicle_model import BicycleModel
+from call_vehicle.actions import ActionSet
+from call_vehicle.driver import Command, Driver
+from call_vehicle.intention import intention_waypoints
+from call_vehicle.vehicle_control import ControlModel
+from call_vehicle.vehicle_model import BicycleModel
 from call_world_model import checkpoint
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -110,6 +110,8 @@ class PlannerNode(Node):
         self.control_model = ControlModel.from_config(
             {k: p[k] for k in dataclasses.asdict(ControlModel())})
         self.bicycle = BicycleModel.from_config(p)
+        self.driver = Driver(self.actions, self.bicycle, self.control_model,
+                             self.safety.comfortable_decel, self.lookahead.K)
         self.imagine_kwargs = imagination_kwargs(self.world_model, bool(p['sample_latent']))
         self.monitor_config = MonitorConfig.from_params(p)
         self.bev_size = bev_cfg.size
@@ -269,7 +271,7 @@ class PlannerNode(Node):
                 accel_steer = [self.actions.action(a) for a in decision.intention.actions]
                 self.waypoints = intention_waypoints(self.bicycle, self.pose, speed,
                                                      accel_steer)
-        command = command_for_action(accel, steer, speed, self.control_model)
+        command = self.control_model.to_control(accel, steer, max(speed, 0.0))
         self.stop_reason = ''
         self.publish_control(command, msg.header.stamp)
         self.publish_action(action_index, accel, steer, msg.header.stamp)
@@ -321,20 +323,28 @@ class PlannerNode(Node):
         self.stop_reason = reason
         self.counts['stops'] += 1
         self.policy.reset()
+        # the honest intention of a stopping vehicle: braking straight ahead
+        command = self.driver.stop(self.pose, self.current_speed())
         if stamp is not None:
-            command = stop_command(self.current_speed(), self.safety.comfortable_decel,
-                                   self.control_model)
-            self.publish_control(command, stamp)
+            self.execute(command, stamp)
         else:
             stamp = self.get_clock().now().to_msg()
-        if self.pose is not None:
-            # the honest intention of a stopping vehicle: braking straight ahead
-            braking = [(-self.safety.comfortable_decel, 0.0)] * self.lookahead.K
-            self.waypoints = intention_waypoints(self.bicycle, self.pose, self.current_speed(),
-                                                 braking)
+        if command.waypoints is not None:
+            self.waypoints = command.waypoints
             self.publish_plan(stamp)
         self.publish_diagnostics(DiagnosticStatus.ERROR, f'controlled stop: {reason}',
                                  {'stop_reason': reason})
+
+    def execute(self, command: Command, stamp) -> None:
+        """
+        Publish the stop's action, then its control.
+
+        The action first: the world model conditions its next step on it, and that step can
+        only come after the simulator has stepped on the control.
+        """
+        accel, steer = self.actions.action(command.action)
+        self.publish_action(command.action, accel, steer, stamp)
+        self.publish_control(command.control, stamp)
 
     def publish_control(self, command, stamp) -> None:
         """Publish the mapped throttle / steer / brake as CarlaEgoVehicleControl."""

@@ -13,7 +13,7 @@ from call_perception.bev_raster import BevConfig, BevRasterizer
 from call_perception.road_map import RoadMap
 from call_planner.ttc_monitor import MonitorConfig
 from call_sim.types import VehicleState
-from call_sim.vehicle_control import ControlModel
+from call_vehicle.vehicle_control import ControlModel
 from diagnostic_msgs.msg import DiagnosticStatus
 import numpy as np
 import pytest

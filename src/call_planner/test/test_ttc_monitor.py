@@ -17,7 +17,7 @@ from call_sim import driving_metrics
 from call_sim.config import load_yaml
 from call_sim.driving_metrics import VehicleStep
 from call_sim.env import MultiVehicleEnv
-from call_sim.vehicle_control import ControlModel
+from call_vehicle.vehicle_control import ControlModel
 import numpy as np
 import pytest
 

@@ -15,16 +15,16 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from call_sim.actions import ActionSet
 from call_sim.config import load_yaml
 from call_sim.measures import collision_lists, jerk, ttc_matrix
 from call_sim.reward import reward_terms, RewardInputs, total_reward, validate_reward_config
 from call_sim.road_network import RoadNetwork
 from call_sim.routes import point_on_lane, Route, RoutePlanner
 from call_sim.scenario import load_scenario
-from call_sim.types import AgentObservation, Lane, VehicleControl, VehicleState
-from call_sim.vehicle_control import ControlModel, sanitize
-from call_sim.vehicle_model import BicycleModel, BicycleState
+from call_sim.types import AgentObservation, Lane, VehicleState
+from call_vehicle.actions import ActionSet
+from call_vehicle.vehicle_control import ControlModel, sanitize, VehicleControl
+from call_vehicle.vehicle_model import BicycleModel, BicycleState
 import libsumo
 import numpy as np
 

@@ -27,8 +27,8 @@ from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_sim.env import MultiVehicleEnv
 from call_sim.lockstep import Lockstep
-from call_sim.types import VehicleControl, VehicleState
-from call_sim.vehicle_control import sanitize
+from call_sim.types import VehicleState
+from call_vehicle.vehicle_control import sanitize, VehicleControl
 from carla_msgs.msg import (CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicleInfo,
                             CarlaEgoVehicleInfoWheel, CarlaEgoVehicleStatus, CarlaStatus,
                             CarlaWorldInfo)

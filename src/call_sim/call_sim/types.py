@@ -1,18 +1,7 @@
-"""Data types shared by the simulator, its ROS node and the CALL packages."""  # noqa: A005
+"""Simulator observation types, shared by its env, its ROS node and training."""  # noqa: A005
 from dataclasses import dataclass, field
 
 import numpy as np
-
-
-@dataclass(frozen=True)
-class VehicleControl:
-    """CARLA-style command (as carla_msgs/CarlaEgoVehicleControl): throttle, steer, brake."""
-
-    throttle: float = 0.0
-    steer: float = 0.0
-    brake: float = 0.0
-    hand_brake: bool = False
-    reverse: bool = False
 
 
 @dataclass(frozen=True)

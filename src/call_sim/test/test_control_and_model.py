@@ -1,12 +1,11 @@
 """Action set, CARLA control mapping and bicycle model (incl. a lane change at typical speeds)."""
 import math
 
-from call_sim.actions import ActionSet
 from call_sim.config import load_yaml
 from call_sim.road_network import RoadNetwork
-from call_sim.types import VehicleControl
-from call_sim.vehicle_control import ControlModel, sanitize
-from call_sim.vehicle_model import BicycleModel, BicycleState
+from call_vehicle.actions import ActionSet
+from call_vehicle.vehicle_control import ControlModel, sanitize, VehicleControl
+from call_vehicle.vehicle_model import BicycleModel, BicycleState
 import numpy as np
 import pytest
 

@@ -1,11 +1,12 @@
 """MultiVehicleEnv on the real SUMO engine: determinism, collisions, TTC, lanes, routes."""
 import math
 
-from call_sim.actions import ActionSet
 from call_sim.config import load_yaml
 from call_sim.env import MultiVehicleEnv
-from call_sim.types import AgentObservation, VehicleControl
-from call_sim.vehicle_model import BicycleModel, BicycleState
+from call_sim.types import AgentObservation
+from call_vehicle.actions import ActionSet
+from call_vehicle.vehicle_control import VehicleControl
+from call_vehicle.vehicle_model import BicycleModel, BicycleState
 import numpy as np
 import pytest
 

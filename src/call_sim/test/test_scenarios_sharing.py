@@ -1,7 +1,7 @@
 """Scenarios where sharing matters: long background vehicles, clustered CALL vehicles, merge."""
 from call_sim.config import load_yaml
 from call_sim.env import MultiVehicleEnv
-from call_sim.types import VehicleControl
+from call_vehicle.vehicle_control import VehicleControl
 import numpy as np
 import pytest
 

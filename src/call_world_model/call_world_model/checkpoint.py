@@ -154,6 +154,11 @@ def load_shared(path: str) -> Loaded:
     return _SHARED[key]
 
 
+def load_shared_world_model(path: str) -> WorldModel:
+    """`load_shared(path).world_model`: the loader call_comm's replicas find as an entry point."""
+    return load_shared(path).world_model
+
+
 def _load_state(path: str, name: str, module: torch.nn.Module, state: Any) -> None:
     if not isinstance(state, dict):
         raise CheckpointError(f'checkpoint {path!r}: {name} state is not a dict')

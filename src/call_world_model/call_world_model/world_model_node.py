@@ -10,7 +10,7 @@ of the decoded open-loop prediction) and ``/diagnostics``. Malformed messages ar
 reason and dropped. Parameters and their defaults: config/world_model.yaml.
 """
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from call_common.msg_conversions import yaw_from_quaternion
 from call_common.node_main import spin_until_signal
@@ -19,10 +19,9 @@ from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_world_model import checkpoint
 from call_world_model.config import load_config
-from call_world_model.intention import fit_waypoints, map_to_ego, relative_pose
-from call_world_model.observe_batch import ObserveBatcher, ObserveRequest
-from call_world_model.prediction import prediction_strip, PredictionErrorTracker
-from call_world_model.shared_pooling import SharedBatch
+from call_world_model.model_stage import ModelOutput, ModelStage, SharedLatent
+from call_world_model.observe_batch import ObserveBatcher
+from call_world_model.prediction import prediction_strip
 from call_world_model.world_model import WorldModel
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry, Path
@@ -34,7 +33,7 @@ import torch
 
 
 class WorldModelNode(Node):
-    """Thin translation layer around :class:`WorldModel` + :class:`PredictionErrorTracker`."""
+    """Thin translation layer around the vehicle's :class:`ModelStage`."""
 
     def __init__(self, **node_options: Any) -> None:
         """Declare parameters, load the model, create publishers and subscriptions."""
@@ -53,9 +52,7 @@ class WorldModelNode(Node):
         # on 1 thread: 2.4 vs 3.0 ms per BEV including the conversion)
         self.model.encoder.to(memory_format=torch.channels_last)
         self.cfg = self.model.cfg
-        self.tracker = PredictionErrorTracker(p['K'], self.model)
-        self.state = None
-        self.prev_action = 0
+        self.stage = ModelStage(self.model, p['K'])
         self.odometry: Optional[np.ndarray] = None     # x, y, yaw
         self.plan_xy: Optional[np.ndarray] = None      # (M, 2) map frame
         self.shared_msg: Optional[SharedInformation] = None
@@ -109,7 +106,7 @@ class WorldModelNode(Node):
         if msg.index >= self.cfg.num_actions:
             self._drop('action_index')
             return
-        self.prev_action = int(msg.index)
+        self.stage.action = int(msg.index)
 
     def on_plan(self, msg: Path) -> None:
         """Remember the ego plan (map frame)."""
@@ -134,15 +131,15 @@ class WorldModelNode(Node):
         """Remember the accepted neighbours (converted when the next BEV arrives)."""
         self.shared_msg = msg
 
-    def _shared_batch(self) -> Optional[SharedBatch]:
+    def _neighbours(self) -> List[SharedLatent]:
+        """Return the accepted neighbours of the last shared information (malformed: dropped)."""
         msg, cfg = self.shared_msg, self.cfg
         if msg is None or not msg.neighbours:
-            return None
+            return []
         if self.odometry is None:
             self._drop('shared_without_odometry')
-            return None
-        ego_x, ego_y, ego_yaw = self.odometry
-        rows = []
+            return []
+        out = []
         for neighbour in msg.neighbours:
             z = np.frombuffer(bytes(neighbour.z_indices), dtype=np.uint8) \
                 if isinstance(neighbour.z_indices, (bytes, bytearray)) \
@@ -157,35 +154,14 @@ class WorldModelNode(Node):
                 # Replica transport: h not rebuilt yet; pose, z and intention still count.
                 key = 'neighbour_h_pending'
                 self.counters[key] = self.counters.get(key, 0) + 1
-                h = np.zeros(cfg.deter, dtype=np.float32)
             elif len(h) != cfg.deter or not np.isfinite(h).all():
                 self._drop('neighbour_h')
                 continue
             if len(xy) % 2 or not np.isfinite(xy).all() or not np.isfinite(pose).all():
                 self._drop('neighbour_intention_or_pose')
                 continue
-            waypoints = fit_waypoints(map_to_ego(xy.reshape(-1, 2), ego_x, ego_y, ego_yaw),
-                                      cfg.intention_points)
-            rel = relative_pose(ego_x, ego_y, ego_yaw, *pose)
-            rows.append((float(np.hypot(rel[0], rel[1])), z, h, waypoints, rel))
-        if not rows:
-            return None
-        rows.sort(key=lambda row: row[0])
-        rows = rows[:cfg.max_neighbours]
-        shared = SharedBatch.empty((1,), cfg, slots=len(rows))  # no padding to pool over
-        for slot, (_, z, h, waypoints, rel) in enumerate(rows):
-            shared.z_indices[0, slot] = torch.as_tensor(z.astype(np.int64))
-            shared.h[0, slot] = torch.as_tensor(h)
-            shared.intention[0, slot] = torch.as_tensor(waypoints)
-            shared.rel_pose[0, slot] = torch.as_tensor(rel, dtype=torch.float32)
-            shared.mask[0, slot] = True
-        return shared
-
-    def _intention(self) -> Optional[torch.Tensor]:
-        if self.plan_xy is None or self.odometry is None:
-            return None
-        ego = map_to_ego(self.plan_xy, *self.odometry)
-        return torch.as_tensor(fit_waypoints(ego, self.cfg.intention_points)).unsqueeze(0)
+            out.append(SharedLatent(*pose, z, h, xy.reshape(-1, 2)))
+        return out
 
     def _bev_tensor(self, msg: Image) -> Optional[torch.Tensor]:
         cfg = self.cfg
@@ -218,12 +194,12 @@ class WorldModelNode(Node):
         start = time.perf_counter()
         if self.waiting:        # a second BEV before the batch ran: its state comes first
             self.on_flush()
-        action = self.prev_action
-        request = ObserveRequest(self.state, action, bev, self._shared_batch(),
-                                 self._intention(), self.tracker, self.plan_xy)
+        action = self.stage.action
+        ego = None if self.odometry is None else tuple(float(v) for v in self.odometry)
+        request = self.stage.request(bev, ego, self._neighbours(), self.plan_xy)
         self.waiting = True
         opened = self.batcher.submit(request, lambda post, tracked: self._observed(
-            msg, action, start, post, tracked))
+            msg, action, start, self.stage.complete(post, tracked)))
         if self.batcher.members <= 1:      # alone: a batch of one is exactly observe_step
             self.on_flush()
         elif opened:
@@ -241,35 +217,31 @@ class WorldModelNode(Node):
         self.batcher.leave()
         super().destroy_node()
 
-    def _observed(self, msg: Image, action: int, start: float, post,
-                  tracked: Optional[Tuple[float, bool]]) -> None:
+    def _observed(self, msg: Image, action: int, start: float, output: ModelOutput) -> None:
         self.waiting = False
-        if tracked is None:     # the batcher skips trackers only for a non-finite posterior
+        if output.post is None:     # a non-finite posterior: the stage restarted
             self._drop('model_nan')
-            self.state = None
-            self.tracker.reset()
-            self._publish_latent(msg, action, None, valid=False)
+            self._publish_latent(msg, action, output)
             return
-        self.state = post
-        self.last_error = tracked[0]
+        self.last_error = output.error
         self.counters['observed'] += 1
-        self._publish_latent(msg, action, post, valid=True)
+        self._publish_latent(msg, action, output)
         if self.publish_prediction and \
                 self.counters['observed'] % self.prediction_period == 0 and \
                 self.prediction_pub.get_subscription_count() > 0:
-            self._publish_prediction(msg, action, post)
+            self._publish_prediction(msg, action, output.post)
         self.last_latency_ms = 1000.0 * (time.perf_counter() - start)
 
-    def _publish_latent(self, bev_msg: Image, action: int, post, valid: bool) -> None:
+    def _publish_latent(self, bev_msg: Image, action: int, output: ModelOutput) -> None:
         out = LatentState()
         out.header.stamp = bev_msg.header.stamp
         out.header.frame_id = self.role
         out.action = int(action)
-        out.valid = bool(valid)
-        out.prediction_error = float(self.last_error)
-        if post is not None:
-            out.z_indices = post['stoch'][0].argmax(-1).to(torch.uint8).tolist()
-            out.h = post['deter'][0].tolist()
+        out.valid = output.valid
+        out.prediction_error = float(output.error)
+        if output.post is not None:
+            out.z_indices = output.z_indices().tolist()
+            out.h = output.h().tolist()
         self.latent_pub.publish(out)
 
     def _publish_prediction(self, bev_msg: Image, action: int, post) -> None:

@@ -94,7 +94,8 @@ def test_node_publishes_latent_state_and_drops_malformed(node_process):
         z = list(first.z_indices)
         assert len(z) == 32 and all(0 <= v < 32 for v in z)
         assert len(first.h) == cfg.deter and np.isfinite(np.asarray(first.h)).all()
-        assert first.valid and first.header.stamp.sec == 11
+        # warming up: E over the last K steps does not exist yet (LatentState.msg)
+        assert not first.valid and first.header.stamp.sec == 11
 
         # malformed: wrong encoding, wrong size, a neighbour with a wrong h length and one
         # with an index >= 32, then a good frame with a good neighbour: node keeps working
@@ -132,6 +133,16 @@ def test_node_publishes_latent_state_and_drops_malformed(node_process):
         assert 12 not in stamps and 13 not in stamps
         assert 14 in stamps
         assert dropped >= 2 and bad_neighbours >= 2
+
+        # once K + 1 steps are observed, E over K steps exists and the state is valid
+        horizon = 5                     # the node's error_horizon default
+        for stamp in range(20, 20 + horizon + 1):
+            count = len(received)
+            deadline = time.monotonic() + WAIT_S
+            while len(received) == count and time.monotonic() < deadline:
+                bev_pub.publish(_bev(cfg, stamp))
+                rclpy.spin_once(node, timeout_sec=0.3)
+        assert received[-1].valid and np.isfinite(received[-1].prediction_error)
     finally:
         node.destroy_node()
         rclpy.shutdown()
@@ -220,7 +231,7 @@ def test_composed_nodes_on_one_model_observe_as_one_batch(tmp_path):
                 break
         for role in roles:
             assert received[role], f'no LatentState from {role}'
-            assert all(m.valid and len(m.h) == cfg.deter for m in received[role])
+            assert all(len(m.h) == cfg.deter for m in received[role])
         # every observed step went through the shared batcher
         assert batcher.stats['steps'] == sum(n.counters['observed'] for n in nodes)
         if events:

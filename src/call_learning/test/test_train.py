@@ -2,12 +2,12 @@
 import math
 import os
 
+from call_learning.evaluate_prediction import evaluate, format_table, frame_scores
+from call_learning.pipeline import PipelineConfig
+from call_learning.train import build_parser, export_checkpoint, main, resolve_settings, run
 from call_sim.env import MultiVehicleEnv
 from call_world_model import checkpoint
-from call_world_model.collect import CollectConfig
 from call_world_model.config import load_config
-from call_world_model.evaluate_prediction import evaluate, format_table, frame_scores
-from call_world_model.train import build_parser, export_checkpoint, main, resolve_settings, run
 from call_world_model.world_model import WorldModel
 import pytest
 import torch
@@ -116,7 +116,7 @@ def test_evaluate_prediction_reports_both_metrics_for_model_and_baseline():
     cfg = load_config('tiny')
     env = MultiVehicleEnv.from_scenario(SCENARIO)
     try:
-        results = evaluate(WorldModel(cfg), env, CollectConfig(mode='lsi', c=20.0),
+        results = evaluate(WorldModel(cfg), env, PipelineConfig(mode='lsi', c=20.0),
                            horizons=(0, 2, 4), context=3, windows=4, env_steps=12)
     finally:
         env.close()

@@ -16,10 +16,11 @@ import dataclasses
 import sys
 from typing import Dict, List, Optional, Sequence
 
+from call_learning.collect import Collector
+from call_learning.pipeline import MODES, PipelineConfig
+from call_learning.replay import SequenceReplay
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_world_model import checkpoint
-from call_world_model.collect import CollectConfig, Collector, MODES
-from call_world_model.replay import SequenceReplay
 from call_world_model.shared_pooling import SharedBatch
 from call_world_model.world_model import WorldModel
 import numpy as np
@@ -103,7 +104,7 @@ def collect_windows(collector: Collector, env_steps: int, windows: int, length: 
     return replay.sample(windows, length, np.random.default_rng(seed), within_episode=True)
 
 
-def evaluate(world_model: WorldModel, env, settings: CollectConfig, horizons=DEFAULT_HORIZONS,
+def evaluate(world_model: WorldModel, env, settings: PipelineConfig, horizons=DEFAULT_HORIZONS,
              context: int = 5, windows: int = 32, env_steps: Optional[int] = None,
              policy: str = 'heuristic', actor_critic=None, seed: int = 0,
              batch_size: int = 8) -> Dict[int, dict]:
@@ -185,7 +186,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         loaded = checkpoint.load(args.checkpoint, load_optimizers=False)
         extra = loaded.meta.get('extra', {})
-        from call_world_model.train import load_train_config
+        from call_learning.train import load_train_config
         values = dict(load_train_config())
         values['mode'] = args.mode or extra.get('mode', values['mode'])
         # checkpoints written before c had one name keep it as 'threshold'
@@ -197,7 +198,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         values['h_transport'] = args.h_transport
         values['keyframe_period'] = args.keyframe_period
         values['keyframe_encoding'] = args.keyframe_encoding
-        settings = CollectConfig.from_mapping(values)
+        settings = PipelineConfig.from_mapping(values)
         from call_sim.env import MultiVehicleEnv
         env = MultiVehicleEnv.from_scenario(args.scenario)
         try:

@@ -6,10 +6,10 @@ that actor never learns to slow down for others. Here the teacher drives every C
 of the embedded simulator while the world model observes as it does in training (same BEV,
 shared information and mode, `collect.Collector`); each step gives pairs (model features of
 the posterior, teacher action). The actor is fitted to them by cross-entropy, the usual BC
-warm start before imagination training continues from it (`call_world_model.train
+warm start before imagination training continues from it (`call_learning.train
 --resume`-style from the written checkpoint). The world model is not changed.
 
-    python -m call_world_model.behaviour_cloning --checkpoint IN.pt --out OUT.pt \
+    python -m call_learning.behaviour_cloning --checkpoint IN.pt --out OUT.pt \
         --scenario four_lane_demo --steps 3000 --epochs 20
 
 prints the collection and fitting CPU times, the held-out agreement with the teacher and the
@@ -21,11 +21,11 @@ import math
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from call_sim.actions import ActionSet
+from call_learning.collect import Collector, PipelineConfig
+from call_learning.teacher import teacher_action, TeacherConfig
+from call_vehicle.actions import ActionSet
 from call_world_model import checkpoint
 from call_world_model.actor_critic import ActorCritic
-from call_world_model.collect import CollectConfig, Collector
-from call_world_model.teacher import teacher_action, TeacherConfig
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -62,19 +62,38 @@ class TeacherCollector(Collector):
         self.labels: List[np.ndarray] = []
         self.records: List[Any] = []        # call_sim.driving_metrics.VehicleStep
 
-    def _actions(self, policy: str, features: torch.Tensor) -> np.ndarray:
-        actions = np.array([teacher_action(self._obs[r], self.action_set, self.teacher)
-                            for r in self.roles], dtype=np.int64)
-        self.features.append(features.detach().reshape(len(self.roles), -1).clone())
-        self.labels.append(actions)
-        return actions
+    def policy(self, kind: str = 'teacher', heuristic_prob: float = 0.0) -> 'TeacherPolicy':
+        """Return the teacher, who drives every valid vehicle of the pipeline."""
+        return TeacherPolicy(self)
+
+
+class TeacherPolicy:
+    """Teacher actions for the valid vehicles; records (model features, action) pairs."""
+
+    def __init__(self, collector: TeacherCollector):
+        """Record into ``collector``'s features and labels."""
+        self.collector = collector
+
+    def choose(self, indices, outputs, observations):
+        """Return the teacher's action per listed vehicle, held for K steps as its plan."""
+        c = self.collector
+        actions = np.array([teacher_action(o, c.action_set, c.teacher) for o in observations],
+                           dtype=np.int64)
+        posts = {key: torch.cat([o.post[key] for o in outputs]) for key in outputs[0].post}
+        c.features.append(c.wm.features(posts).detach().reshape(len(indices), -1).clone())
+        c.labels.append(actions)
+        horizon = c.pipeline.driver.horizon
+        return [(int(a), [int(a)] * horizon) for a in actions]
+
+    def forget(self, index: int) -> None:
+        """Keep nothing: the teacher decides every step anew."""
 
 
 def collect_pairs(collector: TeacherCollector, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Drive `steps` simulator steps with the teacher; (features (N, F), actions (N,))."""
     collector.start()
     for _ in range(steps):
-        collector.step('heuristic')     # the policy name is the collector's; _actions decides
+        collector.step('teacher')
     if not collector.features:
         raise RuntimeError('the teacher drove no step with an observation')
     return torch.cat(collector.features), torch.from_numpy(np.concatenate(collector.labels))
@@ -150,7 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from call_sim.env import MultiVehicleEnv
-    from call_world_model.train import load_train_config
+    from call_learning.train import load_train_config
     config = CloneConfig(steps=args.steps, epochs=args.epochs, seed=args.seed)
     loaded = checkpoint.load(args.checkpoint)
     world_model = loaded.world_model.eval()
@@ -158,7 +177,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if actor_critic is None or not loaded.meta.get('has_actor_critic', False):
         torch.manual_seed(args.seed)
         actor_critic = ActorCritic(loaded.cfg, loaded.cfg.feat_dim, loaded.cfg.num_actions)
-    settings = CollectConfig.from_mapping({**load_train_config(), 'mode': args.mode,
+    settings = PipelineConfig.from_mapping({**load_train_config(), 'mode': args.mode,
                                            'threshold': args.threshold})
     cpu = time.process_time()
     with MultiVehicleEnv.from_scenario(args.scenario) as env:

@@ -6,16 +6,16 @@ come from the world model's posterior features while the teacher drives, and a f
 of cross-entropy must raise the actor's agreement with the teacher on held-out pairs above
 both its untrained agreement and the majority-action baseline.
 """
-from call_sim.actions import ActionSet
+from call_learning.behaviour_cloning import (braking_actions, clone_actor, CloneConfig,
+                                             collect_pairs, TeacherCollector)
+from call_learning.pipeline import PipelineConfig
+from call_learning.teacher import teacher_accel, TeacherConfig
+from call_learning.train import load_train_config
 from call_sim.config import load_yaml
 from call_sim.env import MultiVehicleEnv
+from call_vehicle.actions import ActionSet
 from call_world_model.actor_critic import ActorCritic
-from call_world_model.behaviour_cloning import (braking_actions, clone_actor, CloneConfig,
-                                                collect_pairs, TeacherCollector)
-from call_world_model.collect import CollectConfig
 from call_world_model.config import load_config
-from call_world_model.teacher import teacher_accel, TeacherConfig
-from call_world_model.train import load_train_config
 from call_world_model.world_model import WorldModel
 import pytest
 import torch
@@ -42,7 +42,7 @@ def test_cloning_raises_held_out_agreement_with_the_teacher():
     cfg = load_config('tiny', {'bev_size': 32})
     world_model = WorldModel(cfg).eval()
     actor_critic = ActorCritic(cfg, cfg.feat_dim, cfg.num_actions)
-    settings = CollectConfig.from_mapping({**load_train_config(), 'mode': 'lsi'})
+    settings = PipelineConfig.from_mapping({**load_train_config(), 'mode': 'lsi'})
     scenario = {**load_yaml('scenarios/two_lane.yaml'), 'num_background': 6}
     with MultiVehicleEnv.from_scenario(scenario) as env:
         collector = TeacherCollector(env, world_model, settings, seed=3)

@@ -14,7 +14,16 @@ from dataclasses import dataclass, replace
 import math
 from typing import Any, Mapping
 
-from call_sim.types import VehicleControl
+
+@dataclass(frozen=True)
+class VehicleControl:
+    """CARLA-style command (as carla_msgs/CarlaEgoVehicleControl): throttle, steer, brake."""
+
+    throttle: float = 0.0
+    steer: float = 0.0
+    brake: float = 0.0
+    hand_brake: bool = False
+    reverse: bool = False
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ posterior at t0 forward open loop with the actions actually taken. Neighbours ar
 vehicles within a fixed ``comm_range`` (the gate's range would depend on the model's E, so
 modes would differ in more than what is shared); their message is that of step t0 - 1.
 
-    python -m call_world_model.prediction_protocol \
+    python -m call_learning.prediction_protocol \
         --checkpoint src/call_world_model/checkpoints/wm_small64g8.pt \
         --out results/prediction_sharing.csv          # --quick: a subset in under a minute
 """
@@ -37,17 +37,17 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
+from call_learning.neighbour_decoding import decode_neighbour_vehicles
 from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX
 from call_perception.fusion import fuse_shared, SharedNeighbour
 from call_perception.neighbour_views import add_neighbour_views, NeighbourView
 from call_perception.road_map import RoadMap
 from call_perception.visibility import visible
-from call_sim.actions import ActionSet
 from call_sim.env import MultiVehicleEnv
 from call_sim.types import VehicleState
-from call_sim.vehicle_control import ControlModel
+from call_vehicle.actions import ActionSet
+from call_vehicle.vehicle_control import ControlModel
 from call_world_model.intention import fit_waypoints, map_to_ego, relative_pose
-from call_world_model.neighbour_decoding import decode_neighbour_vehicles
 from call_world_model.prediction_metrics import aggregate, classes_of, frame_scores, write_csv
 from call_world_model.rssm import State
 from call_world_model.shared_pooling import SharedBatch

@@ -1,13 +1,13 @@
 """The evaluation protocol scores every mode against one privileged ground truth."""
 import math
 
+from call_learning.prediction_protocol import (EpisodeViews, evaluate_seed,
+                                               ProtocolConfig, record_episode)
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
+from call_world_model.config import load_config
 from call_world_model.prediction_metrics import (aggregate, classes_of, CSV_COLUMNS,
                                                  frame_scores, mean_interval, write_csv)
-from call_world_model.prediction_protocol import (EpisodeViews, evaluate_seed,
-                                                  ProtocolConfig, record_episode)
 from call_world_model.world_model import WorldModel
-from helpers_wm import tiny_config
 import numpy as np
 import pytest
 import torch
@@ -71,7 +71,7 @@ def test_truth_holds_every_vehicle_and_nothing_shared(episode):
 
 def test_every_mode_is_scored_on_the_same_windows(episode, tmp_path):
     torch.manual_seed(0)
-    model = WorldModel(tiny_config()).eval()
+    model = WorldModel(load_config('tiny')).eval()
     bev = BevConfig.from_yaml().resized(model.cfg.bev_size)
     records = evaluate_seed(model, CONFIG, 0, bev)
     modes = {'model_local', 'model_shared', 'copy_last_own', 'copy_last_fused',

@@ -1,5 +1,5 @@
 """FIFO sequence replay: shapes, dtypes, determinism, eviction, episode-bounded windows."""
-from call_world_model.replay import SequenceReplay, SharedStep, Step
+from call_learning.replay import SequenceReplay, SharedStep, Step
 import numpy as np
 import pytest
 import torch

@@ -7,7 +7,7 @@ with the same kinematic bicycle model the embedded simulator uses.
 """
 from typing import Sequence
 
-from call_sim.vehicle_model import BicycleModel, BicycleState
+from call_vehicle.vehicle_model import BicycleModel, BicycleState
 import numpy as np
 
 

@@ -1,9 +1,10 @@
 """Collection from the real embedded simulator (SUMO) with a tiny world model."""
+from call_learning.collect import Collector
+from call_learning.pipeline import PipelineConfig
+from call_learning.replay import SequenceReplay
 from call_sim.env import MultiVehicleEnv
 from call_world_model.actor_critic import ActorCritic
-from call_world_model.collect import CollectConfig, Collector
 from call_world_model.config import load_config
-from call_world_model.replay import SequenceReplay
 from call_world_model.world_model import WorldModel
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ def tiny():
 
 def run(env, mode, steps, c=0.0, policy='heuristic'):
     cfg, wm, ac = tiny()
-    collector = Collector(env, wm, CollectConfig(mode=mode, c=c),
+    collector = Collector(env, wm, PipelineConfig(mode=mode, c=c),
                           actor_critic=ac, seed=5)
     collector.start()
     replay = SequenceReplay(10_000, len(collector.roles))
@@ -41,24 +42,33 @@ def run(env, mode, steps, c=0.0, policy='heuristic'):
 
 
 def test_lsi_collects_bev_shared_latents_and_intentions(env):
-    # c = 0 shares with every CALL vehicle: all neighbours are present from step 2 on
-    cfg, collector, replay = run(env, 'lsi', 8)
-    assert replay.sizes() == {'hero0': 8, 'hero1': 8, 'hero2': 8}
-    batch = replay.sample(3, 8, np.random.default_rng(0))
-    assert batch['bev'].shape == (3, 8, cfg.bev_channels, cfg.bev_size, cfg.bev_size)
+    # c = 0 shares with every CALL vehicle once their states are valid: a state is sent from
+    # step K on (E over K steps exists), and received at the next step
+    steps = 10
+    cfg, collector, replay = run(env, 'lsi', steps)
+    k = cfg.error_horizon
+    assert replay.sizes() == {'hero0': steps, 'hero1': steps, 'hero2': steps}
+    batch = replay.sample(3, steps, np.random.default_rng(0))
+    assert batch['bev'].shape == (3, steps, cfg.bev_channels, cfg.bev_size, cfg.bev_size)
     assert batch['bev'].dtype == torch.uint8 and int(batch['bev'].max()) == 255
-    assert batch['intention'].shape == (3, 8, cfg.intention_points, 2)
+    assert batch['intention'].shape == (3, steps, cfg.intention_points, 2)
     shared = batch['shared']
-    assert shared.mask.shape == (3, 8, cfg.max_neighbours)
-    # first frame: nobody has sent yet; afterwards the two other CALL vehicles are in range
-    assert not bool(shared.mask[:, 0].any())
-    assert shared.mask[:, 1:].sum(-1).eq(2).all()
+    assert shared.mask.shape == (3, steps, cfg.max_neighbours)
+    # warming up: nobody sends; afterwards the two other CALL vehicles are in range
+    assert not bool(shared.mask[:, :k + 1].any())
+    assert shared.mask[:, k + 1:].sum(-1).eq(2).all()
+    # warming up the vehicles stop: the action fed back is braking straight
+    brake = collector.action_set.index(-3.0, 0.0)
+    assert bool(batch['prev_action'][:, 1:k + 1].eq(brake).all())
     # received z_j are valid class indices, h_j are real recurrent states, w_j are waypoints
+    late = shared.mask[:, k + 1:]
     assert int(shared.z_indices.max()) < cfg.classes
-    assert float(shared.h[:, 1:][shared.mask[:, 1:]].abs().sum()) > 0
-    assert float(shared.intention[:, 1:][shared.mask[:, 1:]].abs().sum()) > 0
-    # the ego's own waypoints lie ahead of it (ego frame x forward)
-    assert float(batch['intention'][..., -1, 0].mean()) > 0
+    assert float(shared.h[:, k + 1:][late].abs().sum()) > 0
+    assert float(shared.intention[:, k + 1:][late].abs().sum()) > 0
+    # the ego's declared waypoints (the bicycle rollout of its plan) lie ahead of it
+    assert float(batch['intention'][:, 1:, -1, 0].mean()) > 0
+    # before the first plan there is none (zeros)
+    assert not bool(batch['intention'][:, 0].any())
 
 
 def test_local_mode_shares_nothing_and_actor_policy_runs(env):
@@ -75,7 +85,7 @@ def test_full_observation_sees_what_a_blind_sensor_does_not(env):
     pixels = {}
     for mode in ('local', 'full'):
         # same seed -> same episode; a 1 mm sensor sees nobody unless observation is full
-        collector = Collector(env, wm, CollectConfig(mode=mode, sensor_range=1e-3), seed=5)
+        collector = Collector(env, wm, PipelineConfig(mode=mode, sensor_range=1e-3), seed=5)
         collector.start()
         replay = SequenceReplay(1000, len(collector.roles))
         collector.replay = replay
@@ -88,9 +98,9 @@ def test_full_observation_sees_what_a_blind_sensor_does_not(env):
 
 def test_bad_settings_fail_fast():
     with pytest.raises(ValueError, match='sharing mode'):
-        CollectConfig(mode='everything')
+        PipelineConfig(mode='everything')
     with pytest.raises(ValueError, match='threshold c'):
-        CollectConfig(c=-1.0)
+        PipelineConfig(c=-1.0)
 
 
 def test_episode_end_stores_the_final_frame_then_resets():
@@ -112,16 +122,19 @@ def test_episode_end_stores_the_final_frame_then_resets():
 def test_replica_h_tracks_the_senders_h_between_keyframes(env, encoding, tolerance):
     # lss with c = 0: every CALL vehicle receives the other two each step
     cfg, wm, _ = tiny()
-    settings = CollectConfig(mode='lss', c=0.0, h_transport='replica',
-                             keyframe_period=4, keyframe_encoding=encoding)
+    settings = PipelineConfig(mode='lss', c=0.0, h_transport='replica',
+                              keyframe_period=4, keyframe_encoding=encoding)
     collector = Collector(env, wm, settings, seed=5)
     collector.start()
     gaps, keyframe_errors = [], []
-    for step in range(9):
+    pipeline = collector.pipeline
+    for step in range(14):
         collector.step('heuristic')
-        own = collector._state['deter']   # the senders' true h of this step
-        received = np.stack([collector._sent[r].h for r in collector.roles])
-        error = float(np.abs(received - own.numpy()).max())
+        if not pipeline.messages:       # warming up: nothing sent
+            continue
+        own = np.stack([stage.state['deter'][0].numpy() for stage in pipeline.models])
+        received = np.stack([pipeline.messages[r].h for r in collector.roles])
+        error = float(np.abs(received - own).max())
         (keyframe_errors if step % 4 == 0 else gaps).append(error)
     # keyframes are quantised h (|h| < 1: fp16 error <= 2^-11, int8 <= max|h| / 254); rebuilt
     # steps stay close because the sequence model is the sender's own, fed the exact (z, a)
@@ -131,4 +144,4 @@ def test_replica_h_tracks_the_senders_h_between_keyframes(env, encoding, toleran
         Collector(env, WorldModel(load_config('tiny', {'condition_sequence_model': True})),
                   settings)
     with pytest.raises(ValueError, match='h_transport'):
-        CollectConfig(h_transport='carrier pigeon')
+        PipelineConfig(h_transport='carrier pigeon')

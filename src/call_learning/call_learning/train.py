@@ -21,11 +21,12 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from call_learning.collect import Collector
+from call_learning.pipeline import MODES, PipelineConfig
+from call_learning.replay import SequenceReplay
 from call_world_model import checkpoint
 from call_world_model.actor_critic import ActorCritic
-from call_world_model.collect import CollectConfig, Collector, MODES
 from call_world_model.config import load_config
-from call_world_model.replay import SequenceReplay
 from call_world_model.world_model import WorldModel
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ def train_config_path() -> Path:
     here = Path(__file__).resolve().parent.parent / 'config' / TRAIN_CONFIG
     if here.is_file():
         return here
-    return Path(sys.prefix) / 'share' / 'call_world_model' / 'config' / TRAIN_CONFIG
+    return Path(sys.prefix) / 'share' / 'call_learning' / 'config' / TRAIN_CONFIG
 
 
 def load_train_config(path: Optional[str] = None) -> Dict[str, Any]:
@@ -187,7 +188,7 @@ class Trainer:
             self.actor_critic = ActorCritic(cfg, cfg.feat_dim, cfg.num_actions).to(self.device)
         self.cfg = cfg
         self.resumed = bool(resume)
-        self.collector = Collector(env, self.world_model, CollectConfig.from_mapping(settings),
+        self.collector = Collector(env, self.world_model, PipelineConfig.from_mapping(settings),
                                    actor_critic=self.actor_critic,
                                    seed=settings['seed'] + 1000 * rank)
         self.collector.start()
@@ -281,7 +282,7 @@ def export_checkpoint(source: str, target: str, actor_critic: bool = True) -> No
     """
     Write a shippable copy of a training checkpoint: no optimiser states, float16 weights.
 
-    ``python -c "from call_world_model.train import export_checkpoint; export_checkpoint(a, b)"``
+    ``python -c "from call_learning.train import export_checkpoint; export_checkpoint(a, b)"``
     gives the same file as ``--export`` at the end of a run that stopped at that checkpoint.
     ``actor_critic=False`` leaves the actor-critic out (``--world-model-only`` runs never
     train it).

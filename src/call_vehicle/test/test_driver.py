@@ -1,20 +1,23 @@
-"""Control mapping and intention waypoints against call_sim's models."""
-from call_planner.control_output import command_for_action, stop_command
-from call_planner.intention import intention_waypoints
-from call_sim.actions import ActionSet
-from call_sim.vehicle_control import ControlModel
-from call_sim.vehicle_model import BicycleModel
+"""The driver rule: actions to controls through the control model, intention by rollout."""
+from call_vehicle.actions import ActionSet
+from call_vehicle.driver import Driver
+from call_vehicle.intention import intention_waypoints
+from call_vehicle.vehicle_control import ControlModel
+from call_vehicle.vehicle_model import BicycleModel
 import numpy as np
 import pytest
 
 MODEL = ControlModel()
+DRIVER = Driver(control_model=MODEL)
 
 
 @pytest.mark.parametrize('index', range(15))
 @pytest.mark.parametrize('speed', [0.5, 8.0, 15.0])
 def test_every_action_maps_to_a_valid_carla_control_that_realises_it(index, speed):
     accel, steer = ActionSet().action(index)
-    control = command_for_action(accel, steer, speed, MODEL)
+    command = DRIVER.drive(index, None, (0.0, 0.0, 0.0), speed)
+    control = command.control
+    assert command.action == index and command.waypoints is None
     assert 0.0 <= control.throttle <= 1.0 and 0.0 <= control.brake <= 1.0
     assert control.throttle == 0.0 or control.brake == 0.0
     assert control.steer == steer
@@ -24,18 +27,32 @@ def test_every_action_maps_to_a_valid_carla_control_that_realises_it(index, spee
 
 
 def test_accelerating_uses_throttle_and_braking_uses_brake():
-    assert command_for_action(2.0, 0.0, 10.0, MODEL).throttle > 0.0
-    assert command_for_action(-2.0, 0.0, 10.0, MODEL).brake > 0.0
+    actions = ActionSet()
+    pose = (0.0, 0.0, 0.0)
+    assert DRIVER.drive(actions.index(2.0, 0.0), None, pose, 10.0).control.throttle > 0.0
+    assert DRIVER.drive(actions.index(-2.0, 0.0), None, pose, 10.0).control.brake > 0.0
 
 
-def test_stop_command_brakes_at_the_comfortable_deceleration_with_straight_wheels():
-    control = stop_command(12.0, 3.0, MODEL)
+def test_stop_brakes_at_the_comfortable_deceleration_with_straight_wheels():
+    stop = DRIVER.stop((0.0, 0.0, 0.0), 12.0)
+    control = stop.control
     assert control.steer == 0.0 and control.throttle == 0.0
     assert MODEL.to_accel(control, 12.0)[0] == pytest.approx(-3.0)
-    held = stop_command(0.0, 3.0, MODEL)
-    assert held.brake == pytest.approx(3.0 / MODEL.max_brake_decel)
+    assert ActionSet().action(stop.action) == (-2.0, 0.0)    # nearest: hardest brake, straight
+    np.testing.assert_allclose(stop.waypoints[:, 1], 0.0, atol=1e-12)
+    assert np.all(np.diff(stop.waypoints[:, 0]) > 0)
+    held = DRIVER.stop(None, 0.0)
+    assert held.control.brake == pytest.approx(3.0 / MODEL.max_brake_decel)
+    assert held.waypoints is None
     with pytest.raises(ValueError):
-        stop_command(5.0, 0.0, MODEL)
+        Driver(comfortable_decel=0.0)
+
+
+def test_a_renewed_plan_declares_its_rollout_and_a_kept_one_nothing():
+    planned = [ActionSet().index(0.0, 0.6)] * 5
+    command = DRIVER.drive(planned[0], planned, (1.0, 2.0, 0.3), 8.0)
+    expected = intention_waypoints(BicycleModel(), (1.0, 2.0, 0.3), 8.0, [(0.0, 0.6)] * 5)
+    np.testing.assert_array_equal(command.waypoints, expected)
 
 
 def test_intention_follows_the_planned_actions_in_the_map_frame():

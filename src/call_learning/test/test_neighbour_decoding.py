@@ -1,16 +1,16 @@
 """Neighbour latents are decoded as one batch; malformed ones never reach the decoder."""
+from call_learning.neighbour_decoding import (decode_neighbour_vehicles,
+                                              DECODED_VEHICLE_CHANNELS, latent_problem)
 from call_perception.bev_raster import CHANNEL_INDEX
-from call_world_model.neighbour_decoding import (decode_neighbour_vehicles,
-                                                 DECODED_VEHICLE_CHANNELS, latent_problem)
+from call_world_model.config import load_config
 from call_world_model.world_model import WorldModel
-from helpers_wm import tiny_config
 import numpy as np
 import torch
 
 
 def _model():
     torch.manual_seed(0)
-    return WorldModel(tiny_config()).eval()
+    return WorldModel(load_config('tiny')).eval()
 
 
 def test_batch_equals_one_by_one_and_masks_are_the_thresholded_vehicle_channels():

@@ -10,7 +10,7 @@ comes within `corridor` of the ego's route ahead, so a crossing vehicle is yield
 as a leader followed (vehicles going the ego's way count where they are now). Lateral: pure
 pursuit on the route. Both are quantised to the nearest of the 15 actions (App. E.1).
 
-    python -m call_world_model.teacher --scenario four_lane_demo --steps 600 --seed 0
+    python -m call_learning.teacher --scenario four_lane_demo --steps 600 --seed 0
 
 drives every CALL vehicle with the teacher and prints `call_sim.driving_metrics`.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import math
 from typing import Any, Optional, Sequence
 
-from call_sim.actions import ActionSet
+from call_vehicle.actions import ActionSet
 from call_world_model.intention import map_to_ego
 import numpy as np
 

@@ -1,0 +1,1 @@
+"""CALL learning: fleet experience collection, replay, training and evaluation (ROS-free)."""

@@ -1,0 +1,350 @@
+"""
+The CALL vehicle pipeline for a whole fleet, without ROS: the stages the nodes run, in order.
+
+Every step of every vehicle runs the node packages' own ROS-free stages, so what a model is
+trained and evaluated on is what the nodes feed it:
+perception (``call_perception.perception_stage``) -> world model
+(``call_world_model.model_stage``) -> communication (``call_comm.comm_stage``) -> policy and
+driver (``call_vehicle.driver``). The fleet's observe steps run as one batch (``batched``), as
+a container's world-model nodes do; ``batched=False`` observes each vehicle alone, as separate
+node processes do (a batch equals the single steps to float rounding only).
+
+Step semantics (which information of which step a vehicle uses; the nodes honour the same):
+
+1. step t renders the ego's BEV from its observation at t, the neighbours it accepted at step
+   t - 1 (their step t - 1 messages: pose, z, h, declared waypoints), and its own declared plan
+   (before the first plan: its route);
+2. the world model observes BEV_t with a_{t-1}, those neighbours and the own plan, and updates
+   E (valid once E over K steps exists);
+3. the range gate takes E (NaN while not valid); a valid state is sent as the step t message,
+   carrying the pose at t and the plan declared before step t's planning;
+4. a valid state is planned from (the pluggable ``FleetPolicy``), an invalid one gives the
+   controlled stop; the driver renews the declared plan when the plan is renewed;
+5. each vehicle accepts the step t messages of the other vehicles inside its range at its pose
+   at t, nearest first; they enter its step t + 1.
+
+``h_transport`` decides which h_j a receiver holds: ``full`` (the sender's own h, as when h is
+on the wire) or ``replica`` (h rebuilt from the (z_j, a_j) stream with the shared sequence
+model, restarted from a keyframe quantised like call_comm's (``keyframe_encoding``) every
+``keyframe_period`` steps and at episode start, as call_comm.replica does on a loss-free link).
+"""
+from dataclasses import dataclass, fields, replace
+import math
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+
+from call_comm.comm_stage import CommStage
+from call_comm.range_gate import RangeGate
+from call_comm.wire_codec import dequantise_h, H_ENCODINGS, quantise_h
+from call_perception.bev_raster import BevConfig
+from call_perception.fusion import FusionConfig, SharedNeighbour
+from call_perception.perception_stage import Box, PerceptionStage
+from call_perception.road_map import RoadMap
+from call_vehicle.driver import Command, Driver
+from call_vehicle.vehicle_control import VehicleControl
+from call_world_model.model_stage import (ModelOutput, ModelStage, observe_fleet,
+                                          SharedLatent)
+from call_world_model.observe_batch import ObserveBatcher
+from call_world_model.world_model import WorldModel
+import numpy as np
+import torch
+
+MODES = ('local', 'lss', 'lsi', 'full')
+H_TRANSPORTS = ('full', 'replica')
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Sharing, sensing and prefill-policy settings (numbers from config/train.yaml)."""
+
+    mode: str = 'lsi'
+    c: float = 50.0                 # the paper's prediction-error threshold (range gate)
+    initial_range: float = 20.0
+    range_step: float = 5.0
+    max_range: float = 100.0
+    sensor_range: float = 32.0
+    occlusion: bool = True
+    ego_length: float = 4.6
+    ego_width: float = 2.0
+    heuristic_lookahead: float = 12.0
+    heuristic_speed: float = 8.0
+    heuristic_steer_gain: float = 1.0
+    h_transport: str = 'full'
+    keyframe_period: int = 100
+    keyframe_encoding: str = 'int8'
+
+    def __post_init__(self):
+        """Fail fast on an unknown mode or a negative distance."""
+        if self.mode not in MODES:
+            raise ValueError(f'unknown sharing mode {self.mode!r}; choose one of {MODES}')
+        if self.h_transport not in H_TRANSPORTS:
+            raise ValueError(f'unknown h_transport {self.h_transport!r}; choose one of '
+                             f'{H_TRANSPORTS}')
+        if self.keyframe_encoding not in ('fp16', 'int8'):
+            raise ValueError(f"keyframe_encoding must be 'fp16' or 'int8', got "
+                             f'{self.keyframe_encoding!r}')
+        if self.keyframe_period < 1:
+            raise ValueError(f'keyframe_period must be >= 1, got {self.keyframe_period}')
+        if math.isnan(self.c) or self.c < 0:
+            raise ValueError(f'threshold c must be >= 0 (inf allowed), got {self.c}')
+        for name in ('sensor_range', 'heuristic_lookahead', 'heuristic_speed'):
+            if not getattr(self, name) > 0:
+                raise ValueError(f'{name} must be > 0, got {getattr(self, name)}')
+
+    @property
+    def shares(self) -> bool:
+        """Tell whether vehicles exchange latents (lss, lsi)."""
+        return self.mode in ('lss', 'lsi')
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> 'PipelineConfig':
+        """Pick this class's keys out of a larger mapping (e.g. all of train.yaml)."""
+        names = {f.name: f.type for f in fields(cls)}
+        picked = {k: v for k, v in values.items() if k in names}
+        for key, value in list(picked.items()):
+            if key in ('mode', 'h_transport', 'keyframe_encoding'):
+                picked[key] = str(value)
+            elif key == 'occlusion':
+                picked[key] = bool(value)
+            elif key == 'keyframe_period':
+                picked[key] = int(value)
+            else:
+                picked[key] = float(value)
+        return cls(**picked)
+
+
+@dataclass(frozen=True)
+class Message:
+    """What a vehicle sent at a step (its LatentMessage, decoded as receivers hold it)."""
+
+    x: float
+    y: float
+    yaw: float
+    z_indices: np.ndarray      # (stoch,)
+    h: np.ndarray              # (deter,) as receivers hold it (own or rebuilt)
+    waypoints: np.ndarray      # (K, 2) declared plan, map frame; (0, 2) before the first
+
+
+@dataclass(frozen=True)
+class VehicleStep:
+    """One vehicle's step: what went in and what came out (for replay, records, parity)."""
+
+    bev: np.ndarray                    # uint8 (C, S, S)
+    prev_action: int                   # a_{t-1}
+    intention: Optional[np.ndarray]    # (P, 2) own intention fed to the model (lsi)
+    shared: Optional[Any]              # (1,)-SharedBatch fed to the model, or None
+    neighbours: Tuple[str, ...]        # the accepted senders used at this step, nearest first
+    error: float                       # E (partial while warming up)
+    valid: bool
+    comm_range: float                  # the gate's range after this step's E [m]
+    action: Optional[int] = None       # chosen at this step (None until ``act``)
+
+
+class FleetPolicy(Protocol):
+    """Chooses the actions of the valid vehicles (a heuristic, the actor, the look-ahead)."""
+
+    def choose(self, indices: Sequence[int], outputs: Sequence[ModelOutput],
+               observations: Sequence[Any]) -> List[Tuple[int, Optional[Sequence[int]]]]:
+        """Return (action, planned actions of a renewed plan or None) per listed vehicle."""
+
+    def forget(self, index: int) -> None:
+        """Drop vehicle ``index``'s kept plan (it stopped or a new episode started)."""
+
+
+class VehiclePipeline:
+    """Every CALL vehicle of a simulator stepped through the node stages (module doc)."""
+
+    def __init__(self, world_model: WorldModel, settings: PipelineConfig, lanes: Sequence[Any],
+                 driver: Driver, bev_config: Optional[BevConfig] = None,
+                 error_horizon: Optional[int] = None, batched: bool = True,
+                 fusion: FusionConfig = FusionConfig()) -> None:
+        """Bind the shared model, the sharing settings, the road and the vehicles' driver."""
+        self.wm = world_model
+        self.cfg = world_model.cfg
+        self.settings = settings
+        if settings.h_transport == 'replica' and self.cfg.condition_sequence_model:
+            raise ValueError('h_transport replica needs a world model with '
+                             'condition_sequence_model: false (h must depend on (z, a) only)')
+        if len(driver.actions) != self.cfg.num_actions:
+            raise ValueError(f'the action set has {len(driver.actions)} actions, the world '
+                             f'model {self.cfg.num_actions}')
+        self.driver = driver
+        self.bev_config = bev_config or BevConfig.from_yaml()
+        if self.bev_config.size != self.cfg.bev_size:
+            self.bev_config = resized(self.bev_config, self.cfg.bev_size)
+        self.road_map = RoadMap.from_lanes(lanes)
+        self.fusion = fusion
+        self.error_horizon = int(error_horizon or self.cfg.error_horizon)
+        self.batched = batched
+        self.batcher = ObserveBatcher(world_model)
+        self.roles: List[str] = []
+
+    # ------------------------------------------------------------------ episode
+    def reset(self, roles: Sequence[str]) -> None:
+        """Start an episode: fresh model states, gates, plans and no messages."""
+        s = self.settings
+        self.roles = list(roles)
+        self.perception = PerceptionStage(
+            self.bev_config, self.road_map, s.sensor_range, s.occlusion, s.mode == 'full',
+            self.fusion, share_intention=s.mode == 'lsi')
+        self.models = [ModelStage(self.wm, self.error_horizon, s.mode == 'lsi')
+                       for _ in self.roles]
+        self.comms = [CommStage(RangeGate(s.initial_range, s.range_step, s.max_range, s.c))
+                      for _ in self.roles]
+        self.plans: List[np.ndarray] = [np.zeros((0, 2)) for _ in self.roles]
+        self.messages: Dict[str, Message] = {}
+        self.accepted: List[Tuple[str, ...]] = [() for _ in self.roles]
+        self.outputs: List[Optional[ModelOutput]] = [None] * len(self.roles)
+        self.steps: List[VehicleStep] = []
+        self._replica_h: Optional[torch.Tensor] = None
+        self._replica_age = 0
+
+    def box(self, vehicle: Any) -> Box:
+        """Return the box of a simulator vehicle (the ego's sizes where unknown)."""
+        length = vehicle.length if vehicle.length > 0 else self.settings.ego_length
+        width = vehicle.width if vehicle.width > 0 else self.settings.ego_width
+        return Box(vehicle.x, vehicle.y, vehicle.yaw, length, width)
+
+    # ------------------------------------------------------------------ stages 1-3
+    def observe(self, observations: Mapping[str, Any]) -> List[VehicleStep]:
+        """Perceive, observe and gate every vehicle's step (semantics 1-3 of the module doc)."""
+        requests, neighbour_lists = [], []
+        for i, role in enumerate(self.roles):
+            obs = observations[role]
+            ego = self.box(obs.ego)
+            sent = [self.messages[name] for name in self.accepted[i]]
+            shared_boxes = [SharedNeighbour(name, m.x, m.y, m.yaw, m.waypoints,
+                                            self.fusion.default_length,
+                                            self.fusion.default_width)
+                            for name, m in zip(self.accepted[i], sent)]
+            route = np.asarray(obs.route, dtype=np.float64).reshape(-1, 2)
+            perceived = self.perception.render(ego, [self.box(v) for v in obs.others],
+                                               shared_boxes, self.plans[i], route)
+            latents = [SharedLatent(m.x, m.y, m.yaw, m.z_indices, m.h, m.waypoints)
+                       for m in sent]
+            bev = torch.from_numpy(perceived.bev)[None]
+            plan = self.plans[i] if len(self.plans[i]) else None
+            requests.append(self.models[i].request(bev, (ego.x, ego.y, ego.yaw), latents, plan))
+            neighbour_lists.append(self.accepted[i])
+        outputs = self._observe(requests)
+        self.steps = []
+        for i, (request, output) in enumerate(zip(requests, outputs)):
+            comm_range = self.comms[i].step(output.valid, output.error)
+            intention = (request.intention[0].numpy()
+                         if request.intention is not None else None)
+            self.steps.append(VehicleStep(
+                request.bev[0].numpy(), request.prev_action, intention, request.shared,
+                neighbour_lists[i], output.error, output.valid, comm_range))
+        self.outputs = outputs
+        self._send(observations, outputs)
+        return self.steps
+
+    def _observe(self, requests) -> List[ModelOutput]:
+        with torch.no_grad():
+            if self.batched:
+                return observe_fleet(self.batcher, self.models, requests)
+            return [observe_fleet(self.batcher, [stage], [request])[0]
+                    for stage, request in zip(self.models, requests)]
+
+    def _send(self, observations: Mapping[str, Any], outputs: Sequence[ModelOutput]) -> None:
+        """Step t's messages of the valid vehicles (stage 3)."""
+        held = self._received_h(outputs)
+        self.messages = {}
+        for i, (role, output) in enumerate(zip(self.roles, outputs)):
+            if not CommStage.sends(output.valid):
+                continue
+            ego = observations[role].ego
+            self.messages[role] = Message(ego.x, ego.y, ego.yaw, output.z_indices(), held[i],
+                                          self.plans[i])
+
+    @torch.no_grad()
+    def _received_h(self, outputs: Sequence[ModelOutput]) -> List[np.ndarray]:
+        """Return the h_j receivers hold for this step: the sender's own or its replica."""
+        deter = torch.cat([o.post['deter'] if o.post is not None
+                           else torch.zeros(1, self.cfg.deter) for o in outputs])
+        if self.settings.h_transport == 'full':
+            return list(deter.numpy())
+        if self._replica_h is None or self._replica_age % self.settings.keyframe_period == 0:
+            self._replica_age = 1
+            encoding = H_ENCODINGS[self.settings.keyframe_encoding]
+            h = torch.from_numpy(np.stack([dequantise_h(encoding, quantise_h(row, encoding))
+                                           for row in deter.numpy()]))
+        else:
+            self._replica_age += 1
+            z = torch.from_numpy(np.stack([self._replica_z[i] for i in range(len(outputs))]))
+            actions = torch.tensor([self._replica_action[i] for i in range(len(outputs))])
+            h = self.wm.rssm.advance(self._replica_h, z, actions)
+        self._replica_h = h
+        self._replica_z = [o.z_indices().astype(np.int64) if o.post is not None
+                           else np.zeros(self.cfg.stoch, np.int64) for o in outputs]
+        self._replica_action = [0] * len(outputs)
+        return list(h.numpy())
+
+    # ------------------------------------------------------------------ stages 4-5
+    def act(self, observations: Mapping[str, Any], policy: FleetPolicy
+            ) -> Dict[str, VehicleControl]:
+        """Plan (or stop) every vehicle, declare plans, accept the step's neighbours."""
+        valid = [i for i, o in enumerate(self.outputs) if o.valid]
+        chosen = dict(zip(valid, policy.choose(
+            valid, [self.outputs[i] for i in valid],
+            [observations[self.roles[i]] for i in valid]))) if valid else {}
+        controls = {}
+        for i, role in enumerate(self.roles):
+            ego = observations[role].ego
+            pose = (ego.x, ego.y, ego.yaw)
+            if i in chosen:
+                action, planned = chosen[i]
+                command = self.driver.drive(action, planned, pose, ego.speed)
+            else:
+                policy.forget(i)
+                command = self.driver.stop(pose, ego.speed)
+            self._apply(i, command)
+            controls[role] = command.control
+        if self.settings.h_transport == 'replica':
+            self._replica_action = [stage.action for stage in self.models]
+        self._accept(observations)
+        return controls
+
+    def _apply(self, index: int, command: Command) -> None:
+        self.models[index].action = command.action
+        if command.waypoints is not None:
+            self.plans[index] = command.waypoints
+        self.steps[index] = replace(self.steps[index], action=command.action)
+
+    def _accept(self, observations: Mapping[str, Any]) -> None:
+        """Each vehicle's neighbours for the next step (stage 5); none without sharing."""
+        if not self.settings.shares:
+            self.accepted = [() for _ in self.roles]
+            return
+        for i, role in enumerate(self.roles):
+            ego = observations[role].ego
+            senders = [(name, m.x, m.y) for name, m in self.messages.items() if name != role]
+            self.accepted[i] = tuple(name for name, _ in
+                                     self.comms[i].accept((ego.x, ego.y), senders))
+
+    def prediction_errors(self) -> Dict[str, float]:
+        """Return the current E per vehicle (NaN while warming up)."""
+        return {role: (o.error if o is not None and o.valid else float('nan'))
+                for role, o in zip(self.roles, self.outputs)}
+
+
+def padded_shared(cfg: Any, shared: Optional[Any]) -> Dict[str, np.ndarray]:
+    """Pad a (1, n)-SharedBatch (or None) to max_neighbours-slot arrays for the replay."""
+    n = cfg.max_neighbours
+    out = {'z_indices': np.zeros((n, cfg.stoch), np.int64),
+           'h': np.zeros((n, cfg.deter), np.float32),
+           'intention': np.zeros((n, cfg.intention_points, 2), np.float32),
+           'rel_pose': np.zeros((n, 3), np.float32), 'mask': np.zeros(n, bool)}
+    if shared is not None:
+        count = shared.mask.shape[-1]
+        for key in out:
+            out[key][:count] = getattr(shared, key)[0].numpy()
+    return out
+
+
+def resized(config: BevConfig, size: int) -> BevConfig:
+    """Keep the field of view at another pixel size (tiny test models use 32 px BEVs)."""
+    factor = config.size / size
+    return BevConfig(size=size, metres_per_pixel=config.metres_per_pixel * factor,
+                     ego_row=config.ego_row / factor, ego_col=config.ego_col / factor,
+                     marking_thickness=config.marking_thickness,
+                     waypoint_thickness=max(1, round(config.waypoint_thickness / factor)))

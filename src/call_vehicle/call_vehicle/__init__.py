@@ -1,0 +1,1 @@
+"""CALL vehicle types: discrete actions, kinematic bicycle, control mapping, intention rule."""
