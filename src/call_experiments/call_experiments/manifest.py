@@ -51,7 +51,7 @@ def compute(root: str) -> Dict[str, str]:
 
 
 def load(root: str) -> Dict[str, str]:
-    """The manifest section of ``results/config.yaml`` ({} when it has none)."""
+    """Read the manifest section of ``results/config.yaml`` ({} when it has none)."""
     with open(os.path.join(root, CONFIG), encoding='utf-8') as stream:
         config = yaml.safe_load(stream) or {}
     return dict(config.get(MANIFEST_KEY) or {})
