@@ -29,7 +29,7 @@ def domain_ranges(src: str = ROOT) -> dict:
 
 
 def packages_using_dds(src: str = ROOT) -> set:
-    """Packages whose tests create ROS contexts or start ROS processes."""
+    """Return the packages whose tests create ROS contexts or start ROS processes."""
     using = set()
     for path in glob.glob(os.path.join(src, '*', 'test', '*.py')):
         with open(path, encoding='utf-8') as handle:

@@ -24,7 +24,7 @@ def test_manifest_matches_the_files_on_disk():
 
 @pytest.fixture
 def copy_of_results(tmp_path):
-    """A repository-shaped copy of results/ (checkpoints left out: they are large)."""
+    """Copy results/ into a repository-shaped tmp dir (checkpoints left out: they are large)."""
     shutil.copytree(os.path.join(ROOT, 'results'), tmp_path / 'results')
     return str(tmp_path)
 
