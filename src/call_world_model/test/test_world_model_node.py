@@ -23,7 +23,7 @@ WAIT_S = 60.0
 
 def _decisive_model(cfg) -> WorldModel:
     """
-    A random model whose posterior is all but deterministic.
+    Build a random model whose posterior is all but deterministic.
 
     Without unimix and with a large output layer every categorical puts ~all its mass on one
     class, so the node's sampled z equals the posterior mode an in-process model computes
@@ -76,7 +76,7 @@ def _bev(cfg, stamp_sec, encoding=None, size=None):
 
 
 def _in_process_first_state(path, bev_msg):
-    """The posterior mode and h the checkpoint's model gives a first frame, in this process."""
+    """Return the posterior mode and h of the checkpoint's model for a first frame."""
     model = checkpoint.load(path, load_optimizers=False).world_model.eval()
     cfg = model.cfg
     bev = torch.from_numpy(np.frombuffer(bytes(bev_msg.data), dtype=np.uint8).reshape(
@@ -163,8 +163,9 @@ def test_node_publishes_latent_state_and_drops_malformed(node_process):
 
 def test_composed_nodes_on_one_model_observe_as_one_batch(tmp_path):
     """
-    Two vehicles' world-model nodes in one process share a batcher: BEVs queued before the
-    flush timer fires are observed as one batch, and every step goes through the batcher.
+    Observe two vehicles' BEVs queued before the flush timer as one batch.
+
+    Two world-model nodes in one process share a batcher; every step goes through it.
 
     Whether the executor delivers both DDS messages before the timer is an executor property
     (the events executor does, the single-threaded one often does not; bench_world_model
