@@ -121,7 +121,7 @@ def run_relay(params: dict, messages: int, hero0: int = HERO0,
 
 
 def _relay_counts(array: DiagnosticArray) -> dict:
-    """The relay's counts from a /diagnostics message ({} for other nodes' statuses)."""
+    """Return the relay's counts in a /diagnostics message ({} for other nodes' statuses)."""
     return {kv.key: int(kv.value) for status in array.status if status.name == RELAY
             for kv in status.values}
 

@@ -10,8 +10,8 @@ from call_comm.keygen import write_fleet
 from call_msgs.msg import CommStats, LatentMessage
 import numpy as np
 import rclpy
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.duration import Duration
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 
 WAIT_S = 60.0      # bound of every wait (the inspector process imports rclpy first)

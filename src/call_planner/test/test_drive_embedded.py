@@ -82,7 +82,8 @@ def graph(tmp_path):
     env = dict(os.environ)
     common = ['-p', 'use_sim_time:=true', '-p', f'role_name:={ROLE}']
     commands = [
-        ['call_sim.sim_node', '-p', f'scenario:={scenario}', '-p', f'lockstep_timeout:={LOCKSTEP_TIMEOUT}'],
+        ['call_sim.sim_node', '-p', f'scenario:={scenario}',
+         '-p', f'lockstep_timeout:={LOCKSTEP_TIMEOUT}'],
         ['call_perception.perception_node', *common],
         ['call_world_model.world_model_node', *common, '-p', f'checkpoint:={ckpt}',
          '-p', 'publish_prediction:=false'],
