@@ -35,6 +35,7 @@ from call_planner.model_state import imagination_kwargs, state_from_latent  # no
 from call_world_model.actor_critic import ActorCritic  # noqa: E402
 from call_world_model.config import load_config  # noqa: E402
 from call_world_model.world_model import WorldModel  # noqa: E402
+from machine_reference import print_reference  # noqa: E402
 
 TARGET_MS = 15.0
 
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args()
+    print_reference()
     torch.set_num_threads(args.threads)
     print(f'load average (1, 5, 15 min): {os.getloadavg()}', flush=True)
     rows = []
