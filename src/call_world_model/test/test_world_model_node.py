@@ -18,7 +18,7 @@ from sensor_msgs.msg import Image
 import torch
 
 ROLE = 'hero_wm_test'
-WAIT_S = 60.0
+WAIT_S = 120.0
 
 
 def _decisive_model(cfg) -> WorldModel:
