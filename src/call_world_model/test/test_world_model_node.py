@@ -31,7 +31,7 @@ def _decisive_model(cfg) -> WorldModel:
     """
     model = WorldModel(cfg)
     with torch.no_grad():
-        model.rssm.obs_out[-1].weight.mul_(1e3)
+        model.rssm.obs_out[-1].weight.mul_(1e5)
     return model
 
 
