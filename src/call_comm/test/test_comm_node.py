@@ -133,9 +133,10 @@ def _sign(harness, wire):
 def harness(tmp_path_factory):
     key_dir = tmp_path_factory.mktemp('fleet')
     write_fleet(['hero0', 'hero1', 'hero2', 'hero3'], key_dir)
-    cmd = [sys.executable, '-m', 'call_comm.comm_node', '--ros-args', '--params-file',
+    cmd = [sys.executable, '-m', 'call_comm.comm_node', '--ros-args', '-r', '__ns:=/hero0',
+           '--params-file',
            str(CONFIG), '-p', 'role_name:=hero0', '-p', f'fleet_key_file:={key_dir}/fleet.yaml',
-           '-p', f'private_key_file:={key_dir}/hero0.key.yaml', '-p', 'threshold_c:=10.0',
+           '-p', f'private_key_file:={key_dir}/hero0.key.yaml', '-p', 'c:=10.0',
            '-p', 'initial_range:=20.0', '-p', f'expected_h_dim:={H_DIM}']
     proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
