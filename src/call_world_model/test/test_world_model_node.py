@@ -36,7 +36,7 @@ def _decisive_model(cfg) -> WorldModel:
 
 
 def _start(tmp_path, *extra_args, namespace=f'/{ROLE}'):
-    """Save a tiny checkpoint and start the node (role ROLE) in `namespace`."""
+    """Save a tiny decisive checkpoint, start the node (role ROLE) in `namespace`."""
     torch.manual_seed(0)
     cfg = tiny_config(unimix=0.0)
     path = str(tmp_path / 'tiny.pt')
@@ -48,7 +48,7 @@ def _start(tmp_path, *extra_args, namespace=f'/{ROLE}'):
          '-r', f'__ns:={namespace}', '-p', f'checkpoint:={path}', '-p', f'role_name:={ROLE}',
          '-p', 'diagnostics_period:=0.2', '-p', 'K:=2', *extra_args],
         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-    return proc, cfg, log
+    return proc, cfg, log, path
 
 
 def _stop(proc, log):
@@ -63,7 +63,7 @@ def _stop(proc, log):
 
 @pytest.fixture
 def node_process(tmp_path):
-    proc, cfg, log = _start(tmp_path)
+    proc, cfg, log, path = _start(tmp_path)
     try:
         yield proc, cfg, path
     finally:
@@ -178,7 +178,7 @@ def test_a_remapped_input_topic_is_the_one_used(tmp_path):
     The namespace differs from the role name: topics follow the namespace, not role_name.
     """
     namespace = '/wm_remap_ns'
-    proc, cfg, log = _start(tmp_path, '-r', 'bev:=other_bev', namespace=namespace)
+    proc, cfg, log, _ = _start(tmp_path, '-r', 'bev:=other_bev', namespace=namespace)
     rclpy.init()
     node = rclpy.create_node('wm_remap_test')
     received = []
