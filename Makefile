@@ -4,8 +4,9 @@
 setup:
 	bash scripts/setup.sh
 
+# make demo ARGS="--compare local" passes ARGS on to call_demo (scripts/demo.sh)
 demo: setup
-	bash scripts/demo.sh
+	bash scripts/demo.sh $(ARGS)
 
 test: setup
 	bash scripts/test.sh

@@ -57,8 +57,13 @@ def graph_cpu(supervisor: Supervisor) -> dict:
 
 
 def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: int,
-            warmup: int, background: int, timeout: float) -> dict:
-    """Run the graph; once every vehicle's pipeline is live, time `ticks` ticks."""
+            warmup: int, background: int, timeout: float, extra_units=None) -> dict:
+    """
+    Run the graph; once every vehicle's pipeline is live, time `ticks` ticks.
+
+    `extra_units(roles)` adds process units beside the graph (e.g. the Foxglove live view);
+    `cpu_ms_by_unit` in the result says what each unit cost per tick.
+    """
     work = tempfile.mkdtemp(prefix='bench_bringup_')
     keys = os.path.join(work, 'keys')
     roles = [f'hero{i}' for i in range(num_vehicles)]
@@ -68,6 +73,7 @@ def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: in
     log = open(os.path.join(work, 'nodes.log'), 'w', encoding='utf-8')
     units = process_units(specs, compose=mode != 'processes', workdir=work,
                           vehicles_per_process=group if mode == 'grouped' else 1)
+    units += list(extra_units(roles)) if extra_units else []
     supervisor = Supervisor(units, output=log)
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -144,6 +150,8 @@ def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: in
             'startup_s': (state['live_at'] - started) if state['live_at'] else None,
             'cpu_ms': sum(used.values()) * per_tick if per_tick else None,
             'sim_cpu_ms': sim_cpu * per_tick if per_tick else None,
+            'cpu_ms_by_unit': {label: v * per_tick for label, v in used.items()}
+            if per_tick else {},
             'error': error, 'log': log.name}
 
 
