@@ -12,6 +12,7 @@ another mode, observing in this mode at evaluation time) and marked as such in e
 a mode with no usable checkpoint at all is reported as missing with the reason, never filled.
 """
 import argparse
+from dataclasses import replace
 import hashlib
 import os
 from pathlib import Path
@@ -25,7 +26,10 @@ from call_experiments.bandwidth import image_message_size, latent_message_size, 
 from call_experiments.experiment_config import load_experiment_config
 from call_experiments.learning_curves import read_curves
 from call_experiments.rollout import DrivingResult, run_driving, scenario_with
+from call_planner.occupancy_cost import OccupancyConfig
 from call_planner.replanning import LookaheadConfig
+from call_sim import driving_metrics
+from call_sim.driving_metrics import VehicleStep
 from call_world_model import checkpoint
 from call_world_model.collect import CollectConfig, MODES
 import numpy as np
@@ -127,12 +131,27 @@ def collect_settings(mode: str, c: float) -> CollectConfig:
     return CollectConfig.from_mapping(values)
 
 
+def conflict_metrics(result: DrivingResult) -> Dict[str, Any]:
+    """
+    Compute the per-conflict metrics of `call_sim.driving_metrics` (conventions there).
+
+    Keys are prefixed `dm_`; these evaluation rollouts run the look-ahead (with its occupancy
+    cost) without the safety monitor, so the override shares are 0 and the learned share 1.
+    """
+    steps = [VehicleStep((s.episode, s.role, s.trip), s.time, s.ttc, s.collision, s.accel)
+             for s in result.steps]
+    summary = driving_metrics.summarise(steps, [t.outcome for t in result.trips],
+                                        [t.progress for t in result.trips])
+    return {f'dm_{k}': v for k, v in summary.items() if k != 'conventions'}
+
+
 def summarise_driving(result: DrivingResult, ttc_cap: float) -> Dict[str, Any]:
     """Table-6 numbers, returns and bandwidth of one (pooled) run."""
     steps, trips, bw = result.steps, result.trips, result.bandwidth
     outcomes = [t.outcome for t in trips]
     ended = [t for t in trips if t.outcome != 'cut_short']
     return {
+        **conflict_metrics(result),
         'episodes': result.episodes, 'env_steps': result.env_steps,
         'vehicle_steps': len(steps), 'trips': len(trips), 'trips_ended': len(ended),
         'reached': outcomes.count('reached'), 'collisions': outcomes.count('collision'),
@@ -160,8 +179,10 @@ def summarise_driving(result: DrivingResult, ttc_cap: float) -> Dict[str, Any]:
 def _pooled(results: List[DrivingResult]) -> DrivingResult:
     pooled = DrivingResult()
     for r in results:
-        pooled.steps += r.steps
-        pooled.trips += r.trips
+        # trip numbers restart in every run: shift them so pooled trips stay apart
+        offset = max([t.number for t in pooled.trips], default=0)
+        pooled.steps += [replace(s, trip=s.trip + offset) for s in r.steps]
+        pooled.trips += [replace(t, number=t.number + offset) for t in r.trips]
         pooled.bandwidth += r.bandwidth
         pooled.episodes += r.episodes
         pooled.env_steps += r.env_steps
@@ -182,6 +203,9 @@ class Evaluation:
                                          gamma=float(planner['gamma']),
                                          replan_every=int(planner['replan_every']),
                                          sample_actor=bool(planner['sample_actor']))
+        self.occupancy = OccupancyConfig(weight=float(planner['occupancy_weight']),
+                                         every=int(planner['occupancy_every']),
+                                         margin=float(planner['occupancy_margin']))
         self.wire = WireSettings.from_mapping(settings['bandwidth'])
         self.missing: List[str] = []
 
@@ -205,7 +229,7 @@ class Evaluation:
             try:
                 runs.append(run_driving(env, ckpt['loaded'], collect_settings(mode, threshold),
                                         int(episodes), int(seed), self.lookahead, self.wire,
-                                        int(max_env_steps)))
+                                        int(max_env_steps), self.occupancy))
             finally:
                 env.close()
         row = summarise_driving(_pooled(runs), float(self.s['metrics']['ttc_cap']))

@@ -19,9 +19,10 @@ paper's wandb smoothing) with the EMA of squared deviations as the shaded spread
 """
 from typing import Iterable, Sequence
 
+from call_sim import driving_metrics
 import numpy as np
 
-OUTCOMES = ('reached', 'collision', 'off_road', 'timeout', 'cut_short')
+OUTCOMES = driving_metrics.OUTCOMES
 
 
 def pixel_accuracy(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -68,14 +69,7 @@ def average_finite_ttc(ttc: Iterable[float]) -> float:
 
 def success_rate(outcomes: Iterable[str]) -> float:
     """Percentage of reached trips among trips that ended by themselves (not cut short)."""
-    outcomes = list(outcomes)
-    unknown = set(outcomes) - set(OUTCOMES)
-    if unknown:
-        raise ValueError(f'unknown trip outcomes {sorted(unknown)}; known: {OUTCOMES}')
-    ended = [o for o in outcomes if o != 'cut_short']
-    if not ended:
-        return float('nan')
-    return 100.0 * sum(o == 'reached' for o in ended) / len(ended)
+    return 100.0 * driving_metrics.success_rate(outcomes)
 
 
 def ema_smooth(values: Sequence[float], weight: float = 0.72

@@ -14,7 +14,14 @@ DRIVING_COLUMNS = (
     'mean_neighbours', 'call_bytes_per_ego_step', 'raw_bev_same_bytes_per_ego_step',
     'raw_bev_all_bytes_per_ego_step', 'bev_message_bytes', 'episodes', 'env_steps',
     'vehicle_steps', 'trips', 'trips_ended', 'reached', 'collisions', 'off_road', 'timeouts',
-    'cut_short', 'checkpoint', 'trained_mode', 'substitute', 'wall_s')
+    'cut_short', 'checkpoint', 'trained_mode', 'substitute', 'wall_s',
+    # call_sim.driving_metrics (conventions stated there): per-conflict TTC, first
+    # deceleration relative to each conflict, completion over trips that ended by themselves
+    'dm_conflicts', 'dm_conflicts_per_1000_steps', 'dm_conflict_min_ttc_mean_s',
+    'dm_conflict_min_ttc_median_s', 'dm_conflict_min_ttc_p5_s', 'dm_first_deceleration_mean_s',
+    'dm_first_deceleration_median_s', 'dm_conflicts_without_deceleration', 'dm_success_rate',
+    'dm_route_completion', 'dm_collision_rate', 'dm_override_comfortable',
+    'dm_override_emergency', 'dm_learned_share')
 PREDICTION_COLUMNS = (
     'scenario', 'mode', 'k', 'model_pixel_accuracy', 'model_vehicle_iou',
     'copy_last_pixel_accuracy', 'copy_last_vehicle_iou', 'windows', 'checkpoint',

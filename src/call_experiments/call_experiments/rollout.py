@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from call_experiments.bandwidth import image_message_size, latent_message_size, WireSettings
 from call_planner.model_state import state_from_latent
+from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
 from call_planner.replanning import LookaheadConfig, ReplanningPolicy
 from call_sim.config import merge
 from call_sim.scenario import load_scenario
@@ -38,6 +39,7 @@ class Trip:
     steps: int = 0
     reward: float = 0.0
     progress: float = 0.0  # fraction of the route driven when the trip ended
+    number: int = 0        # serial of the trip within the run (its steps carry it)
 
 
 @dataclass
@@ -50,6 +52,9 @@ class StepRecord:
     off_road: bool
     ttc: float
     reward: float
+    time: float = float('nan')    # [s] simulation time since the episode's reset
+    accel: float = float('nan')   # [m/s^2] the vehicle's realised acceleration
+    trip: int = -1                # Trip.number
 
 
 class RecordingEnv:
@@ -63,6 +68,11 @@ class RecordingEnv:
         self.episodes_started = 0
         self.episodes_done = 0
         self._open: Dict[str, Trip] = {}
+        self._trip_count = 0
+
+    def _new_trip(self, episode: int, role: str) -> Trip:
+        self._trip_count += 1
+        return Trip(episode, role, number=self._trip_count)
 
     def __getattr__(self, name: str) -> Any:
         """Everything else (lanes, action_set, control_model, ...) is the simulator's."""
@@ -73,7 +83,7 @@ class RecordingEnv:
         self.close_trips()
         obs, infos = self.env.reset(seed=seed, options=options)
         self.episodes_started += 1
-        self._open = {role: Trip(self.episodes_started, role) for role in obs}
+        self._open = {role: self._new_trip(self.episodes_started, role) for role in obs}
         return obs, infos
 
     def close_trips(self) -> None:
@@ -89,9 +99,11 @@ class RecordingEnv:
         episode = self.episodes_started
         for role, info in infos.items():
             reward = float(rewards.get(role, 0.0))
-            self.steps.append(StepRecord(episode, role, bool(info['collision']),
-                                         bool(info['off_road']), float(info['ttc']), reward))
             trip = self._open.get(role)
+            self.steps.append(StepRecord(
+                episode, role, bool(info['collision']), bool(info['off_road']),
+                float(info['ttc']), reward, float(getattr(self.env, 'time', float('nan'))),
+                float(info.get('accel', float('nan'))), trip.number if trip else -1))
             if trip is None:
                 continue
             trip.steps += 1
@@ -104,7 +116,7 @@ class RecordingEnv:
                 self.trips.append(trip)
                 del self._open[role]
                 if info.get('respawned'):
-                    self._open[role] = Trip(episode, role)
+                    self._open[role] = self._new_trip(episode, role)
         if any(terminations.get(r, False) or truncations.get(r, False) for r in infos):
             self.episodes_done += 1
         return obs, rewards, terminations, truncations, infos
@@ -138,11 +150,19 @@ class EvaluationCollector(Collector):
     """The training collector with the planner core acting and the gate's bytes accounted."""
 
     def __init__(self, env: Any, loaded: Any, settings: CollectConfig,
-                 lookahead: LookaheadConfig, wire: WireSettings, seed: int = 0):
-        """Bind the checkpoint's models; ``loaded`` is a ``checkpoint.load`` result."""
+                 lookahead: LookaheadConfig, wire: WireSettings, seed: int = 0,
+                 occupancy: Optional[OccupancyConfig] = None):
+        """
+        Bind the checkpoint's models; ``loaded`` is a ``checkpoint.load`` result.
+
+        ``occupancy``: the look-ahead's occupancy cost (None or weight 0: without it).
+        """
         super().__init__(env, loaded.world_model.eval(), settings,
                          actor_critic=loaded.actor_critic.eval(), seed=seed)
         self.lookahead = lookahead
+        self.occupancy = (OccupancyCost(self.wm, occupancy)
+                          if occupancy is not None and occupancy.weight > 0
+                          and OccupancyCost.supports(self.wm) else None)
         self.wire = wire
         self.bandwidth: List[BandwidthRecord] = []
         channels = self.cfg.bev_channels
@@ -156,7 +176,8 @@ class EvaluationCollector(Collector):
             role: ReplanningPolicy(self.wm, self.actor_critic, len(self.action_set),
                                    self.lookahead,
                                    torch.Generator().manual_seed(self.seed + 7919 * i
-                                                                 + 104729 * self.episodes))
+                                                                 + 104729 * self.episodes),
+                                   self.occupancy)
             for i, role in enumerate(self.roles)}
         self._sizes = {}
 
@@ -211,7 +232,8 @@ class DrivingResult:
 
 def run_driving(env: Any, loaded: Any, settings: CollectConfig, episodes: int, seed: int,
                 lookahead: LookaheadConfig, wire: WireSettings,
-                max_env_steps: Optional[int] = None) -> DrivingResult:
+                max_env_steps: Optional[int] = None,
+                occupancy: Optional[OccupancyConfig] = None) -> DrivingResult:
     """
     Drive ``episodes`` fleet episodes (seeds seed, seed + 1, ...), recording them.
 
@@ -221,7 +243,8 @@ def run_driving(env: Any, loaded: Any, settings: CollectConfig, episodes: int, s
     if episodes < 1:
         raise ValueError(f'episodes must be >= 1, got {episodes}')
     recorder = RecordingEnv(env)
-    collector = EvaluationCollector(recorder, loaded, settings, lookahead, wire, seed=seed)
+    collector = EvaluationCollector(recorder, loaded, settings, lookahead, wire, seed=seed,
+                                    occupancy=occupancy)
     collector.start()
     limit = max_env_steps if max_env_steps is not None else math.inf
     while recorder.episodes_done < episodes and collector.env_steps < limit:

@@ -81,6 +81,13 @@ def test_tables_hold_the_modes_with_checkpoints_and_name_the_missing_ones(evalua
     assert sorted(r['mode'] for r in driving) == ['local', 'lsi']
     assert all(r['substitute'] == 'False' for r in driving)
     assert all(int(r['vehicle_steps']) > 0 for r in driving)
+    # call_sim.driving_metrics figures go along: learned share 1 (no monitor in these
+    # rollouts), the collision rate as a fraction of the percentage column
+    for row in driving:
+        assert float(row['dm_learned_share']) == 1.0
+        assert float(row['dm_collision_rate']) * 100.0 == pytest.approx(
+            float(row['collision_rate_pct']), abs=1e-6)
+        assert int(row['dm_conflicts']) >= 0
     prediction = _rows(out / 'table1_prediction.csv')
     assert sorted({(r['mode'], r['k']) for r in prediction}) == [
         ('local', '2'), ('local', '4'), ('lsi', '2'), ('lsi', '4')]

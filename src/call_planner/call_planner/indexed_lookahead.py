@@ -16,6 +16,7 @@ The tables are copies of the weights taken at construction: build a new instance
 from typing import Optional
 
 from call_planner.lookahead import best_plan, expand_state, Plan, State
+from call_planner.occupancy_cost import OccupancyCost
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -47,13 +48,20 @@ class IndexedLookahead:
         return (rssm is not None and not getattr(rssm, 'conditioned', True)
                 and hasattr(world_model, 'heads') and hasattr(actor_critic, 'critic'))
 
-    def __init__(self, world_model: nn.Module, actor_critic: nn.Module):
-        """Snapshot the weights of the layers that read [h, z] into index tables."""
+    def __init__(self, world_model: nn.Module, actor_critic: nn.Module,
+                 occupancy: Optional[OccupancyCost] = None):
+        """
+        Snapshot the weights of the layers that read [h, z] into index tables.
+
+        `occupancy` (of the same world model): the footprint-overlap cost of the decoded
+        imagined states, computed from z indices too.
+        """
         if not self.supports(world_model, actor_critic):
             raise ValueError('IndexedLookahead needs an unconditioned call_world_model '
                              'RSSM with its reward/continue heads and an ActorCritic')
         self.world_model = world_model
         self.actor_critic = actor_critic
+        self.occupancy = occupancy
         self.refresh()
 
     @torch.no_grad()
@@ -77,10 +85,12 @@ class IndexedLookahead:
         self.img_z_table = img_in[:, :flat].t().contiguous()
         self.img_action_table = img_in[:, flat:].t().contiguous()
         self.offsets = torch.arange(self.stoch) * self.classes
+        if self.occupancy is not None:
+            self.occupancy.window.refresh()
 
     def _gather(self, table: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Sum over latents of table rows: one_hot(z) (B, S*K) @ table, as gathers."""
-        return F.embedding(z + self.offsets, table).sum(1)
+        return F.embedding_bag(z + self.offsets, table, mode='sum')
 
     def _heads(self, deter: torch.Tensor, z: torch.Tensor) -> tuple:
         """Actor logits (before unimix), reward and continue probability of states (deter, z)."""
@@ -121,6 +131,9 @@ class IndexedLookahead:
         score = torch.zeros(action.shape[0], dtype=torch.float32)
         alive = torch.ones_like(score)
         logits = None
+        occupancy = self.occupancy
+        decoded = set(occupancy.decoded_steps(horizon)) if occupancy is not None else set()
+        kept, weights = [], []
         for k in range(horizon):
             if k > 0:
                 action = self._next_action(logits, sample_actor, generator)
@@ -129,11 +142,19 @@ class IndexedLookahead:
             deter = rssm.gru(rssm.img_in[2](rssm.img_in[1](x)), deter)
             z = self._next_z(deter, sample_latent)
             logits, reward, cont = self._heads(deter, z)
+            if k in decoded:
+                kept.append((deter, z))
+                weights.append((gamma ** k) * alive)
             score = score + (gamma ** k) * alive * reward.float()
             alive = alive * cont.float()
         critic_in = deter @ self.critic_dense + self._gather(self.critic_table, z)
         value = self.actor_critic.value_dist.mean(_rest(self.actor_critic.critic, critic_in))
         score = score + (gamma ** horizon) * alive * value.float()
+        if kept:
+            overlaps = occupancy.overlap_from_indices(torch.cat([d for d, _ in kept]),
+                                                      torch.cat([i for _, i in kept]))
+            score = score - occupancy.discounted(overlaps.float().view(len(kept), -1),
+                                                 torch.stack(weights))
         return score, torch.stack(actions, dim=1)
 
     def plan(self, state: State, num_actions: int, horizon: int, gamma: float,

@@ -10,13 +10,16 @@ candidate is scored
 where r_hat_{t+k} is the reward head on the state reached by a_{t+k} (DreamerV3 convention:
 the reward of a transition is predicted from its successor state) and c_{<=k} is the product
 of the continue head's probabilities of the states before it (an imagined crash stops
-accumulating reward and value, as in DreamerV3's lambda-returns). The best candidate is the
-plan. All first actions are imagined as ONE batch: the cost of a plan is K batched model
-steps, not K x |A|.
+accumulating reward and value, as in DreamerV3's lambda-returns). With an
+`occupancy_cost.OccupancyCost`, the ego footprint's overlap with the decoded vehicles of the
+imagined states is subtracted with the same weights. The best candidate is the plan. All
+first actions are imagined as ONE batch: the cost of a plan is K batched model steps, not
+K x |A|.
 """
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Protocol
 
+from call_planner.occupancy_cost import OccupancyCost
 import numpy as np
 import torch
 
@@ -97,14 +100,16 @@ def _next_actions(logits: torch.Tensor, sample: bool,
 def rollout_scores(world_model: ImaginingModel, actor_critic: PolicyAndValue, start: State,
                    first_actions: torch.Tensor, horizon: int, gamma: float,
                    sample: bool = False, generator: Optional[torch.Generator] = None,
-                   imagine_kwargs: Optional[Mapping[str, Any]] = None
+                   imagine_kwargs: Optional[Mapping[str, Any]] = None,
+                   occupancy: Optional[OccupancyCost] = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Imagine `horizon` steps for each first action in one batch.
 
     `start` is a model state with batch size len(first_actions) (see `expand_state`);
     `imagine_kwargs` go to every `imagine_step` (e.g. the world model's `sample=False` and a
-    pooled `shared_vec`, batch-sized). Returns (scores (B,), actions (B, horizon) long).
+    pooled `shared_vec`, batch-sized); `occupancy` charges the footprint overlap of the
+    decoded imagined states. Returns (scores (B,), actions (B, horizon) long).
     """
     if horizon < 1:
         raise ValueError(f'horizon must be >= 1, got {horizon}')
@@ -113,23 +118,32 @@ def rollout_scores(world_model: ImaginingModel, actor_critic: PolicyAndValue, st
     actions = []
     score = torch.zeros(action.shape[0], dtype=torch.float32)
     alive = torch.ones_like(score)
+    decoded = set(occupancy.decoded_steps(horizon)) if occupancy is not None else set()
+    feats, weights = [], []
     for k in range(horizon):
         if k > 0:
             action = _next_actions(actor_critic.policy(world_model.features(state)),
                                    sample, generator)
         actions.append(action)
         state = world_model.imagine_step(state, action, **(imagine_kwargs or {}))
+        if k in decoded:
+            feats.append(world_model.features(state))
+            weights.append((gamma ** k) * alive)
         score = score + (gamma ** k) * alive * world_model.reward(state).float()
         alive = alive * world_model.cont(state).float()
     value = actor_critic.value(world_model.features(state)).float()
     score = score + (gamma ** horizon) * alive * value
+    if feats:
+        overlaps = occupancy.overlap(torch.cat(feats)).view(len(feats), -1)
+        score = score - occupancy.discounted(overlaps.float(), torch.stack(weights))
     return score, torch.stack(actions, dim=1)
 
 
 def plan(world_model: ImaginingModel, actor_critic: PolicyAndValue, state: State,
          num_actions: int, horizon: int, gamma: float, sample: bool = False,
          generator: Optional[torch.Generator] = None,
-         imagine_kwargs: Optional[Mapping[str, Any]] = None) -> Plan:
+         imagine_kwargs: Optional[Mapping[str, Any]] = None,
+         occupancy: Optional[OccupancyCost] = None) -> Plan:
     """
     Eq. 3: the best K-step plan from a batch-1 model state `state`.
 
@@ -141,7 +155,7 @@ def plan(world_model: ImaginingModel, actor_critic: PolicyAndValue, state: State
     scores, actions = rollout_scores(world_model, actor_critic,
                                      expand_state(state, num_actions), first_actions,
                                      horizon, gamma, sample, generator,
-                                     expand_kwargs(imagine_kwargs, num_actions))
+                                     expand_kwargs(imagine_kwargs, num_actions), occupancy)
     return best_plan(scores, actions)
 
 

@@ -2,8 +2,9 @@
 ROS 2 node: plan from each LatentState, command the vehicle, publish plan and diagnostics.
 
 Only translates messages and parameters; the planning lives in `lookahead` / `replanning`,
-the fallback in `safety`, the control mapping in `control_output`, the waypoints in
-`intention`.
+the fallback in `safety`, the TTC safety monitor in `ttc_monitor` (it reads the vehicle
+channels of the fused BEV, `/<role>/bev`), the control mapping in `control_output`, the
+waypoints in `intention`.
 
 Stamps: a command answers the model state it was computed for, so a planned command carries
 its latent state's stamp, and a controlled stop carries the stamp of the newest latent state
@@ -25,11 +26,15 @@ from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_msgs.msg import Action, LatentState, SharedInformation
+from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
 from call_planner.control_output import command_for_action, stop_command
 from call_planner.intention import intention_waypoints
 from call_planner.model_state import imagination_kwargs, state_from_latent
+from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
 from call_planner.replanning import LookaheadConfig, ReplanningPolicy
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
+from call_planner.ttc_monitor import (Assessment, BevGeometry, MonitorConfig,
+                                      override_accel, TtcMonitor)
 from call_sim.actions import ActionSet
 from call_sim.vehicle_control import ControlModel
 from call_sim.vehicle_model import BicycleModel
@@ -42,12 +47,15 @@ import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 import torch
 from visualization_msgs.msg import Marker, MarkerArray
 
 LATENT = 'latent_state'
 ODOMETRY = 'odometry'
+BEV = 'bev'
+POSES_KEPT = 50         # odometry poses remembered by stamp (the BEV's pose is looked up)
 
 
 class PlannerNode(Node):
@@ -82,9 +90,20 @@ class PlannerNode(Node):
         self.lookahead = LookaheadConfig(K=p['K'], gamma=float(p['gamma']),
                                          replan_every=int(p['replan_every']),
                                          sample_actor=bool(p['sample_actor']))
+        bev_cfg = BevConfig.from_yaml(str(p['bev_config']) or None)
+        occupancy = None
+        if float(p['occupancy_weight']) > 0.0 and OccupancyCost.supports(self.world_model):
+            occupancy = OccupancyCost(self.world_model, OccupancyConfig(
+                weight=float(p['occupancy_weight']), every=int(p['occupancy_every']),
+                margin=float(p['occupancy_margin']), ego_length=float(p['ego_length']),
+                ego_width=float(p['ego_width']),
+                window_m=bev_cfg.size * bev_cfg.metres_per_pixel,
+                ego_row_fraction=bev_cfg.ego_row / bev_cfg.size,
+                ego_col_fraction=bev_cfg.ego_col / bev_cfg.size))
         self.policy = ReplanningPolicy(self.world_model, self.actor_critic, len(self.actions),
                                        self.lookahead,
-                                       torch.Generator().manual_seed(int(p['seed'])))
+                                       torch.Generator().manual_seed(int(p['seed'])),
+                                       occupancy)
         self.safety = SafetyConfig(deadline_sim=float(p['deadline_sim']),
                                    deadline_wall=float(p['deadline_wall']),
                                    comfortable_decel=float(p['comfortable_decel']))
@@ -92,16 +111,29 @@ class PlannerNode(Node):
             {k: p[k] for k in dataclasses.asdict(ControlModel())})
         self.bicycle = BicycleModel.from_config(p)
         self.imagine_kwargs = imagination_kwargs(self.world_model, bool(p['sample_latent']))
-        self.watchdog = InputWatchdog([LATENT, ODOMETRY], self.safety, time.monotonic())
+        self.monitor_config = MonitorConfig.from_params(p)
+        self.bev_size = bev_cfg.size
+        self.monitor = TtcMonitor(self.monitor_config, BevGeometry(
+            bev_cfg.metres_per_pixel, bev_cfg.ego_row, bev_cfg.ego_col))
+        self.verdict: Optional[Assessment] = None
+        # with the monitor on, a stale BEV is a stale input: the monitor would be blind
+        watched = [LATENT, ODOMETRY] + ([BEV] if self.monitor_config.enabled else [])
+        self.watchdog = InputWatchdog(watched, self.safety, time.monotonic())
+        self.poses: dict[int, tuple[float, float, float]] = {}    # stamp [ns] -> pose
 
         self.pose: Optional[tuple[float, float, float]] = None
         self.speed = 0.0
+        self.yaw_rate = 0.0
         self.status_speed: Optional[float] = None
         self.shared: Optional[SharedInformation] = None
         self.waypoints = np.zeros((0, 2))
         self.stop_reason = ''
         self.answered_stamp = None      # stamp of the newest latent state processed
-        self.counts = {'ticks': 0, 'stops': 0, 'dropped': 0, 'plan_errors': 0}
+        # overrides are counted apart from the planned steps, so the learned planner's share
+        # of the driving stays visible: planned / (planned + overrides)
+        self.counts = {'ticks': 0, 'stops': 0, 'dropped': 0, 'plan_errors': 0, 'planned': 0,
+                       'overrides_comfortable': 0, 'overrides_emergency': 0,
+                       'dropped_bev': 0}
         # /diagnostics is for people and monitors (~1 Hz); a change of level or message
         # (a stop and its reason) still goes out on the step it happens
         self.diagnostics_period = float(p['diagnostics_period'])
@@ -126,6 +158,9 @@ class PlannerNode(Node):
                                  event_callbacks=QUIET_SUB)
         self.create_subscription(CarlaEgoVehicleStatus, f'/carla/{role}/vehicle_status',
                                  self.on_status, 10, event_callbacks=QUIET_SUB)
+        if self.monitor_config.enabled:
+            self.create_subscription(Image, 'bev', self.on_bev, 10,
+                                     event_callbacks=QUIET_SUB)
         # steady clock: the watchdog must fire even when /clock has stopped
         self.create_timer(float(p['watchdog_period']), self.on_watchdog,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -144,6 +179,12 @@ class PlannerNode(Node):
             return
         self.pose = (pose.position.x, pose.position.y, yaw_from_quaternion(pose.orientation))
         self.speed = math.hypot(twist.linear.x, twist.linear.y)
+        yaw_rate = twist.angular.z
+        self.yaw_rate = yaw_rate if math.isfinite(yaw_rate) else 0.0
+        stamp = msg.header.stamp
+        self.poses[stamp.sec * 10**9 + stamp.nanosec] = self.pose
+        while len(self.poses) > POSES_KEPT:
+            del self.poses[next(iter(self.poses))]
         self.watchdog.feed(ODOMETRY, stamp_seconds(msg.header.stamp), time.monotonic())
 
     def on_status(self, msg: CarlaEgoVehicleStatus) -> None:
@@ -152,6 +193,25 @@ class PlannerNode(Node):
             self.status_speed = abs(float(msg.velocity))
         else:
             self.counts['dropped'] += 1
+
+    def on_bev(self, msg: Image) -> None:
+        """Give the vehicle channels of the fused BEV to the TTC monitor (malformed: dropped)."""
+        channels = len(CHANNELS)
+        size = self.bev_size
+        if (msg.encoding != f'8UC{channels}' or msg.height != size or msg.width != size
+                or len(msg.data) != size * size * channels):
+            self.counts['dropped_bev'] += 1
+            return
+        stamp = msg.header.stamp
+        pose = self.poses.get(stamp.sec * 10**9 + stamp.nanosec, self.pose)
+        if pose is None:
+            self.counts['dropped_bev'] += 1
+            return
+        pixels = np.frombuffer(msg.data, dtype=np.uint8).reshape(size, size, channels)
+        self.monitor.observe(stamp_seconds(stamp),
+                             pixels[:, :, CHANNEL_INDEX['seen_vehicles']] > 127,
+                             pixels[:, :, CHANNEL_INDEX['shared_vehicles']] > 127, pose)
+        self.watchdog.feed(BEV, stamp_seconds(stamp), time.monotonic())
 
     def on_shared(self, msg: SharedInformation) -> None:
         """Keep the latest accepted shared information (markers show their intentions)."""
@@ -186,20 +246,53 @@ class PlannerNode(Node):
             return
         latency_ms = (time.perf_counter() - start) * 1e3
         speed = self.current_speed()
-        if decision.refreshed:
-            accel_steer = [self.actions.action(a) for a in decision.intention.actions]
-            self.waypoints = intention_waypoints(self.bicycle, self.pose, speed, accel_steer)
         accel, steer = self.actions.action(decision.action)
+        action_index, refreshed = decision.action, decision.refreshed
+        override = None
+        if self.monitor_config.enabled:
+            self.verdict = self.monitor.assess(stamp_seconds(msg.header.stamp), self.pose,
+                                               speed, self.yaw_rate)
+            override = override_accel(self.verdict, accel)
+        if override is not None:
+            # the planner's steer stays, the longitudinal command is the monitor's; the world
+            # model is told the nearest discrete action (a tie goes to the harder braking)
+            accel, level = override, self.verdict.level
+            action_index = self.actions.index(accel, steer)
+            self.counts[f'overrides_{level}'] += 1
+            self.policy.reset()     # re-plan from the state the override leads to
+            braking = [(accel, steer)] * self.lookahead.K
+            self.waypoints = intention_waypoints(self.bicycle, self.pose, speed, braking)
+            refreshed = True
+        else:
+            self.counts['planned'] += 1
+            if decision.refreshed:
+                accel_steer = [self.actions.action(a) for a in decision.intention.actions]
+                self.waypoints = intention_waypoints(self.bicycle, self.pose, speed,
+                                                     accel_steer)
         command = command_for_action(accel, steer, speed, self.control_model)
         self.stop_reason = ''
         self.publish_control(command, msg.header.stamp)
-        self.publish_action(decision.action, accel, steer, msg.header.stamp)
-        self.publish_plan(msg.header.stamp, changed=decision.refreshed)
-        self.publish_diagnostics(DiagnosticStatus.OK, 'planning', {
-            'latency_ms': f'{latency_ms:.3f}', 'action': str(decision.action),
+        self.publish_action(action_index, accel, steer, msg.header.stamp)
+        self.publish_plan(msg.header.stamp, changed=refreshed)
+        values = {
+            'latency_ms': f'{latency_ms:.3f}', 'action': str(action_index),
             'plan_value': f'{decision.active.value:.4f}',
-            'replanned': str(decision.replanned), 'intention_refreshed': str(decision.refreshed),
-        })
+            'replanned': str(decision.replanned), 'intention_refreshed': str(refreshed),
+            'learned_share': f'{self.learned_share():.4f}',
+        }
+        if self.verdict is not None:
+            values['monitor_ttc'] = f'{self.verdict.ttc:.2f}'
+        if override is not None:
+            self.publish_diagnostics(DiagnosticStatus.WARN,
+                                     f'safety override: {self.verdict.reason}', values)
+        else:
+            self.publish_diagnostics(DiagnosticStatus.OK, 'planning', values)
+
+    def learned_share(self) -> float:
+        """Fraction of commanded (non-stop) steps whose action the learned planner chose."""
+        overrides = self.counts['overrides_comfortable'] + self.counts['overrides_emergency']
+        total = self.counts['planned'] + overrides
+        return self.counts['planned'] / total if total else 1.0
 
     def on_watchdog(self) -> None:
         """Command a stop while inputs are stale, even when no message arrives at all."""

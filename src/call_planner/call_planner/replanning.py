@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 from call_planner.indexed_lookahead import IndexedLookahead
 from call_planner.lookahead import ImaginingModel, Plan, plan, PolicyAndValue, State
+from call_planner.occupancy_cost import OccupancyCost
 import torch
 
 
@@ -76,16 +77,23 @@ class ReplanningPolicy:
 
     def __init__(self, world_model: ImaginingModel, actor_critic: PolicyAndValue,
                  num_actions: int, config: LookaheadConfig,
-                 generator: Optional[torch.Generator] = None):
-        """Bind the models; `generator` makes sampled actor rollouts reproducible."""
+                 generator: Optional[torch.Generator] = None,
+                 occupancy: Optional[OccupancyCost] = None):
+        """
+        Bind the models; `generator` makes sampled actor rollouts reproducible.
+
+        `occupancy`: the footprint-overlap cost of the decoded imagined states (None: the
+        look-ahead scores reward and value only).
+        """
         self.world_model = world_model
         self.actor_critic = actor_critic
         self.num_actions = num_actions
         self.config = config
         self.generator = generator
+        self.occupancy = occupancy
         # call_world_model's own models take the index-gather path (same plans, half the
         # multiply-adds); other ImaginingModels (tests' toy models) the generic one
-        self._indexed = (IndexedLookahead(world_model, actor_critic)
+        self._indexed = (IndexedLookahead(world_model, actor_critic, occupancy)
                          if IndexedLookahead.supports(world_model, actor_critic) else None)
         self.reset()
 
@@ -113,7 +121,7 @@ class ReplanningPolicy:
             else:
                 self._active = plan(self.world_model, self.actor_critic, state,
                                     self.num_actions, cfg.K, cfg.gamma, cfg.sample_actor,
-                                    self.generator, imagine_kwargs)
+                                    self.generator, imagine_kwargs, self.occupancy)
             self._active_age = 0
         if refresh:
             self._intention = self._active

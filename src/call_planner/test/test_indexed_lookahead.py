@@ -9,12 +9,13 @@ from toy_models import GruWorldModel, RandomActorCritic
 torch.set_num_threads(1)
 
 
-def _models(seed: int = 0, conditioned: bool = False):
+def _models(seed: int = 0, conditioned: bool = False, preset: str = 'tiny',
+            overrides: dict = None):
     from call_world_model.actor_critic import ActorCritic
     from call_world_model.config import load_config
     from call_world_model.world_model import WorldModel
     torch.manual_seed(seed)
-    cfg = load_config('tiny', {'condition_sequence_model': conditioned})
+    cfg = load_config(preset, {'condition_sequence_model': conditioned, **(overrides or {})})
     model = WorldModel(cfg).eval()
     actor = ActorCritic(cfg, cfg.feat_dim, cfg.num_actions).eval()
     with torch.no_grad():      # reward/critic outputs start at zero: give every head a say

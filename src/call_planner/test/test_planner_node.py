@@ -89,27 +89,36 @@ class Harness(Node):
 
     def tick(self, latent=True, odometry=True, valid=True, h=None) -> None:
         """Advance sim time 0.1 s and publish clock (+ odometry, latent state)."""
+        self.advance_clock()
+        if odometry:
+            self.publish_odometry(10.0, 5.0)
+        if latent:
+            self.publish_latent(valid, h)
+
+    def advance_clock(self) -> None:
         self.sim_time = round(self.sim_time + 0.1, 3)
         self.clock_pub.publish(Clock(clock=_stamp(self.sim_time)))
-        if odometry:
-            odom = Odometry()
-            odom.header.stamp = _stamp(self.sim_time)
-            odom.header.frame_id = 'map'
-            odom.child_frame_id = ROLE
-            odom.pose.pose.position.x = 10.0
-            odom.pose.pose.position.y = 5.0
-            odom.pose.pose.orientation.w = 1.0
-            odom.twist.twist.linear.x = 8.0
-            self.odom_pub.publish(odom)
-        if latent:
-            msg = LatentState()
-            msg.header.stamp = _stamp(self.sim_time)
-            rng = np.random.default_rng(int(self.sim_time * 10))
-            msg.z_indices = rng.integers(0, 32, 32).astype(np.uint8).tobytes()
-            msg.h = (rng.standard_normal(self.deter).astype(np.float32) if h is None
-                     else h).tolist()
-            msg.valid = valid
-            self.latent_pub.publish(msg)
+
+    def publish_odometry(self, x: float, y: float, speed: float = 8.0) -> None:
+        odom = Odometry()
+        odom.header.stamp = _stamp(self.sim_time)
+        odom.header.frame_id = 'map'
+        odom.child_frame_id = ROLE
+        odom.pose.pose.position.x = x
+        odom.pose.pose.position.y = y
+        odom.pose.pose.orientation.w = 1.0
+        odom.twist.twist.linear.x = speed
+        self.odom_pub.publish(odom)
+
+    def publish_latent(self, valid=True, h=None) -> None:
+        msg = LatentState()
+        msg.header.stamp = _stamp(self.sim_time)
+        rng = np.random.default_rng(int(self.sim_time * 10))
+        msg.z_indices = rng.integers(0, 32, 32).astype(np.uint8).tobytes()
+        msg.h = (rng.standard_normal(self.deter).astype(np.float32) if h is None
+                 else h).tolist()
+        msg.valid = valid
+        self.latent_pub.publish(msg)
 
     def clear(self):
         for log in (self.controls, self.actions, self.plans, self.diagnostics, self.markers):
@@ -124,18 +133,17 @@ def _stop_reasons(harness):
     return [s.message for s in harness.diagnostics if s.level == DiagnosticStatus.ERROR]
 
 
-@pytest.fixture(scope='module')
-def harness(tmp_path_factory):
+def run_planner_harness(tmp_path_factory, harness_class, params: dict):
+    """Start a planner node with `params` and yield a `harness_class` node (fixture body)."""
     path = str(tmp_path_factory.mktemp('ckpt') / 'tiny.pt')
     deter = _save_tiny_checkpoint(path)
+    args = [x for name, value in params.items() for x in ('-p', f'{name}:={value}')]
     proc = subprocess.Popen(
         [sys.executable, '-m', 'call_planner.planner_node', '--ros-args',
-         '-r', f'__ns:=/{ROLE}', '-p', f'role_name:={ROLE}', '-p', f'checkpoint:={path}',
-         '-p', f'deadline_sim:={DEADLINE_SIM}', '-p', f'deadline_wall:={DEADLINE_WALL}',
-         '-p', 'K:=3'],
-        env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+         '-r', f'__ns:=/{ROLE}', '-p', f'role_name:={ROLE}', '-p', f'checkpoint:={path}']
+        + args, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     rclpy.init()
-    node = Harness(deter)
+    node = harness_class(deter)
     try:
         yield node
     finally:
@@ -143,6 +151,13 @@ def harness(tmp_path_factory):
         rclpy.shutdown()
         proc.kill()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope='module')
+def harness(tmp_path_factory):
+    yield from run_planner_harness(tmp_path_factory, Harness, {
+        'deadline_sim': DEADLINE_SIM, 'deadline_wall': DEADLINE_WALL, 'K': 3,
+        'monitor_enabled': 'false'})        # no BEV here: test_planner_monitor_node has them
 
 
 def _warm_up(harness):

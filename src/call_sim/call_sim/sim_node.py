@@ -311,6 +311,8 @@ class SimNode(Node):
                         kv('off_road', info['off_road']), kv('jerk', f'{info["jerk"]:.3f}'),
                         kv('reached', info['reached']), kv('speed', f'{info["speed"]:.3f}'),
                         kv('progress', f'{info["progress"]:.1f}'),
+                        kv('route_length', f'{info["route_length"]:.1f}'),
+                        kv('accel', f'{info["accel"]:.3f}'),
                         kv('reward', f'{self.rewards.get(role, 0.0):.4f}')]))
         return array
 

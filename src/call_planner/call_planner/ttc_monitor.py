@@ -1,0 +1,310 @@
+"""
+Safety monitor beside the learned planner: time to collision on the fused current BEV.
+
+The learned look-ahead can miss a vehicle (the paper's gains come from decisions that use what
+is shared, section 5); this monitor does not learn. It reads the vehicle channels of the BEV
+the world model observes (own sensing `seen_vehicles` and V2V `shared_vehicles` alike, paper
+App. F), so a vehicle that sharing put into the BEV is guarded like a seen one.
+
+Per BEV frame: connected blobs of the vehicle channels become boxes in the map frame (the
+ego's pose at the frame's stamp), matched to the previous frames' blobs by nearest centre,
+and their velocity is the centre's displacement over `velocity_window` (one 0.1 s step of
+0.5 m pixels is too noisy). A blob seen for the first time is not assessed until a second
+frame gives its velocity.
+
+Conflict and TTC: the ego is predicted at constant speed and yaw rate, every other vehicle at
+constant velocity, for `horizon` seconds sampled every `time_step`. Each footprint is covered
+by `discs` circles along its length (the usual disc decomposition of motion planning: exact
+enough, and vectorised over vehicles and times). A vehicle conflicts with the ego when some
+pair of discs comes within `margin`; its TTC is the first such time. Conflicts that start
+behind the ego's centre are left out: braking does not avoid a vehicle closing from behind.
+
+Decision, after Autoware's minimum-risk manoeuvres (comfortable stop -1 m/s^2, emergency
+stop -2.5 m/s^2): TTC below `emergency_ttc` -> emergency deceleration, below
+`comfortable_ttc` -> comfortable deceleration, held for `hold_time` after the last trigger so
+the command does not chatter. The caller keeps the planner's steer and only lowers the
+acceleration; a planner that already brakes harder is left alone.
+"""
+from collections import deque
+from dataclasses import dataclass, fields
+import math
+from typing import Any, Mapping, Optional
+
+import cv2
+import numpy as np
+
+NONE, COMFORTABLE, EMERGENCY = 'none', 'comfortable', 'emergency'
+_VEHICLE_FIELDS = ('ego_length', 'ego_width')
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Thresholds and geometry of the monitor (config/planner.yaml, `monitor_*` keys)."""
+
+    enabled: bool = True
+    horizon: float = 5.0           # [s] constant-velocity prediction
+    time_step: float = 0.1         # [s] sampling of the prediction
+    comfortable_ttc: float = 3.0   # [s] below: comfortable deceleration
+    emergency_ttc: float = 1.5     # [s] below: emergency deceleration
+    comfortable_decel: float = 1.0  # [m/s^2] Autoware MRM comfortable stop
+    emergency_decel: float = 2.5   # [m/s^2] Autoware MRM emergency stop
+    hold_time: float = 1.0         # [s] an override lasts this long after its last trigger
+    margin: float = 0.3            # [m] clearance added between footprints
+    ego_length: float = 4.8        # [m] ego footprint (call_sim vehicle.yaml)
+    ego_width: float = 2.0         # [m]
+    discs: int = 3                 # circles per footprint
+    velocity_window: float = 0.5   # [s] baseline of the velocity estimate
+    match_radius: float = 3.0      # [m] largest centre displacement between two frames
+    min_pixels: int = 3            # blobs smaller than this are noise
+
+    def __post_init__(self):
+        """Fail fast on thresholds that cannot work together."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != 'enabled' and not (math.isfinite(value) and value > 0):
+                raise ValueError(f'{f.name} must be a positive number, got {value}')
+        if self.emergency_ttc > self.comfortable_ttc:
+            raise ValueError('monitor_emergency_ttc must not exceed monitor_comfortable_ttc')
+        if self.emergency_decel < self.comfortable_decel:
+            raise ValueError('monitor_emergency_decel must be at least '
+                             'monitor_comfortable_decel')
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], prefix: str = 'monitor_') -> 'MonitorConfig':
+        """
+        Build from flat parameters named `<prefix><field>`; missing ones keep defaults.
+
+        The ego footprint is the vehicle's, shared with other users: `ego_length`,
+        `ego_width` without the prefix.
+        """
+        values = {}
+        for f in fields(cls):
+            key = f.name if f.name in _VEHICLE_FIELDS else prefix + f.name
+            if key in params:
+                cast = {'enabled': bool, 'discs': int, 'min_pixels': int}.get(f.name, float)
+                values[f.name] = cast(params[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class BevGeometry:
+    """Where the ego sits in its BEV and the pixel size (call_perception's BevConfig)."""
+
+    metres_per_pixel: float = 0.5
+    ego_row: float = 80.0
+    ego_col: float = 64.0
+
+
+@dataclass(frozen=True)
+class Track:
+    """One vehicle of the latest frame: map-frame box and estimated velocity."""
+
+    x: float
+    y: float
+    yaw: float
+    length: float
+    width: float
+    vx: float
+    vy: float
+    shared_only: bool      # every pixel came from the shared channel (known through V2V)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The monitor's verdict for one step: the nearest conflict and the override level."""
+
+    ttc: float                      # [s] inf without a conflict
+    level: str                      # NONE, COMFORTABLE or EMERGENCY
+    decel: float                    # [m/s^2] deceleration to apply (0 for NONE)
+    conflict: Optional[Track]       # the vehicle of the smallest TTC
+
+    @property
+    def reason(self) -> str:
+        """One line for /diagnostics: level, TTC and who."""
+        if self.conflict is None:
+            return 'no conflict'
+        source = 'shared' if self.conflict.shared_only else 'seen'
+        return (f'{self.level} deceleration {self.decel:.1f} m/s^2: TTC {self.ttc:.1f} s to a '
+                f'{source} vehicle at ({self.conflict.x:.1f}, {self.conflict.y:.1f})')
+
+
+def _disc_centres(x, y, yaw, length, discs: int):
+    """(..., discs, 2) centres of `discs` circles spread along a box's length."""
+    offsets = ((np.arange(discs) + 0.5) / discs - 0.5)   # fractions of the length
+    along = np.asarray(length)[..., None] * offsets
+    cx = np.asarray(x)[..., None] + along * np.cos(np.asarray(yaw))[..., None]
+    cy = np.asarray(y)[..., None] + along * np.sin(np.asarray(yaw))[..., None]
+    return np.stack([cx, cy], -1)
+
+
+def _disc_radius(length, width, discs: int):
+    return np.hypot(np.asarray(length) / (2 * discs), np.asarray(width) / 2)
+
+
+class TtcMonitor:
+    """Tracks vehicles through BEV frames and turns the smallest TTC into an override."""
+
+    def __init__(self, config: MonitorConfig, geometry: BevGeometry):
+        """Start with no history and no override."""
+        self.config = config
+        self.geometry = geometry
+        self._history: deque = deque()     # (time, centres (N, 2)) of past frames
+        self.tracks: list[Track] = []
+        self._held: Optional[Assessment] = None
+        self._held_until = -math.inf
+        self._tracked = np.zeros(0, bool)
+        self.frame_time: Optional[float] = None
+
+    def reset(self) -> None:
+        """Forget the tracks and any held override (episode reset)."""
+        self.__init__(self.config, self.geometry)
+
+    # -- perception of the BEV --------------------------------------------------------------
+    def observe(self, time: float, seen: np.ndarray, shared: np.ndarray,
+                ego_pose: tuple[float, float, float]) -> None:
+        """
+        Take one BEV frame: boolean (H, W) masks of the seen and shared vehicle channels.
+
+        `ego_pose` (x, y, yaw) is the ego's map pose at the frame's stamp.
+        """
+        cfg, geo = self.config, self.geometry
+        mask = (seen | shared).astype(np.uint8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        ex, ey, eyaw = ego_pose
+        c, s = math.cos(eyaw), math.sin(eyaw)
+        boxes = []
+        for label in range(1, count):
+            if stats[label, cv2.CC_STAT_AREA] < cfg.min_pixels:
+                continue
+            rows, cols = np.nonzero(labels == label)
+            (col_c, row_c), (w_px, h_px), angle = cv2.minAreaRect(
+                np.stack([cols, rows], 1).astype(np.float32))
+            forward = (geo.ego_row - row_c) * geo.metres_per_pixel
+            left = (geo.ego_col - col_c) * geo.metres_per_pixel
+            # the rectangle's side of width w_px points along `angle` (image x = -left)
+            long_side = (w_px, angle) if w_px >= h_px else (h_px, angle + 90.0)
+            img_dir = math.radians(long_side[1])
+            yaw_ego = math.atan2(-math.cos(img_dir), -math.sin(img_dir))
+            length = (max(w_px, h_px) + 1.0) * geo.metres_per_pixel
+            width = (min(w_px, h_px) + 1.0) * geo.metres_per_pixel
+            shared_only = not bool(seen[rows, cols].any())
+            boxes.append((ex + c * forward - s * left, ey + s * forward + c * left,
+                          eyaw + yaw_ego, length, width, shared_only))
+        centres = np.array([[b[0], b[1]] for b in boxes]).reshape(-1, 2)
+        velocities, self._tracked = self._velocities(time, centres)
+        self.tracks = []
+        for (x, y, yaw, length, width, shared_only), (vx, vy) in zip(boxes, velocities):
+            if math.hypot(vx, vy) > 0.5:        # a moving box points where it goes
+                yaw = math.atan2(vy, vx)
+            self.tracks.append(Track(x, y, yaw, length, width, vx, vy, shared_only))
+        self._history.append((time, centres))
+        while self._history and time - self._history[0][0] > cfg.velocity_window + 1e-6:
+            self._history.popleft()
+        self.frame_time = time
+
+    def _velocities(self, time: float, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Velocity per centre from the oldest frame in the window it can be chained to.
+
+        Also returns which centres were matched to an earlier frame at all (a first sighting
+        has no velocity yet: calling it standing would brake for every vehicle that enters
+        the BEV ahead, however fast it goes).
+        """
+        velocity = np.zeros_like(centres)
+        if not self._history or len(centres) == 0:
+            return velocity, np.zeros(len(centres), bool)
+        # chain each centre back through the frames, nearest match within match_radius
+        current = centres.copy()
+        alive = np.ones(len(centres), bool)
+        oldest = centres.copy()
+        oldest_time = np.full(len(centres), time)
+        for past_time, past in reversed(self._history):
+            if len(past) == 0:
+                break
+            dist = np.hypot(*(current[:, None, :] - past[None, :, :]).transpose(2, 0, 1))
+            nearest = dist.argmin(1)
+            matched = alive & (dist[np.arange(len(current)), nearest] <= self.config.match_radius)
+            current = np.where(matched[:, None], past[nearest], current)
+            oldest = np.where(matched[:, None], past[nearest], oldest)
+            oldest_time = np.where(matched, past_time, oldest_time)
+            alive = matched
+            if not alive.any():
+                break
+        span = time - oldest_time
+        moving = span > 1e-6
+        velocity[moving] = (centres[moving] - oldest[moving]) / span[moving, None]
+        return velocity, moving
+
+    # -- decision ---------------------------------------------------------------------------
+    def assess(self, time: float, ego_pose: tuple[float, float, float], speed: float,
+               yaw_rate: float = 0.0) -> Assessment:
+        """Decide the override for the ego at `ego_pose`, `speed` [m/s], `yaw_rate` [rad/s]."""
+        cfg = self.config
+        lag = 0.0 if self.frame_time is None else max(time - self.frame_time, 0.0)
+        current = self._conflict(ego_pose, speed, yaw_rate, lag)
+        level = (EMERGENCY if current.ttc < cfg.emergency_ttc
+                 else COMFORTABLE if current.ttc < cfg.comfortable_ttc else NONE)
+        fresh = Assessment(current.ttc, level, self._decel(level), current.conflict)
+        held = self._held
+        if level != NONE and (held is None or time > self._held_until
+                              or self._decel(level) >= held.decel):
+            self._held, self._held_until = fresh, time + cfg.hold_time
+            return fresh
+        if held is not None and time <= self._held_until + 1e-9:
+            return Assessment(current.ttc, held.level, held.decel,
+                              current.conflict or held.conflict)
+        self._held = None
+        return fresh
+
+    def _decel(self, level: str) -> float:
+        return {NONE: 0.0, COMFORTABLE: self.config.comfortable_decel,
+                EMERGENCY: self.config.emergency_decel}[level]
+
+    def _conflict(self, ego_pose, speed: float, yaw_rate: float, lag: float) -> Assessment:
+        """
+        Smallest TTC over the tracks (constant speed and yaw rate for the ego).
+
+        `lag` [s]: age of the BEV frame the tracks come from; they are moved on by it.
+        """
+        cfg = self.config
+        if not self.tracks:
+            return Assessment(math.inf, NONE, 0.0, None)
+        t = np.arange(0.0, cfg.horizon + 1e-9, cfg.time_step)          # (T,)
+        x0, y0, yaw0 = ego_pose
+        yaw = yaw0 + yaw_rate * t
+        if abs(yaw_rate) > 1e-4:
+            ex = x0 + speed / yaw_rate * (np.sin(yaw) - math.sin(yaw0))
+            ey = y0 - speed / yaw_rate * (np.cos(yaw) - math.cos(yaw0))
+        else:
+            ex = x0 + speed * t * math.cos(yaw0)
+            ey = y0 + speed * t * math.sin(yaw0)
+        ego = _disc_centres(ex, ey, yaw, np.full_like(t, cfg.ego_length), cfg.discs)  # (T,D,2)
+        r_ego = float(_disc_radius(cfg.ego_length, cfg.ego_width, cfg.discs))
+        tr = np.array([[k.x, k.y, k.yaw, k.length, k.width, k.vx, k.vy] for k in self.tracks])
+        ox = tr[:, 0:1] + tr[:, 5:6] * (t + lag)                                   # (N,T)
+        oy = tr[:, 1:2] + tr[:, 6:7] * (t + lag)
+        others = _disc_centres(ox, oy, np.repeat(tr[:, 2:3], len(t), 1),
+                               np.repeat(tr[:, 3:4], len(t), 1), cfg.discs)       # (N,T,D,2)
+        r_other = _disc_radius(tr[:, 3], tr[:, 4], cfg.discs)                      # (N,)
+        gap = np.linalg.norm(ego[None, :, :, None, :] - others[:, :, None, :, :], axis=-1)
+        touch = (gap < r_ego + r_other[:, None, None, None] + cfg.margin).any((2, 3))  # (N,T)
+        first = np.where(touch.any(1), touch.argmax(1), len(t))
+        # only contacts that begin ahead of the ego's centre (braking cannot avoid the rest),
+        # and only vehicles with a velocity estimate (seen in two frames at least)
+        at = np.minimum(first, len(t) - 1)
+        rows = np.arange(len(tr))
+        forward = ((ox[rows, at] - ex[at]) * np.cos(yaw[at])
+                   + (oy[rows, at] - ey[at]) * np.sin(yaw[at]))
+        hit = (first < len(t)) & (forward > 0.0) & self._tracked
+        if not hit.any():
+            return Assessment(math.inf, NONE, 0.0, None)
+        first = np.where(hit, first, len(t))
+        best = int(first.argmin())
+        return Assessment(float(t[first[best]]), NONE, 0.0, self.tracks[best])
+
+
+def override_accel(assessment: Assessment, planned_accel: float) -> Optional[float]:
+    """Return the acceleration replacing the planner's, or None when the planner's stands."""
+    if assessment.level == NONE or planned_accel <= -assessment.decel:
+        return None
+    return -assessment.decel

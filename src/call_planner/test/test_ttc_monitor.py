@@ -1,0 +1,156 @@
+"""
+The TTC safety monitor on BEVs rendered from the real simulator (SUMO) and call_perception.
+
+Scene: on the crossroad map, hero0 drives north and hero1 crosses from the east, both held at
+constant speed so that, left alone, they collide in the junction (the control run checks
+that the scene really is a collision course). The monitor reads hero0's BEV with hero1 drawn
+either as seen or only as shared (the shared-vehicles channel), and must brake hero0 out of
+the collision in both cases.
+"""
+import math
+
+from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX
+from call_perception.road_map import RoadMap
+from call_planner.ttc_monitor import (BevGeometry, COMFORTABLE, EMERGENCY, MonitorConfig,
+                                      NONE, override_accel, TtcMonitor)
+from call_sim import driving_metrics
+from call_sim.config import load_yaml
+from call_sim.driving_metrics import VehicleStep
+from call_sim.env import MultiVehicleEnv
+from call_sim.vehicle_control import ControlModel
+import numpy as np
+import pytest
+
+STARTS = {'hero0': {'edge': 'south_in', 'lane': 0, 'pos': 150.0, 'speed': 8.0},
+          'hero1': {'edge': 'east_in', 'lane': 0, 'pos': 144.0, 'speed': 8.0}}
+
+
+def _drive(channel, steps=110):
+    """Run the crossing; hero1 is drawn in `channel` (None: monitor off). Returns a log."""
+    scenario = {**load_yaml('scenarios/crossroad.yaml'), 'num_controlled': 2,
+                'num_background': 0}
+    control = ControlModel()
+    bev_cfg = BevConfig()
+    log = {'collision': False, 'levels': [], 'speeds': [], 'shared_only': [], 'steps': []}
+    with MultiVehicleEnv.from_scenario(scenario) as env:
+        obs, _ = env.reset(seed=1, options={'starts': STARTS})
+        raster = BevRasterizer(bev_cfg, RoadMap.from_lanes(env.lanes()))
+        monitor = TtcMonitor(MonitorConfig(), BevGeometry(
+            bev_cfg.metres_per_pixel, bev_cfg.ego_row, bev_cfg.ego_col))
+        for _ in range(steps):
+            ego = obs['hero0'].ego
+            other = [s for s in obs['hero0'].others if s.role_name == 'hero1']
+            bev = raster.render(ego, other if channel == 'seen' else [],
+                                other if channel == 'shared' else [])
+            monitor.observe(env.time, bev[CHANNEL_INDEX['seen_vehicles']] > 0,
+                            bev[CHANNEL_INDEX['shared_vehicles']] > 0,
+                            (ego.x, ego.y, ego.yaw))
+            verdict = monitor.assess(env.time, (ego.x, ego.y, ego.yaw), ego.speed)
+            accel = override_accel(verdict, 0.0) if channel else None
+            log['levels'].append(verdict.level)
+            log['speeds'].append(ego.speed)
+            if verdict.conflict is not None:
+                log['shared_only'].append(verdict.conflict.shared_only)
+            obs, _, term, trunc, infos = env.step({
+                'hero0': control.to_control(0.0 if accel is None else accel, 0.0, ego.speed),
+                'hero1': control.to_control(0.0, 0.0, obs['hero1'].ego.speed)})
+            info = infos['hero0']
+            log['steps'].append(VehicleStep('hero0', env.time, info['ttc'], info['collision'],
+                                            info['accel'], verdict.level if accel else ''))
+            if infos['hero0']['collision']:
+                log['collision'] = True
+                break
+            if term['hero0'] or trunc['hero0']:
+                break
+    return log
+
+
+def test_without_the_monitor_the_scene_is_a_collision_course():
+    log = _drive(None)
+    assert log['collision']
+    # the driving metrics see one conflict, ended in a collision, and no braking
+    (conflict,) = driving_metrics.conflicts(log['steps'])
+    assert conflict.collided and conflict.min_ttc == 0.0
+    assert math.isnan(conflict.first_deceleration)
+
+
+@pytest.mark.parametrize('channel', ['seen', 'shared'])
+def test_monitor_brakes_out_of_a_crossing_vehicle_seen_or_only_shared(channel):
+    log = _drive(channel)
+    assert not log['collision']
+    assert COMFORTABLE in log['levels'] and EMERGENCY in log['levels']
+    # it warned comfortably before it had to brake hard
+    assert log['levels'].index(COMFORTABLE) < log['levels'].index(EMERGENCY)
+    assert min(log['speeds']) < 6.0
+    assert all(log['shared_only']) == (channel == 'shared')
+    summary = driving_metrics.summarise(log['steps'], ['timeout'], [0.5])
+    assert summary['collision_rate'] == 0.0
+    assert summary['override_comfortable'] > 0.0 and summary['override_emergency'] > 0.0
+    # the monitor's own TTC (BEV, discs) warns before the simulator's TTC counts a conflict
+    assert summary['conflicts'] >= 1 and summary['conflicts_without_deceleration'] == 0
+    assert summary['first_deceleration_mean_s'] <= 0.0
+
+
+def _monitor():
+    return TtcMonitor(MonitorConfig(), BevGeometry(0.5, 80.0, 64.0))
+
+
+def _mask(boxes):
+    """(H, W) mask with filled pixel rectangles (row0, row1, col0, col1)."""
+    mask = np.zeros((128, 128), bool)
+    for r0, r1, c0, c1 in boxes:
+        mask[r0:r1, c0:c1] = True
+    return mask
+
+
+def _feed(monitor, frames, ego_speed, box_of_step):
+    """Ego at the origin heading +x moving at ego_speed; one BEV per 0.1 s."""
+    verdict = None
+    for k in range(frames):
+        t = 0.1 * k
+        ego_x = ego_speed * t
+        empty = np.zeros((128, 128), bool)
+        monitor.observe(t, _mask([box_of_step(k)]), empty, (ego_x, 0.0, 0.0))
+        verdict = monitor.assess(t, (ego_x, 0.0, 0.0), ego_speed)
+    return verdict
+
+
+def test_leader_at_the_same_speed_is_no_conflict():
+    # 10 m ahead in the ego's lane, moving with the ego: fixed in the BEV
+    verdict = _feed(_monitor(), 10, 8.0, lambda k: (56, 65, 62, 66))
+    assert verdict.level == NONE and math.isinf(verdict.ttc)
+
+
+def test_standing_vehicle_ahead_gives_its_ttc():
+    # 20 m ahead, standing: it comes 0.8 m (1.6 px) closer in the ego's BEV every step
+    verdict = _feed(_monitor(), 10, 8.0,
+                    lambda k: (40 + round(1.6 * k), 49 + round(1.6 * k), 62, 66))
+    # centres 20 - 7.2 m apart at t = 0.9 s, bumpers ~(12.8 - 4.5 - 2 * 0.3) m: about 1 s
+    assert verdict.level == EMERGENCY
+    assert 0.5 < verdict.ttc < 1.5
+    assert override_accel(verdict, 0.0) == -MonitorConfig().emergency_decel
+    assert override_accel(verdict, -3.0) is None     # the planner already brakes harder
+
+
+def test_vehicle_closing_from_behind_is_left_to_the_follower():
+    verdict = _feed(_monitor(), 10, 0.0,
+                    lambda k: (100 - round(1.6 * k), 109 - round(1.6 * k), 62, 66))
+    assert verdict.level == NONE
+
+
+def test_override_is_held_then_released():
+    monitor = _monitor()
+    _feed(monitor, 10, 8.0, lambda k: (40 + round(1.6 * k), 49 + round(1.6 * k), 62, 66))
+    empty = np.zeros((128, 128), bool)
+    hold = MonitorConfig().hold_time
+    monitor.observe(1.0, empty, empty, (8.0, 0.0, 0.0))
+    assert monitor.assess(1.0, (8.0, 0.0, 0.0), 8.0).level == EMERGENCY   # held
+    monitor.observe(1.0 + hold + 0.2, empty, empty, (8.0, 0.0, 0.0))
+    assert monitor.assess(1.0 + hold + 0.2, (8.0, 0.0, 0.0), 8.0).level == NONE
+
+
+@pytest.mark.parametrize('kwargs', [{'emergency_ttc': 4.0}, {'comfortable_decel': -1.0},
+                                    {'emergency_decel': 0.5}, {'horizon': float('nan')}])
+def test_bad_monitor_config_fails_fast(kwargs):
+    with pytest.raises(ValueError):
+        MonitorConfig(**kwargs)

@@ -1,0 +1,218 @@
+"""
+Driving metrics with stated conventions, on plain per-vehicle-step records (ROS-free).
+
+One module for the experiments (`call_experiments`), the demo summary (`call_bringup`) and
+anyone else, so that "TTC" or "success" mean the same thing everywhere.
+
+Conventions
+-----------
+- Vehicle-step: one CALL vehicle at one simulation step (0.1 s). A trip is one vehicle from
+  its start (reset or respawn) to its end; its records carry the same `trip` key.
+- Conflict: a maximal run of one trip's steps whose TTC (`call_sim.measures`: the nearest
+  vehicle within the lateral conflict band and closing in, inf otherwise) is below
+  `conflict_ttc` or that are in collision; runs of the same trip less than `merge_gap` steps
+  apart are one conflict. Free-flow steps (no conflict) do not enter any TTC figure: a mean
+  over them measures traffic density, not safety.
+- Conflict TTC: the minimum TTC within a conflict (0 when it ended in a collision), the
+  paper's per-encounter notion; reported as mean, median and 5th percentile over conflicts.
+- First-deceleration time of a conflict: the first step from `decel_lookback` seconds before
+  the conflict's start up to its end at which the vehicle's acceleration is at most
+  -`decel_threshold`, relative to the conflict's start [s]: negative = braked before the TTC
+  fell below the threshold (anticipation, e.g. from shared information). NaN (and counted in
+  `conflicts_without_deceleration`) when the vehicle never braked that hard.
+- Collision rate: fraction of vehicle-steps in collision (the paper's Table 6: 0.28 % for CALL).
+- Success: trips that reached their destination among trips that ended by themselves
+  (reached, collision, off road, time out); trips cut short because the fleet's episode
+  ended for another vehicle are excluded and counted apart.
+- Route completion: mean fraction of the route driven, over trips that ended by themselves.
+- Safety-monitor overrides: fraction of vehicle-steps whose command the monitor replaced,
+  per level (`comfortable`, `emergency`); the learned planner's share is the rest.
+- Interval over seeds: mean and Student-t 95 % interval of a per-seed figure.
+"""
+from dataclasses import dataclass
+import math
+from typing import Hashable, Iterable, Optional, Sequence
+
+import numpy as np
+
+OUTCOMES = ('reached', 'collision', 'off_road', 'timeout', 'cut_short')
+OVERRIDE_LEVELS = ('comfortable', 'emergency')
+
+
+@dataclass(frozen=True)
+class MetricConventions:
+    """The numbers the definitions above name."""
+
+    conflict_ttc: float = 3.0      # [s] (call_sim reward.yaml ttc_threshold)
+    merge_gap: int = 5             # [steps] runs closer than this are one conflict
+    decel_threshold: float = 1.0   # [m/s^2] Autoware's comfortable stop
+    decel_lookback: float = 5.0    # [s] before a conflict's start
+
+    def __post_init__(self):
+        """Fail fast on conventions that define nothing."""
+        if not (self.conflict_ttc > 0 and self.decel_threshold > 0
+                and self.decel_lookback >= 0 and self.merge_gap >= 1):
+            raise ValueError(f'invalid metric conventions {self}')
+
+
+@dataclass(frozen=True)
+class VehicleStep:
+    """One CALL vehicle at one step: what the metrics need."""
+
+    trip: Hashable
+    time: float
+    ttc: float
+    collision: bool
+    accel: float = math.nan
+    override: str = ''        # '' (planner), 'comfortable' or 'emergency'
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One conflict of one trip (see the module doc)."""
+
+    trip: Hashable
+    start: float
+    end: float
+    min_ttc: float
+    collided: bool
+    first_deceleration: float   # [s] relative to start; NaN if none
+
+
+def conflicts(steps: Sequence[VehicleStep], conventions: MetricConventions = MetricConventions()
+              ) -> list[Conflict]:
+    """Every conflict of every trip, in trip and time order."""
+    by_trip: dict = {}
+    for step in steps:
+        by_trip.setdefault(step.trip, []).append(step)
+    found = []
+    for trip, records in by_trip.items():
+        records = sorted(records, key=lambda s: s.time)
+        flagged = [i for i, s in enumerate(records)
+                   if s.collision or s.ttc < conventions.conflict_ttc]
+        runs: list[list[int]] = []
+        for i in flagged:
+            if runs and i - runs[-1][-1] <= conventions.merge_gap:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        for run in runs:
+            members = records[run[0]:run[-1] + 1]
+            collided = any(s.collision for s in members)
+            min_ttc = 0.0 if collided else min(s.ttc for s in members)
+            start, end = records[run[0]].time, records[run[-1]].time
+            found.append(Conflict(trip, start, end, min_ttc, collided,
+                                  first_deceleration(records, start, end, conventions)))
+    return found
+
+
+def first_deceleration(records: Sequence[VehicleStep], start: float, end: float,
+                       conventions: MetricConventions = MetricConventions()) -> float:
+    """First time in [start - lookback, end] with accel <= -threshold, minus start (or NaN)."""
+    for step in records:
+        if start - conventions.decel_lookback - 1e-9 <= step.time <= end + 1e-9 \
+                and step.accel <= -conventions.decel_threshold:
+            return step.time - start
+    return math.nan
+
+
+def collision_rate(steps: Sequence[VehicleStep]) -> float:
+    """Fraction of vehicle-steps in collision (NaN without steps)."""
+    return float(np.mean([s.collision for s in steps])) if steps else math.nan
+
+
+def success_rate(outcomes: Iterable[str]) -> float:
+    """Fraction of reached trips among trips that ended by themselves (NaN: none ended)."""
+    outcomes = list(outcomes)
+    unknown = set(outcomes) - set(OUTCOMES)
+    if unknown:
+        raise ValueError(f'unknown trip outcomes {sorted(unknown)}; known: {OUTCOMES}')
+    ended = [o for o in outcomes if o != 'cut_short']
+    return sum(o == 'reached' for o in ended) / len(ended) if ended else math.nan
+
+
+def route_completion(outcomes: Sequence[str], progress: Sequence[float]) -> float:
+    """Mean route fraction driven over trips that ended by themselves (NaN: none ended)."""
+    done = [min(max(p, 0.0), 1.0) for o, p in zip(outcomes, progress) if o != 'cut_short']
+    return float(np.mean(done)) if done else math.nan
+
+
+def override_shares(steps: Sequence[VehicleStep]) -> dict:
+    """Fraction of vehicle-steps per override level, and the learned planner's share."""
+    if not steps:
+        return {**{level: math.nan for level in OVERRIDE_LEVELS}, 'learned': math.nan}
+    shares = {level: sum(s.override == level for s in steps) / len(steps)
+              for level in OVERRIDE_LEVELS}
+    shares['learned'] = 1.0 - sum(shares.values())
+    return shares
+
+
+def _stat(values: Sequence[float], fn) -> float:
+    values = [v for v in values if math.isfinite(v)]
+    return float(fn(values)) if values else math.nan
+
+
+def summarise(steps: Sequence[VehicleStep], outcomes: Sequence[str],
+              progress: Sequence[float],
+              conventions: MetricConventions = MetricConventions()) -> dict:
+    """
+    Every metric of the module doc in one flat dict (fractions, not percentages).
+
+    `outcomes` and `progress` are per trip (same order).
+    """
+    found = conflicts(steps, conventions)
+    ttcs = [c.min_ttc for c in found]
+    decel = [c.first_deceleration for c in found]
+    shares = override_shares(steps)
+    return {
+        'vehicle_steps': len(steps),
+        'trips': len(outcomes),
+        'trips_ended': sum(o != 'cut_short' for o in outcomes),
+        'success_rate': success_rate(outcomes),
+        'route_completion': route_completion(outcomes, progress),
+        'collision_rate': collision_rate(steps),
+        'conflicts': len(found),
+        'conflicts_per_1000_steps': 1000.0 * len(found) / len(steps) if steps else math.nan,
+        'conflict_min_ttc_mean_s': _stat(ttcs, np.mean),
+        'conflict_min_ttc_median_s': _stat(ttcs, np.median),
+        'conflict_min_ttc_p5_s': _stat(ttcs, lambda v: np.percentile(v, 5)),
+        'first_deceleration_mean_s': _stat(decel, np.mean),
+        'first_deceleration_median_s': _stat(decel, np.median),
+        'conflicts_without_deceleration': sum(not math.isfinite(d) for d in decel),
+        'override_comfortable': shares['comfortable'],
+        'override_emergency': shares['emergency'],
+        'learned_share': shares['learned'],
+        'conventions': {'conflict_ttc_s': conventions.conflict_ttc,
+                        'merge_gap_steps': conventions.merge_gap,
+                        'decel_threshold_mps2': conventions.decel_threshold,
+                        'decel_lookback_s': conventions.decel_lookback},
+    }
+
+
+# two-sided 97.5 % quantiles of Student's t for 1..30 degrees of freedom
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t 95 % interval of the mean of per-seed values."""
+    finite = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
+    if finite.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(finite.mean())
+    if finite.size == 1:
+        return mean, math.nan, math.nan
+    dof = finite.size - 1
+    t = _T975[dof - 1] if dof <= len(_T975) else 1.96
+    half = t * float(finite.std(ddof=1)) / math.sqrt(finite.size)
+    return mean, mean - half, mean + half
+
+
+def intervals_overlap(a: Sequence[float], b: Sequence[float]) -> Optional[bool]:
+    """Whether the 95 % intervals of two per-seed samples overlap (None: undefined)."""
+    _, a_low, a_high = mean_interval(a)
+    _, b_low, b_high = mean_interval(b)
+    if any(math.isnan(v) for v in (a_low, a_high, b_low, b_high)):
+        return None
+    return not (a_high < b_low or b_high < a_low)
