@@ -62,6 +62,14 @@ class BevConfig:
         casts = {'size': int, 'marking_thickness': int, 'waypoint_thickness': int}
         return cls(**{k: casts.get(k, float)(v) for k, v in data.items()})
 
+    def resized(self, size: int) -> 'BevConfig':
+        """Return the same field of view at another pixel size (64 px models see 64 m too)."""
+        factor = self.size / size
+        return BevConfig(size=size, metres_per_pixel=self.metres_per_pixel * factor,
+                         ego_row=self.ego_row / factor, ego_col=self.ego_col / factor,
+                         marking_thickness=self.marking_thickness,
+                         waypoint_thickness=max(1, round(self.waypoint_thickness / factor)))
+
     @property
     def view_radius(self) -> float:
         """Distance [m] from the ego to the farthest image corner (map lookup radius)."""

@@ -34,6 +34,19 @@ MAP_SPECS = {
         [(f'{arm}_{d}', *(('centre', arm) if d == 'out' else (arm, 'centre')), 2, 13.9, None)
          for arm in ('north', 'south', 'east', 'west') for d in ('in', 'out')],
     ),
+    # Highway merge: a two-lane main road joined by a one-lane on-ramp at x = 300 m, a 150 m
+    # acceleration lane, then the ramp's lane ends and its traffic must merge.
+    'highway_merge': (
+        [('start', 0.0, 0.0, 'priority'), ('merge', 300.0, 0.0, 'priority'),
+         ('lane_drop', 450.0, 0.0, 'priority'), ('end', 900.0, 0.0, 'priority'),
+         ('ramp_start', 20.0, -80.0, 'priority')],
+        [('main_in', 'start', 'merge', 2, 25.0, None),
+         ('ramp', 'ramp_start', 'merge', 1, 20.0,
+          [(20.0 + x, -80.0 + 80.0 * (0.5 - 0.5 * math.cos(math.pi * x / 280.0)))
+           for x in range(0, 281, 20)]),
+         ('accel_lane', 'merge', 'lane_drop', 3, 25.0, None),
+         ('main_out', 'lane_drop', 'end', 2, 25.0, None)],
+    ),
 }
 
 

@@ -375,6 +375,17 @@ class MultiVehicleEnv:
         libsumo.vehicletype.setWidth(BACKGROUND_TYPE, float(bg['width']))
         libsumo.vehicletype.setMaxSpeed(BACKGROUND_TYPE,
                                         float(self.scenario['speeds']['background_max']))
+        self._bg_types = [(BACKGROUND_TYPE, 1.0)]
+        for entry in bg['types']:
+            # long vehicles (trucks, buses) with their own size: SUMO's own lengths are what
+            # every observation and the BEV read back, so they are drawn as long as they are
+            type_id = f"{BACKGROUND_TYPE}_{entry['name']}"
+            libsumo.vehicletype.copy('DEFAULT_VEHTYPE', type_id)
+            libsumo.vehicletype.setLength(type_id, float(entry['length']))
+            libsumo.vehicletype.setWidth(type_id, float(entry['width']))
+            libsumo.vehicletype.setMaxSpeed(type_id, float(entry['max_speed']))
+            self._bg_types.append((type_id, float(entry['share'])))
+        self._bg_types[0] = (BACKGROUND_TYPE, 1.0 - sum(s for _, s in self._bg_types[1:]))
         for k, path in enumerate(self._paths):
             libsumo.route.add(f'path{k}', list(path))
 
@@ -430,7 +441,12 @@ class MultiVehicleEnv:
                         speed: str) -> None:
         vid = f'bg{self._bg_counter}'
         self._bg_counter += 1
-        libsumo.vehicle.add(vid, f'path{path_index}', typeID=BACKGROUND_TYPE,
+        type_id = BACKGROUND_TYPE
+        if len(self._bg_types) > 1:  # no draw without types: their episodes stay as they were
+            shares = np.array([max(share, 0.0) for _, share in self._bg_types])
+            drawn = int(self._rng.choice(len(shares), p=shares / shares.sum()))
+            type_id = self._bg_types[drawn][0]
+        libsumo.vehicle.add(vid, f'path{path_index}', typeID=type_id,
                             departPos=str(pos), departLane=str(lane), departSpeed=speed)
 
     def _paths_from(self, edge: str) -> list[int]:

@@ -52,3 +52,27 @@ def _validate(s: Mapping[str, Any]) -> None:
     for ok, reason in checks:
         if not ok:
             raise ValueError(f'invalid scenario: {reason}')
+    _validate_vehicle_types(s['background']['types'])
+
+
+VEHICLE_TYPE_KEYS = {'name', 'length', 'width', 'share', 'max_speed'}
+
+
+def _validate_vehicle_types(types: Any) -> None:
+    """Background vehicle types: unique names, positive sizes, shares that sum to <= 1."""
+    if not isinstance(types, list):
+        raise ValueError('invalid scenario: background.types must be a list')
+    names = set()
+    for entry in types:
+        if not isinstance(entry, Mapping) or set(entry) != VEHICLE_TYPE_KEYS:
+            raise ValueError(f'invalid scenario: background.types entries need exactly the keys '
+                             f'{sorted(VEHICLE_TYPE_KEYS)}, got {entry!r}')
+        if entry['name'] in names:
+            raise ValueError(f"invalid scenario: background type {entry['name']!r} twice")
+        names.add(entry['name'])
+        if not (float(entry['length']) > 0 and float(entry['width']) > 0
+                and float(entry['max_speed']) > 0 and 0 <= float(entry['share']) <= 1):
+            raise ValueError(f'invalid scenario: background type {entry!r} needs positive sizes '
+                             f'and speed and a share in [0, 1]')
+    if sum(float(e['share']) for e in types) > 1.0 + 1e-9:
+        raise ValueError('invalid scenario: background.types shares sum to more than 1')

@@ -14,18 +14,6 @@ STRAIGHT = {'map': 'four_lane', 'num_controlled': 2, 'num_background': 0, 'seed'
             'route': {'max_lane_changes': 0}}
 
 
-@pytest.fixture
-def make_env():
-    envs = []
-
-    def make(scenario):
-        envs.append(MultiVehicleEnv.from_scenario(scenario))
-        return envs[-1]
-    yield make
-    for env in envs:
-        env.close()
-
-
 def _pattern(step, role):
     return (step * 7 + int(role[4:]) * 3) % 15
 

@@ -52,6 +52,10 @@ class WorldModelConfig:
     # densely): categorical latents then learn vehicles in short runs (issue #5)
     obs_input: str = 'dense'
     free_bits: float = 1.0
+    # training only: encoder and decoder convolutions in bfloat16 autocast (losses, RSSM and
+    # inference stay float32); on CPUs with AMX/AVX512-BF16 the convolutions of an update run
+    # ~1.2-2x faster (bench/bench_train_step.py). false = DreamerV3's float32
+    train_conv_bf16: bool = False
     # BEV decoder: BCE positive weight on the sparse vehicle channels (1 = DreamerV3's plain
     # likelihood); CPU-sized runs raise it so vehicles appear before the static road is perfect
     image_pos_weight: float = 1.0

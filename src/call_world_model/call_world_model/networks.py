@@ -64,6 +64,12 @@ class ChannelNorm(nn.LayerNorm):
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
+def _training_autocast(module: nn.Module):
+    """bfloat16 autocast while ``module`` trains with ``module.bf16`` set, else a no-op."""
+    enabled = getattr(module, 'bf16', False) and module.training and torch.is_grad_enabled()
+    return torch.autocast('cpu', dtype=torch.bfloat16, enabled=bool(enabled))
+
+
 def _conv_channels(depth: int, mults: Sequence[int]) -> list:
     return [depth * m for m in mults]
 
@@ -93,7 +99,8 @@ class ConvEncoder(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, S, S) in [0, 1] -> (B, out_dim) embedding."""
-        return self.net(image - 0.5).flatten(1)
+        with _training_autocast(self):
+            return self.net(image - 0.5).flatten(1).float()
 
 
 class ConvDecoder(nn.Module):
@@ -142,6 +149,10 @@ class ConvDecoder(nn.Module):
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         """(B, feat_dim) -> (B, out_channels, S, S) logits."""
+        with _training_autocast(self):
+            return self._forward(feat).float()
+
+    def _forward(self, feat: torch.Tensor) -> torch.Tensor:
         grid = (self.minres, self.minres)
         dense = feat[:, :feat.shape[1] - self.spatial_dim]
         x = self.project(dense).reshape((-1, self.first_channels) + grid)

@@ -7,10 +7,13 @@ with the actions actually taken, mode of the prior) and the plans made at t-1, .
 
     E_t = (1 / K') sum_{k=1..K'} [ d_z(p_hat_{t|t-k}, q_t) + beta * d_w(w_{t-k}, w_t) ]
 
-* d_z = sum over the 32 latents of the L1 distance between predicted prior class
-  probabilities and posterior class probabilities: 0 (perfect) .. 64 (disjoint); a stale
-  or wrong latent typically moves a few latents, E in ~[5, 60], matching the paper's c in
-  [10, 80].
+* d_z = L1 distance between predicted prior class probabilities and posterior class
+  probabilities, averaged over the model's latents and expressed per REFERENCE_LATENTS (32,
+  the paper's and DreamerV3's latent count): 0 (perfect) .. 64 (disjoint) for every preset.
+  With 32 latents this is the plain sum over latents; a preset with 128 latents (small64g8)
+  would otherwise see E four times larger for the same surprise, so one threshold c would
+  mean "share more" for one preset and "rarely" for another. A stale or wrong latent moves a
+  few of 32 latents, E in ~[5, 60], matching the paper's c in [10, 80].
 * d_w = mean over the current plan's waypoints of the distance [m] to the nearest waypoint of
   the plan made k steps earlier (both map frame): how much the intention changed; beta =
   ``waypoint_error_scale`` (1 / m).
@@ -25,9 +28,13 @@ import numpy as np
 import torch
 
 
+REFERENCE_LATENTS = 32  # d_z is expressed per this many latents (see the module doc)
+
+
 def latent_l1(pred_logits: torch.Tensor, post_logits: torch.Tensor) -> torch.Tensor:
-    """Sum over latents of L1 between class probabilities: (..., S, K) x2 -> (...,)."""
-    return (torch.softmax(pred_logits, -1) - torch.softmax(post_logits, -1)).abs().sum((-1, -2))
+    """L1 between class probabilities per REFERENCE_LATENTS latents: (..., S, K) x2 -> (...,)."""
+    per_latent = (torch.softmax(pred_logits, -1) - torch.softmax(post_logits, -1)).abs().sum(-1)
+    return per_latent.mean(-1) * REFERENCE_LATENTS
 
 
 def waypoint_change(previous: Optional[np.ndarray], current: Optional[np.ndarray]) -> float:

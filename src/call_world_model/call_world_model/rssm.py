@@ -111,12 +111,30 @@ class RSSM(nn.Module):
         used only by a conditioned (legacy) model. Senders and replicas both call this, so the
         same inputs give bit-identical h in float32 with a fixed thread count.
         """
+        if not self.conditioned and torch.is_grad_enabled() and stoch.dim() == 3:
+            return self.gru(self._img_in_one_hot(stoch, action_one_hot), deter)
         parts = [stoch.flatten(-2), action_one_hot]
         if self.conditioned:
             if cond is None:
                 raise ValueError('a conditioned sequence model needs cond = [s, w]')
             parts.append(cond)
         return self.gru(self.img_in(torch.cat(parts, -1)), deter)
+
+    def _img_in_one_hot(self, stoch: torch.Tensor, action_one_hot: torch.Tensor
+                        ) -> torch.Tensor:
+        """
+        ``img_in`` of [z, a] whose values are one-hots, without multiplying the one-hots.
+
+        Training only (gradients on): a row of z holds one 1 per latent, so its product with
+        the first weight is a sum of S weight columns and the weight's gradient touches only
+        those columns. The straight-through gradient to z's probabilities is kept.
+        """
+        linear, norm, act = self.img_in
+        flat = stoch.flatten(-2)
+        classes = stoch.shape[-1]
+        columns = stoch.argmax(-1) + torch.arange(stoch.shape[-2], device=stoch.device) * classes
+        x = _OneHotLinear.apply(flat, action_one_hot, linear.weight, columns)
+        return act(norm(x))
 
     def img_step(self, prev: State, action_one_hot: torch.Tensor, cond: Optional[torch.Tensor],
                  sample: bool = True) -> State:
@@ -130,16 +148,60 @@ class RSSM(nn.Module):
         stoch = sample_one_hot(logits) if sample else mode_one_hot(logits)
         return {'deter': deter, 'stoch': _exact(stoch), 'logits': logits}
 
+    def embed_term(self, embed: torch.Tensor) -> torch.Tensor:
+        """
+        Compute the posterior's part that depends on the embedding alone: (N, E) -> (N, F).
+
+        ``local``: the per-cell logits; otherwise the embedding's columns of the posterior's
+        first linear layer. A sequence computes it for all its frames in one product before
+        the recurrent loop (``obs_step(embed_term=...)``), instead of one small product and
+        one weight gradient per frame: the same sum, in another order.
+        """
+        if self.local:
+            return self.cell_logits(embed)
+        first = self._obs_first_linear()
+        start = self.cfg.deter
+        return F.linear(embed, first.weight[:, start:start + embed.shape[-1]])
+
+    def _obs_first_linear(self) -> nn.Linear:
+        layer = self.obs_out[0]
+        return layer[0] if isinstance(layer, LinearNormAct) else layer
+
+    def _posterior_raw(self, deter: torch.Tensor, context: torch.Tensor,
+                       embed_term: torch.Tensor) -> torch.Tensor:
+        """Posterior logits before unimix from h, the context and ``embed_term``."""
+        if self.local:
+            return self.obs_out(torch.cat([deter, context], -1)) + embed_term
+        first = self._obs_first_linear()
+        weight = first.weight
+        d, e = deter.shape[-1], weight.shape[1] - deter.shape[-1] - context.shape[-1]
+        x = (F.linear(deter, weight[:, :d]) + embed_term
+             + F.linear(context, weight[:, d + e:]))
+        if first.bias is not None:
+            x = x + first.bias
+        layer = self.obs_out[0]
+        if isinstance(layer, LinearNormAct):
+            x = layer[2](layer[1](x))
+        return self.obs_out[1:](x)
+
+    def prior_of(self, deter: torch.Tensor, sample: bool = True) -> State:
+        """Prior p(z | h) of any number of h (..., D) at once (the loop-free part of img_step)."""
+        logits = self._dist_logits(self.img_out(deter))
+        stoch = sample_one_hot(logits) if sample else mode_one_hot(logits)
+        return {'deter': deter, 'stoch': _exact(stoch), 'logits': logits}
+
     def obs_step(self, prev: State, prev_action: torch.Tensor, embed: torch.Tensor,
                  is_first: torch.Tensor, shared_vec: torch.Tensor,
-                 intention_vec: torch.Tensor, sample: bool = True, with_prior: bool = True):
+                 intention_vec: torch.Tensor, sample: bool = True, with_prior: bool = True,
+                 embed_term: Optional[torch.Tensor] = None):
         """
         Posterior step; rows with ``is_first`` restart from the initial state, no action.
 
         Returns (post, prior) states for this step; prior is None with ``with_prior=False``
-        (inference that only filters: the prior head and its sample are skipped).
+        (inference that only filters: the prior head and its sample are skipped). A
+        precomputed ``embed_term`` (``embed_term(embed)``) replaces ``embed``.
         """
-        batch = embed.shape[0]
+        batch = (embed if embed is not None else embed_term).shape[0]
         first = is_first.to(torch.bool)
         action = self.action_one_hot(prev_action) if prev_action.dim() == 1 else prev_action
         if first.any():
@@ -153,7 +215,9 @@ class RSSM(nn.Module):
         else:
             prior, deter = None, self.sequence_step(prev['deter'], prev['stoch'], action, cond)
         context = shared_vec if self.conditioned else cond
-        if self.local:
+        if embed_term is not None:
+            raw = self._posterior_raw(deter, context, embed_term)
+        elif self.local:
             raw = self.obs_out(torch.cat([deter, context], -1)) + self.cell_logits(embed)
         else:
             raw = self.obs_out(torch.cat([deter, embed, context], -1))
@@ -189,6 +253,29 @@ class RSSM(nn.Module):
     def action_one_hot(self, action: torch.Tensor) -> torch.Tensor:
         """(B,) long action indices -> (B, num_actions) float one-hot."""
         return F.one_hot(action.long(), self.cfg.num_actions).to(self.initial_deter.dtype)
+
+
+class _OneHotLinear(torch.autograd.Function):
+    """weight @ [z, a] for one-hot rows z (B, S*K) given as their column indices, any a."""
+
+    @staticmethod
+    def forward(ctx, flat, action, weight, columns):  # noqa: D102
+        split = flat.shape[-1]
+        ctx.save_for_backward(weight, columns, action)
+        ctx.split = split
+        # an action row may be all zeros (episode start): it goes through a plain product
+        return weight[:, :split].t()[columns].sum(-2) + action @ weight[:, split:].t()
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        weight, columns, action = ctx.saved_tensors
+        split = ctx.split
+        grad_weight = torch.zeros_like(weight)
+        rows = grad.unsqueeze(-2).expand(columns.shape + grad.shape[-1:])
+        grad_weight[:, :split].t().index_put_(
+            (columns.reshape(-1),), rows.reshape(-1, grad.shape[-1]), accumulate=True)
+        grad_weight[:, split:] = grad.t() @ action
+        return grad @ weight[:, :split], grad @ weight[:, split:], grad_weight, None
 
 
 def _exact(stoch: torch.Tensor) -> torch.Tensor:

@@ -84,6 +84,7 @@ class WorldModel(nn.Module):
             'reward': MLP(cfg.feat_dim, cfg.hidden, cfg.mlp_layers, cfg.reward_bins, 0.0),
             'cont': MLP(cfg.feat_dim, cfg.hidden, cfg.mlp_layers, 1),
         })
+        self.encoder.bf16 = self.heads['decoder'].bf16 = cfg.train_conv_bf16
         self.reward_dist = TwoHotSymlog.linspace(cfg.bins_low, cfg.bins_high, cfg.reward_bins)
         self.loss_scales = {'image': cfg.pred_scale, 'reward': cfg.pred_scale,
                             'cont': cfg.pred_scale, 'dyn': cfg.dyn_scale,
@@ -141,18 +142,21 @@ class WorldModel(nn.Module):
                 state: Optional[State] = None, sample: bool = True):
         """Filter a sequence (B, T, ...) -> (posts, priors), each a state stacked on dim 1."""
         batch, steps = bev.shape[:2]
-        embed = self.encoder(bev_to_float(bev).flatten(0, 1)).reshape(batch, steps, -1)
+        embed = self.encoder(bev_to_float(bev).flatten(0, 1))
+        # what depends on the frames alone is computed for all of them before the recurrence,
+        # and the prior p(z | h) after it: the loop keeps only the sequential posterior
+        term = self.rssm.embed_term(embed).reshape(batch, steps, -1)
         shared_vec = self.shared_vector(shared, (batch, steps))
         intent_vec = self.intention_vector(intention, (batch, steps))
         state = self.initial_state(batch) if state is None else state
-        posts, priors = [], []
+        posts = []
         for t in range(steps):
-            state, prior = self.rssm.obs_step(
-                state, prev_actions[:, t], embed[:, t], is_first[:, t], shared_vec[:, t],
-                intent_vec[:, t], sample=sample)
+            state, _ = self.rssm.obs_step(
+                state, prev_actions[:, t], None, is_first[:, t], shared_vec[:, t],
+                intent_vec[:, t], sample=sample, with_prior=False, embed_term=term[:, t])
             posts.append(state)
-            priors.append(prior)
-        return stack_states(posts), stack_states(priors)
+        posts = stack_states(posts)
+        return posts, self.rssm.prior_of(posts['deter'], sample=sample)
 
     def imagine_step(self, state: State, action: torch.Tensor,
                      shared: Optional[SharedBatch] = None,

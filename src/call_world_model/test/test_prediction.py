@@ -14,6 +14,14 @@ def test_latent_l1_range():
     b[..., 1] = 0.0
     assert float(latent_l1(a, a)) == 0.0
     assert float(latent_l1(a, b)) == pytest.approx(64.0)
+    # the same surprise on every latent means the same E whatever the number of latents
+    many_a = torch.full((1, 128, 32), -1e9)
+    many_b = many_a.clone()
+    many_a[..., 0] = 0.0
+    many_b[..., 1] = 0.0
+    assert float(latent_l1(many_a, many_b)) == pytest.approx(64.0)
+    many_b[..., 32:, :] = many_a[..., 32:, :]  # a quarter of the latents disagree
+    assert float(latent_l1(many_a, many_b)) == pytest.approx(16.0)
 
 
 def test_waypoint_change():

@@ -1,0 +1,75 @@
+"""
+The updated BEV's Fig. 4c case: vehicles the ego cannot see but a neighbour can.
+
+Each accepted neighbour's decoded vehicle mask (its own BEV frame, from
+``call_world_model.neighbour_decoding``) is warped into the ego's frame
+(``fusion.warp_neighbour_bev``); every vehicle blob that does not touch a vehicle the ego
+already draws itself (its own box, what its sensors see) is added to the shared-vehicles
+channel (``fusion.overlay_shared_mask``). This is the one path from a decoded neighbour view
+into the ego's BEV, for the ROS node and the ROS-free cores alike; it needs no torch.
+
+Why whole blobs and not pixels: a decoded car lies a pixel or two off the ego's own box of
+the same car; adding the pixel difference would draw a sliver of a second car beside it.
+"""
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
+from call_perception.fusion import FusionConfig, overlay_shared_mask, warp_neighbour_bev
+import cv2
+import numpy as np
+
+
+@dataclass
+class NeighbourView:
+    """One neighbour's decoded vehicle mask (S, S) 0/255 in its own frame, and its pose."""
+
+    sender_id: str
+    pose: Any  # x, y, yaw (map frame) of the neighbour when its latent was made
+    mask: np.ndarray
+
+
+def unseen_vehicles(mask: np.ndarray, own: np.ndarray, margin_px: int) -> np.ndarray:
+    """
+    Keep the blobs of ``mask`` that lie farther than ``margin_px`` from every ``own`` pixel.
+
+    mask and own are (S, S) uint8 (non-zero = vehicle); returns a 0/255 uint8 mask.
+    """
+    count, labels = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros_like(mask, dtype=np.uint8)
+    near = (own > 0).astype(np.uint8)
+    if margin_px > 0:
+        kernel = np.ones((2 * margin_px + 1, 2 * margin_px + 1), np.uint8)
+        near = cv2.dilate(near, kernel)
+    touched = np.unique(labels[near > 0])
+    keep = np.ones(count, dtype=bool)
+    keep[0] = False
+    keep[touched] = False
+    return np.where(keep[labels], 255, 0).astype(np.uint8)
+
+
+def add_neighbour_views(bev: np.ndarray, ego: Any, views: Sequence[NeighbourView],
+                        config: BevConfig,
+                        fusion: FusionConfig = FusionConfig()) -> int:
+    """
+    Add the vehicles only the neighbours see to ``bev``'s shared-vehicles channel, in place.
+
+    bev is the ego's rendered (C, S, S) BEV (CHANNELS order), ego its pose. A blob within
+    fusion.match_distance of the ego's own or seen vehicles is that vehicle and is skipped.
+    Returns how many blobs were added (a vehicle seen by two neighbours counts twice).
+    """
+    if not views:
+        return 0
+    own = np.maximum(bev[CHANNEL_INDEX['ego']], bev[CHANNEL_INDEX['seen_vehicles']])
+    margin = int(round(fusion.match_distance / config.metres_per_pixel))
+    added_mask = np.zeros_like(own)
+    added = 0
+    for view in views:
+        warped = warp_neighbour_bev(view.mask, view.pose, ego, config)
+        new = unseen_vehicles(warped, own, margin)
+        if new.any():
+            added += cv2.connectedComponents((new > 0).astype(np.uint8), connectivity=8)[0] - 1
+            np.maximum(added_mask, new, out=added_mask)
+    overlay_shared_mask(bev, added_mask)
+    return added

@@ -1,0 +1,92 @@
+"""The evaluation protocol scores every mode against one privileged ground truth."""
+import math
+
+from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
+from call_world_model.prediction_metrics import (aggregate, classes_of, CSV_COLUMNS,
+                                                 frame_scores, mean_interval, write_csv)
+from call_world_model.prediction_protocol import (EpisodeViews, evaluate_seed,
+                                                  ProtocolConfig, record_episode)
+from call_world_model.world_model import WorldModel
+from helpers_wm import tiny_config
+import numpy as np
+import pytest
+import torch
+
+SHARED = CHANNEL_INDEX['shared_vehicles']
+CONFIG = ProtocolConfig(scenario='four_lane_platoon', seeds=(0,), steps=40, windows=6,
+                        horizons=(1, 5), warmup=3, context=3)
+
+
+@pytest.fixture(scope='module')
+def episode():
+    return record_episode(CONFIG.scenario, 0, CONFIG)
+
+
+def test_frame_scores_by_hand():
+    truth = np.zeros((3, 4, 4), bool)
+    truth[2, 0, :2] = True          # a visible vehicle (2 px)
+    truth[2, 3, 2:] = True          # a hidden vehicle (2 px)
+    hidden = np.zeros((4, 4), bool)
+    hidden[3, 2:] = True
+    predicted = np.zeros_like(truth)
+    predicted[2, 3, 3] = True       # half the hidden vehicle
+    predicted[2, 1, 1] = True       # a vehicle where there is none
+    s = frame_scores(predicted, truth, hidden)
+    assert s['vehicle_iou'] == pytest.approx(1 / 5)
+    assert s['hidden_recall'] == pytest.approx(1 / 2)
+    assert s['hidden_iou'] == pytest.approx(1 / 3)
+    assert s['pixel_accuracy'] == pytest.approx(1 - 4 / 48)
+    assert math.isnan(frame_scores(predicted, truth, np.zeros((4, 4), bool))['hidden_recall'])
+    mean, low, high, n = mean_interval([1.0, 2.0, 3.0, math.nan])
+    assert (mean, n) == (2.0, 3) and low == pytest.approx(2 - 4.303 / math.sqrt(3))
+    assert high == pytest.approx(2 + 4.303 / math.sqrt(3))
+
+
+def test_truth_holds_every_vehicle_and_nothing_shared(episode):
+    frames, lanes = episode
+    views = EpisodeViews(frames, lanes, BevConfig.from_yaml().resized(64), CONFIG, 8)
+    found_hidden = False
+    for t in range(1, len(frames)):
+        for role in views.roles:
+            truth = views.truth(role, t)
+            assert not truth[SHARED].any()
+            own = views.own(role, t)
+            hidden_ids = set(frames[t].states) - frames[t].seen[role] \
+                - {frames[t].egos[role].actor_id}
+            hidden = views.boxes_mask(role, t, hidden_ids) & (truth[CHANNEL_INDEX[
+                'seen_vehicles']] > 0)
+            fused = views.fused(role, t, [views.oracle_view(s, t - 1)
+                                          for s in views.neighbours(role, t)])
+            if not (hidden.any() and fused[SHARED].any()):
+                continue
+            # the fused BEV's shared vehicles are scored against the same truth as the own BEV
+            true_classes = classes_of(truth, CHANNEL_INDEX)
+            own_s = frame_scores(classes_of(own, CHANNEL_INDEX), true_classes, hidden)
+            fused_s = frame_scores(classes_of(fused, CHANNEL_INDEX), true_classes, hidden)
+            assert own_s['hidden_recall'] == 0.0
+            if fused_s['hidden_recall'] > 0.0:
+                found_hidden = True
+    assert found_hidden
+
+
+def test_every_mode_is_scored_on_the_same_windows(episode, tmp_path):
+    torch.manual_seed(0)
+    model = WorldModel(tiny_config()).eval()
+    bev = BevConfig.from_yaml().resized(model.cfg.bev_size)
+    records = evaluate_seed(model, CONFIG, 0, bev)
+    modes = {'model_local', 'model_shared', 'copy_last_own', 'copy_last_fused',
+             'const_velocity_fused'}
+    assert {r[0] for r in records} == modes
+    for k in CONFIG.horizons:
+        counts = {m: sum(1 for r in records if r[0] == m and r[1] == k) for m in modes}
+        assert set(counts.values()) == {CONFIG.windows}
+        # hidden vehicles come from the truth and the window, not from the mode: every mode
+        # has a hidden score on exactly the same windows
+        hidden = {m: [not math.isnan(r[3]['hidden_recall']) for r in records
+                      if r[0] == m and r[1] == k] for m in modes}
+        assert len({tuple(v) for v in hidden.values()}) == 1
+    rows = aggregate(records)
+    path = tmp_path / 'out.csv'
+    write_csv(rows, str(path))
+    lines = path.read_text().splitlines()
+    assert lines[0] == ','.join(CSV_COLUMNS) and len(lines) == 1 + len(modes) * 2 * 4
