@@ -20,6 +20,7 @@ from call_perception.lane import Lane
 from call_perception.road_map import RoadMap
 from call_perception.visibility import visible
 import numpy as np
+from machine_reference import print_reference
 
 
 def _box(x, y, yaw, length=4.6, width=2.0):
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument('--frames', type=int, default=2000)
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
+    print_reference()
 
     rng = np.random.default_rng(args.seed)
     config = BevConfig.from_yaml()

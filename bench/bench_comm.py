@@ -23,6 +23,7 @@ import tempfile
 import time
 
 import numpy as np
+from machine_reference import print_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_CALL_MB, PAPER_SHARE_ALL_MB = 0.106, 5.417
@@ -249,6 +250,7 @@ def main() -> None:
     w.add_argument('--warmup', type=float, default=2.0)
     w.add_argument('--content-filter', action='store_true')
     args = parser.parse_args()
+    print_reference()
     {'bytes': bench_bytes, 'h-error': bench_h_error, 'latency': bench_latency,
      'worker': _worker}[args.cmd](args)
 

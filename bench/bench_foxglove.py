@@ -14,9 +14,10 @@ import os
 import sys
 import tempfile
 
-from bench_bringup import measure, reference_ms
+from bench_bringup import measure
 from call_bringup.demo import demo_checkpoint
 from call_bringup.foxglove_live import DEFAULT_PORT, foxglove_unit
+from machine_reference import reference_ms
 
 
 def main() -> int:
@@ -32,7 +33,7 @@ def main() -> int:
     checkpoint = demo_checkpoint(None, tempfile.mkdtemp(prefix='bench_ckpt_'))
     print(f'{args.vehicles} CALL vehicles (one process), {args.background} background; '
           f'{args.warmup} warm-up ticks, {args.ticks} measured; {os.cpu_count()} CPUs; '
-          f'machine reference {reference_ms(checkpoint):.2f} ms (one observe step)')
+          f'machine reference {reference_ms(checkpoint_path=checkpoint):.2f} ms (one observe step)')
     row = measure(args.vehicles, 'grouped', args.vehicles, checkpoint, args.ticks,
                   args.warmup, args.background, args.timeout,
                   extra_units=lambda roles: [foxglove_unit(roles, args.port)])

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 from bench_world_model import _median_ms
 import numpy as np
+from machine_reference import print_reference
 
 
 def main() -> int:
@@ -25,6 +26,7 @@ def main() -> int:
     parser.add_argument('--repeats', type=int, default=30)
     parser.add_argument('--threads', type=int, default=1)
     args = parser.parse_args()
+    print_reference()
 
     import torch
     from call_perception.bev_raster import BevConfig, BevRasterizer

@@ -41,6 +41,7 @@ from call_planner.ttc_monitor import BevGeometry, MonitorConfig, TtcMonitor  # n
 from call_world_model.actor_critic import ActorCritic  # noqa: E402
 from call_world_model.config import load_config  # noqa: E402
 from call_world_model.world_model import WorldModel  # noqa: E402
+from machine_reference import print_reference  # noqa: E402
 
 TARGET_MS = 10.0
 
@@ -121,6 +122,7 @@ def main() -> None:
                         help='0 = no occupancy cost; n = decode every n-th imagined step')
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args()
+    print_reference()
     torch.set_num_threads(args.threads)
     print(f'load average (1, 5, 15 min): {os.getloadavg()}', flush=True)
     rows = []

@@ -11,6 +11,7 @@ import time
 
 from call_sim.env import MultiVehicleEnv
 from call_vehicle.vehicle_control import VehicleControl
+from machine_reference import print_reference
 
 
 def bench(map_name: str, background: int, steps: int,
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument('--steps', type=int, default=300)
     parser.add_argument('--map', default='four_lane')
     args = parser.parse_args()
+    print_reference()
     print(f'map={args.map} controlled=8 steps={args.steps} (rendering off)')
     print('| background | vehicles | median ms/step | p90 ms/step | median CPU ms/step |')
     print('|---|---|---|---|---|')

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from machine_reference import print_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,6 +102,7 @@ def main() -> int:
     parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--preset', default='small64g8', help=argparse.SUPPRESS)
     args = parser.parse_args()
+    print_reference()
     if args.worker:
         worker(args)
         return 0

@@ -38,6 +38,7 @@ from call_bringup.fleet_keys import ensure_fleet_keys
 from call_bringup.graph import build_graph
 from call_bringup.runner import process_units, Supervisor
 from call_msgs.msg import CommStats, SharedInformation
+from machine_reference import print_reference
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -371,6 +372,7 @@ def main() -> int:
     parser.add_argument('--checkpoint', default=None)
     parser.add_argument('--timeout', type=float, default=300.0, help='[s] graph start-up')
     args = parser.parse_args()
+    print_reference()
     work = tempfile.mkdtemp(prefix='bench_v2v_attack_')
     keys = os.path.join(work, 'keys')
     checkpoint = demo_checkpoint(args.checkpoint, work)

@@ -28,6 +28,7 @@ from call_world_model.world_model import WorldModel
 import numpy as np
 import torch
 import yaml
+from machine_reference import print_reference
 
 PAPER_MB_PER_STEP = 0.106
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +126,7 @@ def main():
                         help='communication ranges [m]: initial, mid, max_range of comm.yaml')
     parser.add_argument('--scenario', default='four_lane_30')
     args = parser.parse_args()
+    print_reference()
     torch.set_num_threads(1)
     waypoints = planner_waypoints()
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,11 +8,12 @@ Figures per implementation (median wall time, torch threads = --threads):
   * training steps/s: one world-model + one actor-critic update (imagination horizon 15)
     at batch B x length T (16 x 64 = paper Table 5, and a smaller batch)
 
-sheeprl (Eclectic-Sheep/sheeprl, PyTorch DreamerV3) cannot share the project venv (it pins
-lightning/hydra/gymnasium); it runs in a separate venv given by --sheeprl-python, executing
-this same file with --sheeprl-worker, at the sizes of the CALL preset (GRU units, dense units,
-MLP layers, CNN multiplier, 32 x 32 latents, 7 x 128 x 128 input, 15 actions). sheeprl's CNN
-doubles channels every stage (x16 at the last), CALL's small preset stops at x8.
+Optional comparison, not quoted in the README: sheeprl (Eclectic-Sheep/sheeprl, PyTorch
+DreamerV3) cannot share the project venv (it pins lightning/hydra/gymnasium), and nothing in
+this repository creates its venv. Given one (--sheeprl-python), this same file runs in it with
+--sheeprl-worker, at the sizes of the CALL preset (GRU units, dense units, MLP layers, CNN
+multiplier, 32 x 32 latents, 7 x 128 x 128 input, 15 actions). sheeprl's CNN doubles channels
+every stage (x16 at the last), CALL's small preset stops at x8.
 
     python bench/bench_world_model.py --sheeprl-python /tmp/sheeprl-venv/bin/python
 """
@@ -23,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from machine_reference import print_reference
 
 BEV_CHANNELS, BEV_SIZE, ACTIONS, HORIZON = 7, 128, 15, 15
 
@@ -254,8 +256,8 @@ def main() -> int:
     parser.add_argument('--repeats', type=int, default=30)
     parser.add_argument('--train-repeats', type=int, default=2)
     parser.add_argument('--train-sizes', nargs='+', type=_size, default=[(16, 64), (4, 16)])
-    parser.add_argument('--sheeprl-python', default='/tmp/sheeprl-venv/bin/python',
-                        help="python of a venv with sheeprl installed ('' to skip)")
+    parser.add_argument('--sheeprl-python', default='',
+                        help='python of a venv with sheeprl installed (default: skip)')
     parser.add_argument('--sheeprl-worker', action='store_true', help=argparse.SUPPRESS)
     for name in ('deter', 'hidden', 'mlp-layers', 'cnn-depth'):  # sizes passed to the worker
         parser.add_argument(f'--{name}', type=int, help=argparse.SUPPRESS)
@@ -263,6 +265,7 @@ def main() -> int:
     if args.sheeprl_worker:
         print(json.dumps(bench_sheeprl(args)))
         return 0
+    print_reference()
     rows = [bench_call(args)]
     if args.sheeprl_python and os.path.exists(args.sheeprl_python):
         rows.append(_run_sheeprl(args, rows[0]['sizes']))

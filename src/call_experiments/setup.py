@@ -24,6 +24,7 @@ setup(
         'console_scripts': [
             'call_evaluate = call_experiments.evaluate:main',
             'call_train_experiments = call_experiments.training_plan:main',
+            'call_manifest = call_experiments.manifest:main',
         ],
     },
 )

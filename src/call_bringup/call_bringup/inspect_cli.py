@@ -124,15 +124,18 @@ class LatentInspector(Node):
         self.digest = LatentDigest(self.names)
         qos = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.received = 0          # V2V and CommStats messages so far (for --messages)
         self.create_subscription(LatentMessage, v2v_topic, self._on_latent, qos)
         self.stats_topics: set = set()
         self.create_timer(0.5, self._discover)
         self._discover()
 
     def _on_latent(self, msg: LatentMessage) -> None:
+        self.received += 1
         self.digest.add_latent(msg, len(serialize_message(msg)))
 
     def _on_stats(self, stats: CommStats) -> None:
+        self.received += 1
         self.digest.add_stats(stats)
 
     def _discover(self) -> None:
@@ -162,6 +165,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument('command', choices=('list', 'latents'), nargs='?', default='latents')
     parser.add_argument('-d', '--duration', type=float, default=3.0, help='window [s]')
     parser.add_argument('--watch', action='store_true', help='repeat until Ctrl-C')
+    parser.add_argument('--messages', type=int, default=None,
+                        help='latents: report as soon as this many messages (V2V and '
+                             'CommStats) have arrived, at the latest when the window ends')
     parser.add_argument('--v2v-topic', default='/v2v/latents')
     parser.add_argument('--fleet', default='', help='fleet key file: show senders by role')
     args, ros_args = parser.parse_known_args(argv)
@@ -180,7 +186,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         node = LatentInspector(args.v2v_topic, names)
         while True:
             end = time.monotonic() + args.duration
-            while time.monotonic() < end:
+            while time.monotonic() < end and (args.messages is None
+                                              or node.received < args.messages):
                 rclpy.spin_once(node, timeout_sec=0.05)
             print(node.digest.report(), flush=True)
             if not args.watch:

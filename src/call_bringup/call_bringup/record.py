@@ -143,13 +143,15 @@ class McapRecorder(Node):
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Record until Ctrl-C or --duration; print per-topic message counts."""
+    """Record until Ctrl-C, --duration or --max-messages; print per-topic message counts."""
     parser = argparse.ArgumentParser(prog='call_record',
                                      description=__doc__.strip().splitlines()[0])
     parser.add_argument('-o', '--output', default=None,
                         help='MCAP file (default runs/<timestamp>/run.mcap)')
     parser.add_argument('--topics', default='.*', help='regular expression of topic names')
     parser.add_argument('--duration', type=float, default=None, help='seconds (wall clock)')
+    parser.add_argument('--max-messages', type=int, default=None,
+                        help='stop after recording this many messages (all topics)')
     args, ros_args = parser.parse_known_args(argv)
     output = args.output or os.path.join('runs', time.strftime('%Y%m%d-%H%M%S'), 'run.mcap')
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
@@ -158,7 +160,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     deadline = None if args.duration is None else time.monotonic() + args.duration
     try:
-        while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
+        while rclpy.ok() and (deadline is None or time.monotonic() < deadline) and (
+                args.max_messages is None or sum(recorder.counts.values()) < args.max_messages):
             rclpy.spin_once(recorder, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

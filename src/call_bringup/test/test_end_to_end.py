@@ -53,7 +53,7 @@ def test_three_vehicles_drive_and_share_latents_only_in_range(checkpoint, tmp_pa
         assert len(poses) >= TICKS - 2
         assert distance(poses[0], poses[-1]) > 1.0
 
-    accepted = out_of_range = bytes_checked = 0
+    accepted = out_of_range = bytes_checked = ranges_checked = 0
     first_heard = min(stamp for _, stamp in probe.latents)
     for receiver in ROLES:
         for stats in probe.stats[receiver]:
@@ -66,19 +66,26 @@ def test_three_vehicles_drive_and_share_latents_only_in_range(checkpoint, tmp_pa
             messages = accepted_messages(probe, receiver, t)
             assert messages is not None and None not in messages
             assert sorted(probe.sender(m) for m, _ in messages) == sorted(stats.neighbours)
-            own = probe.odometry[receiver].get(t)
-            for message, _ in messages:     # latents flow only between vehicles in range
-                if own is not None:
-                    assert distance(own, (message.x, message.y)) <= RANGE + 3.0
+            # latents flow only between vehicles in range (the receiver's pose of that step;
+            # the probe may have missed a few odometry messages, counted below)
+            own = probe.odometry[receiver].get(t, None)
+            in_range = [distance(own, (m.x, m.y)) <= RANGE + 3.0 for m, _ in messages
+                        if own is not None]
+            assert all(in_range), (receiver, t)
+            ranges_checked += len(in_range)
             accepted += len(messages)
-            # CommStats bytes are the serialized sizes of what was accepted / sent
+            # CommStats bytes are the serialized sizes of what was accepted / sent (steps
+            # whose own message the probe did not hear are counted below, not skipped)
             assert stats.bytes_received == sum(size for _, size in messages)
             sent = probe.latents.get((receiver, t))
-            if stats.bytes_sent and sent is not None:
+            if sent is not None:
                 assert stats.bytes_sent == sent[1]
-                bytes_checked += 1
+            bytes_checked += sent is not None
         out_of_range += probe.stats[receiver][-1].dropped_out_of_range
     assert accepted > 0 and out_of_range > 0          # some pairs in range, some not
+    # nearly every accepted message had its receiver's pose, and nearly every step its own
+    # message, so the checks above ran on the run's data, not on a few leftovers
+    assert ranges_checked >= 0.9 * accepted, (ranges_checked, accepted)
     assert bytes_checked >= TICKS
 
 

@@ -9,6 +9,7 @@ from call_bringup.fault_injection import FaultPlan
 from call_comm.auth import Fleet
 from call_comm.keygen import write_fleet
 from call_msgs.msg import LatentMessage
+from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
 import rclpy
@@ -17,6 +18,11 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 ROLES = ['hero0', 'hero1', 'hero2']
+RELAY = 'v2v_fault_relay'
+QOS_DEPTH = 500             # every reader holds a whole run: no loss the test did not ask for
+WAIT_S = 60.0               # bound of every wait
+OUTCOMES = ('relayed', 'dropped_loss', 'unlinked')    # what became of an input, per link
+SENT_KINDS = ('relayed', 'forged', 'replayed')        # copies the relay sent, per link
 HERO0 = 0x0A0B0C0D          # hero0's key id when the relay runs without a fleet file
 
 
@@ -39,9 +45,12 @@ def run_relay(params: dict, messages: int, hero0: int = HERO0,
 
     Only hero0 speaks, so its links to the others are up from the start unless `params` say
     otherwise; vehicles in `hello_from` send one message (sequence 0) halfway through.
+    Every wait is for an event: the relay's diagnostics saying it has processed what was
+    sent, then every copy it sent (reliably) having arrived here.
     """
     args = [sys.executable, '-m', 'call_bringup.fault_injection', '--ros-args',
-            '-p', 'role_names:=[hero0, hero1, hero2]']
+            '-p', 'role_names:=[hero0, hero1, hero2]', '-p', f'qos_depth:={QOS_DEPTH}',
+            '-p', 'report_period_s:=0.05']
     for key, value in {'link_on_first_message': False, **params}.items():
         args += ['-p', f'{key}:={value}']
     relay = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -51,8 +60,9 @@ def run_relay(params: dict, messages: int, hero0: int = HERO0,
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     received = {role: [] for role in ROLES}
+    reported: dict = {}
     try:
-        qos = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST,
+        qos = QoSProfile(depth=QOS_DEPTH, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.BEST_EFFORT,
                          deadline=Duration(seconds=0.2))
         publisher = node.create_publisher(LatentMessage, '/v2v/latents/hero0', qos)
@@ -61,24 +71,42 @@ def run_relay(params: dict, messages: int, hero0: int = HERO0,
         for role in ROLES:
             node.create_subscription(LatentMessage, f'/v2v/latents/{role}',
                                      lambda m, r=role: received[r].append(m), qos)
-        deadline = time.monotonic() + 20.0
-        while publisher.get_subscription_count() < 2 and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.1)
-        assert publisher.get_subscription_count() == 2, 'relay never subscribed'
-        time.sleep(1.0)                    # the relay's publishers match our subscribers too
+        node.create_subscription(DiagnosticArray, '/diagnostics',
+                                 lambda m: reported.update(_relay_counts(m)), 10)
+
+        def spin_until(predicate, what: str) -> None:
+            deadline = time.monotonic() + WAIT_S
+            while not predicate() and time.monotonic() < deadline and relay.poll() is None:
+                executor.spin_once(timeout_sec=0.02)
+            assert predicate(), f'{what}; relay counts {reported}'
+
+        def relay_linked() -> bool:       # its subscription and its three link publishers
+            return publisher.get_subscription_count() == 2 and all(
+                any(i.node_name == RELAY for i in node.get_publishers_info_by_topic(
+                    f'/v2v/latents/{r}')) for r in ROLES)
+        spin_until(relay_linked, 'the relay never matched our endpoints')
+        sent = 0
+
+        def processed(inputs: int):       # every input has an outcome on both other links
+            return lambda: sum(reported.get(k, 0) for k in OUTCOMES) >= 2 * inputs
         for sequence in range(messages):
-            if sequence == messages // 2:
+            if sequence == messages // 2 and hellos:
+                spin_until(processed(sent), 'the relay did not process the first half')
                 for role, hello in hellos.items():
                     hello.publish(LatentMessage(sender_key_id=ROLES.index(role), sequence=0,
                                                 signature=_signature(1000 + ROLES.index(role))))
+                    sent += 1
+                spin_until(processed(sent), 'the relay did not process the hellos')
             publisher.publish(LatentMessage(sender_key_id=hero0, sequence=sequence,
                                             signature=_signature(sequence)))
-            end = time.monotonic() + 0.02
-            while time.monotonic() < end:
-                executor.spin_once(timeout_sec=0.005)
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.02)
+            sent += 1
+        spin_until(processed(sent), 'the relay did not process every message')
+        # then every copy it sent has arrived (reliable links), besides our own messages
+        expected = {r: sum(reported.get(f'{k}:{r}', 0) for k in SENT_KINDS)
+                    + (messages if r == 'hero0' else 0) + (1 if r in hellos else 0)
+                    for r in ROLES}
+        spin_until(lambda: {r: len(received[r]) for r in ROLES} == expected,
+                   f'copies missing: expected {expected}')
     finally:
         executor.shutdown()
         node.destroy_node()
@@ -90,6 +118,12 @@ def run_relay(params: dict, messages: int, hero0: int = HERO0,
             relay.kill()
     line = next(x for x in out.splitlines() if x.startswith('fault counts: '))
     return received, json.loads(line[len('fault counts: '):])
+
+
+def _relay_counts(array: DiagnosticArray) -> dict:
+    """Return the relay's counts in a /diagnostics message ({} for other nodes' statuses)."""
+    return {kv.key: int(kv.value) for status in array.status if status.name == RELAY
+            for kv in status.values}
 
 
 def test_lossy_link_counts_every_lost_delivery():

@@ -21,7 +21,9 @@ FAULTS = {'loss_probability': 0.3, 'delay_s': 0.2, 'forge_probability': 0.1,
 STARTUP_S = 90.0
 BEFORE_KILL, AFTER_KILL = 30, 60
 SURVIVORS = ('hero0', 'hero2')
-LOCKSTEP_TIMEOUT = 0.4      # [s] wall time the simulator waits for a silent vehicle
+# [s] the simulator waits this long for a silent vehicle: generous, so that on a loaded
+# machine a slow survivor is waited for rather than counted as missing
+LOCKSTEP_TIMEOUT = 10.0
 
 
 @pytest.fixture(scope='module')
@@ -30,9 +32,8 @@ def checkpoint(tmp_path_factory):
 
 
 def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
-    # after the kill, ticks wait the lockstep timeout for hero1 until its planner presumes the
-    # world model gone (2 s wall) and its stops answer the current step: a shorter timeout
-    # keeps that stretch short
+    # after the kill, ticks wait for hero1 until its planner presumes the world model gone
+    # (2 s wall, below the lockstep timeout) and its stops answer the current step
     supervisor = start_graph(str(tmp_path), checkpoint, c=1e9, v2v_faults=FAULTS,
                              overrides={'call_comm': {'initial_range': RANGE,
                                                       'max_range': RANGE},

@@ -10,8 +10,11 @@ from call_comm.keygen import write_fleet
 from call_msgs.msg import CommStats, LatentMessage
 import numpy as np
 import rclpy
+from rclpy.duration import Duration
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
+
+WAIT_S = 60.0      # bound of every wait (the inspector process imports rclpy first)
 
 
 def _latent(sender_key_id: int, sequence: int, z_first: int) -> LatentMessage:
@@ -27,8 +30,10 @@ def _latent(sender_key_id: int, sequence: int, z_first: int) -> LatentMessage:
 def test_latents_report_decodes_senders_bytes_and_who_hears_whom(tmp_path):
     fleet_file = write_fleet(['hero0', 'hero1'], tmp_path)
     hero0 = Fleet.load(fleet_file).key_id('hero0')
+    # it reports once the 12 messages below have arrived; the window only bounds the wait
     inspector = subprocess.Popen([sys.executable, '-m', 'call_bringup.inspect_cli', 'latents',
-                                  '-d', '6', '--fleet', str(fleet_file)],
+                                  '-d', str(WAIT_S), '--messages', '12',
+                                  '--fleet', str(fleet_file)],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -40,10 +45,10 @@ def test_latents_report_decodes_senders_bytes_and_who_hears_whom(tmp_path):
         stats = node.create_publisher(CommStats, '/hero1/comm_stats', 10)
         own_stats = node.create_publisher(CommStats, '/hero0/comm_stats', 10)
         publishers = (v2v, stats, own_stats)
-        deadline = time.monotonic() + 20.0
+        deadline = time.monotonic() + WAIT_S
         while any(p.get_subscription_count() == 0 for p in publishers) \
-                and time.monotonic() < deadline:
-            time.sleep(0.1)
+                and time.monotonic() < deadline and inspector.poll() is None:
+            time.sleep(0.1)         # polling discovery, bounded by the deadline
         assert all(p.get_subscription_count() == 1 for p in publishers)
         size = len(serialize_message(_latent(hero0, 0, 17)))
         for sequence in (0, 1, 3):                  # sequence 2 never sent: one gap
@@ -53,8 +58,9 @@ def test_latents_report_decodes_senders_bytes_and_who_hears_whom(tmp_path):
                                     bytes_received=size, dropped_replay=4, threshold=50.0))
             own_stats.publish(CommStats(vehicle_id='hero0', comm_range=35.0,
                                         prediction_error=12.5, threshold=50.0))
-            time.sleep(0.05)
-        out, _ = inspector.communicate(timeout=30)
+            for publisher in (stats, own_stats):      # reliable: wait until it is there
+                assert publisher.wait_for_all_acked(Duration(seconds=WAIT_S))
+        out, _ = inspector.communicate(timeout=2 * WAIT_S)
     finally:
         node.destroy_node()
         rclpy.shutdown(context=context)

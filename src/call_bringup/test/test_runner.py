@@ -37,7 +37,7 @@ def wait_for_publisher(topic: str, name: str, namespace: str, timeout: float = 3
                 topics = []
             if topic in {t for t, _ in topics}:
                 return True
-            time.sleep(0.2)
+            time.sleep(0.2)         # polling discovery, bounded by the deadline
         return False
     finally:
         node.destroy_node()
@@ -55,7 +55,7 @@ def wait_for_nodes(names: set, timeout: float = 30.0) -> set:
         while time.monotonic() < deadline and seen != names:
             seen = {ns.rstrip('/') + '/' + name
                     for name, ns in node.get_node_names_and_namespaces()} & names
-            time.sleep(0.2)
+            time.sleep(0.2)         # polling discovery, bounded by the deadline
     finally:
         node.destroy_node()
         rclpy.shutdown(context=context)

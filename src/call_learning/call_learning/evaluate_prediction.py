@@ -10,6 +10,11 @@ vehicles; the ego box never moves in its own frame and is left out). The baselin
 that frame t0 + k equals the last context frame. k = 0 scores the reconstruction of that last
 context frame from its posterior (the baseline is then the frame itself): what the latent
 holds at all, the ceiling of every k > 0.
+
+Seeds: each seed drives fresh episodes, so windows of different seeds are disjoint. Checkpoints
+are chosen on the ``selection`` seeds and their figures reported on the ``report`` seeds
+(``--split``), never on the windows they were chosen on; with several seeds the table gives
+the mean over seeds and its 95 % interval (Student t), seeds being the independent units.
 """
 import argparse
 import dataclasses
@@ -28,6 +33,12 @@ import torch
 
 VEHICLE_CHANNELS = ('seen_vehicles', 'shared_vehicles')
 DEFAULT_HORIZONS = (5, 30, 60)
+# window sets: choose checkpoints on these ...
+SELECTION_SEEDS = (12345, 1)
+# ... and report the chosen one on these (disjoint episodes)
+REPORT_SEEDS = (100, 101, 102)
+# two-sided 95 % Student t quantiles by degrees of freedom (1..10; 1.96 beyond)
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 
 
 def _vehicles(masks: torch.Tensor) -> torch.Tensor:
@@ -138,6 +149,60 @@ def evaluate(world_model: WorldModel, env, settings: PipelineConfig, horizons=DE
                 for who, vals in entry.items()} for k, entry in sums.items()}
 
 
+def mean_interval(values: Sequence[float]) -> tuple:
+    """Mean and half-width of its 95 % Student t interval (nan half-width for one value)."""
+    data = np.asarray([v for v in values if v == v], dtype=np.float64)
+    if len(data) == 0:
+        return float('nan'), float('nan')
+    if len(data) == 1:
+        return float(data[0]), float('nan')
+    t = _T95[len(data) - 2] if len(data) - 1 <= len(_T95) else 1.96
+    return float(data.mean()), float(t * data.std(ddof=1) / np.sqrt(len(data)))
+
+
+def summarise(per_seed: Sequence[Dict[int, dict]]) -> Dict[int, dict]:
+    """Per k, who and score: (mean, 95 % half-width) over the seeds' results."""
+    out: Dict[int, dict] = {}
+    for k in per_seed[0]:
+        out[k] = {who: {name: mean_interval([r[k][who][name] for r in per_seed])
+                        for name in per_seed[0][k][who]} for who in per_seed[0][k]}
+    return out
+
+
+def format_summary(summary: Dict[int, dict]) -> str:
+    """Plain-text table of means +- 95 % half-widths over seeds."""
+    def cell(pair, digits):
+        mean, half = pair
+        return f'{mean:.{digits}f} +- {half:.{digits}f}'
+    lines = [f"{'k':>4} | {'pixel acc model':>22} | {'copy-last':>22} | "
+             f"{'vehicle IoU model':>18} | {'copy-last':>18}", '-' * 96]
+    for k in sorted(summary):
+        m, b = summary[k]['model'], summary[k]['copy_last']
+        lines.append(f"{k:>4} | {cell(m['pixel_accuracy'], 5):>22} | "
+                     f"{cell(b['pixel_accuracy'], 5):>22} | {cell(m['vehicle_iou'], 4):>18} | "
+                     f"{cell(b['vehicle_iou'], 4):>18}")
+    return '\n'.join(lines)
+
+
+def seeds_for(split: Optional[str], seeds: Optional[Sequence[int]],
+              seed: Optional[int]) -> List[int]:
+    """Return the seeds to evaluate; ``report`` refuses any seed that selection used."""
+    if seeds:
+        chosen = [int(s) for s in seeds]
+    elif seed is not None:
+        chosen = [int(seed)]
+    else:
+        chosen = list(REPORT_SEEDS if split == 'report' else SELECTION_SEEDS[:1]
+                      if split is None else SELECTION_SEEDS)
+    if split == 'report' and set(chosen) & set(SELECTION_SEEDS):
+        raise ValueError(f'report seeds {chosen} overlap the selection seeds '
+                         f'{list(SELECTION_SEEDS)}: report on windows not used for choosing')
+    if split == 'selection' and set(chosen) & set(REPORT_SEEDS):
+        raise ValueError(f'selection seeds {chosen} overlap the report seeds '
+                         f'{list(REPORT_SEEDS)}')
+    return chosen
+
+
 def format_table(results: Dict[int, dict]) -> str:
     """Plain-text table: k, pixel accuracy and vehicle IoU for model and copy-last."""
     lines = [f"{'k':>4} | {'pixel acc model':>15} | {'copy-last':>9} | "
@@ -173,7 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help='simulator steps to collect (default: 2 x window length)')
     parser.add_argument('--policy', choices=('heuristic', 'actor', 'random'),
                         default='heuristic')
-    parser.add_argument('--seed', type=int, default=12345)
+    parser.add_argument('--seed', type=int, default=None,
+                        help='one seed (default: the first selection seed, 12345)')
+    parser.add_argument('--seeds', type=int, nargs='+', default=None,
+                        help='several seeds: per-seed tables, then mean and 95 %% interval')
+    parser.add_argument('--split', choices=('selection', 'report'), default=None,
+                        help=f'selection: seeds {list(SELECTION_SEEDS)} (choose checkpoints); '
+                             f'report: seeds {list(REPORT_SEEDS)} (figures of the chosen one)')
     parser.add_argument('--threads', type=int, default=1)
     return parser
 
@@ -182,8 +253,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Print the table; bad arguments or a bad checkpoint exit with status 2 and the reason."""
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
     try:
+        seeds = seeds_for(args.split, args.seeds, args.seed)
         loaded = checkpoint.load(args.checkpoint, load_optimizers=False)
         extra = loaded.meta.get('extra', {})
         from call_learning.train import load_train_config
@@ -201,10 +272,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         settings = PipelineConfig.from_mapping(values)
         from call_sim.env import MultiVehicleEnv
         env = MultiVehicleEnv.from_scenario(args.scenario)
+        per_seed = []
         try:
-            results = evaluate(loaded.world_model, env, settings, args.horizons, args.context,
-                               args.windows, args.env_steps, args.policy, loaded.actor_critic,
-                               args.seed)
+            for seed in seeds:
+                torch.manual_seed(seed)
+                per_seed.append(evaluate(
+                    loaded.world_model, env, settings, args.horizons, args.context,
+                    args.windows, args.env_steps, args.policy, loaded.actor_critic, seed))
         finally:
             env.close()
     except (ValueError, FileNotFoundError, checkpoint.CheckpointError) as exc:
@@ -212,8 +286,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     print(f'checkpoint {args.checkpoint} (step {loaded.step}), scenario {args.scenario}, '
           f'mode {settings.mode}, h {settings.h_transport}, context {args.context}, '
-          f'{args.windows} windows, policy {args.policy}')
-    print(format_table(results))
+          f'{args.windows} windows per seed, policy {args.policy}')
+    for seed, results in zip(seeds, per_seed):
+        print(f'seed {seed}' + (f' ({args.split} split)' if args.split else ''))
+        print(format_table(results))
+    if len(seeds) > 1:
+        print(f'mean and 95 % interval over seeds {seeds}')
+        print(format_summary(summarise(per_seed)))
     return 0
 
 

@@ -1,11 +1,13 @@
 """
 End to end over DDS: the planner drives a vehicle in the embedded simulator, no missed tick.
 
-Four processes, as in the real graph of one CALL vehicle: call_sim's sim_node (lockstep with a
-1 s timeout), perception_node, world_model_node and planner_node, the last two with one tiny
-randomly initialised checkpoint sized for the real 128 px BEV. Once the pipeline answers
-with planned actions, 100 further simulator ticks must pass without a missed tick
-(`call_sim: lockstep` diagnostics), each stepped by a planner command.
+Four processes, as in the real graph of one CALL vehicle: call_sim's sim_node, perception_node,
+world_model_node and planner_node, the last two with one tiny randomly initialised checkpoint
+sized for the real 128 px BEV. Once the pipeline answers with planned actions, 100 further
+simulator ticks must pass without a missed tick (`call_sim: lockstep` diagnostics), each
+stepped by a planner command. The lockstep timeout is generous (LOCKSTEP_TIMEOUT): a missed
+tick means the pipeline lost a tick, not that a loaded machine was slow; how fast a tick is
+lives in bench/bench_bringup.py.
 """
 import os
 import subprocess
@@ -24,7 +26,8 @@ import yaml
 ROLE = 'hero0'
 TICKS = 100
 START_WAIT = 90.0     # bound for all four processes to come up (each imports torch)
-RUN_WAIT = 120.0      # bound for the 100 ticks
+RUN_WAIT = 600.0      # bound for the 100 ticks (about 10 s on an idle machine)
+LOCKSTEP_TIMEOUT = 30.0   # [s] the simulator waits this long for a command before missing
 
 
 def _save_checkpoint(path: str) -> None:
@@ -79,7 +82,8 @@ def graph(tmp_path):
     env = dict(os.environ)
     common = ['-r', f'__ns:=/{ROLE}', '-p', 'use_sim_time:=true', '-p', f'role_name:={ROLE}']
     commands = [
-        ['call_sim.sim_node', '-p', f'scenario:={scenario}', '-p', 'lockstep_timeout:=1.0'],
+        ['call_sim.sim_node', '-p', f'scenario:={scenario}',
+         '-p', f'lockstep_timeout:={LOCKSTEP_TIMEOUT}'],
         ['call_perception.perception_node', *common],
         ['call_world_model.world_model_node', *common, '-p', f'checkpoint:={ckpt}',
          '-p', 'publish_prediction:=false'],
@@ -128,5 +132,5 @@ def test_planner_drives_the_embedded_simulator_for_100_ticks_without_a_missed_ti
         f'{missed[steps[-1]] - missed_before} missed ticks in {TICKS}\n' + _tail(tmp_path))
     # every one of those ticks was stepped by a planned action (not only safety stops)
     assert observer.spin_until(lambda: len(observer.actions) - actions_before >= TICKS,
-                               10.0), _tail(tmp_path)
+                               60.0), _tail(tmp_path)
     assert all(0.0 <= c.throttle <= 1.0 and 0.0 <= c.brake <= 1.0 for c in observer.controls)

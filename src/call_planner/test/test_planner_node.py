@@ -6,6 +6,7 @@ NaN states, for inputs stale in simulation time and for a stalled clock (wall ti
 with the stale state's stamp, and fail-fast on a bad checkpoint.
 """
 import os
+import re
 import subprocess
 import sys
 import time
@@ -25,8 +26,8 @@ from visualization_msgs.msg import MarkerArray
 
 ROLE = 'hero7'
 DEADLINE_SIM = 0.3
-DEADLINE_WALL = 1.5
-WAIT = 30.0          # bound of every wait (node start includes importing torch)
+DEADLINE_WALL = 5.0  # well past how long the sim-time tests take on a loaded machine
+WAIT = 120.0         # bound of every wait (node start includes importing torch)
 
 
 def _save_tiny_checkpoint(path: str) -> int:
@@ -198,9 +199,8 @@ def test_neighbour_intentions_become_markers_and_malformed_ones_are_skipped(harn
         NeighbourLatent(sender_id='hero2', intention_xy=[1.0, float('nan'), 2.0, 3.0]),
         NeighbourLatent(sender_id='hero3', intention_xy=[1.0, 2.0, 3.0]),
     ]
-    harness.shared_pub.publish(shared)
-    harness.spin_for(0.3)
     harness.clear()
+    harness.shared_pub.publish(shared)    # the markers below appear once it has arrived
 
     def neighbour_lines():
         return [m for array in harness.markers for m in array.markers
@@ -234,16 +234,21 @@ def test_latent_stale_in_sim_time_stops_within_the_deadline(harness):
     _warm_up(harness)
     last_latent = harness.sim_time
     harness.clear()
-    # the simulation keeps running (clock + odometry) but the world model went silent
-    for _ in range(round(DEADLINE_SIM / 0.1)):     # ages 0.1 .. DEADLINE_SIM: on time
+    # the simulation keeps running (clock + odometry) but the world model went silent:
+    # ages 0.1 .. DEADLINE_SIM are on time, the next tick is past the deadline
+    for _ in range(round(DEADLINE_SIM / 0.1)):
         harness.tick(latent=False)
-        harness.spin_for(0.2)
-        assert not any(_is_stop(c) for c in harness.controls), (
-            f'stopped before the deadline: {_stop_reasons(harness)}')
+        harness.spin_for(0.2)      # a few watchdog periods (50 ms) at each age
     harness.tick(latent=False)
     deadline_passed = harness.sim_time
     assert deadline_passed - last_latent > DEADLINE_SIM
     assert harness.spin_until(lambda: any(_is_stop(c) for c in harness.controls))
+    # every stop says how stale the state was: never at an age within the deadline (the
+    # ages come from the reasons, so a slow machine cannot make this fail)
+    assert harness.spin_until(lambda: any('s sim' in r for r in _stop_reasons(harness)))
+    ages = [float(age) for reason in _stop_reasons(harness)
+            for age in re.findall(r'latent_state: stale ([0-9.]+) s sim', reason)]
+    assert ages and min(ages) > DEADLINE_SIM, _stop_reasons(harness)
     stop = next(c for c in harness.controls if _is_stop(c))
     # the stop answers the stale state, not the running clock: a lockstep simulator must
     # not count it as this step's command
