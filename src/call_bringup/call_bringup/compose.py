@@ -14,7 +14,7 @@ import importlib
 import inspect
 import json
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 from call_common.node_main import spin_nodes_until_signal
 from rclpy.context import Context
@@ -56,6 +56,15 @@ def _qos_key(qos: QoSProfile) -> tuple:
             qos.liveliness_lease_duration.nanoseconds)
 
 
+def _takes_message_info(callback: Callable) -> bool:
+    """Whether rclpy hands this callback (msg, MessageInfo), as it decides by the signature."""
+    try:
+        inspect.signature(callback).bind(object())
+        return False
+    except TypeError:
+        return True
+
+
 def share_subscriptions(nodes: list[Node]) -> int:
     """
     Take each topic once per container: merge subscriptions of equal topic, type and QoS.
@@ -78,16 +87,42 @@ def share_subscriptions(nodes: list[Node]) -> int:
     for members in groups.values():
         if len(members) < 2:
             continue
-        callbacks = tuple(sub.callback for _, sub in members)
-
-        def fan_out(msg, callbacks=callbacks) -> None:
-            for callback in callbacks:
-                callback(msg)
+        callbacks = tuple((sub.callback, _takes_message_info(sub.callback))
+                          for _, sub in members)
+        if any(wants_info for _, wants_info in callbacks):
+            def fan_out(msg, info, callbacks=callbacks) -> None:
+                for callback, wants_info in callbacks:
+                    if wants_info:
+                        callback(msg, info)
+                    else:
+                        callback(msg)
+        else:
+            def fan_out(msg, callbacks=callbacks) -> None:
+                for callback, _ in callbacks:
+                    callback(msg)
         members[0][1].callback = fan_out
         for node, sub in members[1:]:
             node.destroy_subscription(sub)
             removed += 1
     return removed
+
+
+def without_message_info(nodes: list[Node]) -> int:
+    """
+    Hand MessageInfo-taking callbacks None instead, for the events executor.
+
+    rclpy's events executor (Jazzy/Kilted) fails with ``SystemError: null argument to internal
+    routine`` on a subscription whose callback takes (msg, MessageInfo). The comm node reads
+    the publisher GID from it only to keep a flood budget per writer, and keeps it per claimed
+    sender when the info is None. Returns how many callbacks were wrapped.
+    """
+    wrapped = 0
+    for node in nodes:
+        for sub in node.subscriptions:
+            if _takes_message_info(sub.callback):
+                sub.callback = lambda msg, callback=sub.callback: callback(msg, None)
+                wrapped += 1
+    return wrapped
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -104,6 +139,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 raise RuntimeError(f'{entry["module"]} names its node {node.get_name()!r}; '
                                    f'the graph expects {entry["name"]!r}')
         share_subscriptions(nodes)
+        if EventsExecutor is not None:
+            without_message_info(nodes)
 
     # signals only set a flag checked between callbacks (call_common.node_main), so no
     # callback is cut off; spin_once in a loop, not spin(): EventsExecutor.spin() of rclpy 9.1

@@ -2,7 +2,7 @@
 import time
 
 from builtin_interfaces.msg import Time
-from call_bringup.compose import make_executor, share_subscriptions
+from call_bringup.compose import make_executor, share_subscriptions, without_message_info
 import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -55,6 +55,39 @@ def test_equal_subscriptions_are_merged_and_every_callback_still_gets_each_messa
         assert wall_time.get_clock().now().nanoseconds > 1_000_000_000_000_000_000  # wall time
         assert all(messages and messages[0].data == 'step' for messages in received.values())
         assert odd and odd[0].data == 'step'
+    finally:
+        executor.shutdown()
+        rclpy.try_shutdown(context=context)
+
+
+def test_raw_subscriptions_that_take_message_info_are_merged_and_served():
+    """The comm node's V2V callbacks take (raw bytes, info): merged, each still gets each."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = make_executor(context)
+    try:
+        nodes = [Node(f'compose_info_{i}', context=context) for i in range(2)]
+        received: dict = {node.get_name(): [] for node in nodes}
+        plain = []
+        for node in nodes:
+            node.create_subscription(
+                String, '/compose_test/raw',
+                lambda msg, info, got=received[node.get_name()]: got.append((msg, info)),
+                10, raw=True)
+        nodes[1].create_subscription(String, '/compose_test/raw', plain.append, 10, raw=True)
+        assert share_subscriptions(nodes) == 2
+        without_message_info(nodes)
+        source = Node('compose_info_source', context=context)
+        for node in nodes + [source]:
+            executor.add_node(node)
+        pub = source.create_publisher(String, '/compose_test/raw', 10)
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline and not (all(received.values()) and plain):
+            pub.publish(String(data='v2v'))
+            executor.spin_once(timeout_sec=0.05)
+        for got in received.values():
+            assert got and isinstance(got[0][0], bytes) and b'v2v' in got[0][0]
+        assert plain and b'v2v' in plain[0]
     finally:
         executor.shutdown()
         rclpy.try_shutdown(context=context)
