@@ -1,6 +1,6 @@
 """Selection and report window sets of the prediction evaluation, and its interval."""
 from call_learning.evaluate_prediction import (mean_interval, REPORT_SEEDS, seeds_for,
-                                                 SELECTION_SEEDS, summarise)
+                                               SELECTION_SEEDS, summarise)
 import numpy as np
 import pytest
 
