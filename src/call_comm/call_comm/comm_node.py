@@ -22,7 +22,7 @@ from call_comm.auth import Fleet, Signer
 from call_comm.inbox import DropReason, InboxConfig
 from call_comm.keyframes import (KeyframeConfig, KeyframeRequester, KeyframeRequestWire,
                                  KeyframeSender, request_size)
-from call_comm.range_gate import RangeGate
+from call_comm.range_gate import check_threshold, RangeGate
 from call_comm.replica import ReplicaBank, SequenceModel
 from call_comm.replica_link import LinkReceiver, LinkSender
 from call_comm.stamped_poses import Pose, StampedPoses
@@ -32,7 +32,9 @@ from call_msgs.msg import (CommStats, KeyframeRequest, LatentMessage, LatentStat
 from nav_msgs.msg import Odometry, Path
 import numpy as np
 from rclpy.duration import Duration
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time as RosTime
 
@@ -49,6 +51,7 @@ QUIET_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
 V2V_TOPIC = '/v2v/latents'
 REQUEST_TOPIC = '/v2v/keyframe_requests'
 CONTENT_FILTER = 'x >= %0 AND x <= %1 AND y >= %2 AND y <= %3'
+THRESHOLD_PARAMETER = 'threshold_c'   # the paper's c; tunable while the node runs
 
 
 def _fixed(data: bytes, size: int, name: str) -> np.ndarray:
@@ -144,7 +147,7 @@ class CommNode(Node):
         self.signer = Signer.load(self.role, p['private_key_file'], self.fleet)
         decay = p['range_decay'] if p['range_decay'] >= 0 else None
         self.gate = RangeGate(p['initial_range'], p['range_step'], p['max_range'],
-                              p['threshold_c'], decay)
+                              p[THRESHOLD_PARAMETER], decay)
         if p['h_transport'] not in ('full', 'replica'):
             raise ValueError("h_transport must be 'full' or 'replica'")
         if p['keyframe_encoding'] not in ('fp16', 'int8'):
@@ -208,6 +211,7 @@ class CommNode(Node):
         sub(LatentState, f'/{role}/latent_state', self._on_state, 10)
         sub(Path, f'/{role}/plan', self._on_plan, 10)
         sub(Odometry, f'/carla/{role}/odometry', self._on_odometry, 10)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f'{self.role}: c={self.gate.threshold} range={self.gate.comm_range} m '
             f'h={p["h_encoding"]} transport={"replica" if self.replica_mode else "full"} '
@@ -215,7 +219,7 @@ class CommNode(Node):
 
     def _declare_parameters(self) -> dict:
         defaults = {
-            'role_name': '', 'threshold_c': 50.0, 'initial_range': 20.0, 'range_step': 5.0,
+            'role_name': '', THRESHOLD_PARAMETER: 50.0, 'initial_range': 20.0, 'range_step': 5.0,
             'max_range': 100.0, 'range_decay': -1.0, 'h_encoding': 'fp16', 'expected_h_dim': 0,
             'max_waypoints': 5, 'fleet_key_file': '', 'private_key_file': '', 'max_age': 0.5,
             'max_speed': 40.0, 'plausibility_slack': 2.0, 'plausibility_memory': 2.0,
@@ -228,6 +232,25 @@ class CommNode(Node):
             'replica_max_senders': 64, 'replica_history': 128}
         return {name: self.declare_parameter(name, value).value
                 for name, value in defaults.items()}
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """
+        Let users tune c on a running vehicle (`ros2 param set`, rqt): the gate takes it.
+
+        Parameters are set between callbacks, so the next step's range update uses the new c.
+        A NaN or negative c is refused with the reason; other parameters are read at start.
+        """
+        for param in params:
+            if param.name == THRESHOLD_PARAMETER:
+                try:
+                    check_threshold(float(param.value))
+                except (TypeError, ValueError) as err:
+                    return SetParametersResult(successful=False, reason=str(err))
+        for param in params:
+            if param.name == THRESHOLD_PARAMETER:
+                self.gate.set_threshold(float(param.value))
+                self.get_logger().info(f'{self.role}: c={self.gate.threshold} from now on')
+        return SetParametersResult(successful=True)
 
     def _subscribe_v2v(self, qos: QoSProfile, content_filter: bool):
         """Subscribe to everyone's latents, with a DDS content filter where the distro has it."""
