@@ -31,8 +31,8 @@ from call_msgs.msg import (CommStats, KeyframeRequest, LatentMessage, LatentStat
                            NeighbourLatent, SharedInformation)
 from nav_msgs.msg import Odometry, Path
 import numpy as np
-from rclpy.duration import Duration
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
