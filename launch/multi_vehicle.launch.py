@@ -22,7 +22,9 @@ from call_bringup.fleet_keys import ensure_fleet_keys
 from call_bringup.graph import bringup_config, build_graph
 from call_bringup.runner import vehicle_groups, write_container_file
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
+from launch.actions import (DeclareLaunchArgument, GroupAction, OpaqueFunction,
+                            RegisterEventHandler, Shutdown)
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node, PushRosNamespace
 
@@ -77,6 +79,11 @@ def _node_actions(context, *args, **kwargs):
                     parameters=list(spec.parameters), remappings=list(spec.remappings),
                     output='screen', emulate_tty=True)
         groups.setdefault(spec.namespace, []).append(node)
+        if spec.package == 'call_sim':
+            # the simulator ending its run (max_ticks) ends the launch, as call_run does
+            finish = RegisterEventHandler(OnProcessExit(
+                target_action=node, on_exit=[Shutdown(reason='simulator finished')]))
+            groups.setdefault('', []).append(finish)
     actions = list(groups.pop('', []))
     for namespace, nodes in groups.items():
         actions.append(GroupAction([PushRosNamespace(namespace.strip('/')), *nodes]))

@@ -30,7 +30,12 @@ fi
 
 wheels="$(mktemp)"
 trap 'rm -f "$wheels"' EXIT
-sed "s/ros-kilted-/ros-$call_distro-/" scripts/ros-wheels.txt > "$wheels"
+# Jazzy names the CMake helper package ament_cmake_ros (Kilted split out ament_cmake_ros_core)
+if [ "$call_distro" = jazzy ]; then
+  sed -e 's/^ros-kilted-ament-cmake-ros-core$/ros-kilted-ament-cmake-ros/' scripts/ros-wheels.txt
+else
+  cat scripts/ros-wheels.txt
+fi | sed "s/ros-kilted-/ros-$call_distro-/" > "$wheels"
 stamp="$venv/.call-requirements.sha256"
 want="$(cat requirements.txt "$wheels" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
