@@ -220,7 +220,13 @@ class Supervisor:
         return next(u for u in self.units if u.label == label)
 
     def stop(self, sigint_wait: float = 5.0, sigterm_wait: float = 3.0) -> None:
-        """SIGINT all, wait; SIGTERM the rest, wait; SIGKILL what is left (bounded)."""
+        """
+        SIGINT all, wait; SIGTERM the rest, wait; SIGKILL what is left (bounded).
+
+        Reports each unit's exit code and how long after the SIGINT it exited.
+        """
+        started = time.monotonic()
+        exited: dict[str, float] = {}
         for sig, wait in ((signal.SIGINT, sigint_wait), (signal.SIGTERM, sigterm_wait),
                           (signal.SIGKILL, 2.0)):
             alive = self.running()
@@ -232,11 +238,19 @@ class Supervisor:
                 except ProcessLookupError:
                     pass
             deadline = time.monotonic() + wait
-            while self.running() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            while time.monotonic() < deadline:
+                for unit in alive:
+                    if unit.label not in exited and unit.process.poll() is not None:
+                        exited[unit.label] = time.monotonic() - started
+                if all(unit.label in exited for unit in alive):
+                    break
+                time.sleep(0.02)
         for unit in self.units:
             if unit.reader is not None:
                 unit.reader.join(timeout=1.0)
+            if unit.label in exited:
+                self.emit(f'[call_run] {unit.label} exit code {unit.process.returncode}, '
+                          f'{exited[unit.label]:.2f} s after SIGINT')
 
 
 def supervise(supervisor: Supervisor, tolerate_vehicle_failure: bool = False,
