@@ -27,7 +27,7 @@ NO_TOOLS = ('ROS 2 CLI tools (ros2, launch_test, rqt) not found: scripts/setup.s
 
 @functools.lru_cache(maxsize=1)
 def _overlay_env(setup_bash: str) -> tuple:
-    """The environment after sourcing an overlay's setup.bash on top of this one."""
+    """Return the environment after sourcing an overlay's setup.bash on top of this one."""
     out = subprocess.run(['bash', '-c', f'. "{setup_bash}" >/dev/null && env -0'],
                          check=True, capture_output=True, env=dict(os.environ)).stdout
     return tuple(item.split('=', 1) for item in out.decode().split('\0') if '=' in item)
