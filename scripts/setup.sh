@@ -30,9 +30,11 @@ fi
 
 wheels="$(mktemp)"
 trap 'rm -f "$wheels"' EXIT
-# Jazzy names the CMake helper package ament_cmake_ros (Kilted split out ament_cmake_ros_core)
+# Jazzy has no ament_cmake_ros_core (Kilted split it out of ament_cmake_ros); its
+# ament_cmake_ros also finds the gtest/gmock CMake packages and domain_coordinator
 if [ "$call_distro" = jazzy ]; then
   sed -e 's/^ros-kilted-ament-cmake-ros-core$/ros-kilted-ament-cmake-ros/' scripts/ros-wheels.txt
+  printf '%s\n' ros-kilted-ament-cmake-gmock ros-kilted-ament-cmake-gtest ros-kilted-domain-coordinator
 else
   cat scripts/ros-wheels.txt
 fi | sed "s/ros-kilted-/ros-$call_distro-/" > "$wheels"
