@@ -31,10 +31,12 @@ fi
 wheels="$(mktemp)"
 trap 'rm -f "$wheels"' EXIT
 # Jazzy has no ament_cmake_ros_core (Kilted split it out of ament_cmake_ros); its
-# ament_cmake_ros also finds the gtest/gmock CMake packages and domain_coordinator
+# ament_cmake_ros also finds the gtest/gmock CMake packages and domain_coordinator, and its
+# rosidl_generator_py python_cmake_module
 if [ "$call_distro" = jazzy ]; then
   sed -e 's/^ros-kilted-ament-cmake-ros-core$/ros-kilted-ament-cmake-ros/' scripts/ros-wheels.txt
-  printf '%s\n' ros-kilted-ament-cmake-gmock ros-kilted-ament-cmake-gtest ros-kilted-domain-coordinator
+  printf "%s\n" ros-kilted-ament-cmake-gmock ros-kilted-ament-cmake-gtest ros-kilted-domain-coordinator \
+    ros-kilted-python-cmake-module
 else
   cat scripts/ros-wheels.txt
 fi | sed "s/ros-kilted-/ros-$call_distro-/" > "$wheels"

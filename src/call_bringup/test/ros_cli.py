@@ -1,50 +1,29 @@
 """
 The ROS 2 command-line tools in tests: find them, and run `ros2 launch` of the CALL graph.
 
-Not a test module. A full ROS 2 install has `ros2`, `launch_test` and rqt on PATH. In the
-pip environment scripts/setup.sh builds them from ../shared/ros-tools into an overlay
-($CALL_ROS_TOOLS, set by scripts/env.sh); commands run in subprocesses with that overlay
-sourced, since pytest >= 9 cannot load launch_testing's pytest plugin in this process.
-Where neither exists, `tools_env` skips the test and says why.
+Not a test module. `call_bringup.ros_tools` finds the tools (a full install, or the overlay
+scripts/setup.sh builds from ../shared/ros-tools); they run in subprocesses. Where they are
+missing, `tools_env` skips the test and says why.
 """
-import functools
-import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
 import time
 from typing import Optional
 
+from call_bringup.ros_tools import MISSING, tools_environment
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIO = os.path.join(HERE, 'scenarios', 'three_vehicles.yaml')
-NO_TOOLS = ('ROS 2 CLI tools (ros2, launch_test, rqt) not found: scripts/setup.sh builds them '
-            'where ../shared/ros-tools exists; a full ROS 2 install has them')
-
-
-@functools.lru_cache(maxsize=1)
-def _overlay_env(setup_bash: str) -> tuple:
-    """Return the environment after sourcing an overlay's setup.bash on top of this one."""
-    out = subprocess.run(['bash', '-c', f'. "{setup_bash}" >/dev/null && env -0'],
-                         check=True, capture_output=True, env=dict(os.environ)).stdout
-    return tuple(item.split('=', 1) for item in out.decode().split('\0') if '=' in item)
 
 
 def tools_env() -> dict:
     """Environment in which `ros2`, `launch_test` and rqt run, or skip the test with why."""
-    overlay = os.environ.get('CALL_ROS_TOOLS', '')
-    setup_bash = os.path.join(overlay, 'setup.bash')
-    if overlay and os.path.isfile(setup_bash):
-        env = dict(_overlay_env(setup_bash))
-    elif shutil.which('ros2') and importlib.util.find_spec('launch_testing') is not None:
-        env = dict(os.environ)
-    else:
-        pytest.skip(NO_TOOLS)
-    env['PYTHONUNBUFFERED'] = '1'
-    env['RCUTILS_COLORIZED_OUTPUT'] = '0'
+    env = tools_environment()
+    if env is None:
+        pytest.skip(MISSING)
     return env
 
 
