@@ -42,22 +42,23 @@ def _interrupt_when_driving(job: Background) -> tuple:
     return code, time.monotonic() - started
 
 
-def _assert_no_traceback(output: str) -> None:
-    for sign in ('Traceback', 'KeyboardInterrupt', 'ExternalShutdownException'):
-        assert sign not in output, output[-4000:]
-
-
-def test_ctrl_c_ends_ros2_launch_with_every_process_exiting_cleanly(checkpoint):
-    env = tools_env()
-    job = Background(launch_command(checkpoint), env, 'ros2_launch')
+def _ctrl_c(command: list, env: dict, name: str) -> str:
+    """Run `command` until the graph drives, Ctrl-C it; check exit code 0 and no traceback."""
+    job = Background(command, env, name)
     try:
         code, seconds = _interrupt_when_driving(job)
         output = job.output()
     finally:
         job.kill()
-    print(f'ros2 launch ended {seconds:.2f} s after Ctrl-C', file=sys.stderr)
+    print(f'{name} ended {seconds:.2f} s after Ctrl-C', file=sys.stderr)
     assert code == 0, output[-4000:]
-    _assert_no_traceback(output)
+    for sign in ('Traceback', 'KeyboardInterrupt', 'ExternalShutdownException'):
+        assert sign not in output, output[-4000:]
+    return output
+
+
+def test_ctrl_c_ends_ros2_launch_with_every_process_exiting_cleanly(checkpoint):
+    output = _ctrl_c(launch_command(checkpoint), tools_env(), 'ros2_launch')
     started = re.findall(r'\[INFO\] \[([\w-]+)\]: process started', output)
     clean = re.findall(r'\[INFO\] \[([\w-]+)\]: process has finished cleanly', output)
     assert started and sorted(clean) == sorted(started), output[-4000:]
@@ -65,17 +66,9 @@ def test_ctrl_c_ends_ros2_launch_with_every_process_exiting_cleanly(checkpoint):
 
 
 def test_ctrl_c_ends_call_run_with_every_process_exiting_cleanly(checkpoint):
-    job = Background([sys.executable, '-m', 'call_bringup.run', '--num-vehicles', '3',
+    output = _ctrl_c([sys.executable, '-m', 'call_bringup.run', '--num-vehicles', '3',
                       '--scenario', SCENARIO, '--checkpoint', checkpoint, '--compose',
                       '--vehicles-per-process', '4'], dict(os.environ), 'call_run')
-    try:
-        code, seconds = _interrupt_when_driving(job)
-        output = job.output()
-    finally:
-        job.kill()
-    print(f'call_run ended {seconds:.2f} s after Ctrl-C', file=sys.stderr)
-    assert code == 0, output[-4000:]
-    _assert_no_traceback(output)
     exits = re.findall(r'\[call_run\] (\S+) exit code (-?\d+), ([0-9.]+) s after SIGINT', output)
     assert sorted(label for label, _, _ in exits) == ['carla_sim', 'hero0+hero1+hero2/container']
     assert all(rc == '0' for _, rc, _ in exits), exits
