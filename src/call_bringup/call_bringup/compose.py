@@ -13,8 +13,9 @@ name, parameters, remappings), the same it gets as a process of its own.
 import importlib
 import inspect
 import json
+import os
 import sys
-from typing import Optional
+from typing import NoReturn, Optional
 
 from call_common.node_main import spin_nodes_until_signal
 from rclpy.context import Context
@@ -90,8 +91,8 @@ def share_subscriptions(nodes: list[Node]) -> int:
     return removed
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Create every listed node in this process and spin them together until a signal."""
+def main(argv: Optional[list[str]] = None) -> NoReturn:
+    """Create every listed node in this process, spin them until a signal, exit the process."""
     argv = list(sys.argv if argv is None else argv)
     with open(argv[1], encoding='utf-8') as stream:
         entries = json.load(stream)
@@ -108,7 +109,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     # signals only set a flag checked between callbacks (call_common.node_main), so no
     # callback is cut off; spin_once in a loop, not spin(): EventsExecutor.spin() of rclpy 9.1
     # busy-waits in C++ at 100 % CPU and does not return on SIGINT/SIGTERM
-    return spin_nodes_until_signal(make_nodes, argv, 'container', make_executor=make_executor)
+    code = spin_nodes_until_signal(make_nodes, argv, 'container', make_executor=make_executor)
+    # The nodes are destroyed and rclpy is shut down. What is left is the interpreter's final
+    # garbage collection of the vehicles' models, which took over 5 s on a loaded 2-core
+    # machine and made launch escalate Ctrl-C to SIGTERM: skip it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == '__main__':
