@@ -92,7 +92,7 @@ def bench_bytes(args) -> None:
         print(f'{"c":>6} {"B/ego/step":>12} {"MB/ego/step":>12} {"MB fleet/step":>14} '
               f'{"neighbours":>11} {"final range m":>14}')
         for c in C_VALUES:
-            gates = [RangeGate(args.initial_range, args.step, args.max_range, c) for _ in ids]
+            gates = [RangeGate(args.initial_range, args.range_step, args.max_range, c) for _ in ids]
             per_ego, counts = [], []
             for t in range(args.steps):
                 ranges = [g.update(errors[t, i]) for i, g in enumerate(gates)]
@@ -231,8 +231,8 @@ def main() -> None:
     b.add_argument('--seed', type=int, default=11)
     b.add_argument('--h-dim', type=int, default=2048)
     b.add_argument('--waypoints', type=int, default=5)  # the planner's K (horizon)
-    b.add_argument('--initial-range', type=float, default=20.0)
-    b.add_argument('--step', type=float, default=5.0)
+    b.add_argument('--initial-range', '--initial_range', type=float, default=20.0)
+    b.add_argument('--range-step', '--range_step', type=float, default=5.0)
     b.add_argument('--max-range', type=float, default=100.0)
     sub.add_parser('h-error')
     lat = sub.add_parser('latency')

@@ -4,7 +4,7 @@ Per-message sizes are the exact CDR sizes of signed call_msgs/LatentMessage v2 (
 .serialized_size, equal to rclpy's serialize_message) produced by the real sender code
 (replica_link.LinkSender) for a world model of the chosen preset driven by random BEVs
 (random weights: sizes and replica numerics do not depend on training). The intention holds
-the planner's K waypoints (K = `horizon` of call_planner/config/planner.yaml). Bytes per ego
+the planner's K waypoints (K = `K` of call_planner/config/planner.yaml). Bytes per ego
 per step = mean message size x mean number of CALL neighbours inside a communication range on
 call_sim scenario four_lane_30 (vehicles keep their initial command); keyframe requests
 (first contact, gaps) are not simulated here.
@@ -37,9 +37,9 @@ TARGET_MEAN_BYTES = 150
 
 
 def planner_waypoints() -> int:
-    """Read K: the planner sends one intention waypoint per look-ahead step (`horizon`)."""
+    """Read K: the planner sends one intention waypoint per look-ahead step (`K`)."""
     params = yaml.safe_load(PLANNER_CONFIG.read_text())['/**']['ros__parameters']
-    return int(params['horizon'])
+    return int(params['K'])
 
 
 def comm_parameters() -> dict:

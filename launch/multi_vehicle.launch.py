@@ -6,8 +6,8 @@ environment's runner (`call_run`) starts, so both run the very same nodes and pa
 Per CALL vehicle `hero<i>`: perception, world_model, comm and planner in the namespace
 `/hero<i>`; plus the embedded simulator (backend:=embedded) or the carla-ros-bridge
 (backend:=carla start_bridge:=true; the CARLA scenario tool spawns the actors).
-Arguments left empty take the defaults of call_bringup/config/bringup.yaml (c and K: the
-packages' own configs). Works on Humble, Jazzy and later (no ForEach).
+Arguments left empty take the defaults of call_bringup/config/bringup.yaml (c, K, initial_range,
+range_step: the packages' own configs). Works on Humble, Jazzy and later (no ForEach).
 
 Process layout (`compose`, `vehicles_per_process`): by default the nodes of every
 `vehicles_per_process` vehicles share one `vehicle_container` process, as `call_run --compose
@@ -35,6 +35,8 @@ ARGUMENTS = (
     ('checkpoint', '', 'world-model checkpoint (.pt)'),
     ('c', '', 'prediction-error threshold c of the range gate (inf: no communication)'),
     ('K', '', 'prediction / look-ahead horizon K'),
+    ('initial_range', '', 'communication range [m] before any growth'),
+    ('range_step', '', 'range growth [m] on a step with E > c (paper: 5 m)'),
     ('use_sim_time', 'true', 'stamp and run on /clock'),
     ('start_bridge', 'true', 'backend:=carla: also start the carla_ros_bridge node'),
     ('keys_dir', '', 'V2V fleet keys (created if missing; empty: a fresh temp dir)'),
@@ -63,6 +65,8 @@ def _node_actions(context, *args, **kwargs):
         checkpoint=_optional(value['checkpoint'], str),
         c=_optional(value['c'], float),
         K=_optional(value['K'], int),
+        initial_range=_optional(value['initial_range'], float),
+        range_step=_optional(value['range_step'], float),
         use_sim_time=_boolean(value['use_sim_time']),
         keys_dir=keys_dir,
         start_bridge=_boolean(value['start_bridge']))

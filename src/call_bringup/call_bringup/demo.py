@@ -22,6 +22,7 @@ from call_bringup.run_metrics import format_summary, RunMetrics, StepReport
 from call_bringup.runner import (add_graph_arguments, add_process_arguments,
                                  graph_from_arguments, process_units, Supervisor)
 from call_bringup.topdown import Box, frame_layout, overview, TopDownRenderer
+from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_msgs.msg import CommStats
 from carla_msgs.msg import CarlaWorldInfo
 from derived_object_msgs.msg import ObjectArray
@@ -42,14 +43,6 @@ RANDOM_CHECKPOINT_WARNING = """
 !! call_world_model's training command (see README) and pass --checkpoint.
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 """
-
-
-def _yaw(q) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-
-
-def _seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 def random_checkpoint(path: str, preset: str = 'small') -> str:
@@ -123,14 +116,14 @@ class RunMonitor(Node):
                                  best_effort)
 
     def _on_clock(self, msg: Clock) -> None:
-        now = _seconds(msg.clock)
+        now = stamp_seconds(msg.clock)
         if self.sim_time is None or now > self.sim_time + 1e-6:
             self.sim_time = now
             self.ticks += 1
             self.last_tick_wall = time.monotonic()
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        stamp = round(_seconds(msg.header.stamp), 3)
+        stamp = round(stamp_seconds(msg.header.stamp), 3)
         for status in msg.status:
             values = {kv.key: kv.value for kv in status.values}
             role = values.get('role_name') or next(
@@ -143,7 +136,7 @@ class RunMonitor(Node):
     def _on_comm(self, msg: CommStats) -> None:
         self.live.add(msg.vehicle_id)
         if self.live_since is not None:
-            self.metrics.add_comm(_seconds(msg.header.stamp), msg.vehicle_id,
+            self.metrics.add_comm(stamp_seconds(msg.header.stamp), msg.vehicle_id,
                                   msg.bytes_received)
         self.ranges[msg.vehicle_id] = msg.comm_range
 
@@ -154,10 +147,12 @@ class RunMonitor(Node):
 
     def _on_odometry(self, role: str, msg: Odometry) -> None:
         pose = msg.pose.pose
-        self.poses[role] = Box(pose.position.x, pose.position.y, _yaw(pose.orientation))
+        self.poses[role] = Box(pose.position.x, pose.position.y,
+                               yaw_from_quaternion(pose.orientation))
 
     def _on_objects(self, msg: ObjectArray) -> None:
-        self.others = [Box(o.pose.position.x, o.pose.position.y, _yaw(o.pose.orientation),
+        self.others = [Box(o.pose.position.x, o.pose.position.y,
+                           yaw_from_quaternion(o.pose.orientation),
                            *(list(o.shape.dimensions[:2]) or [4.6, 1.9]))
                        for o in msg.objects if len(o.shape.dimensions) >= 2]
 

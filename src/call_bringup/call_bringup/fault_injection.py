@@ -22,9 +22,10 @@ import heapq
 import itertools
 import json
 import random
-from typing import Optional
+from typing import Any, Optional
 
 from call_common.node_main import spin_until_signal
+from call_common.parameters import declare_from_yaml
 from call_msgs.msg import LatentMessage
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.duration import Duration
@@ -83,14 +84,10 @@ def forged_copy(message: LatentMessage, impersonated_key_id: int) -> LatentMessa
 class V2vFaultRelay(Node):
     """Delivers each vehicle's LatentMessages to the others' topics with the planned faults."""
 
-    def __init__(self) -> None:
-        super().__init__('v2v_fault_relay')
-        p = {name: self.declare_parameter(name, default).value for name, default in (
-            ('role_names', ['hero0']), ('topic_prefix', '/v2v/latents'),
-            ('loss_probability', 0.0), ('delay_s', 0.0), ('forge_probability', 0.0),
-            ('replay_probability', 0.0), ('replay_age', 20), ('seed', 0),
-            ('qos_depth', 64), ('qos_deadline', 0.2), ('report_period_s', 0.5),
-            ('fleet_key_file', ''), ('link_on_first_message', True))}
+    def __init__(self, **node_options: Any) -> None:
+        """Declare the parameters (config/v2v_fault_relay.yaml) and wire every vehicle's link."""
+        super().__init__('v2v_fault_relay', **node_options)
+        p = declare_from_yaml(self, 'call_bringup', 'v2v_fault_relay.yaml')
         self.plan = FaultPlan(float(p['loss_probability']), float(p['delay_s']),
                               float(p['forge_probability']), float(p['replay_probability']),
                               int(p['replay_age']), int(p['seed']))

@@ -79,8 +79,11 @@ ARGUMENT_PARAMETERS = {
     # call_comm uses it only with h_transport: replica (receivers rebuild h, issue 11)
     'checkpoint': {'call_world_model': 'checkpoint', 'call_planner': 'checkpoint',
                    'call_comm': 'checkpoint'},
-    'c': {'call_comm': 'threshold_c', 'call_world_model': 'error_threshold'},
-    'K': {'call_planner': 'horizon', 'call_world_model': 'error_horizon'},
+    # the paper's symbols keep their names from the launch argument to the node parameter
+    'c': {'call_comm': 'c', 'call_world_model': 'c'},
+    'K': {'call_planner': 'K', 'call_world_model': 'K'},
+    'initial_range': {'call_comm': 'initial_range'},
+    'range_step': {'call_comm': 'range_step'},
     'fleet_key_file': {'call_comm': 'fleet_key_file'},
 }
 FAULT_RELAY = NodeTemplate('call_bringup', 'v2v_fault_relay', 'v2v_fault_relay',
@@ -209,7 +212,7 @@ def derived_scenario(scenario: str, share: ShareLookup, changes: dict,
 
 
 def _check_arguments(num_vehicles: int, backend: str, c: Optional[float],
-                     k: Optional[int]) -> None:
+                     k: Optional[int], ranges: dict) -> None:
     if not isinstance(num_vehicles, int) or num_vehicles < 1:
         raise GraphError(f'num_vehicles must be a positive integer, got {num_vehicles!r}')
     if backend not in BACKENDS:
@@ -218,6 +221,9 @@ def _check_arguments(num_vehicles: int, backend: str, c: Optional[float],
         raise GraphError(f'c must be >= 0 (inf = no communication), got {c!r}')
     if k is not None and (not isinstance(k, int) or k < 1):
         raise GraphError(f'K must be a positive integer, got {k!r}')
+    for name, value in ranges.items():
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise GraphError(f'{name} must be a finite number of metres >= 0, got {value!r}')
 
 
 def fleet_key_paths(keys_dir: str, roles: list[str]) -> dict:
@@ -232,6 +238,8 @@ def build_graph(num_vehicles: Optional[int] = None,
                 checkpoint: Optional[str] = None,
                 c: Optional[float] = None,
                 K: Optional[int] = None,  # noqa: N803 (the paper's name)
+                initial_range: Optional[float] = None,
+                range_step: Optional[float] = None,
                 use_sim_time: Optional[bool] = None,
                 keys_dir: Optional[str] = None,
                 scenario_changes: Optional[dict] = None,
@@ -245,7 +253,8 @@ def build_graph(num_vehicles: Optional[int] = None,
     Describe every node of a CALL run.
 
     None means the default: num_vehicles from the scenario (else bringup.yaml), the rest
-    from bringup.yaml, c and K from the packages' own configs.
+    from bringup.yaml, c, K, initial_range and range_step (the paper's symbols, the same
+    names as the node parameters they set) from the packages' own configs.
     Embedded backend: a num_vehicles that differs from the scenario's num_controlled, or
     `scenario_changes` (e.g. {'num_background': 5}), make a derived scenario YAML in
     `work_dir` (default: a new temp dir) that the simulator loads.
@@ -266,7 +275,8 @@ def build_graph(num_vehicles: Optional[int] = None,
     if num_vehicles is None:
         num_vehicles = declared if declared is not None else defaults['num_vehicles']
     use_sim_time = defaults['use_sim_time'] if use_sim_time is None else use_sim_time
-    _check_arguments(num_vehicles, backend, c, K)
+    _check_arguments(num_vehicles, backend, c, K,
+                     {'initial_range': initial_range, 'range_step': range_step})
     changes = dict(scenario_changes or {})
     if declared is not None and num_vehicles != declared:
         changes['num_controlled'] = num_vehicles
@@ -279,6 +289,8 @@ def build_graph(num_vehicles: Optional[int] = None,
         'checkpoint': _resolve(checkpoint or defaults['checkpoint'], 'call_world_model', share),
         'c': None if c is None else float(c),
         'K': K,
+        'initial_range': None if initial_range is None else float(initial_range),
+        'range_step': None if range_step is None else float(range_step),
         'fleet_key_file': keys.get('fleet'),
     }
     if not os.path.isfile(given['checkpoint']):

@@ -287,8 +287,14 @@ def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--backend', choices=('embedded', 'carla'), default=None)
     parser.add_argument('--scenario', default=None)
     parser.add_argument('--checkpoint', default=None)
-    parser.add_argument('--c', type=float, default=None)
-    parser.add_argument('--K', type=int, default=None)
+    parser.add_argument('--c', type=float, default=None,
+                        help='prediction-error threshold c of the range gate (inf: no sharing)')
+    parser.add_argument('--K', type=int, default=None,
+                        help='horizon K of the prediction error and the look-ahead')
+    parser.add_argument('--initial-range', '--initial_range', type=float, default=None,
+                        help='[m] communication range before any growth')
+    parser.add_argument('--range-step', '--range_step', type=float, default=None,
+                        help='[m] range growth on a step with E > c (paper: 5 m)')
     parser.add_argument('--use-sim-time', '--use_sim_time', default=None,
                         type=lambda s: s.lower() in ('1', 'true', 'yes', 'on'))
     parser.add_argument('--start-bridge', '--start_bridge', default=True,
@@ -341,7 +347,9 @@ def graph_from_arguments(args: argparse.Namespace) -> list[NodeSpec]:
         remappings.setdefault(node, []).append((source, target))
     specs = build_graph(num_vehicles=args.num_vehicles, backend=args.backend,
                         scenario=args.scenario, checkpoint=args.checkpoint, c=args.c,
-                        K=args.K, use_sim_time=args.use_sim_time, keys_dir=keys_dir,
+                        K=args.K, initial_range=args.initial_range,
+                        range_step=args.range_step, use_sim_time=args.use_sim_time,
+                        keys_dir=keys_dir,
                         scenario_changes=changes, v2v_faults=faults, overrides=overrides,
                         remappings=remappings,
                         start_bridge=args.start_bridge)

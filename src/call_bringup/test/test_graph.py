@@ -58,16 +58,21 @@ def test_only_ros_params_files_are_passed(shares):
 def test_arguments_set_the_mapped_parameters_and_only_when_given(shares):
     default = build_graph(num_vehicles=1, share=shares)
     comm = next(s for s in default if s.name == 'comm').merged_parameters()
-    assert 'threshold_c' not in comm and 'fleet_key_file' not in comm
+    assert not {'c', 'initial_range', 'range_step', 'fleet_key_file'} & set(comm)
     world_model = next(s for s in default if s.name == 'world_model').merged_parameters()
     assert world_model['checkpoint'] == shares('call_world_model') + \
         '/checkpoints/call_small.pt'
-    specs = build_graph(num_vehicles=2, c=float('inf'), K=7, use_sim_time=False,
+    specs = build_graph(num_vehicles=2, c=float('inf'), K=7, initial_range=30.0,
+                        range_step=2.5, use_sim_time=False,
                         scenario='/abs/scenario.yaml', share=shares)
     # an unreadable scenario is passed through for the simulator to reject
     by_name = {s.full_name: s.merged_parameters() for s in specs}
-    assert by_name['/hero1/comm']['threshold_c'] == float('inf')
-    assert by_name['/hero0/planner']['horizon'] == 7
+    # each paper symbol has the same name as launch argument and as node parameter
+    assert by_name['/hero1/comm']['c'] == by_name['/hero1/world_model']['c'] == float('inf')
+    assert by_name['/hero0/planner']['K'] == by_name['/hero0/world_model']['K'] == 7
+    assert (by_name['/hero1/comm']['initial_range'], by_name['/hero1/comm']['range_step']) \
+        == (30.0, 2.5)
+    assert 'initial_range' not in by_name['/hero1/planner']
     assert by_name['/carla_sim']['scenario'] == '/abs/scenario.yaml'
     assert all(p['use_sim_time'] is False for p in by_name.values())
 
@@ -98,7 +103,8 @@ def test_carla_backend_has_no_simulator_and_an_optional_bridge(shares):
 
 
 @pytest.mark.parametrize('kwargs', [
-    {'num_vehicles': 0}, {'backend': 'gazebo'}, {'c': -1.0}, {'c': float('nan')}, {'K': 0}])
+    {'num_vehicles': 0}, {'backend': 'gazebo'}, {'c': -1.0}, {'c': float('nan')}, {'K': 0},
+    {'initial_range': -5.0}, {'range_step': float('inf')}])
 def test_bad_arguments_fail_fast(shares, kwargs):
     with pytest.raises(GraphError):
         build_graph(share=shares, **kwargs)

@@ -12,7 +12,8 @@ from ros_cli import run, tools_env
 
 LAUNCH_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            'launch', 'multi_vehicle.launch.py')
-ARGUMENTS = {'num_vehicles', 'backend', 'scenario', 'checkpoint', 'c', 'K', 'use_sim_time'}
+ARGUMENTS = {'num_vehicles', 'backend', 'scenario', 'checkpoint', 'c', 'K', 'initial_range',
+             'range_step', 'use_sim_time'}
 
 
 def _tree() -> ast.Module:
@@ -43,8 +44,21 @@ def test_launch_file_builds_the_graph_with_the_shared_builder():
     assert 'generate_launch_description' in functions
     build_call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call)
                       and isinstance(node.func, ast.Name) and node.func.id == 'build_graph')
-    assert {'num_vehicles', 'backend', 'scenario', 'checkpoint', 'c', 'K',
-            'use_sim_time', 'keys_dir'} <= {kw.arg for kw in build_call.keywords}
+    assert {'num_vehicles', 'backend', 'scenario', 'checkpoint', 'c', 'K', 'initial_range',
+            'range_step', 'use_sim_time', 'keys_dir'} <= {kw.arg for kw in build_call.keywords}
+
+
+def test_paper_symbols_have_one_name_from_launch_argument_to_node_parameter():
+    import argparse
+
+    from call_bringup.graph import ARGUMENT_PARAMETERS
+    from call_bringup.runner import add_graph_arguments
+    parser = argparse.ArgumentParser()
+    add_graph_arguments(parser)
+    flags = {action.dest for action in parser._actions}
+    for symbol in ('c', 'K', 'initial_range', 'range_step'):
+        assert symbol in ARGUMENTS and symbol in flags
+        assert set(ARGUMENT_PARAMETERS[symbol].values()) == {symbol}
 
 
 def test_launch_file_declares_every_argument():

@@ -101,7 +101,7 @@ def test_topic_echo_once_prints_one_comm_stats(graph):
 def test_param_set_of_c_on_the_running_comm_node_reaches_the_gate(graph):
     stats = graph.probe.stats['hero0']
     assert stats[-1].threshold != 0.0
-    setter = Background(['ros2', 'param', 'set', '/hero0/comm', 'threshold_c', '0.0'],
+    setter = Background(['ros2', 'param', 'set', '/hero0/comm', 'c', '0.0'],
                         graph.env, 'param_set')
     try:   # the probe keeps up with the graph meanwhile, so its clock is the current step
         graph.spin_until(lambda: setter.process.poll() is not None, 60.0)
@@ -115,5 +115,5 @@ def test_param_set_of_c_on_the_running_comm_node_reaches_the_gate(graph):
                                         for s in stats[after:]), 60.0)
     later = [s for s in stats[after:] if stamp_key(s.header.stamp) > set_at + 0.15]
     assert all(s.threshold == 0.0 and s.comm_range > 1e30 for s in later)
-    got = run(['ros2', 'param', 'get', '/hero0/comm', 'threshold_c'], graph.env, timeout=60)
+    got = run(['ros2', 'param', 'get', '/hero0/comm', 'c'], graph.env, timeout=60)
     assert 'Double value is: 0.0' in got.stdout, got.stdout

@@ -7,16 +7,17 @@ on shutdown it writes a JSON summary per vehicle (parameter ``output``).
 """
 import json
 import math
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from call_carla.metrics import EpisodeMetrics
 from call_carla.topics import role_names, topic
+from call_common.msg_conversions import yaw_from_quaternion
+from call_common.node_main import spin_until_signal
+from call_common.parameters import declare_from_yaml
 from carla_msgs.msg import CarlaCollisionEvent
 from derived_object_msgs.msg import ObjectArray
 from nav_msgs.msg import Odometry, Path
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -24,16 +25,12 @@ from rclpy.qos import DurabilityPolicy, QoSProfile
 DEFAULT_LENGTH, DEFAULT_WIDTH = 4.8, 2.0  # [m] CALL vehicle box (odometry carries no size)
 
 
-def _yaw(q) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-
-
 def odometry_row(msg: Odometry) -> np.ndarray:
     """Return (x, y, yaw, speed, length, width) of the ego from odometry."""
     pose, twist = msg.pose.pose, msg.twist.twist
     speed = math.hypot(twist.linear.x, twist.linear.y)
-    return np.array([pose.position.x, pose.position.y, _yaw(pose.orientation), speed,
-                     DEFAULT_LENGTH, DEFAULT_WIDTH])
+    return np.array([pose.position.x, pose.position.y, yaw_from_quaternion(pose.orientation),
+                     speed, DEFAULT_LENGTH, DEFAULT_WIDTH])
 
 
 def object_rows(msg: ObjectArray) -> np.ndarray:
@@ -41,7 +38,7 @@ def object_rows(msg: ObjectArray) -> np.ndarray:
     rows = []
     for obj in msg.objects:
         dims = list(obj.shape.dimensions) + [DEFAULT_LENGTH, DEFAULT_WIDTH]
-        row = [obj.pose.position.x, obj.pose.position.y, _yaw(obj.pose.orientation),
+        row = [obj.pose.position.x, obj.pose.position.y, yaw_from_quaternion(obj.pose.orientation),
                math.hypot(obj.twist.linear.x, obj.twist.linear.y), dims[0], dims[1]]
         if all(math.isfinite(v) for v in row):
             rows.append(row)
@@ -51,20 +48,20 @@ def object_rows(msg: ObjectArray) -> np.ndarray:
 class MetricsNode(Node):
     """Accumulates EpisodeMetrics per CALL vehicle from the bridge topics."""
 
-    def __init__(self) -> None:
-        """Declare parameters and subscribe to each vehicle's topics."""
-        super().__init__('call_carla_metrics',
-                         parameter_overrides=[Parameter('use_sim_time', value=True)])
-        count = self.declare_parameter('num_vehicles', 4).value
-        prefix = self.declare_parameter('role_prefix', 'hero').value
-        self.output = self.declare_parameter('output', 'carla_metrics.json').value
+    def __init__(self, **node_options: Any) -> None:
+        """Declare parameters (config/metrics_node.yaml), subscribe to each vehicle's topics."""
+        super().__init__('call_carla_metrics', **node_options)
+        # the bridge stamps with CARLA's simulation time: the metrics always run on /clock
+        self.set_parameters([Parameter('use_sim_time', value=True)])
+        p = declare_from_yaml(self, 'call_carla', 'metrics_node.yaml')
+        count, prefix, self.output = p['num_vehicles'], p['role_prefix'], p['output']
         self.metrics: Dict[str, EpisodeMetrics] = {}
         self._objects: Dict[str, np.ndarray] = {}
         self._collided: Dict[str, bool] = {}
         self._goal: Dict[str, np.ndarray] = {}
         self.dropped = 0
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        for role in role_names(int(count), str(prefix)):
+        for role in role_names(count, prefix):
             self.metrics[role] = EpisodeMetrics()
             self._objects[role] = np.zeros((0, 6))
             self._collided[role] = False
@@ -107,24 +104,11 @@ class MetricsNode(Node):
             json.dump(self.summaries(), handle, indent=2)
 
 
-def main(args=None) -> None:
-    """Spin until Ctrl-C / shutdown, then write the summary."""
-    rclpy.init(args=args)
-    node = MetricsNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        if rclpy.ok():
-            raise
-        # Ctrl-C shut the context down while the executor was taking a message
-    finally:
-        node.write()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+def main(args=None) -> int:
+    """Spin until SIGINT/SIGTERM (exit 0), then write the summary; bad parameters exit 2."""
+    return spin_until_signal(MetricsNode, args, 'call_carla_metrics',
+                             on_stop=lambda node: node.write())
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

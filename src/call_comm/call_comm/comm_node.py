@@ -1,9 +1,10 @@
 """
 ROS 2 node: publish the ego's signed latent, receive everyone's, gate by range, report.
 
-Topics (role R): subscribes /R/latent_state, /R/plan, /carla/R/odometry, /v2v/latents,
-/v2v/keyframe_requests; publishes /v2v/latents, /v2v/keyframe_requests (replica mode),
-/R/shared_info, /R/comm_stats. Each own LatentState is one step: the range gate takes its
+Topics (relative ones in the vehicle's namespace, role R = parameter role_name): subscribes
+latent_state, plan, /carla/R/odometry, /v2v/latents, /v2v/keyframe_requests; publishes
+/v2v/latents, /v2v/keyframe_requests (replica mode), shared_info, comm_stats. Parameters and
+their defaults: config/comm.yaml. Each own LatentState is one step: the range gate takes its
 prediction error, the own message goes out, and the candidates received since the previous
 step that lie inside the range become the shared information.
 
@@ -16,17 +17,19 @@ import array
 import math
 from typing import Any, Optional
 
-from builtin_interfaces.msg import Time
 from call_comm import wire_codec
 from call_comm.auth import Fleet, Signer
 from call_comm.inbox import DropReason, InboxConfig
 from call_comm.keyframes import (KeyframeConfig, KeyframeRequester, KeyframeRequestWire,
                                  KeyframeSender, request_size)
-from call_comm.range_gate import check_threshold, RangeGate
+from call_comm.range_gate import check_c, RangeGate
 from call_comm.replica import ReplicaBank, SequenceModel
 from call_comm.replica_link import LinkReceiver, LinkSender
 from call_comm.stamped_poses import Pose, StampedPoses
+from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
+from call_common.parameters import declare_from_yaml
+from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_msgs.msg import (CommStats, KeyframeRequest, LatentMessage, LatentState,
                            NeighbourLatent, SharedInformation)
 from nav_msgs.msg import Odometry, Path
@@ -38,20 +41,10 @@ from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time as RosTime
 
-try:  # Iron and newer
-    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-except ImportError:  # Humble
-    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
-
-# No default QoS-event handlers on our topics: each is a Python waitable the executor re-adds
-# on every wake-up, about 3x the CPU per received message (see call_sim.sim_node).
-QUIET_PUB = PublisherEventCallbacks(use_default_callbacks=False)
-QUIET_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
-
 V2V_TOPIC = '/v2v/latents'
 REQUEST_TOPIC = '/v2v/keyframe_requests'
 CONTENT_FILTER = 'x >= %0 AND x <= %1 AND y >= %2 AND y <= %3'
-THRESHOLD_PARAMETER = 'threshold_c'   # the paper's c; tunable while the node runs
+THRESHOLD_PARAMETER = 'c'   # the paper's prediction-error threshold; tunable while running
 
 
 def _fixed(data: bytes, size: int, name: str) -> np.ndarray:
@@ -113,14 +106,6 @@ def load_sequence_model(path: str, num_threads: int) -> SequenceModel:
     return SequenceModel(loaded.world_model, num_threads)
 
 
-def _seconds(stamp: Time) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
-def _yaw(q) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-
-
 def _finite_f32(value: float, fallback: float) -> float:
     """Keep float32 fields finite on the wire (receivers drop NaN/inf as malformed)."""
     limit = float(np.finfo(np.float32).max)
@@ -135,7 +120,7 @@ class CommNode(Node):
     def __init__(self, **node_options: Any) -> None:
         """Read parameters, load keys (fail fast), create the gate, inbox and topics."""
         super().__init__('comm', **node_options)   # composition: cli_args
-        p = self._declare_parameters()
+        p = declare_from_yaml(self, 'call_comm', 'comm.yaml')
         self.role = p['role_name']
         if not self.role:
             raise ValueError('parameter role_name must be set (e.g. hero0)')
@@ -147,7 +132,7 @@ class CommNode(Node):
         self.signer = Signer.load(self.role, p['private_key_file'], self.fleet)
         decay = p['range_decay'] if p['range_decay'] >= 0 else None
         self.gate = RangeGate(p['initial_range'], p['range_step'], p['max_range'],
-                              p[THRESHOLD_PARAMETER], decay)
+                              p['c'], decay)
         if p['h_transport'] not in ('full', 'replica'):
             raise ValueError("h_transport must be 'full' or 'replica'")
         if p['keyframe_encoding'] not in ('fp16', 'int8'):
@@ -200,38 +185,22 @@ class CommNode(Node):
             pub_qos.deadline = Duration(seconds=p['qos_deadline'])
         if p['qos_lifespan'] > 0:
             pub_qos.lifespan = Duration(seconds=p['qos_lifespan'])
-        pub, sub, role = self._publisher, self._subscription, self.role
+        pub, sub = self._publisher, self._subscription
         self.v2v_pub = pub(LatentMessage, V2V_TOPIC, pub_qos)
         self.v2v_sub = self._subscribe_v2v(v2v_sub_qos, p['content_filter'])
         self.request_pub = pub(KeyframeRequest, REQUEST_TOPIC, sub_qos)
         sub(KeyframeRequest, REQUEST_TOPIC, self._on_request, sub_qos)
-        self.shared_pub = pub(SharedInformation, f'/{role}/shared_info', 10)
+        self.shared_pub = pub(SharedInformation, 'shared_info', 10)
         # per-step counts: a reader adding them up needs every one, even 10 s behind
-        self.stats_pub = pub(CommStats, f'/{role}/comm_stats', 100)
-        sub(LatentState, f'/{role}/latent_state', self._on_state, 10)
-        sub(Path, f'/{role}/plan', self._on_plan, 10)
-        sub(Odometry, f'/carla/{role}/odometry', self._on_odometry, 10)
+        self.stats_pub = pub(CommStats, 'comm_stats', 100)
+        sub(LatentState, 'latent_state', self._on_state, 10)
+        sub(Path, 'plan', self._on_plan, 10)
+        sub(Odometry, f'/carla/{self.role}/odometry', self._on_odometry, 10)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
-            f'{self.role}: c={self.gate.threshold} range={self.gate.comm_range} m '
+            f'{self.role}: c={self.gate.c} range={self.gate.comm_range} m '
             f'h={p["h_encoding"]} transport={"replica" if self.replica_mode else "full"} '
             f'fleet={p["fleet_key_file"]}')
-
-    def _declare_parameters(self) -> dict:
-        defaults = {
-            'role_name': '', THRESHOLD_PARAMETER: 50.0, 'initial_range': 20.0, 'range_step': 5.0,
-            'max_range': 100.0, 'range_decay': -1.0, 'h_encoding': 'fp16', 'expected_h_dim': 0,
-            'max_waypoints': 5, 'fleet_key_file': '', 'private_key_file': '', 'max_age': 0.5,
-            'max_speed': 40.0, 'plausibility_slack': 2.0, 'plausibility_memory': 2.0,
-            'num_actions': 15, 'qos_depth': 64, 'qos_deadline': 0.2, 'qos_lifespan': 0.3,
-            'content_filter': False, 'v2v_reliable': False, 'h_transport': 'replica',
-            'checkpoint': '',
-            'num_threads': 1, 'keyframe_period': 50, 'drift_tolerance': 0.01,
-            'keyframe_encoding': 'fp16', 'keyframe_max_bytes': 1000,
-            'keyframe_min_request_interval': 5, 'keyframe_request_interval': 5,
-            'replica_max_senders': 64, 'replica_history': 128}
-        return {name: self.declare_parameter(name, value).value
-                for name, value in defaults.items()}
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """
@@ -243,13 +212,13 @@ class CommNode(Node):
         for param in params:
             if param.name == THRESHOLD_PARAMETER:
                 try:
-                    check_threshold(float(param.value))
+                    check_c(float(param.value))
                 except (TypeError, ValueError) as err:
                     return SetParametersResult(successful=False, reason=str(err))
         for param in params:
             if param.name == THRESHOLD_PARAMETER:
-                self.gate.set_threshold(float(param.value))
-                self.get_logger().info(f'{self.role}: c={self.gate.threshold} from now on')
+                self.gate.set_c(float(param.value))
+                self.get_logger().info(f'{self.role}: c={self.gate.c} from now on')
         return SetParametersResult(successful=True)
 
     def _subscribe_v2v(self, qos: QoSProfile, content_filter: bool):
@@ -285,7 +254,7 @@ class CommNode(Node):
         pose = msg.pose.pose
         twist = msg.twist.twist.linear
         ready = self.poses.add(RosTime.from_msg(msg.header.stamp).nanoseconds, (
-            pose.position.x, pose.position.y, _yaw(pose.orientation),
+            pose.position.x, pose.position.y, yaw_from_quaternion(pose.orientation),
             math.hypot(twist.x, twist.y)))
         if ready is not None:
             self._step(*ready)
@@ -325,7 +294,7 @@ class CommNode(Node):
             self.get_logger().warning('no odometry yet; skipping the step',
                                       throttle_duration_sec=5.0)
             return
-        now = _seconds(state.header.stamp)
+        now = stamp_seconds(state.header.stamp)
         self.latest_state_time = now
         if state.valid:
             self.gate.update(state.prediction_error)
@@ -391,7 +360,7 @@ class CommNode(Node):
         stats.neighbours = [n.sender_id for n in delivery.neighbours]
         stats.comm_range = _finite_f32(comm_range, 0.0)
         stats.prediction_error = _finite_f32(self.gate.last_error, -1.0)
-        stats.threshold = _finite_f32(self.gate.threshold, 0.0)
+        stats.threshold = _finite_f32(self.gate.c, 0.0)
         stats.error_above_threshold = self.gate.last_above
         dropped = self.inbox.dropped
         stats.dropped_unsigned = dropped[DropReason.UNSIGNED]

@@ -135,9 +135,10 @@ def _sign(harness, wire):
 def harness(tmp_path_factory):
     key_dir = tmp_path_factory.mktemp('fleet')
     write_fleet(['hero0', 'hero1', 'hero2', 'hero3'], key_dir)
-    cmd = [sys.executable, '-m', 'call_comm.comm_node', '--ros-args', '--params-file',
+    cmd = [sys.executable, '-m', 'call_comm.comm_node', '--ros-args', '-r', '__ns:=/hero0',
+           '--params-file',
            str(CONFIG), '-p', 'role_name:=hero0', '-p', f'fleet_key_file:={key_dir}/fleet.yaml',
-           '-p', f'private_key_file:={key_dir}/hero0.key.yaml', '-p', 'threshold_c:=10.0',
+           '-p', f'private_key_file:={key_dir}/hero0.key.yaml', '-p', 'c:=10.0',
            '-p', 'initial_range:=20.0', '-p', f'expected_h_dim:={H_DIM}']
     proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
@@ -308,7 +309,7 @@ def _set_threshold(harness, value):
     try:
         assert client.wait_for_service(timeout_sec=WAIT)
         request = SetParameters.Request()
-        request.parameters = [Parameter('threshold_c', value=value).to_parameter_msg()]
+        request.parameters = [Parameter('c', value=value).to_parameter_msg()]
         future = client.call_async(request)
         assert harness.spin_until(future.done)
         return future.result().results[0]
@@ -317,7 +318,7 @@ def _set_threshold(harness, value):
 
 
 def test_c_set_on_the_running_node_gates_the_next_step(harness):
-    """Users tune c live: after `ros2 param set ... threshold_c`, the next step uses it."""
+    """Users tune c live: after `ros2 param set ... c`, the next step uses it."""
     try:
         assert _set_threshold(harness, 0.0).successful
         stats, _ = harness.step(error=1.0)

@@ -8,7 +8,7 @@ import pytest
 
 
 def test_grows_by_exactly_one_step_only_when_error_exceeds_threshold():
-    gate = RangeGate(initial_range=20.0, step=5.0, max_range=100.0, threshold=10.0)
+    gate = RangeGate(initial_range=20.0, range_step=5.0, max_range=100.0, c=10.0)
     assert gate.update(10.5) == 25.0
     assert gate.last_above
     assert gate.update(10.0) == 25.0          # E == c is not above c
@@ -19,13 +19,13 @@ def test_grows_by_exactly_one_step_only_when_error_exceeds_threshold():
 
 
 def test_range_is_capped_at_max_and_decay_is_off_by_default():
-    gate = RangeGate(initial_range=90.0, step=5.0, max_range=100.0, threshold=1.0)
+    gate = RangeGate(initial_range=90.0, range_step=5.0, max_range=100.0, c=1.0)
     assert [gate.update(2.0) for _ in range(4)] == [95.0, 100.0, 100.0, 100.0]
     assert gate.update(0.0) == 100.0
 
 
 def test_optional_decay_returns_toward_initial_range():
-    gate = RangeGate(initial_range=20.0, step=5.0, max_range=100.0, threshold=1.0, decay=2.0)
+    gate = RangeGate(initial_range=20.0, range_step=5.0, max_range=100.0, c=1.0, decay=2.0)
     gate.update(5.0)
     gate.update(5.0)
     assert gate.comm_range == 30.0
@@ -34,8 +34,8 @@ def test_optional_decay_returns_toward_initial_range():
 
 def test_c_zero_shares_with_everyone_and_c_inf_with_no_one():
     senders = [('a', 1.0, 0.0), ('b', 1e4, 0.0), ('c', -3e5, 2e5)]
-    share_all = RangeGate(initial_range=0.0, threshold=0.0, max_range=50.0)
-    share_none = RangeGate(initial_range=50.0, threshold=math.inf, max_range=100.0)
+    share_all = RangeGate(initial_range=0.0, c=0.0, max_range=50.0)
+    share_none = RangeGate(initial_range=50.0, c=math.inf, max_range=100.0)
     for error in (0.0, 1.0, 1e9):
         assert {s for s, _ in in_range((0.0, 0.0), senders, share_all.update(error))} == {
             'a', 'b', 'c'}
@@ -49,10 +49,10 @@ def test_in_range_sorts_by_distance_and_includes_the_boundary():
 
 
 @pytest.mark.parametrize('kwargs', [
-    {'initial_range': -1.0}, {'initial_range': 200.0}, {'threshold': -1.0},
-    {'threshold': math.nan}, {'step': math.inf}, {'decay': -1.0}])
+    {'initial_range': -1.0}, {'initial_range': 200.0}, {'c': -1.0},
+    {'c': math.nan}, {'range_step': math.inf}, {'decay': -1.0}])
 def test_bad_configuration_fails_fast(kwargs):
-    args = {'initial_range': 10.0, 'step': 5.0, 'max_range': 100.0, 'threshold': 10.0}
+    args = {'initial_range': 10.0, 'range_step': 5.0, 'max_range': 100.0, 'c': 10.0}
     args.update(kwargs)
     with pytest.raises(ValueError):
         RangeGate(**args)

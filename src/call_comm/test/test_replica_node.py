@@ -46,7 +46,8 @@ def graph(tmp_path_factory):
     checkpoint.save(ckpt, model, None, model.cfg, step=0, optimizers=False)
     procs = []
     for role in ROLES:
-        cmd = [sys.executable, '-m', 'call_comm.comm_node', '--ros-args', '--params-file',
+        cmd = [sys.executable, '-m', 'call_comm.comm_node', '--ros-args', '-r', f'__ns:=/{role}',
+               '--params-file',
                str(CONFIG), '-p', f'role_name:={role}', '-p', f'fleet_key_file:={tmp}/fleet.yaml',
                '-p', f'private_key_file:={tmp}/{role}.key.yaml', '-p', 'h_transport:=replica',
                '-p', f'checkpoint:={ckpt}', '-p', 'keyframe_period:=1000', '-p',

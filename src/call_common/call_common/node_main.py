@@ -10,6 +10,7 @@ import signal
 import threading
 from typing import Callable, List, Optional, Tuple, Type
 
+from call_common.parameters import ParameterError
 import rclpy
 from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
@@ -21,13 +22,17 @@ SPIN_PERIOD = 0.1  # [s] longest wait before the loop looks at the stop flag aga
 def spin_until_signal(make_node: Callable[[], Node], args: Optional[list] = None,
                       name: str = 'node',
                       start_errors: Tuple[Type[BaseException], ...] = (),
-                      on_stop: Optional[Callable[[Node], None]] = None) -> int:
+                      on_stop: Optional[Callable[[Node], None]] = None,
+                      finished: Optional[Callable[[Node], bool]] = None,
+                      make_executor: Callable[[], Executor] = SingleThreadedExecutor) -> int:
     """
     Create the node with `make_node` and spin it until SIGINT or SIGTERM; return an exit code.
 
-    An exception of `start_errors` raised while creating the node (a bad checkpoint or
-    parameter) is printed with `name` and gives 2; a clean stop gives 0. `on_stop` sees the
-    node once spinning ended, before it is destroyed.
+    An exception of `start_errors` (or a `ParameterError`) raised while creating the node (a
+    bad checkpoint or parameter) is printed with `name` and gives 2; a clean stop gives 0.
+    `finished(node)`, checked between callbacks, ends the run like a signal (a simulator
+    that reached its last tick). `on_stop` sees the node once spinning ended, before it is
+    destroyed.
     """
     def make_nodes(nodes: List[Node]) -> None:
         nodes.append(make_node())
@@ -37,20 +42,26 @@ def spin_until_signal(make_node: Callable[[], Node], args: Optional[list] = None
             for node in nodes:
                 on_stop(node)
 
-    return spin_nodes_until_signal(make_nodes, args, name, start_errors, stopped)
+    def done(nodes: List[Node]) -> bool:
+        return finished is not None and any(finished(node) for node in nodes)
+
+    return spin_nodes_until_signal(make_nodes, args, name, start_errors, stopped,
+                                   make_executor, done)
 
 
 def spin_nodes_until_signal(make_nodes: Callable[[List[Node]], None],
                             args: Optional[list] = None, name: str = 'node',
                             start_errors: Tuple[Type[BaseException], ...] = (),
                             on_stop: Optional[Callable[[List[Node]], None]] = None,
-                            make_executor: Callable[[], Executor] = SingleThreadedExecutor
+                            make_executor: Callable[[], Executor] = SingleThreadedExecutor,
+                            finished: Optional[Callable[[List[Node]], bool]] = None
                             ) -> int:
     """
     Spin several nodes on one executor (a container) until SIGINT or SIGTERM.
 
     `make_nodes` appends each node it creates to the list it gets, so the nodes made before a
-    failure are destroyed too. Exit codes and `start_errors` as in `spin_until_signal`.
+    failure are destroyed too. Exit codes, `start_errors` and `finished` as in
+    `spin_until_signal`.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
@@ -61,12 +72,12 @@ def spin_nodes_until_signal(make_nodes: Callable[[List[Node]], None],
     try:
         try:
             make_nodes(nodes)
-        except start_errors as exc:
+        except (ParameterError, *start_errors) as exc:
             print(f'{name}: cannot start: {exc}', flush=True)
             return 2
         for node in nodes:
             executor.add_node(node)
-        while not stop.is_set():
+        while not stop.is_set() and not (finished is not None and finished(nodes)):
             executor.spin_once(timeout_sec=SPIN_PERIOD)
     finally:
         executor.shutdown()

@@ -27,7 +27,9 @@ SCRIPT = textwrap.dedent("""
                 print('spinning', flush=True)
 
     sys.exit(spin_until_signal(Ticker, name='ticker', start_errors=(ValueError,),
-                               on_stop=lambda node: print('stopped', node.ticks > 0)))
+                               on_stop=lambda node: print('stopped', node.ticks > 0),
+                               finished=lambda node: sys.argv[1] == 'finite'
+                               and node.ticks >= 20))
 """)
 
 
@@ -57,3 +59,10 @@ def test_a_start_error_exits_2_with_the_reason():
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert out.strip() == 'ticker: cannot start: parameter x is bad'
+
+
+def test_a_finished_node_ends_the_run_cleanly():
+    proc = _start('finite')
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert out.strip().splitlines() == ['spinning', 'stopped True']

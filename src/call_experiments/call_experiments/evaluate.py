@@ -119,11 +119,11 @@ class Checkpoints:
         return rows
 
 
-def collect_settings(mode: str, threshold: float) -> CollectConfig:
-    """Sensing and gate settings of call_train's train.yaml for ``mode`` and ``threshold``."""
+def collect_settings(mode: str, c: float) -> CollectConfig:
+    """Sensing and gate settings of call_train's train.yaml for ``mode`` and threshold ``c``."""
     from call_world_model.train import load_train_config
     values = dict(load_train_config())
-    values.update(mode=mode, threshold=float(threshold))
+    values.update(mode=mode, c=float(c))
     return CollectConfig.from_mapping(values)
 
 
@@ -178,7 +178,7 @@ class Evaluation:
         self.ckpts = ckpts
         self.log = log
         planner = settings['planner']
-        self.lookahead = LookaheadConfig(horizon=int(planner['horizon']),
+        self.lookahead = LookaheadConfig(K=int(planner['K']),
                                          gamma=float(planner['gamma']),
                                          replan_every=int(planner['replan_every']),
                                          sample_actor=bool(planner['sample_actor']))
@@ -234,7 +234,7 @@ class Evaluation:
             try:
                 per_seed.append(evaluate(
                     ckpt['loaded'].world_model, env,
-                    collect_settings(mode, self.s['sharing']['threshold']),
+                    collect_settings(mode, self.s['sharing']['c']),
                     horizons=p['horizons'], context=int(p['context']),
                     windows=int(p['windows']), env_steps=int(p['env_steps']),
                     policy=p['policy'], actor_critic=ckpt['loaded'].actor_critic,
@@ -268,7 +268,7 @@ class Evaluation:
         d = self.s['driving']
         rows = []
         for mode in d['modes']:
-            row = self.drive(mode, self.s['sharing']['threshold'], d['scenario'],
+            row = self.drive(mode, self.s['sharing']['c'], d['scenario'],
                              d['overrides'], d['episodes'], d['max_env_steps'], 'Table 6')
             if row is not None:
                 rows.append(row)
@@ -299,7 +299,7 @@ class Evaluation:
         drive_rows, pred_rows = [], []
         for scenario, overrides in g['scenarios'].items():
             for mode in g['modes']:
-                row = self.drive(mode, self.s['sharing']['threshold'], scenario,
+                row = self.drive(mode, self.s['sharing']['c'], scenario,
                                  overrides or {}, g['episodes'], g['max_env_steps'],
                                  f'Generalisation {scenario}')
                 if row is not None:

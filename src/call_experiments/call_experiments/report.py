@@ -147,8 +147,9 @@ def markdown(results: Mapping[str, Any], settings: Mapping[str, Any],
              f"{settings['seeds']}; wall time {provenance['wall_time_s']} s.", '']
     for ck in provenance['checkpoints']:
         extra = ck['extra']
+        trained_c = extra.get('c', extra.get('threshold', '?'))  # 'threshold': older checkpoints
         lines.append(f"- checkpoint `{ck['path']}`: trained in mode `{extra.get('mode', '?')}`"
-                     f" (c = {extra.get('threshold', '?')}, preset {extra.get('preset', '?')},"
+                     f" (c = {trained_c}, preset {extra.get('preset', '?')},"
                      f" scenario {extra.get('scenario', '?')}) for {ck['env_steps']} env steps;"
                      f" world model {ck['world_model_params']:,} parameters, BEV "
                      f"{ck['config']['bev_size']} px.")

@@ -43,7 +43,7 @@ def plan(settings: Dict[str, Any], root: Path, modes: Optional[List[str]] = None
                     '--threads', str(t['threads']), '--seed', str(seed),
                     '--logdir', str(logdir), '--no-progress']
             if threshold is not None:
-                base += ['--threshold', 'inf' if math.isinf(threshold) else f'{threshold:g}']
+                base += ['--c', 'inf' if math.isinf(threshold) else f'{threshold:g}']
             stages = t['curriculum'] or [{'num_background': None, 'steps': t['steps']}]
             scenarios, commands, total = {}, [], 0
             for i, stage in enumerate(stages):

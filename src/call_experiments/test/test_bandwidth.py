@@ -61,8 +61,8 @@ def test_collector_accounts_exactly_the_admitted_neighbours(tmp_path):
                                                       {'episode_steps': 50}))
     try:
         # c = 0 shares with everyone: every other CALL vehicle is admitted each step
-        collector = EvaluationCollector(env, loaded, CollectConfig(mode='lsi', threshold=0.0),
-                                        LookaheadConfig(horizon=2), WireSettings(), seed=4)
+        collector = EvaluationCollector(env, loaded, CollectConfig(mode='lsi', c=0.0),
+                                        LookaheadConfig(K=2), WireSettings(), seed=4)
         collector.start()
         for _ in range(3):
             collector.step('actor')

@@ -35,7 +35,7 @@ def _save_tiny(path: Path, mode: str, seed: int) -> str:
     cfg = load_config('tiny')
     torch.manual_seed(seed)
     checkpoint.save(str(path), WorldModel(cfg), ActorCritic(cfg, cfg.feat_dim, cfg.num_actions),
-                    cfg, 0, extra={'mode': mode, 'threshold': 50.0, 'preset': 'tiny'})
+                    cfg, 0, extra={'mode': mode, 'c': 50.0, 'preset': 'tiny'})
     return str(path)
 
 

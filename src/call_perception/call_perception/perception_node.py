@@ -3,19 +3,23 @@ ROS 2 node: the vehicle's BEV at the simulation rate, from CARLA-bridge topics +
 
 Only translates messages and parameters: visibility, fusion and rasterisation live in the
 ROS-free modules. One BEV is published per odometry message, stamped with its sim time.
+Its own topics (`bev`, `bev_color`, `plan`, `shared_info`) are relative, in the vehicle's
+namespace; the bridge's are `/carla/<role_name>/...`. Parameters: config/perception.yaml.
 """
 import array
 from dataclasses import dataclass
 import math
 from typing import Any, List, Optional, Tuple
 
+from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
+from call_common.parameters import declare_from_yaml
+from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_msgs.msg import SharedInformation
 from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNELS
 from call_perception.colorize import colorize
 from call_perception.fusion import (fuse_shared, FusionConfig, parse_intention,
                                     SharedNeighbour)
-from call_perception.package_config import load_section
 from call_perception.road_map import RoadMap
 from call_perception.visibility import visible
 from carla_msgs.msg import CarlaWorldInfo
@@ -25,22 +29,9 @@ from nav_msgs.msg import Odometry, Path
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.time import Time
 from sensor_msgs.msg import Image
 
 LOG_THROTTLE_S = 5.0  # [s] at most one warning per kind in this period
-
-try:  # Iron and newer
-    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-except ImportError:  # Humble
-    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
-
-# No default QoS-event handlers (incompatible QoS / type warnings) on our topics: each one is a
-# Python waitable the executor re-adds to its wait set on every wake-up, about 3x the CPU per
-# received message in a composed vehicle (bench/bench_bringup.py). QoS mismatches still show
-# as topics that never deliver, which the tests and the lockstep diagnostics catch.
-QUIET_PUB = PublisherEventCallbacks(use_default_callbacks=False)
-QUIET_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
 
 
 @dataclass
@@ -54,12 +45,12 @@ class Box:
     width: float
 
 
-def yaw_from_quaternion(q) -> float:
+def checked_yaw(q) -> float:
     """Heading about +z [rad] of a geometry_msgs/Quaternion; ValueError if not a rotation."""
     norm = math.sqrt(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w)
     if not math.isfinite(norm) or norm < 1e-6:
         raise ValueError('orientation is not a unit quaternion')
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+    return yaw_from_quaternion(q)
 
 
 def box_from_object(obj) -> Box:
@@ -68,7 +59,7 @@ def box_from_object(obj) -> Box:
     if len(dims) < 2:
         raise ValueError('object has no box dimensions')
     p = obj.pose.position
-    box = Box(float(p.x), float(p.y), yaw_from_quaternion(obj.pose.orientation),
+    box = Box(float(p.x), float(p.y), checked_yaw(obj.pose.orientation),
               float(dims[0]), float(dims[1]))
     if not all(math.isfinite(v) for v in (box.x, box.y, box.length, box.width)):
         raise ValueError('object pose or size is not finite')
@@ -86,34 +77,25 @@ def path_points(msg: Path) -> np.ndarray:
     return points
 
 
-def stamp_seconds(stamp) -> float:
-    """builtin_interfaces/Time -> seconds."""
-    return Time.from_msg(stamp).nanoseconds * 1e-9
-
-
 class PerceptionNode(Node):
     """Subscribes to one vehicle's odometry, objects, map, route/plan and shared info."""
 
     def __init__(self, **node_options: Any) -> None:
         """Declare parameters (defaults from config/perception.yaml) and wire the topics."""
         super().__init__('perception', **node_options)   # composition: cli_args
-        defaults = load_section('perception.yaml')['/**']['ros__parameters']
-        for name, value in defaults.items():
-            if name != 'use_sim_time':
-                self.declare_parameter(name, value)
-        param = self.get_parameter
-        self.role = param('role_name').value
-        self.sensor_range = float(param('sensor_range').value)
-        self.occlusion = bool(param('occlusion').value)
-        self.full_observation = bool(param('full_observation').value)
-        self.ego_size = (float(param('ego_length').value), float(param('ego_width').value))
-        self.shared_max_age = float(param('shared_max_age').value)
-        self.diagnostics_period = max(1, int(param('diagnostics_period').value))
+        p = declare_from_yaml(self, 'call_perception', 'perception.yaml')
+        self.role = p['role_name']
+        self.sensor_range = p['sensor_range']
+        self.occlusion = p['occlusion']
+        self.full_observation = p['full_observation']
+        self.ego_size = (p['ego_length'], p['ego_width'])
+        self.shared_max_age = p['shared_max_age']
+        self.diagnostics_period = max(1, p['diagnostics_period'])
         if not self.role or not (self.sensor_range > 0.0) or min(self.ego_size) <= 0.0:
             raise ValueError(f'bad perception parameters: role={self.role!r} '
                              f'sensor_range={self.sensor_range} ego_size={self.ego_size}')
-        self.bev_config = BevConfig.from_yaml(param('bev_config').value or None)
-        self.fusion_config = FusionConfig.from_yaml(param('fusion_config').value or None)
+        self.bev_config = BevConfig.from_yaml(p['bev_config'] or None)
+        self.fusion_config = FusionConfig.from_yaml(p['fusion_config'] or None)
         self.rasterizer = BevRasterizer(self.bev_config, RoadMap.empty())
         self.map_name: Optional[str] = None
         self.objects: List[Box] = []
@@ -132,8 +114,8 @@ class PerceptionNode(Node):
         self.last_shared_only = 0
 
         role = self.role
-        self.bev_pub = self.create_publisher(Image, f'/{role}/bev', 10, event_callbacks=QUIET_PUB)
-        self.color_pub = self.create_publisher(Image, f'/{role}/bev_color', 10,
+        self.bev_pub = self.create_publisher(Image, 'bev', 10, event_callbacks=QUIET_PUB)
+        self.color_pub = self.create_publisher(Image, 'bev_color', 10,
                                                event_callbacks=QUIET_PUB)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10,
                                               event_callbacks=QUIET_PUB)
@@ -145,9 +127,9 @@ class PerceptionNode(Node):
                                  event_callbacks=QUIET_SUB)
         self.create_subscription(Path, f'/carla/{role}/waypoints', self.on_route, 10,
                                  event_callbacks=QUIET_SUB)
-        self.create_subscription(Path, f'/{role}/plan', self.on_plan, 10,
+        self.create_subscription(Path, 'plan', self.on_plan, 10,
                                  event_callbacks=QUIET_SUB)
-        self.create_subscription(SharedInformation, f'/{role}/shared_info', self.on_shared, 10,
+        self.create_subscription(SharedInformation, 'shared_info', self.on_shared, 10,
                                  event_callbacks=QUIET_SUB)
         self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry, 10,
                                  event_callbacks=QUIET_SUB)
@@ -252,7 +234,7 @@ class PerceptionNode(Node):
         """Render and publish the BEV stamped with the odometry's time."""
         p = msg.pose.pose.position
         try:
-            ego = Box(float(p.x), float(p.y), yaw_from_quaternion(msg.pose.pose.orientation),
+            ego = Box(float(p.x), float(p.y), checked_yaw(msg.pose.pose.orientation),
                       *self.ego_size)
             if not (math.isfinite(ego.x) and math.isfinite(ego.y)):
                 raise ValueError('position is not finite')

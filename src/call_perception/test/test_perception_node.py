@@ -55,6 +55,7 @@ def vehicle(obj_id, x, y, length, width):
 @pytest.fixture
 def perception_process():
     cmd = [sys.executable, '-m', 'call_perception.perception_node', '--ros-args',
+           '-r', f'__ns:=/{ROLE}',
            '--params-file', str(config_path('perception.yaml')), '-p', f'role_name:={ROLE}']
     proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -20,7 +20,10 @@ import math
 import time
 from typing import Any, Optional
 
+from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
+from call_common.parameters import declare_from_yaml
+from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_planner.control_output import command_for_action, stop_command
 from call_planner.intention import intention_waypoints
@@ -46,52 +49,22 @@ from visualization_msgs.msg import Marker, MarkerArray
 LATENT = 'latent_state'
 ODOMETRY = 'odometry'
 
-try:  # Iron and newer
-    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-except ImportError:  # Humble
-    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
-
-# No default QoS-event handlers (incompatible QoS / type warnings) on our topics: each one is a
-# Python waitable the executor re-adds to its wait set on every wake-up, about 3x the CPU per
-# received message in a composed vehicle (bench/bench_bringup.py). QoS mismatches still show
-# as topics that never deliver, which the tests and the lockstep diagnostics catch.
-QUIET_PUB = PublisherEventCallbacks(use_default_callbacks=False)
-QUIET_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
-
-
-def _stamp_seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
-def _yaw_from_quaternion(q) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-
 
 class PlannerNode(Node):
-    """One vehicle's planner: /<role>/latent_state -> /carla/<role>/vehicle_control_cmd."""
+    """
+    One vehicle's planner: `latent_state` -> /carla/<role>/vehicle_control_cmd.
+
+    Its own topics (`latent_state`, `action`, `plan`, `plan_markers`, `shared_info`) are
+    relative, in the vehicle's namespace. Parameters and defaults: config/planner.yaml.
+    """
 
     def __init__(self, **node_options: Any) -> None:
         """Read parameters, load the checkpoint, create topics and the watchdog timer."""
         super().__init__('planner', **node_options)   # composition: cli_args
         # stamps must match the simulator's ticks: the planner always runs on /clock time
         self.set_parameters([Parameter('use_sim_time', value=True)])
-        actions, lookahead, safety = ActionSet(), LookaheadConfig(), SafetyConfig()
-        params = {
-            'role_name': 'hero0', 'checkpoint': '', 'horizon': lookahead.horizon,
-            'gamma': lookahead.gamma, 'replan_every': 0,
-            'sample_actor': lookahead.sample_actor, 'sample_latent': False, 'seed': 0,
-            'threads': 1, 'diagnostics_period': 1.0,
-            'deadline_sim': safety.deadline_sim, 'deadline_wall': safety.deadline_wall,
-            'comfortable_decel': safety.comfortable_decel, 'watchdog_period': 0.05,
-            'accels': list(actions.accels), 'steers': list(actions.steers),
-        }
-        # vehicle and actuator models default to call_sim's (the embedded simulator's car)
-        params.update(dataclasses.asdict(BicycleModel()))
-        params.update(dataclasses.asdict(ControlModel()))
-        for name, default in params.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in params}
-        self.role = str(p['role_name'])
+        p = declare_from_yaml(self, 'call_planner', 'planner.yaml')
+        self.role = p['role_name']
         torch.set_num_threads(int(p['threads']))
         if not p['checkpoint']:
             raise ValueError('parameter checkpoint is empty: the planner needs a world model')
@@ -106,7 +79,7 @@ class PlannerNode(Node):
         if len(self.actions) != self.cfg.num_actions:
             raise ValueError(f'action set has {len(self.actions)} actions, the checkpoint '
                              f'{self.cfg.num_actions}')
-        self.lookahead = LookaheadConfig(horizon=int(p['horizon']), gamma=float(p['gamma']),
+        self.lookahead = LookaheadConfig(K=p['K'], gamma=float(p['gamma']),
                                          replan_every=int(p['replan_every']),
                                          sample_actor=bool(p['sample_actor']))
         self.policy = ReplanningPolicy(self.world_model, self.actor_critic, len(self.actions),
@@ -138,15 +111,15 @@ class PlannerNode(Node):
         self.control_pub = self.create_publisher(
             CarlaEgoVehicleControl, f'/carla/{role}/vehicle_control_cmd', 10,
             event_callbacks=QUIET_PUB)
-        self.action_pub = self.create_publisher(Action, f'/{role}/action', 10,
+        self.action_pub = self.create_publisher(Action, 'action', 10,
                                                 event_callbacks=QUIET_PUB)
-        self.plan_pub = self.create_publisher(Path, f'/{role}/plan', 10,
+        self.plan_pub = self.create_publisher(Path, 'plan', 10,
                                               event_callbacks=QUIET_PUB)
-        self.marker_pub = self.create_publisher(MarkerArray, f'/{role}/plan_markers', 10,
+        self.marker_pub = self.create_publisher(MarkerArray, 'plan_markers', 10,
                                                 event_callbacks=QUIET_PUB)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10,
                                               event_callbacks=QUIET_PUB)
-        self.create_subscription(LatentState, f'/{role}/latent_state', self.on_latent, 10,
+        self.create_subscription(LatentState, 'latent_state', self.on_latent, 10,
                                  event_callbacks=QUIET_SUB)
         self.shared_sub = None          # only while markers have viewers: see follow_shared
         self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry, 10,
@@ -169,9 +142,9 @@ class PlannerNode(Node):
         if not all(math.isfinite(v) for v in values):
             self.counts['dropped'] += 1
             return
-        self.pose = (pose.position.x, pose.position.y, _yaw_from_quaternion(pose.orientation))
+        self.pose = (pose.position.x, pose.position.y, yaw_from_quaternion(pose.orientation))
         self.speed = math.hypot(twist.linear.x, twist.linear.y)
-        self.watchdog.feed(ODOMETRY, _stamp_seconds(msg.header.stamp), time.monotonic())
+        self.watchdog.feed(ODOMETRY, stamp_seconds(msg.header.stamp), time.monotonic())
 
     def on_status(self, msg: CarlaEgoVehicleStatus) -> None:
         """Prefer the bridge's speed when vehicle_status is published."""
@@ -188,7 +161,7 @@ class PlannerNode(Node):
         """Plan one step from the world model's state and command the vehicle."""
         self.counts['ticks'] += 1
         self.answered_stamp = msg.header.stamp
-        self.watchdog.feed(LATENT, _stamp_seconds(msg.header.stamp), time.monotonic())
+        self.watchdog.feed(LATENT, stamp_seconds(msg.header.stamp), time.monotonic())
         z = np.frombuffer(bytes(msg.z_indices), dtype=np.uint8)
         h = np.asarray(msg.h, dtype=np.float32)
         fault = model_state_fault(msg.valid, z, h, self.cfg.stoch, self.cfg.classes,
@@ -263,7 +236,7 @@ class PlannerNode(Node):
             stamp = self.get_clock().now().to_msg()
         if self.pose is not None:
             # the honest intention of a stopping vehicle: braking straight ahead
-            braking = [(-self.safety.comfortable_decel, 0.0)] * self.lookahead.horizon
+            braking = [(-self.safety.comfortable_decel, 0.0)] * self.lookahead.K
             self.waypoints = intention_waypoints(self.bicycle, self.pose, self.current_speed(),
                                                  braking)
             self.publish_plan(stamp)
@@ -323,7 +296,7 @@ class PlannerNode(Node):
         """
         if wanted and self.shared_sub is None:
             self.shared_sub = self.create_subscription(
-                SharedInformation, f'/{self.role}/shared_info', self.on_shared, 10,
+                SharedInformation, 'shared_info', self.on_shared, 10,
                 event_callbacks=QUIET_SUB)
         elif not wanted and self.shared_sub is not None:
             self.destroy_subscription(self.shared_sub)

@@ -6,7 +6,7 @@ and re-plans at t + K ("the agent aims to find the next K-step actions"). It doe
 so many words whether the executed actions are also committed for K steps, so that is the
 option `replan_every`:
 
-- `replan_every == horizon` (our default, 0 in config/planner.yaml) commits: the K actions of a
+- `replan_every == K` (our default, 0 in config/planner.yaml) commits: the K actions of a
   plan are executed open loop, and the plan and its waypoints are renewed every K steps
   (strict reading of the paper). One look-ahead per K steps.
 - `replan_every == 1` is receding-horizon control: a fresh look-ahead every step picks the
@@ -36,19 +36,19 @@ import torch
 class LookaheadConfig:
     """Numbers of the look-ahead (config/planner.yaml)."""
 
-    horizon: int = 5
+    K: int = 5               # look-ahead horizon K (paper eq. 3)
     gamma: float = 0.997
-    replan_every: int = 0    # 0: = horizon (re-plan at t + K, the paper)
+    replan_every: int = 0    # 0: = K (re-plan at t + K, the paper)
     sample_actor: bool = False
 
     def __post_init__(self):
         """Fail fast on numbers the planner cannot honour."""
         if self.replan_every == 0:
-            object.__setattr__(self, 'replan_every', self.horizon)
-        if self.horizon < 1:
-            raise ValueError(f'horizon must be >= 1, got {self.horizon}')
-        if not 1 <= self.replan_every <= self.horizon:
-            raise ValueError(f'replan_every must be in [1, horizon={self.horizon}], '
+            object.__setattr__(self, 'replan_every', self.K)
+        if self.K < 1:
+            raise ValueError(f'K must be >= 1, got {self.K}')
+        if not 1 <= self.replan_every <= self.K:
+            raise ValueError(f'replan_every must be in [1, K={self.K}], '
                              f'got {self.replan_every}')
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f'gamma must be in (0, 1], got {self.gamma}')
@@ -103,16 +103,16 @@ class ReplanningPolicy:
         `imagine_kwargs` condition the imagination (see `lookahead.plan`).
         """
         cfg = self.config
-        refresh = self._intention is None or self._intention_age >= cfg.horizon
+        refresh = self._intention is None or self._intention_age >= cfg.K
         replan = refresh or self._active is None or self._active_age >= cfg.replan_every
         if replan:
             if self._indexed is not None:
-                self._active = self._indexed.plan(state, self.num_actions, cfg.horizon,
+                self._active = self._indexed.plan(state, self.num_actions, cfg.K,
                                                   cfg.gamma, cfg.sample_actor, self.generator,
                                                   imagine_kwargs)
             else:
                 self._active = plan(self.world_model, self.actor_critic, state,
-                                    self.num_actions, cfg.horizon, cfg.gamma, cfg.sample_actor,
+                                    self.num_actions, cfg.K, cfg.gamma, cfg.sample_actor,
                                     self.generator, imagine_kwargs)
             self._active_age = 0
         if refresh:

@@ -77,7 +77,7 @@ def graph(tmp_path):
         'map': 'four_lane', 'num_controlled': 1, 'num_background': 10, 'seed': 3, 'K': 5,
         'episode_steps': 1000, 'respawn_done': True}))
     env = dict(os.environ)
-    common = ['-p', 'use_sim_time:=true', '-p', f'role_name:={ROLE}']
+    common = ['-r', f'__ns:=/{ROLE}', '-p', 'use_sim_time:=true', '-p', f'role_name:={ROLE}']
     commands = [
         ['call_sim.sim_node', '-p', f'scenario:={scenario}', '-p', 'lockstep_timeout:=1.0'],
         ['call_perception.perception_node', *common],

@@ -75,7 +75,7 @@ def test_refresh_reads_changed_weights():
 
 def test_replanning_policy_takes_the_indexed_path_only_where_it_applies():
     cfg, model, actor = _models(2)
-    config = LookaheadConfig(horizon=3)
+    config = LookaheadConfig(K=3)
     assert ReplanningPolicy(model, actor, cfg.num_actions, config)._indexed is not None
     _, legacy, legacy_actor = _models(2, conditioned=True)
     assert not IndexedLookahead.supports(legacy, legacy_actor)
@@ -88,7 +88,7 @@ def test_replanning_policy_takes_the_indexed_path_only_where_it_applies():
 def test_replanning_policy_on_the_indexed_path_replans_every_step():
     cfg, model, actor = _models(3)
     policy = ReplanningPolicy(model, actor, cfg.num_actions,
-                              LookaheadConfig(horizon=3, replan_every=1))
+                              LookaheadConfig(K=3, replan_every=1))
     decisions = [policy.step(_random_state(cfg, seed), {'sample': False}) for seed in range(7)]
     assert all(d.replanned for d in decisions)
     assert [d.refreshed for d in decisions] == [True, False, False] * 2 + [True]

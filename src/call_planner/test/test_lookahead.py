@@ -88,7 +88,7 @@ def _policy(replan_every, horizon=3):
     rewards[5] = 1.0
     model = LastActionWorldModel(rewards)
     policy = ReplanningPolicy(model, FixedActorCritic(preferred=9), NUM_ACTIONS,
-                              LookaheadConfig(horizon=horizon, gamma=0.9,
+                              LookaheadConfig(K=horizon, gamma=0.9,
                                               replan_every=replan_every))
     return model, policy
 
@@ -111,17 +111,17 @@ def test_receding_mode_replans_every_step_but_keeps_the_intention_for_k_steps():
     assert decisions[1].active is not decisions[0].active
 
 
-@pytest.mark.parametrize('kwargs', [{'horizon': 0}, {'horizon': 3, 'replan_every': 4},
-                                    {'horizon': 3, 'replan_every': -1}, {'gamma': 1.5}])
+@pytest.mark.parametrize('kwargs', [{'K': 0}, {'K': 3, 'replan_every': 4},
+                                    {'K': 3, 'replan_every': -1}, {'gamma': 1.5}])
 def test_bad_lookahead_config_fails_fast(kwargs):
     with pytest.raises(ValueError):
         LookaheadConfig(**kwargs)
 
 
 def test_default_replans_at_t_plus_k_as_the_paper():
-    assert LookaheadConfig(horizon=3).replan_every == 3
-    assert LookaheadConfig(horizon=4, replan_every=0).replan_every == 4
-    assert LookaheadConfig().replan_every == LookaheadConfig().horizon
+    assert LookaheadConfig(K=3).replan_every == 3
+    assert LookaheadConfig(K=4, replan_every=0).replan_every == 4
+    assert LookaheadConfig().replan_every == LookaheadConfig().K
 
 
 def test_real_world_model_batched_plan_equals_sequential_rollouts():

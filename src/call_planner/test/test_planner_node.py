@@ -129,9 +129,9 @@ def harness(tmp_path_factory):
     deter = _save_tiny_checkpoint(path)
     proc = subprocess.Popen(
         [sys.executable, '-m', 'call_planner.planner_node', '--ros-args',
-         '-p', f'role_name:={ROLE}', '-p', f'checkpoint:={path}',
+         '-r', f'__ns:=/{ROLE}', '-p', f'role_name:={ROLE}', '-p', f'checkpoint:={path}',
          '-p', f'deadline_sim:={DEADLINE_SIM}', '-p', f'deadline_wall:={DEADLINE_WALL}',
-         '-p', 'horizon:=3'],
+         '-p', 'K:=3'],
         env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     rclpy.init()
     node = Harness(deter)

@@ -19,8 +19,12 @@ current answer or the lockstep timeout; they are counted as `stale_commands`.
 """
 import math
 import time
+from typing import Any
 
 from builtin_interfaces.msg import Time
+from call_common.node_main import spin_until_signal
+from call_common.parameters import declare_from_yaml
+from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_sim.env import MultiVehicleEnv
 from call_sim.lockstep import Lockstep
 from call_sim.types import VehicleControl, VehicleState
@@ -33,8 +37,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, Quaternion
 from nav_msgs.msg import Odometry, Path
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from rclpy.time import Time as RosTime
@@ -47,17 +50,6 @@ try:  # Kilted and newer: dispatches ready entities from C++ (no Python wait set
     from rclpy.experimental import EventsExecutor as SimExecutor
 except ImportError:  # Humble, Jazzy
     SimExecutor = SingleThreadedExecutor
-try:  # Iron and newer
-    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-except ImportError:  # Humble
-    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
-
-# No default QoS-event handlers (incompatible QoS / type warnings) on our topics: each one is a
-# Python waitable the executor re-adds to its wait set on every wake-up, about 3x the CPU per
-# received message in a composed vehicle (bench/bench_bringup.py). QoS mismatches still show
-# as topics that never deliver, which the tests and the lockstep diagnostics catch.
-QUIET_PUB = PublisherEventCallbacks(use_default_callbacks=False)
-QUIET_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
 
 
 def sim_nanoseconds(seconds: float) -> int:
@@ -107,24 +99,17 @@ def object_msg(state: VehicleState, stamp: Time) -> Object:
 class SimNode(Node):
     """Steps the embedded simulator in lockstep with the CALL vehicles' commands."""
 
-    def __init__(self) -> None:
-        super().__init__('carla_sim')
-        self.declare_parameter('scenario', 'four_lane_demo')
-        self.declare_parameter('lockstep_timeout', 1.0)
-        self.declare_parameter('startup_timeout', 0.0)
-        self.declare_parameter('max_ticks', 0)
-        self.declare_parameter('publish_period', 0.02)
-        self.declare_parameter('republish_period', 0.5)
-        self.declare_parameter('objects_radius', 0.0)
-        scenario = self.get_parameter('scenario').value
-        self.max_ticks = int(self.get_parameter('max_ticks').value)
-        self.republish_period = float(self.get_parameter('republish_period').value)
-        self.objects_radius = float(self.get_parameter('objects_radius').value)
-        self.env = MultiVehicleEnv.from_scenario(scenario)
+    def __init__(self, **node_options: Any) -> None:
+        """Declare the parameters (config/sim_node.yaml), load the scenario, wire the topics."""
+        super().__init__('carla_sim', **node_options)
+        p = declare_from_yaml(self, 'call_sim', 'sim_node.yaml')
+        self.max_ticks = p['max_ticks']
+        self.republish_period = p['republish_period']
+        self.objects_radius = p['objects_radius']
+        self.env = MultiVehicleEnv.from_scenario(p['scenario'])
         _, self.infos = self.env.reset()
-        self.lockstep = Lockstep(
-            list(self.env.agents), float(self.get_parameter('lockstep_timeout').value),
-            startup_timeout=float(self.get_parameter('startup_timeout').value))
+        self.lockstep = Lockstep(list(self.env.agents), p['lockstep_timeout'],
+                                 startup_timeout=p['startup_timeout'])
         self.commands: dict[str, VehicleControl] = {}
         self.applied: dict[str, VehicleControl] = {}
         self.bad_commands = {'rejected': 0, 'clamped': 0}
@@ -168,9 +153,10 @@ class SimNode(Node):
                 lambda msg, role=role: self.on_command(role, msg), 10, event_callbacks=QUIET_SUB)
         self.publish_world()
         self.lockstep.open_tick(time.monotonic(), stamp=sim_nanoseconds(self.env.time))
-        self.create_timer(float(self.get_parameter('publish_period').value), self.on_timer)
+        self.create_timer(p['publish_period'], self.on_timer)
         self.get_logger().info(
-            f'scenario {scenario!r}: map {self.env.road.name}, CALL vehicles {self.env.agents}, '
+            f'scenario {p["scenario"]!r}: map {self.env.road.name}, '
+            f'CALL vehicles {self.env.agents}, '
             f'{len(self.env.states) - len(self.env.agents)} background; lockstep timeout '
             f'{self.lockstep.timeout} s')
 
@@ -333,32 +319,14 @@ class SimNode(Node):
         self.env.close()
 
 
-def main(args: list[str] | None = None) -> None:
-    """Run until max_ticks, Ctrl-C or external shutdown."""
-    rclpy.init(args=args)
-    node = None
+def main(args: list[str] | None = None) -> int:
+    """Run until max_ticks or SIGINT/SIGTERM (exit 0); a bad scenario or parameter exits 2."""
     # one executor for the whole run: rclpy.spin_once(node) adds and removes the node (and
     # rebuilds its wait set) on every call
-    executor = SimExecutor()
-    try:
-        node = SimNode()
-        executor.add_node(node)
-        while rclpy.ok() and not node.finished:
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        if rclpy.ok():
-            raise
-        # Ctrl-C shut the context down while the executor was taking a message
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    return spin_until_signal(SimNode, args, 'sim_node', start_errors=(ValueError, OSError),
+                             on_stop=lambda node: node.close(),
+                             finished=lambda node: node.finished, make_executor=SimExecutor)
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

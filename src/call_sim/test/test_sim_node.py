@@ -48,7 +48,9 @@ def processes():
 def start_sim(start, tmp_path: Path, **params):
     scenario = tmp_path / 'scenario.yaml'
     scenario.write_text(yaml.safe_dump(SCENARIO))
-    node_params = {'scenario': str(scenario), 'publish_period': 0.005, **params}
+    # no start-up hold: these tests are about the lockstep timeout of vehicles never heard from
+    node_params = {'scenario': str(scenario), 'publish_period': 0.005, 'startup_timeout': 0.0,
+                   **params}
     params_file = tmp_path / 'sim_node.yaml'
     params_file.write_text(yaml.safe_dump({'/**': {'ros__parameters': node_params}}))
     return start([sys.executable, '-m', 'call_sim.sim_node', '--ros-args', '--params-file',
@@ -95,7 +97,8 @@ def spin_until(node, condition, timeout):
 
 def test_lockstep_with_two_controllers(ros_node, processes, tmp_path):
     listener = Listener(ros_node)
-    sim = start_sim(processes, tmp_path, lockstep_timeout=20.0, max_ticks=25)
+    # objects_radius 0: every other actor in /carla/R/objects, as the CARLA bridge sends them
+    sim = start_sim(processes, tmp_path, lockstep_timeout=20.0, max_ticks=25, objects_radius=0.0)
     # the sim re-publishes step 0 while it waits: start controllers once we hear it
     assert spin_until(ros_node, lambda: 'step' in listener.lockstep, 60)
     assert listener.lockstep['step'] == '0'

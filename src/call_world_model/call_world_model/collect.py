@@ -50,10 +50,10 @@ class CollectConfig:
     """Sharing, sensing and prefill-policy settings (numbers from config/train.yaml)."""
 
     mode: str = 'lsi'
-    threshold: float = 50.0
-    gate_initial_range: float = 20.0
-    gate_step: float = 5.0
-    gate_max_range: float = 100.0
+    c: float = 50.0                 # the paper's prediction-error threshold (range gate)
+    initial_range: float = 20.0
+    range_step: float = 5.0
+    max_range: float = 100.0
     sensor_range: float = 32.0
     occlusion: bool = True
     ego_length: float = 4.6
@@ -78,8 +78,8 @@ class CollectConfig:
                              f'{self.keyframe_encoding!r}')
         if self.keyframe_period < 1:
             raise ValueError(f'keyframe_period must be >= 1, got {self.keyframe_period}')
-        if math.isnan(self.threshold) or self.threshold < 0:
-            raise ValueError(f'threshold c must be >= 0 (inf allowed), got {self.threshold}')
+        if math.isnan(self.c) or self.c < 0:
+            raise ValueError(f'threshold c must be >= 0 (inf allowed), got {self.c}')
         for name in ('sensor_range', 'heuristic_lookahead', 'heuristic_speed'):
             if not getattr(self, name) > 0:
                 raise ValueError(f'{name} must be > 0, got {getattr(self, name)}')
@@ -182,8 +182,8 @@ class Collector:
         self._final_stored = False
         self._sent: Dict[str, _Sent] = {}
         self._replica_age = 0
-        self._gates = {r: RangeGate(self.settings.gate_initial_range, self.settings.gate_step,
-                                    self.settings.gate_max_range, self.settings.threshold)
+        self._gates = {r: RangeGate(self.settings.initial_range, self.settings.range_step,
+                                    self.settings.max_range, self.settings.c)
                        for r in self.roles}
         self._errors = {r: PredictionErrorTracker(self.cfg.error_horizon, self.wm)
                         for r in self.roles}

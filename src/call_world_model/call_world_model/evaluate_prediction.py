@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--scenario', required=True, help='call_sim scenario name or YAML')
     parser.add_argument('--mode', choices=MODES, default=None,
                         help='sharing mode (default: the one the checkpoint was trained with)')
-    parser.add_argument('--threshold', type=float, default=None, help='gate threshold c')
+    parser.add_argument('--c', type=float, default=None, help='gate threshold c')
     parser.add_argument('--h-transport', choices=('full', 'replica'), default='full',
                         help="neighbours' h as sent (full) or rebuilt from (z, a) (replica)")
     parser.add_argument('--keyframe-period', type=int, default=100,
@@ -188,10 +188,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         from call_world_model.train import load_train_config
         values = dict(load_train_config())
         values['mode'] = args.mode or extra.get('mode', values['mode'])
-        if args.threshold is not None:
-            values['threshold'] = args.threshold
-        elif 'threshold' in extra:
-            values['threshold'] = extra['threshold']
+        # checkpoints written before c had one name keep it as 'threshold'
+        trained_c = extra.get('c', extra.get('threshold'))
+        if args.c is not None:
+            values['c'] = args.c
+        elif trained_c is not None:
+            values['c'] = trained_c
         values['h_transport'] = args.h_transport
         values['keyframe_period'] = args.keyframe_period
         values['keyframe_encoding'] = args.keyframe_encoding

@@ -37,7 +37,7 @@ TRAIN_CONFIG = 'train.yaml'
 CHECKPOINT_NAME = 'checkpoint.pt'
 _INT_KEYS = ('steps', 'batch', 'length', 'replay_capacity', 'prefill', 'checkpoint_every',
              'log_every', 'seed', 'threads')
-_FLOAT_KEYS = ('threshold', 'train_ratio', 'explore_heuristic')
+_FLOAT_KEYS = ('c', 'train_ratio', 'explore_heuristic')
 
 
 def train_config_path() -> Path:
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--scenario', required=True,
                         help='call_sim scenario: YAML path or name in call_sim config/scenarios')
     parser.add_argument('--mode', choices=MODES, help='information sharing mode')
-    parser.add_argument('--threshold', type=float, help='prediction-accuracy threshold c')
+    parser.add_argument('--c', type=float, help='prediction-accuracy threshold c')
     parser.add_argument('--steps', type=int, help='total environment steps to reach')
     parser.add_argument('--train-ratio', dest='train_ratio', type=float,
                         help='replayed agent-steps per collected agent-step')
@@ -270,7 +270,7 @@ class Trainer:
         extra = {'updates': self.updates, 'mode': self.settings['mode'],
                  'world_model_only': self.settings.get('world_model_only', False),
                  'scenario': str(self.settings['scenario']),
-                 'threshold': self.settings['threshold'], 'preset': self.settings['preset']}
+                 'c': self.settings['c'], 'preset': self.settings['preset']}
         checkpoint.save(path, self.world_model, self._plain_actor_critic(), self.cfg,
                         self.step, extra=extra, optimizers=not slim)
         if slim:

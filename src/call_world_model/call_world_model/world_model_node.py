@@ -1,18 +1,21 @@
 """
 ROS node: observes the ego BEV each tick and publishes the world-model latent state.
 
-Subscribes ``/<role>/bev`` (sensor_msgs/Image ``8UC<C>``, H x W x C interleaved),
-``/<role>/action`` (call_msgs/Action), ``/<role>/shared_info`` (call_msgs/SharedInformation),
-``/<role>/plan`` (nav_msgs/Path, map frame) and ``/carla/<role>/odometry``. On every BEV it
-runs one posterior step and publishes ``/<role>/latent_state`` (stamped with the BEV's stamp),
-optionally ``/<role>/prediction_color`` (rgb8 strip of the decoded open-loop prediction) and
-``/diagnostics``. Malformed messages are counted by reason and dropped.
+Topics are relative, resolved in the vehicle's namespace (`/<role>`). Subscribes ``bev``
+(sensor_msgs/Image ``8UC<C>``, H x W x C interleaved), ``action`` (call_msgs/Action),
+``shared_info`` (call_msgs/SharedInformation), ``plan`` (nav_msgs/Path, map frame) and the
+bridge's ``/carla/<role_name>/odometry``. On every BEV it runs one posterior step and publishes
+``latent_state`` (stamped with the BEV's stamp), optionally ``prediction_color`` (rgb8 strip
+of the decoded open-loop prediction) and ``/diagnostics``. Malformed messages are counted by
+reason and dropped. Parameters and their defaults: config/world_model.yaml.
 """
-import math
 import time
 from typing import Any, Dict, Optional, Tuple
 
+from call_common.msg_conversions import yaw_from_quaternion
 from call_common.node_main import spin_until_signal
+from call_common.parameters import declare_from_yaml
+from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_world_model import checkpoint
 from call_world_model.config import load_config
@@ -29,23 +32,6 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 import torch
 
-try:  # Iron and newer
-    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-except ImportError:  # Humble
-    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
-
-# No default QoS-event handlers (incompatible QoS / type warnings) on our topics: each one is a
-# Python waitable the executor re-adds to its wait set on every wake-up, about 3x the CPU per
-# received message in a composed vehicle (bench/bench_bringup.py). QoS mismatches still show
-# as topics that never deliver, which the tests and the lockstep diagnostics catch.
-QUIET_PUB = PublisherEventCallbacks(use_default_callbacks=False)
-QUIET_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
-
-
-def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
-    """Heading (rad, counter-clockwise from +x) of a quaternion."""
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
-
 
 class WorldModelNode(Node):
     """Thin translation layer around :class:`WorldModel` + :class:`PredictionErrorTracker`."""
@@ -53,29 +39,20 @@ class WorldModelNode(Node):
     def __init__(self, **node_options: Any) -> None:
         """Declare parameters, load the model, create publishers and subscriptions."""
         super().__init__('world_model', **node_options)   # composition: cli_args
-        self.declare_parameter('checkpoint', '')
-        self.declare_parameter('preset', 'small')
-        self.declare_parameter('role_name', 'hero0')
-        self.declare_parameter('error_horizon', 5)
-        self.declare_parameter('error_threshold', 30.0)
-        self.declare_parameter('publish_prediction', True)
-        self.declare_parameter('prediction_steps', 5)
-        self.declare_parameter('num_threads', 1)
-        self.declare_parameter('diagnostics_period', 1.0)
-        torch.set_num_threads(max(1, int(self.get_parameter('num_threads').value)))
-        self.role = str(self.get_parameter('role_name').value)
-        self.threshold = float(self.get_parameter('error_threshold').value)
-        self.publish_prediction = bool(self.get_parameter('publish_prediction').value)
-        self.prediction_steps = int(self.get_parameter('prediction_steps').value)
-        self.model = self._load_model()
+        p = declare_from_yaml(self, 'call_world_model', 'world_model.yaml')
+        torch.set_num_threads(max(1, p['num_threads']))
+        self.role = p['role_name']
+        self.threshold = p['c']
+        self.publish_prediction = p['publish_prediction']
+        self.prediction_steps = p['prediction_steps']
+        self.model = self._load_model(p['checkpoint'], p['preset'])
         self.model.eval()
         # the BEV arrives height x width x channels: as a permuted view that is channels_last,
         # which oneDNN convolves ~20 % faster than NCHW with identical results (isolated encoder
         # on 1 thread: 2.4 vs 3.0 ms per BEV including the conversion)
         self.model.encoder.to(memory_format=torch.channels_last)
         self.cfg = self.model.cfg
-        self.tracker = PredictionErrorTracker(int(self.get_parameter('error_horizon').value),
-                                              self.model)
+        self.tracker = PredictionErrorTracker(p['K'], self.model)
         self.state = None
         self.prev_action = 0
         self.odometry: Optional[np.ndarray] = None     # x, y, yaw
@@ -85,25 +62,23 @@ class WorldModelNode(Node):
         self.last_error = 0.0
         self.last_latency_ms = 0.0
 
-        prefix = f'/{self.role}'
-        self.latent_pub = self.create_publisher(LatentState, f'{prefix}/latent_state', 10,
+        self.latent_pub = self.create_publisher(LatentState, 'latent_state', 10,
                                                 event_callbacks=QUIET_PUB)
-        self.prediction_pub = self.create_publisher(Image, f'{prefix}/prediction_color', 2,
+        self.prediction_pub = self.create_publisher(Image, 'prediction_color', 2,
                                                     event_callbacks=QUIET_PUB)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10,
                                               event_callbacks=QUIET_PUB)
-        self.create_subscription(Image, f'{prefix}/bev', self.on_bev, 10,
+        self.create_subscription(Image, 'bev', self.on_bev, 10,
                                  event_callbacks=QUIET_SUB)
-        self.create_subscription(Action, f'{prefix}/action', self.on_action, 10,
+        self.create_subscription(Action, 'action', self.on_action, 10,
                                  event_callbacks=QUIET_SUB)
-        self.create_subscription(SharedInformation, f'{prefix}/shared_info', self.on_shared, 10,
+        self.create_subscription(SharedInformation, 'shared_info', self.on_shared, 10,
                                  event_callbacks=QUIET_SUB)
-        self.create_subscription(Path, f'{prefix}/plan', self.on_plan, 10,
+        self.create_subscription(Path, 'plan', self.on_plan, 10,
                                  event_callbacks=QUIET_SUB)
         self.create_subscription(Odometry, f'/carla/{self.role}/odometry', self.on_odometry, 10,
                                  event_callbacks=QUIET_SUB)
-        self.create_timer(float(self.get_parameter('diagnostics_period').value),
-                          self.publish_diagnostics)
+        self.create_timer(p['diagnostics_period'], self.publish_diagnostics)
         self.batcher = ObserveBatcher.for_model(self.model)
         self.batcher.join()
         # armed by the step that opens a batch; a steady clock, so it fires under sim time too
@@ -113,13 +88,11 @@ class WorldModelNode(Node):
         self.waiting = False                            # a step of ours is in the batch
 
     # ------------------------------------------------------------------ setup
-    def _load_model(self) -> WorldModel:
-        path = str(self.get_parameter('checkpoint').value)
+    def _load_model(self, path: str, preset: str) -> WorldModel:
         if path:
             loaded = checkpoint.load_shared(path)
             self.get_logger().info(f'loaded world model {path} (step {loaded.step})')
             return loaded.world_model
-        preset = str(self.get_parameter('preset').value)
         self.get_logger().warn(
             f'NO CHECKPOINT GIVEN: using a RANDOMLY INITIALISED {preset!r} world model; '
             'latents and predictions are meaningless until a trained checkpoint is set')
@@ -150,8 +123,7 @@ class WorldModelNode(Node):
         """Remember the ego pose for map -> ego frame conversions."""
         pose = msg.pose.pose
         q = pose.orientation
-        values = np.array([pose.position.x, pose.position.y,
-                           yaw_from_quaternion(q.x, q.y, q.z, q.w)])
+        values = np.array([pose.position.x, pose.position.y, yaw_from_quaternion(q)])
         if not np.isfinite(values).all():
             self._drop('odometry_nan')
             return

@@ -28,9 +28,9 @@ def tiny():
     return cfg, WorldModel(cfg), ActorCritic(cfg, cfg.feat_dim, cfg.num_actions)
 
 
-def run(env, mode, steps, threshold=0.0, policy='heuristic'):
+def run(env, mode, steps, c=0.0, policy='heuristic'):
     cfg, wm, ac = tiny()
-    collector = Collector(env, wm, CollectConfig(mode=mode, threshold=threshold),
+    collector = Collector(env, wm, CollectConfig(mode=mode, c=c),
                           actor_critic=ac, seed=5)
     collector.start()
     replay = SequenceReplay(10_000, len(collector.roles))
@@ -89,8 +89,8 @@ def test_full_observation_sees_what_a_blind_sensor_does_not(env):
 def test_bad_settings_fail_fast():
     with pytest.raises(ValueError, match='sharing mode'):
         CollectConfig(mode='everything')
-    with pytest.raises(ValueError, match='threshold'):
-        CollectConfig(threshold=-1.0)
+    with pytest.raises(ValueError, match='threshold c'):
+        CollectConfig(c=-1.0)
 
 
 def test_episode_end_stores_the_final_frame_then_resets():
@@ -112,7 +112,7 @@ def test_episode_end_stores_the_final_frame_then_resets():
 def test_replica_h_tracks_the_senders_h_between_keyframes(env, encoding, tolerance):
     # lss with c = 0: every CALL vehicle receives the other two each step
     cfg, wm, _ = tiny()
-    settings = CollectConfig(mode='lss', threshold=0.0, h_transport='replica',
+    settings = CollectConfig(mode='lss', c=0.0, h_transport='replica',
                              keyframe_period=4, keyframe_encoding=encoding)
     collector = Collector(env, wm, settings, seed=5)
     collector.start()

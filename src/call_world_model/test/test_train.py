@@ -17,7 +17,7 @@ SCENARIO = {'map': 'four_lane', 'num_controlled': 2, 'num_background': 60, 'seed
 
 def settings_for(logdir, steps, resume=None):
     args = build_parser().parse_args([
-        '--preset', 'tiny', '--scenario', 'unused', '--mode', 'lsi', '--threshold', '20',
+        '--preset', 'tiny', '--scenario', 'unused', '--mode', 'lsi', '--c', '20',
         '--steps', str(steps), '--prefill', '4', '--batch', '2', '--length', '6',
         '--train-ratio', '3', '--logdir', str(logdir), '--checkpoint-every', '5',
         '--log-every', '1', '--threads', '1', '--no-progress'])
@@ -116,7 +116,7 @@ def test_evaluate_prediction_reports_both_metrics_for_model_and_baseline():
     cfg = load_config('tiny')
     env = MultiVehicleEnv.from_scenario(SCENARIO)
     try:
-        results = evaluate(WorldModel(cfg), env, CollectConfig(mode='lsi', threshold=20.0),
+        results = evaluate(WorldModel(cfg), env, CollectConfig(mode='lsi', c=20.0),
                            horizons=(0, 2, 4), context=3, windows=4, env_steps=12)
     finally:
         env.close()

@@ -21,8 +21,8 @@ ROLE = 'hero_wm_test'
 WAIT_S = 60.0
 
 
-@pytest.fixture
-def node_process(tmp_path):
+def _start(tmp_path, *extra_args, namespace=f'/{ROLE}'):
+    """Save a tiny checkpoint and start the node (role ROLE) in `namespace`."""
     torch.manual_seed(0)
     cfg = tiny_config()
     path = str(tmp_path / 'tiny.pt')
@@ -31,19 +31,29 @@ def node_process(tmp_path):
     log = open(tmp_path / 'node.log', 'w')
     proc = subprocess.Popen(
         [sys.executable, '-m', 'call_world_model.world_model_node', '--ros-args',
-         '-p', f'checkpoint:={path}', '-p', f'role_name:={ROLE}',
-         '-p', 'diagnostics_period:=0.2', '-p', 'error_horizon:=2'],
+         '-r', f'__ns:={namespace}', '-p', f'checkpoint:={path}', '-p', f'role_name:={ROLE}',
+         '-p', 'diagnostics_period:=0.2', '-p', 'K:=2', *extra_args],
         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    return proc, cfg, log
+
+
+def _stop(proc, log):
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture
+def node_process(tmp_path):
+    proc, cfg, log = _start(tmp_path)
     try:
         yield proc, cfg
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
+        _stop(proc, log)
 
 
 def _bev(cfg, stamp_sec, encoding=None, size=None):
@@ -125,6 +135,39 @@ def test_node_publishes_latent_state_and_drops_malformed(node_process):
     finally:
         node.destroy_node()
         rclpy.shutdown()
+
+
+def test_a_remapped_input_topic_is_the_one_used(tmp_path):
+    """
+    Relative topic names: in namespace /NS, `-r bev:=other_bev` makes it read /NS/other_bev.
+
+    The namespace differs from the role name: topics follow the namespace, not role_name.
+    """
+    namespace = '/wm_remap_ns'
+    proc, cfg, log = _start(tmp_path, '-r', 'bev:=other_bev', namespace=namespace)
+    rclpy.init()
+    node = rclpy.create_node('wm_remap_test')
+    received = []
+    node.create_subscription(LatentState, f'{namespace}/latent_state', received.append, 10)
+    default_pub = node.create_publisher(Image, f'{namespace}/bev', 10)
+    remapped_pub = node.create_publisher(Image, f'{namespace}/other_bev', 10)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while remapped_pub.get_subscription_count() == 0 and time.monotonic() < deadline \
+                and proc.poll() is None:
+            rclpy.spin_once(node, timeout_sec=0.2)
+        assert remapped_pub.get_subscription_count() == 1, 'no subscriber on the remapped topic'
+        assert default_pub.get_subscription_count() == 0
+        default_pub.publish(_bev(cfg, 21))       # nobody reads it: no state for stamp 21
+        while not received and time.monotonic() < deadline and proc.poll() is None:
+            remapped_pub.publish(_bev(cfg, 22))
+            rclpy.spin_once(node, timeout_sec=0.3)
+        assert received, 'no LatentState from a BEV on the remapped topic'
+        assert {m.header.stamp.sec for m in received} == {22}
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        _stop(proc, log)
 
 
 def test_composed_nodes_on_one_model_observe_as_one_batch(tmp_path):
