@@ -305,7 +305,7 @@ def test_step_waits_for_the_pose_of_its_own_stamp(harness):
 
 def _set_threshold(harness, value):
     """Set c on the running node through its parameter service; return the result."""
-    client = harness.node.create_client(SetParameters, '/comm/set_parameters')
+    client = harness.node.create_client(SetParameters, '/hero0/comm/set_parameters')
     try:
         assert client.wait_for_service(timeout_sec=WAIT)
         request = SetParameters.Request()
