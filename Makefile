@@ -6,8 +6,9 @@
 setup:
 	ROS_DISTRO=kilted bash scripts/setup.sh
 
+# make demo ARGS="--compare local" passes ARGS on to call_demo (scripts/demo.sh)
 demo: setup
-	ROS_DISTRO=kilted bash scripts/demo.sh
+	ROS_DISTRO=kilted bash scripts/demo.sh $(ARGS)
 
 test:
 	status=0; \

@@ -177,8 +177,13 @@ def reference_ms(checkpoint_path: str, steps: int = 200) -> float:
 
 
 def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: int,
-            warmup: int, background: int, timeout: float) -> dict:
-    """Run the graph; once every vehicle's pipeline is live, time `ticks` ticks."""
+            warmup: int, background: int, timeout: float, extra_units=None) -> dict:
+    """
+    Run the graph; once every vehicle's pipeline is live, time `ticks` ticks.
+
+    `extra_units(roles)` adds process units beside the graph (e.g. the Foxglove live view);
+    `cpu_ms_by_unit` in the result says what each unit cost per tick.
+    """
     work = tempfile.mkdtemp(prefix='bench_bringup_')
     keys = os.path.join(work, 'keys')
     roles = [f'hero{i}' for i in range(num_vehicles)]
@@ -194,6 +199,7 @@ def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: in
     else:
         units = process_units(specs, compose=mode != 'processes', workdir=work,
                               vehicles_per_process=group if mode == 'grouped' else 1)
+        units += list(extra_units(roles)) if extra_units else []
         graph = RunnerGraph(Supervisor(units, output=log))
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -277,6 +283,8 @@ def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: in
             else None, 'exit_s': exit_s,
             'cpu_ms': sum(used.values()) * per_tick if per_tick else None,
             'sim_cpu_ms': sim_cpu * per_tick if per_tick else None,
+            'cpu_ms_by_unit': {label: v * per_tick for label, v in used.items()}
+            if per_tick else {},
             'error': error, 'log': log.name}
 
 

@@ -11,7 +11,7 @@ setup(
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
-        ('share/' + package_name + '/config', glob('config/*.yaml')),
+        ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.json')),
         # `launch` is a symlink to the workspace's top-level launch/ directory.
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
     ],

@@ -26,7 +26,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 
 DROP_REASONS = ('unsigned', 'bad_signature', 'unknown_sender', 'replay', 'malformed',
-                'implausible', 'out_of_range')
+                'implausible', 'out_of_range', 'oversize', 'rate_limited')
 
 
 def decode_z(packed: bytes) -> list[int]:

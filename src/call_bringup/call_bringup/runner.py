@@ -22,6 +22,7 @@ import time
 from typing import Callable, Optional, TextIO
 
 from call_bringup.fleet_keys import ensure_fleet_keys
+from call_bringup.foxglove_live import add_foxglove_argument, foxglove_unit
 from call_bringup.graph import bringup_config, build_graph, GraphError, NodeSpec
 import yaml
 
@@ -391,12 +392,17 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help='start nodes with `python -m` even if console scripts exist')
     parser.add_argument('--print-graph', action='store_true',
                         help='print the commands and exit')
+    add_foxglove_argument(parser)
     args = parser.parse_args(argv)
     config = bringup_config()['runner']
     try:
-        units = process_units(graph_from_arguments(args), compose=args.compose,
+        specs = graph_from_arguments(args)
+        units = process_units(specs, compose=args.compose,
                               prefer_module=args.python_modules,
                               vehicles_per_process=args.vehicles_per_process)
+        if args.foxglove:
+            units.append(foxglove_unit(sorted({s.vehicle for s in specs if s.vehicle}),
+                                       args.foxglove_port))
     except GraphError as err:
         print(f'call_run: {err}', file=sys.stderr)
         return 2

@@ -2,8 +2,11 @@
 import math
 from types import SimpleNamespace
 
-from call_bringup.run_metrics import format_summary, RunMetrics, StepReport
-from call_bringup.topdown import Box, frame_layout, hero_colour, overview, TopDownRenderer
+from call_bringup.conflicts import ConflictTracker
+from call_bringup.run_metrics import format_comparison, format_summary, RunMetrics, StepReport
+from call_bringup.step_view import format_views, StepViews
+from call_bringup.topdown import (Box, frame_layout, hero_colour, LINK, mark_shared, overview,
+                                  SHARED_MARK, TopDownRenderer)
 import numpy as np
 import pytest
 
@@ -28,6 +31,7 @@ def test_summary_counts_routes_collisions_ttc_and_bytes():
     assert summary['success_rate'] == pytest.approx(0.25)
     assert summary['mean_bytes_per_step'] == pytest.approx((150 + 30) / 2)
     assert metrics.bytes_at(0.1) == 150 and metrics.bytes_at(0.3) is None
+    assert metrics.steps_with_bytes() == pytest.approx(2 / 4)      # of all 4 steps
     assert 'success rate: 25.0 % (1/4 routes)' in format_summary(summary)
 
 
@@ -47,5 +51,75 @@ def test_topdown_places_vehicles_north_up_around_the_centre():
     assert tuple(image[50, 20]) == (70, 70, 70)                       # road
     assert tuple(image[10, 10]) == (25, 25, 25)                       # off road
     strip = overview(heroes, [Box(0.0, 10.0, 0.0)], 200)
-    frame = frame_layout([('hero0', image, np.zeros((128, 128, 3), np.uint8))], strip, 't=0')
-    assert frame.shape == (20 + strip.shape[0] + 200, 400, 3)
+    prediction = np.full((128, 648, 3), 200, np.uint8)
+    frame = frame_layout([('hero0', image, np.zeros((128, 128, 3), np.uint8), prediction)],
+                         strip, 't=0')
+    assert frame.shape == (20 + strip.shape[0] + 200, 800, 3)
+    row = 20 + strip.shape[0]
+    assert tuple(frame[row + 30, 500]) == (200, 200, 200)             # prediction, 2 tiles wide
+    assert tuple(frame[row + 30, 300]) == (0, 0, 0)                   # the (black) BEV
+
+
+def test_topdown_draws_ranges_and_v2v_links():
+    renderer = TopDownRenderer([], size_px=100, m_per_px=1.0)
+    heroes = {'hero0': Box(-20.0, 0.0, 0.0), 'hero1': Box(20.0, 0.0, 0.0)}
+    plain = renderer.render((0.0, 0.0), heroes, [])
+    drawn = renderer.render((0.0, 0.0), heroes, [], ranges={'hero0': 10.0},
+                            links=[('hero1', 'hero0')])
+    assert tuple(drawn[50, 50]) == LINK and tuple(plain[50, 50]) != LINK   # link midpoint
+    assert tuple(drawn[40, 30]) == hero_colour('hero0', heroes)          # 10 m north of hero0
+    assert tuple(plain[40, 30]) != hero_colour('hero0', heroes)
+
+
+def test_mark_shared_outlines_only_the_shared_vehicles():
+    bev = np.zeros((40, 40, 3), np.uint8)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:14, 20:22] = 255
+    marked = mark_shared(bev, mask)
+    assert tuple(marked[8, 21]) == SHARED_MARK and tuple(marked[30, 30]) == (0, 0, 0)
+    assert not bev.any()                                                 # input untouched
+
+
+def test_conflicts_min_ttc_and_first_deceleration():
+    tracker = ConflictTracker(ttc_threshold=3.0, dt=0.1)
+    for i, ttc in enumerate([5.0, 2.5, 1.0, 2.0, 4.0, 2.9, 6.0]):
+        tracker.add_ttc('hero0', round(0.1 * i, 1), ttc)
+    tracker.add_action('hero0', 0.3, -2.0)            # brakes one step into the first conflict
+    tracker.add_ttc('hero1', 0.0, 2.0)
+    tracker.add_action('hero1', 0.0, -2.0)            # already braking as it began
+    conflicts = tracker.finish()
+    by_role = {(c.role, round(c.start, 1)): c for c in conflicts}
+    first = by_role[('hero0', 0.1)]
+    assert first.min_ttc == 1.0 and first.first_deceleration == pytest.approx(0.2)
+    assert by_role[('hero0', 0.5)].first_deceleration is None     # never braked in it
+    assert by_role[('hero1', 0.0)].first_deceleration == 0.0
+    summary = tracker.summary()
+    assert summary['conflicts'] == 3 and summary['not_decelerated'] == 1
+    assert summary['lowest_min_ttc_s'] == 1.0
+    assert summary['mean_min_ttc_s'] == pytest.approx((1.0 + 2.9 + 2.0) / 3)
+    assert summary['mean_first_deceleration_s'] == pytest.approx(0.1)
+
+
+def test_step_views_join_comm_and_perception_reports():
+    views = StepViews(['hero0', 'hero1'])
+    views.add_comm(0.3, 'hero0', 25.0, ['hero1'], 20.0, 15.0, 147)
+    views.add_shared_only(0.3, 'hero0', 1)
+    views.add_shared_only(0.3, 'hero1', 0)
+    assert views.links(0.3) == [('hero1', 'hero0')]
+    line = format_views(views.at(0.3))
+    assert 'ranges 25/- m' in line and 'hears 1/-' in line and '+BEV 1/0' in line
+    assert 'E>c 1/-' in line
+
+
+def test_comparison_table_has_a_column_per_run():
+    metrics = RunMetrics(['hero0'])
+    metrics.add_step({'hero0': StepReport(ttc=2.0)})
+    metrics.add_comm(0.1, 'hero0', 147)
+    tracker = ConflictTracker()
+    tracker.add_ttc('hero0', 0.1, 2.0)
+    tracker.finish()
+    call = dict(metrics.summary(), **tracker.summary())
+    local = dict(call, mean_bytes_per_step=0.0)
+    table = format_comparison({'CALL': call, 'local': local})
+    assert table.splitlines()[0].split() == ['CALL', 'local']
+    assert '147 B' in table and '0 B' in table and 'min TTC per conflict' in table

@@ -20,7 +20,8 @@ import binascii
 from collections import OrderedDict
 import hashlib
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+import struct
+from typing import Dict, List, Mapping, Optional, Union
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
@@ -77,14 +78,18 @@ class Fleet:
     """
     Public keys of every vehicle allowed to speak on the V2V topic.
 
-    Verdicts are remembered process-wide by (public key, payload, signature), the whole
-    input of an Ed25519 verification: in a container every comm node receives each message,
-    and only the first one pays for the verification. Replay and plausibility checks stay
-    per receiver (``inbox``).
+    Verdicts are remembered process-wide by the SHA-256 digest of (public key, payload,
+    signature), the whole input of an Ed25519 verification: in a container every comm node
+    receives each message, and only the first one pays for the verification. The memo holds
+    fixed-size digests, never payloads, so it is bounded in bytes (`VERDICT_MEMO_BYTES`)
+    whatever the messages' size. Replay and plausibility checks stay per receiver (``inbox``).
     """
 
     VERDICT_MEMO = 1024
-    _verdicts: 'OrderedDict[Tuple[bytes, bytes, bytes], bool]' = OrderedDict()
+    # a 32-byte digest key (33 + 32 bytes as a Python bytes object), a bool, and the ordered
+    # dict's per-entry link and hash slot (about 100 bytes)
+    VERDICT_MEMO_BYTES = VERDICT_MEMO * (65 + 100)
+    _verdicts: 'OrderedDict[bytes, bool]' = OrderedDict()
 
     def __init__(self, public_keys: Mapping[str, bytes],
                  private_keys: Optional[Mapping[str, bytes]] = None) -> None:
@@ -142,13 +147,18 @@ class Fleet:
         key = self._public.get(vehicle_id)
         if key is None or len(signature) != 64:
             return False
-        memo_key = (self._public_raw[vehicle_id], bytes(payload), bytes(signature))
+        payload, signature = bytes(payload), bytes(signature)
+        digest = hashlib.sha256(self._public_raw[vehicle_id])
+        digest.update(struct.pack('<Q', len(payload)))
+        digest.update(payload)
+        digest.update(signature)
+        memo_key = digest.digest()
         verdicts = Fleet._verdicts
         verdict = verdicts.get(memo_key)
         if verdict is None:
             self.verifications += 1
             try:
-                key.verify(memo_key[2], memo_key[1])
+                key.verify(signature, payload)
                 verdict = True
             except InvalidSignature:
                 verdict = False

@@ -12,19 +12,24 @@ step that lie inside the range become the shared information.
 as keyframes; receivers rebuild it (call_comm.replica). Without a checkpoint it falls back to
 `full` (h with every message). A neighbour whose h cannot be rebuilt yet is delivered with an
 empty h (pose, z and intention still count).
+
+Both V2V topics are taken raw: the node decodes the bytes itself (`wire_codec.decode_cdr`),
+so a sample rclpy could not deserialize is counted rather than silently lost, and the
+sample's DDS writer (publisher GID) keys the receive budgets (`call_comm.budget`). Every
+received message ends in one CommStats counter (`call_comm.inbox`).
 """
 import array
 import math
-from typing import Any, Optional
+from typing import Any, Callable, Hashable, Optional
 
 from call_comm import wire_codec
 from call_comm.auth import Fleet, Signer
-from call_comm.inbox import DropReason, InboxConfig
+from call_comm.inbox import DropReason, InboxConfig, Outcome
 from call_comm.keyframes import (KeyframeConfig, KeyframeRequester, KeyframeRequestWire,
                                  KeyframeSender, request_size)
 from call_comm.range_gate import check_c, RangeGate
 from call_comm.replica import ReplicaBank, SequenceModel
-from call_comm.replica_link import LinkReceiver, LinkSender
+from call_comm.replica_link import LinkReceiver, LinkSender, RequestOutcome
 from call_comm.stamped_poses import Pose, StampedPoses
 from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
@@ -39,10 +44,13 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+from rclpy.subscription import Subscription
 from rclpy.time import Time as RosTime
 
 V2V_TOPIC = '/v2v/latents'
 REQUEST_TOPIC = '/v2v/keyframe_requests'
+REQUEST_MAX_BYTES = 1024   # a request is ~120 B with short role names; larger is malformed
 CONTENT_FILTER = 'x >= %0 AND x <= %1 AND y >= %2 AND y <= %3'
 THRESHOLD_PARAMETER = 'c'   # the paper's prediction-error threshold; tunable while running
 
@@ -64,7 +72,7 @@ def to_msg(wire: wire_codec.WireMessage) -> LatentMessage:
     msg.x, msg.y, msg.yaw, msg.speed = wire.x, wire.y, wire.yaw, wire.speed
     msg.z_packed = _fixed(wire.z_packed, wire_codec.Z_PACKED_BYTES, 'z_packed')
     msg.action = wire.action
-    msg.h_encoding = wire.h_encoding
+    msg.h_encoding = wire.encoding_byte
     msg.h_data = bytes(wire.h_data)
     msg.intention_packed = bytes(wire.intention_packed)
     if wire.signature:      # unsigned: the fixed-size field stays all zeros
@@ -77,9 +85,10 @@ def from_msg(msg: LatentMessage) -> wire_codec.WireMessage:
     return wire_codec.WireMessage(
         sender_key_id=msg.sender_key_id, sequence=msg.sequence, stamp_sec=msg.stamp.sec,
         stamp_nanosec=msg.stamp.nanosec, x=msg.x, y=msg.y, yaw=msg.yaw, speed=msg.speed,
-        z_packed=bytes(msg.z_packed), action=msg.action, h_encoding=msg.h_encoding,
+        z_packed=bytes(msg.z_packed), action=msg.action,
+        h_encoding=msg.h_encoding & wire_codec.ENCODING_MASK,
         h_data=bytes(msg.h_data), intention_packed=bytes(msg.intention_packed),
-        signature=bytes(msg.signature))
+        signature=bytes(msg.signature), epoch=msg.h_encoding >> wire_codec.EPOCH_SHIFT)
 
 
 def request_to_msg(req: KeyframeRequestWire) -> KeyframeRequest:
@@ -159,13 +168,18 @@ class CommNode(Node):
             bank = ReplicaBank(model, p['replica_max_senders'], p['replica_history'], lazy=True)
             requester = KeyframeRequester(kf_cfg.request_interval)
         self.sender = LinkSender(self.role, self.signer, self.h_encoding, self.max_waypoints,
-                                 keyframes)
+                                 keyframes, p['max_speed'], p['plausibility_slack'])
         self.link = LinkReceiver(InboxConfig(
             own_id=self.role, max_age=p['max_age'], max_speed=p['max_speed'],
             plausibility_slack=p['plausibility_slack'],
             plausibility_memory=p['plausibility_memory'],
-            expected_h_dim=p['expected_h_dim'] or None, num_actions=p['num_actions']),
-            self.fleet, self.signer, bank, requester, p['max_age'])
+            expected_h_dim=p['expected_h_dim'] or None, num_actions=p['num_actions'],
+            max_waypoints=p['max_waypoints'], max_h_bytes=p['max_h_bytes'],
+            max_keyframe_chunks=p['max_keyframe_chunks'],
+            sender_budget_burst=p['sender_budget_burst'],
+            sender_budget_refill=p['sender_budget_refill']),
+            self.fleet, self.signer, bank, requester, p['max_age'],
+            (p['keyframe_request_burst'], p['keyframe_request_refill']))
         self.inbox = self.link.inbox
         self.sequence = 0
         self.poses: StampedPoses[LatentState] = StampedPoses()
@@ -189,7 +203,8 @@ class CommNode(Node):
         self.v2v_pub = pub(LatentMessage, V2V_TOPIC, pub_qos)
         self.v2v_sub = self._subscribe_v2v(v2v_sub_qos, p['content_filter'])
         self.request_pub = pub(KeyframeRequest, REQUEST_TOPIC, sub_qos)
-        sub(KeyframeRequest, REQUEST_TOPIC, self._on_request, sub_qos)
+        self.create_subscription(KeyframeRequest, REQUEST_TOPIC, self._with_writer(
+            self._on_request), sub_qos, event_callbacks=QUIET_SUB, raw=True)
         self.shared_pub = pub(SharedInformation, 'shared_info', 10)
         # per-step counts: a reader adding them up needs every one, even 10 s behind
         self.stats_pub = pub(CommStats, 'comm_stats', 100)
@@ -231,12 +246,31 @@ class CommNode(Node):
                     CONTENT_FILTER, self._filter_parameters(0.0, 0.0))
             except ImportError:
                 self.get_logger().warning('content filtering needs rclpy >= Iron; disabled')
-        sub = self.create_subscription(LatentMessage, V2V_TOPIC, self._on_latent, qos,
-                                       event_callbacks=QUIET_SUB, **kwargs)
+        # raw: every sample is counted, including CDR that rclpy could not deserialize
+        sub = self.create_subscription(LatentMessage, V2V_TOPIC,
+                                       self._with_writer(self._on_latent), qos,
+                                       event_callbacks=QUIET_SUB, raw=True, **kwargs)
         self.filtering = bool(kwargs) and sub.is_cft_enabled
         if content_filter and not self.filtering:
             self.get_logger().warning('the RMW does not support content filtering; disabled')
         return sub
+
+    @staticmethod
+    def _with_writer(callback: Callable[[Any, Hashable], None]) -> Callable:
+        """
+        Adapt `callback(msg, writer)` to the subscription API of the distro.
+
+        The writer is the publisher GID from the message info (rclpy >= Iron): budgets are kept
+        per writer. Without message info every sample counts as one unknown writer's.
+        """
+        if not hasattr(Subscription, 'CallbackType'):     # Humble: message only
+            return lambda msg: callback(msg, None)
+
+        def with_info(msg, info) -> None:
+            gid = info.get('publisher_gid') if isinstance(info, dict) else None
+            data = gid.get('data') if isinstance(gid, dict) else None
+            callback(msg, bytes(data) if data is not None else None)
+        return with_info
 
     def _publisher(self, msg_type, topic: str, qos):
         return self.create_publisher(msg_type, topic, qos, event_callbacks=QUIET_PUB)
@@ -253,34 +287,29 @@ class CommNode(Node):
     def _on_odometry(self, msg: Odometry) -> None:
         pose = msg.pose.pose
         twist = msg.twist.twist.linear
-        ready = self.poses.add(RosTime.from_msg(msg.header.stamp).nanoseconds, (
-            pose.position.x, pose.position.y, yaw_from_quaternion(pose.orientation),
-            math.hypot(twist.x, twist.y)))
-        if ready is not None:
-            self._step(*ready)
+        for state, step_pose in self.poses.add(
+                RosTime.from_msg(msg.header.stamp).nanoseconds,
+                (pose.position.x, pose.position.y, yaw_from_quaternion(pose.orientation),
+                 math.hypot(twist.x, twist.y))):
+            self._step(state, step_pose)
 
     def _on_plan(self, msg: Path) -> None:
         self.plan_xy = np.array([[s.pose.position.x, s.pose.position.y] for s in msg.poses],
                                 dtype=np.float64).reshape(-1, 2)
 
-    def _on_latent(self, msg: LatentMessage) -> None:
-        try:
-            wire = from_msg(msg)
-            size = wire_codec.serialized_size(wire)
-        except Exception:  # noqa: B902 - hostile input is counted, never raised
-            self.inbox.dropped[DropReason.MALFORMED] += 1
-            return
-        self.link.receive(wire, size, self.latest_state_time)
+    def _on_latent(self, raw: bytes, writer: Hashable) -> None:
+        self.link.receive_raw(raw, self.latest_state_time, writer)
 
-    def _on_request(self, msg: KeyframeRequest) -> None:
-        if self.sender.keyframes is None or msg.target_id != self.role:
-            return
-        try:
-            req = request_from_msg(msg)
+    def _on_request(self, raw: bytes, writer: Hashable) -> None:
+        try:   # raw, like latents: undecodable CDR is counted, not silently lost
+            if len(raw) > REQUEST_MAX_BYTES:
+                raise ValueError(f'a keyframe request of {len(raw)} bytes')
+            req = request_from_msg(deserialize_message(raw, KeyframeRequest))
         except Exception:  # noqa: B902 - hostile input is counted, never raised
-            self.inbox.dropped[DropReason.MALFORMED] += 1
+            self.link.counters.requests[RequestOutcome.MALFORMED] += 1
             return
-        if self.link.accept_request(req, self.latest_state_time):
+        if self.link.accept_request(req, self.latest_state_time, writer) and \
+                self.sender.keyframes is not None:
             self.sender.keyframes.request()
 
     def _on_state(self, state: LatentState) -> None:
@@ -289,11 +318,7 @@ class CommNode(Node):
         for ready_state, pose in self.poses.match(stamp_ns, state):
             self._step(ready_state, pose)
 
-    def _step(self, state: LatentState, pose: Optional[Pose]) -> None:
-        if pose is None:
-            self.get_logger().warning('no odometry yet; skipping the step',
-                                      throttle_duration_sec=5.0)
-            return
+    def _step(self, state: LatentState, pose: Pose) -> None:
         now = stamp_seconds(state.header.stamp)
         self.latest_state_time = now
         if state.valid:
@@ -354,6 +379,7 @@ class CommNode(Node):
         stats.vehicle_id = self.role
         stats.bytes_sent = bytes_sent
         stats.bytes_received = delivery.bytes_received
+        stats.bytes_in_range = delivery.bytes_in_range
         stats.messages_received = delivery.messages_received
         stats.messages_accepted = len(delivery.neighbours)
         stats.neighbours_in_range = len(delivery.neighbours)
@@ -362,15 +388,19 @@ class CommNode(Node):
         stats.prediction_error = _finite_f32(self.gate.last_error, -1.0)
         stats.threshold = _finite_f32(self.gate.c, 0.0)
         stats.error_above_threshold = self.gate.last_above
-        dropped = self.inbox.dropped
-        stats.dropped_unsigned = dropped[DropReason.UNSIGNED]
-        stats.dropped_bad_signature = dropped[DropReason.BAD_SIGNATURE]
-        stats.dropped_unknown_sender = dropped[DropReason.UNKNOWN_SENDER]
-        stats.dropped_replay = dropped[DropReason.REPLAY]
-        stats.dropped_malformed = dropped[DropReason.MALFORMED]
-        stats.dropped_implausible = dropped[DropReason.IMPLAUSIBLE]
-        stats.dropped_out_of_range = dropped[DropReason.OUT_OF_RANGE]
+        tally = self.inbox.tally
+        for reason in DropReason:
+            setattr(stats, f'dropped_{reason.value}', tally.count(reason))
+        stats.accepted_total = tally.count(Outcome.ACCEPTED)
+        stats.superseded = tally.count(Outcome.SUPERSEDED)
+        stats.own_id = tally.count(Outcome.OWN_ID)
+        stats.received_total = tally.total
+        stats.bytes_received_total = tally.total_bytes
+        stats.steps_skipped_no_pose = self.poses.skipped
         counters = self.link.counters
+        for outcome in RequestOutcome:
+            if outcome is not RequestOutcome.ACCEPTED:
+                setattr(stats, f'requests_{outcome.value}', counters.requests[outcome])
         stats.replica_drift_max = float(self.link.take_drift())
         stats.keyframes_sent = (self.sender.keyframes.keyframes_started
                                 if self.sender.keyframes is not None else 0)

@@ -1,25 +1,31 @@
 """
 Validation, replay/plausibility tracking and range gating of received latent messages.
 
-Every message from another vehicle goes through `Inbox.receive` as soon as it arrives; the
-cheapest checks run first and each rejection is counted under one reason. Survivors wait as
-candidates (the newest per sender) until the ego's next step, when `Inbox.collect` keeps those
-inside the ego's communication range. Nothing here raises on hostile input. Senders are named
-on the wire by key id; the fleet resolves it to the role name every consumer sees.
+Every message from another vehicle goes through `Inbox.receive_raw` (serialized bytes, as DDS
+delivered them) or `Inbox.receive` (already decoded) as soon as it arrives. Each message ends
+in exactly one outcome (`Outcome`), so a receiver's outcome counters add up to the messages
+it got off the air, and their bytes to the bytes on the air.
 
-Drop reasons, in the order they are checked:
-unsigned -> unknown_sender -> bad_signature -> malformed (also a keyframe chunk with a bad
-header) -> replay (sequence/stamp not newer,
-or older than max_age) -> implausible (stamp in the future, or position unreachable from
-where the sender was last accepted at max_speed) -> out_of_range (at collect time).
+The checks run cheapest first, and everything a peer can send without a fleet key is
+rejected before any cryptography or caching (a flood of forgeries then costs a receiver
+little): size bound -> own key id -> unknown key id -> replay window (sequence and stamp
+newer than the sender's last accepted message, not older than max_age) -> stamp in the
+future -> the (DDS writer, claimed sender) token bucket (`budget`) -> CDR decoding ->
+unsigned -> field bounds (malformed) -> signature -> plausibility (position reachable from the
+sender's last accepted one at max_speed, unless the sender declares a new episode epoch).
+Survivors wait as candidates (the newest per sender; an older one is superseded) until the
+ego's next step, when `Inbox.collect` delivers those inside the ego's communication range.
+Nothing here raises on hostile input. Senders are named on the wire by key id; the fleet
+resolves it to the role name every consumer sees.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import enum
 import math
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Hashable, List, Optional, Tuple
 
 from call_comm import wire_codec
 from call_comm.auth import Fleet
+from call_comm.budget import TokenBuckets
 from call_comm.neighbours import distance, within
 import numpy as np
 
@@ -34,6 +40,43 @@ class DropReason(enum.Enum):
     MALFORMED = 'malformed'
     IMPLAUSIBLE = 'implausible'
     OUT_OF_RANGE = 'out_of_range'
+    OVERSIZE = 'oversize'               # larger than any well-formed message (before decoding)
+    RATE_LIMITED = 'rate_limited'       # the writer's budget for this sender is spent
+
+
+class Outcome(enum.Enum):
+    """Where a received message ended besides a drop reason."""
+
+    ACCEPTED = 'accepted'               # delivered to the consumers
+    SUPERSEDED = 'superseded'           # a newer one of the same sender came before delivery
+    OWN_ID = 'own_id'                   # claims the ego's own key id (its own echo, or a spoof)
+
+
+@dataclass
+class Tally:
+    """Cumulative count and bytes per outcome (an Outcome or a DropReason)."""
+
+    counts: Dict[enum.Enum, int] = field(default_factory=dict)
+    sizes: Dict[enum.Enum, int] = field(default_factory=dict)     # bytes
+
+    def add(self, outcome: enum.Enum, wire_bytes: int) -> None:
+        """Count one message."""
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        self.sizes[outcome] = self.sizes.get(outcome, 0) + int(wire_bytes)
+
+    def count(self, outcome: enum.Enum) -> int:
+        """Messages that ended in `outcome`."""
+        return self.counts.get(outcome, 0)
+
+    @property
+    def total(self) -> int:
+        """Messages counted under any outcome."""
+        return sum(self.counts.values())
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of every counted message."""
+        return sum(self.sizes.values())
 
 
 @dataclass
@@ -48,6 +91,15 @@ class InboxConfig:
     expected_h_dim: Optional[int] = None  # None: accept any h length
     num_actions: int = 15
     max_waypoints: int = 64
+    max_h_bytes: int = 8192              # h_data bound (a keyframe chunk or a full h)
+    max_keyframe_chunks: int = 16        # bounds what a sender's keyframe reassembly holds
+    sender_budget_burst: float = 10.0    # [messages] per (writer, sender) bucket
+    sender_budget_refill: float = 3.0    # [messages/step]: one honest message per step + jitter
+
+    @property
+    def max_message_bytes(self) -> int:
+        """Largest serialized message worth decoding."""
+        return wire_codec.max_serialized_size(self.max_h_bytes, self.max_waypoints)
 
 
 @dataclass
@@ -68,6 +120,7 @@ class Neighbour:
     intention_xy: np.ndarray
     wire_bytes: int
     distance: float = math.nan
+    epoch: int = 0
     keyframe: Optional[wire_codec.KeyframePart] = None  # h fields as a keyframe piece
     synchronised: bool = True   # False: h unknown (replica not yet synchronised), h is empty
 
@@ -82,8 +135,9 @@ class StepDelivery:
     """What one ego step received: the accepted neighbours and the step's counts."""
 
     neighbours: List[Neighbour]
-    messages_received: int
-    bytes_received: int
+    messages_received: int      # every message received this step, whatever its outcome
+    bytes_received: int         # bytes delivered: the accepted messages
+    bytes_in_range: int = 0     # bytes on the air from senders in range (accepted + superseded)
 
 
 @dataclass
@@ -92,6 +146,13 @@ class _SenderHistory:
     sequence: int
     x: float
     y: float
+    epoch: int
+
+
+@dataclass
+class _Candidate:
+    neighbour: Neighbour
+    superseded_bytes: int = 0       # of older candidates of the same sender this step
 
 
 def _finite(*values: float) -> bool:
@@ -99,7 +160,7 @@ def _finite(*values: float) -> bool:
 
 
 class Inbox:
-    """Per-ego receive state: counters, per-sender history, candidates of the current step."""
+    """Per-ego receive state: outcome tally, per-sender history, candidates of the step."""
 
     def __init__(self, config: InboxConfig, fleet: Fleet,
                  on_verified: Optional[Callable[[Neighbour], None]] = None) -> None:
@@ -113,58 +174,111 @@ class Inbox:
         self.config = config
         self.fleet = fleet
         self.own_key_id = fleet.key_id(config.own_id) if fleet.knows(config.own_id) else None
-        self.dropped: Dict[DropReason, int] = dict.fromkeys(DropReason, 0)
+        self.tally = Tally()
+        self.budget = TokenBuckets(config.sender_budget_burst, config.sender_budget_refill)
+        self._max_bytes = config.max_message_bytes
         self._history: Dict[str, _SenderHistory] = {}
-        self._pending: Dict[str, Neighbour] = {}
+        self._pending: Dict[str, _Candidate] = {}
         self._received_this_step = 0
         self._latest_now: Optional[float] = None
 
+    @property
+    def dropped(self) -> Dict[DropReason, int]:
+        """Cumulative drops by reason."""
+        return {reason: self.tally.count(reason) for reason in DropReason}
+
     # ------------------------------------------------------------------------ receiving
-    def receive(self, msg: wire_codec.WireMessage, wire_bytes: int,
-                now: Optional[float]) -> Optional[DropReason]:
-        """Check one message; None if it became a candidate (or is the ego's own)."""
+    def receive_raw(self, raw: bytes, now: Optional[float],
+                    writer: Hashable = None) -> Optional[enum.Enum]:
+        """
+        Check one serialized LatentMessage; return its outcome (None: now a candidate).
+
+        `writer` names the DDS writer it came from (None if unknown): the rate budget is kept
+        per (writer, claimed sender).
+        """
+        if len(raw) > self._max_bytes:
+            return self._count(DropReason.OVERSIZE, len(raw), now)
+        size = wire_codec.message_size(raw)
+
+        def decode() -> wire_codec.WireMessage:
+            return wire_codec.decode_cdr(raw)
         try:
-            if self.own_key_id is not None and msg.sender_key_id == self.own_key_id:
-                return None
-            self._received_this_step += 1
-            self._observe_time(now)
-            reason, neighbour = self._check(msg, wire_bytes, now)
+            header = wire_codec.peek_header(raw)
+        except wire_codec.CodecError:
+            return self._count(DropReason.MALFORMED, size, now)
+        return self._receive(header, decode, size, now, writer)
+
+    def receive(self, msg: wire_codec.WireMessage, wire_bytes: int, now: Optional[float],
+                writer: Hashable = None) -> Optional[enum.Enum]:
+        """Check one decoded message of `wire_bytes` serialized bytes (see `receive_raw`)."""
+        if wire_bytes > self._max_bytes:
+            return self._count(DropReason.OVERSIZE, wire_bytes, now)
+        return self._receive(msg, lambda: msg, wire_bytes, now, writer)
+
+    def _count(self, outcome: enum.Enum, wire_bytes: int,
+               now: Optional[float]) -> enum.Enum:
+        self._received_this_step += 1
+        self._observe_time(now)
+        self.tally.add(outcome, wire_bytes)
+        return outcome
+
+    def _receive(self, header, decode: Callable[[], wire_codec.WireMessage], wire_bytes: int,
+                 now: Optional[float], writer: Hashable) -> Optional[enum.Enum]:
+        self._received_this_step += 1
+        self._observe_time(now)
+        try:
+            outcome, neighbour = self._check(header, decode, wire_bytes, now, writer)
         except Exception:  # noqa: B902 - hostile input must never escape as an exception
-            reason, neighbour = DropReason.MALFORMED, None
-        if reason is not None:
-            self.dropped[reason] += 1
-            return reason
+            outcome, neighbour = DropReason.MALFORMED, None
+        if outcome is not None:
+            self.tally.add(outcome, wire_bytes)
+            return outcome
         self._history[neighbour.sender_id] = _SenderHistory(
-            neighbour.stamp, neighbour.sequence, neighbour.x, neighbour.y)
+            neighbour.stamp, neighbour.sequence, neighbour.x, neighbour.y, neighbour.epoch)
         if self.on_verified is not None:
             self.on_verified(neighbour)
-        self._pending[neighbour.sender_id] = neighbour
+        older = self._pending.get(neighbour.sender_id)
+        superseded = 0
+        if older is not None:
+            self.tally.add(Outcome.SUPERSEDED, older.neighbour.wire_bytes)
+            superseded = older.superseded_bytes + older.neighbour.wire_bytes
+        self._pending[neighbour.sender_id] = _Candidate(neighbour, superseded)
         return None
 
-    def _check(self, msg: wire_codec.WireMessage, wire_bytes: int,
-               now: Optional[float]) -> Tuple[Optional[DropReason], Optional[Neighbour]]:
+    def _check(self, header, decode: Callable[[], wire_codec.WireMessage], wire_bytes: int,
+               now: Optional[float], writer: Hashable
+               ) -> Tuple[Optional[enum.Enum], Optional[Neighbour]]:
         cfg = self.config
-        if not isinstance(msg.sender_key_id, int) or not 0 <= msg.sender_key_id <= 0xFFFFFFFF:
+        kid = header.sender_key_id
+        if not isinstance(kid, int) or not 0 <= kid <= 0xFFFFFFFF:
             return DropReason.MALFORMED, None
-        if not any(msg.signature):   # a fixed-size signature field left all zeros
-            return DropReason.UNSIGNED, None
-        sender = self.fleet.vehicle_for_key_id(msg.sender_key_id)
+        if self.own_key_id is not None and kid == self.own_key_id:
+            return Outcome.OWN_ID, None
+        sender = self.fleet.vehicle_for_key_id(kid)
         if sender is None:
             return DropReason.UNKNOWN_SENDER, None
-        if not self.fleet.verify(sender, wire_codec.signed_payload(msg), bytes(msg.signature)):
-            return DropReason.BAD_SIGNATURE, None
-        neighbour = self._decode(msg, sender, wire_bytes)
-        if neighbour is None:
+        stamp = header.stamp_sec + header.stamp_nanosec * 1e-9
+        if not math.isfinite(stamp):
             return DropReason.MALFORMED, None
-        stamp = neighbour.stamp
         last = self._history.get(sender)
-        if last is not None and (stamp, msg.sequence) <= (last.stamp, last.sequence):
+        if last is not None and (stamp, header.sequence) <= (last.stamp, last.sequence):
             return DropReason.REPLAY, None
         if now is not None and now - stamp > cfg.max_age:
             return DropReason.REPLAY, None
         if now is not None and stamp - now > cfg.max_age:
             return DropReason.IMPLAUSIBLE, None
-        if last is not None and stamp - last.stamp <= cfg.plausibility_memory:
+        if not self.budget.take((writer, kid)):
+            return DropReason.RATE_LIMITED, None
+        msg = decode()
+        if not any(msg.signature):   # a fixed-size signature field left all zeros
+            return DropReason.UNSIGNED, None
+        neighbour = self._decode(msg, sender, wire_bytes)
+        if neighbour is None:
+            return DropReason.MALFORMED, None
+        if not self.fleet.verify(sender, wire_codec.signed_payload(msg), bytes(msg.signature)):
+            return DropReason.BAD_SIGNATURE, None
+        if last is not None and stamp - last.stamp <= cfg.plausibility_memory \
+                and msg.epoch == last.epoch:   # a new epoch: the sender respawned, resync
             reachable = cfg.max_speed * (stamp - last.stamp) + cfg.plausibility_slack
             if distance((last.x, last.y), (msg.x, msg.y)) > reachable:
                 return DropReason.IMPLAUSIBLE, None
@@ -179,15 +293,20 @@ class Inbox:
             return None
         if msg.stamp_sec < 0 or not 0 <= msg.stamp_nanosec < 1_000_000_000:
             return None
+        if len(msg.h_data) > cfg.max_h_bytes or len(msg.signature) != \
+                wire_codec.SIGNATURE_BYTES:
+            return None
         try:
+            if wire_codec.intention_points(len(msg.intention_packed)) > cfg.max_waypoints:
+                return None
             z_indices = wire_codec.unpack_z(msg.z_packed)
             keyframe = wire_codec.decode_keyframe_part(msg.h_encoding, msg.h_data)
+            if keyframe is not None and keyframe.count > cfg.max_keyframe_chunks:
+                return None
             if keyframe is not None and keyframe.count == 1:
                 h = wire_codec.dequantise_h(msg.h_encoding, msg.h_data, cfg.expected_h_dim)
             else:
                 h = np.zeros(0, dtype=np.float32)
-            if wire_codec.intention_points(len(msg.intention_packed)) > cfg.max_waypoints:
-                return None
             intention = wire_codec.unpack_intention(msg.intention_packed, msg.x, msg.y, msg.yaw)
         except wire_codec.CodecError:
             return None
@@ -196,7 +315,7 @@ class Inbox:
             stamp_nanosec=int(msg.stamp_nanosec), x=float(msg.x), y=float(msg.y),
             yaw=float(msg.yaw), speed=float(msg.speed), z_indices=z_indices, h=h,
             action=int(msg.action), intention_xy=intention, wire_bytes=int(wire_bytes),
-            keyframe=keyframe, synchronised=h.size > 0)
+            keyframe=keyframe, synchronised=h.size > 0, epoch=int(msg.epoch))
 
     def _observe_time(self, now: Optional[float]) -> None:
         """Forget every sender history when simulation time jumps back (new episode)."""
@@ -204,6 +323,8 @@ class Inbox:
             return
         if self._latest_now is not None and now < self._latest_now - self.config.max_age:
             self._history.clear()
+            for candidate in self._pending.values():    # of the old timeline: stale
+                self.tally.add(DropReason.REPLAY, candidate.neighbour.wire_bytes)
             self._pending.clear()
         self._latest_now = now
 
@@ -213,18 +334,23 @@ class Inbox:
         """Hand over the candidates inside `comm_range`; count the rest; start a new step."""
         self._observe_time(now)
         accepted: List[Neighbour] = []
-        for neighbour in self._pending.values():
+        in_range_bytes = 0
+        for candidate in self._pending.values():
+            neighbour = candidate.neighbour
             if now is not None and now - neighbour.stamp > self.config.max_age:
-                self.dropped[DropReason.REPLAY] += 1
+                self.tally.add(DropReason.REPLAY, neighbour.wire_bytes)
                 continue
             neighbour.distance = distance(ego_xy, (neighbour.x, neighbour.y))
             if within(neighbour.distance, comm_range):
                 accepted.append(neighbour)
+                self.tally.add(Outcome.ACCEPTED, neighbour.wire_bytes)
+                in_range_bytes += neighbour.wire_bytes + candidate.superseded_bytes
             else:
-                self.dropped[DropReason.OUT_OF_RANGE] += 1
+                self.tally.add(DropReason.OUT_OF_RANGE, neighbour.wire_bytes)
         accepted.sort(key=lambda n: n.distance)
         delivery = StepDelivery(accepted, self._received_this_step,
-                                sum(n.wire_bytes for n in accepted))
+                                sum(n.wire_bytes for n in accepted), in_range_bytes)
         self._pending.clear()
         self._received_this_step = 0
+        self.budget.step()
         return delivery

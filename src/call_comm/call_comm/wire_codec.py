@@ -19,6 +19,9 @@ What goes on the wire per sender and step (call_msgs/LatentMessage):
   (error <= 1.6 cm; the BEV is 50 cm/px). Points are packed contiguously, 24 bits per point,
   zero padded to a whole byte: K = 5 -> 15 bytes.
 - signature: Ed25519 (64 bytes, fixed-size) over `signed_payload`.
+- episode epoch: the high nibble of the h_encoding byte (EPOCH_SHIFT) counts the sender's
+  teleports (respawns) modulo 16, so receivers resync its position instead of rejecting the
+  jump as implausible; it costs no byte (147 B steady state stays) and is signed with the rest.
 
 `WireMessage` mirrors LatentMessage field for field so this module stays ROS-free;
 `signed_payload` is the canonical byte string the signature covers and `serialized_size` is
@@ -43,6 +46,9 @@ H_FP16 = 1
 H_INT8 = 2
 H_FP16_CHUNK = 3    # one chunk of a keyframe split over several messages (replica mode)
 H_INT8_CHUNK = 4
+ENCODING_MASK = 0x0F   # low nibble of the h_encoding byte: the encoding
+EPOCH_SHIFT = 4        # high nibble: the sender's episode epoch (0..15)
+EPOCH_MODULO = 16
 H_ENCODINGS = {'none': H_NONE, 'fp16': H_FP16, 'int8': H_INT8}
 CHUNK_OF = {H_FP16: H_FP16_CHUNK, H_INT8: H_INT8_CHUNK}
 BASE_OF = {H_FP16_CHUNK: H_FP16, H_INT8_CHUNK: H_INT8}
@@ -79,6 +85,12 @@ class WireMessage:
     h_data: bytes
     intention_packed: bytes
     signature: bytes = field(default=b'')
+    epoch: int = 0          # episode epoch (0..15), on the wire in h_encoding's high nibble
+
+    @property
+    def encoding_byte(self) -> int:
+        """Return the h_encoding byte on the wire: encoding | epoch << EPOCH_SHIFT."""
+        return (self.h_encoding & ENCODING_MASK) | ((self.epoch % EPOCH_MODULO) << EPOCH_SHIFT)
 
     @property
     def stamp(self) -> float:
@@ -299,7 +311,7 @@ def signed_payload(msg: WireMessage) -> bytes:
                     msg.sequence),
         struct.pack('<ffff', msg.x, msg.y, msg.yaw, msg.speed),
         _blob(msg.z_packed),
-        struct.pack('<BB', msg.action, msg.h_encoding),
+        struct.pack('<BB', msg.action, msg.encoding_byte),
         _blob(msg.h_data),
         _blob(msg.intention_packed),
     ])
@@ -347,6 +359,107 @@ def serialized_size(msg: WireMessage) -> int:
     cdr.octets(len(msg.intention_packed))
     cdr.fixed_octets(SIGNATURE_BYTES)
     return 4 + cdr.offset
+
+
+FIXED_HEAD_BYTES = 4 + 16      # encapsulation header + stamp, sender_key_id, sequence
+
+
+def max_serialized_size(max_h_bytes: int, max_waypoints: int) -> int:
+    """Largest well-formed message a receiver accepts: bounds h_data and the intention."""
+    return serialized_size(WireMessage(
+        0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, b'', 0, 0, bytes(max_h_bytes),
+        bytes((max_waypoints * BITS_PER_WAYPOINT + 7) // 8)))
+
+
+@dataclass
+class WireHeader:
+    """The fixed leading fields of a serialized LatentMessage (read without decoding it)."""
+
+    stamp_sec: int
+    stamp_nanosec: int
+    sender_key_id: int
+    sequence: int
+
+    @property
+    def stamp(self) -> float:
+        """Stamp in seconds of simulation time."""
+        return self.stamp_sec + self.stamp_nanosec * 1e-9
+
+
+def _endian(raw: bytes) -> str:
+    """Byte order from the CDR encapsulation header (CDR_BE 0x0000, CDR_LE 0x0001, ...)."""
+    if len(raw) < 4 or raw[0] != 0 or raw[1] not in (0, 1, 2, 3):
+        raise CodecError('no CDR encapsulation header')
+    return '<' if raw[1] & 1 else '>'
+
+
+def peek_header(raw: bytes) -> WireHeader:
+    """Read stamp, key id and sequence of a serialized LatentMessage: the cheap checks' input."""
+    if len(raw) < FIXED_HEAD_BYTES:
+        raise CodecError(f'{len(raw)} bytes cannot hold a LatentMessage')
+    return WireHeader(*struct.unpack_from(_endian(raw) + 'iIII', raw, 4))
+
+
+def message_size(raw: bytes) -> int:
+    """
+    Return the size of a serialized LatentMessage sample without the DDS trailing padding.
+
+    Samples that crossed a process boundary arrive padded to a multiple of 4 bytes (the
+    encapsulation options do not say so); the message itself is `serialized_size` bytes, what
+    `serialize_message` produces. Reads only the two sequence lengths; len(raw) when they do
+    not fit.
+    """
+    try:
+        order = _endian(raw)
+        offset = 4 + 32 + Z_PACKED_BYTES + 2
+        for _ in range(2):
+            offset += (-(offset - 4)) % 4
+            size, = struct.unpack_from(order + 'I', raw, offset)
+            offset += 4 + size
+        offset += SIGNATURE_BYTES
+    except (CodecError, struct.error):
+        return len(raw)
+    return offset if offset <= len(raw) else len(raw)
+
+
+def decode_cdr(raw: bytes) -> WireMessage:
+    """
+    Decode a serialized LatentMessage (XCDR1, either byte order); CodecError if malformed.
+
+    The inverse of `serialized_size`'s layout. Receivers take raw samples so that bytes the
+    DDS layer could not deserialize are still counted, and decode them here.
+    """
+    raw = bytes(raw)
+    order = _endian(raw)
+    body = memoryview(raw)[4:]
+    end = len(body)
+    try:
+        sec, nsec, kid, seq, x, y, yaw, speed = struct.unpack_from(order + 'iIIIffff', body, 0)
+        offset = 32
+        z_packed = bytes(body[offset:offset + Z_PACKED_BYTES])
+        offset += Z_PACKED_BYTES
+        action, encoding = body[offset], body[offset + 1]
+        offset += 2
+        blobs = []
+        for _ in range(2):
+            offset += (-offset) % 4
+            size, = struct.unpack_from(order + 'I', body, offset)
+            offset += 4
+            if size > end - offset:
+                raise CodecError(f'a sequence of {size} bytes overruns the message')
+            blobs.append(bytes(body[offset:offset + size]))
+            offset += size
+        signature = bytes(body[offset:offset + SIGNATURE_BYTES])
+        offset += SIGNATURE_BYTES
+    except (struct.error, IndexError) as error:
+        raise CodecError(f'truncated LatentMessage: {error}') from None
+    if offset > end or end - offset > 3 or any(body[offset:]):
+        raise CodecError(f'LatentMessage of {end + 4} bytes, its fields need {offset + 4}')
+    return WireMessage(
+        sender_key_id=kid, sequence=seq, stamp_sec=sec, stamp_nanosec=nsec, x=x, y=y,
+        yaw=yaw, speed=speed, z_packed=z_packed, action=action,
+        h_encoding=encoding & ENCODING_MASK, h_data=blobs[0], intention_packed=blobs[1],
+        signature=signature, epoch=encoding >> EPOCH_SHIFT)
 
 
 # --------------------------------------------------------------------------------- encoder

@@ -5,7 +5,7 @@ import math
 
 from call_comm import wire_codec as wc
 from call_comm.auth import Fleet, key_id, KeyFileError, Signer
-from call_comm.inbox import DropReason, Inbox, InboxConfig
+from call_comm.inbox import DropReason, Inbox, InboxConfig, Outcome
 from call_comm.keygen import write_fleet
 import numpy as np
 import pytest
@@ -112,7 +112,7 @@ def _inbox(keys, **overrides):
 
 
 def test_each_hostile_kind_is_dropped_under_its_reason(keys):
-    inbox = _inbox(keys)
+    inbox = _inbox(keys, sender_budget_burst=100.0)   # one writer sends them all at once
     assert inbox.receive(_signed(keys, _wire(keys, seq=1, t=10.0)), 100, now=10.0) is None
     unsigned = _wire(keys, seq=2, t=10.1)
     zero_signature = _wire(keys, seq=2, t=10.1)
@@ -173,14 +173,15 @@ def test_garbage_fields_never_raise(keys):
 
 def test_collect_gates_by_range_and_ignores_own_messages(keys):
     inbox = _inbox(keys)
-    assert inbox.receive(_signed(keys, _wire(keys, 'hero0', seq=1)), 100, now=10.0) is None
-    assert inbox.dropped == dict.fromkeys(DropReason, 0)      # own message: not counted
+    own = _signed(keys, _wire(keys, 'hero0', seq=1))
+    assert inbox.receive(own, 100, now=10.0) is Outcome.OWN_ID
+    assert inbox.dropped == dict.fromkeys(DropReason, 0)      # own message: not a drop
     inbox.receive(_signed(keys, _wire(keys, 'hero1', seq=1, x=10.0)), 100, now=10.0)
     inbox.receive(_signed(keys, _wire(keys, 'hero2', seq=1, x=40.0)), 100, now=10.0)
     delivery = inbox.collect((0.0, 0.0), 20.0, now=10.0)
     assert [n.sender_id for n in delivery.neighbours] == ['hero1']
     assert inbox.dropped[DropReason.OUT_OF_RANGE] == 1
-    assert delivery.messages_received == 2
+    assert delivery.messages_received == 3
     assert inbox.collect((0.0, 0.0), math.inf, now=10.1).neighbours == []  # consumed
 
 
@@ -190,3 +191,122 @@ def test_new_episode_with_time_going_back_resets_replay_state(keys):
     inbox.collect((0.0, 0.0), 50.0, now=100.0)
     assert inbox.receive(_signed(keys, _wire(keys, seq=0, t=0.1, x=-30.0)), 100,
                          now=0.1) is None
+
+
+def _raw(wire):
+    from call_comm.comm_node import to_msg
+    from rclpy.serialization import serialize_message
+    return serialize_message(to_msg(wire))
+
+
+def test_a_forger_flooding_under_an_honest_key_spends_only_its_own_budget(keys):
+    inbox = _inbox(keys, sender_budget_burst=5.0, sender_budget_refill=2.0)
+    fleet = keys[1]
+    before = fleet.verifications
+    for seq in range(1, 201):
+        forged = _signed(keys, _wire(keys, 'hero2', seq=seq, t=10.0))
+        forged.sender_key_id = fleet.key_id('hero1')
+        inbox.receive_raw(_raw(forged), now=10.0, writer=b'mallory')
+    assert inbox.dropped[DropReason.BAD_SIGNATURE] == 5            # the burst, then no crypto
+    assert inbox.dropped[DropReason.RATE_LIMITED] == 195
+    assert fleet.verifications - before <= 5
+    honest = _signed(keys, _wire(keys, 'hero1', seq=1, t=10.0))
+    assert inbox.receive_raw(_raw(honest), now=10.0, writer=b'hero1 writer') is None
+    inbox.collect((0.0, 0.0), 50.0, now=10.0)                      # one step: +2 tokens
+    forged.sequence = 500
+    assert inbox.receive_raw(_raw(_signed(keys, forged, 'hero2')), now=10.0,
+                             writer=b'mallory') is DropReason.BAD_SIGNATURE
+
+
+def test_oversize_and_undecodable_bytes_are_counted_without_cryptography(keys):
+    inbox = _inbox(keys)
+    fleet = keys[1]
+    before = fleet.verifications
+    big = _wire(keys, 'hero1', seq=1, t=10.0)
+    big.h_data = bytes(512 * 1024)
+    big = _signed(keys, big)
+    assert inbox.receive_raw(_raw(big), now=10.0) is DropReason.OVERSIZE
+    assert inbox.receive_raw(b'\x00\x01\x00\x00garbage', now=10.0) is DropReason.MALFORMED
+    trailing = _raw(_signed(keys, _wire(keys, 'hero1', seq=2, t=10.0)))[:-30]
+    assert inbox.receive_raw(trailing, now=10.0) is DropReason.MALFORMED
+    assert fleet.verifications == before
+    assert inbox.tally.total == 3
+    assert inbox.tally.total_bytes == len(_raw(big)) + 11 + len(trailing)
+
+
+def test_every_message_ends_in_exactly_one_outcome_with_its_bytes(keys):
+    inbox = _inbox(keys)
+    sizes = []
+
+    def send(wire):
+        raw = _raw(wire)
+        sizes.append(len(raw))
+        inbox.receive_raw(raw, now=10.0)
+    send(_signed(keys, _wire(keys, 'hero0', seq=1)))                 # own echo
+    first = _signed(keys, _wire(keys, 'hero1', seq=1, t=9.91, x=10.0))
+    send(first)
+    for seq in (2, 3):                                               # 2 superseded
+        send(_signed(keys, _wire(keys, 'hero1', seq=seq, t=9.9 + seq * 0.01, x=10.0)))
+    send(_signed(keys, _wire(keys, 'hero2', seq=1, x=400.0)))        # out of range
+    send(first)                                                      # replay
+    delivery = inbox.collect((0.0, 0.0), 50.0, now=10.0)
+    tally = inbox.tally
+    assert [n.sender_id for n in delivery.neighbours] == ['hero1']
+    assert tally.count(Outcome.OWN_ID) == tally.count(Outcome.ACCEPTED) == 1
+    assert tally.count(Outcome.SUPERSEDED) == 2
+    assert tally.count(DropReason.OUT_OF_RANGE) == tally.count(DropReason.REPLAY) == 1
+    assert tally.total == delivery.messages_received == len(sizes) == 6
+    assert tally.total_bytes == sum(sizes)
+    assert delivery.bytes_received == sizes[3]
+    assert delivery.bytes_in_range == sum(sizes[1:4])      # delivered + superseded, in range
+
+
+def test_a_respawned_sender_with_a_new_epoch_is_resynced_not_implausible(keys):
+    inbox = _inbox(keys)
+    assert inbox.receive(_signed(keys, _wire(keys, seq=1, t=10.0)), 100, now=10.0) is None
+    teleport = _wire(keys, seq=2, t=10.1, x=1500.0)
+    assert inbox.receive(_signed(keys, teleport), 100, now=10.1) is DropReason.IMPLAUSIBLE
+    teleport.epoch = 1
+    assert inbox.receive(_signed(keys, teleport), 100, now=10.1) is None
+    old_epoch_replay = _signed(keys, _wire(keys, seq=1, t=10.0))
+    assert inbox.receive(old_epoch_replay, 100, now=10.1) is DropReason.REPLAY
+    back = _wire(keys, seq=3, t=10.2, x=5.0)
+    back.epoch = 1
+    assert inbox.receive(_signed(keys, back), 100, now=10.2) is DropReason.IMPLAUSIBLE
+
+
+def test_the_verdict_memo_keeps_digests_not_payloads(tmp_path):
+    path = write_fleet(['a'], tmp_path, embed_private=True)
+    fleet = Fleet.load(path)
+    signer = Signer.load('a', '', fleet)
+    payload = bytes(512 * 1024)
+    assert fleet.verify('a', payload, signer.sign(payload))
+    assert not fleet.verify('a', payload + b'x', bytes(64))
+    assert all(len(key) == 32 for key in Fleet._verdicts)
+    assert len(Fleet._verdicts) <= Fleet.VERDICT_MEMO
+
+
+def test_a_keyframe_of_too_many_chunks_is_malformed(keys):
+    inbox = _inbox(keys, max_keyframe_chunks=4)
+    wire = _wire(keys, seq=1, t=10.0, h_dim=0)
+    wire.h_encoding, wire.h_data = wc.H_FP16_CHUNK, bytes([0, 5]) + bytes(8)
+    assert inbox.receive(_signed(keys, wire), 100, now=10.0) is DropReason.MALFORMED
+    wire.h_data = bytes([0, 4]) + bytes(8)
+    assert inbox.receive(_signed(keys, wire), 100, now=10.0) is None
+
+
+def test_a_sender_that_respawns_announces_it_and_is_never_muted(keys):
+    from call_comm.replica_link import LinkSender
+    out, fleet = keys
+    sender = LinkSender('hero1', Signer.load('hero1', out / 'hero1.key.yaml'), wc.H_FP16, 5)
+    inbox = Inbox(InboxConfig(own_id='hero0'), fleet)
+    accepted = []
+    for step in range(30):
+        t = 10.0 + 0.1 * step
+        x = 5.0 + step if step < 10 else 1500.0 + step      # respawned 1.5 km away at step 10
+        wire = sender.message(step, (int(t), int(round((t % 1) * 1e9))), (x, 0.0, 0.0, 8.0),
+                              np.arange(32) % 32, np.zeros(4), 2, np.zeros((0, 2)))
+        accepted.append(inbox.receive(wire, 147, now=t) is None)
+        inbox.collect((0.0, 0.0), math.inf, now=t)
+    assert all(accepted)
+    assert sender.epoch == 1 and inbox.dropped[DropReason.IMPLAUSIBLE] == 0

@@ -20,7 +20,7 @@ from rcl_interfaces.srv import SetParameters
 import rclpy
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.serialization import serialize_message
+from rclpy.serialization import deserialize_message, serialize_message
 
 CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'comm.yaml'
 V2V_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64,
@@ -333,3 +333,154 @@ def test_c_set_on_the_running_node_gates_the_next_step(harness):
         assert stats.threshold == pytest.approx(0.5)
     finally:
         assert _set_threshold(harness, 10.0).successful
+
+
+def test_odometry_arriving_after_the_next_state_never_gates_with_the_previous_pose(harness):
+    """
+    The odometry of step t arrives after the state of step t+1: step t runs with its own pose.
+
+    The ego respawned 1 km away at step t; hero1 sits 10 m from where the ego was. Gating
+    step t with the previous step's pose would deliver hero1 at 10 m.
+    """
+    stats, _ = _accept_good(harness, 'hero1', x=10.0)           # ego at x = 0
+    epoch_before = harness.own[-1].h_encoding >> wc.EPOCH_SHIFT
+    harness.send(harness.craft('hero1', x=10.0))
+    harness.spin_until(lambda: False, timeout=0.15)
+    key_t, state_t = harness.next_state()
+    key_next, state_next = harness.next_state()
+    harness.state_pub.publish(state_t)
+    harness.spin_until(lambda: False, timeout=0.2)
+    harness.state_pub.publish(state_next)
+    harness.spin_until(lambda: False, timeout=0.3)
+    harness.odom_pub.publish(harness.odometry(key_t, x=1000.0))
+    harness.spin_until(lambda: False, timeout=0.2)
+    harness.odom_pub.publish(harness.odometry(key_next, x=1000.5))
+    assert harness.spin_until(lambda: key_next in harness.stats and key_next in harness.shared)
+    for key in (key_t, key_next):
+        if key in harness.stats:
+            assert 'hero1' not in list(harness.stats[key].neighbours), key
+            assert all(n.distance > 900.0 for n in harness.shared[key].neighbours), key
+    own = [m for m in harness.own if (m.stamp.sec, m.stamp.nanosec) in (key_t, key_next)]
+    assert own and all(m.x > 999.0 for m in own)
+    # the teleport is announced: a new episode epoch, so receivers resync instead of
+    # rejecting the jump as implausible
+    assert all(m.h_encoding >> wc.EPOCH_SHIFT != epoch_before for m in own)
+    assert harness.stats[key_next].steps_skipped_no_pose == stats.steps_skipped_no_pose
+
+
+def _audit_size(raw: bytes) -> int:
+    """Size of a sample by rclpy's own (de)serialization, independent of call_comm's codec."""
+    try:
+        return len(serialize_message(deserialize_message(raw, LatentMessage)))
+    except Exception:  # noqa: B902 - undecodable bytes count as they came
+        return len(raw)
+
+
+def test_byte_audit_the_counters_add_up_to_the_messages_on_the_air(harness):
+    """An independent subscriber counts /v2v/latents; the node's outcome counters agree."""
+    seen = []
+    auditor = rclpy.create_node('v2v_auditor')
+    auditor.create_subscription(LatentMessage, '/v2v/latents',
+                                lambda raw: seen.append((time.monotonic(), raw)),
+                                QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200,
+                                           reliability=ReliabilityPolicy.BEST_EFFORT),
+                                raw=True)
+    own_id = harness.fleet.key_id('hero0')
+
+    def spin(seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            rclpy.spin_once(harness.node, timeout_sec=0.01)
+            rclpy.spin_once(auditor, timeout_sec=0.01)
+
+    def traffic():
+        """One of each outcome; every hostile kind the test module knows."""
+        big = harness.craft('hero1', x=10.0)
+        big.h_data = bytes(9000)                        # above max_h_bytes, one DDS fragment
+        spoof = harness.craft('hero2', x=5.0)
+        spoof.sender_key_id = own_id
+        stranger = harness.craft('mallory')
+        stranger.signature = bytes([1] * 64)
+        return [harness.craft('hero1', x=10.0), harness.craft('hero1', x=10.2),  # superseded
+                harness.craft('hero2', x=400.0), harness.craft('hero1', sign_as='hero2'),
+                stranger, _hostile(harness, 'malformed:nan'),
+                _hostile(harness, 'malformed:h_length'), harness.last_good, _sign(harness, big),
+                spoof]
+    try:
+        assert harness.spin_until(lambda: harness.v2v_pub.get_subscription_count() >= 2)
+        base, _ = _accept_good(harness, 'hero1', x=10.0)
+        base_key = (base.header.stamp.sec, base.header.stamp.nanosec)
+        spin(0.3)
+        start = time.monotonic()
+        for _ in range(3):
+            for wire in traffic():
+                harness.send(wire)
+            harness.v2v_pub.publish(b'\x00\x01\x00\x00' + bytes(8))  # CDR nobody decodes
+            spin(0.3)
+            harness.step()
+        final, _ = harness.step()
+        spin(0.3)
+        final_key = (final.header.stamp.sec, final.header.stamp.nanosec)
+    finally:
+        auditor.destroy_node()
+
+    def counted(arrival, raw):
+        """Whether the node counted this sample by the final step's CommStats."""
+        try:
+            msg = deserialize_message(raw, LatentMessage)
+        except Exception:  # noqa: B902 - garbage: the harness sent it after `start`
+            return arrival >= start
+        if msg.sender_key_id == own_id and msg.x == 0.0:     # the node's own messages
+            return base_key <= (msg.stamp.sec, msg.stamp.nanosec) < final_key
+        return arrival >= start
+    on_air = [raw for arrival, raw in seen if counted(arrival, raw)]
+    received = final.received_total - base.received_total
+    outcomes = ('accepted_total', 'superseded', 'own_id', *(
+        f'dropped_{r}' for r in ('unsigned', 'bad_signature', 'unknown_sender', 'replay',
+                                 'malformed', 'implausible', 'out_of_range', 'oversize',
+                                 'rate_limited')))
+    deltas = {name: getattr(final, name) - getattr(base, name) for name in outcomes}
+    assert sum(deltas.values()) == received == len(on_air), deltas
+    air_bytes = sum(_audit_size(raw) for raw in on_air)
+    node_bytes = final.bytes_received_total - base.bytes_received_total
+    assert abs(node_bytes - air_bytes) <= 0.01 * air_bytes, (node_bytes, air_bytes)
+    for name in ('superseded', 'dropped_out_of_range', 'dropped_bad_signature',
+                 'dropped_unknown_sender', 'dropped_replay', 'dropped_oversize'):
+        assert deltas[name] >= 3, (name, deltas)
+    assert deltas['dropped_malformed'] >= 9, deltas         # NaN, h length, undecodable
+    assert deltas['own_id'] >= 3 + 3, deltas                # the spoofs and the own echoes
+
+
+def test_keyframe_requests_have_counters_of_their_own_and_a_token_bucket(harness):
+    from call_comm.comm_node import request_to_msg
+    from call_comm.keyframes import KeyframeRequestWire, request_payload
+    from call_msgs.msg import KeyframeRequest
+    pub = harness.node.create_publisher(KeyframeRequest, '/v2v/keyframe_requests', V2V_QOS)
+    assert harness.spin_until(lambda: pub.get_subscription_count() >= 1)
+    base, _ = harness.step()
+    sec, nsec = base.header.stamp.sec, base.header.stamp.nanosec
+
+    def request(requester, target, seq, signer=None):
+        req = KeyframeRequestWire(requester, target, seq, 0, sec, nsec)
+        req.signature = (harness.signers[signer].sign(request_payload(req)) if signer
+                         else bytes([7] * 64))
+        return request_to_msg(req)
+    sent = [request('hero1', 'hero0', seq, 'hero1') for seq in range(1, 6)]   # burst 2
+    sent += [request('hero2', 'hero0', 1), request('mallory', 'hero0', 1),
+             request('hero3', 'hero2', 1, 'hero3')]
+    for msg in sent:
+        pub.publish(msg)
+    pub.publish(b'\x00\x01\x00\x00' + bytes(9))                 # CDR nobody can decode
+    harness.spin_until(lambda: False, timeout=0.3)
+    stats, _ = harness.step()
+
+    def delta(name):
+        return getattr(stats, name) - getattr(base, name)
+    assert delta('keyframe_requests_received') == 2             # the bucket's burst
+    assert delta('requests_rate_limited') == 3
+    assert delta('requests_bad_signature') == 1                 # not shared with latents
+    assert delta('dropped_bad_signature') == 0
+    assert delta('requests_unknown_requester') == 1
+    assert delta('requests_not_for_us') == 1
+    assert delta('requests_malformed') == 1
+    harness.node.destroy_publisher(pub)

@@ -79,7 +79,7 @@ def test_messages_without_h_are_accepted_and_rebuilt(graph):
     node.create_subscription(LatentMessage, '/v2v/latents', v2v.append, V2V_QOS)
     assert _spin_until(node, lambda: all(
         p.get_subscription_count() >= 1 for p in list(state_pub.values())
-        + list(odom_pub.values())), 30.0), 'comm nodes did not come up'
+        + list(odom_pub.values())), 120.0), 'comm nodes did not come up'
     worlds = {r: Sender(model, seed) for seed, r in enumerate(ROLES)}
     rebuilt, without_h = [], 0
     for t in range(1, 40):

@@ -186,3 +186,45 @@ def test_fixed_size_fields_refuse_other_lengths():
     for name, value in [('z_packed', bytes(19)), ('signature', bytes(63))]:
         with pytest.raises(wc.CodecError):
             to_msg(wc.WireMessage(**{**wire.__dict__, name: value}))
+
+
+@pytest.mark.parametrize('h_dim, encoding, epoch', [(0, wc.H_NONE, 0), (512, wc.H_FP16, 3),
+                                                    (64, wc.H_INT8, 15)])
+def test_decode_cdr_reads_what_rclpy_serialized(h_dim, encoding, epoch):
+    wire = _message(np.random.default_rng(h_dim), h_dim, encoding, waypoints=5)
+    wire.epoch = epoch
+    raw = serialize_message(to_msg(wire))
+    assert wc.decode_cdr(raw) == wire
+    assert from_msg(deserialize_message(raw, LatentMessage)) == wire
+    header = wc.peek_header(raw)
+    assert (header.sender_key_id, header.sequence, header.stamp_sec) == (
+        wire.sender_key_id, wire.sequence, wire.stamp_sec)
+    assert wc.serialized_size(wire) == len(raw) == wc.message_size(raw + bytes(3))
+    assert wc.decode_cdr(raw + bytes(3)) == wire         # DDS pads to a multiple of 4
+
+
+def test_the_epoch_changes_no_byte_count_and_is_signed():
+    wire = _message(np.random.default_rng(5), 0, wc.H_NONE, waypoints=5)
+    assert wc.serialized_size(wire) == 147
+    later = wc.WireMessage(**{**wire.__dict__, 'epoch': 1})
+    assert wc.serialized_size(later) == 147
+    assert wc.signed_payload(later) != wc.signed_payload(wire)
+    assert len(serialize_message(to_msg(later))) == 147
+
+
+@pytest.mark.parametrize('cut', [0, 3, 19, 60, 146])
+def test_decode_cdr_refuses_truncated_or_padded_bytes(cut):
+    raw = serialize_message(to_msg(_message(np.random.default_rng(6), 0, wc.H_NONE, 5)))
+    with pytest.raises(wc.CodecError):
+        wc.decode_cdr(raw[:cut])
+    with pytest.raises(wc.CodecError):
+        wc.decode_cdr(raw + b'\x01')
+    huge_length = bytearray(raw)
+    huge_length[4 + 56:4 + 60] = struct.pack('<I', 2 ** 31)     # h_data length
+    with pytest.raises(wc.CodecError):
+        wc.decode_cdr(bytes(huge_length))
+
+
+def test_max_serialized_size_bounds_h_and_waypoints():
+    assert wc.max_serialized_size(0, 5) == 147
+    assert wc.max_serialized_size(1000, 5) == 147 + 1000

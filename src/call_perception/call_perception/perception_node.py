@@ -16,7 +16,7 @@ from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_msgs.msg import SharedInformation
-from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNELS
+from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX, CHANNELS
 from call_perception.colorize import colorize
 from call_perception.fusion import (fuse_shared, FusionConfig, parse_intention,
                                     SharedNeighbour)
@@ -117,6 +117,9 @@ class PerceptionNode(Node):
         self.bev_pub = self.create_publisher(Image, 'bev', 10, event_callbacks=QUIET_PUB)
         self.color_pub = self.create_publisher(Image, 'bev_color', 10,
                                                event_callbacks=QUIET_PUB)
+        # what the ego sees without sharing, for viewers comparing it with the fused BEV
+        self.local_color_pub = self.create_publisher(Image, 'bev_local_color', 10,
+                                                     event_callbacks=QUIET_PUB)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10,
                                               event_callbacks=QUIET_PUB)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -252,6 +255,10 @@ class PerceptionNode(Node):
                                          f'8UC{len(CHANNELS)}'))
         if self.color_pub.get_subscription_count() > 0:    # viewers only: skip when unseen
             self.color_pub.publish(self._image(msg.header.stamp, colorize(bev), 'rgb8'))
+        if self.local_color_pub.get_subscription_count() > 0:
+            local = bev.copy()
+            local[[CHANNEL_INDEX['shared_vehicles'], CHANNEL_INDEX['shared_waypoints']]] = 0
+            self.local_color_pub.publish(self._image(msg.header.stamp, colorize(local), 'rgb8'))
         self.counts['published'] += 1
         self.last_seen, self.last_shared_only = len(seen), len(layer.vehicles)
         if self.counts['published'] % self.diagnostics_period == 1 % self.diagnostics_period:

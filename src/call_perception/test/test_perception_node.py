@@ -82,9 +82,11 @@ def test_node_publishes_the_fused_bev(perception_process):
         odom_pub = node.create_publisher(Odometry, f'/carla/{ROLE}/odometry', 10)
         plan_pub = node.create_publisher(PathMsg, f'/{ROLE}/plan', 10)
         shared_pub = node.create_publisher(SharedInformation, f'/{ROLE}/shared_info', 10)
-        received = {'bev': [], 'bev_color': [], 'diagnostics': []}
+        received = {'bev': [], 'bev_color': [], 'bev_local_color': [], 'diagnostics': []}
         node.create_subscription(Image, f'/{ROLE}/bev', received['bev'].append, 10)
         node.create_subscription(Image, f'/{ROLE}/bev_color', received['bev_color'].append, 10)
+        node.create_subscription(Image, f'/{ROLE}/bev_local_color',
+                                 received['bev_local_color'].append, 10)
         node.create_subscription(DiagnosticArray, '/diagnostics',
                                  received['diagnostics'].append, 10)
 
@@ -152,7 +154,7 @@ def test_node_publishes_the_fused_bev(perception_process):
         bev = None
         while time.monotonic() < deadline and perception_process.poll() is None:
             publish_step()
-            if received['bev_color'] and map_in_diagnostics():
+            if received['bev_color'] and received['bev_local_color'] and map_in_diagnostics():
                 candidate = latest_bev()
                 if candidate[CHANNEL_INDEX['drivable']].any():  # the map has arrived
                     bev = candidate
@@ -179,6 +181,12 @@ def test_node_publishes_the_fused_bev(perception_process):
         rgb = np.frombuffer(bytes(color.data), np.uint8).reshape(128, 128, 3)
         assert tuple(rgb[pixel(12.0)]) == COLOURS['seen_vehicles']
         assert tuple(rgb[pixel(26.0)]) == COLOURS['shared_vehicles']
+        # what the ego sees by itself: the same BEV without what sharing added
+        local = received['bev_local_color'][-1]
+        rgb = np.frombuffer(bytes(local.data), np.uint8).reshape(128, 128, 3)
+        assert tuple(rgb[pixel(12.0)]) == COLOURS['seen_vehicles']
+        assert tuple(rgb[pixel(26.0)]) != COLOURS['shared_vehicles']
+        assert tuple(rgb[pixel(35.0)]) != COLOURS['shared_waypoints']
 
         status = own_diagnostics()[-1]
         values = {kv.key: kv.value for kv in status.values}

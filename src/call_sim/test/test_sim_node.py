@@ -214,3 +214,19 @@ def test_stale_stamped_commands_are_applied_but_do_not_advance_the_tick(
     assert spin_until(ros_node, lambda: step2 in probe.status, 10)
     assert probe.status[step2].throttle == pytest.approx(0.2)
     assert sim.poll() is None
+
+
+def test_sigint_while_stepping_exits_cleanly(ros_node, processes, tmp_path):
+    """Ctrl-C lands between callbacks: exit 0, no FATAL callback exception, no traceback."""
+    import signal
+    listener = Listener(ros_node)
+    sim = start_sim(processes, tmp_path, lockstep_timeout=20.0, max_ticks=0)
+    assert spin_until(ros_node, lambda: 'step' in listener.lockstep, 60)
+    start_controller(processes, tmp_path, 'hero0')
+    start_controller(processes, tmp_path, 'hero1')
+    assert spin_until(ros_node, lambda: int(listener.lockstep.get('step', 0)) >= 10, 90)
+    sim.send_signal(signal.SIGINT)             # the sim is busy answering commands
+    sim.wait(timeout=20)
+    log = (tmp_path / 'sim.log').read_text()
+    assert sim.returncode == 0, log
+    assert 'FATAL' not in log and 'Traceback' not in log, log

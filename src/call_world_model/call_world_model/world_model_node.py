@@ -45,6 +45,7 @@ class WorldModelNode(Node):
         self.threshold = p['c']
         self.publish_prediction = p['publish_prediction']
         self.prediction_steps = p['prediction_steps']
+        self.prediction_period = max(1, p['prediction_period'])
         self.model = self._load_model(p['checkpoint'], p['preset'])
         self.model.eval()
         # the BEV arrives height x width x channels: as a permuted view that is channels_last,
@@ -253,7 +254,9 @@ class WorldModelNode(Node):
         self.last_error = tracked[0]
         self.counters['observed'] += 1
         self._publish_latent(msg, action, post, valid=True)
-        if self.publish_prediction and self.prediction_pub.get_subscription_count() > 0:
+        if self.publish_prediction and \
+                self.counters['observed'] % self.prediction_period == 0 and \
+                self.prediction_pub.get_subscription_count() > 0:
             self._publish_prediction(msg, action, post)
         self.last_latency_ms = 1000.0 * (time.perf_counter() - start)
 
