@@ -20,8 +20,9 @@ the wall time per tick is at least half of it) and that CPU split into simulator
 processes, the start-up (launch to the first simulated step, and to every vehicle's first
 CommStats), and how long the whole graph took to exit after Ctrl-C (SIGINT to the process
 group, as a terminal sends it; mode launch) or call_run's stop. Target: <= 100 ms per tick
-at 8 vehicles (real time at 0.1 s steps; the note judges the mean). Prints a table, and a machine reference (one world-model observe step,
-1 thread, before the runs) to compare runs on a VM whose speed drifts; asserts nothing.
+at 8 vehicles (real time at 0.1 s steps; the note judges the mean). Prints a table, and a
+machine reference (one world-model observe step, 1 thread, before the runs) to compare runs
+on a VM whose speed drifts; asserts nothing.
 """
 import argparse
 import os
