@@ -57,6 +57,20 @@ def _qos_key(qos: QoSProfile) -> tuple:
             qos.liveliness_lease_duration.nanoseconds)
 
 
+def _fan_out(callbacks: tuple, with_info: bool):
+    """One callback calling each of `callbacks`, with the message info if they take it."""
+    if with_info:
+        def fan_out_with_info(msg, info) -> None:
+            for callback in callbacks:
+                callback(msg, info)
+        return fan_out_with_info
+
+    def fan_out(msg) -> None:
+        for callback in callbacks:
+            callback(msg)
+    return fan_out
+
+
 def share_subscriptions(nodes: list[Node]) -> int:
     """
     Take each topic once per container: merge subscriptions of equal topic, type and QoS.
@@ -73,18 +87,16 @@ def share_subscriptions(nodes: list[Node]) -> int:
         for sub in list(node.subscriptions):
             if getattr(sub, 'is_cft_enabled', False):  # no content filters in Humble
                 continue
-            key = (sub.topic_name, sub.msg_type, sub.raw, _qos_key(sub.qos_profile))
+            # callbacks that take the message info (rclpy >= Iron) are merged only with their kind
+            key = (sub.topic_name, sub.msg_type, sub.raw, _qos_key(sub.qos_profile),
+                   str(getattr(sub, '_callback_type', '')))
             groups.setdefault(key, []).append((node, sub))
     removed = 0
     for members in groups.values():
         if len(members) < 2:
             continue
-        callbacks = tuple(sub.callback for _, sub in members)
-
-        def fan_out(msg, callbacks=callbacks) -> None:
-            for callback in callbacks:
-                callback(msg)
-        members[0][1].callback = fan_out
+        members[0][1].callback = _fan_out(tuple(sub.callback for _, sub in members),
+                                          'WithMessageInfo' in key[-1])
         for node, sub in members[1:]:
             node.destroy_subscription(sub)
             removed += 1
