@@ -46,8 +46,11 @@ def make_executor(context: Optional[Context] = None) -> Executor:
 
     A multi-threaded executor costs ~3x the CPU per tick in wait-set rebuilding, hand-offs and
     GIL contention (bench/bench_bringup.py, composed mode).
+    The events executor is used only if CALL_EVENTS_EXECUTOR=1: rclpy 9's calls a callback that
+    takes the message info (the comm node's per-writer V2V budgets) with the message alone.
     """
-    executor_type = SingleThreadedExecutor if EventsExecutor is None else EventsExecutor
+    use_events = EventsExecutor is not None and os.environ.get('CALL_EVENTS_EXECUTOR') == '1'
+    executor_type = EventsExecutor if use_events else SingleThreadedExecutor
     return executor_type(context=context)
 
 
@@ -89,7 +92,7 @@ def share_subscriptions(nodes: list[Node]) -> int:
                 continue
             # callbacks that take the message info (rclpy >= Iron) are merged only with their kind
             key = (sub.topic_name, sub.msg_type, sub.raw, _qos_key(sub.qos_profile),
-                   str(getattr(sub, '_callback_type', '')))
+                   getattr(getattr(sub, '_callback_type', None), 'name', ''))
             groups.setdefault(key, []).append((node, sub))
     removed = 0
     for members in groups.values():
