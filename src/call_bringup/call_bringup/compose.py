@@ -22,6 +22,7 @@ from rclpy.context import Context
 from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
+from rclpy.subscription import Subscription
 
 try:  # rclpy >= 9 (Kilted); Humble and Jazzy fall back to the single-threaded executor
     from rclpy.experimental import EventsExecutor
@@ -60,17 +61,30 @@ def _qos_key(qos: QoSProfile) -> tuple:
             qos.liveliness_lease_duration.nanoseconds)
 
 
-def _fan_out(callbacks: tuple, with_info: bool):
-    """One callback calling each of `callbacks`, with the message info if they take it."""
-    if with_info:
-        def fan_out_with_info(msg, info) -> None:
-            for callback in callbacks:
-                callback(msg, info)
-        return fan_out_with_info
+def _takes_info(callback) -> bool:
+    """Whether a subscription callback wants the message info too (as rclpy decides it)."""
+    try:
+        inspect.signature(callback).bind(object())
+        return False
+    except TypeError:
+        return True
 
-    def fan_out(msg) -> None:
-        for callback in callbacks:
-            callback(msg)
+
+def _fan_out(callbacks: tuple):
+    """One callback (message and info) calling each of `callbacks` with what it takes."""
+    if not hasattr(Subscription, 'CallbackType'):     # Humble: callbacks get the message only
+        def fan_out_message(msg) -> None:
+            for callback in callbacks:
+                callback(msg)
+        return fan_out_message
+    calls = tuple((callback, _takes_info(callback)) for callback in callbacks)
+
+    def fan_out(msg, info) -> None:
+        for callback, takes_info in calls:
+            if takes_info:
+                callback(msg, info)
+            else:
+                callback(msg)
     return fan_out
 
 
@@ -90,16 +104,13 @@ def share_subscriptions(nodes: list[Node]) -> int:
         for sub in list(node.subscriptions):
             if getattr(sub, 'is_cft_enabled', False):  # no content filters in Humble
                 continue
-            # callbacks that take the message info (rclpy >= Iron) are merged only with their kind
-            key = (sub.topic_name, sub.msg_type, sub.raw, _qos_key(sub.qos_profile),
-                   getattr(getattr(sub, '_callback_type', None), 'name', ''))
+            key = (sub.topic_name, sub.msg_type, sub.raw, _qos_key(sub.qos_profile))
             groups.setdefault(key, []).append((node, sub))
     removed = 0
     for members in groups.values():
         if len(members) < 2:
             continue
-        members[0][1].callback = _fan_out(tuple(sub.callback for _, sub in members),
-                                          'WithMessageInfo' in key[-1])
+        members[0][1].callback = _fan_out(tuple(sub.callback for _, sub in members))
         for node, sub in members[1:]:
             node.destroy_subscription(sub)
             removed += 1
