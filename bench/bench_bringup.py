@@ -2,12 +2,13 @@
 Wall time per simulated tick of the whole CALL graph vs number of CALL vehicles.
 
     python bench/bench_bringup.py [--vehicles 1 2 4 8] [--ticks 60] [--warmup 20]
-                                  [--modes processes composed grouped] [--group 4]
+                                  [--modes processes composed grouped launch] [--group 4]
                                   [--checkpoint PATH]
 
 Starts the embedded simulator and N x (perception, world model, comm, planner) with the
 runner (one process per node; one process per vehicle: mode `composed`; one process per
-`--group` vehicles: mode `grouped`, `call_run --compose --vehicles-per-process`), lets the
+`--group` vehicles: mode `grouped`, `call_run --compose --vehicles-per-process`; mode
+`launch`: `ros2 launch call_bringup multi_vehicle.launch.py`, its default layout), lets the
 lockstep simulator run, and reports the median and mean wall-clock time between /clock
 ticks after a warm-up that starts once every vehicle's pipeline is live (each published
 CommStats), plus the lockstep's missed ticks in the window (ticks the simulator took
@@ -16,13 +17,18 @@ without every command, after its 1 s timeout) and the planners' controlled-stop 
 row with stops understates the cost of full planning). It also reports the CPU time the
 graph's processes spent per measured tick (Linux /proc; summed over processes, so on 2 cores
 the wall time per tick is at least half of it) and that CPU split into simulator and vehicle
-processes. Target: <= 100 ms per tick at 8 vehicles (real time at 0.1 s steps; the note
-judges the mean). Prints a table, and a machine reference (one world-model observe step,
-1 thread, before the runs) to compare runs on a VM whose speed drifts; asserts nothing.
+processes, the start-up (launch to the first simulated step, and to every vehicle's first
+CommStats), and how long the whole graph took to exit after Ctrl-C (SIGINT to the process
+group, as a terminal sends it; mode launch) or call_run's stop. Target: <= 100 ms per tick
+at 8 vehicles (real time at 0.1 s steps; the note judges the mean). Prints a table, and a
+machine reference (one world-model observe step, 1 thread, before the runs) to compare runs
+on a VM whose speed drifts; asserts nothing.
 """
 import argparse
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +36,8 @@ import time
 from call_bringup.demo import demo_checkpoint
 from call_bringup.fleet_keys import ensure_fleet_keys
 from call_bringup.graph import build_graph
-from call_bringup.runner import process_units, Supervisor
+from call_bringup.ros_tools import MISSING, tools_environment
+from call_bringup.runner import process_units, Supervisor, UnitExit
 from call_msgs.msg import CommStats
 from diagnostic_msgs.msg import DiagnosticArray
 from machine_reference import reference_ms
@@ -56,6 +63,121 @@ def graph_cpu(supervisor: Supervisor) -> dict:
             if unit.process is not None}
 
 
+def process_tree(root: int) -> dict:
+    """Map pid -> command name of `root` and all its descendants (Linux /proc)."""
+    parents, names = {}, {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat', encoding='ascii', errors='replace') as stream:
+                    text = stream.read()
+            except OSError:
+                continue
+            name, rest = text.split('(', 1)[1].rsplit(')', 1)
+            parents[int(entry)] = int(rest.split()[1])
+            names[int(entry)] = name
+    tree, frontier = {root: names.get(root, '')}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree[pid] = names[pid]
+                frontier.append(pid)
+    return tree
+
+
+class LaunchedGraph:
+    """`ros2 launch` of the graph, with the Supervisor calls measure() makes."""
+
+    def __init__(self, env: dict, arguments: list, log) -> None:
+        self.env, self.arguments, self.log = env, arguments, log
+        self.process: subprocess.Popen = None
+        self.reported = False
+
+    def start(self) -> None:
+        """Start ros2 launch in its own process group (a terminal's foreground job)."""
+        self.process = subprocess.Popen(
+            ['ros2', 'launch', 'call_bringup', 'multi_vehicle.launch.py', *self.arguments],
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def new_exits(self) -> list:
+        """Report once that ros2 launch ended."""
+        if self.reported or self.process.poll() is None:
+            return []
+        self.reported = True
+        return [UnitExit('ros2 launch', (), self.process.returncode, ())]
+
+    def cpu(self) -> dict:
+        """CPU seconds per process of the launched tree (labelled by pid and name)."""
+        return {f'{name}:{pid}': cpu_seconds(pid)
+                for pid, name in process_tree(self.process.pid).items()}
+
+    def stop(self) -> float:
+        """Ctrl-C: SIGINT to the group; return the seconds until ros2 launch exited."""
+        started = time.monotonic()
+        try:
+            os.killpg(self.process.pid, signal.SIGINT)
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        except ProcessLookupError:
+            pass
+        return time.monotonic() - started
+
+
+class RunnerGraph:
+    """call_run's Supervisor behind the same calls as LaunchedGraph."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def start(self) -> None:
+        """Start every process unit."""
+        self.supervisor.start()
+
+    def new_exits(self) -> list:
+        """Units that exited."""
+        return self.supervisor.new_exits()
+
+    def cpu(self) -> dict:
+        """CPU seconds per unit."""
+        return graph_cpu(self.supervisor)
+
+    def stop(self) -> float:
+        """call_run's stop (SIGINT, then SIGTERM and SIGKILL if needed); return seconds."""
+        started = time.monotonic()
+        self.supervisor.stop()
+        return time.monotonic() - started
+
+
+def reference_ms(checkpoint_path: str, steps: int = 200) -> float:
+    """
+    Median ms of one world-model observe step (1 thread): how fast this machine is right now.
+
+    Shared VMs drift by tens of percent between runs; quoting this beside the tick times
+    lets runs be compared.
+    """
+    import numpy as np
+    import torch
+    from call_world_model import checkpoint as wm_checkpoint
+    torch.set_num_threads(1)
+    model = wm_checkpoint.load(checkpoint_path).world_model.eval()
+    cfg = model.cfg
+    rng = np.random.default_rng(0)
+    bev = torch.from_numpy((rng.random((cfg.bev_size, cfg.bev_size, cfg.bev_channels)) > 0.9)
+                           .astype(np.uint8)).permute(2, 0, 1)[None]
+    state, times = None, []
+    with torch.inference_mode():
+        for step in range(steps + 20):
+            start = time.perf_counter()
+            state, _ = model.observe_step(state, torch.tensor([0]), bev,
+                                          torch.tensor([state is None]), None, None)
+            if step >= 20:
+                times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
+
+
 def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: int,
             warmup: int, background: int, timeout: float, extra_units=None) -> dict:
     """
@@ -71,15 +193,21 @@ def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: in
                         scenario_changes={'num_background': background}, work_dir=work)
     ensure_fleet_keys(keys, roles)
     log = open(os.path.join(work, 'nodes.log'), 'w', encoding='utf-8')
-    units = process_units(specs, compose=mode != 'processes', workdir=work,
-                          vehicles_per_process=group if mode == 'grouped' else 1)
-    units += list(extra_units(roles)) if extra_units else []
-    supervisor = Supervisor(units, output=log)
+    if mode == 'launch':
+        scenario = next(s for s in specs if s.package == 'call_sim').merged_parameters()
+        graph = LaunchedGraph(tools_environment(), [
+            f'num_vehicles:={num_vehicles}', f'scenario:={scenario["scenario"]}',
+            f'checkpoint:={checkpoint}', f'keys_dir:={keys}'], log)
+    else:
+        units = process_units(specs, compose=mode != 'processes', workdir=work,
+                              vehicles_per_process=group if mode == 'grouped' else 1)
+        units += list(extra_units(roles)) if extra_units else []
+        graph = RunnerGraph(Supervisor(units, output=log))
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node('bench_bringup', context=context)
     state = {'clock': -1.0, 'live_at': None, 'missed': 0, 'missed_at_start': None,
-             'stops_at_start': None}
+             'stops_at_start': None, 'first_clock': None, 'first_tick_at': None}
     stops: dict[str, int] = {}               # planner's cumulative controlled stops per role
     stamps: list[float] = []
     live: set = set()
@@ -88,6 +216,10 @@ def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: in
         now = msg.clock.sec + msg.clock.nanosec * 1e-9
         if now > state['clock']:                # the simulator republishes a step
             state['clock'] = now
+            if state['first_clock'] is None:
+                state['first_clock'] = now
+            elif state['first_tick_at'] is None:   # the first step the vehicles answered
+                state['first_tick_at'] = time.monotonic()
             if state['live_at'] is not None:
                 stamps.append(time.monotonic())
 
@@ -116,31 +248,32 @@ def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: in
     error = ''
     cpu_start: dict = {}
     cpu_end: dict = {}
+    exit_s = None
     try:
-        supervisor.start()
+        graph.start()
         while len(stamps) < warmup + ticks + 1:
             executor.spin_once(timeout_sec=0.05)
             if len(stamps) == warmup and state['missed_at_start'] is None:
                 state['missed_at_start'] = state['missed']
                 state['stops_at_start'] = sum(stops.values())
-                cpu_start = graph_cpu(supervisor)
-            dead = supervisor.new_exits()
+                cpu_start = graph.cpu()
+            dead = graph.new_exits()
             if dead:
                 error = dead[0].describe().splitlines()[0]
                 break
             if time.monotonic() - started > timeout:
                 error = f'timeout after {len(stamps)} live ticks'
                 break
-        cpu_end = graph_cpu(supervisor)
+        cpu_end = graph.cpu()
     finally:
-        supervisor.stop()
+        exit_s = graph.stop()
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
         log.close()
     gaps = [b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:])]
     used = {label: cpu_end[label] - cpu_start[label] for label in cpu_start if label in cpu_end}
-    sim_cpu = sum(v for label, v in used.items() if label.startswith('carla_sim'))
+    sim_cpu = sum(v for label, v in used.items() if label.startswith(('carla_sim', 'sim_node')))
     per_tick = 1e3 / len(gaps) if gaps and used else None
     return {'vehicles': num_vehicles, 'mode': f'grouped{group}' if mode == 'grouped' else mode,
             'ticks': len(gaps), 'median_ms': 1e3 * statistics.median(gaps) if gaps else None,
@@ -148,6 +281,8 @@ def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: in
             'missed': state['missed'] - (state['missed_at_start'] or 0),
             'stop_commands': sum(stops.values()) - (state['stops_at_start'] or 0),
             'startup_s': (state['live_at'] - started) if state['live_at'] else None,
+            'first_tick_s': (state['first_tick_at'] - started) if state['first_tick_at']
+            else None, 'exit_s': exit_s,
             'cpu_ms': sum(used.values()) * per_tick if per_tick else None,
             'sim_cpu_ms': sim_cpu * per_tick if per_tick else None,
             'cpu_ms_by_unit': {label: v * per_tick for label, v in used.items()}
@@ -160,7 +295,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--vehicles', type=int, nargs='+', default=[1, 2, 4, 8])
     parser.add_argument('--modes', nargs='+', default=['processes', 'composed'],
-                        choices=['processes', 'composed', 'grouped'])
+                        choices=['processes', 'composed', 'grouped', 'launch'])
     parser.add_argument('--group', type=int, default=4,
                         help='vehicles per process in mode grouped')
     parser.add_argument('--ticks', type=int, default=60)
@@ -169,6 +304,8 @@ def main() -> int:
     parser.add_argument('--timeout', type=float, default=300.0)
     parser.add_argument('--checkpoint', default=None)
     args = parser.parse_args()
+    if 'launch' in args.modes and tools_environment() is None:
+        parser.error(f'mode launch: {MISSING}')
     checkpoint = demo_checkpoint(args.checkpoint, tempfile.mkdtemp(prefix='bench_ckpt_'))
     print(f'checkpoint: {checkpoint}; {args.background} background vehicles; '
           f'{args.warmup} warm-up ticks, {args.ticks} measured; {os.cpu_count()} CPUs')
@@ -182,7 +319,7 @@ def main() -> int:
             print(f'  measured {n} vehicle(s), {mode}: {row}', file=sys.stderr, flush=True)
     print(f'\n{"CALL vehicles":>13} {"mode":>10} {"ticks":>6} {"median ms/tick":>15} '
           f'{"mean ms/tick":>13} {"missed":>7} {"stops":>6} {"start-up s":>11} '
-          f'{"CPU ms/tick":>12} {"sim CPU ms":>11}  note')
+          f'{"CPU ms/tick":>12} {"sim CPU ms":>11} {"1st tick s":>10} {"Ctrl-C s":>9}  note')
     for row in rows:
         def fmt(value, spec):
             return format(value, spec) if value is not None else 'n/a'
@@ -191,7 +328,8 @@ def main() -> int:
         print(f'{row["vehicles"]:13d} {row["mode"]:>10} {row["ticks"]:6d} '
               f'{fmt(row["median_ms"], "15.1f")} {fmt(row["mean_ms"], "13.1f")} '
               f'{row["missed"]:7d} {row["stop_commands"]:6d} {fmt(row["startup_s"], "11.1f")} '
-              f'{fmt(row["cpu_ms"], "12.1f")} {fmt(row["sim_cpu_ms"], "11.1f")}  {note}')
+              f'{fmt(row["cpu_ms"], "12.1f")} {fmt(row["sim_cpu_ms"], "11.1f")} '
+              f'{fmt(row["first_tick_s"], "10.1f")} {fmt(row["exit_s"], "9.2f")}  {note}')
     print(f'machine reference: one observe step took {before:.2f} ms before the runs '
           '(1 thread; lower = faster machine)')
     return 0

@@ -8,13 +8,23 @@ Per CALL vehicle `hero<i>`: perception, world_model, comm and planner in the nam
 (backend:=carla start_bridge:=true; the CARLA scenario tool spawns the actors).
 Arguments left empty take the defaults of call_bringup/config/bringup.yaml (c, K, initial_range,
 range_step: the packages' own configs). Works on Humble, Jazzy and later (no ForEach).
+
+Process layout (`compose`, `vehicles_per_process`): by default the nodes of every
+`vehicles_per_process` vehicles share one `vehicle_container` process, as `call_run --compose
+--vehicles-per-process 4` does: torch is imported and the checkpoint loaded once per container,
+and the world models observe their BEVs as one batch. `compose:=false` starts one process per
+node (a crashing node then takes only itself down).
 """
+import os
 import tempfile
 
 from call_bringup.fleet_keys import ensure_fleet_keys
-from call_bringup.graph import build_graph
+from call_bringup.graph import bringup_config, build_graph
+from call_bringup.runner import vehicle_groups, write_container_file
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
+from launch.actions import (DeclareLaunchArgument, GroupAction, OpaqueFunction,
+                            RegisterEventHandler, Shutdown)
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node, PushRosNamespace
 
@@ -30,6 +40,8 @@ ARGUMENTS = (
     ('use_sim_time', 'true', 'stamp and run on /clock'),
     ('start_bridge', 'true', 'backend:=carla: also start the carla_ros_bridge node'),
     ('keys_dir', '', 'V2V fleet keys (created if missing; empty: a fresh temp dir)'),
+    ('compose', '', 'true: vehicles share container processes; false: one process per node'),
+    ('vehicles_per_process', '', 'compose:=true: vehicles per container process'),
 )
 
 
@@ -59,15 +71,35 @@ def _node_actions(context, *args, **kwargs):
         keys_dir=keys_dir,
         start_bridge=_boolean(value['start_bridge']))
     ensure_fleet_keys(keys_dir, sorted({spec.vehicle for spec in specs if spec.vehicle}))
+    layout = bringup_config()['launch']
+    compose = _boolean(value['compose']) if value['compose'] else layout['compose']
+    per_process = _optional(value['vehicles_per_process'], int) or \
+        layout['vehicles_per_process']
     groups: dict = {}
     for spec in specs:
+        if compose and spec.vehicle:
+            continue
         node = Node(package=spec.package, executable=spec.executable, name=spec.name,
                     parameters=list(spec.parameters), remappings=list(spec.remappings),
                     output='screen', emulate_tty=True)
         groups.setdefault(spec.namespace, []).append(node)
+        if spec.package == 'call_sim':
+            # the simulator ending its run (max_ticks) ends the launch, as call_run does
+            finish = RegisterEventHandler(OnProcessExit(
+                target_action=node, on_exit=[Shutdown(reason='simulator finished')]))
+            groups.setdefault('', []).append(finish)
     actions = list(groups.pop('', []))
     for namespace, nodes in groups.items():
         actions.append(GroupAction([PushRosNamespace(namespace.strip('/')), *nodes]))
+    if compose:
+        work_dir = tempfile.mkdtemp(prefix='call_launch_')
+        for vehicles, members in vehicle_groups(specs, per_process):
+            # each node keeps its own --ros-args (namespace, name, parameters) inside the
+            # container, so no name or namespace is given to the container process itself
+            spec_file = write_container_file(
+                members, os.path.join(work_dir, '+'.join(vehicles) + '_nodes.json'))
+            actions.append(Node(package='call_bringup', executable='vehicle_container',
+                                arguments=[spec_file], output='screen', emulate_tty=True))
     return actions
 
 

@@ -4,7 +4,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-if [ -f .venv/bin/activate ]; then
+# shellcheck disable=SC1091
+. scripts/distro.sh
+if [ -f "$call_venv/bin/activate" ]; then
   set +u  # colcon's setup scripts read unset variables
   # shellcheck disable=SC1091
   . scripts/env.sh
@@ -14,10 +16,10 @@ skip=()
 for pkg in carla_msgs derived_object_msgs; do
   IFS=: read -r -a prefixes <<< "${AMENT_PREFIX_PATH:-}"
   for p in "${prefixes[@]}"; do
-    case "$p" in "$root"/install*) continue ;; esac
+    case "$p" in "$call_install_base"*) continue ;; esac
     if [ -f "$p/share/$pkg/package.xml" ]; then skip+=("$pkg"); break; fi
   done
 done
-args=(--symlink-install --event-handlers console_cohesion- summary+ status-)
+args=(--build-base "$call_build_base" --install-base "$call_install_base" --symlink-install --event-handlers console_cohesion- summary+ status-)
 [ ${#skip[@]} -gt 0 ] && args+=(--packages-skip "${skip[@]}") && echo "[build] using installed ${skip[*]}"
-exec colcon build "${args[@]}" "$@"
+exec colcon --log-base "$call_log_base" build "${args[@]}" "$@"

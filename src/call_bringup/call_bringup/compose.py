@@ -13,14 +13,16 @@ name, parameters, remappings), the same it gets as a process of its own.
 import importlib
 import inspect
 import json
+import os
 import sys
-from typing import Callable, Optional
+from typing import Callable, NoReturn, Optional
 
 from call_common.node_main import spin_nodes_until_signal
 from rclpy.context import Context
 from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
+from rclpy.subscription import Subscription
 
 try:  # rclpy >= 9 (Kilted); Humble and Jazzy fall back to the single-threaded executor
     from rclpy.experimental import EventsExecutor
@@ -44,7 +46,9 @@ def make_executor(context: Optional[Context] = None) -> Executor:
     One thread either way: the nodes' callbacks hold the GIL anyway.
 
     A multi-threaded executor costs ~3x the CPU per tick in wait-set rebuilding, hand-offs and
-    GIL contention (bench/bench_bringup.py, composed mode).
+    GIL contention (bench/bench_bringup.py, composed mode). The events executor, where rclpy
+    has it, also lets a container's world-model steps run as one batch (DEVELOPERS.md);
+    ``without_message_info`` adapts the callbacks it cannot serve.
     """
     executor_type = SingleThreadedExecutor if EventsExecutor is None else EventsExecutor
     return executor_type(context=context)
@@ -63,6 +67,24 @@ def _takes_message_info(callback: Callable) -> bool:
         return False
     except TypeError:
         return True
+
+
+def _fan_out(callbacks: tuple) -> Callable:
+    """One callback (message and info) calling each of `callbacks` with what it takes."""
+    if not hasattr(Subscription, 'CallbackType'):     # Humble: callbacks get the message only
+        def fan_out_message(msg) -> None:
+            for callback in callbacks:
+                callback(msg)
+        return fan_out_message
+    calls = tuple((callback, _takes_message_info(callback)) for callback in callbacks)
+
+    def fan_out(msg, info) -> None:
+        for callback, takes_info in calls:
+            if takes_info:
+                callback(msg, info)
+            else:
+                callback(msg)
+    return fan_out
 
 
 def share_subscriptions(nodes: list[Node]) -> int:
@@ -87,20 +109,7 @@ def share_subscriptions(nodes: list[Node]) -> int:
     for members in groups.values():
         if len(members) < 2:
             continue
-        callbacks = tuple((sub.callback, _takes_message_info(sub.callback))
-                          for _, sub in members)
-        if any(wants_info for _, wants_info in callbacks):
-            def fan_out(msg, info, callbacks=callbacks) -> None:
-                for callback, wants_info in callbacks:
-                    if wants_info:
-                        callback(msg, info)
-                    else:
-                        callback(msg)
-        else:
-            def fan_out(msg, callbacks=callbacks) -> None:
-                for callback, _ in callbacks:
-                    callback(msg)
-        members[0][1].callback = fan_out
+        members[0][1].callback = _fan_out(tuple(sub.callback for _, sub in members))
         for node, sub in members[1:]:
             node.destroy_subscription(sub)
             removed += 1
@@ -125,8 +134,8 @@ def without_message_info(nodes: list[Node]) -> int:
     return wrapped
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Create every listed node in this process and spin them together until a signal."""
+def main(argv: Optional[list[str]] = None) -> NoReturn:
+    """Create every listed node in this process, spin them until a signal, exit the process."""
     argv = list(sys.argv if argv is None else argv)
     with open(argv[1], encoding='utf-8') as stream:
         entries = json.load(stream)
@@ -145,7 +154,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     # signals only set a flag checked between callbacks (call_common.node_main), so no
     # callback is cut off; spin_once in a loop, not spin(): EventsExecutor.spin() of rclpy 9.1
     # busy-waits in C++ at 100 % CPU and does not return on SIGINT/SIGTERM
-    return spin_nodes_until_signal(make_nodes, argv, 'container', make_executor=make_executor)
+    code = spin_nodes_until_signal(make_nodes, argv, 'container', make_executor=make_executor)
+    # The nodes are destroyed and rclpy is shut down. What is left is the interpreter's final
+    # garbage collection of the vehicles' models, which took over 5 s on a loaded 2-core
+    # machine and made launch escalate Ctrl-C to SIGTERM: skip it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == '__main__':

@@ -92,6 +92,31 @@ def node_command(spec: NodeSpec, prefer_module: bool = False) -> list[str]:
     return head + ros_arguments(spec)
 
 
+def vehicle_groups(specs: list[NodeSpec], vehicles_per_process: int
+                   ) -> list[tuple[tuple[str, ...], list[NodeSpec]]]:
+    """Split the vehicles' node specs into containers of `vehicles_per_process` vehicles."""
+    if vehicles_per_process < 1:
+        raise GraphError(f'vehicles per process must be >= 1, got {vehicles_per_process}')
+    by_vehicle: dict[str, list[NodeSpec]] = {}
+    for spec in specs:
+        if spec.vehicle:
+            by_vehicle.setdefault(spec.vehicle, []).append(spec)
+    vehicles = list(by_vehicle)
+    groups = []
+    for start in range(0, len(vehicles), vehicles_per_process):
+        group = tuple(vehicles[start:start + vehicles_per_process])
+        groups.append((group, [s for vehicle in group for s in by_vehicle[vehicle]]))
+    return groups
+
+
+def write_container_file(specs: list[NodeSpec], path: str) -> str:
+    """Write the node list `call_bringup.compose` reads (module, name, own --ros-args)."""
+    with open(path, 'w', encoding='utf-8') as stream:
+        json.dump([{'module': s.module, 'name': s.name, 'ros_args': ros_arguments(s)}
+                   for s in specs], stream)
+    return path
+
+
 def process_units(specs: list[NodeSpec], compose: bool = False,
                   prefer_module: bool = False,
                   workdir: Optional[str] = None,
@@ -104,27 +129,19 @@ def process_units(specs: list[NodeSpec], compose: bool = False,
     More vehicles per container save CPU per tick (fewer processes, DDS participants and
     context switches; bench/bench_bringup.py) but a crashing node takes the whole group down.
     """
-    if vehicles_per_process < 1:
-        raise GraphError(f'vehicles per process must be >= 1, got {vehicles_per_process}')
+    groups = vehicle_groups(specs, vehicles_per_process)   # checks the group size
     units: list[ProcessUnit] = []
-    by_vehicle: dict[str, list[NodeSpec]] = {}
     for spec in specs:
         if compose and spec.vehicle:
-            by_vehicle.setdefault(spec.vehicle, []).append(spec)
             continue
         units.append(ProcessUnit(spec.full_name.lstrip('/'), node_command(spec, prefer_module),
                                  (spec.vehicle,) if spec.vehicle else (),
                                  finishes_run=spec.package == 'call_sim'))
-    vehicles = list(by_vehicle)
-    if vehicles:
+    if compose and groups:
         workdir = workdir or tempfile.mkdtemp(prefix='call_run_')
-    for start in range(0, len(vehicles), vehicles_per_process):
-        group = tuple(vehicles[start:start + vehicles_per_process])
+    for group, members in groups if compose else []:
         name = '+'.join(group)
-        spec_file = os.path.join(workdir, f'{name}_nodes.json')
-        with open(spec_file, 'w', encoding='utf-8') as stream:
-            json.dump([{'module': s.module, 'name': s.name, 'ros_args': ros_arguments(s)}
-                       for vehicle in group for s in by_vehicle[vehicle]], stream)
+        spec_file = write_container_file(members, os.path.join(workdir, f'{name}_nodes.json'))
         units.append(ProcessUnit(f'{name}/container',
                                  [sys.executable, '-m', 'call_bringup.compose', spec_file],
                                  group))
@@ -191,7 +208,13 @@ class Supervisor:
         return next(u for u in self.units if u.label == label)
 
     def stop(self, sigint_wait: float = 5.0, sigterm_wait: float = 3.0) -> None:
-        """SIGINT all, wait; SIGTERM the rest, wait; SIGKILL what is left (bounded)."""
+        """
+        SIGINT all, wait; SIGTERM the rest, wait; SIGKILL what is left (bounded).
+
+        Reports each unit's exit code and how long after the SIGINT it exited.
+        """
+        started = time.monotonic()
+        exited: dict[str, float] = {}
         for sig, wait in ((signal.SIGINT, sigint_wait), (signal.SIGTERM, sigterm_wait),
                           (signal.SIGKILL, 2.0)):
             alive = self.running()
@@ -203,11 +226,19 @@ class Supervisor:
                 except ProcessLookupError:
                     pass
             deadline = time.monotonic() + wait
-            while self.running() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            while time.monotonic() < deadline:
+                for unit in alive:
+                    if unit.label not in exited and unit.process.poll() is not None:
+                        exited[unit.label] = time.monotonic() - started
+                if all(unit.label in exited for unit in alive):
+                    break
+                time.sleep(0.02)
         for unit in self.units:
             if unit.reader is not None:
                 unit.reader.join(timeout=1.0)
+            if unit.label in exited:
+                self.emit(f'[call_run] {unit.label} exit code {unit.process.returncode}, '
+                          f'{exited[unit.label]:.2f} s after SIGINT')
 
 
 def supervise(supervisor: Supervisor, tolerate_vehicle_failure: bool = False,

@@ -28,7 +28,7 @@ from call_comm.comm_stage import CommStage
 from call_comm.inbox import DropReason, InboxConfig, Outcome
 from call_comm.keyframes import (KeyframeConfig, KeyframeRequester, KeyframeRequestWire,
                                  KeyframeSender, request_size)
-from call_comm.range_gate import RangeGate
+from call_comm.range_gate import check_c, RangeGate
 from call_comm.replica import load_sequence_model, ReplicaBank
 from call_comm.replica_link import LinkReceiver, LinkSender, RequestOutcome
 from call_comm.stamped_poses import Pose, StampedPoses
@@ -40,8 +40,10 @@ from call_msgs.msg import (CommStats, KeyframeRequest, LatentMessage, LatentStat
                            NeighbourLatent, SharedInformation)
 from nav_msgs.msg import Odometry, Path
 import numpy as np
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rclpy.subscription import Subscription
@@ -51,6 +53,7 @@ V2V_TOPIC = '/v2v/latents'
 REQUEST_TOPIC = '/v2v/keyframe_requests'
 REQUEST_MAX_BYTES = 1024   # a request is ~120 B with short role names; larger is malformed
 CONTENT_FILTER = 'x >= %0 AND x <= %1 AND y >= %2 AND y <= %3'
+THRESHOLD_PARAMETER = 'c'   # the paper's prediction-error threshold; tunable while running
 
 
 def _fixed(data: bytes, size: int, name: str) -> np.ndarray:
@@ -203,10 +206,30 @@ class CommNode(Node):
         sub(LatentState, 'latent_state', self._on_state, 10)
         sub(Path, 'plan', self._on_plan, 10)
         sub(Odometry, f'/carla/{self.role}/odometry', self._on_odometry, 10)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f'{self.role}: c={self.gate.c} range={self.gate.comm_range} m '
             f'h={p["h_encoding"]} transport={"replica" if self.replica_mode else "full"} '
             f'fleet={p["fleet_key_file"]}')
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """
+        Let users tune c on a running vehicle (`ros2 param set`, rqt): the gate takes it.
+
+        Parameters are set between callbacks, so the next step's range update uses the new c.
+        A NaN or negative c is refused with the reason; other parameters are read at start.
+        """
+        for param in params:
+            if param.name == THRESHOLD_PARAMETER:
+                try:
+                    check_c(float(param.value))
+                except (TypeError, ValueError) as err:
+                    return SetParametersResult(successful=False, reason=str(err))
+        for param in params:
+            if param.name == THRESHOLD_PARAMETER:
+                self.gate.set_c(float(param.value))
+                self.get_logger().info(f'{self.role}: c={self.gate.c} from now on')
+        return SetParametersResult(successful=True)
 
     def _subscribe_v2v(self, qos: QoSProfile, content_filter: bool):
         """Subscribe to everyone's latents, with a DDS content filter where the distro has it."""

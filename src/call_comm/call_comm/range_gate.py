@@ -14,6 +14,12 @@ import math
 from typing import Optional
 
 
+def check_c(c: float) -> None:
+    """Reject a threshold c that is NaN or negative (ValueError with the reason)."""
+    if math.isnan(c) or c < 0.0:
+        raise ValueError(f'threshold c must be >= 0 (inf allowed), got {c}')
+
+
 class RangeGate:
     """Communication range driven by the ego's prediction error."""
 
@@ -26,8 +32,7 @@ class RangeGate:
                 raise ValueError(f'{name} must be finite and >= 0, got {value}')
         if initial_range > max_range:
             raise ValueError(f'initial_range {initial_range} exceeds max_range {max_range}')
-        if math.isnan(c) or c < 0.0:
-            raise ValueError(f'threshold c must be >= 0 (inf allowed), got {c}')
+        check_c(c)
         if decay is not None and (not math.isfinite(decay) or decay < 0.0):
             raise ValueError(f'decay must be None or finite and >= 0, got {decay}')
         self.initial_range = float(initial_range)
@@ -57,6 +62,11 @@ class RangeGate:
         if self.shares_nothing:
             return 0.0
         return self._range
+
+    def set_c(self, c: float) -> None:
+        """Take a new c from the next step on (users tune c on a running vehicle)."""
+        check_c(c)
+        self.c = float(c)
 
     def update(self, error: float) -> float:
         """

@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nav_msgs.msg import Odometry
 import numpy as np
 import pytest
+from rcl_interfaces.srv import SetParameters
 import rclpy
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 
@@ -299,6 +301,38 @@ def test_step_waits_for_the_pose_of_its_own_stamp(harness):
     assert harness.spin_until(lambda: key in harness.stats and key in harness.shared and own())
     assert 'hero1' not in list(harness.stats[key].neighbours)
     assert own() and own()[-1].x == pytest.approx(1000.0)
+
+
+def _set_threshold(harness, value):
+    """Set c on the running node through its parameter service; return the result."""
+    client = harness.node.create_client(SetParameters, '/hero0/comm/set_parameters')
+    try:
+        assert client.wait_for_service(timeout_sec=WAIT)
+        request = SetParameters.Request()
+        request.parameters = [Parameter('c', value=value).to_parameter_msg()]
+        future = client.call_async(request)
+        assert harness.spin_until(future.done)
+        return future.result().results[0]
+    finally:
+        harness.node.destroy_client(client)
+
+
+def test_c_set_on_the_running_node_gates_the_next_step(harness):
+    """Users tune c live: after `ros2 param set ... c`, the next step uses it."""
+    try:
+        assert _set_threshold(harness, 0.0).successful
+        stats, _ = harness.step(error=1.0)
+        assert stats.threshold == 0.0
+        assert stats.comm_range > 1e30               # c = 0: share with everyone
+        assert _set_threshold(harness, 0.5).successful
+        stats, _ = harness.step(error=1.0)           # E = 1 > c = 0.5: the range grows
+        assert stats.threshold == pytest.approx(0.5) and stats.error_above_threshold
+        refused = _set_threshold(harness, -1.0)
+        assert not refused.successful and 'c must be >= 0' in refused.reason
+        stats, _ = harness.step(error=1.0)
+        assert stats.threshold == pytest.approx(0.5)
+    finally:
+        assert _set_threshold(harness, 10.0).successful
 
 
 def test_odometry_arriving_after_the_next_state_never_gates_with_the_previous_pose(harness):
