@@ -151,33 +151,6 @@ class RunnerGraph:
         return time.monotonic() - started
 
 
-def reference_ms(checkpoint_path: str, steps: int = 200) -> float:
-    """
-    Median ms of one world-model observe step (1 thread): how fast this machine is right now.
-
-    Shared VMs drift by tens of percent between runs; quoting this beside the tick times
-    lets runs be compared.
-    """
-    import numpy as np
-    import torch
-    from call_world_model import checkpoint as wm_checkpoint
-    torch.set_num_threads(1)
-    model = wm_checkpoint.load(checkpoint_path).world_model.eval()
-    cfg = model.cfg
-    rng = np.random.default_rng(0)
-    bev = torch.from_numpy((rng.random((cfg.bev_size, cfg.bev_size, cfg.bev_channels)) > 0.9)
-                           .astype(np.uint8)).permute(2, 0, 1)[None]
-    state, times = None, []
-    with torch.inference_mode():
-        for step in range(steps + 20):
-            start = time.perf_counter()
-            state, _ = model.observe_step(state, torch.tensor([0]), bev,
-                                          torch.tensor([state is None]), None, None)
-            if step >= 20:
-                times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
-
-
 def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: int,
             warmup: int, background: int, timeout: float, extra_units=None) -> dict:
     """
