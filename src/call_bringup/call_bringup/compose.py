@@ -71,12 +71,14 @@ def _takes_message_info(callback: Callable) -> bool:
 
 def _fan_out(callbacks: tuple) -> Callable:
     """One callback (message and info) calling each of `callbacks` with what it takes."""
-    if not hasattr(Subscription, 'CallbackType'):     # Humble: callbacks get the message only
+    calls = tuple((callback, _takes_message_info(callback)) for callback in callbacks)
+    # Humble hands callbacks the message only; the events executor fails on callbacks that
+    # take the info, so the info form is used only where a callback asks for it
+    if not hasattr(Subscription, 'CallbackType') or not any(info for _, info in calls):
         def fan_out_message(msg) -> None:
             for callback in callbacks:
                 callback(msg)
         return fan_out_message
-    calls = tuple((callback, _takes_message_info(callback)) for callback in callbacks)
 
     def fan_out(msg, info) -> None:
         for callback, takes_info in calls:
