@@ -82,6 +82,29 @@ def coverage(scenario: str, steps: int, comm_range: float, sensor_range: float,
     return counts
 
 
+def seed_summary(rows: list) -> list:
+    """
+    Per scenario and measure: mean over seeds with a 95 % Student-t interval.
+
+    ``rows`` are this script's CSV lines (header first); no claim rests on one seed.
+    """
+    from call_learning.evaluate_prediction import mean_interval
+    header = rows[0].split(',')
+    measures = header[3:]
+    by_scenario: dict = {}
+    for line in rows[1:]:
+        values = line.split(',')
+        by_scenario.setdefault(values[0], []).append([float(v) for v in values[3:]])
+    out = ['scenario,metric,mean,ci_low,ci_high,seeds']
+    for name, per_seed in by_scenario.items():
+        for i, measure in enumerate(measures):
+            column = [seed_values[i] for seed_values in per_seed]
+            mean, half = mean_interval(column)
+            out.append(f'{name},{measure},{mean:.3f},{mean - half:.3f},{mean + half:.3f},'
+                       f'{len(column)}')
+    return out
+
+
 def main() -> int:
     """Print one line per scenario."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -109,9 +132,13 @@ def main() -> int:
             rows.append(f"{name},{seed},{c['frames']},{c['any'] / n:.3f},"
                         f"{c['background'] / n:.3f},{c['neighbour_only'] / n:.3f}")
             print(rows[-1])
+    summary = seed_summary(rows)
+    print('\n'.join(summary))
     if args.out:
         with open(args.out, 'w') as f:
             f.write('\n'.join(rows) + '\n')
+        with open(args.out.replace('.csv', '_summary.csv'), 'w') as f:
+            f.write('\n'.join(summary) + '\n')
     return 0
 
 
