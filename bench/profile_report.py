@@ -98,6 +98,9 @@ def main() -> int:
                 functions[f'{cf[0]}.{cf[1]}:{inner[-1][1]}'] += cpu
         executor_cpu += data.get('executor_thread_cpu_s', 0.0)
         for node, kind, topic, cpu, count in data.get('callbacks', []):
+            if kind == 'gc':
+                accounts[('python', 'cyclic garbage collector (inside callbacks)')] += cpu
+                continue
             if kind == 'publish':
                 publishes[(node, topic)] += cpu
                 accounts[(node, 'publish (serialise + write)')] += cpu
@@ -123,7 +126,7 @@ def main() -> int:
 
     if accounts:
         in_callbacks = sum(cpu for (node, what), cpu in accounts.items()
-                           if not what.startswith('publish'))
+                           if not what.startswith('publish') and node != 'python')
         print('exact accounts (thread CPU per callback; publish counted apart from the '
               'callback that called it):')
         by_node: collections.Counter = collections.Counter()

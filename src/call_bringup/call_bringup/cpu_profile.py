@@ -14,11 +14,12 @@ Sampling charges an interval's CPU to the stack at its end, so a callback that e
 the executor goes idle leaks some CPU to the executor. The exact split comes from
 `CallbackClock`: every subscription and timer callback and every `publish` is wrapped to add
 its own thread CPU time (`time.thread_time`, two clock reads per call) to a per-node, per-topic
-account; what the executor thread spent outside all callbacks is the executor (dispatch, take,
+account, and so is each run of Python's cyclic garbage collector; what the executor thread spent outside all callbacks is the executor (dispatch, take,
 the C side of deserialisation). Stdlib only; the report is `bench/profile_report.py`.
 """
 import collections
 import functools
+import gc
 import json
 import os
 import sys
@@ -56,6 +57,15 @@ class CallbackClock:
         self.cpu: collections.Counter = collections.Counter()
         self.calls: collections.Counter = collections.Counter()
 
+    def _on_gc(self, phase: str, info: dict) -> None:
+        """Charge the collector's CPU to its own account (it runs inside whatever allocated)."""
+        if phase == 'start':
+            self._gc_start = time.thread_time()
+        elif self._gc_start is not None:
+            self.cpu[('python', 'gc', f'generation {info.get("generation")}')] += \
+                time.thread_time() - self._gc_start
+            self._gc_start = None
+
     def _wrap(self, key: tuple, function):
         @functools.wraps(function)   # keeps the signature rclpy inspects
         def timed(*args):
@@ -69,6 +79,8 @@ class CallbackClock:
 
     def instrument(self, nodes: list) -> None:
         """Wrap every subscription and timer callback and every publisher's publish."""
+        self._gc_start = None
+        gc.callbacks.append(self._on_gc)
         for node in nodes:
             name = node.get_name()
             for sub in node.subscriptions:

@@ -80,7 +80,7 @@ class OneHotColumns:
 
 
 def one_hot_columns(module: nn.Module, name: str) -> OneHotColumns:
-    """The module's table cache ``name`` (made on first use: pickled models lack it)."""
+    """Return the module's table cache ``name`` (made on first use: pickled models lack it)."""
     cache = module.__dict__.get(name)
     if cache is None:
         cache = module.__dict__[name] = OneHotColumns()
