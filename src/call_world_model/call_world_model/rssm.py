@@ -145,7 +145,7 @@ class RSSM(nn.Module):
         ``img_in`` of [one-hot z, a] at inference, from z's class indices (B, S).
 
         The product of a one-hot row with the first weight is the sum of the S weight columns
-        its ones select: a lookup of S rows of the weight's z columns (transposed,
+        its ones select: one ``embedding_bag`` sum of S rows of the weight's z columns (transposed,
         ``OneHotColumns``) instead of multiplying S * K columns of which S are non-zero. The same
         layer and weights, summed in another order (float rounding). Each row's sum is
         independent of the batch, so a sender and a replica stepping different batches still
@@ -155,7 +155,7 @@ class RSSM(nn.Module):
         split = self.cfg.stoch_flat
         columns = z_indices + torch.arange(z_indices.shape[-1]) * self.cfg.classes
         table = one_hot_columns(self, '_img_in_table')(linear.weight, split)
-        x = table[columns].sum(-2) \
+        x = F.embedding_bag(columns, table, mode='sum') \
             + F.linear(action_one_hot, linear.weight[:, split:])
         return act(norm(x))
 

@@ -142,8 +142,8 @@ class SharedPooling(nn.Module):
         ``per_neighbour`` of [one-hot z, rest] at inference, from z's class indices.
 
         The first layer's product with a one-hot z is the sum of the weight columns its ones
-        select (``networks.OneHotColumns``): 32 rows looked up instead of 1024 columns
-        multiplied. The same weights, summed in another order (float rounding).
+        select (``networks.OneHotColumns``): one ``embedding_bag`` sum of 32 rows instead of
+        1024 columns multiplied. The same weights, summed in another order (float rounding).
         """
         cfg = self.cfg
         mlp = self.per_neighbour
@@ -151,7 +151,9 @@ class SharedPooling(nn.Module):
         split = cfg.stoch_flat
         columns = z_indices + torch.arange(cfg.stoch) * cfg.classes
         table = one_hot_columns(self, '_per_neighbour_table')(linear.weight, split)
-        x = act(norm(table[columns].sum(-2) + F.linear(rest, linear.weight[:, split:])))
+        looked_up = F.embedding_bag(columns.reshape(-1, cfg.stoch), table, mode='sum')
+        x = act(norm(looked_up.reshape(rest.shape[:-1] + (-1,))
+                     + F.linear(rest, linear.weight[:, split:])))
         for layer in list(mlp.hidden)[1:]:
             x = layer(x)
         return mlp.out(x) if mlp.out is not None else x
