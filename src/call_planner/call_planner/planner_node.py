@@ -1,7 +1,8 @@
 """
 ROS 2 node: plan from each LatentState, command the vehicle, publish plan and diagnostics.
 
-Only translates messages and parameters; the planning lives in `lookahead` / `replanning`,
+Only translates messages and parameters; the planning step is `plan_stage.PlanStage` (the
+look-ahead of `replanning` and the driver, the same object the fleet pipeline plans with),
 the fallback in `safety`, the TTC safety monitor in `ttc_monitor` (it reads the vehicle
 channels of the fused BEV, `/<role>/bev`), the control mapping in `control_output`, the
 waypoints in `intention`.
@@ -27,17 +28,12 @@ from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
-from call_planner.model_state import imagination_kwargs, state_from_latent
-from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
-from call_planner.replanning import LookaheadConfig, ReplanningPolicy
+from call_planner.plan_stage import PlanStage
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
 from call_planner.ttc_monitor import (Assessment, BevGeometry, MonitorConfig,
                                       override_accel, TtcMonitor)
-from call_vehicle.actions import ActionSet
 from call_vehicle.driver import Command, Driver
 from call_vehicle.intention import intention_waypoints
-from call_vehicle.vehicle_control import ControlModel
-from call_vehicle.vehicle_model import BicycleModel
 from call_world_model import checkpoint
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -83,36 +79,16 @@ class PlannerNode(Node):
         self.world_model = loaded.world_model.eval()
         self.actor_critic = loaded.actor_critic.eval()
         self.cfg = loaded.cfg
-        self.actions = ActionSet.from_config({'accels': p['accels'], 'steers': p['steers']})
-        if len(self.actions) != self.cfg.num_actions:
-            raise ValueError(f'action set has {len(self.actions)} actions, the checkpoint '
-                             f'{self.cfg.num_actions}')
-        self.lookahead = LookaheadConfig(K=p['K'], gamma=float(p['gamma']),
-                                         replan_every=int(p['replan_every']),
-                                         sample_actor=bool(p['sample_actor']))
-        bev_cfg = BevConfig.from_yaml(str(p['bev_config']) or None)
-        occupancy = None
-        if float(p['occupancy_weight']) > 0.0 and OccupancyCost.supports(self.world_model):
-            occupancy = OccupancyCost(self.world_model, OccupancyConfig(
-                weight=float(p['occupancy_weight']), every=int(p['occupancy_every']),
-                margin=float(p['occupancy_margin']), ego_length=float(p['ego_length']),
-                ego_width=float(p['ego_width']),
-                window_m=bev_cfg.size * bev_cfg.metres_per_pixel,
-                ego_row_fraction=bev_cfg.ego_row / bev_cfg.size,
-                ego_col_fraction=bev_cfg.ego_col / bev_cfg.size))
-        self.policy = ReplanningPolicy(self.world_model, self.actor_critic, len(self.actions),
-                                       self.lookahead,
-                                       torch.Generator().manual_seed(int(p['seed'])),
-                                       occupancy)
+        self.stage = PlanStage(self.world_model, self.actor_critic, p)
+        self.driver = self.stage.driver
+        self.actions, self.bicycle = self.driver.actions, self.driver.bicycle
+        self.control_model = self.driver.control_model
+        self.lookahead = self.stage.lookahead
+        self.policy = self.stage.policy
         self.safety = SafetyConfig(deadline_sim=float(p['deadline_sim']),
                                    deadline_wall=float(p['deadline_wall']),
                                    comfortable_decel=float(p['comfortable_decel']))
-        self.control_model = ControlModel.from_config(
-            {k: p[k] for k in dataclasses.asdict(ControlModel())})
-        self.bicycle = BicycleModel.from_config(p)
-        self.driver = Driver(self.actions, self.bicycle, self.control_model,
-                             self.safety.comfortable_decel, self.lookahead.K)
-        self.imagine_kwargs = imagination_kwargs(self.world_model, bool(p['sample_latent']))
+        bev_cfg = BevConfig.from_yaml(str(p['bev_config']) or None)
         self.monitor_config = MonitorConfig.from_params(p)
         self.bev_size = bev_cfg.size
         self.monitor = TtcMonitor(self.monitor_config, BevGeometry(
@@ -131,6 +107,8 @@ class PlannerNode(Node):
         self.waypoints = np.zeros((0, 2))
         self.stop_reason = ''
         self.answered_stamp = None      # stamp of the newest latent state processed
+        # (sec, nanosec) of the newest latent state, its Action and control (re-sent states)
+        self.last_answer: tuple = (None, None, None)
         # overrides are counted apart from the planned steps, so the learned planner's share
         # of the driving stays visible: planned / (planned + overrides)
         self.counts = {'ticks': 0, 'stops': 0, 'dropped': 0, 'plan_errors': 0, 'planned': 0,
@@ -221,6 +199,16 @@ class PlannerNode(Node):
 
     def on_latent(self, msg: LatentState) -> None:
         """Plan one step from the world model's state and command the vehicle."""
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if stamp == self.last_answer[0]:
+            # a re-sent state (the simulator re-sends a step it waits on): the same answer
+            # again, so each step is planned once
+            for publisher, answer in zip((self.action_pub, self.control_pub),
+                                         self.last_answer[1:]):
+                if answer is not None:
+                    publisher.publish(answer)
+            return
+        self.last_answer = (stamp, None, None)
         self.counts['ticks'] += 1
         self.answered_stamp = msg.header.stamp
         self.watchdog.feed(LATENT, stamp_seconds(msg.header.stamp), time.monotonic())
@@ -240,8 +228,7 @@ class PlannerNode(Node):
             return
         start = time.perf_counter()
         try:
-            decision = self.policy.step(
-                state_from_latent(z, h, self.cfg.stoch, self.cfg.classes), self.imagine_kwargs)
+            decision = self.stage.decide(z, h)
         except (FloatingPointError, RuntimeError, ValueError) as error:
             self.counts['plan_errors'] += 1
             self.command_stop(f'planning failed: {error}', msg.header.stamp)
@@ -265,13 +252,14 @@ class PlannerNode(Node):
             braking = [(accel, steer)] * self.lookahead.K
             self.waypoints = intention_waypoints(self.bicycle, self.pose, speed, braking)
             refreshed = True
+            command = self.control_model.to_control(accel, steer, max(speed, 0.0))
         else:
             self.counts['planned'] += 1
-            if decision.refreshed:
-                accel_steer = [self.actions.action(a) for a in decision.intention.actions]
-                self.waypoints = intention_waypoints(self.bicycle, self.pose, speed,
-                                                     accel_steer)
-        command = self.control_model.to_control(accel, steer, max(speed, 0.0))
+            driven = self.driver.drive(decision.action, decision.intention.actions
+                                       if decision.refreshed else None, self.pose, speed)
+            if driven.waypoints is not None:
+                self.waypoints = driven.waypoints
+            command = driven.control
         self.stop_reason = ''
         self.publish_control(command, msg.header.stamp)
         self.publish_action(action_index, accel, steer, msg.header.stamp)
@@ -356,6 +344,8 @@ class PlannerNode(Node):
         msg.brake = float(command.brake)
         msg.hand_brake = bool(command.hand_brake)
         msg.reverse = bool(command.reverse)
+        if (stamp.sec, stamp.nanosec) == self.last_answer[0]:
+            self.last_answer = (self.last_answer[0], self.last_answer[1], msg)
         self.control_pub.publish(msg)
 
     def publish_action(self, index: int, accel: float, steer: float, stamp) -> None:
@@ -365,6 +355,8 @@ class PlannerNode(Node):
         msg.index = int(index)
         msg.accel = float(accel)
         msg.steer = float(steer)
+        if (stamp.sec, stamp.nanosec) == self.last_answer[0]:
+            self.last_answer = (self.last_answer[0], msg, self.last_answer[2])
         self.action_pub.publish(msg)
 
     def publish_plan(self, stamp, changed: bool = True) -> None:

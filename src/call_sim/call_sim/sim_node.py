@@ -28,6 +28,7 @@ from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_sim.env import MultiVehicleEnv
 from call_sim.lockstep import Lockstep
 from call_sim.types import VehicleState
+from call_vehicle.carla_wire import yaw_quaternion_zw
 from call_vehicle.vehicle_control import sanitize, VehicleControl
 from carla_msgs.msg import (CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicleInfo,
                             CarlaEgoVehicleInfoWheel, CarlaEgoVehicleStatus, CarlaStatus,
@@ -64,8 +65,9 @@ def sim_stamp(seconds: float) -> Time:
 
 
 def yaw_quaternion(yaw: float) -> Quaternion:
-    """Quaternion of a rotation by `yaw` about +z."""
-    return Quaternion(z=math.sin(0.5 * yaw), w=math.cos(0.5 * yaw))
+    """Quaternion of a rotation by `yaw` about +z (the pipeline reads it back the same way)."""
+    z, w = yaw_quaternion_zw(yaw)
+    return Quaternion(z=z, w=w)
 
 
 def control_from_msg(msg: CarlaEgoVehicleControl) -> VehicleControl:
