@@ -118,7 +118,6 @@ def run_graph(work: str, scenario: str, model: str) -> Dict[str, Dict[int, dict]
         probe.close()
     assert not exits, '\n'.join(e.describe() for e in exits)
     assert lockstep.get('missed_ticks') == '0', lockstep
-    assert lockstep.get('stale_commands') == '0', lockstep
     return records
 
 

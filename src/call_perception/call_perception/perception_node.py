@@ -153,6 +153,10 @@ class PerceptionNode(Node):
         self.stage.set_road_map(road)
         self.map_name = msg.map_name
         self.get_logger().info(f'road map {msg.map_name!r}: {len(road.lanes)} lanes')
+        pending = self.pending_odometry
+        if pending is not None and self._inputs_ready(pending):
+            self.pending_odometry = None
+            self._render(pending)
 
     def on_objects(self, msg: ObjectArray) -> None:
         """Keep the latest other actors; drop malformed ones individually."""
@@ -262,7 +266,9 @@ class PerceptionNode(Node):
         self._render(msg)
 
     def _inputs_ready(self, msg: Odometry) -> bool:
-        """Tell whether the step's awaited objects and shared information are in."""
+        """Tell whether the step's awaited map, objects and shared information are in."""
+        if self.map_name is None and self.counts['published'] == 0:
+            return False     # the first step waits for the road (the bridge latches it)
         stamp = _stamp_key(msg.header.stamp)
         if self.expect_objects and (self.objects_stamp is None or self.objects_stamp < stamp):
             return False

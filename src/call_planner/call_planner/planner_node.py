@@ -261,9 +261,11 @@ class PlannerNode(Node):
                 self.waypoints = driven.waypoints
             command = driven.control
         self.stop_reason = ''
-        self.publish_control(command, msg.header.stamp)
-        self.publish_action(action_index, accel, steer, msg.header.stamp)
+        # plan and action before the control: the next step's BEV and observe take them, and
+        # that step can only come after the simulator has stepped on the control
         self.publish_plan(msg.header.stamp, changed=refreshed)
+        self.publish_action(action_index, accel, steer, msg.header.stamp)
+        self.publish_control(command, msg.header.stamp)
         values = {
             'latency_ms': f'{latency_ms:.3f}', 'action': str(action_index),
             'plan_value': f'{decision.active.value:.4f}',
@@ -313,13 +315,11 @@ class PlannerNode(Node):
         self.policy.reset()
         # the honest intention of a stopping vehicle: braking straight ahead
         command = self.driver.stop(self.pose, self.current_speed())
+        if command.waypoints is not None:      # the plan first, as a planned step's
+            self.waypoints = command.waypoints
+            self.publish_plan(stamp if stamp is not None else self.get_clock().now().to_msg())
         if stamp is not None:
             self.execute(command, stamp)
-        else:
-            stamp = self.get_clock().now().to_msg()
-        if command.waypoints is not None:
-            self.waypoints = command.waypoints
-            self.publish_plan(stamp)
         self.publish_diagnostics(DiagnosticStatus.ERROR, f'controlled stop: {reason}',
                                  {'stop_reason': reason})
 

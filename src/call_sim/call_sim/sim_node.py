@@ -174,6 +174,12 @@ class SimNode(Node):
     def on_command(self, role: str, msg: CarlaEgoVehicleControl) -> None:
         """Validate and store (apply) a command; it completes the tick if it answers it."""
         clean, reasons = sanitize(control_from_msg(msg))
+        stamp = RosTime.from_msg(msg.header.stamp).nanoseconds
+        if stamp not in (0, self.lockstep.stamp) and role in self.lockstep.commanded:
+            # an answer to another step (e.g. to a re-sent one) never replaces the one held
+            # for the open tick
+            self.lockstep.command(role, stamp)
+            return
         if clean is None:
             self.bad_commands['rejected'] += 1
             self.get_logger().warning(f'{role}: command {reasons[0]}; keeping the last one')
@@ -182,7 +188,7 @@ class SimNode(Node):
                 self.bad_commands['clamped'] += 1
                 self.get_logger().warning(f'{role}: command {"; ".join(reasons)}')
             self.commands[role] = clean
-        if self.lockstep.command(role, RosTime.from_msg(msg.header.stamp).nanoseconds):
+        if self.lockstep.command(role, stamp):
             self.on_timer()     # step as soon as the last answer arrives, not at the next poll
 
     def on_carla_control(self, msg: CarlaControl) -> None:
