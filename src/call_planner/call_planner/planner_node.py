@@ -103,6 +103,9 @@ class PlannerNode(Node):
         self.speed = 0.0
         self.yaw_rate = 0.0
         self.status_speed: Optional[float] = None
+        self.status_speeds: dict[int, float] = {}     # stamp [ns] -> vehicle_status speed
+        self.odometry_speeds: dict[int, float] = {}   # stamp [ns] -> odometry speed
+        self.pending_latent: Optional[LatentState] = None
         self.shared: Optional[SharedInformation] = None
         self.waypoints = np.zeros((0, 2))
         self.stop_reason = ''
@@ -113,7 +116,7 @@ class PlannerNode(Node):
         # of the driving stays visible: planned / (planned + overrides)
         self.counts = {'ticks': 0, 'stops': 0, 'dropped': 0, 'plan_errors': 0, 'planned': 0,
                        'overrides_comfortable': 0, 'overrides_emergency': 0,
-                       'dropped_bev': 0}
+                       'dropped_bev': 0, 'stale_inputs': 0}
         # /diagnostics is for people and monitors (~1 Hz); a change of level or message
         # (a stop and its reason) still goes out on the step it happens
         self.diagnostics_period = float(p['diagnostics_period'])
@@ -163,16 +166,40 @@ class PlannerNode(Node):
         self.yaw_rate = yaw_rate if math.isfinite(yaw_rate) else 0.0
         stamp = msg.header.stamp
         self.poses[stamp.sec * 10**9 + stamp.nanosec] = self.pose
+        self.odometry_speeds[stamp.sec * 10**9 + stamp.nanosec] = self.speed
         while len(self.poses) > POSES_KEPT:
             del self.poses[next(iter(self.poses))]
+        while len(self.odometry_speeds) > POSES_KEPT:
+            del self.odometry_speeds[next(iter(self.odometry_speeds))]
         self.watchdog.feed(ODOMETRY, stamp_seconds(msg.header.stamp), time.monotonic())
+        self._take_pending()
 
     def on_status(self, msg: CarlaEgoVehicleStatus) -> None:
         """Prefer the bridge's speed when vehicle_status is published."""
         if math.isfinite(msg.velocity):
             self.status_speed = abs(float(msg.velocity))
+            stamp = msg.header.stamp
+            self.status_speeds[stamp.sec * 10**9 + stamp.nanosec] = self.status_speed
+            while len(self.status_speeds) > POSES_KEPT:
+                del self.status_speeds[next(iter(self.status_speeds))]
         else:
             self.counts['dropped'] += 1
+        self._take_pending()
+
+    def _inputs_of(self, msg: LatentState) -> Optional[tuple]:
+        """The (pose, speed) of the state's own step, None while one of them is missing."""
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        pose = self.poses.get(stamp)
+        speed = self.status_speeds.get(stamp) if self.status_speed is not None \
+            else self.odometry_speeds.get(stamp)
+        return None if pose is None or speed is None else (pose, speed)
+
+    def _take_pending(self) -> None:
+        """Plan a state that waited for its step's odometry or status, now that they came."""
+        pending = self.pending_latent
+        if pending is not None and self._inputs_of(pending) is not None:
+            self.pending_latent = None
+            self.on_latent(pending)
 
     def on_bev(self, msg: Image) -> None:
         """Give the vehicle channels of the fused BEV to the TTC monitor (malformed: dropped)."""
@@ -198,8 +225,19 @@ class PlannerNode(Node):
         self.shared = msg
 
     def on_latent(self, msg: LatentState) -> None:
-        """Plan one step from the world model's state and command the vehicle."""
+        """
+        Plan one step from the world model's state and command the vehicle.
+
+        The step plans and drives from its own step's pose and speed (odometry and
+        vehicle_status of the state's stamp): a state that arrives before them waits for
+        them; if they never come, it is planned with the latest ones when the next state
+        arrives (counted `stale_inputs`).
+        """
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        pending, self.pending_latent = self.pending_latent, None
+        if pending is not None and pending is not msg:
+            self.counts['stale_inputs'] += 1
+            self._plan(pending, (self.pose, self.current_speed()))
         if stamp == self.last_answer[0]:
             # a re-sent state (the simulator re-sends a step it waits on): the same answer
             # again, so each step is planned once
@@ -208,7 +246,17 @@ class PlannerNode(Node):
                 if answer is not None:
                     publisher.publish(answer)
             return
+        inputs = self._inputs_of(msg)
+        if inputs is None and self.pose is not None:
+            self.pending_latent = msg
+            return
+        self._plan(msg, inputs or (self.pose, self.current_speed()))
+
+    def _plan(self, msg: LatentState, inputs: tuple) -> None:
+        """Plan (or stop) one state with its step's (pose, speed)."""
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         self.last_answer = (stamp, None, None)
+        self.pose, speed = inputs
         self.counts['ticks'] += 1
         self.answered_stamp = msg.header.stamp
         self.watchdog.feed(LATENT, stamp_seconds(msg.header.stamp), time.monotonic())
@@ -224,17 +272,16 @@ class PlannerNode(Node):
         if fault is not None:
             if msg.valid:
                 self.counts['dropped'] += 1
-            self.command_stop(fault, msg.header.stamp)
+            self.command_stop(fault, msg.header.stamp, speed)
             return
         start = time.perf_counter()
         try:
             decision = self.stage.decide(z, h)
         except (FloatingPointError, RuntimeError, ValueError) as error:
             self.counts['plan_errors'] += 1
-            self.command_stop(f'planning failed: {error}', msg.header.stamp)
+            self.command_stop(f'planning failed: {error}', msg.header.stamp, speed)
             return
         latency_ms = (time.perf_counter() - start) * 1e3
-        speed = self.current_speed()
         accel, steer = self.actions.action(decision.action)
         action_index, refreshed = decision.action, decision.refreshed
         override = None
@@ -300,11 +347,12 @@ class PlannerNode(Node):
         """Speed from vehicle_status when available, else from odometry."""
         return self.status_speed if self.status_speed is not None else self.speed
 
-    def command_stop(self, reason: str, stamp) -> None:
+    def command_stop(self, reason: str, stamp, speed: Optional[float] = None) -> None:
         """
         Stop in a controlled way (comfortable deceleration, steer 0) and report why.
 
         `stamp` is the latent state's the stop answers; None (no state yet): report only.
+        `speed`: the answered step's (default: the latest).
         """
         if not self.stop_reason:
             self.get_logger().warning(f'controlled stop: {reason}')
@@ -314,7 +362,8 @@ class PlannerNode(Node):
         self.counts['stops'] += 1
         self.policy.reset()
         # the honest intention of a stopping vehicle: braking straight ahead
-        command = self.driver.stop(self.pose, self.current_speed())
+        command = self.driver.stop(self.pose,
+                                   self.current_speed() if speed is None else speed)
         if command.waypoints is not None:      # the plan first, as a planned step's
             self.waypoints = command.waypoints
             self.publish_plan(stamp if stamp is not None else self.get_clock().now().to_msg())
