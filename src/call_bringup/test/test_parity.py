@@ -144,7 +144,8 @@ def run_pipeline(scenario: str, model: str) -> Dict[str, Dict[int, dict]]:
         env.reset()
         pipeline = VehiclePipeline(world_model, settings, env.lanes(),
                                    policy.stage(0).driver,
-                                   error_horizon=params['world_model']['K'], batched=False)
+                                   error_horizon=params['world_model']['K'], batched=False,
+                                   opendrive=env.opendrive())
         pipeline.reset(list(env.agents))
         records: Dict[str, Dict[int, dict]] = {r: {} for r in ROLES}
         for step in range(STEPS):

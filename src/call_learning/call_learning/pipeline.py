@@ -176,8 +176,14 @@ class VehiclePipeline:
     def __init__(self, world_model: WorldModel, settings: PipelineConfig, lanes: Sequence[Any],
                  driver: Driver, bev_config: Optional[BevConfig] = None,
                  error_horizon: Optional[int] = None, batched: bool = True,
-                 fusion: FusionConfig = FusionConfig()) -> None:
-        """Bind the shared model, the sharing settings, the road and the vehicles' driver."""
+                 fusion: FusionConfig = FusionConfig(),
+                 opendrive: Optional[str] = None) -> None:
+        """
+        Bind the shared model, the sharing settings, the road and the vehicles' driver.
+
+        ``opendrive``: the map as the simulator sends it to the nodes (CarlaWorldInfo); when
+        given, the road is drawn from it, as perception does, rather than from ``lanes``.
+        """
         self.wm = world_model
         self.cfg = world_model.cfg
         self.settings = settings
@@ -191,7 +197,8 @@ class VehiclePipeline:
         self.bev_config = bev_config or BevConfig.from_yaml()
         if self.bev_config.size != self.cfg.bev_size:
             self.bev_config = resized(self.bev_config, self.cfg.bev_size)
-        self.road_map = RoadMap.from_lanes(lanes)
+        self.road_map = (RoadMap.from_opendrive(opendrive) if opendrive is not None
+                         else RoadMap.from_lanes(lanes))
         self.fusion = fusion
         self.error_horizon = int(error_horizon or self.cfg.error_horizon)
         self.batched = batched

@@ -242,6 +242,8 @@ class SimNode(Node):
         objects: dict[int, Object] = {}     # built once, and only for vehicles someone sees
         radius_sq = self.objects_radius ** 2 if self.objects_radius > 0.0 else math.inf
         for role in self.env.agents:
+            if republish and role in self.lockstep.commanded:
+                continue    # it answered this step: a re-sent one would only be answered again
             obs = self.env.observe(role)
             ego = obs.ego
             near = [index for index, s in enumerate(states) if s.actor_id != ego.actor_id
