@@ -56,6 +56,7 @@ class CallbackClock:
     def __init__(self) -> None:
         self.cpu: collections.Counter = collections.Counter()
         self.calls: collections.Counter = collections.Counter()
+        self._gc_start: Optional[float] = None
 
     def _on_gc(self, phase: str, info: dict) -> None:
         """Charge the collector's CPU to its own account (it runs inside whatever allocated)."""
@@ -91,6 +92,11 @@ class CallbackClock:
             for pub in node.publishers:
                 pub.publish = self._wrap((name, 'publish', pub.topic_name), pub.publish)
 
+    def close(self) -> None:
+        """Stop timing the garbage collector (the wrapped callbacks stay wrapped)."""
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
     def as_rows(self) -> list:
         """[[node, kind, topic, cpu_s, calls], ...]."""
         return [[*key, cpu, self.calls[key]] for key, cpu in self.cpu.most_common()]
@@ -124,6 +130,7 @@ class StackSampler:
         """Stop sampling and read the threads' CPU once more."""
         self._stop.set()
         self._thread.join()
+        self.callbacks.close()
         self.stopped_wall = time.monotonic()
         self.target_cpu_end = time.clock_gettime(self.clock)
         self.threads_end = _thread_cpu()
