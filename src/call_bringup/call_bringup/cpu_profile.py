@@ -15,7 +15,8 @@ the executor goes idle leaks some CPU to the executor. The exact split comes fro
 `CallbackClock`: every subscription and timer callback and every `publish` is wrapped to add
 its own thread CPU time (`time.thread_time`, two clock reads per call) to a per-node, per-topic
 account, and so is each run of Python's cyclic garbage collector; what the executor thread
-spent outside all callbacks is the executor (dispatch, take, the C side of deserialisation). Stdlib only; the report is `bench/profile_report.py`.
+spent outside all callbacks is the executor (dispatch, take, the C side of deserialisation).
+Stdlib only; the report is `bench/profile_report.py`.
 """
 import collections
 import functools
