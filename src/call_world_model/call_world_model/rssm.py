@@ -110,7 +110,8 @@ class RSSM(nn.Module):
 
         stoch (B, S, K) one-hot, action_one_hot (B, A); ``cond`` (B, shared + intention) is
         used only by a conditioned (legacy) model. Senders and replicas both call this, so the
-        same inputs give bit-identical h in float32 with a fixed thread count.
+        same inputs give bit-identical h in float32 with a fixed thread count. Without
+        gradients, z is read by its argmax (it must be one-hot, as every state here is).
         """
         if not self.conditioned and stoch.dim() == 3:
             if torch.is_grad_enabled():
@@ -153,7 +154,8 @@ class RSSM(nn.Module):
         """
         linear, norm, act = self.img_in
         split = self.cfg.stoch_flat
-        columns = z_indices + torch.arange(z_indices.shape[-1]) * self.cfg.classes
+        columns = (z_indices
+                   + torch.arange(z_indices.shape[-1], device=z_indices.device) * self.cfg.classes)
         table = one_hot_columns(self, '_img_in_table')(linear.weight, split)
         x = F.embedding_bag(columns, table, mode='sum') \
             + F.linear(action_one_hot, linear.weight[:, split:])

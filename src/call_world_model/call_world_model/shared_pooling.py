@@ -149,7 +149,7 @@ class SharedPooling(nn.Module):
         mlp = self.per_neighbour
         linear, norm, act = mlp.hidden[0]
         split = cfg.stoch_flat
-        columns = z_indices + torch.arange(cfg.stoch) * cfg.classes
+        columns = z_indices + torch.arange(cfg.stoch, device=z_indices.device) * cfg.classes
         table = one_hot_columns(self, '_per_neighbour_table')(linear.weight, split)
         looked_up = F.embedding_bag(columns.reshape(-1, cfg.stoch), table, mode='sum')
         x = act(norm(looked_up.reshape(rest.shape[:-1] + (-1,))
