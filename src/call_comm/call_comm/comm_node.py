@@ -15,8 +15,10 @@ empty h (pose, z and intention still count).
 
 Both V2V topics are taken raw: the node decodes the bytes itself (`wire_codec.decode_cdr`),
 so a sample rclpy could not deserialize is counted rather than silently lost, and the
-sample's DDS writer (publisher GID) keys the receive budgets (`call_comm.budget`). Every
-received message ends in one CommStats counter (`call_comm.inbox`).
+sample's DDS writer (publisher GID) keys the receive budgets (`call_comm.budget`). Both drain
+(`call_common.draining`): a callback takes every sample already waiting, so a flood of
+forgeries does not push honest samples out of the reader's history before the cheap checks
+see them. Every received message ends in one CommStats counter (`call_comm.inbox`).
 """
 import array
 import math
@@ -32,6 +34,7 @@ from call_comm.range_gate import check_c, RangeGate
 from call_comm.replica import load_sequence_model, ReplicaBank
 from call_comm.replica_link import LinkReceiver, LinkSender, RequestOutcome
 from call_comm.stamped_poses import Pose, StampedPoses
+from call_common.draining import drain
 from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
@@ -195,11 +198,14 @@ class CommNode(Node):
         if p['qos_lifespan'] > 0:
             pub_qos.lifespan = Duration(seconds=p['qos_lifespan'])
         pub, sub = self._publisher, self._subscription
+        if p['v2v_drain'] < 0:
+            raise ValueError(f'v2v_drain must be >= 0, got {p["v2v_drain"]}')
         self.v2v_pub = pub(LatentMessage, V2V_TOPIC, pub_qos)
         self.v2v_sub = self._subscribe_v2v(v2v_sub_qos, p['content_filter'])
+        self.v2v_draining = drain(self.v2v_sub, p['v2v_drain'])
         self.request_pub = pub(KeyframeRequest, REQUEST_TOPIC, sub_qos)
-        self.create_subscription(KeyframeRequest, REQUEST_TOPIC, self._with_writer(
-            self._on_request), sub_qos, event_callbacks=QUIET_SUB, raw=True)
+        drain(self.create_subscription(KeyframeRequest, REQUEST_TOPIC, self._with_writer(
+            self._on_request), sub_qos, event_callbacks=QUIET_SUB, raw=True), p['v2v_drain'])
         self.shared_pub = pub(SharedInformation, 'shared_info', 10)
         # per-step counts: a reader adding them up needs every one, even 10 s behind
         self.stats_pub = pub(CommStats, 'comm_stats', 100)
