@@ -21,7 +21,7 @@ the start of the attack to the end of `after`; each message reaches 3 receivers,
 vehicles' own traffic adds its accepted/own_id/superseded counts), hostile messages accepted
 (marker seen in shared_info), legitimate delivery during the attack relative to before
 (accepted messages per receiver-step), the graph's tick rate (/clock ticks per wall second)
-before / during / after, and the comm nodes' summed RSS before and after. `big` (512 KB
+before / during / after, and the comm nodes' summed RSS before and after (and each node's). `big` (512 KB
 payloads at 10 Hz) runs `--big-seconds` (600 for the 10-minute RSS figure). `--comm-param`
 sets comm node parameters (e.g. `v2v_drain=0`, the receive path without draining, for a
 before/after comparison in one session). Forgeries (`forged`, `flood`) are patched copies
@@ -349,7 +349,8 @@ def run_kind(observer: Observer, supervisor: Supervisor, keys_dir: str, kind: st
     start = observer.snapshot()
     observer.spin(args.before)
     base = observer.snapshot()
-    rss_before = sum(rss_mb(pid) for pid in comm_pids)
+    rss_nodes_before = [rss_mb(pid) for pid in comm_pids]
+    rss_before = sum(rss_nodes_before)
     marker_before = observer.marker_accepted
     sent = multiprocessing.get_context('spawn').Value('q', 0)
     proc = multiprocessing.get_context('spawn').Process(
@@ -365,7 +366,9 @@ def run_kind(observer: Observer, supervisor: Supervisor, keys_dir: str, kind: st
     observer.spin(args.after)
     t3 = time.monotonic()
     final = observer.snapshot()
-    rss_after = sum(rss_mb(pid) for pid in comm_pids)
+    rss_nodes_after = [rss_mb(pid) for pid in comm_pids]
+    rss_after = sum(rss_nodes_after)
+    per_node = ', '.join(f'{a:.1f}->{b:.1f}' for a, b in zip(rss_nodes_before, rss_nodes_after))
     delta = {name: final[name] - base[name] for name in COUNTERS}
     moved = ' '.join(f'{name.replace("dropped_", "")}={value}' for name, value in delta.items()
                      if value)
@@ -378,6 +381,7 @@ def run_kind(observer: Observer, supervisor: Supervisor, keys_dir: str, kind: st
             f'{observer.marker_accepted - marker_before} legit_delivery={delivery:5.1f}% '
             f'ticks/s={observer.tick_rate(t0, t1):4.1f}/{observer.tick_rate(t1, t2):4.1f}/'
             f'{observer.tick_rate(t2, t3):4.1f} rss_MB={rss_before:6.1f}->{rss_after:6.1f} '
+            f'({per_node}) '
             f'| {moved}')
 
 
