@@ -23,8 +23,8 @@ vehicles' own traffic adds its accepted/own_id/superseded counts), hostile messa
 (accepted messages per receiver-step), the graph's tick rate (/clock ticks per wall second)
 before / during / after, and the comm nodes' summed RSS before and after (and each node's).
 `big` (512 KB payloads at 10 Hz) runs `--big-seconds` (600 for the 10-minute RSS figure).
-`--comm-param` sets comm node parameters (e.g. `v2v_drain=0`, the receive path without draining, for a
-before/after comparison in one session). Forgeries (`forged`, `flood`) are patched copies
+`--comm-param` sets comm node parameters (e.g. `v2v_drain=0`, the receive path without
+draining, for a before/after comparison in one session). Forgeries (`forged`, `flood`) are patched copies
 of one serialized template per sender and clock tick (new sequence, random signature), so
 the hostile process reaches 2000 msgs/s on a loaded machine. Asserts nothing.
 """
