@@ -138,6 +138,8 @@ class CommNode(Node):
             raise ValueError(f'h_encoding must be one of {sorted(wire_codec.H_ENCODINGS)}')
         if not p['fleet_key_file']:
             raise ValueError('parameter fleet_key_file must be set')
+        if p['v2v_drain'] < 0:
+            raise ValueError(f'v2v_drain must be >= 0, got {p["v2v_drain"]}')
         self.fleet = Fleet.load(p['fleet_key_file'])
         self.signer = Signer.load(self.role, p['private_key_file'], self.fleet)
         decay = p['range_decay'] if p['range_decay'] >= 0 else None
@@ -204,8 +206,6 @@ class CommNode(Node):
         if p['qos_lifespan'] > 0:
             pub_qos.lifespan = Duration(seconds=p['qos_lifespan'])
         pub, sub = self._publisher, self._subscription
-        if p['v2v_drain'] < 0:
-            raise ValueError(f'v2v_drain must be >= 0, got {p["v2v_drain"]}')
         self.v2v_pub = pub(LatentMessage, V2V_TOPIC, pub_qos)
         self.v2v_sub = self._subscribe_v2v(v2v_sub_qos, p['content_filter'])
         self.v2v_draining = drain(self.v2v_sub, p['v2v_drain'])
