@@ -18,8 +18,10 @@ empty h (pose, z and intention still count).
 
 Both V2V topics are taken raw: the node decodes the bytes itself (`wire_codec.decode_cdr`),
 so a sample rclpy could not deserialize is counted rather than silently lost, and the
-sample's DDS writer (publisher GID) keys the receive budgets (`call_comm.budget`). Every
-received message ends in one CommStats counter (`call_comm.inbox`).
+sample's DDS writer (publisher GID) keys the receive budgets (`call_comm.budget`). Both drain
+(`call_common.draining`): a callback takes every sample already waiting, so a flood of
+forgeries does not push honest samples out of the reader's history before the cheap checks
+see them. Every received message ends in one CommStats counter (`call_comm.inbox`).
 """
 import array
 import math
@@ -35,6 +37,7 @@ from call_comm.range_gate import check_c, RangeGate
 from call_comm.replica import load_sequence_model, ReplicaBank
 from call_comm.replica_link import LinkReceiver, LinkSender, RequestOutcome
 from call_comm.stamped_poses import Pose, StampedPoses
+from call_common.draining import drain
 from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
@@ -135,6 +138,8 @@ class CommNode(Node):
             raise ValueError(f'h_encoding must be one of {sorted(wire_codec.H_ENCODINGS)}')
         if not p['fleet_key_file']:
             raise ValueError('parameter fleet_key_file must be set')
+        if p['v2v_drain'] < 0:
+            raise ValueError(f'v2v_drain must be >= 0, got {p["v2v_drain"]}')
         self.fleet = Fleet.load(p['fleet_key_file'])
         self.signer = Signer.load(self.role, p['private_key_file'], self.fleet)
         decay = p['range_decay'] if p['range_decay'] >= 0 else None
@@ -203,9 +208,10 @@ class CommNode(Node):
         pub, sub = self._publisher, self._subscription
         self.v2v_pub = pub(LatentMessage, V2V_TOPIC, pub_qos)
         self.v2v_sub = self._subscribe_v2v(v2v_sub_qos, p['content_filter'])
+        self.v2v_draining = drain(self.v2v_sub, p['v2v_drain'])
         self.request_pub = pub(KeyframeRequest, REQUEST_TOPIC, sub_qos)
-        self.create_subscription(KeyframeRequest, REQUEST_TOPIC, self._with_writer(
-            self._on_request), sub_qos, event_callbacks=QUIET_SUB, raw=True)
+        drain(self.create_subscription(KeyframeRequest, REQUEST_TOPIC, self._with_writer(
+            self._on_request), sub_qos, event_callbacks=QUIET_SUB, raw=True), p['v2v_drain'])
         self.shared_pub = pub(SharedInformation, 'shared_info', 10)
         # per-step counts: a reader adding them up needs every one, even 10 s behind
         self.stats_pub = pub(CommStats, 'comm_stats', 100)
