@@ -14,7 +14,7 @@ at step t0 + k, rendered from privileged simulator state (every vehicle, nothing
 
 The fused BEV is the updated BEV of the paper (Fig. 4c): own sensors, the neighbours' boxes and
 intentions (``call_perception.fusion``) and the vehicles only the neighbours see, decoded from
-their latents and warped into the ego frame (``neighbour_decoding`` +
+their latents and warped into the ego frame (``call_world_model.neighbour_decoding`` +
 ``call_perception.neighbour_views``). Without a checkpoint the neighbours' views are rendered
 from what they really see (a perfect decoder; modes then end in ``_oracle``).
 
@@ -37,10 +37,9 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from call_learning.neighbour_decoding import decode_neighbour_vehicles
 from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX
 from call_perception.fusion import fuse_shared, SharedNeighbour
-from call_perception.neighbour_views import add_neighbour_views, NeighbourView
+from call_perception.neighbour_views import add_neighbour_views, NeighbourView, VIEW_CHANNELS
 from call_perception.road_map import RoadMap
 from call_perception.visibility import visible
 from call_sim.env import MultiVehicleEnv
@@ -48,6 +47,7 @@ from call_sim.types import VehicleState
 from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_control import ControlModel
 from call_world_model.intention import fit_waypoints, map_to_ego, relative_pose
+from call_world_model.neighbour_decoding import decode_neighbour_vehicles
 from call_world_model.prediction_metrics import aggregate, classes_of, frame_scores, write_csv
 from call_world_model.rssm import State
 from call_world_model.shared_pooling import SharedBatch
@@ -295,21 +295,23 @@ def filter_episode(model: Optional[WorldModel], views: EpisodeViews, shared: boo
     state: Optional[State] = None
     for t, frame in enumerate(views.frames):
         bevs = {}
+        masks: Dict[str, np.ndarray] = {}
+        if shared and model is not None and state is not None:
+            # every vehicle's step t - 1 latent once, as one decoder batch (as the pipeline)
+            decoded = decode_neighbour_vehicles(model, [
+                (state['stoch'][j].argmax(-1).numpy(), state['deter'][j].numpy())
+                for j in range(len(roles))], VIEW_CHANNELS)
+            masks = {roles[j]: mask for j, mask in zip(decoded.kept, decoded.masks)}
         for role in roles:
             if not shared:
                 bevs[role] = views.own(role, t)
                 continue
             senders = views.neighbours(role, t)
-            if model is None or state is None:
-                bev_views = [views.oracle_view(s, t - 1) for s in senders] if model is None \
-                    else []
+            if model is None:
+                bev_views = [views.oracle_view(s, t - 1) for s in senders]
             else:
-                index = [roles.index(s) for s in senders]
-                decoded = decode_neighbour_vehicles(model, [
-                    (state['stoch'][j].argmax(-1).numpy(), state['deter'][j].numpy())
-                    for j in index])
-                bev_views = [NeighbourView(senders[n], views.frames[t - 1].egos[senders[n]],
-                                           mask) for n, mask in zip(decoded.kept, decoded.masks)]
+                bev_views = [NeighbourView(s, views.frames[t - 1].egos[s], masks[s])
+                             for s in senders if s in masks]
             bevs[role] = views.fused(role, t, bev_views)
         inputs.append(bevs)
         if model is None:
