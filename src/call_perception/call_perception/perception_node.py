@@ -3,6 +3,8 @@ ROS 2 node: the vehicle's BEV at the simulation rate, from CARLA-bridge topics +
 
 Only translates messages and parameters: visibility, fusion and rasterisation live in the
 ROS-free modules. One BEV is published per odometry message, stamped with its sim time.
+The accepted neighbours' decoded views (masks the comm node fills in `shared_info`) join the
+shared-vehicles channel through the same perception stage as in the ROS-free pipeline.
 Its own topics (`bev`, `bev_color`, `plan`, `shared_info`) are relative, in the vehicle's
 namespace; the bridge's are `/carla/<role_name>/...`. Parameters: config/perception.yaml.
 """
@@ -10,7 +12,7 @@ import array
 import math
 from typing import Any, List, Optional, Tuple
 
-from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
+from call_common.msg_conversions import stamp_seconds, unpack_mask, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
@@ -18,6 +20,7 @@ from call_msgs.msg import SharedInformation
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
 from call_perception.colorize import colorize
 from call_perception.fusion import FusionConfig, parse_intention, SharedNeighbour
+from call_perception.neighbour_views import NeighbourView
 from call_perception.perception_stage import Box, PerceptionStage
 from call_perception.road_map import RoadMap
 from carla_msgs.msg import CarlaWorldInfo
@@ -97,9 +100,10 @@ class PerceptionNode(Node):
         self.shared: Optional[SharedInformation] = None
         self.counts = {'published': 0, 'malformed_odometry': 0, 'malformed_objects': 0,
                        'malformed_paths': 0, 'malformed_shared': 0, 'malformed_map': 0,
-                       'stale_shared': 0, 'stale_objects': 0}
+                       'malformed_views': 0, 'stale_shared': 0, 'stale_objects': 0}
         self.last_seen = 0
         self.last_shared_only = 0
+        self.last_view_vehicles = 0
 
         role = self.role
         self.bev_pub = self.create_publisher(Image, 'bev', 10, event_callbacks=QUIET_PUB)
@@ -200,6 +204,25 @@ class PerceptionNode(Node):
                 self._drop('malformed_shared', f'neighbour {n.sender_id!r}: {error}')
         return out
 
+    def _views(self, now: float) -> List[NeighbourView]:
+        """Decoded neighbour views of the fresh shared information (malformed: dropped)."""
+        msg = self.shared
+        if msg is None or now - stamp_seconds(msg.header.stamp) > self.shared_max_age:
+            return []
+        out = []
+        for n in msg.neighbours:
+            if not n.view_size:
+                continue
+            try:
+                if not all(math.isfinite(v) for v in (n.x, n.y, n.yaw)):
+                    raise ValueError('pose is not finite')
+                mask = unpack_mask(bytes(n.view_mask), n.view_size)
+                out.append(NeighbourView(n.sender_id, Box(float(n.x), float(n.y), float(n.yaw),
+                                                          0.0, 0.0), mask))
+            except ValueError as error:
+                self._drop('malformed_views', f'neighbour {n.sender_id!r}: {error}')
+        return out
+
     def on_odometry(self, msg: Odometry) -> None:
         """
         One simulation step: render its BEV once the step's objects are in.
@@ -234,7 +257,7 @@ class PerceptionNode(Node):
             return
         now = stamp_seconds(msg.header.stamp)
         perceived = self.stage.render(ego, self.objects, self._neighbours(now), self.plan,
-                                      self.route)
+                                      self.route, self._views(now))
         bev = perceived.bev
         self.bev_pub.publish(self._image(msg.header.stamp, bev.transpose(1, 2, 0),
                                          f'8UC{len(CHANNELS)}'))
@@ -246,6 +269,7 @@ class PerceptionNode(Node):
             self.local_color_pub.publish(self._image(msg.header.stamp, colorize(local), 'rgb8'))
         self.counts['published'] += 1
         self.last_seen, self.last_shared_only = perceived.seen, perceived.shared_only
+        self.last_view_vehicles = perceived.view_vehicles
         if self.counts['published'] % self.diagnostics_period == 1 % self.diagnostics_period:
             self._publish_diagnostics(msg.header.stamp)
 
@@ -273,7 +297,8 @@ class PerceptionNode(Node):
         else:
             status.level, status.message = DiagnosticStatus.OK, 'ok'
         values = dict(self.counts, map=self.map_name or '', seen=self.last_seen,
-                      shared_only=self.last_shared_only, objects=len(self.objects))
+                      shared_only=self.last_shared_only, objects=len(self.objects),
+                      view_vehicles=self.last_view_vehicles)
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array_msg = DiagnosticArray()
         array_msg.header.stamp = stamp
