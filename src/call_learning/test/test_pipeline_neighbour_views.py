@@ -8,8 +8,10 @@ the car into the ego's BEV.
 from dataclasses import replace
 from pathlib import Path
 
+from call_common.parameters import read_node_defaults
 from call_learning.pipeline import PipelineConfig, VehiclePipeline
 from call_perception.bev_raster import BevRasterizer, CHANNEL_INDEX
+from call_perception.neighbour_views import VIEW_CHANNELS
 from call_perception.perception_stage import Box
 from call_sim.types import AgentObservation, Lane, VehicleState
 from call_vehicle.actions import ActionSet
@@ -131,3 +133,9 @@ def test_a_non_finite_neighbour_latent_never_reaches_the_decoder(model):
     assert rows and all(torch.isfinite(r).all() for r in rows)
     assert sum(r.shape[0] for r in rows) == 1
     assert steps[0].view_vehicles == 0
+
+
+def test_the_comm_node_decodes_the_channels_the_perception_stage_expects():
+    comm = read_node_defaults(str(Path(__file__).resolve().parents[2] / 'call_comm' / 'config'
+                                  / 'comm.yaml'))
+    assert tuple(comm['neighbour_view_channels']) == VIEW_CHANNELS
