@@ -30,7 +30,7 @@ VIEW_DECODERS = 'call_comm.view_decoders'
 
 
 def load_view_decoder(path: str) -> Callable:
-    """The world-model package's decoder bound to the checkpoint (errors propagate)."""
+    """Load the world-model package's decoder bound to the checkpoint (errors propagate)."""
     loaders = sorted(entry_points(group=VIEW_DECODERS), key=lambda e: e.name)
     if not loaders:
         raise ValueError(f'neighbour views need a view decoder (entry point group '

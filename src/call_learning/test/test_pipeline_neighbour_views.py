@@ -81,8 +81,8 @@ def _run(pipeline, steps=4):
 
 
 def _hidden_car_pixels(pipeline):
-    bev = BevRasterizer(pipeline.bev_config).render(Box(EGO.x, EGO.y, EGO.yaw, 4.6, 2.0),
-                                                   [HIDDEN])
+    ego = Box(EGO.x, EGO.y, EGO.yaw, 4.6, 2.0)
+    bev = BevRasterizer(pipeline.bev_config).render(ego, [HIDDEN])
     return bev[CHANNEL_INDEX['seen_vehicles']] > 0
 
 

@@ -205,7 +205,7 @@ class PerceptionNode(Node):
         return out
 
     def _views(self, now: float) -> List[NeighbourView]:
-        """Decoded neighbour views of the fresh shared information (malformed: dropped)."""
+        """Return the decoded neighbour views of fresh shared information (malformed: dropped)."""
         msg = self.shared
         if msg is None or now - stamp_seconds(msg.header.stamp) > self.shared_max_age:
             return []
