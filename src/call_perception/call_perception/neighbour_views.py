@@ -5,10 +5,11 @@ Each accepted neighbour's decoded vehicle mask (its own BEV frame, from
 ``call_world_model.neighbour_decoding``, run by the comm node or the ROS-free pipeline) is
 warped into the ego's frame (``fusion.warp_neighbour_bev``); every vehicle blob that does not
 touch a vehicle the ego already draws itself (its own box, what its sensors see) is added to
-the shared-vehicles channel (``fusion.overlay_shared_mask``). This is the one path from a decoded neighbour view
-into the ego's BEV, for the ROS node and the ROS-free cores alike (``PerceptionStage.render``
-calls it); it needs no torch. A mask may have another pixel size than the ego's BEV (a 64 px
-model in a 128 px graph): both cover the same field of view (``BevConfig.resized``).
+the shared-vehicles channel (``fusion.overlay_shared_mask``). This is the one path from a
+decoded neighbour view into the ego's BEV, for the ROS node and the ROS-free cores alike
+(``PerceptionStage.render`` calls it); it needs no torch. A mask may have another pixel size
+than the ego's BEV (a 64 px model in a 128 px graph): both cover the same field of view
+(``BevConfig.resized``).
 
 Why whole blobs and not pixels: a decoded car lies a pixel or two off the ego's own box of
 the same car; adding the pixel difference would draw a sliver of a second car beside it.
