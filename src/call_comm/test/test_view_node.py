@@ -17,8 +17,8 @@ from call_comm.auth import Fleet, Signer
 from call_comm.comm_node import to_msg
 from call_comm.keygen import write_fleet
 from call_common.msg_conversions import pack_mask, unpack_mask
+from call_common.parameters import read_node_defaults
 from call_msgs.msg import CommStats, LatentMessage, LatentState, SharedInformation
-from call_perception.neighbour_views import VIEW_CHANNELS
 from call_world_model import checkpoint
 from call_world_model.neighbour_decoding import decode_neighbour_vehicles
 from helpers_replica import tiny_model
@@ -34,6 +34,7 @@ V2V_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64,
                      reliability=ReliabilityPolicy.BEST_EFFORT)
 WAIT = 120.0  # [s] upper bound of every wait (start-up under load); never hit when things work
 Z = np.arange(32)[::-1].astype(np.uint8)
+CHANNELS = read_node_defaults(str(CONFIG))['neighbour_view_channels']  # what the node decodes
 
 
 def _spin_until(node, condition, timeout=WAIT):
@@ -104,7 +105,7 @@ def test_accepted_neighbour_carries_its_decoded_view_and_nan_h_never_reaches_it(
         'comm node did not come up'
     h = np.linspace(-1.0, 1.0, cfg.deter).astype(np.float32)
     held = h.astype(np.float16).astype(np.float32)   # what the ego holds after fp16
-    expected = decode_neighbour_vehicles(model, [(Z, held)], VIEW_CHANNELS).masks[0]
+    expected = decode_neighbour_vehicles(model, [(Z, held)], CHANNELS).masks[0]
     assert 0 < np.count_nonzero(expected) < expected.size   # a mask worth comparing
     found = None
     for t in range(1, 40):
