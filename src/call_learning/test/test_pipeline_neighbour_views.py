@@ -73,7 +73,7 @@ def _pipeline(model, **settings):
     return pipeline
 
 
-def _run(pipeline, steps=4):
+def _run(pipeline, steps=5):
     for _ in range(steps):
         out = pipeline.observe(OBSERVATIONS)
         pipeline.act(OBSERVATIONS, KeepLane())
@@ -113,12 +113,12 @@ def test_a_vehicle_only_a_neighbours_latent_holds_enters_the_fused_bev(model):
 
 def test_a_non_finite_neighbour_latent_never_reaches_the_decoder(model):
     pipeline = _pipeline(model, mode='lsi')
-    _run(pipeline, 3)
+    _run(pipeline, 4)
     assert pipeline.accepted[0] == ('hero1',) and pipeline.accepted[1] == ('hero0',)
-    message = pipeline.messages['hero1']
+    message = pipeline.heard['hero1']   # what the next step renders and observes with
     h = message.h.copy()
     h[5] = np.nan
-    pipeline.messages['hero1'] = replace(message, h=h)
+    pipeline.heard['hero1'] = replace(message, h=h)
     rows = []
     hook = model.heads['decoder'].register_forward_hook(
         lambda module, inputs, output: rows.append(inputs[0].detach().clone()))
