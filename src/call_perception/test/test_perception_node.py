@@ -272,6 +272,10 @@ def test_a_vehicle_only_a_neighbours_decoded_view_holds_joins_the_shared_channel
     rclpy.init()
     node = rclpy.create_node('perception_view_driver')
     try:
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        world_pub = node.create_publisher(CarlaWorldInfo, '/carla/world_info', latched)
+        world_pub.publish(CarlaWorldInfo(map_name='straight', opendrive=XODR))
         objects_pub = node.create_publisher(ObjectArray, f'/carla/{ROLE}/objects', 10)
         odom_pub = node.create_publisher(Odometry, f'/carla/{ROLE}/odometry', 10)
         shared_pub = node.create_publisher(SharedInformation, f'/{ROLE}/shared_info', 10)
