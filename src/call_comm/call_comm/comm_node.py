@@ -174,7 +174,7 @@ class CommNode(Node):
         if p['neighbour_views'] and p['checkpoint']:
             self.views = ViewDecoder(load_view_decoder(p['checkpoint']),
                                      p['neighbour_view_channels'],
-                                     p['neighbour_view_threshold'])
+                                     p['neighbour_view_threshold'], p['num_threads'])
         self.sender = LinkSender(self.role, self.signer, self.h_encoding, self.max_waypoints,
                                  keyframes, p['max_speed'], p['plausibility_slack'])
         self.link = LinkReceiver(InboxConfig(

@@ -23,6 +23,7 @@ import weakref
 
 from call_common.msg_conversions import pack_mask
 import numpy as np
+import torch
 
 # Entry-point group of view decoders: `name = module:function`, function(path) -> decoder;
 # decoder(latents, channels, threshold) -> object with masks, kept, dropped, and .model.cfg.
@@ -44,10 +45,18 @@ class ViewDecoder:
     MEMO_SIZE = 256
     _memos: 'weakref.WeakKeyDictionary[Any, OrderedDict]' = weakref.WeakKeyDictionary()
 
-    def __init__(self, decoder: Callable, channels: Sequence[int], threshold: float) -> None:
-        """Bind the decoder, the decoded channels that hold vehicles and the threshold."""
+    def __init__(self, decoder: Callable, channels: Sequence[int], threshold: float,
+                 num_threads: int = 1) -> None:
+        """
+        Bind the decoder, the decoded channels that hold vehicles and the threshold.
+
+        The torch thread count is fixed (as the replica's): a convolution's float rounding
+        depends on it, and a pixel at the threshold must fall the same way as in the
+        ROS-free pipeline.
+        """
         if not 0.0 < threshold < 1.0:
             raise ValueError(f'neighbour_view_threshold must be in (0, 1), got {threshold}')
+        torch.set_num_threads(int(num_threads))
         self.decoder = decoder
         self.channels = tuple(int(c) for c in channels)
         self.threshold = float(threshold)

@@ -252,8 +252,9 @@ class VehiclePipeline:
     def observe(self, observations: Mapping[str, Any]) -> List[VehicleStep]:
         """Perceive, observe and gate every vehicle's step (semantics 1-3 of the module doc)."""
         requests, neighbour_lists, perceived_list = [], [], []
-        masks = self._neighbour_views()
+        fleet_masks = self._neighbour_views()
         for i, role in enumerate(self.roles):
+            masks = fleet_masks[i]
             obs = observations[role]
             ego = self.ego_box(obs.ego)
             names = tuple(name for name in self.accepted[i] if name in masks)
@@ -289,29 +290,41 @@ class VehiclePipeline:
         self._send(observations, outputs)
         return self.steps
 
-    def _neighbour_views(self) -> Dict[str, Optional[np.ndarray]]:
+    def _neighbour_views(self) -> List[Dict[str, Optional[np.ndarray]]]:
         """
-        Every sender accepted by some vehicle of the fleet -> its decoded vehicle mask.
+        Per vehicle: each accepted sender with a decodable latent -> its decoded vehicle mask.
 
-        One decoder batch for the fleet's step (a sender accepted by several vehicles is
-        decoded once). A sender whose latent is malformed or non-finite is left out (dropped
-        with its neighbour and counted); without ``neighbour_views`` the masks are None.
+        ``batched``: every sender accepted by some vehicle of the fleet is decoded once, in ONE
+        decoder batch for the step (as the comm nodes of a container, which remember each
+        other's decodes); otherwise each vehicle decodes its own neighbours as one batch, as a
+        comm node in a process of its own does (a batch equals single rows to float rounding
+        only). A sender whose latent is malformed or non-finite is left out (dropped with its
+        neighbour and counted); without ``neighbour_views`` the masks are None.
         """
-        senders = list(dict.fromkeys(name for names in self.accepted for name in names))
         cfg = self.cfg
-        good = []
-        for name in senders:
+        bad = set()
+        for name in dict.fromkeys(n for names in self.accepted for n in names):
             m = self.heard[name]
             if latent_problem(m.z_indices, m.h, cfg.stoch, cfg.classes, cfg.deter):
                 self.latents_dropped += 1
-            else:
-                good.append(name)
-        if not self.settings.neighbour_views or not good:
-            return dict.fromkeys(good)
-        decoded = decode_neighbour_vehicles(
-            self.wm, [(self.heard[n].z_indices, self.heard[n].h) for n in good], VIEW_CHANNELS)
-        self.views_decoded += len(decoded.kept)
-        return {good[k]: mask for k, mask in zip(decoded.kept, decoded.masks)}
+                bad.add(name)
+        wanted = [tuple(n for n in names if n not in bad) for names in self.accepted]
+        if not self.settings.neighbour_views:
+            return [dict.fromkeys(names) for names in wanted]
+        groups = [list(dict.fromkeys(n for names in wanted for n in names))] if self.batched \
+            else [list(names) for names in wanted]
+        decoded: List[Dict[str, np.ndarray]] = []
+        for group in groups:
+            if not group:
+                decoded.append({})
+                continue
+            out = decode_neighbour_vehicles(
+                self.wm, [(self.heard[n].z_indices, self.heard[n].h) for n in group],
+                VIEW_CHANNELS)
+            self.views_decoded += len(out.kept)
+            decoded.append({group[k]: mask for k, mask in zip(out.kept, out.masks)})
+        return [{n: decoded[0 if self.batched else i][n] for n in names}
+                for i, names in enumerate(wanted)]
 
     def _observe(self, requests) -> List[ModelOutput]:
         with torch.no_grad():
