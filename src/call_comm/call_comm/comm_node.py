@@ -14,7 +14,9 @@ on DDS delivery order (the one-step V2V latency of `call_learning.pipeline`).
 `h_transport: replica` (issue 11) loads the fleet's world-model `checkpoint` and sends h only
 as keyframes; receivers rebuild it (call_comm.replica). Without a checkpoint it falls back to
 `full` (h with every message). A neighbour whose h cannot be rebuilt yet is delivered with an
-empty h (pose, z and intention still count).
+empty h (pose, z and intention still count). With the checkpoint and `neighbour_views`, each
+delivered neighbour also carries its decoded vehicle mask (call_comm.view_decoding, paper
+Fig. 4c) for the ego's perception.
 
 Both V2V topics are taken raw: the node decodes the bytes itself (`wire_codec.decode_cdr`),
 so a sample rclpy could not deserialize is counted rather than silently lost, and the
@@ -37,6 +39,7 @@ from call_comm.range_gate import check_c, RangeGate
 from call_comm.replica import load_sequence_model, ReplicaBank
 from call_comm.replica_link import LinkReceiver, LinkSender, RequestOutcome
 from call_comm.stamped_poses import Pose, StampedPoses
+from call_comm.view_decoding import load_view_decoder, ViewDecoder
 from call_common.draining import drain
 from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
@@ -171,6 +174,12 @@ class CommNode(Node):
             # lazy: out-of-range senders' steps wait (keyframes usually drop them unrun)
             bank = ReplicaBank(model, p['replica_max_senders'], p['replica_history'], lazy=True)
             requester = KeyframeRequester(kf_cfg.request_interval)
+        self.views: Optional[ViewDecoder] = None
+        self.views_this_step = 0
+        if p['neighbour_views'] and p['checkpoint']:
+            self.views = ViewDecoder(load_view_decoder(p['checkpoint']),
+                                     p['neighbour_view_channels'],
+                                     p['neighbour_view_threshold'], p['num_threads'])
         self.sender = LinkSender(self.role, self.signer, self.h_encoding, self.max_waypoints,
                                  keyframes, p['max_speed'], p['plausibility_slack'])
         self.link = LinkReceiver(InboxConfig(
@@ -222,6 +231,7 @@ class CommNode(Node):
         self.get_logger().info(
             f'{self.role}: c={self.gate.c} range={self.gate.comm_range} m '
             f'h={p["h_encoding"]} transport={"replica" if self.replica_mode else "full"} '
+            f'views={"decoded" if self.views is not None else "off"} '
             f'fleet={p["fleet_key_file"]}')
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -379,7 +389,10 @@ class CommNode(Node):
         out.header.stamp = state.header.stamp
         out.header.frame_id = 'map'
         out.comm_range = _finite_f32(comm_range, 0.0)
-        for n in delivery.neighbours:
+        views = (self.views.views([(n.z_indices, n.h) for n in delivery.neighbours])
+                 if self.views is not None else [None] * len(delivery.neighbours))
+        self.views_this_step = sum(v is not None for v in views)
+        for n, view in zip(delivery.neighbours, views):
             item = NeighbourLatent()
             item.sender_id = n.sender_id
             item.sequence = n.sequence
@@ -392,6 +405,9 @@ class CommNode(Node):
             item.action = n.action
             item.intention_xy = array.array(
                 'f', n.intention_xy.astype(np.float32).ravel().tobytes())
+            if view is not None:
+                item.view_size = self.views.size
+                item.view_mask = view
             out.neighbours.append(item)
         self.last_shared = out
         self.shared_pub.publish(out)
@@ -433,6 +449,8 @@ class CommNode(Node):
         stats.keyframe_requests_received = counters.requests_received
         stats.neighbours_unsynchronised = sum(not n.synchronised for n in delivery.neighbours)
         stats.request_bytes_sent = request_bytes
+        stats.neighbour_views = self.views_this_step
+        stats.neighbour_views_dropped = self.views.dropped if self.views is not None else 0
         self.stats_pub.publish(stats)
 
 
