@@ -16,7 +16,8 @@ the executor goes idle leaks some CPU to the executor. The exact split comes fro
 its own thread CPU time (`time.thread_time`, two clock reads per call) to a per-node, per-topic
 account, and so is each run of Python's cyclic garbage collector; what the executor thread
 spent outside all callbacks is the executor (dispatch, take, the C side of deserialisation).
-Stdlib only; the report is `bench/profile_report.py`.
+A draining subscription (`call_common.draining`) keeps its `Draining`, whose deliveries are
+timed instead. The report is `bench/profile_report.py`.
 """
 import collections
 import functools
@@ -27,6 +28,8 @@ import sys
 import threading
 import time
 from typing import Optional
+
+from call_common.draining import draining_of
 
 ENV = 'CALL_CPU_PROFILE'
 
@@ -86,7 +89,12 @@ class CallbackClock:
         for node in nodes:
             name = node.get_name()
             for sub in node.subscriptions:
-                sub.callback = self._wrap((name, 'callback', sub.topic_name), sub.callback)
+                key = (name, 'callback', sub.topic_name)
+                draining = draining_of(sub.callback)
+                if draining is not None:    # keep the Draining the container merges by
+                    draining.deliver = self._wrap(key, draining.deliver)
+                else:
+                    sub.callback = self._wrap(key, sub.callback)
             for timer in node.timers:
                 label = getattr(timer.callback, '__name__', 'timer')
                 timer.callback = self._wrap((name, 'timer', label), timer.callback)
