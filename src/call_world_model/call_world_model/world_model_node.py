@@ -9,6 +9,7 @@ bridge's ``/carla/<role_name>/odometry``. On every BEV it runs one posterior ste
 of the decoded open-loop prediction) and ``/diagnostics``. Malformed messages are counted by
 reason and dropped. Parameters and their defaults: config/world_model.yaml.
 """
+import array
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -286,8 +287,10 @@ class WorldModelNode(Node):
         out.valid = output.valid
         out.prediction_error = float(output.error)
         if output.post is not None:
-            out.z_indices = output.z_indices().tolist()
-            out.h = output.h().tolist()
+            # array.array is the message's own field type: taken as is, where a list is
+            # checked element by element and copied (~30x the time for 256 floats)
+            out.z_indices = array.array('B', output.z_indices().tobytes())
+            out.h = array.array('f', output.h().astype(np.float32, copy=False).tobytes())
         self.last_latent = out
         self.latent_pub.publish(out)
 

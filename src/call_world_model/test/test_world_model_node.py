@@ -230,7 +230,6 @@ def test_composed_nodes_on_one_model_observe_as_one_batch(tmp_path):
         from rclpy.experimental import EventsExecutor as Executor
     except ImportError:      # Humble: steps are still observed, batches may stay at one
         from rclpy.executors import SingleThreadedExecutor as Executor
-    from call_world_model.observe_batch import ObserveBatcher
     from call_world_model.world_model_node import WorldModelNode
     from rclpy.parameter import Parameter
 
@@ -248,8 +247,9 @@ def test_composed_nodes_on_one_model_observe_as_one_batch(tmp_path):
     probe = rclpy.create_node('wm_batch_probe', context=context)
     executor = Executor(context=context)
     try:
-        batcher = ObserveBatcher.for_model(nodes[0].model)
-        assert nodes[1].model is nodes[0].model and batcher.members == 2
+        batcher = nodes[0].batcher          # the process's batcher of the shared model
+        assert nodes[1].model is nodes[0].model and nodes[1].batcher is batcher
+        assert batcher.members == 2
         received = {role: [] for role in roles}
         for role in roles:
             probe.create_subscription(LatentState, f'/{role}/latent_state',
