@@ -67,6 +67,7 @@ class WorldModelNode(Node):
         self.poses: Dict[Tuple[int, int], np.ndarray] = {}
         self.last_bev_stamp: Optional[Tuple[int, int]] = None
         self.last_latent: Optional[LatentState] = None
+        self.pending_bev: Optional[Image] = None        # waits for its step's inputs
         self.counters: Dict[str, int] = {'observed': 0}
         self.last_error = 0.0
         self.last_latency_ms = 0.0
@@ -140,6 +141,7 @@ class WorldModelNode(Node):
         self.poses[_stamp_key(msg.header.stamp)] = values
         while len(self.poses) > KEPT:
             del self.poses[next(iter(self.poses))]
+        self._take_pending()
 
     def on_shared(self, msg: SharedInformation) -> None:
         """Remember the accepted neighbours by stamp (converted when a BEV needs them)."""
@@ -147,6 +149,21 @@ class WorldModelNode(Node):
         self.shared_by_stamp[_stamp_key(msg.header.stamp)] = msg
         while len(self.shared_by_stamp) > KEPT:
             del self.shared_by_stamp[next(iter(self.shared_by_stamp))]
+        self._take_pending()
+
+    def _ready(self, stamp: Tuple[int, int]) -> bool:
+        """Tell whether the step's pose and the previous step's shared information are in."""
+        if self.odometry is not None and stamp not in self.poses:
+            return False
+        return self.shared_msg is None or self.last_bev_stamp is None or \
+            self.last_bev_stamp in self.shared_by_stamp
+
+    def _take_pending(self) -> None:
+        """Observe a BEV that waited for its inputs, now that they came."""
+        pending = self.pending_bev
+        if pending is not None and self._ready(_stamp_key(pending.header.stamp)):
+            self.pending_bev = None
+            self._observe(pending)
 
     def _step_inputs(self, stamp: Tuple[int, int]) -> Tuple[Optional[SharedInformation],
                                                              Optional[np.ndarray]]:
@@ -221,17 +238,35 @@ class WorldModelNode(Node):
         """
         Observe one BEV and publish the latent state (and the prediction strip).
 
+        Step t observes with its own pose and the previous step's shared information (what
+        perception drew); a BEV that arrives before them waits for them, and is observed with
+        the latest ones when the next BEV comes first (counted `dropped_stale_inputs`). A
+        re-sent step (same stamp) re-publishes its state rather than observing it again.
         Alone in its process the node observes at once. Composed with other world-model nodes
         on the same model, it queues the step with their shared batcher; the flush timer
         fires after the BEVs already waiting in the executor, so their steps run as one batch.
         """
         stamp = _stamp_key(msg.header.stamp)
-        if stamp == self.last_bev_stamp:
+        if self.pending_bev is not None and stamp != _stamp_key(self.pending_bev.header.stamp):
+            # the next step came before the waiting one's inputs: observe it with the latest
+            self._drop('stale_inputs')
+            pending, self.pending_bev = self.pending_bev, None
+            self._observe(pending)
+        if stamp == self.last_bev_stamp or (self.pending_bev is not None):
             # a re-sent step (late joiners): its state again, the model observes a step once
-            if self.last_latent is not None and not self.waiting:
+            if self.last_latent is not None and not self.waiting and \
+                    stamp == self.last_bev_stamp:
                 self.latent_pub.publish(self.last_latent)
             self._drop('repeated_bev')
             return
+        if not self._ready(stamp):
+            self.pending_bev = msg
+            return
+        self._observe(msg)
+
+    def _observe(self, msg: Image) -> None:
+        """Observe one BEV with its step's inputs (the latest ones where missing)."""
+        stamp = _stamp_key(msg.header.stamp)
         bev = self._bev_tensor(msg)
         if bev is None:
             return
