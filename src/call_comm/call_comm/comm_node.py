@@ -301,7 +301,7 @@ class CommNode(Node):
         del self.plans[:-PLANS_KEPT]
 
     def _plan_before(self, stamp_ns: int) -> np.ndarray:
-        """The plan declared before step ``stamp_ns``'s planning (the step's message carries it)."""
+        """Return the plan declared before step ``stamp_ns``'s planning (its message's)."""
         for stamp, plan in reversed(self.plans):
             if stamp < stamp_ns:
                 return plan

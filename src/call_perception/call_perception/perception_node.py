@@ -188,7 +188,7 @@ class PerceptionNode(Node):
             self._drop('malformed_paths', f'plan: {error}')
 
     def on_shared(self, msg: SharedInformation) -> None:
-        """Accepted shared information from call_comm; a step waiting for it renders now."""
+        """Keep comm's accepted shared information; a step waiting for it renders now."""
         self.shared = msg
         self.shared_by_stamp[_stamp_key(msg.header.stamp)] = msg
         while len(self.shared_by_stamp) > SHARED_KEPT:
@@ -201,7 +201,7 @@ class PerceptionNode(Node):
     def _neighbours(self, now: float, previous: Optional[Tuple[int, int]]
                     ) -> List[SharedNeighbour]:
         """
-        The neighbours comm accepted at the previous step (the pipeline's step semantics).
+        Return the neighbours comm accepted at the previous step (the pipeline's step semantics).
 
         Without that step's shared information (comm silent or late past the wait), the
         latest one still younger than shared_max_age is taken and counted `unmatched_shared`.

@@ -165,10 +165,10 @@ class WorldModelNode(Node):
             self.pending_bev = None
             self._observe(pending)
 
-    def _step_inputs(self, stamp: Tuple[int, int]) -> Tuple[Optional[SharedInformation],
-                                                             Optional[np.ndarray]]:
+    def _step_inputs(self, stamp: Tuple[int, int]
+                     ) -> Tuple[Optional[SharedInformation], Optional[np.ndarray]]:
         """
-        The shared information of the previous step and the pose of this one.
+        Return the shared information of the previous step and the pose of this one.
 
         Step t observes the neighbours comm accepted at step t - 1, as perception drew them
         (`call_learning.pipeline`); missing ones fall back to the latest (counted).
