@@ -94,6 +94,7 @@ class PerceptionNode(Node):
         self.last_odometry_stamp: Optional[Tuple[int, int]] = None
         self.pending_odometry: Optional[Odometry] = None
         self.route = np.zeros((0, 2))
+        self.route_received = False
         self.plan = np.zeros((0, 2))
         self.shared: Optional[SharedInformation] = None
         self.shared_by_stamp: Dict[Tuple[int, int], SharedInformation] = {}
@@ -179,6 +180,12 @@ class PerceptionNode(Node):
             self.route = path_points(msg)
         except ValueError as error:
             self._drop('malformed_paths', f'route: {error}')
+            return
+        self.route_received = True
+        pending = self.pending_odometry
+        if pending is not None and self._inputs_ready(pending):
+            self.pending_odometry = None
+            self._render(pending)
 
     def on_plan(self, msg: Path) -> None:
         """Ego planned waypoints (the intention); preferred over the route when non-empty."""
@@ -267,9 +274,13 @@ class PerceptionNode(Node):
 
     def _inputs_ready(self, msg: Odometry) -> bool:
         """Tell whether the step's awaited map, objects and shared information are in."""
-        if self.map_name is None and self.counts['published'] == 0:
-            return False     # the first step waits for the road (the bridge latches it)
         stamp = _stamp_key(msg.header.stamp)
+        if self.counts['published'] == 0 and (
+                self.map_name is None or not self.route_received
+                or self.objects_stamp is None or self.objects_stamp < stamp):
+            # the first step waits for the road, its route and its objects (at start-up a
+            # topic may be matched after the odometry; the simulator re-sends the step)
+            return False
         if self.expect_objects and (self.objects_stamp is None or self.objects_stamp < stamp):
             return False
         return not self.expect_shared or self.step_before.get(stamp) in self.shared_by_stamp
