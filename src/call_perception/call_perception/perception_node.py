@@ -99,7 +99,8 @@ class PerceptionNode(Node):
         self.shared: Optional[SharedInformation] = None
         self.shared_by_stamp: Dict[Tuple[int, int], SharedInformation] = {}
         self.step_before: Dict[Tuple[int, int], Optional[Tuple[int, int]]] = {}
-        self.expect_objects = self.expect_shared = False
+        self.expect_objects = self.expect_shared = self.expect_plan = False
+        self.plans: Dict[Tuple[int, int], np.ndarray] = {}     # the planner's, by step
         self.last_bev: Optional[Image] = None
         self.counts = {'published': 0, 'malformed_odometry': 0, 'malformed_objects': 0,
                        'malformed_paths': 0, 'malformed_shared': 0, 'malformed_map': 0,
@@ -193,6 +194,14 @@ class PerceptionNode(Node):
             self.plan = path_points(msg)
         except ValueError as error:
             self._drop('malformed_paths', f'plan: {error}')
+            return
+        self.plans[_stamp_key(msg.header.stamp)] = self.plan
+        while len(self.plans) > SHARED_KEPT:
+            del self.plans[next(iter(self.plans))]
+        pending = self.pending_odometry
+        if pending is not None and self._inputs_ready(pending):
+            self.pending_odometry = None
+            self._render(pending)
 
     def on_shared(self, msg: SharedInformation) -> None:
         """Keep comm's accepted shared information; a step waiting for it renders now."""
@@ -238,8 +247,9 @@ class PerceptionNode(Node):
         """
         One simulation step: render its BEV once the step's objects and shared info are in.
 
-        Step t renders with the step's objects and with the neighbours comm accepted at step
-        t - 1 (its shared information stamped t - 1; `call_learning.pipeline`, semantics 1).
+        Step t renders with the step's objects, the plan the planner declared at step t - 1
+        and the neighbours comm accepted at step t - 1 (its shared information stamped
+        t - 1; `call_learning.pipeline`, semantics 1).
         While an input keeps up (it came for the previous step), an odometry ahead of it
         waits for it. If it stops coming, the waiting step is rendered with the latest one
         when the next odometry arrives (counted `stale_inputs`), and later steps no longer
@@ -267,6 +277,7 @@ class PerceptionNode(Node):
         self.expect_objects = self.objects_stamp is not None and self.objects_stamp == previous
         self.expect_shared = previous is not None and \
             self.step_before.get(previous) in self.shared_by_stamp
+        self.expect_plan = previous is not None and self.step_before.get(previous) in self.plans
         if not self._inputs_ready(msg):
             self.pending_odometry = msg
             return
@@ -283,7 +294,10 @@ class PerceptionNode(Node):
             return False
         if self.expect_objects and (self.objects_stamp is None or self.objects_stamp < stamp):
             return False
-        return not self.expect_shared or self.step_before.get(stamp) in self.shared_by_stamp
+        previous = self.step_before.get(stamp)
+        if self.expect_plan and previous not in self.plans:
+            return False
+        return not self.expect_shared or previous in self.shared_by_stamp
 
     def _render(self, msg: Odometry) -> None:
         """Render and publish the BEV stamped with the odometry's time."""
@@ -299,7 +313,7 @@ class PerceptionNode(Node):
         now = stamp_seconds(msg.header.stamp)
         previous = self.step_before.get(_stamp_key(msg.header.stamp))
         perceived = self.stage.render(ego, self.objects, self._neighbours(now, previous),
-                                      self.plan, self.route)
+                                      self.plans.get(previous, self.plan), self.route)
         bev = perceived.bev
         self.last_bev = self._image(msg.header.stamp, bev.transpose(1, 2, 0),
                                     f'8UC{len(CHANNELS)}')

@@ -311,7 +311,7 @@ class PlannerNode(Node):
         self.stop_reason = ''
         # plan and action before the control: the next step's BEV and observe take them, and
         # that step can only come after the simulator has stepped on the control
-        self.publish_plan(msg.header.stamp, changed=refreshed)
+        self.publish_plan(msg.header.stamp)
         self.publish_action(action_index, accel, steer, msg.header.stamp)
         self.publish_control(command, msg.header.stamp)
         values = {
@@ -413,9 +413,10 @@ class PlannerNode(Node):
         """
         Publish the kept intention as a Path (comm, perception) and markers (viewers).
 
-        The Path goes out when the waypoints changed (a renewed intention every K steps, a
-        stop): its subscribers keep the latest one, as the simulator publishes routes. That
-        saves three subscribers' callbacks on the other steps.
+        The Path goes out every step, stamped with the step it answers, also when the kept
+        intention did not change: perception and the world model take the plan of the step
+        before theirs by stamp and wait for it, so what they use does not depend on delivery
+        order (`changed` False: markers only).
         """
         header = Header(stamp=stamp, frame_id='map')
         if changed:

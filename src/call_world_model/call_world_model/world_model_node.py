@@ -68,6 +68,8 @@ class WorldModelNode(Node):
         self.last_bev_stamp: Optional[Tuple[int, int]] = None
         self.last_latent: Optional[LatentState] = None
         self.pending_bev: Optional[Image] = None        # waits for its step's inputs
+        self.actions: Dict[Tuple[int, int], int] = {}   # the planner's, by step stamp
+        self.plans: Dict[Tuple[int, int], np.ndarray] = {}
         self.counters: Dict[str, int] = {'observed': 0}
         self.last_error = 0.0
         self.last_latency_ms = 0.0
@@ -119,15 +121,23 @@ class WorldModelNode(Node):
             self._drop('action_index')
             return
         self.stage.action = int(msg.index)
+        self.actions[_stamp_key(msg.header.stamp)] = int(msg.index)
+        while len(self.actions) > KEPT:
+            del self.actions[next(iter(self.actions))]
+        self._take_pending()
 
     def on_plan(self, msg: Path) -> None:
-        """Remember the ego plan (map frame)."""
+        """Remember the ego plan (map frame) by stamp."""
         points = np.array([[p.pose.position.x, p.pose.position.y] for p in msg.poses],
                           dtype=np.float64).reshape(-1, 2)
         if not np.isfinite(points).all():
             self._drop('plan_nan')
             return
         self.plan_xy = points
+        self.plans[_stamp_key(msg.header.stamp)] = points
+        while len(self.plans) > KEPT:
+            del self.plans[next(iter(self.plans))]
+        self._take_pending()
 
     def on_odometry(self, msg: Odometry) -> None:
         """Remember the ego pose by stamp for map -> ego frame conversions."""
@@ -155,8 +165,12 @@ class WorldModelNode(Node):
         """Tell whether the step's pose and the previous step's shared information are in."""
         if self.odometry is not None and stamp not in self.poses:
             return False
-        return self.shared_msg is None or self.last_bev_stamp is None or \
-            self.last_bev_stamp in self.shared_by_stamp
+        previous = self.last_bev_stamp
+        if previous is None:
+            return True
+        # the planner answers every step with its plan and action, comm with shared_info
+        return all(not kept or previous in kept
+                   for kept in (self.shared_by_stamp, self.actions, self.plans))
 
     def _take_pending(self) -> None:
         """Observe a BEV that waited for its inputs, now that they came."""
@@ -238,8 +252,8 @@ class WorldModelNode(Node):
         """
         Observe one BEV and publish the latent state (and the prediction strip).
 
-        Step t observes with its own pose and the previous step's shared information (what
-        perception drew); a BEV that arrives before them waits for them, and is observed with
+        Step t observes with its own pose and the previous step's action, plan and shared
+        information (what perception drew); a BEV that arrives before them waits for them, and is observed with
         the latest ones when the next BEV comes first (counted `dropped_stale_inputs`). A
         re-sent step (same stamp) re-publishes its state rather than observing it again.
         Alone in its process the node observes at once. Composed with other world-model nodes
@@ -273,11 +287,15 @@ class WorldModelNode(Node):
         start = time.perf_counter()
         if self.waiting:        # a second BEV before the batch ran: its state comes first
             self.on_flush()
+        previous = self.last_bev_stamp
+        if previous in self.actions:
+            self.stage.action = self.actions[previous]
+        plan_xy = self.plans.get(previous, self.plan_xy)
         action = self.stage.action
         shared, pose = self._step_inputs(stamp)
         self.last_bev_stamp = stamp
         ego = None if pose is None else tuple(float(v) for v in pose)
-        request = self.stage.request(bev, ego, self._neighbours(shared), self.plan_xy)
+        request = self.stage.request(bev, ego, self._neighbours(shared), plan_xy)
         self.waiting = True
         opened = self.batcher.submit(request, lambda post, tracked: self._observed(
             msg, action, start, self.stage.complete(post, tracked)))
