@@ -253,8 +253,9 @@ class WorldModelNode(Node):
         Observe one BEV and publish the latent state (and the prediction strip).
 
         Step t observes with its own pose and the previous step's action, plan and shared
-        information (what perception drew); a BEV that arrives before them waits for them, and is observed with
-        the latest ones when the next BEV comes first (counted `dropped_stale_inputs`). A
+        information (what perception drew); a BEV that arrives before them waits for them,
+        and is observed with the latest ones when the next BEV comes first (counted
+        `dropped_stale_inputs`). A
         re-sent step (same stamp) re-publishes its state rather than observing it again.
         Alone in its process the node observes at once. Composed with other world-model nodes
         on the same model, it queues the step with their shared batcher; the flush timer
