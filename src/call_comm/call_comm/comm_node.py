@@ -6,7 +6,8 @@ latent_state, plan, /carla/R/odometry, /v2v/latents, /v2v/keyframe_requests; pub
 /v2v/latents, /v2v/keyframe_requests (replica mode), shared_info, comm_stats. Parameters and
 their defaults: config/comm.yaml. Each own LatentState is one step: the range gate takes its
 prediction error, the own message goes out (its intention: the plan the planner declared
-at the previous step, by stamp; a state waits for it while plans keep coming), and the other vehicles' newest messages stamped before the step that lie
+at the previous step, by stamp; a state waits for it while plans keep coming), and the
+other vehicles' newest messages stamped before the step that lie
 inside the range become the step's shared information: a step takes the previous step's
 messages even when the same step's already arrived, so what a vehicle accepts does not depend
 on DDS delivery order (the one-step V2V latency of `call_learning.pipeline`).
