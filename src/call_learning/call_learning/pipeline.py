@@ -237,8 +237,7 @@ class VehiclePipeline:
         self.views_decoded = 0  # neighbour latents decoded into vehicle masks
 
     def box(self, vehicle: Any) -> Box:
-        """Return the box of another vehicle as its object message gives it (ego's sizes where
-        unknown)."""
+        """Return another vehicle's box as its object message gives it (ego sizes if unknown)."""
         length = vehicle.length if vehicle.length > 0 else self.settings.ego_length
         width = vehicle.width if vehicle.width > 0 else self.settings.ego_width
         return Box(vehicle.x, vehicle.y, received_yaw(vehicle.yaw), length, width)
