@@ -90,4 +90,5 @@ def test_sampler_charges_cpu_to_the_running_function(tmp_path, monkeypatch):
     busy = sum(cpu for stack, cpu in data['stacks'] if any(n == '_busy' for _, n in stack))
     assert busy > 0.0
     assert data['executor_thread_cpu_s'] >= busy
-    assert data['callbacks'] == []
+    # no callback ran: only the garbage collector's own account may appear
+    assert [c for c in data['callbacks'] if c[:2] != ['python', 'gc']] == []
