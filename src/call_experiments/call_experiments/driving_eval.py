@@ -178,6 +178,29 @@ def load_policy_models(path: str):
     return loaded
 
 
+def build_fleet(loaded: Any, settings: PipelineConfig, env: Any, planner: Dict[str, Any],
+                seed: int = 0) -> 'MonitoredFleet':
+    """The pipeline, look-ahead (occupancy and route costs) and monitors of planner.yaml."""
+    wm = loaded.world_model
+    K = int(planner['K'])
+    lookahead = LookaheadConfig(K=K, gamma=float(planner['gamma']),
+                                replan_every=int(planner['replan_every']),
+                                sample_actor=bool(planner['sample_actor']))
+    occ = OccupancyConfig(weight=float(planner['occupancy_weight']),
+                          every=int(planner['occupancy_every']),
+                          margin=float(planner['occupancy_margin']))
+    cost = (OccupancyCost(wm, occ) if occ.weight > 0 and OccupancyCost.supports(wm) else None)
+    route = route_cost_or_none(RouteConfig(float(planner['route_weight']),
+                                           float(planner['route_lookahead'])),
+                               env.action_set, env.bicycle)
+    driver = Driver(env.action_set, env.bicycle, env.control_model,
+                    float(planner['comfortable_decel']), K)
+    pipeline = VehiclePipeline(wm, settings, env.lanes(), driver)
+    policy = LookaheadPolicy(wm, loaded.actor_critic, len(env.action_set), lookahead, seed,
+                             cost, route)
+    return MonitoredFleet(pipeline, policy, MonitorConfig.from_params(planner), K)
+
+
 def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                planner: Dict[str, Any], c: float, trip_timeout: float,
                overrides: Optional[Dict[str, Any]] = None, log=None) -> SeedResult:
@@ -189,27 +212,10 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
     values = {'respawn_done': True, 'episode_steps': steps + 1, 'seed': seed,
               **(overrides or {})}
     env = MultiVehicleEnv.from_scenario(scenario_with(scenario, values))
-    wm = loaded.world_model
-    settings: PipelineConfig = collect_settings(mode, c)
-    K = int(planner['K'])
-    lookahead = LookaheadConfig(K=K, gamma=float(planner['gamma']),
-                                replan_every=int(planner['replan_every']),
-                                sample_actor=bool(planner['sample_actor']))
-    occ = OccupancyConfig(weight=float(planner['occupancy_weight']),
-                          every=int(planner['occupancy_every']),
-                          margin=float(planner['occupancy_margin']))
-    cost = (OccupancyCost(wm, occ) if occ.weight > 0 and OccupancyCost.supports(wm) else None)
     result = SeedResult()
     try:
-        driver = Driver(env.action_set, env.bicycle, env.control_model,
-                        float(planner['comfortable_decel']), K)
-        pipeline = VehiclePipeline(wm, settings, env.lanes(), driver)
-        route = route_cost_or_none(RouteConfig(float(planner['route_weight']),
-                                               float(planner['route_lookahead'])),
-                                   env.action_set, env.bicycle)
-        policy = LookaheadPolicy(wm, loaded.actor_critic, len(env.action_set), lookahead,
-                                 seed, cost, route)
-        fleet = MonitoredFleet(pipeline, policy, MonitorConfig.from_params(planner), K)
+        fleet = build_fleet(loaded, collect_settings(mode, c), env, planner, seed)
+        pipeline = fleet.pipeline
         obs, _ = env.reset(seed=seed)
         roles = sorted(obs)
         pipeline.reset(roles)
