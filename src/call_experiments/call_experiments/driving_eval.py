@@ -25,6 +25,7 @@ writes results/driving_four_lane_demo.csv.
 import argparse
 import csv
 from dataclasses import dataclass, field
+import json
 import math
 import os
 from pathlib import Path
@@ -223,7 +224,10 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
         trip = dict.fromkeys(roles, 0)
         trip_start = dict.fromkeys(roles, env.time)
         progress = dict.fromkeys(roles, 0.0)
-        for _ in range(steps):
+        for k in range(steps):
+            if log and k and k % 100 == 0:
+                log(f'{scenario} {mode} seed {seed}: step {k}, outcomes '
+                    f'{sorted((o, result.outcomes.count(o)) for o in set(result.outcomes))}')
             decided = fleet.step(obs, env.time, env.dt)
             obs, _, terminations, _, infos = env.step({r: d[0] for r, d in decided.items()})
             for role, info in infos.items():
@@ -263,9 +267,12 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
     return result
 
 
-def rows_for(mode: str, per_seed: Sequence[SeedResult]) -> List[Dict[str, Any]]:
-    """CSV rows of one mode: mean and 95 % interval over the seeds of every metric."""
-    summaries = [r.summary() for r in per_seed]
+def rows_for(mode: str, per_seed: Sequence[Any]) -> List[Dict[str, Any]]:
+    """CSV rows of one mode: mean and 95 % interval over the seeds of every metric.
+
+    `per_seed`: SeedResults or their summaries (dicts, as `--combine` reads them back).
+    """
+    summaries = [r if isinstance(r, dict) else r.summary() for r in per_seed]
     routes = int(sum(s['trips_ended'] for s in summaries))
     rows = []
     for metric in METRICS:
@@ -304,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar='PARAM=VALUE', help='override a planner.yaml parameter')
     parser.add_argument('--quick', action='store_true',
                         help='one seed, 300 steps (a smoke run; not the held-out figure)')
+    parser.add_argument('--combine', action='store_true',
+                        help='run nothing: build the CSV from the per-seed summaries in '
+                        'OUT/driving_runs (seeds run as separate processes)')
     parser.add_argument('--out', default='results')
     parser.add_argument('--threads', type=int, default=1)
     return parser
@@ -329,7 +339,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         planner = planner_settings(dict(item.split('=', 1) for item in args.sets))
-        loaded = load_policy_models(args.checkpoint or shipped_checkpoint())
+        loaded = (None if args.combine
+                  else load_policy_models(args.checkpoint or shipped_checkpoint()))
     except (ValueError, FileNotFoundError, checkpoint.CheckpointError) as exc:
         print(f'call_driving_eval: error: {exc}', file=sys.stderr)
         return 2
@@ -337,11 +348,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     def log(line: str) -> None:
         print(f'call_driving_eval: {line}', flush=True)
 
+    runs = Path(args.out) / ('driving_runs_quick' if args.quick else 'driving_runs')
     rows = []
     for mode in args.modes:
-        per_seed = [drive_seed(loaded, mode, args.scenario, seed, args.steps, planner, args.c,
-                               args.trip_timeout, log=log) for seed in args.seeds]
-        rows += rows_for(mode, per_seed)
+        per_seed = []
+        for seed in args.seeds:
+            path = runs / f'{args.scenario}_{mode}_{seed}.json'
+            if args.combine:
+                if not path.is_file():
+                    log(f'no summary {path}: seed {seed} left out')
+                    continue
+                per_seed.append(json.loads(path.read_text())['summary'])
+                continue
+            result = drive_seed(loaded, mode, args.scenario, seed, args.steps, planner,
+                                args.c, args.trip_timeout, log=log)
+            per_seed.append(result.summary())
+            runs.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({
+                'scenario': args.scenario, 'mode': mode, 'seed': seed, 'steps': args.steps,
+                'c': args.c, 'planner_overrides': args.sets, 'wall_s': result.wall_s,
+                'summary': result.summary()}, indent=1, default=float))
+        if per_seed:
+            rows += rows_for(mode, per_seed)
     name = f'driving_{args.scenario}{"_quick" if args.quick else ""}.csv'
     write_csv(Path(args.out) / name, rows)
     log(f'wrote {Path(args.out) / name}')

@@ -30,6 +30,7 @@ from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
 from call_planner.model_state import imagination_kwargs, state_from_latent
 from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
 from call_planner.replanning import LookaheadConfig, ReplanningPolicy
+from call_planner.route_cost import route_cost_or_none, RouteConfig, RouteContext
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
 from call_planner.ttc_monitor import (Assessment, BevGeometry, MonitorConfig,
                                       override_accel, TtcMonitor)
@@ -100,10 +101,13 @@ class PlannerNode(Node):
                 window_m=bev_cfg.size * bev_cfg.metres_per_pixel,
                 ego_row_fraction=bev_cfg.ego_row / bev_cfg.size,
                 ego_col_fraction=bev_cfg.ego_col / bev_cfg.size))
+        route_cost = route_cost_or_none(
+            RouteConfig(float(p['route_weight']), float(p['route_lookahead'])), self.actions,
+            BicycleModel.from_config(p))
         self.policy = ReplanningPolicy(self.world_model, self.actor_critic, len(self.actions),
                                        self.lookahead,
                                        torch.Generator().manual_seed(int(p['seed'])),
-                                       occupancy)
+                                       occupancy, route_cost)
         self.safety = SafetyConfig(deadline_sim=float(p['deadline_sim']),
                                    deadline_wall=float(p['deadline_wall']),
                                    comfortable_decel=float(p['comfortable_decel']))
@@ -129,6 +133,7 @@ class PlannerNode(Node):
         self.status_speed: Optional[float] = None
         self.shared: Optional[SharedInformation] = None
         self.waypoints = np.zeros((0, 2))
+        self.route = np.zeros((0, 2))   # the planning module's waypoints ahead (route cost)
         self.stop_reason = ''
         self.answered_stamp = None      # stamp of the newest latent state processed
         # overrides are counted apart from the planned steps, so the learned planner's share
@@ -160,6 +165,8 @@ class PlannerNode(Node):
                                  event_callbacks=QUIET_SUB)
         self.create_subscription(CarlaEgoVehicleStatus, f'/carla/{role}/vehicle_status',
                                  self.on_status, 10, event_callbacks=QUIET_SUB)
+        self.create_subscription(Path, f'/carla/{role}/waypoints', self.on_route, 10,
+                                 event_callbacks=QUIET_SUB)
         if self.monitor_config.enabled:
             self.create_subscription(Image, 'bev', self.on_bev, 10,
                                      event_callbacks=QUIET_SUB)
@@ -215,6 +222,12 @@ class PlannerNode(Node):
                              pixels[:, :, CHANNEL_INDEX['shared_vehicles']] > 127, pose)
         self.watchdog.feed(BEV, stamp_seconds(stamp), time.monotonic())
 
+    def on_route(self, msg: Path) -> None:
+        """Keep the route ahead (map frame) for the look-ahead's route cost."""
+        points = np.array([[ps.pose.position.x, ps.pose.position.y] for ps in msg.poses],
+                          dtype=np.float64).reshape(-1, 2)
+        self.route = points[np.isfinite(points).all(1)]
+
     def on_shared(self, msg: SharedInformation) -> None:
         """Keep the latest accepted shared information (markers show their intentions)."""
         self.shared = msg
@@ -239,9 +252,12 @@ class PlannerNode(Node):
             self.command_stop(fault, msg.header.stamp)
             return
         start = time.perf_counter()
+        route = (RouteContext(self.pose, self.current_speed(), self.route)
+                 if len(self.route) >= 2 else None)
         try:
             decision = self.policy.step(
-                state_from_latent(z, h, self.cfg.stoch, self.cfg.classes), self.imagine_kwargs)
+                state_from_latent(z, h, self.cfg.stoch, self.cfg.classes), self.imagine_kwargs,
+                route)
         except (FloatingPointError, RuntimeError, ValueError) as error:
             self.counts['plan_errors'] += 1
             self.command_stop(f'planning failed: {error}', msg.header.stamp)
