@@ -34,20 +34,16 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from call_common.parameters import package_defaults
-from call_experiments.rollout import LookaheadPolicy, scenario_with
+from call_experiments.rollout import scenario_with
 from call_learning.pipeline import MODES, PipelineConfig, VehiclePipeline
 from call_perception.bev_raster import CHANNEL_INDEX
-from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
-from call_planner.replanning import LookaheadConfig
-from call_planner.route_cost import route_cost_or_none, RouteConfig
+from call_planner.plan_stage import driver_from_params, FleetLookahead
 from call_planner.ttc_monitor import (BevGeometry, MonitorConfig, NONE, override_accel,
                                       TtcMonitor)
 from call_sim import driving_metrics
-from call_vehicle.driver import Driver
 from call_vehicle.intention import intention_waypoints
 from call_world_model import checkpoint
 from call_world_model.prediction_metrics import mean_interval
-import numpy as np
 import torch
 import yaml
 
@@ -110,7 +106,7 @@ class MonitoredFleet:
     declares braking as its intention and re-plans afterwards.
     """
 
-    def __init__(self, pipeline: VehiclePipeline, policy: LookaheadPolicy,
+    def __init__(self, pipeline: VehiclePipeline, policy: FleetLookahead,
                  config: MonitorConfig, horizon: int):
         """Bind the pipeline and its look-ahead; one monitor per vehicle."""
         self.pipeline = pipeline
@@ -138,7 +134,7 @@ class MonitoredFleet:
         p = self.pipeline
         steps = p.observe(observations)
         controls = p.act(observations, self.policy)
-        driver: Driver = p.driver
+        driver = p.driver
         out = {}
         seen_c, shared_c = CHANNEL_INDEX['seen_vehicles'], CHANNEL_INDEX['shared_vehicles']
         for i, role in enumerate(p.roles):
@@ -181,25 +177,14 @@ def load_policy_models(path: str):
 
 def build_fleet(loaded: Any, settings: PipelineConfig, env: Any, planner: Dict[str, Any],
                 seed: int = 0) -> 'MonitoredFleet':
-    """The pipeline, look-ahead (occupancy and route costs) and monitors of planner.yaml."""
+    """The pipeline, the planner's stages (look-ahead, occupancy and route costs) and monitors."""
     wm = loaded.world_model
-    K = int(planner['K'])
-    lookahead = LookaheadConfig(K=K, gamma=float(planner['gamma']),
-                                replan_every=int(planner['replan_every']),
-                                sample_actor=bool(planner['sample_actor']))
-    occ = OccupancyConfig(weight=float(planner['occupancy_weight']),
-                          every=int(planner['occupancy_every']),
-                          margin=float(planner['occupancy_margin']))
-    cost = (OccupancyCost(wm, occ) if occ.weight > 0 and OccupancyCost.supports(wm) else None)
-    route = route_cost_or_none(RouteConfig(float(planner['route_weight']),
-                                           float(planner['route_lookahead'])),
-                               env.action_set, env.bicycle)
-    driver = Driver(env.action_set, env.bicycle, env.control_model,
-                    float(planner['comfortable_decel']), K)
-    pipeline = VehiclePipeline(wm, settings, env.lanes(), driver)
-    policy = LookaheadPolicy(wm, loaded.actor_critic, len(env.action_set), lookahead, seed,
-                             cost, route)
-    return MonitoredFleet(pipeline, policy, MonitorConfig.from_params(planner), K)
+    driver = driver_from_params(planner)
+    opendrive = env.opendrive() if hasattr(env, 'opendrive') else None
+    pipeline = VehiclePipeline(wm, settings, env.lanes(), driver, opendrive=opendrive)
+    policy = FleetLookahead(wm, loaded.actor_critic, planner,
+                            seed_of=lambda index: seed + 7919 * index)
+    return MonitoredFleet(pipeline, policy, MonitorConfig.from_params(planner), int(planner['K']))
 
 
 def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
