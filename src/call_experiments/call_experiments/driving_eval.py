@@ -33,7 +33,6 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from call_common.parameters import package_defaults
 from call_experiments.rollout import scenario_with
 from call_learning.pipeline import MODES, PipelineConfig, VehiclePipeline
 from call_perception.bev_raster import CHANNEL_INDEX
@@ -82,7 +81,9 @@ class SeedResult:
 
 def planner_settings(overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """call_planner's planner.yaml node defaults, with `overrides` (unknown keys fail)."""
-    params = dict(package_defaults('call_planner', 'planner.yaml'))
+    from ament_index_python.packages import get_package_share_directory
+    path = Path(get_package_share_directory('call_planner')) / 'config' / 'planner.yaml'
+    params = dict(yaml.safe_load(path.read_text())['/**']['ros__parameters'])
     for key, value in (overrides or {}).items():
         if key not in params:
             raise ValueError(f'unknown planner parameter {key!r}')
