@@ -65,7 +65,7 @@ class ConflictTracker:
             collision, self._accel.get((role, index), 0.0))
             for (role, index), (ttc, collision) in sorted(self._steps.items())]
         # steps before a vehicle's first TTC report still show its braking
-        reported = {key for key in self._steps}
+        reported = set(self._steps)
         records += [driving_metrics.VehicleStep(role, index * self.dt, math.inf, False, accel)
                     for (role, index), accel in self._accel.items()
                     if (role, index) not in reported]

@@ -1,5 +1,5 @@
 """
-`call_driving_eval`: does CALL drive to its goal and react to every vehicle it knows of?
+`call_driving_eval`: does CALL reach its goal and react to every vehicle it knows of.
 
 Held-out seeds, each one continuous run of a scenario in which every CALL vehicle drives
 route after route (a vehicle that arrives, collides or leaves the road respawns on a new
@@ -178,7 +178,7 @@ def load_policy_models(path: str):
 
 def build_fleet(loaded: Any, settings: PipelineConfig, env: Any, planner: Dict[str, Any],
                 seed: int = 0) -> 'MonitoredFleet':
-    """The pipeline, the planner's stages (look-ahead, occupancy and route costs) and monitors."""
+    """Build the pipeline, the planner's stages (costs included) and the monitors."""
     wm = loaded.world_model
     driver = driver_from_params(planner)
     opendrive = env.opendrive() if hasattr(env, 'opendrive') else None
@@ -254,7 +254,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
 
 
 def rows_for(mode: str, per_seed: Sequence[Any]) -> List[Dict[str, Any]]:
-    """CSV rows of one mode: mean and 95 % interval over the seeds of every metric.
+    """
+    CSV rows of one mode: mean and 95 % interval over the seeds of every metric.
 
     `per_seed`: SeedResults or their summaries (dicts, as `--combine` reads them back).
     """

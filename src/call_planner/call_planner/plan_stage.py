@@ -27,7 +27,7 @@ import torch
 
 
 def driver_from_params(p: Mapping[str, Any]) -> Driver:
-    """The vehicle's driver from the planner's parameters (actions, bicycle, actuators, K)."""
+    """Build the driver from the planner's parameters (actions, bicycle, actuators, K)."""
     return Driver(ActionSet.from_config({'accels': p['accels'], 'steers': p['steers']}),
                   BicycleModel.from_config(p),
                   ControlModel.from_config({k: p[k] for k in
@@ -36,14 +36,14 @@ def driver_from_params(p: Mapping[str, Any]) -> Driver:
 
 
 def lookahead_from_params(p: Mapping[str, Any]) -> LookaheadConfig:
-    """The look-ahead numbers of the planner's parameters."""
+    """Return the look-ahead numbers of the planner's parameters."""
     return LookaheadConfig(K=int(p['K']), gamma=float(p['gamma']),
                            replan_every=int(p['replan_every']),
                            sample_actor=bool(p['sample_actor']))
 
 
 def occupancy_from_params(world_model: Any, p: Mapping[str, Any]) -> Optional[OccupancyCost]:
-    """The look-ahead's occupancy cost (None when off or the model decodes no vehicles)."""
+    """Build the occupancy cost (None when off or the model decodes no vehicles)."""
     if not float(p['occupancy_weight']) > 0.0 or not OccupancyCost.supports(world_model):
         return None
     bev = BevConfig.from_yaml(str(p['bev_config']) or None)
@@ -55,7 +55,7 @@ def occupancy_from_params(world_model: Any, p: Mapping[str, Any]) -> Optional[Oc
 
 
 def route_cost_from_params(p: Mapping[str, Any]) -> Optional[RouteCost]:
-    """The look-ahead's route cost (None when its weight is 0)."""
+    """Build the look-ahead's route cost (None when its weight is 0)."""
     return route_cost_or_none(RouteConfig(float(p['route_weight']), float(p['route_lookahead'])),
                               ActionSet.from_config({'accels': p['accels'],
                                                      'steers': p['steers']}),
@@ -90,7 +90,7 @@ class PlanStage:
 
     def decide(self, z_indices: np.ndarray, h: np.ndarray,
                route: Optional[RouteContext] = None) -> Decision:
-        """This step's decision from the published state (z indices, h) and the route."""
+        """Decide this step from the published state (z indices, h) and the route."""
         with torch.no_grad():
             state = state_from_latent(np.asarray(z_indices), np.asarray(h, dtype=np.float32),
                                       self.cfg.stoch, self.cfg.classes)

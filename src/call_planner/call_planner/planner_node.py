@@ -17,7 +17,6 @@ the other vehicles keep their pace instead of waiting out the lockstep timeout e
 Before the first latent state there is nothing to answer: the watchdog then reports the stop
 but does not command the vehicle.
 """
-import dataclasses
 import math
 import time
 from typing import Any, Optional
@@ -33,7 +32,7 @@ from call_planner.route_cost import RouteContext
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
 from call_planner.ttc_monitor import (Assessment, BevGeometry, MonitorConfig,
                                       override_accel, TtcMonitor)
-from call_vehicle.driver import Command, Driver
+from call_vehicle.driver import Command
 from call_vehicle.intention import intention_waypoints
 from call_world_model import checkpoint
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus
@@ -191,7 +190,7 @@ class PlannerNode(Node):
         self._take_pending()
 
     def _inputs_of(self, msg: LatentState) -> Optional[tuple]:
-        """The (pose, speed) of the state's own step, None while one of them is missing."""
+        """Return the (pose, speed) of the state's own step (None while one is missing)."""
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
         pose = self.poses.get(stamp)
         speed = self.status_speeds.get(stamp) if self.status_speed is not None \

@@ -93,7 +93,7 @@ class RouteCost:
 
 
 def rescored(plan, costs: Sequence[float]):
-    """The plan among `plan.candidates` that is best once `costs` are subtracted."""
+    """Return the plan among `plan.candidates` that is best once `costs` are subtracted."""
     if plan.candidates is None:
         raise ValueError('the plan carries no candidates to rescore')
     scores = np.asarray(plan.scores, dtype=np.float64) - np.asarray(costs, dtype=np.float64)
@@ -106,7 +106,7 @@ def rescored(plan, costs: Sequence[float]):
 
 def route_cost_or_none(config: Optional[RouteConfig], actions: ActionSet,
                        bicycle: BicycleModel = BicycleModel()) -> Optional[RouteCost]:
-    """A RouteCost, or None when the weight is 0 (the plain eq. 3 look-ahead)."""
+    """Return a RouteCost, or None when the weight is 0 (the plain eq. 3 look-ahead)."""
     if config is None or config.weight == 0.0:
         return None
     return RouteCost(config, actions, bicycle)

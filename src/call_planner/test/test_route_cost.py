@@ -50,8 +50,8 @@ def test_rescoring_picks_the_candidate_the_cost_favours_and_keeps_its_actions():
     scores[HARD_RIGHT] = 0.3          # the model alone prefers to veer off
     plan = Plan(HARD_RIGHT, (HARD_RIGHT,) * 5, scores, 0.3, candidates)
     cost = RouteCost(RouteConfig(weight=0.5), ACTIONS)
-    better = rescored(plan, cost.cost(candidates, RouteContext((0.0, 0.0, 0.0), 8.0,
-                                                                _straight_route())))
+    context = RouteContext((0.0, 0.0, 0.0), 8.0, _straight_route())
+    better = rescored(plan, cost.cost(candidates, context))
     assert better.first_action != HARD_RIGHT
     assert better.actions == tuple(candidates[better.first_action])
     assert ACTIONS.action(better.first_action)[1] == 0.0
