@@ -17,6 +17,7 @@ import os
 import sys
 from typing import Callable, NoReturn, Optional
 
+from call_bringup import cpu_profile
 from call_common.draining import drain, draining_of
 from call_common.node_main import spin_nodes_until_signal
 from rclpy.context import Context
@@ -157,6 +158,8 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
     with open(argv[1], encoding='utf-8') as stream:
         entries = json.load(stream)
 
+    sampler = []
+
     def make_nodes(nodes: list[Node]) -> None:
         for entry in entries:
             node = node_class(entry['module'])(cli_args=list(entry.get('ros_args', [])))
@@ -164,6 +167,7 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
             if node.get_name() != entry['name']:
                 raise RuntimeError(f'{entry["module"]} names its node {node.get_name()!r}; '
                                    f'the graph expects {entry["name"]!r}')
+        sampler.append(cpu_profile.from_environment(nodes))  # CALL_CPU_PROFILE=DIR, or None
         share_subscriptions(nodes)
         if EventsExecutor is not None:
             without_message_info(nodes)
@@ -172,6 +176,7 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
     # callback is cut off; spin_once in a loop, not spin(): EventsExecutor.spin() of rclpy 9.1
     # busy-waits in C++ at 100 % CPU and does not return on SIGINT/SIGTERM
     code = spin_nodes_until_signal(make_nodes, argv, 'container', make_executor=make_executor)
+    cpu_profile.finish(sampler[0] if sampler else None, 'container')
     # The nodes are destroyed and rclpy is shut down. What is left is the interpreter's final
     # garbage collection of the vehicles' models, which took over 5 s on a loaded 2-core
     # machine and made launch escalate Ctrl-C to SIGTERM: skip it.

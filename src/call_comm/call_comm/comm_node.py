@@ -5,8 +5,9 @@ Topics (relative ones in the vehicle's namespace, role R = parameter role_name):
 latent_state, plan, /carla/R/odometry, /v2v/latents, /v2v/keyframe_requests; publishes
 /v2v/latents, /v2v/keyframe_requests (replica mode), shared_info, comm_stats. Parameters and
 their defaults: config/comm.yaml. Each own LatentState is one step: the range gate takes its
-prediction error, the own message goes out (its intention: the plan declared before the
-step, by stamp), and the other vehicles' newest messages stamped before the step that lie
+prediction error, the own message goes out (its intention: the plan the planner declared
+at the previous step, by stamp; a state waits for it while plans keep coming), and the
+other vehicles' newest messages stamped before the step that lie
 inside the range become the step's shared information: a step takes the previous step's
 messages even when the same step's already arrived, so what a vehicle accepts does not depend
 on DDS delivery order (the one-step V2V latency of `call_learning.pipeline`).
@@ -64,6 +65,11 @@ REQUEST_MAX_BYTES = 1024   # a request is ~120 B with short role names; larger i
 CONTENT_FILTER = 'x >= %0 AND x <= %1 AND y >= %2 AND y <= %3'
 THRESHOLD_PARAMETER = 'c'   # the paper's prediction-error threshold; tunable while running
 PLANS_KEPT = 4              # latest plans kept by stamp (a step's message takes the one before)
+
+
+def _ns(stamp: tuple) -> int:
+    """Return a (sec, nanosec) stamp in nanoseconds."""
+    return stamp[0] * 1_000_000_000 + stamp[1]
 
 
 def _fixed(data: bytes, size: int, name: str) -> np.ndarray:
@@ -200,6 +206,8 @@ class CommNode(Node):
         self.latest_state_time: Optional[float] = None
         self.last_step: Optional[tuple] = None               # (sec, nanosec) of the last step
         self.last_shared: Optional[SharedInformation] = None
+        self.pending: Optional[tuple] = None      # (state, pose) waiting for the plan before it
+        self.plan_waits_given_up = 0
 
         # The writer offers deadline and lifespan; the reader requests neither, because a
         # requested deadline is incompatible with writers offering none (tools, replays).
@@ -315,9 +323,13 @@ class CommNode(Node):
                         dtype=np.float64).reshape(-1, 2)
         self.plans.append((RosTime.from_msg(msg.header.stamp).nanoseconds, plan))
         del self.plans[:-PLANS_KEPT]
+        if self.pending is not None and self.last_step is not None and \
+                self.plans[-1][0] >= _ns(self.last_step):
+            waiting, self.pending = self.pending, None
+            self._run_step(*waiting)
 
     def _plan_before(self, stamp_ns: int) -> np.ndarray:
-        """The plan declared before step ``stamp_ns``'s planning (the step's message carries it)."""
+        """Return the plan declared before step ``stamp_ns``'s planning (its message's)."""
         for stamp, plan in reversed(self.plans):
             if stamp < stamp_ns:
                 return plan
@@ -351,6 +363,19 @@ class CommNode(Node):
             if self.last_shared is not None:
                 self.shared_pub.publish(self.last_shared)
             return
+        if self.pending is not None:
+            # the next step came before the waiting one's plan: step it with the latest
+            self.plan_waits_given_up += 1
+            waiting, self.pending = self.pending, None
+            self._run_step(*waiting)
+        if self.plans and self.last_step is not None and \
+                not any(s == _ns(self.last_step) for s, _ in self.plans):
+            self.pending = (state, pose)      # the planner's previous-step plan is on its way
+            return
+        self._run_step(state, pose)
+
+    def _run_step(self, state: LatentState, pose: Pose) -> None:
+        stamp = (state.header.stamp.sec, state.header.stamp.nanosec)
         self.last_step = stamp
         now = stamp_seconds(state.header.stamp)
         self.latest_state_time = now

@@ -254,7 +254,7 @@ class VehiclePipeline:
         self.accepted = [tuple(n for n in names if n != role) for names in self.accepted]
 
     def box(self, vehicle: Any) -> Box:
-        """Return another vehicle's box as its object message gives it (unknown sizes: ego's)."""
+        """Return another vehicle's box as its object message gives it (ego sizes if unknown)."""
         length = vehicle.length if vehicle.length > 0 else self.settings.ego_length
         width = vehicle.width if vehicle.width > 0 else self.settings.ego_width
         return Box(vehicle.x, vehicle.y, received_yaw(vehicle.yaw), length, width)

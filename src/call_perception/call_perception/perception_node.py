@@ -97,12 +97,14 @@ class PerceptionNode(Node):
         self.last_odometry_stamp: Optional[Tuple[int, int]] = None
         self.pending_odometry: Optional[Odometry] = None
         self.route = np.zeros((0, 2))
+        self.route_received = False
         self.plan = np.zeros((0, 2))
         self.shared: Optional[SharedInformation] = None
         self.used_shared: Optional[SharedInformation] = None   # what the last render fused
         self.shared_by_stamp: Dict[Tuple[int, int], SharedInformation] = {}
         self.step_before: Dict[Tuple[int, int], Optional[Tuple[int, int]]] = {}
-        self.expect_objects = self.expect_shared = False
+        self.expect_objects = self.expect_shared = self.expect_plan = False
+        self.plans: Dict[Tuple[int, int], np.ndarray] = {}     # the planner's, by step
         self.last_bev: Optional[Image] = None
         self.counts = {'published': 0, 'malformed_odometry': 0, 'malformed_objects': 0,
                        'malformed_paths': 0, 'malformed_shared': 0, 'malformed_map': 0,
@@ -184,6 +186,12 @@ class PerceptionNode(Node):
             self.route = path_points(msg)
         except ValueError as error:
             self._drop('malformed_paths', f'route: {error}')
+            return
+        self.route_received = True
+        pending = self.pending_odometry
+        if pending is not None and self._inputs_ready(pending):
+            self.pending_odometry = None
+            self._render(pending)
 
     def on_plan(self, msg: Path) -> None:
         """Ego planned waypoints (the intention); preferred over the route when non-empty."""
@@ -191,9 +199,17 @@ class PerceptionNode(Node):
             self.plan = path_points(msg)
         except ValueError as error:
             self._drop('malformed_paths', f'plan: {error}')
+            return
+        self.plans[_stamp_key(msg.header.stamp)] = self.plan
+        while len(self.plans) > SHARED_KEPT:
+            del self.plans[next(iter(self.plans))]
+        pending = self.pending_odometry
+        if pending is not None and self._inputs_ready(pending):
+            self.pending_odometry = None
+            self._render(pending)
 
     def on_shared(self, msg: SharedInformation) -> None:
-        """Accepted shared information from call_comm; a step waiting for it renders now."""
+        """Keep comm's accepted shared information; a step waiting for it renders now."""
         self.shared = msg
         self.shared_by_stamp[_stamp_key(msg.header.stamp)] = msg
         while len(self.shared_by_stamp) > SHARED_KEPT:
@@ -206,7 +222,7 @@ class PerceptionNode(Node):
     def _neighbours(self, now: float, previous: Optional[Tuple[int, int]]
                     ) -> List[SharedNeighbour]:
         """
-        The neighbours comm accepted at the previous step (the pipeline's step semantics).
+        Return the neighbours comm accepted at the previous step (the pipeline's step semantics).
 
         Without that step's shared information (comm silent or late past the wait), the
         latest one still younger than shared_max_age is taken and counted `unmatched_shared`.
@@ -257,8 +273,9 @@ class PerceptionNode(Node):
         """
         One simulation step: render its BEV once the step's objects and shared info are in.
 
-        Step t renders with the step's objects and with the neighbours comm accepted at step
-        t - 1 (its shared information stamped t - 1; `call_learning.pipeline`, semantics 1).
+        Step t renders with the step's objects, the plan the planner declared at step t - 1
+        and the neighbours comm accepted at step t - 1 (its shared information stamped
+        t - 1; `call_learning.pipeline`, semantics 1).
         While an input keeps up (it came for the previous step), an odometry ahead of it
         waits for it. If it stops coming, the waiting step is rendered with the latest one
         when the next odometry arrives (counted `stale_inputs`), and later steps no longer
@@ -286,6 +303,7 @@ class PerceptionNode(Node):
         self.expect_objects = self.objects_stamp is not None and self.objects_stamp == previous
         self.expect_shared = previous is not None and \
             self.step_before.get(previous) in self.shared_by_stamp
+        self.expect_plan = previous is not None and self.step_before.get(previous) in self.plans
         if not self._inputs_ready(msg):
             self.pending_odometry = msg
             return
@@ -293,12 +311,19 @@ class PerceptionNode(Node):
 
     def _inputs_ready(self, msg: Odometry) -> bool:
         """Tell whether the step's awaited map, objects and shared information are in."""
-        if self.map_name is None and self.counts['published'] == 0:
-            return False     # the first step waits for the road (the bridge latches it)
         stamp = _stamp_key(msg.header.stamp)
+        if self.counts['published'] == 0 and (
+                self.map_name is None or not self.route_received
+                or self.objects_stamp is None or self.objects_stamp < stamp):
+            # the first step waits for the road, its route and its objects (at start-up a
+            # topic may be matched after the odometry; the simulator re-sends the step)
+            return False
         if self.expect_objects and (self.objects_stamp is None or self.objects_stamp < stamp):
             return False
-        return not self.expect_shared or self.step_before.get(stamp) in self.shared_by_stamp
+        previous = self.step_before.get(stamp)
+        if self.expect_plan and previous not in self.plans:
+            return False
+        return not self.expect_shared or previous in self.shared_by_stamp
 
     def _render(self, msg: Odometry) -> None:
         """Render and publish the BEV stamped with the odometry's time."""
@@ -314,7 +339,8 @@ class PerceptionNode(Node):
         now = stamp_seconds(msg.header.stamp)
         previous = self.step_before.get(_stamp_key(msg.header.stamp))
         neighbours = self._neighbours(now, previous)
-        perceived = self.stage.render(ego, self.objects, neighbours, self.plan, self.route,
+        perceived = self.stage.render(ego, self.objects, neighbours,
+                                      self.plans.get(previous, self.plan), self.route,
                                       self._views())
         bev = perceived.bev
         self.last_bev = self._image(msg.header.stamp, bev.transpose(1, 2, 0),

@@ -118,6 +118,14 @@ def test_node_publishes_the_fused_bev(perception_process):
             plan.poses.append(pose)
 
         def publish_step():
+            # a new step each time: its objects, then comm's shared information and the
+            # planner's plan of the step before (what the step renders with), then odometry
+            previous = Time(sec=odom.header.stamp.sec, nanosec=odom.header.stamp.nanosec)
+            nanoseconds = previous.sec * 10**9 + previous.nanosec + 100_000_000
+            odom.header.stamp = Time(sec=nanoseconds // 10**9, nanosec=nanoseconds % 10**9)
+            objects.header.stamp = odom.header.stamp
+            shared.header.stamp = previous
+            plan.header.stamp = previous
             objects_pub.publish(objects)
             shared_pub.publish(shared)
             plan_pub.publish(plan)
@@ -168,7 +176,9 @@ def test_node_publishes_the_fused_bev(perception_process):
         msg = received['bev'][-1]
         assert msg.encoding == f'8UC{len(CHANNELS)}'
         assert (msg.height, msg.width, msg.step) == (128, 128, 128 * len(CHANNELS))
-        assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (5, 100_000_000)
+        # stamped with a step's odometry (steps advance 0.1 s from 5.1 s in publish_step)
+        tenths = msg.header.stamp.sec * 10 + msg.header.stamp.nanosec / 100_000_000
+        assert tenths > 51 and tenths == round(tenths)
         assert bev[CHANNEL_INDEX['ego']][pixel(0.0)] == 255
         assert bev[CHANNEL_INDEX['seen_vehicles']][pixel(12.0)] == 255
         assert bev[CHANNEL_INDEX['seen_vehicles']][pixel(26.0)] == 0
