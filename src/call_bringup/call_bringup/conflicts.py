@@ -1,22 +1,24 @@
 """
-Conflicts of a run and how each vehicle reacted to them (ROS-free; `call_demo --compare`).
+Conflicts of a demo run and how each vehicle reacted to them (ROS-free; `call_demo`).
 
-Conventions (per CALL vehicle, one value per simulation step of `dt` seconds):
-- TTC is the simulator's time-to-collision to the nearest conflicting vehicle
-  (`call_sim.measures.time_to_collision`; inf when nothing closes in).
-- A *conflict* is a maximal run of consecutive steps whose TTC is below `ttc_threshold`
-  seconds. A run interrupted by one missing step (no report) stays one conflict.
-- *Min TTC per conflict*: the smallest TTC inside the conflict; a run reports the mean of
-  these minima over all its conflicts and the smallest one.
-- *First-deceleration time*: seconds from the conflict's first step to the first step, from
-  one step before the conflict on, at which the vehicle commanded a negative acceleration
-  (its planner's action). 0 when it was already braking as the conflict began, so a vehicle
-  that foresaw the conflict (e.g. through shared latents) scores 0. A conflict the vehicle
-  never braked in counts as `not_decelerated` and has no time.
+The definitions are `call_sim.driving_metrics`'s, the ones the experiments report
+(`call_experiments.driving_eval`), so the demo's figures mean the same thing:
+- a conflict is a maximal run of a vehicle's steps whose simulator TTC
+  (`call_sim.measures.time_to_collision`) is below `ttc_threshold` or that are in collision;
+  runs less than `merge_gap` steps apart are one conflict;
+- its TTC is the minimum within it (0 when it ended in a collision);
+- its first-deceleration time is the first step from `decel_lookback` seconds before its
+  start up to its end at which the vehicle commanded an acceleration of at most
+  -`decel_threshold` (its planner's or the safety monitor's), relative to the start:
+  negative = it braked before the TTC fell below the threshold (anticipation, e.g. from
+  shared latents); a conflict the vehicle never braked in counts as `not_decelerated`.
+The demo knows the commanded acceleration (the planner's `Action`), not the realised one.
 """
 from dataclasses import dataclass, field
 import math
 from typing import Optional
+
+from call_sim import driving_metrics
 
 
 @dataclass
@@ -26,8 +28,8 @@ class Conflict:
     role: str
     start: float                         # sim time of its first step [s]
     end: float                           # sim time of its last step [s]
-    min_ttc: float                       # [s]
-    first_deceleration: Optional[float]  # [s] after start; None: never braked in it
+    min_ttc: float                       # [s]; 0 when it ended in a collision
+    first_deceleration: Optional[float]  # [s] relative to start; None: never braked
 
 
 @dataclass
@@ -37,8 +39,7 @@ class ConflictTracker:
     ttc_threshold: float = 3.0           # [s]
     dt: float = 0.1                      # [s] simulation step
     conflicts: list = field(default_factory=list)
-    _open: dict = field(default_factory=dict)
-    _closed: list = field(default_factory=list)
+    _steps: dict = field(default_factory=dict)   # (role, step index) -> (ttc, collision)
     _accel: dict = field(default_factory=dict)   # (role, step index) -> commanded accel
 
     def _index(self, stamp: float) -> int:
@@ -48,44 +49,30 @@ class ConflictTracker:
         """Record the acceleration `role` commanded for the step at `stamp`."""
         self._accel[(role, self._index(stamp))] = float(accel)
 
-    def add_ttc(self, role: str, stamp: float, ttc: float) -> None:
-        """Feed the simulator's TTC of `role` at `stamp` (steps in time order per role)."""
-        index = self._index(stamp)
-        current = self._open.get(role)
-        if current is not None and index - current['last'] > 2:
-            self._close(role)
-            current = None
-        if math.isfinite(ttc) and ttc < self.ttc_threshold:
-            if current is None:
-                current = self._open[role] = {'first': index, 'last': index, 'min': ttc}
-            current['last'] = index
-            current['min'] = min(current['min'], ttc)
-        elif current is not None:
-            self._close(role)
-
-    def _braked_at(self, role: str, first: int, last: int) -> Optional[int]:
-        for index in range(first - 1, last + 1):
-            if self._accel.get((role, index), 0.0) < 0.0:
-                return max(index, first)
-        return None
-
-    def _close(self, role: str) -> None:
-        self._closed.append((role, self._open.pop(role)))
+    def add_ttc(self, role: str, stamp: float, ttc: float, collision: bool = False) -> None:
+        """Feed the simulator's TTC (and collision flag) of `role` at `stamp`."""
+        self._steps[(role, self._index(stamp))] = (float(ttc), bool(collision))
 
     def finish(self) -> list:
         """
-        Close the conflicts still open at the end of the run; return all conflicts.
+        Find every conflict of the run (`call_sim.driving_metrics.conflicts`).
 
         Reactions are looked up only now: a step's action can arrive after its TTC report.
         """
-        for role in list(self._open):
-            self._close(role)
-        for role, run in self._closed:
-            braked = self._braked_at(role, run['first'], run['last'])
-            self.conflicts.append(Conflict(
-                role, run['first'] * self.dt, run['last'] * self.dt, run['min'],
-                None if braked is None else (braked - run['first']) * self.dt))
-        self._closed = []
+        conventions = driving_metrics.MetricConventions(conflict_ttc=self.ttc_threshold)
+        records = [driving_metrics.VehicleStep(
+            role, index * self.dt, math.inf if math.isnan(ttc) else ttc,
+            collision, self._accel.get((role, index), 0.0))
+            for (role, index), (ttc, collision) in sorted(self._steps.items())]
+        # steps before a vehicle's first TTC report still show its braking
+        reported = set(self._steps)
+        records += [driving_metrics.VehicleStep(role, index * self.dt, math.inf, False, accel)
+                    for (role, index), accel in self._accel.items()
+                    if (role, index) not in reported]
+        self.conflicts = [
+            Conflict(c.trip, c.start, c.end, c.min_ttc,
+                     None if math.isnan(c.first_deceleration) else c.first_deceleration)
+            for c in driving_metrics.conflicts(records, conventions)]
         return self.conflicts
 
     def summary(self) -> dict:

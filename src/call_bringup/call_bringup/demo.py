@@ -257,7 +257,7 @@ class RunMonitor(Node):
         """Count one live step in the summary and the conflicts."""
         self.metrics.add_step(reports)
         for role, report in reports.items():
-            self.conflicts.add_ttc(role, stamp, report.ttc)
+            self.conflicts.add_ttc(role, stamp, report.ttc, report.collision)
 
     def frame(self, stamp: float, caption: str) -> np.ndarray:
         """Whole-scene strip plus, per CALL vehicle, the world, its fused BEV, its prediction."""

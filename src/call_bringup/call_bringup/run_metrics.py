@@ -7,7 +7,8 @@ Definitions (per CALL vehicle and simulation step, as the paper's Table 6):
 - success rate: routes whose destination was reached / routes driven (reached, ended by a
   collision or leaving the road, or still unfinished when the run ended);
 - bytes/step: serialized LatentMessage bytes accepted by all egos in one step (CommStats);
-- conflicts, min TTC per conflict, first-deceleration time: `call_bringup.conflicts`.
+- conflicts, min TTC per conflict, first-deceleration time: `call_bringup.conflicts`
+  (`call_sim.driving_metrics`'s definitions; negative first deceleration = braked before).
 """
 from dataclasses import dataclass, field
 import math
@@ -137,7 +138,7 @@ def format_summary(summary: dict) -> str:
             f'conflicts (TTC < {summary["conflict_ttc_threshold_s"]:g} s): '
             f'{summary["conflicts"]}, min TTC per conflict {_seconds(summary["mean_min_ttc_s"])}'
             f' (lowest {_seconds(summary["lowest_min_ttc_s"])}), first deceleration '
-            f'{_seconds(summary["mean_first_deceleration_s"])} after the conflict began '
+            f'{_seconds(summary["mean_first_deceleration_s"])} from the conflict\'s start '
             f'({summary["not_decelerated"]} without)')
     if summary.get('steps_with_v2v_bytes') is not None:
         missed = summary.get('missed_ticks', 0)

@@ -81,23 +81,39 @@ def test_mark_shared_outlines_only_the_shared_vehicles():
 
 
 def test_conflicts_min_ttc_and_first_deceleration():
+    # the definitions are call_sim.driving_metrics's: runs closer than 5 steps are one
+    # conflict, first deceleration = first commanded accel <= -1 m/s^2 from 5 s before
     tracker = ConflictTracker(ttc_threshold=3.0, dt=0.1)
-    for i, ttc in enumerate([5.0, 2.5, 1.0, 2.0, 4.0, 2.9, 6.0]):
+    ttcs = [5.0, 2.5, 1.0, 2.0] + [6.0] * 10 + [2.9, 6.0]
+    for i, ttc in enumerate(ttcs):
         tracker.add_ttc('hero0', round(0.1 * i, 1), ttc)
-    tracker.add_action('hero0', 0.3, -2.0)            # brakes one step into the first conflict
-    tracker.add_ttc('hero1', 0.0, 2.0)
-    tracker.add_action('hero1', 0.0, -2.0)            # already braking as it began
+    tracker.add_action('hero0', 0.3, -2.0)            # brakes two steps into the first conflict
+    tracker.add_action('hero0', 0.4, -0.5)            # too gentle to count
+    tracker.add_action('hero1', 0.0, -2.0)            # braking before its conflict began
+    tracker.add_ttc('hero1', 0.2, 2.0)
+    tracker.add_ttc('hero1', 0.3, 0.0, collision=True)
     conflicts = tracker.finish()
     by_role = {(c.role, round(c.start, 1)): c for c in conflicts}
     first = by_role[('hero0', 0.1)]
     assert first.min_ttc == 1.0 and first.first_deceleration == pytest.approx(0.2)
-    assert by_role[('hero0', 0.5)].first_deceleration is None     # never braked in it
-    assert by_role[('hero1', 0.0)].first_deceleration == 0.0
+    # the second conflict of hero0 looks back 5 s and finds the braking at 0.3 s
+    assert by_role[('hero0', 1.4)].first_deceleration == pytest.approx(0.3 - 1.4)
+    crash = by_role[('hero1', 0.2)]
+    assert crash.min_ttc == 0.0 and crash.first_deceleration == pytest.approx(-0.2)
     summary = tracker.summary()
-    assert summary['conflicts'] == 3 and summary['not_decelerated'] == 1
-    assert summary['lowest_min_ttc_s'] == 1.0
-    assert summary['mean_min_ttc_s'] == pytest.approx((1.0 + 2.9 + 2.0) / 3)
-    assert summary['mean_first_deceleration_s'] == pytest.approx(0.1)
+    assert summary['conflicts'] == 3 and summary['not_decelerated'] == 0
+    assert summary['lowest_min_ttc_s'] == 0.0
+    assert summary['mean_min_ttc_s'] == pytest.approx((1.0 + 2.9 + 0.0) / 3)
+
+
+def test_a_conflict_never_braked_in_has_no_deceleration_time():
+    tracker = ConflictTracker()
+    for i in range(5):
+        tracker.add_ttc('hero0', round(0.1 * i, 1), 2.0)
+    tracker.add_action('hero0', 0.2, 0.0)
+    (conflict,) = tracker.finish()
+    assert conflict.first_deceleration is None
+    assert tracker.summary()['not_decelerated'] == 1
 
 
 def test_step_views_join_comm_and_perception_reports():

@@ -19,6 +19,7 @@ from call_learning.pipeline import PipelineConfig
 from call_planner.model_state import imagination_kwargs, state_from_latent
 from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
 from call_planner.replanning import LookaheadConfig, ReplanningPolicy
+from call_planner.route_cost import RouteContext, RouteCost
 from call_sim.config import merge
 from call_sim.scenario import load_scenario
 import torch
@@ -157,10 +158,12 @@ class LookaheadPolicy:
 
     def __init__(self, world_model: Any, actor_critic: Any, num_actions: int,
                  lookahead: LookaheadConfig, seed: int = 0,
-                 occupancy: Optional[OccupancyCost] = None):
+                 occupancy: Optional[OccupancyCost] = None,
+                 route_cost: Optional[RouteCost] = None):
         """Bind the models; the generators are seeded per vehicle and episode."""
         self.world_model = world_model
         self.occupancy = occupancy
+        self.route_cost = route_cost
         self.actor_critic = actor_critic
         self.num_actions = num_actions
         self.lookahead = lookahead
@@ -179,7 +182,8 @@ class LookaheadPolicy:
                                                       + 104729 * self.episode)
             self.policies[index] = ReplanningPolicy(self.world_model, self.actor_critic,
                                                     self.num_actions, self.lookahead,
-                                                    generator, self.occupancy)
+                                                    generator, self.occupancy,
+                                                    self.route_cost)
         return self.policies[index]
 
     def choose(self, indices: Sequence[int], outputs: Sequence[Any],
@@ -188,10 +192,12 @@ class LookaheadPolicy:
         cfg = self.world_model.cfg
         chosen = []
         with torch.no_grad():
-            for index, output in zip(indices, outputs):
+            for index, output, observation in zip(indices, outputs, observations):
                 state = state_from_latent(output.z_indices(), output.h(), cfg.stoch,
                                           cfg.classes)
-                decision = self._policy(index).step(state, self.imagine_kwargs)
+                ego = observation.ego
+                route = RouteContext((ego.x, ego.y, ego.yaw), ego.speed, observation.route)
+                decision = self._policy(index).step(state, self.imagine_kwargs, route)
                 chosen.append((decision.action, decision.intention.actions
                                if decision.refreshed else None))
         return chosen

@@ -236,6 +236,23 @@ class VehiclePipeline:
         self.latents_dropped = 0  # malformed or non-finite neighbour latents, never decoded
         self.views_decoded = 0  # neighbour latents decoded into vehicle masks
 
+    def restart(self, role: str) -> None:
+        """
+        Start one vehicle afresh (it respawned on a new route): new model state, gate, plan.
+
+        The others keep theirs; its last message is withdrawn, so nobody renders it where it
+        was, and it warms up again as a vehicle that has just joined.
+        """
+        i = self.roles.index(role)
+        s = self.settings
+        self.models[i] = ModelStage(self.wm, self.error_horizon, s.mode == 'lsi')
+        self.comms[i] = CommStage(RangeGate(s.initial_range, s.range_step, s.max_range, s.c))
+        self.plans[i] = np.zeros((0, 2))
+        self.accepted[i] = ()
+        self.messages.pop(role, None)
+        self.heard.pop(role, None)
+        self.accepted = [tuple(n for n in names if n != role) for names in self.accepted]
+
     def box(self, vehicle: Any) -> Box:
         """Return another vehicle's box as its object message gives it (ego sizes if unknown)."""
         length = vehicle.length if vehicle.length > 0 else self.settings.ego_length

@@ -40,7 +40,7 @@ def test_frame_scores_by_hand():
     assert math.isnan(frame_scores(predicted, truth, np.zeros((4, 4), bool))['hidden_recall'])
     assert math.isnan(s['shared_recall'])              # no shared pixels given
     shared = np.zeros((4, 4), bool)
-    shared[3, 2:] = True      # the hidden vehicle, as the fused BEV's shared channel holds it
+    shared[3, 2:] = True    # the hidden vehicle, as the fused BEV's shared channel holds it
     assert frame_scores(predicted, truth, hidden, shared)['shared_recall'] == pytest.approx(1 / 2)
     mean, low, high, n = mean_interval([1.0, 2.0, 3.0, math.nan])
     assert (mean, n) == (2.0, 3) and low == pytest.approx(2 - 4.303 / math.sqrt(3))

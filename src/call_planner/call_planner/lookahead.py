@@ -59,13 +59,15 @@ class Plan:
 
     first_action: the index to execute now; actions: the K planned indices (actions[0] is
     first_action); scores: eq. 3 value per first action (index = action index); value: the
-    score of the chosen plan.
+    score of the chosen plan; candidates: (B, K) the planned indices of every candidate
+    (row b starts with first action b), so other costs can rescore them.
     """
 
     first_action: int
     actions: tuple[int, ...]
     scores: np.ndarray
     value: float
+    candidates: Optional[np.ndarray] = None
 
 
 def expand_state(state: Mapping[str, torch.Tensor], batch: int) -> State:
@@ -167,4 +169,5 @@ def best_plan(scores: torch.Tensor, actions: torch.Tensor) -> Plan:
     best = int(np.argmax(scores_np))
     return Plan(first_action=best,
                 actions=tuple(int(a) for a in actions[best].tolist()),
-                scores=scores_np, value=float(scores_np[best]))
+                scores=scores_np, value=float(scores_np[best]),
+                candidates=actions.numpy().astype(np.int64))

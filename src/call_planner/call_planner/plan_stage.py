@@ -17,6 +17,7 @@ from call_perception.bev_raster import BevConfig
 from call_planner.model_state import imagination_kwargs, state_from_latent
 from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
 from call_planner.replanning import Decision, LookaheadConfig, ReplanningPolicy
+from call_planner.route_cost import route_cost_or_none, RouteConfig, RouteContext, RouteCost
 from call_vehicle.actions import ActionSet
 from call_vehicle.driver import Driver
 from call_vehicle.vehicle_control import ControlModel
@@ -53,6 +54,14 @@ def occupancy_from_params(world_model: Any, p: Mapping[str, Any]) -> Optional[Oc
         ego_row_fraction=bev.ego_row / bev.size, ego_col_fraction=bev.ego_col / bev.size))
 
 
+def route_cost_from_params(p: Mapping[str, Any]) -> Optional[RouteCost]:
+    """Build the look-ahead's route cost (None when its weight is 0)."""
+    return route_cost_or_none(RouteConfig(float(p['route_weight']), float(p['route_lookahead'])),
+                              ActionSet.from_config({'accels': p['accels'],
+                                                     'steers': p['steers']}),
+                              BicycleModel.from_config(p))
+
+
 class PlanStage:
     """One vehicle's kept plan and the look-ahead that renews it."""
 
@@ -75,15 +84,17 @@ class PlanStage:
             occupancy_from_params(world_model, p)
         generator = torch.Generator().manual_seed(int(p['seed'] if seed is None else seed))
         self.policy = ReplanningPolicy(world_model, actor_critic, len(self.driver.actions),
-                                       self.lookahead, generator, self.occupancy)
+                                       self.lookahead, generator, self.occupancy,
+                                       route_cost_from_params(p))
         self.imagine_kwargs = imagination_kwargs(world_model, bool(p['sample_latent']))
 
-    def decide(self, z_indices: np.ndarray, h: np.ndarray) -> Decision:
-        """Decide this step from the published state (z indices, h)."""
+    def decide(self, z_indices: np.ndarray, h: np.ndarray,
+               route: Optional[RouteContext] = None) -> Decision:
+        """Decide this step from the published state (z indices, h) and the route."""
         with torch.no_grad():
             state = state_from_latent(np.asarray(z_indices), np.asarray(h, dtype=np.float32),
                                       self.cfg.stoch, self.cfg.classes)
-            return self.policy.step(state, self.imagine_kwargs)
+            return self.policy.step(state, self.imagine_kwargs, route)
 
     def reset(self) -> None:
         """Forget the kept plan (a stop, an override, a new episode)."""
@@ -123,8 +134,10 @@ class FleetLookahead:
                observations: Sequence[Any]) -> List[Tuple[int, Optional[Sequence[int]]]]:
         """Return (action, renewed plan or None) per listed vehicle."""
         chosen = []
-        for index, output in zip(indices, outputs):
-            decision = self.stage(index).decide(output.z_indices(), output.h())
+        for index, output, observation in zip(indices, outputs, observations):
+            ego = observation.ego
+            route = RouteContext((ego.x, ego.y, ego.yaw), ego.speed, observation.route)
+            decision = self.stage(index).decide(output.z_indices(), output.h(), route)
             chosen.append((decision.action,
                            decision.intention.actions if decision.refreshed else None))
         return chosen

@@ -28,6 +28,7 @@ from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
 from call_planner.plan_stage import PlanStage
+from call_planner.route_cost import RouteContext
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
 from call_planner.ttc_monitor import (Assessment, BevGeometry, MonitorConfig,
                                       override_accel, TtcMonitor)
@@ -108,6 +109,7 @@ class PlannerNode(Node):
         self.pending_latent: Optional[LatentState] = None
         self.shared: Optional[SharedInformation] = None
         self.waypoints = np.zeros((0, 2))
+        self.route = np.zeros((0, 2))   # the planning module's waypoints ahead (route cost)
         self.stop_reason = ''
         self.answered_stamp = None      # stamp of the newest latent state processed
         # (sec, nanosec) of the newest latent state, its Action and control (re-sent states)
@@ -141,6 +143,8 @@ class PlannerNode(Node):
                                  event_callbacks=QUIET_SUB)
         self.create_subscription(CarlaEgoVehicleStatus, f'/carla/{role}/vehicle_status',
                                  self.on_status, 10, event_callbacks=QUIET_SUB)
+        self.create_subscription(Path, f'/carla/{role}/waypoints', self.on_route, 10,
+                                 event_callbacks=QUIET_SUB)
         if self.monitor_config.enabled:
             self.create_subscription(Image, 'bev', self.on_bev, 10,
                                      event_callbacks=QUIET_SUB)
@@ -221,6 +225,12 @@ class PlannerNode(Node):
                              pixels[:, :, CHANNEL_INDEX['shared_vehicles']] > 127, pose)
         self.watchdog.feed(BEV, stamp_seconds(stamp), time.monotonic())
 
+    def on_route(self, msg: Path) -> None:
+        """Keep the route ahead (map frame) for the look-ahead's route cost."""
+        points = np.array([[ps.pose.position.x, ps.pose.position.y] for ps in msg.poses],
+                          dtype=np.float64).reshape(-1, 2)
+        self.route = points[np.isfinite(points).all(1)]
+
     def on_shared(self, msg: SharedInformation) -> None:
         """Keep the latest accepted shared information (markers show their intentions)."""
         self.shared = msg
@@ -276,8 +286,10 @@ class PlannerNode(Node):
             self.command_stop(fault, msg.header.stamp, speed)
             return
         start = time.perf_counter()
+        route = (RouteContext(self.pose, speed, self.route) if len(self.route) >= 2
+                 else None)
         try:
-            decision = self.stage.decide(z, h)
+            decision = self.stage.decide(z, h, route)
         except (FloatingPointError, RuntimeError, ValueError) as error:
             self.counts['plan_errors'] += 1
             self.command_stop(f'planning failed: {error}', msg.header.stamp, speed)

@@ -30,6 +30,7 @@ from typing import Any, Optional
 from call_planner.indexed_lookahead import IndexedLookahead
 from call_planner.lookahead import ImaginingModel, Plan, plan, PolicyAndValue, State
 from call_planner.occupancy_cost import OccupancyCost
+from call_planner.route_cost import rescored, RouteContext, RouteCost
 import torch
 
 
@@ -78,13 +79,16 @@ class ReplanningPolicy:
     def __init__(self, world_model: ImaginingModel, actor_critic: PolicyAndValue,
                  num_actions: int, config: LookaheadConfig,
                  generator: Optional[torch.Generator] = None,
-                 occupancy: Optional[OccupancyCost] = None):
+                 occupancy: Optional[OccupancyCost] = None,
+                 route_cost: Optional[RouteCost] = None):
         """
         Bind the models; `generator` makes sampled actor rollouts reproducible.
 
         `occupancy`: the footprint-overlap cost of the decoded imagined states (None: the
-        look-ahead scores reward and value only).
+        look-ahead scores reward and value only); `route_cost`: each candidate's deviation
+        from the route (None: the route is not scored).
         """
+        self.route_cost = route_cost
         self.world_model = world_model
         self.actor_critic = actor_critic
         self.num_actions = num_actions
@@ -104,11 +108,13 @@ class ReplanningPolicy:
         self._intention: Optional[Plan] = None
         self._intention_age = 0
 
-    def step(self, state: State, imagine_kwargs: Optional[dict[str, Any]] = None) -> Decision:
+    def step(self, state: State, imagine_kwargs: Optional[dict[str, Any]] = None,
+             route: Optional[RouteContext] = None) -> Decision:
         """
         Choose this step's action from the batch-1 model state `state`.
 
-        `imagine_kwargs` condition the imagination (see `lookahead.plan`).
+        `imagine_kwargs` condition the imagination (see `lookahead.plan`); `route` (pose,
+        speed, waypoints ahead) lets the route cost rescore the candidates.
         """
         cfg = self.config
         refresh = self._intention is None or self._intention_age >= cfg.K
@@ -122,6 +128,9 @@ class ReplanningPolicy:
                 self._active = plan(self.world_model, self.actor_critic, state,
                                     self.num_actions, cfg.K, cfg.gamma, cfg.sample_actor,
                                     self.generator, imagine_kwargs, self.occupancy)
+            if self.route_cost is not None and route is not None:
+                self._active = rescored(self._active,
+                                        self.route_cost.cost(self._active.candidates, route))
             self._active_age = 0
         if refresh:
             self._intention = self._active

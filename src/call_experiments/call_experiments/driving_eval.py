@@ -1,0 +1,367 @@
+"""
+`call_driving_eval`: does CALL reach its goal and react to every vehicle it knows of.
+
+Held-out seeds, each one continuous run of a scenario in which every CALL vehicle drives
+route after route (a vehicle that arrives, collides or leaves the road respawns on a new
+route and restarts its pipeline, as in the demo), through the ROS-free vehicle core
+(`call_learning.pipeline.VehiclePipeline`: perception, world model, range gate, driver),
+with the planner node's look-ahead (paper eq. 3 plus the occupancy cost) and its TTC safety
+monitor beside it, every number from `call_planner/config/planner.yaml`.
+
+Per seed the metrics of `call_sim.driving_metrics` (its docstring states the conventions:
+per-conflict minimum TTC, first deceleration relative to each conflict, success and route
+completion over trips that ended by themselves, collision rate per vehicle-step, override
+shares) are computed; the CSV gives, per mode and metric, the mean over the seeds and its
+Student-t 95 % interval (`call_world_model.prediction_metrics.mean_interval`: the seeds are
+the independent units), with the seeds and the number of routes (trips that ended).
+
+A trip still open when the run ends is a time out if it is older than `trip_timeout` and is
+cut short (excluded) otherwise.
+
+    python -m call_experiments.driving_eval --scenario four_lane_demo [--quick]
+
+writes results/driving_four_lane_demo.csv.
+"""
+import argparse
+import csv
+from dataclasses import dataclass, field
+import json
+import math
+import os
+from pathlib import Path
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+from call_experiments.rollout import scenario_with
+from call_learning.pipeline import MODES, PipelineConfig, VehiclePipeline
+from call_perception.bev_raster import CHANNEL_INDEX
+from call_planner.plan_stage import driver_from_params, FleetLookahead
+from call_planner.ttc_monitor import (BevGeometry, MonitorConfig, NONE, override_accel,
+                                      TtcMonitor)
+from call_sim import driving_metrics
+from call_vehicle.intention import intention_waypoints
+from call_world_model import checkpoint
+from call_world_model.prediction_metrics import mean_interval
+import torch
+import yaml
+
+CSV_COLUMNS = ('mode', 'metric', 'mean', 'ci_low', 'ci_high', 'seeds', 'routes')
+#: the metrics written, in order (fractions; seconds for times)
+METRICS = ('success_rate', 'route_completion', 'collision_rate', 'conflicts_per_1000_steps',
+           'conflict_min_ttc_mean_s', 'conflict_min_ttc_p5_s', 'first_deceleration_mean_s',
+           'first_deceleration_median_s', 'conflicts_without_deceleration',
+           'override_comfortable', 'override_emergency', 'override_total', 'learned_share',
+           'stop_share', 'trips_ended', 'reached', 'collisions', 'off_road', 'timeouts',
+           'vehicle_steps')
+DEFAULT_SEEDS = (3000, 3001, 3002)   # held out: training used seeds 0-2, call_evaluate 1000+
+
+
+@dataclass
+class SeedResult:
+    """One seed's records: per-vehicle-step records and per-trip outcomes."""
+
+    steps: List[driving_metrics.VehicleStep] = field(default_factory=list)
+    outcomes: List[str] = field(default_factory=list)
+    progress: List[float] = field(default_factory=list)
+    stops: int = 0              # vehicle-steps in the controlled stop (model state not valid)
+    wall_s: float = 0.0
+
+    def summary(self) -> Dict[str, float]:
+        """Driving metrics of this seed, plus outcome counts and the stop share."""
+        s = driving_metrics.summarise(self.steps, self.outcomes, self.progress)
+        s.pop('conventions')
+        s['override_total'] = s['override_comfortable'] + s['override_emergency']
+        s['stop_share'] = self.stops / len(self.steps) if self.steps else math.nan
+        for outcome, key in (('reached', 'reached'), ('collision', 'collisions'),
+                             ('off_road', 'off_road'), ('timeout', 'timeouts')):
+            s[key] = float(self.outcomes.count(outcome))
+        return s
+
+
+def planner_settings(overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """call_planner's planner.yaml node defaults, with `overrides` (unknown keys fail)."""
+    from ament_index_python.packages import get_package_share_directory
+    path = Path(get_package_share_directory('call_planner')) / 'config' / 'planner.yaml'
+    params = dict(yaml.safe_load(path.read_text())['/**']['ros__parameters'])
+    for key, value in (overrides or {}).items():
+        if key not in params:
+            raise ValueError(f'unknown planner parameter {key!r}')
+        value = yaml.safe_load(value) if isinstance(value, str) else value
+        if isinstance(params[key], float) and isinstance(value, int):
+            value = float(value)
+        if type(value) is not type(params[key]):
+            raise ValueError(f'planner parameter {key} takes a {type(params[key]).__name__}'
+                             f', got {value!r}')
+        params[key] = value
+    return params
+
+
+class MonitoredFleet:
+    """
+    The planner node's decision for every vehicle of a pipeline: look-ahead, then monitor.
+
+    As in `call_planner.planner_node`: the monitor observes the vehicle channels of the step's
+    fused BEV; when the TTC falls below its thresholds it replaces the planned acceleration
+    (keeping the steer), the world model hears the nearest discrete action, the vehicle
+    declares braking as its intention and re-plans afterwards.
+    """
+
+    def __init__(self, pipeline: VehiclePipeline, policy: FleetLookahead,
+                 config: MonitorConfig, horizon: int):
+        """Bind the pipeline and its look-ahead; one monitor per vehicle."""
+        self.pipeline = pipeline
+        self.policy = policy
+        self.config = config
+        self.horizon = horizon
+        bev = pipeline.bev_config
+        self.geometry = BevGeometry(bev.metres_per_pixel, bev.ego_row, bev.ego_col)
+        self.monitors: Dict[str, TtcMonitor] = {}
+        self.yaws: Dict[str, float] = {}
+
+    def reset(self, roles: Sequence[str]) -> None:
+        """Fresh monitors for every vehicle."""
+        self.monitors = {role: TtcMonitor(self.config, self.geometry) for role in roles}
+        self.yaws = {}
+
+    def restart(self, role: str) -> None:
+        """One vehicle respawned: forget its tracks and plan."""
+        self.monitors[role] = TtcMonitor(self.config, self.geometry)
+        self.yaws.pop(role, None)
+        self.policy.forget(self.pipeline.roles.index(role))
+
+    def step(self, observations: Dict[str, Any], now: float, dt: float) -> Dict[str, tuple]:
+        """Observe, plan, monitor: {role: (VehicleControl, override level, stopped)}."""
+        p = self.pipeline
+        steps = p.observe(observations)
+        controls = p.act(observations, self.policy)
+        driver = p.driver
+        out = {}
+        seen_c, shared_c = CHANNEL_INDEX['seen_vehicles'], CHANNEL_INDEX['shared_vehicles']
+        for i, role in enumerate(p.roles):
+            ego = observations[role].ego
+            pose = (ego.x, ego.y, ego.yaw)
+            last = self.yaws.get(role)
+            yaw_rate = 0.0 if last is None else math.remainder(ego.yaw - last, math.tau) / dt
+            self.yaws[role] = ego.yaw
+            level, control = NONE, controls[role]
+            stopped = not p.outputs[i].valid
+            if self.config.enabled:
+                bev = steps[i].bev
+                monitor = self.monitors[role]
+                monitor.observe(now, bev[seen_c] > 127, bev[shared_c] > 127, pose)
+                if not stopped:
+                    verdict = monitor.assess(now, pose, ego.speed, yaw_rate)
+                    accel, steer = driver.actions.action(int(steps[i].action))
+                    override = override_accel(verdict, accel)
+                    if override is not None:
+                        level = verdict.level
+                        speed = max(float(ego.speed), 0.0)
+                        control = driver.control_model.to_control(override, steer, speed)
+                        p.models[i].action = driver.actions.index(override, steer)
+                        p.plans[i] = intention_waypoints(driver.bicycle, pose, speed,
+                                                         [(override, steer)] * self.horizon)
+                        self.policy.forget(i)
+            out[role] = (control, level, stopped)
+        return out
+
+
+def load_policy_models(path: str):
+    """checkpoint.load once, models in eval mode (fails fast on a bad file)."""
+    loaded = checkpoint.load(path, load_optimizers=False)
+    if not loaded.meta.get('has_actor_critic', False):
+        raise checkpoint.CheckpointError(f'{path} has no actor-critic: the planner cannot drive')
+    loaded.world_model.eval()
+    loaded.actor_critic.eval()
+    return loaded
+
+
+def build_fleet(loaded: Any, settings: PipelineConfig, env: Any, planner: Dict[str, Any],
+                seed: int = 0) -> 'MonitoredFleet':
+    """Build the pipeline, the planner's stages (costs included) and the monitors."""
+    wm = loaded.world_model
+    driver = driver_from_params(planner)
+    opendrive = env.opendrive() if hasattr(env, 'opendrive') else None
+    pipeline = VehiclePipeline(wm, settings, env.lanes(), driver, opendrive=opendrive)
+    policy = FleetLookahead(wm, loaded.actor_critic, planner,
+                            seed_of=lambda index: seed + 7919 * index)
+    return MonitoredFleet(pipeline, policy, MonitorConfig.from_params(planner), int(planner['K']))
+
+
+def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
+               planner: Dict[str, Any], c: float, trip_timeout: float,
+               overrides: Optional[Dict[str, Any]] = None, log=None) -> SeedResult:
+    """One seed: `steps` simulator steps of continuous driving with respawns."""
+    from call_experiments.evaluate import collect_settings
+    from call_sim.env import MultiVehicleEnv
+    started = time.time()
+    torch.manual_seed(seed)
+    values = {'respawn_done': True, 'episode_steps': steps + 1, 'seed': seed,
+              **(overrides or {})}
+    env = MultiVehicleEnv.from_scenario(scenario_with(scenario, values))
+    result = SeedResult()
+    try:
+        fleet = build_fleet(loaded, collect_settings(mode, c), env, planner, seed)
+        pipeline = fleet.pipeline
+        obs, _ = env.reset(seed=seed)
+        roles = sorted(obs)
+        pipeline.reset(roles)
+        fleet.reset(roles)
+        trip = dict.fromkeys(roles, 0)
+        trip_start = dict.fromkeys(roles, env.time)
+        progress = dict.fromkeys(roles, 0.0)
+        for k in range(steps):
+            if log and k and k % 100 == 0:
+                log(f'{scenario} {mode} seed {seed}: step {k}, outcomes '
+                    f'{sorted((o, result.outcomes.count(o)) for o in set(result.outcomes))}')
+            decided = fleet.step(obs, env.time, env.dt)
+            obs, _, terminations, _, infos = env.step({r: d[0] for r, d in decided.items()})
+            for role, info in infos.items():
+                control, level, stopped = decided[role]
+                result.stops += int(stopped)
+                result.steps.append(driving_metrics.VehicleStep(
+                    (role, trip[role]), env.time, float(info['ttc']), bool(info['collision']),
+                    float(info['accel']), '' if level == NONE else level))
+                length = float(info.get('route_length', 0.0))
+                progress[role] = (min(float(info['progress']) / length, 1.0) if length
+                                  else 0.0)
+                if terminations.get(role, False):
+                    outcome = ('reached' if info['reached'] else 'collision'
+                               if info['collision'] else 'off_road' if info['off_road']
+                               else 'collision')
+                    result.outcomes.append(outcome)
+                    result.progress.append(progress[role])
+                    trip[role] += 1
+                    trip_start[role] = env.time
+                    pipeline.restart(role)
+                    fleet.restart(role)
+                    obs[role] = env.observe(role)
+        for role in roles:      # trips still driving when the run ends
+            late = env.time - trip_start[role] > trip_timeout
+            result.outcomes.append('timeout' if late else 'cut_short')
+            result.progress.append(progress[role])
+    finally:
+        env.close()
+    result.wall_s = time.time() - started
+    if log:
+        s = result.summary()
+        log(f'{scenario} {mode} seed {seed}: success {s["success_rate"]:.3f} '
+            f'({int(s["reached"])}/{s["trips_ended"]}), collisions {int(s["collisions"])} '
+            f'rate {100 * s["collision_rate"]:.3f} %, timeouts {int(s["timeouts"])}, '
+            f'overrides {100 * s["override_total"]:.2f} %, stops {100 * s["stop_share"]:.1f} %'
+            f', first decel {s["first_deceleration_mean_s"]:.2f} s ({result.wall_s:.0f} s)')
+    return result
+
+
+def rows_for(mode: str, per_seed: Sequence[Any]) -> List[Dict[str, Any]]:
+    """
+    CSV rows of one mode: mean and 95 % interval over the seeds of every metric.
+
+    `per_seed`: SeedResults or their summaries (dicts, as `--combine` reads them back).
+    """
+    summaries = [r if isinstance(r, dict) else r.summary() for r in per_seed]
+    routes = int(sum(s['trips_ended'] for s in summaries))
+    rows = []
+    for metric in METRICS:
+        mean, low, high, n = mean_interval([s[metric] for s in summaries])
+        rows.append({'mode': mode, 'metric': metric, 'mean': mean, 'ci_low': low,
+                     'ci_high': high, 'seeds': n, 'routes': routes})
+    return rows
+
+
+def write_csv(path: Path, rows: Sequence[Dict[str, Any]]) -> None:
+    """Write the rows (floats with 6 significant digits)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'w', newline='', encoding='utf-8') as stream:
+        writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f'{v:.6g}' if isinstance(v, float) else v)
+                             for k, v in row.items()})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line flags."""
+    parser = argparse.ArgumentParser(prog='call_driving_eval', description=__doc__.strip()
+                                     .splitlines()[0])
+    parser.add_argument('--scenario', default='four_lane_demo')
+    parser.add_argument('--checkpoint', default=None,
+                        help='world model + actor-critic (default: the shipped call_small.pt)')
+    parser.add_argument('--modes', nargs='+', default=['lsi', 'local'], choices=MODES)
+    parser.add_argument('--seeds', nargs='+', type=int, default=list(DEFAULT_SEEDS))
+    parser.add_argument('--steps', type=int, default=1500,
+                        help='simulator steps per seed (0.1 s each)')
+    parser.add_argument('--c', type=float, default=50.0, help='threshold c of the range gate')
+    parser.add_argument('--trip-timeout', type=float, default=60.0,
+                        help='[s] an unfinished trip older than this is a time out')
+    parser.add_argument('--set', dest='sets', action='append', default=[],
+                        metavar='PARAM=VALUE', help='override a planner.yaml parameter')
+    parser.add_argument('--quick', action='store_true',
+                        help='one seed, 300 steps (a smoke run; not the held-out figure)')
+    parser.add_argument('--combine', action='store_true',
+                        help='run nothing: build the CSV from the per-seed summaries in '
+                        'OUT/driving_runs (seeds run as separate processes)')
+    parser.add_argument('--out', default='results')
+    parser.add_argument('--threads', type=int, default=1)
+    return parser
+
+
+def shipped_checkpoint() -> str:
+    """Path of call_world_model's shipped `call_small.pt` in this source tree."""
+    here = Path(__file__).resolve()
+    for root in here.parents:
+        candidate = root / 'src' / 'call_world_model' / 'checkpoints' / 'call_small.pt'
+        if candidate.is_file():
+            return str(candidate)
+    from ament_index_python.packages import get_package_share_directory
+    return os.path.join(get_package_share_directory('call_world_model'), 'checkpoints',
+                        'call_small.pt')
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: run every mode and seed, write results/driving_<scenario>.csv."""
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.seeds, args.steps = args.seeds[:1], min(args.steps, 300)
+    torch.set_num_threads(args.threads)
+    try:
+        planner = planner_settings(dict(item.split('=', 1) for item in args.sets))
+        loaded = (None if args.combine
+                  else load_policy_models(args.checkpoint or shipped_checkpoint()))
+    except (ValueError, FileNotFoundError, checkpoint.CheckpointError) as exc:
+        print(f'call_driving_eval: error: {exc}', file=sys.stderr)
+        return 2
+
+    def log(line: str) -> None:
+        print(f'call_driving_eval: {line}', flush=True)
+
+    runs = Path(args.out) / ('driving_runs_quick' if args.quick else 'driving_runs')
+    rows = []
+    for mode in args.modes:
+        per_seed = []
+        for seed in args.seeds:
+            path = runs / f'{args.scenario}_{mode}_{seed}.json'
+            if args.combine:
+                if not path.is_file():
+                    log(f'no summary {path}: seed {seed} left out')
+                    continue
+                per_seed.append(json.loads(path.read_text())['summary'])
+                continue
+            result = drive_seed(loaded, mode, args.scenario, seed, args.steps, planner,
+                                args.c, args.trip_timeout, log=log)
+            per_seed.append(result.summary())
+            runs.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({
+                'scenario': args.scenario, 'mode': mode, 'seed': seed, 'steps': args.steps,
+                'c': args.c, 'planner_overrides': args.sets, 'wall_s': result.wall_s,
+                'summary': result.summary()}, indent=1, default=float))
+        if per_seed:
+            rows += rows_for(mode, per_seed)
+    name = f'driving_{args.scenario}{"_quick" if args.quick else ""}.csv'
+    write_csv(Path(args.out) / name, rows)
+    log(f'wrote {Path(args.out) / name}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

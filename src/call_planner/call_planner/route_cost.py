@@ -1,0 +1,112 @@
+"""
+Cost of a candidate plan leaving the route: the look-ahead's sense of where the goal is.
+
+The ego's line in the BEV is its declared plan once it has one (call_perception), so after
+the first plan the world model no longer sees the route, and the reward head and the critic
+(learned from few trips, on a CPU budget) do not keep a vehicle in its lane or take the
+route's lane changes: vehicles drifted off the road within seconds. Route-following planners
+score each candidate trajectory by its deviation from the reference path (the lateral and
+heading terms of pure pursuit and Stanley control); here every eq. 3 candidate's K planned
+actions are integrated with the vehicle's kinematic bicycle model (the one the intention
+uses) and charged
+
+    cost(a_0..a_{K-1}) = w * mean_k [ d(p_k) + d(p_k + L (cos psi_k, sin psi_k)) ]
+
+where d is the distance [m] to the route polyline (the simulator's / CARLA waypoint
+publisher's window ahead), p_k and psi_k the k-th predicted position and heading and L the
+look-ahead distance: the second term is the pure-pursuit heading error, measured where it
+will matter. Weight in reward units per metre (config/planner.yaml, `route_*`). The route
+comes from the planning module, not from the learned model: no privileged information.
+"""
+from dataclasses import dataclass, replace
+import math
+from typing import Optional, Sequence
+
+from call_vehicle.actions import ActionSet
+from call_vehicle.vehicle_model import BicycleModel
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    """Weight and geometry of the route cost (config/planner.yaml, `route_*`)."""
+
+    weight: float = 0.5           # reward units per metre of mean deviation; 0 = off
+    lookahead: float = 8.0        # [m] L: where the heading error is measured
+
+    def __post_init__(self):
+        """Fail fast on a negative weight or look-ahead."""
+        for name in ('weight', 'lookahead'):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f'route_{name} must be >= 0, got {value}')
+
+
+@dataclass(frozen=True)
+class RouteContext:
+    """Where the ego is and the route it follows (map frame), at the planning step."""
+
+    pose: tuple             # (x, y, yaw)
+    speed: float            # [m/s]
+    route: np.ndarray       # (M, 2) waypoints ahead, in driving order
+
+
+def distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """Distance [m] of each point (..., 2) to the polyline (M, 2), M >= 2."""
+    a, b = line[:-1], line[1:]
+    ab = b - a
+    length2 = np.maximum((ab ** 2).sum(-1), 1e-12)
+    flat = points.reshape(-1, 1, 2)
+    t = np.clip(((flat - a) * ab).sum(-1) / length2, 0.0, 1.0)
+    nearest = a + t[..., None] * ab
+    return np.sqrt(((flat - nearest) ** 2).sum(-1)).min(-1).reshape(points.shape[:-1])
+
+
+class RouteCost:
+    """Charges each candidate's kinematic rollout its deviation from the route."""
+
+    def __init__(self, config: RouteConfig, actions: ActionSet,
+                 bicycle: BicycleModel = BicycleModel()):
+        """Bind the weights, the action set and the vehicle model of the intention."""
+        self.config = config
+        self.table = np.array([actions.action(i) for i in range(len(actions))])   # (A, 2)
+        self.bicycle = bicycle
+
+    def cost(self, candidates: np.ndarray, context: RouteContext) -> np.ndarray:
+        """(B,) cost of B candidate plans (B, K) of action indices; 0 without a route."""
+        candidates = np.asarray(candidates, dtype=np.int64)
+        route = np.asarray(context.route, dtype=np.float64).reshape(-1, 2)
+        if self.config.weight == 0.0 or len(route) < 2:
+            return np.zeros(len(candidates))
+        batch, horizon = candidates.shape
+        x, y, yaw = (np.full(batch, float(v)) for v in context.pose)
+        speed = np.full(batch, max(float(context.speed), 0.0))
+        points = np.empty((batch, horizon, 2, 2))
+        for k in range(horizon):
+            accel, steer = self.table[candidates[:, k]].T
+            x, y, yaw, speed = self.bicycle.step_arrays(x, y, yaw, speed, accel, steer)
+            points[:, k, 0] = np.stack([x, y], -1)
+            ahead = self.config.lookahead
+            points[:, k, 1] = np.stack([x + ahead * np.cos(yaw), y + ahead * np.sin(yaw)], -1)
+        deviation = distance_to_polyline(points, route).sum(-1).mean(-1)      # (B,)
+        return self.config.weight * deviation
+
+
+def rescored(plan, costs: Sequence[float]):
+    """Return the plan among `plan.candidates` that is best once `costs` are subtracted."""
+    if plan.candidates is None:
+        raise ValueError('the plan carries no candidates to rescore')
+    scores = np.asarray(plan.scores, dtype=np.float64) - np.asarray(costs, dtype=np.float64)
+    if not np.all(np.isfinite(scores)):
+        raise FloatingPointError('route cost produced non-finite scores')
+    best = int(np.argmax(scores))
+    return replace(plan, first_action=best, actions=tuple(int(a) for a in plan.candidates[best]),
+                   scores=scores, value=float(scores[best]))
+
+
+def route_cost_or_none(config: Optional[RouteConfig], actions: ActionSet,
+                       bicycle: BicycleModel = BicycleModel()) -> Optional[RouteCost]:
+    """Return a RouteCost, or None when the weight is 0 (the plain eq. 3 look-ahead)."""
+    if config is None or config.weight == 0.0:
+        return None
+    return RouteCost(config, actions, bicycle)

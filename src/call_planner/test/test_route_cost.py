@@ -1,0 +1,71 @@
+"""The route cost charges a candidate's kinematic rollout its deviation from the route."""
+import math
+
+from call_planner.lookahead import Plan
+from call_planner.route_cost import (distance_to_polyline, rescored, RouteConfig, RouteContext,
+                                     RouteCost)
+from call_vehicle.actions import ActionSet
+import numpy as np
+import pytest
+
+ACTIONS = ActionSet()
+STRAIGHT = ACTIONS.index(0.0, 0.0)
+HARD_RIGHT = ACTIONS.index(0.0, -0.6)
+HARD_LEFT = ACTIONS.index(0.0, 0.6)
+
+
+def _straight_route(y=0.0):
+    return np.stack([np.arange(0.0, 60.0, 2.0), np.full(30, y)], 1)
+
+
+def test_distance_to_a_polyline_is_the_perpendicular_or_the_end_distance():
+    line = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]])
+    points = np.array([[5.0, 3.0], [12.0, 5.0], [-3.0, 4.0]])
+    assert np.allclose(distance_to_polyline(points, line), [3.0, 2.0, 5.0])
+
+
+def test_on_a_straight_route_keeping_straight_is_cheapest_and_steering_costs_more():
+    cost = RouteCost(RouteConfig(weight=1.0), ACTIONS)
+    context = RouteContext((0.0, 0.0, 0.0), 8.0, _straight_route())
+    plans = np.array([[STRAIGHT] * 5, [HARD_RIGHT] * 5, [HARD_LEFT] * 5])
+    straight, right, left = cost.cost(plans, context)
+    assert straight == pytest.approx(0.0, abs=1e-9)
+    assert right > 1.0 and left > 1.0
+    assert right == pytest.approx(left, rel=1e-6)     # symmetric
+
+
+def test_a_vehicle_beside_its_route_is_steered_back_towards_it():
+    # the ego is 3.5 m right of its route (a lane change on the route), heading along it
+    cost = RouteCost(RouteConfig(weight=1.0), ACTIONS)
+    context = RouteContext((0.0, -3.5, 0.0), 8.0, _straight_route())
+    plans = np.array([[a] * 5 for a in range(len(ACTIONS))])
+    costs = cost.cost(plans, context)
+    best_steer = ACTIONS.action(int(np.argmin(costs)))[1]
+    assert best_steer > 0.0          # left, towards the route
+
+
+def test_rescoring_picks_the_candidate_the_cost_favours_and_keeps_its_actions():
+    candidates = np.array([[a] * 5 for a in range(len(ACTIONS))])
+    scores = np.zeros(len(ACTIONS))
+    scores[HARD_RIGHT] = 0.3          # the model alone prefers to veer off
+    plan = Plan(HARD_RIGHT, (HARD_RIGHT,) * 5, scores, 0.3, candidates)
+    cost = RouteCost(RouteConfig(weight=0.5), ACTIONS)
+    context = RouteContext((0.0, 0.0, 0.0), 8.0, _straight_route())
+    better = rescored(plan, cost.cost(candidates, context))
+    assert better.first_action != HARD_RIGHT
+    assert better.actions == tuple(candidates[better.first_action])
+    assert ACTIONS.action(better.first_action)[1] == 0.0
+
+
+def test_without_a_route_or_weight_nothing_is_charged():
+    plans = np.array([[HARD_RIGHT] * 5])
+    assert RouteCost(RouteConfig(weight=0.0), ACTIONS).cost(
+        plans, RouteContext((0.0, 0.0, 0.0), 8.0, _straight_route()))[0] == 0.0
+    assert RouteCost(RouteConfig(weight=1.0), ACTIONS).cost(
+        plans, RouteContext((0.0, 0.0, 0.0), 8.0, np.zeros((1, 2))))[0] == 0.0
+
+
+@pytest.mark.parametrize('kwargs', [{'weight': -1.0}, {'lookahead': math.nan}])
+def test_bad_route_config_fails_fast(kwargs):
+    with pytest.raises(ValueError):
+        RouteConfig(**kwargs)
