@@ -159,23 +159,30 @@ def _curve_columns(rgb: np.ndarray) -> float:
     return float(curve.any(axis=0).mean())
 
 
-def _rqt_subscribed(graph, topic: str) -> bool:
-    """Tell whether the graph the probe sees holds an rqt node's subscription on `topic`."""
-    return any(info.node_name.startswith('rqt_gui_py_node')
-               for info in graph.probe.node.get_subscriptions_info_by_topic(topic))
+def _subscriptions(graph, topic: str) -> set:
+    """Return the endpoint ids of every subscription on `topic` the probe has discovered."""
+    return {bytes(info.endpoint_gid)
+            for info in graph.probe.node.get_subscriptions_info_by_topic(topic)}
 
 
 def test_rqt_plot_draws_the_communication_range(graph, gui_env, tmp_path):
     topic = PLOTTED.rsplit('/', 1)[0]
+    stats = graph.probe.stats['hero0']
     share, log = 0.0, ''
     for start in range(STARTS):
+        published, before = len(stats), _subscriptions(graph, topic)
         plot = Background(['ros2', 'run', 'rqt_plot', 'rqt_plot', PLOTTED], gui_env,
                           f'rqt_plot{start}')
         try:
             window = _window(graph, plot, gui_env)
             # the window is up, so the plugin has taken its topics: a subscription, or none
-            if not _poll(graph, lambda: _rqt_subscribed(graph, topic), plot, timeout=60.0):
-                log += f'start {start}: no subscription on {topic}\n' + plot.output()[-1000:]
+            # (rqt's node name reaches the probe later than the endpoint: compare endpoints)
+            subscribed = _poll(graph, lambda: _subscriptions(graph, topic) - before, plot,
+                               timeout=60.0)
+            log += (f'start {start}: subscribed {bool(subscribed)}, '
+                    f'{len(stats) - published} CommStats of hero0 published meanwhile\n')
+            if not subscribed:
+                log += plot.output()[-1000:]
                 continue
             path = str(tmp_path / 'rqt_plot_comm_range.png')
 
@@ -186,9 +193,11 @@ def test_rqt_plot_draws_the_communication_range(graph, gui_env, tmp_path):
 
             # the line grows from the right edge as simulated seconds pass: look until it spans
             _poll(graph, drawn, plot, every=2.0)
-            log += plot.output()[-2000:]
+            log += (f'{len(stats) - published} CommStats of hero0 published since the start\n'
+                    + plot.output()[-2000:])
             break
         finally:
+            plot.interrupt(timeout=60.0)    # Ctrl-C: rqt closes, its participant leaves
             plot.kill()
     assert share > 0.5, f'the curve covers {share:.0%} of the plot width\n' + log
 
@@ -209,5 +218,6 @@ def test_rqt_topic_lists_the_graph(graph, gui_env, tmp_path):
         # rqt_topic adds the topics its participant discovers, refreshing once a second
         _poll(graph, listed, topic, every=2.0)
     finally:
+        topic.interrupt(timeout=60.0)
         topic.kill()
     assert lines >= LISTED, f'{lines} topics listed\n' + topic.output()[-3000:]
