@@ -5,8 +5,11 @@ Topics (relative ones in the vehicle's namespace, role R = parameter role_name):
 latent_state, plan, /carla/R/odometry, /v2v/latents, /v2v/keyframe_requests; publishes
 /v2v/latents, /v2v/keyframe_requests (replica mode), shared_info, comm_stats. Parameters and
 their defaults: config/comm.yaml. Each own LatentState is one step: the range gate takes its
-prediction error, the own message goes out, and the candidates received since the previous
-step that lie inside the range become the shared information.
+prediction error, the own message goes out (its intention: the plan declared before the
+step, by stamp), and the other vehicles' newest messages stamped before the step that lie
+inside the range become the step's shared information: a step takes the previous step's
+messages even when the same step's already arrived, so what a vehicle accepts does not depend
+on DDS delivery order (the one-step V2V latency of `call_learning.pipeline`).
 
 `h_transport: replica` (issue 11) loads the fleet's world-model `checkpoint` and sends h only
 as keyframes; receivers rebuild it (call_comm.replica). Without a checkpoint it falls back to
@@ -54,6 +57,7 @@ REQUEST_TOPIC = '/v2v/keyframe_requests'
 REQUEST_MAX_BYTES = 1024   # a request is ~120 B with short role names; larger is malformed
 CONTENT_FILTER = 'x >= %0 AND x <= %1 AND y >= %2 AND y <= %3'
 THRESHOLD_PARAMETER = 'c'   # the paper's prediction-error threshold; tunable while running
+PLANS_KEPT = 4              # latest plans kept by stamp (a step's message takes the one before)
 
 
 def _fixed(data: bytes, size: int, name: str) -> np.ndarray:
@@ -178,8 +182,10 @@ class CommNode(Node):
         self.inbox = self.link.inbox
         self.sequence = 0
         self.poses: StampedPoses[LatentState] = StampedPoses()
-        self.plan_xy = np.zeros((0, 2))
+        self.plans: list = []      # (stamp [ns], (M, 2) plan) of the latest plans
         self.latest_state_time: Optional[float] = None
+        self.last_step: Optional[tuple] = None               # (sec, nanosec) of the last step
+        self.last_shared: Optional[SharedInformation] = None
 
         # The writer offers deadline and lifespan; the reader requests neither, because a
         # requested deadline is incompatible with writers offering none (tools, replays).
@@ -289,8 +295,17 @@ class CommNode(Node):
             self._step(state, step_pose)
 
     def _on_plan(self, msg: Path) -> None:
-        self.plan_xy = np.array([[s.pose.position.x, s.pose.position.y] for s in msg.poses],
-                                dtype=np.float64).reshape(-1, 2)
+        plan = np.array([[s.pose.position.x, s.pose.position.y] for s in msg.poses],
+                        dtype=np.float64).reshape(-1, 2)
+        self.plans.append((RosTime.from_msg(msg.header.stamp).nanoseconds, plan))
+        del self.plans[:-PLANS_KEPT]
+
+    def _plan_before(self, stamp_ns: int) -> np.ndarray:
+        """The plan declared before step ``stamp_ns``'s planning (the step's message carries it)."""
+        for stamp, plan in reversed(self.plans):
+            if stamp < stamp_ns:
+                return plan
+        return np.zeros((0, 2))
 
     def _on_latent(self, raw: bytes, writer: Hashable) -> None:
         self.link.receive_raw(raw, self.latest_state_time, writer)
@@ -314,11 +329,19 @@ class CommNode(Node):
             self._step(ready_state, pose)
 
     def _step(self, state: LatentState, pose: Pose) -> None:
+        stamp = (state.header.stamp.sec, state.header.stamp.nanosec)
+        if stamp == self.last_step:
+            # a re-sent state (the simulator re-sends a step it waits on): one gate step each
+            if self.last_shared is not None:
+                self.shared_pub.publish(self.last_shared)
+            return
+        self.last_step = stamp
         now = stamp_seconds(state.header.stamp)
         self.latest_state_time = now
         comm_range = self.stage.step(state.valid, state.prediction_error)
         bytes_sent = self._publish_own(state, pose) if self.stage.sends(state.valid) else 0
-        delivery = self.link.collect(pose[:2], comm_range, now)
+        # the other vehicles' previous-step messages, whether or not this step's already came
+        delivery = self.link.collect(pose[:2], comm_range, now, stamp)
         request_bytes = 0
         for req in self.link.take_requests((state.header.stamp.sec,
                                             state.header.stamp.nanosec)):
@@ -335,7 +358,8 @@ class CommNode(Node):
             wire = self.sender.message(
                 self.sequence, (state.header.stamp.sec, state.header.stamp.nanosec),
                 pose, np.frombuffer(bytes(state.z_indices), dtype=np.uint8),
-                np.asarray(state.h, dtype=np.float32), state.action, self.plan_xy)
+                np.asarray(state.h, dtype=np.float32), state.action,
+                self._plan_before(RosTime.from_msg(state.header.stamp).nanoseconds))
         except wire_codec.CodecError as error:
             self.get_logger().error(f'own latent state not encodable: {error}',
                                     throttle_duration_sec=5.0)
@@ -363,6 +387,7 @@ class CommNode(Node):
             item.intention_xy = array.array(
                 'f', n.intention_xy.astype(np.float32).ravel().tobytes())
             out.neighbours.append(item)
+        self.last_shared = out
         self.shared_pub.publish(out)
 
     def _publish_stats(self, state: LatentState, comm_range: float, delivery,

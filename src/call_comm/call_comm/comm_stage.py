@@ -7,11 +7,46 @@ valid and NaN otherwise (a state that is warming up or faulted never widens the 
 a valid state is sent; the accepted neighbours are the senders of the step inside the range,
 nearest first (``neighbours.in_range``, the inbox's very test).
 """
+from dataclasses import dataclass
 import math
 from typing import Iterable, List, Tuple
 
+from call_comm import wire_codec
 from call_comm.neighbours import in_range
 from call_comm.range_gate import RangeGate
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Received:
+    """A neighbour's step as a receiver's consumers get it (SharedInformation's numbers)."""
+
+    x: float
+    y: float
+    yaw: float
+    z_indices: np.ndarray      # (stoch,) uint8
+    h: np.ndarray              # float32 (deter,) dequantised; empty without h on the wire
+    intention_xy: np.ndarray   # (M, 2) map frame, float32 values
+
+
+def received(x: float, y: float, yaw: float, z_indices: np.ndarray, h: np.ndarray,
+             plan_xy: np.ndarray, h_encoding: int, max_waypoints: int) -> Received:
+    """
+    What a receiver holds of a message built from these fields (one rule for both copies).
+
+    The comm node encodes with ``wire_codec.encode`` and its receivers decode with the
+    inbox, then SharedInformation carries the intention and h as float32; the fleet pipeline
+    passes its messages through this function, so it shares exactly those numbers.
+    """
+    z = np.asarray(z_indices, dtype=np.uint8)
+    if z.shape == (wire_codec.NUM_LATENTS,):     # the wire's z; other model sizes as they are
+        z = wire_codec.unpack_z(wire_codec.pack_z(z))
+    wire = wire_codec.encode(0, 0, 0, 0, (x, y, yaw, 0.0), np.zeros(wire_codec.NUM_LATENTS, np.uint8),
+                             h, 0, plan_xy, h_encoding, max_waypoints)
+    intention = wire_codec.unpack_intention(wire.intention_packed, wire.x, wire.y, wire.yaw)
+    return Received(wire.x, wire.y, wire.yaw, z,
+                    wire_codec.dequantise_h(h_encoding, wire.h_data),
+                    intention.astype(np.float32).astype(np.float64))
 
 
 class CommStage:

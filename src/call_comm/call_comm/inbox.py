@@ -13,8 +13,9 @@ newer than the sender's last accepted message, not older than max_age) -> stamp 
 future -> the (DDS writer, claimed sender) token bucket (`budget`) -> CDR decoding ->
 unsigned -> field bounds (malformed) -> signature -> plausibility (position reachable from the
 sender's last accepted one at max_speed, unless the sender declares a new episode epoch).
-Survivors wait as candidates (the newest per sender; an older one is superseded) until the
-ego's next step, when `Inbox.collect` delivers those inside the ego's communication range.
+Survivors wait as candidates until the ego's next step, when `Inbox.collect` delivers, per
+sender, the newest one stamped before the step (an older one is superseded; a newer one waits
+for the following step) if it lies inside the ego's communication range.
 Nothing here raises on hostile input. Senders are named on the wire by key id; the fleet
 resolves it to the role name every consumer sees.
 """
@@ -178,7 +179,7 @@ class Inbox:
         self.budget = TokenBuckets(config.sender_budget_burst, config.sender_budget_refill)
         self._max_bytes = config.max_message_bytes
         self._history: Dict[str, _SenderHistory] = {}
-        self._pending: Dict[str, _Candidate] = {}
+        self._pending: Dict[str, List[_Candidate]] = {}
         self._received_this_step = 0
         self._latest_now: Optional[float] = None
 
@@ -237,12 +238,9 @@ class Inbox:
             neighbour.stamp, neighbour.sequence, neighbour.x, neighbour.y, neighbour.epoch)
         if self.on_verified is not None:
             self.on_verified(neighbour)
-        older = self._pending.get(neighbour.sender_id)
-        superseded = 0
-        if older is not None:
-            self.tally.add(Outcome.SUPERSEDED, older.neighbour.wire_bytes)
-            superseded = older.superseded_bytes + older.neighbour.wire_bytes
-        self._pending[neighbour.sender_id] = _Candidate(neighbour, superseded)
+        # kept in arrival order (= stamp order, the replay check): which one a step takes
+        # depends on the step's stamp, so superseding waits for `collect`
+        self._pending.setdefault(neighbour.sender_id, []).append(_Candidate(neighbour))
         return None
 
     def _check(self, header, decode: Callable[[], wire_codec.WireMessage], wire_bytes: int,
@@ -323,19 +321,54 @@ class Inbox:
             return
         if self._latest_now is not None and now < self._latest_now - self.config.max_age:
             self._history.clear()
-            for candidate in self._pending.values():    # of the old timeline: stale
-                self.tally.add(DropReason.REPLAY, candidate.neighbour.wire_bytes)
+            for waiting in self._pending.values():      # of the old timeline: stale
+                for candidate in waiting:
+                    self.tally.add(DropReason.REPLAY, candidate.neighbour.wire_bytes)
             self._pending.clear()
         self._latest_now = now
 
     # ------------------------------------------------------------------------- the step
+    def _ready(self, before: Optional[Tuple[int, int]]) -> List[_Candidate]:
+        """
+        Take each sender's newest candidate stamped before ``before`` (None: any stamp).
+
+        Older ones of the same sender are superseded (their bytes ride on the taken one);
+        candidates of ``before`` or later wait for the next step.
+        """
+        ready = []
+        for sender in list(self._pending):
+            waiting = self._pending[sender]
+            due = [c for c in waiting if before is None
+                   or (c.neighbour.stamp_sec, c.neighbour.stamp_nanosec) < before]
+            if not due:
+                continue
+            newest = due[-1]
+            for older in due[:-1]:
+                self.tally.add(Outcome.SUPERSEDED, older.neighbour.wire_bytes)
+                newest.superseded_bytes += older.superseded_bytes + older.neighbour.wire_bytes
+            ready.append(newest)
+            later = waiting[len(due):]
+            if later:
+                self._pending[sender] = later
+            else:
+                del self._pending[sender]
+        return ready
+
     def collect(self, ego_xy: Tuple[float, float], comm_range: float,
-                now: Optional[float]) -> StepDelivery:
-        """Hand over the candidates inside `comm_range`; count the rest; start a new step."""
+                now: Optional[float], before: Optional[Tuple[int, int]] = None
+                ) -> StepDelivery:
+        """
+        Hand over the candidates inside `comm_range`; count the rest; start a new step.
+
+        ``before`` (sec, nanosec): take only messages stamped before it, e.g. the ego step's
+        own stamp, so a step takes the other vehicles' previous-step messages whether or not
+        their same-step ones already arrived (the pipeline's one-step V2V latency); later
+        ones wait for the next step. None takes every candidate.
+        """
         self._observe_time(now)
         accepted: List[Neighbour] = []
         in_range_bytes = 0
-        for candidate in self._pending.values():
+        for candidate in self._ready(before):
             neighbour = candidate.neighbour
             if now is not None and now - neighbour.stamp > self.config.max_age:
                 self.tally.add(DropReason.REPLAY, neighbour.wire_bytes)
@@ -350,7 +383,6 @@ class Inbox:
         accepted.sort(key=lambda n: n.distance)
         delivery = StepDelivery(accepted, self._received_this_step,
                                 sum(n.wire_bytes for n in accepted), in_range_bytes)
-        self._pending.clear()
         self._received_this_step = 0
         self.budget.step()
         return delivery

@@ -157,9 +157,10 @@ class LinkReceiver:
             self._wanted.append((neighbour.sender_id, neighbour.sequence))
 
     def collect(self, ego_xy: Tuple[float, float], comm_range: float,
-                now: Optional[float]) -> StepDelivery:
-        """Deliver the step's neighbours inside the range and start a new step."""
-        delivery = self.inbox.collect(ego_xy, comm_range, now)
+                now: Optional[float], before: Optional[Tuple[int, int]] = None
+                ) -> StepDelivery:
+        """Deliver the step's neighbours inside the range and start a new step (`Inbox`)."""
+        delivery = self.inbox.collect(ego_xy, comm_range, now, before)
         if self.bank is not None:
             for neighbour in delivery.neighbours:
                 if neighbour.synchronised and neighbour.h.size == 0:    # queued (lazy bank)

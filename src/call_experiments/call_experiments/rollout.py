@@ -247,7 +247,7 @@ class EvaluationCollector:
         """One fleet step with the look-ahead; records the bytes each ego received."""
         if self.collector.begins_episode:
             self.policy.restart(self.collector.episodes + 1)
-        sent = {} if self.collector.begins_episode else dict(self.pipeline.messages)
+        sent = {} if self.collector.begins_episode else dict(self.pipeline.heard)
         stats = self.collector.step(self.policy)
         sizes: Dict[str, int] = {}
         for role, step in zip(self.roles, self.pipeline.steps):

@@ -66,8 +66,8 @@ def test_collector_accounts_exactly_the_admitted_neighbours(tmp_path):
         collector.start()
         for _ in range(8):          # past the warm-up: every state is valid and sent
             collector.step()
-            sent = dict(collector.pipeline.messages)
-        # the last step's records were computed from the messages sent one step earlier;
+            sent = dict(collector.pipeline.heard)   # what the next step renders with
+        # the last step's records were computed from the messages heard one step earlier;
         # recompute the step after with the messages we can read now
         collector.bandwidth.clear()
         collector.step()

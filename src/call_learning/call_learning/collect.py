@@ -116,8 +116,10 @@ class Collector:
         bicycle = getattr(env, 'bicycle', None)
         driver = Driver(self.action_set, control_model=control_model,
                         **({'bicycle': bicycle} if bicycle is not None else {}))
+        # the road as the nodes get it: perception parses the simulator's OpenDRIVE
+        opendrive = env.opendrive() if hasattr(env, 'opendrive') else None
         self.pipeline = VehiclePipeline(world_model, settings, env.lanes(), driver, bev_config,
-                                        batched=batched)
+                                        batched=batched, opendrive=opendrive)
         self.bev_config = self.pipeline.bev_config
         self.rng = np.random.default_rng(seed)
         self.seed = seed

@@ -20,8 +20,21 @@ Step semantics (which information of which step a vehicle uses; the nodes honour
    carrying the pose at t and the plan declared before step t's planning;
 4. a valid state is planned from (the pluggable ``FleetPolicy``), an invalid one gives the
    controlled stop; the driver renews the declared plan when the plan is renewed;
-5. each vehicle accepts the step t messages of the other vehicles inside its range at its pose
-   at t, nearest first; they enter its step t + 1.
+5. each vehicle accepts the step t - 1 messages of the other vehicles inside its range (after
+   step t's E) at its pose at t, nearest first; they enter its step t + 1. This is a one-step
+   V2V latency: a message waits one step before a receiver takes it, because a receiver's
+   step t may start before or after another vehicle's step t message arrives (DDS delivery
+   order), while every step t - 1 message is in by then; so the ROS graph accepts exactly
+   what this pipeline accepts (``call_comm.inbox.Inbox.collect``'s ``before``).
+
+What crosses a message is what the nodes' messages carry (the parity test with the ROS graph
+checks it bit for bit): a vehicle reads its pose, speed and the other vehicles' boxes as the
+CARLA bridge sends them (``call_vehicle.carla_wire``: headings through a quaternion, the
+status speed as float32) and commands the simulator with float32 controls; a neighbour's
+message is encoded and decoded with ``call_comm.wire_codec`` (float32 pose, packed intention,
+h in ``h_encoding``) and rounded as SharedInformation carries it (``comm_stage.received``);
+the range gate takes E as the float32 LatentState field. The posterior is its mode
+(``sample_posterior`` false, as config/world_model.yaml), see ``call_world_model.model_stage``.
 
 ``h_transport`` decides which h_j a receiver holds: ``full`` (the sender's own h, as when h is
 on the wire) or ``replica`` (h rebuilt from the (z_j, a_j) stream with the shared sequence
@@ -32,13 +45,14 @@ from dataclasses import dataclass, fields, replace
 import math
 from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
-from call_comm.comm_stage import CommStage
+from call_comm.comm_stage import CommStage, received
 from call_comm.range_gate import RangeGate
 from call_comm.wire_codec import dequantise_h, H_ENCODINGS, quantise_h
 from call_perception.bev_raster import BevConfig
 from call_perception.fusion import FusionConfig, SharedNeighbour
 from call_perception.perception_stage import Box, PerceptionStage
 from call_perception.road_map import RoadMap
+from call_vehicle.carla_wire import float32, received_yaw, sent_control
 from call_vehicle.driver import Command, Driver
 from call_vehicle.vehicle_control import VehicleControl
 from call_world_model.model_stage import (ModelOutput, ModelStage, observe_fleet,
@@ -71,6 +85,9 @@ class PipelineConfig:
     h_transport: str = 'full'
     keyframe_period: int = 100
     keyframe_encoding: str = 'int8'
+    h_encoding: str = 'fp16'        # full h on the wire (call_comm's h_encoding)
+    max_waypoints: int = 5          # intention points on the wire (call_comm's max_waypoints)
+    sample_posterior: bool = False  # the vehicles' filtering posterior: mode (see module doc)
 
     def __post_init__(self):
         """Fail fast on an unknown mode or a negative distance."""
@@ -82,6 +99,9 @@ class PipelineConfig:
         if self.keyframe_encoding not in ('fp16', 'int8'):
             raise ValueError(f"keyframe_encoding must be 'fp16' or 'int8', got "
                              f'{self.keyframe_encoding!r}')
+        if self.h_encoding not in H_ENCODINGS:
+            raise ValueError(f'h_encoding must be one of {sorted(H_ENCODINGS)}, got '
+                             f'{self.h_encoding!r}')
         if self.keyframe_period < 1:
             raise ValueError(f'keyframe_period must be >= 1, got {self.keyframe_period}')
         if math.isnan(self.c) or self.c < 0:
@@ -101,11 +121,11 @@ class PipelineConfig:
         names = {f.name: f.type for f in fields(cls)}
         picked = {k: v for k, v in values.items() if k in names}
         for key, value in list(picked.items()):
-            if key in ('mode', 'h_transport', 'keyframe_encoding'):
+            if key in ('mode', 'h_transport', 'keyframe_encoding', 'h_encoding'):
                 picked[key] = str(value)
-            elif key == 'occlusion':
+            elif key in ('occlusion', 'sample_posterior'):
                 picked[key] = bool(value)
-            elif key == 'keyframe_period':
+            elif key in ('keyframe_period', 'max_waypoints'):
                 picked[key] = int(value)
             else:
                 picked[key] = float(value)
@@ -156,8 +176,14 @@ class VehiclePipeline:
     def __init__(self, world_model: WorldModel, settings: PipelineConfig, lanes: Sequence[Any],
                  driver: Driver, bev_config: Optional[BevConfig] = None,
                  error_horizon: Optional[int] = None, batched: bool = True,
-                 fusion: FusionConfig = FusionConfig()) -> None:
-        """Bind the shared model, the sharing settings, the road and the vehicles' driver."""
+                 fusion: FusionConfig = FusionConfig(),
+                 opendrive: Optional[str] = None) -> None:
+        """
+        Bind the shared model, the sharing settings, the road and the vehicles' driver.
+
+        ``opendrive``: the map as the simulator sends it to the nodes (CarlaWorldInfo); when
+        given, the road is drawn from it, as perception does, rather than from ``lanes``.
+        """
         self.wm = world_model
         self.cfg = world_model.cfg
         self.settings = settings
@@ -171,11 +197,12 @@ class VehiclePipeline:
         self.bev_config = bev_config or BevConfig.from_yaml()
         if self.bev_config.size != self.cfg.bev_size:
             self.bev_config = resized(self.bev_config, self.cfg.bev_size)
-        self.road_map = RoadMap.from_lanes(lanes)
+        self.road_map = (RoadMap.from_opendrive(opendrive) if opendrive is not None
+                         else RoadMap.from_lanes(lanes))
         self.fusion = fusion
         self.error_horizon = int(error_horizon or self.cfg.error_horizon)
         self.batched = batched
-        self.batcher = ObserveBatcher(world_model)
+        self.batcher = ObserveBatcher(world_model, sample=settings.sample_posterior)
         self.roles: List[str] = []
 
     # ------------------------------------------------------------------ episode
@@ -191,7 +218,8 @@ class VehiclePipeline:
         self.comms = [CommStage(RangeGate(s.initial_range, s.range_step, s.max_range, s.c))
                       for _ in self.roles]
         self.plans: List[np.ndarray] = [np.zeros((0, 2)) for _ in self.roles]
-        self.messages: Dict[str, Message] = {}
+        self.messages: Dict[str, Message] = {}     # sent at the current step
+        self.heard: Dict[str, Message] = {}        # those of the step before (accepted from)
         self.accepted: List[Tuple[str, ...]] = [() for _ in self.roles]
         self.outputs: List[Optional[ModelOutput]] = [None] * len(self.roles)
         self.steps: List[VehicleStep] = []
@@ -199,10 +227,16 @@ class VehiclePipeline:
         self._replica_age = 0
 
     def box(self, vehicle: Any) -> Box:
-        """Return the box of a simulator vehicle (the ego's sizes where unknown)."""
+        """Return the box of another vehicle as its object message gives it (ego's sizes where
+        unknown)."""
         length = vehicle.length if vehicle.length > 0 else self.settings.ego_length
         width = vehicle.width if vehicle.width > 0 else self.settings.ego_width
-        return Box(vehicle.x, vehicle.y, vehicle.yaw, length, width)
+        return Box(vehicle.x, vehicle.y, received_yaw(vehicle.yaw), length, width)
+
+    def ego_box(self, vehicle: Any) -> Box:
+        """Return the ego's box as its nodes know it: odometry pose, configured size."""
+        return Box(vehicle.x, vehicle.y, received_yaw(vehicle.yaw), self.settings.ego_length,
+                   self.settings.ego_width)
 
     # ------------------------------------------------------------------ stages 1-3
     def observe(self, observations: Mapping[str, Any]) -> List[VehicleStep]:
@@ -210,8 +244,8 @@ class VehiclePipeline:
         requests, neighbour_lists = [], []
         for i, role in enumerate(self.roles):
             obs = observations[role]
-            ego = self.box(obs.ego)
-            sent = [self.messages[name] for name in self.accepted[i]]
+            ego = self.ego_box(obs.ego)
+            sent = [self.heard[name] for name in self.accepted[i]]
             shared_boxes = [SharedNeighbour(name, m.x, m.y, m.yaw, m.waypoints,
                                             self.fusion.default_length,
                                             self.fusion.default_width)
@@ -228,7 +262,8 @@ class VehiclePipeline:
         outputs = self._observe(requests)
         self.steps = []
         for i, (request, output) in enumerate(zip(requests, outputs)):
-            comm_range = self.comms[i].step(output.valid, output.error)
+            # E crosses LatentState as float32 before the gate takes it
+            comm_range = self.comms[i].step(output.valid, float32(output.error))
             intention = (request.intention[0].numpy()
                          if request.intention is not None else None)
             self.steps.append(VehicleStep(
@@ -248,13 +283,19 @@ class VehiclePipeline:
     def _send(self, observations: Mapping[str, Any], outputs: Sequence[ModelOutput]) -> None:
         """Step t's messages of the valid vehicles (stage 3)."""
         held = self._received_h(outputs)
-        self.messages = {}
+        self.heard, self.messages = self.messages, {}
+        encoding = H_ENCODINGS[self.settings.h_encoding]
+        full = self.settings.h_transport == 'full'
         for i, (role, output) in enumerate(zip(self.roles, outputs)):
             if not CommStage.sends(output.valid):
                 continue
             ego = observations[role].ego
-            self.messages[role] = Message(ego.x, ego.y, ego.yaw, output.z_indices(), held[i],
-                                          self.plans[i])
+            got = received(ego.x, ego.y, received_yaw(ego.yaw), output.z_indices(),
+                           output.h() if full else np.zeros(0, np.float32), self.plans[i],
+                           encoding if full else H_ENCODINGS['none'],
+                           self.settings.max_waypoints)
+            self.messages[role] = Message(got.x, got.y, got.yaw, got.z_indices,
+                                          got.h if full else held[i], got.intention_xy)
 
     @torch.no_grad()
     def _received_h(self, outputs: Sequence[ModelOutput]) -> List[np.ndarray]:
@@ -290,15 +331,16 @@ class VehiclePipeline:
         controls = {}
         for i, role in enumerate(self.roles):
             ego = observations[role].ego
-            pose = (ego.x, ego.y, ego.yaw)
+            # the planner node's pose (odometry) and speed (vehicle_status, float32)
+            pose, speed = (ego.x, ego.y, received_yaw(ego.yaw)), abs(float32(ego.speed))
             if i in chosen:
                 action, planned = chosen[i]
-                command = self.driver.drive(action, planned, pose, ego.speed)
+                command = self.driver.drive(action, planned, pose, speed)
             else:
                 policy.forget(i)
-                command = self.driver.stop(pose, ego.speed)
+                command = self.driver.stop(pose, speed)
             self._apply(i, command)
-            controls[role] = command.control
+            controls[role] = sent_control(command.control)
         if self.settings.h_transport == 'replica':
             self._replica_action = [stage.action for stage in self.models]
         self._accept(observations)
@@ -317,7 +359,7 @@ class VehiclePipeline:
             return
         for i, role in enumerate(self.roles):
             ego = observations[role].ego
-            senders = [(name, m.x, m.y) for name, m in self.messages.items() if name != role]
+            senders = [(name, m.x, m.y) for name, m in self.heard.items() if name != role]
             self.accepted[i] = tuple(name for name, _ in
                                      self.comms[i].accept((ego.x, ego.y), senders))
 

@@ -8,7 +8,7 @@ namespace; the bridge's are `/carla/<role_name>/...`. Parameters: config/percept
 """
 import array
 import math
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
@@ -30,6 +30,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 LOG_THROTTLE_S = 5.0  # [s] at most one warning per kind in this period
+SHARED_KEPT = 8       # steps of shared information (and step order) kept by stamp
 
 
 def checked_yaw(q) -> float:
@@ -95,9 +96,14 @@ class PerceptionNode(Node):
         self.route = np.zeros((0, 2))
         self.plan = np.zeros((0, 2))
         self.shared: Optional[SharedInformation] = None
+        self.shared_by_stamp: Dict[Tuple[int, int], SharedInformation] = {}
+        self.step_before: Dict[Tuple[int, int], Optional[Tuple[int, int]]] = {}
+        self.expect_objects = self.expect_shared = False
+        self.last_bev: Optional[Image] = None
         self.counts = {'published': 0, 'malformed_odometry': 0, 'malformed_objects': 0,
                        'malformed_paths': 0, 'malformed_shared': 0, 'malformed_map': 0,
-                       'stale_shared': 0, 'stale_objects': 0}
+                       'stale_shared': 0, 'stale_inputs': 0, 'unmatched_shared': 0,
+                       'repeated_odometry': 0}
         self.last_seen = 0
         self.last_shared_only = 0
 
@@ -147,6 +153,10 @@ class PerceptionNode(Node):
         self.stage.set_road_map(road)
         self.map_name = msg.map_name
         self.get_logger().info(f'road map {msg.map_name!r}: {len(road.lanes)} lanes')
+        pending = self.pending_odometry
+        if pending is not None and self._inputs_ready(pending):
+            self.pending_odometry = None
+            self._render(pending)
 
     def on_objects(self, msg: ObjectArray) -> None:
         """Keep the latest other actors; drop malformed ones individually."""
@@ -159,7 +169,7 @@ class PerceptionNode(Node):
         self.objects = boxes
         self.objects_stamp = _stamp_key(msg.header.stamp)
         pending = self.pending_odometry
-        if pending is not None and self.objects_stamp >= _stamp_key(pending.header.stamp):
+        if pending is not None and self._inputs_ready(pending):
             self.pending_odometry = None
             self._render(pending)
 
@@ -178,13 +188,30 @@ class PerceptionNode(Node):
             self._drop('malformed_paths', f'plan: {error}')
 
     def on_shared(self, msg: SharedInformation) -> None:
-        """Latest accepted shared information from call_comm."""
+        """Accepted shared information from call_comm; a step waiting for it renders now."""
         self.shared = msg
+        self.shared_by_stamp[_stamp_key(msg.header.stamp)] = msg
+        while len(self.shared_by_stamp) > SHARED_KEPT:
+            del self.shared_by_stamp[next(iter(self.shared_by_stamp))]
+        pending = self.pending_odometry
+        if pending is not None and self._inputs_ready(pending):
+            self.pending_odometry = None
+            self._render(pending)
 
-    def _neighbours(self, now: float) -> List[SharedNeighbour]:
-        msg = self.shared
+    def _neighbours(self, now: float, previous: Optional[Tuple[int, int]]
+                    ) -> List[SharedNeighbour]:
+        """
+        The neighbours comm accepted at the previous step (the pipeline's step semantics).
+
+        Without that step's shared information (comm silent or late past the wait), the
+        latest one still younger than shared_max_age is taken and counted `unmatched_shared`.
+        """
+        msg = self.shared_by_stamp.get(previous) if previous is not None else None
         if msg is None:
-            return []
+            msg = self.shared
+            if msg is None:
+                return []
+            self.counts['unmatched_shared'] += 1
         if now - stamp_seconds(msg.header.stamp) > self.shared_max_age:
             self.counts['stale_shared'] += 1
             return []
@@ -202,24 +229,50 @@ class PerceptionNode(Node):
 
     def on_odometry(self, msg: Odometry) -> None:
         """
-        One simulation step: render its BEV once the step's objects are in.
+        One simulation step: render its BEV once the step's objects and shared info are in.
 
-        While objects keep up (those of the previous step came), an odometry ahead of them
-        waits for them. If they stop coming, the waiting step is rendered with the latest ones
-        when the next odometry arrives (counted `stale_objects`), and later steps no longer
-        wait, so a missing objects topic costs one step, not the pipeline.
+        Step t renders with the step's objects and with the neighbours comm accepted at step
+        t - 1 (its shared information stamped t - 1; `call_learning.pipeline`, semantics 1).
+        While an input keeps up (it came for the previous step), an odometry ahead of it
+        waits for it. If it stops coming, the waiting step is rendered with the latest one
+        when the next odometry arrives (counted `stale_inputs`), and later steps no longer
+        wait, so a missing topic costs one step, not the pipeline. A re-sent step (same
+        stamp) re-publishes its BEV rather than rendering it again.
         """
         stamp = _stamp_key(msg.header.stamp)
+        if stamp == self.last_odometry_stamp:
+            # the simulator re-sent a step it waits on (late joiners): the same BEV again,
+            # so each step is observed once with the inputs it was first rendered with
+            self.counts['repeated_odometry'] += 1
+            if self.last_bev is not None and self.pending_odometry is None:
+                self.bev_pub.publish(self.last_bev)
+            return
         previous, self.last_odometry_stamp = self.last_odometry_stamp, stamp
         if self.pending_odometry is not None:
-            self.counts['stale_objects'] += 1
+            self.counts['stale_inputs'] += 1
             pending, self.pending_odometry = self.pending_odometry, None
             self._render(pending)
-        elif self.objects_stamp is not None and self.objects_stamp == previous \
-                and self.objects_stamp < stamp:
+        self.step_before[stamp] = previous
+        while len(self.step_before) > SHARED_KEPT:
+            del self.step_before[next(iter(self.step_before))]
+        # wait for inputs that keep up (they came for the previous step): objects of this
+        # step, and comm's shared information of the previous step
+        self.expect_objects = self.objects_stamp is not None and self.objects_stamp == previous
+        self.expect_shared = previous is not None and \
+            self.step_before.get(previous) in self.shared_by_stamp
+        if not self._inputs_ready(msg):
             self.pending_odometry = msg
             return
         self._render(msg)
+
+    def _inputs_ready(self, msg: Odometry) -> bool:
+        """Tell whether the step's awaited map, objects and shared information are in."""
+        if self.map_name is None and self.counts['published'] == 0:
+            return False     # the first step waits for the road (the bridge latches it)
+        stamp = _stamp_key(msg.header.stamp)
+        if self.expect_objects and (self.objects_stamp is None or self.objects_stamp < stamp):
+            return False
+        return not self.expect_shared or self.step_before.get(stamp) in self.shared_by_stamp
 
     def _render(self, msg: Odometry) -> None:
         """Render and publish the BEV stamped with the odometry's time."""
@@ -233,11 +286,13 @@ class PerceptionNode(Node):
             self._drop('malformed_odometry', str(error))
             return
         now = stamp_seconds(msg.header.stamp)
-        perceived = self.stage.render(ego, self.objects, self._neighbours(now), self.plan,
-                                      self.route)
+        previous = self.step_before.get(_stamp_key(msg.header.stamp))
+        perceived = self.stage.render(ego, self.objects, self._neighbours(now, previous),
+                                      self.plan, self.route)
         bev = perceived.bev
-        self.bev_pub.publish(self._image(msg.header.stamp, bev.transpose(1, 2, 0),
-                                         f'8UC{len(CHANNELS)}'))
+        self.last_bev = self._image(msg.header.stamp, bev.transpose(1, 2, 0),
+                                    f'8UC{len(CHANNELS)}')
+        self.bev_pub.publish(self.last_bev)
         if self.color_pub.get_subscription_count() > 0:    # viewers only: skip when unseen
             self.color_pub.publish(self._image(msg.header.stamp, colorize(bev), 'rgb8'))
         if self.local_color_pub.get_subscription_count() > 0:

@@ -1,7 +1,8 @@
 """
 ROS 2 node: plan from each LatentState, command the vehicle, publish plan and diagnostics.
 
-Only translates messages and parameters; the planning lives in `lookahead` / `replanning`,
+Only translates messages and parameters; the planning step is `plan_stage.PlanStage` (the
+look-ahead of `replanning` and the driver, the same object the fleet pipeline plans with),
 the fallback in `safety`, the TTC safety monitor in `ttc_monitor` (it reads the vehicle
 channels of the fused BEV, `/<role>/bev`), the control mapping in `control_output`, the
 waypoints in `intention`.
@@ -27,17 +28,12 @@ from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
-from call_planner.model_state import imagination_kwargs, state_from_latent
-from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
-from call_planner.replanning import LookaheadConfig, ReplanningPolicy
+from call_planner.plan_stage import PlanStage
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
 from call_planner.ttc_monitor import (Assessment, BevGeometry, MonitorConfig,
                                       override_accel, TtcMonitor)
-from call_vehicle.actions import ActionSet
 from call_vehicle.driver import Command, Driver
 from call_vehicle.intention import intention_waypoints
-from call_vehicle.vehicle_control import ControlModel
-from call_vehicle.vehicle_model import BicycleModel
 from call_world_model import checkpoint
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -83,36 +79,16 @@ class PlannerNode(Node):
         self.world_model = loaded.world_model.eval()
         self.actor_critic = loaded.actor_critic.eval()
         self.cfg = loaded.cfg
-        self.actions = ActionSet.from_config({'accels': p['accels'], 'steers': p['steers']})
-        if len(self.actions) != self.cfg.num_actions:
-            raise ValueError(f'action set has {len(self.actions)} actions, the checkpoint '
-                             f'{self.cfg.num_actions}')
-        self.lookahead = LookaheadConfig(K=p['K'], gamma=float(p['gamma']),
-                                         replan_every=int(p['replan_every']),
-                                         sample_actor=bool(p['sample_actor']))
-        bev_cfg = BevConfig.from_yaml(str(p['bev_config']) or None)
-        occupancy = None
-        if float(p['occupancy_weight']) > 0.0 and OccupancyCost.supports(self.world_model):
-            occupancy = OccupancyCost(self.world_model, OccupancyConfig(
-                weight=float(p['occupancy_weight']), every=int(p['occupancy_every']),
-                margin=float(p['occupancy_margin']), ego_length=float(p['ego_length']),
-                ego_width=float(p['ego_width']),
-                window_m=bev_cfg.size * bev_cfg.metres_per_pixel,
-                ego_row_fraction=bev_cfg.ego_row / bev_cfg.size,
-                ego_col_fraction=bev_cfg.ego_col / bev_cfg.size))
-        self.policy = ReplanningPolicy(self.world_model, self.actor_critic, len(self.actions),
-                                       self.lookahead,
-                                       torch.Generator().manual_seed(int(p['seed'])),
-                                       occupancy)
+        self.stage = PlanStage(self.world_model, self.actor_critic, p)
+        self.driver = self.stage.driver
+        self.actions, self.bicycle = self.driver.actions, self.driver.bicycle
+        self.control_model = self.driver.control_model
+        self.lookahead = self.stage.lookahead
+        self.policy = self.stage.policy
         self.safety = SafetyConfig(deadline_sim=float(p['deadline_sim']),
                                    deadline_wall=float(p['deadline_wall']),
                                    comfortable_decel=float(p['comfortable_decel']))
-        self.control_model = ControlModel.from_config(
-            {k: p[k] for k in dataclasses.asdict(ControlModel())})
-        self.bicycle = BicycleModel.from_config(p)
-        self.driver = Driver(self.actions, self.bicycle, self.control_model,
-                             self.safety.comfortable_decel, self.lookahead.K)
-        self.imagine_kwargs = imagination_kwargs(self.world_model, bool(p['sample_latent']))
+        bev_cfg = BevConfig.from_yaml(str(p['bev_config']) or None)
         self.monitor_config = MonitorConfig.from_params(p)
         self.bev_size = bev_cfg.size
         self.monitor = TtcMonitor(self.monitor_config, BevGeometry(
@@ -127,15 +103,20 @@ class PlannerNode(Node):
         self.speed = 0.0
         self.yaw_rate = 0.0
         self.status_speed: Optional[float] = None
+        self.status_speeds: dict[int, float] = {}     # stamp [ns] -> vehicle_status speed
+        self.odometry_speeds: dict[int, float] = {}   # stamp [ns] -> odometry speed
+        self.pending_latent: Optional[LatentState] = None
         self.shared: Optional[SharedInformation] = None
         self.waypoints = np.zeros((0, 2))
         self.stop_reason = ''
         self.answered_stamp = None      # stamp of the newest latent state processed
+        # (sec, nanosec) of the newest latent state, its Action and control (re-sent states)
+        self.last_answer: tuple = (None, None, None)
         # overrides are counted apart from the planned steps, so the learned planner's share
         # of the driving stays visible: planned / (planned + overrides)
         self.counts = {'ticks': 0, 'stops': 0, 'dropped': 0, 'plan_errors': 0, 'planned': 0,
                        'overrides_comfortable': 0, 'overrides_emergency': 0,
-                       'dropped_bev': 0}
+                       'dropped_bev': 0, 'stale_inputs': 0}
         # /diagnostics is for people and monitors (~1 Hz); a change of level or message
         # (a stop and its reason) still goes out on the step it happens
         self.diagnostics_period = float(p['diagnostics_period'])
@@ -185,16 +166,40 @@ class PlannerNode(Node):
         self.yaw_rate = yaw_rate if math.isfinite(yaw_rate) else 0.0
         stamp = msg.header.stamp
         self.poses[stamp.sec * 10**9 + stamp.nanosec] = self.pose
+        self.odometry_speeds[stamp.sec * 10**9 + stamp.nanosec] = self.speed
         while len(self.poses) > POSES_KEPT:
             del self.poses[next(iter(self.poses))]
+        while len(self.odometry_speeds) > POSES_KEPT:
+            del self.odometry_speeds[next(iter(self.odometry_speeds))]
         self.watchdog.feed(ODOMETRY, stamp_seconds(msg.header.stamp), time.monotonic())
+        self._take_pending()
 
     def on_status(self, msg: CarlaEgoVehicleStatus) -> None:
         """Prefer the bridge's speed when vehicle_status is published."""
         if math.isfinite(msg.velocity):
             self.status_speed = abs(float(msg.velocity))
+            stamp = msg.header.stamp
+            self.status_speeds[stamp.sec * 10**9 + stamp.nanosec] = self.status_speed
+            while len(self.status_speeds) > POSES_KEPT:
+                del self.status_speeds[next(iter(self.status_speeds))]
         else:
             self.counts['dropped'] += 1
+        self._take_pending()
+
+    def _inputs_of(self, msg: LatentState) -> Optional[tuple]:
+        """The (pose, speed) of the state's own step, None while one of them is missing."""
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        pose = self.poses.get(stamp)
+        speed = self.status_speeds.get(stamp) if self.status_speed is not None \
+            else self.odometry_speeds.get(stamp)
+        return None if pose is None or speed is None else (pose, speed)
+
+    def _take_pending(self) -> None:
+        """Plan a state that waited for its step's odometry or status, now that they came."""
+        pending = self.pending_latent
+        if pending is not None and self._inputs_of(pending) is not None:
+            self.pending_latent = None
+            self.on_latent(pending)
 
     def on_bev(self, msg: Image) -> None:
         """Give the vehicle channels of the fused BEV to the TTC monitor (malformed: dropped)."""
@@ -220,7 +225,38 @@ class PlannerNode(Node):
         self.shared = msg
 
     def on_latent(self, msg: LatentState) -> None:
-        """Plan one step from the world model's state and command the vehicle."""
+        """
+        Plan one step from the world model's state and command the vehicle.
+
+        The step plans and drives from its own step's pose and speed (odometry and
+        vehicle_status of the state's stamp): a state that arrives before them waits for
+        them; if they never come, it is planned with the latest ones when the next state
+        arrives (counted `stale_inputs`).
+        """
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        pending, self.pending_latent = self.pending_latent, None
+        if pending is not None and pending is not msg:
+            self.counts['stale_inputs'] += 1
+            self._plan(pending, (self.pose, self.current_speed()))
+        if stamp == self.last_answer[0]:
+            # a re-sent state (the simulator re-sends a step it waits on): the same answer
+            # again, so each step is planned once
+            for publisher, answer in zip((self.action_pub, self.control_pub),
+                                         self.last_answer[1:]):
+                if answer is not None:
+                    publisher.publish(answer)
+            return
+        inputs = self._inputs_of(msg)
+        if inputs is None and self.pose is not None:
+            self.pending_latent = msg
+            return
+        self._plan(msg, inputs or (self.pose, self.current_speed()))
+
+    def _plan(self, msg: LatentState, inputs: tuple) -> None:
+        """Plan (or stop) one state with its step's (pose, speed)."""
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        self.last_answer = (stamp, None, None)
+        self.pose, speed = inputs
         self.counts['ticks'] += 1
         self.answered_stamp = msg.header.stamp
         self.watchdog.feed(LATENT, stamp_seconds(msg.header.stamp), time.monotonic())
@@ -236,18 +272,16 @@ class PlannerNode(Node):
         if fault is not None:
             if msg.valid:
                 self.counts['dropped'] += 1
-            self.command_stop(fault, msg.header.stamp)
+            self.command_stop(fault, msg.header.stamp, speed)
             return
         start = time.perf_counter()
         try:
-            decision = self.policy.step(
-                state_from_latent(z, h, self.cfg.stoch, self.cfg.classes), self.imagine_kwargs)
+            decision = self.stage.decide(z, h)
         except (FloatingPointError, RuntimeError, ValueError) as error:
             self.counts['plan_errors'] += 1
-            self.command_stop(f'planning failed: {error}', msg.header.stamp)
+            self.command_stop(f'planning failed: {error}', msg.header.stamp, speed)
             return
         latency_ms = (time.perf_counter() - start) * 1e3
-        speed = self.current_speed()
         accel, steer = self.actions.action(decision.action)
         action_index, refreshed = decision.action, decision.refreshed
         override = None
@@ -265,17 +299,20 @@ class PlannerNode(Node):
             braking = [(accel, steer)] * self.lookahead.K
             self.waypoints = intention_waypoints(self.bicycle, self.pose, speed, braking)
             refreshed = True
+            command = self.control_model.to_control(accel, steer, max(speed, 0.0))
         else:
             self.counts['planned'] += 1
-            if decision.refreshed:
-                accel_steer = [self.actions.action(a) for a in decision.intention.actions]
-                self.waypoints = intention_waypoints(self.bicycle, self.pose, speed,
-                                                     accel_steer)
-        command = self.control_model.to_control(accel, steer, max(speed, 0.0))
+            driven = self.driver.drive(decision.action, decision.intention.actions
+                                       if decision.refreshed else None, self.pose, speed)
+            if driven.waypoints is not None:
+                self.waypoints = driven.waypoints
+            command = driven.control
         self.stop_reason = ''
-        self.publish_control(command, msg.header.stamp)
-        self.publish_action(action_index, accel, steer, msg.header.stamp)
+        # plan and action before the control: the next step's BEV and observe take them, and
+        # that step can only come after the simulator has stepped on the control
         self.publish_plan(msg.header.stamp, changed=refreshed)
+        self.publish_action(action_index, accel, steer, msg.header.stamp)
+        self.publish_control(command, msg.header.stamp)
         values = {
             'latency_ms': f'{latency_ms:.3f}', 'action': str(action_index),
             'plan_value': f'{decision.active.value:.4f}',
@@ -310,11 +347,12 @@ class PlannerNode(Node):
         """Speed from vehicle_status when available, else from odometry."""
         return self.status_speed if self.status_speed is not None else self.speed
 
-    def command_stop(self, reason: str, stamp) -> None:
+    def command_stop(self, reason: str, stamp, speed: Optional[float] = None) -> None:
         """
         Stop in a controlled way (comfortable deceleration, steer 0) and report why.
 
         `stamp` is the latent state's the stop answers; None (no state yet): report only.
+        `speed`: the answered step's (default: the latest).
         """
         if not self.stop_reason:
             self.get_logger().warning(f'controlled stop: {reason}')
@@ -324,14 +362,13 @@ class PlannerNode(Node):
         self.counts['stops'] += 1
         self.policy.reset()
         # the honest intention of a stopping vehicle: braking straight ahead
-        command = self.driver.stop(self.pose, self.current_speed())
+        command = self.driver.stop(self.pose,
+                                   self.current_speed() if speed is None else speed)
+        if command.waypoints is not None:      # the plan first, as a planned step's
+            self.waypoints = command.waypoints
+            self.publish_plan(stamp if stamp is not None else self.get_clock().now().to_msg())
         if stamp is not None:
             self.execute(command, stamp)
-        else:
-            stamp = self.get_clock().now().to_msg()
-        if command.waypoints is not None:
-            self.waypoints = command.waypoints
-            self.publish_plan(stamp)
         self.publish_diagnostics(DiagnosticStatus.ERROR, f'controlled stop: {reason}',
                                  {'stop_reason': reason})
 
@@ -356,6 +393,8 @@ class PlannerNode(Node):
         msg.brake = float(command.brake)
         msg.hand_brake = bool(command.hand_brake)
         msg.reverse = bool(command.reverse)
+        if (stamp.sec, stamp.nanosec) == self.last_answer[0]:
+            self.last_answer = (self.last_answer[0], self.last_answer[1], msg)
         self.control_pub.publish(msg)
 
     def publish_action(self, index: int, accel: float, steer: float, stamp) -> None:
@@ -365,6 +404,8 @@ class PlannerNode(Node):
         msg.index = int(index)
         msg.accel = float(accel)
         msg.steer = float(steer)
+        if (stamp.sec, stamp.nanosec) == self.last_answer[0]:
+            self.last_answer = (self.last_answer[0], msg, self.last_answer[2])
         self.action_pub.publish(msg)
 
     def publish_plan(self, stamp, changed: bool = True) -> None:

@@ -28,6 +28,7 @@ from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_sim.env import MultiVehicleEnv
 from call_sim.lockstep import Lockstep
 from call_sim.types import VehicleState
+from call_vehicle.carla_wire import yaw_quaternion_zw
 from call_vehicle.vehicle_control import sanitize, VehicleControl
 from carla_msgs.msg import (CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicleInfo,
                             CarlaEgoVehicleInfoWheel, CarlaEgoVehicleStatus, CarlaStatus,
@@ -64,8 +65,9 @@ def sim_stamp(seconds: float) -> Time:
 
 
 def yaw_quaternion(yaw: float) -> Quaternion:
-    """Quaternion of a rotation by `yaw` about +z."""
-    return Quaternion(z=math.sin(0.5 * yaw), w=math.cos(0.5 * yaw))
+    """Quaternion of a rotation by `yaw` about +z (the pipeline reads it back the same way)."""
+    z, w = yaw_quaternion_zw(yaw)
+    return Quaternion(z=z, w=w)
 
 
 def control_from_msg(msg: CarlaEgoVehicleControl) -> VehicleControl:
@@ -172,6 +174,12 @@ class SimNode(Node):
     def on_command(self, role: str, msg: CarlaEgoVehicleControl) -> None:
         """Validate and store (apply) a command; it completes the tick if it answers it."""
         clean, reasons = sanitize(control_from_msg(msg))
+        stamp = RosTime.from_msg(msg.header.stamp).nanoseconds
+        if stamp not in (0, self.lockstep.stamp) and role in self.lockstep.commanded:
+            # an answer to another step (e.g. to a re-sent one) never replaces the one held
+            # for the open tick
+            self.lockstep.command(role, stamp)
+            return
         if clean is None:
             self.bad_commands['rejected'] += 1
             self.get_logger().warning(f'{role}: command {reasons[0]}; keeping the last one')
@@ -180,7 +188,7 @@ class SimNode(Node):
                 self.bad_commands['clamped'] += 1
                 self.get_logger().warning(f'{role}: command {"; ".join(reasons)}')
             self.commands[role] = clean
-        if self.lockstep.command(role, RosTime.from_msg(msg.header.stamp).nanoseconds):
+        if self.lockstep.command(role, stamp):
             self.on_timer()     # step as soon as the last answer arrives, not at the next poll
 
     def on_carla_control(self, msg: CarlaControl) -> None:
@@ -234,6 +242,8 @@ class SimNode(Node):
         objects: dict[int, Object] = {}     # built once, and only for vehicles someone sees
         radius_sq = self.objects_radius ** 2 if self.objects_radius > 0.0 else math.inf
         for role in self.env.agents:
+            if republish and role in self.lockstep.commanded:
+                continue    # it answered this step: a re-sent one would only be answered again
             obs = self.env.observe(role)
             ego = obs.ego
             near = [index for index, s in enumerate(states) if s.actor_id != ego.actor_id

@@ -94,11 +94,13 @@ class ObserveBatcher:
         self.stats: Dict[str, int] = {'batches': 0, 'steps': 0, 'largest': 0}
 
     @classmethod
-    def for_model(cls, model: WorldModel) -> 'ObserveBatcher':
-        """Return the process's batcher of ``model`` (one per model object)."""
+    def for_model(cls, model: WorldModel, sample: bool = True) -> 'ObserveBatcher':
+        """Return the process's batcher of ``model`` (one per model object and ``sample``)."""
         batcher = cls._by_model.get(model)
         if batcher is None:
-            batcher = cls._by_model[model] = cls(model)
+            batcher = cls._by_model[model] = cls(model, sample)
+        if batcher.sample != sample:
+            raise ValueError('the nodes sharing a model must agree on sample_posterior')
         return batcher
 
     def join(self) -> None:

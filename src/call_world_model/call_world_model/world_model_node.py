@@ -10,7 +10,7 @@ of the decoded open-loop prediction) and ``/diagnostics``. Malformed messages ar
 reason and dropped. Parameters and their defaults: config/world_model.yaml.
 """
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from call_common.msg_conversions import yaw_from_quaternion
 from call_common.node_main import spin_until_signal
@@ -30,6 +30,13 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 import torch
+
+
+KEPT = 8        # steps of poses and shared information kept by stamp
+
+
+def _stamp_key(stamp) -> Tuple[int, int]:
+    return int(stamp.sec), int(stamp.nanosec)
 
 
 class WorldModelNode(Node):
@@ -56,6 +63,10 @@ class WorldModelNode(Node):
         self.odometry: Optional[np.ndarray] = None     # x, y, yaw
         self.plan_xy: Optional[np.ndarray] = None      # (M, 2) map frame
         self.shared_msg: Optional[SharedInformation] = None
+        self.shared_by_stamp: Dict[Tuple[int, int], SharedInformation] = {}
+        self.poses: Dict[Tuple[int, int], np.ndarray] = {}
+        self.last_bev_stamp: Optional[Tuple[int, int]] = None
+        self.last_latent: Optional[LatentState] = None
         self.counters: Dict[str, int] = {'observed': 0}
         self.last_error = 0.0
         self.last_latency_ms = 0.0
@@ -77,7 +88,7 @@ class WorldModelNode(Node):
         self.create_subscription(Odometry, f'/carla/{self.role}/odometry', self.on_odometry, 10,
                                  event_callbacks=QUIET_SUB)
         self.create_timer(p['diagnostics_period'], self.publish_diagnostics)
-        self.batcher = ObserveBatcher.for_model(self.model)
+        self.batcher = ObserveBatcher.for_model(self.model, bool(p['sample_posterior']))
         self.batcher.join()
         # armed by the step that opens a batch; a steady clock, so it fires under sim time too
         self.flush_timer = self.create_timer(0.0, self.on_flush,
@@ -118,7 +129,7 @@ class WorldModelNode(Node):
         self.plan_xy = points
 
     def on_odometry(self, msg: Odometry) -> None:
-        """Remember the ego pose for map -> ego frame conversions."""
+        """Remember the ego pose by stamp for map -> ego frame conversions."""
         pose = msg.pose.pose
         q = pose.orientation
         values = np.array([pose.position.x, pose.position.y, yaw_from_quaternion(q)])
@@ -126,14 +137,40 @@ class WorldModelNode(Node):
             self._drop('odometry_nan')
             return
         self.odometry = values
+        self.poses[_stamp_key(msg.header.stamp)] = values
+        while len(self.poses) > KEPT:
+            del self.poses[next(iter(self.poses))]
 
     def on_shared(self, msg: SharedInformation) -> None:
-        """Remember the accepted neighbours (converted when the next BEV arrives)."""
+        """Remember the accepted neighbours by stamp (converted when a BEV needs them)."""
         self.shared_msg = msg
+        self.shared_by_stamp[_stamp_key(msg.header.stamp)] = msg
+        while len(self.shared_by_stamp) > KEPT:
+            del self.shared_by_stamp[next(iter(self.shared_by_stamp))]
 
-    def _neighbours(self) -> List[SharedLatent]:
-        """Return the accepted neighbours of the last shared information (malformed: dropped)."""
-        msg, cfg = self.shared_msg, self.cfg
+    def _step_inputs(self, stamp: Tuple[int, int]) -> Tuple[Optional[SharedInformation],
+                                                             Optional[np.ndarray]]:
+        """
+        The shared information of the previous step and the pose of this one.
+
+        Step t observes the neighbours comm accepted at step t - 1, as perception drew them
+        (`call_learning.pipeline`); missing ones fall back to the latest (counted).
+        """
+        shared = self.shared_by_stamp.get(self.last_bev_stamp) \
+            if self.last_bev_stamp is not None else None
+        if shared is None and self.shared_msg is not None:
+            shared = self.shared_msg
+            self.counters['unmatched_shared'] = self.counters.get('unmatched_shared', 0) + 1
+        pose = self.poses.get(stamp)
+        if pose is None and self.odometry is not None:
+            pose = self.odometry
+            self.counters['unmatched_odometry'] = \
+                self.counters.get('unmatched_odometry', 0) + 1
+        return shared, pose
+
+    def _neighbours(self, msg: Optional[SharedInformation]) -> List[SharedLatent]:
+        """Return the accepted neighbours of ``msg`` (malformed ones dropped)."""
+        cfg = self.cfg
         if msg is None or not msg.neighbours:
             return []
         if self.odometry is None:
@@ -188,6 +225,13 @@ class WorldModelNode(Node):
         on the same model, it queues the step with their shared batcher; the flush timer
         fires after the BEVs already waiting in the executor, so their steps run as one batch.
         """
+        stamp = _stamp_key(msg.header.stamp)
+        if stamp == self.last_bev_stamp:
+            # a re-sent step (late joiners): its state again, the model observes a step once
+            if self.last_latent is not None and not self.waiting:
+                self.latent_pub.publish(self.last_latent)
+            self._drop('repeated_bev')
+            return
         bev = self._bev_tensor(msg)
         if bev is None:
             return
@@ -195,8 +239,10 @@ class WorldModelNode(Node):
         if self.waiting:        # a second BEV before the batch ran: its state comes first
             self.on_flush()
         action = self.stage.action
-        ego = None if self.odometry is None else tuple(float(v) for v in self.odometry)
-        request = self.stage.request(bev, ego, self._neighbours(), self.plan_xy)
+        shared, pose = self._step_inputs(stamp)
+        self.last_bev_stamp = stamp
+        ego = None if pose is None else tuple(float(v) for v in pose)
+        request = self.stage.request(bev, ego, self._neighbours(shared), self.plan_xy)
         self.waiting = True
         opened = self.batcher.submit(request, lambda post, tracked: self._observed(
             msg, action, start, self.stage.complete(post, tracked)))
@@ -242,6 +288,7 @@ class WorldModelNode(Node):
         if output.post is not None:
             out.z_indices = output.z_indices().tolist()
             out.h = output.h().tolist()
+        self.last_latent = out
         self.latent_pub.publish(out)
 
     def _publish_prediction(self, bev_msg: Image, action: int, post) -> None:

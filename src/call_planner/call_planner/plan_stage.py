@@ -1,0 +1,134 @@
+"""
+The planning stage of one vehicle step (ROS-free): look-ahead on the published state, driver.
+
+One object for the planner node and the fleet pipeline that trains and evaluates
+(``FleetLookahead``), so both plan with the same rule: the published (z, h) becomes the
+model state (``model_state.state_from_latent``), ``replanning.ReplanningPolicy`` keeps the
+K-step plan and runs the look-ahead (paper eq. 3, with the occupancy cost when the model
+decodes vehicles), and ``call_vehicle.driver.Driver`` maps the action to the control and
+declares the intention. Every number comes from the planner's parameters
+(config/planner.yaml), whoever builds the stage. The TTC safety monitor and the watchdog
+stay in the node: they act on the node's own inputs (the BEV topic, message freshness).
+"""
+import dataclasses
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
+
+from call_perception.bev_raster import BevConfig
+from call_planner.model_state import imagination_kwargs, state_from_latent
+from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
+from call_planner.replanning import Decision, LookaheadConfig, ReplanningPolicy
+from call_vehicle.actions import ActionSet
+from call_vehicle.driver import Driver
+from call_vehicle.vehicle_control import ControlModel
+from call_vehicle.vehicle_model import BicycleModel
+import numpy as np
+import torch
+
+
+def driver_from_params(p: Mapping[str, Any]) -> Driver:
+    """The vehicle's driver from the planner's parameters (actions, bicycle, actuators, K)."""
+    return Driver(ActionSet.from_config({'accels': p['accels'], 'steers': p['steers']}),
+                  BicycleModel.from_config(p),
+                  ControlModel.from_config({k: p[k] for k in
+                                            dataclasses.asdict(ControlModel())}),
+                  float(p['comfortable_decel']), int(p['K']))
+
+
+def lookahead_from_params(p: Mapping[str, Any]) -> LookaheadConfig:
+    """The look-ahead numbers of the planner's parameters."""
+    return LookaheadConfig(K=int(p['K']), gamma=float(p['gamma']),
+                           replan_every=int(p['replan_every']),
+                           sample_actor=bool(p['sample_actor']))
+
+
+def occupancy_from_params(world_model: Any, p: Mapping[str, Any]) -> Optional[OccupancyCost]:
+    """The look-ahead's occupancy cost (None when off or the model decodes no vehicles)."""
+    if not float(p['occupancy_weight']) > 0.0 or not OccupancyCost.supports(world_model):
+        return None
+    bev = BevConfig.from_yaml(str(p['bev_config']) or None)
+    return OccupancyCost(world_model, OccupancyConfig(
+        weight=float(p['occupancy_weight']), every=int(p['occupancy_every']),
+        margin=float(p['occupancy_margin']), ego_length=float(p['ego_length']),
+        ego_width=float(p['ego_width']), window_m=bev.size * bev.metres_per_pixel,
+        ego_row_fraction=bev.ego_row / bev.size, ego_col_fraction=bev.ego_col / bev.size))
+
+
+class PlanStage:
+    """One vehicle's kept plan and the look-ahead that renews it."""
+
+    def __init__(self, world_model: Any, actor_critic: Any, p: Mapping[str, Any],
+                 seed: Optional[int] = None,
+                 occupancy: Optional[OccupancyCost] = None) -> None:
+        """
+        Bind the models and the planner's parameters ``p`` (config/planner.yaml names).
+
+        ``seed`` seeds the generator of sampled actor actions (default: ``p['seed']``);
+        ``occupancy`` shares one cost object between stages (default: built from ``p``).
+        """
+        self.cfg = world_model.cfg
+        self.driver = driver_from_params(p)
+        if len(self.driver.actions) != self.cfg.num_actions:
+            raise ValueError(f'action set has {len(self.driver.actions)} actions, the '
+                             f'checkpoint {self.cfg.num_actions}')
+        self.lookahead = lookahead_from_params(p)
+        self.occupancy = occupancy if occupancy is not None else \
+            occupancy_from_params(world_model, p)
+        generator = torch.Generator().manual_seed(int(p['seed'] if seed is None else seed))
+        self.policy = ReplanningPolicy(world_model, actor_critic, len(self.driver.actions),
+                                       self.lookahead, generator, self.occupancy)
+        self.imagine_kwargs = imagination_kwargs(world_model, bool(p['sample_latent']))
+
+    def decide(self, z_indices: np.ndarray, h: np.ndarray) -> Decision:
+        """This step's decision from the published state (z indices, h)."""
+        with torch.no_grad():
+            state = state_from_latent(np.asarray(z_indices), np.asarray(h, dtype=np.float32),
+                                      self.cfg.stoch, self.cfg.classes)
+            return self.policy.step(state, self.imagine_kwargs)
+
+    def reset(self) -> None:
+        """Forget the kept plan (a stop, an override, a new episode)."""
+        self.policy.reset()
+
+
+class FleetLookahead:
+    """
+    The planner's stage for every vehicle of the fleet pipeline (a ``pipeline.FleetPolicy``).
+
+    Vehicle ``i``'s stage is seeded ``seed_of(i)``; a renewed plan's K actions become its
+    declared intention, as the planner node declares them.
+    """
+
+    def __init__(self, world_model: Any, actor_critic: Any, p: Mapping[str, Any],
+                 seed_of=None) -> None:
+        """Bind the models and the planner's parameters; stages are made on first use."""
+        self.world_model = world_model
+        self.actor_critic = actor_critic
+        self.params = dict(p)
+        self.seed_of = seed_of or (lambda index: int(p['seed']))
+        self.occupancy = occupancy_from_params(world_model, p)
+        self.stages: dict = {}
+
+    def stage(self, index: int) -> PlanStage:
+        """Vehicle ``index``'s stage."""
+        if index not in self.stages:
+            self.stages[index] = PlanStage(self.world_model, self.actor_critic, self.params,
+                                           self.seed_of(index), self.occupancy)
+        return self.stages[index]
+
+    def restart(self) -> None:
+        """Forget every vehicle's stage (a new episode reseeds them)."""
+        self.stages = {}
+
+    def choose(self, indices: Sequence[int], outputs: Sequence[Any],
+               observations: Sequence[Any]) -> List[Tuple[int, Optional[Sequence[int]]]]:
+        """Return (action, renewed plan or None) per listed vehicle."""
+        chosen = []
+        for index, output in zip(indices, outputs):
+            decision = self.stage(index).decide(output.z_indices(), output.h())
+            chosen.append((decision.action,
+                           decision.intention.actions if decision.refreshed else None))
+        return chosen
+
+    def forget(self, index: int) -> None:
+        """Drop the vehicle's kept plan (it stopped)."""
+        self.stage(index).reset()
