@@ -122,7 +122,7 @@ def run_graph(work: str, scenario: str, model: str) -> Dict[str, Dict[int, dict]
 
 
 def run_pipeline(scenario: str, model: str) -> Dict[str, Dict[int, dict]]:
-    """Run the same scenario through the ROS-free pipeline, with the nodes' parameters."""
+    """The same run through the ROS-free pipeline, with the nodes' parameters."""
     torch.set_num_threads(1)        # the nodes' num_threads / threads
     loaded = checkpoints.load_shared(model)
     world_model = loaded.world_model.eval()
