@@ -2,20 +2,33 @@
 Cost of the updated BEV's Fig. 4c case per neighbour per step (one ego, N neighbours).
 
 Per step: the N accepted neighbours' (z, h) are decoded by the shared decoder as one batch
-(``call_learning.neighbour_decoding``), then each vehicle mask is warped into the ego frame
-and its unseen vehicles are added to the shared channel
-(``call_perception.neighbour_views``). Prints median wall ms for the decode (batched and one
-by one, for comparison), the warp + add, and the total per neighbour.
+(``call_world_model.neighbour_decoding``, what the pipeline and the comm node run), then each
+vehicle mask is warped into the ego frame and its unseen vehicles are added to the shared
+channel (``call_perception.neighbour_views``). Prints median wall ms for the decode (batched
+and one by one, for comparison), the warp + add, and the total per neighbour; the CPU ms of the
+batched total (process time, one torch thread) is what a shared, loaded machine cannot blur.
 
     python bench/bench_neighbour_views.py --checkpoint \
         src/call_world_model/checkpoints/wm_small64g8.pt --neighbours 1 2 4 8
 """
 import argparse
+import statistics
+import time
 from types import SimpleNamespace
 
 from bench_world_model import _median_ms
 import numpy as np
 from machine_reference import print_reference
+
+
+def _median_cpu_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return 1000.0 * statistics.median(times)
 
 
 def main() -> int:
@@ -30,9 +43,9 @@ def main() -> int:
 
     import torch
     from call_perception.bev_raster import BevConfig, BevRasterizer
-    from call_perception.neighbour_views import add_neighbour_views, NeighbourView
+    from call_perception.neighbour_views import add_neighbour_views, NeighbourView, VIEW_CHANNELS
     from call_world_model.checkpoint import load
-    from call_learning.neighbour_decoding import decode_neighbour_vehicles
+    from call_world_model.neighbour_decoding import decode_neighbour_vehicles
 
     torch.set_num_threads(args.threads)
     model = load(args.checkpoint, load_optimizers=False).world_model.eval()
@@ -46,22 +59,27 @@ def main() -> int:
     print(f'checkpoint {args.checkpoint} (bev {cfg.bev_size} px, stoch {cfg.stoch}, '
           f'deter {cfg.deter}), torch threads {args.threads}')
     print('neighbours | decode batched ms | decode 1-by-1 ms | warp+add ms | '
-          'total ms | total per neighbour ms')
+          'total ms | total per neighbour ms | CPU total per neighbour ms')
     for n in args.neighbours:
         latents = [(rng.integers(0, cfg.classes, cfg.stoch), rng.normal(size=cfg.deter))
                    for _ in range(n)]
         poses = [SimpleNamespace(x=float(rng.uniform(-20, 20)), y=float(rng.uniform(-8, 8)),
                                  yaw=float(rng.uniform(-0.3, 0.3))) for _ in range(n)]
-        decoded = decode_neighbour_vehicles(model, latents)
+        decoded = decode_neighbour_vehicles(model, latents, VIEW_CHANNELS)
         views = [NeighbourView(f'hero{i + 1}', p, m) for i, (p, m)
                  in enumerate(zip(poses, decoded.masks))]
-        batched = _median_ms(lambda: decode_neighbour_vehicles(model, latents), args.repeats)
-        single = _median_ms(lambda: [decode_neighbour_vehicles(model, [x]) for x in latents],
-                            args.repeats)
+        batched = _median_ms(lambda: decode_neighbour_vehicles(model, latents, VIEW_CHANNELS),
+                             args.repeats)
+        single = _median_ms(lambda: [decode_neighbour_vehicles(model, [x], VIEW_CHANNELS)
+                                     for x in latents], args.repeats)
         warp = _median_ms(lambda: add_neighbour_views(bev.copy(), ego, views, bev_config),
                           args.repeats)
+        cpu = _median_cpu_ms(lambda: add_neighbour_views(
+            bev.copy(), ego, [NeighbourView(v.sender_id, v.pose, m) for v, m in zip(
+                views, decode_neighbour_vehicles(model, latents, VIEW_CHANNELS).masks)],
+            bev_config), args.repeats)
         print(f'{n:10d} | {batched:17.2f} | {single:16.2f} | {warp:11.2f} | '
-              f'{batched + warp:8.2f} | {(batched + warp) / n:22.2f}')
+              f'{batched + warp:8.2f} | {(batched + warp) / n:22.2f} | {cpu / n:26.2f}')
     return 0
 
 

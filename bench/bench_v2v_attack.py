@@ -4,6 +4,7 @@ A hostile peer against the real 3-vehicle graph: every attack counted, nothing a
     python bench/bench_v2v_attack.py [--kinds flood big ...] [--before 5] [--during 10]
                                      [--after 5] [--rate 100] [--flood-rate 2000]
                                      [--big-seconds 10] [--checkpoint PATH]
+                                     [--comm-param NAME=VALUE ...]
 
 Starts the embedded simulator and 3 x (perception, world model, comm, planner) with the
 call_bringup runner (one process per node; c = 0, so every vehicle is every other's
@@ -20,14 +21,19 @@ the start of the attack to the end of `after`; each message reaches 3 receivers,
 vehicles' own traffic adds its accepted/own_id/superseded counts), hostile messages accepted
 (marker seen in shared_info), legitimate delivery during the attack relative to before
 (accepted messages per receiver-step), the graph's tick rate (/clock ticks per wall second)
-before / during / after, and the comm nodes' summed RSS before and after. `big` (512 KB
-payloads at 10 Hz) runs `--big-seconds` (600 for the 10-minute RSS figure). Asserts nothing.
+before / during / after, and the comm nodes' summed RSS before and after (and each node's).
+`big` (512 KB payloads at 10 Hz) runs `--big-seconds` (600 for the 10-minute RSS figure).
+`--comm-param` sets comm node parameters (e.g. `v2v_drain=0`, the receive path without
+draining, for a before/after comparison in one session). Forgeries (`forged`, `flood`) are patched copies
+of one serialized template per sender and clock tick (new sequence, random signature), so
+the hostile process reaches 2000 msgs/s on a loaded machine. Asserts nothing.
 """
 import argparse
 import multiprocessing
 import os
 import random
 import signal
+import struct
 import sys
 import tempfile
 import threading
@@ -85,6 +91,7 @@ class Attacker:
             QoSProfile(depth=64, history=HistoryPolicy.KEEP_LAST,
                        reliability=ReliabilityPolicy.BEST_EFFORT), raw=True)
         self.replays = []
+        self._forgeries = {}            # role -> (clock, template bytes, sequence)
 
     def _on_clock(self, msg) -> None:
         self.now = max(self.now, msg.clock.sec + msg.clock.nanosec * 1e-9)
@@ -128,15 +135,32 @@ class Attacker:
         wire.signature = signer.sign(wire_codec.signed_payload(wire))
         return self._raw(wire)
 
+    def forgery(self) -> bytes:
+        """A forged LatentMessage under a random fleet member's key id, serialized."""
+        from call_comm import wire_codec
+        role = random.choice(ROLES)
+        clock, raw, sequence = self._forgeries.get(role, (None, None, 0))
+        if clock != self.now:       # a fresh template per tick: the stamp stays current
+            wire = self._template(role)
+            wire.x += 0.5
+            wire.signature = bytes(64)
+            raw, sequence = bytearray(self._raw(wire)), wire.sequence
+            self._forgeries[role] = (self.now, raw, sequence)
+        self.seq += 1
+        # the header is stamp_sec, stamp_nanosec, key id, sequence (wire_codec.peek_header)
+        struct.pack_into(wire_codec._endian(raw) + 'I', raw, 16,
+                         (sequence + self.seq % 7) & 0xFFFFFFFF)
+        end = wire_codec.message_size(bytes(raw))
+        raw[end - wire_codec.SIGNATURE_BYTES:end] = os.urandom(wire_codec.SIGNATURE_BYTES)
+        return bytes(raw)
+
     def latent(self, kind: str) -> bytes:
         """One hostile LatentMessage of `kind`, serialized."""
         from call_comm import wire_codec
+        if kind in ('forged', 'flood'):
+            return self.forgery()
         role = random.choice(ROLES)
         wire = self._template(role)
-        if kind in ('forged', 'flood'):
-            wire.x += 0.5
-            wire.signature = os.urandom(64)
-            return self._raw(wire)
         if kind == 'zero_signature':
             wire.signature = bytes(64)
             return self._raw(wire)
@@ -325,7 +349,8 @@ def run_kind(observer: Observer, supervisor: Supervisor, keys_dir: str, kind: st
     start = observer.snapshot()
     observer.spin(args.before)
     base = observer.snapshot()
-    rss_before = sum(rss_mb(pid) for pid in comm_pids)
+    rss_nodes_before = [rss_mb(pid) for pid in comm_pids]
+    rss_before = sum(rss_nodes_before)
     marker_before = observer.marker_accepted
     sent = multiprocessing.get_context('spawn').Value('q', 0)
     proc = multiprocessing.get_context('spawn').Process(
@@ -341,7 +366,9 @@ def run_kind(observer: Observer, supervisor: Supervisor, keys_dir: str, kind: st
     observer.spin(args.after)
     t3 = time.monotonic()
     final = observer.snapshot()
-    rss_after = sum(rss_mb(pid) for pid in comm_pids)
+    rss_nodes_after = [rss_mb(pid) for pid in comm_pids]
+    rss_after = sum(rss_nodes_after)
+    per_node = ', '.join(f'{a:.1f}->{b:.1f}' for a, b in zip(rss_nodes_before, rss_nodes_after))
     delta = {name: final[name] - base[name] for name in COUNTERS}
     moved = ' '.join(f'{name.replace("dropped_", "")}={value}' for name, value in delta.items()
                      if value)
@@ -354,6 +381,7 @@ def run_kind(observer: Observer, supervisor: Supervisor, keys_dir: str, kind: st
             f'{observer.marker_accepted - marker_before} legit_delivery={delivery:5.1f}% '
             f'ticks/s={observer.tick_rate(t0, t1):4.1f}/{observer.tick_rate(t1, t2):4.1f}/'
             f'{observer.tick_rate(t2, t3):4.1f} rss_MB={rss_before:6.1f}->{rss_after:6.1f} '
+            f'({per_node}) '
             f'| {moved}')
 
 
@@ -371,14 +399,20 @@ def main() -> int:
     parser.add_argument('--background', type=int, default=10)
     parser.add_argument('--checkpoint', default=None)
     parser.add_argument('--timeout', type=float, default=300.0, help='[s] graph start-up')
+    parser.add_argument('--comm-param', nargs='*', default=[], metavar='NAME=VALUE',
+                        help='comm node parameters (YAML values), e.g. v2v_drain=0')
     args = parser.parse_args()
+    import yaml
+    comm_params = {name: yaml.safe_load(value) for name, value in
+                   (item.split('=', 1) for item in args.comm_param)}
     print_reference()
     work = tempfile.mkdtemp(prefix='bench_v2v_attack_')
     keys = os.path.join(work, 'keys')
     checkpoint = demo_checkpoint(args.checkpoint, work)
     specs = build_graph(num_vehicles=len(ROLES), checkpoint=checkpoint, keys_dir=keys, c=0.0,
                         scenario_changes={'num_background': args.background,
-                                          'episode_steps': 10 ** 6}, work_dir=work)
+                                          'episode_steps': 10 ** 6}, work_dir=work,
+                        overrides={'call_comm': comm_params} if comm_params else None)
     ensure_fleet_keys(keys, list(ROLES))
     log = open(os.path.join(work, 'nodes.log'), 'w', encoding='utf-8')
     supervisor = Supervisor(process_units(specs, workdir=work), output=log)
@@ -388,7 +422,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     observer = Observer(context)
     load = os.getloadavg()
-    print(f'3 vehicles, {args.background} background, one process per node; '
+    print(f'3 vehicles, {args.background} background, one process per node; comm '
+          f'{comm_params or "defaults"}; '
           f'load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs; '
           f'log {log.name}', flush=True)
     print('kind            sent, hostile accepted, legit delivery during/before, '

@@ -30,5 +30,9 @@ setup(
         'call_comm.world_model_loaders': [
             'checkpoint = call_world_model.checkpoint:load_shared_world_model',
         ],
+        # call_comm decodes accepted neighbours' latents into vehicle masks with this function
+        'call_comm.view_decoders': [
+            'checkpoint = call_world_model.neighbour_decoding:load_view_decoder',
+        ],
     },
 )

@@ -17,6 +17,8 @@ import os
 import sys
 from typing import Callable, NoReturn, Optional
 
+from call_bringup import cpu_profile
+from call_common.draining import drain, draining_of
 from call_common.node_main import spin_nodes_until_signal
 from rclpy.context import Context
 from rclpy.executors import Executor, SingleThreadedExecutor
@@ -98,7 +100,9 @@ def share_subscriptions(nodes: list[Node]) -> int:
     subscription is one message taken, deserialised and dispatched per step; merged, the
     first one's message goes to each callback in node order. So callbacks must not modify
     the message they get (no CALL node does). Content-filtered subscriptions stay apart.
-    Call before the nodes join an executor. Returns how many subscriptions were removed.
+    Draining subscriptions (`call_common.draining`: the V2V topics) merge into one that
+    drains for all of them. Call before the nodes join an executor. Returns how many
+    subscriptions were removed.
     """
     groups: dict[tuple, list] = {}
     for node in nodes:
@@ -111,7 +115,14 @@ def share_subscriptions(nodes: list[Node]) -> int:
     for members in groups.values():
         if len(members) < 2:
             continue
-        members[0][1].callback = _fan_out(tuple(sub.callback for _, sub in members))
+        drainings = [draining_of(sub.callback) for _, sub in members]
+        merged = _fan_out(tuple(sub.callback if d is None else d.deliver
+                                for (_, sub), d in zip(members, drainings)))
+        limits = [d.limit for d in drainings if d is not None]
+        if limits:
+            drain(members[0][1], max(limits), merged)
+        else:
+            members[0][1].callback = merged
         for node, sub in members[1:]:
             node.destroy_subscription(sub)
             removed += 1
@@ -125,12 +136,17 @@ def without_message_info(nodes: list[Node]) -> int:
     rclpy's events executor (Jazzy/Kilted) fails with ``SystemError: null argument to internal
     routine`` on a subscription whose callback takes (msg, MessageInfo). The comm node reads
     the publisher GID from it only to keep a flood budget per writer, and keeps it per claimed
-    sender when the info is None. Returns how many callbacks were wrapped.
+    sender when the info is None; a draining subscription's drained samples (most of a
+    flood) still come with it. Returns how many callbacks were wrapped.
     """
     wrapped = 0
     for node in nodes:
         for sub in node.subscriptions:
-            if _takes_message_info(sub.callback):
+            draining = draining_of(sub.callback)
+            if draining is not None:    # its drained samples keep their info
+                sub.callback = draining.message_only
+                wrapped += 1
+            elif _takes_message_info(sub.callback):
                 sub.callback = lambda msg, callback=sub.callback: callback(msg, None)
                 wrapped += 1
     return wrapped
@@ -142,6 +158,8 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
     with open(argv[1], encoding='utf-8') as stream:
         entries = json.load(stream)
 
+    sampler = []
+
     def make_nodes(nodes: list[Node]) -> None:
         for entry in entries:
             node = node_class(entry['module'])(cli_args=list(entry.get('ros_args', [])))
@@ -149,6 +167,7 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
             if node.get_name() != entry['name']:
                 raise RuntimeError(f'{entry["module"]} names its node {node.get_name()!r}; '
                                    f'the graph expects {entry["name"]!r}')
+        sampler.append(cpu_profile.from_environment(nodes))  # CALL_CPU_PROFILE=DIR, or None
         share_subscriptions(nodes)
         if EventsExecutor is not None:
             without_message_info(nodes)
@@ -157,6 +176,7 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
     # callback is cut off; spin_once in a loop, not spin(): EventsExecutor.spin() of rclpy 9.1
     # busy-waits in C++ at 100 % CPU and does not return on SIGINT/SIGTERM
     code = spin_nodes_until_signal(make_nodes, argv, 'container', make_executor=make_executor)
+    cpu_profile.finish(sampler[0] if sampler else None, 'container')
     # The nodes are destroyed and rclpy is shut down. What is left is the interpreter's final
     # garbage collection of the vehicles' models, which took over 5 s on a loaded 2-core
     # machine and made launch escalate Ctrl-C to SIGTERM: skip it.

@@ -3,9 +3,11 @@ import time
 
 from builtin_interfaces.msg import Time
 from call_bringup.compose import make_executor, share_subscriptions, without_message_info
+from call_common.draining import drain, draining_of
 import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
 
@@ -88,6 +90,49 @@ def test_raw_subscriptions_that_take_message_info_are_merged_and_served():
         for got in received.values():
             assert got and isinstance(got[0][0], bytes) and b'v2v' in got[0][0]
         assert plain and b'v2v' in plain[0]
+    finally:
+        executor.shutdown()
+        rclpy.try_shutdown(context=context)
+
+
+def test_draining_subscriptions_merge_into_one_that_drains_for_every_callback():
+    """The comm nodes' V2V readers drain: merged, one dispatch serves a burst to each node."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = make_executor(context)
+    try:
+        nodes = [Node(f'compose_drain_{i}', context=context) for i in range(2)]
+        received: dict = {node.get_name(): [] for node in nodes}
+        for node in nodes:
+            drain(node.create_subscription(
+                String, '/compose_test/drain',
+                lambda msg, info, got=received[node.get_name()]: got.append((msg, info)),
+                QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE), raw=True), 100)
+        assert share_subscriptions(nodes) == 1
+        merged, = [sub for sub in nodes[0].subscriptions
+                   if sub.topic_name == '/compose_test/drain']
+        assert draining_of(merged.callback) is not None
+        without_message_info(nodes)
+        source = Node('compose_drain_source', context=context)
+        for node in nodes + [source]:
+            executor.add_node(node)
+        pub = source.create_publisher(String, '/compose_test/drain',
+                                      QoSProfile(depth=50,
+                                                 reliability=ReliabilityPolicy.RELIABLE))
+        deadline = time.monotonic() + 20.0
+        while pub.get_subscription_count() < 1 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.01)
+        for i in range(20):         # in-process: in the reader's history on return
+            pub.publish(String(data=f'v2v {i}'))
+        while time.monotonic() < deadline and not all(
+                len(got) == 20 for got in received.values()):
+            executor.spin_once(timeout_sec=0.05)
+        for got in received.values():
+            assert [raw.endswith(b'v2v %d\x00' % i) for i, (raw, _) in enumerate(got)] == \
+                [True] * 20
+            # the executor's own sample comes without info; the drained ones with their writer
+            assert [info is None for _, info in got] == [True] + [False] * 19
+            assert all(info['publisher_gid']['data'] for _, info in got[1:])
     finally:
         executor.shutdown()
         rclpy.try_shutdown(context=context)

@@ -5,8 +5,9 @@ Topics (relative ones in the vehicle's namespace, role R = parameter role_name):
 latent_state, plan, /carla/R/odometry, /v2v/latents, /v2v/keyframe_requests; publishes
 /v2v/latents, /v2v/keyframe_requests (replica mode), shared_info, comm_stats. Parameters and
 their defaults: config/comm.yaml. Each own LatentState is one step: the range gate takes its
-prediction error, the own message goes out (its intention: the plan declared before the
-step, by stamp), and the other vehicles' newest messages stamped before the step that lie
+prediction error, the own message goes out (its intention: the plan the planner declared
+at the previous step, by stamp; a state waits for it while plans keep coming), and the
+other vehicles' newest messages stamped before the step that lie
 inside the range become the step's shared information: a step takes the previous step's
 messages even when the same step's already arrived, so what a vehicle accepts does not depend
 on DDS delivery order (the one-step V2V latency of `call_learning.pipeline`).
@@ -14,12 +15,16 @@ on DDS delivery order (the one-step V2V latency of `call_learning.pipeline`).
 `h_transport: replica` (issue 11) loads the fleet's world-model `checkpoint` and sends h only
 as keyframes; receivers rebuild it (call_comm.replica). Without a checkpoint it falls back to
 `full` (h with every message). A neighbour whose h cannot be rebuilt yet is delivered with an
-empty h (pose, z and intention still count).
+empty h (pose, z and intention still count). With the checkpoint and `neighbour_views`, each
+delivered neighbour also carries its decoded vehicle mask (call_comm.view_decoding, paper
+Fig. 4c) for the ego's perception.
 
 Both V2V topics are taken raw: the node decodes the bytes itself (`wire_codec.decode_cdr`),
 so a sample rclpy could not deserialize is counted rather than silently lost, and the
-sample's DDS writer (publisher GID) keys the receive budgets (`call_comm.budget`). Every
-received message ends in one CommStats counter (`call_comm.inbox`).
+sample's DDS writer (publisher GID) keys the receive budgets (`call_comm.budget`). Both drain
+(`call_common.draining`): a callback takes every sample already waiting, so a flood of
+forgeries does not push honest samples out of the reader's history before the cheap checks
+see them. Every received message ends in one CommStats counter (`call_comm.inbox`).
 """
 import array
 import math
@@ -35,6 +40,8 @@ from call_comm.range_gate import check_c, RangeGate
 from call_comm.replica import load_sequence_model, ReplicaBank
 from call_comm.replica_link import LinkReceiver, LinkSender, RequestOutcome
 from call_comm.stamped_poses import Pose, StampedPoses
+from call_comm.view_decoding import load_view_decoder, ViewDecoder
+from call_common.draining import drain
 from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
@@ -58,6 +65,11 @@ REQUEST_MAX_BYTES = 1024   # a request is ~120 B with short role names; larger i
 CONTENT_FILTER = 'x >= %0 AND x <= %1 AND y >= %2 AND y <= %3'
 THRESHOLD_PARAMETER = 'c'   # the paper's prediction-error threshold; tunable while running
 PLANS_KEPT = 4              # latest plans kept by stamp (a step's message takes the one before)
+
+
+def _ns(stamp: tuple) -> int:
+    """Return a (sec, nanosec) stamp in nanoseconds."""
+    return stamp[0] * 1_000_000_000 + stamp[1]
 
 
 def _fixed(data: bytes, size: int, name: str) -> np.ndarray:
@@ -135,6 +147,8 @@ class CommNode(Node):
             raise ValueError(f'h_encoding must be one of {sorted(wire_codec.H_ENCODINGS)}')
         if not p['fleet_key_file']:
             raise ValueError('parameter fleet_key_file must be set')
+        if p['v2v_drain'] < 0:
+            raise ValueError(f'v2v_drain must be >= 0, got {p["v2v_drain"]}')
         self.fleet = Fleet.load(p['fleet_key_file'])
         self.signer = Signer.load(self.role, p['private_key_file'], self.fleet)
         decay = p['range_decay'] if p['range_decay'] >= 0 else None
@@ -166,6 +180,12 @@ class CommNode(Node):
             # lazy: out-of-range senders' steps wait (keyframes usually drop them unrun)
             bank = ReplicaBank(model, p['replica_max_senders'], p['replica_history'], lazy=True)
             requester = KeyframeRequester(kf_cfg.request_interval)
+        self.views: Optional[ViewDecoder] = None
+        self.views_this_step = 0
+        if p['neighbour_views'] and p['checkpoint']:
+            self.views = ViewDecoder(load_view_decoder(p['checkpoint']),
+                                     p['neighbour_view_channels'],
+                                     p['neighbour_view_threshold'], p['num_threads'])
         self.sender = LinkSender(self.role, self.signer, self.h_encoding, self.max_waypoints,
                                  keyframes, p['max_speed'], p['plausibility_slack'])
         self.link = LinkReceiver(InboxConfig(
@@ -186,6 +206,8 @@ class CommNode(Node):
         self.latest_state_time: Optional[float] = None
         self.last_step: Optional[tuple] = None               # (sec, nanosec) of the last step
         self.last_shared: Optional[SharedInformation] = None
+        self.pending: Optional[tuple] = None      # (state, pose) waiting for the plan before it
+        self.plan_waits_given_up = 0
 
         # The writer offers deadline and lifespan; the reader requests neither, because a
         # requested deadline is incompatible with writers offering none (tools, replays).
@@ -203,9 +225,10 @@ class CommNode(Node):
         pub, sub = self._publisher, self._subscription
         self.v2v_pub = pub(LatentMessage, V2V_TOPIC, pub_qos)
         self.v2v_sub = self._subscribe_v2v(v2v_sub_qos, p['content_filter'])
+        self.v2v_draining = drain(self.v2v_sub, p['v2v_drain'])
         self.request_pub = pub(KeyframeRequest, REQUEST_TOPIC, sub_qos)
-        self.create_subscription(KeyframeRequest, REQUEST_TOPIC, self._with_writer(
-            self._on_request), sub_qos, event_callbacks=QUIET_SUB, raw=True)
+        drain(self.create_subscription(KeyframeRequest, REQUEST_TOPIC, self._with_writer(
+            self._on_request), sub_qos, event_callbacks=QUIET_SUB, raw=True), p['v2v_drain'])
         self.shared_pub = pub(SharedInformation, 'shared_info', 10)
         # per-step counts: a reader adding them up needs every one, even 10 s behind
         self.stats_pub = pub(CommStats, 'comm_stats', 100)
@@ -216,6 +239,7 @@ class CommNode(Node):
         self.get_logger().info(
             f'{self.role}: c={self.gate.c} range={self.gate.comm_range} m '
             f'h={p["h_encoding"]} transport={"replica" if self.replica_mode else "full"} '
+            f'views={"decoded" if self.views is not None else "off"} '
             f'fleet={p["fleet_key_file"]}')
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -299,9 +323,13 @@ class CommNode(Node):
                         dtype=np.float64).reshape(-1, 2)
         self.plans.append((RosTime.from_msg(msg.header.stamp).nanoseconds, plan))
         del self.plans[:-PLANS_KEPT]
+        if self.pending is not None and self.last_step is not None and \
+                self.plans[-1][0] >= _ns(self.last_step):
+            waiting, self.pending = self.pending, None
+            self._run_step(*waiting)
 
     def _plan_before(self, stamp_ns: int) -> np.ndarray:
-        """The plan declared before step ``stamp_ns``'s planning (the step's message carries it)."""
+        """Return the plan declared before step ``stamp_ns``'s planning (its message's)."""
         for stamp, plan in reversed(self.plans):
             if stamp < stamp_ns:
                 return plan
@@ -335,6 +363,19 @@ class CommNode(Node):
             if self.last_shared is not None:
                 self.shared_pub.publish(self.last_shared)
             return
+        if self.pending is not None:
+            # the next step came before the waiting one's plan: step it with the latest
+            self.plan_waits_given_up += 1
+            waiting, self.pending = self.pending, None
+            self._run_step(*waiting)
+        if self.plans and self.last_step is not None and \
+                not any(s == _ns(self.last_step) for s, _ in self.plans):
+            self.pending = (state, pose)      # the planner's previous-step plan is on its way
+            return
+        self._run_step(state, pose)
+
+    def _run_step(self, state: LatentState, pose: Pose) -> None:
+        stamp = (state.header.stamp.sec, state.header.stamp.nanosec)
         self.last_step = stamp
         now = stamp_seconds(state.header.stamp)
         self.latest_state_time = now
@@ -373,7 +414,10 @@ class CommNode(Node):
         out.header.stamp = state.header.stamp
         out.header.frame_id = 'map'
         out.comm_range = _finite_f32(comm_range, 0.0)
-        for n in delivery.neighbours:
+        views = (self.views.views([(n.z_indices, n.h) for n in delivery.neighbours])
+                 if self.views is not None else [None] * len(delivery.neighbours))
+        self.views_this_step = sum(v is not None for v in views)
+        for n, view in zip(delivery.neighbours, views):
             item = NeighbourLatent()
             item.sender_id = n.sender_id
             item.sequence = n.sequence
@@ -386,6 +430,9 @@ class CommNode(Node):
             item.action = n.action
             item.intention_xy = array.array(
                 'f', n.intention_xy.astype(np.float32).ravel().tobytes())
+            if view is not None:
+                item.view_size = self.views.size
+                item.view_mask = view
             out.neighbours.append(item)
         self.last_shared = out
         self.shared_pub.publish(out)
@@ -427,6 +474,8 @@ class CommNode(Node):
         stats.keyframe_requests_received = counters.requests_received
         stats.neighbours_unsynchronised = sum(not n.synchronised for n in delivery.neighbours)
         stats.request_bytes_sent = request_bytes
+        stats.neighbour_views = self.views_this_step
+        stats.neighbour_views_dropped = self.views.dropped if self.views is not None else 0
         self.stats_pub.publish(stats)
 
 

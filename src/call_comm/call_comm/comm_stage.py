@@ -32,7 +32,7 @@ class Received:
 def received(x: float, y: float, yaw: float, z_indices: np.ndarray, h: np.ndarray,
              plan_xy: np.ndarray, h_encoding: int, max_waypoints: int) -> Received:
     """
-    What a receiver holds of a message built from these fields (one rule for both copies).
+    Return what a receiver holds of a message built from these fields (one rule for both).
 
     The comm node encodes with ``wire_codec.encode`` and its receivers decode with the
     inbox, then SharedInformation carries the intention and h as float32; the fleet pipeline
@@ -41,8 +41,9 @@ def received(x: float, y: float, yaw: float, z_indices: np.ndarray, h: np.ndarra
     z = np.asarray(z_indices, dtype=np.uint8)
     if z.shape == (wire_codec.NUM_LATENTS,):     # the wire's z; other model sizes as they are
         z = wire_codec.unpack_z(wire_codec.pack_z(z))
-    wire = wire_codec.encode(0, 0, 0, 0, (x, y, yaw, 0.0), np.zeros(wire_codec.NUM_LATENTS, np.uint8),
-                             h, 0, plan_xy, h_encoding, max_waypoints)
+    wire = wire_codec.encode(0, 0, 0, 0, (x, y, yaw, 0.0),
+                             np.zeros(wire_codec.NUM_LATENTS, np.uint8), h, 0, plan_xy,
+                             h_encoding, max_waypoints)
     intention = wire_codec.unpack_intention(wire.intention_packed, wire.x, wire.y, wire.yaw)
     return Received(wire.x, wire.y, wire.yaw, z,
                     wire_codec.dequantise_h(h_encoding, wire.h_data),

@@ -168,8 +168,9 @@ class Inbox:
         """
         Start counters at zero; `fleet` supplies the public keys.
 
-        `on_verified` sees every message that passed all checks, in arrival order, before it
-        becomes the sender's candidate (the replica bank rebuilds h there).
+        `on_verified` sees every message that passed all checks, in stamp order, when a step
+        takes it or a newer one of its sender (the replica bank rebuilds h there, so the h
+        delivered is the one of the message delivered, not of a newer one still waiting).
         """
         self.on_verified = on_verified
         self.config = config
@@ -236,8 +237,6 @@ class Inbox:
             return outcome
         self._history[neighbour.sender_id] = _SenderHistory(
             neighbour.stamp, neighbour.sequence, neighbour.x, neighbour.y, neighbour.epoch)
-        if self.on_verified is not None:
-            self.on_verified(neighbour)
         # kept in arrival order (= stamp order, the replay check): which one a step takes
         # depends on the step's stamp, so superseding waits for `collect`
         self._pending.setdefault(neighbour.sender_id, []).append(_Candidate(neighbour))
@@ -342,6 +341,9 @@ class Inbox:
                    or (c.neighbour.stamp_sec, c.neighbour.stamp_nanosec) < before]
             if not due:
                 continue
+            if self.on_verified is not None:     # in stamp order, once each becomes due
+                for candidate in due:
+                    self.on_verified(candidate.neighbour)
             newest = due[-1]
             for older in due[:-1]:
                 self.tally.add(Outcome.SUPERSEDED, older.neighbour.wire_bytes)

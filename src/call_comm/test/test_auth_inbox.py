@@ -310,3 +310,24 @@ def test_a_sender_that_respawns_announces_it_and_is_never_muted(keys):
         inbox.collect((0.0, 0.0), math.inf, now=t)
     assert all(accepted)
     assert sender.epoch == 1 and inbox.dropped[DropReason.IMPLAUSIBLE] == 0
+
+
+def test_a_step_takes_the_previous_steps_messages_whatever_arrived_first(keys):
+    # the receiver's step at t = 10.1 takes hero1's 10.0 message even though hero1's 10.1
+    # message came in first; that one waits for the step at 10.2 (the pipeline's one-step
+    # V2V latency), and every message still ends in exactly one outcome
+    inbox = _inbox(keys)
+    early = _signed(keys, _wire(keys, 'hero1', seq=1, t=9.9, x=9.0))
+    late = _signed(keys, _wire(keys, 'hero1', seq=2, t=10.0, x=10.0))
+    ahead = _signed(keys, _wire(keys, 'hero1', seq=3, t=10.1, x=11.0))
+    for wire in (early, late, ahead):
+        assert inbox.receive(wire, 100, now=10.1) is None
+    first = inbox.collect((0.0, 0.0), 50.0, now=10.1, before=(10, 100_000_000))
+    assert [(n.sender_id, n.sequence, n.x) for n in first.neighbours] == [('hero1', 2, 10.0)]
+    assert inbox.tally.count(Outcome.SUPERSEDED) == 1       # the 9.9 one
+    assert first.bytes_in_range == 200
+    second = inbox.collect((0.0, 0.0), 50.0, now=10.2, before=(10, 200_000_000))
+    assert [n.sequence for n in second.neighbours] == [3]
+    assert inbox.tally.count(Outcome.ACCEPTED) == 2
+    assert inbox.tally.total == 3
+    assert inbox.collect((0.0, 0.0), 50.0, now=10.3, before=(10, 300_000_000)).neighbours == []

@@ -106,11 +106,15 @@ class Harness:
         return odom
 
     def craft(self, sender='hero1', x=10.0, y=0.0, seq=None, t=None, sign_as=None):
-        """Return a well-formed message of `sender` stamped at the coming step."""
+        """
+        Return a well-formed message of `sender` stamped one step before the coming step.
+
+        The coming step takes it (messages stamped before the step, the one-step V2V latency).
+        """
         if seq is None:
             self.seq[sender] = self.seq.get(sender, 0) + 1
             seq = self.seq[sender]
-        stamp_t = round(self.t + 0.1, 3) if t is None else t
+        stamp_t = round(self.t, 3) if t is None else t
         sec = int(stamp_t)
         wire = wc.encode(self.key_id(sender), seq, sec, int(round((stamp_t - sec) * 1e9)),
                          (x, y, 0.5, 7.0), np.arange(32)[::-1], np.linspace(-1, 1, H_DIM),

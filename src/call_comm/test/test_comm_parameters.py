@@ -54,6 +54,7 @@ def test_an_integer_for_a_float_parameter_is_taken_as_that_float(keys):
     ('initial_range:=far', "parameter initial_range: expected float like 20.0, got 'far' (str)"),
     ('initial_range:=true', 'parameter initial_range: expected float like 20.0, got True (bool)'),
     ('max_waypoints:=2.5', 'parameter max_waypoints: expected int like 5, got 2.5 (float)'),
+    ('v2v_drain:=-1', 'v2v_drain must be >= 0, got -1'),
 ])
 def test_any_other_wrong_type_exits_2_with_one_line_naming_the_parameter(keys, param, expected):
     proc = _start(keys, param)

@@ -176,7 +176,8 @@ class Collector:
         if self.replay is not None:
             self._store(steps)
         stats = {'neighbours': float(np.mean([len(s.neighbours) for s in steps])),
-                 'comm_range': float(np.mean([s.comm_range for s in steps]))}
+                 'comm_range': float(np.mean([s.comm_range for s in steps])),
+                 'view_vehicles': float(np.mean([s.view_vehicles for s in steps]))}
         if self._over:
             # the final frame (cont = 0 where terminated) is stored; reset on the next call
             self._final_stored = True

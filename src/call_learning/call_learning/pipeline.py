@@ -13,7 +13,11 @@ Step semantics (which information of which step a vehicle uses; the nodes honour
 
 1. step t renders the ego's BEV from its observation at t, the neighbours it accepted at step
    t - 1 (their step t - 1 messages: pose, z, h, declared waypoints), and its own declared plan
-   (before the first plan: its route);
+   (before the first plan: its route); the vehicles only a neighbour sees come from its
+   latent, decoded with the shared decoder (``call_world_model.neighbour_decoding``: every
+   accepted sender of the fleet once, in ONE decoder batch per step) and warped into the ego
+   frame by the perception stage (paper Fig. 4c); a malformed or non-finite latent is dropped
+   with its neighbour and counted (``latents_dropped``), as the comm inbox drops it;
 2. the world model observes BEV_t with a_{t-1}, those neighbours and the own plan, and updates
    E (valid once E over K steps exists);
 3. the range gate takes E (NaN while not valid); a valid state is sent as the step t message,
@@ -50,6 +54,7 @@ from call_comm.range_gate import RangeGate
 from call_comm.wire_codec import dequantise_h, H_ENCODINGS, quantise_h
 from call_perception.bev_raster import BevConfig
 from call_perception.fusion import FusionConfig, SharedNeighbour
+from call_perception.neighbour_views import NeighbourView, VIEW_CHANNELS
 from call_perception.perception_stage import Box, PerceptionStage
 from call_perception.road_map import RoadMap
 from call_vehicle.carla_wire import float32, received_yaw, sent_control
@@ -57,6 +62,7 @@ from call_vehicle.driver import Command, Driver
 from call_vehicle.vehicle_control import VehicleControl
 from call_world_model.model_stage import (ModelOutput, ModelStage, observe_fleet,
                                           SharedLatent)
+from call_world_model.neighbour_decoding import decode_neighbour_vehicles, latent_problem
 from call_world_model.observe_batch import ObserveBatcher
 from call_world_model.world_model import WorldModel
 import numpy as np
@@ -88,6 +94,7 @@ class PipelineConfig:
     h_encoding: str = 'fp16'        # full h on the wire (call_comm's h_encoding)
     max_waypoints: int = 5          # intention points on the wire (call_comm's max_waypoints)
     sample_posterior: bool = False  # the vehicles' filtering posterior: mode (see module doc)
+    neighbour_views: bool = True    # decoded neighbour latents join the BEV (paper Fig. 4c)
 
     def __post_init__(self):
         """Fail fast on an unknown mode or a negative distance."""
@@ -123,7 +130,7 @@ class PipelineConfig:
         for key, value in list(picked.items()):
             if key in ('mode', 'h_transport', 'keyframe_encoding', 'h_encoding'):
                 picked[key] = str(value)
-            elif key in ('occlusion', 'sample_posterior'):
+            elif key in ('occlusion', 'sample_posterior', 'neighbour_views'):
                 picked[key] = bool(value)
             elif key in ('keyframe_period', 'max_waypoints'):
                 picked[key] = int(value)
@@ -157,6 +164,7 @@ class VehicleStep:
     valid: bool
     comm_range: float                  # the gate's range after this step's E [m]
     action: Optional[int] = None       # chosen at this step (None until ``act``)
+    view_vehicles: int = 0             # vehicles added from the neighbours' decoded latents
 
 
 class FleetPolicy(Protocol):
@@ -225,10 +233,11 @@ class VehiclePipeline:
         self.steps: List[VehicleStep] = []
         self._replica_h: Optional[torch.Tensor] = None
         self._replica_age = 0
+        self.latents_dropped = 0  # malformed or non-finite neighbour latents, never decoded
+        self.views_decoded = 0  # neighbour latents decoded into vehicle masks
 
     def box(self, vehicle: Any) -> Box:
-        """Return the box of another vehicle as its object message gives it (ego's sizes where
-        unknown)."""
+        """Return another vehicle's box as its object message gives it (ego sizes if unknown)."""
         length = vehicle.length if vehicle.length > 0 else self.settings.ego_length
         width = vehicle.width if vehicle.width > 0 else self.settings.ego_width
         return Box(vehicle.x, vehicle.y, received_yaw(vehicle.yaw), length, width)
@@ -241,24 +250,30 @@ class VehiclePipeline:
     # ------------------------------------------------------------------ stages 1-3
     def observe(self, observations: Mapping[str, Any]) -> List[VehicleStep]:
         """Perceive, observe and gate every vehicle's step (semantics 1-3 of the module doc)."""
-        requests, neighbour_lists = [], []
+        requests, neighbour_lists, perceived_list = [], [], []
+        fleet_masks = self._neighbour_views()
         for i, role in enumerate(self.roles):
+            masks = fleet_masks[i]
             obs = observations[role]
             ego = self.ego_box(obs.ego)
-            sent = [self.heard[name] for name in self.accepted[i]]
+            names = tuple(name for name in self.accepted[i] if name in masks)
+            sent = [self.heard[name] for name in names]
             shared_boxes = [SharedNeighbour(name, m.x, m.y, m.yaw, m.waypoints,
                                             self.fusion.default_length,
                                             self.fusion.default_width)
-                            for name, m in zip(self.accepted[i], sent)]
+                            for name, m in zip(names, sent)]
+            views = [NeighbourView(name, m, masks[name]) for name, m in zip(names, sent)
+                     if masks[name] is not None]
             route = np.asarray(obs.route, dtype=np.float64).reshape(-1, 2)
             perceived = self.perception.render(ego, [self.box(v) for v in obs.others],
-                                               shared_boxes, self.plans[i], route)
+                                               shared_boxes, self.plans[i], route, views)
+            perceived_list.append(perceived)
             latents = [SharedLatent(m.x, m.y, m.yaw, m.z_indices, m.h, m.waypoints)
                        for m in sent]
             bev = torch.from_numpy(perceived.bev)[None]
             plan = self.plans[i] if len(self.plans[i]) else None
             requests.append(self.models[i].request(bev, (ego.x, ego.y, ego.yaw), latents, plan))
-            neighbour_lists.append(self.accepted[i])
+            neighbour_lists.append(names)
         outputs = self._observe(requests)
         self.steps = []
         for i, (request, output) in enumerate(zip(requests, outputs)):
@@ -268,10 +283,47 @@ class VehiclePipeline:
                          if request.intention is not None else None)
             self.steps.append(VehicleStep(
                 request.bev[0].numpy(), request.prev_action, intention, request.shared,
-                neighbour_lists[i], output.error, output.valid, comm_range))
+                neighbour_lists[i], output.error, output.valid, comm_range,
+                view_vehicles=perceived_list[i].view_vehicles))
         self.outputs = outputs
         self._send(observations, outputs)
         return self.steps
+
+    def _neighbour_views(self) -> List[Dict[str, Optional[np.ndarray]]]:
+        """
+        Per vehicle: each accepted sender with a decodable latent -> its decoded vehicle mask.
+
+        ``batched``: every sender accepted by some vehicle of the fleet is decoded once, in ONE
+        decoder batch for the step (as the comm nodes of a container, which remember each
+        other's decodes); otherwise each vehicle decodes its own neighbours as one batch, as a
+        comm node in a process of its own does (a batch equals single rows to float rounding
+        only). A sender whose latent is malformed or non-finite is left out (dropped with its
+        neighbour and counted); without ``neighbour_views`` the masks are None.
+        """
+        cfg = self.cfg
+        bad = set()
+        for name in dict.fromkeys(n for names in self.accepted for n in names):
+            m = self.heard[name]
+            if latent_problem(m.z_indices, m.h, cfg.stoch, cfg.classes, cfg.deter):
+                self.latents_dropped += 1
+                bad.add(name)
+        wanted = [tuple(n for n in names if n not in bad) for names in self.accepted]
+        if not self.settings.neighbour_views:
+            return [dict.fromkeys(names) for names in wanted]
+        groups = [list(dict.fromkeys(n for names in wanted for n in names))] if self.batched \
+            else [list(names) for names in wanted]
+        decoded: List[Dict[str, np.ndarray]] = []
+        for group in groups:
+            if not group:
+                decoded.append({})
+                continue
+            out = decode_neighbour_vehicles(
+                self.wm, [(self.heard[n].z_indices, self.heard[n].h) for n in group],
+                VIEW_CHANNELS)
+            self.views_decoded += len(out.kept)
+            decoded.append({group[k]: mask for k, mask in zip(out.kept, out.masks)})
+        return [{n: decoded[0 if self.batched else i][n] for n in names}
+                for i, names in enumerate(wanted)]
 
     def _observe(self, requests) -> List[ModelOutput]:
         with torch.no_grad():

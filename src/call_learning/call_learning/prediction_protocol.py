@@ -14,7 +14,7 @@ at step t0 + k, rendered from privileged simulator state (every vehicle, nothing
 
 The fused BEV is the updated BEV of the paper (Fig. 4c): own sensors, the neighbours' boxes and
 intentions (``call_perception.fusion``) and the vehicles only the neighbours see, decoded from
-their latents and warped into the ego frame (``neighbour_decoding`` +
+their latents and warped into the ego frame (``call_world_model.neighbour_decoding`` +
 ``call_perception.neighbour_views``). Without a checkpoint the neighbours' views are rendered
 from what they really see (a perfect decoder; modes then end in ``_oracle``).
 
@@ -37,10 +37,9 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from call_learning.neighbour_decoding import decode_neighbour_vehicles
 from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX
 from call_perception.fusion import fuse_shared, SharedNeighbour
-from call_perception.neighbour_views import add_neighbour_views, NeighbourView
+from call_perception.neighbour_views import add_neighbour_views, NeighbourView, VIEW_CHANNELS
 from call_perception.road_map import RoadMap
 from call_perception.visibility import visible
 from call_sim.env import MultiVehicleEnv
@@ -48,6 +47,7 @@ from call_sim.types import VehicleState
 from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_control import ControlModel
 from call_world_model.intention import fit_waypoints, map_to_ego, relative_pose
+from call_world_model.neighbour_decoding import decode_neighbour_vehicles
 from call_world_model.prediction_metrics import aggregate, classes_of, frame_scores, write_csv
 from call_world_model.rssm import State
 from call_world_model.shared_pooling import SharedBatch
@@ -77,14 +77,15 @@ class ProtocolConfig:
 
     def __post_init__(self):
         """Fail fast on a protocol that cannot hold one window."""
-        if min(self.horizons) < 1 or self.steps < self.warmup + max(self.horizons) + 2:
+        if min(self.horizons) < 0 or self.steps < self.warmup + max(self.horizons) + 2:
             raise ValueError(f'{self.steps} steps cannot hold warm-up {self.warmup} and '
-                             f'k up to {max(self.horizons)} (k >= 1)')
+                             f'k up to {max(self.horizons)} (k >= 0)')
         if self.windows < 1 or not self.seeds or self.context < 1:
             raise ValueError('need >= 1 window, seed and context frame')
 
 
-QUICK = ProtocolConfig(seeds=(0,), steps=100, windows=24, horizons=(1, 5, 10))
+# k = 0 scores the posterior's reconstruction (the ceiling of every k > 0)
+QUICK = ProtocolConfig(seeds=(0,), steps=100, windows=24, horizons=(0, 1, 5, 10))
 
 
 @dataclass
@@ -295,21 +296,23 @@ def filter_episode(model: Optional[WorldModel], views: EpisodeViews, shared: boo
     state: Optional[State] = None
     for t, frame in enumerate(views.frames):
         bevs = {}
+        masks: Dict[str, np.ndarray] = {}
+        if shared and model is not None and state is not None:
+            # every vehicle's step t - 1 latent once, as one decoder batch (as the pipeline)
+            decoded = decode_neighbour_vehicles(model, [
+                (state['stoch'][j].argmax(-1).numpy(), state['deter'][j].numpy())
+                for j in range(len(roles))], VIEW_CHANNELS)
+            masks = {roles[j]: mask for j, mask in zip(decoded.kept, decoded.masks)}
         for role in roles:
             if not shared:
                 bevs[role] = views.own(role, t)
                 continue
             senders = views.neighbours(role, t)
-            if model is None or state is None:
-                bev_views = [views.oracle_view(s, t - 1) for s in senders] if model is None \
-                    else []
+            if model is None:
+                bev_views = [views.oracle_view(s, t - 1) for s in senders]
             else:
-                index = [roles.index(s) for s in senders]
-                decoded = decode_neighbour_vehicles(model, [
-                    (state['stoch'][j].argmax(-1).numpy(), state['deter'][j].numpy())
-                    for j in index])
-                bev_views = [NeighbourView(senders[n], views.frames[t - 1].egos[senders[n]],
-                                           mask) for n, mask in zip(decoded.kept, decoded.masks)]
+                bev_views = [NeighbourView(s, views.frames[t - 1].egos[s], masks[s])
+                             for s in senders if s in masks]
             bevs[role] = views.fused(role, t, bev_views)
         inputs.append(bevs)
         if model is None:
@@ -347,15 +350,22 @@ def draw_windows(views: EpisodeViews, config: ProtocolConfig, seed: int
 @torch.no_grad()
 def model_predictions(model: WorldModel, views: EpisodeViews, posts: List[State],
                       windows: List[Tuple[str, int]], horizons: Sequence[int]) -> np.ndarray:
-    """Open-loop predictions (W, len(horizons), C, S, S) probabilities from the t0 posteriors."""
+    """
+    Open-loop predictions (W, len(horizons), C, S, S) probabilities from the t0 posteriors.
+
+    k = 0 decodes the t0 posterior itself.
+    """
     kmax = max(horizons)
     roles = views.roles
     start = {key: torch.stack([posts[t0][key][roles.index(r)] for r, t0 in windows])
              for key in posts[0]}
-    actions = torch.tensor([[views.frames[t0 + k].actions[r] for k in range(kmax)]
-                            for r, t0 in windows])
-    states = model.rollout(start, actions, sample=False)
-    index = torch.tensor([k - 1 for k in horizons])
+    states = {key: value[:, None] for key, value in start.items()}
+    if kmax > 0:
+        actions = torch.tensor([[views.frames[t0 + k].actions[r] for k in range(kmax)]
+                                for r, t0 in windows])
+        rolled = model.rollout(start, actions, sample=False)
+        states = {key: torch.cat([states[key], rolled[key]], 1) for key in states}
+    index = torch.tensor(list(horizons))
     picked = {key: value[:, index] for key, value in states.items()}
     return model.bev_probs(picked).numpy()
 
@@ -381,9 +391,14 @@ def evaluate_seed(model: Optional[WorldModel], config: ProtocolConfig, seed: int
         missed = set(frames[t0].states) - {frames[t0].egos[role].actor_id}
         for t in range(t0 - config.context + 1, t0 + 1):
             missed -= frames[t].seen[role]
+        fused = fused_inputs[t0][role]
+        shared_only = (fused[CHANNEL_INDEX['shared_vehicles']] > 0) \
+            & (fused[CHANNEL_INDEX['seen_vehicles']] == 0)
         for h, k in enumerate(config.horizons):
             truth = classes_of(views.truth(role, t0 + k), CHANNEL_INDEX)
             hidden = views.boxes_mask(role, t0 + k, missed) & truth[2]
+            # k = 0: the true vehicle pixels only the updated BEV's shared channel holds
+            shared = shared_only & truth[2] if k == 0 else None
             candidates = {
                 'copy_last_own': own_inputs[t0][role],
                 f'copy_last_fused{suffix}': fused_inputs[t0][role],
@@ -393,7 +408,7 @@ def evaluate_seed(model: Optional[WorldModel], config: ProtocolConfig, seed: int
                 candidates[mode] = probs[w, h]
             for mode, bev in candidates.items():
                 records.append((mode, k, seed, frame_scores(classes_of(bev, CHANNEL_INDEX),
-                                                            truth, hidden)))
+                                                            truth, hidden, shared)))
     return records
 
 
@@ -449,7 +464,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = run(model, config, bev_config)
     write_csv(rows, args.out)
     for row in rows:
-        if row['metric'] in ('vehicle_iou', 'hidden_recall'):
+        if row['metric'] in ('vehicle_iou', 'hidden_recall', 'shared_recall') \
+                and math.isfinite(row['mean']):
             print(f"{row['mode']:28s} k={row['k']:2d} {row['metric']:14s} {row['mean']:.4f} "
                   f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}] windows={row['windows']}")
     print(f'wrote {args.out} ({len(rows)} rows, {time.monotonic() - start:.1f} s)')

@@ -43,7 +43,8 @@ def run(env, mode, steps, c=0.0, policy='heuristic'):
 
 def test_lsi_collects_bev_shared_latents_and_intentions(env):
     # c = 0 shares with every CALL vehicle once their states are valid: a state is sent from
-    # step K on (E over K steps exists), and received at the next step
+    # step K on (E over K steps exists), accepted at the next step and used at the one after
+    # (the pipeline's one-step V2V latency)
     steps = 10
     cfg, collector, replay = run(env, 'lsi', steps)
     k = cfg.error_horizon
@@ -55,16 +56,16 @@ def test_lsi_collects_bev_shared_latents_and_intentions(env):
     shared = batch['shared']
     assert shared.mask.shape == (3, steps, cfg.max_neighbours)
     # warming up: nobody sends; afterwards the two other CALL vehicles are in range
-    assert not bool(shared.mask[:, :k + 1].any())
-    assert shared.mask[:, k + 1:].sum(-1).eq(2).all()
+    assert not bool(shared.mask[:, :k + 2].any())
+    assert shared.mask[:, k + 2:].sum(-1).eq(2).all()
     # warming up the vehicles stop: the action fed back is braking straight
     brake = collector.action_set.index(-3.0, 0.0)
     assert bool(batch['prev_action'][:, 1:k + 1].eq(brake).all())
     # received z_j are valid class indices, h_j are real recurrent states, w_j are waypoints
-    late = shared.mask[:, k + 1:]
+    late = shared.mask[:, k + 2:]
     assert int(shared.z_indices.max()) < cfg.classes
-    assert float(shared.h[:, k + 1:][late].abs().sum()) > 0
-    assert float(shared.intention[:, k + 1:][late].abs().sum()) > 0
+    assert float(shared.h[:, k + 2:][late].abs().sum()) > 0
+    assert float(shared.intention[:, k + 2:][late].abs().sum()) > 0
     # the ego's declared waypoints (the bicycle rollout of its plan) lie ahead of it
     assert float(batch['intention'][:, 1:, -1, 0].mean()) > 0
     # before the first plan there is none (zeros)

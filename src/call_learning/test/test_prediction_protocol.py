@@ -6,7 +6,8 @@ from call_learning.prediction_protocol import (EpisodeViews, evaluate_seed,
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
 from call_world_model.config import load_config
 from call_world_model.prediction_metrics import (aggregate, classes_of, CSV_COLUMNS,
-                                                 frame_scores, mean_interval, write_csv)
+                                                 frame_scores, mean_interval, METRICS,
+                                                 write_csv)
 from call_world_model.world_model import WorldModel
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import torch
 
 SHARED = CHANNEL_INDEX['shared_vehicles']
 CONFIG = ProtocolConfig(scenario='four_lane_platoon', seeds=(0,), steps=40, windows=6,
-                        horizons=(1, 5), warmup=3, context=3)
+                        horizons=(0, 1, 5), warmup=3, context=3)
 
 
 @pytest.fixture(scope='module')
@@ -37,6 +38,10 @@ def test_frame_scores_by_hand():
     assert s['hidden_iou'] == pytest.approx(1 / 3)
     assert s['pixel_accuracy'] == pytest.approx(1 - 4 / 48)
     assert math.isnan(frame_scores(predicted, truth, np.zeros((4, 4), bool))['hidden_recall'])
+    assert math.isnan(s['shared_recall'])              # no shared pixels given
+    shared = np.zeros((4, 4), bool)
+    shared[3, 2:] = True            # the hidden vehicle, as the fused BEV's shared channel holds it
+    assert frame_scores(predicted, truth, hidden, shared)['shared_recall'] == pytest.approx(1 / 2)
     mean, low, high, n = mean_interval([1.0, 2.0, 3.0, math.nan])
     assert (mean, n) == (2.0, 3) and low == pytest.approx(2 - 4.303 / math.sqrt(3))
     assert high == pytest.approx(2 + 4.303 / math.sqrt(3))
@@ -85,8 +90,12 @@ def test_every_mode_is_scored_on_the_same_windows(episode, tmp_path):
         hidden = {m: [not math.isnan(r[3]['hidden_recall']) for r in records
                       if r[0] == m and r[1] == k] for m in modes}
         assert len({tuple(v) for v in hidden.values()}) == 1
+        # recall of what only the shared channel holds: the posterior's reconstruction only
+        shared = [r[3]['shared_recall'] for r in records if r[1] == k]
+        assert k == 0 or all(math.isnan(v) for v in shared)
     rows = aggregate(records)
     path = tmp_path / 'out.csv'
     write_csv(rows, str(path))
     lines = path.read_text().splitlines()
-    assert lines[0] == ','.join(CSV_COLUMNS) and len(lines) == 1 + len(modes) * 2 * 4
+    assert lines[0] == ','.join(CSV_COLUMNS)
+    assert len(lines) == 1 + len(modes) * len(CONFIG.horizons) * len(METRICS)

@@ -99,21 +99,24 @@ def fuse_shared(neighbours: Sequence[SharedNeighbour], seen: Sequence[Any],
     return SharedLayer(vehicles, waypoints)
 
 
-def neighbour_to_ego(config: BevConfig, pose_j: Any, pose_ego: Any) -> np.ndarray:
-    """2x3 affine from neighbour j's BEV pixels to the ego's BEV pixels."""
-    to_j = np.vstack([map_to_pixel(config, pose_j), [0.0, 0.0, 1.0]])
+def neighbour_to_ego(config: BevConfig, pose_j: Any, pose_ego: Any,
+                     source: Optional[BevConfig] = None) -> np.ndarray:
+    """2x3 affine from neighbour j's BEV pixels (``source``, default ``config``) to the ego's."""
+    to_j = np.vstack([map_to_pixel(source or config, pose_j), [0.0, 0.0, 1.0]])
     to_ego = map_to_pixel(config, pose_ego)
     return to_ego @ np.linalg.inv(to_j)
 
 
 def warp_neighbour_bev(bev_j: np.ndarray, pose_j: Any, pose_ego: Any,
-                       config: BevConfig) -> np.ndarray:
+                       config: BevConfig, source: Optional[BevConfig] = None) -> np.ndarray:
     """
     Neighbour j's vehicles (its decoded or received BEV) as an (H, W) 0/255 ego-frame mask.
 
     bev_j is either one (H, W) vehicle mask or a full (C, H, W) BEV in CHANNELS order, whose
     ego, seen and shared vehicle channels are merged. Poses have x, y, yaw (map frame).
+    ``source`` is the layout of bev_j (default: ``config``, the ego's).
     """
+    source = source or config
     bev_j = np.asarray(bev_j)
     n = config.size
     if bev_j.ndim == 3:
@@ -122,10 +125,10 @@ def warp_neighbour_bev(bev_j: np.ndarray, pose_j: Any, pose_ego: Any,
         mask = bev_j
     else:
         raise ValueError(f'expected an (H, W) or (C, H, W) BEV, got shape {bev_j.shape}')
-    if mask.shape != (n, n):
-        raise ValueError(f'BEV of shape {mask.shape} does not match the {n} px config')
+    if mask.shape != (source.size, source.size):
+        raise ValueError(f'BEV of shape {mask.shape} does not match the {source.size} px config')
     mask = np.where(mask > ON // 2, ON, 0).astype(np.uint8)
-    affine = neighbour_to_ego(config, pose_j, pose_ego)
+    affine = neighbour_to_ego(config, pose_j, pose_ego, source)
     return cv2.warpAffine(mask, affine, (n, n), flags=cv2.INTER_NEAREST,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 

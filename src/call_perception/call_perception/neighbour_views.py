@@ -2,11 +2,14 @@
 The updated BEV's Fig. 4c case: vehicles the ego cannot see but a neighbour can.
 
 Each accepted neighbour's decoded vehicle mask (its own BEV frame, from
-``call_learning.neighbour_decoding``) is warped into the ego's frame
-(``fusion.warp_neighbour_bev``); every vehicle blob that does not touch a vehicle the ego
-already draws itself (its own box, what its sensors see) is added to the shared-vehicles
-channel (``fusion.overlay_shared_mask``). This is the one path from a decoded neighbour view
-into the ego's BEV, for the ROS node and the ROS-free cores alike; it needs no torch.
+``call_world_model.neighbour_decoding``, run by the comm node or the ROS-free pipeline) is
+warped into the ego's frame (``fusion.warp_neighbour_bev``); every vehicle blob that does not
+touch a vehicle the ego already draws itself (its own box, what its sensors see) is added to
+the shared-vehicles channel (``fusion.overlay_shared_mask``). This is the one path from a
+decoded neighbour view into the ego's BEV, for the ROS node and the ROS-free cores alike
+(``PerceptionStage.render`` calls it); it needs no torch. A mask may have another pixel size
+than the ego's BEV (a 64 px model in a 128 px graph): both cover the same field of view
+(``BevConfig.resized``).
 
 Why whole blobs and not pixels: a decoded car lies a pixel or two off the ego's own box of
 the same car; adding the pixel difference would draw a sliver of a second car beside it.
@@ -14,10 +17,17 @@ the same car; adding the pixel difference would draw a sliver of a second car be
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
+from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
 from call_perception.fusion import FusionConfig, overlay_shared_mask, warp_neighbour_bev
 import cv2
 import numpy as np
+
+# The decoded channels of a neighbour's BEV that hold the vehicles it knows by its own sensors:
+# itself and what it sees. Its shared channel is left out, so a vehicle is relayed one hop
+# only (with it, a hallucinated vehicle could echo between two neighbours' BEVs step after
+# step). Indices into CHANNELS: the decoder (call_world_model) knows no channel names.
+VIEW_CHANNEL_NAMES = ('ego', 'seen_vehicles')
+VIEW_CHANNELS = tuple(CHANNELS.index(name) for name in VIEW_CHANNEL_NAMES)
 
 
 @dataclass
@@ -66,7 +76,9 @@ def add_neighbour_views(bev: np.ndarray, ego: Any, views: Sequence[NeighbourView
     added_mask = np.zeros_like(own)
     added = 0
     for view in views:
-        warped = warp_neighbour_bev(view.mask, view.pose, ego, config)
+        mask = np.asarray(view.mask)
+        source = config if mask.shape[-1] == config.size else config.resized(mask.shape[-1])
+        warped = warp_neighbour_bev(mask, view.pose, ego, config, source)
         new = unseen_vehicles(warped, own, margin)
         if new.any():
             added += cv2.connectedComponents((new > 0).astype(np.uint8), connectivity=8)[0] - 1

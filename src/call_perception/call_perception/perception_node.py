@@ -3,6 +3,8 @@ ROS 2 node: the vehicle's BEV at the simulation rate, from CARLA-bridge topics +
 
 Only translates messages and parameters: visibility, fusion and rasterisation live in the
 ROS-free modules. One BEV is published per odometry message, stamped with its sim time.
+The accepted neighbours' decoded views (masks the comm node fills in `shared_info`) join the
+shared-vehicles channel through the same perception stage as in the ROS-free pipeline.
 Its own topics (`bev`, `bev_color`, `plan`, `shared_info`) are relative, in the vehicle's
 namespace; the bridge's are `/carla/<role_name>/...`. Parameters: config/perception.yaml.
 """
@@ -10,7 +12,7 @@ import array
 import math
 from typing import Any, Dict, List, Optional, Tuple
 
-from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
+from call_common.msg_conversions import stamp_seconds, unpack_mask, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
@@ -18,6 +20,7 @@ from call_msgs.msg import SharedInformation
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
 from call_perception.colorize import colorize
 from call_perception.fusion import FusionConfig, parse_intention, SharedNeighbour
+from call_perception.neighbour_views import NeighbourView
 from call_perception.perception_stage import Box, PerceptionStage
 from call_perception.road_map import RoadMap
 from carla_msgs.msg import CarlaWorldInfo
@@ -94,18 +97,22 @@ class PerceptionNode(Node):
         self.last_odometry_stamp: Optional[Tuple[int, int]] = None
         self.pending_odometry: Optional[Odometry] = None
         self.route = np.zeros((0, 2))
+        self.route_received = False
         self.plan = np.zeros((0, 2))
         self.shared: Optional[SharedInformation] = None
+        self.used_shared: Optional[SharedInformation] = None   # what the last render fused
         self.shared_by_stamp: Dict[Tuple[int, int], SharedInformation] = {}
         self.step_before: Dict[Tuple[int, int], Optional[Tuple[int, int]]] = {}
-        self.expect_objects = self.expect_shared = False
+        self.expect_objects = self.expect_shared = self.expect_plan = False
+        self.plans: Dict[Tuple[int, int], np.ndarray] = {}     # the planner's, by step
         self.last_bev: Optional[Image] = None
         self.counts = {'published': 0, 'malformed_odometry': 0, 'malformed_objects': 0,
                        'malformed_paths': 0, 'malformed_shared': 0, 'malformed_map': 0,
-                       'stale_shared': 0, 'stale_inputs': 0, 'unmatched_shared': 0,
-                       'repeated_odometry': 0}
+                       'malformed_views': 0, 'stale_shared': 0, 'stale_inputs': 0,
+                       'unmatched_shared': 0, 'repeated_odometry': 0}
         self.last_seen = 0
         self.last_shared_only = 0
+        self.last_view_vehicles = 0
 
         role = self.role
         self.bev_pub = self.create_publisher(Image, 'bev', 10, event_callbacks=QUIET_PUB)
@@ -179,6 +186,12 @@ class PerceptionNode(Node):
             self.route = path_points(msg)
         except ValueError as error:
             self._drop('malformed_paths', f'route: {error}')
+            return
+        self.route_received = True
+        pending = self.pending_odometry
+        if pending is not None and self._inputs_ready(pending):
+            self.pending_odometry = None
+            self._render(pending)
 
     def on_plan(self, msg: Path) -> None:
         """Ego planned waypoints (the intention); preferred over the route when non-empty."""
@@ -186,9 +199,17 @@ class PerceptionNode(Node):
             self.plan = path_points(msg)
         except ValueError as error:
             self._drop('malformed_paths', f'plan: {error}')
+            return
+        self.plans[_stamp_key(msg.header.stamp)] = self.plan
+        while len(self.plans) > SHARED_KEPT:
+            del self.plans[next(iter(self.plans))]
+        pending = self.pending_odometry
+        if pending is not None and self._inputs_ready(pending):
+            self.pending_odometry = None
+            self._render(pending)
 
     def on_shared(self, msg: SharedInformation) -> None:
-        """Accepted shared information from call_comm; a step waiting for it renders now."""
+        """Keep comm's accepted shared information; a step waiting for it renders now."""
         self.shared = msg
         self.shared_by_stamp[_stamp_key(msg.header.stamp)] = msg
         while len(self.shared_by_stamp) > SHARED_KEPT:
@@ -201,11 +222,12 @@ class PerceptionNode(Node):
     def _neighbours(self, now: float, previous: Optional[Tuple[int, int]]
                     ) -> List[SharedNeighbour]:
         """
-        The neighbours comm accepted at the previous step (the pipeline's step semantics).
+        Return the neighbours comm accepted at the previous step (the pipeline's step semantics).
 
         Without that step's shared information (comm silent or late past the wait), the
         latest one still younger than shared_max_age is taken and counted `unmatched_shared`.
         """
+        self.used_shared = None
         msg = self.shared_by_stamp.get(previous) if previous is not None else None
         if msg is None:
             msg = self.shared
@@ -215,6 +237,7 @@ class PerceptionNode(Node):
         if now - stamp_seconds(msg.header.stamp) > self.shared_max_age:
             self.counts['stale_shared'] += 1
             return []
+        self.used_shared = msg
         length, width = self.fusion_config.default_length, self.fusion_config.default_width
         out = []
         for n in msg.neighbours:
@@ -227,12 +250,32 @@ class PerceptionNode(Node):
                 self._drop('malformed_shared', f'neighbour {n.sender_id!r}: {error}')
         return out
 
+    def _views(self) -> List[NeighbourView]:
+        """Return the decoded views of the shared info `_neighbours` used (malformed: dropped)."""
+        msg = self.used_shared
+        if msg is None:
+            return []
+        out = []
+        for n in msg.neighbours:
+            if not n.view_size:
+                continue
+            try:
+                if not all(math.isfinite(v) for v in (n.x, n.y, n.yaw)):
+                    raise ValueError('pose is not finite')
+                mask = unpack_mask(bytes(n.view_mask), n.view_size)
+                out.append(NeighbourView(n.sender_id, Box(float(n.x), float(n.y), float(n.yaw),
+                                                          0.0, 0.0), mask))
+            except ValueError as error:
+                self._drop('malformed_views', f'neighbour {n.sender_id!r}: {error}')
+        return out
+
     def on_odometry(self, msg: Odometry) -> None:
         """
         One simulation step: render its BEV once the step's objects and shared info are in.
 
-        Step t renders with the step's objects and with the neighbours comm accepted at step
-        t - 1 (its shared information stamped t - 1; `call_learning.pipeline`, semantics 1).
+        Step t renders with the step's objects, the plan the planner declared at step t - 1
+        and the neighbours comm accepted at step t - 1 (its shared information stamped
+        t - 1; `call_learning.pipeline`, semantics 1).
         While an input keeps up (it came for the previous step), an odometry ahead of it
         waits for it. If it stops coming, the waiting step is rendered with the latest one
         when the next odometry arrives (counted `stale_inputs`), and later steps no longer
@@ -260,6 +303,7 @@ class PerceptionNode(Node):
         self.expect_objects = self.objects_stamp is not None and self.objects_stamp == previous
         self.expect_shared = previous is not None and \
             self.step_before.get(previous) in self.shared_by_stamp
+        self.expect_plan = previous is not None and self.step_before.get(previous) in self.plans
         if not self._inputs_ready(msg):
             self.pending_odometry = msg
             return
@@ -267,12 +311,19 @@ class PerceptionNode(Node):
 
     def _inputs_ready(self, msg: Odometry) -> bool:
         """Tell whether the step's awaited map, objects and shared information are in."""
-        if self.map_name is None and self.counts['published'] == 0:
-            return False     # the first step waits for the road (the bridge latches it)
         stamp = _stamp_key(msg.header.stamp)
+        if self.counts['published'] == 0 and (
+                self.map_name is None or not self.route_received
+                or self.objects_stamp is None or self.objects_stamp < stamp):
+            # the first step waits for the road, its route and its objects (at start-up a
+            # topic may be matched after the odometry; the simulator re-sends the step)
+            return False
         if self.expect_objects and (self.objects_stamp is None or self.objects_stamp < stamp):
             return False
-        return not self.expect_shared or self.step_before.get(stamp) in self.shared_by_stamp
+        previous = self.step_before.get(stamp)
+        if self.expect_plan and previous not in self.plans:
+            return False
+        return not self.expect_shared or previous in self.shared_by_stamp
 
     def _render(self, msg: Odometry) -> None:
         """Render and publish the BEV stamped with the odometry's time."""
@@ -287,8 +338,10 @@ class PerceptionNode(Node):
             return
         now = stamp_seconds(msg.header.stamp)
         previous = self.step_before.get(_stamp_key(msg.header.stamp))
-        perceived = self.stage.render(ego, self.objects, self._neighbours(now, previous),
-                                      self.plan, self.route)
+        neighbours = self._neighbours(now, previous)
+        perceived = self.stage.render(ego, self.objects, neighbours,
+                                      self.plans.get(previous, self.plan), self.route,
+                                      self._views())
         bev = perceived.bev
         self.last_bev = self._image(msg.header.stamp, bev.transpose(1, 2, 0),
                                     f'8UC{len(CHANNELS)}')
@@ -301,6 +354,7 @@ class PerceptionNode(Node):
             self.local_color_pub.publish(self._image(msg.header.stamp, colorize(local), 'rgb8'))
         self.counts['published'] += 1
         self.last_seen, self.last_shared_only = perceived.seen, perceived.shared_only
+        self.last_view_vehicles = perceived.view_vehicles
         if self.counts['published'] % self.diagnostics_period == 1 % self.diagnostics_period:
             self._publish_diagnostics(msg.header.stamp)
 
@@ -328,7 +382,8 @@ class PerceptionNode(Node):
         else:
             status.level, status.message = DiagnosticStatus.OK, 'ok'
         values = dict(self.counts, map=self.map_name or '', seen=self.last_seen,
-                      shared_only=self.last_shared_only, objects=len(self.objects))
+                      shared_only=self.last_shared_only, objects=len(self.objects),
+                      view_vehicles=self.last_view_vehicles)
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array_msg = DiagnosticArray()
         array_msg.header.stamp = stamp

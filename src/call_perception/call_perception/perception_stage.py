@@ -6,13 +6,16 @@ that collects training data and evaluates): the ego's sensors see the vehicles t
 ``visibility.visible`` lets through; an accepted neighbour is drawn in the shared-vehicles
 channel unless it lies within ``match_distance`` of a vehicle the ego sees (``fusion``), by
 position, because that is all a real receiver can match (sender ids are not simulator actor
-ids); the ego's own line is its declared plan, or the route until it has one.
+ids); the vehicles that only an accepted neighbour's decoded latent holds join the shared
+channel too (``neighbour_views``, paper Fig. 4c); the ego's own line is its declared plan, or
+the route until it has one.
 """
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from call_perception.bev_raster import BevConfig, BevRasterizer
 from call_perception.fusion import fuse_shared, FusionConfig, SharedNeighbour
+from call_perception.neighbour_views import add_neighbour_views, NeighbourView
 from call_perception.road_map import RoadMap
 from call_perception.visibility import visible
 import numpy as np
@@ -36,6 +39,7 @@ class Perceived:
     bev: np.ndarray            # uint8 (C, S, S)
     seen: int                  # vehicles the ego's own sensors see
     shared_only: int           # neighbours drawn from shared information only
+    view_vehicles: int = 0     # vehicle blobs added from the neighbours' decoded views
 
 
 class PerceptionStage:
@@ -60,12 +64,14 @@ class PerceptionStage:
         self.rasterizer = BevRasterizer(self.rasterizer.config, road_map)
 
     def render(self, ego: Any, others: Sequence[Any], neighbours: Sequence[SharedNeighbour],
-               plan_xy: Optional[np.ndarray], route_xy: Optional[np.ndarray]) -> Perceived:
+               plan_xy: Optional[np.ndarray], route_xy: Optional[np.ndarray],
+               views: Sequence[NeighbourView] = ()) -> Perceived:
         """
         Rasterise the ego's frame.
 
         ego, others: boxes (x, y, yaw, length, width), map frame; neighbours: the accepted
-        shared information; plan_xy / route_xy: (M, 2) map-frame polylines.
+        shared information; plan_xy / route_xy: (M, 2) map-frame polylines; views: the
+        accepted neighbours' decoded vehicle masks.
         """
         mask = visible(ego, others, self.sensor_range, self.occlusion, self.full_observation)
         seen = [box for box, is_seen in zip(others, mask) if is_seen]
@@ -73,4 +79,5 @@ class PerceptionStage:
         own = plan_xy if plan_xy is not None and len(plan_xy) >= 2 else route_xy
         shared_lines = layer.waypoints if self.share_intention else []
         bev = self.rasterizer.render(ego, seen, layer.vehicles, own, shared_lines)
-        return Perceived(bev, len(seen), len(layer.vehicles))
+        added = add_neighbour_views(bev, ego, views, self.rasterizer.config, self.fusion)
+        return Perceived(bev, len(seen), len(layer.vehicles), added)

@@ -6,10 +6,13 @@ import sys
 import time
 
 from builtin_interfaces.msg import Time
+from call_common.msg_conversions import pack_mask
 from call_msgs.msg import NeighbourLatent, SharedInformation
-from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
+from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX, CHANNELS
 from call_perception.colorize import COLOURS
+from call_perception.neighbour_views import VIEW_CHANNELS
 from call_perception.package_config import config_path
+from call_perception.perception_stage import Box
 from carla_msgs.msg import CarlaWorldInfo
 from derived_object_msgs.msg import Object, ObjectArray
 from diagnostic_msgs.msg import DiagnosticArray
@@ -115,6 +118,14 @@ def test_node_publishes_the_fused_bev(perception_process):
             plan.poses.append(pose)
 
         def publish_step():
+            # a new step each time: its objects, then comm's shared information and the
+            # planner's plan of the step before (what the step renders with), then odometry
+            previous = Time(sec=odom.header.stamp.sec, nanosec=odom.header.stamp.nanosec)
+            nanoseconds = previous.sec * 10**9 + previous.nanosec + 100_000_000
+            odom.header.stamp = Time(sec=nanoseconds // 10**9, nanosec=nanoseconds % 10**9)
+            objects.header.stamp = odom.header.stamp
+            shared.header.stamp = previous
+            plan.header.stamp = previous
             objects_pub.publish(objects)
             shared_pub.publish(shared)
             plan_pub.publish(plan)
@@ -165,7 +176,9 @@ def test_node_publishes_the_fused_bev(perception_process):
         msg = received['bev'][-1]
         assert msg.encoding == f'8UC{len(CHANNELS)}'
         assert (msg.height, msg.width, msg.step) == (128, 128, 128 * len(CHANNELS))
-        assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (5, 100_000_000)
+        # stamped with a step's odometry (steps advance 0.1 s from 5.1 s in publish_step)
+        tenths = msg.header.stamp.sec * 10 + msg.header.stamp.nanosec / 100_000_000
+        assert tenths > 51 and tenths == round(tenths)
         assert bev[CHANNEL_INDEX['ego']][pixel(0.0)] == 255
         assert bev[CHANNEL_INDEX['seen_vehicles']][pixel(12.0)] == 255
         assert bev[CHANNEL_INDEX['seen_vehicles']][pixel(26.0)] == 0
@@ -261,3 +274,108 @@ def test_an_odometry_ahead_of_its_objects_waits_for_them(perception_process):
 
 def _stamp_tenths(msg) -> int:
     return msg.header.stamp.sec * 10 + round(msg.header.stamp.nanosec / 100_000_000)
+
+
+def test_a_vehicle_only_a_neighbours_decoded_view_holds_joins_the_shared_channel(
+        perception_process):
+    """shared_info carries each neighbour's decoded vehicle mask (paper Fig. 4c)."""
+    rclpy.init()
+    node = rclpy.create_node('perception_view_driver')
+    try:
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        world_pub = node.create_publisher(CarlaWorldInfo, '/carla/world_info', latched)
+        world_pub.publish(CarlaWorldInfo(map_name='straight', opendrive=XODR))
+        objects_pub = node.create_publisher(ObjectArray, f'/carla/{ROLE}/objects', 10)
+        odom_pub = node.create_publisher(Odometry, f'/carla/{ROLE}/odometry', 10)
+        shared_pub = node.create_publisher(SharedInformation, f'/{ROLE}/shared_info', 10)
+        bevs, diagnostics = [], []
+        node.create_subscription(Image, f'/{ROLE}/bev', bevs.append, 10)
+        node.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append, 10)
+        ego_y = -1.75
+        truck = vehicle(1, 12.0, ego_y, 12.0, 2.6)             # seen; hides what is behind
+        sender = Box(30.0, 5.25, 0.0, 4.6, 2.0)                # the neighbour, two lanes left
+        hidden = Box(30.0, ego_y, 0.0, 4.6, 2.0)               # behind the truck
+        # what the neighbour's decoded latent holds: itself and the car it sees, its frame
+        view = BevRasterizer(CFG).render(sender, [hidden])
+        mask = np.max(view[list(VIEW_CHANNELS)], axis=0)
+
+        def neighbour(**fields):
+            return NeighbourLatent(sender_id='hero8', x=sender.x, y=sender.y, yaw=sender.yaw,
+                                   **fields)
+
+        def step(tenths, neighbours):
+            stamp = Time(sec=tenths // 10, nanosec=(tenths % 10) * 100_000_000)
+            objects = ObjectArray()
+            objects.header.stamp = stamp
+            objects.objects = [truck, vehicle(2, sender.x, sender.y, 4.6, 2.0)]
+            shared = SharedInformation()
+            shared.header.stamp = stamp
+            shared.neighbours = neighbours
+            odom = Odometry()
+            odom.header.stamp = stamp
+            odom.pose.pose.position.y = ego_y
+            odom.pose.pose.orientation.w = 1.0
+            objects_pub.publish(objects)
+            shared_pub.publish(shared)
+            end = time.monotonic() + 0.1
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.02)
+            odom_pub.publish(odom)
+            end = time.monotonic() + 0.2
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.02)
+
+        def bev_of(msg):
+            data = np.frombuffer(bytes(msg.data), np.uint8)
+            return data.reshape(msg.height, msg.width, -1).transpose(2, 0, 1)
+
+        def latest(tenths):
+            for msg in reversed(bevs):
+                if msg.header.stamp.sec * 10 + msg.header.stamp.nanosec // 100_000_000 == tenths:
+                    return bev_of(msg)
+            return None
+
+        def run(neighbours, done):
+            tenths, deadline = 10 * (len(bevs) + 1), time.monotonic() + WAIT_S
+            while time.monotonic() < deadline and perception_process.poll() is None:
+                tenths += 1
+                step(tenths, neighbours)
+                for back in range(tenths, tenths - 3, -1):
+                    bev = latest(back)
+                    if bev is not None and done(bev):
+                        return bev
+            return None
+
+        car = pixel(30.0)
+        # without a view: the car behind the truck is nowhere (wait for a BEV of the truck and
+        # the neighbour that the sensors see)
+        alone = run([neighbour()], lambda b: b[CHANNEL_INDEX['seen_vehicles']][pixel(12.0)]
+                    and b[CHANNEL_INDEX['seen_vehicles']][pixel(30.0, 7.0)])
+        assert alone is not None, 'no BEV with the seen vehicles arrived'
+        assert not any(alone[CHANNEL_INDEX[c]][car] for c in ('seen_vehicles', 'shared_vehicles'))
+        # with the neighbour's decoded view (and a malformed one, dropped and counted)
+        broken = NeighbourLatent(sender_id='hero9', x=0.0, y=40.0, yaw=0.0, view_size=CFG.size,
+                                 view_mask=pack_mask(mask)[:-1])
+        fused = run([neighbour(view_size=CFG.size, view_mask=pack_mask(mask)), broken],
+                    lambda b: b[CHANNEL_INDEX['shared_vehicles']][car])
+        assert fused is not None, 'the decoded view did not reach the BEV'
+        assert fused[CHANNEL_INDEX['seen_vehicles']][car] == 0
+        # the neighbour and the truck the ego sees itself are not drawn twice
+        assert not fused[CHANNEL_INDEX['shared_vehicles']][pixel(30.0, 7.0)]
+        assert not fused[CHANNEL_INDEX['shared_vehicles']][pixel(12.0)]
+
+        def counted():
+            for msg in diagnostics:
+                for status in msg.status:
+                    values = {kv.key: kv.value for kv in status.values}
+                    if status.name.endswith(ROLE) and int(values.get('malformed_views', 0)):
+                        return True
+            return False
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and not counted():
+            step(10 * len(bevs) + 900, [broken])
+        assert counted(), 'the malformed view was not counted'
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()

@@ -26,7 +26,7 @@ import torch
 
 
 def driver_from_params(p: Mapping[str, Any]) -> Driver:
-    """The vehicle's driver from the planner's parameters (actions, bicycle, actuators, K)."""
+    """Build the vehicle's driver from the planner's parameters (actions, vehicle, K)."""
     return Driver(ActionSet.from_config({'accels': p['accels'], 'steers': p['steers']}),
                   BicycleModel.from_config(p),
                   ControlModel.from_config({k: p[k] for k in
@@ -35,14 +35,14 @@ def driver_from_params(p: Mapping[str, Any]) -> Driver:
 
 
 def lookahead_from_params(p: Mapping[str, Any]) -> LookaheadConfig:
-    """The look-ahead numbers of the planner's parameters."""
+    """Read the look-ahead numbers from the planner's parameters."""
     return LookaheadConfig(K=int(p['K']), gamma=float(p['gamma']),
                            replan_every=int(p['replan_every']),
                            sample_actor=bool(p['sample_actor']))
 
 
 def occupancy_from_params(world_model: Any, p: Mapping[str, Any]) -> Optional[OccupancyCost]:
-    """The look-ahead's occupancy cost (None when off or the model decodes no vehicles)."""
+    """Build the look-ahead's occupancy cost (None when off or the model decodes no vehicles)."""
     if not float(p['occupancy_weight']) > 0.0 or not OccupancyCost.supports(world_model):
         return None
     bev = BevConfig.from_yaml(str(p['bev_config']) or None)
@@ -79,7 +79,7 @@ class PlanStage:
         self.imagine_kwargs = imagination_kwargs(world_model, bool(p['sample_latent']))
 
     def decide(self, z_indices: np.ndarray, h: np.ndarray) -> Decision:
-        """This step's decision from the published state (z indices, h)."""
+        """Decide this step from the published state (z indices, h)."""
         with torch.no_grad():
             state = state_from_latent(np.asarray(z_indices), np.asarray(h, dtype=np.float32),
                                       self.cfg.stoch, self.cfg.classes)
@@ -100,7 +100,7 @@ class FleetLookahead:
 
     def __init__(self, world_model: Any, actor_critic: Any, p: Mapping[str, Any],
                  seed_of=None) -> None:
-        """Bind the models and the planner's parameters; stages are made on first use."""
+        """Bind the models and the planner's parameters; stages are built on first use."""
         self.world_model = world_model
         self.actor_critic = actor_critic
         self.params = dict(p)
@@ -109,7 +109,7 @@ class FleetLookahead:
         self.stages: dict = {}
 
     def stage(self, index: int) -> PlanStage:
-        """Vehicle ``index``'s stage."""
+        """Return vehicle ``index``'s stage."""
         if index not in self.stages:
             self.stages[index] = PlanStage(self.world_model, self.actor_critic, self.params,
                                            self.seed_of(index), self.occupancy)

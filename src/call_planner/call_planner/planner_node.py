@@ -17,7 +17,6 @@ the other vehicles keep their pace instead of waiting out the lockstep timeout e
 Before the first latent state there is nothing to answer: the watchdog then reports the stop
 but does not command the vehicle.
 """
-import dataclasses
 import math
 import time
 from typing import Any, Optional
@@ -32,7 +31,8 @@ from call_planner.plan_stage import PlanStage
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
 from call_planner.ttc_monitor import (Assessment, BevGeometry, MonitorConfig,
                                       override_accel, TtcMonitor)
-from call_vehicle.driver import Command, Driver
+from call_vehicle.carla_wire import float32
+from call_vehicle.driver import Command
 from call_vehicle.intention import intention_waypoints
 from call_world_model import checkpoint
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus
@@ -161,7 +161,8 @@ class PlannerNode(Node):
             self.counts['dropped'] += 1
             return
         self.pose = (pose.position.x, pose.position.y, yaw_from_quaternion(pose.orientation))
-        self.speed = math.hypot(twist.linear.x, twist.linear.y)
+        # float32 as vehicle_status carries it, so either source gives the same speed
+        self.speed = float32(math.hypot(twist.linear.x, twist.linear.y))
         yaw_rate = twist.angular.z
         self.yaw_rate = yaw_rate if math.isfinite(yaw_rate) else 0.0
         stamp = msg.header.stamp
@@ -187,7 +188,7 @@ class PlannerNode(Node):
         self._take_pending()
 
     def _inputs_of(self, msg: LatentState) -> Optional[tuple]:
-        """The (pose, speed) of the state's own step, None while one of them is missing."""
+        """Return the (pose, speed) of the state's step, None while one is missing."""
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
         pose = self.poses.get(stamp)
         speed = self.status_speeds.get(stamp) if self.status_speed is not None \
@@ -310,7 +311,7 @@ class PlannerNode(Node):
         self.stop_reason = ''
         # plan and action before the control: the next step's BEV and observe take them, and
         # that step can only come after the simulator has stepped on the control
-        self.publish_plan(msg.header.stamp, changed=refreshed)
+        self.publish_plan(msg.header.stamp)
         self.publish_action(action_index, accel, steer, msg.header.stamp)
         self.publish_control(command, msg.header.stamp)
         values = {
@@ -412,9 +413,10 @@ class PlannerNode(Node):
         """
         Publish the kept intention as a Path (comm, perception) and markers (viewers).
 
-        The Path goes out when the waypoints changed (a renewed intention every K steps, a
-        stop): its subscribers keep the latest one, as the simulator publishes routes. That
-        saves three subscribers' callbacks on the other steps.
+        The Path goes out every step, stamped with the step it answers, also when the kept
+        intention did not change: perception and the world model take the plan of the step
+        before theirs by stamp and wait for it, so what they use does not depend on delivery
+        order (`changed` False: markers only).
         """
         header = Header(stamp=stamp, frame_id='map')
         if changed:

@@ -32,7 +32,7 @@ def yaw_quaternion_zw(yaw: float) -> tuple[float, float]:
 
 
 def received_yaw(yaw: float) -> float:
-    """The heading a node reads back from the quaternion of ``yaw`` (the bridge's round trip)."""
+    """Return the heading a node reads back from the quaternion of ``yaw`` (bridge round trip)."""
     return yaw_from_quaternion(_Quaternion(float(yaw)))
 
 
@@ -42,7 +42,7 @@ def float32(value: float) -> float:
 
 
 def sent_control(control: VehicleControl) -> VehicleControl:
-    """The control the simulator receives from a ``CarlaEgoVehicleControl`` (float32 fields)."""
+    """Return the control the simulator gets from a ``CarlaEgoVehicleControl`` (float32)."""
     return VehicleControl(throttle=float32(control.throttle), steer=float32(control.steer),
                           brake=float32(control.brake), hand_brake=bool(control.hand_brake),
                           reverse=bool(control.reverse))

@@ -60,6 +60,10 @@ class WorldModelConfig:
     # likelihood); CPU-sized runs raise it so vehicles appear before the static road is perfect
     image_pos_weight: float = 1.0
     image_weighted_channels: tuple = (3, 4)
+    # and a further factor on the positives of these channels (1 = none, DreamerV3 and every
+    # shipped checkpoint): vehicles only a neighbour sees are far rarer than seen ones
+    image_shared_weight: float = 1.0
+    image_shared_channels: tuple = (4,)
     pred_scale: float = 1.0
     dyn_scale: float = 0.5
     rep_scale: float = 0.1
@@ -102,6 +106,7 @@ class WorldModelConfig:
         out = dataclasses.asdict(self)
         out['cnn_mults'] = list(self.cnn_mults)
         out['image_weighted_channels'] = list(self.image_weighted_channels)
+        out['image_shared_channels'] = list(self.image_shared_channels)
         return out
 
     @classmethod
@@ -119,7 +124,7 @@ _NON_NEGATIVE_FLOAT = (
     'waypoint_error_scale')
 _POSITIVE_FLOAT = (
     'lr', 'eps', 'grad_clip', 'ac_lr', 'ac_eps', 'ac_grad_clip', 'intention_scale',
-    'rel_pose_scale', 'retnorm_limit', 'image_pos_weight')
+    'rel_pose_scale', 'retnorm_limit', 'image_pos_weight', 'image_shared_weight')
 _UNIT_INTERVAL = ('unimix', 'gamma', 'lam', 'critic_ema_decay', 'retnorm_decay')
 
 
@@ -181,6 +186,9 @@ def _validate(cfg: WorldModelConfig) -> None:
                          f'{cfg.retnorm_low}, {cfg.retnorm_high}')
     if any(not 0 <= c < cfg.bev_channels for c in cfg.image_weighted_channels):
         raise ValueError(f'image_weighted_channels {list(cfg.image_weighted_channels)} must '
+                         f'index the {cfg.bev_channels} BEV channels')
+    if any(not 0 <= c < cfg.bev_channels for c in cfg.image_shared_channels):
+        raise ValueError(f'image_shared_channels {list(cfg.image_shared_channels)} must '
                          f'index the {cfg.bev_channels} BEV channels')
     if cfg.bins_low >= cfg.bins_high:
         raise ValueError(f'bins_low {cfg.bins_low} must be < bins_high {cfg.bins_high}')

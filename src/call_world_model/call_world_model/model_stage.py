@@ -69,17 +69,25 @@ def neighbour_batch(cfg: WorldModelConfig, ego: Pose, neighbours: Sequence[Share
         return None
     rows.sort(key=lambda row: row[0])
     rows = rows[:cfg.max_neighbours]
-    shared = SharedBatch.empty((1,), cfg, slots=len(rows))   # no padding to pool over
+    # filled as NumPy arrays and handed to torch once per field: a tensor slot assignment per
+    # neighbour and field cost more than the values (no padding to pool over)
+    count = len(rows)
+    z_indices = np.zeros((1, count, cfg.stoch), dtype=np.int64)
+    h = np.zeros((1, count, cfg.deter), dtype=np.float32)
+    intention = np.zeros((1, count, cfg.intention_points, 2), dtype=np.float32)
+    rel_pose = np.zeros((1, count, 3), dtype=np.float32)
     for slot, (_, n, rel) in enumerate(rows):
-        shared.z_indices[0, slot] = torch.as_tensor(np.asarray(n.z_indices, dtype=np.int64))
+        z_indices[0, slot] = np.asarray(n.z_indices, dtype=np.int64)
         if len(n.h):
-            shared.h[0, slot] = torch.as_tensor(np.asarray(n.h, dtype=np.float32))
+            h[0, slot] = np.asarray(n.h, dtype=np.float32)
         if share_intention:
-            shared.intention[0, slot] = torch.as_tensor(fit_waypoints(
-                map_to_ego(n.intention_xy, ego_x, ego_y, ego_yaw), cfg.intention_points))
-        shared.rel_pose[0, slot] = torch.as_tensor(rel, dtype=torch.float32)
-        shared.mask[0, slot] = True
-    return shared
+            intention[0, slot] = fit_waypoints(
+                map_to_ego(n.intention_xy, ego_x, ego_y, ego_yaw), cfg.intention_points)
+        rel_pose[0, slot] = rel
+    return SharedBatch(z_indices=torch.from_numpy(z_indices), h=torch.from_numpy(h),
+                       intention=torch.from_numpy(intention),
+                       rel_pose=torch.from_numpy(rel_pose),
+                       mask=torch.ones((1, count), dtype=torch.bool))
 
 
 def own_intention(cfg: WorldModelConfig, ego: Optional[Pose],

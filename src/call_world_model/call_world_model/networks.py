@@ -6,7 +6,7 @@ normal fan-average initialisation of DreamerV3; output layers of regression head
 zero (``outscale=0``) so initial predictions are 0 and early losses stay small.
 """
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -54,6 +54,37 @@ class MLP(nn.Module):
         """Map (..., in_dim) to (..., out_dim or units)."""
         x = self.hidden(x)
         return self.out(x) if self.out is not None else x
+
+
+class OneHotColumns:
+    """
+    ``weight[:, :split]`` transposed and contiguous: the rows a one-hot input selects.
+
+    Kept beside the layer (never in its state_dict, so checkpoints are unchanged) and rebuilt
+    when the weight changes in place: an optimiser step or ``load_state_dict`` bumps its
+    version. Inference only: no gradient flows into the table.
+    """
+
+    def __init__(self) -> None:
+        """Start empty; the first call builds the table."""
+        self.key: Optional[tuple] = None
+        self.table: Optional[torch.Tensor] = None
+
+    def __call__(self, weight: torch.Tensor, split: int) -> torch.Tensor:
+        """Return the (split, out) table of ``weight`` (out, in)."""
+        key = (weight.data_ptr(), weight._version, split)
+        if key != self.key:
+            self.table = weight.detach()[:, :split].t().contiguous()
+            self.key = key
+        return self.table
+
+
+def one_hot_columns(module: nn.Module, name: str) -> OneHotColumns:
+    """Return the module's table cache ``name`` (made on first use: pickled models lack it)."""
+    cache = module.__dict__.get(name)
+    if cache is None:
+        cache = module.__dict__[name] = OneHotColumns()
+    return cache
 
 
 class ChannelNorm(nn.LayerNorm):

@@ -17,15 +17,17 @@ Metrics per frame: ``pixel_accuracy`` (mean over the three classes and all pixel
 context frame, rendered alone at the target step) ``hidden_recall`` = |P n H| / |H| and
 ``hidden_iou`` = |P n H| / |H u (P \ V)|: a prediction on a visible vehicle V neither helps
 nor hurts, a predicted vehicle where there is none counts against. Frames without hidden
-vehicles have no hidden scores (NaN, left out of their means).
+vehicles have no hidden scores (NaN, left out of their means). ``shared_recall`` is the recall
+over given pixels (the protocol: at k = 0, the true vehicle pixels that only the updated BEV's
+shared channel holds, i.e. whether the posterior keeps what sharing added); NaN elsewhere.
 """
 import math
-from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 CLASSES = ('drivable', 'lane_markings', 'vehicles')
-METRICS = ('pixel_accuracy', 'vehicle_iou', 'hidden_recall', 'hidden_iou')
+METRICS = ('pixel_accuracy', 'vehicle_iou', 'hidden_recall', 'hidden_iou', 'shared_recall')
 CSV_COLUMNS = ('mode', 'k', 'metric', 'mean', 'ci_low', 'ci_high', 'seeds', 'windows')
 # two-sided 95 % Student t quantiles for small samples (df 1..30); normal beyond
 _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -41,10 +43,12 @@ def classes_of(bev: np.ndarray, channel_index: Mapping[str, int]) -> np.ndarray:
                      vehicles])
 
 
-def frame_scores(predicted: np.ndarray, truth: np.ndarray,
-                 hidden: np.ndarray) -> Dict[str, float]:
+def frame_scores(predicted: np.ndarray, truth: np.ndarray, hidden: np.ndarray,
+                 shared: Optional[np.ndarray] = None) -> Dict[str, float]:
     """
     Score predicted against truth, both (3, S, S) bool (``classes_of``); hidden (S, S) bool.
+
+    shared (S, S) bool: the pixels of ``shared_recall`` (None or empty: NaN).
 
     IoU of an empty truth and an empty prediction is 1 (nothing to find, nothing invented).
     """
@@ -53,7 +57,9 @@ def frame_scores(predicted: np.ndarray, truth: np.ndarray,
     union = np.logical_or(p, v).sum()
     iou = float(np.logical_and(p, v).sum() / union) if union else 1.0
     scores = {'pixel_accuracy': accuracy, 'vehicle_iou': iou,
-              'hidden_recall': math.nan, 'hidden_iou': math.nan}
+              'hidden_recall': math.nan, 'hidden_iou': math.nan, 'shared_recall': math.nan}
+    if shared is not None and shared.any():
+        scores['shared_recall'] = float(np.logical_and(p, shared).sum() / shared.sum())
     hidden_px = hidden.sum()
     if hidden_px:
         hit = np.logical_and(p, hidden).sum()

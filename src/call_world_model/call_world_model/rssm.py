@@ -26,7 +26,8 @@ from typing import Dict, Optional
 
 from call_world_model.config import WorldModelConfig
 from call_world_model.distributions import mode_one_hot, sample_one_hot, unimix_logits
-from call_world_model.networks import init_fan_avg_, LinearNormAct, output_linear
+from call_world_model.networks import (init_fan_avg_, LinearNormAct, one_hot_columns,
+                                       output_linear)
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -109,10 +110,13 @@ class RSSM(nn.Module):
 
         stoch (B, S, K) one-hot, action_one_hot (B, A); ``cond`` (B, shared + intention) is
         used only by a conditioned (legacy) model. Senders and replicas both call this, so the
-        same inputs give bit-identical h in float32 with a fixed thread count.
+        same inputs give bit-identical h in float32 with a fixed thread count. Without
+        gradients, z is read by its argmax (it must be one-hot, as every state here is).
         """
-        if not self.conditioned and torch.is_grad_enabled() and stoch.dim() == 3:
-            return self.gru(self._img_in_one_hot(stoch, action_one_hot), deter)
+        if not self.conditioned and stoch.dim() == 3:
+            if torch.is_grad_enabled():
+                return self.gru(self._img_in_one_hot(stoch, action_one_hot), deter)
+            return self.gru(self._img_in_indexed(stoch.argmax(-1), action_one_hot), deter)
         parts = [stoch.flatten(-2), action_one_hot]
         if self.conditioned:
             if cond is None:
@@ -134,6 +138,27 @@ class RSSM(nn.Module):
         classes = stoch.shape[-1]
         columns = stoch.argmax(-1) + torch.arange(stoch.shape[-2], device=stoch.device) * classes
         x = _OneHotLinear.apply(flat, action_one_hot, linear.weight, columns)
+        return act(norm(x))
+
+    def _img_in_indexed(self, z_indices: torch.Tensor, action_one_hot: torch.Tensor
+                        ) -> torch.Tensor:
+        """
+        ``img_in`` of [one-hot z, a] at inference, from z's class indices (B, S).
+
+        The product of a one-hot row with the first weight is the sum of the S weight columns
+        its ones select: one ``embedding_bag`` sum of S rows of the weight's z columns (transposed,
+        ``OneHotColumns``) instead of multiplying S * K columns of which S are non-zero. The same
+        layer and weights, summed in another order (float rounding). Each row's sum is
+        independent of the batch, so a sender and a replica stepping different batches still
+        agree bit for bit.
+        """
+        linear, norm, act = self.img_in
+        split = self.cfg.stoch_flat
+        columns = (z_indices
+                   + torch.arange(z_indices.shape[-1], device=z_indices.device) * self.cfg.classes)
+        table = one_hot_columns(self, '_img_in_table')(linear.weight, split)
+        x = F.embedding_bag(columns, table, mode='sum') \
+            + F.linear(action_one_hot, linear.weight[:, split:])
         return act(norm(x))
 
     def img_step(self, prev: State, action_one_hot: torch.Tensor, cond: Optional[torch.Tensor],
@@ -247,6 +272,9 @@ class RSSM(nn.Module):
         (B, D), (B, S) long, (B,) long -> (B, D): the exact one-hots of ``sequence_step``, so a
         receiver's replica (call_comm.replica) matches the sender's h bit for bit.
         """
+        if not self.conditioned and not torch.is_grad_enabled():
+            return self.gru(self._img_in_indexed(z_indices.long(), self.action_one_hot(action)),
+                            deter)
         stoch = F.one_hot(z_indices.long(), self.cfg.classes).to(deter.dtype)
         return self.sequence_step(deter, stoch, self.action_one_hot(action))
 

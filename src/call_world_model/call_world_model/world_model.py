@@ -26,7 +26,6 @@ channel is a binary mask (road, lanes, vehicles, routes), so a per-pixel Bernoul
 likelihood; MSE on {0, 1} targets gives vanishing gradients for confident mistakes and blurs
 thin structures (lane lines, waypoints), and its probabilities are directly the prediction.
 """
-import math
 from typing import Dict, Optional, Tuple
 
 from call_world_model.config import WorldModelConfig
@@ -221,11 +220,10 @@ class WorldModel(nn.Module):
 
     def calibrate(self, image_logits: torch.Tensor) -> torch.Tensor:
         """Remove the log pos-weight offset from the weighted channels' logits (..., C, S, S)."""
-        if self.cfg.image_pos_weight == 1.0:
+        weight = self._pos_weight(image_logits.device)
+        if weight is None:
             return image_logits
-        offset = torch.zeros(self.cfg.bev_channels, 1, 1, device=image_logits.device)
-        offset[list(self.cfg.image_weighted_channels)] = math.log(self.cfg.image_pos_weight)
-        return image_logits - offset
+        return image_logits - weight.log()
 
     def reward(self, state: State) -> torch.Tensor:
         """Return the two-hot symlog reward head's expected value (...,)."""
@@ -313,12 +311,21 @@ class WorldModel(nn.Module):
         Vehicles are a few hundred of 114k pixels: with the plain likelihood a short CPU run
         learns the static road long before any vehicle (``image_pos_weight`` in presets.yaml).
         """
-        if self.cfg.image_pos_weight == 1.0:
+        weight = self._pos_weight(logits.device)
+        if weight is None:
             return -bernoulli_log_prob(logits, target)
-        weight = torch.ones(self.cfg.bev_channels, 1, 1, device=logits.device)
-        weight[list(self.cfg.image_weighted_channels)] = self.cfg.image_pos_weight
         return F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight,
                                                   reduction='none')
+
+    def _pos_weight(self, device: torch.device) -> Optional[torch.Tensor]:
+        """(C, 1, 1) positive weight per channel, or None for the plain likelihood."""
+        cfg = self.cfg
+        if cfg.image_pos_weight == 1.0 and cfg.image_shared_weight == 1.0:
+            return None
+        weight = torch.ones(cfg.bev_channels, 1, 1, device=device)
+        weight[list(cfg.image_weighted_channels)] = cfg.image_pos_weight
+        weight[list(cfg.image_shared_channels)] *= cfg.image_shared_weight
+        return weight
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         """Create Adam(lr, eps) of the config (paper Table 5: 1e-4, 1e-8)."""

@@ -2,6 +2,7 @@
 import math
 
 from call_world_model.config import load_config
+from call_world_model.intention import fit_waypoints, map_to_ego, relative_pose
 from call_world_model.model_stage import (ModelStage, neighbour_batch, own_intention,
                                           SharedLatent)
 from call_world_model.observe_batch import ObserveBatcher
@@ -30,6 +31,35 @@ def test_neighbours_are_nearest_first_capped_and_in_the_ego_frame():
     assert not bool(pending.h.any())           # replica h not rebuilt yet: zeros
     plain = neighbour_batch(CFG, (0.0, 0.0, 0.0), [latent(1.0, 0.0)], share_intention=False)
     assert not bool(plain.intention.any())
+
+
+def test_neighbour_batch_equals_the_slot_by_slot_tensor_fill_bit_for_bit():
+    rng = np.random.default_rng(4)
+    ego = (3.0, -2.0, 0.7)
+    neighbours = [SharedLatent(float(x), float(y), float(yaw),
+                               rng.integers(0, CFG.classes, CFG.stoch).astype(np.uint8),
+                               rng.standard_normal(CFG.deter).astype(np.float32) if i else
+                               np.zeros(0, np.float32), rng.standard_normal((i + 1, 2)) * 20)
+                  for i, (x, y, yaw) in enumerate(rng.standard_normal((5, 3)) * 30)]
+    batch = neighbour_batch(CFG, ego, neighbours)
+    # the reference: each slot and field assigned as a tensor, nearest first
+    rows = sorted(((float(np.hypot(*relative_pose(*ego, n.x, n.y, n.yaw)[:2])), i)
+                   for i, n in enumerate(neighbours)))[:CFG.max_neighbours]
+    assert batch.mask.shape == (1, len(rows)) and len(rows) == min(5, CFG.max_neighbours)
+    for slot, (_, i) in enumerate(rows):
+        n = neighbours[i]
+        rel = torch.as_tensor(relative_pose(*ego, n.x, n.y, n.yaw), dtype=torch.float32)
+        assert torch.equal(batch.rel_pose[0, slot], rel)
+        assert torch.equal(batch.z_indices[0, slot],
+                           torch.as_tensor(np.asarray(n.z_indices, dtype=np.int64)))
+        h = torch.as_tensor(n.h) if len(n.h) else torch.zeros(CFG.deter)
+        assert torch.equal(batch.h[0, slot], h)
+        waypoints = torch.as_tensor(fit_waypoints(map_to_ego(n.intention_xy, *ego),
+                                                  CFG.intention_points))
+        assert torch.equal(batch.intention[0, slot], waypoints)
+    assert batch.mask.dtype == torch.bool and bool(batch.mask.all())
+    assert batch.z_indices.dtype == torch.long and batch.h.dtype == torch.float32
+    batch.validate(CFG)
 
 
 def test_own_intention_is_zeros_before_the_first_plan():

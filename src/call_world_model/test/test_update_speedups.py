@@ -77,3 +77,71 @@ def test_bf16_convolutions_only_while_training():
     for _ in range(15):
         last, _ = fast.train_step(batch)
     assert last['image_loss'] < first['image_loss']
+
+
+def _dense_sequence_step(rssm, deter, stoch, action):
+    return rssm.gru(rssm.img_in(torch.cat([stoch.flatten(-2), action], -1)), deter)
+
+
+def _dense_pooling(pooling, shared):
+    cfg = pooling.cfg
+    z = torch.nn.functional.one_hot(shared.z_indices.long(), cfg.classes).float().flatten(-2)
+    pose = shared.rel_pose
+    pose_feat = torch.stack([pose[..., 0] / cfg.rel_pose_scale,
+                             pose[..., 1] / cfg.rel_pose_scale,
+                             torch.sin(pose[..., 2]), torch.cos(pose[..., 2])], -1)
+    return pooling.per_neighbour(torch.cat(
+        [z, shared.h, pooling.intention_encoder(shared.intention), pose_feat], -1))
+
+
+def test_inference_looks_up_the_one_hot_columns_of_the_dense_layers():
+    torch.manual_seed(2)
+    model = WorldModel(tiny_config())
+    cfg, rssm = model.cfg, model.rssm
+    indices = torch.randint(0, cfg.classes, (5, cfg.stoch))
+    stoch = torch.nn.functional.one_hot(indices, cfg.classes).float()
+    deter = torch.randn(5, cfg.deter)
+    action = rssm.action_one_hot(torch.tensor([0, 3, 1, 2, 4]) % cfg.num_actions)
+    action[2] = 0.0                       # an episode start feeds no action
+    shared = random_batch(cfg, batch=5, steps=1)['shared'].at_time(0)
+    with torch.no_grad():
+        dense = _dense_sequence_step(rssm, deter, stoch, action)
+        looked_up = rssm.sequence_step(deter, stoch, action)
+        replica = rssm.advance(deter[[0, 1, 3, 4]], indices[[0, 1, 3, 4]],
+                               action[[0, 1, 3, 4]].argmax(-1))
+        alone = torch.cat([rssm.sequence_step(deter[i:i + 1], stoch[i:i + 1], action[i:i + 1])
+                           for i in range(5)])
+        pooled_dense = _dense_pooling(model.shared_pooling, shared)
+        pooled = model.shared_pooling._per_neighbour_indexed(
+            shared.z_indices.long(), torch.cat([
+                shared.h, model.shared_pooling.intention_encoder(shared.intention),
+                torch.stack([shared.rel_pose[..., 0] / cfg.rel_pose_scale,
+                             shared.rel_pose[..., 1] / cfg.rel_pose_scale,
+                             torch.sin(shared.rel_pose[..., 2]),
+                             torch.cos(shared.rel_pose[..., 2])], -1)], -1))
+        pooled_forward = model.shared_pooling(shared, (5,))
+    with torch.enable_grad():
+        pooled_forward_dense = model.shared_pooling(shared, (5,))
+    assert torch.allclose(looked_up, dense, atol=1e-5)
+    # a replica (advance, other batch) and a sender's step agree bit for bit
+    assert torch.equal(replica, looked_up[[0, 1, 3, 4]])
+    assert torch.allclose(alone, looked_up, atol=1e-5)
+    assert torch.allclose(pooled, pooled_dense, atol=1e-5)
+    assert torch.allclose(pooled_forward, pooled_forward_dense, atol=1e-5)
+
+
+def test_looked_up_columns_follow_a_weight_change():
+    torch.manual_seed(3)
+    model, other = WorldModel(tiny_config()), WorldModel(tiny_config())
+    cfg, rssm = model.cfg, model.rssm
+    stoch = torch.nn.functional.one_hot(torch.randint(0, cfg.classes, (2, cfg.stoch)),
+                                        cfg.classes).float()
+    deter, action = torch.randn(2, cfg.deter), rssm.action_one_hot(torch.tensor([1, 2]))
+    with torch.no_grad():
+        before = rssm.sequence_step(deter, stoch, action)       # builds the table
+        model.load_state_dict(other.state_dict())                # in place: new version
+        after = rssm.sequence_step(deter, stoch, action)
+        expected = _dense_sequence_step(other.rssm, deter, stoch, action)
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, expected, atol=1e-5)
+    assert set(model.state_dict()) == set(other.state_dict())    # no table in the checkpoint

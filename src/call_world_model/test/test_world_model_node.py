@@ -136,13 +136,24 @@ def test_node_publishes_latent_state_and_drops_malformed(node_process):
         count = len(received)
         odom = Odometry()
         odom.pose.pose.orientation.w = 1.0
-        odom_pub.publish(odom)
+
+        def step_inputs(stamp: int, previous: int) -> None:
+            # a step observes with its own pose and the previous step's action and
+            # shared information (it waits for them)
+            odom.header.stamp.sec = stamp
+            odom_pub.publish(odom)
+            action = Action(index=4)
+            action.header.stamp.sec = previous
+            action_pub.publish(action)
+        step_inputs(14, 11)
         good = NeighbourLatent(sender_id='hero_x', x=10.0, y=2.0, yaw=0.1,
                                z_indices=[3] * 32, h=[0.1] * cfg.deter,
                                intention_xy=[11.0, 2.0, 12.0, 2.0])
         bad_h = NeighbourLatent(sender_id='hero_y', z_indices=[3] * 32, h=[0.1] * 3)
         bad_z = NeighbourLatent(sender_id='hero_z', z_indices=[40] * 32, h=[0.1] * cfg.deter)
-        shared_pub.publish(SharedInformation(neighbours=[good, bad_h, bad_z]))
+        shared = SharedInformation(neighbours=[good, bad_h, bad_z])
+        shared.header.stamp.sec = 11
+        shared_pub.publish(shared)
         bev_pub.publish(_bev(cfg, 12, encoding='rgb8'))
         bev_pub.publish(_bev(cfg, 13, size=cfg.bev_size // 2))
         deadline = time.monotonic() + WAIT_S
@@ -170,7 +181,13 @@ def test_node_publishes_latent_state_and_drops_malformed(node_process):
 
         # once K + 1 steps are observed, E over K steps exists and the state is valid
         horizon = 5                     # the node's error_horizon default
+        previous = 14
         for stamp in range(20, 20 + horizon + 1):
+            step_inputs(stamp, previous)
+            shared = SharedInformation()
+            shared.header.stamp.sec = previous
+            shared_pub.publish(shared)
+            previous = stamp
             count = len(received)
             deadline = time.monotonic() + WAIT_S
             while len(received) == count and time.monotonic() < deadline:
@@ -230,7 +247,6 @@ def test_composed_nodes_on_one_model_observe_as_one_batch(tmp_path):
         from rclpy.experimental import EventsExecutor as Executor
     except ImportError:      # Humble: steps are still observed, batches may stay at one
         from rclpy.executors import SingleThreadedExecutor as Executor
-    from call_world_model.observe_batch import ObserveBatcher
     from call_world_model.world_model_node import WorldModelNode
     from rclpy.parameter import Parameter
 
@@ -248,8 +264,9 @@ def test_composed_nodes_on_one_model_observe_as_one_batch(tmp_path):
     probe = rclpy.create_node('wm_batch_probe', context=context)
     executor = Executor(context=context)
     try:
-        batcher = ObserveBatcher.for_model(nodes[0].model)
-        assert nodes[1].model is nodes[0].model and batcher.members == 2
+        batcher = nodes[0].batcher          # the process's batcher of the shared model
+        assert nodes[1].model is nodes[0].model and nodes[1].batcher is batcher
+        assert batcher.members == 2
         received = {role: [] for role in roles}
         for role in roles:
             probe.create_subscription(LatentState, f'/{role}/latent_state',

@@ -3,28 +3,32 @@ What each accepted neighbour sees, decoded from its shared latent (paper Fig. 4c
 
 A neighbour j shares its state (z_j, h_j); the decoder shared by homogeneous agents turns it
 back into j's own BEV, whose vehicle channels hold the vehicles j sees, in j's image frame.
-This module does only that decoding, for every neighbour of a step as ONE decoder batch;
-``call_perception.neighbour_views.add_neighbour_views`` then warps each mask into the ego's
-frame and adds the vehicles the ego does not see to its shared-vehicles channel. The ROS
-graph and the ROS-free collector and evaluation call the same two functions.
+This module does only that decoding, for every neighbour of a step as ONE decoder batch, and is
+the one place it happens: the ROS-free vehicle core (``call_learning.pipeline``) calls it
+directly, the comm node through the entry point ``load_view_decoder`` (call_comm sits below
+this package and imports nothing from it). ``call_perception.neighbour_views`` then warps each
+mask into the ego's frame and adds the vehicles the ego does not see to its shared-vehicles
+channel.
+
+The model knows no channel names: callers pass the indices of the decoded channels that hold
+j's own vehicles (``call_perception.neighbour_views.VIEW_CHANNELS``: j itself and what it
+sees; j's shared channel is left out so a vehicle is relayed one hop only).
 
 A latent that is malformed (wrong shape, an index outside the classes) or non-finite never
 reaches the decoder: it is dropped and counted, as every other malformed input of CALL.
 """
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+import functools
+from typing import Callable, List, Sequence, Tuple
 
-from call_perception.bev_raster import CHANNEL_INDEX, ON
+from call_world_model.checkpoint import load_shared
 from call_world_model.world_model import WorldModel
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-# Channels of j's decoded BEV that hold vehicles j knows by its own sensors: j itself and what
-# it sees. j's shared channel is left out so a vehicle is relayed one hop only: with it, a
-# hallucinated vehicle could echo between two neighbours' BEVs step after step.
-DECODED_VEHICLE_CHANNELS = ('ego', 'seen_vehicles')
-DEFAULT_THRESHOLD = 0.5  # Bernoulli probability above which a decoded pixel is a vehicle
+DEFAULT_THRESHOLD = 0.5  # calibrated Bernoulli probability above which a pixel is a vehicle
+ON = 255  # mask value of a vehicle pixel (the BEV's)
 
 
 @dataclass
@@ -45,6 +49,8 @@ def latent_problem(z_indices: np.ndarray, h: np.ndarray, stoch: int, classes: in
         return f'z holds {z.shape} indices, the model {stoch}'
     if hh.shape != (deter,):
         return f'h has shape {hh.shape}, the model {deter}'
+    if not (np.issubdtype(z.dtype, np.number) and np.issubdtype(hh.dtype, np.number)):
+        return 'z or h is not numeric'
     if not np.issubdtype(z.dtype, np.integer):
         if not np.all(np.isfinite(z)) or np.any(z != np.round(z)):
             return 'z indices are not integers'
@@ -58,15 +64,20 @@ def latent_problem(z_indices: np.ndarray, h: np.ndarray, stoch: int, classes: in
 @torch.no_grad()
 def decode_neighbour_vehicles(model: WorldModel,
                               latents: Sequence[Tuple[np.ndarray, np.ndarray]],
+                              channels: Sequence[int],
                               threshold: float = DEFAULT_THRESHOLD) -> DecodedNeighbours:
     """
     Decode every valid (z_indices, h) of ``latents`` as one batch -> vehicle masks.
 
-    The mask of a neighbour is the union of its decoded ``DECODED_VEHICLE_CHANNELS`` above
-    ``threshold`` (calibrated probabilities, ``WorldModel.bev_probs``), 0/ON like the BEV.
+    The mask of a neighbour is the union of its decoded ``channels`` above ``threshold``
+    (calibrated probabilities, ``WorldModel.bev_probs``), 0/ON like the BEV.
     """
     cfg = model.cfg
     size = cfg.bev_size
+    channels = [int(c) for c in channels]
+    if not channels or min(channels) < 0 or max(channels) >= cfg.bev_channels:
+        raise ValueError(f'view channels {channels} must index the {cfg.bev_channels} '
+                         'BEV channels')
     kept, zs, hs = [], [], []
     dropped = 0
     for index, (z_indices, h) in enumerate(latents):
@@ -83,7 +94,22 @@ def decode_neighbour_vehicles(model: WorldModel,
     state = {'deter': torch.from_numpy(np.stack(hs)).to(model.device, dtype),
              'stoch': F.one_hot(z, cfg.classes).to(dtype)}
     probs = model.bev_probs(state)  # (N, C, S, S)
-    channels = [CHANNEL_INDEX[name] for name in DECODED_VEHICLE_CHANNELS]
     vehicles = probs[:, channels].amax(1) > threshold
     masks = vehicles.to(torch.uint8).mul_(ON).cpu().numpy()
     return DecodedNeighbours(masks, kept, dropped)
+
+
+ViewDecoder = Callable[..., DecodedNeighbours]
+
+
+def load_view_decoder(path: str) -> ViewDecoder:
+    """
+    ``decode_neighbour_vehicles`` bound to the fleet checkpoint at ``path`` (process-shared).
+
+    The entry point of the group ``call_comm.view_decoders`` (setup.py): the comm node decodes
+    the neighbours it accepts with it, so the ROS graph runs this very function.
+    """
+    model = load_shared(path).world_model
+    decoder = functools.partial(decode_neighbour_vehicles, model)
+    decoder.model = model  # for callers that report the view size (cfg.bev_size)
+    return decoder

@@ -1,0 +1,102 @@
+"""
+Neighbours' views for the ego's perception (paper Fig. 4c), decoded where the latents are.
+
+The comm node holds every accepted neighbour's verified (z, h) and, with a checkpoint, the
+fleet's world model: it decodes them with the shared decoder into each neighbour's vehicle mask
+and hands the masks to the ego's perception on its own `shared_info` topic (bit-packed,
+`call_common.msg_conversions.pack_mask`), never on the V2V wire, whose message stays a latent.
+The decoding is the world-model package's one function (`neighbour_decoding`), reached through
+the entry-point group `VIEW_DECODERS` because call_comm sits below that package and imports
+nothing from it (as `replica.load_sequence_model`).
+
+Cost: every neighbour of a step goes through the decoder as one batch; a latent decoded before
+in this process (by another comm node of the same container, which accepts the same senders)
+is remembered by its bytes, so each sender's latent is decoded once per process and step
+(bench/bench_neighbour_views.py). A latent the decoder refuses (malformed or non-finite; the
+inbox drops such messages before, so this only catches what gets past it) is dropped and
+counted.
+"""
+from collections import OrderedDict
+from importlib.metadata import entry_points
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+import weakref
+
+from call_common.msg_conversions import pack_mask
+import numpy as np
+import torch
+
+# Entry-point group of view decoders: `name = module:function`, function(path) -> decoder;
+# decoder(latents, channels, threshold) -> object with masks, kept, dropped, and .model.cfg.
+VIEW_DECODERS = 'call_comm.view_decoders'
+
+
+def load_view_decoder(path: str) -> Callable:
+    """Load the world-model package's decoder bound to the checkpoint (errors propagate)."""
+    loaders = sorted(entry_points(group=VIEW_DECODERS), key=lambda e: e.name)
+    if not loaders:
+        raise ValueError(f'neighbour views need a view decoder (entry point group '
+                         f'{VIEW_DECODERS!r}); is call_world_model installed?')
+    return loaders[0].load()(path)
+
+
+class ViewDecoder:
+    """Accepted neighbours' (z, h) -> bit-packed vehicle masks, one decoder batch per step."""
+
+    MEMO_SIZE = 256
+    _memos: 'weakref.WeakKeyDictionary[Any, OrderedDict]' = weakref.WeakKeyDictionary()
+
+    def __init__(self, decoder: Callable, channels: Sequence[int], threshold: float,
+                 num_threads: int = 1) -> None:
+        """
+        Bind the decoder, the decoded channels that hold vehicles and the threshold.
+
+        The torch thread count is fixed (as the replica's): a convolution's float rounding
+        depends on it, and a pixel at the threshold must fall the same way as in the
+        ROS-free pipeline.
+        """
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f'neighbour_view_threshold must be in (0, 1), got {threshold}')
+        torch.set_num_threads(int(num_threads))
+        self.decoder = decoder
+        self.channels = tuple(int(c) for c in channels)
+        self.threshold = float(threshold)
+        self.size = int(decoder.model.cfg.bev_size)
+        self.memo = ViewDecoder._memos.setdefault(decoder.model, OrderedDict())
+        self.dropped = 0   # cumulative: latents the decoder refused
+        self.decoded = 0   # cumulative: latents that went through the decoder
+        self.memo_hits = 0
+
+    def views(self, latents: Sequence[Tuple[np.ndarray, np.ndarray]]) -> List[Optional[bytes]]:
+        """
+        Packed mask per (z_indices, h), None where there is none.
+
+        An empty h (a replica not yet synchronised) has no view and is not counted as dropped;
+        anything else the decoder refuses is.
+        """
+        out: List[Optional[bytes]] = [None] * len(latents)
+        todo, keys = [], []
+        for i, (z, h) in enumerate(latents):
+            if len(h) == 0:
+                continue
+            key = (np.asarray(z).tobytes(), np.asarray(h, np.float32).tobytes(),
+                   self.channels, self.threshold)
+            known = self.memo.get(key)
+            if known is not None:
+                self.memo.move_to_end(key)
+                self.memo_hits += 1
+                out[i] = known
+            else:
+                todo.append(i)
+                keys.append(key)
+        if not todo:
+            return out
+        result = self.decoder([latents[i] for i in todo], self.channels, self.threshold)
+        self.dropped += result.dropped
+        self.decoded += len(result.kept)
+        for k, mask in zip(result.kept, result.masks):
+            packed = pack_mask(mask)
+            out[todo[k]] = packed
+            self.memo[keys[k]] = packed
+            if len(self.memo) > self.MEMO_SIZE:
+                self.memo.popitem(last=False)
+        return out
