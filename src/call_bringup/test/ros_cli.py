@@ -89,4 +89,4 @@ def launch_command(checkpoint: str, *arguments: str) -> list:
 
 def stop_daemon(env: dict) -> None:
     """Stop the ros2 daemon that `ros2 node list` and friends start on the test's domain."""
-    run(['ros2', 'daemon', 'stop'], env, timeout=30)
+    run(['ros2', 'daemon', 'stop'], env, timeout=180)   # ros2cli starts slowly under load
