@@ -80,7 +80,8 @@ def test_sampler_charges_cpu_to_the_running_function(tmp_path, monkeypatch):
     try:
         for _ in range(500):                # bounded: until a sample caught _busy running
             _busy(200000)                   # longer than the GIL's 5 ms switch interval
-            if any(name == '_busy' for stack in sampler.stacks for _, name in stack):
+            stacks = dict(sampler.stacks)   # one C-level copy: the sampler thread adds to it
+            if any(name == '_busy' for stack in stacks for _, name in stack):
                 break
             time.sleep(0)                   # let the sampling thread take the GIL
     finally:
