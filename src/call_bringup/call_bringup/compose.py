@@ -18,7 +18,7 @@ import sys
 from typing import Callable, NoReturn, Optional
 
 from call_bringup import cpu_profile
-from call_common.draining import drain, draining_of
+from call_common.draining import drain, draining_of, takes_info
 from call_common.node_main import spin_nodes_until_signal
 from rclpy.context import Context
 from rclpy.executors import Executor, SingleThreadedExecutor
@@ -62,18 +62,9 @@ def _qos_key(qos: QoSProfile) -> tuple:
             qos.liveliness_lease_duration.nanoseconds)
 
 
-def _takes_message_info(callback: Callable) -> bool:
-    """Whether rclpy hands this callback (msg, MessageInfo), as it decides by the signature."""
-    try:
-        inspect.signature(callback).bind(object())
-        return False
-    except TypeError:
-        return True
-
-
 def _fan_out(callbacks: tuple) -> Callable:
     """One callback (message and info) calling each of `callbacks` with what it takes."""
-    calls = tuple((callback, _takes_message_info(callback)) for callback in callbacks)
+    calls = tuple((callback, takes_info(callback)) for callback in callbacks)
     # Humble hands callbacks the message only; the events executor fails on callbacks that
     # take the info, so the info form is used only where a callback asks for it
     if not hasattr(Subscription, 'CallbackType') or not any(info for _, info in calls):
@@ -83,8 +74,8 @@ def _fan_out(callbacks: tuple) -> Callable:
         return fan_out_message
 
     def fan_out(msg, info) -> None:
-        for callback, takes_info in calls:
-            if takes_info:
+        for callback, with_info in calls:
+            if with_info:
                 callback(msg, info)
             else:
                 callback(msg)
@@ -146,7 +137,7 @@ def without_message_info(nodes: list[Node]) -> int:
             if draining is not None:    # its drained samples keep their info
                 sub.callback = draining.message_only
                 wrapped += 1
-            elif _takes_message_info(sub.callback):
+            elif takes_info(sub.callback):
                 sub.callback = lambda msg, callback=sub.callback: callback(msg, None)
                 wrapped += 1
     return wrapped
