@@ -3,9 +3,8 @@ import json
 import time
 
 from call_bringup import cpu_profile
-from call_bringup.compose import (_takes_message_info, make_executor, share_subscriptions,
-                                  without_message_info)
-from call_common.draining import drain, draining_of
+from call_bringup.compose import make_executor, share_subscriptions, without_message_info
+from call_common.draining import drain, draining_of, takes_info
 import rclpy
 from rclpy.node import Node
 from std_msgs.msg import String
@@ -26,11 +25,11 @@ def test_callbacks_and_publishes_are_counted_per_node_and_topic():
                                            drained.append, 10), 4)
         publisher = nodes[0].create_publisher(String, '/cpu_profile_test/topic', 10)
         drained_pub = nodes[0].create_publisher(String, '/cpu_profile_test/drained', 10)
-        infos = [_takes_message_info(sub.callback) for n in nodes for sub in n.subscriptions]
+        infos = [takes_info(sub.callback) for n in nodes for sub in n.subscriptions]
         clock = cpu_profile.CallbackClock()
         clock.instrument(nodes)
         # rclpy decides by the signature whether to hand MessageInfo: the wrapper keeps it
-        assert [_takes_message_info(sub.callback)
+        assert [takes_info(sub.callback)
                 for n in nodes for sub in n.subscriptions] == infos
         # a draining subscription stays one (the container merges by it): its deliveries count
         assert sum(draining_of(sub.callback) is not None for sub in nodes[1].subscriptions) == 1
