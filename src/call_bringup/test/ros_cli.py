@@ -82,7 +82,7 @@ class Background:
 
 
 def launch_command(checkpoint: str, *arguments: str, scenario: str = SCENARIO) -> list:
-    """`ros2 launch call_bringup multi_vehicle.launch.py` of a 3-vehicle scenario (the test one)."""
+    """`ros2 launch call_bringup multi_vehicle.launch.py` of 3 vehicles (the test scenario)."""
     return ['ros2', 'launch', 'call_bringup', 'multi_vehicle.launch.py', 'num_vehicles:=3',
             f'scenario:={scenario}', f'checkpoint:={checkpoint}', *arguments]
 

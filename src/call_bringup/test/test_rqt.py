@@ -48,13 +48,21 @@ def display():
     if missing:
         pytest.skip(f'{", ".join(missing)} not installed (Debian xvfb, xdotool, imagemagick; '
                     'scripts/setup.sh installs them with apt-get where it may)')
-    read, write = os.pipe()
-    xvfb = subprocess.Popen(['Xvfb', '-displayfd', str(write), '-screen', '0', SCREEN,
-                             '-nolisten', 'tcp'], pass_fds=(write,),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write)
-    with os.fdopen(read) as stream:
-        number = stream.readline().strip()   # Xvfb writes the display once it accepts clients
+    xvfb, number = None, ''
+    # a display number of this run's own: X's socket files in /tmp/.X11-unix are shared by
+    # every network namespace, so concurrent runs on one machine must not both take :0
+    for candidate in range(100 + os.getpid() % 3000, 3200):
+        read, write = os.pipe()
+        xvfb = subprocess.Popen(['Xvfb', f':{candidate}', '-displayfd', str(write), '-screen',
+                                 '0', SCREEN, '-nolisten', 'tcp'], pass_fds=(write,),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(write)
+        with os.fdopen(read) as stream:
+            number = stream.readline().strip()   # written once Xvfb accepts clients
+        if number:
+            break
+        xvfb.wait(timeout=30)                  # display taken: Xvfb exited, try the next
+    assert number, 'Xvfb did not start'
     try:
         yield f':{number}'
     finally:
