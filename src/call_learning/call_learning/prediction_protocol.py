@@ -48,7 +48,8 @@ from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_control import ControlModel
 from call_world_model.intention import fit_waypoints, map_to_ego, relative_pose
 from call_world_model.neighbour_decoding import decode_neighbour_vehicles
-from call_world_model.prediction_metrics import aggregate, classes_of, frame_scores, write_csv
+from call_world_model.prediction_metrics import (aggregate, classes_of, frame_scores,
+                                                  mean_interval, write_csv)
 from call_world_model.rssm import State
 from call_world_model.shared_pooling import SharedBatch
 from call_world_model.world_model import WorldModel
@@ -413,15 +414,32 @@ def evaluate_seed(model: Optional[WorldModel], config: ProtocolConfig, seed: int
 
 
 def run(model: Optional[WorldModel], config: ProtocolConfig,
-        bev_config: Optional[BevConfig] = None) -> List[Dict]:
-    """Run the protocol over every seed -> CSV rows (``prediction_metrics.aggregate``)."""
+        bev_config: Optional[BevConfig] = None,
+        per_seed: Optional[Dict[int, List[Dict]]] = None) -> List[Dict]:
+    """
+    Run the protocol over every seed -> CSV rows (``prediction_metrics.aggregate``).
+
+    ``per_seed``, if given, receives each seed's own rows: the pooled interval is over windows,
+    which are not independent within an episode, so the seeds are reported one by one too.
+    """
     bev_config = bev_config or BevConfig.from_yaml()
     if model is not None and bev_config.size != model.cfg.bev_size:
         bev_config = bev_config.resized(model.cfg.bev_size)
     records = []
     for seed in config.seeds:
-        records += evaluate_seed(model, config, seed, bev_config)
+        seed_records = evaluate_seed(model, config, seed, bev_config)
+        if per_seed is not None:
+            per_seed[seed] = aggregate(seed_records)
+        records += seed_records
     return aggregate(records)
+
+
+def seed_summary(per_seed: Dict[int, List[Dict]], mode: str, k: int, metric: str
+                 ) -> Tuple[float, float, float, int]:
+    """Mean over seeds of each seed's mean, with its 95 % Student t interval (seeds = units)."""
+    means = [row['mean'] for rows in per_seed.values() for row in rows
+             if (row['mode'], row['k'], row['metric']) == (mode, k, metric)]
+    return mean_interval(means)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -441,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f'k in {QUICK.horizons}')
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--out', default='results/prediction_sharing.csv')
+    parser.add_argument('--per-seed', action='store_true',
+                        help='also write each seed\'s rows to OUT_seedN.csv and print the mean '
+                             'over seeds with its interval')
     return parser
 
 
@@ -461,13 +482,32 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.bev_size and model is None:
         bev_config = bev_config.resized(args.bev_size)
     start = time.monotonic()
-    rows = run(model, config, bev_config)
+    per_seed: Optional[Dict[int, List[Dict]]] = {} if args.per_seed else None
+    rows = run(model, config, bev_config, per_seed)
     write_csv(rows, args.out)
-    for row in rows:
-        if row['metric'] in ('vehicle_iou', 'hidden_recall', 'shared_recall') \
-                and math.isfinite(row['mean']):
-            print(f"{row['mode']:28s} k={row['k']:2d} {row['metric']:14s} {row['mean']:.4f} "
-                  f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}] windows={row['windows']}")
+    tables = [('all seeds', rows)]
+    if per_seed is not None:
+        stem = args.out[:-4] if args.out.endswith('.csv') else args.out
+        for seed, seed_rows in per_seed.items():
+            write_csv(seed_rows, f'{stem}_seed{seed}.csv')
+            tables.append((f'seed {seed}', seed_rows))
+    for title, table in tables:
+        print(f'--- {title}')
+        for row in table:
+            if row['metric'] in ('vehicle_iou', 'hidden_recall', 'shared_recall') \
+                    and math.isfinite(row['mean']):
+                print(f"{row['mode']:28s} k={row['k']:2d} {row['metric']:14s} "
+                      f"{row['mean']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}] "
+                      f"windows={row['windows']}")
+    if per_seed is not None and len(per_seed) > 1:
+        print('--- mean of the seeds\' means, 95 % interval over seeds')
+        for row in rows:
+            if row['metric'] in ('vehicle_iou', 'hidden_recall', 'shared_recall'):
+                mean, low, high, n = seed_summary(per_seed, row['mode'], row['k'],
+                                                  row['metric'])
+                if n:
+                    print(f"{row['mode']:28s} k={row['k']:2d} {row['metric']:14s} "
+                          f"{mean:.4f} [{low:.4f}, {high:.4f}] seeds={n}")
     print(f'wrote {args.out} ({len(rows)} rows, {time.monotonic() - start:.1f} s)')
     return 0
 

@@ -1,7 +1,7 @@
 """The evaluation protocol scores every mode against one privileged ground truth."""
 import math
 
-from call_learning.prediction_protocol import (EpisodeViews, evaluate_seed,
+from call_learning.prediction_protocol import (EpisodeViews, evaluate_seed, main,
                                                ProtocolConfig, record_episode)
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
 from call_world_model.config import load_config
@@ -99,3 +99,21 @@ def test_every_mode_is_scored_on_the_same_windows(episode, tmp_path):
     lines = path.read_text().splitlines()
     assert lines[0] == ','.join(CSV_COLUMNS)
     assert len(lines) == 1 + len(modes) * len(CONFIG.horizons) * len(METRICS)
+
+
+def _read(path):
+    lines = path.read_text().splitlines()
+    return {tuple(line.split(',')[:3]): line for line in lines[1:]}
+
+
+def test_per_seed_rows_are_each_seeds_own(tmp_path):
+    # baselines only (perfect neighbour decoder): cheap, and the bookkeeping is the same
+    argv = ['--scenario', 'four_lane_platoon', '--steps', '40', '--windows', '4',
+            '--horizons', '0', '1', '--bev-size', '32']
+    main(argv + ['--seeds', '0', '1', '--per-seed', '--out', str(tmp_path / 'both.csv')])
+    main(argv + ['--seeds', '1', '--out', str(tmp_path / 'one.csv')])
+    seed1, alone = _read(tmp_path / 'both_seed1.csv'), _read(tmp_path / 'one.csv')
+    assert seed1 == alone
+    seed0 = _read(tmp_path / 'both_seed0.csv')
+    assert seed0 != seed1  # other episodes, other windows
+    assert set(seed0) == set(_read(tmp_path / 'both.csv'))
