@@ -15,9 +15,10 @@ scores up to float rounding (different kernel blocking), which ``test_lookahead_
 bounds.
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Union
 import weakref
 
+from call_common.batching import Batcher
 from call_planner.indexed_lookahead import IndexedLookahead
 from call_planner.lookahead import best_plan, expand_state, Plan, State
 import torch
@@ -34,7 +35,7 @@ class LookaheadRequest:
     gamma: float
 
     def key(self) -> tuple:
-        """Requests with equal keys can share one imagination (same models and numbers)."""
+        """Return what requests must share to share one imagination (models and numbers)."""
         occupancy = self.lookahead.occupancy
         return (id(self.lookahead.world_model), id(self.lookahead.actor_critic),
                 None if occupancy is None else occupancy.config,
@@ -89,26 +90,16 @@ def _plan_group(requests: List[LookaheadRequest]) -> List[Outcome]:
     return outcomes
 
 
-Done = Callable[[Outcome], None]
-
-
-class LookaheadBatcher:
+class LookaheadBatcher(Batcher):
     """
     Pending look-aheads of the planner nodes that share one world model in a process.
 
-    ``submit`` queues a look-ahead and says whether it opened a new batch (the caller then
-    schedules ``flush``, e.g. with a timer that fires after the executor's queued events);
-    ``flush`` plans the queue as one imagination and hands each node its own outcome.
+    ``flush`` (``call_common.batching.Batcher``) plans the queue with ``plan_together`` and
+    hands each node's ``done`` its own outcome.
     """
 
     _by_model: 'weakref.WeakKeyDictionary[object, LookaheadBatcher]' = \
         weakref.WeakKeyDictionary()
-
-    def __init__(self) -> None:
-        """Start with no members and an empty queue."""
-        self.members = 0
-        self.pending: List[Tuple[LookaheadRequest, Done]] = []
-        self.stats: Dict[str, int] = {'batches': 0, 'plans': 0, 'largest': 0}
 
     @classmethod
     def for_model(cls, world_model: object) -> 'LookaheadBatcher':
@@ -118,29 +109,7 @@ class LookaheadBatcher:
             batcher = cls._by_model[world_model] = cls()
         return batcher
 
-    def join(self) -> None:
-        """Count one more planner using this batcher (a lone planner needs no batching)."""
-        self.members += 1
-
-    def leave(self) -> None:
-        """Count one planner less."""
-        self.members = max(0, self.members - 1)
-
-    def submit(self, request: LookaheadRequest, done: Done) -> bool:
-        """Queue one look-ahead; True if the queue was empty (schedule a ``flush``)."""
-        self.pending.append((request, done))
-        return len(self.pending) == 1
-
-    def flush(self) -> int:
-        """Plan every queued look-ahead, then call each ``done``; returns the batch size."""
-        pending, self.pending = self.pending, []
-        if not pending:
-            return 0
+    def run(self, requests: Sequence[LookaheadRequest]) -> List[Outcome]:
+        """Plan the queued look-aheads (those with equal keys as one imagination)."""
         with torch.no_grad():
-            outcomes = plan_together([request for request, _ in pending])
-        self.stats['batches'] += 1
-        self.stats['plans'] += len(pending)
-        self.stats['largest'] = max(self.stats['largest'], len(pending))
-        for (_, done), outcome in zip(pending, outcomes):
-            done(outcome)
-        return len(pending)
+            return plan_together(requests)

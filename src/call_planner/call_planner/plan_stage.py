@@ -97,7 +97,7 @@ class PlanStage:
     def lookahead_request(self, z_indices: np.ndarray, h: np.ndarray
                           ) -> Optional[LookaheadRequest]:
         """
-        This step's look-ahead as a batchable request (``lookahead_batch``), or None.
+        Return this step's look-ahead as a batchable request (``lookahead_batch``), or None.
 
         None: no look-ahead is due this step or it cannot be batched; ``decide`` runs it.
         """

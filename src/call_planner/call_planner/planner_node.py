@@ -21,6 +21,7 @@ import math
 import time
 from typing import Any, Optional
 
+from call_common.batch_timer import BatchTimer
 from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
@@ -157,12 +158,7 @@ class PlannerNode(Node):
         # tick together (call_planner.lookahead_batch), as the world-model nodes observe:
         # armed by the step that opens a batch, the zero-period timer fires after the latent
         # states already waiting in the executor
-        self.batcher = LookaheadBatcher.for_model(self.world_model)
-        self.batcher.join()
-        self.flush_timer = self.create_timer(0.0, self.on_flush,
-                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.flush_timer.cancel()
-        self.waiting = False            # a look-ahead of ours is in the batch
+        self.batch = BatchTimer(self, LookaheadBatcher.for_model(self.world_model))
 
     # -- inputs -------------------------------------------------------------------------
     def _sim_now(self) -> Optional[float]:
@@ -277,8 +273,8 @@ class PlannerNode(Node):
 
     def _plan(self, msg: LatentState, inputs: tuple) -> None:
         """Plan (or stop) one state with its step's (pose, speed)."""
-        if self.waiting:        # a second state before the batch ran: the first one first
-            self.on_flush()
+        if self.batch.waiting:  # a second state before the batch ran: the first one first
+            self.batch.flush()
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         self.last_answer = (stamp, None, None)
         self.pose, speed = inputs
@@ -303,8 +299,8 @@ class PlannerNode(Node):
         route = (RouteContext(self.pose, speed, self.route) if len(self.route) >= 2
                  else None)
         try:
-            request = self.stage.lookahead_request(z, h) if self.batcher.members > 1 \
-                else None
+            request = self.stage.lookahead_request(z, h) \
+                if self.batch.batcher.members > 1 else None
             if request is None:     # alone, or no batchable look-ahead due: plan at once
                 decision = self.stage.decide(z, h, route)
         except (FloatingPointError, RuntimeError, ValueError) as error:
@@ -313,23 +309,13 @@ class PlannerNode(Node):
         if request is None:
             self._act(msg, self.pose, speed, decision, start)
             return
-        self.waiting = True
         pose = self.pose
-        opened = self.batcher.submit(request, lambda outcome: self._planned(
+        self.batch.submit(request, lambda outcome: self._planned(
             msg, pose, speed, z, h, route, start, outcome))
-        if opened:
-            self.flush_timer.reset()
-
-    def on_flush(self) -> None:
-        """Run the batch of queued look-aheads (of every planner sharing the model)."""
-        self.flush_timer.cancel()
-        self.batcher.flush()
 
     def destroy_node(self) -> None:
         """Run what is queued (this node's timer may be the armed one), leave the batcher."""
-        if self.waiting:
-            self.on_flush()
-        self.batcher.leave()
+        self.batch.close()
         super().destroy_node()
 
     def _planning_failed(self, error: Exception, msg: LatentState, speed: float) -> None:
@@ -340,7 +326,6 @@ class PlannerNode(Node):
                  h: np.ndarray, route: Optional[RouteContext], start: float,
                  outcome: Outcome) -> None:
         """Finish a step whose look-ahead ran in a batch with other planners'."""
-        self.waiting = False
         if isinstance(outcome, Exception):
             self._planning_failed(outcome, msg, speed)
             return
@@ -355,7 +340,6 @@ class PlannerNode(Node):
              start: float) -> None:
         """Command the decided action (or the TTC monitor's override) from the step's pose."""
         latency_ms = (time.perf_counter() - start) * 1e3
-        batches = self.batcher.stats['batches']
         accel, steer = self.actions.action(decision.action)
         action_index, refreshed = decision.action, decision.refreshed
         override = None
@@ -393,8 +377,7 @@ class PlannerNode(Node):
             'replanned': str(decision.replanned), 'intention_refreshed': str(refreshed),
             'learned_share': f'{self.learned_share():.4f}',
             # look-aheads per imagination in this process (1.00: not batched)
-            'lookahead_batch_mean': f"{self.batcher.stats['plans'] / batches:.2f}"
-            if batches else '1.00',
+            'lookahead_batch_mean': self.batch.batcher.mean(),
         }
         if self.verdict is not None:
             values['monitor_ttc'] = f'{self.verdict.ttc:.2f}'
@@ -412,8 +395,8 @@ class PlannerNode(Node):
 
     def on_watchdog(self) -> None:
         """Command a stop while inputs are stale, even when no message arrives at all."""
-        if self.waiting:        # the queued step's answer first, then judge staleness
-            self.on_flush()
+        if self.batch.waiting:  # the queued step's answer first, then judge staleness
+            self.batch.flush()
         stale = self.watchdog.stale_reasons(self._sim_now(), time.monotonic())
         if stale:
             stamp = self.answered_stamp

@@ -119,7 +119,7 @@ class ReplanningPolicy:
     def lookahead_request(self, state: State, imagine_kwargs: Optional[dict[str, Any]] = None
                           ) -> Optional[LookaheadRequest]:
         """
-        This step's look-ahead as a request another object may batch (`lookahead_batch`).
+        Return this step's look-ahead as a request others may batch (`lookahead_batch`).
 
         None when no look-ahead is due this step, or when it cannot be batched (a sampled
         actor or imagined z, or a model without the indexed path): `step` then runs it.
