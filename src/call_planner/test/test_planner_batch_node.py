@@ -45,11 +45,15 @@ def test_composed_planners_share_one_look_ahead_batch(tmp_path):
     path = str(tmp_path / 'tiny.pt')
     deter = _save_tiny_checkpoint(path)
     roles = ['hero_plan_a', 'hero_plan_b']
+    # without the TTC monitor: no BEV needed to plan
+    shared = {'checkpoint': path, 'monitor_enabled': False}
     context = rclpy.Context()
     rclpy.init(context=context)
-    nodes = [PlannerNode(context=context, namespace=f'/{role}', parameter_overrides=[
-        Parameter('checkpoint', value=path), Parameter('role_name', value=role),
-        Parameter('monitor_enabled', value=False)]) for role in roles]
+    nodes = []
+    for role in roles:
+        values = {**shared, 'role_name': role}
+        nodes.append(PlannerNode(context=context, namespace=f'/{role}', parameter_overrides=[
+            Parameter(name, value=value) for name, value in values.items()]))
     probe = rclpy.create_node('planner_batch_probe', context=context)
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     try:
@@ -84,7 +88,8 @@ def test_composed_planners_share_one_look_ahead_batch(tmp_path):
         assert not batcher.pending and all(node.counts['planned'] == 2 for node in nodes)
     finally:
         executor.shutdown()
-        for node in nodes + [probe]:
+        probe.destroy_node()
+        for node in nodes:          # each leaves the batcher
             node.destroy_node()
         rclpy.shutdown(context=context)
     assert batcher.members == 0
