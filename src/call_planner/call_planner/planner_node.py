@@ -395,8 +395,10 @@ class PlannerNode(Node):
 
     def on_watchdog(self) -> None:
         """Command a stop while inputs are stale, even when no message arrives at all."""
-        if self.batch.waiting:  # the queued step's answer first, then judge staleness
-            self.batch.flush()
+        if self.batch.waiting:
+            # a step was just fed and waits for its batch (the flush timer runs it): running
+            # the batch here would split it, as the watchdog fires several times a tick
+            return
         stale = self.watchdog.stale_reasons(self._sim_now(), time.monotonic())
         if stale:
             stamp = self.answered_stamp
