@@ -3,7 +3,7 @@ call_planner benchmark: planning latency per vehicle per tick (paper eq. 3 look-
 
     python bench/bench_planner.py [--presets small L] [--horizons 5 15] [--ticks 200]
                                   [--paths indexed reference] [--threads 1] [--json]
-                                  [--occupancy-every 0 1 5]
+                                  [--occupancy-every 0 1 5] [--batch 4]
 
 Per tick = what the planner node does for one LatentState: rebuild the model state from
 (z indices, h), then one look-ahead with all 15 first actions imagined as one batch for K steps
@@ -13,8 +13,12 @@ indices, one-hot products as gathers); `reference` is the generic `lookahead.pla
 world model's own modules. `--occupancy-every n` adds the occupancy cost
 (call_planner.occupancy_cost: the footprint window of the vehicle channels decoded for every
 n-th imagined step; 0 = without it). The TTC safety monitor's cost per tick (one 128 px BEV
-with 12 vehicles tracked, then the assessment) is printed last. Models are randomly initialised from call_world_model's presets (latency does not
-depend on the weights). The L preset is timed with fewer ticks (it is a GPU-sized model).
+with 12 vehicles tracked, then the assessment) is printed last. `--batch N` (N > 1)
+also times N vehicles' look-aheads of one tick planned alone against planned as one
+imagination (call_planner.lookahead_batch, as a container's planner nodes run them):
+interleaved rounds, thread CPU per vehicle, small preset with the planner's occupancy cost.
+Models are randomly initialised from call_world_model's presets (latency does not depend on
+the weights). The L preset is timed with fewer ticks (it is a GPU-sized model).
 Target: small preset, K = 5, 1 CPU thread, median <= 10 ms with the occupancy cost. Wall time
 (median_ms, p95_ms) includes waiting for a core on a loaded machine; cpu_*_ms is this
 process's CPU time per tick, the cost of planning itself. The load average is printed.
@@ -35,6 +39,7 @@ for pkg in ('call_planner', 'call_world_model', 'call_sim', 'call_perception'):
 # after the source paths: importable without a colcon install
 from call_planner.indexed_lookahead import IndexedLookahead  # noqa: E402, I100, I202
 from call_planner.lookahead import plan  # noqa: E402
+from call_planner.lookahead_batch import LookaheadRequest, plan_together  # noqa: E402
 from call_planner.model_state import imagination_kwargs, state_from_latent  # noqa: E402
 from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost  # noqa: E402
 from call_planner.ttc_monitor import BevGeometry, MonitorConfig, TtcMonitor  # noqa: E402
@@ -83,6 +88,38 @@ def bench(preset: str, horizon: int, ticks: int, path: str, occupancy_every: int
             'cpu_p95_ms': round(float(np.percentile(cpu_times, 95)), 2)}
 
 
+def bench_batch(preset: str, horizon: int, vehicles: int, rounds: int,
+                occupancy_every: int = 5) -> dict:
+    """CPU per vehicle of `vehicles` look-aheads alone vs as one imagination (interleaved)."""
+    torch.manual_seed(0)
+    cfg = load_config(preset)
+    model = WorldModel(cfg).eval()
+    actor = ActorCritic(cfg, cfg.feat_dim, cfg.num_actions).eval()
+    occupancy = OccupancyCost(model, OccupancyConfig(every=occupancy_every))
+    rng = np.random.default_rng(0)
+    lookaheads = [IndexedLookahead(model, actor, occupancy) for _ in range(vehicles)]
+    cpu = {'alone': [], 'together': []}
+    for i in range(rounds + 3):
+        requests = [LookaheadRequest(
+            lookahead, state_from_latent(rng.integers(0, cfg.classes, cfg.stoch).astype(np.uint8),
+                                         np.tanh(rng.standard_normal(cfg.deter)).astype(
+                                             np.float32), cfg.stoch, cfg.classes),
+            cfg.num_actions, horizon, cfg.gamma) for lookahead in lookaheads]
+        for mode in (('alone', 'together') if i % 2 else ('together', 'alone')):
+            start = time.thread_time()
+            if mode == 'alone':
+                for request in requests:
+                    request.alone()
+            else:
+                plan_together(requests)
+            if i >= 3:
+                cpu[mode].append((time.thread_time() - start) * 1e3 / vehicles)
+    return {'preset': preset, 'K': horizon, 'vehicles': vehicles, 'rounds': rounds,
+            'occupancy_every': occupancy_every,
+            'cpu_alone_ms_per_vehicle': round(float(np.median(cpu['alone'])), 3),
+            'cpu_together_ms_per_vehicle': round(float(np.median(cpu['together'])), 3)}
+
+
 def bench_monitor(ticks: int, vehicles: int = 12) -> dict:
     """Time the TTC monitor per tick: one BEV's blobs tracked, then the assessment."""
     monitor = TtcMonitor(MonitorConfig(), BevGeometry())
@@ -120,6 +157,8 @@ def main() -> None:
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--occupancy-every', nargs='+', type=int, default=[0, 1],
                         help='0 = no occupancy cost; n = decode every n-th imagined step')
+    parser.add_argument('--batch', type=int, default=0,
+                        help='N > 1: N look-aheads alone vs as one imagination')
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args()
     print_reference()
@@ -139,6 +178,10 @@ def main() -> None:
                     rows.append(row)
                     if not args.json:
                         print(' '.join(f'{k}={v}' for k, v in row.items()), flush=True)
+    if args.batch > 1:
+        rows.append(bench_batch('small', 5, args.batch, args.ticks))
+        if not args.json:
+            print(' '.join(f'{k}={v}' for k, v in rows[-1].items()), flush=True)
     rows.append(bench_monitor(args.ticks))
     if not args.json:
         print(' '.join(f'{k}={v}' for k, v in rows[-1].items()), flush=True)

@@ -26,6 +26,8 @@ NODE_OF_MODULE = [
     ('call_perception', 'perception'), ('call_world_model', 'world model'),
     ('call_comm', 'comm/replica/verify'), ('call_planner', 'planner'),
 ]
+PLUMBING = {('call_common', 'node_main'), ('call_common', 'batch_timer'),
+            ('call_common', 'batching')}
 CALL_FILE = re.compile(r'/(call_[a-z_]+)/\1/([a-z_]+)\.py$')
 
 
@@ -46,8 +48,11 @@ def classify(stack: list) -> tuple:
         return 'rclpy serialisation', 'message objects' + (' (node code)' if inside
                                                            else ' (take)')
     frames = [(call_frame(f), name) for f, name in stack if call_frame(f)]
+    # plumbing: the container, the spin loop and the batch hand-off (charged to the node
+    # code they call: a batched look-ahead is the planner's, a batched observe step the
+    # world model's)
     frames = [(cf, name) for cf, name in frames
-              if cf[0] != 'call_bringup' and cf != ('call_common', 'node_main')]
+              if cf[0] != 'call_bringup' and cf not in PLUMBING]
     if not frames:
         return 'executor', 'spin / C++ dispatch / take'
     package, module = frames[0][0]

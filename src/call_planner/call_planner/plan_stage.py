@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from call_perception.bev_raster import BevConfig
+from call_planner.lookahead import Plan
+from call_planner.lookahead_batch import LookaheadRequest
 from call_planner.model_state import imagination_kwargs, state_from_latent
 from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
 from call_planner.replanning import Decision, LookaheadConfig, ReplanningPolicy
@@ -116,13 +118,30 @@ class PlanStage:
                                        route_cost_from_params(p))
         self.imagine_kwargs = imagination_kwargs(world_model, bool(p['sample_latent']))
 
+    def _state(self, z_indices: np.ndarray, h: np.ndarray) -> dict:
+        return state_from_latent(np.asarray(z_indices), np.asarray(h, dtype=np.float32),
+                                 self.cfg.stoch, self.cfg.classes)
+
+    def lookahead_request(self, z_indices: np.ndarray, h: np.ndarray
+                          ) -> Optional[LookaheadRequest]:
+        """
+        Return this step's look-ahead as a batchable request (``lookahead_batch``), or None.
+
+        None: no look-ahead is due this step or it cannot be batched; ``decide`` runs it.
+        """
+        return self.policy.lookahead_request(self._state(z_indices, h), self.imagine_kwargs)
+
     def decide(self, z_indices: np.ndarray, h: np.ndarray,
-               route: Optional[RouteContext] = None) -> Decision:
-        """Decide this step from the published state (z indices, h) and the route."""
+               route: Optional[RouteContext] = None, planned: Optional[Plan] = None
+               ) -> Decision:
+        """
+        Decide this step from the published state (z indices, h) and the route.
+
+        ``planned``: the plan of this step's ``lookahead_request``, made in a batch.
+        """
         with torch.no_grad():
-            state = state_from_latent(np.asarray(z_indices), np.asarray(h, dtype=np.float32),
-                                      self.cfg.stoch, self.cfg.classes)
-            return self.policy.step(state, self.imagine_kwargs, route)
+            return self.policy.step(self._state(z_indices, h), self.imagine_kwargs, route,
+                                    planned)
 
     def reset(self) -> None:
         """Forget the kept plan (a stop, an override, a new episode)."""

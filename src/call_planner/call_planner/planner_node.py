@@ -21,13 +21,16 @@ import math
 import time
 from typing import Any, Optional
 
+from call_common.batch_timer import BatchTimer
 from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
+from call_planner.lookahead_batch import LookaheadBatcher, Outcome
 from call_planner.plan_stage import PlanStage
+from call_planner.replanning import Decision
 from call_planner.route_cost import RouteContext
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
 from call_planner.ttc_monitor import (Assessment, BevGeometry, MonitorConfig,
@@ -151,6 +154,11 @@ class PlannerNode(Node):
         # steady clock: the watchdog must fire even when /clock has stopped
         self.create_timer(float(p['watchdog_period']), self.on_watchdog,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
+        # the planners of a container that share the model plan their look-aheads of one
+        # tick together (call_planner.lookahead_batch), as the world-model nodes observe:
+        # armed by the step that opens a batch, the zero-period timer fires after the latent
+        # states already waiting in the executor
+        self.batch = BatchTimer(self, LookaheadBatcher.for_model(self.world_model))
 
     # -- inputs -------------------------------------------------------------------------
     def _sim_now(self) -> Optional[float]:
@@ -265,6 +273,8 @@ class PlannerNode(Node):
 
     def _plan(self, msg: LatentState, inputs: tuple) -> None:
         """Plan (or stop) one state with its step's (pose, speed)."""
+        if self.batch.waiting:  # a second state before the batch ran: the first one first
+            self.batch.flush()
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         self.last_answer = (stamp, None, None)
         self.pose, speed = inputs
@@ -289,17 +299,52 @@ class PlannerNode(Node):
         route = (RouteContext(self.pose, speed, self.route) if len(self.route) >= 2
                  else None)
         try:
-            decision = self.stage.decide(z, h, route)
+            request = self.stage.lookahead_request(z, h) \
+                if self.batch.batcher.members > 1 else None
+            if request is None:     # alone, or no batchable look-ahead due: plan at once
+                decision = self.stage.decide(z, h, route)
         except (FloatingPointError, RuntimeError, ValueError) as error:
-            self.counts['plan_errors'] += 1
-            self.command_stop(f'planning failed: {error}', msg.header.stamp, speed)
+            self._planning_failed(error, msg, speed)
             return
+        if request is None:
+            self._act(msg, self.pose, speed, decision, start)
+            return
+        pose = self.pose
+        self.batch.submit(request, lambda outcome: self._planned(
+            msg, pose, speed, z, h, route, start, outcome))
+
+    def destroy_node(self) -> None:
+        """Run what is queued (this node's timer may be the armed one), leave the batcher."""
+        self.batch.close()
+        super().destroy_node()
+
+    def _planning_failed(self, error: Exception, msg: LatentState, speed: float) -> None:
+        self.counts['plan_errors'] += 1
+        self.command_stop(f'planning failed: {error}', msg.header.stamp, speed)
+
+    def _planned(self, msg: LatentState, pose: tuple, speed: float, z: np.ndarray,
+                 h: np.ndarray, route: Optional[RouteContext], start: float,
+                 outcome: Outcome) -> None:
+        """Finish a step whose look-ahead ran in a batch with other planners'."""
+        if isinstance(outcome, Exception):
+            self._planning_failed(outcome, msg, speed)
+            return
+        try:
+            decision = self.stage.decide(z, h, route, planned=outcome)
+        except (FloatingPointError, RuntimeError, ValueError) as error:
+            self._planning_failed(error, msg, speed)
+            return
+        self._act(msg, pose, speed, decision, start)
+
+    def _act(self, msg: LatentState, pose: tuple, speed: float, decision: Decision,
+             start: float) -> None:
+        """Command the decided action (or the TTC monitor's override) from the step's pose."""
         latency_ms = (time.perf_counter() - start) * 1e3
         accel, steer = self.actions.action(decision.action)
         action_index, refreshed = decision.action, decision.refreshed
         override = None
         if self.monitor_config.enabled:
-            self.verdict = self.monitor.assess(stamp_seconds(msg.header.stamp), self.pose,
+            self.verdict = self.monitor.assess(stamp_seconds(msg.header.stamp), pose,
                                                speed, self.yaw_rate)
             override = override_accel(self.verdict, accel)
         if override is not None:
@@ -310,13 +355,13 @@ class PlannerNode(Node):
             self.counts[f'overrides_{level}'] += 1
             self.policy.reset()     # re-plan from the state the override leads to
             braking = [(accel, steer)] * self.lookahead.K
-            self.waypoints = intention_waypoints(self.bicycle, self.pose, speed, braking)
+            self.waypoints = intention_waypoints(self.bicycle, pose, speed, braking)
             refreshed = True
             command = self.control_model.to_control(accel, steer, max(speed, 0.0))
         else:
             self.counts['planned'] += 1
             driven = self.driver.drive(decision.action, decision.intention.actions
-                                       if decision.refreshed else None, self.pose, speed)
+                                       if decision.refreshed else None, pose, speed)
             if driven.waypoints is not None:
                 self.waypoints = driven.waypoints
             command = driven.control
@@ -331,6 +376,8 @@ class PlannerNode(Node):
             'plan_value': f'{decision.active.value:.4f}',
             'replanned': str(decision.replanned), 'intention_refreshed': str(refreshed),
             'learned_share': f'{self.learned_share():.4f}',
+            # look-aheads per imagination in this process (1.00: not batched)
+            'lookahead_batch_mean': self.batch.batcher.mean(),
         }
         if self.verdict is not None:
             values['monitor_ttc'] = f'{self.verdict.ttc:.2f}'
@@ -348,6 +395,10 @@ class PlannerNode(Node):
 
     def on_watchdog(self) -> None:
         """Command a stop while inputs are stale, even when no message arrives at all."""
+        if self.batch.waiting:
+            # a step was just fed and waits for its batch (the flush timer runs it): running
+            # the batch here would split it, as the watchdog fires several times a tick
+            return
         stale = self.watchdog.stale_reasons(self._sim_now(), time.monotonic())
         if stale:
             stamp = self.answered_stamp

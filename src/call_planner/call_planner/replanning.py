@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 from call_planner.indexed_lookahead import IndexedLookahead
 from call_planner.lookahead import ImaginingModel, Plan, plan, PolicyAndValue, State
+from call_planner.lookahead_batch import LookaheadRequest
 from call_planner.occupancy_cost import OccupancyCost
 from call_planner.route_cost import rescored, RouteContext, RouteCost
 import torch
@@ -108,19 +109,43 @@ class ReplanningPolicy:
         self._intention: Optional[Plan] = None
         self._intention_age = 0
 
+    def _due(self) -> tuple[bool, bool]:
+        """(refresh, replan): whether this step renews the intention and runs a look-ahead."""
+        cfg = self.config
+        refresh = self._intention is None or self._intention_age >= cfg.K
+        replan = refresh or self._active is None or self._active_age >= cfg.replan_every
+        return refresh, replan
+
+    def lookahead_request(self, state: State, imagine_kwargs: Optional[dict[str, Any]] = None
+                          ) -> Optional[LookaheadRequest]:
+        """
+        Return this step's look-ahead as a request others may batch (`lookahead_batch`).
+
+        None when no look-ahead is due this step, or when it cannot be batched (a sampled
+        actor or imagined z, or a model without the indexed path): `step` then runs it.
+        """
+        if not self._due()[1] or self._indexed is None or self.config.sample_actor \
+                or bool((imagine_kwargs or {}).get('sample', True)):
+            return None
+        return LookaheadRequest(self._indexed, state, self.num_actions, self.config.K,
+                                self.config.gamma)
+
     def step(self, state: State, imagine_kwargs: Optional[dict[str, Any]] = None,
-             route: Optional[RouteContext] = None) -> Decision:
+             route: Optional[RouteContext] = None, planned: Optional[Plan] = None
+             ) -> Decision:
         """
         Choose this step's action from the batch-1 model state `state`.
 
         `imagine_kwargs` condition the imagination (see `lookahead.plan`); `route` (pose,
-        speed, waypoints ahead) lets the route cost rescore the candidates.
+        speed, waypoints ahead) lets the route cost rescore the candidates; `planned`: the
+        outcome of this step's `lookahead_request`, planned elsewhere (with other vehicles').
         """
         cfg = self.config
-        refresh = self._intention is None or self._intention_age >= cfg.K
-        replan = refresh or self._active is None or self._active_age >= cfg.replan_every
+        refresh, replan = self._due()
         if replan:
-            if self._indexed is not None:
+            if planned is not None:
+                self._active = planned
+            elif self._indexed is not None:
                 self._active = self._indexed.plan(state, self.num_actions, cfg.K,
                                                   cfg.gamma, cfg.sample_actor, self.generator,
                                                   imagine_kwargs)

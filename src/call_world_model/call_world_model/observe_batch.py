@@ -12,9 +12,10 @@ A batch of one is exactly ``WorldModel.observe_step``; larger batches give the s
 to float rounding (different kernel blocking), which ``test_observe_batch`` bounds.
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 import weakref
 
+from call_common.batching import Batcher
 from call_world_model.prediction import PredictionErrorTracker, update_together
 from call_world_model.rssm import State
 from call_world_model.shared_pooling import SharedBatch
@@ -68,18 +69,14 @@ def observe_together(model: WorldModel, requests: Sequence[ObserveRequest],
     return [{key: value[i:i + 1] for key, value in post.items()} for i in range(batch)]
 
 
-# gets the posterior and the tracker's (E, ready); None: no tracker, or a non-finite posterior
-Done = Callable[[State, Optional[Tuple[float, bool]]], None]
-
-
-class ObserveBatcher:
+class ObserveBatcher(Batcher):
     """
     Pending observe steps of the nodes that share one model in a process.
 
-    ``submit`` queues a step and says whether it opened a new batch (the caller then schedules
-    ``flush``, e.g. with a timer that fires after the executor's queued events); ``flush`` runs
-    the queue as one batch, updates the requests' prediction-error trackers as one batch too,
-    and hands each node its own posterior and E.
+    ``flush`` (``call_common.batching.Batcher``) runs the queue as one batch, updates the
+    requests' prediction-error trackers as one batch too, and hands each node's ``done`` its
+    own (posterior, tracker's (E, ready)); the latter is None without a tracker or for a
+    non-finite posterior.
     """
 
     _by_model: 'weakref.WeakKeyDictionary[WorldModel, ObserveBatcher]' = \
@@ -87,11 +84,9 @@ class ObserveBatcher:
 
     def __init__(self, model: WorldModel, sample: bool = True) -> None:
         """Batch steps of ``model`` (sampled posteriors unless ``sample`` is False)."""
+        super().__init__()
         self.model = model
         self.sample = sample
-        self.members = 0
-        self.pending: List[Tuple[ObserveRequest, Done]] = []
-        self.stats: Dict[str, int] = {'batches': 0, 'steps': 0, 'largest': 0}
 
     @classmethod
     def for_model(cls, model: WorldModel, sample: bool = True) -> 'ObserveBatcher':
@@ -103,25 +98,9 @@ class ObserveBatcher:
             raise ValueError('the nodes sharing a model must agree on sample_posterior')
         return batcher
 
-    def join(self) -> None:
-        """Count one more node using this batcher (a lone node needs no batching)."""
-        self.members += 1
-
-    def leave(self) -> None:
-        """Count one node less."""
-        self.members = max(0, self.members - 1)
-
-    def submit(self, request: ObserveRequest, done: Done) -> bool:
-        """Queue one step; True if the queue was empty (schedule a ``flush``)."""
-        self.pending.append((request, done))
-        return len(self.pending) == 1
-
-    def flush(self) -> int:
-        """Run every queued step as one batch, then call each ``done``; returns the batch size."""
-        pending, self.pending = self.pending, []
-        if not pending:
-            return 0
-        requests = [request for request, _ in pending]
+    def run(self, requests: Sequence[ObserveRequest]
+            ) -> List[Tuple[State, Optional[Tuple[float, bool]]]]:
+        """Observe ``requests`` as one batch; one (posterior, tracked or None) each."""
         with torch.inference_mode():
             posts = observe_together(self.model, requests, sample=self.sample)
             tracked = [i for i, (r, post) in enumerate(zip(requests, posts))
@@ -129,12 +108,12 @@ class ObserveBatcher:
             results = dict(zip(tracked, update_together(
                 [(requests[i].tracker, posts[i], requests[i].prev_action, requests[i].plan_xy)
                  for i in tracked])))
-        self.stats['batches'] += 1
-        self.stats['steps'] += len(pending)
-        self.stats['largest'] = max(self.stats['largest'], len(pending))
-        for index, ((_, done), post) in enumerate(zip(pending, posts)):
-            done(post, results.get(index))
-        return len(pending)
+        return [(post, results.get(index)) for index, post in enumerate(posts)]
+
+    def deliver(self, done: Callable[[State, Optional[Tuple[float, bool]]], None],
+                outcome: Tuple[State, Optional[Tuple[float, bool]]]) -> None:
+        """Call ``done(posterior, tracked)``."""
+        done(*outcome)
 
 
 def finite(state: State) -> bool:

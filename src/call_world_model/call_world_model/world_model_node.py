@@ -13,6 +13,7 @@ import array
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from call_common.batch_timer import BatchTimer
 from call_common.msg_conversions import yaw_from_quaternion
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
@@ -27,7 +28,6 @@ from call_world_model.world_model import WorldModel
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry, Path
 import numpy as np
-from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 import torch
@@ -92,13 +92,8 @@ class WorldModelNode(Node):
         self.create_subscription(Odometry, f'/carla/{self.role}/odometry', self.on_odometry, 10,
                                  event_callbacks=QUIET_SUB)
         self.create_timer(p['diagnostics_period'], self.publish_diagnostics)
-        self.batcher = ObserveBatcher.for_model(self.model, bool(p['sample_posterior']))
-        self.batcher.join()
-        # armed by the step that opens a batch; a steady clock, so it fires under sim time too
-        self.flush_timer = self.create_timer(0.0, self.on_flush,
-                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.flush_timer.cancel()
-        self.waiting = False                            # a step of ours is in the batch
+        self.batch = BatchTimer(self, ObserveBatcher.for_model(self.model,
+                                                               bool(p['sample_posterior'])))
 
     # ------------------------------------------------------------------ setup
     def _load_model(self, path: str, preset: str) -> WorldModel:
@@ -270,7 +265,7 @@ class WorldModelNode(Node):
             self._observe(pending)
         if stamp == self.last_bev_stamp or (self.pending_bev is not None):
             # a re-sent step (late joiners): its state again, the model observes a step once
-            if self.last_latent is not None and not self.waiting and \
+            if self.last_latent is not None and not self.batch.waiting and \
                     stamp == self.last_bev_stamp:
                 self.latent_pub.publish(self.last_latent)
             self._drop('repeated_bev')
@@ -287,8 +282,8 @@ class WorldModelNode(Node):
         if bev is None:
             return
         start = time.perf_counter()
-        if self.waiting:        # a second BEV before the batch ran: its state comes first
-            self.on_flush()
+        if self.batch.waiting:  # a second BEV before the batch ran: its state comes first
+            self.batch.flush()
         previous = self.last_bev_stamp
         if previous in self.actions:
             self.stage.action = self.actions[previous]
@@ -298,28 +293,16 @@ class WorldModelNode(Node):
         self.last_bev_stamp = stamp
         ego = None if pose is None else tuple(float(v) for v in pose)
         request = self.stage.request(bev, ego, self._neighbours(shared), plan_xy)
-        self.waiting = True
-        opened = self.batcher.submit(request, lambda post, tracked: self._observed(
+        # alone: at once (a batch of one is exactly observe_step)
+        self.batch.submit(request, lambda post, tracked: self._observed(
             msg, action, start, self.stage.complete(post, tracked)))
-        if self.batcher.members <= 1:      # alone: a batch of one is exactly observe_step
-            self.on_flush()
-        elif opened:
-            self.flush_timer.reset()
-
-    def on_flush(self) -> None:
-        """Run the batch of queued observe steps (of every node sharing the model)."""
-        self.flush_timer.cancel()
-        self.batcher.flush()
 
     def destroy_node(self) -> None:
         """Run what is queued (this node's timer may be the armed one), leave the batcher."""
-        if self.waiting:
-            self.on_flush()
-        self.batcher.leave()
+        self.batch.close()
         super().destroy_node()
 
     def _observed(self, msg: Image, action: int, start: float, output: ModelOutput) -> None:
-        self.waiting = False
         if output.post is None:     # a non-finite posterior: the stage restarted
             self._drop('model_nan')
             self._publish_latent(msg, action, output)
@@ -378,12 +361,10 @@ class WorldModelNode(Node):
         else:
             status.level, status.message = DiagnosticStatus.OK, 'ok'
         values = dict(self.counters)
-        batches = self.batcher.stats['batches']
         values.update({'dropped_total': dropped, 'prediction_error': f'{self.last_error:.3f}',
                        'step_latency_ms': f'{self.last_latency_ms:.2f}',
                        # vehicles per observe batch in this process (1.00: not batched)
-                       'observe_batch_mean': f"{self.batcher.stats['steps'] / batches:.2f}"
-                       if batches else '1.00'})
+                       'observe_batch_mean': self.batch.batcher.mean()})
         status.values = [KeyValue(key=k, value=str(v)) for k, v in sorted(values.items())]
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()

@@ -96,7 +96,7 @@ def test_batcher_runs_queued_steps_once_and_hands_each_its_post(model):
     for (i, post), request in zip(got, requests):
         torch.testing.assert_close(post['deter'], _alone(model, request)['deter'],
                                    atol=1e-5, rtol=1e-5)
-    assert batcher.stats == {'batches': 1, 'steps': 3, 'largest': 3}
+    assert batcher.stats == {'batches': 1, 'items': 3, 'largest': 3}
     assert batcher.flush() == 0
     assert batcher.submit(requests[0], lambda post, tracked: None) is True
 

@@ -264,8 +264,8 @@ def test_composed_nodes_on_one_model_observe_as_one_batch(tmp_path):
     probe = rclpy.create_node('wm_batch_probe', context=context)
     executor = Executor(context=context)
     try:
-        batcher = nodes[0].batcher          # the process's batcher of the shared model
-        assert nodes[1].model is nodes[0].model and nodes[1].batcher is batcher
+        batcher = nodes[0].batch.batcher    # the process's batcher of the shared model
+        assert nodes[1].model is nodes[0].model and nodes[1].batch.batcher is batcher
         assert batcher.members == 2
         received = {role: [] for role in roles}
         for role in roles:
@@ -287,7 +287,7 @@ def test_composed_nodes_on_one_model_observe_as_one_batch(tmp_path):
             assert received[role], f'no LatentState from {role}'
             assert all(len(m.h) == cfg.deter for m in received[role])
         # every observed step went through the shared batcher
-        assert batcher.stats['steps'] == sum(n.counters['observed'] for n in nodes)
+        assert batcher.stats['items'] == sum(n.counters['observed'] for n in nodes)
         # two BEVs handed in before the flush timer fires: one batch of two
         batches, observed = batcher.stats['batches'], [n.counters['observed'] for n in nodes]
         counts = {role: len(received[role]) for role in roles}
