@@ -15,7 +15,7 @@ from call_bringup.demo import random_checkpoint
 from call_bringup.fleet_keys import ensure_fleet_keys
 from call_bringup.graph import ament_share, build_graph
 from call_bringup.runner import process_units, Supervisor
-from call_msgs.msg import Action, CommStats, LatentMessage, SharedInformation
+from call_msgs.msg import Action, CommStats, LatentMessage, LatentState, SharedInformation
 from carla_msgs.msg import CarlaEgoVehicleControl
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
@@ -71,6 +71,8 @@ class GraphProbe:
             collections.defaultdict(dict)
         self.commands: dict[str, list[CarlaEgoVehicleControl]] = collections.defaultdict(list)
         self.actions: dict[str, list[Action]] = collections.defaultdict(list)
+        # stamps of each world model's latent states: what a planned action can answer
+        self.states: dict[str, list[float]] = collections.defaultdict(list)
         self.sim_status: dict[str, str] = {}
         self.planner_status: dict[str, list[str]] = collections.defaultdict(list)
         best_effort = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST,
@@ -89,6 +91,9 @@ class GraphProbe:
                 100)
             self.node.create_subscription(Odometry, f'/carla/{role}/odometry',
                                           lambda m, r=role: self._on_odometry(r, m), 100)
+            self.node.create_subscription(
+                LatentState, f'/{role}/latent_state',
+                lambda m, r=role: self.states[r].append(stamp_key(m.header.stamp)), 100)
             self.node.create_subscription(Action, f'/{role}/action',
                                           lambda m, r=role: self.actions[r].append(m), 100)
             self.node.create_subscription(CarlaEgoVehicleControl,

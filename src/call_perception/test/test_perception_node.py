@@ -252,7 +252,11 @@ def test_an_odometry_ahead_of_its_objects_waits_for_them(perception_process):
             odom_pub.publish(odometry(tenths))
             spin(0.2)
         assert any(seen(b, 20.0) for b in bevs), 'no BEV with the objects arrived'
-        spin(0.3)
+        # the node has caught up once the last step's BEV is out (a loaded node lags behind
+        # the steps sent): only then do this step's objects keep up, so its odometry waits
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and not any(_stamp_tenths(b) == tenths for b in bevs):
+            spin(0.1)
         # next step: its odometry first; its objects (the vehicle now 12 m ahead) a while later
         tenths += 1
         odom_pub.publish(odometry(tenths))
@@ -330,21 +334,18 @@ def test_a_vehicle_only_a_neighbours_decoded_view_holds_joins_the_shared_channel
             data = np.frombuffer(bytes(msg.data), np.uint8)
             return data.reshape(msg.height, msg.width, -1).transpose(2, 0, 1)
 
-        def latest(tenths):
-            for msg in reversed(bevs):
-                if msg.header.stamp.sec * 10 + msg.header.stamp.nanosec // 100_000_000 == tenths:
-                    return bev_of(msg)
-            return None
+        sent = [10]      # the last step sent: each run's steps come after the previous run's
 
         def run(neighbours, done):
-            tenths, deadline = 10 * (len(bevs) + 1), time.monotonic() + WAIT_S
+            # a step renders the shared information of the step before: from the run's second
+            # step on, every BEV holds `neighbours`, however far a loaded node lags behind
+            first, deadline = sent[0] + 2, time.monotonic() + WAIT_S
             while time.monotonic() < deadline and perception_process.poll() is None:
-                tenths += 1
-                step(tenths, neighbours)
-                for back in range(tenths, tenths - 3, -1):
-                    bev = latest(back)
-                    if bev is not None and done(bev):
-                        return bev
+                sent[0] += 1
+                step(sent[0], neighbours)
+                for msg in reversed(bevs):
+                    if _stamp_tenths(msg) >= first and done(bev_of(msg)):
+                        return bev_of(msg)
             return None
 
         car = pixel(30.0)
