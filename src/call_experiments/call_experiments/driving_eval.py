@@ -65,6 +65,7 @@ class SeedResult:
     outcomes: List[str] = field(default_factory=list)
     progress: List[float] = field(default_factory=list)
     stops: int = 0              # vehicle-steps in the controlled stop (model state not valid)
+    trips: List[Dict[str, Any]] = field(default_factory=list)   # per trip: why and how it ended
     wall_s: float = 0.0
 
     def summary(self) -> Dict[str, float]:
@@ -188,6 +189,32 @@ def build_fleet(loaded: Any, settings: PipelineConfig, env: Any, planner: Dict[s
     return MonitoredFleet(pipeline, policy, MonitorConfig.from_params(planner), int(planner['K']))
 
 
+def trip_record(role: str, start: float, end: float, outcome: str, progress: float,
+                length: float) -> Dict[str, Any]:
+    """One trip's end, so that failures can be told apart (time out, collision, off road)."""
+    return {'role': role, 'start_s': round(start, 2), 'duration_s': round(end - start, 2),
+            'outcome': outcome, 'progress': round(progress, 3), 'route_m': round(length, 1)}
+
+
+def collision_geometry(observation: Any, collided_with: Sequence[int],
+                       override: str) -> List[Dict[str, Any]]:
+    """Where each vehicle hit stood in the ego frame, so the kind of crash shows."""
+    ego = observation.ego
+    cos, sin = math.cos(ego.yaw), math.sin(ego.yaw)
+    found = []
+    for other in observation.others:
+        if other.actor_id not in collided_with:
+            continue
+        dx, dy = other.x - ego.x, other.y - ego.y
+        found.append({'call': bool(other.role_name), 'ahead_m': round(cos * dx + sin * dy, 2),
+                      'left_m': round(-sin * dx + cos * dy, 2),
+                      'yaw_deg': round(math.degrees(math.remainder(other.yaw - ego.yaw,
+                                                                   math.tau)), 1),
+                      'ego_speed': round(ego.speed, 2), 'other_speed': round(other.speed, 2),
+                      'ego_accel': round(ego.accel, 2), 'override': override})
+    return found
+
+
 def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                planner: Dict[str, Any], c: float, trip_timeout: float,
                overrides: Optional[Dict[str, Any]] = None, log=None) -> SeedResult:
@@ -231,6 +258,13 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                                else 'collision')
                     result.outcomes.append(outcome)
                     result.progress.append(progress[role])
+                    result.trips.append(trip_record(role, trip_start[role], env.time, outcome,
+                                                    progress[role], length))
+                    if info['collision']:
+                        result.trips[-1]['hit'] = collision_geometry(
+                            obs[role], info['collided_with'], decided[role][1])
+                    if log and outcome != 'reached':
+                        log(f'{scenario} {mode} seed {seed}: {result.trips[-1]}')
                     trip[role] += 1
                     trip_start[role] = env.time
                     pipeline.restart(role)
@@ -240,6 +274,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
             late = env.time - trip_start[role] > trip_timeout
             result.outcomes.append('timeout' if late else 'cut_short')
             result.progress.append(progress[role])
+            result.trips.append(trip_record(role, trip_start[role], env.time,
+                                            result.outcomes[-1], progress[role], math.nan))
     finally:
         env.close()
     result.wall_s = time.time() - started
@@ -354,7 +390,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             path.write_text(json.dumps({
                 'scenario': args.scenario, 'mode': mode, 'seed': seed, 'steps': args.steps,
                 'c': args.c, 'planner_overrides': args.sets, 'wall_s': result.wall_s,
-                'summary': result.summary()}, indent=1, default=float))
+                'summary': result.summary(), 'trips': result.trips}, indent=1, default=float))
         if per_seed:
             rows += rows_for(mode, per_seed)
     name = f'driving_{args.scenario}{"_quick" if args.quick else ""}.csv'
