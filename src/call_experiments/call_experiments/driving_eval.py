@@ -217,8 +217,14 @@ def collision_geometry(observation: Any, collided_with: Sequence[int],
 
 def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                planner: Dict[str, Any], c: float, trip_timeout: float,
-               overrides: Optional[Dict[str, Any]] = None, log=None) -> SeedResult:
-    """One seed: `steps` simulator steps of continuous driving with respawns."""
+               overrides: Optional[Dict[str, Any]] = None, log=None,
+               progress_every: int = 0, on_progress=None) -> SeedResult:
+    """
+    One seed: `steps` simulator steps of continuous driving with respawns.
+
+    Every `progress_every` steps `on_progress(steps_done, result)` gets the records so far
+    (a long run on a shared machine leaves usable figures if it is stopped).
+    """
     from call_experiments.evaluate import collect_settings
     from call_sim.env import MultiVehicleEnv
     started = time.time()
@@ -241,6 +247,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
             if log and k and k % 100 == 0:
                 log(f'{scenario} {mode} seed {seed}: step {k}, outcomes '
                     f'{sorted((o, result.outcomes.count(o)) for o in set(result.outcomes))}')
+            if on_progress and progress_every and k and k % progress_every == 0:
+                on_progress(k, result)
             decided = fleet.step(obs, env.time, env.dt)
             obs, _, terminations, _, infos = env.step({r: d[0] for r, d in decided.items()})
             for role, info in infos.items():
@@ -337,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--combine', action='store_true',
                         help='run nothing: build the CSV from the per-seed summaries in '
                         'OUT/driving_runs (seeds run as separate processes)')
+    parser.add_argument('--save-every', type=int, default=100,
+                        help='write the per-seed summary so far every this many steps (0: '
+                        'only at the end)')
     parser.add_argument('--out', default='results')
     parser.add_argument('--threads', type=int, default=1)
     return parser
@@ -383,14 +394,22 @@ def main(argv: Optional[List[str]] = None) -> int:
                     continue
                 per_seed.append(json.loads(path.read_text())['summary'])
                 continue
-            result = drive_seed(loaded, mode, args.scenario, seed, args.steps, planner,
-                                args.c, args.trip_timeout, log=log)
-            per_seed.append(result.summary())
             runs.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({
-                'scenario': args.scenario, 'mode': mode, 'seed': seed, 'steps': args.steps,
-                'c': args.c, 'planner_overrides': args.sets, 'wall_s': result.wall_s,
-                'summary': result.summary(), 'trips': result.trips}, indent=1, default=float))
+
+            def save(done: int, result: SeedResult, path=path, mode=mode, seed=seed) -> None:
+                # open trips are left out of a partial summary: it counts ended trips only
+                path.write_text(json.dumps({
+                    'scenario': args.scenario, 'mode': mode, 'seed': seed, 'steps': done,
+                    'steps_asked': args.steps, 'c': args.c, 'planner_overrides': args.sets,
+                    'wall_s': result.wall_s or time.time() - started,
+                    'summary': result.summary(), 'trips': result.trips}, indent=1,
+                    default=float))
+            started = time.time()
+            result = drive_seed(loaded, mode, args.scenario, seed, args.steps, planner,
+                                args.c, args.trip_timeout, log=log,
+                                progress_every=args.save_every, on_progress=save)
+            per_seed.append(result.summary())
+            save(args.steps, result)
         if per_seed:
             rows += rows_for(mode, per_seed)
     name = f'driving_{args.scenario}{"_quick" if args.quick else ""}.csv'
