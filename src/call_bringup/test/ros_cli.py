@@ -81,10 +81,10 @@ class Background:
         self.log.close()
 
 
-def launch_command(checkpoint: str, *arguments: str) -> list:
-    """`ros2 launch call_bringup multi_vehicle.launch.py` of the 3-vehicle test scenario."""
+def launch_command(checkpoint: str, *arguments: str, scenario: str = SCENARIO) -> list:
+    """`ros2 launch call_bringup multi_vehicle.launch.py` of 3 vehicles (the test scenario)."""
     return ['ros2', 'launch', 'call_bringup', 'multi_vehicle.launch.py', 'num_vehicles:=3',
-            f'scenario:={SCENARIO}', f'checkpoint:={checkpoint}', *arguments]
+            f'scenario:={scenario}', f'checkpoint:={checkpoint}', *arguments]
 
 
 def stop_daemon(env: dict) -> None:

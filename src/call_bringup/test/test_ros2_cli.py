@@ -10,7 +10,7 @@ import time
 
 from graph_probe import checkpoint_for_tests, GraphProbe, ROLES, stamp_key
 import pytest
-from ros_cli import Background, launch_command, run, stop_daemon, tools_env
+from ros_cli import Background, launch_command, run, SCENARIO, stop_daemon, tools_env
 
 STARTUP_S = 120.0           # generous upper bounds of waits, never reached when things work
 TICKS = 50
@@ -21,9 +21,10 @@ NODES = ['/carla_sim'] + [f'/{r}/{n}' for r in ROLES
 class LaunchedGraph:
     """`ros2 launch` of the test graph plus a probe node in this process."""
 
-    def __init__(self, env: dict, checkpoint: str) -> None:
+    def __init__(self, env: dict, checkpoint: str, scenario: str = SCENARIO) -> None:
         self.env = env
-        self.launch = Background(launch_command(checkpoint), env, 'ros2_launch')
+        self.launch = Background(launch_command(checkpoint, scenario=scenario), env,
+                                 'ros2_launch')
         self.probe = GraphProbe()
 
     def spin_until(self, done, timeout: float) -> bool:

@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from call_experiments.rollout import scenario_with
 from call_learning.pipeline import MODES, PipelineConfig, VehiclePipeline
 from call_perception.bev_raster import CHANNEL_INDEX
-from call_planner.plan_stage import driver_from_params, FleetLookahead
+from call_planner.plan_stage import driver_from_params, FleetLookahead, planner_params
 from call_planner.ttc_monitor import (BevGeometry, MonitorConfig, NONE, override_accel,
                                       TtcMonitor)
 from call_sim import driving_metrics
@@ -44,7 +44,6 @@ from call_vehicle.intention import intention_waypoints
 from call_world_model import checkpoint
 from call_world_model.prediction_metrics import mean_interval
 import torch
-import yaml
 
 CSV_COLUMNS = ('mode', 'metric', 'mean', 'ci_low', 'ci_high', 'seeds', 'routes')
 #: the metrics written, in order (fractions; seconds for times)
@@ -78,24 +77,6 @@ class SeedResult:
                              ('off_road', 'off_road'), ('timeout', 'timeouts')):
             s[key] = float(self.outcomes.count(outcome))
         return s
-
-
-def planner_settings(overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """call_planner's planner.yaml node defaults, with `overrides` (unknown keys fail)."""
-    from ament_index_python.packages import get_package_share_directory
-    path = Path(get_package_share_directory('call_planner')) / 'config' / 'planner.yaml'
-    params = dict(yaml.safe_load(path.read_text())['/**']['ros__parameters'])
-    for key, value in (overrides or {}).items():
-        if key not in params:
-            raise ValueError(f'unknown planner parameter {key!r}')
-        value = yaml.safe_load(value) if isinstance(value, str) else value
-        if isinstance(params[key], float) and isinstance(value, int):
-            value = float(value)
-        if type(value) is not type(params[key]):
-            raise ValueError(f'planner parameter {key} takes a {type(params[key]).__name__}'
-                             f', got {value!r}')
-        params[key] = value
-    return params
 
 
 class MonitoredFleet:
@@ -185,7 +166,7 @@ def build_fleet(loaded: Any, settings: PipelineConfig, env: Any, planner: Dict[s
     opendrive = env.opendrive() if hasattr(env, 'opendrive') else None
     pipeline = VehiclePipeline(wm, settings, env.lanes(), driver, opendrive=opendrive)
     policy = FleetLookahead(wm, loaded.actor_critic, planner,
-                            seed_of=lambda index: seed + 7919 * index)
+                            seed_of=lambda index, episode: seed + 7919 * index)
     return MonitoredFleet(pipeline, policy, MonitorConfig.from_params(planner), int(planner['K']))
 
 
@@ -372,7 +353,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.seeds, args.steps = args.seeds[:1], min(args.steps, 300)
     torch.set_num_threads(args.threads)
     try:
-        planner = planner_settings(dict(item.split('=', 1) for item in args.sets))
+        planner = planner_params(dict(item.split('=', 1) for item in args.sets))
         loaded = (None if args.combine
                   else load_policy_models(args.checkpoint or shipped_checkpoint()))
     except (ValueError, FileNotFoundError, checkpoint.CheckpointError) as exc:

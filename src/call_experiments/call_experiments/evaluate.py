@@ -27,8 +27,7 @@ from call_experiments.experiment_config import load_experiment_config
 from call_experiments.learning_curves import read_curves
 from call_experiments.rollout import DrivingResult, run_driving, scenario_with
 from call_learning.pipeline import MODES, PipelineConfig
-from call_planner.occupancy_cost import OccupancyConfig
-from call_planner.replanning import LookaheadConfig
+from call_planner.plan_stage import planner_params
 from call_sim import driving_metrics
 from call_sim.driving_metrics import VehicleStep
 from call_world_model import checkpoint
@@ -198,14 +197,7 @@ class Evaluation:
         self.s = settings
         self.ckpts = ckpts
         self.log = log
-        planner = settings['planner']
-        self.lookahead = LookaheadConfig(K=int(planner['K']),
-                                         gamma=float(planner['gamma']),
-                                         replan_every=int(planner['replan_every']),
-                                         sample_actor=bool(planner['sample_actor']))
-        self.occupancy = OccupancyConfig(weight=float(planner['occupancy_weight']),
-                                         every=int(planner['occupancy_every']),
-                                         margin=float(planner['occupancy_margin']))
+        self.planner = planner_params(settings['planner'])
         self.wire = WireSettings.from_mapping(settings['bandwidth'])
         self.missing: List[str] = []
 
@@ -228,8 +220,8 @@ class Evaluation:
             env = MultiVehicleEnv.from_scenario(scenario_with(scenario, overrides))
             try:
                 runs.append(run_driving(env, ckpt['loaded'], collect_settings(mode, threshold),
-                                        int(episodes), int(seed), self.lookahead, self.wire,
-                                        int(max_env_steps), self.occupancy))
+                                        int(episodes), int(seed), self.planner, self.wire,
+                                        int(max_env_steps)))
             finally:
                 env.close()
         row = summarise_driving(_pooled(runs), float(self.s['metrics']['ttc_cap']))

@@ -3,26 +3,22 @@ Fixed-seed evaluation episodes with every CALL vehicle driven by the world model
 
 The pipeline is the one the ROS nodes run, through their ROS-free stages
 (``call_learning.pipeline.VehiclePipeline``: perception, world model, range gate, driver),
-with the planner node's look-ahead choosing every valid vehicle's action
-(``call_planner.model_state.state_from_latent`` from the published z and h, and
-``call_planner.replanning.ReplanningPolicy``, i.e. eq. 3). A recording wrapper around the
+with the planner node's own planning stage choosing every valid vehicle's action
+(``call_planner.plan_stage.FleetLookahead``: one ``PlanStage`` per vehicle, the look-ahead of
+eq. 3 with the planner.yaml numbers, as the node plans). A recording wrapper around the
 simulator keeps each vehicle's per-step measures and trips; ``EvaluationCollector`` accounts
 the bytes each ego's gate admits (``bandwidth``).
 """
 from dataclasses import dataclass, field
 import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional
 
 from call_experiments.bandwidth import image_message_size, latent_message_size, WireSettings
 from call_learning.collect import Collector
 from call_learning.pipeline import PipelineConfig
-from call_planner.model_state import imagination_kwargs, state_from_latent
-from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
-from call_planner.replanning import LookaheadConfig, ReplanningPolicy
-from call_planner.route_cost import RouteContext, RouteCost
+from call_planner.plan_stage import FleetLookahead
 from call_sim.config import merge
 from call_sim.scenario import load_scenario
-import torch
 
 
 def scenario_with(name: str, overrides: Optional[Mapping[str, Any]] = None) -> dict:
@@ -147,88 +143,27 @@ class BandwidthRecord:
     senders: tuple = ()       # the admitted neighbours (role names)
 
 
-class LookaheadPolicy:
-    """
-    The planner's look-ahead for every vehicle of the fleet (a ``pipeline.FleetPolicy``).
-
-    Per vehicle the planner node's ``ReplanningPolicy`` (paper eq. 3) plans from the state the
-    world model published (``state_from_latent`` of z and h) with the node's imagination
-    settings; a renewed plan's K actions become the vehicle's declared intention.
-    """
-
-    def __init__(self, world_model: Any, actor_critic: Any, num_actions: int,
-                 lookahead: LookaheadConfig, seed: int = 0,
-                 occupancy: Optional[OccupancyCost] = None,
-                 route_cost: Optional[RouteCost] = None):
-        """Bind the models; the generators are seeded per vehicle and episode."""
-        self.world_model = world_model
-        self.occupancy = occupancy
-        self.route_cost = route_cost
-        self.actor_critic = actor_critic
-        self.num_actions = num_actions
-        self.lookahead = lookahead
-        self.seed = seed
-        self.imagine_kwargs = imagination_kwargs(world_model, False)
-        self.restart(0)
-
-    def restart(self, episode: int) -> None:
-        """Forget every vehicle's plan; seed the next episode's generators."""
-        self.episode = episode
-        self.policies: Dict[int, ReplanningPolicy] = {}
-
-    def _policy(self, index: int) -> ReplanningPolicy:
-        if index not in self.policies:
-            generator = torch.Generator().manual_seed(self.seed + 7919 * index
-                                                      + 104729 * self.episode)
-            self.policies[index] = ReplanningPolicy(self.world_model, self.actor_critic,
-                                                    self.num_actions, self.lookahead,
-                                                    generator, self.occupancy,
-                                                    self.route_cost)
-        return self.policies[index]
-
-    def choose(self, indices: Sequence[int], outputs: Sequence[Any],
-               observations: Sequence[Any]) -> List[Tuple[int, Optional[Sequence[int]]]]:
-        """Return (action, renewed plan or None) per listed vehicle."""
-        cfg = self.world_model.cfg
-        chosen = []
-        with torch.no_grad():
-            for index, output, observation in zip(indices, outputs, observations):
-                state = state_from_latent(output.z_indices(), output.h(), cfg.stoch,
-                                          cfg.classes)
-                ego = observation.ego
-                route = RouteContext((ego.x, ego.y, ego.yaw), ego.speed, observation.route)
-                decision = self._policy(index).step(state, self.imagine_kwargs, route)
-                chosen.append((decision.action, decision.intention.actions
-                               if decision.refreshed else None))
-        return chosen
-
-    def forget(self, index: int) -> None:
-        """Drop the vehicle's kept plan (it stopped)."""
-        self._policy(index).reset()
-
-
 class EvaluationCollector:
     """The fleet pipeline with the planner's look-ahead acting and the gate's bytes accounted."""
 
     def __init__(self, env: Any, loaded: Any, settings: PipelineConfig,
-                 lookahead: LookaheadConfig, wire: WireSettings, seed: int = 0,
-                 occupancy: Optional[OccupancyConfig] = None, batched: bool = True):
+                 planner: Mapping[str, Any], wire: WireSettings, seed: int = 0,
+                 batched: bool = True):
         """
         Bind the checkpoint's models; ``loaded`` is a ``checkpoint.load`` result.
 
-        ``occupancy``: the look-ahead's occupancy cost (None or weight 0: without it).
+        ``planner``: the planner node's parameters (``plan_stage.planner_params``). Vehicle
+        i's look-ahead in episode e is seeded seed + 7919 i + 104729 e, so every vehicle and
+        episode samples its own actor actions and a run repeats from its seed.
         """
         world_model = loaded.world_model.eval()
-        cost = (OccupancyCost(world_model, occupancy)
-                if occupancy is not None and occupancy.weight > 0
-                and OccupancyCost.supports(world_model) else None)
         self.collector = Collector(env, world_model, settings,
                                    actor_critic=loaded.actor_critic.eval(), seed=seed,
                                    batched=batched)
         self.pipeline = self.collector.pipeline
-        self.policy = LookaheadPolicy(world_model, self.collector.actor_critic,
-                                      len(self.collector.action_set), lookahead, seed,
-                                      cost)
+        self.policy = FleetLookahead(
+            world_model, self.collector.actor_critic, planner,
+            seed_of=lambda index, episode: seed + 7919 * index + 104729 * episode)
         self.settings = settings
         self.wire = wire
         self.bandwidth: List[BandwidthRecord] = []
@@ -284,9 +219,8 @@ class DrivingResult:
 
 
 def run_driving(env: Any, loaded: Any, settings: PipelineConfig, episodes: int, seed: int,
-                lookahead: LookaheadConfig, wire: WireSettings,
-                max_env_steps: Optional[int] = None,
-                occupancy: Optional[OccupancyConfig] = None) -> DrivingResult:
+                planner: Mapping[str, Any], wire: WireSettings,
+                max_env_steps: Optional[int] = None) -> DrivingResult:
     """
     Drive ``episodes`` fleet episodes (seeds seed, seed + 1, ...), recording them.
 
@@ -296,8 +230,7 @@ def run_driving(env: Any, loaded: Any, settings: PipelineConfig, episodes: int, 
     if episodes < 1:
         raise ValueError(f'episodes must be >= 1, got {episodes}')
     recorder = RecordingEnv(env)
-    collector = EvaluationCollector(recorder, loaded, settings, lookahead, wire, seed=seed,
-                                    occupancy=occupancy)
+    collector = EvaluationCollector(recorder, loaded, settings, planner, wire, seed=seed)
     collector.start()
     limit = max_env_steps if max_env_steps is not None else math.inf
     while recorder.episodes_done < episodes and collector.env_steps < limit:

@@ -5,7 +5,7 @@ from call_experiments.bandwidth import (image_message_size, latent_message,
                                         latent_message_size, WireSettings)
 from call_experiments.rollout import EvaluationCollector, scenario_with
 from call_learning.pipeline import PipelineConfig
-from call_planner.replanning import LookaheadConfig
+from call_planner.plan_stage import planner_params
 from call_sim.env import MultiVehicleEnv
 from call_world_model import checkpoint
 from call_world_model.actor_critic import ActorCritic
@@ -62,7 +62,7 @@ def test_collector_accounts_exactly_the_admitted_neighbours(tmp_path):
     try:
         # c = 0 shares with everyone: every other CALL vehicle is admitted each step
         collector = EvaluationCollector(env, loaded, PipelineConfig(mode='lsi', c=0.0),
-                                        LookaheadConfig(K=2), WireSettings(), seed=4)
+                                        planner_params({'K': 2}), WireSettings(), seed=4)
         collector.start()
         for _ in range(8):          # past the warm-up: every state is valid and sent
             collector.step()

@@ -14,10 +14,10 @@ from dataclasses import replace
 import math
 
 from call_experiments.driving_eval import (build_fleet, drive_seed, load_policy_models,
-                                           planner_settings, rows_for, SeedResult,
-                                           shipped_checkpoint)
+                                           rows_for, SeedResult, shipped_checkpoint)
 from call_experiments.evaluate import collect_settings
 from call_perception.bev_raster import CHANNEL_INDEX
+from call_planner.plan_stage import planner_params
 from call_sim import driving_metrics
 from call_sim.config import load_yaml
 from call_sim.env import MultiVehicleEnv
@@ -37,7 +37,7 @@ def _cross(loaded, mode, steps=100):
     log = {'accels': [], 'shared_pixels': 0, 'collision': False, 'levels': []}
     with MultiVehicleEnv.from_scenario(scenario) as env:
         obs, _ = env.reset(seed=1, options={'starts': STARTS})
-        fleet = build_fleet(loaded, settings, env, planner_settings(), seed=1)
+        fleet = build_fleet(loaded, settings, env, planner_params(), seed=1)
         fleet.pipeline.reset(sorted(obs))
         fleet.reset(sorted(obs))
         for _ in range(steps):
@@ -74,7 +74,7 @@ def test_a_crossing_vehicle_known_only_through_sharing_makes_the_planner_brake()
 
 def test_a_short_real_run_records_every_vehicle_step_and_the_warm_up_stops():
     loaded = load_policy_models(shipped_checkpoint())
-    result = drive_seed(loaded, 'lsi', 'four_lane_demo', 3000, 20, planner_settings(), 50.0,
+    result = drive_seed(loaded, 'lsi', 'four_lane_demo', 3000, 20, planner_params(), 50.0,
                         60.0)
     assert len(result.steps) == 4 * 20              # 4 CALL vehicles, every step recorded
     summary = result.summary()
@@ -84,11 +84,11 @@ def test_a_short_real_run_records_every_vehicle_step_and_the_warm_up_stops():
 
 
 def test_planner_overrides_are_typed_and_unknown_names_fail():
-    assert planner_settings({'route_weight': '1'})['route_weight'] == 1.0
+    assert planner_params({'route_weight': '1'})['route_weight'] == 1.0
     with pytest.raises(ValueError):
-        planner_settings({'route_wieght': '1'})
+        planner_params({'route_wieght': '1'})
     with pytest.raises(ValueError):
-        planner_settings({'K': 'five'})
+        planner_params({'K': 'five'})
 
 
 def test_rows_hold_the_mean_and_interval_over_seeds():

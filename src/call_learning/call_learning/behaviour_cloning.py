@@ -161,7 +161,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--out', required=True, help='checkpoint written with the cloned actor')
     parser.add_argument('--scenario', default='four_lane_demo')
     parser.add_argument('--mode', default='lsi', help='local | lss | lsi | full')
-    parser.add_argument('--threshold', type=float, default=50.0)
+    parser.add_argument('--c', type=float, default=50.0,
+                        help="the range gate's prediction-error threshold c while collecting")
     parser.add_argument('--steps', type=int, default=CloneConfig.steps)
     parser.add_argument('--epochs', type=int, default=CloneConfig.epochs)
     parser.add_argument('--seed', type=int, default=0)
@@ -178,7 +179,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.manual_seed(args.seed)
         actor_critic = ActorCritic(loaded.cfg, loaded.cfg.feat_dim, loaded.cfg.num_actions)
     settings = PipelineConfig.from_mapping({**load_train_config(), 'mode': args.mode,
-                                           'threshold': args.threshold})
+                                           'c': args.c})
     cpu = time.process_time()
     with MultiVehicleEnv.from_scenario(args.scenario) as env:
         collector = TeacherCollector(env, world_model, settings, seed=args.seed)

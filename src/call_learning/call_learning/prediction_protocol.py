@@ -48,7 +48,8 @@ from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_control import ControlModel
 from call_world_model.intention import fit_waypoints, map_to_ego, relative_pose
 from call_world_model.neighbour_decoding import decode_neighbour_vehicles
-from call_world_model.prediction_metrics import aggregate, classes_of, frame_scores, write_csv
+from call_world_model.prediction_metrics import (aggregate, classes_of, combine_seeds,
+                                                 frame_scores, read_csv, write_csv)
 from call_world_model.rssm import State
 from call_world_model.shared_pooling import SharedBatch
 from call_world_model.world_model import WorldModel
@@ -413,14 +414,23 @@ def evaluate_seed(model: Optional[WorldModel], config: ProtocolConfig, seed: int
 
 
 def run(model: Optional[WorldModel], config: ProtocolConfig,
-        bev_config: Optional[BevConfig] = None) -> List[Dict]:
-    """Run the protocol over every seed -> CSV rows (``prediction_metrics.aggregate``)."""
+        bev_config: Optional[BevConfig] = None,
+        per_seed: Optional[Dict[int, List[Dict]]] = None) -> List[Dict]:
+    """
+    Run the protocol over every seed -> CSV rows (``prediction_metrics.aggregate``).
+
+    ``per_seed``, if given, receives each seed's own rows: the pooled interval is over windows,
+    which are not independent within an episode, so the seeds are reported one by one too.
+    """
     bev_config = bev_config or BevConfig.from_yaml()
     if model is not None and bev_config.size != model.cfg.bev_size:
         bev_config = bev_config.resized(model.cfg.bev_size)
     records = []
     for seed in config.seeds:
-        records += evaluate_seed(model, config, seed, bev_config)
+        seed_records = evaluate_seed(model, config, seed, bev_config)
+        if per_seed is not None:
+            per_seed[seed] = aggregate(seed_records)
+        records += seed_records
     return aggregate(records)
 
 
@@ -441,12 +451,33 @@ def build_parser() -> argparse.ArgumentParser:
                              f'k in {QUICK.horizons}')
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--out', default='results/prediction_sharing.csv')
+    parser.add_argument('--combine', nargs='+', default=[], metavar='CSV',
+                        help='no evaluation: combine one-seed CSVs (runs with one --seeds '
+                             'each, e.g. in parallel) into OUT, mean over seeds')
+    parser.add_argument('--per-seed', action='store_true',
+                        help="also write each seed's rows to OUT_seedN.csv and print the mean "
+                             'over seeds with its interval')
     return parser
+
+
+def print_rows(title: str, rows: Sequence[Dict], count: str = 'windows') -> None:
+    """Print the vehicle rows of a table, one line each."""
+    print(f'--- {title}')
+    for row in rows:
+        if row['metric'] in ('vehicle_iou', 'hidden_recall', 'shared_recall') \
+                and math.isfinite(row['mean']):
+            print(f"{row['mode']:28s} k={row['k']:2d} {row['metric']:14s} {row['mean']:.4f} "
+                  f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}] {count}={row[count]}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the protocol and write the CSV."""
     args = build_parser().parse_args(argv)
+    if args.combine:
+        rows = combine_seeds([read_csv(path) for path in args.combine])
+        write_csv(rows, args.out)
+        print_rows("mean of the seeds' means, 95 % interval over seeds", rows, 'seeds')
+        return 0
     torch.set_num_threads(args.threads)
     if args.quick:
         config = replace(QUICK, scenario=args.scenario, comm_range=args.comm_range)
@@ -461,13 +492,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.bev_size and model is None:
         bev_config = bev_config.resized(args.bev_size)
     start = time.monotonic()
-    rows = run(model, config, bev_config)
+    per_seed: Optional[Dict[int, List[Dict]]] = {} if args.per_seed else None
+    rows = run(model, config, bev_config, per_seed)
     write_csv(rows, args.out)
-    for row in rows:
-        if row['metric'] in ('vehicle_iou', 'hidden_recall', 'shared_recall') \
-                and math.isfinite(row['mean']):
-            print(f"{row['mode']:28s} k={row['k']:2d} {row['metric']:14s} {row['mean']:.4f} "
-                  f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}] windows={row['windows']}")
+    print_rows('all seeds (interval over windows)', rows)
+    if per_seed is not None:
+        stem = args.out[:-4] if args.out.endswith('.csv') else args.out
+        for seed, seed_rows in per_seed.items():
+            write_csv(seed_rows, f'{stem}_seed{seed}.csv')
+            print_rows(f'seed {seed}', seed_rows)
+        if len(per_seed) > 1:
+            print_rows("mean of the seeds' means, 95 % interval over seeds",
+                       combine_seeds(list(per_seed.values())), 'seeds')
     print(f'wrote {args.out} ({len(rows)} rows, {time.monotonic() - start:.1f} s)')
     return 0
 

@@ -1,13 +1,13 @@
 """The evaluation protocol scores every mode against one privileged ground truth."""
 import math
 
-from call_learning.prediction_protocol import (EpisodeViews, evaluate_seed,
+from call_learning.prediction_protocol import (EpisodeViews, evaluate_seed, main,
                                                ProtocolConfig, record_episode)
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
 from call_world_model.config import load_config
 from call_world_model.prediction_metrics import (aggregate, classes_of, CSV_COLUMNS,
                                                  frame_scores, mean_interval, METRICS,
-                                                 write_csv)
+                                                 read_csv, write_csv)
 from call_world_model.world_model import WorldModel
 import numpy as np
 import pytest
@@ -99,3 +99,37 @@ def test_every_mode_is_scored_on_the_same_windows(episode, tmp_path):
     lines = path.read_text().splitlines()
     assert lines[0] == ','.join(CSV_COLUMNS)
     assert len(lines) == 1 + len(modes) * len(CONFIG.horizons) * len(METRICS)
+
+
+def _read(path):
+    lines = path.read_text().splitlines()
+    return {tuple(line.split(',')[:3]): line for line in lines[1:]}
+
+
+def test_per_seed_rows_are_each_seeds_own(tmp_path):
+    # baselines only (perfect neighbour decoder): cheap, and the bookkeeping is the same
+    argv = ['--scenario', 'four_lane_platoon', '--steps', '40', '--windows', '4',
+            '--horizons', '0', '1', '--bev-size', '32']
+    main(argv + ['--seeds', '0', '1', '--per-seed', '--out', str(tmp_path / 'both.csv')])
+    main(argv + ['--seeds', '1', '--out', str(tmp_path / 'one.csv')])
+    seed1, alone = _read(tmp_path / 'both_seed1.csv'), _read(tmp_path / 'one.csv')
+    assert seed1 == alone
+    seed0 = _read(tmp_path / 'both_seed0.csv')
+    assert seed0 != seed1  # other episodes, other windows
+    assert set(seed0) == set(_read(tmp_path / 'both.csv'))
+    # seeds evaluated apart (e.g. in parallel) combine into the mean of the seeds' means
+    main(['--combine', str(tmp_path / 'both_seed0.csv'), str(tmp_path / 'one.csv'),
+          '--out', str(tmp_path / 'combined.csv')])
+    tables = [read_csv(str(tmp_path / name)) for name in ('both_seed0.csv', 'one.csv')]
+    combined = read_csv(str(tmp_path / 'combined.csv'))
+    assert len(combined) == len(tables[0])
+    both_finite = 0
+    for row in combined:
+        means = [r['mean'] for t in tables for r in t
+                 if (r['mode'], r['k'], r['metric']) == (row['mode'], row['k'], row['metric'])
+                 and math.isfinite(r['mean'])]
+        assert row['seeds'] == len(means)
+        if means:
+            assert row['mean'] == pytest.approx(np.mean(means), abs=1e-5)
+        both_finite += len(means) == 2 and means[0] != means[1]
+    assert both_finite > 0

@@ -2,7 +2,8 @@
 The planning stage of one vehicle step (ROS-free): look-ahead on the published state, driver.
 
 One object for the planner node and the fleet pipeline that trains and evaluates
-(``FleetLookahead``), so both plan with the same rule: the published (z, h) becomes the
+(``FleetLookahead``: the parity test, the driving evaluation and the experiments' tables), so
+all plan with the same rule: the published (z, h) becomes the
 model state (``model_state.state_from_latent``), ``replanning.ReplanningPolicy`` keeps the
 K-step plan and runs the look-ahead (paper eq. 3, with the occupancy cost when the model
 decodes vehicles), and ``call_vehicle.driver.Driver`` maps the action to the control and
@@ -11,7 +12,8 @@ declares the intention. Every number comes from the planner's parameters
 stay in the node: they act on the node's own inputs (the BEV topic, message freshness).
 """
 import dataclasses
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from call_perception.bev_raster import BevConfig
 from call_planner.model_state import imagination_kwargs, state_from_latent
@@ -24,6 +26,32 @@ from call_vehicle.vehicle_control import ControlModel
 from call_vehicle.vehicle_model import BicycleModel
 import numpy as np
 import torch
+import yaml
+
+
+def planner_params(overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """
+    Return the planner node's parameters outside ROS: config/planner.yaml with ``overrides``.
+
+    Why: a stage built by the evaluation must plan with the node's numbers, so it starts from
+    the same file. A string override is read as YAML (``K=5`` from a command line); an int
+    for a float is converted; unknown names and other types fail.
+    """
+    from ament_index_python.packages import get_package_share_directory
+    path = Path(get_package_share_directory('call_planner')) / 'config' / 'planner.yaml'
+    params = dict(yaml.safe_load(path.read_text())['/**']['ros__parameters'])
+    for key, value in (overrides or {}).items():
+        if key not in params:
+            raise ValueError(f'unknown planner parameter {key!r}')
+        value = yaml.safe_load(value) if isinstance(value, str) else value
+        if isinstance(params[key], float) and isinstance(value, int) \
+                and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not type(params[key]):
+            raise ValueError(f'planner parameter {key} takes a {type(params[key]).__name__}'
+                             f', got {value!r}')
+        params[key] = value
+    return params
 
 
 def driver_from_params(p: Mapping[str, Any]) -> Driver:
@@ -107,29 +135,32 @@ class FleetLookahead:
     """
     The planner's stage for every vehicle of the fleet pipeline (a ``pipeline.FleetPolicy``).
 
-    Vehicle ``i``'s stage is seeded ``seed_of(i)``; a renewed plan's K actions become its
-    declared intention, as the planner node declares them.
+    Vehicle ``i``'s stage in episode ``e`` is seeded ``seed_of(i, e)`` (default: the
+    parameter ``seed``); a renewed plan's K actions become its declared intention, as the
+    planner node declares them.
     """
 
     def __init__(self, world_model: Any, actor_critic: Any, p: Mapping[str, Any],
-                 seed_of=None) -> None:
+                 seed_of: Optional[Callable[[int, int], int]] = None) -> None:
         """Bind the models and the planner's parameters; stages are built on first use."""
         self.world_model = world_model
         self.actor_critic = actor_critic
         self.params = dict(p)
-        self.seed_of = seed_of or (lambda index: int(p['seed']))
+        self.seed_of = seed_of or (lambda index, episode: int(p['seed']))
         self.occupancy = occupancy_from_params(world_model, p)
+        self.episode = 0
         self.stages: dict = {}
 
     def stage(self, index: int) -> PlanStage:
         """Return vehicle ``index``'s stage."""
         if index not in self.stages:
             self.stages[index] = PlanStage(self.world_model, self.actor_critic, self.params,
-                                           self.seed_of(index), self.occupancy)
+                                           self.seed_of(index, self.episode), self.occupancy)
         return self.stages[index]
 
-    def restart(self) -> None:
-        """Forget every vehicle's stage (a new episode reseeds them)."""
+    def restart(self, episode: int = 0) -> None:
+        """Forget every vehicle's stage; the next ones are seeded for ``episode``."""
+        self.episode = episode
         self.stages = {}
 
     def choose(self, indices: Sequence[int], outputs: Sequence[Any],

@@ -114,3 +114,41 @@ def write_csv(rows: Sequence[Mapping], path: str) -> None:
             cells = [f'{row[c]:.5f}' if isinstance(row[c], float) else str(row[c])
                      for c in CSV_COLUMNS]
             handle.write(','.join(cells) + '\n')
+
+
+def read_csv(path: str) -> List[Dict]:
+    """Rows of a CSV written by ``write_csv`` (numbers parsed back)."""
+    with open(path) as handle:
+        header = handle.readline().strip().split(',')
+        rows = []
+        for line in handle:
+            row = dict(zip(header, line.strip().split(',')))
+            row['k'], row['seeds'], row['windows'] = (int(row['k']), int(row['seeds']),
+                                                      int(row['windows']))
+            for key in ('mean', 'ci_low', 'ci_high'):
+                row[key] = float(row[key])
+            rows.append(row)
+    return rows
+
+
+def combine_seeds(tables: Sequence[Sequence[Mapping]]) -> List[Dict]:
+    """
+    Combine one table per seed into one row per (mode, k, metric).
+
+    The mean of the seeds' means and its 95 % Student t interval over seeds, the independent
+    units (windows of one episode are not); ``windows`` sums the seeds' finite windows. A seed
+    without a finite mean is left out.
+    """
+    grouped: Dict[Tuple[str, int, str], List[Mapping]] = {}
+    for table in tables:
+        for row in table:
+            grouped.setdefault((row['mode'], row['k'], row['metric']), []).append(row)
+    rows = []
+    for (mode, k, metric), group in sorted(grouped.items()):
+        finite = [r for r in group if math.isfinite(r['mean'])]
+        mean, low, high, n = mean_interval([r['mean'] for r in finite])
+        low, high = max(low, 0.0), min(high, 1.0)  # every metric is a fraction
+        rows.append({'mode': mode, 'k': k, 'metric': metric, 'mean': mean, 'ci_low': low,
+                     'ci_high': high, 'seeds': n,
+                     'windows': sum(r['windows'] for r in finite)})
+    return rows
