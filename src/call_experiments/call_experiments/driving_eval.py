@@ -64,6 +64,7 @@ class SeedResult:
     outcomes: List[str] = field(default_factory=list)
     progress: List[float] = field(default_factory=list)
     stops: int = 0              # vehicle-steps in the controlled stop (model state not valid)
+    trips: List[Dict[str, Any]] = field(default_factory=list)   # per trip: why and how it ended
     wall_s: float = 0.0
 
     def summary(self) -> Dict[str, float]:
@@ -169,10 +170,42 @@ def build_fleet(loaded: Any, settings: PipelineConfig, env: Any, planner: Dict[s
     return MonitoredFleet(pipeline, policy, MonitorConfig.from_params(planner), int(planner['K']))
 
 
+def trip_record(role: str, start: float, end: float, outcome: str, progress: float,
+                length: float) -> Dict[str, Any]:
+    """One trip's end, so that failures can be told apart (time out, collision, off road)."""
+    return {'role': role, 'start_s': round(start, 2), 'duration_s': round(end - start, 2),
+            'outcome': outcome, 'progress': round(progress, 3), 'route_m': round(length, 1)}
+
+
+def collision_geometry(observation: Any, collided_with: Sequence[int],
+                       override: str) -> List[Dict[str, Any]]:
+    """Where each vehicle hit stood in the ego frame, so the kind of crash shows."""
+    ego = observation.ego
+    cos, sin = math.cos(ego.yaw), math.sin(ego.yaw)
+    found = []
+    for other in observation.others:
+        if other.actor_id not in collided_with:
+            continue
+        dx, dy = other.x - ego.x, other.y - ego.y
+        found.append({'call': bool(other.role_name), 'ahead_m': round(cos * dx + sin * dy, 2),
+                      'left_m': round(-sin * dx + cos * dy, 2),
+                      'yaw_deg': round(math.degrees(math.remainder(other.yaw - ego.yaw,
+                                                                   math.tau)), 1),
+                      'ego_speed': round(ego.speed, 2), 'other_speed': round(other.speed, 2),
+                      'ego_accel': round(ego.accel, 2), 'override': override})
+    return found
+
+
 def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                planner: Dict[str, Any], c: float, trip_timeout: float,
-               overrides: Optional[Dict[str, Any]] = None, log=None) -> SeedResult:
-    """One seed: `steps` simulator steps of continuous driving with respawns."""
+               overrides: Optional[Dict[str, Any]] = None, log=None,
+               progress_every: int = 0, on_progress=None) -> SeedResult:
+    """
+    One seed: `steps` simulator steps of continuous driving with respawns.
+
+    Every `progress_every` steps `on_progress(steps_done, result)` gets the records so far
+    (a long run on a shared machine leaves usable figures if it is stopped).
+    """
     from call_experiments.evaluate import collect_settings
     from call_sim.env import MultiVehicleEnv
     started = time.time()
@@ -195,6 +228,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
             if log and k and k % 100 == 0:
                 log(f'{scenario} {mode} seed {seed}: step {k}, outcomes '
                     f'{sorted((o, result.outcomes.count(o)) for o in set(result.outcomes))}')
+            if on_progress and progress_every and k and k % progress_every == 0:
+                on_progress(k, result)
             decided = fleet.step(obs, env.time, env.dt)
             obs, _, terminations, _, infos = env.step({r: d[0] for r, d in decided.items()})
             for role, info in infos.items():
@@ -212,6 +247,13 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                                else 'collision')
                     result.outcomes.append(outcome)
                     result.progress.append(progress[role])
+                    result.trips.append(trip_record(role, trip_start[role], env.time, outcome,
+                                                    progress[role], length))
+                    if info['collision']:
+                        result.trips[-1]['hit'] = collision_geometry(
+                            obs[role], info['collided_with'], decided[role][1])
+                    if log and outcome != 'reached':
+                        log(f'{scenario} {mode} seed {seed}: {result.trips[-1]}')
                     trip[role] += 1
                     trip_start[role] = env.time
                     pipeline.restart(role)
@@ -221,6 +263,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
             late = env.time - trip_start[role] > trip_timeout
             result.outcomes.append('timeout' if late else 'cut_short')
             result.progress.append(progress[role])
+            result.trips.append(trip_record(role, trip_start[role], env.time,
+                                            result.outcomes[-1], progress[role], math.nan))
     finally:
         env.close()
     result.wall_s = time.time() - started
@@ -282,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--combine', action='store_true',
                         help='run nothing: build the CSV from the per-seed summaries in '
                         'OUT/driving_runs (seeds run as separate processes)')
+    parser.add_argument('--save-every', type=int, default=100,
+                        help='write the per-seed summary so far every this many steps (0: '
+                        'only at the end)')
     parser.add_argument('--out', default='results')
     parser.add_argument('--threads', type=int, default=1)
     return parser
@@ -328,14 +375,22 @@ def main(argv: Optional[List[str]] = None) -> int:
                     continue
                 per_seed.append(json.loads(path.read_text())['summary'])
                 continue
-            result = drive_seed(loaded, mode, args.scenario, seed, args.steps, planner,
-                                args.c, args.trip_timeout, log=log)
-            per_seed.append(result.summary())
             runs.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({
-                'scenario': args.scenario, 'mode': mode, 'seed': seed, 'steps': args.steps,
-                'c': args.c, 'planner_overrides': args.sets, 'wall_s': result.wall_s,
-                'summary': result.summary()}, indent=1, default=float))
+
+            def save(done: int, result: SeedResult, path=path, mode=mode, seed=seed) -> None:
+                # open trips are left out of a partial summary: it counts ended trips only
+                path.write_text(json.dumps({
+                    'scenario': args.scenario, 'mode': mode, 'seed': seed, 'steps': done,
+                    'steps_asked': args.steps, 'c': args.c, 'planner_overrides': args.sets,
+                    'wall_s': result.wall_s or time.time() - started,
+                    'summary': result.summary(), 'trips': result.trips}, indent=1,
+                    default=float))
+            started = time.time()
+            result = drive_seed(loaded, mode, args.scenario, seed, args.steps, planner,
+                                args.c, args.trip_timeout, log=log,
+                                progress_every=args.save_every, on_progress=save)
+            per_seed.append(result.summary())
+            save(args.steps, result)
         if per_seed:
             rows += rows_for(mode, per_seed)
     name = f'driving_{args.scenario}{"_quick" if args.quick else ""}.csv'

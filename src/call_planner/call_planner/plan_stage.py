@@ -86,7 +86,9 @@ def occupancy_from_params(world_model: Any, p: Mapping[str, Any]) -> Optional[Oc
 
 def route_cost_from_params(p: Mapping[str, Any]) -> Optional[RouteCost]:
     """Build the look-ahead's route cost (None when its weight is 0)."""
-    return route_cost_or_none(RouteConfig(float(p['route_weight']), float(p['route_lookahead'])),
+    return route_cost_or_none(RouteConfig(float(p['route_weight']), float(p['route_lookahead']),
+                                          float(p['route_speed_weight']),
+                                          float(p['route_reference_speed'])),
                               ActionSet.from_config({'accels': p['accels'],
                                                      'steers': p['steers']}),
                               BicycleModel.from_config(p))

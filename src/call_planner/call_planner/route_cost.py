@@ -17,6 +17,17 @@ publisher's window ahead), p_k and psi_k the k-th predicted position and heading
 look-ahead distance: the second term is the pure-pursuit heading error, measured where it
 will matter. Weight in reward units per metre (config/planner.yaml, `route_*`). The route
 comes from the planning module, not from the learned model: no privileged information.
+
+Progress along the route is the reference path's other half: a route follower tracks a
+reference speed as well as the path (the paper's R_velocity rewards speed up to its limit,
+App. E.1). Without it the look-ahead, whose learned reward head is weak on progress, let
+vehicles crawl at walking pace in traffic, where a crawling car is the one that gets hit.
+Each candidate is also charged
+
+    w_v * mean_k max(0, v_ref - v_k)
+
+for the predicted speeds v_k below the reference speed v_ref [m/s]; braking for a vehicle
+ahead stays the occupancy cost's and the safety monitor's business.
 """
 from dataclasses import dataclass, replace
 import math
@@ -33,10 +44,12 @@ class RouteConfig:
 
     weight: float = 0.5           # reward units per metre of mean deviation; 0 = off
     lookahead: float = 8.0        # [m] L: where the heading error is measured
+    speed_weight: float = 0.0     # w_v: reward units per m/s below the reference; 0 = off
+    reference_speed: float = 0.0  # [m/s] v_ref
 
     def __post_init__(self):
-        """Fail fast on a negative weight or look-ahead."""
-        for name in ('weight', 'lookahead'):
+        """Fail fast on a negative weight, look-ahead or speed."""
+        for name in ('weight', 'lookahead', 'speed_weight', 'reference_speed'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0.0):
                 raise ValueError(f'route_{name} must be >= 0, got {value}')
@@ -76,20 +89,22 @@ class RouteCost:
         """(B,) cost of B candidate plans (B, K) of action indices; 0 without a route."""
         candidates = np.asarray(candidates, dtype=np.int64)
         route = np.asarray(context.route, dtype=np.float64).reshape(-1, 2)
-        if self.config.weight == 0.0 or len(route) < 2:
+        if len(route) < 2:
             return np.zeros(len(candidates))
         batch, horizon = candidates.shape
         x, y, yaw = (np.full(batch, float(v)) for v in context.pose)
         speed = np.full(batch, max(float(context.speed), 0.0))
         points = np.empty((batch, horizon, 2, 2))
+        shortfall = np.zeros(batch)
         for k in range(horizon):
             accel, steer = self.table[candidates[:, k]].T
             x, y, yaw, speed = self.bicycle.step_arrays(x, y, yaw, speed, accel, steer)
             points[:, k, 0] = np.stack([x, y], -1)
             ahead = self.config.lookahead
             points[:, k, 1] = np.stack([x + ahead * np.cos(yaw), y + ahead * np.sin(yaw)], -1)
+            shortfall += np.maximum(self.config.reference_speed - speed, 0.0) / horizon
         deviation = distance_to_polyline(points, route).sum(-1).mean(-1)      # (B,)
-        return self.config.weight * deviation
+        return self.config.weight * deviation + self.config.speed_weight * shortfall
 
 
 def rescored(plan, costs: Sequence[float]):
@@ -106,7 +121,7 @@ def rescored(plan, costs: Sequence[float]):
 
 def route_cost_or_none(config: Optional[RouteConfig], actions: ActionSet,
                        bicycle: BicycleModel = BicycleModel()) -> Optional[RouteCost]:
-    """Return a RouteCost, or None when the weight is 0 (the plain eq. 3 look-ahead)."""
-    if config is None or config.weight == 0.0:
+    """Return a RouteCost, or None when both weights are 0 (the plain eq. 3 look-ahead)."""
+    if config is None or (config.weight == 0.0 and config.speed_weight == 0.0):
         return None
     return RouteCost(config, actions, bicycle)

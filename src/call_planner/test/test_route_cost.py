@@ -65,7 +65,26 @@ def test_without_a_route_or_weight_nothing_is_charged():
         plans, RouteContext((0.0, 0.0, 0.0), 8.0, np.zeros((1, 2))))[0] == 0.0
 
 
-@pytest.mark.parametrize('kwargs', [{'weight': -1.0}, {'lookahead': math.nan}])
+def test_a_slow_vehicle_is_charged_for_braking_and_paid_for_speeding_up_to_the_reference():
+    # on the route, straight ahead, at 3 m/s: only the speed term tells the plans apart
+    brake, keep, speed_up = (ACTIONS.index(a, 0.0) for a in (-2.0, 0.0, 2.0))
+    plans = np.array([[brake] * 5, [keep] * 5, [speed_up] * 5])
+    context = RouteContext((0.0, 0.0, 0.0), 3.0, _straight_route())
+    costs = RouteCost(RouteConfig(weight=1.0, speed_weight=0.3, reference_speed=10.0),
+                      ACTIONS).cost(plans, context)
+    assert costs[0] > costs[1] > costs[2]
+    assert costs[0] - costs[1] == pytest.approx(0.3 * 0.6, rel=0.05)   # mean 0.6 m/s slower
+    # at the reference speed braking is not charged for speed (the monitor may want it)
+    fast = RouteCost(RouteConfig(weight=1.0, speed_weight=0.3, reference_speed=10.0),
+                     ACTIONS).cost(plans, RouteContext((0.0, 0.0, 0.0), 12.0, _straight_route()))
+    assert fast[0] == pytest.approx(fast[1], abs=1e-6)
+    # off by default: the plain route cost does not care for speed
+    plain = RouteCost(RouteConfig(weight=1.0), ACTIONS).cost(plans, context)
+    assert plain[0] == pytest.approx(plain[2], abs=1e-6)
+
+
+@pytest.mark.parametrize('kwargs', [{'weight': -1.0}, {'lookahead': math.nan},
+                                    {'speed_weight': -0.1}, {'reference_speed': math.inf}])
 def test_bad_route_config_fails_fast(kwargs):
     with pytest.raises(ValueError):
         RouteConfig(**kwargs)

@@ -404,8 +404,13 @@ class MultiVehicleEnv:
             speed = float(start['speed'])
         else:
             best, best_free = None, -1.0
-            for _ in range(100):
-                candidate = self.planner.sample(self._rng)
+            # a respawn whose start window is full of traffic (dense merges) starts anywhere
+            # on a source edge rather than end the run
+            windows = (True, False) if in_traffic else (True,)
+            for draw in range(100 * len(windows)):
+                if draw >= 100 and best_free >= self.vehicle_length + 3.0:
+                    break
+                candidate = self.planner.sample(self._rng, in_window=windows[draw // 100])
                 xy = candidate.points[0]
                 free = (np.hypot(*(occupied_xy - xy).T).min() if len(occupied_xy)
                         else math.inf)
@@ -414,8 +419,8 @@ class MultiVehicleEnv:
                 if free >= clearance:
                     break
             if best_free < self.vehicle_length + 3.0:
-                raise RuntimeError(f'no free start found for {role} in 100 draws: too many '
-                                   f'vehicles for map {self.road.name}')
+                raise RuntimeError(f'no free start found for {role} in {draw + 1} draws: too '
+                                   f'many vehicles for map {self.road.name}')
             route = best
             low, high = self.scenario['speeds']['controlled_initial']
             speed = float(self._rng.uniform(low, high))

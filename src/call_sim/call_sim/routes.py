@@ -114,9 +114,14 @@ class RoutePlanner:
             points = points + alpha * shift
         return points
 
-    def sample(self, rng: np.random.Generator, source: tuple[str, int, float] | None = None
-               ) -> Route:
-        """Draw one route; `source` = (edge, lane index, position) fixes its start."""
+    def sample(self, rng: np.random.Generator, source: tuple[str, int, float] | None = None,
+               in_window: bool = True) -> Route:
+        """
+        Draw one route; `source` = (edge, lane index, position) fixes its start.
+
+        `in_window=False` ignores the scenario's start window (anywhere on a source edge):
+        the fallback of a respawn that finds the window full of traffic.
+        """
         cfg = self.config
         net = self.road.net
         if source is None:
@@ -125,7 +130,7 @@ class RoutePlanner:
             low = float(cfg['start_margin'])
             high = max(low, edge.getLength() - float(cfg['end_margin'])
                        - min(float(cfg['length']), 0.5 * edge.getLength()))
-            if cfg.get('start_window') is not None:
+            if in_window and cfg.get('start_window') is not None:
                 low, high = start_window(cfg['start_window'], low, high)
             source = (edge_id, int(rng.integers(edge.getLaneNumber())), rng.uniform(low, high))
         edge_id, lane, pos = source

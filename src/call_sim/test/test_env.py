@@ -238,3 +238,14 @@ def test_start_window_keeps_the_fleet_on_one_stretch(make_env):
     assert spread <= 80.0 + 8.0  # window length + lane offsets
     with pytest.raises(ValueError, match='start_window'):
         MultiVehicleEnv.from_scenario({**STRAIGHT, 'route': {'start_window': [5.0, 1.0]}})
+
+
+def test_a_respawn_may_leave_a_full_start_window_but_a_reset_may_not(make_env):
+    # the fallback of a respawn in dense traffic: a draw outside the window, on a source edge
+    env = make_env({**STRAIGHT, 'route': {'start_window': [100.0, 101.0]}})
+    env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    inside = [env.planner.sample(rng).start_pos for _ in range(20)]
+    anywhere = [env.planner.sample(rng, in_window=False).start_pos for _ in range(20)]
+    assert all(100.0 <= s <= 101.0 for s in inside)
+    assert any(not 100.0 <= s <= 101.0 for s in anywhere)
