@@ -47,9 +47,9 @@ import yaml
 ROLES = ('hero0', 'hero1', 'hero2')
 PARAMS_INITIAL_RANGE = 20.0   # call_comm initial_range
 # E: bit for bit in every run measured on this code. Four runs with each accepted neighbour's
-# pose, z, h and intention hashed on both sides (three with two CPU hogs, two of them beside a
-# CI suite at load average 8-10): all 285 valid E per run equal to the last bit, all ~389
-# neighbour messages per run from the sender's previous step, the neighbour inputs equal.
+# pose, z, h and intention hashed on both sides, each beside two to four busy-loop CPU hogs
+# (three beside a CI suite too, load average 8-10): all 285 valid E per run equal to the last
+# bit, all ~389 neighbour messages per run from the sender's previous step, inputs equal.
 # The tolerance stays as a margin for two earlier observations (3e-6 relative in a pytest
 # run, 0.2 % at single steps under two hogs) made before the comm node's neighbour views and
 # draining V2V subscriptions existed; they did not recur. A late V2V message is NOT the
