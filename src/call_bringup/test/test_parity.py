@@ -46,13 +46,22 @@ import yaml
 
 ROLES = ('hero0', 'hero1', 'hero2')
 PARAMS_INITIAL_RANGE = 20.0   # call_comm initial_range
-# E: bit for bit in most runs, but not always. Under load the graph's E has come out off the
-# pipeline's at isolated steps: up to 3e-6 relative (pytest run) and, with two CPU hogs, up
-# to 0.2 % at single steps, with identical actions, ranges and neighbours. The likely cause
-# (not verified): a neighbour's step t - 1 message that has not reached the receiver's comm
-# node when its step t runs, so it takes that sender's t - 2 message (same neighbour, older
-# content; the posterior's logits move, its mode z does not). A rule changed in one copy
-# moves actions, ranges or neighbours, which are compared exactly.
+# E: bit for bit in every run measured on this code. Four runs with each accepted neighbour's
+# pose, z, h and intention hashed on both sides, each beside two to four busy-loop CPU hogs
+# (three beside a CI suite too, load average 8-10): all 285 valid E per run equal to the last
+# bit, all ~389 neighbour messages per run from the sender's previous step, inputs equal.
+# The tolerance stays as a margin for two earlier observations (3e-6 relative in a pytest
+# run, 0.2 % at single steps under two hogs) made before the comm node's neighbour views and
+# draining V2V subscriptions existed; they did not recur. A late V2V message is NOT the
+# cause of an E-only difference: the inbox hands each message over once, so a receiver whose
+# step runs before a neighbour's previous-step message arrived drops that neighbour for the
+# step (it never re-takes the older one). That shows in the neighbours, compared exactly,
+# and the changed observation moves E at every later step: one sender's step-40 message held
+# back 1.5 s gave the receivers' step 41 without it, then E off at all 58 steps from 42 on
+# (124 vehicle steps, 0.015 % to 230 %).
+# Float rounding alone needs a different computation path on equal inputs (batch, thread
+# count, layout): one vehicle per process, batched=False and one torch thread fix the first
+# two, and the node's channels_last encoder gives the pipeline's NCHW posterior bit for bit.
 E_REL_TOL = 1e-2
 E_ABS_TOL = 1e-3
 STEPS = 100
