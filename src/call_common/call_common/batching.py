@@ -11,12 +11,13 @@ messages already waiting in the executor, so the items those messages bring run 
 lone node runs its item at once. This module is ROS-free: core modules that training code
 imports subclass :class:`Batcher`.
 """
+from abc import ABC, abstractmethod
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 Done = Callable[..., None]      # gets the item's outcome (see Batcher.deliver)
 
 
-class Batcher:
+class Batcher(ABC):
     """
     Pending items of the nodes that share one model; ``run`` computes a batch's outcomes.
 
@@ -31,9 +32,9 @@ class Batcher:
         self.pending: List[Tuple[Any, Done]] = []
         self.stats: Dict[str, int] = {'batches': 0, 'items': 0, 'largest': 0}
 
+    @abstractmethod
     def run(self, requests: Sequence[Any]) -> Sequence[Any]:
         """Return one outcome per request (subclasses compute them as one batch)."""
-        raise NotImplementedError
 
     def join(self) -> None:
         """Count one more node using this batcher (a lone node needs no batching)."""
