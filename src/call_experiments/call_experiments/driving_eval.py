@@ -110,16 +110,25 @@ class MonitoredFleet:
         """One vehicle respawned: forget its tracks and plan."""
         self.monitors[role] = TtcMonitor(self.config, self.geometry)
         self.yaws.pop(role, None)
-        self.policy.forget(self.pipeline.roles.index(role))
+        index = self.pipeline.roles.index(role)
+        self.policy.forget(index)
+        self.policy.tracks.pop(index, None)
 
     def step(self, observations: Dict[str, Any], now: float, dt: float) -> Dict[str, tuple]:
         """Observe, plan, monitor: {role: (VehicleControl, override level, stopped)}."""
         p = self.pipeline
         steps = p.observe(observations)
+        seen_c, shared_c = CHANNEL_INDEX['seen_vehicles'], CHANNEL_INDEX['shared_vehicles']
+        if self.config.enabled:     # the monitor's tracks feed the look-ahead's conflict cost
+            for i, role in enumerate(p.roles):
+                ego, bev = observations[role].ego, steps[i].bev
+                monitor = self.monitors[role]
+                monitor.observe(now, bev[seen_c] > 127, bev[shared_c] > 127,
+                                (ego.x, ego.y, ego.yaw))
+                self.policy.tracks[i] = monitor.moving_tracks()
         controls = p.act(observations, self.policy)
         driver = p.driver
         out = {}
-        seen_c, shared_c = CHANNEL_INDEX['seen_vehicles'], CHANNEL_INDEX['shared_vehicles']
         for i, role in enumerate(p.roles):
             ego = observations[role].ego
             pose = (ego.x, ego.y, ego.yaw)
@@ -129,9 +138,7 @@ class MonitoredFleet:
             level, control = NONE, controls[role]
             stopped = not p.outputs[i].valid
             if self.config.enabled:
-                bev = steps[i].bev
                 monitor = self.monitors[role]
-                monitor.observe(now, bev[seen_c] > 127, bev[shared_c] > 127, pose)
                 if not stopped:
                     verdict = monitor.assess(now, pose, ego.speed, yaw_rate)
                     accel, steer = driver.actions.action(int(steps[i].action))

@@ -31,6 +31,7 @@ from call_planner.indexed_lookahead import IndexedLookahead
 from call_planner.lookahead import ImaginingModel, Plan, plan, PolicyAndValue, State
 from call_planner.lookahead_batch import LookaheadRequest
 from call_planner.occupancy_cost import OccupancyCost
+from call_planner.conflict_cost import ConflictCost
 from call_planner.route_cost import rescored, RouteContext, RouteCost
 import torch
 
@@ -81,15 +82,18 @@ class ReplanningPolicy:
                  num_actions: int, config: LookaheadConfig,
                  generator: Optional[torch.Generator] = None,
                  occupancy: Optional[OccupancyCost] = None,
-                 route_cost: Optional[RouteCost] = None):
+                 route_cost: Optional[RouteCost] = None,
+                 conflict_cost: Optional[ConflictCost] = None):
         """
         Bind the models; `generator` makes sampled actor rollouts reproducible.
 
         `occupancy`: the footprint-overlap cost of the decoded imagined states (None: the
         look-ahead scores reward and value only); `route_cost`: each candidate's deviation
-        from the route (None: the route is not scored).
+        from the route (None: the route is not scored); `conflict_cost`: each candidate's
+        TTC shortfall to the tracked vehicles of the route context (None: not scored).
         """
         self.route_cost = route_cost
+        self.conflict_cost = conflict_cost
         self.world_model = world_model
         self.actor_critic = actor_critic
         self.num_actions = num_actions
@@ -153,9 +157,11 @@ class ReplanningPolicy:
                 self._active = plan(self.world_model, self.actor_critic, state,
                                     self.num_actions, cfg.K, cfg.gamma, cfg.sample_actor,
                                     self.generator, imagine_kwargs, self.occupancy)
-            if self.route_cost is not None and route is not None:
-                self._active = rescored(self._active,
-                                        self.route_cost.cost(self._active.candidates, route))
+            costs = [c.cost(self._active.candidates, route)
+                     for c in (self.route_cost, self.conflict_cost)
+                     if c is not None and route is not None]
+            if costs:
+                self._active = rescored(self._active, sum(costs))
             self._active_age = 0
         if refresh:
             self._intention = self._active
