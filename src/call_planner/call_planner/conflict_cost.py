@@ -11,10 +11,12 @@ them (car-following / ACC terms of sampling-based planners); here the tracks are
 monitor's, from the current fused BEV (own sensing and V2V alike), so what sharing tells the
 ego shapes the plan as soon as it is in the BEV.
 
-Each eq. 3 candidate's K actions are integrated with the kinematic bicycle model
-(`route_cost.kinematic_rollout`) and continued to `horizon` seconds at the candidate's mean
-acceleration along its last heading (the plan's braking or accelerating carried on); every
-track moves at constant velocity. The candidate's TTC is its first disc contact with any
+Each eq. 3 candidate is a path and a speed profile: the path is its K actions integrated
+with the kinematic bicycle model (`route_cost.kinematic_rollout`), continued straight; along
+it the ego moves for `horizon` seconds with the candidate's first acceleration held. That is
+what the planner can do: while any candidate is charged, it re-plans every step
+(`replanning.ReplanningPolicy`) and can keep choosing that first action. Every track moves at
+constant velocity. The candidate's TTC is its first disc contact with any
 track (`ttc_monitor.first_contacts`, the monitor's geometry: contacts that begin behind the
 ego are left out), and it is charged
 
@@ -67,29 +69,50 @@ class ConflictCost:
         candidates = np.asarray(candidates, dtype=np.int64)
         if not len(context.tracks):
             return np.full(len(candidates), math.inf)
-        dt = self.bicycle.dt
-        x, y, yaw, v = kinematic_rollout(self.table, self.bicycle, candidates, context.pose,
-                                         context.speed)                        # (B, K)
-        batch, k_steps = candidates.shape
-        t = np.arange(0.0, self.config.horizon + 1e-9, dt)                      # (T,)
-        # after the plan: its mean acceleration carried on along its last heading
-        accel = self.table[candidates, 0].mean(-1)                              # (B,)
-        tail = np.maximum(t[None, :] - k_steps * dt, 0.0)                       # (B?, T)
-        v_end = v[:, -1:]
-        stop = np.where(accel[:, None] < 0, v_end / np.maximum(-accel[:, None], 1e-9), np.inf)
-        run = np.minimum(tail, stop)
-        speed = np.clip(v_end + accel[:, None] * run, 0.0, self.bicycle.max_speed)
-        travelled = 0.5 * (v_end + speed) * run                                 # (B, T)
-        in_plan = np.minimum(np.round(t / dt).astype(int), k_steps)             # 0..K
-        px = np.concatenate([np.full((batch, 1), float(context.pose[0])), x], 1)
-        py = np.concatenate([np.full((batch, 1), float(context.pose[1])), y], 1)
-        pyaw = np.concatenate([np.full((batch, 1), float(context.pose[2])), yaw], 1)
-        ex = px[:, in_plan] + travelled * np.cos(pyaw[:, -1:])
-        ey = py[:, in_plan] + travelled * np.sin(pyaw[:, -1:])
-        eyaw = pyaw[:, in_plan]
+        ex, ey, eyaw, t = self.paths(candidates, context)
         first = first_contacts(ex, ey, eyaw, context.tracks, t, 0.0, self.geometry)  # (B, N)
         first = first.min(-1)
         return np.where(first < len(t), t[np.minimum(first, len(t) - 1)], math.inf)
+
+    def paths(self, candidates: np.ndarray, context: RouteContext) -> tuple:
+        """
+        Each candidate's predicted ego poses x, y, yaw (B, T) at the times t (T,).
+
+        Path and speed apart, as planners decompose a trajectory: the path is the candidate's
+        kinematic rollout, continued straight along its last heading; along it the ego moves
+        with the first action's acceleration held (speed kept within [0, max_speed]), since
+        while a conflict is near the planner re-plans every step and can keep choosing it.
+        """
+        dt, bicycle = self.bicycle.dt, self.bicycle
+        x, y, yaw, _ = kinematic_rollout(self.table, bicycle, candidates, context.pose,
+                                         context.speed)                        # (B, K)
+        batch = len(candidates)
+        t = np.arange(0.0, self.config.horizon + 1e-9, dt)                      # (T,)
+        x0, y0, yaw0 = (float(v) for v in context.pose)
+        v0 = max(float(context.speed), 0.0)
+        accel = self.table[candidates[:, 0], 0]                                 # (B,)
+        limit = np.where(accel < 0, 0.0, bicycle.max_speed)
+        reach = np.where(accel != 0, (limit - v0) / np.where(accel != 0, accel, 1.0), np.inf)
+        run = np.minimum(t[None, :], np.maximum(reach, 0.0)[:, None])           # (B, T)
+        travelled = v0 * run + 0.5 * accel[:, None] * run ** 2 \
+            + np.where(accel[:, None] > 0, bicycle.max_speed, 0.0) * (t[None, :] - run) \
+            * (accel[:, None] > 0)
+        far = v0 * t[-1] + bicycle.max_speed * t[-1] + 1.0        # beyond any travel
+        px = np.concatenate([np.full((batch, 1), x0), x, x[:, -1:] + far * np.cos(yaw[:, -1:])],
+                            1)                                                  # (B, K+2)
+        py = np.concatenate([np.full((batch, 1), y0), y, y[:, -1:] + far * np.sin(yaw[:, -1:])],
+                            1)
+        heading = np.concatenate([np.full((batch, 1), yaw0), yaw, yaw[:, -1:]], 1)
+        arc = np.concatenate([np.zeros((batch, 1)),
+                              np.cumsum(np.hypot(np.diff(px), np.diff(py)), 1)], 1)
+        ex, ey, eyaw = (np.empty((batch, len(t))) for _ in range(3))
+        for b in range(batch):
+            ex[b] = np.interp(travelled[b], arc[b], px[b])
+            ey[b] = np.interp(travelled[b], arc[b], py[b])
+            segment = np.clip(np.searchsorted(arc[b], travelled[b], 'right'), 1,
+                              len(arc[b]) - 1)
+            eyaw[b] = heading[b, segment]
+        return ex, ey, eyaw, t
 
     def cost(self, candidates: np.ndarray, context: RouteContext) -> np.ndarray:
         """(B,) cost of B candidate plans (B, K) of action indices; 0 without tracks."""

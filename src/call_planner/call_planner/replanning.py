@@ -16,6 +16,10 @@ option `replan_every`:
 - values in between re-plan every `replan_every` steps and execute the newest plan's actions
   in between.
 
+Whatever `replan_every`, a vehicle that comes up is answered at once: the policy re-plans
+when the rest of its kept plan is charged a conflict (`conflict_cost`), and every step while
+the last look-ahead charged any candidate.
+
 Why commit by default: with the shipped checkpoint it also drives better. `call_evaluate
 --config smoke --only driving --set driving.modes=[lsi] --set seeds=[2000,2001,2002]
 --set driving.max_env_steps=1500` gave success 21.6 % vs 10.3 %, route completion 56 % vs
@@ -27,12 +31,13 @@ step either way.
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from call_planner.conflict_cost import ConflictCost
 from call_planner.indexed_lookahead import IndexedLookahead
 from call_planner.lookahead import ImaginingModel, Plan, plan, PolicyAndValue, State
 from call_planner.lookahead_batch import LookaheadRequest
 from call_planner.occupancy_cost import OccupancyCost
-from call_planner.conflict_cost import ConflictCost
 from call_planner.route_cost import rescored, RouteContext, RouteCost
+import numpy as np
 import torch
 
 
@@ -112,12 +117,16 @@ class ReplanningPolicy:
         self._active_age = 0
         self._intention: Optional[Plan] = None
         self._intention_age = 0
+        self._conflict_near = False     # the last look-ahead charged some conflict cost
 
     def _due(self) -> tuple[bool, bool]:
         """(refresh, replan): whether this step renews the intention and runs a look-ahead."""
         cfg = self.config
         refresh = self._intention is None or self._intention_age >= cfg.K
-        replan = refresh or self._active is None or self._active_age >= cfg.replan_every
+        # while a conflict is near, receding horizon: a fresh look-ahead every step, so a
+        # braking first action can be chosen again (the conflict cost assumes it can)
+        replan = refresh or self._active is None or self._active_age >= cfg.replan_every \
+            or self._conflict_near
         return refresh, replan
 
     def lookahead_request(self, state: State, imagine_kwargs: Optional[dict[str, Any]] = None
@@ -134,6 +143,15 @@ class ReplanningPolicy:
         return LookaheadRequest(self._indexed, state, self.num_actions, self.config.K,
                                 self.config.gamma)
 
+    def _kept_plan_conflicts(self, route: Optional[RouteContext]) -> bool:
+        """Whether the rest of the kept plan is charged a conflict (a vehicle came up)."""
+        if self.conflict_cost is None or route is None or self._active is None \
+                or not len(route.tracks):
+            return False
+        rest = list(self._active.actions[self._active_age:])
+        kept = np.array([rest + rest[-1:] * (self.config.K - len(rest))])
+        return bool(self.conflict_cost.cost(kept, route)[0] > 0.0)
+
     def step(self, state: State, imagine_kwargs: Optional[dict[str, Any]] = None,
              route: Optional[RouteContext] = None, planned: Optional[Plan] = None
              ) -> Decision:
@@ -146,6 +164,8 @@ class ReplanningPolicy:
         """
         cfg = self.config
         refresh, replan = self._due()
+        if not replan and self._kept_plan_conflicts(route):
+            replan = True
         if replan:
             if planned is not None:
                 self._active = planned
@@ -160,6 +180,8 @@ class ReplanningPolicy:
             costs = [c.cost(self._active.candidates, route)
                      for c in (self.route_cost, self.conflict_cost)
                      if c is not None and route is not None]
+            self._conflict_near = bool(self.conflict_cost is not None and route is not None
+                                       and np.any(costs[-1] > 0.0))
             if costs:
                 self._active = rescored(self._active, sum(costs))
             self._active_age = 0

@@ -307,25 +307,38 @@ def first_contacts(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: 
     lead = np.shape(ex)[:-1]
     if not len(tracks):
         return np.zeros(lead + (0,), np.int64)
-    ego = _disc_centres(ex, ey, eyaw, np.full(np.shape(ex), cfg.ego_length),
-                        cfg.discs)                                           # (...,T,D,2)
-    r_ego = float(_disc_radius(cfg.ego_length, cfg.ego_width, cfg.discs))
     tr = np.array([[k.x, k.y, k.yaw, k.length, k.width, k.vx, k.vy] for k in tracks])
     ox = tr[:, 0:1] + tr[:, 5:6] * (t + lag)                                   # (N,T)
     oy = tr[:, 1:2] + tr[:, 6:7] * (t + lag)
+    # coarse pass: one circle round each vehicle's discs; only tracks it ever reaches get
+    # the disc test (most vehicles of a BEV never come near the ego's paths)
+    def _reach(length, width):      # centre to the far edge of the outermost disc
+        return 0.5 * length * (1.0 - 1.0 / cfg.discs) + _disc_radius(length, width, cfg.discs)
+    reach = _reach(cfg.ego_length, cfg.ego_width) + _reach(tr[:, 3], tr[:, 4]) + cfg.margin
+    near = np.hypot(np.asarray(ex)[..., None, :] - ox, np.asarray(ey)[..., None, :] - oy) \
+        < reach[:, None]                                                       # (...,N,T)
+    close = near.reshape(-1, len(tr), len(t)).any((0, 2))                      # (N,)
+    first = np.full(lead + (len(tr),), len(t), np.int64)
+    if not close.any():
+        return first
+    tr, ox, oy = tr[close], ox[close], oy[close]
+    ego = _disc_centres(ex, ey, eyaw, np.full(np.shape(ex), cfg.ego_length),
+                        cfg.discs)                                           # (...,T,D,2)
+    r_ego = float(_disc_radius(cfg.ego_length, cfg.ego_width, cfg.discs))
     others = _disc_centres(ox, oy, np.repeat(tr[:, 2:3], len(t), 1),
                            np.repeat(tr[:, 3:4], len(t), 1), cfg.discs)       # (N,T,D,2)
     r_other = _disc_radius(tr[:, 3], tr[:, 4], cfg.discs)                      # (N,)
     gap = np.linalg.norm(ego[..., None, :, :, None, :] - others[:, :, None, :, :], axis=-1)
-    touch = (gap < r_ego + r_other[:, None, None, None] + cfg.margin).any((-2, -1))  # (...,N,T)
-    first = np.where(touch.any(-1), touch.argmax(-1), len(t))                  # (...,N)
-    at = np.minimum(first, len(t) - 1)
+    touch = (gap < r_ego + r_other[:, None, None, None] + cfg.margin).any((-2, -1))  # (...,n,T)
+    hit = np.where(touch.any(-1), touch.argmax(-1), len(t))                    # (...,n)
+    at = np.minimum(hit, len(t) - 1)
     rows = np.arange(len(tr))
-    ax = np.take_along_axis(ex[..., None, :], at[..., None], -1)[..., 0]       # (...,N)
+    ax = np.take_along_axis(ex[..., None, :], at[..., None], -1)[..., 0]       # (...,n)
     ay = np.take_along_axis(ey[..., None, :], at[..., None], -1)[..., 0]
     ayaw = np.take_along_axis(eyaw[..., None, :], at[..., None], -1)[..., 0]
     forward = (ox[rows, at] - ax) * np.cos(ayaw) + (oy[rows, at] - ay) * np.sin(ayaw)
-    return np.where(forward > 0.0, first, len(t))
+    first[..., close] = np.where(forward > 0.0, hit, len(t))
+    return first
 
 
 def override_accel(assessment: Assessment, planned_accel: float) -> Optional[float]:

@@ -38,17 +38,25 @@ def _vehicle(x, y=0.0, vx=0.0):
 
 
 def test_behind_a_slower_vehicle_braking_costs_less_than_keeping_and_speeding_up():
-    plans = np.array([[SPEED_UP] + [KEEP] * 4, [KEEP] * 5, [BRAKE] + [KEEP] * 4, [BRAKE] * 5])
+    plans = np.array([[SPEED_UP] + [KEEP] * 4, [KEEP] * 5, [BRAKE] + [KEEP] * 4])
     cost = _cost(weight=1.0)
     context = _context(_vehicle(25.0, vx=3.0))
     ttc = cost.ttc(plans, context)
     # keeping 10 m/s towards a 3 m/s car 25 m ahead: contact in about 2.8 s
     assert 2.0 < ttc[1] < ConflictConfig().ttc
-    # each braking step carries on through the horizon: later contact, lower cost
-    assert ttc[0] < ttc[1] < ttc[2] < ttc[3]
+    # the first action's acceleration is held: speeding up meets it sooner, braking stops
+    # short of it
+    assert ttc[0] < ttc[1] and math.isinf(ttc[2])
     charged = cost.cost(plans, context)
-    assert charged[0] > charged[1] > charged[2] > charged[3] >= 0.0
-    assert charged[3] == 0.0           # braking throughout stops short of it
+    assert charged[0] > charged[1] > charged[2] == 0.0
+
+
+def test_the_path_is_the_rollout_and_the_speed_the_first_action_held():
+    plans = np.array([[KEEP] * 5, [BRAKE] * 5, [SPEED_UP] + [KEEP] * 4])
+    x, y, yaw, t = _cost().paths(plans, _context(speed=10.0))
+    assert np.allclose(x[0], 10.0 * t) and np.allclose(y, 0.0) and np.allclose(yaw, 0.0)
+    assert x[1, -1] == pytest.approx(10.0 ** 2 / (2 * 2.0))     # stopped after 25 m
+    assert x[2, -1] == pytest.approx(10.0 * 5.0 + 0.5 * 2.0 * 5.0 ** 2)
 
 
 def test_vehicles_beside_behind_or_far_ahead_cost_nothing():
@@ -81,9 +89,12 @@ def test_the_look_ahead_brakes_for_a_slower_vehicle_its_learned_score_ignores():
     costed = ReplanningPolicy(model, FixedActorCritic(preferred=KEEP), NUM_ACTIONS, config,
                               conflict_cost=_cost(weight=2.0))
     assert ACTIONS.action(costed.step(model.initial_state(1), route=context).action)[0] < 0.0
-    # without a vehicle it keeps speed
+    # while charged it re-plans every step; without a vehicle it keeps speed and commits
+    assert costed.step(model.initial_state(1), route=context).replanned
     costed.reset()
-    assert costed.step(model.initial_state(1), route=_context()).action == KEEP
+    decisions = [costed.step(model.initial_state(1), route=_context()) for _ in range(3)]
+    assert [d.action for d in decisions] == [KEEP] * 3
+    assert [d.replanned for d in decisions] == [True, False, False]
 
 
 @pytest.mark.parametrize('kwargs', [{'weight': -1.0}, {'ttc': 6.0}, {'ttc': 0.0},
@@ -95,3 +106,17 @@ def test_bad_conflict_config_fails_fast(kwargs):
 
 def test_weight_zero_is_no_cost():
     assert conflict_cost_or_none(ConflictConfig(weight=0.0), MonitorConfig(), ACTIONS) is None
+
+
+def test_a_vehicle_that_comes_up_mid_plan_is_answered_at_once():
+    rewards = torch.zeros(NUM_ACTIONS)
+    rewards[KEEP] = 0.2
+    model = LastActionWorldModel(rewards)
+    policy = ReplanningPolicy(model, FixedActorCritic(preferred=KEEP), NUM_ACTIONS,
+                              LookaheadConfig(K=5, gamma=0.99), conflict_cost=_cost())
+    first = policy.step(model.initial_state(1), route=_context())
+    assert first.replanned and first.action == KEEP
+    # the kept plan would keep speed into a slower car that came up: re-plan and brake
+    decision = policy.step(model.initial_state(1), route=_context(_vehicle(25.0, vx=3.0)))
+    assert decision.replanned and ACTIONS.action(decision.action)[0] < 0.0
+
