@@ -14,7 +14,7 @@ ego shapes the plan as soon as it is in the BEV.
 Each eq. 3 candidate is a path and a speed profile: the path is its K actions integrated
 with the kinematic bicycle model (`route_cost.kinematic_rollout`), continued straight; along
 it the ego moves for `horizon` seconds with the candidate's first acceleration held. That is
-what the planner can do: while any candidate is charged, it re-plans every step
+what the planner can do: while its kept plan is charged, it re-plans every step
 (`replanning.ReplanningPolicy`) and can keep choosing that first action. Every track moves at
 constant velocity. The candidate's TTC is its first disc contact with any
 track (`ttc_monitor.first_contacts`, the monitor's geometry: contacts that begin behind the
@@ -23,7 +23,11 @@ ego are left out), and it is charged
     cost = w * max(0, ttc_plan - TTC)
 
 so with `ttc_plan` above the monitor's comfortable threshold the planner slows down for a
-conflict before the monitor would override. Weight in reward units per second
+conflict before the monitor would override. A contact that begins behind the ego is the
+monitor's to leave alone, since braking cannot avoid it, but not the planner's when its
+candidate makes it: a lane change into the path of a faster car coming up in the next lane
+(a gap that is not accepted). So contacts from behind are charged for the tracks with
+which holding the lane at the current speed has no contact. Weight in reward units per second
 (config/planner.yaml, `conflict_*`).
 """
 from dataclasses import dataclass
@@ -70,8 +74,16 @@ class ConflictCost:
         if not len(context.tracks):
             return np.full(len(candidates), math.inf)
         ex, ey, eyaw, t = self.paths(candidates, context)
-        first = first_contacts(ex, ey, eyaw, context.tracks, t, 0.0, self.geometry)  # (B, N)
-        first = first.min(-1)
+        geometry, tracks = self.geometry, context.tracks
+        first = first_contacts(ex, ey, eyaw, tracks, t, 0.0, geometry)          # (B, N)
+        # gap acceptance: a contact from behind counts when the candidate's manoeuvre makes
+        # it, i.e. when holding the lane at the current speed has none with that vehicle
+        x0, y0, yaw0 = (float(v) for v in context.pose)
+        v0 = max(float(context.speed), 0.0)
+        held = first_contacts(x0 + v0 * t * math.cos(yaw0), y0 + v0 * t * math.sin(yaw0),
+                              np.full(len(t), yaw0), tracks, t, 0.0, geometry, behind=True)
+        manoeuvre = first_contacts(ex, ey, eyaw, tracks, t, 0.0, geometry, behind=True)
+        first = np.where(held == len(t), np.minimum(first, manoeuvre), first).min(-1)
         return np.where(first < len(t), t[np.minimum(first, len(t) - 1)], math.inf)
 
     def paths(self, candidates: np.ndarray, context: RouteContext) -> tuple:
@@ -81,7 +93,7 @@ class ConflictCost:
         Path and speed apart, as planners decompose a trajectory: the path is the candidate's
         kinematic rollout, continued straight along its last heading; along it the ego moves
         with the first action's acceleration held (speed kept within [0, max_speed]), since
-        while a conflict is near the planner re-plans every step and can keep choosing it.
+        while its kept plan conflicts the planner re-plans every step and can keep choosing it.
         """
         dt, bicycle = self.bicycle.dt, self.bicycle
         x, y, yaw, _ = kinematic_rollout(self.table, bicycle, candidates, context.pose,

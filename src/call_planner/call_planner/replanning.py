@@ -17,8 +17,8 @@ option `replan_every`:
   in between.
 
 Whatever `replan_every`, a vehicle that comes up is answered at once: the policy re-plans
-when the rest of its kept plan is charged a conflict (`conflict_cost`), and every step while
-the last look-ahead charged any candidate.
+whenever the rest of its kept plan is charged a conflict (`conflict_cost`), so while it
+closes on a vehicle it re-plans every step and can keep choosing to brake.
 
 Why commit by default: with the shipped checkpoint it also drives better. `call_evaluate
 --config smoke --only driving --set driving.modes=[lsi] --set seeds=[2000,2001,2002]
@@ -117,16 +117,12 @@ class ReplanningPolicy:
         self._active_age = 0
         self._intention: Optional[Plan] = None
         self._intention_age = 0
-        self._conflict_near = False     # the last look-ahead charged some conflict cost
 
     def _due(self) -> tuple[bool, bool]:
         """(refresh, replan): whether this step renews the intention and runs a look-ahead."""
         cfg = self.config
         refresh = self._intention is None or self._intention_age >= cfg.K
-        # while a conflict is near, receding horizon: a fresh look-ahead every step, so a
-        # braking first action can be chosen again (the conflict cost assumes it can)
-        replan = refresh or self._active is None or self._active_age >= cfg.replan_every \
-            or self._conflict_near
+        replan = refresh or self._active is None or self._active_age >= cfg.replan_every
         return refresh, replan
 
     def lookahead_request(self, state: State, imagine_kwargs: Optional[dict[str, Any]] = None
@@ -180,8 +176,6 @@ class ReplanningPolicy:
             costs = [c.cost(self._active.candidates, route)
                      for c in (self.route_cost, self.conflict_cost)
                      if c is not None and route is not None]
-            self._conflict_near = bool(self.conflict_cost is not None and route is not None
-                                       and np.any(costs[-1] > 0.0))
             if costs:
                 self._active = rescored(self._active, sum(costs))
             self._active_age = 0

@@ -295,14 +295,15 @@ class TtcMonitor:
 
 
 def first_contacts(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: np.ndarray,
-                   lag: float, cfg: MonitorConfig) -> np.ndarray:
+                   lag: float, cfg: MonitorConfig, behind: bool = False) -> np.ndarray:
     """
     First contact index in `t` of each ego path with each track, len(t) for none.
 
     `ex, ey, eyaw` (..., T): ego paths sampled at times `t` (T,); tracks move at constant
-    velocity from their frame, `lag` seconds old. Returns (..., N). A contact that begins
-    behind the ego's centre counts as none: braking cannot avoid a vehicle closing from
-    behind. The monitor passes one path; the planner's conflict cost one per candidate.
+    velocity from their frame, `lag` seconds old. Returns (..., N). Unless `behind`, a
+    contact that begins behind the ego's centre counts as none: braking cannot avoid a
+    vehicle closing from behind. The monitor passes one path; the planner's conflict cost
+    one per candidate.
     """
     lead = np.shape(ex)[:-1]
     if not len(tracks):
@@ -337,7 +338,7 @@ def first_contacts(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: 
     ay = np.take_along_axis(ey[..., None, :], at[..., None], -1)[..., 0]
     ayaw = np.take_along_axis(eyaw[..., None, :], at[..., None], -1)[..., 0]
     forward = (ox[rows, at] - ax) * np.cos(ayaw) + (oy[rows, at] - ay) * np.sin(ayaw)
-    first[..., close] = np.where(forward > 0.0, hit, len(t))
+    first[..., close] = np.where(behind | (forward > 0.0), hit, len(t))
     return first
 
 

@@ -120,3 +120,14 @@ def test_a_vehicle_that_comes_up_mid_plan_is_answered_at_once():
     decision = policy.step(model.initial_state(1), route=_context(_vehicle(25.0, vx=3.0)))
     assert decision.replanned and ACTIONS.action(decision.action)[0] < 0.0
 
+
+
+def test_a_lane_change_in_front_of_a_faster_car_coming_up_is_charged():
+    left = ACTIONS.index(0.0, 0.2)
+    plans = np.array([[KEEP] * 5, [left] * 5])
+    coming_up = _vehicle(-10.0, y=3.5, vx=14.0)     # the next lane to the left, faster
+    ttc = _cost().ttc(plans, _context(coming_up, speed=8.0))
+    assert math.isinf(ttc[0])                       # holding the lane: it passes by
+    assert ttc[1] < ConflictConfig().ttc            # moving over: it runs into the ego
+    # a car closing from behind in the ego's own lane stays the follower's business
+    assert np.all(np.isinf(_cost().ttc(plans, _context(_vehicle(-12.0, vx=14.0)))))
