@@ -18,6 +18,7 @@ from call_experiments.driving_eval import (build_fleet, drive_seed, load_policy_
 from call_experiments.evaluate import collect_settings
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_planner.plan_stage import planner_params
+from call_planner.ttc_monitor import NONE
 from call_sim import driving_metrics
 from call_sim.config import load_yaml
 from call_sim.env import MultiVehicleEnv
@@ -70,6 +71,10 @@ def test_a_crossing_vehicle_known_only_through_sharing_makes_the_planner_brake()
     assert math.isfinite(shared['first_brake'])
     assert shared['first_brake'] + 10 <= local['first_brake']      # >= 1 s earlier
     assert not shared['collision']
+    # and the planner brakes for hero1 itself (the conflict cost on the monitor's tracks),
+    # not only the monitor: steps braking hard without an override
+    assert any(a is not None and a <= -1.0 and level == NONE
+               for a, level in zip(shared['accels'], shared['levels']))
 
 
 def test_a_short_real_run_records_every_vehicle_step_and_the_warm_up_stops():
