@@ -39,8 +39,8 @@ for pkg in ('call_planner', 'call_world_model', 'call_sim', 'call_perception', '
     sys.path.insert(0, os.path.join(ROOT, 'src', pkg))
 
 # after the source paths: importable without a colcon install
-from call_planner.indexed_lookahead import IndexedLookahead  # noqa: E402, I100, I202
-from call_planner.conflict_cost import ConflictConfig, ConflictCost  # noqa: E402
+from call_planner.conflict_cost import ConflictConfig, ConflictCost  # noqa: E402, I100, I202
+from call_planner.indexed_lookahead import IndexedLookahead  # noqa: E402
 from call_planner.lookahead import plan  # noqa: E402
 from call_planner.lookahead_batch import LookaheadRequest, plan_together  # noqa: E402
 from call_planner.model_state import imagination_kwargs, state_from_latent  # noqa: E402

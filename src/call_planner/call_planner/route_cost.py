@@ -62,8 +62,9 @@ class RouteContext:
     pose: tuple             # (x, y, yaw)
     speed: float            # [m/s]
     route: np.ndarray       # (M, 2) waypoints ahead, in driving order
-    tracks: tuple = ()      # the safety monitor's tracked vehicles (ttc_monitor.Track) of
-                            # the current fused BEV, seen and shared: the conflict cost's input
+    # the safety monitor's tracked vehicles (ttc_monitor.Track) of the current fused BEV,
+    # seen and shared: the conflict cost's input
+    tracks: tuple = ()
 
 
 def kinematic_rollout(table: np.ndarray, bicycle: BicycleModel, candidates: np.ndarray,

@@ -22,8 +22,9 @@ behind the ego's centre are left out: braking does not avoid a vehicle closing f
 Decision, after Autoware's minimum-risk manoeuvres (comfortable stop -1 m/s^2, emergency
 stop -2.5 m/s^2): TTC below `emergency_ttc` -> emergency deceleration, below
 `comfortable_ttc` -> comfortable deceleration, held for `hold_time` after the last trigger so
-the command does not chatter, unless the whole horizon becomes free of conflicts. The caller keeps the planner's steer and only lowers the
-acceleration; a planner that already brakes harder is left alone.
+the command does not chatter, unless the whole horizon becomes free of conflicts. The caller
+keeps the planner's steer and only lowers the acceleration; a planner that already brakes
+harder is left alone.
 """
 from collections import deque
 from dataclasses import dataclass, fields
@@ -236,7 +237,7 @@ class TtcMonitor:
         return velocity, moving
 
     def moving_tracks(self) -> tuple:
-        """The latest frame's tracks that have a velocity estimate (the ones assessed)."""
+        """Return the latest frame's tracks that have a velocity estimate (those assessed)."""
         return tuple(k for k, tracked in zip(self.tracks, self._tracked) if tracked)
 
     # -- decision ---------------------------------------------------------------------------
@@ -313,6 +314,7 @@ def first_contacts(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: 
     oy = tr[:, 1:2] + tr[:, 6:7] * (t + lag)
     # coarse pass: one circle round each vehicle's discs; only tracks it ever reaches get
     # the disc test (most vehicles of a BEV never come near the ego's paths)
+
     def _reach(length, width):      # centre to the far edge of the outermost disc
         return 0.5 * length * (1.0 - 1.0 / cfg.discs) + _disc_radius(length, width, cfg.discs)
     reach = _reach(cfg.ego_length, cfg.ego_width) + _reach(tr[:, 3], tr[:, 4]) + cfg.margin

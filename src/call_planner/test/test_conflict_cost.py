@@ -121,7 +121,6 @@ def test_a_vehicle_that_comes_up_mid_plan_is_answered_at_once():
     assert decision.replanned and ACTIONS.action(decision.action)[0] < 0.0
 
 
-
 def test_a_lane_change_in_front_of_a_faster_car_coming_up_is_charged():
     left = ACTIONS.index(0.0, 0.2)
     plans = np.array([[KEEP] * 5, [left] * 5])
