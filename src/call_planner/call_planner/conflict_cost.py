@@ -17,7 +17,7 @@ it the ego moves for `horizon` seconds with the candidate's first acceleration h
 what the planner can do: while its kept plan is charged, it re-plans every step
 (`replanning.ReplanningPolicy`) and can keep choosing that first action. Every track moves at
 constant velocity. The candidate's TTC is its first disc contact with any
-track (`ttc_monitor.first_contacts`, the monitor's geometry: contacts that begin behind the
+track (`ttc_monitor.contact_times`, the monitor's geometry: contacts that begin behind the
 ego are left out), and it is charged
 
     cost = w * max(0, ttc_plan - TTC)
@@ -35,7 +35,7 @@ import math
 from typing import Optional
 
 from call_planner.route_cost import kinematic_rollout, RouteContext
-from call_planner.ttc_monitor import first_contacts, MonitorConfig
+from call_planner.ttc_monitor import contact_times, first_contacts, MonitorConfig
 from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_model import BicycleModel
 import numpy as np
@@ -75,15 +75,14 @@ class ConflictCost:
             return np.full(len(candidates), math.inf)
         ex, ey, eyaw, t = self.paths(candidates, context)
         geometry, tracks = self.geometry, context.tracks
-        first = first_contacts(ex, ey, eyaw, tracks, t, 0.0, geometry)          # (B, N)
+        first, ahead = contact_times(ex, ey, eyaw, tracks, t, 0.0, geometry)     # (B, N)
         # gap acceptance: a contact from behind counts when the candidate's manoeuvre makes
         # it, i.e. when holding the lane at the current speed has none with that vehicle
         x0, y0, yaw0 = (float(v) for v in context.pose)
         v0 = max(float(context.speed), 0.0)
         held = first_contacts(x0 + v0 * t * math.cos(yaw0), y0 + v0 * t * math.sin(yaw0),
                               np.full(len(t), yaw0), tracks, t, 0.0, geometry, behind=True)
-        manoeuvre = first_contacts(ex, ey, eyaw, tracks, t, 0.0, geometry, behind=True)
-        first = np.where(held == len(t), np.minimum(first, manoeuvre), first).min(-1)
+        first = np.where(ahead | (held == len(t)), first, len(t)).min(-1)
         return np.where(first < len(t), t[np.minimum(first, len(t) - 1)], math.inf)
 
     def paths(self, candidates: np.ndarray, context: RouteContext) -> tuple:

@@ -306,42 +306,51 @@ def first_contacts(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: 
     vehicle closing from behind. The monitor passes one path; the planner's conflict cost
     one per candidate.
     """
-    lead = np.shape(ex)[:-1]
+    first, ahead = contact_times(ex, ey, eyaw, tracks, t, lag, cfg)
+    return first if behind else np.where(ahead, first, len(t))
+
+
+def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: np.ndarray,
+                  lag: float, cfg: MonitorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """
+    First contact index (..., N) of each ego path with each track, and whether it begins ahead.
+
+    The disc test of `first_contacts`, run only where a coarse test passes: one circle round
+    each vehicle's discs, per path, track and time (most vehicles of a BEV never come near
+    the ego's paths, so only a few samples get the disc test).
+    """
+    lead, steps = np.shape(ex)[:-1], len(t)
     if not len(tracks):
-        return np.zeros(lead + (0,), np.int64)
+        return np.zeros(lead + (0,), np.int64), np.zeros(lead + (0,), bool)
     tr = np.array([[k.x, k.y, k.yaw, k.length, k.width, k.vx, k.vy] for k in tracks])
     ox = tr[:, 0:1] + tr[:, 5:6] * (t + lag)                                   # (N,T)
     oy = tr[:, 1:2] + tr[:, 6:7] * (t + lag)
-    # coarse pass: one circle round each vehicle's discs; only tracks it ever reaches get
-    # the disc test (most vehicles of a BEV never come near the ego's paths)
+    px, py, pyaw = (np.asarray(a, dtype=np.float64).reshape(-1, steps) for a in (ex, ey, eyaw))
 
     def _reach(length, width):      # centre to the far edge of the outermost disc
         return 0.5 * length * (1.0 - 1.0 / cfg.discs) + _disc_radius(length, width, cfg.discs)
     reach = _reach(cfg.ego_length, cfg.ego_width) + _reach(tr[:, 3], tr[:, 4]) + cfg.margin
-    near = np.hypot(np.asarray(ex)[..., None, :] - ox, np.asarray(ey)[..., None, :] - oy) \
-        < reach[:, None]                                                       # (...,N,T)
-    close = near.reshape(-1, len(tr), len(t)).any((0, 2))                      # (N,)
-    first = np.full(lead + (len(tr),), len(t), np.int64)
-    if not close.any():
-        return first
-    tr, ox, oy = tr[close], ox[close], oy[close]
-    ego = _disc_centres(ex, ey, eyaw, np.full(np.shape(ex), cfg.ego_length),
-                        cfg.discs)                                           # (...,T,D,2)
-    r_ego = float(_disc_radius(cfg.ego_length, cfg.ego_width, cfg.discs))
-    others = _disc_centres(ox, oy, np.repeat(tr[:, 2:3], len(t), 1),
-                           np.repeat(tr[:, 3:4], len(t), 1), cfg.discs)       # (N,T,D,2)
-    r_other = _disc_radius(tr[:, 3], tr[:, 4], cfg.discs)                      # (N,)
-    gap = np.linalg.norm(ego[..., None, :, :, None, :] - others[:, :, None, :, :], axis=-1)
-    touch = (gap < r_ego + r_other[:, None, None, None] + cfg.margin).any((-2, -1))  # (...,n,T)
-    hit = np.where(touch.any(-1), touch.argmax(-1), len(t))                    # (...,n)
-    at = np.minimum(hit, len(t) - 1)
+    near = np.hypot(px[:, None, :] - ox, py[:, None, :] - oy) < reach[:, None]   # (P,N,T)
+    first = np.full(near.shape[:2], steps, np.int64)                           # (P,N)
+    path, track, time = np.nonzero(near)
+    if len(path):
+        ego = _disc_centres(px[path, time], py[path, time], pyaw[path, time],
+                            np.full(len(path), cfg.ego_length), cfg.discs)      # (M,D,2)
+        other = _disc_centres(ox[track, time], oy[track, time], tr[track, 2], tr[track, 3],
+                              cfg.discs)                                        # (M,D,2)
+        gap = np.linalg.norm(ego[:, :, None, :] - other[:, None, :, :], axis=-1)  # (M,D,D)
+        limit = _disc_radius(cfg.ego_length, cfg.ego_width, cfg.discs) \
+            + _disc_radius(tr[track, 3], tr[track, 4], cfg.discs) + cfg.margin
+        touch = (gap < limit[:, None, None]).any((1, 2))
+        np.minimum.at(first, (path[touch], track[touch]), time[touch])
+    at = np.minimum(first, steps - 1)
     rows = np.arange(len(tr))
-    ax = np.take_along_axis(ex[..., None, :], at[..., None], -1)[..., 0]       # (...,n)
-    ay = np.take_along_axis(ey[..., None, :], at[..., None], -1)[..., 0]
-    ayaw = np.take_along_axis(eyaw[..., None, :], at[..., None], -1)[..., 0]
+    ax = np.take_along_axis(px, at, 1)                                          # (P,N)
+    ay = np.take_along_axis(py, at, 1)
+    ayaw = np.take_along_axis(pyaw, at, 1)
     forward = (ox[rows, at] - ax) * np.cos(ayaw) + (oy[rows, at] - ay) * np.sin(ayaw)
-    first[..., close] = np.where(behind | (forward > 0.0), hit, len(t))
-    return first
+    ahead = (first < steps) & (forward > 0.0)
+    return first.reshape(lead + (len(tr),)), ahead.reshape(lead + (len(tr),))
 
 
 def override_accel(assessment: Assessment, planned_accel: float) -> Optional[float]:
