@@ -110,8 +110,11 @@ def run_graph(work: str, scenario: str, model: str) -> Dict[str, Dict[int, dict]
     probe = GraphProbe(fleet_file=os.path.join(work, 'keys', 'fleet.yaml'))
     records: Dict[str, Dict[int, dict]] = {r: {} for r in ROLES}
 
+    start = read_ros_params(os.path.join(ament_share('call_sim'), 'config',
+                                         'sim_node.yaml'))['start_time']
+
     def keep(role: str, key: str, stamp, value) -> None:
-        step = round((stamp.sec + stamp.nanosec * 1e-9) * 10)
+        step = round((stamp.sec + stamp.nanosec * 1e-9 - start) * 10)
         records[role].setdefault(step, {})[key] = value
     for role in ROLES:
         probe.node.create_subscription(
