@@ -166,7 +166,7 @@ class SimNode(Node):
             f'{self.lockstep.timeout} s')
 
     def now_nanoseconds(self) -> int:
-        """Simulation time of the current step [ns]: start_time + step * dt, in integers."""
+        """Return the simulation time of the current step [ns]: start_time + step * dt."""
         return self.start_nanoseconds + sim_nanoseconds(self.env.time)
 
     def vehicle_info(self, role: str) -> CarlaEgoVehicleInfo:
@@ -311,7 +311,8 @@ class SimNode(Node):
         array.status.append(DiagnosticStatus(
             level=DiagnosticStatus.WARN if self.lockstep.last_missing else DiagnosticStatus.OK,
             name='call_sim: lockstep', hardware_id='call_sim', message='running',
-            values=[kv('step', self.env.step_count), kv('time', f'{self.now_nanoseconds() * 1e-9:.1f}'),
+            values=[kv('step', self.env.step_count),
+                    kv('time', f'{self.now_nanoseconds() * 1e-9:.1f}'),
                     kv('missed_ticks', self.lockstep.missed_ticks),
                     kv('last_missing', ','.join(self.lockstep.last_missing)),
                     kv('stale_commands', self.lockstep.stale_commands),
