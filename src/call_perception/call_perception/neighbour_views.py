@@ -15,7 +15,7 @@ Why whole blobs and not pixels: a decoded car lies a pixel or two off the ego's 
 the same car; adding the pixel difference would draw a sliver of a second car beside it.
 """
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, Tuple
 
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
 from call_perception.fusion import FusionConfig, overlay_shared_mask, warp_neighbour_bev
@@ -45,7 +45,7 @@ def unseen_vehicles(mask: np.ndarray, own: np.ndarray, margin_px: int) -> np.nda
 
     mask and own are (S, S) uint8 (non-zero = vehicle); returns a 0/255 uint8 mask.
     """
-    return _blobs_clear_of(mask, _near(own, margin_px))
+    return _blobs_clear_of(mask, _near(own, margin_px))[0]
 
 
 def _near(own: np.ndarray, margin_px: int) -> np.ndarray:
@@ -57,17 +57,21 @@ def _near(own: np.ndarray, margin_px: int) -> np.ndarray:
     return near
 
 
-def _blobs_clear_of(mask: np.ndarray, near: np.ndarray) -> np.ndarray:
-    """The blobs of ``mask`` (8-connected) without a pixel in ``near``, as a 0/255 mask."""
+def _blobs_clear_of(mask: np.ndarray, near: np.ndarray) -> Tuple[np.ndarray, int]:
+    """
+    The blobs of ``mask`` (8-connected) without a pixel in ``near``: 0/255 mask and count.
+
+    Whole blobs are kept, so the kept mask's own blobs are exactly the kept ones.
+    """
     if not mask.any():
-        return np.zeros_like(mask, dtype=np.uint8)
+        return np.zeros_like(mask, dtype=np.uint8), 0
     count, labels = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
     if count <= 1:
-        return np.zeros_like(mask, dtype=np.uint8)
+        return np.zeros_like(mask, dtype=np.uint8), 0
     keep = np.ones(count, dtype=bool)
     keep[0] = False
     keep[labels[near > 0]] = False
-    return np.where(keep[labels], 255, 0).astype(np.uint8)
+    return np.where(keep, 255, 0).astype(np.uint8)[labels], int(keep.sum())
 
 
 def add_neighbour_views(bev: np.ndarray, ego: Any, views: Sequence[NeighbourView],
@@ -92,9 +96,9 @@ def add_neighbour_views(bev: np.ndarray, ego: Any, views: Sequence[NeighbourView
         mask = np.asarray(view.mask)
         source = config if mask.shape[-1] == config.size else config.resized(mask.shape[-1])
         warped = warp_neighbour_bev(mask, view.pose, ego, config, source)
-        new = _blobs_clear_of(warped, near)
-        if new.any():
-            added += cv2.connectedComponents((new > 0).astype(np.uint8), connectivity=8)[0] - 1
+        new, count = _blobs_clear_of(warped, near)
+        if count:
+            added += count
             np.maximum(added_mask, new, out=added_mask)
     overlay_shared_mask(bev, added_mask)
     return added
