@@ -416,7 +416,7 @@ class CommNode(Node):
         return wire_codec.serialized_size(wire)
 
     def _own_latent(self) -> list:
-        """[(z, h)] of the ego's last message as its synchronised receivers rebuild it, or []."""
+        """Return [(z, h)] of the ego's last message as its receivers rebuild it, or []."""
         keyframes = self.sender.keyframes
         mirror = keyframes.mirror() if keyframes is not None else None
         return [] if mirror is None or self.sent_z is None else [(self.sent_z, mirror)]

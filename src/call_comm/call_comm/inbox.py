@@ -320,7 +320,7 @@ class Inbox:
         return None, neighbour
 
     def _neighbour(self, parsed: _Parsed, sender: str, wire_bytes: int) -> Optional[Neighbour]:
-        """This receiver's Neighbour of a parsed message (None: malformed under its limits)."""
+        """Return this receiver's Neighbour of a parsed message (None: malformed here)."""
         cfg = self.config
         key = (sender, wire_bytes, cfg.num_actions, cfg.max_h_bytes, cfg.max_waypoints,
                cfg.max_keyframe_chunks, cfg.expected_h_dim)

@@ -17,9 +17,9 @@ have received is its own: the other nodes deliver it as a neighbour. So a node t
 anyway adds its own last message (`coming`: z and the h its receivers rebuild, the keyframe
 sender's mirror) to its batch when other nodes share the memo; they then find it there
 instead of running the decoder on a batch of one, which costs about twice a batch row (the
-decoder's dense first layer is read once per batch). A latent the decoder refuses (malformed or non-finite; the
-inbox drops such messages before, so this only catches what gets past it) is dropped and
-counted.
+decoder's dense first layer is read once per batch). A latent the decoder refuses (malformed
+or non-finite; the inbox drops such messages before, so this only catches what gets past it)
+is dropped and counted.
 """
 from collections import OrderedDict
 from importlib.metadata import entry_points

@@ -49,7 +49,7 @@ def unseen_vehicles(mask: np.ndarray, own: np.ndarray, margin_px: int) -> np.nda
 
 
 def _near(own: np.ndarray, margin_px: int) -> np.ndarray:
-    """Pixels within ``margin_px`` of an ``own`` vehicle pixel (uint8 0/1)."""
+    """Return the pixels within ``margin_px`` of an ``own`` vehicle pixel (uint8 0/1)."""
     near = (own > 0).astype(np.uint8)
     if margin_px > 0:
         kernel = np.ones((2 * margin_px + 1, 2 * margin_px + 1), np.uint8)
@@ -59,7 +59,7 @@ def _near(own: np.ndarray, margin_px: int) -> np.ndarray:
 
 def _blobs_clear_of(mask: np.ndarray, near: np.ndarray) -> Tuple[np.ndarray, int]:
     """
-    The blobs of ``mask`` (8-connected) without a pixel in ``near``: 0/255 mask and count.
+    Return the blobs of ``mask`` (8-connected) without a pixel in ``near``, and their count.
 
     Whole blobs are kept, so the kept mask's own blobs are exactly the kept ones.
     """

@@ -207,7 +207,7 @@ class ConvDecoder(nn.Module):
                                   last.output_padding, last.groups, last.dilation)
 
     def _stem(self, feat: torch.Tensor) -> torch.Tensor:
-        """Features -> the first conv stage's (B, channels, minres, minres) input."""
+        """Map features to the first conv stage's (B, channels, minres, minres) input."""
         grid = (self.minres, self.minres)
         dense = feat[:, :feat.shape[1] - self.spatial_dim]
         x = self.project(dense).reshape((-1, self.first_channels) + grid)
