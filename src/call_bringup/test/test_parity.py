@@ -8,8 +8,8 @@ planner's own `call_planner.plan_stage.FleetLookahead` on the same simulator. Fo
 vehicle and step the two must agree bit for bit on:
 
 * the action (the planner's Action index; the pipeline's ``VehicleStep.action``);
-* E's validity exactly, and E as the float32 LatentState carries it (the pipeline feeds its
-  gate the same float32, see its module doc), within E_REL_TOL (see there why);
+* E's validity, and E as the float32 LatentState carries it (the pipeline feeds its gate the
+  same float32, see its module doc);
 * the communication range, compared as the float32 CommStats carries it (the gate adds
   range_step in float64 in both copies; only the message field is float32);
 * the accepted neighbours, nearest first (CommStats.neighbours; the pipeline's accepted).
@@ -25,7 +25,6 @@ off (the pipeline has none) and the lockstep, start-up and wall-clock watchdog t
 far above any step (a missed tick or a watchdog stop would be a different experiment).
 """
 import io
-import math
 import os
 from typing import Dict, List
 
@@ -46,24 +45,15 @@ import yaml
 
 ROLES = ('hero0', 'hero1', 'hero2')
 PARAMS_INITIAL_RANGE = 20.0   # call_comm initial_range
-# E: bit for bit in every run measured on this code. Four runs with each accepted neighbour's
-# pose, z, h and intention hashed on both sides, each beside two to four busy-loop CPU hogs
-# (three beside a CI suite too, load average 8-10): all 285 valid E per run equal to the last
-# bit, all ~389 neighbour messages per run from the sender's previous step, inputs equal.
-# The tolerance stays as a margin for two earlier observations (3e-6 relative in a pytest
-# run, 0.2 % at single steps under two hogs) made before the comm node's neighbour views and
-# draining V2V subscriptions existed; they did not recur. A late V2V message is NOT the
-# cause of an E-only difference: the inbox hands each message over once, so a receiver whose
-# step runs before a neighbour's previous-step message arrived drops that neighbour for the
-# step (it never re-takes the older one). That shows in the neighbours, compared exactly,
-# and the changed observation moves E at every later step: one sender's step-40 message held
-# back 1.5 s gave the receivers' step 41 without it, then E off at all 58 steps from 42 on
-# (124 vehicle steps, 0.015 % to 230 %).
-# Float rounding alone needs a different computation path on equal inputs (batch, thread
-# count, layout): one vehicle per process, batched=False and one torch thread fix the first
-# two, and the node's channels_last encoder gives the pipeline's NCHW posterior bit for bit.
-E_REL_TOL = 1e-2
-E_ABS_TOL = 1e-3
+# Everything, E included, is compared bit for bit. Float rounding alone needs a different
+# computation path on equal inputs (batch, thread count, layout): one vehicle per process,
+# batched=False and one torch thread fix the first two, and the node's channels_last encoder
+# gives the pipeline's NCHW posterior bit for bit. E once had a 1 % tolerance, which hid a
+# real difference: the simulator stamped its first step 0, which the lockstep reads as an
+# unstamped command, so a late copy of a vehicle's first answer (that step is re-sent while
+# the nodes load) answered the second tick with the first command; that vehicle then drove
+# one step differently in the graph (about half of the runs beside two busy loops). Since
+# the clock starts at start_time > 0, 9 of 9 such runs gave every E equal to the last bit.
 STEPS = 100
 C = 30.0                # below the early E of the test checkpoint: ranges grow and differ
 SCENARIO = {
@@ -110,8 +100,11 @@ def run_graph(work: str, scenario: str, model: str) -> Dict[str, Dict[int, dict]
     probe = GraphProbe(fleet_file=os.path.join(work, 'keys', 'fleet.yaml'))
     records: Dict[str, Dict[int, dict]] = {r: {} for r in ROLES}
 
+    start = read_ros_params(os.path.join(ament_share('call_sim'), 'config',
+                                         'sim_node.yaml'))['start_time']
+
     def keep(role: str, key: str, stamp, value) -> None:
-        step = round((stamp.sec + stamp.nanosec * 1e-9) * 10)
+        step = round((stamp.sec + stamp.nanosec * 1e-9 - start) * 10)
         records[role].setdefault(step, {})[key] = value
     for role in ROLES:
         probe.node.create_subscription(
@@ -194,8 +187,7 @@ def test_graph_and_pipeline_agree_bit_for_bit(run):
                 mismatches.append(f'{role} step {step}: action {ros.get("action")} (graph) '
                                   f'!= {own["action"]} (pipeline)')
             valid, error = ros.get('E', (None, None))
-            if valid != own['E'][0] or (valid and not math.isclose(
-                    f32(error), own['E'][1], rel_tol=E_REL_TOL, abs_tol=E_ABS_TOL)):
+            if valid != own['E'][0] or (valid and f32(error) != own['E'][1]):
                 mismatches.append(f'{role} step {step}: E {ros.get("E")} != {own["E"]}')
             if ros.get('comm') != own['comm']:
                 mismatches.append(f'{role} step {step}: range, neighbours {ros.get("comm")} '

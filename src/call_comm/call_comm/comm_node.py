@@ -207,6 +207,8 @@ class CommNode(Node):
         self.last_step: Optional[tuple] = None               # (sec, nanosec) of the last step
         self.last_shared: Optional[SharedInformation] = None
         self.pending: Optional[tuple] = None      # (state, pose) waiting for the plan before it
+        self.sent_at: Optional[tuple] = None      # (sec, nanosec) of the last message sent
+        self.sent_z: Optional[np.ndarray] = None  # its z indices
         self.plan_waits_given_up = 0
 
         # The writer offers deadline and lifespan; the reader requests neither, because a
@@ -376,6 +378,8 @@ class CommNode(Node):
 
     def _run_step(self, state: LatentState, pose: Pose) -> None:
         stamp = (state.header.stamp.sec, state.header.stamp.nanosec)
+        # the ego's previous-step message, which this step's other receivers deliver
+        coming = self._own_latent() if self.sent_at == self.last_step else []
         self.last_step = stamp
         now = stamp_seconds(state.header.stamp)
         self.latest_state_time = now
@@ -388,17 +392,18 @@ class CommNode(Node):
                                             state.header.stamp.nanosec)):
             self.request_pub.publish(request_to_msg(req))
             request_bytes += request_size(req)
-        self._publish_shared(state, comm_range, delivery)
+        self._publish_shared(state, comm_range, delivery, coming)
         self._publish_stats(state, comm_range, delivery, bytes_sent, request_bytes)
         if self.filtering:
             self.v2v_sub.set_content_filter(CONTENT_FILTER, self._filter_parameters(*pose[:2]))
 
     # ------------------------------------------------------------------------- publishing
     def _publish_own(self, state: LatentState, pose: Pose) -> int:
+        z = np.frombuffer(bytes(state.z_indices), dtype=np.uint8)
         try:
             wire = self.sender.message(
                 self.sequence, (state.header.stamp.sec, state.header.stamp.nanosec),
-                pose, np.frombuffer(bytes(state.z_indices), dtype=np.uint8),
+                pose, z,
                 np.asarray(state.h, dtype=np.float32), state.action,
                 self._plan_before(RosTime.from_msg(state.header.stamp).nanoseconds))
         except wire_codec.CodecError as error:
@@ -406,15 +411,23 @@ class CommNode(Node):
                                     throttle_duration_sec=5.0)
             return 0
         self.sequence = (self.sequence + 1) & 0xFFFFFFFF
+        self.sent_at, self.sent_z = (state.header.stamp.sec, state.header.stamp.nanosec), z
         self.v2v_pub.publish(to_msg(wire))
         return wire_codec.serialized_size(wire)
 
-    def _publish_shared(self, state: LatentState, comm_range: float, delivery) -> None:
+    def _own_latent(self) -> list:
+        """Return [(z, h)] of the ego's last message as its receivers rebuild it, or []."""
+        keyframes = self.sender.keyframes
+        mirror = keyframes.mirror() if keyframes is not None else None
+        return [] if mirror is None or self.sent_z is None else [(self.sent_z, mirror)]
+
+    def _publish_shared(self, state: LatentState, comm_range: float, delivery,
+                        coming: list) -> None:
         out = SharedInformation()
         out.header.stamp = state.header.stamp
         out.header.frame_id = 'map'
         out.comm_range = _finite_f32(comm_range, 0.0)
-        views = (self.views.views([(n.z_indices, n.h) for n in delivery.neighbours])
+        views = (self.views.views([(n.z_indices, n.h) for n in delivery.neighbours], coming)
                  if self.views is not None else [None] * len(delivery.neighbours))
         self.views_this_step = sum(v is not None for v in views)
         for n, view in zip(delivery.neighbours, views):

@@ -19,7 +19,8 @@ for the following step) if it lies inside the ego's communication range.
 Nothing here raises on hostile input. Senders are named on the wire by key id; the fleet
 resolves it to the role name every consumer sees.
 """
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 import enum
 import math
 from typing import Callable, Dict, Hashable, List, Optional, Tuple
@@ -156,6 +157,40 @@ class _Candidate:
     superseded_bytes: int = 0       # of older candidates of the same sender this step
 
 
+@dataclass
+class _Parsed:
+    """
+    One decoded message and what any receiver derives from its bytes alone.
+
+    In a container every comm node receives the same serialized sample: it is decoded once
+    per process (`_parse_raw`), its signed payload built once, and its Neighbour fields
+    unpacked once per (sender, size, receiver limits); each receiver then checks replay,
+    budget, signature and plausibility on its own state and gets its own Neighbour copy.
+    """
+
+    msg: wire_codec.WireMessage
+    payload: Optional[bytes] = None
+    neighbours: Dict[tuple, Optional['Neighbour']] = field(default_factory=dict)
+
+
+PARSED_MEMO = 512      # serialized messages remembered per process (a few fleet steps)
+_parsed: 'OrderedDict[bytes, _Parsed]' = OrderedDict()
+
+
+def _parse_raw(raw: bytes) -> _Parsed:
+    """Decode a serialized LatentMessage once per process (CodecError: not remembered)."""
+    key = bytes(raw)
+    known = _parsed.get(key)
+    if known is not None:
+        _parsed.move_to_end(key)
+        return known
+    parsed = _Parsed(wire_codec.decode_cdr(key))
+    _parsed[key] = parsed
+    if len(_parsed) > PARSED_MEMO:
+        _parsed.popitem(last=False)
+    return parsed
+
+
 def _finite(*values: float) -> bool:
     return all(math.isfinite(v) for v in values)
 
@@ -202,8 +237,8 @@ class Inbox:
             return self._count(DropReason.OVERSIZE, len(raw), now)
         size = wire_codec.message_size(raw)
 
-        def decode() -> wire_codec.WireMessage:
-            return wire_codec.decode_cdr(raw)
+        def decode() -> _Parsed:
+            return _parse_raw(raw)
         try:
             header = wire_codec.peek_header(raw)
         except wire_codec.CodecError:
@@ -215,7 +250,7 @@ class Inbox:
         """Check one decoded message of `wire_bytes` serialized bytes (see `receive_raw`)."""
         if wire_bytes > self._max_bytes:
             return self._count(DropReason.OVERSIZE, wire_bytes, now)
-        return self._receive(msg, lambda: msg, wire_bytes, now, writer)
+        return self._receive(msg, lambda: _Parsed(msg), wire_bytes, now, writer)
 
     def _count(self, outcome: enum.Enum, wire_bytes: int,
                now: Optional[float]) -> enum.Enum:
@@ -224,7 +259,7 @@ class Inbox:
         self.tally.add(outcome, wire_bytes)
         return outcome
 
-    def _receive(self, header, decode: Callable[[], wire_codec.WireMessage], wire_bytes: int,
+    def _receive(self, header, decode: Callable[[], _Parsed], wire_bytes: int,
                  now: Optional[float], writer: Hashable) -> Optional[enum.Enum]:
         self._received_this_step += 1
         self._observe_time(now)
@@ -242,7 +277,7 @@ class Inbox:
         self._pending.setdefault(neighbour.sender_id, []).append(_Candidate(neighbour))
         return None
 
-    def _check(self, header, decode: Callable[[], wire_codec.WireMessage], wire_bytes: int,
+    def _check(self, header, decode: Callable[[], _Parsed], wire_bytes: int,
                now: Optional[float], writer: Hashable
                ) -> Tuple[Optional[enum.Enum], Optional[Neighbour]]:
         cfg = self.config
@@ -266,13 +301,16 @@ class Inbox:
             return DropReason.IMPLAUSIBLE, None
         if not self.budget.take((writer, kid)):
             return DropReason.RATE_LIMITED, None
-        msg = decode()
+        parsed = decode()
+        msg = parsed.msg
         if not any(msg.signature):   # a fixed-size signature field left all zeros
             return DropReason.UNSIGNED, None
-        neighbour = self._decode(msg, sender, wire_bytes)
+        neighbour = self._neighbour(parsed, sender, wire_bytes)
         if neighbour is None:
             return DropReason.MALFORMED, None
-        if not self.fleet.verify(sender, wire_codec.signed_payload(msg), bytes(msg.signature)):
+        if parsed.payload is None:
+            parsed.payload = wire_codec.signed_payload(msg)
+        if not self.fleet.verify(sender, parsed.payload, bytes(msg.signature)):
             return DropReason.BAD_SIGNATURE, None
         if last is not None and stamp - last.stamp <= cfg.plausibility_memory \
                 and msg.epoch == last.epoch:   # a new epoch: the sender respawned, resync
@@ -280,6 +318,18 @@ class Inbox:
             if distance((last.x, last.y), (msg.x, msg.y)) > reachable:
                 return DropReason.IMPLAUSIBLE, None
         return None, neighbour
+
+    def _neighbour(self, parsed: _Parsed, sender: str, wire_bytes: int) -> Optional[Neighbour]:
+        """Return this receiver's Neighbour of a parsed message (None: malformed here)."""
+        cfg = self.config
+        key = (sender, wire_bytes, cfg.num_actions, cfg.max_h_bytes, cfg.max_waypoints,
+               cfg.max_keyframe_chunks, cfg.expected_h_dim)
+        if key not in parsed.neighbours:
+            parsed.neighbours[key] = self._decode(parsed.msg, sender, wire_bytes)
+        template = parsed.neighbours[key]
+        # a copy per receiver: each sets its own distance, h and synchronisation on it; the
+        # arrays are shared and only read (the replica bank copies z)
+        return None if template is None else replace(template)
 
     def _decode(self, msg: wire_codec.WireMessage, sender: str,
                 wire_bytes: int) -> Optional[Neighbour]:

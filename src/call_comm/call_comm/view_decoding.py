@@ -12,9 +12,14 @@ nothing from it (as `replica.load_sequence_model`).
 Cost: every neighbour of a step goes through the decoder as one batch; a latent decoded before
 in this process (by another comm node of the same container, which accepts the same senders)
 is remembered by its bytes, so each sender's latent is decoded once per process and step
-(bench/bench_neighbour_views.py). A latent the decoder refuses (malformed or non-finite; the
-inbox drops such messages before, so this only catches what gets past it) is dropped and
-counted.
+(bench/bench_neighbour_views.py). The one latent the first node of a container to step cannot
+have received is its own: the other nodes deliver it as a neighbour. So a node that decodes
+anyway adds its own last message (`coming`: z and the h its receivers rebuild, the keyframe
+sender's mirror) to its batch when other nodes share the memo; they then find it there
+instead of running the decoder on a batch of one, which costs about twice a batch row (the
+decoder's dense first layer is read once per batch). A latent the decoder refuses (malformed
+or non-finite; the inbox drops such messages before, so this only catches what gets past it)
+is dropped and counted.
 """
 from collections import OrderedDict
 from importlib.metadata import entry_points
@@ -44,6 +49,7 @@ class ViewDecoder:
 
     MEMO_SIZE = 256
     _memos: 'weakref.WeakKeyDictionary[Any, OrderedDict]' = weakref.WeakKeyDictionary()
+    _members: 'weakref.WeakKeyDictionary[Any, int]' = weakref.WeakKeyDictionary()
 
     def __init__(self, decoder: Callable, channels: Sequence[int], threshold: float,
                  num_threads: int = 1) -> None:
@@ -62,24 +68,33 @@ class ViewDecoder:
         self.threshold = float(threshold)
         self.size = int(decoder.model.cfg.bev_size)
         self.memo = ViewDecoder._memos.setdefault(decoder.model, OrderedDict())
+        self.model = decoder.model
+        ViewDecoder._members[self.model] = ViewDecoder._members.get(self.model, 0) + 1
         self.dropped = 0   # cumulative: latents the decoder refused
         self.decoded = 0   # cumulative: latents that went through the decoder
         self.memo_hits = 0
+        self.prefetched = 0  # cumulative: `coming` latents decoded for the other nodes
 
-    def views(self, latents: Sequence[Tuple[np.ndarray, np.ndarray]]) -> List[Optional[bytes]]:
+    def _key(self, z: np.ndarray, h: np.ndarray) -> tuple:
+        return (np.asarray(z).tobytes(), np.asarray(h, np.float32).tobytes(),
+                self.channels, self.threshold)
+
+    def views(self, latents: Sequence[Tuple[np.ndarray, np.ndarray]],
+              coming: Sequence[Tuple[np.ndarray, np.ndarray]] = ()) -> List[Optional[bytes]]:
         """
         Packed mask per (z_indices, h), None where there is none.
 
         An empty h (a replica not yet synchronised) has no view and is not counted as dropped;
-        anything else the decoder refuses is.
+        anything else the decoder refuses is. ``coming``: latents other nodes of this process
+        will ask for this step (module doc); decoded in the same batch, only into the memo,
+        when this call decodes anyway and another ViewDecoder shares the memo.
         """
         out: List[Optional[bytes]] = [None] * len(latents)
         todo, keys = [], []
         for i, (z, h) in enumerate(latents):
             if len(h) == 0:
                 continue
-            key = (np.asarray(z).tobytes(), np.asarray(h, np.float32).tobytes(),
-                   self.channels, self.threshold)
+            key = self._key(z, h)
             known = self.memo.get(key)
             if known is not None:
                 self.memo.move_to_end(key)
@@ -90,12 +105,22 @@ class ViewDecoder:
                 keys.append(key)
         if not todo:
             return out
-        result = self.decoder([latents[i] for i in todo], self.channels, self.threshold)
-        self.dropped += result.dropped
-        self.decoded += len(result.kept)
+        batch = [latents[i] for i in todo]
+        if ViewDecoder._members.get(self.model, 0) > 1:
+            for z, h in coming:
+                key = self._key(z, h)
+                if len(h) and key not in self.memo and key not in keys:
+                    batch.append((z, h))
+                    keys.append(key)
+        result = self.decoder(batch, self.channels, self.threshold)
+        mine = sum(k < len(todo) for k in result.kept)
+        self.dropped += len(todo) - mine
+        self.decoded += mine
+        self.prefetched += len(result.kept) - mine
         for k, mask in zip(result.kept, result.masks):
             packed = pack_mask(mask)
-            out[todo[k]] = packed
+            if k < len(todo):
+                out[todo[k]] = packed
             self.memo[keys[k]] = packed
             if len(self.memo) > self.MEMO_SIZE:
                 self.memo.popitem(last=False)

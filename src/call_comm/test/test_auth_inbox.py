@@ -331,3 +331,23 @@ def test_a_step_takes_the_previous_steps_messages_whatever_arrived_first(keys):
     assert inbox.tally.count(Outcome.ACCEPTED) == 2
     assert inbox.tally.total == 3
     assert inbox.collect((0.0, 0.0), 50.0, now=10.3, before=(10, 300_000_000)).neighbours == []
+
+
+def test_receivers_in_one_process_decode_a_sample_once_and_keep_their_own_neighbours(
+        keys, monkeypatch):
+    # a container's comm nodes all receive the same serialized sample: one decode, one
+    # Neighbour copy each, and each receiver's own limits still judge it
+    decoded = []
+    real = wc.decode_cdr
+    monkeypatch.setattr(wc, 'decode_cdr', lambda raw: decoded.append(raw) or real(raw))
+    raw = _raw(_signed(keys, _wire(keys, 'hero1', seq=7, t=20.0, x=3.0)))
+    inboxes = [_inbox(keys), _inbox(keys), _inbox(keys, num_actions=2)]  # action 2: malformed
+    outcomes = [inbox.receive_raw(raw, now=20.0) for inbox in inboxes]
+    assert outcomes == [None, None, DropReason.MALFORMED]
+    assert len(decoded) == 1
+    first, second = (inbox.collect((0.0, 0.0), 50.0, now=20.05).neighbours
+                     for inbox in inboxes[:2])
+    assert len(first) == len(second) == 1 and first[0] is not second[0]
+    first[0].distance = -1.0
+    assert second[0].distance == pytest.approx(3.0)
+    assert second[0].z_indices.tolist() == (np.arange(32) % 32).tolist()

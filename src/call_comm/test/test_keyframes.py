@@ -167,3 +167,28 @@ def test_drift_beyond_tolerance_triggers_keyframe():
     assert sender.outgoing(2, z, a, h + 0.1).reason == 'drift'   # e.g. the model was reset
     with pytest.raises(ValueError):
         KeyframeConfig(period=0)
+
+
+def test_the_senders_mirror_is_the_h_a_lazy_receiver_delivers_bit_for_bit(fleet_dir):
+    # the comm node adds (z, mirror) of its last message to its view batch for the other
+    # nodes of its process: that is only of use if their receivers deliver exactly that
+    model = tiny_model(7)
+    world = Sender(model, 7)
+    fleet = Fleet.load(fleet_dir / 'fleet.yaml')
+    seq_model = SequenceModel(model)
+    cfg = KeyframeConfig(period=10, max_bytes=1000, encoding=wc.H_INT8)
+    link_sender = LinkSender('hero0', Signer.load('hero0', fleet_dir / 'hero0.key.yaml', fleet),
+                             wc.H_FP16, 10, KeyframeSender(cfg, seq_model))
+    receiver = LinkReceiver(InboxConfig(own_id='hero1', max_age=1e9), fleet, None,
+                            ReplicaBank(seq_model, lazy=True), KeyframeRequester(3))
+    compared = 0
+    for seq in range(30):
+        z, a, h = world.step()
+        wire = send(link_sender, seq, z, a, h, 10 + seq)
+        mirror = link_sender.keyframes.mirror()
+        _, neighbour = deliver(receiver, wire, 10 + seq)
+        assert mirror is not None and neighbour.synchronised
+        assert neighbour.z_indices.tobytes() == z.tobytes()
+        assert neighbour.h.dtype == mirror.dtype and neighbour.h.tobytes() == mirror.tobytes()
+        compared += 1
+    assert compared == 30 and link_sender.keyframes.keyframes_started >= 3

@@ -64,3 +64,27 @@ def test_non_finite_or_malformed_latents_are_dropped_and_counted_empty_h_is_no_v
 def test_threshold_outside_the_unit_interval_fails_fast(decoder):
     with pytest.raises(ValueError, match='neighbour_view_threshold'):
         ViewDecoder(decoder, CHANNELS, 1.0)
+
+
+def test_a_node_decodes_its_own_coming_latent_for_the_others_only_when_they_share(tmp_path):
+    model = tiny_model(6)
+    path = str(tmp_path / 'tiny.pt')
+    checkpoint.save(path, model, None, model.cfg, step=0, optimizers=False)
+    decoder = load_view_decoder(path)
+    neighbours, own = _latents(decoder.model.cfg, 2, seed=4), _latents(decoder.model.cfg, 1, 5)
+    batches = []
+    hook = decoder.model.heads['decoder'].register_forward_hook(
+        lambda module, inputs, output: batches.append(inputs[0].shape[0]))
+    try:
+        alone = ViewDecoder(decoder, CHANNELS, 0.5)
+        alone.views(neighbours[:1], coming=own)        # nobody else: the own latent is no use
+        first, second = alone, ViewDecoder(decoder, CHANNELS, 0.5)
+        first.views(neighbours[1:], coming=own)
+        assert first.views([], coming=own) == []        # nothing to decode: no batch of one
+        got = second.views(neighbours + own)
+    finally:
+        hook.remove()
+    assert batches == [1, 2], 'the own latent rides on the second batch'
+    assert first.prefetched == 1 and first.decoded == 2 and second.decoded == 0
+    expected = decode_neighbour_vehicles(decoder.model, neighbours + own, CHANNELS, 0.5).masks
+    assert got == [pack_mask(m) for m in expected]

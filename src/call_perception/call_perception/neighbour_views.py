@@ -15,7 +15,7 @@ Why whole blobs and not pixels: a decoded car lies a pixel or two off the ego's 
 the same car; adding the pixel difference would draw a sliver of a second car beside it.
 """
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, Tuple
 
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
 from call_perception.fusion import FusionConfig, overlay_shared_mask, warp_neighbour_bev
@@ -45,18 +45,33 @@ def unseen_vehicles(mask: np.ndarray, own: np.ndarray, margin_px: int) -> np.nda
 
     mask and own are (S, S) uint8 (non-zero = vehicle); returns a 0/255 uint8 mask.
     """
-    count, labels = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return np.zeros_like(mask, dtype=np.uint8)
+    return _blobs_clear_of(mask, _near(own, margin_px))[0]
+
+
+def _near(own: np.ndarray, margin_px: int) -> np.ndarray:
+    """Return the pixels within ``margin_px`` of an ``own`` vehicle pixel (uint8 0/1)."""
     near = (own > 0).astype(np.uint8)
     if margin_px > 0:
         kernel = np.ones((2 * margin_px + 1, 2 * margin_px + 1), np.uint8)
         near = cv2.dilate(near, kernel)
-    touched = np.unique(labels[near > 0])
+    return near
+
+
+def _blobs_clear_of(mask: np.ndarray, near: np.ndarray) -> Tuple[np.ndarray, int]:
+    """
+    Return the blobs of ``mask`` (8-connected) without a pixel in ``near``, and their count.
+
+    Whole blobs are kept, so the kept mask's own blobs are exactly the kept ones.
+    """
+    if not mask.any():
+        return np.zeros_like(mask, dtype=np.uint8), 0
+    count, labels = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros_like(mask, dtype=np.uint8), 0
     keep = np.ones(count, dtype=bool)
     keep[0] = False
-    keep[touched] = False
-    return np.where(keep[labels], 255, 0).astype(np.uint8)
+    keep[labels[near > 0]] = False
+    return np.where(keep, 255, 0).astype(np.uint8)[labels], int(keep.sum())
 
 
 def add_neighbour_views(bev: np.ndarray, ego: Any, views: Sequence[NeighbourView],
@@ -68,20 +83,22 @@ def add_neighbour_views(bev: np.ndarray, ego: Any, views: Sequence[NeighbourView
     bev is the ego's rendered (C, S, S) BEV (CHANNELS order), ego its pose. A blob within
     fusion.match_distance of the ego's own or seen vehicles is that vehicle and is skipped.
     Returns how many blobs were added (a vehicle seen by two neighbours counts twice).
+    A view without a vehicle pixel adds nothing and is not warped.
     """
+    views = [view for view in views if np.asarray(view.mask).any()]
     if not views:
         return 0
     own = np.maximum(bev[CHANNEL_INDEX['ego']], bev[CHANNEL_INDEX['seen_vehicles']])
-    margin = int(round(fusion.match_distance / config.metres_per_pixel))
+    near = _near(own, int(round(fusion.match_distance / config.metres_per_pixel)))
     added_mask = np.zeros_like(own)
     added = 0
     for view in views:
         mask = np.asarray(view.mask)
         source = config if mask.shape[-1] == config.size else config.resized(mask.shape[-1])
         warped = warp_neighbour_bev(mask, view.pose, ego, config, source)
-        new = unseen_vehicles(warped, own, margin)
-        if new.any():
-            added += cv2.connectedComponents((new > 0).astype(np.uint8), connectivity=8)[0] - 1
+        new, count = _blobs_clear_of(warped, near)
+        if count:
+            added += count
             np.maximum(added_mask, new, out=added_mask)
     overlay_shared_mask(bev, added_mask)
     return added

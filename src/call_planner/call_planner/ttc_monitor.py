@@ -176,7 +176,11 @@ class TtcMonitor:
         for label in range(1, count):
             if stats[label, cv2.CC_STAT_AREA] < cfg.min_pixels:
                 continue
-            rows, cols = np.nonzero(labels == label)
+            # the blob's pixels, searched in its bounding box only (same row-major order)
+            left, top = stats[label, cv2.CC_STAT_LEFT], stats[label, cv2.CC_STAT_TOP]
+            rows, cols = np.nonzero(labels[top:top + stats[label, cv2.CC_STAT_HEIGHT],
+                                           left:left + stats[label, cv2.CC_STAT_WIDTH]] == label)
+            rows, cols = rows + top, cols + left
             (col_c, row_c), (w_px, h_px), angle = cv2.minAreaRect(
                 np.stack([cols, rows], 1).astype(np.float32))
             forward = (geo.ego_row - row_c) * geo.metres_per_pixel

@@ -10,7 +10,9 @@ stamped for an older step (a pipeline that fell behind, or a controlled stop for
 state) is still applied by the caller but does not complete the tick: otherwise the
 simulator would run ahead of the pipelines and planned commands would arrive for old states.
 An unstamped command (stamp 0) always counts, so external controllers that do not stamp
-(e.g. a manual-control tool) can drive the lockstep.
+(e.g. a manual-control tool) can drive the lockstep. No step may therefore be stamped 0 (the
+simulator's clock starts at `start_time` > 0): the re-sent first step draws late copies of
+its answer, and stamped 0 one of them would answer the next tick with the old command.
 
 Start-up: loading a world model takes seconds, so a role that has not sent any command yet
 holds the tick for up to `startup_timeout` seconds after the first tick opened (0 = no hold)

@@ -58,9 +58,8 @@ def sim_nanoseconds(seconds: float) -> int:
     return int(round(seconds * 1e9))
 
 
-def sim_stamp(seconds: float) -> Time:
-    """Convert simulation seconds to a builtin_interfaces/Time."""
-    nanoseconds = sim_nanoseconds(seconds)
+def sim_stamp(nanoseconds: int) -> Time:
+    """Convert simulation nanoseconds to a builtin_interfaces/Time."""
     return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
 
@@ -108,6 +107,10 @@ class SimNode(Node):
         self.max_ticks = p['max_ticks']
         self.republish_period = p['republish_period']
         self.objects_radius = p['objects_radius']
+        if not p['start_time'] > 0.0:
+            raise ValueError(f'start_time must be > 0 s (a zero stamp is unset in ROS), '
+                             f'got {p["start_time"]}')
+        self.start_nanoseconds = sim_nanoseconds(p['start_time'])
         self.env = MultiVehicleEnv.from_scenario(p['scenario'])
         _, self.infos = self.env.reset()
         self.lockstep = Lockstep(list(self.env.agents), p['lockstep_timeout'],
@@ -154,13 +157,17 @@ class SimNode(Node):
                 CarlaEgoVehicleControl, f'{prefix}/vehicle_control_cmd',
                 lambda msg, role=role: self.on_command(role, msg), 10, event_callbacks=QUIET_SUB)
         self.publish_world()
-        self.lockstep.open_tick(time.monotonic(), stamp=sim_nanoseconds(self.env.time))
+        self.lockstep.open_tick(time.monotonic(), stamp=self.now_nanoseconds())
         self.create_timer(p['publish_period'], self.on_timer)
         self.get_logger().info(
             f'scenario {p["scenario"]!r}: map {self.env.road.name}, '
             f'CALL vehicles {self.env.agents}, '
             f'{len(self.env.states) - len(self.env.agents)} background; lockstep timeout '
             f'{self.lockstep.timeout} s')
+
+    def now_nanoseconds(self) -> int:
+        """Return the simulation time of the current step [ns]: start_time + step * dt."""
+        return self.start_nanoseconds + sim_nanoseconds(self.env.time)
 
     def vehicle_info(self, role: str) -> CarlaEgoVehicleInfo:
         """Describe the vehicle as the bridge does (wheel steer limits in radians)."""
@@ -223,7 +230,7 @@ class SimNode(Node):
         _, self.rewards, _, _, self.infos = self.env.step(actions)
         self.publish_world()
         self.lockstep.open_tick(time.monotonic(), list(self.env.agents),
-                                sim_nanoseconds(self.env.time))
+                                self.now_nanoseconds())
         if not self.env.agents or (self.max_ticks and self.env.step_count >= self.max_ticks):
             self.finished = True
             self.get_logger().info(f'finished after {self.env.step_count} ticks '
@@ -232,7 +239,7 @@ class SimNode(Node):
     def publish_world(self, republish: bool = False) -> None:
         """Publish /clock, status, per-vehicle topics and diagnostics of the current step."""
         self.published_at = time.monotonic()
-        stamp = sim_stamp(self.env.time)
+        stamp = sim_stamp(self.now_nanoseconds())
         self.clock_pub.publish(Clock(clock=stamp))
         self.status_pub.publish(CarlaStatus(frame=self.env.step_count,
                                             fixed_delta_seconds=self.env.dt,
@@ -304,7 +311,8 @@ class SimNode(Node):
         array.status.append(DiagnosticStatus(
             level=DiagnosticStatus.WARN if self.lockstep.last_missing else DiagnosticStatus.OK,
             name='call_sim: lockstep', hardware_id='call_sim', message='running',
-            values=[kv('step', self.env.step_count), kv('time', f'{self.env.time:.1f}'),
+            values=[kv('step', self.env.step_count),
+                    kv('time', f'{self.now_nanoseconds() * 1e-9:.1f}'),
                     kv('missed_ticks', self.lockstep.missed_ticks),
                     kv('last_missing', ','.join(self.lockstep.last_missing)),
                     kv('stale_commands', self.lockstep.stale_commands),

@@ -184,7 +184,7 @@ def test_stale_stamped_commands_are_applied_but_do_not_advance_the_tick(
         ros_node, processes, tmp_path):
     listener = Listener(ros_node)
     probe = CommandProbe(ros_node)
-    sim = start_sim(processes, tmp_path, lockstep_timeout=6.0, max_ticks=0)
+    sim = start_sim(processes, tmp_path, lockstep_timeout=6.0, max_ticks=0, start_time=5.0)
     assert spin_until(ros_node, lambda: 'step' in listener.lockstep and probe.matched(), 60)
     assert listener.lockstep['step'] == '0'
 
@@ -202,7 +202,7 @@ def test_stale_stamped_commands_are_applied_but_do_not_advance_the_tick(
     assert listener.lockstep['missed_ticks'] == '1'
     assert set(listener.lockstep['last_missing'].split(',')) == {'hero0', 'hero1'}
     assert int(listener.lockstep['stale_commands']) >= 2
-    step1 = (0, 100_000_000)
+    step1 = (5, 100_000_000)          # start_time + dt
     assert spin_until(ros_node, lambda: step1 in probe.status, 10)
     assert probe.status[step1].throttle == pytest.approx(0.37), 'stale command not applied'
     # commands stamped with the published step complete the tick without a timeout
@@ -210,9 +210,55 @@ def test_stale_stamped_commands_are_applied_but_do_not_advance_the_tick(
     assert spin_until(ros_node, lambda: probe.publish(current, 0.2) or step_at_least(2)(),
                       30)
     assert listener.lockstep['missed_ticks'] == '1', 'current-stamp commands must count'
-    step2 = (0, 200_000_000)
+    step2 = (5, 200_000_000)
     assert spin_until(ros_node, lambda: step2 in probe.status, 10)
     assert probe.status[step2].throttle == pytest.approx(0.2)
+    assert sim.poll() is None
+
+
+def test_a_late_answer_to_the_first_step_does_not_answer_the_next(
+        ros_node, processes, tmp_path):
+    """
+    The first step is re-sent while nodes load, so copies of its answer arrive late.
+
+    Its stamp is start_time, never 0 (which the lockstep reads as unstamped): a late copy is
+    a stale command, and the next tick waits for its own answers.
+    """
+    listener = Listener(ros_node)
+    probe = CommandProbe(ros_node)
+    sim = start_sim(processes, tmp_path, lockstep_timeout=30.0, max_ticks=0)
+    assert spin_until(ros_node, lambda: 'step' in listener.lockstep and probe.matched()
+                      and probe.status, 60)
+    first = min(probe.status)
+    assert first != (0, 0), 'the first step must not be stamped 0 (unset in ROS)'
+
+    def step_at_least(n):
+        def reached():
+            rclpy.spin_once(ros_node, timeout_sec=0.05)
+            return int(listener.lockstep.get('step', 0)) >= n
+        return reached
+    first_stamp = Time(sec=first[0], nanosec=first[1])
+    assert spin_until(ros_node, lambda: probe.publish(first_stamp, 0.5) or step_at_least(1)(),
+                      30)
+    stale = int(listener.lockstep['stale_commands'])
+    probe.publish(first_stamp, 0.9)     # late copies of the first answers
+
+    def settled():
+        rclpy.spin_once(ros_node, timeout_sec=0.05)
+        return (int(listener.lockstep['stale_commands']) >= stale + 2
+                or int(listener.lockstep['step']) >= 2)
+    assert spin_until(ros_node, settled, 30)
+    assert listener.lockstep['step'] == '1', 'a late first answer answered the next tick'
+    second = (first[0] + (first[1] + 100_000_000) // 1_000_000_000,
+              (first[1] + 100_000_000) % 1_000_000_000)
+    assert spin_until(ros_node, lambda: second in probe.status, 10)
+    current = Time(sec=second[0], nanosec=second[1])
+    assert spin_until(ros_node, lambda: probe.publish(current, 0.2) or step_at_least(2)(), 30)
+    third = (second[0] + (second[1] + 100_000_000) // 1_000_000_000,
+             (second[1] + 100_000_000) % 1_000_000_000)
+    assert spin_until(ros_node, lambda: third in probe.status, 10)
+    assert probe.status[third].throttle == pytest.approx(0.2)
+    assert listener.lockstep['missed_ticks'] == '0'
     assert sim.poll() is None
 
 

@@ -93,8 +93,8 @@ def decode_neighbour_vehicles(model: WorldModel,
     z = torch.from_numpy(np.stack(zs)).to(model.device)
     state = {'deter': torch.from_numpy(np.stack(hs)).to(model.device, dtype),
              'stoch': F.one_hot(z, cfg.classes).to(dtype)}
-    probs = model.bev_probs(state)  # (N, C, S, S)
-    vehicles = probs[:, channels].amax(1) > threshold
+    probs = model.bev_probs(state, channels)  # (N, len(channels), S, S): only those decoded
+    vehicles = probs.amax(1) > threshold
     masks = vehicles.to(torch.uint8).mul_(ON).cpu().numpy()
     return DecodedNeighbours(masks, kept, dropped)
 

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def init_fan_avg_(weight: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
@@ -178,12 +179,35 @@ class ConvDecoder(nn.Module):
                 layers += [conv, ChannelNorm(out, eps=1e-3), nn.SiLU()]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        """(B, feat_dim) -> (B, out_channels, S, S) logits."""
-        with _training_autocast(self):
-            return self._forward(feat).float()
+    def forward(self, feat: torch.Tensor,
+                channels: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """
+        (B, feat_dim) -> (B, out_channels, S, S) logits; (B, len(channels), S, S) if given.
 
-    def _forward(self, feat: torch.Tensor) -> torch.Tensor:
+        With ``channels`` the last transposed convolution computes just those output channels
+        (its weight and bias sliced): each output channel is its own sum over the input
+        channels, so the values are the full image's, and a caller that needs two of the
+        BEV's channels (a neighbour's vehicles, paper Fig. 4c) does not pay for the others at
+        full resolution.
+        """
+        with _training_autocast(self):
+            return self._forward(feat, channels).float()
+
+    def _forward(self, feat: torch.Tensor,
+                 channels: Optional[Sequence[int]] = None) -> torch.Tensor:
+        x = self._stem(feat)
+        if channels is None:
+            return self.net(x)
+        *hidden_layers, last = self.net
+        for layer in hidden_layers:
+            x = layer(x)
+        index = list(channels)
+        bias = last.bias[index] if last.bias is not None else None
+        return F.conv_transpose2d(x, last.weight[:, index], bias, last.stride, last.padding,
+                                  last.output_padding, last.groups, last.dilation)
+
+    def _stem(self, feat: torch.Tensor) -> torch.Tensor:
+        """Map features to the first conv stage's (B, channels, minres, minres) input."""
         grid = (self.minres, self.minres)
         dense = feat[:, :feat.shape[1] - self.spatial_dim]
         x = self.project(dense).reshape((-1, self.first_channels) + grid)
@@ -191,4 +215,4 @@ class ConvDecoder(nn.Module):
             cells = self.minres * self.minres
             z = feat[:, feat.shape[1] - self.spatial_dim:].reshape(feat.shape[0], cells, -1)
             x = x + self.cell_project(z.transpose(1, 2).reshape((feat.shape[0], -1) + grid))
-        return self.net(x)
+        return x

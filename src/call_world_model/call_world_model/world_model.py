@@ -26,7 +26,7 @@ channel is a binary mask (road, lanes, vehicles, routes), so a per-pixel Bernoul
 likelihood; MSE on {0, 1} targets gives vanishing gradients for confident mistakes and blurs
 thin structures (lane lines, waypoints), and its probabilities are directly the prediction.
 """
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from call_world_model.config import WorldModelConfig
 from call_world_model.distributions import (
@@ -208,15 +208,26 @@ class WorldModel(nn.Module):
         out = self.heads['decoder'](feat.reshape(-1, feat.shape[-1]))
         return out.reshape(lead + out.shape[1:])
 
-    def bev_probs(self, state: State) -> torch.Tensor:
+    def bev_probs(self, state: State, channels: Optional[Sequence[int]] = None
+                  ) -> torch.Tensor:
         """
-        Calibrated BEV probabilities (..., C, S, S) of a state.
+        Calibrated BEV probabilities (..., C, S, S) of a state; only ``channels`` if given.
 
         A positive weight w on a channel's likelihood (``image_pos_weight``) moves the optimal
         logit by log w, like prior odds; removing it again gives the Bernoulli probabilities
-        that a 0.5 threshold and the prediction error E expect.
+        that a 0.5 threshold and the prediction error E expect. With ``channels`` (inference)
+        the decoder computes those channels alone (``ConvDecoder.forward``): the same values
+        as the full image's slice, for a fraction of the last layer and of the calibration.
         """
-        return torch.sigmoid(self.calibrate(self.decode(state)))
+        if channels is None:
+            return torch.sigmoid(self.calibrate(self.decode(state)))
+        index = [int(c) for c in channels]
+        feat = self.features(state)
+        lead = feat.shape[:-1]
+        logits = self.heads['decoder'](feat.reshape(-1, feat.shape[-1]), index)
+        logits = logits.reshape(lead + logits.shape[1:])
+        weight = self._pos_weight(logits.device)
+        return torch.sigmoid(logits if weight is None else logits - weight[index].log())
 
     def calibrate(self, image_logits: torch.Tensor) -> torch.Tensor:
         """Remove the log pos-weight offset from the weighted channels' logits (..., C, S, S)."""

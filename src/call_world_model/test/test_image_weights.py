@@ -35,3 +35,23 @@ def test_calibration_removes_the_whole_log_weight():
 def test_a_channel_outside_the_bev_fails_fast():
     with pytest.raises(ValueError, match='image_shared_channels'):
         load_config('tiny', {'image_shared_channels': [9]})
+
+
+@pytest.mark.parametrize('spatial', [False, True])
+def test_probabilities_of_some_channels_are_the_full_images_slice_bit_for_bit(spatial):
+    # a neighbour's view needs two channels: the decoder computes only those, same values
+    overrides = {'image_pos_weight': 10.0, 'image_shared_weight': 4.0}
+    if spatial:
+        overrides['decoder_input'] = 'spatial'
+    model = _model(**overrides)
+    cfg = model.cfg
+    generator = torch.Generator().manual_seed(3)
+    z = torch.randint(0, cfg.classes, (5, cfg.stoch), generator=generator)
+    state = {'deter': torch.randn(5, cfg.deter, generator=generator),
+             'stoch': torch.nn.functional.one_hot(z, cfg.classes).float()}
+    with torch.no_grad():
+        full = model.bev_probs(state)
+        for channels in ([2, 3], [3], [4, 0, 6]):
+            part = model.bev_probs(state, channels)
+            assert part.shape == (5, len(channels), cfg.bev_size, cfg.bev_size)
+            assert torch.equal(part, full[:, channels])
