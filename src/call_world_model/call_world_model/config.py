@@ -44,12 +44,12 @@ class WorldModelConfig:
     # DreamerV3); 0 = one linear, the embedding's only dense map (see decoder_input)
     obs_layers: int = 1
     # BEV decoder input: 'dense' (DreamerV3: one linear from [h, z] to the minres grid) or
-    # 'spatial' (z laid on the grid, networks.ConvDecoder): no second dense layer (issue #5)
+    # 'spatial' (z laid on the grid, networks.ConvDecoder): no second dense layer
     decoder_input: str = 'dense'
     # posterior logits from the BEV embedding: 'dense' (DreamerV3: part of one linear over
     # [h, x, c]) or 'local' (a 1x1 conv per cell of the encoder's minres grid, giving the
     # stoch / minres**2 latents the spatial decoder lays on that cell; [h, c] still enter
-    # densely): categorical latents then learn vehicles in short runs (issue #5)
+    # densely): categorical latents then learn vehicles in short runs
     obs_input: str = 'dense'
     free_bits: float = 1.0
     # training only: encoder and decoder convolutions in bfloat16 autocast (losses, RSSM and

@@ -145,7 +145,7 @@ class ConvDecoder(nn.Module):
     and a 1x1 conv maps each cell's slice to the first conv stage; the leading features (h)
     still go through the linear and are added, so the latents' only dense map is the
     posterior's. Why: a second dense layer between the conv encoder and the grid kept
-    few-pixel vehicles out of short CPU runs (checkpoints/README.md, issue #5).
+    few-pixel vehicles out of short CPU runs (checkpoints/README.md).
     """
 
     def __init__(self, feat_dim: int, out_channels: int, depth: int, mults: Sequence[int],

@@ -258,7 +258,7 @@ class RSSM(nn.Module):
         maps each cell's channels to the logits of that cell's stoch / minres**2 latents, in
         the cell-major order in which the spatial decoder (``networks.ConvDecoder``) lays them
         back on the grid. Why: with the embedding's dense map, categorical latents kept the
-        few-pixel vehicles out of short CPU runs (checkpoints/README.md, issue #5).
+        few-pixel vehicles out of short CPU runs (checkpoints/README.md).
         """
         res = self.cfg.minres
         grid = embed.reshape(embed.shape[0], -1, res, res)

@@ -43,6 +43,16 @@ def test_bad_values_raise(overrides, reason):
         load_config('tiny', overrides)
 
 
+def test_small64g8c_ships_under_5mb_with_small64g8_convs():
+    """small64g8c: float16 under 5 MB, and small64g8's conv weights fit it (warm start)."""
+    from call_world_model.world_model import WorldModel
+    compact, wide = WorldModel(load_config('small64g8c')), WorldModel(load_config('small64g8'))
+    assert 2 * sum(p.numel() for p in compact.parameters()) < 5_000_000
+    convs = {k: v.shape for k, v in wide.state_dict().items()
+             if k.startswith(('encoder.', 'heads.decoder.net'))}
+    assert convs and all(compact.state_dict()[k].shape == shape for k, shape in convs.items())
+
+
 def test_unknown_preset():
     with pytest.raises(ValueError, match='preset'):
         load_config('XXL')
