@@ -23,6 +23,7 @@ cut short (excluded) otherwise.
 writes results/driving_four_lane_demo.csv.
 """
 import argparse
+from collections import Counter
 import csv
 from dataclasses import dataclass, field
 import json
@@ -37,8 +38,8 @@ from call_experiments.rollout import scenario_with
 from call_learning.pipeline import MODES, PipelineConfig, VehiclePipeline
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_planner.plan_stage import driver_from_params, FleetLookahead, planner_params
-from call_planner.ttc_monitor import (BevGeometry, MonitorConfig, NONE, override_accel,
-                                      TtcMonitor)
+from call_planner.ttc_monitor import (BevGeometry, EMERGENCY, MonitorConfig, NONE,
+                                      override_accel, TtcMonitor)
 from call_sim import driving_metrics
 from call_vehicle.intention import intention_waypoints
 from call_world_model import checkpoint
@@ -65,6 +66,7 @@ class SeedResult:
     progress: List[float] = field(default_factory=list)
     stops: int = 0              # vehicle-steps in the controlled stop (model state not valid)
     trips: List[Dict[str, Any]] = field(default_factory=list)   # per trip: why and how it ended
+    override_causes: Dict[str, int] = field(default_factory=dict)   # override steps by cause
     wall_s: float = 0.0
 
     def summary(self) -> Dict[str, float]:
@@ -100,6 +102,7 @@ class MonitoredFleet:
         self.geometry = BevGeometry(bev.metres_per_pixel, bev.ego_row, bev.ego_col)
         self.monitors: Dict[str, TtcMonitor] = {}
         self.yaws: Dict[str, float] = {}
+        self.override_causes: Counter = Counter()     # override steps by override_cause
 
     def reset(self, roles: Sequence[str]) -> None:
         """Fresh monitors for every vehicle."""
@@ -110,16 +113,25 @@ class MonitoredFleet:
         """One vehicle respawned: forget its tracks and plan."""
         self.monitors[role] = TtcMonitor(self.config, self.geometry)
         self.yaws.pop(role, None)
-        self.policy.forget(self.pipeline.roles.index(role))
+        index = self.pipeline.roles.index(role)
+        self.policy.forget(index)
+        self.policy.tracks.pop(index, None)
 
     def step(self, observations: Dict[str, Any], now: float, dt: float) -> Dict[str, tuple]:
         """Observe, plan, monitor: {role: (VehicleControl, override level, stopped)}."""
         p = self.pipeline
         steps = p.observe(observations)
+        seen_c, shared_c = CHANNEL_INDEX['seen_vehicles'], CHANNEL_INDEX['shared_vehicles']
+        if self.config.enabled:     # the monitor's tracks feed the look-ahead's conflict cost
+            for i, role in enumerate(p.roles):
+                ego, bev = observations[role].ego, steps[i].bev
+                monitor = self.monitors[role]
+                monitor.observe(now, bev[seen_c] > 127, bev[shared_c] > 127,
+                                (ego.x, ego.y, ego.yaw))
+                self.policy.tracks[i] = monitor.moving_tracks()
         controls = p.act(observations, self.policy)
         driver = p.driver
         out = {}
-        seen_c, shared_c = CHANNEL_INDEX['seen_vehicles'], CHANNEL_INDEX['shared_vehicles']
         for i, role in enumerate(p.roles):
             ego = observations[role].ego
             pose = (ego.x, ego.y, ego.yaw)
@@ -129,15 +141,14 @@ class MonitoredFleet:
             level, control = NONE, controls[role]
             stopped = not p.outputs[i].valid
             if self.config.enabled:
-                bev = steps[i].bev
                 monitor = self.monitors[role]
-                monitor.observe(now, bev[seen_c] > 127, bev[shared_c] > 127, pose)
                 if not stopped:
                     verdict = monitor.assess(now, pose, ego.speed, yaw_rate)
                     accel, steer = driver.actions.action(int(steps[i].action))
                     override = override_accel(verdict, accel)
                     if override is not None:
                         level = verdict.level
+                        self.override_causes[override_cause(verdict, pose, self.config)] += 1
                         speed = max(float(ego.speed), 0.0)
                         control = driver.control_model.to_control(override, steer, speed)
                         p.models[i].action = driver.actions.index(override, steer)
@@ -146,6 +157,25 @@ class MonitoredFleet:
                         self.policy.forget(i)
             out[role] = (control, level, stopped)
         return out
+
+
+def override_cause(verdict: Any, pose: tuple, config: MonitorConfig) -> str:
+    """
+    Why an override step happened, so the override share can be taken apart.
+
+    `held`: the verdict's TTC is above its level's threshold, the step only holds an earlier
+    trigger; otherwise where the conflicting vehicle is in the ego frame: `behind` (its
+    centre behind the ego's: a cut-in or the ego's lane change), `same_lane` (within half
+    a lane, 1.75 m, sideways) or `next_lane`, with `_shared` when only sharing knows it.
+    """
+    threshold = config.emergency_ttc if verdict.level == EMERGENCY else config.comfortable_ttc
+    if verdict.ttc >= threshold or verdict.conflict is None:
+        return 'held'
+    k, (x, y, yaw) = verdict.conflict, pose
+    ahead = math.cos(yaw) * (k.x - x) + math.sin(yaw) * (k.y - y)
+    left = -math.sin(yaw) * (k.x - x) + math.cos(yaw) * (k.y - y)
+    where = 'behind' if ahead < 0 else 'same_lane' if abs(left) < 1.75 else 'next_lane'
+    return where + ('_shared' if k.shared_only else '')
 
 
 def load_policy_models(path: str):
@@ -216,6 +246,7 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
     result = SeedResult()
     try:
         fleet = build_fleet(loaded, collect_settings(mode, c), env, planner, seed)
+        result.override_causes = fleet.override_causes      # counted as the run goes
         pipeline = fleet.pipeline
         obs, _ = env.reset(seed=seed)
         roles = sorted(obs)
@@ -383,7 +414,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     'scenario': args.scenario, 'mode': mode, 'seed': seed, 'steps': done,
                     'steps_asked': args.steps, 'c': args.c, 'planner_overrides': args.sets,
                     'wall_s': result.wall_s or time.time() - started,
-                    'summary': result.summary(), 'trips': result.trips}, indent=1,
+                    'summary': result.summary(), 'trips': result.trips,
+                    'override_causes': result.override_causes}, indent=1,
                     default=float))
             started = time.time()
             result = drive_seed(loaded, mode, args.scenario, seed, args.steps, planner,

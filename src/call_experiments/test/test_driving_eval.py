@@ -14,10 +14,13 @@ from dataclasses import replace
 import math
 
 from call_experiments.driving_eval import (build_fleet, drive_seed, load_policy_models,
-                                           rows_for, SeedResult, shipped_checkpoint)
+                                           override_cause, rows_for, SeedResult,
+                                           shipped_checkpoint)
 from call_experiments.evaluate import collect_settings
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_planner.plan_stage import planner_params
+from call_planner.ttc_monitor import (Assessment, COMFORTABLE, EMERGENCY, MonitorConfig, NONE,
+                                      Track)
 from call_sim import driving_metrics
 from call_sim.config import load_yaml
 from call_sim.env import MultiVehicleEnv
@@ -70,6 +73,10 @@ def test_a_crossing_vehicle_known_only_through_sharing_makes_the_planner_brake()
     assert math.isfinite(shared['first_brake'])
     assert shared['first_brake'] + 10 <= local['first_brake']      # >= 1 s earlier
     assert not shared['collision']
+    # and the planner brakes for hero1 itself (the conflict cost on the monitor's tracks),
+    # not only the monitor: steps braking hard without an override
+    assert any(a is not None and a <= -1.0 and level == NONE
+               for a, level in zip(shared['accels'], shared['levels']))
 
 
 def test_a_short_real_run_records_every_vehicle_step_and_the_warm_up_stops():
@@ -104,3 +111,17 @@ def test_rows_hold_the_mean_and_interval_over_seeds():
     assert success['ci_low'] < success['mean'] < success['ci_high']
     assert success['seeds'] == 3 and success['routes'] == 3    # cut-short trips excluded
     assert rows['collision_rate']['mean'] == pytest.approx(0.1 / 3)
+
+
+def test_override_causes_tell_holds_and_where_the_other_vehicle_is():
+    config = MonitorConfig()
+    ego = (10.0, 5.0, math.pi / 2)             # heading north (+y)
+
+    def cause(level, ttc, x, y, shared=False):
+        other = Track(x, y, 0.0, 4.8, 2.0, 0.0, 0.0, shared)
+        return override_cause(Assessment(ttc, level, 1.0, other), ego, config)
+    assert cause(COMFORTABLE, 3.5, 10.0, 20.0) == 'held'       # above its threshold
+    assert cause(EMERGENCY, 2.0, 10.0, 20.0) == 'held'
+    assert cause(EMERGENCY, 1.0, 10.5, 20.0) == 'same_lane'
+    assert cause(COMFORTABLE, 2.0, 13.5, 12.0, shared=True) == 'next_lane_shared'
+    assert cause(COMFORTABLE, 2.0, 6.5, 3.0) == 'behind'

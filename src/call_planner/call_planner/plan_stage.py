@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from call_perception.bev_raster import BevConfig
+from call_planner.conflict_cost import conflict_cost_or_none, ConflictConfig, ConflictCost
 from call_planner.lookahead import Plan
 from call_planner.lookahead_batch import LookaheadRequest
 from call_planner.model_state import imagination_kwargs, state_from_latent
 from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
 from call_planner.replanning import Decision, LookaheadConfig, ReplanningPolicy
 from call_planner.route_cost import route_cost_or_none, RouteConfig, RouteContext, RouteCost
+from call_planner.ttc_monitor import MonitorConfig
 from call_vehicle.actions import ActionSet
 from call_vehicle.driver import Driver
 from call_vehicle.vehicle_control import ControlModel
@@ -94,6 +96,17 @@ def route_cost_from_params(p: Mapping[str, Any]) -> Optional[RouteCost]:
                               BicycleModel.from_config(p))
 
 
+def conflict_cost_from_params(p: Mapping[str, Any]) -> Optional[ConflictCost]:
+    """Build the look-ahead's conflict cost (None when its weight is 0)."""
+    return conflict_cost_or_none(ConflictConfig(float(p['conflict_weight']),
+                                                float(p['conflict_ttc']),
+                                                float(p['conflict_horizon'])),
+                                 MonitorConfig.from_params(p),
+                                 ActionSet.from_config({'accels': p['accels'],
+                                                        'steers': p['steers']}),
+                                 BicycleModel.from_config(p))
+
+
 class PlanStage:
     """One vehicle's kept plan and the look-ahead that renews it."""
 
@@ -117,7 +130,8 @@ class PlanStage:
         generator = torch.Generator().manual_seed(int(p['seed'] if seed is None else seed))
         self.policy = ReplanningPolicy(world_model, actor_critic, len(self.driver.actions),
                                        self.lookahead, generator, self.occupancy,
-                                       route_cost_from_params(p))
+                                       route_cost_from_params(p),
+                                       conflict_cost_from_params(p))
         self.imagine_kwargs = imagination_kwargs(world_model, bool(p['sample_latent']))
 
     def _state(self, z_indices: np.ndarray, h: np.ndarray) -> dict:
@@ -169,6 +183,7 @@ class FleetLookahead:
         self.occupancy = occupancy_from_params(world_model, p)
         self.episode = 0
         self.stages: dict = {}
+        self.tracks: dict = {}      # index -> the monitor's tracks this step (conflict cost)
 
     def stage(self, index: int) -> PlanStage:
         """Return vehicle ``index``'s stage."""
@@ -188,7 +203,8 @@ class FleetLookahead:
         chosen = []
         for index, output, observation in zip(indices, outputs, observations):
             ego = observation.ego
-            route = RouteContext((ego.x, ego.y, ego.yaw), ego.speed, observation.route)
+            route = RouteContext((ego.x, ego.y, ego.yaw), ego.speed, observation.route,
+                                 tuple(self.tracks.get(index, ())))
             decision = self.stage(index).decide(output.z_indices(), output.h(), route)
             chosen.append((decision.action,
                            decision.intention.actions if decision.refreshed else None))

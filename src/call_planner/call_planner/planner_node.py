@@ -296,8 +296,10 @@ class PlannerNode(Node):
             self.command_stop(fault, msg.header.stamp, speed)
             return
         start = time.perf_counter()
-        route = (RouteContext(self.pose, speed, self.route) if len(self.route) >= 2
-                 else None)
+        # the route (its cost charges nothing without one) and the monitor's tracks of the
+        # latest fused BEV, which the conflict cost charges
+        tracks = self.monitor.moving_tracks() if self.monitor_config.enabled else ()
+        route = RouteContext(self.pose, speed, self.route, tracks)
         try:
             request = self.stage.lookahead_request(z, h) \
                 if self.batch.batcher.members > 1 else None

@@ -16,6 +16,10 @@ option `replan_every`:
 - values in between re-plan every `replan_every` steps and execute the newest plan's actions
   in between.
 
+Whatever `replan_every`, a vehicle that comes up is answered at once: the policy re-plans
+whenever the rest of its kept plan is charged a conflict (`conflict_cost`), so while it
+closes on a vehicle it re-plans every step and can keep choosing to brake.
+
 Why commit by default: with the shipped checkpoint it also drives better. `call_evaluate
 --config smoke --only driving --set driving.modes=[lsi] --set seeds=[2000,2001,2002]
 --set driving.max_env_steps=1500` gave success 21.6 % vs 10.3 %, route completion 56 % vs
@@ -27,11 +31,13 @@ step either way.
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from call_planner.conflict_cost import ConflictCost
 from call_planner.indexed_lookahead import IndexedLookahead
 from call_planner.lookahead import ImaginingModel, Plan, plan, PolicyAndValue, State
 from call_planner.lookahead_batch import LookaheadRequest
 from call_planner.occupancy_cost import OccupancyCost
 from call_planner.route_cost import rescored, RouteContext, RouteCost
+import numpy as np
 import torch
 
 
@@ -81,15 +87,18 @@ class ReplanningPolicy:
                  num_actions: int, config: LookaheadConfig,
                  generator: Optional[torch.Generator] = None,
                  occupancy: Optional[OccupancyCost] = None,
-                 route_cost: Optional[RouteCost] = None):
+                 route_cost: Optional[RouteCost] = None,
+                 conflict_cost: Optional[ConflictCost] = None):
         """
         Bind the models; `generator` makes sampled actor rollouts reproducible.
 
         `occupancy`: the footprint-overlap cost of the decoded imagined states (None: the
         look-ahead scores reward and value only); `route_cost`: each candidate's deviation
-        from the route (None: the route is not scored).
+        from the route (None: the route is not scored); `conflict_cost`: each candidate's
+        TTC shortfall to the tracked vehicles of the route context (None: not scored).
         """
         self.route_cost = route_cost
+        self.conflict_cost = conflict_cost
         self.world_model = world_model
         self.actor_critic = actor_critic
         self.num_actions = num_actions
@@ -130,6 +139,15 @@ class ReplanningPolicy:
         return LookaheadRequest(self._indexed, state, self.num_actions, self.config.K,
                                 self.config.gamma)
 
+    def _kept_plan_conflicts(self, route: Optional[RouteContext]) -> bool:
+        """Whether the rest of the kept plan is charged a conflict (a vehicle came up)."""
+        if self.conflict_cost is None or route is None or self._active is None \
+                or not len(route.tracks):
+            return False
+        rest = list(self._active.actions[self._active_age:])
+        kept = np.array([rest + rest[-1:] * (self.config.K - len(rest))])
+        return bool(self.conflict_cost.cost(kept, route)[0] > 0.0)
+
     def step(self, state: State, imagine_kwargs: Optional[dict[str, Any]] = None,
              route: Optional[RouteContext] = None, planned: Optional[Plan] = None
              ) -> Decision:
@@ -142,6 +160,8 @@ class ReplanningPolicy:
         """
         cfg = self.config
         refresh, replan = self._due()
+        if not replan and self._kept_plan_conflicts(route):
+            replan = True
         if replan:
             if planned is not None:
                 self._active = planned
@@ -153,9 +173,11 @@ class ReplanningPolicy:
                 self._active = plan(self.world_model, self.actor_critic, state,
                                     self.num_actions, cfg.K, cfg.gamma, cfg.sample_actor,
                                     self.generator, imagine_kwargs, self.occupancy)
-            if self.route_cost is not None and route is not None:
-                self._active = rescored(self._active,
-                                        self.route_cost.cost(self._active.candidates, route))
+            costs = [c.cost(self._active.candidates, route)
+                     for c in (self.route_cost, self.conflict_cost)
+                     if c is not None and route is not None]
+            if costs:
+                self._active = rescored(self._active, sum(costs))
             self._active_age = 0
         if refresh:
             self._intention = self._active

@@ -57,11 +57,33 @@ class RouteConfig:
 
 @dataclass(frozen=True)
 class RouteContext:
-    """Where the ego is and the route it follows (map frame), at the planning step."""
+    """Where the ego is, the route it follows and the vehicles around (map frame)."""
 
     pose: tuple             # (x, y, yaw)
     speed: float            # [m/s]
     route: np.ndarray       # (M, 2) waypoints ahead, in driving order
+    # the safety monitor's tracked vehicles (ttc_monitor.Track) of the current fused BEV,
+    # seen and shared: the conflict cost's input
+    tracks: tuple = ()
+
+
+def kinematic_rollout(table: np.ndarray, bicycle: BicycleModel, candidates: np.ndarray,
+                      pose: tuple, speed: float) -> tuple:
+    """
+    Integrate B candidate plans (B, K) of action indices with the bicycle model.
+
+    `table` (A, 2): (accel, steer) per action. Returns x, y, yaw, speed, each (B, K): the
+    state after each planned step (the intention's waypoints).
+    """
+    batch, horizon = candidates.shape
+    x, y, yaw = (np.full(batch, float(v)) for v in pose)
+    v = np.full(batch, max(float(speed), 0.0))
+    out = np.empty((4, batch, horizon))
+    for k in range(horizon):
+        accel, steer = table[candidates[:, k]].T
+        x, y, yaw, v = bicycle.step_arrays(x, y, yaw, v, accel, steer)
+        out[:, :, k] = x, y, yaw, v
+    return tuple(out)
 
 
 def distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
@@ -91,18 +113,13 @@ class RouteCost:
         route = np.asarray(context.route, dtype=np.float64).reshape(-1, 2)
         if len(route) < 2:
             return np.zeros(len(candidates))
-        batch, horizon = candidates.shape
-        x, y, yaw = (np.full(batch, float(v)) for v in context.pose)
-        speed = np.full(batch, max(float(context.speed), 0.0))
-        points = np.empty((batch, horizon, 2, 2))
-        shortfall = np.zeros(batch)
-        for k in range(horizon):
-            accel, steer = self.table[candidates[:, k]].T
-            x, y, yaw, speed = self.bicycle.step_arrays(x, y, yaw, speed, accel, steer)
-            points[:, k, 0] = np.stack([x, y], -1)
-            ahead = self.config.lookahead
-            points[:, k, 1] = np.stack([x + ahead * np.cos(yaw), y + ahead * np.sin(yaw)], -1)
-            shortfall += np.maximum(self.config.reference_speed - speed, 0.0) / horizon
+        x, y, yaw, speed = kinematic_rollout(self.table, self.bicycle, candidates,
+                                             context.pose, context.speed)       # (B, K)
+        ahead = self.config.lookahead
+        points = np.stack([np.stack([x, y], -1),
+                           np.stack([x + ahead * np.cos(yaw), y + ahead * np.sin(yaw)], -1)],
+                          2)                                                    # (B, K, 2, 2)
+        shortfall = np.maximum(self.config.reference_speed - speed, 0.0).mean(-1)
         deviation = distance_to_polyline(points, route).sum(-1).mean(-1)      # (B,)
         return self.config.weight * deviation + self.config.speed_weight * shortfall
 

@@ -22,8 +22,9 @@ behind the ego's centre are left out: braking does not avoid a vehicle closing f
 Decision, after Autoware's minimum-risk manoeuvres (comfortable stop -1 m/s^2, emergency
 stop -2.5 m/s^2): TTC below `emergency_ttc` -> emergency deceleration, below
 `comfortable_ttc` -> comfortable deceleration, held for `hold_time` after the last trigger so
-the command does not chatter. The caller keeps the planner's steer and only lowers the
-acceleration; a planner that already brakes harder is left alone.
+the command does not chatter, unless the whole horizon becomes free of conflicts. The caller
+keeps the planner's steer and only lowers the acceleration; a planner that already brakes
+harder is left alone.
 """
 from collections import deque
 from dataclasses import dataclass, fields
@@ -239,6 +240,10 @@ class TtcMonitor:
         velocity[moving] = (centres[moving] - oldest[moving]) / span[moving, None]
         return velocity, moving
 
+    def moving_tracks(self) -> tuple:
+        """Return the latest frame's tracks that have a velocity estimate (those assessed)."""
+        return tuple(k for k, tracked in zip(self.tracks, self._tracked) if tracked)
+
     # -- decision ---------------------------------------------------------------------------
     def assess(self, time: float, ego_pose: tuple[float, float, float], speed: float,
                yaw_rate: float = 0.0) -> Assessment:
@@ -254,7 +259,10 @@ class TtcMonitor:
                               or self._decel(level) >= held.decel):
             self._held, self._held_until = fresh, time + cfg.hold_time
             return fresh
-        if held is not None and time <= self._held_until + 1e-9:
+        # held against chatter, but only while some conflict remains within the horizon: a
+        # clear horizon (TTC inf, above the comfortable threshold by the horizon's margin)
+        # ends the stop at once instead of braking on for a vehicle that has gone
+        if held is not None and time <= self._held_until + 1e-9 and math.isfinite(current.ttc):
             return Assessment(current.ttc, held.level, held.decel,
                               current.conflict or held.conflict)
         self._held = None
@@ -282,29 +290,71 @@ class TtcMonitor:
         else:
             ex = x0 + speed * t * math.cos(yaw0)
             ey = y0 + speed * t * math.sin(yaw0)
-        ego = _disc_centres(ex, ey, yaw, np.full_like(t, cfg.ego_length), cfg.discs)  # (T,D,2)
-        r_ego = float(_disc_radius(cfg.ego_length, cfg.ego_width, cfg.discs))
-        tr = np.array([[k.x, k.y, k.yaw, k.length, k.width, k.vx, k.vy] for k in self.tracks])
-        ox = tr[:, 0:1] + tr[:, 5:6] * (t + lag)                                   # (N,T)
-        oy = tr[:, 1:2] + tr[:, 6:7] * (t + lag)
-        others = _disc_centres(ox, oy, np.repeat(tr[:, 2:3], len(t), 1),
-                               np.repeat(tr[:, 3:4], len(t), 1), cfg.discs)       # (N,T,D,2)
-        r_other = _disc_radius(tr[:, 3], tr[:, 4], cfg.discs)                      # (N,)
-        gap = np.linalg.norm(ego[None, :, :, None, :] - others[:, :, None, :, :], axis=-1)
-        touch = (gap < r_ego + r_other[:, None, None, None] + cfg.margin).any((2, 3))  # (N,T)
-        first = np.where(touch.any(1), touch.argmax(1), len(t))
-        # only contacts that begin ahead of the ego's centre (braking cannot avoid the rest),
-        # and only vehicles with a velocity estimate (seen in two frames at least)
-        at = np.minimum(first, len(t) - 1)
-        rows = np.arange(len(tr))
-        forward = ((ox[rows, at] - ex[at]) * np.cos(yaw[at])
-                   + (oy[rows, at] - ey[at]) * np.sin(yaw[at]))
-        hit = (first < len(t)) & (forward > 0.0) & self._tracked
+        first = first_contacts(ex, ey, yaw, self.tracks, t, lag, cfg)            # (N,)
+        hit = (first < len(t)) & self._tracked
         if not hit.any():
             return Assessment(math.inf, NONE, 0.0, None)
         first = np.where(hit, first, len(t))
         best = int(first.argmin())
         return Assessment(float(t[first[best]]), NONE, 0.0, self.tracks[best])
+
+
+def first_contacts(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: np.ndarray,
+                   lag: float, cfg: MonitorConfig, behind: bool = False) -> np.ndarray:
+    """
+    First contact index in `t` of each ego path with each track, len(t) for none.
+
+    `ex, ey, eyaw` (..., T): ego paths sampled at times `t` (T,); tracks move at constant
+    velocity from their frame, `lag` seconds old. Returns (..., N). Unless `behind`, a
+    contact that begins behind the ego's centre counts as none: braking cannot avoid a
+    vehicle closing from behind. The monitor passes one path; the planner's conflict cost
+    one per candidate.
+    """
+    first, ahead = contact_times(ex, ey, eyaw, tracks, t, lag, cfg)
+    return first if behind else np.where(ahead, first, len(t))
+
+
+def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: np.ndarray,
+                  lag: float, cfg: MonitorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """
+    First contact index (..., N) of each ego path with each track, and whether it begins ahead.
+
+    The disc test of `first_contacts`, run only where a coarse test passes: one circle round
+    each vehicle's discs, per path, track and time (most vehicles of a BEV never come near
+    the ego's paths, so only a few samples get the disc test).
+    """
+    lead, steps = np.shape(ex)[:-1], len(t)
+    if not len(tracks):
+        return np.zeros(lead + (0,), np.int64), np.zeros(lead + (0,), bool)
+    tr = np.array([[k.x, k.y, k.yaw, k.length, k.width, k.vx, k.vy] for k in tracks])
+    ox = tr[:, 0:1] + tr[:, 5:6] * (t + lag)                                   # (N,T)
+    oy = tr[:, 1:2] + tr[:, 6:7] * (t + lag)
+    px, py, pyaw = (np.asarray(a, dtype=np.float64).reshape(-1, steps) for a in (ex, ey, eyaw))
+
+    def _reach(length, width):      # centre to the far edge of the outermost disc
+        return 0.5 * length * (1.0 - 1.0 / cfg.discs) + _disc_radius(length, width, cfg.discs)
+    reach = _reach(cfg.ego_length, cfg.ego_width) + _reach(tr[:, 3], tr[:, 4]) + cfg.margin
+    near = np.hypot(px[:, None, :] - ox, py[:, None, :] - oy) < reach[:, None]   # (P,N,T)
+    first = np.full(near.shape[:2], steps, np.int64)                           # (P,N)
+    path, track, time = np.nonzero(near)
+    if len(path):
+        ego = _disc_centres(px[path, time], py[path, time], pyaw[path, time],
+                            np.full(len(path), cfg.ego_length), cfg.discs)      # (M,D,2)
+        other = _disc_centres(ox[track, time], oy[track, time], tr[track, 2], tr[track, 3],
+                              cfg.discs)                                        # (M,D,2)
+        gap = np.linalg.norm(ego[:, :, None, :] - other[:, None, :, :], axis=-1)  # (M,D,D)
+        limit = _disc_radius(cfg.ego_length, cfg.ego_width, cfg.discs) \
+            + _disc_radius(tr[track, 3], tr[track, 4], cfg.discs) + cfg.margin
+        touch = (gap < limit[:, None, None]).any((1, 2))
+        np.minimum.at(first, (path[touch], track[touch]), time[touch])
+    at = np.minimum(first, steps - 1)
+    rows = np.arange(len(tr))
+    ax = np.take_along_axis(px, at, 1)                                          # (P,N)
+    ay = np.take_along_axis(py, at, 1)
+    ayaw = np.take_along_axis(pyaw, at, 1)
+    forward = (ox[rows, at] - ax) * np.cos(ayaw) + (oy[rows, at] - ay) * np.sin(ayaw)
+    ahead = (first < steps) & (forward > 0.0)
+    return first.reshape(lead + (len(tr),)), ahead.reshape(lead + (len(tr),))
 
 
 def override_accel(assessment: Assessment, planned_accel: float) -> Optional[float]:

@@ -138,15 +138,31 @@ def test_vehicle_closing_from_behind_is_left_to_the_follower():
     assert verdict.level == NONE
 
 
-def test_override_is_held_then_released():
+def test_override_is_held_while_a_conflict_remains_then_released():
     monitor = _monitor()
-    _feed(monitor, 10, 8.0, lambda k: (40 + round(1.6 * k), 49 + round(1.6 * k), 62, 66))
-    empty = np.zeros((128, 128), bool)
+    standing = lambda k: (40 + round(1.6 * k), 49 + round(1.6 * k), 62, 66)  # noqa: E731
+    assert _feed(monitor, 10, 8.0, standing).level == EMERGENCY
     hold = MonitorConfig().hold_time
-    monitor.observe(1.0, empty, empty, (8.0, 0.0, 0.0))
-    assert monitor.assess(1.0, (8.0, 0.0, 0.0), 8.0).level == EMERGENCY   # held
-    monitor.observe(1.0 + hold + 0.2, empty, empty, (8.0, 0.0, 0.0))
-    assert monitor.assess(1.0 + hold + 0.2, (8.0, 0.0, 0.0), 8.0).level == NONE
+    empty = np.zeros((128, 128), bool)
+    # slowed to 0.7 m/s: the standing vehicle is still a conflict, above the thresholds
+    monitor.observe(1.0, _mask([standing(10)]), empty, (8.0, 0.0, 0.0))
+    verdict = monitor.assess(1.0, (8.0, 0.0, 0.0), 0.7)
+    assert MonitorConfig().comfortable_ttc < verdict.ttc < math.inf
+    assert verdict.level == EMERGENCY      # held
+    monitor.observe(1.0 + hold + 0.2, _mask([standing(10)]), empty, (8.0, 0.0, 0.0))
+    assert monitor.assess(1.0 + hold + 0.2, (8.0, 0.0, 0.0), 0.7).level == NONE
+
+
+def test_override_ends_early_once_the_horizon_is_clear():
+    monitor = _monitor()
+    standing = lambda k: (40 + round(1.6 * k), 49 + round(1.6 * k), 62, 66)  # noqa: E731
+    assert _feed(monitor, 10, 8.0, standing).level == EMERGENCY
+    # within the hold time, but the ego has stopped short of the vehicle: no contact is
+    # left within the horizon, and braking on would only hold the vehicle up afterwards
+    empty = np.zeros((128, 128), bool)
+    monitor.observe(1.0, _mask([standing(10)]), empty, (8.0, 0.0, 0.0))
+    verdict = monitor.assess(1.0, (8.0, 0.0, 0.0), 0.0)
+    assert math.isinf(verdict.ttc) and verdict.level == NONE
 
 
 @pytest.mark.parametrize('kwargs', [{'emergency_ttc': 4.0}, {'comfortable_decel': -1.0},

@@ -1,0 +1,132 @@
+"""
+The conflict cost: each candidate's rollout charged its TTC shortfall to the tracked vehicles.
+
+Geometry on a straight road heading +x, lanes 3.5 m apart (the simulator's maps); the tracks
+are what the safety monitor would hand over (`ttc_monitor.Track`). The policy test plans with
+a small real torch model whose learned score prefers keeping speed (`toy_models`), as the
+shipped model did towards a slower vehicle ahead.
+"""
+import math
+
+from call_planner.conflict_cost import (conflict_cost_or_none, ConflictConfig, ConflictCost)
+from call_planner.replanning import LookaheadConfig, ReplanningPolicy
+from call_planner.route_cost import RouteContext
+from call_planner.ttc_monitor import MonitorConfig, Track
+from call_vehicle.actions import ActionSet
+import numpy as np
+import pytest
+import torch
+from toy_models import FixedActorCritic, LastActionWorldModel, NUM_ACTIONS
+
+ACTIONS = ActionSet()
+KEEP = ACTIONS.index(0.0, 0.0)
+BRAKE = ACTIONS.index(-2.0, 0.0)
+SPEED_UP = ACTIONS.index(2.0, 0.0)
+NO_ROUTE = np.zeros((0, 2))
+
+
+def _cost(**kwargs):
+    return ConflictCost(ConflictConfig(**kwargs), MonitorConfig(), ACTIONS)
+
+
+def _context(*tracks, speed=10.0):
+    return RouteContext((0.0, 0.0, 0.0), speed, NO_ROUTE, tuple(tracks))
+
+
+def _vehicle(x, y=0.0, vx=0.0):
+    return Track(x, y, 0.0, 4.8, 2.0, vx, 0.0, False)
+
+
+def test_behind_a_slower_vehicle_braking_costs_less_than_keeping_and_speeding_up():
+    plans = np.array([[SPEED_UP] + [KEEP] * 4, [KEEP] * 5, [BRAKE] + [KEEP] * 4])
+    cost = _cost(weight=1.0)
+    context = _context(_vehicle(25.0, vx=3.0))
+    ttc = cost.ttc(plans, context)
+    # keeping 10 m/s towards a 3 m/s car 25 m ahead: contact in about 2.8 s
+    assert 2.0 < ttc[1] < ConflictConfig().ttc
+    # the first action's acceleration is held: speeding up meets it sooner, braking stops
+    # short of it
+    assert ttc[0] < ttc[1] and math.isinf(ttc[2])
+    charged = cost.cost(plans, context)
+    assert charged[0] > charged[1] > charged[2] == 0.0
+
+
+def test_the_path_is_the_rollout_and_the_speed_the_first_action_held():
+    plans = np.array([[KEEP] * 5, [BRAKE] * 5, [SPEED_UP] + [KEEP] * 4])
+    x, y, yaw, t = _cost().paths(plans, _context(speed=10.0))
+    assert np.allclose(x[0], 10.0 * t) and np.allclose(y, 0.0) and np.allclose(yaw, 0.0)
+    assert x[1, -1] == pytest.approx(10.0 ** 2 / (2 * 2.0))     # stopped after 25 m
+    assert x[2, -1] == pytest.approx(10.0 * 5.0 + 0.5 * 2.0 * 5.0 ** 2)
+
+
+def test_vehicles_beside_behind_or_far_ahead_cost_nothing():
+    plans = np.array([[KEEP] * 5, [SPEED_UP] * 5])
+    cost = _cost()
+    beside = _vehicle(10.0, y=3.5, vx=3.0)          # the next lane, parallel
+    behind = _vehicle(-12.0, vx=14.0)               # closing from behind: its business
+    far = _vehicle(60.0, vx=3.0)                    # contact beyond the threshold
+    for track in (beside, behind, far):
+        assert np.all(cost.cost(plans, _context(track)) == 0.0)
+    assert np.all(np.isinf(cost.ttc(plans, _context())))
+
+
+def test_a_vehicle_crossing_ahead_is_charged():
+    # crossing from the right towards the ego's path, 30 m ahead: they meet in about 3 s
+    crossing = Track(30.0, -24.0, math.pi / 2, 4.8, 2.0, 0.0, 8.0, True)
+    plans = np.array([[KEEP] * 5, [BRAKE] * 5])
+    charged = _cost().cost(plans, _context(crossing))
+    assert charged[0] > 0.0 and charged[1] < charged[0]
+
+
+def test_the_look_ahead_brakes_for_a_slower_vehicle_its_learned_score_ignores():
+    rewards = torch.zeros(NUM_ACTIONS)
+    rewards[KEEP] = 0.2                 # the learned score prefers keeping speed
+    model = LastActionWorldModel(rewards)
+    config = LookaheadConfig(K=5, gamma=0.99)
+    context = _context(_vehicle(25.0, vx=3.0))
+    plain = ReplanningPolicy(model, FixedActorCritic(preferred=KEEP), NUM_ACTIONS, config)
+    assert plain.step(model.initial_state(1), route=context).action == KEEP
+    costed = ReplanningPolicy(model, FixedActorCritic(preferred=KEEP), NUM_ACTIONS, config,
+                              conflict_cost=_cost(weight=2.0))
+    assert ACTIONS.action(costed.step(model.initial_state(1), route=context).action)[0] < 0.0
+    # while charged it re-plans every step; without a vehicle it keeps speed and commits
+    assert costed.step(model.initial_state(1), route=context).replanned
+    costed.reset()
+    decisions = [costed.step(model.initial_state(1), route=_context()) for _ in range(3)]
+    assert [d.action for d in decisions] == [KEEP] * 3
+    assert [d.replanned for d in decisions] == [True, False, False]
+
+
+@pytest.mark.parametrize('kwargs', [{'weight': -1.0}, {'ttc': 6.0}, {'ttc': 0.0},
+                                    {'horizon': math.inf}])
+def test_bad_conflict_config_fails_fast(kwargs):
+    with pytest.raises(ValueError):
+        ConflictConfig(**kwargs)
+
+
+def test_weight_zero_is_no_cost():
+    assert conflict_cost_or_none(ConflictConfig(weight=0.0), MonitorConfig(), ACTIONS) is None
+
+
+def test_a_vehicle_that_comes_up_mid_plan_is_answered_at_once():
+    rewards = torch.zeros(NUM_ACTIONS)
+    rewards[KEEP] = 0.2
+    model = LastActionWorldModel(rewards)
+    policy = ReplanningPolicy(model, FixedActorCritic(preferred=KEEP), NUM_ACTIONS,
+                              LookaheadConfig(K=5, gamma=0.99), conflict_cost=_cost())
+    first = policy.step(model.initial_state(1), route=_context())
+    assert first.replanned and first.action == KEEP
+    # the kept plan would keep speed into a slower car that came up: re-plan and brake
+    decision = policy.step(model.initial_state(1), route=_context(_vehicle(25.0, vx=3.0)))
+    assert decision.replanned and ACTIONS.action(decision.action)[0] < 0.0
+
+
+def test_a_lane_change_in_front_of_a_faster_car_coming_up_is_charged():
+    left = ACTIONS.index(0.0, 0.2)
+    plans = np.array([[KEEP] * 5, [left] * 5])
+    coming_up = _vehicle(-10.0, y=3.5, vx=14.0)     # the next lane to the left, faster
+    ttc = _cost().ttc(plans, _context(coming_up, speed=8.0))
+    assert math.isinf(ttc[0])                       # holding the lane: it passes by
+    assert ttc[1] < ConflictConfig().ttc            # moving over: it runs into the ego
+    # a car closing from behind in the ego's own lane stays the follower's business
+    assert np.all(np.isinf(_cost().ttc(plans, _context(_vehicle(-12.0, vx=14.0)))))
