@@ -14,7 +14,7 @@ from call_bringup.fault_injection import V2vFaultRelay
 from call_bringup.fleet_keys import ensure_fleet_keys
 from call_carla.metrics_node import MetricsNode
 from call_comm.comm_node import CommNode
-from call_common.parameters import package_defaults
+from call_common.param_files import package_defaults
 from call_perception.perception_node import PerceptionNode
 from call_planner.planner_node import PlannerNode
 from call_sim.sim_node import SimNode

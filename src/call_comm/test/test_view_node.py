@@ -17,7 +17,7 @@ from call_comm.auth import Fleet, Signer
 from call_comm.comm_node import to_msg
 from call_comm.keygen import write_fleet
 from call_common.msg_conversions import pack_mask, unpack_mask
-from call_common.parameters import read_node_defaults
+from call_common.param_files import read_node_defaults
 from call_msgs.msg import CommStats, LatentMessage, LatentState, SharedInformation
 from call_world_model import checkpoint
 from call_world_model.neighbour_decoding import decode_neighbour_vehicles

@@ -10,7 +10,7 @@ import signal
 import threading
 from typing import Callable, List, Optional, Tuple, Type
 
-from call_common.parameters import ParameterError
+from call_common.param_files import ParameterError
 import rclpy
 from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node

@@ -1,6 +1,6 @@
 """declare_typed / declare_from_yaml on a real rclpy node with command-line overrides."""
-from call_common.parameters import (declare_all, declare_typed, ParameterError,
-                                    read_node_defaults)
+from call_common.param_files import ParameterError, read_node_defaults
+from call_common.parameters import declare_all, declare_typed
 import pytest
 import rclpy
 from rclpy.node import Node

@@ -8,7 +8,7 @@ the car into the ego's BEV.
 from dataclasses import replace
 from pathlib import Path
 
-from call_common.parameters import read_node_defaults
+from call_common.param_files import read_node_defaults
 from call_learning.pipeline import PipelineConfig, VehiclePipeline
 from call_perception.bev_raster import BevRasterizer, CHANNEL_INDEX
 from call_perception.neighbour_views import VIEW_CHANNELS

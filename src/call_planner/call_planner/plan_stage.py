@@ -12,9 +12,9 @@ declares the intention. Every number comes from the planner's parameters
 stay in the node: they act on the node's own inputs (the BEV topic, message freshness).
 """
 import dataclasses
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from call_common.param_files import package_defaults, with_overrides
 from call_perception.bev_raster import BevConfig
 from call_planner.conflict_cost import conflict_cost_or_none, ConflictConfig, ConflictCost
 from call_planner.lookahead import Plan
@@ -30,7 +30,6 @@ from call_vehicle.vehicle_control import ControlModel
 from call_vehicle.vehicle_model import BicycleModel
 import numpy as np
 import torch
-import yaml
 
 
 def planner_params(overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
@@ -38,24 +37,9 @@ def planner_params(overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, A
     Return the planner node's parameters outside ROS: config/planner.yaml with ``overrides``.
 
     Why: a stage built by the evaluation must plan with the node's numbers, so it starts from
-    the same file. A string override is read as YAML (``K=5`` from a command line); an int
-    for a float is converted; unknown names and other types fail.
+    the same file, under the node's typing rule (``call_common.param_files.with_overrides``).
     """
-    from ament_index_python.packages import get_package_share_directory
-    path = Path(get_package_share_directory('call_planner')) / 'config' / 'planner.yaml'
-    params = dict(yaml.safe_load(path.read_text())['/**']['ros__parameters'])
-    for key, value in (overrides or {}).items():
-        if key not in params:
-            raise ValueError(f'unknown planner parameter {key!r}')
-        value = yaml.safe_load(value) if isinstance(value, str) else value
-        if isinstance(params[key], float) and isinstance(value, int) \
-                and not isinstance(value, bool):
-            value = float(value)
-        if type(value) is not type(params[key]):
-            raise ValueError(f'planner parameter {key} takes a {type(params[key]).__name__}'
-                             f', got {value!r}')
-        params[key] = value
-    return params
+    return with_overrides(package_defaults('call_planner', 'planner.yaml'), overrides)
 
 
 def driver_from_params(p: Mapping[str, Any]) -> Driver:

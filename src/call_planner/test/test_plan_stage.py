@@ -1,5 +1,5 @@
 """The planning stage outside ROS plans with the planner node's parameters and seeds."""
-from call_common.parameters import package_defaults
+from call_common.param_files import package_defaults
 from call_planner.plan_stage import FleetLookahead, planner_params
 import pytest
 import torch
@@ -19,7 +19,7 @@ def test_planner_params_are_the_node_yaml_with_overrides():
     changed = planner_params({'K': '3', 'route_weight': 0})
     assert changed['K'] == 3 and changed['route_weight'] == 0.0
     assert isinstance(changed['route_weight'], float)
-    with pytest.raises(ValueError, match='unknown planner parameter'):
+    with pytest.raises(ValueError, match='unknown parameter'):
         planner_params({'k': 3})
     with pytest.raises(ValueError, match='occupancy_weight'):
         planner_params({'occupancy_weight': True})
