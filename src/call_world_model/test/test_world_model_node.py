@@ -188,12 +188,16 @@ def test_node_publishes_latent_state_and_drops_malformed(node_process):
             shared.header.stamp.sec = previous
             shared_pub.publish(shared)
             previous = stamp
+            # wait for this step's state: a late copy of an earlier one (the node answers each
+            # re-sent BEV with its state again) is not this step's
             count = len(received)
             deadline = time.monotonic() + WAIT_S
-            while len(received) == count and time.monotonic() < deadline:
+            while not any(m.header.stamp.sec == stamp for m in received[count:]) and \
+                    time.monotonic() < deadline:
                 bev_pub.publish(_bev(cfg, stamp))
                 rclpy.spin_once(node, timeout_sec=0.3)
-        assert received[-1].valid and np.isfinite(received[-1].prediction_error)
+        last = [m for m in received if m.header.stamp.sec == previous]
+        assert last and last[-1].valid and np.isfinite(last[-1].prediction_error)
     finally:
         node.destroy_node()
         rclpy.shutdown()
