@@ -32,6 +32,7 @@ from call_bringup.fleet_keys import ensure_fleet_keys
 from call_bringup.graph import ament_share, build_graph, read_ros_params
 from call_bringup.runner import process_units, Supervisor
 from call_comm.neighbours import distance
+from call_common.param_files import package_defaults
 from call_learning.pipeline import PipelineConfig, VehiclePipeline
 from call_msgs.msg import Action, CommStats, LatentState
 from call_planner.plan_stage import FleetLookahead
@@ -101,8 +102,7 @@ def run_graph(work: str, scenario: str, model: str) -> Dict[str, Dict[int, dict]
     probe = GraphProbe(fleet_file=os.path.join(work, 'keys', 'fleet.yaml'))
     records: Dict[str, Dict[int, dict]] = {r: {} for r in ROLES}
 
-    start = read_ros_params(os.path.join(ament_share('call_sim'), 'config',
-                                         'sim_node.yaml'))['start_time']
+    start = package_defaults('call_sim', 'sim_node.yaml')['start_time']
 
     def keep(role: str, key: str, stamp, value) -> None:
         step = round((stamp.sec + stamp.nanosec * 1e-9 - start) * 10)
