@@ -88,9 +88,9 @@ class MonitoredFleet:
 
     As in `call_planner.planner_node`: the monitor observes the vehicle channels of the step's
     fused BEV and takes the accepted neighbours of the step's model state as the tracks their
-    messages state (`call_planner.shared_tracks`); when the TTC falls below its thresholds it replaces the planned acceleration
-    (keeping the steer), the world model hears the nearest discrete action, the vehicle
-    declares braking as its intention and re-plans afterwards.
+    messages state (`call_planner.shared_tracks`); when the TTC falls below its thresholds it
+    replaces the planned acceleration (keeping the steer), the world model hears the nearest
+    discrete action, the vehicle declares braking as its intention and re-plans afterwards.
     """
 
     def __init__(self, pipeline: VehiclePipeline, policy: FleetLookahead,

@@ -34,8 +34,8 @@ from call_planner.lookahead_batch import LookaheadBatcher, Outcome
 from call_planner.plan_stage import PlanStage
 from call_planner.replanning import Decision
 from call_planner.route_cost import RouteContext
-from call_planner.shared_tracks import shared_tracks, SharedState
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
+from call_planner.shared_tracks import shared_tracks, SharedState
 from call_planner.ttc_monitor import (Assessment, BevGeometry, MonitorConfig,
                                       override_accel, TtcMonitor)
 from call_vehicle.carla_wire import float32
@@ -258,7 +258,7 @@ class PlannerNode(Node):
 
     def _neighbour_tracks(self, stamp, previous) -> tuple:
         """
-        The stated tracks of the neighbours accepted at the step before `stamp`.
+        Return the stated tracks of the neighbours accepted at the step before `stamp`.
 
         That is the shared information stamped `previous` (the step answered before), as the
         world model observed step `stamp` with; missing, the newest older one (counted).

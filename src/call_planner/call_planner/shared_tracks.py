@@ -5,8 +5,8 @@ A CALL message carries the sender's state and intention (paper section 3.2, App.
 speed and planned waypoints next to the latent), so for a neighbour the ego knows position,
 heading and speed at once, also outside its BEV, without the frames a BEV tracker needs to
 estimate a velocity. The safety monitor and the look-ahead's conflict cost take these as
-tracks in place of their blobs in the fused BEV (`ttc_monitor.TtcMonitor.share`); nothing beyond what
-the message already carries is used (no object lists on the wire).
+tracks in place of their blobs in the fused BEV (`ttc_monitor.TtcMonitor.share`); nothing
+beyond what the message already carries is used (no object lists on the wire).
 
 Each neighbour is predicted at constant velocity along its heading, as the BEV tracks are. Its
 position is moved on by the message's age (the state is one or two steps old when the ego
@@ -73,4 +73,3 @@ def path_heading(x: float, y: float, waypoints: np.ndarray, yaw: float) -> float
     if math.hypot(dx, dy) < MIN_CHORD:
         return float(yaw)
     return math.atan2(dy, dx)
-

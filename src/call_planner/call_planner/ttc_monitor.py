@@ -348,8 +348,8 @@ def _segment_distance(px: float, py: float, ax: float, ay: float, bx: float,
     """Distance from point p to the segment a-b."""
     dx, dy = bx - ax, by - ay
     length2 = dx * dx + dy * dy
-    u = 0.0 if length2 < 1e-12 else min(max(((px - ax) * dx + (py - ay) * dy) / length2, 0.0),
-                                         1.0)
+    along = ((px - ax) * dx + (py - ay) * dy) / length2 if length2 > 1e-12 else 0.0
+    u = min(max(along, 0.0), 1.0)
     return math.hypot(px - ax - u * dx, py - ay - u * dy)
 
 

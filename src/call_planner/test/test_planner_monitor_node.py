@@ -11,9 +11,9 @@ A BEV that stops coming, or odometry that turns non-finite, must end in a contro
 with the reason.
 """
 
+from call_msgs.msg import NeighbourLatent, SharedInformation
 from call_perception.bev_raster import BevConfig, BevRasterizer
 from call_perception.road_map import RoadMap
-from call_msgs.msg import NeighbourLatent, SharedInformation
 from call_planner.ttc_monitor import MonitorConfig
 from call_sim.types import VehicleState
 from call_vehicle.vehicle_control import ControlModel

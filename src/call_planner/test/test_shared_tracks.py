@@ -32,8 +32,10 @@ K = 5            # the look-ahead's plan length (planner.yaml)
 
 def _drive(messages: bool, steps=40):
     """
-    Run the crossing at constant speeds; per step whether hero0's conflict cost charges
-    keeping speed more than braking, the monitor's level and whether hero1 is in the BEV.
+    Run the crossing at constant speeds; per step what hero0's planner and monitor make of it.
+
+    Per step: whether the conflict cost charges keeping speed more than braking, the
+    monitor's level and whether hero1 is inside hero0's BEV.
     """
     scenario = {**load_yaml('scenarios/crossroad.yaml'), 'num_controlled': 2,
                 'num_background': 0}
@@ -62,8 +64,8 @@ def _drive(messages: bool, steps=40):
             heard = [sent[k - LATENCY]] if messages and k >= LATENCY else []
             monitor.share(shared_tracks(heard, env.time, config)[0])
             pose = (ego.x, ego.y, ego.yaw)
-            keep, brake = cost.cost(plans, RouteContext(pose, ego.speed, np.zeros((0, 2)),
-                                                         monitor.moving_tracks()))
+            context = RouteContext(pose, ego.speed, np.zeros((0, 2)), monitor.moving_tracks())
+            keep, brake = cost.cost(plans, context)
             log['brake_preferred'].append(keep > brake)
             log['levels'].append(monitor.assess(env.time, pose, ego.speed).level)
             dx, dy = other.x - ego.x, other.y - ego.y
