@@ -119,12 +119,14 @@ def test_a_containers_comm_nodes_publish_each_step_with_the_decoders_views(tmp_p
                 state_pub.publish(state)
             _spin_until(executor, lambda: all(stamp in shared[r] and stamp in stats[r]
                                               for r in EGOS), 3.0)
+            if found is not None:
+                break   # one step after: what the found step published came in before it
             if all(stamp in shared[r] and 'hero1' in {n.sender_id for n in
                                                       shared[r][stamp][0].neighbours}
                    for r in EGOS):
                 found = stamp
-                break
         assert found is not None, 'no message of hero1 accepted by both nodes'
+        assert all(stamp in shared[r] and stamp in stats[r] for r in EGOS), 'the next step'
         for r in EGOS:
             [info], [counts] = shared[r][found], stats[r][found]
             other = 'hero3' if r == 'hero0' else 'hero0'   # the egos hear each other
