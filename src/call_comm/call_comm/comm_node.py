@@ -140,6 +140,7 @@ class CommNode(Node):
     def __init__(self, **node_options: Any) -> None:
         """Read parameters, load keys (fail fast), create the gate, inbox and topics."""
         super().__init__('comm', **node_options)   # composition: cli_args
+        self.view_batch: Optional[BatchTimer] = None   # destroy_node reads it after any failure
         p = declare_from_yaml(self, 'call_comm', 'comm.yaml')
         self.role = p['role_name']
         if not self.role:
@@ -182,7 +183,6 @@ class CommNode(Node):
             bank = ReplicaBank(model, p['replica_max_senders'], p['replica_history'], lazy=True)
             requester = KeyframeRequester(kf_cfg.request_interval)
         self.views: Optional[ViewDecoder] = None
-        self.view_batch: Optional[BatchTimer] = None
         self.views_this_step = 0
         if p['neighbour_views'] and p['checkpoint']:
             self.views = ViewDecoder(load_view_decoder(p['checkpoint']),

@@ -24,6 +24,7 @@ from call_world_model.neighbour_decoding import decode_neighbour_vehicles
 from helpers_replica import tiny_model
 from nav_msgs.msg import Odometry
 import numpy as np
+import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -141,3 +142,13 @@ def test_a_containers_comm_nodes_publish_each_step_with_the_decoders_views(tmp_p
         for node in nodes:
             node.destroy_node()
         rclpy.shutdown()
+
+
+def test_a_comm_node_that_fails_to_start_is_destroyed_without_a_second_error():
+    # a container's bad config: the error's traceback keeps the half-built node alive, and
+    # the context destroys it at shutdown
+    rclpy.init()
+    with pytest.raises(ValueError, match='role_name') as failed:
+        CommNode(parameter_overrides=[Parameter('role_name', value='')])
+    rclpy.shutdown()
+    assert failed.value is not None
