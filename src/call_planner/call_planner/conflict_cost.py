@@ -16,8 +16,8 @@ with the kinematic bicycle model (`route_cost.kinematic_rollout`), continued str
 it the ego moves for `horizon` seconds with the candidate's first acceleration held. That is
 what the planner can do: while its kept plan is charged, it re-plans every step
 (`replanning.ReplanningPolicy`) and can keep choosing that first action. A candidate that
-speeds up is also checked at its current speed (the smaller TTC counts): speeding up to pass
-in front of a crossing vehicle is not a way out. Every track moves at
+speeds up is also checked at its current speed against crossing vehicles (the smaller TTC
+counts): speeding up to pass in front of a crossing vehicle is not a way out. Every track moves at
 constant velocity. The candidate's TTC is its first disc contact with any
 track (`ttc_monitor.contact_times`, the monitor's geometry: contacts that begin behind the
 ego are left out), and it is charged
@@ -32,7 +32,7 @@ candidate makes it: a lane change into the path of a faster car coming up in the
 which holding the lane at the current speed has no contact. Weight in reward units per second
 (config/planner.yaml, `conflict_*`).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import math
 from typing import Optional
 
@@ -75,19 +75,22 @@ class ConflictCost:
         (B,) TTC [s] of each candidate plan (B, K) to the context's tracks (inf: none).
 
         A candidate that speeds up gets the smaller of its TTC with its acceleration held
-        and at the speed it has now: a plan that is clear only by beating a crossing vehicle
-        to the conflict is not clear. Next step the monitor predicts the ego at constant
-        speed and would brake in the middle of the crossing, and the other vehicle's
-        constant-velocity prediction is not exact enough to race it.
+        and at the speed it has now to the vehicles crossing the ego's heading: a plan that
+        is clear only by beating a crossing vehicle to the conflict is not clear (speeding up
+        into a gap of traffic going the ego's way, as at a merge, stays a way out). Next step
+        the monitor predicts the ego at constant speed and would brake in the middle of the
+        crossing, and the other vehicle's constant-velocity prediction is not exact enough to
+        race it.
         """
         candidates = np.asarray(candidates, dtype=np.int64)
         if not len(context.tracks):
             return np.full(len(candidates), math.inf)
         ttc = self._ttc(candidates, context, None)
         faster = self.table[candidates[:, 0], 0] > 0.0
-        if faster.any():
-            ttc[faster] = np.minimum(ttc[faster],
-                                     self._ttc(candidates[faster], context, 0.0))
+        crossing = crossing_tracks(context.tracks, float(context.pose[2]))
+        if faster.any() and crossing:
+            ttc[faster] = np.minimum(ttc[faster], self._ttc(
+                candidates[faster], replace(context, tracks=crossing), 0.0))
         return ttc
 
     def _ttc(self, candidates: np.ndarray, context: RouteContext,
@@ -152,6 +155,12 @@ class ConflictCost:
         """(B,) cost of B candidate plans (B, K) of action indices; 0 without tracks."""
         ttc = self.ttc(candidates, context)
         return self.config.weight * np.maximum(self.config.ttc - ttc, 0.0)
+
+
+def crossing_tracks(tracks, yaw: float) -> tuple:
+    """Return the tracks heading across `yaw`: 45 to 135 degrees to it, either way."""
+    return tuple(k for k in tracks
+                 if math.pi / 4 < abs(math.remainder(k.yaw - yaw, math.tau)) < 3 * math.pi / 4)
 
 
 def conflict_cost_or_none(config: ConflictConfig, geometry: MonitorConfig, actions: ActionSet,
