@@ -153,7 +153,8 @@ def test_runner_starts_nodes_and_stops_them_cleanly_on_sigint(supervisor_factory
     assert supervise(supervisor, duration=0.5, poll_period=0.1) == 0
     supervisor.stop(sigint_wait=30.0)    # clean exit is the point, not its speed under load
     assert not supervisor.running()
-    assert [u.process.returncode for u in supervisor.units] == [0, 0]
+    assert [u.process.returncode for u in supervisor.units] == [0, 0], [
+        (u.label, u.process.returncode, list(u.last_lines)) for u in supervisor.units]
 
 
 def test_runner_fails_loudly_naming_the_dead_node(supervisor_factory):

@@ -40,7 +40,8 @@ from call_comm.range_gate import check_c, RangeGate
 from call_comm.replica import load_sequence_model, ReplicaBank
 from call_comm.replica_link import LinkReceiver, LinkSender, RequestOutcome
 from call_comm.stamped_poses import Pose, StampedPoses
-from call_comm.view_decoding import load_view_decoder, ViewDecoder
+from call_comm.view_decoding import load_view_decoder, ViewBatcher, ViewDecoder, ViewRequest
+from call_common.batch_timer import BatchTimer
 from call_common.draining import drain
 from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
@@ -139,6 +140,7 @@ class CommNode(Node):
     def __init__(self, **node_options: Any) -> None:
         """Read parameters, load keys (fail fast), create the gate, inbox and topics."""
         super().__init__('comm', **node_options)   # composition: cli_args
+        self.view_batch: Optional[BatchTimer] = None   # destroy_node reads it after any failure
         p = declare_from_yaml(self, 'call_comm', 'comm.yaml')
         self.role = p['role_name']
         if not self.role:
@@ -186,6 +188,8 @@ class CommNode(Node):
             self.views = ViewDecoder(load_view_decoder(p['checkpoint']),
                                      p['neighbour_view_channels'],
                                      p['neighbour_view_threshold'], p['num_threads'])
+            # the container's comm nodes decode their step's views as one batch
+            self.view_batch = BatchTimer(self, ViewBatcher.for_model(self.views.model))
         self.sender = LinkSender(self.role, self.signer, self.h_encoding, self.max_waypoints,
                                  keyframes, p['max_speed'], p['plausibility_slack'])
         self.link = LinkReceiver(InboxConfig(
@@ -359,6 +363,7 @@ class CommNode(Node):
             self._step(ready_state, pose)
 
     def _step(self, state: LatentState, pose: Pose) -> None:
+        self._finish_views()
         stamp = (state.header.stamp.sec, state.header.stamp.nanosec)
         if stamp == self.last_step:
             # a re-sent state (the simulator re-sends a step it waits on): one gate step each
@@ -377,6 +382,7 @@ class CommNode(Node):
         self._run_step(state, pose)
 
     def _run_step(self, state: LatentState, pose: Pose) -> None:
+        self._finish_views()
         stamp = (state.header.stamp.sec, state.header.stamp.nanosec)
         # the ego's previous-step message, which this step's other receivers deliver
         coming = self._own_latent() if self.sent_at == self.last_step else []
@@ -392,8 +398,15 @@ class CommNode(Node):
                                             state.header.stamp.nanosec)):
             self.request_pub.publish(request_to_msg(req))
             request_bytes += request_size(req)
-        self._publish_shared(state, comm_range, delivery, coming)
-        self._publish_stats(state, comm_range, delivery, bytes_sent, request_bytes)
+        # both messages are built now, from this step's state; they go out with the views
+        shared = self._shared_message(state, comm_range, delivery)
+        stats = self._stats_message(state, comm_range, delivery, bytes_sent, request_bytes)
+        if self.view_batch is None:
+            self._publish_step(shared, stats, [None] * len(delivery.neighbours))
+        else:
+            latents = [(n.z_indices.copy(), n.h.copy()) for n in delivery.neighbours]
+            self.view_batch.submit(ViewRequest(self.views, latents, coming),
+                                   lambda views: self._publish_step(shared, stats, views))
         if self.filtering:
             self.v2v_sub.set_content_filter(CONTENT_FILTER, self._filter_parameters(*pose[:2]))
 
@@ -421,16 +434,19 @@ class CommNode(Node):
         mirror = keyframes.mirror() if keyframes is not None else None
         return [] if mirror is None or self.sent_z is None else [(self.sent_z, mirror)]
 
-    def _publish_shared(self, state: LatentState, comm_range: float, delivery,
-                        coming: list) -> None:
+    def _finish_views(self) -> None:
+        """Publish a step still waiting for its views' batch before anything else steps."""
+        if self.view_batch is not None and self.view_batch.waiting:
+            self.view_batch.flush()
+
+    def _shared_message(self, state: LatentState, comm_range: float,
+                        delivery) -> SharedInformation:
+        """Build the step's SharedInformation without the neighbours' views (`_publish_step`)."""
         out = SharedInformation()
         out.header.stamp = state.header.stamp
         out.header.frame_id = 'map'
         out.comm_range = _finite_f32(comm_range, 0.0)
-        views = (self.views.views([(n.z_indices, n.h) for n in delivery.neighbours], coming)
-                 if self.views is not None else [None] * len(delivery.neighbours))
-        self.views_this_step = sum(v is not None for v in views)
-        for n, view in zip(delivery.neighbours, views):
+        for n in delivery.neighbours:
             item = NeighbourLatent()
             item.sender_id = n.sender_id
             item.sequence = n.sequence
@@ -443,15 +459,26 @@ class CommNode(Node):
             item.action = n.action
             item.intention_xy = array.array(
                 'f', n.intention_xy.astype(np.float32).ravel().tobytes())
+            out.neighbours.append(item)
+        return out
+
+    def _publish_step(self, shared: SharedInformation, stats: CommStats,
+                      views: list) -> None:
+        """Add the decoded views (None: no view) to the step's messages and publish both."""
+        for item, view in zip(shared.neighbours, views):
             if view is not None:
                 item.view_size = self.views.size
                 item.view_mask = view
-            out.neighbours.append(item)
-        self.last_shared = out
-        self.shared_pub.publish(out)
+        self.views_this_step = sum(v is not None for v in views)
+        stats.neighbour_views = self.views_this_step
+        stats.neighbour_views_dropped = self.views.dropped if self.views is not None else 0
+        self.last_shared = shared
+        self.shared_pub.publish(shared)
+        self.stats_pub.publish(stats)
 
-    def _publish_stats(self, state: LatentState, comm_range: float, delivery,
-                       bytes_sent: int, request_bytes: int) -> None:
+    def _stats_message(self, state: LatentState, comm_range: float, delivery,
+                       bytes_sent: int, request_bytes: int) -> CommStats:
+        """Build the step's CommStats without the view counts (`_publish_step` adds them)."""
         stats = CommStats()
         stats.header.stamp = state.header.stamp
         stats.vehicle_id = self.role
@@ -487,9 +514,13 @@ class CommNode(Node):
         stats.keyframe_requests_received = counters.requests_received
         stats.neighbours_unsynchronised = sum(not n.synchronised for n in delivery.neighbours)
         stats.request_bytes_sent = request_bytes
-        stats.neighbour_views = self.views_this_step
-        stats.neighbour_views_dropped = self.views.dropped if self.views is not None else 0
-        self.stats_pub.publish(stats)
+        return stats
+
+    def destroy_node(self) -> None:
+        """Publish a step still waiting for its views (this node's timer may be the armed one)."""
+        if self.view_batch is not None:
+            self.view_batch.close()
+        super().destroy_node()
 
 
 def main(args=None) -> int:

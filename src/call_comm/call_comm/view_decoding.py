@@ -20,12 +20,20 @@ instead of running the decoder on a batch of one, which costs about twice a batc
 decoder's dense first layer is read once per batch). A latent the decoder refuses (malformed
 or non-finite; the inbox drops such messages before, so this only catches what gets past it)
 is dropped and counted.
+
+The comm nodes of a container that step on the same tick hand their requests to one
+``ViewBatcher`` (``call_common.batching``, as the world-model nodes' observe steps and the
+planners' look-aheads): its flush decodes what none of them finds in the memo as ONE batch,
+instead of one batch per node that has something new (each batch reads the decoder's dense
+first layer once more). A lone node decodes at once.
 """
 from collections import OrderedDict
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 import weakref
 
+from call_common.batching import Batcher
 from call_common.msg_conversions import pack_mask
 import numpy as np
 import torch
@@ -89,39 +97,108 @@ class ViewDecoder:
         will ask for this step (module doc); decoded in the same batch, only into the memo,
         when this call decodes anyway and another ViewDecoder shares the memo.
         """
-        out: List[Optional[bytes]] = [None] * len(latents)
-        todo, keys = [], []
-        for i, (z, h) in enumerate(latents):
+        return decode_together([ViewRequest(self, latents, coming)])[0]
+
+
+@dataclass
+class ViewRequest:
+    """One comm node's step: its delivered neighbours' (z, h) and its own coming latent."""
+
+    views: ViewDecoder
+    latents: Sequence[Tuple[np.ndarray, np.ndarray]]
+    coming: Sequence[Tuple[np.ndarray, np.ndarray]] = ()
+
+
+def decode_together(requests: Sequence[ViewRequest]) -> List[List[Optional[bytes]]]:
+    """
+    Each request's packed masks (as ``ViewDecoder.views``), with one decoder batch in all.
+
+    Requests of ViewDecoders on one model (one container) share the memo; a latent that
+    several requests ask for is decoded once, counted as decoded by the first that asked and
+    as a memo hit by the others, as if they had stepped one after the other. Refused latents
+    are counted as dropped by every request that asked. Each row of the decoder depends only
+    on its own latent (``test_view_decoding``), so the masks equal those of the requests
+    decoded one by one.
+    """
+    outs: List[List[Optional[bytes]]] = [[None] * len(r.latents) for r in requests]
+    groups: 'OrderedDict[tuple, List[int]]' = OrderedDict()
+    for index, request in enumerate(requests):
+        views = request.views
+        groups.setdefault((id(views.model), views.channels, views.threshold), []).append(index)
+    for members in groups.values():
+        _decode_group([requests[i] for i in members], [outs[i] for i in members])
+    return outs
+
+
+def _decode_group(requests: Sequence[ViewRequest], outs: List[List[Optional[bytes]]]) -> None:
+    """``decode_together`` for requests with one model, channels and threshold."""
+    first = requests[0].views
+    memo = first.memo
+    wanted: 'OrderedDict[tuple, Tuple[Tuple[np.ndarray, np.ndarray], list]]' = OrderedDict()
+    for r, request in enumerate(requests):
+        for i, (z, h) in enumerate(request.latents):
             if len(h) == 0:
                 continue
-            key = self._key(z, h)
-            known = self.memo.get(key)
+            key = first._key(z, h)
+            known = memo.get(key)
             if known is not None:
-                self.memo.move_to_end(key)
-                self.memo_hits += 1
-                out[i] = known
+                memo.move_to_end(key)
+                request.views.memo_hits += 1
+                outs[r][i] = known
+            elif key in wanted:
+                wanted[key][1].append((r, i))
             else:
-                todo.append(i)
-                keys.append(key)
-        if not todo:
-            return out
-        batch = [latents[i] for i in todo]
-        if ViewDecoder._members.get(self.model, 0) > 1:
-            for z, h in coming:
-                key = self._key(z, h)
-                if len(h) and key not in self.memo and key not in keys:
+                wanted[key] = ((z, h), [(r, i)])
+    if not wanted:
+        return
+    keys = list(wanted)
+    batch = [wanted[key][0] for key in keys]
+    owners: List[Optional[ViewDecoder]] = [None] * len(keys)   # coming rows: whose
+    if ViewDecoder._members.get(first.model, 0) > 1:
+        for request in requests:
+            for z, h in request.coming:
+                key = first._key(z, h)
+                if len(h) and key not in memo and key not in keys:
                     batch.append((z, h))
                     keys.append(key)
-        result = self.decoder(batch, self.channels, self.threshold)
-        mine = sum(k < len(todo) for k in result.kept)
-        self.dropped += len(todo) - mine
-        self.decoded += mine
-        self.prefetched += len(result.kept) - mine
-        for k, mask in zip(result.kept, result.masks):
-            packed = pack_mask(mask)
-            if k < len(todo):
-                out[todo[k]] = packed
-            self.memo[keys[k]] = packed
-            if len(self.memo) > self.MEMO_SIZE:
-                self.memo.popitem(last=False)
-        return out
+                    owners.append(request.views)
+    result = first.decoder(batch, first.channels, first.threshold)
+    masks = dict(zip(result.kept, result.masks))
+    for k, key in enumerate(keys):
+        mask = masks.get(k)
+        packed = pack_mask(mask) if mask is not None else None
+        if k < len(wanted):
+            for j, (r, i) in enumerate(wanted[key][1]):
+                views = requests[r].views
+                if packed is None:
+                    views.dropped += 1
+                else:
+                    outs[r][i] = packed
+                    if j == 0:
+                        views.decoded += 1
+                    else:
+                        views.memo_hits += 1
+        elif packed is not None:
+            owners[k].prefetched += 1
+        if packed is not None:
+            memo[key] = packed
+            if len(memo) > ViewDecoder.MEMO_SIZE:
+                memo.popitem(last=False)
+
+
+class ViewBatcher(Batcher):
+    """The comm nodes' view requests of one process and model, decoded as one batch."""
+
+    _by_model: 'weakref.WeakKeyDictionary[Any, ViewBatcher]' = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def for_model(cls, model: Any) -> 'ViewBatcher':
+        """Return the process's batcher of the decoder's ``model`` (one per model object)."""
+        batcher = cls._by_model.get(model)
+        if batcher is None:
+            batcher = cls._by_model[model] = cls()
+        return batcher
+
+    def run(self, requests: Sequence[ViewRequest]) -> List[List[Optional[bytes]]]:
+        """Decode ``requests`` with one decoder batch; one list of packed masks each."""
+        return decode_together(requests)

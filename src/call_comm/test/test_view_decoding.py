@@ -1,5 +1,6 @@
 """The comm node's view decoder: the world-model package's function, batched, counted."""
-from call_comm.view_decoding import load_view_decoder, ViewDecoder
+from call_comm.view_decoding import (decode_together, load_view_decoder, ViewBatcher,
+                                     ViewDecoder, ViewRequest)
 from call_common.msg_conversions import pack_mask
 from call_world_model import checkpoint
 from call_world_model.neighbour_decoding import decode_neighbour_vehicles
@@ -88,3 +89,56 @@ def test_a_node_decodes_its_own_coming_latent_for_the_others_only_when_they_shar
     assert first.prefetched == 1 and first.decoded == 2 and second.decoded == 0
     expected = decode_neighbour_vehicles(decoder.model, neighbours + own, CHANNELS, 0.5).masks
     assert got == [pack_mask(m) for m in expected]
+
+
+def _container(tmp_path, name, nodes):
+    """``nodes`` ViewDecoders on one model of their own (one container's comm nodes)."""
+    model = tiny_model(7)
+    path = str(tmp_path / f'{name}.pt')
+    checkpoint.save(path, model, None, model.cfg, step=0, optimizers=False)
+    decoder = load_view_decoder(path)
+    return decoder, [ViewDecoder(decoder, CHANNELS, 0.5) for _ in range(nodes)]
+
+
+def test_a_containers_steps_decoded_as_one_batch_equal_the_steps_one_by_one(tmp_path):
+    # four comm nodes of a container: overlapping neighbours, a malformed latent asked for
+    # twice, an unsynchronised neighbour, a known latent, and each node's coming latent
+    decoder, _ = _container(tmp_path, 'shape', 0)
+    cfg = decoder.model.cfg
+    lat = _latents(cfg, 7, seed=8)
+    bad = (lat[0][0], np.full(cfg.deter, np.nan, np.float32))
+    empty = (lat[1][0], np.zeros(0, np.float32))
+    steps = [([lat[0], lat[1], bad], [lat[4]]), ([lat[1], lat[2], empty], [lat[5]]),
+             ([lat[4], lat[0], bad, lat[3]], [lat[6]]), ([lat[2], lat[5]], [])]
+    warm = [lat[3]]                       # decoded at an earlier step (in the memo)
+
+    one_decoder, one_by_one = _container(tmp_path, 'one', 4)
+    one_by_one[0].views(warm)
+    expected = [node.views(latents, coming) for node, (latents, coming) in
+                zip(one_by_one, steps)]
+
+    batch_decoder, nodes = _container(tmp_path, 'batch', 4)
+    nodes[0].views(warm)
+    batches = []
+    hook = batch_decoder.model.heads['decoder'].register_forward_hook(
+        lambda module, inputs, output: batches.append(inputs[0].shape[0]))
+    batcher = ViewBatcher.for_model(batch_decoder.model)
+    got = [None] * len(steps)
+    try:
+        for k, (node, (latents, coming)) in enumerate(zip(nodes, steps)):
+            batcher.submit(ViewRequest(node, latents, coming),
+                           lambda views, k=k: got.__setitem__(k, views))
+        assert batcher.flush() == 4
+    finally:
+        hook.remove()
+    assert batches == [6], 'one batch: lat 0, 1, 2, 4, 5 and the coming lat 6 (bad: refused)'
+    assert got == expected
+    assert [n.dropped for n in nodes] == [n.dropped for n in one_by_one] == [1, 0, 1, 0]
+    # CommStats publishes the dropped counts; decoded / prefetched only say who ran a row
+    assert sum(n.decoded + n.prefetched for n in nodes) == 1 + 6   # warm-up, the batch
+    masks = decode_neighbour_vehicles(decoder.model, lat, CHANNELS, 0.5).masks
+    assert got[2][3] == pack_mask(masks[3]) and got[3] == [pack_mask(masks[2]),
+                                                           pack_mask(masks[5])]
+    later = nodes[3].views([lat[6]])      # the coming latent was decoded into the memo
+    assert later == [pack_mask(masks[6])] and nodes[2].prefetched == 1
+    assert decode_together([]) == []

@@ -5,8 +5,16 @@ rclpy's own signal handlers raise KeyboardInterrupt wherever the node happens to
 publish but before its bookkeeping, inside take_message, ...), which made shutdowns flaky:
 miscounted messages, exit code 1, a hang. Here the signals only set a flag that the loop
 checks between callbacks, so every callback runs to its end.
+
+A stop is bounded: if the process is still shutting down STOP_LIMIT seconds after the signal
+(a teardown stuck inside the middleware was seen once under heavy load), it prints the stacks
+of its threads and exits with code 1, so a supervisor gets a diagnosis instead of a process
+that only SIGKILL ends.
 """
+import faulthandler
+import os
 import signal
+import sys
 import threading
 from typing import Callable, List, Optional, Tuple, Type
 
@@ -17,6 +25,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 SPIN_PERIOD = 0.1  # [s] longest wait before the loop looks at the stop flag again
+STOP_LIMIT = 10.0  # [s] longest shutdown after SIGINT/SIGTERM before the process gives up
 
 
 def spin_until_signal(make_node: Callable[[], Node], args: Optional[list] = None,
@@ -65,8 +74,16 @@ def spin_nodes_until_signal(make_nodes: Callable[[List[Node]], None],
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
+
+    def on_signal(*_) -> None:
+        if not stop.is_set():
+            stop.set()
+            limit = threading.Timer(STOP_LIMIT, abandon_stop, (name, STOP_LIMIT))
+            limit.daemon = True
+            limit.start()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     nodes: List[Node] = []
     executor = make_executor()
     try:
@@ -87,3 +104,11 @@ def spin_nodes_until_signal(make_nodes: Callable[[List[Node]], None],
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def abandon_stop(name: str, limit: float) -> None:
+    """End a process whose shutdown hangs: print where each thread is, then exit with 1."""
+    print(f'{name}: still stopping {limit:g} s after the signal; exiting with code 1. '
+          'Thread stacks:', file=sys.stderr, flush=True)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    os._exit(1)

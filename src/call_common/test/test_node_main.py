@@ -9,6 +9,8 @@ import pytest
 
 SCRIPT = textwrap.dedent("""
     import sys
+    import time
+    from call_common import node_main
     from call_common.node_main import spin_until_signal
     from rclpy.node import Node
 
@@ -25,8 +27,16 @@ SCRIPT = textwrap.dedent("""
             if self.ticks == 5:
                 print('spinning', flush=True)
 
+    def stopped(node):
+        print('stopped', node.ticks > 0, flush=True)
+        if sys.argv[1] == 'hang':        # a shutdown that never ends
+            time.sleep(600)
+
+    if sys.argv[1] == 'hang':
+        node_main.STOP_LIMIT = 1.0
+
     sys.exit(spin_until_signal(Ticker, name='ticker', start_errors=(ValueError,),
-                               on_stop=lambda node: print('stopped', node.ticks > 0),
+                               on_stop=stopped,
                                finished=lambda node: sys.argv[1] == 'finite'
                                and node.ticks >= 20))
 """)
@@ -65,3 +75,17 @@ def test_a_finished_node_ends_the_run_cleanly():
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert out.strip().splitlines() == ['spinning', 'stopped True']
+
+
+def test_a_shutdown_that_hangs_ends_with_code_1_and_the_threads_stacks():
+    proc = _start('hang')
+    try:
+        assert proc.stdout.readline().strip() == 'spinning'
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out
+    assert 'ticker: still stopping 1 s after the signal; exiting with code 1.' in out
+    assert 'in stopped' in out           # the stack shows where it hung

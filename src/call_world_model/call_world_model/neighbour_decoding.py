@@ -25,7 +25,6 @@ from call_world_model.checkpoint import load_shared
 from call_world_model.world_model import WorldModel
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 DEFAULT_THRESHOLD = 0.5  # calibrated Bernoulli probability above which a pixel is a vehicle
 ON = 255  # mask value of a vehicle pixel (the BEV's)
@@ -70,7 +69,8 @@ def decode_neighbour_vehicles(model: WorldModel,
     Decode every valid (z_indices, h) of ``latents`` as one batch -> vehicle masks.
 
     The mask of a neighbour is the union of its decoded ``channels`` above ``threshold``
-    (calibrated probabilities, ``WorldModel.bev_probs``), 0/ON like the BEV.
+    (calibrated probabilities, ``WorldModel.bev_probs_indexed``: the one-hot z's product
+    with the decoder's first layer as a gather of the columns it selects), 0/ON like the BEV.
     """
     cfg = model.cfg
     size = cfg.bev_size
@@ -91,9 +91,9 @@ def decode_neighbour_vehicles(model: WorldModel,
         return DecodedNeighbours(np.zeros((0, size, size), np.uint8), [], dropped)
     dtype = model.rssm.initial_deter.dtype
     z = torch.from_numpy(np.stack(zs)).to(model.device)
-    state = {'deter': torch.from_numpy(np.stack(hs)).to(model.device, dtype),
-             'stoch': F.one_hot(z, cfg.classes).to(dtype)}
-    probs = model.bev_probs(state, channels)  # (N, len(channels), S, S): only those decoded
+    deter = torch.from_numpy(np.stack(hs)).to(model.device, dtype)
+    # (N, len(channels), S, S): only those decoded, z's one-hot columns gathered
+    probs = model.bev_probs_indexed(z, deter, channels)
     vehicles = probs.amax(1) > threshold
     masks = vehicles.to(torch.uint8).mul_(ON).cpu().numpy()
     return DecodedNeighbours(masks, kept, dropped)

@@ -59,7 +59,7 @@ class MLP(nn.Module):
 
 class OneHotColumns:
     """
-    ``weight[:, :split]`` transposed and contiguous: the rows a one-hot input selects.
+    ``weight[:, start:split]`` transposed and contiguous: the rows a one-hot input selects.
 
     Kept beside the layer (never in its state_dict, so checkpoints are unchanged) and rebuilt
     when the weight changes in place: an optimiser step or ``load_state_dict`` bumps its
@@ -71,11 +71,11 @@ class OneHotColumns:
         self.key: Optional[tuple] = None
         self.table: Optional[torch.Tensor] = None
 
-    def __call__(self, weight: torch.Tensor, split: int) -> torch.Tensor:
-        """Return the (split, out) table of ``weight`` (out, in)."""
-        key = (weight.data_ptr(), weight._version, split)
+    def __call__(self, weight: torch.Tensor, split: int, start: int = 0) -> torch.Tensor:
+        """Return the (split - start, out) table of ``weight[:, start:split]`` (out, in)."""
+        key = (weight.data_ptr(), weight._version, split, start)
         if key != self.key:
-            self.table = weight.detach()[:, :split].t().contiguous()
+            self.table = weight.detach()[:, start:split].t().contiguous()
             self.key = key
         return self.table
 
@@ -179,8 +179,8 @@ class ConvDecoder(nn.Module):
                 layers += [conv, ChannelNorm(out, eps=1e-3), nn.SiLU()]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, feat: torch.Tensor,
-                channels: Optional[Sequence[int]] = None) -> torch.Tensor:
+    def forward(self, feat: torch.Tensor, channels: Optional[Sequence[int]] = None,
+                z_indices: Optional[torch.Tensor] = None, classes: int = 0) -> torch.Tensor:
         """
         (B, feat_dim) -> (B, out_channels, S, S) logits; (B, len(channels), S, S) if given.
 
@@ -188,14 +188,48 @@ class ConvDecoder(nn.Module):
         (its weight and bias sliced): each output channel is its own sum over the input
         channels, so the values are the full image's, and a caller that needs two of the
         BEV's channels (a neighbour's vehicles, paper Fig. 4c) does not pay for the others at
-        full resolution.
+        full resolution. With ``z_indices`` (B, S) of ``classes`` (inference), ``feat`` is h
+        alone and z is given by its class indices (``_from_indices``).
         """
+        if z_indices is not None:
+            return self._from_indices(feat, z_indices, classes, channels)
         with _training_autocast(self):
             return self._forward(feat, channels).float()
 
+    @torch.no_grad()
+    def _from_indices(self, deter: torch.Tensor, z_indices: torch.Tensor, classes: int,
+                      channels: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """
+        Logits like ``forward([h, one-hot z], channels)`` at inference, from z's class indices.
+
+        Features are [h, flatten(one-hot z)] (``world_model.features``), so the first linear's
+        product with the one-hot part is the sum of the S weight columns its ones select: one
+        ``embedding_bag`` sum of S rows of the z columns (transposed, ``OneHotColumns``) instead
+        of a dense product over S * K columns of which S are non-zero, as the sequence model's
+        and the planner's indexed inference do. The same layer and weights, summed in another
+        order (float rounding only); the convolutions after it are the very ones of
+        ``forward``. A decoder that lays z on the grid (``spatial_dim``) takes the one-hot
+        features as ``forward`` does.
+        """
+        if self.spatial_dim:
+            one_hot = F.one_hot(z_indices, classes).to(deter.dtype).flatten(1)
+            return self._forward(torch.cat([deter, one_hot], 1), channels).float()
+        start = deter.shape[1]
+        table = one_hot_columns(self, '_project_z_table')(
+            self.project.weight, start + z_indices.shape[1] * classes, start)
+        columns = z_indices + torch.arange(z_indices.shape[1], device=z_indices.device) * classes
+        x = F.embedding_bag(columns, table, mode='sum') \
+            + F.linear(deter, self.project.weight[:, :start], self.project.bias)
+        grid = (self.minres, self.minres)
+        return self._convs(x.reshape((-1, self.first_channels) + grid), channels).float()
+
     def _forward(self, feat: torch.Tensor,
                  channels: Optional[Sequence[int]] = None) -> torch.Tensor:
-        x = self._stem(feat)
+        return self._convs(self._stem(feat), channels)
+
+    def _convs(self, x: torch.Tensor, channels: Optional[Sequence[int]] = None
+               ) -> torch.Tensor:
+        """Run the transposed convolutions on the first stage's input (``forward``'s channels)."""
         if channels is None:
             return self.net(x)
         *hidden_layers, last = self.net

@@ -229,6 +229,20 @@ class WorldModel(nn.Module):
         weight = self._pos_weight(logits.device)
         return torch.sigmoid(logits if weight is None else logits - weight[index].log())
 
+    def bev_probs_indexed(self, z_indices: torch.Tensor, deter: torch.Tensor,
+                          channels: Sequence[int]) -> torch.Tensor:
+        """
+        ``bev_probs`` of the states (h, one-hot z) (N, len(channels), S, S), at inference.
+
+        z as class indices (N, S): the decoder's first linear gathers the columns the one-hot
+        selects (``ConvDecoder._from_indices``) instead of multiplying all S * K of them; the
+        same probabilities up to float rounding.
+        """
+        index = [int(c) for c in channels]
+        logits = self.heads['decoder'](deter, index, z_indices=z_indices, classes=self.cfg.classes)
+        weight = self._pos_weight(logits.device)
+        return torch.sigmoid(logits if weight is None else logits - weight[index].log())
+
     def calibrate(self, image_logits: torch.Tensor) -> torch.Tensor:
         """Remove the log pos-weight offset from the weighted channels' logits (..., C, S, S)."""
         weight = self._pos_weight(image_logits.device)
