@@ -67,6 +67,10 @@ class WorldModelConfig:
     pred_scale: float = 1.0
     dyn_scale: float = 0.5
     rep_scale: float = 0.1
+    # scale of a second image likelihood, of each frame decoded from the PRIOR state (h_t and
+    # z_t ~ p(z | h_t), straight-through), frames that start an episode left out. 0 = none
+    # (DreamerV3: the decoder sees posterior states only, the prior learns from the KL alone)
+    prior_image_scale: float = 0.0
     num_actions: int = 15
     reward_bins: int = 255
     bins_low: float = -20.0
@@ -120,8 +124,8 @@ _POSITIVE_INT = (
     'mlp_layers', 'max_neighbours', 'intention_points', 'intention_dim', 'shared_dim',
     'num_actions', 'reward_bins', 'horizon', 'context_frames', 'error_horizon')
 _NON_NEGATIVE_FLOAT = (
-    'free_bits', 'pred_scale', 'dyn_scale', 'rep_scale', 'critic_ema_reg', 'entropy_scale',
-    'waypoint_error_scale')
+    'free_bits', 'pred_scale', 'dyn_scale', 'rep_scale', 'prior_image_scale', 'critic_ema_reg',
+    'entropy_scale', 'waypoint_error_scale')
 _POSITIVE_FLOAT = (
     'lr', 'eps', 'grad_clip', 'ac_lr', 'ac_eps', 'ac_grad_clip', 'intention_scale',
     'rel_pose_scale', 'retnorm_limit', 'image_pos_weight', 'image_shared_weight')

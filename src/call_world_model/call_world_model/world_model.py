@@ -87,7 +87,7 @@ class WorldModel(nn.Module):
         self.reward_dist = TwoHotSymlog.linspace(cfg.bins_low, cfg.bins_high, cfg.reward_bins)
         self.loss_scales = {'image': cfg.pred_scale, 'reward': cfg.pred_scale,
                             'cont': cfg.pred_scale, 'dyn': cfg.dyn_scale,
-                            'rep': cfg.rep_scale}
+                            'rep': cfg.rep_scale, 'prior_image': cfg.prior_image_scale}
         self._optimizer: Optional[torch.optim.Optimizer] = None
 
     # ---------------------------------------------------------------- conditioning
@@ -316,6 +316,9 @@ class WorldModel(nn.Module):
         dyn, rep, kl = kl_losses(posts['logits'], priors['logits'], self.cfg.free_bits)
         losses['dyn'] = dyn
         losses['rep'] = rep
+        if self.cfg.prior_image_scale > 0.0:
+            losses['prior_image'] = self._prior_image_nll(priors, target,
+                                                          batch['is_first'].to(self.device))
         scaled = {k: v * self.loss_scales[k] for k, v in losses.items()}
         model_loss = sum(scaled.values())
         loss = model_loss.mean()
@@ -328,6 +331,30 @@ class WorldModel(nn.Module):
             probs = torch.sigmoid(self.calibrate(image_logits))
             metrics['image_acc'] = float(((probs > 0.5).float() == target).float().mean())
         return loss, metrics, posts
+
+    def _prior_image_nll(self, priors: State, target: torch.Tensor, is_first: torch.Tensor
+                         ) -> torch.Tensor:
+        """
+        Image NLL (B, T) of each frame decoded from its prior state (h_t, z_t ~ p(z | h_t)).
+
+        Open-loop prediction decodes prior states, which the DreamerV3 loss never decodes: the
+        prior there only matches the posterior's codes through the KL, and a code it misses
+        drops that cell's vehicle. This term asks the prior (through the straight-through z)
+        and the sequence model that carries vehicles in h for latents that the decoder reads
+        as the true next frame, in the spirit of PlaNet's latent overshooting (Hafner et al.
+        2019, section 4) with a reconstruction target. The decoder's weights get no gradient
+        from it: they stay the posterior's likelihood, not a blur that also fits uncertain
+        prior codes. A frame that starts an episode has no past to predict it from and is
+        left out.
+        """
+        feat = features(priors)
+        batch_size, steps = feat.shape[:2]
+        decoder = self.heads['decoder']
+        frozen = {name: p.detach() for name, p in decoder.named_parameters()}
+        logits = torch.func.functional_call(
+            decoder, frozen, (feat.reshape(batch_size * steps, -1),)).reshape(target.shape)
+        nll = self._image_nll(logits, target).sum((-1, -2, -3))
+        return nll * (~is_first.to(torch.bool)).to(nll.dtype)
 
     def _image_nll(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """
