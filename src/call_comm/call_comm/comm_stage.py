@@ -27,10 +27,12 @@ class Received:
     z_indices: np.ndarray      # (stoch,) uint8
     h: np.ndarray              # float32 (deter,) dequantised; empty without h on the wire
     intention_xy: np.ndarray   # (M, 2) map frame, float32 values
+    speed: float = 0.0         # [m/s] float32 as on the wire
 
 
 def received(x: float, y: float, yaw: float, z_indices: np.ndarray, h: np.ndarray,
-             plan_xy: np.ndarray, h_encoding: int, max_waypoints: int) -> Received:
+             plan_xy: np.ndarray, h_encoding: int, max_waypoints: int,
+             speed: float = 0.0) -> Received:
     """
     Return what a receiver holds of a message built from these fields (one rule for both).
 
@@ -41,13 +43,13 @@ def received(x: float, y: float, yaw: float, z_indices: np.ndarray, h: np.ndarra
     z = np.asarray(z_indices, dtype=np.uint8)
     if z.shape == (wire_codec.NUM_LATENTS,):     # the wire's z; other model sizes as they are
         z = wire_codec.unpack_z(wire_codec.pack_z(z))
-    wire = wire_codec.encode(0, 0, 0, 0, (x, y, yaw, 0.0),
+    wire = wire_codec.encode(0, 0, 0, 0, (x, y, yaw, speed),
                              np.zeros(wire_codec.NUM_LATENTS, np.uint8), h, 0, plan_xy,
                              h_encoding, max_waypoints)
     intention = wire_codec.unpack_intention(wire.intention_packed, wire.x, wire.y, wire.yaw)
     return Received(wire.x, wire.y, wire.yaw, z,
                     wire_codec.dequantise_h(h_encoding, wire.h_data),
-                    intention.astype(np.float32).astype(np.float64))
+                    intention.astype(np.float32).astype(np.float64), float(wire.speed))
 
 
 class CommStage:

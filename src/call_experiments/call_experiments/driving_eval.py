@@ -15,8 +15,8 @@ shares) are computed; the CSV gives, per mode and metric, the mean over the seed
 Student-t 95 % interval (`call_world_model.prediction_metrics.mean_interval`: the seeds are
 the independent units), with the seeds and the number of routes (trips that ended).
 
-A trip still open when the run ends is a time out if it is older than `trip_timeout` and is
-cut short (excluded) otherwise.
+A trip still driving `trip_timeout` after its start ends then as a time out (the vehicle
+respawns on a new route); a trip still open when the run ends is cut short (excluded).
 
     python -m call_experiments.driving_eval --scenario four_lane_demo [--quick]
 
@@ -38,6 +38,7 @@ from call_experiments.rollout import scenario_with
 from call_learning.pipeline import MODES, PipelineConfig, VehiclePipeline
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_planner.plan_stage import driver_from_params, FleetLookahead, planner_params
+from call_planner.shared_tracks import shared_tracks, SharedState
 from call_planner.ttc_monitor import (BevGeometry, EMERGENCY, MonitorConfig, NONE,
                                       override_accel, TtcMonitor)
 from call_sim import driving_metrics
@@ -86,9 +87,10 @@ class MonitoredFleet:
     The planner node's decision for every vehicle of a pipeline: look-ahead, then monitor.
 
     As in `call_planner.planner_node`: the monitor observes the vehicle channels of the step's
-    fused BEV; when the TTC falls below its thresholds it replaces the planned acceleration
-    (keeping the steer), the world model hears the nearest discrete action, the vehicle
-    declares braking as its intention and re-plans afterwards.
+    fused BEV and takes the accepted neighbours of the step's model state as the tracks their
+    messages state (`call_planner.shared_tracks`); when the TTC falls below its thresholds it
+    replaces the planned acceleration (keeping the steer), the world model hears the nearest
+    discrete action, the vehicle declares braking as its intention and re-plans afterwards.
     """
 
     def __init__(self, pipeline: VehiclePipeline, policy: FleetLookahead,
@@ -103,6 +105,7 @@ class MonitoredFleet:
         self.monitors: Dict[str, TtcMonitor] = {}
         self.yaws: Dict[str, float] = {}
         self.override_causes: Counter = Counter()     # override steps by override_cause
+        self.shared_dropped = 0     # neighbour messages too old or not finite for a track
 
     def reset(self, roles: Sequence[str]) -> None:
         """Fresh monitors for every vehicle."""
@@ -128,6 +131,12 @@ class MonitoredFleet:
                 monitor = self.monitors[role]
                 monitor.observe(now, bev[seen_c] > 127, bev[shared_c] > 127,
                                 (ego.x, ego.y, ego.yaw))
+                # the neighbours this step's model state heard, as their messages state them
+                known, dropped = shared_tracks(
+                    [SharedState(m.x, m.y, m.yaw, m.speed, m.stamp, m.waypoints)
+                     for m in steps[i].senders], now, self.config)
+                self.shared_dropped += dropped
+                monitor.share(known)
                 self.policy.tracks[i] = monitor.moving_tracks()
         controls = p.act(observations, self.policy)
         driver = p.driver
@@ -240,8 +249,10 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
     from call_sim.env import MultiVehicleEnv
     started = time.time()
     torch.manual_seed(seed)
+    # a trip that runs past trip_timeout ends then as a time out and the vehicle respawns:
+    # a vehicle stuck in traffic is one failed route, not the rest of the run
     values = {'respawn_done': True, 'episode_steps': steps + 1, 'seed': seed,
-              **(overrides or {})}
+              'trip_time_limit': trip_timeout, **(overrides or {})}
     env = MultiVehicleEnv.from_scenario(scenario_with(scenario, values))
     result = SeedResult()
     try:
@@ -275,7 +286,7 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                 if terminations.get(role, False):
                     outcome = ('reached' if info['reached'] else 'collision'
                                if info['collision'] else 'off_road' if info['off_road']
-                               else 'collision')
+                               else 'timeout' if info.get('timeout') else 'collision')
                     result.outcomes.append(outcome)
                     result.progress.append(progress[role])
                     result.trips.append(trip_record(role, trip_start[role], env.time, outcome,
@@ -349,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help='simulator steps per seed (0.1 s each)')
     parser.add_argument('--c', type=float, default=50.0, help='threshold c of the range gate')
     parser.add_argument('--trip-timeout', type=float, default=60.0,
-                        help='[s] an unfinished trip older than this is a time out')
+                        help='[s] a trip still driving this long ends as a time out')
     parser.add_argument('--set', dest='sets', action='append', default=[],
                         metavar='PARAM=VALUE', help='override a planner.yaml parameter')
     parser.add_argument('--quick', action='store_true',

@@ -149,6 +149,8 @@ class Message:
     z_indices: np.ndarray      # (stoch,)
     h: np.ndarray              # (deter,) as receivers hold it (own or rebuilt)
     waypoints: np.ndarray      # (K, 2) declared plan, map frame; (0, 2) before the first
+    speed: float = 0.0         # [m/s] as on the wire (the comm node's odometry speed)
+    stamp: float = 0.0         # [s] simulation time of the sender's state
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,7 @@ class VehicleStep:
     comm_range: float                  # the gate's range after this step's E [m]
     action: Optional[int] = None       # chosen at this step (None until ``act``)
     view_vehicles: int = 0             # vehicles added from the neighbours' decoded latents
+    senders: Tuple[Message, ...] = ()  # the accepted senders' messages, as ``neighbours``
 
 
 class FleetPolicy(Protocol):
@@ -267,7 +270,7 @@ class VehiclePipeline:
     # ------------------------------------------------------------------ stages 1-3
     def observe(self, observations: Mapping[str, Any]) -> List[VehicleStep]:
         """Perceive, observe and gate every vehicle's step (semantics 1-3 of the module doc)."""
-        requests, neighbour_lists, perceived_list = [], [], []
+        requests, neighbour_lists, perceived_list, sent_lists = [], [], [], []
         fleet_masks = self._neighbour_views()
         for i, role in enumerate(self.roles):
             masks = fleet_masks[i]
@@ -291,6 +294,7 @@ class VehiclePipeline:
             plan = self.plans[i] if len(self.plans[i]) else None
             requests.append(self.models[i].request(bev, (ego.x, ego.y, ego.yaw), latents, plan))
             neighbour_lists.append(names)
+            sent_lists.append(tuple(sent))
         outputs = self._observe(requests)
         self.steps = []
         for i, (request, output) in enumerate(zip(requests, outputs)):
@@ -301,7 +305,7 @@ class VehiclePipeline:
             self.steps.append(VehicleStep(
                 request.bev[0].numpy(), request.prev_action, intention, request.shared,
                 neighbour_lists[i], output.error, output.valid, comm_range,
-                view_vehicles=perceived_list[i].view_vehicles))
+                view_vehicles=perceived_list[i].view_vehicles, senders=sent_lists[i]))
         self.outputs = outputs
         self._send(observations, outputs)
         return self.steps
@@ -362,9 +366,10 @@ class VehiclePipeline:
             got = received(ego.x, ego.y, received_yaw(ego.yaw), output.z_indices(),
                            output.h() if full else np.zeros(0, np.float32), self.plans[i],
                            encoding if full else H_ENCODINGS['none'],
-                           self.settings.max_waypoints)
+                           self.settings.max_waypoints, abs(float(ego.speed)))
             self.messages[role] = Message(got.x, got.y, got.yaw, got.z_indices,
-                                          got.h if full else held[i], got.intention_xy)
+                                          got.h if full else held[i], got.intention_xy,
+                                          got.speed, float(observations[role].time))
 
     @torch.no_grad()
     def _received_h(self, outputs: Sequence[ModelOutput]) -> List[np.ndarray]:

@@ -15,7 +15,9 @@ Each eq. 3 candidate is a path and a speed profile: the path is its K actions in
 with the kinematic bicycle model (`route_cost.kinematic_rollout`), continued straight; along
 it the ego moves for `horizon` seconds with the candidate's first acceleration held. That is
 what the planner can do: while its kept plan is charged, it re-plans every step
-(`replanning.ReplanningPolicy`) and can keep choosing that first action. Every track moves at
+(`replanning.ReplanningPolicy`) and can keep choosing that first action. A candidate that
+speeds up is also checked at its current speed against crossing vehicles (the smaller TTC
+counts): speeding up to pass in front of a crossing vehicle is not a way out. Every track moves at
 constant velocity. The candidate's TTC is its first disc contact with any
 track (`ttc_monitor.contact_times`, the monitor's geometry: contacts that begin behind the
 ego are left out), and it is charged
@@ -30,7 +32,7 @@ candidate makes it: a lane change into the path of a faster car coming up in the
 which holding the lane at the current speed has no contact. Weight in reward units per second
 (config/planner.yaml, `conflict_*`).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import math
 from typing import Optional
 
@@ -69,11 +71,32 @@ class ConflictCost:
         self.bicycle = bicycle
 
     def ttc(self, candidates: np.ndarray, context: RouteContext) -> np.ndarray:
-        """(B,) TTC [s] of each candidate plan (B, K) to the context's tracks (inf: none)."""
+        """
+        (B,) TTC [s] of each candidate plan (B, K) to the context's tracks (inf: none).
+
+        A candidate that speeds up gets the smaller of its TTC with its acceleration held
+        and at the speed it has now to the vehicles crossing the ego's heading: a plan that
+        is clear only by beating a crossing vehicle to the conflict is not clear (speeding up
+        into a gap of traffic going the ego's way, as at a merge, stays a way out). Next step
+        the monitor predicts the ego at constant speed and would brake in the middle of the
+        crossing, and the other vehicle's constant-velocity prediction is not exact enough to
+        race it.
+        """
         candidates = np.asarray(candidates, dtype=np.int64)
         if not len(context.tracks):
             return np.full(len(candidates), math.inf)
-        ex, ey, eyaw, t = self.paths(candidates, context)
+        ttc = self._ttc(candidates, context, None)
+        faster = self.table[candidates[:, 0], 0] > 0.0
+        crossing = crossing_tracks(context.tracks, float(context.pose[2]))
+        if faster.any() and crossing:
+            ttc[faster] = np.minimum(ttc[faster], self._ttc(
+                candidates[faster], replace(context, tracks=crossing), 0.0))
+        return ttc
+
+    def _ttc(self, candidates: np.ndarray, context: RouteContext,
+             accel_cap: Optional[float]) -> np.ndarray:
+        """TTC of each candidate with its first acceleration held (at most `accel_cap`)."""
+        ex, ey, eyaw, t = self.paths(candidates, context, accel_cap)
         geometry, tracks = self.geometry, context.tracks
         first, ahead = contact_times(ex, ey, eyaw, tracks, t, 0.0, geometry)     # (B, N)
         # gap acceptance: a contact from behind counts when the candidate's manoeuvre makes
@@ -85,7 +108,8 @@ class ConflictCost:
         first = np.where(ahead | (held == len(t)), first, len(t)).min(-1)
         return np.where(first < len(t), t[np.minimum(first, len(t) - 1)], math.inf)
 
-    def paths(self, candidates: np.ndarray, context: RouteContext) -> tuple:
+    def paths(self, candidates: np.ndarray, context: RouteContext,
+              accel_cap: Optional[float] = None) -> tuple:
         """
         Each candidate's predicted ego poses x, y, yaw (B, T) at the times t (T,).
 
@@ -102,6 +126,8 @@ class ConflictCost:
         x0, y0, yaw0 = (float(v) for v in context.pose)
         v0 = max(float(context.speed), 0.0)
         accel = self.table[candidates[:, 0], 0]                                 # (B,)
+        if accel_cap is not None:
+            accel = np.minimum(accel, accel_cap)
         limit = np.where(accel < 0, 0.0, bicycle.max_speed)
         reach = np.where(accel != 0, (limit - v0) / np.where(accel != 0, accel, 1.0), np.inf)
         run = np.minimum(t[None, :], np.maximum(reach, 0.0)[:, None])           # (B, T)
@@ -129,6 +155,12 @@ class ConflictCost:
         """(B,) cost of B candidate plans (B, K) of action indices; 0 without tracks."""
         ttc = self.ttc(candidates, context)
         return self.config.weight * np.maximum(self.config.ttc - ttc, 0.0)
+
+
+def crossing_tracks(tracks, yaw: float) -> tuple:
+    """Return the tracks heading across `yaw`: 45 to 135 degrees to it, either way."""
+    return tuple(k for k in tracks
+                 if math.pi / 4 < abs(math.remainder(k.yaw - yaw, math.tau)) < 3 * math.pi / 4)
 
 
 def conflict_cost_or_none(config: ConflictConfig, geometry: MonitorConfig, actions: ActionSet,

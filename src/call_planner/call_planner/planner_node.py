@@ -5,7 +5,9 @@ Only translates messages and parameters; the planning step is `plan_stage.PlanSt
 look-ahead of `replanning` and the driver, the same object the fleet pipeline plans with),
 the fallback in `safety`, the TTC safety monitor in `ttc_monitor` (it reads the vehicle
 channels of the fused BEV, `/<role>/bev`), the control mapping in `control_output`, the
-waypoints in `intention`.
+waypoints in `intention`, the accepted neighbours' tracks in `shared_tracks` (from
+`shared_info`: step t plans with the neighbours comm accepted at step t - 1, those the world
+model observed step t with).
 
 Stamps: a command answers the model state it was computed for, so a planned command carries
 its latent state's stamp, and a controlled stop carries the stamp of the newest latent state
@@ -33,6 +35,7 @@ from call_planner.plan_stage import PlanStage
 from call_planner.replanning import Decision
 from call_planner.route_cost import RouteContext
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
+from call_planner.shared_tracks import shared_tracks, SharedState
 from call_planner.ttc_monitor import (Assessment, BevGeometry, MonitorConfig,
                                       override_accel, TtcMonitor)
 from call_vehicle.carla_wire import float32
@@ -56,6 +59,7 @@ LATENT = 'latent_state'
 ODOMETRY = 'odometry'
 BEV = 'bev'
 POSES_KEPT = 50         # odometry poses remembered by stamp (the BEV's pose is looked up)
+SHARED_KEPT = 8         # steps of shared information kept by stamp (as the world model)
 
 
 class PlannerNode(Node):
@@ -111,6 +115,9 @@ class PlannerNode(Node):
         self.odometry_speeds: dict[int, float] = {}   # stamp [ns] -> odometry speed
         self.pending_latent: Optional[LatentState] = None
         self.shared: Optional[SharedInformation] = None
+        self.shared_by_stamp: dict[int, SharedInformation] = {}   # stamp [ns] -> message
+        # the monitor and the conflict cost take the neighbours' stated tracks
+        self.uses_shared = self.monitor_config.enabled and self.monitor_config.shared_tracks
         self.waypoints = np.zeros((0, 2))
         self.route = np.zeros((0, 2))   # the planning module's waypoints ahead (route cost)
         self.stop_reason = ''
@@ -121,7 +128,8 @@ class PlannerNode(Node):
         # of the driving stays visible: planned / (planned + overrides)
         self.counts = {'ticks': 0, 'stops': 0, 'dropped': 0, 'plan_errors': 0, 'planned': 0,
                        'overrides_comfortable': 0, 'overrides_emergency': 0,
-                       'dropped_bev': 0, 'stale_inputs': 0}
+                       'dropped_bev': 0, 'stale_inputs': 0, 'dropped_shared': 0,
+                       'unmatched_shared': 0}
         # /diagnostics is for people and monitors (~1 Hz); a change of level or message
         # (a stop and its reason) still goes out on the step it happens
         self.diagnostics_period = float(p['diagnostics_period'])
@@ -141,7 +149,7 @@ class PlannerNode(Node):
                                               event_callbacks=QUIET_PUB)
         self.create_subscription(LatentState, 'latent_state', self.on_latent, 10,
                                  event_callbacks=QUIET_SUB)
-        self.shared_sub = None          # only while markers have viewers: see follow_shared
+        self.shared_sub = None          # see follow_shared
         self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry, 10,
                                  event_callbacks=QUIET_SUB)
         self.create_subscription(CarlaEgoVehicleStatus, f'/carla/{role}/vehicle_status',
@@ -151,6 +159,7 @@ class PlannerNode(Node):
         if self.monitor_config.enabled:
             self.create_subscription(Image, 'bev', self.on_bev, 10,
                                      event_callbacks=QUIET_SUB)
+        self.follow_shared(False)
         # steady clock: the watchdog must fire even when /clock has stopped
         self.create_timer(float(p['watchdog_period']), self.on_watchdog,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -240,8 +249,36 @@ class PlannerNode(Node):
         self.route = points[np.isfinite(points).all(1)]
 
     def on_shared(self, msg: SharedInformation) -> None:
-        """Keep the latest accepted shared information (markers show their intentions)."""
+        """Keep the accepted shared information by stamp (tracks; markers show intentions)."""
         self.shared = msg
+        stamp = msg.header.stamp
+        self.shared_by_stamp[stamp.sec * 10**9 + stamp.nanosec] = msg
+        while len(self.shared_by_stamp) > SHARED_KEPT:
+            del self.shared_by_stamp[next(iter(self.shared_by_stamp))]
+
+    def _neighbour_tracks(self, stamp, previous) -> tuple:
+        """
+        Return the stated tracks of the neighbours accepted at the step before `stamp`.
+
+        That is the shared information stamped `previous` (the step answered before), as the
+        world model observed step `stamp` with; missing, the newest older one (counted).
+        """
+        now = stamp.sec * 10**9 + stamp.nanosec
+        key = None if previous is None else previous.sec * 10**9 + previous.nanosec
+        msg = self.shared_by_stamp.get(key)
+        if msg is None:
+            older = [k for k in self.shared_by_stamp if k < now]
+            if not older:
+                return ()
+            self.counts['unmatched_shared'] += 1
+            msg = self.shared_by_stamp[max(older)]
+        states = [SharedState(n.x, n.y, n.yaw, n.speed, stamp_seconds(n.stamp),
+                              np.asarray(n.intention_xy, dtype=np.float64).reshape(-1, 2)
+                              if len(n.intention_xy) % 2 == 0 else np.zeros((0, 2)))
+                  for n in msg.neighbours]
+        tracks, dropped = shared_tracks(states, stamp_seconds(stamp), self.monitor_config)
+        self.counts['dropped_shared'] += dropped
+        return tracks
 
     def on_latent(self, msg: LatentState) -> None:
         """
@@ -279,7 +316,7 @@ class PlannerNode(Node):
         self.last_answer = (stamp, None, None)
         self.pose, speed = inputs
         self.counts['ticks'] += 1
-        self.answered_stamp = msg.header.stamp
+        previous, self.answered_stamp = self.answered_stamp, msg.header.stamp
         self.watchdog.feed(LATENT, stamp_seconds(msg.header.stamp), time.monotonic())
         z = np.frombuffer(bytes(msg.z_indices), dtype=np.uint8)
         h = np.asarray(msg.h, dtype=np.float32)
@@ -297,7 +334,9 @@ class PlannerNode(Node):
             return
         start = time.perf_counter()
         # the route (its cost charges nothing without one) and the monitor's tracks of the
-        # latest fused BEV, which the conflict cost charges
+        # latest fused BEV with the neighbours' stated ones, which the conflict cost charges
+        if self.uses_shared:
+            self.monitor.share(self._neighbour_tracks(msg.header.stamp, previous))
         tracks = self.monitor.moving_tracks() if self.monitor_config.enabled else ()
         route = RouteContext(self.pose, speed, self.route, tracks)
         try:
@@ -500,11 +539,12 @@ class PlannerNode(Node):
 
     def follow_shared(self, wanted: bool) -> None:
         """
-        Subscribe to shared_info only while the markers have viewers.
+        Subscribe to shared_info while the tracks use it or the markers have viewers.
 
-        Nothing else here reads it, and every subscription is a message taken and deserialised
-        per step (bench/bench_bringup.py counts the CPU).
+        Without the neighbours' tracks only the markers read it, and every subscription is a
+        message taken and deserialised per step (bench/bench_bringup.py counts the CPU).
         """
+        wanted = wanted or self.uses_shared
         if wanted and self.shared_sub is None:
             self.shared_sub = self.create_subscription(
                 SharedInformation, 'shared_info', self.on_shared, 10,

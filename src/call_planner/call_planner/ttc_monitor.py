@@ -10,14 +10,18 @@ Per BEV frame: connected blobs of the vehicle channels become boxes in the map f
 ego's pose at the frame's stamp), matched to the previous frames' blobs by nearest centre,
 and their velocity is the centre's displacement over `velocity_window` (one 0.1 s step of
 0.5 m pixels is too noisy). A blob seen for the first time is not assessed until a second
-frame gives its velocity.
+frame gives its velocity. Accepted neighbours need no estimate: their messages state pose,
+speed and path, so they are tracks from the first message on, also outside the BEV
+(`share`, `shared_tracks`), in place of their blobs.
 
 Conflict and TTC: the ego is predicted at constant speed and yaw rate, every other vehicle at
 constant velocity, for `horizon` seconds sampled every `time_step`. Each footprint is covered
 by `discs` circles along its length (the usual disc decomposition of motion planning: exact
 enough, and vectorised over vehicles and times). A vehicle conflicts with the ego when some
 pair of discs comes within `margin`; its TTC is the first such time. Conflicts that start
-behind the ego's centre are left out: braking does not avoid a vehicle closing from behind.
+behind the ego's centre with a vehicle closing in from behind (faster along the ego's heading)
+are left out: braking does not avoid it. A vehicle crossing the ego's path counts wherever it
+would strike the ego: braking before the crossing avoids it.
 
 Decision, after Autoware's minimum-risk manoeuvres (comfortable stop -1 m/s^2, emergency
 stop -2.5 m/s^2): TTC below `emergency_ttc` -> emergency deceleration, below
@@ -36,6 +40,7 @@ import numpy as np
 
 NONE, COMFORTABLE, EMERGENCY = 'none', 'comfortable', 'emergency'
 _VEHICLE_FIELDS = ('ego_length', 'ego_width')
+_FLAGS = ('enabled', 'shared_tracks')
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,14 @@ class MonitorConfig:
     velocity_window: float = 0.5   # [s] baseline of the velocity estimate
     match_radius: float = 3.0      # [m] largest centre displacement between two frames
     min_pixels: int = 3            # blobs smaller than this are noise
+    shared_tracks: bool = True     # accepted neighbours' messages as tracks (shared_tracks)
+    shared_max_age: float = 0.5    # [s] older neighbour messages are dropped
 
     def __post_init__(self):
         """Fail fast on thresholds that cannot work together."""
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name != 'enabled' and not (math.isfinite(value) and value > 0):
+            if f.name not in _FLAGS and not (math.isfinite(value) and value > 0):
                 raise ValueError(f'{f.name} must be a positive number, got {value}')
         if self.emergency_ttc > self.comfortable_ttc:
             raise ValueError('monitor_emergency_ttc must not exceed monitor_comfortable_ttc')
@@ -82,7 +89,8 @@ class MonitorConfig:
         for f in fields(cls):
             key = f.name if f.name in _VEHICLE_FIELDS else prefix + f.name
             if key in params:
-                cast = {'enabled': bool, 'discs': int, 'min_pixels': int}.get(f.name, float)
+                cast = {'enabled': bool, 'shared_tracks': bool, 'discs': int,
+                        'min_pixels': int}.get(f.name, float)
                 values[f.name] = cast(params[key])
         return cls(**values)
 
@@ -108,6 +116,12 @@ class Track:
     vx: float
     vy: float
     shared_only: bool      # every pixel came from the shared channel (known through V2V)
+    age: float = -1.0      # [s] a neighbour's message state moved on by this; -1: a BEV blob
+
+    @property
+    def known(self) -> bool:
+        """Tell whether the track is a neighbour's stated state (`shared_tracks`)."""
+        return self.age >= 0.0
 
 
 @dataclass(frozen=True)
@@ -154,6 +168,7 @@ class TtcMonitor:
         self._held: Optional[Assessment] = None
         self._held_until = -math.inf
         self._tracked = np.zeros(0, bool)
+        self._blobs: tuple = ((), np.zeros(0, bool))   # the latest frame's own tracks
         self.frame_time: Optional[float] = None
 
     def reset(self) -> None:
@@ -202,6 +217,7 @@ class TtcMonitor:
             if math.hypot(vx, vy) > 0.5:        # a moving box points where it goes
                 yaw = math.atan2(vy, vx)
             self.tracks.append(Track(x, y, yaw, length, width, vx, vy, shared_only))
+        self._blobs = (tuple(self.tracks), self._tracked)
         self._history.append((time, centres))
         while self._history and time - self._history[0][0] > cfg.velocity_window + 1e-6:
             self._history.popleft()
@@ -239,6 +255,34 @@ class TtcMonitor:
         moving = span > 1e-6
         velocity[moving] = (centres[moving] - oldest[moving]) / span[moving, None]
         return velocity, moving
+
+    def share(self, known) -> None:
+        """
+        Put the accepted neighbours' stated tracks (`shared_tracks`) in place of their blobs.
+
+        Replaces the previous call's: called once per step after `observe`, with that step's
+        neighbours (none: the BEV's tracks alone). A blob within `match_radius` of the
+        straight line from where a neighbour's message put it to where it is predicted now
+        is that neighbour (drawn from the message, or seen); a blob the ego saw keeps it
+        counted as seen. A neighbour's track needs no velocity estimate: it is assessed at
+        once.
+        """
+        blobs, tracked = self._blobs
+        known = tuple(known) if self.config.shared_tracks else ()
+        taken = np.zeros(len(blobs), bool)
+        seen = np.zeros(len(known), bool)
+        for j, k in enumerate(known):
+            x0, y0 = k.x - k.vx * k.age, k.y - k.vy * k.age
+            for i, blob in enumerate(blobs):
+                if _segment_distance(blob.x, blob.y, x0, y0, k.x, k.y) \
+                        <= self.config.match_radius:
+                    taken[i] = True
+                    seen[j] |= not blob.shared_only
+        self.tracks = [b for b, t in zip(blobs, taken) if not t] + [
+            Track(k.x, k.y, k.yaw, k.length, k.width, k.vx, k.vy, not s, k.age)
+            for k, s in zip(known, seen)]
+        self._tracked = np.concatenate([np.asarray(tracked, bool)[~taken],
+                                        np.ones(len(known), bool)])
 
     def moving_tracks(self) -> tuple:
         """Return the latest frame's tracks that have a velocity estimate (those assessed)."""
@@ -299,6 +343,16 @@ class TtcMonitor:
         return Assessment(float(t[first[best]]), NONE, 0.0, self.tracks[best])
 
 
+def _segment_distance(px: float, py: float, ax: float, ay: float, bx: float,
+                      by: float) -> float:
+    """Distance from point p to the segment a-b."""
+    dx, dy = bx - ax, by - ay
+    length2 = dx * dx + dy * dy
+    along = ((px - ax) * dx + (py - ay) * dy) / length2 if length2 > 1e-12 else 0.0
+    u = min(max(along, 0.0), 1.0)
+    return math.hypot(px - ax - u * dx, py - ay - u * dy)
+
+
 def first_contacts(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: np.ndarray,
                    lag: float, cfg: MonitorConfig, behind: bool = False) -> np.ndarray:
     """
@@ -318,6 +372,11 @@ def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: n
                   lag: float, cfg: MonitorConfig) -> tuple[np.ndarray, np.ndarray]:
     """
     First contact index (..., N) of each ego path with each track, and whether it begins ahead.
+
+    Ahead means the other vehicle's centre is ahead of the ego's at the contact, or, behind
+    it, that the other is not closing in from behind (not faster along the ego's heading than
+    the ego drives there): a crossing vehicle that would strike the ego's rear quarter is
+    avoided by braking before the crossing, a vehicle running into the ego from behind is not.
 
     The disc test of `first_contacts`, run only where a coarse test passes: one circle round
     each vehicle's discs, per path, track and time (most vehicles of a BEV never come near
@@ -352,8 +411,16 @@ def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: n
     ax = np.take_along_axis(px, at, 1)                                          # (P,N)
     ay = np.take_along_axis(py, at, 1)
     ayaw = np.take_along_axis(pyaw, at, 1)
-    forward = (ox[rows, at] - ax) * np.cos(ayaw) + (oy[rows, at] - ay) * np.sin(ayaw)
-    ahead = (first < steps) & (forward > 0.0)
+    cos, sin = np.cos(ayaw), np.sin(ayaw)
+    forward = (ox[rows, at] - ax) * cos + (oy[rows, at] - ay) * sin
+    # closing from behind: faster along the ego's heading than the ego drives there
+    after, before = np.minimum(at + 1, steps - 1), np.maximum(at - 1, 0)
+    span = np.maximum(t[after] - t[before], 1e-9)
+    ego_along = ((np.take_along_axis(px, after, 1) - np.take_along_axis(px, before, 1)) * cos
+                 + (np.take_along_axis(py, after, 1) - np.take_along_axis(py, before, 1))
+                 * sin) / span
+    other_along = tr[:, 5] * cos + tr[:, 6] * sin
+    ahead = (first < steps) & ((forward > 0.0) | (other_along <= ego_along))
     return first.reshape(lead + (len(tr),)), ahead.reshape(lead + (len(tr),))
 
 

@@ -11,7 +11,7 @@ import math
 from call_planner.conflict_cost import (conflict_cost_or_none, ConflictConfig, ConflictCost)
 from call_planner.replanning import LookaheadConfig, ReplanningPolicy
 from call_planner.route_cost import RouteContext
-from call_planner.ttc_monitor import MonitorConfig, Track
+from call_planner.ttc_monitor import contact_times, MonitorConfig, Track
 from call_vehicle.actions import ActionSet
 import numpy as np
 import pytest
@@ -49,6 +49,22 @@ def test_behind_a_slower_vehicle_braking_costs_less_than_keeping_and_speeding_up
     assert ttc[0] < ttc[1] and math.isinf(ttc[2])
     charged = cost.cost(plans, context)
     assert charged[0] > charged[1] > charged[2] == 0.0
+
+
+def test_speeding_up_to_pass_in_front_of_a_crossing_vehicle_is_no_way_out():
+    # crossing from the right, it reaches the ego's path as the ego (10 m/s) gets there; at
+    # +2 m/s^2 held the ego would be through first, at its speed it is not
+    crossing = Track(30.0, -18.0, math.pi / 2, 4.8, 2.0, 0.0, 5.0, True)
+    plans = np.array([[KEEP] * 5, [SPEED_UP] * 5, [BRAKE] * 5])
+    cost = _cost()
+    context = _context(crossing)
+    x, y, yaw, t = cost.paths(plans[1:2], context)
+    first, _ = contact_times(x, y, yaw, [crossing], t, 0.0, MonitorConfig())
+    assert first[0, 0] == len(t)                    # racing it, held, would be clear
+    ttc = cost.ttc(plans, context)
+    assert math.isfinite(ttc[0]) and ttc[1] <= ttc[0] and math.isinf(ttc[2])
+    charged = cost.cost(plans, context)
+    assert charged[1] >= charged[0] > charged[2] == 0.0
 
 
 def test_the_path_is_the_rollout_and_the_speed_the_first_action_held():

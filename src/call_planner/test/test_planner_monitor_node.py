@@ -3,12 +3,15 @@ The planner node's TTC safety monitor over real DDS, with a tiny random checkpoi
 
 A harness plays simulator, perception and world model: the ego drives +x at 8 m/s (odometry)
 towards a standing vehicle drawn by call_perception's rasteriser into the BEV, either as seen
-or only as shared. Whatever the random planner picks, the monitor must command the emergency
+or only as shared, or not drawn at all but stated by a neighbour's message (comm's
+`shared_info`: pose, speed, intention). Whatever the random planner picks, the monitor must
+command the emergency
 deceleration, tell the world model the nearest discrete action, and say why in /diagnostics.
 A BEV that stops coming, or odometry that turns non-finite, must end in a controlled stop
 with the reason.
 """
 
+from call_msgs.msg import NeighbourLatent, SharedInformation
 from call_perception.bev_raster import BevConfig, BevRasterizer
 from call_perception.road_map import RoadMap
 from call_planner.ttc_monitor import MonitorConfig
@@ -31,6 +34,7 @@ class MonitorHarness(Harness):
     def __init__(self, deter: int):
         super().__init__(deter)
         self.bev_pub = self.create_publisher(Image, f'/{ROLE}/bev', 10)
+        self.shared_pub = self.create_publisher(SharedInformation, f'/{ROLE}/shared_info', 10)
         self.raster = BevRasterizer(BevConfig(), RoadMap.empty())
         self.channel = 'seen'
         self.other_x = None        # the standing vehicle's x (None: none)
@@ -45,9 +49,24 @@ class MonitorHarness(Harness):
             self.publish_odometry(float('nan') if odometry_nan else self.ego_x, 5.0, SPEED)
         if bev:
             self.publish_bev()
+        self.publish_shared()
         if latent:
             self.spin_for(0.05)
             self.publish_latent(valid, h)
+
+    def publish_shared(self) -> None:
+        """Comm's shared information of the step before, as it comes before this latent."""
+        msg = SharedInformation()
+        msg.header.stamp = _stamp(round(self.sim_time - 0.1, 3))
+        msg.header.frame_id = 'map'
+        msg.comm_range = 100.0
+        if self.channel == 'message' and self.other_x is not None:
+            n = NeighbourLatent(sender_id='hero1', x=float(self.other_x), y=5.0, yaw=0.0,
+                                speed=0.0, distance=float(self.other_x - self.ego_x))
+            n.stamp = _stamp(round(self.sim_time - 0.2, 3))
+            n.intention_xy = [float(self.other_x), 5.0] * 5      # standing: where it is
+            msg.neighbours.append(n)
+        self.shared_pub.publish(msg)
 
     def publish_bev(self) -> None:
         ego = VehicleState(1, ROLE, self.ego_x, 5.0, 0.0, SPEED, 4.8, 2.0, 0.0)
@@ -82,7 +101,7 @@ def _warnings(harness):
     return [s for s in harness.diagnostics if s.level == DiagnosticStatus.WARN]
 
 
-@pytest.mark.parametrize('channel', ['seen', 'shared'])
+@pytest.mark.parametrize('channel', ['seen', 'shared', 'message'])
 def test_vehicle_ahead_seen_or_only_shared_gets_the_emergency_deceleration(harness, channel):
     harness.other_x = None
     harness.channel = channel
@@ -93,7 +112,7 @@ def test_vehicle_ahead_seen_or_only_shared_gets_the_emergency_deceleration(harne
                                              for s in _warnings(harness))), [
         s.message for s in harness.diagnostics]
     warning = next(s for s in _warnings(harness) if 'emergency' in s.message)
-    assert f'{channel} vehicle' in warning.message
+    assert f'{"shared" if channel == "message" else channel} vehicle' in warning.message
     values = {kv.key: kv.value for kv in warning.values}
     assert int(values['overrides_emergency']) >= 1
     assert float(values['learned_share']) < 1.0

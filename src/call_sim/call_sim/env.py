@@ -44,6 +44,7 @@ class _Hero:
     previous_accel: float = 0.0
     progress: float = 0.0
     waypoints: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    started: float = 0.0        # [s] simulation time the current trip began
 
 
 class MultiVehicleEnv:
@@ -199,12 +200,15 @@ class MultiVehicleEnv:
         obs, rewards, terminations, truncations, infos = {}, {}, {}, {}, {}
         truncate = self.step_count >= int(self.scenario['episode_steps'])
         term_cfg = self.scenario['termination']
+        limit = float(self.scenario.get('trip_time_limit', 0.0))
         for role in self.agents:
             infos[role], rewards[role] = self._measure(role, actions.get(role), issues[role])
             info = infos[role]
+            info['timeout'] = bool(limit > 0.0 and not info['reached']
+                                   and self.time - self.heroes[role].started >= limit - 1e-9)
             terminations[role] = bool(
                 info['reached'] or (term_cfg['on_collision'] and info['collision'])
-                or (term_cfg['on_off_road'] and info['off_road']))
+                or (term_cfg['on_off_road'] and info['off_road']) or info['timeout'])
             truncations[role] = truncate
             obs[role] = self.observe(role)
         for role in list(self.agents):
@@ -213,6 +217,7 @@ class MultiVehicleEnv:
             if self.scenario['respawn_done'] and not truncations[role]:
                 self.heroes[role] = self._spawn_hero(role, self.heroes[role].actor_id,
                                                      in_traffic=True)
+                self.heroes[role].started = self.time
                 self._replan(self.heroes[role])
                 infos[role]['respawned'] = True
             else:

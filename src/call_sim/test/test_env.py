@@ -211,6 +211,21 @@ def test_respawn_keeps_the_agent_with_a_new_route(make_env):
     assert after['hero0'].route.shape[1] == 2
 
 
+def test_a_trip_past_the_time_limit_ends_as_a_time_out_and_respawns(make_env):
+    env = make_env({**STRAIGHT, 'num_controlled': 1, 'num_background': 5, 'respawn_done': True,
+                    'trip_time_limit': 1.0, 'route': {'max_lane_changes': 0}})
+    env.reset(options={'starts': {'hero0': {'edge': 'main', 'lane': 0, 'pos': 50.0,
+                                            'speed': 0.0}}})
+    ends = []
+    for k in range(25):         # standing still: it cannot arrive
+        _, _, term, _, infos = env.step({'hero0': VehicleControl(brake=1.0)})
+        if term['hero0']:
+            ends.append((k, infos['hero0']['timeout'], infos['hero0']['respawned']))
+    # every 1 s of simulation time (10 steps), a time out with a respawn; never before
+    assert ends == [(9, True, True), (19, True, True)]
+    assert env.agents == ['hero0']
+
+
 def test_reset_right_after_a_respawn(make_env):
     # a training collector ends its episode on the step that respawned a vehicle: the
     # respawn's pending moveToXY used to crash SUMO's first step after load() (SIGSEGV; it

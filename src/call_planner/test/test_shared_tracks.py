@@ -1,0 +1,165 @@
+"""
+Accepted neighbours as tracks of the TTC monitor and the conflict cost.
+
+Real simulator (SUMO) and call_perception: on the crossroad hero0 drives north and hero1
+crosses from the east, both held at constant speed on a collision course (the scene of
+test_ttc_monitor). hero0's BEV never draws hero1 as seen; hero1 reaches it either only as the
+blob of the shared channel (the BEV tracker must first see it, then estimate its velocity)
+or also as the state its CALL message states (pose, speed, planned path; `shared_tracks`).
+With the message the planner's conflict cost prefers braking to keeping speed while hero1 is
+still outside hero0's 64 m BEV, and the monitor warns no later than with the blob alone.
+"""
+import math
+
+from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX
+from call_perception.road_map import RoadMap
+from call_planner.conflict_cost import ConflictConfig, ConflictCost
+from call_planner.route_cost import RouteContext
+from call_planner.shared_tracks import path_heading, shared_tracks, SharedState
+from call_planner.ttc_monitor import (BevGeometry, contact_times, MonitorConfig, NONE, Track,
+                                      TtcMonitor)
+from call_sim.config import load_yaml
+from call_sim.env import MultiVehicleEnv
+from call_vehicle.actions import ActionSet
+from call_vehicle.vehicle_control import ControlModel
+import numpy as np
+
+STARTS = {'hero0': {'edge': 'south_in', 'lane': 0, 'pos': 150.0, 'speed': 8.0},
+          'hero1': {'edge': 'east_in', 'lane': 0, 'pos': 144.0, 'speed': 8.0}}
+LATENCY = 2      # steps: the message a step's model state heard was sent two steps earlier
+K = 5            # the look-ahead's plan length (planner.yaml)
+
+
+def _drive(messages: bool, steps=40):
+    """
+    Run the crossing at constant speeds; per step what hero0's planner and monitor make of it.
+
+    Per step: whether the conflict cost charges keeping speed more than braking, the
+    monitor's level and whether hero1 is inside hero0's BEV.
+    """
+    scenario = {**load_yaml('scenarios/crossroad.yaml'), 'num_controlled': 2,
+                'num_background': 0}
+    control, bev_cfg, config, actions = ControlModel(), BevConfig(), MonitorConfig(), \
+        ActionSet()
+    cost = ConflictCost(ConflictConfig(), config, actions)
+    plans = np.array([[actions.index(0.0, 0.0)] * K, [actions.index(-2.0, 0.0)] * K])
+    mpp, rows = bev_cfg.metres_per_pixel, bev_cfg.size
+    log = {'brake_preferred': [], 'levels': [], 'in_bev': []}
+    sent = []
+    with MultiVehicleEnv.from_scenario(scenario) as env:
+        obs, _ = env.reset(seed=1, options={'starts': STARTS})
+        raster = BevRasterizer(bev_cfg, RoadMap.from_lanes(env.lanes()))
+        monitor = TtcMonitor(config, BevGeometry(bev_cfg.metres_per_pixel, bev_cfg.ego_row,
+                                                 bev_cfg.ego_col))
+        for k in range(steps):
+            ego, other = obs['hero0'].ego, obs['hero1'].ego
+            sent.append(SharedState(other.x, other.y, other.yaw, other.speed, env.time,
+                                    np.array([[other.x + math.cos(other.yaw) * d,
+                                               other.y + math.sin(other.yaw) * d]
+                                              for d in (1.0, 2.0, 3.0, 4.0)])))
+            bev = raster.render(ego, [], [other])
+            monitor.observe(env.time, bev[CHANNEL_INDEX['seen_vehicles']] > 0,
+                            bev[CHANNEL_INDEX['shared_vehicles']] > 0,
+                            (ego.x, ego.y, ego.yaw))
+            heard = [sent[k - LATENCY]] if messages and k >= LATENCY else []
+            monitor.share(shared_tracks(heard, env.time, config)[0])
+            pose = (ego.x, ego.y, ego.yaw)
+            context = RouteContext(pose, ego.speed, np.zeros((0, 2)), monitor.moving_tracks())
+            keep, brake = cost.cost(plans, context)
+            log['brake_preferred'].append(keep > brake)
+            log['levels'].append(monitor.assess(env.time, pose, ego.speed).level)
+            dx, dy = other.x - ego.x, other.y - ego.y
+            forward = math.cos(ego.yaw) * dx + math.sin(ego.yaw) * dy
+            left = -math.sin(ego.yaw) * dx + math.cos(ego.yaw) * dy
+            log['in_bev'].append(-(rows - bev_cfg.ego_row) * mpp < forward < bev_cfg.ego_row * mpp
+                                 and -(rows - bev_cfg.ego_col) * mpp < left
+                                 < bev_cfg.ego_col * mpp)
+            obs, *_ = env.step({'hero0': control.to_control(0.0, 0.0, ego.speed),
+                                'hero1': control.to_control(0.0, 0.0, other.speed)})
+    return log
+
+
+def _first(flags):
+    return next((k for k, flag in enumerate(flags) if flag), math.inf)
+
+
+def test_a_neighbour_known_by_its_message_is_braked_for_before_it_is_in_the_bev():
+    stated, blob = _drive(True), _drive(False)
+    first = _first(stated['brake_preferred'])
+    # the planner's conflict cost prefers braking while hero1 is outside hero0's BEV: only
+    # the message can have told it
+    assert math.isfinite(first) and not stated['in_bev'][first]
+    # with the blob alone it does so only after hero1 entered the BEV and was tracked,
+    # at least 0.5 s later
+    assert first + 5 <= _first(blob['brake_preferred'])
+    assert _first(blob['in_bev']) <= _first(blob['brake_preferred'])
+    # the monitor (its threshold below the planner's) warns no later with the message
+    warned = [_first([level != NONE for level in log['levels']]) for log in (stated, blob)]
+    assert math.isfinite(warned[0]) and warned[0] <= warned[1]
+
+
+def test_a_message_becomes_a_track_moved_on_by_its_age():
+    config = MonitorConfig()
+    west = SharedState(50.0, 2.0, math.pi, 8.0, 1.0, np.array([[45.0, 2.0], [40.0, 2.0]]))
+    (track,), dropped = shared_tracks([west], 1.2, config)
+    assert dropped == 0 and track.known and track.shared_only
+    assert math.isclose(track.x, 50.0 - 8.0 * 0.2) and math.isclose(track.vx, -8.0)
+    assert abs(track.vy) < 1e-9 and math.isclose(track.age, 0.2)
+    assert (track.length, track.width) == (config.ego_length, config.ego_width)
+
+
+def test_the_declared_path_gives_the_heading_of_a_turning_neighbour():
+    # yaw east, the plan turns north: predicted along the plan's chord
+    heading = path_heading(0.0, 0.0, np.array([[2.0, 1.0], [3.0, 3.0]]), 0.0)
+    assert math.isclose(heading, math.atan2(3.0, 3.0))
+    # no plan, or one shorter than a vehicle: the yaw
+    assert path_heading(0.0, 0.0, np.zeros((0, 2)), 0.3) == 0.3
+    assert path_heading(0.0, 0.0, np.array([[0.5, 0.5]]), 0.3) == 0.3
+
+
+def test_stale_and_non_finite_messages_are_dropped_and_counted():
+    config = MonitorConfig()
+    good = SharedState(0.0, 0.0, 0.0, 5.0, 10.0, np.zeros((0, 2)))
+    bad = [SharedState(math.nan, 0.0, 0.0, 5.0, 10.0, np.zeros((0, 2))),
+           SharedState(0.0, 0.0, 0.0, math.inf, 10.0, np.zeros((0, 2))),
+           SharedState(0.0, 0.0, 0.0, 5.0, 10.0 - config.shared_max_age - 0.1,
+                       np.zeros((0, 2))),
+           SharedState(0.0, 0.0, 0.0, 5.0, 11.0, np.zeros((0, 2)))]     # from the future
+    tracks, dropped = shared_tracks([good] + bad, 10.0, config)
+    assert len(tracks) == 1 and dropped == len(bad)
+    # non-finite waypoints only lose the path's heading
+    odd = SharedState(0.0, 0.0, 0.2, 5.0, 10.0, np.array([[math.nan, 1.0]]))
+    (track,), dropped = shared_tracks([odd], 10.0, config)
+    assert dropped == 0 and track.yaw == 0.2
+
+
+def test_the_message_replaces_the_neighbours_blob_and_a_seen_blob_keeps_it_seen():
+    monitor = TtcMonitor(MonitorConfig(), BevGeometry(0.5, 80.0, 64.0))
+    blob = np.zeros((128, 128), bool)
+    blob[56:65, 62:66] = True          # 10 m ahead of the ego at the origin, heading +x
+    empty = np.zeros((128, 128), bool)
+    for seen in (False, True):
+        monitor.reset()
+        monitor.observe(0.0, blob if seen else empty, empty if seen else blob,
+                        (0.0, 0.0, 0.0))
+        message = SharedState(9.0, 0.0, 0.0, 4.0, 0.0, np.zeros((0, 2)))
+        monitor.share(shared_tracks([message], 0.2, monitor.config)[0])
+        (track,) = monitor.moving_tracks()       # assessed at once, no velocity estimate
+        assert track.known and track.shared_only == (not seen)
+        assert math.isclose(track.vx, 4.0)
+    # without the neighbours the blob is back, and a first sighting is not assessed
+    monitor.share(())
+    assert monitor.moving_tracks() == () and len(monitor.tracks) == 1
+
+
+def test_a_crossing_vehicle_that_would_strike_the_rear_quarter_counts_one_from_behind_not():
+    config = MonitorConfig()
+    t = np.arange(0.0, 5.0 + 1e-9, 0.1)
+    ex, ey, eyaw = (8.0 * t)[None], np.zeros((1, len(t))), np.zeros((1, len(t)))
+    # crossing from the right, reaching the ego's line as the ego's rear passes
+    crossing = Track(10.5, -16.0, math.pi / 2, 4.8, 2.0, 0.0, 8.0, False)
+    # a faster car in the ego's lane, 8 m behind
+    rear = Track(-8.0, 0.0, 0.0, 4.8, 2.0, 12.0, 0.0, False)
+    first, ahead = contact_times(ex, ey, eyaw, [crossing, rear], t, 0.0, config)
+    assert (first < len(t)).all()
+    assert ahead[0].tolist() == [True, False]
