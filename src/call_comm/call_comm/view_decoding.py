@@ -189,16 +189,6 @@ def _decode_group(requests: Sequence[ViewRequest], outs: List[List[Optional[byte
 class ViewBatcher(Batcher):
     """The comm nodes' view requests of one process and model, decoded as one batch."""
 
-    _by_model: 'weakref.WeakKeyDictionary[Any, ViewBatcher]' = weakref.WeakKeyDictionary()
-
-    @classmethod
-    def for_model(cls, model: Any) -> 'ViewBatcher':
-        """Return the process's batcher of the decoder's ``model`` (one per model object)."""
-        batcher = cls._by_model.get(model)
-        if batcher is None:
-            batcher = cls._by_model[model] = cls()
-        return batcher
-
     def run(self, requests: Sequence[ViewRequest]) -> List[List[Optional[bytes]]]:
         """Decode ``requests`` with one decoder batch; one list of packed masks each."""
         return decode_together(requests)

@@ -13,6 +13,7 @@ imports subclass :class:`Batcher`.
 """
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Dict, List, Sequence, Tuple
+import weakref
 
 Done = Callable[..., None]      # gets the item's outcome (see Batcher.deliver)
 
@@ -31,6 +32,28 @@ class Batcher(ABC):
         self.members = 0
         self.pending: List[Tuple[Any, Done]] = []
         self.stats: Dict[str, int] = {'batches': 0, 'items': 0, 'largest': 0}
+
+    @classmethod
+    def for_model(cls, model: Any, *args: Any) -> 'Batcher':
+        """
+        Return the process's batcher of ``model`` (one per model object and subclass).
+
+        The nodes that share a model object find the same batcher through it; it is made by
+        ``cls.create(model, *args)`` the first time and goes when the model does.
+        """
+        registry = cls.__dict__.get('_by_model')
+        if registry is None:
+            registry = weakref.WeakKeyDictionary()
+            cls._by_model = registry
+        batcher = registry.get(model)
+        if batcher is None:
+            batcher = registry[model] = cls.create(model, *args)
+        return batcher
+
+    @classmethod
+    def create(cls, model: Any, *args: Any) -> 'Batcher':
+        """Make the batcher of ``model`` (subclasses that keep the model override this)."""
+        return cls()
 
     @abstractmethod
     def run(self, requests: Sequence[Any]) -> Sequence[Any]:

@@ -16,7 +16,6 @@ bounds.
 """
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Union
-import weakref
 
 from call_common.batching import Batcher
 from call_planner.indexed_lookahead import IndexedLookahead
@@ -97,17 +96,6 @@ class LookaheadBatcher(Batcher):
     ``flush`` (``call_common.batching.Batcher``) plans the queue with ``plan_together`` and
     hands each node's ``done`` its own outcome.
     """
-
-    _by_model: 'weakref.WeakKeyDictionary[object, LookaheadBatcher]' = \
-        weakref.WeakKeyDictionary()
-
-    @classmethod
-    def for_model(cls, world_model: object) -> 'LookaheadBatcher':
-        """Return the process's batcher of ``world_model`` (one per model object)."""
-        batcher = cls._by_model.get(world_model)
-        if batcher is None:
-            batcher = cls._by_model[world_model] = cls()
-        return batcher
 
     def run(self, requests: Sequence[LookaheadRequest]) -> List[Outcome]:
         """Plan the queued look-aheads (those with equal keys as one imagination)."""

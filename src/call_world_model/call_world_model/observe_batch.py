@@ -13,7 +13,6 @@ to float rounding (different kernel blocking), which ``test_observe_batch`` boun
 """
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
-import weakref
 
 from call_common.batching import Batcher
 from call_world_model.prediction import PredictionErrorTracker, update_together
@@ -79,9 +78,6 @@ class ObserveBatcher(Batcher):
     non-finite posterior.
     """
 
-    _by_model: 'weakref.WeakKeyDictionary[WorldModel, ObserveBatcher]' = \
-        weakref.WeakKeyDictionary()
-
     def __init__(self, model: WorldModel, sample: bool = True) -> None:
         """Batch steps of ``model`` (sampled posteriors unless ``sample`` is False)."""
         super().__init__()
@@ -89,11 +85,14 @@ class ObserveBatcher(Batcher):
         self.sample = sample
 
     @classmethod
+    def create(cls, model: WorldModel, sample: bool = True) -> 'ObserveBatcher':
+        """Make the batcher of ``model``'s observe steps."""
+        return cls(model, sample)
+
+    @classmethod
     def for_model(cls, model: WorldModel, sample: bool = True) -> 'ObserveBatcher':
         """Return the process's batcher of ``model`` (one per model object and ``sample``)."""
-        batcher = cls._by_model.get(model)
-        if batcher is None:
-            batcher = cls._by_model[model] = cls(model, sample)
+        batcher = super().for_model(model, sample)
         if batcher.sample != sample:
             raise ValueError('the nodes sharing a model must agree on sample_posterior')
         return batcher
