@@ -144,8 +144,18 @@ class GraphProbe:
                 return True
         return False
 
-    def close(self) -> None:
-        """Destroy the probe node and its context."""
+    def close(self, settle: float = 10.0) -> None:
+        """
+        Destroy the probe node and its context, once the stopped graph has left its view.
+
+        Fast DDS can deadlock when a writer is deleted while its participant is removing a
+        remote one (eProsima/Fast-DDS#6193, #6502; seen here once, the probe hung in
+        ``destroy_publisher`` right after the graph exited), so the probe first waits, at
+        most ``settle`` seconds, until no other node is in its graph.
+        """
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline and len(self.node.get_node_names()) > 1:
+            self.executor.spin_once(timeout_sec=0.05)
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)

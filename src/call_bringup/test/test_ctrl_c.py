@@ -35,11 +35,12 @@ def _interrupt_when_driving(job: Background) -> tuple:
             if probe.live() and len(probe.ticks) >= TICKS:
                 break
         assert probe.live() and len(probe.ticks) >= TICKS, job.output()[-3000:]
+        started = time.monotonic()
+        code = job.interrupt(timeout=EXIT_BOUND_S)
+        seconds = time.monotonic() - started
     finally:
-        probe.close()
-    started = time.monotonic()
-    code = job.interrupt(timeout=EXIT_BOUND_S)
-    return code, time.monotonic() - started
+        probe.close()       # after the graph has left (GraphProbe.close says why)
+    return code, seconds
 
 
 def _ctrl_c(command: list, env: dict, name: str) -> str:
