@@ -26,7 +26,7 @@ channel is a binary mask (road, lanes, vehicles, routes), so a per-pixel Bernoul
 likelihood; MSE on {0, 1} targets gives vanishing gradients for confident mistakes and blurs
 thin structures (lane lines, waypoints), and its probabilities are directly the prediction.
 """
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from call_world_model.config import WorldModelConfig
 from call_world_model.distributions import (
@@ -225,9 +225,7 @@ class WorldModel(nn.Module):
         feat = self.features(state)
         lead = feat.shape[:-1]
         logits = self.heads['decoder'](feat.reshape(-1, feat.shape[-1]), index)
-        logits = logits.reshape(lead + logits.shape[1:])
-        weight = self._pos_weight(logits.device)
-        return torch.sigmoid(logits if weight is None else logits - weight[index].log())
+        return self._channel_probs(logits.reshape(lead + logits.shape[1:]), index)
 
     def bev_probs_indexed(self, z_indices: torch.Tensor, deter: torch.Tensor,
                           channels: Sequence[int]) -> torch.Tensor:
@@ -240,6 +238,10 @@ class WorldModel(nn.Module):
         """
         index = [int(c) for c in channels]
         logits = self.heads['decoder'](deter, index, z_indices=z_indices, classes=self.cfg.classes)
+        return self._channel_probs(logits, index)
+
+    def _channel_probs(self, logits: torch.Tensor, index: List[int]) -> torch.Tensor:
+        """Calibrated probabilities of the decoded channels ``index`` (pos-weight shift out)."""
         weight = self._pos_weight(logits.device)
         return torch.sigmoid(logits if weight is None else logits - weight[index].log())
 
