@@ -14,6 +14,11 @@ def stamp_seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def stamp_nanoseconds(stamp) -> int:
+    """Integer nanoseconds of a builtin_interfaces/Time-like `stamp`: an exact key per step."""
+    return stamp.sec * 10**9 + stamp.nanosec
+
+
 def pack_mask(mask: np.ndarray) -> bytes:
     """(S, S) mask (non-zero = on) -> S*S bits, row-major, most significant bit first."""
     mask = np.asarray(mask)
