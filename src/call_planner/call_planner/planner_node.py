@@ -24,7 +24,7 @@ import time
 from typing import Any, Optional
 
 from call_common.batch_timer import BatchTimer
-from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
+from call_common.msg_conversions import stamp_nanoseconds, stamp_seconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
@@ -114,8 +114,8 @@ class PlannerNode(Node):
         self.status_speeds: dict[int, float] = {}     # stamp [ns] -> vehicle_status speed
         self.odometry_speeds: dict[int, float] = {}   # stamp [ns] -> odometry speed
         self.pending_latent: Optional[LatentState] = None
-        self.shared: Optional[SharedInformation] = None
-        self.shared_by_stamp: dict[int, SharedInformation] = {}   # stamp [ns] -> message
+        # stamp [ns] -> message, in arrival order (the last one is the markers')
+        self.shared_by_stamp: dict[int, SharedInformation] = {}
         # the monitor and the conflict cost take the neighbours' stated tracks
         self.uses_shared = self.monitor_config.enabled and self.monitor_config.shared_tracks
         self.waypoints = np.zeros((0, 2))
@@ -187,8 +187,8 @@ class PlannerNode(Node):
         yaw_rate = twist.angular.z
         self.yaw_rate = yaw_rate if math.isfinite(yaw_rate) else 0.0
         stamp = msg.header.stamp
-        self.poses[stamp.sec * 10**9 + stamp.nanosec] = self.pose
-        self.odometry_speeds[stamp.sec * 10**9 + stamp.nanosec] = self.speed
+        self.poses[stamp_nanoseconds(stamp)] = self.pose
+        self.odometry_speeds[stamp_nanoseconds(stamp)] = self.speed
         while len(self.poses) > POSES_KEPT:
             del self.poses[next(iter(self.poses))]
         while len(self.odometry_speeds) > POSES_KEPT:
@@ -201,7 +201,7 @@ class PlannerNode(Node):
         if math.isfinite(msg.velocity):
             self.status_speed = abs(float(msg.velocity))
             stamp = msg.header.stamp
-            self.status_speeds[stamp.sec * 10**9 + stamp.nanosec] = self.status_speed
+            self.status_speeds[stamp_nanoseconds(stamp)] = self.status_speed
             while len(self.status_speeds) > POSES_KEPT:
                 del self.status_speeds[next(iter(self.status_speeds))]
         else:
@@ -210,7 +210,7 @@ class PlannerNode(Node):
 
     def _inputs_of(self, msg: LatentState) -> Optional[tuple]:
         """Return the (pose, speed) of the state's step, None while one is missing."""
-        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        stamp = stamp_nanoseconds(msg.header.stamp)
         pose = self.poses.get(stamp)
         speed = self.status_speeds.get(stamp) if self.status_speed is not None \
             else self.odometry_speeds.get(stamp)
@@ -232,7 +232,7 @@ class PlannerNode(Node):
             self.counts['dropped_bev'] += 1
             return
         stamp = msg.header.stamp
-        pose = self.poses.get(stamp.sec * 10**9 + stamp.nanosec, self.pose)
+        pose = self.poses.get(stamp_nanoseconds(stamp), self.pose)
         if pose is None:
             self.counts['dropped_bev'] += 1
             return
@@ -250,9 +250,9 @@ class PlannerNode(Node):
 
     def on_shared(self, msg: SharedInformation) -> None:
         """Keep the accepted shared information by stamp (tracks; markers show intentions)."""
-        self.shared = msg
-        stamp = msg.header.stamp
-        self.shared_by_stamp[stamp.sec * 10**9 + stamp.nanosec] = msg
+        key = stamp_nanoseconds(msg.header.stamp)
+        self.shared_by_stamp.pop(key, None)         # a re-sent step arrives last again
+        self.shared_by_stamp[key] = msg
         while len(self.shared_by_stamp) > SHARED_KEPT:
             del self.shared_by_stamp[next(iter(self.shared_by_stamp))]
 
@@ -263,8 +263,8 @@ class PlannerNode(Node):
         That is the shared information stamped `previous` (the step answered before), as the
         world model observed step `stamp` with; missing, the newest older one (counted).
         """
-        now = stamp.sec * 10**9 + stamp.nanosec
-        key = None if previous is None else previous.sec * 10**9 + previous.nanosec
+        now = stamp_nanoseconds(stamp)
+        key = None if previous is None else stamp_nanoseconds(previous)
         msg = self.shared_by_stamp.get(key)
         if msg is None:
             older = [k for k in self.shared_by_stamp if k < now]
@@ -551,7 +551,8 @@ class PlannerNode(Node):
                 event_callbacks=QUIET_SUB)
         elif not wanted and self.shared_sub is not None:
             self.destroy_subscription(self.shared_sub)
-            self.shared_sub, self.shared = None, None
+            self.shared_sub = None
+            self.shared_by_stamp.clear()
 
     def publish_markers(self, header) -> None:
         """Ego plan and accepted neighbours' intentions as line strips (rviz)."""
@@ -566,7 +567,8 @@ class PlannerNode(Node):
         line.color.b, line.color.a = 1.0, 1.0
         line.points = [Point(x=float(x), y=float(y), z=0.2) for x, y in self.waypoints]
         markers = [line]
-        for i, neighbour in enumerate(self.shared.neighbours if self.shared else []):
+        latest = next(reversed(self.shared_by_stamp.values()), None)
+        for i, neighbour in enumerate(latest.neighbours if latest else []):
             xy = np.asarray(neighbour.intention_xy, dtype=np.float64)
             if xy.size < 4 or xy.size % 2 or not np.all(np.isfinite(xy)):
                 continue
