@@ -66,6 +66,7 @@ class SeedResult:
     outcomes: List[str] = field(default_factory=list)
     progress: List[float] = field(default_factory=list)
     stops: int = 0              # vehicle-steps in the controlled stop (model state not valid)
+    waiting_steps: int = 0      # steps a vehicle waited outside the map for a free start
     trips: List[Dict[str, Any]] = field(default_factory=list)   # per trip: why and how it ended
     override_causes: Dict[str, int] = field(default_factory=dict)   # override steps by cause
     wall_s: float = 0.0
@@ -275,6 +276,14 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
             decided = fleet.step(obs, env.time, env.dt)
             obs, _, terminations, _, infos = env.step({r: d[0] for r, d in decided.items()})
             for role, info in infos.items():
+                if info.get('respawned') and not terminations.get(role, False):
+                    # back from waiting for a free start: a new trip begins now
+                    trip_start[role] = env.time
+                    pipeline.restart(role)
+                    fleet.restart(role)
+                if info.get('waiting'):     # parked until a start frees up: no vehicle-step
+                    result.waiting_steps += 1
+                    continue
                 control, level, stopped = decided[role]
                 result.stops += int(stopped)
                 result.steps.append(driving_metrics.VehicleStep(
@@ -302,6 +311,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                     fleet.restart(role)
                     obs[role] = env.observe(role)
         for role in roles:      # trips still driving when the run ends
+            if env.heroes[role].waiting:    # no trip began: it waits for a free start
+                continue
             late = env.time - trip_start[role] > trip_timeout
             result.outcomes.append('timeout' if late else 'cut_short')
             result.progress.append(progress[role])
@@ -426,7 +437,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     'steps_asked': args.steps, 'c': args.c, 'planner_overrides': args.sets,
                     'wall_s': result.wall_s or time.time() - started,
                     'summary': result.summary(), 'trips': result.trips,
-                    'override_causes': result.override_causes}, indent=1,
+                    'override_causes': result.override_causes,
+                    'waiting_steps': result.waiting_steps}, indent=1,
                     default=float))
             started = time.time()
             result = drive_seed(loaded, mode, args.scenario, seed, args.steps, planner,

@@ -58,7 +58,7 @@ class MonitorConfig:
     margin: float = 0.3            # [m] clearance added between footprints
     ego_length: float = 4.8        # [m] ego footprint (call_sim vehicle.yaml)
     ego_width: float = 2.0         # [m]
-    discs: int = 3                 # circles per footprint
+    discs: int = 8                 # circles per footprint (long vehicles need many)
     velocity_window: float = 0.5   # [s] baseline of the velocity estimate
     match_radius: float = 3.0      # [m] largest centre displacement between two frames
     min_pixels: int = 3            # blobs smaller than this are noise

@@ -170,3 +170,56 @@ def test_override_ends_early_once_the_horizon_is_clear():
 def test_bad_monitor_config_fails_fast(kwargs):
     with pytest.raises(ValueError):
         MonitorConfig(**kwargs)
+
+
+@pytest.mark.parametrize('ego_speed', [0.0, 3.0])
+def test_a_truck_standing_in_the_next_lane_is_no_conflict(ego_speed):
+    # the crossroad's two lanes of one arm: the ego in one, a 12 m truck standing beside it
+    # in the other (SUMO's lane geometry, the BEV of call_perception, planner.yaml's
+    # monitor): neither standing nor driving past it conflicts. Covering the truck with too
+    # few discs (their radius then exceeds its half width by a metre) reached into the
+    # ego's lane and held the ego where it stood
+    from call_planner.conflict_cost import ConflictConfig, ConflictCost
+    from call_planner.plan_stage import planner_params
+    from call_planner.route_cost import RouteContext
+    from call_sim.types import VehicleState
+    from call_vehicle.actions import ActionSet
+    params = planner_params()
+    config = MonitorConfig.from_params(params)
+    scenario = {**load_yaml('scenarios/crossroad.yaml'), 'num_controlled': 2,
+                'num_background': 0}
+    starts = {'hero0': {'edge': 'west_in', 'lane': 0, 'pos': 120.0, 'speed': ego_speed},
+              'hero1': {'edge': 'south_in', 'lane': 0, 'pos': 60.0, 'speed': 0.0}}
+    bev_cfg = BevConfig()
+    with MultiVehicleEnv.from_scenario(scenario) as env:
+        obs, _ = env.reset(seed=1, options={'starts': starts})
+        raster = BevRasterizer(bev_cfg, RoadMap.from_lanes(env.lanes()))
+        ego = obs['hero0'].ego
+        # the centre of the arm's other lane (SUMO's shape), 4 m ahead of the ego's centre
+        lanes = env.road.net.getEdge('west_in').getLanes()
+        other = [np.asarray(lane.getShape()) for lane in lanes
+                 if abs(lane.getShape()[0][1] - ego.y) > 1.0][0]
+    truck = VehicleState(99, '', ego.x + 4.0, float(other[0, 1]), ego.yaw, 0.0, 12.0, 2.6,
+                         0.0)
+    assert 3.0 < abs(truck.y - ego.y) < 4.0     # the next lane
+    monitor = TtcMonitor(config, BevGeometry(bev_cfg.metres_per_pixel, bev_cfg.ego_row,
+                                             bev_cfg.ego_col))
+    for k in range(6):      # the ego moves on along its heading, the truck stands
+        t = 0.1 * k
+        pose = (ego.x + ego_speed * t * math.cos(ego.yaw),
+                ego.y + ego_speed * t * math.sin(ego.yaw), ego.yaw)
+        moved = VehicleState(0, 'hero0', *pose, ego_speed, ego.length, ego.width, 0.0)
+        bev = raster.render(moved, [truck], [])
+        monitor.observe(t, bev[CHANNEL_INDEX['seen_vehicles']] > 0,
+                        bev[CHANNEL_INDEX['shared_vehicles']] > 0, pose)
+        verdict = monitor.assess(t, pose, ego_speed)
+    assert len(monitor.moving_tracks()) == 1
+    assert verdict.level == NONE, verdict.reason
+    # the planner's conflict cost: keeping speed or speeding up straight past it is free
+    actions = ActionSet.from_config(load_yaml('vehicle.yaml')['actions'])
+    cost = ConflictCost(ConflictConfig(float(params['conflict_weight']),
+                                       float(params['conflict_ttc']),
+                                       float(params['conflict_horizon'])), config, actions)
+    keep, faster = actions.index(0.0, 0.0), actions.index(2.0, 0.0)
+    context = RouteContext(pose, ego_speed, np.zeros((0, 2)), monitor.moving_tracks())
+    assert cost.cost(np.array([[keep] * 5, [faster] * 5]), context).tolist() == [0.0, 0.0]

@@ -30,6 +30,9 @@ import numpy as np
 
 _OPEN_ENV: 'MultiVehicleEnv | None' = None
 HERO_TYPE, BACKGROUND_TYPE = 'call_hero', 'background'
+#: [m] where a CALL vehicle that waits for a free start is kept: far outside every map, so
+#: no sensor, message range or measure reaches it (one slot per actor id along x)
+GARAGE = (-1.0e5, -1.0e5)
 
 
 @dataclass
@@ -45,6 +48,7 @@ class _Hero:
     progress: float = 0.0
     waypoints: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     started: float = 0.0        # [s] simulation time the current trip began
+    waiting: bool = False       # no free start yet: parked in the GARAGE, out of SUMO
 
 
 class MultiVehicleEnv:
@@ -134,7 +138,12 @@ class MultiVehicleEnv:
         args = ['-n', str(self.road.net_path), '--step-length', str(self.dt),
                 '--seed', str(seed), '--no-step-log', 'true', '--no-warnings', 'true',
                 '--collision.action', 'none', '--time-to-teleport', '-1',
-                '--default.speeddev', '0.1', '--eager-insert', 'true']
+                '--default.speeddev', '0.1', '--eager-insert', 'true',
+                # a CALL vehicle that stops inside a junction is a foe SUMO's drivers wait
+                # for; if it in turn waits for one of them, no one moves again (gridlock).
+                # SUMO's remedy: after this long they stop waiting for a standing blocker
+                '--ignore-junction-blocker',
+                str(float(self.scenario.get('junction_blocker_timeout', -1.0)))]
         if self._started:
             # moveToXY (a respawn after the last step) leaves a pending remote-control move
             # that libsumo keeps a raw vehicle pointer for; load() would free the vehicle and
@@ -181,8 +190,12 @@ class MultiVehicleEnv:
         if not self._started:
             raise RuntimeError('step() before reset()')
         issues: dict[str, list[str]] = {}
+        entered = self._retry_waiting()
         for role in self.agents:
             hero = self.heroes[role]
+            issues[role] = []
+            if hero.waiting:
+                continue
             issues[role] = self._apply_command(hero, actions.get(role))
             accel, steer = self.control_model.to_accel(hero.control, hero.state.speed)
             new_state = self.bicycle.step(hero.state, accel, steer)
@@ -204,9 +217,11 @@ class MultiVehicleEnv:
         for role in self.agents:
             infos[role], rewards[role] = self._measure(role, actions.get(role), issues[role])
             info = infos[role]
+            info['respawned'] = role in entered
+            info['waiting'] = self.heroes[role].waiting
             info['timeout'] = bool(limit > 0.0 and not info['reached']
                                    and self.time - self.heroes[role].started >= limit - 1e-9)
-            terminations[role] = bool(
+            terminations[role] = not info['waiting'] and bool(
                 info['reached'] or (term_cfg['on_collision'] and info['collision'])
                 or (term_cfg['on_off_road'] and info['off_road']) or info['timeout'])
             truncations[role] = truncate
@@ -215,17 +230,48 @@ class MultiVehicleEnv:
             if not (terminations[role] or truncations[role]):
                 continue
             if self.scenario['respawn_done'] and not truncations[role]:
-                self.heroes[role] = self._spawn_hero(role, self.heroes[role].actor_id,
-                                                     in_traffic=True)
-                self.heroes[role].started = self.time
-                self._replan(self.heroes[role])
-                infos[role]['respawned'] = True
+                hero = self._spawn_hero(role, self.heroes[role].actor_id, in_traffic=True)
+                if hero is None:        # no free start: wait in the garage, retry each step
+                    hero = self._park(role, self.heroes[role])
+                hero.started = self.time
+                self.heroes[role] = hero
+                self._replan(hero)
+                infos[role]['respawned'] = not hero.waiting
             else:
                 self.agents.remove(role)
-                libsumo.vehicle.remove(role)
-        if any(terminations.values()) or truncate:
+                if not self.heroes[role].waiting:
+                    libsumo.vehicle.remove(role)
+        if any(terminations.values()) or truncate or entered:
             self._compose()  # respawned / removed CALL vehicles, for observe() and states
         return obs, rewards, terminations, truncations, infos
+
+    def _park(self, role: str, hero: _Hero) -> _Hero:
+        """
+        Take a CALL vehicle that found no free start out of the world until one frees up.
+
+        It leaves SUMO (the background drives on) and stands in the GARAGE, where it meets
+        nothing; `step` reports it with `info['waiting']`, never terminates it, and retries
+        its respawn every step (`_retry_waiting`).
+        """
+        libsumo.vehicle.remove(role)
+        state = BicycleState(GARAGE[0] + 50.0 * hero.actor_id, GARAGE[1], 0.0, 0.0)
+        return _Hero(hero.actor_id, state, hero.route, waiting=True,
+                     waypoints=np.zeros((0, 2)))
+
+    def _retry_waiting(self) -> set[str]:
+        """Respawn the waiting CALL vehicles whose start is free now; return their roles."""
+        entered = set()
+        for role in self.agents:
+            hero = self.heroes[role]
+            if not hero.waiting:
+                continue
+            new = self._spawn_hero(role, hero.actor_id, in_traffic=True, into_sumo=True)
+            if new is not None:
+                new.started = self.time
+                self.heroes[role] = new
+                self._replan(new)
+                entered.add(role)
+        return entered
 
     def _apply_command(self, hero: _Hero, command: VehicleControl | int | None) -> list[str]:
         if command is None:
@@ -395,14 +441,26 @@ class MultiVehicleEnv:
             libsumo.route.add(f'path{k}', list(path))
 
     def _spawn_hero(self, role: str, actor_id: int, in_traffic: bool = False,
-                    start: Mapping[str, Any] | None = None) -> _Hero:
-        """Draw a route whose start is clear of every placed vehicle, add/move the vehicle."""
+                    start: Mapping[str, Any] | None = None,
+                    into_sumo: bool = False) -> _Hero | None:
+        """
+        Draw a route whose start is clear of every placed vehicle, add/move the vehicle.
+
+        In traffic (a respawn) the vehicle is moved, or added to SUMO when `into_sumo` (it
+        waited outside); None when no start is free there, so that it waits. At reset no free
+        start is a scenario with more vehicles than its map holds: that fails fast.
+        """
         clearance = float(self.scenario['route']['spawn_clearance'])
-        occupied = [(h.state.x, h.state.y) for r, h in getattr(self, 'heroes', {}).items()
+        # distances are between centres, less how much longer than a car the other is: a
+        # truck's centre 8 m away is as near as a car's 4.4 m (its rear reaches that far)
+        occupied = [(h.state.x, h.state.y, 0.0) for r, h in getattr(self, 'heroes', {}).items()
                     if r != role]
         if in_traffic:
-            occupied += [(s.x, s.y) for s in self.states if s.role_name != role]
-        occupied_xy = np.asarray(occupied, dtype=np.float64).reshape(-1, 2)
+            occupied += [(s.x, s.y, max(0.5 * (s.length - self.vehicle_length), 0.0))
+                         for s in self.states if s.role_name != role]
+        occupied = np.asarray(occupied, dtype=np.float64).reshape(-1, 3)
+        occupied_xy, longer = occupied[:, :2], occupied[:, 2]
+        need = self.vehicle_length + 3.0
         if start is not None:
             route = self.planner.sample(self._rng, (str(start['edge']), int(start['lane']),
                                                     float(start['pos'])))
@@ -413,17 +471,28 @@ class MultiVehicleEnv:
             # on a source edge rather than end the run
             windows = (True, False) if in_traffic else (True,)
             for draw in range(100 * len(windows)):
-                if draw >= 100 and best_free >= self.vehicle_length + 3.0:
+                if draw >= 100 and best_free >= need:
                     break
                 candidate = self.planner.sample(self._rng, in_window=windows[draw // 100])
                 xy = candidate.points[0]
-                free = (np.hypot(*(occupied_xy - xy).T).min() if len(occupied_xy)
+                free = ((np.hypot(*(occupied_xy - xy).T) - longer).min() if len(occupied_xy)
                         else math.inf)
                 if free > best_free:
                     best, best_free = candidate, free
                 if free >= clearance:
                     break
-            if best_free < self.vehicle_length + 3.0:
+            if in_traffic and best_free < need and len(occupied_xy):
+                # the draws missed: the freest of every start a draw could make
+                sources, points = self._starts()
+                free = (np.hypot(points[:, None, 0] - occupied_xy[None, :, 0],
+                                 points[:, None, 1] - occupied_xy[None, :, 1])
+                        - longer[None, :]).min(1)
+                j = int(free.argmax())
+                if free[j] > best_free:
+                    best, best_free = self.planner.sample(self._rng, sources[j]), free[j]
+            if best_free < need:
+                if in_traffic:
+                    return None
                 raise RuntimeError(f'no free start found for {role} in {draw + 1} draws: too '
                                    f'many vehicles for map {self.road.name}')
             route = best
@@ -432,7 +501,7 @@ class MultiVehicleEnv:
         xy = route.points[0]
         state = BicycleState(float(xy[0]), float(xy[1]), route.start_yaw(), speed)
         hero = _Hero(actor_id, state, route)
-        if in_traffic:
+        if in_traffic and not into_sumo:
             self._place_hero(role, hero)
         else:
             self._route_counter += 1
@@ -445,7 +514,15 @@ class MultiVehicleEnv:
                                 departSpeed=f'{state.speed:.3f}')
             libsumo.vehicle.setSpeedMode(role, 0)
             libsumo.vehicle.setLaneChangeMode(role, 0)
+            if into_sumo:
+                self._place_hero(role, hero)
         return hero
+
+    def _starts(self) -> tuple[list[tuple[str, int, float]], np.ndarray]:
+        """Every start a respawn may take, 1 m apart (computed once per map)."""
+        if getattr(self, '_start_grid', None) is None:
+            self._start_grid = self.planner.start_positions(1.0)
+        return self._start_grid
 
     def _add_background(self, path_index: int, lane: int, pos: float | str,
                         speed: str) -> None:

@@ -264,3 +264,37 @@ def test_a_respawn_may_leave_a_full_start_window_but_a_reset_may_not(make_env):
     anywhere = [env.planner.sample(rng, in_window=False).start_pos for _ in range(20)]
     assert all(100.0 <= s <= 101.0 for s in inside)
     assert any(not 100.0 <= s <= 101.0 for s in anywhere)
+
+
+def test_a_respawn_without_a_free_start_waits_outside_and_enters_when_one_frees(make_env):
+    # every start is taken by a standing CALL vehicle (7 m apart on all four lanes of the
+    # 40 m start range): hero0 arrives, finds no free start, and waits instead of ending the
+    # run; once the others drive off it enters on a start of that range
+    import libsumo
+    route = {'max_lane_changes': 0, 'length': 40.0, 'start_margin': 1900.0}
+    blockers = [(lane, pos) for lane in range(4) for pos in np.arange(1896.0, 1946.0, 7.0)]
+    env = make_env({**STRAIGHT, 'num_controlled': 1 + len(blockers), 'num_background': 0,
+                    'respawn_done': True, 'route': route})
+    starts = {'hero0': {'edge': 'main', 'lane': 0, 'pos': 1000.0, 'speed': 10.0}}
+    starts.update({f'hero{i + 1}': {'edge': 'main', 'lane': lane, 'pos': float(pos),
+                                    'speed': 0.0} for i, (lane, pos) in enumerate(blockers)})
+    env.reset(options={'starts': starts})
+    stand = {role: VehicleControl(brake=1.0) for role in starts if role != 'hero0'}
+    waited = 0
+    for _ in range(80):
+        _, _, term, _, infos = env.step({'hero0': VehicleControl(throttle=0.05), **stand})
+        if infos['hero0']['waiting']:
+            waited += 1
+            assert not term['hero0'] and 'hero0' not in libsumo.vehicle.getIDList()
+    assert waited >= 30 and infos['hero0']['waiting']      # it arrived, then kept waiting
+    go = {role: VehicleControl(throttle=1.0) for role in stand}
+    for _ in range(100):
+        obs, _, term, _, infos = env.step({'hero0': VehicleControl(brake=1.0), **go})
+        if not infos['hero0']['waiting']:
+            break
+    assert infos['hero0']['respawned'] and not term['hero0']
+    assert 'hero0' in libsumo.vehicle.getIDList()
+    assert 1890.0 <= obs['hero0'].ego.x - env.road.net.getEdge('main').getFromNode() \
+        .getCoord()[0] <= 1950.0
+    after, *_ = env.step({'hero0': VehicleControl(brake=1.0), **go})
+    assert not infos['hero0']['waiting'] and env.agents[0] == 'hero0'
