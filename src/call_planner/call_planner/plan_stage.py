@@ -74,7 +74,8 @@ def route_cost_from_params(p: Mapping[str, Any]) -> Optional[RouteCost]:
     """Build the look-ahead's route cost (None when its weight is 0)."""
     return route_cost_or_none(RouteConfig(float(p['route_weight']), float(p['route_lookahead']),
                                           float(p['route_speed_weight']),
-                                          float(p['route_reference_speed'])),
+                                          float(p['route_reference_speed']),
+                                          float(p['route_lateral_accel'])),
                               ActionSet.from_config({'accels': p['accels'],
                                                      'steers': p['steers']}),
                               BicycleModel.from_config(p))

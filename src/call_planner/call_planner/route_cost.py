@@ -27,7 +27,12 @@ Each candidate is also charged
     w_v * mean_k max(0, v_ref - v_k)
 
 for the predicted speeds v_k below the reference speed v_ref [m/s]; braking for a vehicle
-ahead stays the occupancy cost's and the safety monitor's business.
+ahead stays the occupancy cost's and the safety monitor's business. Where the route bends
+(a turn at a junction) the reference is the curve's speed, v_ref = min(v_ref, sqrt(a_lat /
+kappa)) for the largest curvature kappa of the route within the distance it takes to brake
+from v_ref, as speed planners of route followers bound lateral acceleration, and speeds above
+that curve speed are charged as well: a turn taken at the straight road's speed left the
+road.
 """
 from dataclasses import dataclass, replace
 import math
@@ -46,10 +51,13 @@ class RouteConfig:
     lookahead: float = 8.0        # [m] L: where the heading error is measured
     speed_weight: float = 0.0     # w_v: reward units per m/s below the reference; 0 = off
     reference_speed: float = 0.0  # [m/s] v_ref
+    lateral_accel: float = 0.0    # [m/s^2] a_lat bounding the speed in curves; 0 = no bound
+    brake_decel: float = 2.0      # [m/s^2] how far ahead curves count: v_ref^2 / (2 b)
 
     def __post_init__(self):
         """Fail fast on a negative weight, look-ahead or speed."""
-        for name in ('weight', 'lookahead', 'speed_weight', 'reference_speed'):
+        for name in ('weight', 'lookahead', 'speed_weight', 'reference_speed',
+                     'lateral_accel', 'brake_decel'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0.0):
                 raise ValueError(f'route_{name} must be >= 0, got {value}')
@@ -119,9 +127,35 @@ class RouteCost:
         points = np.stack([np.stack([x, y], -1),
                            np.stack([x + ahead * np.cos(yaw), y + ahead * np.sin(yaw)], -1)],
                           2)                                                    # (B, K, 2, 2)
-        shortfall = np.maximum(self.config.reference_speed - speed, 0.0).mean(-1)
+        reference = self.reference_speed(route)
+        shortfall = np.maximum(reference - speed, 0.0).mean(-1)
+        if reference < self.config.reference_speed:         # in a curve: its speed, not more
+            shortfall = shortfall + np.maximum(speed - reference, 0.0).mean(-1)
         deviation = distance_to_polyline(points, route).sum(-1).mean(-1)      # (B,)
         return self.config.weight * deviation + self.config.speed_weight * shortfall
+
+    def reference_speed(self, route: np.ndarray) -> float:
+        """v_ref, lowered to the curve speed of the sharpest bend within braking distance."""
+        cfg = self.config
+        if cfg.lateral_accel <= 0.0 or len(route) < 3:
+            return cfg.reference_speed
+        steps = np.diff(route, axis=0)
+        lengths = np.hypot(steps[:, 0], steps[:, 1])
+        keep = lengths > 1e-6
+        steps, lengths = steps[keep], lengths[keep]
+        if len(steps) < 2:
+            return cfg.reference_speed
+        heading = np.arctan2(steps[:, 1], steps[:, 0])
+        turn = np.abs(np.remainder(np.diff(heading) + math.pi, 2 * math.pi) - math.pi)
+        arc = np.cumsum(lengths)[:-1]                 # distance to each vertex's turn
+        ds = 0.5 * (lengths[:-1] + lengths[1:])
+        near = arc <= cfg.reference_speed ** 2 / (2.0 * cfg.brake_decel)
+        if not near.any():
+            return cfg.reference_speed
+        kappa = float((turn[near] / ds[near]).max())
+        if kappa <= 1e-9:
+            return cfg.reference_speed
+        return min(cfg.reference_speed, math.sqrt(cfg.lateral_accel / kappa))
 
 
 def rescored(plan, costs: Sequence[float]):

@@ -88,3 +88,40 @@ def test_a_slow_vehicle_is_charged_for_braking_and_paid_for_speeding_up_to_the_r
 def test_bad_route_config_fails_fast(kwargs):
     with pytest.raises(ValueError):
         RouteConfig(**kwargs)
+
+
+def test_before_a_turn_of_a_real_route_the_reference_is_the_curve_speed():
+    # a route of the crossroad map (SUMO's junction shape) that turns left at the junction:
+    # far before the junction the reference stays planner.yaml's, within braking distance of
+    # the turn it is the curve speed, and at that distance a vehicle at 9 m/s is paid for
+    # braking, not for keeping its speed (a turn at the straight road's speed leaves the road)
+    from call_planner.plan_stage import planner_params, route_cost_from_params
+    from call_sim.config import load_yaml
+    from call_sim.env import MultiVehicleEnv
+    params = planner_params()
+    cost = route_cost_from_params(params)
+    scenario = {**load_yaml('scenarios/crossroad.yaml'), 'num_controlled': 1,
+                'num_background': 0}
+    with MultiVehicleEnv.from_scenario(scenario) as env:
+        turning = None
+        rng = np.random.default_rng(0)
+        for _ in range(200):
+            route = env.planner.sample(rng, ('south_in', 0, 100.0))
+            heading = np.arctan2(*np.diff(route.points[[-2, -1]], axis=0)[0][::-1])
+            if route.edges[1] == 'west_out' and abs(heading - math.pi) < 0.2:
+                turning = route.points
+                break
+    assert turning is not None
+    arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(turning, axis=0).T))])
+    window = float(load_yaml('sim.yaml')['route']['horizon'])
+
+    def ahead(start):       # the waypoint window the simulator publishes from arc `start`
+        return turning[(arc >= start) & (arc <= start + window)]
+    v_ref = float(params['route_reference_speed'])
+    assert cost.reference_speed(ahead(0.0)) == v_ref            # the turn is 80 m away
+    near = ahead(70.0)          # the turn starts about 15 m ahead
+    assert 2.0 < cost.reference_speed(near) < 0.7 * v_ref
+    brake, keep = (ACTIONS.index(a, 0.0) for a in (-2.0, 0.0))
+    pose = (float(near[0, 0]), float(near[0, 1]), math.pi / 2)
+    costs = cost.cost(np.array([[brake] * 5, [keep] * 5]), RouteContext(pose, 9.0, near))
+    assert costs[0] < costs[1]

@@ -138,12 +138,7 @@ class MultiVehicleEnv:
         args = ['-n', str(self.road.net_path), '--step-length', str(self.dt),
                 '--seed', str(seed), '--no-step-log', 'true', '--no-warnings', 'true',
                 '--collision.action', 'none', '--time-to-teleport', '-1',
-                '--default.speeddev', '0.1', '--eager-insert', 'true',
-                # a CALL vehicle that stops inside a junction is a foe SUMO's drivers wait
-                # for; if it in turn waits for one of them, no one moves again (gridlock).
-                # SUMO's remedy: after this long they stop waiting for a standing blocker
-                '--ignore-junction-blocker',
-                str(float(self.scenario.get('junction_blocker_timeout', -1.0)))]
+                '--default.speeddev', '0.1', '--eager-insert', 'true']
         if self._started:
             # moveToXY (a respawn after the last step) leaves a pending remote-control move
             # that libsumo keeps a raw vehicle pointer for; load() would free the vehicle and
