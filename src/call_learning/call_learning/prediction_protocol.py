@@ -356,7 +356,7 @@ def draw_windows(views: EpisodeViews, config: ProtocolConfig, seed: int
 
 
 def pixel_affine(bev: BevConfig, pose_from: VehicleState, pose_to: VehicleState) -> np.ndarray:
-    """(2, 3) affine taking a BEV pixel (col, row) seen from ``pose_from`` to that from ``pose_to``."""
+    """Return the (2, 3) affine of a BEV pixel (col, row) from ``pose_from`` to ``pose_to``."""
     def full(pose):
         return np.vstack([map_to_pixel(bev, pose), [0.0, 0.0, 1.0]])
     return (full(pose_to) @ np.linalg.inv(full(pose_from)))[:2]
@@ -372,7 +372,7 @@ class EgoKinematics:
 
     @classmethod
     def load(cls, scenario: str) -> 'EgoKinematics':
-        """The simulator's vehicle config with the scenario's step (as ``MultiVehicleEnv``)."""
+        """Read the simulator's vehicle config with the scenario's step (as the env does)."""
         from call_sim.config import load_yaml
         from call_sim.scenario import load_scenario
         vehicle = load_yaml('vehicle.yaml')
@@ -382,7 +382,7 @@ class EgoKinematics:
                                              'dt': float(load_scenario(scenario)['dt'])}))
 
     def rollout(self, ego: VehicleState, actions: Sequence[int]) -> List[VehicleState]:
-        """The ego's poses after each action (what it expects from its own plan)."""
+        """Return the ego's poses after each action (what it expects from its own plan)."""
         state = BicycleState(ego.x, ego.y, ego.yaw, ego.speed)
         poses = []
         for action in actions:
@@ -397,7 +397,7 @@ def observed_context(views: EpisodeViews, inputs: List[Dict[str, np.ndarray]],
                      windows: List[Tuple[str, int]], horizons: Sequence[int], context: int,
                      kinematics: EgoKinematics) -> Observed:
     """
-    The motion head's inputs per window (``bev_prediction.Observed``).
+    Build the motion head's inputs per window (``bev_prediction.Observed``).
 
     The last ``context`` input BEVs (frames before the ego's last (re)start repeat its first
     one). The reference frame of step t is the ego's pose at t0 moved on by (t - t0) steps at

@@ -31,9 +31,8 @@ from call_learning.prediction_protocol import (EgoKinematics, EpisodeViews, filt
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
 from call_world_model.bev_motion import BevMotionHead, MotionHeadConfig, save_into
 from call_world_model.bev_prediction import Observed
-from call_world_model.world_model import bev_to_float
 from call_world_model.checkpoint import load
-from call_world_model.world_model import WorldModel
+from call_world_model.world_model import bev_to_float, WorldModel
 import numpy as np
 import torch
 
@@ -64,7 +63,7 @@ class EpisodeData:
 
     def batch(self, picks: Sequence[Tuple[str, int]], kind: str, context: int,
               horizons: Sequence[int]) -> Tuple[Observed, torch.Tensor]:
-        """(the head's inputs, target vehicles (B, H, S, S)) of the windows ``picks``."""
+        """Return (the head's inputs, target vehicles (B, H, S, S)) of the windows ``picks``."""
         inputs = self.inputs[kind]
         observed = observed_context(self.views, inputs, list(picks), horizons, context,
                                     self.kinematics)
@@ -135,17 +134,18 @@ def train(args: argparse.Namespace) -> int:
         rng.choice(len(val.windows), min(args.val_windows, len(val.windows)), replace=False))]
     val_horizons = (1, 5, 10)
     data_cpu = cpu_seconds()
+    command = 'python -m call_learning.train_motion_head ' + ' '.join(sys.argv[1:])
     base = validate(head, val, val_picks, args.context, val_horizons)
     print(f'untrained head (flow prior alone) val IoU {json.dumps(base)}', flush=True)
     best, best_update = base[5] + base[10], 0
     save_into(args.checkpoint, args.out, head, extra={
         'updates': 0, 'val_iou': {str(k): v for k, v in base.items()},
-        'command': ' '.join(sys.argv)})
+        'command': command})
     optimizer = torch.optim.Adam(head.parameters(), lr=args.lr)
     update = 0
     history = []
     while update < args.updates and cpu_seconds() - data_cpu < args.cpu_budget:
-        picks, kinds = [], []
+        picks = []
         for _ in range(args.batch):
             episode = episodes[rng.integers(len(episodes))]
             picks.append((episode, episode.windows[rng.integers(len(episode.windows))]))
@@ -169,7 +169,7 @@ def train(args: argparse.Namespace) -> int:
                 save_into(args.checkpoint, args.out, head, extra={
                     'updates': update, 'val_iou': {str(k): v for k, v in scores.items()},
                     'train_seeds': list(args.train_seeds), 'val_seed': args.val_seed,
-                    'scenario': args.scenario, 'command': ' '.join(sys.argv)})
+                    'scenario': args.scenario, 'command': command})
     print(f'done: {update} updates, {cpu_seconds() - data_cpu:.0f} s CPU training, '
           f'{data_cpu:.0f} s CPU data, {time.monotonic() - start:.0f} s wall; best val '
           f'IoU(5) + IoU(10) {best:.4f} at update {best_update} '

@@ -67,8 +67,7 @@ class MotionHeadConfig:
     def __post_init__(self):
         """Fail fast on a head that cannot be built."""
         if self.bev_size < 8 or self.bev_size % 2 or self.context < 2 or self.width < 2 \
-                or min(self.blur, self.window, self.ridge,
-                                               self.max_speed) <= 0:
+                or min(self.blur, self.window, self.ridge, self.max_speed) <= 0:
             raise ValueError(f'invalid motion head config {self}')
         channels = tuple(self.moved_channels) + tuple(self.static_channels) + (self.road_channel,)
         if not self.moved_channels or not all(0 <= c < self.bev_channels for c in channels):
@@ -197,38 +196,50 @@ def _apply(affine: torch.Tensor, cols: torch.Tensor, rows: torch.Tensor):
             a[:, 1, 0] * cols + a[:, 1, 1] * rows + a[:, 1, 2])
 
 
+def follow(frames: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
+    """
+    Resample frames (B, T, S, S) ending at t0 along the flow (B, 2, S, S).
+
+    Frame t0 + tau is read at x + tau v(x), so whatever moves at v lands where it is at t0.
+    """
+    b, t, s, _ = frames.shape
+    grid = torch.arange(s, dtype=frames.dtype, device=frames.device)
+    rows, cols = torch.meshgrid(grid, grid, indexing='ij')
+    taus = torch.arange(t, dtype=frames.dtype, device=frames.device) - (t - 1)
+    src_rows = rows + taus[None, :, None, None] * velocity[:, None, 0]  # (B, T, S, S)
+    src_cols = cols + taus[None, :, None, None] * velocity[:, None, 1]
+    normalised = torch.stack([(src_cols * 2.0 + 1.0) / s - 1.0,
+                              (src_rows * 2.0 + 1.0) / s - 1.0], -1)
+    return F.grid_sample(frames.reshape(b * t, 1, s, s), normalised.reshape(b * t, s, s, 2),
+                         mode='bilinear', padding_mode='zeros',
+                         align_corners=False).reshape(b, t, s, s)
+
+
 def flow_refined(vehicles: torch.Tensor, cfg: MotionHeadConfig) -> torch.Tensor:
     """
-    Iterated ``flow_prior`` (B, 2, S, S): each pass samples the frame of t0 + tau at
-    x + tau v(x), so a vehicle moving at v stands still, and adds the flow that remains.
+    Iterate ``flow_prior`` -> velocity (B, 2, S, S), re-aligning the frames each pass.
+
+    Each pass samples the frame of t0 + tau at x + tau v(x) (``follow``), so a vehicle moving
+    at v stands still, and adds the flow that remains.
 
     One linearised pass underestimates motions larger than the blur over the context (a
     vehicle 0.3 px / step faster than the ego moves 5 px in 16 frames); re-aligning brings
     the remainder back into the linear range.
     """
-    b, t, s, _ = vehicles.shape
-    grid = torch.arange(s, dtype=vehicles.dtype, device=vehicles.device)
-    rows, cols = torch.meshgrid(grid, grid, indexing='ij')
-    taus = torch.arange(t, dtype=vehicles.dtype, device=vehicles.device) - (t - 1)
-    velocity = vehicles.new_zeros(b, 2, s, s)
+    velocity = torch.zeros_like(vehicles[:, :2])
     frames = vehicles
     for _ in range(max(1, cfg.iterations)):
         velocity = (velocity + flow_prior(frames, cfg.blur, cfg.window, cfg.ridge)).clamp(
             -cfg.max_speed, cfg.max_speed)
-        src_rows = rows + taus[None, :, None, None] * velocity[:, None, 0]  # (B, T, S, S)
-        src_cols = cols + taus[None, :, None, None] * velocity[:, None, 1]
-        normalised = torch.stack([(src_cols * 2.0 + 1.0) / s - 1.0,
-                                  (src_rows * 2.0 + 1.0) / s - 1.0], -1)
-        frames = F.grid_sample(vehicles.reshape(b * t, 1, s, s),
-                               normalised.reshape(b * t, s, s, 2), mode='bilinear',
-                               padding_mode='zeros', align_corners=False).reshape(b, t, s, s)
+        frames = follow(vehicles, velocity)
     return velocity
 
 
 def splat_nearest(values: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
     """
-    ``splat`` with every pixel moved to the pixel nearest its new position (max where two
-    land), in the forward pass; the gradient is ``splat``'s (straight-through).
+    Move every pixel to the pixel nearest its new position (max where two land).
+
+    Forward pass only: the gradient is ``splat``'s (straight-through).
 
     A rasterised box moved by a fraction of a pixel stays a box: bilinear sharing would leave
     its edge pixels at 1/2 or less, which a 0.5 threshold drops, so that a two-pixel-wide car
@@ -281,10 +292,10 @@ class BevMotionHead(nn.Module):
 
     def velocity(self, context: torch.Tensor, align: torch.Tensor) -> torch.Tensor:
         """
-        Velocity field (B, 2, S, S) [rows, cols px / step] in the frame of t0.
+        Velocity field (B, 2, S, S) [rows, cols px / step] in the reference frame of t0.
 
         context: observed BEVs (B, T, C, S, S); align (B, T, 2, 3): pixel affine of each frame
-        into the t0 frame (the ego's odometry; identity for the last frame).
+        into its step's reference frame (the ego's odometry).
         """
         cfg = self.cfg
         frames, align = context[:, -cfg.context:], align[:, -cfg.context:]
@@ -387,7 +398,7 @@ def has_head(path: str) -> bool:
 
 def load_head(path: str, cfg: WorldModelConfig) -> BevMotionHead:
     """
-    The motion head stored in the checkpoint ``path``, checked against world model ``cfg``.
+    Load the motion head of the checkpoint ``path``, checked against world model ``cfg``.
 
     Raises CheckpointError with the reason: no head, another head format, an invalid config,
     a config that does not fit the world model, or weights that do not fit the config.

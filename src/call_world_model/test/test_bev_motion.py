@@ -55,7 +55,7 @@ def test_untrained_head_is_copy_last_on_a_still_scene():
 
 
 def _moving_box(cfg: MotionHeadConfig, speed: float) -> torch.Tensor:
-    """A 4 x 2 px box moving down the rows at ``speed`` px / step, drawn area-weighted."""
+    """Draw a 4 x 2 px box moving down the rows at ``speed`` px / step (centres inside)."""
     ctx = torch.zeros(1, cfg.context, cfg.bev_channels, cfg.bev_size, cfg.bev_size)
     rows = torch.arange(cfg.bev_size, dtype=torch.float32)
     for i in range(cfg.context):
