@@ -80,7 +80,7 @@ class RunMetrics:
         return min(sharing, self.steps) / self.steps if self.steps else 0.0
 
     def add_planner_counts(self, role: str, values: dict) -> None:
-        """A planner's cumulative command counters (`planned`, `overrides_<level>`)."""
+        """Keep a planner's cumulative command counters (`planned`, `overrides_<level>`)."""
         counts = {}
         for key in ('planned',) + tuple(f'overrides_{level}'
                                         for level in driving_metrics.OVERRIDE_LEVELS):
