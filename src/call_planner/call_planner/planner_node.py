@@ -74,6 +74,7 @@ class PlannerNode(Node):
     def __init__(self, **node_options: Any) -> None:
         """Read parameters, load the checkpoint, create topics and the watchdog timer."""
         super().__init__('planner', **node_options)   # composition: cli_args
+        self.batch: Optional[BatchTimer] = None   # destroy_node reads it after any failure
         # stamps must match the simulator's ticks: the planner always runs on /clock time
         self.set_parameters([Parameter('use_sim_time', value=True)])
         p = declare_from_yaml(self, 'call_planner', 'planner.yaml')
@@ -350,7 +351,8 @@ class PlannerNode(Node):
 
     def destroy_node(self) -> None:
         """Run what is queued (this node's timer may be the armed one), leave the batcher."""
-        self.batch.close()
+        if self.batch is not None:
+            self.batch.close()
         super().destroy_node()
 
     def _planning_failed(self, error: Exception, msg: LatentState, speed: float) -> None:
@@ -604,8 +606,9 @@ class PlannerNode(Node):
 
 
 def main(args=None) -> int:
-    """Spin the node until SIGINT/SIGTERM (call_common.node_main)."""
-    return spin_until_signal(PlannerNode, args, 'planner_node')
+    """Spin the node until SIGINT/SIGTERM; a bad checkpoint or config exits with code 2."""
+    return spin_until_signal(PlannerNode, args, 'planner_node',
+                             start_errors=(checkpoint.CheckpointError, ValueError))
 
 
 if __name__ == '__main__':

@@ -43,6 +43,7 @@ class WorldModelNode(Node):
     def __init__(self, **node_options: Any) -> None:
         """Declare parameters, load the model, create publishers and subscriptions."""
         super().__init__('world_model', **node_options)   # composition: cli_args
+        self.batch: Optional[BatchTimer] = None   # destroy_node reads it after any failure
         p = declare_from_yaml(self, 'call_world_model', 'world_model.yaml')
         torch.set_num_threads(max(1, p['num_threads']))
         self.role = p['role_name']
@@ -98,7 +99,7 @@ class WorldModelNode(Node):
             loaded = checkpoint.load_shared(path)
             self.get_logger().info(f'loaded world model {path} (step {loaded.step})')
             return loaded.world_model
-        self.get_logger().warn(
+        self.get_logger().warning(
             f'NO CHECKPOINT GIVEN: using a RANDOMLY INITIALISED {preset!r} world model; '
             'latents and predictions are meaningless until a trained checkpoint is set')
         return WorldModel(load_config(preset))
@@ -289,7 +290,8 @@ class WorldModelNode(Node):
 
     def destroy_node(self) -> None:
         """Run what is queued (this node's timer may be the armed one), leave the batcher."""
-        self.batch.close()
+        if self.batch is not None:
+            self.batch.close()
         super().destroy_node()
 
     def _observed(self, msg: Image, action: int, start: float, output: ModelOutput) -> None:
