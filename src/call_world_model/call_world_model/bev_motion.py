@@ -33,10 +33,9 @@ A checkpoint carries the head next to the world model under the key ``bev_motion
 from dataclasses import asdict, dataclass, fields
 import math
 import os
-import tempfile
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from call_world_model.checkpoint import CheckpointError
+from call_world_model.checkpoint import CheckpointError, write_payload
 from call_world_model.config import WorldModelConfig
 import torch
 from torch import nn
@@ -375,19 +374,7 @@ def save_into(source: str, path: str, head: BevMotionHead,
         'format': HEAD_FORMAT, 'config': head.cfg.to_dict(),
         'state': {k: v.detach().to(torch.float16) for k, v in head.state_dict().items()},
         'extra': dict(extra or {})}
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix='.ckpt-', suffix='.tmp', dir=directory)
-    try:
-        with os.fdopen(handle, 'wb') as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_payload(path, payload)
 
 
 def has_head(path: str) -> bool:

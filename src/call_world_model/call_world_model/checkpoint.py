@@ -54,6 +54,15 @@ def save(path: str, world_model: WorldModel, actor_critic: Optional[ActorCritic]
         if actor_critic is not None:
             payload['optimizers']['actor'] = actor_critic.actor_opt.state_dict()
             payload['optimizers']['critic'] = actor_critic.critic_opt.state_dict()
+    write_payload(path, payload)
+
+
+def write_payload(path: str, payload: Dict[str, Any]) -> None:
+    """
+    ``torch.save`` ``payload`` to ``path`` atomically (temporary file, fsync, rename).
+
+    A training run killed mid-write must never leave a truncated checkpoint behind.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix='.ckpt-', suffix='.tmp', dir=directory)
