@@ -298,3 +298,32 @@ def test_a_respawn_without_a_free_start_waits_outside_and_enters_when_one_frees(
         .getCoord()[0] <= 1950.0
     after, *_ = env.step({'hero0': VehicleControl(brake=1.0), **go})
     assert not infos['hero0']['waiting'] and env.agents[0] == 'hero0'
+
+
+def test_a_respawn_keeps_its_clearance_from_a_truck_s_rear():
+    # every background vehicle a 12 m truck: a respawned CALL vehicle starts clear of each
+    # truck's whole length, not only of its centre (a truck's centre 8 m away put its rear
+    # on the new vehicle, a collision at the respawn)
+    scenario = {**STRAIGHT, 'num_controlled': 1, 'num_background': 60, 'respawn_done': True,
+                'trip_time_limit': 0.2,
+                'route': {'max_lane_changes': 0, 'start_window': [100.0, 200.0],
+                          'spawn_clearance': 8.0},
+                'background': {'types': [{'name': 'truck', 'length': 12.0, 'width': 2.6,
+                                          'share': 1.0, 'max_speed': 11.0}]}}
+    env = MultiVehicleEnv.from_scenario(scenario)
+    try:
+        env.reset(seed=5)
+        need = env.vehicle_length + 3.0
+        nearest = []
+        for _ in range(80):
+            _, _, term, _, infos = env.step({'hero0': VehicleControl(brake=1.0)})
+            if infos['hero0']['respawned']:
+                obs = env.observe('hero0')
+                ego = obs.ego
+                gaps = [math.hypot(o.x - ego.x, o.y - ego.y) - 0.5 * (o.length - ego.length)
+                        for o in obs.others]
+                nearest.append(min(gaps))
+        assert len(nearest) >= 30
+        assert min(nearest) >= need - 1e-6
+    finally:
+        env.close()
