@@ -232,6 +232,22 @@ def fleet_key_paths(keys_dir: str, roles: list[str]) -> dict:
             **{role: os.path.join(keys_dir, f'{role}.key.yaml') for role in roles}}
 
 
+def checkpoint_parameters(path: str) -> dict:
+    """
+    Return {package: {parameter: value}} that follow from the fleet's checkpoint.
+
+    Perception renders the BEV at the model's input size (bev.yaml's field of view), so one
+    checkpoint argument switches the whole vehicle. GraphError with the reason for a file
+    whose config cannot be read (the nodes would fail on it one by one).
+    """
+    from call_world_model.checkpoint_config import read_config
+    try:
+        cfg = read_config(path)
+    except ValueError as err:
+        raise GraphError(str(err)) from err
+    return {'call_perception': {'bev_size': int(cfg.bev_size)}}
+
+
 def build_graph(num_vehicles: Optional[int] = None,
                 backend: Optional[str] = None,
                 scenario: Optional[str] = None,
@@ -297,6 +313,7 @@ def build_graph(num_vehicles: Optional[int] = None,
         raise GraphError(f'checkpoint {given["checkpoint"]!r} does not exist: train one '
                          '(call_world_model) or pass checkpoint; call_demo falls back to a '
                          'random model')
+    derived = checkpoint_parameters(given['checkpoint'])
     overrides = overrides or {}
     remappings = dict(remappings or {})
     if v2v_faults is not None:
@@ -310,6 +327,8 @@ def build_graph(num_vehicles: Optional[int] = None,
         for argument, targets in ARGUMENT_PARAMETERS.items():
             if template.package in targets and given[argument] is not None:
                 params[targets[template.package]] = given[argument]
+        if template in VEHICLE_NODES:
+            params.update(derived.get(template.package, {}))
         params.update(extra)
         full = (namespace + '/' + template.name) if namespace else '/' + template.name
         remaps: list[tuple[str, str]] = []
