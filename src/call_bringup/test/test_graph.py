@@ -2,7 +2,9 @@
 import os
 
 from call_bringup.graph import build_graph, GraphError, read_ros_params, role_names
+from call_world_model.config import load_config
 import pytest
+import torch
 import yaml
 
 PACKAGES = ('call_bringup', 'call_sim', 'call_perception', 'call_world_model', 'call_comm',
@@ -24,8 +26,26 @@ def shares(tmp_path):
             {'/**': {'ros__parameters': {'rate': 10.0, 'owner': package}}}))
         (config / 'presets.yaml').write_text(yaml.safe_dump({'small': {'deter': 8}}))
     (tmp_path / 'call_world_model' / 'checkpoints').mkdir()
-    (tmp_path / 'call_world_model' / 'checkpoints' / 'call_small.pt').write_bytes(b'x')
+    # a checkpoint's config without weights: all the graph reads of it
+    torch.save({'format_version': 1, 'config': load_config('small').to_dict()},
+               tmp_path / 'call_world_model' / 'checkpoints' / 'call_small.pt')
     return lambda package: str(tmp_path / package)
+
+
+def test_perception_renders_at_the_checkpoint_bev_size(shares, tmp_path):
+    def perception(specs):
+        return next(s for s in specs if s.name == 'perception').merged_parameters()
+    assert perception(build_graph(num_vehicles=1, share=shares))['bev_size'] == 128
+    small64 = tmp_path / 'small64.pt'
+    torch.save({'format_version': 1, 'config': load_config('small64g8c').to_dict()}, small64)
+    specs = build_graph(num_vehicles=1, checkpoint=str(small64), share=shares)
+    assert perception(specs)['bev_size'] == 64
+    assert all('bev_size' not in s.merged_parameters() for s in specs
+               if s.name != 'perception')
+    corrupt = tmp_path / 'corrupt.pt'
+    corrupt.write_bytes(b'x')
+    with pytest.raises(GraphError, match='corrupt or not a CALL checkpoint'):
+        build_graph(num_vehicles=1, checkpoint=str(corrupt), share=shares)
 
 
 def test_embedded_graph_has_simulator_and_four_namespaced_nodes_per_vehicle(shares):
