@@ -238,14 +238,19 @@ def checkpoint_parameters(path: str) -> dict:
 
     Perception renders the BEV at the model's input size (bev.yaml's field of view), so one
     checkpoint argument switches the whole vehicle. GraphError with the reason for a file
-    whose config cannot be read (the nodes would fail on it one by one).
+    whose config cannot be read or that holds no actor-critic (the nodes would fail on it one
+    by one; the planner's look-ahead needs the policy and the value).
     """
-    from call_world_model.checkpoint_config import read_config
+    from call_world_model.checkpoint_config import read_summary
     try:
-        cfg = read_config(path)
+        summary = read_summary(path)
     except ValueError as err:
         raise GraphError(str(err)) from err
-    return {'call_perception': {'bev_size': int(cfg.bev_size)}}
+    if not summary.has_actor_critic:
+        raise GraphError(f'checkpoint {path!r} has no actor-critic: the look-ahead of the '
+                         'planner needs its policy and value (a world-model-only file, e.g. '
+                         'wm_small64g8c.pt; call_small64g8c.pt adds one)')
+    return {'call_perception': {'bev_size': int(summary.cfg.bev_size)}}
 
 
 def build_graph(num_vehicles: Optional[int] = None,

@@ -27,8 +27,9 @@ def shares(tmp_path):
         (config / 'presets.yaml').write_text(yaml.safe_dump({'small': {'deter': 8}}))
     (tmp_path / 'call_world_model' / 'checkpoints').mkdir()
     # a checkpoint's config without weights: all the graph reads of it
-    torch.save({'format_version': 1, 'config': load_config('small').to_dict()},
-               tmp_path / 'call_world_model' / 'checkpoints' / 'call_small.pt')
+    shipped = tmp_path / 'call_world_model' / 'checkpoints' / 'call_small.pt'
+    torch.save({'format_version': 1, 'config': load_config('small').to_dict(),
+                'actor_critic': {}}, shipped)
     return lambda package: str(tmp_path / package)
 
 
@@ -37,7 +38,8 @@ def test_perception_renders_at_the_checkpoint_bev_size(shares, tmp_path):
         return next(s for s in specs if s.name == 'perception').merged_parameters()
     assert perception(build_graph(num_vehicles=1, share=shares))['bev_size'] == 128
     small64 = tmp_path / 'small64.pt'
-    torch.save({'format_version': 1, 'config': load_config('small64g8c').to_dict()}, small64)
+    torch.save({'format_version': 1, 'config': load_config('small64g8c').to_dict(),
+                'actor_critic': {}}, small64)
     specs = build_graph(num_vehicles=1, checkpoint=str(small64), share=shares)
     assert perception(specs)['bev_size'] == 64
     assert all('bev_size' not in s.merged_parameters() for s in specs
@@ -46,6 +48,11 @@ def test_perception_renders_at_the_checkpoint_bev_size(shares, tmp_path):
     corrupt.write_bytes(b'x')
     with pytest.raises(GraphError, match='corrupt or not a CALL checkpoint'):
         build_graph(num_vehicles=1, checkpoint=str(corrupt), share=shares)
+    world_model_only = tmp_path / 'wm.pt'
+    torch.save({'format_version': 1, 'config': load_config('small64g8c').to_dict(),
+                'actor_critic': None}, world_model_only)
+    with pytest.raises(GraphError, match='has no actor-critic'):
+        build_graph(num_vehicles=1, checkpoint=str(world_model_only), share=shares)
 
 
 def test_embedded_graph_has_simulator_and_four_namespaced_nodes_per_vehicle(shares):

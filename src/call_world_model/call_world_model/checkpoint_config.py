@@ -6,8 +6,10 @@ perception nodes render at) before any node starts; importing torch and loading 
 there would cost the launcher seconds for a dozen numbers. A `torch.save` file is a zip
 archive whose `*/data.pkl` pickles the payload dict, tensors as persistent references; this
 module unpickles it with every tensor and storage replaced by None and keeps the `config`
-entry. Only plain containers and numbers are built: any other class is refused.
+entry and whether an actor-critic is stored. Only plain containers and numbers are built: any
+other class is refused.
 """
+from dataclasses import dataclass
 import io
 import os
 import pickle
@@ -46,9 +48,17 @@ class _ConfigUnpickler(pickle.Unpickler):
         return _Skipped()
 
 
-def read_config(path: str) -> WorldModelConfig:
+@dataclass(frozen=True)
+class Summary:
+    """What a checkpoint holds, without its weights."""
+
+    cfg: WorldModelConfig
+    has_actor_critic: bool      # False: a world model alone (nothing the planner can drive)
+
+
+def read_summary(path: str) -> Summary:
     """
-    Return the WorldModelConfig stored in the checkpoint at `path`.
+    Return the WorldModelConfig stored in the checkpoint at `path` and its contents.
 
     ValueError with the reason for a missing file, a file that is no zip-format torch
     checkpoint, or a payload without a valid config (`checkpoint.load` gives the same
@@ -69,6 +79,7 @@ def read_config(path: str) -> WorldModelConfig:
     if not isinstance(config, dict):
         raise ValueError(f'checkpoint {path!r} carries no model config')
     try:
-        return WorldModelConfig.from_dict(config)
+        cfg = WorldModelConfig.from_dict(config)
     except (TypeError, ValueError) as exc:
         raise ValueError(f'checkpoint {path!r} carries an invalid config: {exc}') from exc
+    return Summary(cfg, payload.get('actor_critic') is not None)
