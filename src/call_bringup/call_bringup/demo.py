@@ -176,6 +176,10 @@ class RunMonitor(Node):
                 except ValueError:
                     pass
                 continue
+            if status.name == f'{status.hardware_id}/planner' and \
+                    status.hardware_id in self.roles:
+                self.metrics.add_planner_counts(status.hardware_id, values)
+                continue
             role = values.get('role_name') or next(
                 (r for r in self.roles if status.name.endswith(r) or
                  status.name.endswith(r + ')')), None)

@@ -3,9 +3,13 @@ The demo's live line and end-of-run summary, from per-step vehicle reports (ROS-
 
 Definitions (per CALL vehicle and simulation step, as the paper's Table 6):
 - collision rate: % of vehicle-steps in collision;
-- mean TTC: mean of the finite time-to-collision values [s] over vehicle-steps;
-- success rate: routes whose destination was reached / routes driven (reached, ended by a
-  collision or leaving the road, or still unfinished when the run ended);
+- success rate: routes whose destination was reached among routes that ended by themselves
+  (reached, or ended by a collision or by leaving the road); routes still being driven when
+  the run ended are counted apart (`call_sim.driving_metrics.success_rate`'s convention, the
+  one the experiments report). No mean TTC: over free-flow steps it measures traffic density,
+  not safety; the conflicts' minimum TTC is reported instead;
+- safety-monitor overrides: the planners' cumulative counters (their `/diagnostics`): commands
+  the TTC monitor replaced, per level, among all commands the planners gave;
 - bytes/step: serialized LatentMessage bytes accepted by all egos in one step (CommStats);
 - conflicts, min TTC per conflict, first-deceleration time: `call_bringup.conflicts`
   (`call_sim.driving_metrics`'s definitions; negative first deceleration = braked before).
@@ -13,6 +17,8 @@ Definitions (per CALL vehicle and simulation step, as the paper's Table 6):
 from dataclasses import dataclass, field
 import math
 from typing import Optional
+
+from call_sim import driving_metrics
 
 
 def _flag(value) -> bool:
@@ -51,11 +57,12 @@ class RunMetrics:
     roles: list
     vehicle_steps: int = 0
     collision_steps: int = 0
-    ttc_values: list = field(default_factory=list)
     reached: int = 0
-    failed: int = 0
+    collided: int = 0
+    left_road: int = 0
     steps: int = 0
     bytes_by_stamp: dict = field(default_factory=dict)
+    planner_counts: dict = field(default_factory=dict)   # role -> the planner's counters
     _finished: dict = field(default_factory=dict)
 
     def add_comm(self, stamp: float, role: str, bytes_received: int) -> None:
@@ -72,39 +79,57 @@ class RunMetrics:
         sharing = sum(1 for step in self.bytes_by_stamp.values() if sum(step.values()) > 0)
         return min(sharing, self.steps) / self.steps if self.steps else 0.0
 
+    def add_planner_counts(self, role: str, values: dict) -> None:
+        """Keep a planner's cumulative command counters (`planned`, `overrides_<level>`)."""
+        counts = {}
+        for key in ('planned',) + tuple(f'overrides_{level}'
+                                        for level in driving_metrics.OVERRIDE_LEVELS):
+            try:
+                counts[key] = int(values[key])
+            except (KeyError, ValueError):
+                return                               # not a counter report: keep the last
+        self.planner_counts[role] = counts
+
     def add_step(self, reports: dict) -> None:
         """One simulation step: the simulator's report per vehicle role."""
         self.steps += 1
         for role, report in reports.items():
             self.vehicle_steps += 1
             self.collision_steps += int(report.collision)
-            if math.isfinite(report.ttc):
-                self.ttc_values.append(report.ttc)
             if report.reached and not self._finished.get(role):
                 self.reached += 1
                 self._finished[role] = True
             elif (report.collision or report.off_road) and not self._finished.get(role):
-                self.failed += 1
+                self.collided += int(report.collision)
+                self.left_road += int(not report.collision)
                 self._finished[role] = True
             elif not (report.reached or report.collision or report.off_road):
                 self._finished[role] = False             # driving a (new) route
 
     def summary(self) -> dict:
-        """Success rate, mean TTC, collision rate, mean bytes/step (None when no data)."""
+        """Success rate, collision rate, overrides, mean bytes/step (None when no data)."""
         unfinished = sum(1 for role in self.roles if not self._finished.get(role))
-        routes = self.reached + self.failed + unfinished
+        outcomes = (['reached'] * self.reached + ['collision'] * self.collided
+                    + ['off_road'] * self.left_road + ['cut_short'] * unfinished)
+        success = driving_metrics.success_rate(outcomes)
         per_step = [sum(step.values()) for step in self.bytes_by_stamp.values()]
+        overrides = {level: sum(c[f'overrides_{level}'] for c in self.planner_counts.values())
+                     for level in driving_metrics.OVERRIDE_LEVELS}
+        commands = sum(c['planned'] for c in self.planner_counts.values()) \
+            + sum(overrides.values())
         return {
             'steps': self.steps,
             'vehicle_steps': self.vehicle_steps,
             'collision_steps': self.collision_steps,
-            'success_rate': self.reached / routes if routes else None,
-            'routes': routes,
+            'success_rate': None if math.isnan(success) else success,
+            'routes': len(outcomes),
+            'routes_ended': len(outcomes) - unfinished,
             'reached': self.reached,
-            'mean_ttc_s': (sum(self.ttc_values) / len(self.ttc_values)
-                           if self.ttc_values else None),
+            'unfinished': unfinished,
             'collision_rate': (self.collision_steps / self.vehicle_steps
                                if self.vehicle_steps else None),
+            'override_rate': sum(overrides.values()) / commands if commands else None,
+            'overrides': overrides,
             'mean_bytes_per_step': sum(per_step) / len(per_step) if per_step else None,
         }
 
@@ -127,9 +152,12 @@ def format_summary(summary: dict) -> str:
         '=== CALL demo summary ===',
         f'steps: {summary["steps"]} ({summary["vehicle_steps"]} vehicle-steps)',
         f'success rate: {_percent(summary["success_rate"])} '
-        f'({summary["reached"]}/{summary["routes"]} routes)',
-        f'mean TTC: {_seconds(summary["mean_ttc_s"])}',
+        f'({summary["reached"]}/{summary["routes_ended"]} routes that ended; '
+        f'{summary["unfinished"]} still driving at the end)',
         f'collision rate: {_percent(summary["collision_rate"])} of vehicle-steps',
+        f'safety-monitor overrides: {_percent(summary["override_rate"])} of the planners\' '
+        'commands (' + ', '.join(f'{level} {count}'
+                                 for level, count in summary['overrides'].items()) + ')',
         f'mean bytes/step: {_bytes(summary["mean_bytes_per_step"])} '
         '(all egos, accepted V2V latents)',
     ]
@@ -156,7 +184,10 @@ def format_summary(summary: dict) -> str:
 
 
 COMPARED = (
-    ('success rate', lambda s: f'{_percent(s["success_rate"])} ({s["reached"]}/{s["routes"]})'),
+    ('success rate', lambda s: f'{_percent(s["success_rate"])} '
+                               f'({s["reached"]}/{s["routes_ended"]})'),
+    ('routes still driving at the end', lambda s: str(s['unfinished'])),
+    ('safety-monitor overrides', lambda s: _percent(s['override_rate'])),
     ('collisions (vehicle-steps)', lambda s: str(s.get('collision_steps', 'n/a'))),
     ('conflicts', lambda s: str(s['conflicts'])),
     ('min TTC per conflict, mean', lambda s: _seconds(s['mean_min_ttc_s'])),

@@ -36,10 +36,12 @@ def test_demo_runs_30_ticks_and_writes_summary_gif_and_a_clean_log(tmp_path):
     assert vehicles == 4 and summary['ended'] == 'done'
     assert summary['steps'] >= TICKS
     assert summary['vehicle_steps'] == summary['steps'] * vehicles
-    assert vehicles <= summary['routes'] and 0 <= summary['reached'] <= summary['routes']
-    assert summary['success_rate'] == summary['reached'] / summary['routes']
+    assert vehicles <= summary['routes'] == summary['routes_ended'] + summary['unfinished']
+    assert 0 <= summary['reached'] <= summary['routes_ended']
+    assert summary['success_rate'] == (summary['reached'] / summary['routes_ended']
+                                       if summary['routes_ended'] else None)
     assert 0.0 <= summary['collision_rate'] <= 1.0
-    assert summary['mean_ttc_s'] is None or summary['mean_ttc_s'] >= 0.0
+    assert 0.0 <= summary['override_rate'] <= 1.0        # every planner reported its counters
     assert summary['mean_bytes_per_step'] >= 0.0
     assert os.path.isfile(summary['checkpoint'])
     assert f"steps: {summary['steps']}" in result.stdout

@@ -11,28 +11,48 @@ import numpy as np
 import pytest
 
 
-def test_summary_counts_routes_collisions_ttc_and_bytes():
-    metrics = RunMetrics(['hero0', 'hero1'])
+def test_summary_counts_routes_collisions_overrides_and_bytes():
+    metrics = RunMetrics(['hero0', 'hero1', 'hero2'])
     ok = StepReport(ttc=4.0)
-    metrics.add_step({'hero0': ok, 'hero1': StepReport(ttc=math.inf)})
-    metrics.add_step({'hero0': StepReport(collision=True, ttc=0.0), 'hero1': ok})
+    metrics.add_step({'hero0': ok, 'hero1': StepReport(ttc=math.inf), 'hero2': ok})
+    metrics.add_step({'hero0': StepReport(collision=True, ttc=0.0), 'hero1': ok,
+                      'hero2': StepReport(off_road=True)})
     metrics.add_step({'hero0': StepReport(collision=True, ttc=0.0),     # same episode
-                      'hero1': StepReport(reached=True, ttc=2.0)})
-    metrics.add_step({'hero0': ok, 'hero1': ok})                          # both on new routes
+                      'hero1': StepReport(reached=True, ttc=2.0), 'hero2': ok})
+    metrics.add_step({'hero0': ok, 'hero1': StepReport(reached=True), 'hero2': ok})
+    metrics.add_step({'hero0': ok, 'hero1': ok, 'hero2': StepReport(reached=True)})
     metrics.add_comm(0.1, 'hero0', 100)
     metrics.add_comm(0.1, 'hero1', 50)
     metrics.add_comm(0.2, 'hero0', 30)
+    metrics.add_planner_counts('hero0', {'planned': '90', 'overrides_comfortable': '6',
+                                         'overrides_emergency': '4'})
+    metrics.add_planner_counts('hero1', {'planned': '100', 'overrides_comfortable': '0',
+                                         'overrides_emergency': '0'})
+    metrics.add_planner_counts('hero1', {'watchdog': 'stale'})         # not counters: kept
     summary = metrics.summary()
-    assert summary['steps'] == 4 and summary['vehicle_steps'] == 8
-    assert summary['collision_rate'] == pytest.approx(2 / 8)
-    assert summary['mean_ttc_s'] == pytest.approx((4 + 0 + 4 + 0 + 2 + 4 + 4) / 7)
-    # routes: hero0 failed one, hero1 reached one, both are driving an unfinished one
-    assert (summary['reached'], summary['routes']) == (1, 4)
-    assert summary['success_rate'] == pytest.approx(0.25)
+    assert summary['steps'] == 5 and summary['vehicle_steps'] == 15
+    assert summary['collision_rate'] == pytest.approx(2 / 15)
+    # ended: hero0 collided, hero2 left the road then reached its next route, hero1 reached
+    # one; hero0 and hero1 are driving unfinished routes, counted apart from the success rate
+    assert (summary['reached'], summary['routes_ended'], summary['unfinished']) == (2, 4, 2)
+    assert summary['routes'] == 6
+    assert summary['success_rate'] == pytest.approx(0.5)
+    assert summary['overrides'] == {'comfortable': 6, 'emergency': 4}
+    assert summary['override_rate'] == pytest.approx(10 / 200)
     assert summary['mean_bytes_per_step'] == pytest.approx((150 + 30) / 2)
     assert metrics.bytes_at(0.1) == 150 and metrics.bytes_at(0.3) is None
-    assert metrics.steps_with_bytes() == pytest.approx(2 / 4)      # of all 4 steps
-    assert 'success rate: 25.0 % (1/4 routes)' in format_summary(summary)
+    assert metrics.steps_with_bytes() == pytest.approx(2 / 5)      # of all 5 steps
+    text = format_summary(summary)
+    assert 'success rate: 50.0 % (2/4 routes that ended; 2 still driving at the end)' in text
+    assert 'safety-monitor overrides: 5.0 %' in text and 'TTC:' not in text
+
+
+def test_summary_without_an_ended_route_has_no_success_rate():
+    metrics = RunMetrics(['hero0'])
+    metrics.add_step({'hero0': StepReport()})
+    summary = metrics.summary()
+    assert summary['success_rate'] is None and summary['override_rate'] is None
+    assert 'success rate: n/a (0/0 routes that ended; 1 still driving' in format_summary(summary)
 
 
 def test_step_report_parses_simulator_diagnostics():

@@ -78,10 +78,18 @@ class ViewDecoder:
         self.memo = ViewDecoder._memos.setdefault(decoder.model, OrderedDict())
         self.model = decoder.model
         ViewDecoder._members[self.model] = ViewDecoder._members.get(self.model, 0) + 1
+        weakref.finalize(self, ViewDecoder._leave, weakref.ref(self.model))
         self.dropped = 0   # cumulative: latents the decoder refused
         self.decoded = 0   # cumulative: latents that went through the decoder
         self.memo_hits = 0
         self.prefetched = 0  # cumulative: `coming` latents decoded for the other nodes
+
+    @staticmethod
+    def _leave(model_ref: 'weakref.ref') -> None:
+        """One ViewDecoder of the model is gone: it no longer asks for `coming` latents."""
+        model = model_ref()
+        if model is not None and ViewDecoder._members.get(model, 0) > 0:
+            ViewDecoder._members[model] -= 1
 
     def _key(self, z: np.ndarray, h: np.ndarray) -> tuple:
         return (np.asarray(z).tobytes(), np.asarray(h, np.float32).tobytes(),

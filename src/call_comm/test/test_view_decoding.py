@@ -91,6 +91,20 @@ def test_a_node_decodes_its_own_coming_latent_for_the_others_only_when_they_shar
     assert got == [pack_mask(m) for m in expected]
 
 
+def test_a_destroyed_nodes_decoder_no_longer_counts_as_one_that_shares(tmp_path):
+    import gc
+    model = tiny_model(7)
+    path = str(tmp_path / 'tiny.pt')
+    checkpoint.save(path, model, None, model.cfg, step=0, optimizers=False)
+    decoder = load_view_decoder(path)
+    neighbours, own = _latents(decoder.model.cfg, 1, seed=8), _latents(decoder.model.cfg, 1, 9)
+    staying, leaving = ViewDecoder(decoder, CHANNELS, 0.5), ViewDecoder(decoder, CHANNELS, 0.5)
+    del leaving
+    gc.collect()
+    staying.views(neighbours, coming=own)      # alone again: its own latent is no use
+    assert staying.prefetched == 0 and staying.decoded == 1
+
+
 def _container(tmp_path, name, nodes):
     """``nodes`` ViewDecoders on one model of their own (one container's comm nodes)."""
     model = tiny_model(7)

@@ -7,6 +7,10 @@ at step t0 + k, rendered from privileged simulator state (every vehicle, nothing
 
 * ``model_local``: the world model filters the ego's own BEVs (no shared information);
 * ``model_shared``: it filters the fused BEVs and is conditioned on the neighbours' latents;
+  both predict through ``bev_prediction.predict_k_steps``: the imagined (z_k, h_k) decoded
+  (DreamerV3), or, if the checkpoint carries a motion head (``bev_motion``), the head applied
+  to the mode's observed BEVs (own / fused); the decoder's predictions are then reported as
+  ``decoder_local`` / ``decoder_shared`` (``--decoder-only`` ignores the head);
 * ``copy_last_own`` / ``copy_last_fused``: the own / fused BEV of t0 copied forward;
 * ``const_velocity_fused``: every vehicle of the fused BEV at t0 moved on at its velocity
   (t0 - 1 -> t0), drawn at t0 + k (oracle association: box identities from the simulator, an
@@ -27,7 +31,7 @@ vehicles within a fixed ``comm_range`` (the gate's range would depend on the mod
 modes would differ in more than what is shared); their message is that of step t0 - 1.
 
     python -m call_learning.prediction_protocol \
-        --checkpoint src/call_world_model/checkpoints/wm_small64g8.pt \
+        --checkpoint src/call_world_model/checkpoints/wm_small64g8c_motion.pt --per-seed \
         --out results/prediction_sharing.csv          # --quick: a subset in under a minute
 """
 import argparse
@@ -37,7 +41,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX
+from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX, map_to_pixel
 from call_perception.fusion import fuse_shared, SharedNeighbour
 from call_perception.neighbour_views import add_neighbour_views, NeighbourView, VIEW_CHANNELS
 from call_perception.road_map import RoadMap
@@ -46,6 +50,9 @@ from call_sim.env import MultiVehicleEnv
 from call_sim.types import VehicleState
 from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_control import ControlModel
+from call_vehicle.vehicle_model import BicycleModel, BicycleState
+from call_world_model.bev_motion import BevMotionHead, has_head, load_head
+from call_world_model.bev_prediction import Observed, predict_k_steps
 from call_world_model.intention import fit_waypoints, map_to_ego, relative_pose
 from call_world_model.neighbour_decoding import decode_neighbour_vehicles
 from call_world_model.prediction_metrics import (aggregate, classes_of, combine_seeds,
@@ -348,32 +355,115 @@ def draw_windows(views: EpisodeViews, config: ProtocolConfig, seed: int
     return [candidates[i] for i in sorted(rng.choice(len(candidates), count, replace=False))]
 
 
+def pixel_affine(bev: BevConfig, pose_from: VehicleState, pose_to: VehicleState) -> np.ndarray:
+    """Return the (2, 3) affine of a BEV pixel (col, row) from ``pose_from`` to ``pose_to``."""
+    def full(pose):
+        return np.vstack([map_to_pixel(bev, pose), [0.0, 0.0, 1.0]])
+    return (full(pose_to) @ np.linalg.inv(full(pose_from)))[:2]
+
+
+@dataclass(frozen=True)
+class EgoKinematics:
+    """The CALL vehicle's own model: discrete actions -> control -> kinematic bicycle step."""
+
+    action_set: ActionSet
+    control: ControlModel
+    bicycle: BicycleModel
+
+    @classmethod
+    def load(cls, scenario: str) -> 'EgoKinematics':
+        """Read the simulator's vehicle config with the scenario's step (as the env does)."""
+        from call_sim.config import load_yaml
+        from call_sim.scenario import load_scenario
+        vehicle = load_yaml('vehicle.yaml')
+        return cls(ActionSet.from_config(vehicle['actions']),
+                   ControlModel.from_config(vehicle['control']),
+                   BicycleModel.from_config({**vehicle['bicycle'],
+                                             'dt': float(load_scenario(scenario)['dt'])}))
+
+    def rollout(self, ego: VehicleState, actions: Sequence[int]) -> List[VehicleState]:
+        """Return the ego's poses after each action (what it expects from its own plan)."""
+        state = BicycleState(ego.x, ego.y, ego.yaw, ego.speed)
+        poses = []
+        for action in actions:
+            accel, steer = self.action_set.action(int(action))
+            command = self.control.to_control(accel, steer, state.speed)
+            state = self.bicycle.step(state, *self.control.to_accel(command, state.speed))
+            poses.append(replace(ego, x=state.x, y=state.y, yaw=state.yaw, speed=state.speed))
+        return poses
+
+
+def observed_context(views: EpisodeViews, inputs: List[Dict[str, np.ndarray]],
+                     windows: List[Tuple[str, int]], horizons: Sequence[int], context: int,
+                     kinematics: EgoKinematics) -> Observed:
+    """
+    Build the motion head's inputs per window (``bev_prediction.Observed``).
+
+    The last ``context`` input BEVs (frames before the ego's last (re)start repeat its first
+    one). The reference frame of step t is the ego's pose at t0 moved on by (t - t0) steps at
+    its t0 speed and heading, so that a vehicle driving like the ego stands still in it and
+    the flow that remains is small: ``align`` takes each context frame into its step's
+    reference frame (the ego's odometry), ``future`` the reference frame of t0 + k into the
+    ego's own frame at t0 + k under the actions taken (its kinematic model).
+    """
+    frames = views.frames
+    dt = kinematics.bicycle.dt
+    bevs, aligns, futures = [], [], []
+    kmax = max(horizons)
+    for role, t0 in windows:
+        start = max(t for t in range(t0 + 1) if t == 0 or frames[t].first.get(role, False))
+        steps = [max(t, start) for t in range(t0 - context + 1, t0 + 1)]
+        now = frames[t0].egos[role]
+
+        def reference(offset: int) -> VehicleState:
+            travel = offset * now.speed * dt
+            return replace(now, x=now.x + travel * math.cos(now.yaw),
+                           y=now.y + travel * math.sin(now.yaw))
+        bevs.append(np.stack([inputs[t][role] for t in steps]))
+        aligns.append(np.stack([pixel_affine(views.bev, frames[t].egos[role], reference(t - t0))
+                                for t in steps]))
+        poses = [now] + kinematics.rollout(now, [frames[t0 + j].actions[role]
+                                                 for j in range(kmax)])
+        futures.append(np.stack([pixel_affine(views.bev, reference(k), poses[k])
+                                 for k in horizons]))
+    return Observed(torch.from_numpy(np.stack(bevs)), torch.from_numpy(np.stack(aligns)),
+                    torch.from_numpy(np.stack(futures)))
+
+
 @torch.no_grad()
 def model_predictions(model: WorldModel, views: EpisodeViews, posts: List[State],
-                      windows: List[Tuple[str, int]], horizons: Sequence[int]) -> np.ndarray:
+                      windows: List[Tuple[str, int]], horizons: Sequence[int],
+                      head: Optional[BevMotionHead] = None,
+                      inputs: Optional[List[Dict[str, np.ndarray]]] = None) -> np.ndarray:
     """
     Open-loop predictions (W, len(horizons), C, S, S) probabilities from the t0 posteriors.
 
-    k = 0 decodes the t0 posterior itself.
+    ``bev_prediction.predict_k_steps`` with the actions actually taken; with a motion ``head``
+    it reads the observed ``inputs`` (per step, role -> BEV) of the window's context and the
+    ego's motion. k = 0 decodes the t0 posterior itself (with a head: the t0 input).
     """
     kmax = max(horizons)
     roles = views.roles
     start = {key: torch.stack([posts[t0][key][roles.index(r)] for r, t0 in windows])
              for key in posts[0]}
-    states = {key: value[:, None] for key, value in start.items()}
-    if kmax > 0:
-        actions = torch.tensor([[views.frames[t0 + k].actions[r] for k in range(kmax)]
-                                for r, t0 in windows])
-        rolled = model.rollout(start, actions, sample=False)
-        states = {key: torch.cat([states[key], rolled[key]], 1) for key in states}
-    index = torch.tensor(list(horizons))
-    picked = {key: value[:, index] for key, value in states.items()}
-    return model.bev_probs(picked).numpy()
+    actions = torch.tensor([[views.frames[t0 + k].actions[r] for k in range(kmax)]
+                            for r, t0 in windows], dtype=torch.long).reshape(len(windows), kmax)
+    observed = None
+    if head is not None:
+        observed = observed_context(views, inputs, windows, horizons, head.cfg.context,
+                                    EgoKinematics.load(views.config.scenario))
+    return predict_k_steps(model, start, actions, horizons, head, observed).numpy()
 
 
 def evaluate_seed(model: Optional[WorldModel], config: ProtocolConfig, seed: int,
-                  bev_config: BevConfig) -> List[Tuple[str, int, int, Dict[str, float]]]:
-    """Every mode's scores on one seed's windows: (mode, k, seed, scores) records."""
+                  bev_config: BevConfig, head: Optional[BevMotionHead] = None
+                  ) -> List[Tuple[str, int, int, Dict[str, float]]]:
+    """
+    Every mode's scores on one seed's windows: (mode, k, seed, scores) records.
+
+    With a motion ``head``, ``model_*`` are the head's predictions and ``decoder_*`` the
+    DreamerV3 decoder's of the same model (without a head ``model_*`` are the decoder's).
+    """
     frames, lanes = record_episode(config.scenario, seed, config)
     points = model.cfg.intention_points if model is not None else 8
     views = EpisodeViews(frames, lanes, bev_config, config, points)
@@ -383,10 +473,16 @@ def evaluate_seed(model: Optional[WorldModel], config: ProtocolConfig, seed: int
     suffix = '' if model is not None else '_oracle'
     predicted: Dict[str, np.ndarray] = {}
     if model is not None:
+        decoder = 'decoder' if head is not None else 'model'
+        predicted[f'{decoder}_local'] = model_predictions(model, views, own_posts, windows,
+                                                          config.horizons)
+        predicted[f'{decoder}_shared'] = model_predictions(model, views, fused_posts, windows,
+                                                           config.horizons)
+    if head is not None:
         predicted['model_local'] = model_predictions(model, views, own_posts, windows,
-                                                     config.horizons)
+                                                     config.horizons, head, own_inputs)
         predicted['model_shared'] = model_predictions(model, views, fused_posts, windows,
-                                                      config.horizons)
+                                                      config.horizons, head, fused_inputs)
     records = []
     for w, (role, t0) in enumerate(windows):
         missed = set(frames[t0].states) - {frames[t0].egos[role].actor_id}
@@ -415,7 +511,8 @@ def evaluate_seed(model: Optional[WorldModel], config: ProtocolConfig, seed: int
 
 def run(model: Optional[WorldModel], config: ProtocolConfig,
         bev_config: Optional[BevConfig] = None,
-        per_seed: Optional[Dict[int, List[Dict]]] = None) -> List[Dict]:
+        per_seed: Optional[Dict[int, List[Dict]]] = None,
+        head: Optional[BevMotionHead] = None) -> List[Dict]:
     """
     Run the protocol over every seed -> CSV rows (``prediction_metrics.aggregate``).
 
@@ -427,7 +524,7 @@ def run(model: Optional[WorldModel], config: ProtocolConfig,
         bev_config = bev_config.resized(model.cfg.bev_size)
     records = []
     for seed in config.seeds:
-        seed_records = evaluate_seed(model, config, seed, bev_config)
+        seed_records = evaluate_seed(model, config, seed, bev_config, head)
         if per_seed is not None:
             per_seed[seed] = aggregate(seed_records)
         records += seed_records
@@ -449,6 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--quick', action='store_true',
                         help=f'1 seed, {QUICK.steps} steps, {QUICK.windows} windows, '
                              f'k in {QUICK.horizons}')
+    parser.add_argument('--decoder-only', action='store_true',
+                        help="ignore the checkpoint's motion head: model_* decode (z_k, h_k) "
+                             'alone (DreamerV3)')
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--out', default='results/prediction_sharing.csv')
     parser.add_argument('--combine', nargs='+', default=[], metavar='CSV',
@@ -485,15 +585,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         config = ProtocolConfig(args.scenario, tuple(args.seeds), args.steps, args.windows,
                                 tuple(args.horizons), comm_range=args.comm_range)
     model = None
+    head = None
     if args.checkpoint:
         from call_world_model.checkpoint import load
         model = load(args.checkpoint, load_optimizers=False).world_model.eval()
+        if not args.decoder_only and has_head(args.checkpoint):
+            head = load_head(args.checkpoint, model.cfg)
     bev_config = BevConfig.from_yaml()
     if args.bev_size and model is None:
         bev_config = bev_config.resized(args.bev_size)
     start = time.monotonic()
     per_seed: Optional[Dict[int, List[Dict]]] = {} if args.per_seed else None
-    rows = run(model, config, bev_config, per_seed)
+    rows = run(model, config, bev_config, per_seed, head)
     write_csv(rows, args.out)
     print_rows('all seeds (interval over windows)', rows)
     if per_seed is not None:

@@ -4,6 +4,7 @@ import math
 from call_learning.prediction_protocol import (EpisodeViews, evaluate_seed, main,
                                                ProtocolConfig, record_episode)
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
+from call_world_model.bev_motion import BevMotionHead, MotionHeadConfig
 from call_world_model.config import load_config
 from call_world_model.prediction_metrics import (aggregate, classes_of, CSV_COLUMNS,
                                                  frame_scores, mean_interval, METRICS,
@@ -99,6 +100,42 @@ def test_every_mode_is_scored_on_the_same_windows(episode, tmp_path):
     lines = path.read_text().splitlines()
     assert lines[0] == ','.join(CSV_COLUMNS)
     assert len(lines) == 1 + len(modes) * len(CONFIG.horizons) * len(METRICS)
+
+
+def test_motion_head_is_scored_on_the_same_ground_truth(episode):
+    # at k = 0 the motion head returns the window's last input BEV: its model_* scores must
+    # equal copy_last_* on every window, which holds only if it reads the same input (own /
+    # fused) of the same window and is scored against the same truth; the decoder's
+    # predictions stay, as decoder_*
+    torch.manual_seed(0)
+    model = WorldModel(load_config('tiny')).eval()
+    head = BevMotionHead(MotionHeadConfig.for_world_model(model.cfg, context=CONFIG.context,
+                                                          width=8))
+    bev = BevConfig.from_yaml().resized(model.cfg.bev_size)
+    records = evaluate_seed(model, CONFIG, 0, bev, head)
+    modes = {'model_local', 'model_shared', 'decoder_local', 'decoder_shared',
+             'copy_last_own', 'copy_last_fused', 'const_velocity_fused'}
+    assert {r[0] for r in records} == modes
+
+    def scores(mode):
+        return [(r[1], r[3]) for r in records if r[0] == mode]
+    assert len(scores('model_shared')) == CONFIG.windows * len(CONFIG.horizons)
+    for model_mode, baseline in (('model_shared', 'copy_last_fused'),
+                                 ('model_local', 'copy_last_own')):
+        compared = 0
+        for (k, ours), (k_base, theirs) in zip(scores(model_mode), scores(baseline)):
+            assert k == k_base
+            if k == 0:
+                compared += 1
+                assert {m: ours[m] for m in METRICS if not math.isnan(ours[m])} == \
+                    {m: theirs[m] for m in METRICS if not math.isnan(theirs[m])}
+        assert compared == CONFIG.windows
+    # sharing reaches the head: with it, hidden vehicles are found at k = 0
+    hidden = [r[3]['hidden_recall'] for r in records if r[0] == 'model_shared' and r[1] == 0
+              and not math.isnan(r[3]['hidden_recall'])]
+    assert hidden and max(hidden) > 0.0
+    # the head's k = 0 is the input itself, the decoder's the posterior's reconstruction
+    assert scores('decoder_shared') != scores('model_shared')
 
 
 def _read(path):

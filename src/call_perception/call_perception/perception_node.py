@@ -10,12 +10,14 @@ namespace; the bridge's are `/carla/<role_name>/...`. Parameters: config/percept
 """
 import array
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional
 
-from call_common.msg_conversions import stamp_seconds, unpack_mask, yaw_from_quaternion
+from call_common.msg_conversions import (stamp_nanoseconds, stamp_seconds, unpack_mask,
+                                         yaw_from_quaternion)
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
+from call_common.recent_steps import RecentSteps
 from call_msgs.msg import SharedInformation
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
 from call_perception.colorize import colorize
@@ -98,18 +100,18 @@ class PerceptionNode(Node):
         self.objects: List[Box] = []
         # odometry triggers the render, which must see the same step's objects: the bridge
         # sends the two in no fixed order, so an odometry that is ahead of them waits
-        self.objects_stamp: Optional[Tuple[int, int]] = None
-        self.last_odometry_stamp: Optional[Tuple[int, int]] = None
+        self.objects_stamp: Optional[int] = None
+        self.last_odometry_stamp: Optional[int] = None
         self.pending_odometry: Optional[Odometry] = None
         self.route = np.zeros((0, 2))
         self.route_received = False
         self.plan = np.zeros((0, 2))
         self.shared: Optional[SharedInformation] = None
         self.used_shared: Optional[SharedInformation] = None   # what the last render fused
-        self.shared_by_stamp: Dict[Tuple[int, int], SharedInformation] = {}
-        self.step_before: Dict[Tuple[int, int], Optional[Tuple[int, int]]] = {}
+        self.shared_by_stamp: RecentSteps[int, SharedInformation] = RecentSteps(SHARED_KEPT)
+        self.step_before: RecentSteps[int, Optional[int]] = RecentSteps(SHARED_KEPT)
         self.expect_objects = self.expect_shared = self.expect_plan = False
-        self.plans: Dict[Tuple[int, int], np.ndarray] = {}     # the planner's, by step
+        self.plans: RecentSteps[int, np.ndarray] = RecentSteps(SHARED_KEPT)   # the planner's
         self.last_bev: Optional[Image] = None
         self.counts = {'published': 0, 'malformed_odometry': 0, 'malformed_objects': 0,
                        'malformed_paths': 0, 'malformed_shared': 0, 'malformed_map': 0,
@@ -179,7 +181,7 @@ class PerceptionNode(Node):
             except ValueError as error:
                 self._drop('malformed_objects', f'object {obj.id}: {error}')
         self.objects = boxes
-        self.objects_stamp = _stamp_key(msg.header.stamp)
+        self.objects_stamp = stamp_nanoseconds(msg.header.stamp)
         pending = self.pending_odometry
         if pending is not None and self._inputs_ready(pending):
             self.pending_odometry = None
@@ -205,9 +207,7 @@ class PerceptionNode(Node):
         except ValueError as error:
             self._drop('malformed_paths', f'plan: {error}')
             return
-        self.plans[_stamp_key(msg.header.stamp)] = self.plan
-        while len(self.plans) > SHARED_KEPT:
-            del self.plans[next(iter(self.plans))]
+        self.plans[stamp_nanoseconds(msg.header.stamp)] = self.plan
         pending = self.pending_odometry
         if pending is not None and self._inputs_ready(pending):
             self.pending_odometry = None
@@ -216,15 +216,13 @@ class PerceptionNode(Node):
     def on_shared(self, msg: SharedInformation) -> None:
         """Keep comm's accepted shared information; a step waiting for it renders now."""
         self.shared = msg
-        self.shared_by_stamp[_stamp_key(msg.header.stamp)] = msg
-        while len(self.shared_by_stamp) > SHARED_KEPT:
-            del self.shared_by_stamp[next(iter(self.shared_by_stamp))]
+        self.shared_by_stamp[stamp_nanoseconds(msg.header.stamp)] = msg
         pending = self.pending_odometry
         if pending is not None and self._inputs_ready(pending):
             self.pending_odometry = None
             self._render(pending)
 
-    def _neighbours(self, now: float, previous: Optional[Tuple[int, int]]
+    def _neighbours(self, now: float, previous: Optional[int]
                     ) -> List[SharedNeighbour]:
         """
         Return the neighbours comm accepted at the previous step (the pipeline's step semantics).
@@ -287,7 +285,7 @@ class PerceptionNode(Node):
         wait, so a missing topic costs one step, not the pipeline. A re-sent step (same
         stamp) re-publishes its BEV rather than rendering it again.
         """
-        stamp = _stamp_key(msg.header.stamp)
+        stamp = stamp_nanoseconds(msg.header.stamp)
         if stamp == self.last_odometry_stamp:
             # the simulator re-sent a step it waits on (late joiners): the same BEV again,
             # so each step is observed once with the inputs it was first rendered with
@@ -301,8 +299,6 @@ class PerceptionNode(Node):
             pending, self.pending_odometry = self.pending_odometry, None
             self._render(pending)
         self.step_before[stamp] = previous
-        while len(self.step_before) > SHARED_KEPT:
-            del self.step_before[next(iter(self.step_before))]
         # wait for inputs that keep up (they came for the previous step): objects of this
         # step, and comm's shared information of the previous step
         self.expect_objects = self.objects_stamp is not None and self.objects_stamp == previous
@@ -316,7 +312,7 @@ class PerceptionNode(Node):
 
     def _inputs_ready(self, msg: Odometry) -> bool:
         """Tell whether the step's awaited map, objects and shared information are in."""
-        stamp = _stamp_key(msg.header.stamp)
+        stamp = stamp_nanoseconds(msg.header.stamp)
         if self.counts['published'] == 0 and (
                 self.map_name is None or not self.route_received
                 or self.objects_stamp is None or self.objects_stamp < stamp):
@@ -342,7 +338,7 @@ class PerceptionNode(Node):
             self._drop('malformed_odometry', str(error))
             return
         now = stamp_seconds(msg.header.stamp)
-        previous = self.step_before.get(_stamp_key(msg.header.stamp))
+        previous = self.step_before.get(stamp_nanoseconds(msg.header.stamp))
         neighbours = self._neighbours(now, previous)
         perceived = self.stage.render(ego, self.objects, neighbours,
                                       self.plans.get(previous, self.plan), self.route,
@@ -394,10 +390,6 @@ class PerceptionNode(Node):
         array_msg.header.stamp = stamp
         array_msg.status = [status]
         self.diag_pub.publish(array_msg)
-
-
-def _stamp_key(stamp) -> Tuple[int, int]:
-    return int(stamp.sec), int(stamp.nanosec)
 
 
 def main(args=None) -> int:

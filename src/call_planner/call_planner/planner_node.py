@@ -28,6 +28,7 @@ from call_common.msg_conversions import stamp_nanoseconds, stamp_seconds, yaw_fr
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
+from call_common.recent_steps import RecentSteps
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
 from call_planner.lookahead_batch import LookaheadBatcher, Outcome
@@ -73,6 +74,7 @@ class PlannerNode(Node):
     def __init__(self, **node_options: Any) -> None:
         """Read parameters, load the checkpoint, create topics and the watchdog timer."""
         super().__init__('planner', **node_options)   # composition: cli_args
+        self.batch: Optional[BatchTimer] = None   # destroy_node reads it after any failure
         # stamps must match the simulator's ticks: the planner always runs on /clock time
         self.set_parameters([Parameter('use_sim_time', value=True)])
         p = declare_from_yaml(self, 'call_planner', 'planner.yaml')
@@ -108,17 +110,18 @@ class PlannerNode(Node):
         # with the monitor on, a stale BEV is a stale input: the monitor would be blind
         watched = [LATENT, ODOMETRY] + ([BEV] if self.monitor_config.enabled else [])
         self.watchdog = InputWatchdog(watched, self.safety, time.monotonic())
-        self.poses: dict[int, tuple[float, float, float]] = {}    # stamp [ns] -> pose
+        self.poses: RecentSteps[int, tuple[float, float, float]] = RecentSteps(POSES_KEPT)
 
         self.pose: Optional[tuple[float, float, float]] = None
         self.speed = 0.0
         self.yaw_rate = 0.0
         self.status_speed: Optional[float] = None
-        self.status_speeds: dict[int, float] = {}     # stamp [ns] -> vehicle_status speed
-        self.odometry_speeds: dict[int, float] = {}   # stamp [ns] -> odometry speed
+        # stamp [ns] -> the speed vehicle_status / odometry gave for that step
+        self.status_speeds: RecentSteps[int, float] = RecentSteps(POSES_KEPT)
+        self.odometry_speeds: RecentSteps[int, float] = RecentSteps(POSES_KEPT)
         self.pending_latent: Optional[LatentState] = None
         # stamp [ns] -> message, in arrival order (the last one is the markers')
-        self.shared_by_stamp: dict[int, SharedInformation] = {}
+        self.shared_by_stamp: RecentSteps[int, SharedInformation] = RecentSteps(SHARED_KEPT)
         # the monitor and the conflict cost take the neighbours' stated tracks
         self.uses_shared = self.monitor_config.enabled and self.monitor_config.shared_tracks
         self.waypoints = np.zeros((0, 2))
@@ -192,10 +195,6 @@ class PlannerNode(Node):
         stamp = msg.header.stamp
         self.poses[stamp_nanoseconds(stamp)] = self.pose
         self.odometry_speeds[stamp_nanoseconds(stamp)] = self.speed
-        while len(self.poses) > POSES_KEPT:
-            del self.poses[next(iter(self.poses))]
-        while len(self.odometry_speeds) > POSES_KEPT:
-            del self.odometry_speeds[next(iter(self.odometry_speeds))]
         self.watchdog.feed(ODOMETRY, stamp_seconds(msg.header.stamp), time.monotonic())
         self._take_pending()
 
@@ -205,8 +204,6 @@ class PlannerNode(Node):
             self.status_speed = abs(float(msg.velocity))
             stamp = msg.header.stamp
             self.status_speeds[stamp_nanoseconds(stamp)] = self.status_speed
-            while len(self.status_speeds) > POSES_KEPT:
-                del self.status_speeds[next(iter(self.status_speeds))]
         else:
             self.counts['dropped'] += 1
         self._take_pending()
@@ -256,8 +253,6 @@ class PlannerNode(Node):
         key = stamp_nanoseconds(msg.header.stamp)
         self.shared_by_stamp.pop(key, None)         # a re-sent step arrives last again
         self.shared_by_stamp[key] = msg
-        while len(self.shared_by_stamp) > SHARED_KEPT:
-            del self.shared_by_stamp[next(iter(self.shared_by_stamp))]
 
     def _neighbour_tracks(self, stamp, previous) -> tuple:
         """
@@ -359,7 +354,8 @@ class PlannerNode(Node):
 
     def destroy_node(self) -> None:
         """Run what is queued (this node's timer may be the armed one), leave the batcher."""
-        self.batch.close()
+        if self.batch is not None:
+            self.batch.close()
         super().destroy_node()
 
     def _planning_failed(self, error: Exception, msg: LatentState, speed: float) -> None:
@@ -613,8 +609,9 @@ class PlannerNode(Node):
 
 
 def main(args=None) -> int:
-    """Spin the node until SIGINT/SIGTERM (call_common.node_main)."""
-    return spin_until_signal(PlannerNode, args, 'planner_node')
+    """Spin the node until SIGINT/SIGTERM; a bad checkpoint or config exits with code 2."""
+    return spin_until_signal(PlannerNode, args, 'planner_node',
+                             start_errors=(checkpoint.CheckpointError, ValueError))
 
 
 if __name__ == '__main__':

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional
 
 from call_world_model.actor_critic import ActorCritic
 from call_world_model.config import WorldModelConfig
+from call_world_model.networks import skipped_initialisation
 from call_world_model.world_model import WorldModel
 import torch
 
@@ -53,6 +54,15 @@ def save(path: str, world_model: WorldModel, actor_critic: Optional[ActorCritic]
         if actor_critic is not None:
             payload['optimizers']['actor'] = actor_critic.actor_opt.state_dict()
             payload['optimizers']['critic'] = actor_critic.critic_opt.state_dict()
+    write_payload(path, payload)
+
+
+def write_payload(path: str, payload: Dict[str, Any]) -> None:
+    """
+    ``torch.save`` ``payload`` to ``path`` atomically (temporary file, fsync, rename).
+
+    A training run killed mid-write must never leave a truncated checkpoint behind.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix='.ckpt-', suffix='.tmp', dir=directory)
@@ -103,8 +113,11 @@ def load(path: str, map_location='cpu', expected_config: Optional[WorldModelConf
         diff = {k: (theirs[k], ours[k]) for k in ours if ours[k] != theirs[k]}
         raise CheckpointError(f'checkpoint {path!r} config differs from the expected one '
                               f'(key: (checkpoint, expected)): {diff}')
-    world_model = WorldModel(cfg)
-    actor_critic = ActorCritic(cfg, cfg.feat_dim, cfg.num_actions)
+    # every parameter is overwritten below by a strict load, so its random draw is skipped
+    with skipped_initialisation():
+        world_model = WorldModel(cfg)
+    with skipped_initialisation(enabled=payload['actor_critic'] is not None):
+        actor_critic = ActorCritic(cfg, cfg.feat_dim, cfg.num_actions)
     _load_state(path, 'world_model', world_model, payload['world_model'])
     if payload['actor_critic'] is not None:
         _load_state(path, 'actor_critic', actor_critic, payload['actor_critic'])

@@ -5,16 +5,38 @@ Every hidden layer is Linear/Conv (no bias) -> LayerNorm -> SiLU, weights use th
 normal fan-average initialisation of DreamerV3; output layers of regression heads can start at
 zero (``outscale=0``) so initial predictions are 0 and early losses stay small.
 """
+from contextlib import contextmanager
 import math
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 
+_skip_initialisation = False
+
+
+@contextmanager
+def skipped_initialisation(enabled: bool = True) -> Iterator[None]:
+    """
+    Build modules without DreamerV3's random initialisation, for weights loaded right after.
+
+    The truncated-normal draws cost seconds of a node's start-up for an 8 M-parameter model
+    whose every parameter a strict ``load_state_dict`` then overwrites; only use it so.
+    """
+    global _skip_initialisation
+    previous, _skip_initialisation = _skip_initialisation, bool(enabled)
+    try:
+        yield
+    finally:
+        _skip_initialisation = previous
+
+
 def init_fan_avg_(weight: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """Initialise like DreamerV3: truncated normal, std sqrt(scale / fan_avg)."""
+    if _skip_initialisation:
+        return weight
     if scale == 0.0:
         return nn.init.zeros_(weight)
     fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)

@@ -14,10 +14,11 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from call_common.batch_timer import BatchTimer
-from call_common.msg_conversions import yaw_from_quaternion
+from call_common.msg_conversions import stamp_nanoseconds, yaw_from_quaternion
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
+from call_common.recent_steps import RecentSteps
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_world_model import checkpoint
 from call_world_model.config import load_config
@@ -36,16 +37,13 @@ import torch
 KEPT = 8        # steps of poses and shared information kept by stamp
 
 
-def _stamp_key(stamp) -> Tuple[int, int]:
-    return int(stamp.sec), int(stamp.nanosec)
-
-
 class WorldModelNode(Node):
     """Thin translation layer around the vehicle's :class:`ModelStage`."""
 
     def __init__(self, **node_options: Any) -> None:
         """Declare parameters, load the model, create publishers and subscriptions."""
         super().__init__('world_model', **node_options)   # composition: cli_args
+        self.batch: Optional[BatchTimer] = None   # destroy_node reads it after any failure
         p = declare_from_yaml(self, 'call_world_model', 'world_model.yaml')
         torch.set_num_threads(max(1, p['num_threads']))
         self.role = p['role_name']
@@ -64,13 +62,13 @@ class WorldModelNode(Node):
         self.odometry: Optional[np.ndarray] = None     # x, y, yaw
         self.plan_xy: Optional[np.ndarray] = None      # (M, 2) map frame
         self.shared_msg: Optional[SharedInformation] = None
-        self.shared_by_stamp: Dict[Tuple[int, int], SharedInformation] = {}
-        self.poses: Dict[Tuple[int, int], np.ndarray] = {}
-        self.last_bev_stamp: Optional[Tuple[int, int]] = None
+        self.shared_by_stamp: RecentSteps[int, SharedInformation] = RecentSteps(KEPT)
+        self.poses: RecentSteps[int, np.ndarray] = RecentSteps(KEPT)
+        self.last_bev_stamp: Optional[int] = None
         self.last_latent: Optional[LatentState] = None
         self.pending_bev: Optional[Image] = None        # waits for its step's inputs
-        self.actions: Dict[Tuple[int, int], int] = {}   # the planner's, by step stamp
-        self.plans: Dict[Tuple[int, int], np.ndarray] = {}
+        self.actions: RecentSteps[int, int] = RecentSteps(KEPT)   # the planner's, by stamp
+        self.plans: RecentSteps[int, np.ndarray] = RecentSteps(KEPT)
         self.counters: Dict[str, int] = {'observed': 0}
         self.last_error = 0.0
         self.last_latency_ms = 0.0
@@ -101,7 +99,7 @@ class WorldModelNode(Node):
             loaded = checkpoint.load_shared(path)
             self.get_logger().info(f'loaded world model {path} (step {loaded.step})')
             return loaded.world_model
-        self.get_logger().warn(
+        self.get_logger().warning(
             f'NO CHECKPOINT GIVEN: using a RANDOMLY INITIALISED {preset!r} world model; '
             'latents and predictions are meaningless until a trained checkpoint is set')
         return WorldModel(load_config(preset))
@@ -117,9 +115,7 @@ class WorldModelNode(Node):
             self._drop('action_index')
             return
         self.stage.action = int(msg.index)
-        self.actions[_stamp_key(msg.header.stamp)] = int(msg.index)
-        while len(self.actions) > KEPT:
-            del self.actions[next(iter(self.actions))]
+        self.actions[stamp_nanoseconds(msg.header.stamp)] = int(msg.index)
         self._take_pending()
 
     def on_plan(self, msg: Path) -> None:
@@ -130,9 +126,7 @@ class WorldModelNode(Node):
             self._drop('plan_nan')
             return
         self.plan_xy = points
-        self.plans[_stamp_key(msg.header.stamp)] = points
-        while len(self.plans) > KEPT:
-            del self.plans[next(iter(self.plans))]
+        self.plans[stamp_nanoseconds(msg.header.stamp)] = points
         self._take_pending()
 
     def on_odometry(self, msg: Odometry) -> None:
@@ -144,20 +138,16 @@ class WorldModelNode(Node):
             self._drop('odometry_nan')
             return
         self.odometry = values
-        self.poses[_stamp_key(msg.header.stamp)] = values
-        while len(self.poses) > KEPT:
-            del self.poses[next(iter(self.poses))]
+        self.poses[stamp_nanoseconds(msg.header.stamp)] = values
         self._take_pending()
 
     def on_shared(self, msg: SharedInformation) -> None:
         """Remember the accepted neighbours by stamp (converted when a BEV needs them)."""
         self.shared_msg = msg
-        self.shared_by_stamp[_stamp_key(msg.header.stamp)] = msg
-        while len(self.shared_by_stamp) > KEPT:
-            del self.shared_by_stamp[next(iter(self.shared_by_stamp))]
+        self.shared_by_stamp[stamp_nanoseconds(msg.header.stamp)] = msg
         self._take_pending()
 
-    def _ready(self, stamp: Tuple[int, int]) -> bool:
+    def _ready(self, stamp: int) -> bool:
         """Tell whether the step's pose and the previous step's shared information are in."""
         if self.odometry is not None and stamp not in self.poses:
             return False
@@ -171,11 +161,11 @@ class WorldModelNode(Node):
     def _take_pending(self) -> None:
         """Observe a BEV that waited for its inputs, now that they came."""
         pending = self.pending_bev
-        if pending is not None and self._ready(_stamp_key(pending.header.stamp)):
+        if pending is not None and self._ready(stamp_nanoseconds(pending.header.stamp)):
             self.pending_bev = None
             self._observe(pending)
 
-    def _step_inputs(self, stamp: Tuple[int, int]
+    def _step_inputs(self, stamp: int
                      ) -> Tuple[Optional[SharedInformation], Optional[np.ndarray]]:
         """
         Return the shared information of the previous step and the pose of this one.
@@ -257,8 +247,9 @@ class WorldModelNode(Node):
         on the same model, it queues the step with their shared batcher; the flush timer
         fires after the BEVs already waiting in the executor, so their steps run as one batch.
         """
-        stamp = _stamp_key(msg.header.stamp)
-        if self.pending_bev is not None and stamp != _stamp_key(self.pending_bev.header.stamp):
+        stamp = stamp_nanoseconds(msg.header.stamp)
+        pending = self.pending_bev
+        if pending is not None and stamp != stamp_nanoseconds(pending.header.stamp):
             # the next step came before the waiting one's inputs: observe it with the latest
             self._drop('stale_inputs')
             pending, self.pending_bev = self.pending_bev, None
@@ -277,7 +268,7 @@ class WorldModelNode(Node):
 
     def _observe(self, msg: Image) -> None:
         """Observe one BEV with its step's inputs (the latest ones where missing)."""
-        stamp = _stamp_key(msg.header.stamp)
+        stamp = stamp_nanoseconds(msg.header.stamp)
         bev = self._bev_tensor(msg)
         if bev is None:
             return
@@ -299,7 +290,8 @@ class WorldModelNode(Node):
 
     def destroy_node(self) -> None:
         """Run what is queued (this node's timer may be the armed one), leave the batcher."""
-        self.batch.close()
+        if self.batch is not None:
+            self.batch.close()
         super().destroy_node()
 
     def _observed(self, msg: Image, action: int, start: float, output: ModelOutput) -> None:

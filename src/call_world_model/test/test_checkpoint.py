@@ -44,6 +44,22 @@ def test_round_trip_identical_outputs(saved):
     assert not [f for f in os.listdir(os.path.dirname(path)) if f.endswith('.tmp')]
 
 
+def test_loading_skips_only_draws_that_the_checkpoint_overwrites(tmp_path):
+    """A checkpoint without an actor-critic keeps DreamerV3's initialisation of one."""
+    from call_world_model.networks import init_fan_avg_, skipped_initialisation
+    weight = torch.zeros(4, 6)
+    with skipped_initialisation():
+        init_fan_avg_(weight)
+    assert not weight.any()                              # skipped inside the context
+    assert init_fan_avg_(weight).any()                   # drawn again after it
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    path = str(tmp_path / 'world_model_only.pt')
+    checkpoint.save(path, WorldModel(cfg), None, cfg, step=1, optimizers=False)
+    critic_out = checkpoint.load(path).actor_critic.critic.out.weight
+    assert not critic_out.any()                          # zero output layer (outscale 0)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match='does not exist'):
         checkpoint.load(str(tmp_path / 'nope.pt'))
