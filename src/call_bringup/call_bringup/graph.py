@@ -236,8 +236,9 @@ def checkpoint_parameters(path: str) -> dict:
     """
     Return {package: {parameter: value}} that follow from the fleet's checkpoint.
 
-    Perception renders the BEV at the model's input size (bev.yaml's field of view), so one
-    checkpoint argument switches the whole vehicle. GraphError with the reason for a file
+    Perception renders the BEV at the model's input size (bev.yaml's field of view) and the
+    planner's TTC monitor reads it at that size, so one checkpoint argument switches the
+    whole vehicle. GraphError with the reason for a file
     whose config cannot be read or that holds no actor-critic (the nodes would fail on it one
     by one; the planner's look-ahead needs the policy and the value).
     """
@@ -250,7 +251,8 @@ def checkpoint_parameters(path: str) -> dict:
         raise GraphError(f'checkpoint {path!r} has no actor-critic: the look-ahead of the '
                          'planner needs its policy and value (a world-model-only file, e.g. '
                          'wm_small64g8c.pt; call_small64g8c.pt adds one)')
-    return {'call_perception': {'bev_size': int(summary.cfg.bev_size)}}
+    size = {'bev_size': int(summary.cfg.bev_size)}
+    return {'call_perception': size, 'call_planner': size}
 
 
 def build_graph(num_vehicles: Optional[int] = None,

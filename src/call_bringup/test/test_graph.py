@@ -42,8 +42,10 @@ def test_perception_renders_at_the_checkpoint_bev_size(shares, tmp_path):
                 'actor_critic': {}}, small64)
     specs = build_graph(num_vehicles=1, checkpoint=str(small64), share=shares)
     assert perception(specs)['bev_size'] == 64
+    planner = next(s for s in specs if s.name == 'planner').merged_parameters()
+    assert planner['bev_size'] == 64        # its TTC monitor reads the BEV perception renders
     assert all('bev_size' not in s.merged_parameters() for s in specs
-               if s.name != 'perception')
+               if s.name not in ('perception', 'planner'))
     corrupt = tmp_path / 'corrupt.pt'
     corrupt.write_bytes(b'x')
     with pytest.raises(GraphError, match='corrupt or not a CALL checkpoint'):
