@@ -9,25 +9,27 @@ import yaml
 
 PACKAGES = ('call_bringup', 'call_sim', 'call_perception', 'call_world_model', 'call_comm',
             'call_planner')
+SOURCE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'config')
+with open(os.path.join(SOURCE_CONFIG, 'bringup.yaml'), encoding='utf-8') as _stream:
+    DEFAULT_CHECKPOINT = os.path.basename(yaml.safe_load(_stream)['graph']['checkpoint'])
 
 
 @pytest.fixture
 def shares(tmp_path):
     """Make a share tree with one ROS params file and one non-params YAML per package."""
-    source_config = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'config')
     for package in PACKAGES:
         config = tmp_path / package / 'config'
         config.mkdir(parents=True)
         if package == 'call_bringup':
             (config / 'bringup.yaml').write_text(
-                open(os.path.join(source_config, 'bringup.yaml')).read())
+                open(os.path.join(SOURCE_CONFIG, 'bringup.yaml')).read())
             continue
         (config / f'{package}.yaml').write_text(yaml.safe_dump(
             {'/**': {'ros__parameters': {'rate': 10.0, 'owner': package}}}))
         (config / 'presets.yaml').write_text(yaml.safe_dump({'small': {'deter': 8}}))
     (tmp_path / 'call_world_model' / 'checkpoints').mkdir()
     # a checkpoint's config without weights: all the graph reads of it
-    shipped = tmp_path / 'call_world_model' / 'checkpoints' / 'call_small.pt'
+    shipped = tmp_path / 'call_world_model' / 'checkpoints' / DEFAULT_CHECKPOINT
     torch.save({'format_version': 1, 'config': load_config('small').to_dict(),
                 'actor_critic': {}}, shipped)
     return lambda package: str(tmp_path / package)
@@ -90,7 +92,7 @@ def test_arguments_set_the_mapped_parameters_and_only_when_given(shares):
     assert not {'c', 'initial_range', 'range_step', 'fleet_key_file'} & set(comm)
     world_model = next(s for s in default if s.name == 'world_model').merged_parameters()
     assert world_model['checkpoint'] == shares('call_world_model') + \
-        '/checkpoints/call_small.pt'
+        '/checkpoints/' + DEFAULT_CHECKPOINT
     specs = build_graph(num_vehicles=2, c=float('inf'), K=7, initial_range=30.0,
                         range_step=2.5, use_sim_time=False,
                         scenario='/abs/scenario.yaml', share=shares)
