@@ -2,7 +2,8 @@
 
 Per-message sizes are the exact CDR sizes of signed call_msgs/LatentMessage v2 (wire_codec
 .serialized_size, equal to rclpy's serialize_message) produced by the real sender code
-(replica_link.LinkSender) for a world model of the chosen preset driven by random BEVs
+(replica_link.LinkSender) for a world model of each preset (`small`: 32 x 32 latents, the
+nodes' default; `small64g8c`: 128 x 16, z packed with its own layout) driven by random BEVs
 (random weights: sizes and replica numerics do not depend on training). The intention holds
 the planner's K waypoints (K = `K` of call_planner/config/planner.yaml). Bytes per ego
 per step = mean message size x mean number of CALL neighbours inside a communication range on
@@ -73,9 +74,11 @@ def message_sizes(preset, steps, period, encoding, max_bytes, signer, waypoints,
     torch.manual_seed(0)
     model = WorldModel(load_config(preset, overrides)).eval()
     seq_model = SequenceModel(model)
+    layout = wc.ZLayout.of(model.cfg)
     replica_sender = LinkSender('hero12', signer, wc.H_FP16, waypoints, KeyframeSender(
-        KeyframeConfig(period=period, encoding=encoding, max_bytes=max_bytes), seq_model))
-    full_sender = LinkSender('hero12', signer, wc.H_FP16, waypoints)
+        KeyframeConfig(period=period, encoding=encoding, max_bytes=max_bytes), seq_model),
+        layout=layout)
+    full_sender = LinkSender('hero12', signer, wc.H_FP16, waypoints, layout=layout)
     receiver = Replica(seq_model)
     world = RandomSender(model, 0)
     speed, dt = 8.0, 0.1        # the planner's waypoints: one per 0.1 s step at 8 m/s
@@ -134,7 +137,8 @@ def main():
         signer = Signer.load('hero12', Path(tmp) / 'hero12.key.yaml', fleet)
         configured = comm['keyframe_encoding']
         other = 'fp16' if configured == 'int8' else 'int8'
-        rows = [('small', configured, None), ('small', other, None), ('L', configured, 32)]
+        rows = [('small', configured, None), ('small', other, None),
+                ('small64g8c', configured, None), ('L', configured, 32)]
         max_bytes = int(comm['keyframe_max_bytes'])
         results = {}
         for preset, enc_name, bev in rows:
@@ -142,7 +146,9 @@ def main():
                 preset, args.steps, args.period, wc.H_ENCODINGS[enc_name], max_bytes, signer,
                 waypoints, bev)
             results[f'{preset}/{enc_name}'] = (rep, full)
-            print(f'[{preset} preset, deter {load_config(preset).deter}, keyframes {enc_name} '
+            cfg = load_config(preset)
+            print(f'[{preset} preset, deter {cfg.deter}, z {cfg.stoch} x {cfg.classes} '
+                  f'({wc.ZLayout.of(cfg).packed_bytes} B), keyframes {enc_name} '
                   f'<= {max_bytes} B h_data per message, period {args.period}, '
                   f'{args.steps} steps, K = {waypoints} waypoints]')
             verdict = 'meets' if rep.mean() <= TARGET_MEAN_BYTES else 'misses'
@@ -164,8 +170,8 @@ def main():
             r, f = rep.mean() * n, full.mean() * n
             print(f'  {name}: bytes per ego per step replica {r:.0f} B ({r / 1e6:.5f} MB), '
                   f'full h fp16 {f:.0f} B ({f / 1e6:.5f} MB)')
-        print(f'  paper-style full h 2048 x float32 (8192 B + 132 B message): '
-              f'{(8192 + 132) * n / 1e6:.5f} MB per ego per step')
+        print(f'  paper-style full h 2048 x float32 (8192 B + 136 B message): '
+              f'{(8192 + 136) * n / 1e6:.5f} MB per ego per step')
 
 
 if __name__ == '__main__':

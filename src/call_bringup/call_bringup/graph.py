@@ -232,6 +232,29 @@ def fleet_key_paths(keys_dir: str, roles: list[str]) -> dict:
             **{role: os.path.join(keys_dir, f'{role}.key.yaml') for role in roles}}
 
 
+def checkpoint_parameters(path: str) -> dict:
+    """
+    Return {package: {parameter: value}} that follow from the fleet's checkpoint.
+
+    Perception renders the BEV at the model's input size (bev.yaml's field of view) and the
+    planner's TTC monitor reads it at that size, so one checkpoint argument switches the
+    whole vehicle. GraphError with the reason for a file
+    whose config cannot be read or that holds no actor-critic (the nodes would fail on it one
+    by one; the planner's look-ahead needs the policy and the value).
+    """
+    from call_world_model.checkpoint_config import read_summary
+    try:
+        summary = read_summary(path)
+    except ValueError as err:
+        raise GraphError(str(err)) from err
+    if not summary.has_actor_critic:
+        raise GraphError(f'checkpoint {path!r} has no actor-critic: the look-ahead of the '
+                         'planner needs its policy and value (a world-model-only file, e.g. '
+                         'wm_small64g8c.pt; call_small64g8c.pt adds one)')
+    size = {'bev_size': int(summary.cfg.bev_size)}
+    return {'call_perception': size, 'call_planner': size}
+
+
 def build_graph(num_vehicles: Optional[int] = None,
                 backend: Optional[str] = None,
                 scenario: Optional[str] = None,
@@ -297,6 +320,7 @@ def build_graph(num_vehicles: Optional[int] = None,
         raise GraphError(f'checkpoint {given["checkpoint"]!r} does not exist: train one '
                          '(call_world_model) or pass checkpoint; call_demo falls back to a '
                          'random model')
+    derived = checkpoint_parameters(given['checkpoint'])
     overrides = overrides or {}
     remappings = dict(remappings or {})
     if v2v_faults is not None:
@@ -310,6 +334,8 @@ def build_graph(num_vehicles: Optional[int] = None,
         for argument, targets in ARGUMENT_PARAMETERS.items():
             if template.package in targets and given[argument] is not None:
                 params[targets[template.package]] = given[argument]
+        if template in VEHICLE_NODES:
+            params.update(derived.get(template.package, {}))
         params.update(extra)
         full = (namespace + '/' + template.name) if namespace else '/' + template.name
         remaps: list[tuple[str, str]] = []

@@ -29,10 +29,17 @@ DROP_REASONS = ('unsigned', 'bad_signature', 'unknown_sender', 'replay', 'malfor
                 'implausible', 'out_of_range', 'oversize', 'rate_limited')
 
 
-def decode_z(packed: bytes) -> list[int]:
-    """Decode the 32 categorical indices of a 20-byte packed z (call_comm's codec)."""
-    from call_comm.wire_codec import unpack_z
-    return [int(v) for v in unpack_z(bytes(packed))]
+def decode_z(packed: bytes) -> Optional[list[int]]:
+    """
+    Decode a packed z of the `small` model's layout (32 x 32); None for another length.
+
+    The inspector loads no model, so it cannot know another fleet's layout.
+    """
+    from call_comm.wire_codec import CodecError, DEFAULT_LAYOUT, unpack_z
+    try:
+        return [int(v) for v in unpack_z(bytes(packed), DEFAULT_LAYOUT)]
+    except CodecError:
+        return None
 
 
 def key_id_names(fleet_file: str) -> dict:
@@ -91,7 +98,7 @@ class LatentDigest:
             d = self.senders[sender]
             last = d.last
             span = max(d.sequences) - min(d.sequences) + 1
-            z = decode_z(last.z_packed)[:8] if len(last.z_packed) == 20 else '?'
+            z = (decode_z(last.z_packed) or ['?'])[:8]
             own = self.receivers.get(sender)        # the sender's own CommStats, if heard
             gate = f'{own.comm_range:6.1f} {own.prediction_error:7.2f}' if own is not None \
                 else f'{"-":>6} {"-":>7}'

@@ -48,6 +48,13 @@ def checkpoint_for_tests(directory: str) -> str:
     return random_checkpoint(os.path.join(directory, 'random_small.pt'), 'small')
 
 
+def shipped_checkpoint(name: str) -> str:
+    """Return the installed path of a checkpoint shipped in call_world_model/checkpoints."""
+    path = os.path.join(ament_share('call_world_model'), 'checkpoints', name)
+    assert os.path.isfile(path), f'{name} is shipped but not installed: rebuild call_world_model'
+    return path
+
+
 class GraphProbe:
     """Records what the graph publishes: ticks, CommStats, latents, odometry, commands."""
 

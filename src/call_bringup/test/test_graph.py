@@ -2,30 +2,61 @@
 import os
 
 from call_bringup.graph import build_graph, GraphError, read_ros_params, role_names
+from call_world_model.config import load_config
 import pytest
+import torch
 import yaml
 
 PACKAGES = ('call_bringup', 'call_sim', 'call_perception', 'call_world_model', 'call_comm',
             'call_planner')
+SOURCE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'config')
+with open(os.path.join(SOURCE_CONFIG, 'bringup.yaml'), encoding='utf-8') as _stream:
+    DEFAULT_CHECKPOINT = os.path.basename(yaml.safe_load(_stream)['graph']['checkpoint'])
 
 
 @pytest.fixture
 def shares(tmp_path):
     """Make a share tree with one ROS params file and one non-params YAML per package."""
-    source_config = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'config')
     for package in PACKAGES:
         config = tmp_path / package / 'config'
         config.mkdir(parents=True)
         if package == 'call_bringup':
             (config / 'bringup.yaml').write_text(
-                open(os.path.join(source_config, 'bringup.yaml')).read())
+                open(os.path.join(SOURCE_CONFIG, 'bringup.yaml')).read())
             continue
         (config / f'{package}.yaml').write_text(yaml.safe_dump(
             {'/**': {'ros__parameters': {'rate': 10.0, 'owner': package}}}))
         (config / 'presets.yaml').write_text(yaml.safe_dump({'small': {'deter': 8}}))
     (tmp_path / 'call_world_model' / 'checkpoints').mkdir()
-    (tmp_path / 'call_world_model' / 'checkpoints' / 'call_small.pt').write_bytes(b'x')
+    # a checkpoint's config without weights: all the graph reads of it
+    shipped = tmp_path / 'call_world_model' / 'checkpoints' / DEFAULT_CHECKPOINT
+    torch.save({'format_version': 1, 'config': load_config('small').to_dict(),
+                'actor_critic': {}}, shipped)
     return lambda package: str(tmp_path / package)
+
+
+def test_perception_renders_at_the_checkpoint_bev_size(shares, tmp_path):
+    def perception(specs):
+        return next(s for s in specs if s.name == 'perception').merged_parameters()
+    assert perception(build_graph(num_vehicles=1, share=shares))['bev_size'] == 128
+    small64 = tmp_path / 'small64.pt'
+    torch.save({'format_version': 1, 'config': load_config('small64g8c').to_dict(),
+                'actor_critic': {}}, small64)
+    specs = build_graph(num_vehicles=1, checkpoint=str(small64), share=shares)
+    assert perception(specs)['bev_size'] == 64
+    planner = next(s for s in specs if s.name == 'planner').merged_parameters()
+    assert planner['bev_size'] == 64        # its TTC monitor reads the BEV perception renders
+    assert all('bev_size' not in s.merged_parameters() for s in specs
+               if s.name not in ('perception', 'planner'))
+    corrupt = tmp_path / 'corrupt.pt'
+    corrupt.write_bytes(b'x')
+    with pytest.raises(GraphError, match='corrupt or not a CALL checkpoint'):
+        build_graph(num_vehicles=1, checkpoint=str(corrupt), share=shares)
+    world_model_only = tmp_path / 'wm.pt'
+    torch.save({'format_version': 1, 'config': load_config('small64g8c').to_dict(),
+                'actor_critic': None}, world_model_only)
+    with pytest.raises(GraphError, match='has no actor-critic'):
+        build_graph(num_vehicles=1, checkpoint=str(world_model_only), share=shares)
 
 
 def test_embedded_graph_has_simulator_and_four_namespaced_nodes_per_vehicle(shares):
@@ -61,7 +92,7 @@ def test_arguments_set_the_mapped_parameters_and_only_when_given(shares):
     assert not {'c', 'initial_range', 'range_step', 'fleet_key_file'} & set(comm)
     world_model = next(s for s in default if s.name == 'world_model').merged_parameters()
     assert world_model['checkpoint'] == shares('call_world_model') + \
-        '/checkpoints/call_small.pt'
+        '/checkpoints/' + DEFAULT_CHECKPOINT
     specs = build_graph(num_vehicles=2, c=float('inf'), K=7, initial_range=30.0,
                         range_step=2.5, use_sim_time=False,
                         scenario='/abs/scenario.yaml', share=shares)

@@ -37,7 +37,7 @@ from call_comm.inbox import DropReason, InboxConfig, Outcome
 from call_comm.keyframes import (KeyframeConfig, KeyframeRequester, KeyframeRequestWire,
                                  KeyframeSender, request_size)
 from call_comm.range_gate import check_c, RangeGate
-from call_comm.replica import load_sequence_model, ReplicaBank
+from call_comm.replica import load_fleet_model, load_sequence_model, ReplicaBank
 from call_comm.replica_link import LinkReceiver, LinkSender, RequestOutcome
 from call_comm.stamped_poses import Pose, StampedPoses
 from call_comm.view_decoding import load_view_decoder, ViewBatcher, ViewDecoder, ViewRequest
@@ -88,7 +88,7 @@ def to_msg(wire: wire_codec.WireMessage) -> LatentMessage:
     msg.sender_key_id = wire.sender_key_id
     msg.sequence = wire.sequence
     msg.x, msg.y, msg.yaw, msg.speed = wire.x, wire.y, wire.yaw, wire.speed
-    msg.z_packed = _fixed(wire.z_packed, wire_codec.Z_PACKED_BYTES, 'z_packed')
+    msg.z_packed = bytes(wire.z_packed)
     msg.action = wire.action
     msg.h_encoding = wire.encoding_byte
     msg.h_data = bytes(wire.h_data)
@@ -124,6 +124,24 @@ def request_from_msg(msg: KeyframeRequest) -> KeyframeRequestWire:
     return KeyframeRequestWire(msg.requester_id, msg.target_id, msg.sequence,
                                msg.last_sequence, msg.header.stamp.sec,
                                msg.header.stamp.nanosec, bytes(msg.signature))
+
+
+def z_layout(p: dict) -> wire_codec.ZLayout:
+    """
+    Return the fleet model's z layout: the checkpoint's (stoch, classes), else z_latents/z_classes.
+
+    A z_latents/z_classes that contradicts the checkpoint is a configuration error (one
+    fleet, one model): ValueError with both layouts.
+    """
+    given = (int(p['z_latents']), int(p['z_classes']))
+    if p['checkpoint']:
+        layout = wire_codec.ZLayout.of(load_fleet_model(p['checkpoint']).cfg)
+        if given != (0, 0) and given != (layout.latents, layout.classes):
+            raise ValueError(f'z_latents x z_classes {given[0]} x {given[1]} contradict the '
+                             f'checkpoint ({layout.latents} x {layout.classes})')
+        return layout
+    default = wire_codec.DEFAULT_LAYOUT
+    return wire_codec.ZLayout(given[0] or default.latents, given[1] or default.classes)
 
 
 def _finite_f32(value: float, fallback: float) -> float:
@@ -163,6 +181,7 @@ class CommNode(Node):
             raise ValueError("keyframe_encoding must be 'fp16' or 'int8'")
         self.h_encoding = wire_codec.H_ENCODINGS[p['h_encoding']]
         self.max_waypoints = p['max_waypoints']
+        self.z_layout = z_layout(p)
         keyframes, bank, requester = None, None, None
         self.replica_mode = p['h_transport'] == 'replica' and bool(p['checkpoint'])
         if p['h_transport'] == 'replica' and not p['checkpoint']:
@@ -191,7 +210,8 @@ class CommNode(Node):
             # the container's comm nodes decode their step's views as one batch
             self.view_batch = BatchTimer(self, ViewBatcher.for_model(self.views.model))
         self.sender = LinkSender(self.role, self.signer, self.h_encoding, self.max_waypoints,
-                                 keyframes, p['max_speed'], p['plausibility_slack'])
+                                 keyframes, p['max_speed'], p['plausibility_slack'],
+                                 self.z_layout)
         self.link = LinkReceiver(InboxConfig(
             own_id=self.role, max_age=p['max_age'], max_speed=p['max_speed'],
             plausibility_slack=p['plausibility_slack'],
@@ -200,7 +220,7 @@ class CommNode(Node):
             max_waypoints=p['max_waypoints'], max_h_bytes=p['max_h_bytes'],
             max_keyframe_chunks=p['max_keyframe_chunks'],
             sender_budget_burst=p['sender_budget_burst'],
-            sender_budget_refill=p['sender_budget_refill']),
+            sender_budget_refill=p['sender_budget_refill'], z_layout=self.z_layout),
             self.fleet, self.signer, bank, requester, p['max_age'],
             (p['keyframe_request_burst'], p['keyframe_request_refill']))
         self.inbox = self.link.inbox
@@ -244,6 +264,7 @@ class CommNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f'{self.role}: c={self.gate.c} range={self.gate.comm_range} m '
+            f'z={self.z_layout.latents}x{self.z_layout.classes} '
             f'h={p["h_encoding"]} transport={"replica" if self.replica_mode else "full"} '
             f'views={"decoded" if self.views is not None else "off"} '
             f'fleet={p["fleet_key_file"]}')

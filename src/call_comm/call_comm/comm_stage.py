@@ -32,20 +32,21 @@ class Received:
 
 def received(x: float, y: float, yaw: float, z_indices: np.ndarray, h: np.ndarray,
              plan_xy: np.ndarray, h_encoding: int, max_waypoints: int,
-             speed: float = 0.0) -> Received:
+             speed: float = 0.0,
+             layout: wire_codec.ZLayout = wire_codec.DEFAULT_LAYOUT) -> Received:
     """
     Return what a receiver holds of a message built from these fields (one rule for both).
 
     The comm node encodes with ``wire_codec.encode`` and its receivers decode with the
     inbox, then SharedInformation carries the intention and h as float32; the fleet pipeline
-    passes its messages through this function, so it shares exactly those numbers.
+    passes its messages through this function, so it shares exactly those numbers. `layout`
+    is the fleet model's z layout (`wire_codec.ZLayout.of(cfg)`); CodecError for a z that
+    does not fit it, as the comm node's encoder refuses it.
     """
-    z = np.asarray(z_indices, dtype=np.uint8)
-    if z.shape == (wire_codec.NUM_LATENTS,):     # the wire's z; other model sizes as they are
-        z = wire_codec.unpack_z(wire_codec.pack_z(z))
     wire = wire_codec.encode(0, 0, 0, 0, (x, y, yaw, speed),
-                             np.zeros(wire_codec.NUM_LATENTS, np.uint8), h, 0, plan_xy,
-                             h_encoding, max_waypoints)
+                             np.asarray(z_indices, dtype=np.int64), h, 0, plan_xy,
+                             h_encoding, max_waypoints, layout)
+    z = wire_codec.unpack_z(wire.z_packed, layout)
     intention = wire_codec.unpack_intention(wire.intention_packed, wire.x, wire.y, wire.yaw)
     return Received(wire.x, wire.y, wire.yaw, z,
                     wire_codec.dequantise_h(h_encoding, wire.h_data),

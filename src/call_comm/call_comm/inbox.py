@@ -97,11 +97,14 @@ class InboxConfig:
     max_keyframe_chunks: int = 16        # bounds what a sender's keyframe reassembly holds
     sender_budget_burst: float = 10.0    # [messages] per (writer, sender) bucket
     sender_budget_refill: float = 3.0    # [messages/step]: one honest message per step + jitter
+    # the fleet model's z: a message whose z_packed has another length is malformed
+    z_layout: wire_codec.ZLayout = wire_codec.DEFAULT_LAYOUT
 
     @property
     def max_message_bytes(self) -> int:
         """Largest serialized message worth decoding."""
-        return wire_codec.max_serialized_size(self.max_h_bytes, self.max_waypoints)
+        return wire_codec.max_serialized_size(self.max_h_bytes, self.max_waypoints,
+                                              self.z_layout)
 
 
 @dataclass
@@ -323,7 +326,7 @@ class Inbox:
         """Return this receiver's Neighbour of a parsed message (None: malformed here)."""
         cfg = self.config
         key = (sender, wire_bytes, cfg.num_actions, cfg.max_h_bytes, cfg.max_waypoints,
-               cfg.max_keyframe_chunks, cfg.expected_h_dim)
+               cfg.max_keyframe_chunks, cfg.expected_h_dim, cfg.z_layout)
         if key not in parsed.neighbours:
             parsed.neighbours[key] = self._decode(parsed.msg, sender, wire_bytes)
         template = parsed.neighbours[key]
@@ -346,7 +349,7 @@ class Inbox:
         try:
             if wire_codec.intention_points(len(msg.intention_packed)) > cfg.max_waypoints:
                 return None
-            z_indices = wire_codec.unpack_z(msg.z_packed)
+            z_indices = wire_codec.unpack_z(msg.z_packed, cfg.z_layout)
             keyframe = wire_codec.decode_keyframe_part(msg.h_encoding, msg.h_data)
             if keyframe is not None and keyframe.count > cfg.max_keyframe_chunks:
                 return None

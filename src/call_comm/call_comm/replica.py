@@ -33,7 +33,7 @@ from importlib.metadata import entry_points
 from typing import Deque, Dict, Optional, Tuple
 import weakref
 
-from call_comm.wire_codec import KeyframePart, NUM_CLASSES, NUM_LATENTS
+from call_comm.wire_codec import KeyframePart, ZLayout
 import numpy as np
 import torch
 
@@ -60,11 +60,7 @@ class SequenceModel:
         if getattr(world_model.cfg, 'condition_sequence_model', True):
             raise ValueError('replica mode needs a world model with condition_sequence_model: '
                              'false (its h then depends on (z, a) only)')
-        cfg = world_model.cfg
-        if (cfg.stoch, cfg.classes) != (NUM_LATENTS, NUM_CLASSES):
-            raise ValueError(f'the V2V message carries {NUM_LATENTS} latents of {NUM_CLASSES} '
-                             f'classes; this world model has {cfg.stoch} x {cfg.classes} '
-                             '(an evaluation-only preset such as small64g8?)')
+        self.layout = ZLayout.of(world_model.cfg)      # CodecError: no wire form of its z
         torch.set_num_threads(int(num_threads))
         self.rssm = world_model.rssm.eval()
         self.deter = int(world_model.cfg.deter)
@@ -90,18 +86,23 @@ class SequenceModel:
         return out
 
 
-def load_sequence_model(path: str, num_threads: int) -> SequenceModel:
+def load_fleet_model(path: str):
     """
-    Load the fleet world model's sequence step from a checkpoint file.
+    Load the fleet's world model from a checkpoint file (one copy per process).
 
     The loader is the entry point the world-model package declares (`WORLD_MODEL_LOADERS`);
     its errors (e.g. a corrupt checkpoint) propagate with their reason.
     """
     loaders = sorted(entry_points(group=WORLD_MODEL_LOADERS), key=lambda e: e.name)
     if not loaders:
-        raise ValueError(f'h_transport replica needs a world-model loader (entry point group '
+        raise ValueError(f'the checkpoint needs a world-model loader (entry point group '
                          f'{WORLD_MODEL_LOADERS!r}); is call_world_model installed?')
-    return SequenceModel(loaders[0].load()(path), num_threads)
+    return loaders[0].load()(path)
+
+
+def load_sequence_model(path: str, num_threads: int) -> SequenceModel:
+    """Load the fleet world model's sequence step from a checkpoint file."""
+    return SequenceModel(load_fleet_model(path), num_threads)
 
 
 @dataclass

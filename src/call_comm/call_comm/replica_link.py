@@ -31,9 +31,12 @@ class LinkSender:
 
     def __init__(self, role: str, signer: Signer, h_encoding: int, max_waypoints: int,
                  keyframes: Optional[KeyframeSender] = None, max_speed: float = 40.0,
-                 plausibility_slack: float = 2.0) -> None:
+                 plausibility_slack: float = 2.0,
+                 layout: wire_codec.ZLayout = wire_codec.DEFAULT_LAYOUT) -> None:
         """
         `h_encoding` is the full-h encoding (ignored in replica mode).
+
+        `layout` is the fleet model's z layout.
 
         A jump of the ego farther than `max_speed` allows (the receivers' plausibility rule)
         is a respawn: the message says so with a new episode epoch.
@@ -43,6 +46,7 @@ class LinkSender:
         self.h_encoding = h_encoding
         self.max_waypoints = max_waypoints
         self.keyframes = keyframes
+        self.layout = layout
         self.keyframe_reason: Optional[str] = None
         self.epoch = 0
         self.max_speed = max_speed
@@ -67,7 +71,8 @@ class LinkSender:
         wire = wire_codec.encode(
             self.signer.key_id, sequence, stamp[0], stamp[1], pose, z_indices,
             [] if replica else h, action, plan_xy,
-            wire_codec.H_NONE if replica else self.h_encoding, self.max_waypoints)
+            wire_codec.H_NONE if replica else self.h_encoding, self.max_waypoints,
+            self.layout)
         self.keyframe_reason = None
         if replica:
             out = self.keyframes.outgoing(wire.sequence, z_indices, action, h)

@@ -5,8 +5,12 @@ What goes on the wire per sender and step (call_msgs/LatentMessage):
 - sender: `sender_key_id`, the HashedId4 of its Ed25519 public key (`auth.key_id`); receivers
   resolve it to the role name through the fleet file, so no string travels.
 - pose: float32 x, y (map frame; 0.12 mm ulp at 2 km), yaw, speed.
-- z: 32 categorical indices of 32 classes, 5 bits each, packed MSB-first into 20 bytes
-  (fixed-size array, no length prefix).
+- z: the fleet world model's `stoch` categorical indices of `classes` classes each
+  (`ZLayout`), ceil(log2(classes)) bits each, packed MSB-first and zero padded to a whole byte
+  (uint8[]: a 4-byte CDR length, then the bytes). Every vehicle of a fleet runs one model, so
+  a receiver knows the length to expect: a z of another length, a non-zero padding bit or an
+  index >= classes is malformed and never decoded. `small` (32 x 32): 5 bits, 20 bytes;
+  `small64g8c` (128 x 16): 4 bits, 64 bytes.
 - h: the recurrent state, fp16 (measured max abs error 4.9e-4 on tanh-bounded values) or int8
   with one float32 scale (error <= scale / 2; half the bytes) stored little-endian in the first
   4 bytes of h_data, or omitted (H_NONE: receivers rebuild h with a replica world model).
@@ -21,7 +25,7 @@ What goes on the wire per sender and step (call_msgs/LatentMessage):
 - signature: Ed25519 (64 bytes, fixed-size) over `signed_payload`.
 - episode epoch: the high nibble of the h_encoding byte (EPOCH_SHIFT) counts the sender's
   teleports (respawns) modulo 16, so receivers resync its position instead of rejecting the
-  jump as implausible; it costs no byte (147 B steady state stays) and is signed with the rest.
+  jump as implausible; it costs no byte and is signed with the rest.
 
 `WireMessage` mirrors LatentMessage field for field so this module stays ROS-free;
 `signed_payload` is the canonical byte string the signature covers and `serialized_size` is
@@ -35,10 +39,6 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-NUM_LATENTS = 32
-NUM_CLASSES = 32
-BITS_PER_INDEX = 5
-Z_PACKED_BYTES = NUM_LATENTS * BITS_PER_INDEX // 8  # 20
 SIGNATURE_BYTES = 64
 
 H_NONE = 0
@@ -99,28 +99,80 @@ class WireMessage:
 
 
 # ----------------------------------------------------------------------------------------- z
-def pack_z(indices) -> bytes:
-    """Pack 32 indices in [0, 32) into 20 bytes; refuses anything else (sender-side bug)."""
+@dataclass(frozen=True)
+class ZLayout:
+    """
+    Shape of the categorical z on the wire: `latents` indices, each in [0, `classes`).
+
+    It is the fleet world model's (stoch, classes): sender and receivers run one model, so
+    the packed length is known on both sides and travels nowhere.
+    """
+
+    latents: int
+    classes: int
+
+    def __post_init__(self) -> None:
+        """Refuse a layout no uint8 index or no packed z can hold."""
+        if not (isinstance(self.latents, int) and isinstance(self.classes, int)):
+            raise CodecError(f'z layout must be integers, got {self.latents!r} x '
+                             f'{self.classes!r}')
+        if self.latents < 1 or not 2 <= self.classes <= 256:
+            raise CodecError(f'z layout {self.latents} x {self.classes}: needs >= 1 latent '
+                             'and 2..256 classes')
+
+    @property
+    def bits(self) -> int:
+        """Bits per index: ceil(log2(classes))."""
+        return (self.classes - 1).bit_length()
+
+    @property
+    def packed_bytes(self) -> int:
+        """Bytes of a packed z (zero padded to a whole byte)."""
+        return (self.latents * self.bits + 7) // 8
+
+    @classmethod
+    def of(cls, model_config) -> 'ZLayout':
+        """Return the layout of a world-model config (anything with .stoch and .classes)."""
+        return cls(int(model_config.stoch), int(model_config.classes))
+
+
+DEFAULT_LAYOUT = ZLayout(32, 32)    # the `small` preset's (paper Table 5): 5 bits, 20 bytes
+
+
+def pack_z(indices, layout: ZLayout = DEFAULT_LAYOUT) -> bytes:
+    """Pack `layout.latents` indices in [0, classes); refuses anything else (sender bug)."""
     idx = np.asarray(indices)
-    if idx.shape != (NUM_LATENTS,):
-        raise CodecError(f'z must have {NUM_LATENTS} indices, got shape {idx.shape}')
+    if idx.shape != (layout.latents,):
+        raise CodecError(f'z must have {layout.latents} indices, got shape {idx.shape}')
     if not np.issubdtype(idx.dtype, np.integer):
         raise CodecError(f'z indices must be integers, got {idx.dtype}')
-    if idx.min() < 0 or idx.max() >= NUM_CLASSES:
-        raise CodecError(f'z indices must lie in [0, {NUM_CLASSES})')
-    bits = np.unpackbits(idx.astype(np.uint8)[:, None], axis=1)[:, 8 - BITS_PER_INDEX:]
+    if idx.min() < 0 or idx.max() >= layout.classes:
+        raise CodecError(f'z indices must lie in [0, {layout.classes})')
+    bits = np.unpackbits(idx.astype(np.uint8)[:, None], axis=1)[:, 8 - layout.bits:]
     return np.packbits(bits.ravel()).tobytes()
 
 
-def unpack_z(packed: bytes) -> np.ndarray:
-    """Inverse of `pack_z`: 20 bytes -> uint8[32], each in [0, 32) by construction."""
-    if len(packed) != Z_PACKED_BYTES:
-        raise CodecError(f'z_packed must be {Z_PACKED_BYTES} bytes, got {len(packed)}')
-    bits = np.unpackbits(np.frombuffer(bytes(packed), dtype=np.uint8)).reshape(
-        NUM_LATENTS, BITS_PER_INDEX)
-    padded = np.concatenate(
-        [np.zeros((NUM_LATENTS, 8 - BITS_PER_INDEX), dtype=np.uint8), bits], axis=1)
-    return np.packbits(padded, axis=1).ravel()
+def unpack_z(packed: bytes, layout: ZLayout = DEFAULT_LAYOUT) -> np.ndarray:
+    """
+    Inverse of `pack_z`: uint8[latents], each in [0, classes).
+
+    CodecError for a length other than the layout's, non-zero padding bits or an index the
+    bits can hold but the model has no class for (classes not a power of two).
+    """
+    packed = bytes(packed)
+    if len(packed) != layout.packed_bytes:
+        raise CodecError(f'z_packed must be {layout.packed_bytes} bytes for '
+                         f'{layout.latents} x {layout.classes} latents, got {len(packed)}')
+    used = layout.latents * layout.bits
+    bits = np.unpackbits(np.frombuffer(packed, dtype=np.uint8))
+    if np.any(bits[used:]):
+        raise CodecError('z padding bits are not zero')
+    padded = np.concatenate([np.zeros((layout.latents, 8 - layout.bits), dtype=np.uint8),
+                             bits[:used].reshape(layout.latents, layout.bits)], axis=1)
+    indices = np.packbits(padded, axis=1).ravel()
+    if indices.max() >= layout.classes:
+        raise CodecError(f'z index {int(indices.max())} is not a class of {layout.classes}')
+    return indices
 
 
 # ----------------------------------------------------------------------------------------- h
@@ -342,8 +394,8 @@ def serialized_size(msg: WireMessage) -> int:
     """
     Exact serialized size of the LatentMessage in bytes (encapsulation header included).
 
-    Fixed-size arrays serialize exactly N elements (`comm_node.to_msg` refuses other
-    lengths), so z_packed and signature always count 20 and 64 bytes, signed or not.
+    The fixed-size signature array serializes exactly 64 bytes (`comm_node.to_msg` refuses
+    another length), signed or not.
     """
     cdr = _CdrSize()
     cdr.primitive(4)                    # stamp.sec
@@ -352,7 +404,7 @@ def serialized_size(msg: WireMessage) -> int:
     cdr.primitive(4)                    # sequence
     for _ in range(4):
         cdr.primitive(4)                # x, y, yaw, speed
-    cdr.fixed_octets(Z_PACKED_BYTES)
+    cdr.octets(len(msg.z_packed))
     cdr.primitive(1)                    # action
     cdr.primitive(1)                    # h_encoding
     cdr.octets(len(msg.h_data))
@@ -364,10 +416,11 @@ def serialized_size(msg: WireMessage) -> int:
 FIXED_HEAD_BYTES = 4 + 16      # encapsulation header + stamp, sender_key_id, sequence
 
 
-def max_serialized_size(max_h_bytes: int, max_waypoints: int) -> int:
-    """Largest well-formed message a receiver accepts: bounds h_data and the intention."""
+def max_serialized_size(max_h_bytes: int, max_waypoints: int,
+                        layout: ZLayout = DEFAULT_LAYOUT) -> int:
+    """Largest well-formed message a receiver accepts: bounds z, h_data and the intention."""
     return serialized_size(WireMessage(
-        0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, b'', 0, 0, bytes(max_h_bytes),
+        0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, bytes(layout.packed_bytes), 0, 0, bytes(max_h_bytes),
         bytes((max_waypoints * BITS_PER_WAYPOINT + 7) // 8)))
 
 
@@ -406,16 +459,18 @@ def message_size(raw: bytes) -> int:
 
     Samples that crossed a process boundary arrive padded to a multiple of 4 bytes (the
     encapsulation options do not say so); the message itself is `serialized_size` bytes, what
-    `serialize_message` produces. Reads only the two sequence lengths; len(raw) when they do
-    not fit.
+    `serialize_message` produces. Reads only the three sequence lengths; len(raw) when they
+    do not fit.
     """
     try:
         order = _endian(raw)
-        offset = 4 + 32 + Z_PACKED_BYTES + 2
-        for _ in range(2):
+        offset = 4 + 32
+        for index in range(3):
             offset += (-(offset - 4)) % 4
             size, = struct.unpack_from(order + 'I', raw, offset)
             offset += 4 + size
+            if index == 0:
+                offset += 2             # action, h_encoding
         offset += SIGNATURE_BYTES
     except (CodecError, struct.error):
         return len(raw)
@@ -436,12 +491,8 @@ def decode_cdr(raw: bytes) -> WireMessage:
     try:
         sec, nsec, kid, seq, x, y, yaw, speed = struct.unpack_from(order + 'iIIIffff', body, 0)
         offset = 32
-        z_packed = bytes(body[offset:offset + Z_PACKED_BYTES])
-        offset += Z_PACKED_BYTES
-        action, encoding = body[offset], body[offset + 1]
-        offset += 2
         blobs = []
-        for _ in range(2):
+        for index in range(3):          # z_packed, (action, h_encoding), h_data, intention
             offset += (-offset) % 4
             size, = struct.unpack_from(order + 'I', body, offset)
             offset += 4
@@ -449,6 +500,9 @@ def decode_cdr(raw: bytes) -> WireMessage:
                 raise CodecError(f'a sequence of {size} bytes overruns the message')
             blobs.append(bytes(body[offset:offset + size]))
             offset += size
+            if index == 0:
+                action, encoding = body[offset], body[offset + 1]
+                offset += 2
         signature = bytes(body[offset:offset + SIGNATURE_BYTES])
         offset += SIGNATURE_BYTES
     except (struct.error, IndexError) as error:
@@ -457,17 +511,20 @@ def decode_cdr(raw: bytes) -> WireMessage:
         raise CodecError(f'LatentMessage of {end + 4} bytes, its fields need {offset + 4}')
     return WireMessage(
         sender_key_id=kid, sequence=seq, stamp_sec=sec, stamp_nanosec=nsec, x=x, y=y,
-        yaw=yaw, speed=speed, z_packed=z_packed, action=action,
-        h_encoding=encoding & ENCODING_MASK, h_data=blobs[0], intention_packed=blobs[1],
+        yaw=yaw, speed=speed, z_packed=blobs[0], action=action,
+        h_encoding=encoding & ENCODING_MASK, h_data=blobs[1], intention_packed=blobs[2],
         signature=signature, epoch=encoding >> EPOCH_SHIFT)
 
 
 # --------------------------------------------------------------------------------- encoder
 def encode(sender_key_id: int, sequence: int, stamp_sec: int, stamp_nanosec: int,
            pose: Tuple[float, float, float, float], z_indices, h, action: int,
-           waypoints_xy, h_encoding: int, max_waypoints: int) -> WireMessage:
+           waypoints_xy, h_encoding: int, max_waypoints: int,
+           layout: ZLayout = DEFAULT_LAYOUT) -> WireMessage:
     """
     Build an unsigned WireMessage from the ego's state; pose = (x, y, yaw, speed).
+
+    `layout` is the fleet model's z layout (`ZLayout.of(cfg)`).
 
     The pose is rounded to float32 first and the intention packed relative to the rounded
     pose, so the receiver rebuilds the waypoints from exactly the numbers it gets.
@@ -479,6 +536,6 @@ def encode(sender_key_id: int, sequence: int, stamp_sec: int, stamp_nanosec: int
         sender_key_id=int(sender_key_id) & 0xFFFFFFFF, sequence=int(sequence) & 0xFFFFFFFF,
         stamp_sec=int(stamp_sec), stamp_nanosec=int(stamp_nanosec),
         x=x, y=y, yaw=yaw, speed=speed,
-        z_packed=pack_z(z_indices), action=int(action), h_encoding=int(h_encoding),
+        z_packed=pack_z(z_indices, layout), action=int(action), h_encoding=int(h_encoding),
         h_data=quantise_h(h, h_encoding),
         intention_packed=pack_intention(waypoints_xy, x, y, yaw, max_waypoints))

@@ -26,11 +26,13 @@ def _key_id(keys, sender):
     return fleet.key_id(sender) if fleet.knows(sender) else STRANGER_KEY_ID
 
 
-def _wire(keys, sender='hero1', seq=1, t=10.0, x=5.0, y=0.0, h_dim=4):
+def _wire(keys, sender='hero1', seq=1, t=10.0, x=5.0, y=0.0, h_dim=4,
+          layout=wc.DEFAULT_LAYOUT):
     sec = int(t)
     return wc.encode(_key_id(keys, sender), seq, sec, int(round((t - sec) * 1e9)),
-                     (x, y, 0.3, 8.0), np.arange(32) % 32, np.linspace(-1, 1, h_dim), 2,
-                     np.array([[x + 1, y], [x + 2, y]]), wc.H_FP16, 10)
+                     (x, y, 0.3, 8.0), np.arange(layout.latents) % layout.classes,
+                     np.linspace(-1, 1, h_dim), 2, np.array([[x + 1, y], [x + 2, y]]),
+                     wc.H_FP16, 10, layout)
 
 
 def _signed(keys, wire, signer_id=None):
@@ -157,6 +159,26 @@ def test_each_hostile_kind_is_dropped_under_its_reason(keys):
     assert delivery.neighbours[0].distance == pytest.approx(7.0)
     assert delivery.bytes_received == 123
     assert delivery.messages_received == len(cases) + 2
+
+
+def test_a_z_of_another_model_layout_is_dropped_as_malformed_never_decoded(keys):
+    """One fleet, one model: a receiver takes only z of its own model's (stoch, classes)."""
+    small64 = wc.ZLayout(128, 16)
+    for own, other in ((wc.DEFAULT_LAYOUT, small64), (small64, wc.DEFAULT_LAYOUT)):
+        inbox = _inbox(keys, z_layout=own)
+        stranger = _wire(keys, seq=1, t=10.0, layout=other)
+        # all-zero indices: only the length tells this z from one of the receiver's model
+        stranger.z_packed = bytes(other.packed_bytes)
+        stranger = _signed(keys, stranger)
+        assert inbox.receive_raw(_raw(stranger), now=10.0) is DropReason.MALFORMED
+        assert inbox.receive(stranger, 100, now=10.0) is DropReason.MALFORMED
+        assert inbox.dropped[DropReason.MALFORMED] == sum(inbox.dropped.values()) == 2
+        assert inbox.collect((0.0, 0.0), 50.0, now=10.0).neighbours == []
+        own_wire = _signed(keys, _wire(keys, seq=2, t=10.1, layout=own))
+        assert inbox.receive_raw(_raw(own_wire), now=10.1) is None
+        delivered = inbox.collect((0.0, 0.0), 50.0, now=10.1).neighbours
+        np.testing.assert_array_equal(delivered[0].z_indices,
+                                      np.arange(own.latents) % own.classes)
 
 
 def test_garbage_fields_never_raise(keys):

@@ -55,6 +55,7 @@ def test_an_integer_for_a_float_parameter_is_taken_as_that_float(keys):
     ('initial_range:=true', 'parameter initial_range: expected float like 20.0, got True (bool)'),
     ('max_waypoints:=2.5', 'parameter max_waypoints: expected int like 5, got 2.5 (float)'),
     ('v2v_drain:=-1', 'v2v_drain must be >= 0, got -1'),
+    ('z_classes:=300', 'z layout 32 x 300: needs >= 1 latent and 2..256 classes'),
 ])
 def test_any_other_wrong_type_exits_2_with_one_line_naming_the_parameter(keys, param, expected):
     proc = _start(keys, param)
@@ -65,3 +66,19 @@ def test_any_other_wrong_type_exits_2_with_one_line_naming_the_parameter(keys, p
             proc.kill()
     assert proc.returncode == 2, out
     assert out.strip().splitlines() == [f'comm_node: cannot start: {expected}']
+
+
+def test_a_z_layout_that_contradicts_the_checkpoint_exits_2(keys):
+    """One fleet, one model: the wire's z layout is the checkpoint's, not a second setting."""
+    from ament_index_python.packages import get_package_share_directory
+    shipped = os.path.join(get_package_share_directory('call_world_model'), 'checkpoints',
+                           'call_small.pt')
+    proc = _start(keys, f'checkpoint:={shipped}', 'z_latents:=128', 'z_classes:=16')
+    try:
+        out, _ = proc.communicate(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, out
+    assert out.strip().splitlines()[-1] == ('comm_node: cannot start: z_latents x z_classes '
+                                            '128 x 16 contradict the checkpoint (32 x 32)')

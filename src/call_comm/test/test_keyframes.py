@@ -70,8 +70,9 @@ def test_first_contact_gap_request_keyframe_recovery(fleet_dir):
         sizes.append(wc.serialized_size(wire))
         reason, n = deliver(receiver, wire, t)
         assert reason is None and n.synchronised and np.max(np.abs(n.h - h)) < TOL
-    # v2: 132 B fixed (signature included) + 6 B of intention for these 2 waypoints
-    assert sizes == [138] * len(sizes)
+    # v2: 136 B fixed with the 32 x 32 z (signature included) + 6 B of intention for these
+    # 2 waypoints
+    assert sizes == [142] * len(sizes)
     # message 10 is lost on the air
     t += 1
     z, a, h = world.step()

@@ -10,26 +10,42 @@ import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 
 
-def _message(rng, h_dim=512, encoding=wc.H_FP16, waypoints=10):
+SMALL64 = wc.ZLayout(128, 16)      # the small64g8c preset: 2 latents of 16 per 8 x 8 cell
+
+
+def _message(rng, h_dim=512, encoding=wc.H_FP16, waypoints=10, layout=wc.DEFAULT_LAYOUT):
     x, y, yaw = rng.uniform(-300, 300), rng.uniform(-300, 300), rng.uniform(-math.pi, math.pi)
     pts = np.array([x, y]) + np.cumsum(rng.uniform(-4, 4, size=(waypoints, 2)), axis=0)
     wire = wc.encode(int(rng.integers(0, 2**32)), int(rng.integers(0, 2**32)),
                      int(rng.integers(0, 10**6)), int(rng.integers(0, 10**9)),
-                     (x, y, yaw, rng.uniform(0, 30)), rng.integers(0, 32, size=32),
+                     (x, y, yaw, rng.uniform(0, 30)),
+                     rng.integers(0, layout.classes, size=layout.latents),
                      np.tanh(rng.normal(size=h_dim)), int(rng.integers(0, 15)), pts,
-                     encoding, 64)
+                     encoding, 64, layout)
     wire.signature = bytes(rng.integers(0, 256, size=64, dtype=np.uint8))
     return wire
 
 
-def test_z_round_trip_is_exact_and_20_bytes():
+@pytest.mark.parametrize('layout, bits, size', [
+    (wc.DEFAULT_LAYOUT, 5, 20), (SMALL64, 4, 64), (wc.ZLayout(7, 10), 4, 4),
+    (wc.ZLayout(3, 256), 8, 3), (wc.ZLayout(5, 2), 1, 1)])
+def test_z_round_trip_is_exact_for_each_layout(layout, bits, size):
+    assert (layout.bits, layout.packed_bytes) == (bits, size)
     rng = np.random.default_rng(1)
     for _ in range(200):
-        z = rng.integers(0, 32, size=32)
-        packed = wc.pack_z(z)
-        assert len(packed) == wc.Z_PACKED_BYTES == 20
-        np.testing.assert_array_equal(wc.unpack_z(packed), z)
-    np.testing.assert_array_equal(wc.unpack_z(wc.pack_z(np.full(32, 31))), np.full(32, 31))
+        z = rng.integers(0, layout.classes, size=layout.latents)
+        packed = wc.pack_z(z, layout)
+        assert len(packed) == size
+        np.testing.assert_array_equal(wc.unpack_z(packed, layout), z)
+    top = np.full(layout.latents, layout.classes - 1)
+    np.testing.assert_array_equal(wc.unpack_z(wc.pack_z(top, layout), layout), top)
+
+
+def test_the_32_x_32_packing_is_the_v2_one():
+    """The default layout packs as before layouts existed: 5 bits per index, MSB first."""
+    z = np.arange(32)
+    bits = ''.join(format(v, '05b') for v in z)
+    assert wc.pack_z(z) == int(bits, 2).to_bytes(20, 'big')
 
 
 @pytest.mark.parametrize('bad', [np.full(32, 32), np.arange(31), np.full(32, -1),
@@ -40,9 +56,25 @@ def test_pack_z_refuses_indices_outside_0_31(bad):
 
 
 def test_unpack_z_refuses_wrong_length():
-    for size in (0, 19, 21):
-        with pytest.raises(wc.CodecError):
-            wc.unpack_z(bytes(size))
+    for layout, sizes in ((wc.DEFAULT_LAYOUT, (0, 19, 21, 64)), (SMALL64, (0, 20, 63, 65))):
+        for size in sizes:
+            with pytest.raises(wc.CodecError):
+                wc.unpack_z(bytes(size), layout)
+
+
+def test_unpack_z_refuses_padding_bits_and_indices_beyond_the_classes():
+    layout = wc.ZLayout(7, 10)                  # 28 bits in 4 bytes, indices 10..15 unused
+    good = wc.pack_z(np.full(7, 9), layout)
+    with pytest.raises(wc.CodecError):
+        wc.unpack_z(good[:-1] + bytes([good[-1] | 0x01]), layout)     # a padding bit
+    with pytest.raises(wc.CodecError):
+        wc.unpack_z(bytes([0xF0]) + good[1:], layout)                  # index 15
+
+
+@pytest.mark.parametrize('latents, classes', [(0, 32), (32, 1), (32, 257), (32.0, 32)])
+def test_a_layout_without_a_wire_form_is_refused(latents, classes):
+    with pytest.raises(wc.CodecError):
+        wc.ZLayout(latents, classes)
 
 
 @pytest.mark.parametrize('name, h', [
@@ -145,11 +177,12 @@ def test_serialized_size_equals_real_cdr_size(h_dim, encoding, waypoints):
     assert wc.serialized_size(unsigned) == len(serialize_message(to_msg(unsigned)))
 
 
-def test_steady_state_replica_message_is_147_bytes():
+@pytest.mark.parametrize('layout, size', [(wc.DEFAULT_LAYOUT, 151), (SMALL64, 195)])
+def test_steady_state_replica_message_size(layout, size):
     """With h omitted, the planner's K = 5 waypoints and the signature (issue 11 budget)."""
-    wire = _message(np.random.default_rng(0), 0, wc.H_NONE, 5)
+    wire = _message(np.random.default_rng(0), 0, wc.H_NONE, 5, layout)
     assert len(wire.intention_packed) == 15
-    assert wc.serialized_size(wire) == len(serialize_message(to_msg(wire))) == 147
+    assert wc.serialized_size(wire) == len(serialize_message(to_msg(wire))) == size
 
 
 @pytest.mark.parametrize('encoding, h_dim, max_bytes', [
@@ -174,7 +207,8 @@ def test_signed_payload_survives_a_real_serialization_round_trip():
     assert wc.signed_payload(back) == wc.signed_payload(wire)
     for name, value in [('sequence', back.sequence + 1), ('sender_key_id', 1),
                         ('stamp_nanosec', 1), ('x', back.x + 1.0), ('speed', 0.5),
-                        ('z_packed', bytes(20)), ('action', 14), ('h_encoding', wc.H_INT8),
+                        ('z_packed', bytes(20)), ('z_packed', back.z_packed + bytes(1)),
+                        ('action', 14), ('h_encoding', wc.H_INT8),
                         ('h_data', back.h_data[:-2]), ('intention_packed', b'')]:
         changed = wc.WireMessage(**{**back.__dict__, name: value})
         assert wc.signed_payload(changed) != wc.signed_payload(wire), name
@@ -183,15 +217,16 @@ def test_signed_payload_survives_a_real_serialization_round_trip():
 
 def test_fixed_size_fields_refuse_other_lengths():
     wire = _message(np.random.default_rng(6))
-    for name, value in [('z_packed', bytes(19)), ('signature', bytes(63))]:
-        with pytest.raises(wc.CodecError):
-            to_msg(wc.WireMessage(**{**wire.__dict__, name: value}))
+    with pytest.raises(wc.CodecError):
+        to_msg(wc.WireMessage(**{**wire.__dict__, 'signature': bytes(63)}))
 
 
-@pytest.mark.parametrize('h_dim, encoding, epoch', [(0, wc.H_NONE, 0), (512, wc.H_FP16, 3),
-                                                    (64, wc.H_INT8, 15)])
-def test_decode_cdr_reads_what_rclpy_serialized(h_dim, encoding, epoch):
-    wire = _message(np.random.default_rng(h_dim), h_dim, encoding, waypoints=5)
+@pytest.mark.parametrize('h_dim, encoding, epoch, layout', [
+    (0, wc.H_NONE, 0, wc.DEFAULT_LAYOUT), (512, wc.H_FP16, 3, wc.DEFAULT_LAYOUT),
+    (64, wc.H_INT8, 15, wc.DEFAULT_LAYOUT), (0, wc.H_NONE, 0, SMALL64),
+    (128, wc.H_INT8, 7, SMALL64), (33, wc.H_FP16, 1, wc.ZLayout(7, 10))])
+def test_decode_cdr_reads_what_rclpy_serialized(h_dim, encoding, epoch, layout):
+    wire = _message(np.random.default_rng(h_dim), h_dim, encoding, 5, layout)
     wire.epoch = epoch
     raw = serialize_message(to_msg(wire))
     assert wc.decode_cdr(raw) == wire
@@ -205,26 +240,28 @@ def test_decode_cdr_reads_what_rclpy_serialized(h_dim, encoding, epoch):
 
 def test_the_epoch_changes_no_byte_count_and_is_signed():
     wire = _message(np.random.default_rng(5), 0, wc.H_NONE, waypoints=5)
-    assert wc.serialized_size(wire) == 147
+    assert wc.serialized_size(wire) == 151
     later = wc.WireMessage(**{**wire.__dict__, 'epoch': 1})
-    assert wc.serialized_size(later) == 147
+    assert wc.serialized_size(later) == 151
     assert wc.signed_payload(later) != wc.signed_payload(wire)
-    assert len(serialize_message(to_msg(later))) == 147
+    assert len(serialize_message(to_msg(later))) == 151
 
 
-@pytest.mark.parametrize('cut', [0, 3, 19, 60, 146])
+@pytest.mark.parametrize('cut', [0, 3, 19, 60, 150])
 def test_decode_cdr_refuses_truncated_or_padded_bytes(cut):
     raw = serialize_message(to_msg(_message(np.random.default_rng(6), 0, wc.H_NONE, 5)))
     with pytest.raises(wc.CodecError):
         wc.decode_cdr(raw[:cut])
     with pytest.raises(wc.CodecError):
         wc.decode_cdr(raw + b'\x01')
-    huge_length = bytearray(raw)
-    huge_length[4 + 56:4 + 60] = struct.pack('<I', 2 ** 31)     # h_data length
-    with pytest.raises(wc.CodecError):
-        wc.decode_cdr(bytes(huge_length))
+    for offset in (32, 60):                     # z_packed and h_data lengths
+        huge_length = bytearray(raw)
+        huge_length[4 + offset:4 + offset + 4] = struct.pack('<I', 2 ** 31)
+        with pytest.raises(wc.CodecError):
+            wc.decode_cdr(bytes(huge_length))
 
 
-def test_max_serialized_size_bounds_h_and_waypoints():
-    assert wc.max_serialized_size(0, 5) == 147
-    assert wc.max_serialized_size(1000, 5) == 147 + 1000
+def test_max_serialized_size_bounds_z_h_and_waypoints():
+    assert wc.max_serialized_size(0, 5) == 151
+    assert wc.max_serialized_size(1000, 5) == 151 + 1000
+    assert wc.max_serialized_size(0, 5, SMALL64) == 195

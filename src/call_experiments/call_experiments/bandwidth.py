@@ -63,12 +63,14 @@ class WireSettings:
 
 def latent_message(x: float, y: float, yaw: float, z_indices: np.ndarray,
                    h: np.ndarray, waypoints: np.ndarray, mode: str,
-                   settings: WireSettings, sequence: int = 0, stamp: float = 0.0
+                   settings: WireSettings, sequence: int = 0, stamp: float = 0.0,
+                   layout: wire_codec.ZLayout = wire_codec.DEFAULT_LAYOUT
                    ) -> wire_codec.WireMessage:
     """
     Build the LatentMessage a comm node sends for this state (signature included).
 
-    The sender's 4-byte key id is left 0: its value never changes the size.
+    The sender's 4-byte key id is left 0: its value never changes the size. `layout` is the
+    model's z layout (`wire_codec.ZLayout.of(cfg)`).
     """
     if mode not in (LSS, LSI):
         raise ValueError(f'only lss and lsi send latent messages, not {mode!r}')
@@ -78,7 +80,7 @@ def latent_message(x: float, y: float, yaw: float, z_indices: np.ndarray,
     msg = wire_codec.encode(
         0, sequence, sec, int(round((stamp - sec) * 1e9)), (x, y, yaw, 0.0),
         np.asarray(z_indices, dtype=np.int64), h, 0, points,
-        wire_codec.H_ENCODINGS[settings.h_encoding], settings.max_waypoints)
+        wire_codec.H_ENCODINGS[settings.h_encoding], settings.max_waypoints, layout)
     msg.signature = bytes(settings.signature_bytes)
     return msg
 

@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      .splitlines()[0])
     parser.add_argument('--scenario', default='four_lane_demo')
     parser.add_argument('--checkpoint', default=None,
-                        help='world model + actor-critic (default: the shipped call_small.pt)')
+                        help='world model + actor-critic (default: the shipped call_small64g8c.pt)')
     parser.add_argument('--modes', nargs='+', default=['lsi', 'local'], choices=MODES)
     parser.add_argument('--seeds', nargs='+', type=int, default=list(DEFAULT_SEEDS))
     parser.add_argument('--steps', type=int, default=1500,
@@ -387,16 +387,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SHIPPED_CHECKPOINT = 'call_small64g8c.pt'   # the nodes' default (call_bringup bringup.yaml)
+
+
 def shipped_checkpoint() -> str:
-    """Path of call_world_model's shipped `call_small.pt` in this source tree."""
+    """Path of call_world_model's shipped default checkpoint in this source tree."""
     here = Path(__file__).resolve()
     for root in here.parents:
-        candidate = root / 'src' / 'call_world_model' / 'checkpoints' / 'call_small.pt'
+        candidate = root / 'src' / 'call_world_model' / 'checkpoints' / SHIPPED_CHECKPOINT
         if candidate.is_file():
             return str(candidate)
     from ament_index_python.packages import get_package_share_directory
     return os.path.join(get_package_share_directory('call_world_model'), 'checkpoints',
-                        'call_small.pt')
+                        SHIPPED_CHECKPOINT)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -197,7 +197,8 @@ class EvaluationCollector:
                     m = sent[name]
                     sizes[name] = latent_message_size(m.x, m.y, m.yaw, m.z_indices, m.h,
                                                       m.waypoints, self.settings.mode,
-                                                      self.wire)
+                                                      self.wire,
+                                                      layout=self.pipeline.z_layout)
             others = sum(1 for name in sent if name != role)
             self.bandwidth.append(BandwidthRecord(
                 role, len(step.neighbours), sum(sizes[n] for n in step.neighbours),

@@ -51,7 +51,7 @@ from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from call_comm.comm_stage import CommStage, received
 from call_comm.range_gate import RangeGate
-from call_comm.wire_codec import dequantise_h, H_ENCODINGS, quantise_h
+from call_comm.wire_codec import dequantise_h, H_ENCODINGS, quantise_h, ZLayout
 from call_perception.bev_raster import BevConfig
 from call_perception.fusion import FusionConfig, SharedNeighbour
 from call_perception.neighbour_views import NeighbourView, VIEW_CHANNELS
@@ -205,6 +205,7 @@ class VehiclePipeline:
             raise ValueError(f'the action set has {len(driver.actions)} actions, the world '
                              f'model {self.cfg.num_actions}')
         self.driver = driver
+        self.z_layout = ZLayout.of(self.cfg)     # the wire form of its z (CodecError: none)
         self.bev_config = bev_config or BevConfig.from_yaml()
         if self.bev_config.size != self.cfg.bev_size:
             self.bev_config = resized(self.bev_config, self.cfg.bev_size)
@@ -366,7 +367,8 @@ class VehiclePipeline:
             got = received(ego.x, ego.y, received_yaw(ego.yaw), output.z_indices(),
                            output.h() if full else np.zeros(0, np.float32), self.plans[i],
                            encoding if full else H_ENCODINGS['none'],
-                           self.settings.max_waypoints, abs(float(ego.speed)))
+                           self.settings.max_waypoints, abs(float(ego.speed)),
+                           self.z_layout)
             self.messages[role] = Message(got.x, got.y, got.yaw, got.z_indices,
                                           got.h if full else held[i], got.intention_xy,
                                           got.speed, float(observations[role].time))

@@ -31,7 +31,7 @@ vehicles within a fixed ``comm_range`` (the gate's range would depend on the mod
 modes would differ in more than what is shared); their message is that of step t0 - 1.
 
     python -m call_learning.prediction_protocol \
-        --checkpoint src/call_world_model/checkpoints/wm_small64g8c_motion.pt --per-seed \
+        --checkpoint src/call_world_model/checkpoints/call_small64g8c.pt --per-seed \
         --out results/prediction_sharing.csv          # --quick: a subset in under a minute
 """
 import argparse

@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--world-model-only', dest='world_model_only', action='store_true',
                         default=None, help='skip the actor-critic updates and collect with '
                         'the heuristic policy (world-model training at half the update cost)')
+    parser.add_argument('--freeze-world-model', dest='freeze_world_model', action='store_true',
+                        default=None, help='train the actor-critic only, in the imagination '
+                        'of a resumed world model that stays as it is (e.g. one trained with '
+                        '--world-model-only)')
     parser.add_argument('--export', default=None,
                         help='also write a slim copy (no optimiser states) here at the end')
     parser.add_argument('--seed', type=int)
@@ -127,6 +131,15 @@ def resolve_settings(args: argparse.Namespace) -> Dict[str, Any]:
         raise ValueError('world_model_only must be true or false, got '
                          f"{settings['world_model_only']!r}")
     settings['world_model_only'] = settings.get('world_model_only', False)
+    for key in ('freeze_world_model',):
+        if not isinstance(settings.get(key, False), bool):
+            raise ValueError(f'{key} must be true or false, got {settings[key]!r}')
+        settings[key] = settings.get(key, False)
+    if settings['freeze_world_model'] and settings['world_model_only']:
+        raise ValueError('freeze_world_model and world_model_only together train nothing')
+    if settings['freeze_world_model'] and not settings.get('resume'):
+        raise ValueError('freeze_world_model needs --resume: a frozen fresh world model '
+                         'imagines nothing an actor could learn from')
     if settings['prefill_policy'] not in ('heuristic', 'random'):
         raise ValueError(f"prefill_policy must be 'heuristic' or 'random', got "
                          f"{settings['prefill_policy']!r}")
@@ -231,7 +244,11 @@ class Trainer:
         the untrained actor is skipped and its imagination (about half an update) is saved.
         """
         batch = self.replay.sample(self.settings['batch'], self.settings['length'], self.rng)
-        if self._wm_ddp is None:
+        if self.settings.get('freeze_world_model', False):
+            # the actor-critic alone: start states are the frozen model's posteriors
+            with torch.no_grad():
+                metrics, (posts, _) = {}, self.world_model.observe_batch(batch)
+        elif self._wm_ddp is None:
             metrics, posts = self.world_model.train_step(batch)
         else:
             metrics, posts = self._distributed_world_model_step(batch)
@@ -270,6 +287,7 @@ class Trainer:
         """Checkpoint with the training metadata (rank 0 only)."""
         extra = {'updates': self.updates, 'mode': self.settings['mode'],
                  'world_model_only': self.settings.get('world_model_only', False),
+                 'freeze_world_model': self.settings.get('freeze_world_model', False),
                  'scenario': str(self.settings['scenario']),
                  'c': self.settings['c'], 'preset': self.settings['preset']}
         checkpoint.save(path, self.world_model, self._plain_actor_critic(), self.cfg,

@@ -81,6 +81,39 @@ def test_world_model_only_skips_the_actor_critic(tmp_path):
     assert not loaded.actor_critic.critic_opt.state
 
 
+def test_a_frozen_world_model_stays_bit_for_bit_while_the_actor_critic_learns(tmp_path):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    env = MultiVehicleEnv.from_scenario(SCENARIO)
+    try:
+        run(settings_for(tmp_path / 'base', 6), env)
+        start = os.path.join(tmp_path, 'base', 'checkpoint.pt')
+        settings = settings_for(tmp_path / 'ac', 16, resume=start)
+        settings['freeze_world_model'] = True
+        summary = run(settings, env)
+    finally:
+        env.close()
+    assert summary['updates'] > 0
+    assert 'actor_critic/critic_loss' in summary['metrics']
+    assert not any(k.startswith('world_model/') for k in summary['metrics'])
+    before = checkpoint.load(start)
+    after = checkpoint.load(os.path.join(tmp_path, 'ac', 'checkpoint.pt'))
+    assert after.meta['extra']['freeze_world_model'] is True
+    for (name, a), b in zip(before.world_model.state_dict().items(),
+                            after.world_model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not all(torch.equal(a, b) for a, b in zip(
+        before.actor_critic.state_dict().values(), after.actor_critic.state_dict().values()))
+
+
+@pytest.mark.parametrize('extra', [['--freeze-world-model'],
+                                   ['--freeze-world-model', '--world-model-only', '--resume']])
+def test_freezing_needs_a_resumed_model_and_an_actor_critic_to_train(tmp_path, extra, capsys):
+    assert main(['--scenario', 'four_lane_30', '--logdir', str(tmp_path), '--no-progress',
+                 '--preset', 'tiny', '--steps', '1'] + extra) == 2
+    assert 'call_train: error:' in capsys.readouterr().err
+
+
 def test_resume_with_a_different_model_fails_clearly(tmp_path):
     cfg = load_config('tiny', {'deter': 16})
     model = WorldModel(cfg)

@@ -22,16 +22,19 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def test_fixed_part_is_132_bytes_and_fixed_arrays_carry_no_length():
+def test_fixed_part_is_116_bytes_and_fixed_arrays_carry_no_length():
     """
     Check the CDR byte accounting of the v2 layout.
 
-    4 encapsulation + 8 stamp + 4 key id + 4 sequence + 16 pose + 20 z + 2 + 2 padding
-    + 4 + 4 sequence lengths + 64 signature = 132.
+    4 encapsulation + 8 stamp + 4 key id + 4 sequence + 16 pose + 4 z length + 2 + 2 padding
+    + 4 + 4 sequence lengths + 64 signature = 116, then the bytes of z, h and intention
+    (z of 20 bytes, a multiple of 4, keeps the padding at 2).
     """
-    assert len(serialize_message(LatentMessage())) == 132
+    assert len(serialize_message(LatentMessage())) == 116
     msg = make_message(1)
-    assert len(serialize_message(msg)) == 132 + len(msg.h_data) + len(msg.intention_packed)
+    assert len(msg.z_packed) == 20
+    assert len(serialize_message(msg)) == 116 + len(msg.z_packed) + len(msg.h_data) + len(
+        msg.intention_packed)
 
 
 def test_latent_message_crosses_processes():

@@ -289,6 +289,13 @@ class WorldModel(nn.Module):
         return self.bev_probs(states)
 
     # ---------------------------------------------------------------- training
+    def observe_batch(self, batch: Dict, state: Optional[State] = None):
+        """`observe` a replay batch (keys as for `loss`) -> (posts, priors), (B, T, ...)."""
+        return self.observe(
+            bev_to_float(batch['bev'].to(self.device)), batch['prev_action'].to(self.device),
+            batch['is_first'].to(self.device), _to(batch.get('shared'), self.device),
+            _to(batch.get('intention'), self.device), state)
+
     def loss(self, batch: Dict, state: Optional[State] = None):
         """
         World-model loss of a replay batch (see module doc for the keys).
@@ -297,12 +304,8 @@ class WorldModel(nn.Module):
         Terms per (b, t): image/reward/cont negative log-likelihoods (scale pred 1.0),
         dyn (0.5) and rep (0.1) with free bits; loss = mean_{b,t} sum_k scale_k * term_k.
         """
-        bev = batch['bev'].to(self.device)
-        target = bev_to_float(bev)
-        posts, priors = self.observe(
-            target, batch['prev_action'].to(self.device), batch['is_first'].to(self.device),
-            _to(batch.get('shared'), self.device), _to(batch.get('intention'), self.device),
-            state)
+        target = bev_to_float(batch['bev'].to(self.device))
+        posts, priors = self.observe_batch(batch, state)
         feat = features(posts)
         batch_size, steps = feat.shape[:2]
         flat = feat.reshape(batch_size * steps, -1)

@@ -135,3 +135,21 @@ def test_shared_load_is_one_copy_per_file_version(saved, tmp_path):
     assert checkpoint.load_shared(path) is not first
     with pytest.raises(checkpoint.CheckpointError, match='does not exist'):
         checkpoint.load_shared(str(tmp_path / 'nope.pt'))
+
+
+@pytest.mark.parametrize('with_actor_critic', [True, False])
+def test_config_is_read_without_the_weights(tmp_path, with_actor_critic):
+    from call_world_model.checkpoint_config import read_summary
+    cfg = tiny_config()
+    path = str(tmp_path / 'c.pt')
+    checkpoint.save(path, WorldModel(cfg), ActorCritic(cfg, cfg.feat_dim, cfg.num_actions)
+                    if with_actor_critic else None, cfg, 7)
+    summary = read_summary(path)
+    assert summary.cfg == checkpoint.load(path).cfg == cfg
+    assert summary.has_actor_critic is with_actor_critic
+    for bad in (b'', b'x' * 100, open(path, 'rb').read()[:1000]):
+        (tmp_path / 'bad.pt').write_bytes(bad)
+        with pytest.raises(ValueError, match='corrupt or not a CALL checkpoint'):
+            read_summary(str(tmp_path / 'bad.pt'))
+    with pytest.raises(ValueError, match='does not exist'):
+        read_summary(str(tmp_path / 'none.pt'))
