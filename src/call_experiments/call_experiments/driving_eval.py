@@ -364,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      .splitlines()[0])
     parser.add_argument('--scenario', default='four_lane_demo')
     parser.add_argument('--checkpoint', default=None,
-                        help='world model + actor-critic (default: the shipped call_small64g8c.pt)')
+                        help='world model + actor-critic (default: the shipped '
+                        'call_small64g8c.pt)')
     parser.add_argument('--modes', nargs='+', default=['lsi', 'local'], choices=MODES)
     parser.add_argument('--seeds', nargs='+', type=int, default=list(DEFAULT_SEEDS))
     parser.add_argument('--steps', type=int, default=1500,
