@@ -56,6 +56,7 @@ METRICS = ('success_rate', 'route_completion', 'collision_rate', 'conflicts_per_
            'stop_share', 'trips_ended', 'reached', 'collisions', 'off_road', 'timeouts',
            'vehicle_steps')
 DEFAULT_SEEDS = (3000, 3001, 3002)   # held out: training used seeds 0-2, call_evaluate 1000+
+SHIPPED_CHECKPOINT = 'call_small64g8c.pt'   # the nodes' default (call_bringup bringup.yaml)
 
 
 @dataclass
@@ -365,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--scenario', default='four_lane_demo')
     parser.add_argument('--checkpoint', default=None,
                         help='world model + actor-critic (default: the shipped '
-                        'call_small64g8c.pt)')
+                        f'{SHIPPED_CHECKPOINT})')
     parser.add_argument('--modes', nargs='+', default=['lsi', 'local'], choices=MODES)
     parser.add_argument('--seeds', nargs='+', type=int, default=list(DEFAULT_SEEDS))
     parser.add_argument('--steps', type=int, default=1500,
@@ -386,9 +387,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--out', default='results')
     parser.add_argument('--threads', type=int, default=1)
     return parser
-
-
-SHIPPED_CHECKPOINT = 'call_small64g8c.pt'   # the nodes' default (call_bringup bringup.yaml)
 
 
 def shipped_checkpoint() -> str:
