@@ -30,6 +30,17 @@ def _start(keys: Path, *params: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _exit_2_output(proc) -> str:
+    """Wait for a node that must refuse to start; return its output after checking code 2."""
+    try:
+        out, _ = proc.communicate(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, out
+    return out
+
+
 def test_an_integer_for_a_float_parameter_is_taken_as_that_float(keys):
     proc = _start(keys, 'initial_range:=50', 'c:=30')
     try:
@@ -58,13 +69,7 @@ def test_an_integer_for_a_float_parameter_is_taken_as_that_float(keys):
     ('z_classes:=300', 'z layout 32 x 300: needs >= 1 latent and 2..256 classes'),
 ])
 def test_any_other_wrong_type_exits_2_with_one_line_naming_the_parameter(keys, param, expected):
-    proc = _start(keys, param)
-    try:
-        out, _ = proc.communicate(timeout=WAIT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 2, out
+    out = _exit_2_output(_start(keys, param))
     assert out.strip().splitlines() == [f'comm_node: cannot start: {expected}']
 
 
@@ -73,12 +78,7 @@ def test_a_z_layout_that_contradicts_the_checkpoint_exits_2(keys):
     from ament_index_python.packages import get_package_share_directory
     shipped = os.path.join(get_package_share_directory('call_world_model'), 'checkpoints',
                            'call_small.pt')
-    proc = _start(keys, f'checkpoint:={shipped}', 'z_latents:=128', 'z_classes:=16')
-    try:
-        out, _ = proc.communicate(timeout=WAIT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 2, out
+    out = _exit_2_output(_start(keys, f'checkpoint:={shipped}', 'z_latents:=128',
+                                'z_classes:=16'))
     assert out.strip().splitlines()[-1] == ('comm_node: cannot start: z_latents x z_classes '
                                             '128 x 16 contradict the checkpoint (32 x 32)')

@@ -67,11 +67,16 @@ def test_threshold_outside_the_unit_interval_fails_fast(decoder):
         ViewDecoder(decoder, CHANNELS, 1.0)
 
 
-def test_a_node_decodes_its_own_coming_latent_for_the_others_only_when_they_share(tmp_path):
-    model = tiny_model(6)
+def _decoder_of_a_new_model(tmp_path, seed):
+    """Return a view decoder on a model of its own (a memo and members no other test shares)."""
+    model = tiny_model(seed)
     path = str(tmp_path / 'tiny.pt')
     checkpoint.save(path, model, None, model.cfg, step=0, optimizers=False)
-    decoder = load_view_decoder(path)
+    return load_view_decoder(path)
+
+
+def test_a_node_decodes_its_own_coming_latent_for_the_others_only_when_they_share(tmp_path):
+    decoder = _decoder_of_a_new_model(tmp_path, 6)
     neighbours, own = _latents(decoder.model.cfg, 2, seed=4), _latents(decoder.model.cfg, 1, 5)
     batches = []
     hook = decoder.model.heads['decoder'].register_forward_hook(
@@ -93,10 +98,7 @@ def test_a_node_decodes_its_own_coming_latent_for_the_others_only_when_they_shar
 
 def test_a_destroyed_nodes_decoder_no_longer_counts_as_one_that_shares(tmp_path):
     import gc
-    model = tiny_model(7)
-    path = str(tmp_path / 'tiny.pt')
-    checkpoint.save(path, model, None, model.cfg, step=0, optimizers=False)
-    decoder = load_view_decoder(path)
+    decoder = _decoder_of_a_new_model(tmp_path, 7)
     neighbours, own = _latents(decoder.model.cfg, 1, seed=8), _latents(decoder.model.cfg, 1, 9)
     staying, leaving = ViewDecoder(decoder, CHANNELS, 0.5), ViewDecoder(decoder, CHANNELS, 0.5)
     del leaving
