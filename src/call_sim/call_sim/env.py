@@ -111,11 +111,23 @@ class MultiVehicleEnv:
         """Stop SUMO and free this process's simulation slot."""
         global _OPEN_ENV
         if self._started:
+            self._consume_pending_moves()
             libsumo.close()
             self._started = False
         if _OPEN_ENV is self:
             _OPEN_ENV = None
         self._closed = True
+
+    @staticmethod
+    def _consume_pending_moves() -> None:
+        """
+        Let the running simulation take its pending moveToXY calls before it ends.
+
+        moveToXY (a respawn after the last step) leaves a pending remote-control move for
+        which libsumo keeps a raw vehicle pointer beyond its simulation; load() or close()
+        would free the vehicle and the next simulation's first step would segfault.
+        """
+        libsumo.simulationStep()
 
     def __enter__(self) -> 'MultiVehicleEnv':
         return self
@@ -140,10 +152,7 @@ class MultiVehicleEnv:
                 '--collision.action', 'none', '--time-to-teleport', '-1',
                 '--default.speeddev', '0.1', '--eager-insert', 'true']
         if self._started:
-            # moveToXY (a respawn after the last step) leaves a pending remote-control move
-            # that libsumo keeps a raw vehicle pointer for; load() would free the vehicle and
-            # the next simulationStep would segfault, so let the old simulation consume it
-            libsumo.simulationStep()
+            self._consume_pending_moves()
             libsumo.load(args)
         else:
             libsumo.start(['sumo'] + args)

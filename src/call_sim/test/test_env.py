@@ -1,5 +1,8 @@
 """MultiVehicleEnv on the real SUMO engine: determinism, collisions, TTC, lanes, routes."""
 import math
+import subprocess
+import sys
+import textwrap
 
 from call_sim.config import load_yaml
 from call_sim.env import MultiVehicleEnv
@@ -327,3 +330,26 @@ def test_a_respawn_keeps_its_clearance_from_a_truck_s_rear():
         assert min(nearest) >= need - 1e-6
     finally:
         env.close()
+
+
+def test_a_new_simulation_after_closing_one_that_just_respawned_a_vehicle_runs():
+    # a respawn places its vehicle with moveToXY, which libsumo keeps pending (with a raw
+    # pointer) until the next step; closing before that step once crashed the next
+    # simulation's first step (a segfault: run apart, so it fails this test, not the session)
+    script = textwrap.dedent("""
+        from call_sim.env import MultiVehicleEnv
+        from call_vehicle.vehicle_control import VehicleControl
+        scenario = {'map': 'four_lane', 'num_controlled': 1, 'num_background': 20, 'seed': 3,
+                    'respawn_done': True, 'trip_time_limit': 0.2}
+        for episode in range(2):
+            env = MultiVehicleEnv.from_scenario(scenario)
+            env.reset(seed=5)
+            for _ in range(10):      # a time out and its respawn every 0.2 s, also last
+                env.step({'hero0': VehicleControl(brake=1.0)})
+            env.close()
+        print('both simulations ran')
+        """)
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert 'both simulations ran' in done.stdout
