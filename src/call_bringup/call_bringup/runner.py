@@ -175,9 +175,13 @@ class Supervisor:
             unit.last_lines.append(line)
             self.emit(f'[{unit.label}] {line}')
 
-    def start(self) -> None:
-        """Start every unit in its own session (terminal Ctrl-C reaches only the runner)."""
-        for unit in self.units:
+    def start(self, units: Optional[list[ProcessUnit]] = None) -> None:
+        """
+        Start every unit (or ``units``, some of them) in its own session.
+
+        Own sessions: a terminal's Ctrl-C reaches only the runner, which stops them in order.
+        """
+        for unit in self.units if units is None else units:
             unit.process = subprocess.Popen(
                 unit.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 errors='replace', bufsize=1, env=self._env, start_new_session=True)

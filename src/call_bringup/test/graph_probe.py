@@ -9,7 +9,7 @@ import io
 import math
 import os
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from call_bringup.demo import random_checkpoint
 from call_bringup.fleet_keys import ensure_fleet_keys
@@ -139,6 +139,17 @@ class GraphProbe:
     def live(self) -> bool:
         """Every vehicle's pipeline is up: each published CommStats."""
         return all(self.stats[r] for r in ROLES)
+
+    def publishers_seen(self, topics: Optional[Iterable[str]] = None) -> bool:
+        """
+        Tell whether every topic the probe reads (or each of ``topics``) has a publisher in view.
+
+        The probe's subscriptions are volatile: a writer that Fast DDS discovers later than the
+        others (endpoints are discovered one by one) loses its first messages to the probe, so
+        a test that counts messages waits for this before its window starts.
+        """
+        names = [s.topic_name for s in self.node.subscriptions] if topics is None else topics
+        return all(self.node.count_publishers(name) > 0 for name in names)
 
     def spin_until(self, done: Callable[[], bool], timeout: float, supervisor: Supervisor,
                    exits: list) -> bool:

@@ -29,8 +29,9 @@ def test_three_vehicles_drive_and_share_latents_only_in_range(checkpoint, tmp_pa
     probe = GraphProbe(fleet_file=os.path.join(str(tmp_path), 'keys', 'fleet.yaml'))
     exits: list = []
     try:
-        assert probe.spin_until(probe.live, STARTUP_S, supervisor, exits), \
-            f'not every vehicle published CommStats; exits: {exits}'
+        assert probe.spin_until(lambda: probe.live() and probe.publishers_seen(), STARTUP_S,
+                                supervisor, exits), \
+            f'not every vehicle published CommStats (or a writer is unseen); exits: {exits}'
         first = len(probe.ticks)
         commands_before = {r: len(probe.commands[r]) for r in ROLES}
         actions_before = {r: len(probe.actions[r]) for r in ROLES}

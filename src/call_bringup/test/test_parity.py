@@ -127,8 +127,15 @@ def run_graph(work: str, scenario: str, model: str, c: float) -> Dict[str, Dict[
     def complete() -> bool:
         return all(len(records[r].get(STEPS - 1, {})) == 3 for r in ROLES)
     exits: list = []
+    recorded = [f'/{role}/{name}' for role in ROLES
+                for name in ('latent_state', 'action', 'comm_stats')]
     try:
-        supervisor.start()
+        # the vehicles first, the simulator (its first tick) once the probe sees every writer
+        # it records: a writer discovered after the first steps loses them to the probe
+        supervisor.start([unit for unit in supervisor.units if unit.vehicles])
+        assert probe.spin_until(lambda: probe.publishers_seen(recorded), 300.0, supervisor,
+                                exits), f'the probe never saw every recorded writer; {exits}'
+        supervisor.start([unit for unit in supervisor.units if not unit.vehicles])
         assert probe.spin_until(complete, 900.0, supervisor, exits), \
             f'the graph did not run {STEPS} steps; exits: {exits}'
         lockstep = dict(probe.sim_status)
