@@ -70,6 +70,17 @@ class BevConfig:
                          marking_thickness=self.marking_thickness,
                          waypoint_thickness=max(1, round(self.waypoint_thickness / factor)))
 
+    def at_size(self, size: int) -> 'BevConfig':
+        """
+        Return this config at the node parameter ``bev_size`` (0: as it is).
+
+        The nodes render and read the BEV at their checkpoint's input size with the same field
+        of view, as the ROS-free pipeline does; a negative size is a bad parameter.
+        """
+        if size < 0:
+            raise ValueError(f'bev_size must be >= 0 (0: the bev.yaml size), got {size}')
+        return self.resized(size) if size and size != self.size else self
+
     @property
     def view_radius(self) -> float:
         """Distance [m] from the ego to the farthest image corner (map lookup radius)."""

@@ -87,12 +87,7 @@ class PerceptionNode(Node):
         if not self.role or not (self.sensor_range > 0.0) or min(self.ego_size) <= 0.0:
             raise ValueError(f'bad perception parameters: role={self.role!r} '
                              f'sensor_range={self.sensor_range} ego_size={self.ego_size}')
-        self.bev_config = BevConfig.from_yaml(p['bev_config'] or None)
-        if p['bev_size'] < 0:
-            raise ValueError(f'bev_size must be >= 0 (0: the bev.yaml size), got {p["bev_size"]}')
-        if p['bev_size'] and p['bev_size'] != self.bev_config.size:
-            # the world model's input size: same field of view, as the ROS-free pipeline
-            self.bev_config = self.bev_config.resized(p['bev_size'])
+        self.bev_config = BevConfig.from_yaml(p['bev_config'] or None).at_size(p['bev_size'])
         self.fusion_config = FusionConfig.from_yaml(p['fusion_config'] or None)
         self.stage = PerceptionStage(self.bev_config, RoadMap.empty(), self.sensor_range,
                                      self.occlusion, self.full_observation, self.fusion_config)

@@ -98,12 +98,8 @@ class PlannerNode(Node):
         self.safety = SafetyConfig(deadline_sim=float(p['deadline_sim']),
                                    deadline_wall=float(p['deadline_wall']),
                                    comfortable_decel=float(p['comfortable_decel']))
-        bev_cfg = BevConfig.from_yaml(str(p['bev_config']) or None)
-        if p['bev_size'] < 0:
-            raise ValueError(f'bev_size must be >= 0 (0: the bev.yaml size), got {p["bev_size"]}')
-        if p['bev_size'] and p['bev_size'] != bev_cfg.size:
-            # the size perception renders at (the world model's input), same field of view
-            bev_cfg = bev_cfg.resized(p['bev_size'])
+        # the size perception renders at (the world model's input), same field of view
+        bev_cfg = BevConfig.from_yaml(str(p['bev_config']) or None).at_size(p['bev_size'])
         self.monitor_config = MonitorConfig.from_params(p)
         self.bev_size = bev_cfg.size
         self.monitor = TtcMonitor(self.monitor_config, BevGeometry(
