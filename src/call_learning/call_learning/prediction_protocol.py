@@ -51,7 +51,7 @@ from call_sim.types import VehicleState
 from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_control import ControlModel
 from call_vehicle.vehicle_model import BicycleModel, BicycleState
-from call_world_model.bev_motion import BevMotionHead, has_head, load_head
+from call_world_model.bev_motion import BevMotionHead, load_head
 from call_world_model.bev_prediction import Observed, predict_k_steps
 from call_world_model.intention import fit_waypoints, map_to_ego, relative_pose
 from call_world_model.neighbour_decoding import decode_neighbour_vehicles
@@ -589,8 +589,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.checkpoint:
         from call_world_model.checkpoint import load
         model = load(args.checkpoint, load_optimizers=False).world_model.eval()
-        if not args.decoder_only and has_head(args.checkpoint):
-            head = load_head(args.checkpoint, model.cfg)
+        if not args.decoder_only:
+            head = load_head(args.checkpoint, model.cfg, missing_ok=True)
     bev_config = BevConfig.from_yaml()
     if args.bev_size and model is None:
         bev_config = bev_config.resized(args.bev_size)

@@ -377,18 +377,14 @@ def save_into(source: str, path: str, head: BevMotionHead,
     write_payload(path, payload)
 
 
-def has_head(path: str) -> bool:
-    """Tell whether the checkpoint file carries a motion head (no validation)."""
-    payload = torch.load(path, map_location='cpu', weights_only=True)
-    return isinstance(payload, dict) and HEAD_KEY in payload
-
-
-def load_head(path: str, cfg: WorldModelConfig) -> BevMotionHead:
+def load_head(path: str, cfg: WorldModelConfig,
+              missing_ok: bool = False) -> Optional[BevMotionHead]:
     """
     Load the motion head of the checkpoint ``path``, checked against world model ``cfg``.
 
-    Raises CheckpointError with the reason: no head, another head format, an invalid config,
-    a config that does not fit the world model, or weights that do not fit the config.
+    Raises CheckpointError with the reason: no head (unless ``missing_ok``: then None),
+    another head format, an invalid config, a config that does not fit the world model, or
+    weights that do not fit the config.
     """
     if not os.path.isfile(path):
         raise CheckpointError(f'checkpoint {path!r} does not exist')
@@ -397,6 +393,8 @@ def load_head(path: str, cfg: WorldModelConfig) -> BevMotionHead:
     except Exception as exc:  # noqa: B902 - torch raises many types for bad files
         raise CheckpointError(f'checkpoint {path!r} is corrupt or truncated: {exc}') from exc
     entry = payload.get(HEAD_KEY) if isinstance(payload, dict) else None
+    if entry is None and missing_ok:
+        return None
     if not isinstance(entry, dict):
         raise CheckpointError(f'checkpoint {path!r} carries no motion head ({HEAD_KEY!r})')
     if entry.get('format') != HEAD_FORMAT:
