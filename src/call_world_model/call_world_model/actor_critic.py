@@ -9,6 +9,7 @@ regularised towards a slow EMA copy of itself. Returns are bootstrapped lambda-r
 clip 100) for actor and critic, as the reference implementation.
 """
 import copy
+from functools import cached_property
 from typing import Callable, Dict, Optional
 
 from call_world_model.config import WorldModelConfig
@@ -86,28 +87,20 @@ class ActorCritic(nn.Module):
         self.value_dist = TwoHotSymlog.linspace(cfg.bins_low, cfg.bins_high, cfg.reward_bins)
         self.retnorm = ReturnNormalizer(cfg.retnorm_low, cfg.retnorm_high,
                                         cfg.retnorm_decay, cfg.retnorm_limit)
-        self._ac_lr, self._ac_eps = cfg.ac_lr, cfg.ac_eps
-        self._actor_opt: Optional[torch.optim.Optimizer] = None
-        self._critic_opt: Optional[torch.optim.Optimizer] = None
 
     # The optimisers are created on first use, as the world model's: building a torch
     # optimiser imports torch._dynamo (seconds of start-up), which a vehicle that only
     # plans never needs.
-    @property
+    @cached_property
     def actor_opt(self) -> torch.optim.Optimizer:
         """Return the actor's Adam optimiser, created on first use."""
-        if self._actor_opt is None:
-            self._actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self._ac_lr,
-                                               eps=self._ac_eps)
-        return self._actor_opt
+        return torch.optim.Adam(self.actor.parameters(), lr=self.cfg.ac_lr, eps=self.cfg.ac_eps)
 
-    @property
+    @cached_property
     def critic_opt(self) -> torch.optim.Optimizer:
         """Return the critic's Adam optimiser, created on first use."""
-        if self._critic_opt is None:
-            self._critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self._ac_lr,
-                                                eps=self._ac_eps)
-        return self._critic_opt
+        return torch.optim.Adam(self.critic.parameters(), lr=self.cfg.ac_lr,
+                                eps=self.cfg.ac_eps)
 
     def policy(self, feat: torch.Tensor) -> torch.Tensor:
         """Return action log-probabilities (B, num_actions) with the 1 % unimix."""
