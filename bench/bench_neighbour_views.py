@@ -12,23 +12,12 @@ batched total (process time, one torch thread) is what a shared, loaded machine 
         src/call_world_model/checkpoints/wm_small64g8.pt --neighbours 1 2 4 8
 """
 import argparse
-import statistics
-import time
 from types import SimpleNamespace
 
 from bench_world_model import _median_ms
+from cpu_timing import median_cpu_ms
 import numpy as np
 from machine_reference import print_reference
-
-
-def _median_cpu_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return 1000.0 * statistics.median(times)
 
 
 def main() -> int:
@@ -74,7 +63,7 @@ def main() -> int:
                                      for x in latents], args.repeats)
         warp = _median_ms(lambda: add_neighbour_views(bev.copy(), ego, views, bev_config),
                           args.repeats)
-        cpu = _median_cpu_ms(lambda: add_neighbour_views(
+        cpu = median_cpu_ms(lambda: add_neighbour_views(
             bev.copy(), ego, [NeighbourView(v.sender_id, v.pose, m) for v, m in zip(
                 views, decode_neighbour_vehicles(model, latents, VIEW_CHANNELS).masks)],
             bev_config), args.repeats)

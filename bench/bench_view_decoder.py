@@ -14,18 +14,9 @@ import argparse
 import statistics
 import time
 
+from cpu_timing import median_cpu_ms
 from machine_reference import print_reference
 import numpy as np
-
-
-def _cpu_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.thread_time()
-        fn()
-        times.append(time.thread_time() - start)
-    return 1000.0 * statistics.median(times)
 
 
 def main() -> int:
@@ -88,9 +79,10 @@ def main() -> int:
         latents = latents_of(n, True)
         a, b = [], []
         for _ in range(args.rounds):
-            a.append(_cpu_ms(lambda: dense(latents), args.repeats))
-            b.append(_cpu_ms(lambda: decode_neighbour_vehicles(model, latents, VIEW_CHANNELS),
-                             args.repeats))
+            a.append(median_cpu_ms(lambda: dense(latents), args.repeats, time.thread_time))
+            b.append(median_cpu_ms(
+                lambda: decode_neighbour_vehicles(model, latents, VIEW_CHANNELS), args.repeats,
+                time.thread_time))
         print(f'{n:5d} | {statistics.median(a):16.2f} | {statistics.median(b):10.2f}')
     return 0
 
