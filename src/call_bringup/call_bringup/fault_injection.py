@@ -130,7 +130,9 @@ class V2vFaultRelay(Node):
                 f'forge={plan.forge_probability} replay={plan.replay_probability}')
 
     def _deliver(self, destination: str, message: LatentMessage, kind: str) -> None:
-        if destination not in self.linked:
+        # a link whose reader is not matched yet would lose the copy unseen (volatile): it is
+        # not linked yet, so the counts stay what the receivers can see
+        if destination not in self.linked or not self.links[destination].get_subscription_count():
             self.plan.counts['unlinked'] += 1
             self.plan.counts[f'unlinked:{destination}'] += 1
             return
