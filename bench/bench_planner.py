@@ -39,7 +39,7 @@ for pkg in ('call_planner', 'call_world_model', 'call_sim', 'call_perception', '
     sys.path.insert(0, os.path.join(ROOT, 'src', pkg))
 
 # after the source paths: importable without a colcon install
-from call_planner.indexed_lookahead import IndexedLookahead  # noqa: E402
+from call_planner.indexed_lookahead import IndexedLookahead  # noqa: E402, I100, I202
 from call_planner.lookahead import plan  # noqa: E402
 from call_planner.lookahead_batch import LookaheadRequest, plan_together  # noqa: E402
 from call_planner.model_state import imagination_kwargs, state_from_latent  # noqa: E402
@@ -47,7 +47,6 @@ from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost  # noqa: 
 from call_planner.plan_stage import conflict_cost_from_params, planner_params  # noqa: E402
 from call_planner.route_cost import RouteContext  # noqa: E402
 from call_planner.ttc_monitor import BevGeometry, MonitorConfig, Track, TtcMonitor  # noqa: E402
-from call_vehicle.actions import ActionSet  # noqa: E402
 from call_world_model.actor_critic import ActorCritic  # noqa: E402
 from call_world_model.config import load_config  # noqa: E402
 from call_world_model.world_model import WorldModel  # noqa: E402

@@ -17,8 +17,8 @@ it the ego moves for `horizon` seconds with the candidate's first acceleration h
 what the planner can do: while its kept plan is charged, it re-plans every step
 (`replanning.ReplanningPolicy`) and can keep choosing that first action. A candidate that
 speeds up is also checked at its current speed against crossing vehicles (the smaller TTC
-counts): speeding up to pass in front of a crossing vehicle is not a way out. Every track moves at
-constant velocity. The candidate's TTC to a track is their first footprint contact
+counts): speeding up to pass in front of a crossing vehicle is not a way out. Every track
+moves at constant velocity. The candidate's TTC to a track is their first footprint contact
 (`ttc_monitor.contact_times`, the monitor's geometry: contacts that begin behind the ego are
 left out), and the candidate is charged its largest shortfall over the tracks
 
@@ -30,12 +30,13 @@ and `ttc_shared` for one known only through sharing (a neighbour's message, or t
 channel with none of its pixels seen): such a vehicle is hidden from the ego's sensors or
 beyond them, so it is known before the ego could see it (paper section 5: what is shared
 makes the ego anticipate), and a longer threshold turns that lead into braking that starts
-earlier; for seen vehicles the threshold stays where car following needs it. A contact that begins behind the ego is the
-monitor's to leave alone, since braking cannot avoid it, but not the planner's when its
-candidate makes it: a lane change into the path of a faster car coming up in the next lane
-(a gap that is not accepted). So contacts from behind are charged for the tracks with
-which holding the lane at the current speed has no contact. Weight in reward units per second
-(config/planner.yaml, `conflict_*`).
+earlier; for seen vehicles the threshold stays where car following needs it.
+
+A contact that begins behind the ego is the monitor's to leave alone, since braking cannot
+avoid it, but not the planner's when its candidate makes it: a lane change into the path of
+a faster car coming up in the next lane (a gap that is not accepted). So contacts from behind
+are charged for the tracks with which holding the lane at the current speed has no contact.
+Weight in reward units per second (config/planner.yaml, `conflict_*`).
 """
 from dataclasses import dataclass, replace
 import math
