@@ -30,7 +30,8 @@ and `ttc_shared` for one known only through sharing (a neighbour's message, or t
 channel with none of its pixels seen): such a vehicle is hidden from the ego's sensors or
 beyond them, so it is known before the ego could see it (paper section 5: what is shared
 makes the ego anticipate), and a longer threshold turns that lead into braking that starts
-earlier; for seen vehicles the threshold stays where car following needs it.
+earlier; for seen vehicles the threshold stays where car following needs it. planner.yaml
+sets both equal: a longer one stalled merging traffic (docs/results.md).
 
 A contact that begins behind the ego is the monitor's to leave alone, since braking cannot
 avoid it, but not the planner's when its candidate makes it: a lane change into the path of
