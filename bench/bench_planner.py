@@ -39,15 +39,14 @@ for pkg in ('call_planner', 'call_world_model', 'call_sim', 'call_perception', '
     sys.path.insert(0, os.path.join(ROOT, 'src', pkg))
 
 # after the source paths: importable without a colcon install
-from call_planner.conflict_cost import ConflictConfig, ConflictCost  # noqa: E402, I100, I202
-from call_planner.indexed_lookahead import IndexedLookahead  # noqa: E402
+from call_planner.indexed_lookahead import IndexedLookahead  # noqa: E402, I100, I202
 from call_planner.lookahead import plan  # noqa: E402
 from call_planner.lookahead_batch import LookaheadRequest, plan_together  # noqa: E402
 from call_planner.model_state import imagination_kwargs, state_from_latent  # noqa: E402
 from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost  # noqa: E402
+from call_planner.plan_stage import conflict_cost_from_params, planner_params  # noqa: E402
 from call_planner.route_cost import RouteContext  # noqa: E402
 from call_planner.ttc_monitor import BevGeometry, MonitorConfig, Track, TtcMonitor  # noqa: E402
-from call_vehicle.actions import ActionSet  # noqa: E402
 from call_world_model.actor_critic import ActorCritic  # noqa: E402
 from call_world_model.config import load_config  # noqa: E402
 from call_world_model.world_model import WorldModel  # noqa: E402
@@ -156,7 +155,7 @@ def bench_conflict(ticks: int, vehicles: int = 12) -> dict:
     A four-lane road (lanes 3.5 m apart), the tracks within the BEV's 64 m at 3-12 m/s, the
     ego at 10 m/s in one of the middle lanes; a new random scene and candidates every tick.
     """
-    cost = ConflictCost(ConflictConfig(), MonitorConfig(), ActionSet())   # planner.yaml's
+    cost = conflict_cost_from_params(planner_params())       # planner.yaml's
     rng = np.random.default_rng(0)
     times = []
     for _ in range(ticks):

@@ -17,27 +17,34 @@ it the ego moves for `horizon` seconds with the candidate's first acceleration h
 what the planner can do: while its kept plan is charged, it re-plans every step
 (`replanning.ReplanningPolicy`) and can keep choosing that first action. A candidate that
 speeds up is also checked at its current speed against crossing vehicles (the smaller TTC
-counts): speeding up to pass in front of a crossing vehicle is not a way out. Every track moves at
-constant velocity. The candidate's TTC is its first disc contact with any
-track (`ttc_monitor.contact_times`, the monitor's geometry: contacts that begin behind the
-ego are left out), and it is charged
+counts): speeding up to pass in front of a crossing vehicle is not a way out. Every track
+moves at constant velocity. The candidate's TTC to a track is their first footprint contact
+(`ttc_monitor.contact_times`, the monitor's geometry: contacts that begin behind the ego are
+left out), and the candidate is charged its largest shortfall over the tracks
 
-    cost = w * max(0, ttc_plan - TTC)
+    cost = w * max_n max(0, ttc_plan_n - TTC_n)
 
 so with `ttc_plan` above the monitor's comfortable threshold the planner slows down for a
-conflict before the monitor would override. A contact that begins behind the ego is the
-monitor's to leave alone, since braking cannot avoid it, but not the planner's when its
-candidate makes it: a lane change into the path of a faster car coming up in the next lane
-(a gap that is not accepted). So contacts from behind are charged for the tracks with
-which holding the lane at the current speed has no contact. Weight in reward units per second
-(config/planner.yaml, `conflict_*`).
+conflict before the monitor would override. `ttc_plan_n` is `ttc` for a vehicle the ego sees
+and `ttc_shared` for one known only through sharing (a neighbour's message, or the shared
+channel with none of its pixels seen): such a vehicle is hidden from the ego's sensors or
+beyond them, so it is known before the ego could see it (paper section 5: what is shared
+makes the ego anticipate), and a longer threshold turns that lead into braking that starts
+earlier; for seen vehicles the threshold stays where car following needs it. planner.yaml
+sets both equal: a longer one stalled merging traffic (docs/results.md).
+
+A contact that begins behind the ego is the monitor's to leave alone, since braking cannot
+avoid it, but not the planner's when its candidate makes it: a lane change into the path of
+a faster car coming up in the next lane (a gap that is not accepted). So contacts from behind
+are charged for the tracks with which holding the lane at the current speed has no contact.
+Weight in reward units per second (config/planner.yaml, `conflict_*`).
 """
 from dataclasses import dataclass, replace
 import math
 from typing import Optional
 
 from call_planner.route_cost import kinematic_rollout, RouteContext
-from call_planner.ttc_monitor import contact_times, first_contacts, MonitorConfig
+from call_planner.ttc_monitor import contact_times, MonitorConfig
 from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_model import BicycleModel
 import numpy as np
@@ -49,7 +56,9 @@ class ConflictConfig:
 
     weight: float = 2.0      # reward units per second of TTC below ttc; 0 = off
     ttc: float = 4.5         # [s] the planner's own TTC threshold
-    horizon: float = 5.0     # [s] prediction of ego candidates and tracks
+    horizon: float = 6.0     # [s] prediction of ego candidates and tracks
+    ttc_shared: Optional[float] = None   # [s] threshold for vehicles known only through
+    #                                      sharing; None: `ttc`
 
     def __post_init__(self):
         """Fail fast on a negative weight or a threshold beyond the horizon."""
@@ -57,6 +66,14 @@ class ConflictConfig:
             raise ValueError(f'conflict_weight must be >= 0, got {self.weight}')
         if not (0.0 < self.ttc <= self.horizon and math.isfinite(self.horizon)):
             raise ValueError(f'conflict_ttc must be in (0, conflict_horizon], got {self.ttc}')
+        if self.ttc_shared is not None and not 0.0 < self.ttc_shared <= self.horizon:
+            raise ValueError('conflict_ttc_shared must be in (0, conflict_horizon], got '
+                             f'{self.ttc_shared}')
+
+    @property
+    def shared_threshold(self) -> float:
+        """[s] the TTC threshold for a vehicle known only through sharing."""
+        return self.ttc if self.ttc_shared is None else self.ttc_shared
 
 
 class ConflictCost:
@@ -82,30 +99,38 @@ class ConflictCost:
         crossing, and the other vehicle's constant-velocity prediction is not exact enough to
         race it.
         """
+        return self.track_ttc(candidates, context).min(-1, initial=math.inf)
+
+    def track_ttc(self, candidates: np.ndarray, context: RouteContext) -> np.ndarray:
+        """(B, N) TTC [s] of each candidate plan to each of the context's N tracks (`ttc`)."""
         candidates = np.asarray(candidates, dtype=np.int64)
         if not len(context.tracks):
-            return np.full(len(candidates), math.inf)
+            return np.full((len(candidates), 0), math.inf)
         ttc = self._ttc(candidates, context, None)
         faster = self.table[candidates[:, 0], 0] > 0.0
-        crossing = crossing_tracks(context.tracks, float(context.pose[2]))
-        if faster.any() and crossing:
-            ttc[faster] = np.minimum(ttc[faster], self._ttc(
-                candidates[faster], replace(context, tracks=crossing), 0.0))
+        crossing = crossing_indices(context.tracks, float(context.pose[2]))
+        if faster.any() and len(crossing):
+            sub = replace(context, tracks=tuple(context.tracks[i] for i in crossing))
+            rows = np.flatnonzero(faster)
+            ttc[np.ix_(rows, crossing)] = np.minimum(
+                ttc[np.ix_(rows, crossing)], self._ttc(candidates[faster], sub, 0.0))
         return ttc
 
     def _ttc(self, candidates: np.ndarray, context: RouteContext,
              accel_cap: Optional[float]) -> np.ndarray:
-        """TTC of each candidate with its first acceleration held (at most `accel_cap`)."""
+        """(B, N) TTC per track with each candidate's first acceleration held (<= `accel_cap`)."""
         ex, ey, eyaw, t = self.paths(candidates, context, accel_cap)
-        geometry, tracks = self.geometry, context.tracks
-        first, ahead = contact_times(ex, ey, eyaw, tracks, t, 0.0, geometry)     # (B, N)
         # gap acceptance: a contact from behind counts when the candidate's manoeuvre makes
-        # it, i.e. when holding the lane at the current speed has none with that vehicle
+        # it, i.e. when holding the lane at the current speed has none with that vehicle;
+        # that path is tested with the candidates' (one more row)
         x0, y0, yaw0 = (float(v) for v in context.pose)
         v0 = max(float(context.speed), 0.0)
-        held = first_contacts(x0 + v0 * t * math.cos(yaw0), y0 + v0 * t * math.sin(yaw0),
-                              np.full(len(t), yaw0), tracks, t, 0.0, geometry, behind=True)
-        first = np.where(ahead | (held == len(t)), first, len(t)).min(-1)
+        ex = np.vstack([ex, x0 + v0 * t * math.cos(yaw0)])
+        ey = np.vstack([ey, y0 + v0 * t * math.sin(yaw0)])
+        eyaw = np.vstack([eyaw, np.full(len(t), yaw0)])
+        first, ahead = contact_times(ex, ey, eyaw, context.tracks, t, 0.0, self.geometry)
+        held, first, ahead = first[-1], first[:-1], ahead[:-1]                  # (N,), (B, N)
+        first = np.where(ahead | (held == len(t)), first, len(t))                  # (B, N)
         return np.where(first < len(t), t[np.minimum(first, len(t) - 1)], math.inf)
 
     def paths(self, candidates: np.ndarray, context: RouteContext,
@@ -142,25 +167,41 @@ class ConflictCost:
         heading = np.concatenate([np.full((batch, 1), yaw0), yaw, yaw[:, -1:]], 1)
         arc = np.concatenate([np.zeros((batch, 1)),
                               np.cumsum(np.hypot(np.diff(px), np.diff(py)), 1)], 1)
-        ex, ey, eyaw = (np.empty((batch, len(t))) for _ in range(3))
-        for b in range(batch):
-            ex[b] = np.interp(travelled[b], arc[b], px[b])
-            ey[b] = np.interp(travelled[b], arc[b], py[b])
-            segment = np.clip(np.searchsorted(arc[b], travelled[b], 'right'), 1,
-                              len(arc[b]) - 1)
-            eyaw[b] = heading[b, segment]
+        # each row's polyline at its travelled distances (np.interp of every row at once)
+        segment = np.clip((arc[:, None, :] <= travelled[:, :, None]).sum(-1), 1,
+                          arc.shape[1] - 1)                                    # (B, T)
+        start, end = segment - 1, segment
+        a0 = np.take_along_axis(arc, start, 1)
+        length = np.take_along_axis(arc, end, 1) - a0
+        u = np.where(length > 0.0, (travelled - a0) / np.where(length > 0.0, length, 1.0), 0.0)
+        u = np.clip(u, 0.0, 1.0)
+        x0s, y0s = np.take_along_axis(px, start, 1), np.take_along_axis(py, start, 1)
+        ex = x0s + u * (np.take_along_axis(px, end, 1) - x0s)
+        ey = y0s + u * (np.take_along_axis(py, end, 1) - y0s)
+        eyaw = np.take_along_axis(heading, segment, 1)
         return ex, ey, eyaw, t
 
     def cost(self, candidates: np.ndarray, context: RouteContext) -> np.ndarray:
-        """(B,) cost of B candidate plans (B, K) of action indices; 0 without tracks."""
-        ttc = self.ttc(candidates, context)
-        return self.config.weight * np.maximum(self.config.ttc - ttc, 0.0)
+        """
+        (B,) cost of B candidate plans (B, K) of action indices; 0 without tracks.
+
+        The largest shortfall over the tracks, each below its own threshold: `ttc`, or
+        `ttc_shared` for a vehicle known only through sharing (its message or the shared
+        channel; none of its pixels seen).
+        """
+        ttc = self.track_ttc(candidates, context)                                # (B, N)
+        cfg = self.config
+        threshold = np.array([cfg.shared_threshold if k.shared_only else cfg.ttc
+                              for k in context.tracks])
+        shortfall = np.maximum(threshold - ttc, 0.0).max(-1, initial=0.0)
+        return cfg.weight * shortfall
 
 
-def crossing_tracks(tracks, yaw: float) -> tuple:
-    """Return the tracks heading across `yaw`: 45 to 135 degrees to it, either way."""
-    return tuple(k for k in tracks
-                 if math.pi / 4 < abs(math.remainder(k.yaw - yaw, math.tau)) < 3 * math.pi / 4)
+def crossing_indices(tracks, yaw: float) -> np.ndarray:
+    """Return the indices of the tracks heading across `yaw`: 45 to 135 degrees to it."""
+    return np.array([i for i, k in enumerate(tracks)
+                     if math.pi / 4 < abs(math.remainder(k.yaw - yaw, math.tau))
+                     < 3 * math.pi / 4], np.int64)
 
 
 def conflict_cost_or_none(config: ConflictConfig, geometry: MonitorConfig, actions: ActionSet,

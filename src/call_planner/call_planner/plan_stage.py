@@ -85,7 +85,8 @@ def conflict_cost_from_params(p: Mapping[str, Any]) -> Optional[ConflictCost]:
     """Build the look-ahead's conflict cost (None when its weight is 0)."""
     return conflict_cost_or_none(ConflictConfig(float(p['conflict_weight']),
                                                 float(p['conflict_ttc']),
-                                                float(p['conflict_horizon'])),
+                                                float(p['conflict_horizon']),
+                                                float(p['conflict_ttc_shared'])),
                                  MonitorConfig.from_params(p),
                                  ActionSet.from_config({'accels': p['accels'],
                                                         'steers': p['steers']}),

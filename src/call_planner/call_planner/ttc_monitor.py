@@ -16,9 +16,12 @@ speed and path, so they are tracks from the first message on, also outside the B
 
 Conflict and TTC: the ego is predicted at constant speed and yaw rate, every other vehicle at
 constant velocity, for `horizon` seconds sampled every `time_step`. Each footprint is covered
-by `discs` circles along its length (the usual disc decomposition of motion planning: exact
-enough, and vectorised over vehicles and times). A vehicle conflicts with the ego when some
-pair of discs comes within `margin`; its TTC is the first such time. Conflicts that start
+by `discs` circles along its length (the usual disc decomposition of motion planning), taken
+as their envelope: the segment through their centres swept by their radius (a capsule, which
+fills only the notches between the discs). Two footprints touch when their segments come
+within the sum of the radii and `margin`, one segment distance per vehicle pair and time
+instead of discs x discs distances, whatever the vehicle's length. A vehicle conflicts with
+the ego from the first such time, its TTC. Conflicts that start
 behind the ego's centre with a vehicle closing in from behind (faster along the ego's heading)
 are left out: braking does not avoid it. A vehicle crossing the ego's path counts wherever it
 would strike the ego: braking before the crossing avoids it.
@@ -143,17 +146,31 @@ class Assessment:
                 f'{source} vehicle at ({self.conflict.x:.1f}, {self.conflict.y:.1f})')
 
 
-def _disc_centres(x, y, yaw, length, discs: int):
-    """(..., discs, 2) centres of `discs` circles spread along a box's length."""
-    offsets = ((np.arange(discs) + 0.5) / discs - 0.5)   # fractions of the length
-    along = np.asarray(length)[..., None] * offsets
-    cx = np.asarray(x)[..., None] + along * np.cos(np.asarray(yaw))[..., None]
-    cy = np.asarray(y)[..., None] + along * np.sin(np.asarray(yaw))[..., None]
-    return np.stack([cx, cy], -1)
-
-
 def _disc_radius(length, width, discs: int):
     return np.hypot(np.asarray(length) / (2 * discs), np.asarray(width) / 2)
+
+
+def _segment_gap(ax, ay, adx, ady, bx, by, bdx, bdy) -> np.ndarray:
+    """
+    Distance between segments a + s (adx, ady) and b + u (bdx, bdy), s, u in [0, 1].
+
+    Elementwise over arrays (closest points of two segments, Ericson, Real-Time Collision
+    Detection, 5.1.9): the footprints' disc envelopes touch when it is below their radii.
+    """
+    rx, ry = ax - bx, ay - by
+    a = np.maximum(adx * adx + ady * ady, 1e-12)
+    e = np.maximum(bdx * bdx + bdy * bdy, 1e-12)
+    b = adx * bdx + ady * bdy
+    c = adx * rx + ady * ry
+    f = bdx * rx + bdy * ry
+    denom = a * e - b * b
+    s = np.where(denom > 1e-12, np.clip((b * f - c * e) / np.maximum(denom, 1e-12), 0.0, 1.0),
+                 0.0)
+    u = (b * s + f) / e
+    s = np.where(u < 0.0, np.clip(-c / a, 0.0, 1.0),
+                 np.where(u > 1.0, np.clip((b - c) / a, 0.0, 1.0), s))
+    u = np.clip(u, 0.0, 1.0)
+    return np.hypot(rx + adx * s - bdx * u, ry + ady * s - bdy * u)
 
 
 class TtcMonitor:
@@ -378,9 +395,9 @@ def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: n
     the ego drives there): a crossing vehicle that would strike the ego's rear quarter is
     avoided by braking before the crossing, a vehicle running into the ego from behind is not.
 
-    The disc test of `first_contacts`, run only where a coarse test passes: one circle round
-    each vehicle's discs, per path, track and time (most vehicles of a BEV never come near
-    the ego's paths, so only a few samples get the disc test).
+    The envelope test of `first_contacts`, run only where a coarse test passes: one circle
+    round each vehicle's discs, per path, track and time (most vehicles of a BEV never come
+    near the ego's paths, so only a few samples get the segment distance).
     """
     lead, steps = np.shape(ex)[:-1], len(t)
     if not len(tracks):
@@ -397,14 +414,19 @@ def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: n
     first = np.full(near.shape[:2], steps, np.int64)                           # (P,N)
     path, track, time = np.nonzero(near)
     if len(path):
-        ego = _disc_centres(px[path, time], py[path, time], pyaw[path, time],
-                            np.full(len(path), cfg.ego_length), cfg.discs)      # (M,D,2)
-        other = _disc_centres(ox[track, time], oy[track, time], tr[track, 2], tr[track, 3],
-                              cfg.discs)                                        # (M,D,2)
-        gap = np.linalg.norm(ego[:, :, None, :] - other[:, None, :, :], axis=-1)  # (M,D,D)
+        # each footprint is the envelope of its discs: the segment through their centres
+        # swept by their radius (a capsule), so one segment distance per sample decides
+        half_e = 0.5 * cfg.ego_length * (1.0 - 1.0 / cfg.discs)
+        half_o = 0.5 * tr[track, 3] * (1.0 - 1.0 / cfg.discs)
         limit = _disc_radius(cfg.ego_length, cfg.ego_width, cfg.discs) \
             + _disc_radius(tr[track, 3], tr[track, 4], cfg.discs) + cfg.margin
-        touch = (gap < limit[:, None, None]).any((1, 2))
+        ecos, esin = np.cos(pyaw[path, time]), np.sin(pyaw[path, time])
+        ocos, osin = np.cos(tr[track, 2]), np.sin(tr[track, 2])
+        gap = _segment_gap(px[path, time] - half_e * ecos, py[path, time] - half_e * esin,
+                           2.0 * half_e * ecos, 2.0 * half_e * esin,
+                           ox[track, time] - half_o * ocos, oy[track, time] - half_o * osin,
+                           2.0 * half_o * ocos, 2.0 * half_o * osin)
+        touch = gap < limit
         np.minimum.at(first, (path[touch], track[touch]), time[touch])
     at = np.minimum(first, steps - 1)
     rows = np.arange(len(tr))

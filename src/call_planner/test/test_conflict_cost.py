@@ -69,7 +69,7 @@ def test_speeding_up_to_pass_in_front_of_a_crossing_vehicle_is_no_way_out():
 
 def test_the_path_is_the_rollout_and_the_speed_the_first_action_held():
     plans = np.array([[KEEP] * 5, [BRAKE] * 5, [SPEED_UP] + [KEEP] * 4])
-    x, y, yaw, t = _cost().paths(plans, _context(speed=10.0))
+    x, y, yaw, t = _cost(horizon=5.0).paths(plans, _context(speed=10.0))
     assert np.allclose(x[0], 10.0 * t) and np.allclose(y, 0.0) and np.allclose(yaw, 0.0)
     assert x[1, -1] == pytest.approx(10.0 ** 2 / (2 * 2.0))     # stopped after 25 m
     assert x[2, -1] == pytest.approx(10.0 * 5.0 + 0.5 * 2.0 * 5.0 ** 2)
@@ -113,8 +113,9 @@ def test_the_look_ahead_brakes_for_a_slower_vehicle_its_learned_score_ignores():
     assert [d.replanned for d in decisions] == [True, False, False]
 
 
-@pytest.mark.parametrize('kwargs', [{'weight': -1.0}, {'ttc': 6.0}, {'ttc': 0.0},
-                                    {'horizon': math.inf}])
+@pytest.mark.parametrize('kwargs', [{'weight': -1.0}, {'ttc': 7.0}, {'ttc': 0.0},
+                                    {'horizon': math.inf}, {'ttc_shared': 7.0},
+                                    {'ttc_shared': 0.0}])
 def test_bad_conflict_config_fails_fast(kwargs):
     with pytest.raises(ValueError):
         ConflictConfig(**kwargs)

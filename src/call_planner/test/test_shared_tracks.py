@@ -14,6 +14,7 @@ import math
 from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX
 from call_perception.road_map import RoadMap
 from call_planner.conflict_cost import ConflictConfig, ConflictCost
+from call_planner.plan_stage import conflict_cost_from_params, planner_params
 from call_planner.route_cost import RouteContext
 from call_planner.shared_tracks import path_heading, shared_tracks, SharedState
 from call_planner.ttc_monitor import (BevGeometry, contact_times, MonitorConfig, NONE, Track,
@@ -30,7 +31,7 @@ LATENCY = 2      # steps: the message a step's model state heard was sent two st
 K = 5            # the look-ahead's plan length (planner.yaml)
 
 
-def _drive(messages: bool, steps=40):
+def _drive(messages: bool, steps=40, cost=None):
     """
     Run the crossing at constant speeds; per step what hero0's planner and monitor make of it.
 
@@ -41,7 +42,7 @@ def _drive(messages: bool, steps=40):
                 'num_background': 0}
     control, bev_cfg, config, actions = ControlModel(), BevConfig(), MonitorConfig(), \
         ActionSet()
-    cost = ConflictCost(ConflictConfig(), config, actions)
+    cost = cost or ConflictCost(ConflictConfig(horizon=5.0), config, actions)
     plans = np.array([[actions.index(0.0, 0.0)] * K, [actions.index(-2.0, 0.0)] * K])
     mpp, rows = bev_cfg.metres_per_pixel, bev_cfg.size
     log = {'brake_preferred': [], 'levels': [], 'in_bev': []}
@@ -96,6 +97,30 @@ def test_a_neighbour_known_by_its_message_is_braked_for_before_it_is_in_the_bev(
     # the monitor (its threshold below the planner's) warns no later with the message
     warned = [_first([level != NONE for level in log['levels']]) for log in (stated, blob)]
     assert math.isfinite(warned[0]) and warned[0] <= warned[1]
+
+
+def test_a_vehicle_known_only_through_sharing_is_braked_for_at_a_longer_ttc():
+    # with conflict_ttc_shared above conflict_ttc the conflict cost plans for a vehicle that
+    # only sharing tells of (hidden or beyond the ego's sensors) at the longer TTC: the lead
+    # that sharing gives becomes braking that starts earlier (planner.yaml's other numbers)
+    params = planner_params({'conflict_ttc_shared': 6.0})
+    config = MonitorConfig.from_params(params)
+    yaml_cost = conflict_cost_from_params(params)
+    equal = ConflictCost(ConflictConfig(float(params['conflict_weight']),
+                                        float(params['conflict_ttc']),
+                                        float(params['conflict_horizon'])), config, ActionSet())
+    early = _first(_drive(True, 30, yaml_cost)['brake_preferred'])
+    late = _first(_drive(True, 30, equal)['brake_preferred'])
+    assert math.isfinite(early) and early + 10 <= late       # at least 1 s earlier
+    # a seen vehicle at the same TTC keeps conflict_ttc: a vehicle crossing 5 s ahead at
+    # keeping speed costs nothing when seen, and braking is preferred when only shared
+    actions = ActionSet()
+    plans = np.array([[actions.index(0.0, 0.0)] * K, [actions.index(-2.0, 0.0)] * K])
+    for shared_only, charged in ((False, False), (True, True)):
+        crossing = Track(50.0, -42.0, math.pi / 2, 4.8, 2.0, 0.0, 8.0, shared_only)
+        context = RouteContext((0.0, 0.0, 0.0), 10.0, np.zeros((0, 2)), (crossing,))
+        keep, brake = yaml_cost.cost(plans, context)
+        assert (keep > brake) == charged, (shared_only, keep, brake)
 
 
 def test_a_message_becomes_a_track_moved_on_by_its_age():

@@ -223,3 +223,23 @@ def test_a_truck_standing_in_the_next_lane_is_no_conflict(ego_speed):
     keep, faster = actions.index(0.0, 0.0), actions.index(2.0, 0.0)
     context = RouteContext(pose, ego_speed, np.zeros((0, 2)), monitor.moving_tracks())
     assert cost.cost(np.array([[keep] * 5, [faster] * 5]), context).tolist() == [0.0, 0.0]
+
+
+def test_the_footprint_envelope_distance_is_the_exact_segment_distance():
+    # each footprint is its discs' envelope: the segment through their centres swept by
+    # their radius, so contact is decided by the distance of two segments; checked against
+    # a dense sampling of both segments, parallel ones included
+    from call_planner.ttc_monitor import _segment_gap
+    rng = np.random.default_rng(3)
+    n = 400
+    ax, ay, bx, by = rng.uniform(-5.0, 5.0, (4, n))
+    adx, ady, bdx, bdy = rng.uniform(-4.0, 4.0, (4, n))
+    adx[:50], ady[:50] = bdx[:50], bdy[:50]                     # parallel
+    adx[50:60], ady[50:60] = 0.0, 0.0                           # one a point
+    gap = _segment_gap(ax, ay, adx, ady, bx, by, bdx, bdy)
+    s = np.linspace(0.0, 1.0, 801)
+    a = np.stack([ax[:, None] + adx[:, None] * s, ay[:, None] + ady[:, None] * s], -1)
+    b = np.stack([bx[:, None] + bdx[:, None] * s, by[:, None] + bdy[:, None] * s], -1)
+    dense = np.linalg.norm(a[:, :, None] - b[:, None], axis=-1).min((1, 2))
+    assert np.all(gap <= dense + 1e-9)               # never farther than two of its points
+    assert np.all(dense - gap < 0.01)                # the sampling's step bounds the rest
