@@ -11,6 +11,10 @@ steadier figure on a shared machine), and both image losses of the first update
 
     python bench/bench_train_step.py --baseline 48f4be8 --presets small64g8 small \
         --after-set train_conv_bf16=true
+
+``--after-preset P`` times preset P in the working tree against each ``--presets`` entry in
+the baseline: the update of the model shipped now against the one shipped then (a different
+model, so the image losses differ).
 """
 import argparse
 import json
@@ -98,6 +102,8 @@ def main() -> int:
     parser.add_argument('--after-set', nargs='*', default=[], metavar='KEY=VALUE',
                         help='config overrides of the working tree run, e.g. '
                              'train_conv_bf16=true')
+    parser.add_argument('--after-preset', default=None,
+                        help='preset of the working tree run (default: the same preset)')
     parser.add_argument('--set', action='append', help=argparse.SUPPRESS)
     parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--preset', default='small64g8', help=argparse.SUPPRESS)
@@ -117,16 +123,18 @@ def main() -> int:
             cpu = {'before': [], 'after': []}
             losses = {}
             for _ in range(args.rounds):
-                for name, path, extra in (('before', before, ()),
-                                          ('after', current, args.after_set)):
-                    result = run_worker(path, args, preset, extra)
+                for name, path, extra, timed in (
+                        ('before', before, (), preset),
+                        ('after', current, args.after_set, args.after_preset or preset)):
+                    result = run_worker(path, args, timed, extra)
                     samples[name] += result['ms']
                     cpu[name] += result['cpu_ms']
                     losses[name] = result['image_loss']
             a, b = statistics.median(samples['before']), statistics.median(samples['after'])
             ca, cb = statistics.median(cpu['before']), statistics.median(cpu['after'])
             print(f'{preset}: before ({args.baseline}) {a:.0f} ms/update wall, {ca:.0f} ms CPU; '
-                  f'after {b:.0f} ms wall, {cb:.0f} ms CPU; speed-up x{a / b:.2f} wall, '
+                  f'after ({args.after_preset or preset}) {b:.0f} ms wall, {cb:.0f} ms CPU; '
+                  f'speed-up x{a / b:.2f} wall, '
                   f'x{ca / cb:.2f} CPU; first image loss {losses["before"]:.2f} vs '
                   f'{losses["after"]:.2f}')
     return 0
