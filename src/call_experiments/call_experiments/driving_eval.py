@@ -206,6 +206,19 @@ def override_cause(verdict: Any, pose: tuple, config: MonitorConfig) -> str:
     return where + ('_shared' if k.shared_only else '')
 
 
+def conflict_partner(info: Dict[str, Any]) -> Optional[int]:
+    """
+    The vehicle a step's conflict is with: its TTC's partner, else the first vehicle it hit.
+
+    The TTC only takes vehicles in the ego's lateral band: a vehicle crossing from the side
+    can hit the ego without ever closing in within it, and that collision has a partner too.
+    """
+    partner = info.get('ttc_partner')
+    if partner is None and info.get('collided_with'):
+        partner = info['collided_with'][0]
+    return partner
+
+
 def own_sensors_see(pipeline: VehiclePipeline, observation: Any) -> frozenset:
     """
     Actor ids of the vehicles the ego's own sensors see in `observation`.
@@ -331,7 +344,7 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                 result.steps.append(driving_metrics.VehicleStep(
                     (role, trip[role]), env.time, float(info['ttc']), bool(info['collision']),
                     float(info['accel']), '' if level == NONE else level,
-                    info.get('ttc_partner'), own_sensors_see(pipeline, obs[role])))
+                    conflict_partner(info), own_sensors_see(pipeline, obs[role])))
                 length = float(info.get('route_length', 0.0))
                 progress[role] = (min(float(info['progress']) / length, 1.0) if length
                                   else 0.0)
