@@ -78,9 +78,8 @@ def test_mean_interval_and_overlap():
     assert intervals_overlap([0.01], [0.02]) is None
 
 
-
 def _seen(steps, partner, unseen_from=None, unseen_until=None):
-    """The steps with the TTC's partner named and the ego's own sensors' seen sets."""
+    """Name the TTC's partner and the ego's own sensors' seen sets on the steps."""
     out = []
     for k, s in enumerate(steps):
         hidden = (unseen_from is not None and unseen_from <= k

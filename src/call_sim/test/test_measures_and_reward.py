@@ -4,7 +4,7 @@ import math
 from call_sim import reward
 from call_sim.config import load_yaml
 from call_sim.measures import (boxes_overlap, collisions, jerk, time_to_collision,
-                              ttc_partners)
+                               ttc_partners)
 import numpy as np
 import pytest
 
