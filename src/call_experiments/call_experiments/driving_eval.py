@@ -207,8 +207,8 @@ def override_cause(verdict: Any, pose: tuple, config: MonitorConfig) -> str:
 
 
 def conflict_partner(info: Dict[str, Any]) -> Optional[int]:
+    """
     Return the vehicle a step's conflict is with: its TTC's partner, else the first one hit.
-    The vehicle a step's conflict is with: its TTC's partner, else the first vehicle it hit.
 
     The TTC only takes vehicles in the ego's lateral band: a vehicle crossing from the side
     can hit the ego without ever closing in within it, and that collision has a partner too.
