@@ -273,7 +273,7 @@ def main() -> int:
                         choices=['processes', 'composed', 'grouped', 'launch'])
     parser.add_argument('--group', type=int, default=0,
                         help='vehicles per process in mode grouped (0: one process per CPU '
-                        'core, at least 4 vehicles each: the launch file\'s default)')
+                        "core, at least 4 vehicles each: the launch file's default)")
     parser.add_argument('--ticks', type=int, default=60)
     parser.add_argument('--warmup', type=int, default=20)
     parser.add_argument('--background', type=int, default=40)

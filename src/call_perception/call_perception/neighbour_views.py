@@ -59,14 +59,13 @@ def _near(own: np.ndarray, margin_px: int) -> np.ndarray:
 
 def _blobs_clear_of(mask: np.ndarray, near_index: np.ndarray) -> Tuple[np.ndarray, int]:
     """
-    Return the blobs of ``mask`` (8-connected) without a pixel near an own vehicle, and their
-    count.
+    Return the blobs of ``mask`` (8-connected) clear of the ego's own vehicles, and their count.
 
     ``near_index``: the flat indices of the pixels near the ego's own vehicles
-    (``np.flatnonzero`` of ``_near``), found once per ego step for all its views. Whole blobs are kept, so the kept mask's own blobs are
-    exactly the kept ones. The kept mask is the foreground itself when every blob is kept
-    and a 256-entry table lookup of the labels otherwise (a NumPy gather by int32 labels
-    costs twice the labelling).
+    (``np.flatnonzero`` of ``_near``), found once per ego step for all its views. Whole blobs
+    are kept, so the kept mask's own blobs are exactly the kept ones. The kept mask is the
+    foreground itself when every blob is kept and a 256-entry table lookup of the labels
+    otherwise (a NumPy gather by int32 labels costs twice the labelling).
     """
     empty = np.zeros(mask.shape, dtype=np.uint8)
     if not mask.any():

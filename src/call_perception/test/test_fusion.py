@@ -8,6 +8,7 @@ from call_perception.fusion import (fuse_shared, FusionConfig, neighbour_to_ego,
                                     warp_neighbour_bev)
 from call_perception.neighbour_views import add_neighbour_views, NeighbourView, unseen_vehicles
 from call_perception.visibility import visible
+import cv2
 import numpy as np
 import pytest
 
@@ -157,7 +158,6 @@ def test_blob_touching_an_own_vehicle_is_that_vehicle():
 def test_unseen_vehicles_keeps_exactly_the_whole_blobs_clear_of_own_vehicles(density, size):
     # every path of the kept mask (all blobs kept, some, none; more than 256 blobs at the
     # highest density) against the definition, blob by blob
-    import cv2
     rng = np.random.default_rng(7)
     for trial in range(12):
         mask = (rng.random((size, size)) < density).astype(np.uint8) * (1 + 254 * (trial % 2))
