@@ -34,7 +34,9 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from call_experiments.rollout import scenario_with
+from call_experiments.bandwidth import WireSettings
+from call_experiments.experiment_config import default_settings
+from call_experiments.rollout import received_bytes, scenario_with
 from call_learning.pipeline import MODES, PipelineConfig, VehiclePipeline
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_planner.plan_stage import driver_from_params, FleetLookahead, planner_params
@@ -45,6 +47,7 @@ from call_sim import driving_metrics
 from call_vehicle.intention import intention_waypoints
 from call_world_model import checkpoint
 from call_world_model.prediction_metrics import mean_interval
+import numpy as np
 import torch
 
 CSV_COLUMNS = ('mode', 'metric', 'mean', 'ci_low', 'ci_high', 'seeds', 'routes')
@@ -54,7 +57,8 @@ METRICS = ('success_rate', 'route_completion', 'collision_rate', 'conflicts_per_
            'first_deceleration_median_s', 'conflicts_without_deceleration',
            'override_comfortable', 'override_emergency', 'override_total', 'learned_share',
            'stop_share', 'trips_ended', 'reached', 'collisions', 'off_road', 'timeouts',
-           'vehicle_steps')
+           'vehicle_steps', 'mean_trip_return', 'mean_neighbours', 'call_bytes_per_ego_step')
+DEFAULT_C = 50.0                     # the comm node's default threshold (comm.yaml)
 DEFAULT_SEEDS = (3000, 3001, 3002)   # held out: training used seeds 0-2, call_evaluate 1000+
 SHIPPED_CHECKPOINT = 'call_small64g8c.pt'   # the nodes' default (call_bringup bringup.yaml)
 
@@ -70,6 +74,9 @@ class SeedResult:
     waiting_steps: int = 0      # steps a vehicle waited outside the map for a free start
     trips: List[Dict[str, Any]] = field(default_factory=list)   # per trip: why and how it ended
     override_causes: Dict[str, int] = field(default_factory=dict)   # override steps by cause
+    returns: List[float] = field(default_factory=list)   # per ended trip: its summed reward
+    neighbours: int = 0         # accepted senders summed over the vehicle-steps
+    call_bytes: int = 0         # their LatentMessages' bytes, as the comm node encodes them
     wall_s: float = 0.0
 
     def summary(self) -> Dict[str, float]:
@@ -81,6 +88,11 @@ class SeedResult:
         for outcome, key in (('reached', 'reached'), ('collision', 'collisions'),
                              ('off_road', 'off_road'), ('timeout', 'timeouts')):
             s[key] = float(self.outcomes.count(outcome))
+        # paper Fig. 19/20: return per trip (the env's reward summed), bandwidth per ego-step
+        s['mean_trip_return'] = float(np.mean(self.returns)) if self.returns else math.nan
+        n = len(self.steps)
+        s['mean_neighbours'] = self.neighbours / n if n else math.nan
+        s['call_bytes_per_ego_step'] = self.call_bytes / n if n else math.nan
         return s
 
 
@@ -267,6 +279,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
         fleet.reset(roles)
         trip = dict.fromkeys(roles, 0)
         trip_start = dict.fromkeys(roles, env.time)
+        trip_return = dict.fromkeys(roles, 0.0)
+        wire = WireSettings.from_mapping(default_settings()['bandwidth'])
         progress = dict.fromkeys(roles, 0.0)
         for k in range(steps):
             if log and k and k % 100 == 0:
@@ -274,8 +288,13 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                     f'{sorted((o, result.outcomes.count(o)) for o in set(result.outcomes))}')
             if on_progress and progress_every and k and k % progress_every == 0:
                 on_progress(k, result)
+            sent = dict(pipeline.heard)
             decided = fleet.step(obs, env.time, env.dt)
-            obs, _, terminations, _, infos = env.step({r: d[0] for r, d in decided.items()})
+            received = dict(zip(pipeline.roles, zip(
+                (len(step.neighbours) for step in pipeline.steps),
+                received_bytes(pipeline, sent, wire))))
+            obs, rewards, terminations, _, infos = env.step(
+                {r: d[0] for r, d in decided.items()})
             for role, info in infos.items():
                 if info.get('respawned') and not terminations.get(role, False):
                     # back from waiting for a free start: a new trip begins now
@@ -287,6 +306,9 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                     continue
                 control, level, stopped = decided[role]
                 result.stops += int(stopped)
+                result.neighbours += received[role][0]
+                result.call_bytes += received[role][1]
+                trip_return[role] += float(rewards.get(role, 0.0))
                 result.steps.append(driving_metrics.VehicleStep(
                     (role, trip[role]), env.time, float(info['ttc']), bool(info['collision']),
                     float(info['accel']), '' if level == NONE else level))
@@ -299,6 +321,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                                else 'timeout' if info.get('timeout') else 'collision')
                     result.outcomes.append(outcome)
                     result.progress.append(progress[role])
+                    result.returns.append(trip_return[role])
+                    trip_return[role] = 0.0
                     result.trips.append(trip_record(role, trip_start[role], env.time, outcome,
                                                     progress[role], length))
                     if info['collision']:
@@ -316,6 +340,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                 continue
             late = env.time - trip_start[role] > trip_timeout
             result.outcomes.append('timeout' if late else 'cut_short')
+            if late:
+                result.returns.append(trip_return[role])
             result.progress.append(progress[role])
             result.trips.append(trip_record(role, trip_start[role], env.time,
                                             result.outcomes[-1], progress[role], math.nan))
@@ -342,17 +368,19 @@ def rows_for(mode: str, per_seed: Sequence[Any]) -> List[Dict[str, Any]]:
     routes = int(sum(s['trips_ended'] for s in summaries))
     rows = []
     for metric in METRICS:
-        mean, low, high, n = mean_interval([s[metric] for s in summaries])
+        # a summary written before a metric existed counts as missing, not as zero
+        mean, low, high, n = mean_interval([s.get(metric, math.nan) for s in summaries])
         rows.append({'mode': mode, 'metric': metric, 'mean': mean, 'ci_low': low,
                      'ci_high': high, 'seeds': n, 'routes': routes})
     return rows
 
 
-def write_csv(path: Path, rows: Sequence[Dict[str, Any]]) -> None:
-    """Write the rows (floats with 6 significant digits)."""
+def write_csv(path: Path, rows: Sequence[Dict[str, Any]],
+              columns: Sequence[str] = CSV_COLUMNS) -> None:
+    """Write the rows (floats with 6 significant digits; keys beyond columns left out)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, 'w', newline='', encoding='utf-8') as stream:
-        writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(stream, fieldnames=columns, extrasaction='ignore')
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (f'{v:.6g}' if isinstance(v, float) else v)
@@ -371,7 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--seeds', nargs='+', type=int, default=list(DEFAULT_SEEDS))
     parser.add_argument('--steps', type=int, default=1500,
                         help='simulator steps per seed (0.1 s each)')
-    parser.add_argument('--c', type=float, default=50.0, help='threshold c of the range gate')
+    parser.add_argument('--c', type=float, nargs='+', default=[DEFAULT_C],
+                        help='threshold c of the range gate; several: a sweep (paper Fig. '
+                        '19/20), written to driving_<scenario>_c_sweep.csv and its figures')
     parser.add_argument('--trip-timeout', type=float, default=60.0,
                         help='[s] a trip still driving this long ends as a time out')
     parser.add_argument('--set', dest='sets', action='append', default=[],
@@ -419,11 +449,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f'call_driving_eval: {line}', flush=True)
 
     runs = Path(args.out) / ('driving_runs_quick' if args.quick else 'driving_runs')
+    sweep = len(args.c) > 1
     rows = []
-    for mode in args.modes:
+    for c, mode in ((c, mode) for c in args.c for mode in args.modes):
         per_seed = []
         for seed in args.seeds:
-            path = runs / f'{args.scenario}_{mode}_{seed}.json'
+            path = runs / run_name(args.scenario, mode, seed, c)
             if args.combine:
                 if not path.is_file():
                     log(f'no summary {path}: seed {seed} left out')
@@ -436,7 +467,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 # open trips are left out of a partial summary: it counts ended trips only
                 path.write_text(json.dumps({
                     'scenario': args.scenario, 'mode': mode, 'seed': seed, 'steps': done,
-                    'steps_asked': args.steps, 'c': args.c, 'planner_overrides': args.sets,
+                    'steps_asked': args.steps, 'c': c, 'planner_overrides': args.sets,
                     'wall_s': result.wall_s or time.time() - started,
                     'summary': result.summary(), 'trips': result.trips,
                     'override_causes': result.override_causes,
@@ -444,16 +475,38 @@ def main(argv: Optional[List[str]] = None) -> int:
                     default=float))
             started = time.time()
             result = drive_seed(loaded, mode, args.scenario, seed, args.steps, planner,
-                                args.c, args.trip_timeout, log=log,
+                                c, args.trip_timeout, log=log,
                                 progress_every=args.save_every, on_progress=save)
             per_seed.append(result.summary())
             save(args.steps, result)
         if per_seed:
-            rows += rows_for(mode, per_seed)
-    name = f'driving_{args.scenario}{"_quick" if args.quick else ""}.csv'
-    write_csv(Path(args.out) / name, rows)
+            rows += [dict(row, c=c) for row in rows_for(mode, per_seed)]
+    name = (f'driving_{args.scenario}{"_c_sweep" if sweep else ""}'
+            f'{"_quick" if args.quick else ""}.csv')
+    write_csv(Path(args.out) / name, rows, CSV_COLUMNS + (('c',) if sweep else ()))
+    if sweep:
+        from call_experiments.plots import threshold_figures    # matplotlib: only here
+        threshold_figures(Path(args.out), sweep_points(rows))
     log(f'wrote {Path(args.out) / name}')
     return 0
+
+
+def run_name(scenario: str, mode: str, seed: int, c: float) -> str:
+    """File name of one run's summary; c is named only when it is not the default."""
+    tag = '' if c == DEFAULT_C else f'_c{c:g}'
+    return f'{scenario}_{mode}{tag}_{seed}.json'
+
+
+def sweep_points(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Per c of CALL (lsi) the mean trip return and bytes per ego-step, for Fig. 19/20."""
+    points: Dict[float, Dict[str, Any]] = {}
+    for row in rows:
+        if row['mode'] == 'lsi' and row['metric'] in ('mean_trip_return',
+                                                      'call_bytes_per_ego_step'):
+            key = 'mean_return' if row['metric'] == 'mean_trip_return' else row['metric']
+            points.setdefault(row['c'], {'threshold': row['c']}).update(
+                {key: row['mean'], f'{key}_low': row['ci_low'], f'{key}_high': row['ci_high']})
+    return list(points.values())
 
 
 if __name__ == '__main__':

@@ -42,6 +42,11 @@ def parse_sets(items: Sequence[str]) -> Dict[str, Any]:
     return out
 
 
+def default_settings() -> Dict[str, Any]:
+    """Return the `defaults` section of config/experiments.yaml (no named config applied)."""
+    return _read(config_path())['defaults']
+
+
 def load_experiment_config(name_or_path: str, sets: Sequence[str] = (),
                            file: Optional[Path] = None) -> Dict[str, Any]:
     """Resolve the settings; bad names, unknown keys or wrong types fail with the reason."""

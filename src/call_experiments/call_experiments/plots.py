@@ -37,12 +37,19 @@ def threshold_figures(out: Path, rows) -> None:
     rows = sorted(rows, key=lambda r: float(r['threshold']))
     x, labels = _c_positions([float(r['threshold']) for r in rows])
     for name, key, ylabel, scale in (
-            ('fig19_return_vs_c.png', 'mean_return', 'mean episode return per vehicle', 1.0),
+            ('fig19_return_vs_c.png', 'mean_return', 'mean return per vehicle trip', 1.0),
             ('fig20_bandwidth_vs_c.png', 'call_bytes_per_ego_step', 'KB per ego per step',
              1e-3)):
         fig, ax = plt.subplots(figsize=(5, 3.5))
         if rows:
-            ax.plot(x, [float(r[key]) * scale for r in rows], 'o-', color=COLOURS['lsi'])
+            y = [float(r[key]) * scale for r in rows]
+            ax.plot(x, y, 'o-', color=COLOURS['lsi'])
+            if all(f'{key}_low' in r for r in rows):     # the 95 % interval over seeds
+                ax.errorbar(x, y, yerr=[[v - float(r[f'{key}_low']) * scale
+                                         for v, r in zip(y, rows)],
+                                        [float(r[f'{key}_high']) * scale - v
+                                         for v, r in zip(y, rows)]],
+                            fmt='none', ecolor=COLOURS['lsi'], capsize=3)
             ax.set_xticks(x, labels)
             ax.set_xlabel('prediction-accuracy threshold c')
             ax.set_ylabel(ylabel)

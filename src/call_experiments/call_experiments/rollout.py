@@ -190,21 +190,34 @@ class EvaluationCollector:
             self.policy.restart(self.collector.episodes + 1)
         sent = {} if self.collector.begins_episode else dict(self.pipeline.heard)
         stats = self.collector.step(self.policy)
-        sizes: Dict[str, int] = {}
-        for role, step in zip(self.roles, self.pipeline.steps):
-            for name in step.neighbours:
-                if name not in sizes:
-                    m = sent[name]
-                    sizes[name] = latent_message_size(m.x, m.y, m.yaw, m.z_indices, m.h,
-                                                      m.waypoints, self.settings.mode,
-                                                      self.wire,
-                                                      layout=self.pipeline.z_layout)
+        received = received_bytes(self.pipeline, sent, self.wire)
+        for role, step, call_bytes in zip(self.roles, self.pipeline.steps, received):
             others = sum(1 for name in sent if name != role)
             self.bandwidth.append(BandwidthRecord(
-                role, len(step.neighbours), sum(sizes[n] for n in step.neighbours),
+                role, len(step.neighbours), call_bytes,
                 len(step.neighbours) * self.bev_bytes, others * self.bev_bytes,
                 step.neighbours))
         return stats
+
+
+def received_bytes(pipeline: Any, sent: Mapping[str, Any], wire: WireSettings) -> List[int]:
+    """
+    Bytes of LatentMessages each vehicle of ``pipeline`` used at its last step.
+
+    ``sent``: the pipeline's ``heard`` messages taken before that step, by sender. Each
+    accepted sender's message is sized as the comm node encodes it (signature included).
+    """
+    sizes: Dict[str, int] = {}
+    out = []
+    for step in pipeline.steps:
+        for name in step.neighbours:
+            if name not in sizes:
+                m = sent[name]
+                sizes[name] = latent_message_size(m.x, m.y, m.yaw, m.z_indices, m.h,
+                                                  m.waypoints, pipeline.settings.mode, wire,
+                                                  layout=pipeline.z_layout)
+        out.append(sum(sizes[name] for name in step.neighbours))
+    return out
 
 
 @dataclass

@@ -10,10 +10,11 @@ sensor range is cut to 4 m: it can know of hero1 early only through sharing. Wit
 (c = 0: every vehicle shares) it brakes about 30 m before hero1 and they pass; with local
 observation only it sees hero1 at 4 m, too late, and they collide (the control run).
 """
+import csv
 from dataclasses import replace
 import math
 
-from call_experiments.driving_eval import (build_fleet, drive_seed, load_policy_models,
+from call_experiments.driving_eval import (build_fleet, drive_seed, load_policy_models, main,
                                            override_cause, rows_for, SeedResult,
                                            shipped_checkpoint)
 from call_experiments.evaluate import collect_settings
@@ -88,6 +89,22 @@ def test_a_short_real_run_records_every_vehicle_step_and_the_warm_up_stops():
     # the world model needs K steps of E before a state is valid: the warm-up stops
     assert 0.0 < summary['stop_share'] < 1.0
     assert summary['trips'] == len(result.outcomes) >= 4
+
+
+def test_a_threshold_sweep_counts_the_neighbours_and_bytes_each_ego_used(tmp_path):
+    # paper Fig. 19/20: c = 0 shares with every vehicle in range, a higher c with fewer
+    assert main(['--scenario', 'four_lane_demo', '--modes', 'lsi', '--seeds', '3000',
+                 '--steps', '20', '--c', '0', '1e9', '--out', str(tmp_path)]) == 0
+    with open(tmp_path / 'driving_four_lane_demo_c_sweep.csv', encoding='utf-8') as stream:
+        rows = {(float(r['c']), r['metric']): float(r['mean']) for r in csv.DictReader(stream)}
+    shared, gated = rows[(0.0, 'mean_neighbours')], rows[(1e9, 'mean_neighbours')]
+    assert shared > gated >= 0.0
+    # every neighbour used costs one signed LatentMessage: 64 B of signature and more
+    per_message = rows[(0.0, 'call_bytes_per_ego_step')] / shared
+    assert 64 < per_message < 2000
+    assert (tmp_path / 'fig19_return_vs_c.png').is_file()
+    assert (tmp_path / 'fig20_bandwidth_vs_c.png').is_file()
+    assert (tmp_path / 'driving_runs' / 'four_lane_demo_lsi_c0_3000.json').is_file()
 
 
 def test_planner_overrides_are_typed_and_unknown_names_fail():

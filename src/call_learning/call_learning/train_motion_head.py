@@ -120,7 +120,7 @@ def train(args: argparse.Namespace) -> int:
     head_cfg = MotionHeadConfig.for_world_model(model.cfg, context=args.context,
                                                 width=args.width, blur=args.blur,
                                                 window=args.window, iterations=args.iterations,
-                                                nearest=args.nearest)
+                                                nearest=args.nearest, motion=args.motion)
     head = BevMotionHead(head_cfg)
     kmax = max(TRAIN_HORIZONS)
     start = time.monotonic()
@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--window', type=float, default=MotionHeadConfig.window)
     parser.add_argument('--iterations', type=int, default=MotionHeadConfig.iterations)
     parser.add_argument('--nearest', action='store_true', help='nearest-pixel splat')
+    parser.add_argument('--motion', choices=('flow', 'tracks'), default='flow',
+                        help='tracks: tracked vehicle blobs move at their track velocity, '
+                             'the residual is learned on the other pixels')
     parser.add_argument('--batch', type=int, default=16)
     parser.add_argument('--lr', type=float, default=1e-3)
     parser.add_argument('--own-fraction', type=float, default=0.25,

@@ -33,16 +33,22 @@ A checkpoint carries the head next to the world model under the key ``bev_motion
 from dataclasses import asdict, dataclass, fields
 import math
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from call_world_model.bev_tracks import track_velocities
 from call_world_model.checkpoint import CheckpointError, write_payload
 from call_world_model.config import WorldModelConfig
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 HEAD_KEY = 'bev_motion'
-HEAD_FORMAT = 1
+HEAD_FORMAT = 2
+# format 1 heads predate the tracker: their configs lack these keys and mean a flow head
+FORMAT1_DEFAULTS = {'motion': 'flow', 'gate': 3.0, 'track_frames': 16, 'min_track': 3,
+                    'area_ratio': 1.5, 'tracked_channels': [3]}
+MOTIONS = ('flow', 'tracks')
 
 
 @dataclass(frozen=True)
@@ -62,13 +68,26 @@ class MotionHeadConfig:
     max_speed: float = 1.5  # [px / step] clip of the velocity field
     iterations: int = 1  # Lucas-Kanade refinements: frames re-aligned by the flow so far
     nearest: bool = False  # vehicles land on the nearest pixel (``splat_nearest``), not shared
+    motion: str = 'flow'  # velocity estimate: 'flow' (Lucas-Kanade) or 'tracks' (``bev_tracks``)
+    gate: float = 3.0  # [px] tracks: farthest association from the predicted centroid
+    track_frames: int = 16  # tracks: frames of the velocity fit (at most the context's)
+    min_track: int = 3  # tracks: shorter tracks get no velocity (copy-last)
+    area_ratio: float = 1.5  # tracks: a blob whose area changes by more ends its track
+    # tracks: the channels whose blobs are tracked (seen_vehicles: the own sensors' boxes);
+    # the shared channel's blobs are decoded from neighbours' latents and change shape from
+    # step to step, which moves their centroids, so the flow moves them
+    tracked_channels: Tuple[int, ...] = (3,)
 
     def __post_init__(self):
         """Fail fast on a head that cannot be built."""
         if self.bev_size < 8 or self.bev_size % 2 or self.context < 2 or self.width < 2 \
                 or min(self.blur, self.window, self.ridge, self.max_speed) <= 0:
             raise ValueError(f'invalid motion head config {self}')
-        channels = tuple(self.moved_channels) + tuple(self.static_channels) + (self.road_channel,)
+        if self.motion not in MOTIONS or self.gate <= 0 or self.area_ratio < 1 \
+                or not 2 <= self.min_track <= self.track_frames:
+            raise ValueError(f'invalid motion head tracking config {self}')
+        channels = tuple(self.moved_channels) + tuple(self.static_channels) \
+            + tuple(self.tracked_channels) + (self.road_channel,)
         if not self.moved_channels or not all(0 <= c < self.bev_channels for c in channels):
             raise ValueError(f'motion head channels {channels} outside 0..{self.bev_channels - 1}')
 
@@ -77,6 +96,7 @@ class MotionHeadConfig:
         out = asdict(self)
         out['moved_channels'] = list(self.moved_channels)
         out['static_channels'] = list(self.static_channels)
+        out['tracked_channels'] = list(self.tracked_channels)
         return out
 
     @classmethod
@@ -86,7 +106,7 @@ class MotionHeadConfig:
         if set(data) != names:
             raise ValueError(f'motion head config keys {sorted(data)} != {sorted(names)}')
         values = dict(data)
-        for key in ('moved_channels', 'static_channels'):
+        for key in ('moved_channels', 'static_channels', 'tracked_channels'):
             values[key] = tuple(int(c) for c in values[key])
         return cls(**values)
 
@@ -289,31 +309,59 @@ class BevMotionHead(nn.Module):
         self.register_buffer('coords', torch.stack(torch.meshgrid(coords, coords, indexing='ij')),
                              persistent=False)
 
+    def _frames(self, context: torch.Tensor, align: torch.Tensor
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return the last ``context`` frames, their affines and vehicle masks (B, T, S, S)."""
+        cfg = self.cfg
+        frames, align = context[:, -cfg.context:], align[:, -cfg.context:]
+        if frames.shape[1] < cfg.context or align.shape[1] < cfg.context:
+            raise ValueError(f'motion head needs {cfg.context} context frames and poses, '
+                             f'got {frames.shape[1]} and {align.shape[1]}')
+        return frames, align, frames[:, :, list(cfg.moved_channels)].amax(2)
+
+    def tracks(self, context: torch.Tensor, align: torch.Tensor
+               ) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per window ``bev_tracks.track_velocities``: t0 labels, velocities, tracked."""
+        cfg = self.cfg
+        frames, align, _ = self._frames(context, align)
+        tracked = frames[:, :, list(cfg.tracked_channels)].amax(2)
+        masks = (tracked.detach() > 0.5).cpu().numpy()
+        affines = align.detach().double().cpu().numpy()
+        return [track_velocities(m, a, cfg.gate, cfg.track_frames, cfg.min_track,
+                                 cfg.area_ratio) for m, a in zip(masks, affines)]
+
     def velocity(self, context: torch.Tensor, align: torch.Tensor) -> torch.Tensor:
         """
         Velocity field (B, 2, S, S) [rows, cols px / step] in the reference frame of t0.
 
         context: observed BEVs (B, T, C, S, S); align (B, T, 2, 3): pixel affine of each frame
-        into its step's reference frame (the ego's odometry).
+        into its step's reference frame (the ego's odometry). The flow estimate plus the learned
+        residual; with ``motion: tracks`` each tracked blob's pixels carry its track's velocity
+        instead (a rigid motion, fitted over more frames than the flow's linearisation holds).
         """
         cfg = self.cfg
-        frames, align = context[:, -cfg.context:], align[:, -cfg.context:]
-        b, t = frames.shape[:2]
-        if t < cfg.context or align.shape[1] < cfg.context:
-            raise ValueError(f'motion head needs {cfg.context} context frames and poses, '
-                             f'got {t} and {align.shape[1]}')
-        moved = list(cfg.moved_channels)
-        vehicles = frames[:, :, moved].amax(2)  # (B, T, S, S)
-        s = vehicles.shape[-1]
+        frames, align, vehicles = self._frames(context, align)
+        b, t, s, _ = vehicles.shape
         aligned = warp(vehicles.reshape(b * t, 1, s, s), align.reshape(b * t, 2, 3)
                        ).reshape(b, t, s, s)
         prior = flow_refined(aligned, cfg)
         last = frames[:, -1]
+        moved = list(cfg.moved_channels)
         x = torch.cat([aligned, last[:, moved], last[:, cfg.road_channel:cfg.road_channel + 1],
                        self.coords.expand(b, -1, -1, -1), prior], 1)
         residual = F.interpolate(self.net(x), size=(s, s), mode='bilinear',
                                  align_corners=False)
-        return (prior + residual).clamp(-cfg.max_speed, cfg.max_speed)
+        velocity = (prior + residual).clamp(-cfg.max_speed, cfg.max_speed)
+        if cfg.motion != 'tracks':
+            return velocity
+        field = np.zeros((b, 2, s, s), dtype=np.float32)
+        on = np.zeros((b, s, s), dtype=bool)
+        for i, (labels, slopes, tracked) in enumerate(self.tracks(context, align)):
+            table = np.vstack([np.zeros((1, 2)), slopes]).astype(np.float32)  # 0: background
+            field[i] = table[labels].transpose(2, 0, 1)
+            on[i] = np.concatenate([[False], tracked])[labels]
+        on_t = torch.from_numpy(on).to(velocity.device)[:, None]
+        return torch.where(on_t, torch.from_numpy(field).to(velocity), velocity)
 
     def forward(self, context: torch.Tensor, align: torch.Tensor, future: torch.Tensor,
                 horizons: Sequence[int]) -> torch.Tensor:
@@ -397,11 +445,14 @@ def load_head(path: str, cfg: WorldModelConfig,
         return None
     if not isinstance(entry, dict):
         raise CheckpointError(f'checkpoint {path!r} carries no motion head ({HEAD_KEY!r})')
-    if entry.get('format') != HEAD_FORMAT:
+    if entry.get('format') not in (1, HEAD_FORMAT):
         raise CheckpointError(f'checkpoint {path!r}: motion head format '
-                              f'{entry.get("format")!r}, this code reads {HEAD_FORMAT}')
+                              f'{entry.get("format")!r}, this code reads 1 and {HEAD_FORMAT}')
+    config = dict(entry.get('config') or {})
+    if entry.get('format') == 1:
+        config = {**FORMAT1_DEFAULTS, **config}
     try:
-        head_cfg = MotionHeadConfig.from_dict(dict(entry.get('config') or {}))
+        head_cfg = MotionHeadConfig.from_dict(config)
         head_cfg.check_matches(cfg)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f'checkpoint {path!r}: motion head does not fit: {exc}') from exc
