@@ -2,12 +2,13 @@
 Wall time per simulated tick of the whole CALL graph vs number of CALL vehicles.
 
     python bench/bench_bringup.py [--vehicles 1 2 4 8] [--ticks 60] [--warmup 20]
-                                  [--modes processes composed grouped launch] [--group 4]
+                                  [--modes processes composed grouped launch] [--group 0]
                                   [--checkpoint PATH]
 
 Starts the embedded simulator and N x (perception, world model, comm, planner) with the
 runner (one process per node; one process per vehicle: mode `composed`; one process per
-`--group` vehicles: mode `grouped`, `call_run --compose --vehicles-per-process`; mode
+`--group` vehicles, 0: one per CPU core with at least 4 vehicles each, the launch file's
+default: mode `grouped`, `call_run --compose --vehicles-per-process`; mode
 `launch`: `ros2 launch call_bringup multi_vehicle.launch.py`, its default layout), lets the
 lockstep simulator run, and reports the median and mean wall-clock time between /clock
 ticks after a warm-up that starts once every vehicle's pipeline is live (each published
@@ -37,7 +38,7 @@ from call_bringup.demo import demo_checkpoint
 from call_bringup.fleet_keys import ensure_fleet_keys
 from call_bringup.graph import build_graph
 from call_bringup.ros_tools import MISSING, tools_environment
-from call_bringup.runner import process_units, Supervisor, UnitExit
+from call_bringup.runner import auto_vehicles_per_process, process_units, Supervisor, UnitExit
 from call_msgs.msg import CommStats
 from diagnostic_msgs.msg import DiagnosticArray
 from machine_reference import reference_ms
@@ -248,6 +249,7 @@ def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: in
     used = {label: cpu_end[label] - cpu_start[label] for label in cpu_start if label in cpu_end}
     sim_cpu = sum(v for label, v in used.items() if label.startswith(('carla_sim', 'sim_node')))
     per_tick = 1e3 / len(gaps) if gaps and used else None
+    group = group or auto_vehicles_per_process(num_vehicles)
     return {'vehicles': num_vehicles, 'mode': f'grouped{group}' if mode == 'grouped' else mode,
             'ticks': len(gaps), 'median_ms': 1e3 * statistics.median(gaps) if gaps else None,
             'mean_ms': 1e3 * statistics.fmean(gaps) if gaps else None,
@@ -269,8 +271,9 @@ def main() -> int:
     parser.add_argument('--vehicles', type=int, nargs='+', default=[1, 2, 4, 8])
     parser.add_argument('--modes', nargs='+', default=['processes', 'composed'],
                         choices=['processes', 'composed', 'grouped', 'launch'])
-    parser.add_argument('--group', type=int, default=4,
-                        help='vehicles per process in mode grouped')
+    parser.add_argument('--group', type=int, default=0,
+                        help='vehicles per process in mode grouped (0: one process per CPU '
+                        "core, at least 4 vehicles each: the launch file's default)")
     parser.add_argument('--ticks', type=int, default=60)
     parser.add_argument('--warmup', type=int, default=20)
     parser.add_argument('--background', type=int, default=40)

@@ -11,8 +11,10 @@ range_step: the packages' own configs). Works on Humble, Jazzy and later (no For
 
 Process layout (`compose`, `vehicles_per_process`): by default the nodes of every
 `vehicles_per_process` vehicles share one `vehicle_container` process, as `call_run --compose
---vehicles-per-process 4` does: torch is imported and the checkpoint loaded once per container,
-and the world models observe their BEVs as one batch. `compose:=false` starts one process per
+--vehicles-per-process 0` does (0: one container per CPU core, at least four vehicles each):
+torch is imported and the checkpoint loaded once per container, the world models observe
+their BEVs as one batch, and each V2V sender's message is verified and its view decoded once
+per container. `compose:=false` starts one process per
 node (a crashing node then takes only itself down).
 """
 import os
@@ -41,7 +43,8 @@ ARGUMENTS = (
     ('start_bridge', 'true', 'backend:=carla: also start the carla_ros_bridge node'),
     ('keys_dir', '', 'V2V fleet keys (created if missing; empty: a fresh temp dir)'),
     ('compose', '', 'true: vehicles share container processes; false: one process per node'),
-    ('vehicles_per_process', '', 'compose:=true: vehicles per container process'),
+    ('vehicles_per_process', '', 'compose:=true: vehicles per container process '
+     '(0: one container per CPU core, at least 4 vehicles each)'),
 )
 
 
@@ -73,8 +76,8 @@ def _node_actions(context, *args, **kwargs):
     ensure_fleet_keys(keys_dir, sorted({spec.vehicle for spec in specs if spec.vehicle}))
     layout = bringup_config()['launch']
     compose = _boolean(value['compose']) if value['compose'] else layout['compose']
-    per_process = _optional(value['vehicles_per_process'], int) or \
-        layout['vehicles_per_process']
+    per_process = _optional(value['vehicles_per_process'], int)
+    per_process = layout['vehicles_per_process'] if per_process is None else per_process
     groups: dict = {}
     for spec in specs:
         if compose and spec.vehicle:

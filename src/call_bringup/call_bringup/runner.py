@@ -2,7 +2,8 @@
 `call_run`: the pip environment's stand-in for `ros2 launch call_bringup multi_vehicle...`.
 
 Starts the node graph of `call_bringup.graph.build_graph` as supervised subprocesses (one per
-node; with `--compose` one container per vehicle, or per `--vehicles-per-process` vehicles),
+node; with `--compose` one container per vehicle, or per `--vehicles-per-process` vehicles,
+0: one container per CPU core),
 prefixes every output line with the node's name, forwards Ctrl-C/SIGTERM as SIGINT ->
 SIGTERM -> SIGKILL with bounded waits, and fails loudly (exit 1, which node, its last output)
 when a node dies, unless `--tolerate-vehicle-failure` is given: then a dead vehicle is
@@ -92,16 +93,50 @@ def node_command(spec: NodeSpec, prefer_module: bool = False) -> list[str]:
     return head + ros_arguments(spec)
 
 
+MIN_AUTO_VEHICLES_PER_PROCESS = 4
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:      # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_vehicles_per_process(num_vehicles: int, cores: Optional[int] = None) -> int:
+    """
+    Vehicles per container when the layout says 0 (auto): one container per core, >= 4 each.
+
+    A container does part of its work once per sender it hears, whichever of its vehicles
+    hears it: each V2V message is decoded and its signature verified once per process
+    (`call_comm.inbox`), each sender's h rebuilt once (`call_comm.replica`) and its view
+    decoded once (`call_comm.view_decoding`). The fleet pays that work containers x senders
+    times per tick, so containers beyond the cores add it without adding parallelism (a
+    container is one executor thread). Below four vehicles a container's own costs (an
+    interpreter, torch, the checkpoint, a DDS participant) buy nothing on a small machine.
+    """
+    cores = usable_cores() if cores is None else max(1, int(cores))
+    return max(MIN_AUTO_VEHICLES_PER_PROCESS, -(-int(num_vehicles) // cores))
+
+
 def vehicle_groups(specs: list[NodeSpec], vehicles_per_process: int
                    ) -> list[tuple[tuple[str, ...], list[NodeSpec]]]:
-    """Split the vehicles' node specs into containers of `vehicles_per_process` vehicles."""
-    if vehicles_per_process < 1:
-        raise GraphError(f'vehicles per process must be >= 1, got {vehicles_per_process}')
+    """
+    Split the vehicles' node specs into containers of `vehicles_per_process` vehicles.
+
+    0 sizes them with `auto_vehicles_per_process` for the number of vehicles in `specs`.
+    """
+    if vehicles_per_process < 0:
+        raise GraphError(f'vehicles per process must be >= 1 (0: auto), '
+                         f'got {vehicles_per_process}')
     by_vehicle: dict[str, list[NodeSpec]] = {}
     for spec in specs:
         if spec.vehicle:
             by_vehicle.setdefault(spec.vehicle, []).append(spec)
     vehicles = list(by_vehicle)
+    if vehicles_per_process == 0:
+        vehicles_per_process = auto_vehicles_per_process(len(vehicles))
     groups = []
     for start in range(0, len(vehicles), vehicles_per_process):
         group = tuple(vehicles[start:start + vehicles_per_process])
@@ -127,7 +162,8 @@ def process_units(specs: list[NodeSpec], compose: bool = False,
     A container (`compose`) runs the nodes of `vehicles_per_process` vehicles on one executor;
     each node gets the very arguments it has as a process of its own (`ros_arguments`).
     More vehicles per container save CPU per tick (fewer processes, DDS participants and
-    context switches; bench/bench_bringup.py) but a crashing node takes the whole group down.
+    context switches, and per-sender work done once per container; bench/bench_bringup.py)
+    but a crashing node takes the whole group down. 0: `auto_vehicles_per_process`.
     """
     groups = vehicle_groups(specs, vehicles_per_process)   # checks the group size
     units: list[ProcessUnit] = []
@@ -356,7 +392,8 @@ def add_process_arguments(parser: argparse.ArgumentParser) -> None:
                         'instead of one per node')
     parser.add_argument('--vehicles-per-process', type=int, default=1, metavar='N',
                         help='with --compose: N vehicles per process (less CPU per tick, '
-                        'bench/bench_bringup.py; a crashing node stops its whole group)')
+                        'bench/bench_bringup.py; a crashing node stops its whole group); '
+                        '0: one process per CPU core, at least 4 vehicles each')
 
 
 class _StopRequest:

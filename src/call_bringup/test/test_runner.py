@@ -7,8 +7,8 @@ import sys
 import time
 
 from call_bringup.graph import build_graph, GraphError, NodeSpec
-from call_bringup.runner import (node_command, process_units, ros_arguments, supervise,
-                                 Supervisor)
+from call_bringup.runner import (auto_vehicles_per_process, node_command, process_units,
+                                 ros_arguments, supervise, Supervisor)
 import pytest
 import rclpy
 import yaml
@@ -117,7 +117,7 @@ def test_composed_vehicle_is_one_process_whose_nodes_keep_their_own_arguments(tm
     assert '__ns:=/hero0' in entries[0]['ros_args'] and 'bev:=bev2' in entries[0]['ros_args']
 
 
-def test_vehicles_per_process_groups_vehicles_and_rejects_zero(tmp_path):
+def test_vehicles_per_process_groups_vehicles_and_rejects_negative(tmp_path):
     specs = _vehicle_specs(['hero0', 'hero1', 'hero2'])
     units = process_units(specs, compose=True, workdir=str(tmp_path), vehicles_per_process=2)
     assert [(u.label, u.vehicles) for u in units] == [
@@ -126,7 +126,19 @@ def test_vehicles_per_process_groups_vehicles_and_rejects_zero(tmp_path):
     assert [e['name'] for e in json.load(open(units[1].command[3]))] == ['perception',
                                                                          'planner'] * 2
     with pytest.raises(GraphError, match='vehicles per process'):
-        process_units(specs, compose=True, workdir=str(tmp_path), vehicles_per_process=0)
+        process_units(specs, compose=True, workdir=str(tmp_path), vehicles_per_process=-1)
+
+
+def test_auto_layout_is_one_container_per_core_with_at_least_four_vehicles(tmp_path):
+    assert [auto_vehicles_per_process(n, cores=2) for n in (1, 4, 8, 9, 16, 17)] == \
+        [4, 4, 4, 5, 8, 9]
+    assert [auto_vehicles_per_process(16, cores=c) for c in (1, 4, 8)] == [16, 4, 4]
+    roles = [f'hero{i}' for i in range(9)]
+    units = process_units(_vehicle_specs(roles), compose=True, workdir=str(tmp_path),
+                          vehicles_per_process=0)
+    per_core = auto_vehicles_per_process(9)
+    expected = [tuple(roles[i:i + per_core]) for i in range(0, 9, per_core)]
+    assert [u.vehicles for u in units[1:]] == expected
 
 
 def test_grouped_container_runs_each_vehicles_node_in_its_namespace(tmp_path):

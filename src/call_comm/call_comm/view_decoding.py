@@ -25,7 +25,9 @@ The comm nodes of a container that step on the same tick hand their requests to 
 ``ViewBatcher`` (``call_common.batching``, as the world-model nodes' observe steps and the
 planners' look-aheads): its flush decodes what none of them finds in the memo as ONE batch,
 instead of one batch per node that has something new (each batch reads the decoder's dense
-first layer once more). A lone node decodes at once.
+first layer once more). A lone node decodes at once. The coming latents ride along only when
+some node of the process is not in the batch: with every node in it, what they ask for is
+already in the batch, and a coming latent nobody asked for would be a wasted row.
 """
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -162,7 +164,9 @@ def _decode_group(requests: Sequence[ViewRequest], outs: List[List[Optional[byte
     keys = list(wanted)
     batch = [wanted[key][0] for key in keys]
     owners: List[Optional[ViewDecoder]] = [None] * len(keys)   # coming rows: whose
-    if ViewDecoder._members.get(first.model, 0) > 1:
+    # a coming latent serves a node that steps after this batch; when every node of the
+    # process is in it, none is left to ask (a node's next step delivers newer messages)
+    if ViewDecoder._members.get(first.model, 0) > len(requests):
         for request in requests:
             for z, h in request.coming:
                 key = first._key(z, h)

@@ -45,7 +45,7 @@ def unseen_vehicles(mask: np.ndarray, own: np.ndarray, margin_px: int) -> np.nda
 
     mask and own are (S, S) uint8 (non-zero = vehicle); returns a 0/255 uint8 mask.
     """
-    return _blobs_clear_of(mask, _near(own, margin_px))[0]
+    return _blobs_clear_of(mask, np.flatnonzero(_near(own, margin_px)))[0]
 
 
 def _near(own: np.ndarray, margin_px: int) -> np.ndarray:
@@ -57,21 +57,36 @@ def _near(own: np.ndarray, margin_px: int) -> np.ndarray:
     return near
 
 
-def _blobs_clear_of(mask: np.ndarray, near: np.ndarray) -> Tuple[np.ndarray, int]:
+def _blobs_clear_of(mask: np.ndarray, near_index: np.ndarray) -> Tuple[np.ndarray, int]:
     """
-    Return the blobs of ``mask`` (8-connected) without a pixel in ``near``, and their count.
+    Return the blobs of ``mask`` (8-connected) clear of the ego's own vehicles, and their count.
 
-    Whole blobs are kept, so the kept mask's own blobs are exactly the kept ones.
+    ``near_index``: the flat indices of the pixels near the ego's own vehicles
+    (``np.flatnonzero`` of ``_near``), found once per ego step for all its views. Whole blobs
+    are kept, so the kept mask's own blobs are exactly the kept ones. The kept mask is the
+    foreground itself when every blob is kept and a 256-entry table lookup of the labels
+    otherwise (a NumPy gather by int32 labels costs twice the labelling).
     """
+    empty = np.zeros(mask.shape, dtype=np.uint8)
     if not mask.any():
-        return np.zeros_like(mask, dtype=np.uint8), 0
-    count, labels = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
+        return empty, 0
+    binary = mask if mask.dtype == np.uint8 else (mask > 0).astype(np.uint8)
+    count, labels = cv2.connectedComponents(binary, connectivity=8)   # non-zero: foreground
     if count <= 1:
-        return np.zeros_like(mask, dtype=np.uint8), 0
+        return empty, 0
     keep = np.ones(count, dtype=bool)
     keep[0] = False
-    keep[labels[near > 0]] = False
-    return np.where(keep, 255, 0).astype(np.uint8)[labels], int(keep.sum())
+    keep[labels.ravel()[near_index]] = False
+    kept = int(keep.sum())
+    if kept == 0:
+        return empty, 0
+    if kept == count - 1:
+        return cv2.compare(binary, 0, cv2.CMP_GT), kept      # 255 where non-zero
+    if count <= 256:
+        table = np.zeros(256, dtype=np.uint8)
+        table[:count][keep] = 255
+        return cv2.LUT(labels.astype(np.uint8), table), kept
+    return np.where(keep, 255, 0).astype(np.uint8)[labels], kept
 
 
 def add_neighbour_views(bev: np.ndarray, ego: Any, views: Sequence[NeighbourView],
@@ -89,7 +104,8 @@ def add_neighbour_views(bev: np.ndarray, ego: Any, views: Sequence[NeighbourView
     if not views:
         return 0
     own = np.maximum(bev[CHANNEL_INDEX['ego']], bev[CHANNEL_INDEX['seen_vehicles']])
-    near = _near(own, int(round(fusion.match_distance / config.metres_per_pixel)))
+    margin_px = int(round(fusion.match_distance / config.metres_per_pixel))
+    near = np.flatnonzero(_near(own, margin_px))
     added_mask = np.zeros_like(own)
     added = 0
     for view in views:

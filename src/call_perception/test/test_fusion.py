@@ -8,6 +8,7 @@ from call_perception.fusion import (fuse_shared, FusionConfig, neighbour_to_ego,
                                     warp_neighbour_bev)
 from call_perception.neighbour_views import add_neighbour_views, NeighbourView, unseen_vehicles
 from call_perception.visibility import visible
+import cv2
 import numpy as np
 import pytest
 
@@ -151,3 +152,23 @@ def test_blob_touching_an_own_vehicle_is_that_vehicle():
     new = unseen_vehicles(mask, own, margin_px=2)
     assert new[26, 21] == 255 and not new[12:16, 12:14].any()
     assert not unseen_vehicles(np.zeros_like(own), own, 2).any()
+
+
+@pytest.mark.parametrize('density, size', [(0.002, 64), (0.03, 64), (0.3, 112)])
+def test_unseen_vehicles_keeps_exactly_the_whole_blobs_clear_of_own_vehicles(density, size):
+    # every path of the kept mask (all blobs kept, some, none; more than 256 blobs at the
+    # highest density) against the definition, blob by blob
+    rng = np.random.default_rng(7)
+    for trial in range(12):
+        mask = (rng.random((size, size)) < density).astype(np.uint8) * (1 + 254 * (trial % 2))
+        own = (rng.random((size, size)) < (0.0, 0.002, 0.02)[trial % 3]).astype(np.uint8)
+        margin = trial % 3
+        near = cv2.dilate(own, np.ones((2 * margin + 1,) * 2, np.uint8)) > 0
+        count, labels = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
+        expected = np.zeros_like(mask)
+        for label in range(1, count):
+            blob = labels == label
+            if not (blob & near).any():
+                expected[blob] = 255
+        new = unseen_vehicles(mask, own, margin)
+        assert new.dtype == np.uint8 and np.array_equal(new, expected), trial
