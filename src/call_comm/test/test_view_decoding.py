@@ -116,6 +116,27 @@ def _container(tmp_path, name, nodes):
     return decoder, [ViewDecoder(decoder, CHANNELS, 0.5) for _ in range(nodes)]
 
 
+def _batched(decoder, nodes, steps):
+    """
+    Submit every node's (latents, coming) to one ViewBatcher and flush it once.
+
+    Returns each node's views, the decoder's batch sizes and the flush's request count.
+    """
+    batches = []
+    hook = decoder.model.heads['decoder'].register_forward_hook(
+        lambda module, inputs, output: batches.append(inputs[0].shape[0]))
+    batcher = ViewBatcher.for_model(decoder.model)
+    got = [None] * len(steps)
+    try:
+        for k, (node, (latents, coming)) in enumerate(zip(nodes, steps)):
+            batcher.submit(ViewRequest(node, latents, coming),
+                           lambda views, k=k: got.__setitem__(k, views))
+        flushed = batcher.flush()
+    finally:
+        hook.remove()
+    return got, batches, flushed
+
+
 def test_a_containers_steps_decoded_as_one_batch_equal_the_steps_one_by_one(tmp_path):
     # four comm nodes of a container: overlapping neighbours, a malformed latent asked for
     # twice, an unsynchronised neighbour, a known latent, and each node's coming latent
@@ -135,18 +156,8 @@ def test_a_containers_steps_decoded_as_one_batch_equal_the_steps_one_by_one(tmp_
 
     batch_decoder, nodes = _container(tmp_path, 'batch', 5)   # the fifth steps later
     nodes[0].views(warm)
-    batches = []
-    hook = batch_decoder.model.heads['decoder'].register_forward_hook(
-        lambda module, inputs, output: batches.append(inputs[0].shape[0]))
-    batcher = ViewBatcher.for_model(batch_decoder.model)
-    got = [None] * len(steps)
-    try:
-        for k, (node, (latents, coming)) in enumerate(zip(nodes, steps)):
-            batcher.submit(ViewRequest(node, latents, coming),
-                           lambda views, k=k: got.__setitem__(k, views))
-        assert batcher.flush() == 4
-    finally:
-        hook.remove()
+    got, batches, flushed = _batched(batch_decoder, nodes, steps)
+    assert flushed == 4
     assert batches == [6], 'one batch: lat 0, 1, 2, 4, 5 and the coming lat 6 (bad: refused)'
     assert got == expected
     assert [n.dropped for n in nodes[:4]] == [n.dropped for n in one_by_one] == [1, 0, 1, 0]
@@ -165,18 +176,8 @@ def test_with_every_node_in_the_batch_no_coming_latent_is_decoded(tmp_path):
     decoder, nodes = _container(tmp_path, 'all', 3)
     lat = _latents(decoder.model.cfg, 4, seed=11)
     steps = [([lat[0]], [lat[1]]), ([lat[1]], [lat[2]]), ([lat[0]], [lat[3]])]
-    batches = []
-    hook = decoder.model.heads['decoder'].register_forward_hook(
-        lambda module, inputs, output: batches.append(inputs[0].shape[0]))
-    batcher = ViewBatcher.for_model(decoder.model)
-    got = [None] * len(steps)
-    try:
-        for k, (node, (latents, coming)) in enumerate(zip(nodes, steps)):
-            batcher.submit(ViewRequest(node, latents, coming),
-                           lambda views, k=k: got.__setitem__(k, views))
-        assert batcher.flush() == 3
-    finally:
-        hook.remove()
+    got, batches, flushed = _batched(decoder, nodes, steps)
+    assert flushed == 3
     assert batches == [2], 'lat 0 and 1, asked for; not the coming lat 2 and 3'
     masks = decode_neighbour_vehicles(decoder.model, lat, CHANNELS, 0.5).masks
     assert got == [[pack_mask(masks[0])], [pack_mask(masks[1])], [pack_mask(masks[0])]]
