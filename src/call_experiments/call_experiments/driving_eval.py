@@ -39,6 +39,7 @@ from call_experiments.experiment_config import default_settings
 from call_experiments.rollout import received_bytes, scenario_with
 from call_learning.pipeline import MODES, PipelineConfig, VehiclePipeline
 from call_perception.bev_raster import CHANNEL_INDEX
+from call_perception.visibility import visible
 from call_planner.plan_stage import driver_from_params, FleetLookahead, planner_params
 from call_planner.shared_tracks import shared_tracks, SharedState
 from call_planner.ttc_monitor import (BevGeometry, EMERGENCY, MonitorConfig, NONE,
@@ -55,12 +56,16 @@ CSV_COLUMNS = ('mode', 'metric', 'mean', 'ci_low', 'ci_high', 'seeds', 'routes')
 METRICS = ('success_rate', 'route_completion', 'collision_rate', 'conflicts_per_1000_steps',
            'conflict_min_ttc_mean_s', 'conflict_min_ttc_p5_s', 'first_deceleration_mean_s',
            'first_deceleration_median_s', 'conflicts_without_deceleration',
+           'occluded_conflicts', 'first_deceleration_occluded_mean_s',
+           'first_deceleration_occluded_median_s', 'occluded_conflicts_without_deceleration',
+           'occluded_collisions',
            'override_comfortable', 'override_emergency', 'override_total', 'learned_share',
            'stop_share', 'trips_ended', 'reached', 'collisions', 'off_road', 'timeouts',
            'vehicle_steps', 'mean_trip_return', 'mean_neighbours', 'call_bytes_per_ego_step')
 DEFAULT_C = 50.0                     # the comm node's default threshold (comm.yaml)
 DEFAULT_SEEDS = (3000, 3001, 3002)   # held out: training used seeds 0-2, call_evaluate 1000+
 SHIPPED_CHECKPOINT = 'call_small64g8c.pt'   # the nodes' default (call_bringup bringup.yaml)
+CONVENTIONS = driving_metrics.MetricConventions()   # the summaries' conventions
 
 
 @dataclass
@@ -201,6 +206,33 @@ def override_cause(verdict: Any, pose: tuple, config: MonitorConfig) -> str:
     return where + ('_shared' if k.shared_only else '')
 
 
+def conflict_partner(info: Dict[str, Any]) -> Optional[int]:
+    """
+    Return the vehicle a step's conflict is with: its TTC's partner, else the first one hit.
+
+    The TTC only takes vehicles in the ego's lateral band: a vehicle crossing from the side
+    can hit the ego without ever closing in within it, and that collision has a partner too.
+    """
+    partner = info.get('ttc_partner')
+    if partner is None and info.get('collided_with'):
+        partner = info['collided_with'][0]
+    return partner
+
+
+def own_sensors_see(pipeline: VehiclePipeline, observation: Any) -> frozenset:
+    """
+    Actor ids of the vehicles the ego's own sensors see in `observation`.
+
+    The same test and settings as the pipeline's perception stage, on the observation that
+    stage renders at the next step: what the ego knows of other vehicles without sharing.
+    """
+    stage = pipeline.perception
+    others = observation.others
+    mask = visible(pipeline.ego_box(observation.ego), [pipeline.box(v) for v in others],
+                   stage.sensor_range, stage.occlusion, stage.full_observation)
+    return frozenset(other.actor_id for other, seen in zip(others, mask) if seen)
+
+
 def load_policy_models(path: str):
     """checkpoint.load once, models in eval mode (fails fast on a bad file)."""
     loaded = checkpoint.load(path, load_optimizers=False)
@@ -311,7 +343,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                 trip_return[role] += float(rewards.get(role, 0.0))
                 result.steps.append(driving_metrics.VehicleStep(
                     (role, trip[role]), env.time, float(info['ttc']), bool(info['collision']),
-                    float(info['accel']), '' if level == NONE else level))
+                    float(info['accel']), '' if level == NONE else level,
+                    conflict_partner(info), own_sensors_see(pipeline, obs[role])))
                 length = float(info.get('route_length', 0.0))
                 progress[role] = (min(float(info['progress']) / length, 1.0) if length
                                   else 0.0)
@@ -354,7 +387,9 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
             f'({int(s["reached"])}/{s["trips_ended"]}), collisions {int(s["collisions"])} '
             f'rate {100 * s["collision_rate"]:.3f} %, timeouts {int(s["timeouts"])}, '
             f'overrides {100 * s["override_total"]:.2f} %, stops {100 * s["stop_share"]:.1f} %'
-            f', first decel {s["first_deceleration_mean_s"]:.2f} s ({result.wall_s:.0f} s)')
+            f', first decel {s["first_deceleration_mean_s"]:.2f} s, occluded '
+            f'{s["first_deceleration_occluded_mean_s"]:.2f} s over '
+            f'{s["occluded_conflicts"]} ({result.wall_s:.0f} s)')
     return result
 
 
@@ -471,6 +506,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     'wall_s': result.wall_s or time.time() - started,
                     'summary': result.summary(), 'trips': result.trips,
                     'override_causes': result.override_causes,
+                    'conflicts': conflict_records(result.steps),
                     'waiting_steps': result.waiting_steps}, indent=1,
                     default=float))
             started = time.time()
@@ -489,6 +525,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         threshold_figures(Path(args.out), sweep_points(rows))
     log(f'wrote {Path(args.out) / name}')
     return 0
+
+
+def conflict_records(steps: Sequence[driving_metrics.VehicleStep]) -> List[Dict[str, Any]]:
+    """
+    Per conflict (`call_sim.driving_metrics`): when, with whom, how it went.
+
+    `last_unseen_s` (None: the ego's sensors saw the partner throughout the look-back) lets
+    the occluded figures be read for any occlusion window.
+    """
+    def finite(value: float, digits: int) -> Optional[float]:
+        return round(value, digits) if math.isfinite(value) else None
+    return [{'trip': list(c.trip) if isinstance(c.trip, tuple) else c.trip,
+             'start_s': round(c.start, 2), 'partner': c.partner,
+             'min_ttc_s': round(c.min_ttc, 3), 'collided': c.collided,
+             'first_deceleration_s': finite(c.first_deceleration, 2),
+             'last_unseen_s': finite(c.last_unseen, 2), 'occluded': c.occluded}
+            for c in driving_metrics.conflicts(steps, CONVENTIONS)]
 
 
 def run_name(scenario: str, mode: str, seed: int, c: float) -> str:

@@ -14,8 +14,9 @@ import csv
 from dataclasses import replace
 import math
 
-from call_experiments.driving_eval import (build_fleet, drive_seed, load_policy_models, main,
-                                           override_cause, rows_for, SeedResult,
+from call_experiments.driving_eval import (build_fleet, conflict_partner, drive_seed,
+                                           load_policy_models, main, override_cause,
+                                           own_sensors_see, rows_for, SeedResult,
                                            shipped_checkpoint)
 from call_experiments.evaluate import collect_settings
 from call_perception.bev_raster import CHANNEL_INDEX
@@ -38,7 +39,8 @@ def _cross(loaded, mode, steps=100):
                 'num_background': 0}
     settings = replace(collect_settings(mode, 0.0), sensor_range=4.0)
     control = ControlModel()
-    log = {'accels': [], 'shared_pixels': 0, 'collision': False, 'levels': []}
+    log = {'accels': [], 'shared_pixels': 0, 'collision': False, 'levels': [],
+           'partners': set(), 'sees_hero1': []}
     with MultiVehicleEnv.from_scenario(scenario) as env:
         obs, _ = env.reset(seed=1, options={'starts': STARTS})
         fleet = build_fleet(loaded, settings, env, planner_params(), seed=1)
@@ -54,6 +56,11 @@ def _cross(loaded, mode, steps=100):
             log['levels'].append(level)
             hero1 = control.to_control(0.0, 0.0, obs['hero1'].ego.speed)
             obs, _, term, trunc, infos = env.step({'hero0': command, 'hero1': hero1})
+            # whom hero0's TTC is with, and whether its own sensors see hero1
+            log['partners'].add(conflict_partner(infos['hero0']))
+            log['hero1_id'] = obs['hero1'].ego.actor_id
+            log['sees_hero1'].append(log['hero1_id']
+                                     in own_sensors_see(fleet.pipeline, obs['hero0']))
             if infos['hero0']['collision']:
                 log['collision'] = True
                 break
@@ -69,6 +76,9 @@ def test_a_crossing_vehicle_known_only_through_sharing_makes_the_planner_brake()
     shared, local = _cross(loaded, 'lsi'), _cross(loaded, 'local')
     # control: without sharing hero0 learns of hero1 too late and they collide
     assert local['shared_pixels'] == 0 and local['collision']
+    # hero1 is the partner of hero0's conflict; hero0's own 4 m sensors see it only at the end
+    assert local['partners'] - {None} == {local['hero1_id']}
+    assert local['sees_hero1'][-1] and not any(local['sees_hero1'][:10])
     # with sharing hero1 is in hero0's BEV, hero0 brakes earlier, and they pass
     assert shared['shared_pixels'] > 0
     assert math.isfinite(shared['first_brake'])

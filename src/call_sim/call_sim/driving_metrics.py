@@ -20,6 +20,24 @@ Conventions
   -`decel_threshold`, relative to the conflict's start [s]: negative = braked before the TTC
   fell below the threshold (anticipation, e.g. from shared information). NaN (and counted in
   `conflicts_without_deceleration`) when the vehicle never braked that hard.
+- Occluded conflict: a conflict whose partner -- the vehicle its start step's TTC is with
+  (`call_sim.measures.ttc_partners`) -- the ego's own sensors did not see
+  (`call_perception.visibility.visible`: beyond sensor range or hidden behind another vehicle,
+  as the BEV's seen-vehicles channel holds it) at some step within `occlusion_window` seconds
+  before the conflict's start, the start included. Sharing can only tell the ego what its
+  sensors do not, so the anticipation that sharing buys is read on these conflicts
+  (`first_deceleration_occluded_*`), beside the figures over every conflict. Why a window of
+  1 s and not the start step alone or the whole `decel_lookback`: vehicles that a merge or a
+  crossing hides mostly come into view a fraction of a second before the TTC falls below
+  `conflict_ttc`, so "unseen at the start" leaves almost no conflict; "unseen at some step of
+  the 5 s look-back" takes in almost every approaching vehicle, which seconds earlier was
+  beyond sensor range, and dilutes the effect again; with 1 s -- the margin the anticipation
+  target asks for -- the ego's own sensors gave it at most 1 s of the partner before the
+  conflict, so a brake earlier than that can only come from memory or from what it was told.
+  Per conflict `last_unseen` (the last step the partner was unseen, relative to the start,
+  within the look-back) lets any other window be read off. A conflict whose start step names
+  no partner (a collision without a closing TTC) or has no visibility records is not
+  occluded. Collisions with occluded partners: occluded conflicts that ended in a collision.
 - Collision rate: fraction of vehicle-steps in collision (the paper's Table 6: 0.28 % for CALL).
 - Success: trips that reached their destination among trips that ended by themselves
   (reached, collision, off road, time out); trips cut short because the fleet's episode
@@ -47,11 +65,13 @@ class MetricConventions:
     merge_gap: int = 5             # [steps] runs closer than this are one conflict
     decel_threshold: float = 1.0   # [m/s^2] Autoware's comfortable stop
     decel_lookback: float = 5.0    # [s] before a conflict's start
+    occlusion_window: float = 1.0  # [s] before a conflict's start, for occluded conflicts
 
     def __post_init__(self):
         """Fail fast on conventions that define nothing."""
         if not (self.conflict_ttc > 0 and self.decel_threshold > 0
-                and self.decel_lookback >= 0 and self.merge_gap >= 1):
+                and self.decel_lookback >= 0 and self.merge_gap >= 1
+                and 0 <= self.occlusion_window <= self.decel_lookback):
             raise ValueError(f'invalid metric conventions {self}')
 
 
@@ -65,6 +85,8 @@ class VehicleStep:
     collision: bool
     accel: float = math.nan
     override: str = ''        # '' (planner), 'comfortable' or 'emergency'
+    partner: Optional[Hashable] = None      # the vehicle the TTC is with (None: inf TTC)
+    seen: Optional[frozenset] = None        # vehicles the ego's own sensors saw (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -77,6 +99,9 @@ class Conflict:
     min_ttc: float
     collided: bool
     first_deceleration: float   # [s] relative to start; NaN if none
+    partner: Optional[Hashable] = None   # the vehicle the start step's TTC is with
+    last_unseen: float = math.nan   # [s] last step the ego did not see it, relative to start
+    occluded: bool = False      # partner unseen at some step of the occlusion window
 
 
 def conflicts(steps: Sequence[VehicleStep], conventions: MetricConventions = MetricConventions()
@@ -100,9 +125,13 @@ def conflicts(steps: Sequence[VehicleStep], conventions: MetricConventions = Met
             members = records[run[0]:run[-1] + 1]
             collided = any(s.collision for s in members)
             min_ttc = 0.0 if collided else min(s.ttc for s in members)
-            start, end = records[run[0]].time, records[run[-1]].time
+            first = records[run[0]]
+            start, end = first.time, records[run[-1]].time
+            unseen = last_unseen(records[:run[0] + 1], first.partner, start, conventions)
             found.append(Conflict(trip, start, end, min_ttc, collided,
-                                  first_deceleration(records, start, end, conventions)))
+                                  first_deceleration(records, start, end, conventions),
+                                  first.partner, unseen,
+                                  unseen >= -conventions.occlusion_window - 1e-9))
     return found
 
 
@@ -112,6 +141,24 @@ def first_deceleration(records: Sequence[VehicleStep], start: float, end: float,
     for step in records:
         if start - conventions.decel_lookback - 1e-9 <= step.time <= end + 1e-9 \
                 and step.accel <= -conventions.decel_threshold:
+            return step.time - start
+    return math.nan
+
+
+def last_unseen(records: Sequence[VehicleStep], partner: Optional[Hashable], start: float,
+                conventions: MetricConventions = MetricConventions()) -> float:
+    """
+    Last time in [start - lookback, start] the ego's sensors did not see `partner`, minus start.
+
+    NaN when they saw it at every recorded step of that span, or when there is no partner or
+    no visibility record at the start.
+    """
+    if partner is None or not records or records[-1].seen is None:
+        return math.nan
+    for step in reversed(records):
+        if step.time < start - conventions.decel_lookback - 1e-9:
+            break
+        if step.seen is not None and partner not in step.seen:
             return step.time - start
     return math.nan
 
@@ -163,6 +210,8 @@ def summarise(steps: Sequence[VehicleStep], outcomes: Sequence[str],
     found = conflicts(steps, conventions)
     ttcs = [c.min_ttc for c in found]
     decel = [c.first_deceleration for c in found]
+    hidden = [c for c in found if c.occluded]
+    hidden_decel = [c.first_deceleration for c in hidden]
     shares = override_shares(steps)
     return {
         'vehicle_steps': len(steps),
@@ -179,13 +228,20 @@ def summarise(steps: Sequence[VehicleStep], outcomes: Sequence[str],
         'first_deceleration_mean_s': _stat(decel, np.mean),
         'first_deceleration_median_s': _stat(decel, np.median),
         'conflicts_without_deceleration': sum(not math.isfinite(d) for d in decel),
+        'occluded_conflicts': len(hidden),
+        'first_deceleration_occluded_mean_s': _stat(hidden_decel, np.mean),
+        'first_deceleration_occluded_median_s': _stat(hidden_decel, np.median),
+        'occluded_conflicts_without_deceleration': sum(not math.isfinite(d)
+                                                       for d in hidden_decel),
+        'occluded_collisions': sum(c.collided for c in hidden),
         'override_comfortable': shares['comfortable'],
         'override_emergency': shares['emergency'],
         'learned_share': shares['learned'],
         'conventions': {'conflict_ttc_s': conventions.conflict_ttc,
                         'merge_gap_steps': conventions.merge_gap,
                         'decel_threshold_mps2': conventions.decel_threshold,
-                        'decel_lookback_s': conventions.decel_lookback},
+                        'decel_lookback_s': conventions.decel_lookback,
+                        'occlusion_window_s': conventions.occlusion_window},
     }
 
 

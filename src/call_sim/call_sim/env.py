@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from call_sim.config import load_yaml
-from call_sim.measures import collision_lists, jerk, ttc_matrix
+from call_sim.measures import collision_lists, jerk, ttc_partners
 from call_sim.reward import reward_terms, RewardInputs, total_reward, validate_reward_config
 from call_sim.road_network import RoadNetwork
 from call_sim.routes import point_on_lane, Route, RoutePlanner
@@ -343,7 +343,7 @@ class MultiVehicleEnv:
                                self._bg_rows])
         heroes = np.arange(len(self.agents))
         self._hits = collision_lists(self.rows[heroes], self.rows, heroes)
-        self._ttc, self._leader_gap = ttc_matrix(
+        self._ttc, self._leader_gap, self._ttc_partner = ttc_partners(
             self.rows[heroes], self.rows, heroes, self.scenario['measures']['ttc_lateral_margin'])
 
     def vehicle_states(self) -> list[VehicleState]:
@@ -366,6 +366,7 @@ class MultiVehicleEnv:
         hero = self.heroes[role]
         hit = self._hits[i]
         ttc, leader_gap = float(self._ttc[i]), float(self._leader_gap[i])
+        partner = int(self._ttc_partner[i])
         where = self.road.locate(hero.state.x, hero.state.y)
         hero.progress, route_distance, _ = hero.route.project(
             hero.state.x, hero.state.y, hero.progress - 10.0)
@@ -378,6 +379,8 @@ class MultiVehicleEnv:
             'off_road': where.edge_excess > float(self.scenario['measures']['off_road_margin']),
             'lane_id': where.lane_id,
             'ttc': ttc,
+            # actor id of the vehicle the TTC is with (None when the TTC is inf)
+            'ttc_partner': self.states[partner].actor_id if partner >= 0 else None,
             'leader_gap': leader_gap,
             'jerk': jerk(hero.accel, hero.previous_accel, self.dt),
             'accel': hero.accel,

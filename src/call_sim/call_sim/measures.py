@@ -71,8 +71,20 @@ def time_to_collision(ego: np.ndarray, others: np.ndarray,
 def ttc_matrix(egos: np.ndarray, rows: np.ndarray, self_index: np.ndarray,
                lateral_margin: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """`time_to_collision` for H egos at once against N rows; row self_index[h] is the ego."""
+    ttc, gap, _ = ttc_partners(egos, rows, self_index, lateral_margin)
+    return ttc, gap
+
+
+def ttc_partners(egos: np.ndarray, rows: np.ndarray, self_index: np.ndarray,
+                 lateral_margin: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """
+    `ttc_matrix` plus, per ego, the row its TTC is with (-1 when the TTC is inf).
+
+    The partner lets a metric ask whether the ego's own sensors saw the vehicle of a conflict.
+    """
     if len(rows) == 0:
-        return np.full(len(egos), math.inf), np.full(len(egos), math.inf)
+        return (np.full(len(egos), math.inf), np.full(len(egos), math.inf),
+                np.full(len(egos), -1, dtype=int))
     c, s = np.cos(egos[:, YAW])[:, None], np.sin(egos[:, YAW])[:, None]
     rel_x, rel_y = rows[None, :, X] - egos[:, None, X], rows[None, :, Y] - egos[:, None, Y]
     dx, dy = c * rel_x + s * rel_y, -s * rel_x + c * rel_y
@@ -90,7 +102,9 @@ def ttc_matrix(egos: np.ndarray, rows: np.ndarray, self_index: np.ndarray,
     ttc[approaching] = gap[approaching] / closing[approaching]
     ttc[conflict & (gap <= 0.0)] = 0.0
     ahead_gap = np.where(conflict & (dx >= 0.0), gap, math.inf)
-    return ttc.min(axis=1), ahead_gap.min(axis=1)
+    nearest = ttc.argmin(axis=1)
+    best = ttc[np.arange(len(egos)), nearest]
+    return best, ahead_gap.min(axis=1), np.where(np.isfinite(best), nearest, -1)
 
 
 def jerk(accel: float, previous_accel: float, dt: float) -> float:

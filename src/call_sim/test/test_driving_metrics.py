@@ -76,3 +76,55 @@ def test_mean_interval_and_overlap():
     assert intervals_overlap([0.01, 0.012, 0.011], [0.03, 0.031, 0.029]) is False
     assert intervals_overlap([0.01, 0.03, 0.02], [0.025, 0.03, 0.02]) is True
     assert intervals_overlap([0.01], [0.02]) is None
+
+
+def _seen(steps, partner, unseen_from=None, unseen_until=None):
+    """Name the TTC's partner and the ego's own sensors' seen sets on the steps."""
+    out = []
+    for k, s in enumerate(steps):
+        hidden = (unseen_from is not None and unseen_from <= k
+                  and (unseen_until is None or k < unseen_until))
+        out.append(VehicleStep(s.trip, s.time, s.ttc, s.collision, s.accel, s.override,
+                               partner if s.ttc < INF else None,
+                               frozenset({99} if hidden else {99, partner})))
+    return out
+
+
+def test_occluded_conflicts_are_those_whose_partner_the_ego_did_not_see_just_before():
+    ttcs = [9.0] * 30 + [2.0] * 10 + [9.0] * 10       # conflict from step 30 (3.0 s)
+    # hidden until the start: braked 1.5 s before it (it was told)
+    hidden = _seen(_trip('a', ttcs, accels=[0.0] * 15 + [-1.5] * 35), 7, 0, 31)
+    # seen for 3 s before the start: braked 0.5 s after it
+    seen = _seen(_trip('b', ttcs, accels=[0.0] * 35 + [-2.0] * 15), 8, 0, 0)
+    # came into view 0.5 s before the start, collided, never braked
+    crash = _seen(_trip('c', ttcs[:35], collisions={34}), 9, 10, 25)
+    # hidden 2 s before the start only: outside the 1 s window, not occluded
+    early = _seen(_trip('d', ttcs), 10, 5, 10)
+    steps = hidden + seen + crash + early
+    found = {c.trip: c for c in conflicts(steps)}
+    assert {t: (c.partner, c.occluded) for t, c in found.items()} == {
+        'a': (7, True), 'b': (8, False), 'c': (9, True), 'd': (10, False)}
+    assert found['a'].last_unseen == pytest.approx(0.0)
+    assert found['c'].last_unseen == pytest.approx(-0.6)
+    assert found['d'].last_unseen == pytest.approx(-2.1)
+    assert math.isnan(found['b'].last_unseen)
+    summary = summarise(steps, ['reached'] * 4, [1.0] * 4)
+    assert summary['conflicts'] == 4
+    assert summary['occluded_conflicts'] == 2
+    assert summary['first_deceleration_occluded_mean_s'] == pytest.approx(-1.5)
+    assert summary['first_deceleration_occluded_median_s'] == pytest.approx(-1.5)
+    assert summary['occluded_conflicts_without_deceleration'] == 1
+    assert summary['occluded_collisions'] == 1
+    # the all-conflict figure is unchanged: mean of -1.5 and 0.5 (c and d never braked)
+    assert summary['first_deceleration_mean_s'] == pytest.approx(-0.5)
+    # the window is a convention: 3 s takes d in, 0 s (the start step alone) leaves c out
+    wide = summarise(steps, ['reached'] * 4, [1.0] * 4, MetricConventions(occlusion_window=3.0))
+    assert wide['occluded_conflicts'] == 3
+    assert {c.trip for c in conflicts(steps, MetricConventions(occlusion_window=0.0))
+            if c.occluded} == {'a'}
+    # without visibility records no conflict is occluded
+    bare = summarise(_trip('a', ttcs), ['reached'], [1.0])
+    assert bare['occluded_conflicts'] == 0
+    assert math.isnan(bare['first_deceleration_occluded_mean_s'])
+    with pytest.raises(ValueError):
+        MetricConventions(occlusion_window=6.0)

@@ -3,7 +3,8 @@ import math
 
 from call_sim import reward
 from call_sim.config import load_yaml
-from call_sim.measures import boxes_overlap, collisions, jerk, time_to_collision
+from call_sim.measures import (boxes_overlap, collisions, jerk, time_to_collision,
+                               ttc_partners)
 import numpy as np
 import pytest
 
@@ -99,3 +100,13 @@ def test_total_reward_is_weighted_sum():
     assert reward.total_reward(terms, w) == pytest.approx(expected, abs=1e-5)
     with pytest.raises(ValueError):
         reward.validate_reward_config({'weights': {}, 'terms': {}})
+
+
+def test_ttc_partner_is_the_row_of_the_nearest_conflict():
+    egos = np.stack([row(0, 0, 0.0, 10.0), row(0, 20.0, 0.0, 10.0)])
+    rows = np.vstack([egos, np.stack([row(30.0, 0, 0, 5.0),      # 5.04 s
+                                      row(20.0, 0, 0, 5.0),      # nearer: 3.04 s
+                                      row(30.0, 20.0, 0, 12.0)])])   # faster: no conflict
+    ttc, _, partner = ttc_partners(egos, rows, np.array([0, 1]))
+    assert ttc[0] == pytest.approx(3.04) and list(partner) == [3, -1]
+    assert ttc[1] == math.inf
