@@ -45,9 +45,8 @@ from torch.nn import functional as F
 
 HEAD_KEY = 'bev_motion'
 HEAD_FORMAT = 2
-# format 1 heads predate the tracker: their configs lack these keys and mean a flow head
-FORMAT1_DEFAULTS = {'motion': 'flow', 'gate': 3.0, 'track_frames': 16, 'min_track': 3,
-                    'area_ratio': 1.5, 'tracked_channels': [3]}
+# format 1 heads predate the tracker: their configs lack these keys (their defaults: a flow head)
+TRACKING_KEYS = ('motion', 'gate', 'track_frames', 'min_track', 'area_ratio', 'tracked_channels')
 MOTIONS = ('flow', 'tracks')
 
 
@@ -319,11 +318,14 @@ class BevMotionHead(nn.Module):
                              f'got {frames.shape[1]} and {align.shape[1]}')
         return frames, align, frames[:, :, list(cfg.moved_channels)].amax(2)
 
-    def tracks(self, context: torch.Tensor, align: torch.Tensor
+    def tracks(self, frames: torch.Tensor, align: torch.Tensor
                ) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per window ``bev_tracks.track_velocities``: t0 labels, velocities, tracked."""
+        """
+        Per window ``bev_tracks.track_velocities``: t0 labels, velocities, tracked.
+
+        frames, align: the last ``context`` frames and their affines (``_frames``).
+        """
         cfg = self.cfg
-        frames, align, _ = self._frames(context, align)
         tracked = frames[:, :, list(cfg.tracked_channels)].amax(2)
         masks = (tracked.detach() > 0.5).cpu().numpy()
         affines = align.detach().double().cpu().numpy()
@@ -356,7 +358,7 @@ class BevMotionHead(nn.Module):
             return velocity
         field = np.zeros((b, 2, s, s), dtype=np.float32)
         on = np.zeros((b, s, s), dtype=bool)
-        for i, (labels, slopes, tracked) in enumerate(self.tracks(context, align)):
+        for i, (labels, slopes, tracked) in enumerate(self.tracks(frames, align)):
             table = np.vstack([np.zeros((1, 2)), slopes]).astype(np.float32)  # 0: background
             field[i] = table[labels].transpose(2, 0, 1)
             on[i] = np.concatenate([[False], tracked])[labels]
@@ -450,7 +452,8 @@ def load_head(path: str, cfg: WorldModelConfig,
                               f'{entry.get("format")!r}, this code reads 1 and {HEAD_FORMAT}')
     config = dict(entry.get('config') or {})
     if entry.get('format') == 1:
-        config = {**FORMAT1_DEFAULTS, **config}
+        config = {**{f.name: f.default for f in fields(MotionHeadConfig)
+                     if f.name in TRACKING_KEYS}, **config}
     try:
         head_cfg = MotionHeadConfig.from_dict(config)
         head_cfg.check_matches(cfg)
