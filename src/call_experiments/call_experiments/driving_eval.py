@@ -322,9 +322,9 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                 on_progress(k, result)
             sent = dict(pipeline.heard)
             decided = fleet.step(obs, env.time, env.dt)
-            received = dict(zip(pipeline.roles, zip(
-                (len(step.neighbours) for step in pipeline.steps),
-                received_bytes(pipeline, sent, wire))))
+            heard = {role: len(step.neighbours) for role, step in zip(pipeline.roles,
+                                                                      pipeline.steps)}
+            received = dict(zip(pipeline.roles, received_bytes(pipeline, sent, wire)))
             obs, rewards, terminations, _, infos = env.step(
                 {r: d[0] for r, d in decided.items()})
             for role, info in infos.items():
@@ -338,8 +338,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                     continue
                 control, level, stopped = decided[role]
                 result.stops += int(stopped)
-                result.neighbours += received[role][0]
-                result.call_bytes += received[role][1]
+                result.neighbours += heard[role]
+                result.call_bytes += received[role]
                 trip_return[role] += float(rewards.get(role, 0.0))
                 result.steps.append(driving_metrics.VehicleStep(
                     (role, trip[role]), env.time, float(info['ttc']), bool(info['collision']),
