@@ -428,6 +428,8 @@ def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: n
                            2.0 * half_o * ocos, 2.0 * half_o * osin)
         touch = gap < limit
         np.minimum.at(first, (path[touch], track[touch]), time[touch])
+    if not len(path) or (first == steps).all():     # no contact: none begins ahead
+        return first.reshape(lead + (len(tr),)), np.zeros(lead + (len(tr),), bool)
     at = np.minimum(first, steps - 1)
     rows = np.arange(len(tr))
     ax = np.take_along_axis(px, at, 1)                                          # (P,N)
