@@ -184,15 +184,16 @@ class ConflictCost:
         # each row's polyline at its travelled distances (np.interp of every row at once)
         segment = np.clip((arc[:, None, :] <= travelled[:, :, None]).sum(-1), 1,
                           arc.shape[1] - 1)                                    # (B, T)
+        row = np.arange(len(arc))[:, None]
         start, end = segment - 1, segment
-        a0 = np.take_along_axis(arc, start, 1)
-        length = np.take_along_axis(arc, end, 1) - a0
+        a0 = arc[row, start]
+        length = arc[row, end] - a0
         u = np.where(length > 0.0, (travelled - a0) / np.where(length > 0.0, length, 1.0), 0.0)
         u = np.clip(u, 0.0, 1.0)
-        x0s, y0s = np.take_along_axis(px, start, 1), np.take_along_axis(py, start, 1)
-        ex = x0s + u * (np.take_along_axis(px, end, 1) - x0s)
-        ey = y0s + u * (np.take_along_axis(py, end, 1) - y0s)
-        eyaw = np.take_along_axis(heading, segment, 1)
+        x0s, y0s = px[row, start], py[row, start]
+        ex = x0s + u * (px[row, end] - x0s)
+        ey = y0s + u * (py[row, end] - y0s)
+        eyaw = heading[row, segment]
         return ex, ey, eyaw, t
 
     def cost(self, candidates: np.ndarray, context: RouteContext) -> np.ndarray:
