@@ -19,6 +19,7 @@ import argparse
 import cProfile
 import collections
 import functools
+import hashlib
 import io
 import os
 import pstats
@@ -121,6 +122,7 @@ def main() -> None:
     fleet.pipeline.reset(roles)
     fleet.reset(roles)
     vehicle_ticks, step_ms, tracks = 0, 0.0, []
+    digest = hashlib.sha256()       # every command of the run: equal digests, equal driving
     try:
         for k in range(args.warmup + args.ticks):
             measured = k >= args.warmup
@@ -136,6 +138,9 @@ def main() -> None:
                 step_ms += (time.thread_time() - start) * 1e3
                 vehicle_ticks += len(roles)
                 tracks.extend(len(t) for t in fleet.policy.tracks.values())
+            for role in sorted(decided):
+                control, level, stopped = decided[role]
+                digest.update(repr((role, control, level, stopped)).encode())
             obs, _, terminations, _, infos = env.step({r: d[0] for r, d in decided.items()})
             for role, info in infos.items():
                 if terminations.get(role, False) or (info.get('respawned')
@@ -146,11 +151,12 @@ def main() -> None:
     finally:
         env.close()
     print(f'{args.vehicles} CALL vehicles, {args.background} background, {args.ticks} ticks '
-          f'measured; tracks per vehicle-tick {np.mean(tracks):.1f} (max {max(tracks)})')
+          f'measured; tracks per vehicle-tick {np.mean(tracks):.1f} (max {max(tracks)}); '
+          f'commands digest {digest.hexdigest()[:16]}')
     print(f'{"account":45s} {"ms/vehicle-tick":>16s} {"calls/vehicle-tick":>19s} '
           f'{"ms/call":>8s}')
     print(f'{"fleet step (observe + plan + monitor)":45s} {step_ms / vehicle_ticks:16.3f}')
-    for label in sorted(accounts.ms, key=lambda x: list(accounts.ms).index(x)):
+    for label in accounts.ms:
         ms, calls = accounts.ms[label], accounts.calls[label]
         print(f'{label:45s} {ms / vehicle_ticks:16.3f} {calls / vehicle_ticks:19.2f} '
               f'{ms / calls:8.3f}')

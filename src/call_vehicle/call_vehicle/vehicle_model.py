@@ -66,27 +66,33 @@ class BicycleModel:
         Returns (4, B, K): x, y, yaw, speed after each step, the same floats as K calls of
         `step_arrays`. Why a second form: a planner integrates its 15 candidates (or one kept
         plan) every step, and on arrays that small the cost is NumPy's per-call overhead,
-        not arithmetic. Only speed and yaw carry state from step to step; the slip angle
-        depends on the steer alone and the position is a running sum of per-step moves
-        (`np.cumsum` adds in the loop's order), so those are computed for all steps at once.
+        not arithmetic. Only yaw (wrapped every step) and a clipped speed carry state from step to
+        step; the slip angle depends on the steer alone, and the position, and the speed while
+        no clip acts, are running sums (`np.cumsum` adds in the loop's order), so those are
+        computed for all steps at once.
         """
         accel, steer = np.asarray(accel, np.float64), np.asarray(steer, np.float64)
         batch, horizon = accel.shape
         beta = np.arctan(0.5 * np.tan(self.wheel_angle(steer)))                  # (B, K)
-        sin_beta = np.sin(beta)
-        half_wheelbase = 0.5 * self.wheelbase
         speeds = np.empty((batch, horizon + 1))
         speeds[:, 0] = speed
+        speeds[:, 1:] = accel * self.dt
+        # speed: the running sum when no step leaves (0, max_speed] (clipping an in-range
+        # value returns it; a zero might be -0.0, which the clip would make +0.0), else the
+        # clipped steps one by one
+        speeds = np.cumsum(speeds, axis=1)
+        if not ((speeds[:, 1:] > 0.0).all() and (speeds[:, 1:] <= self.max_speed).all()):
+            for k in range(horizon):
+                speeds[:, k + 1] = np.clip(speeds[:, k] + accel[:, k] * self.dt, 0.0,
+                                           self.max_speed)
+        mean_speed = 0.5 * (speeds[:, :-1] + speeds[:, 1:])
+        rates = mean_speed / (0.5 * self.wheelbase) * np.sin(beta)
+        turn = rates * self.dt
         yaws = np.empty((batch, horizon + 1))
         yaws[:, 0] = yaw
-        rates = np.empty((batch, horizon))
         for k in range(horizon):
-            new_speed = np.clip(speeds[:, k] + accel[:, k] * self.dt, 0.0, self.max_speed)
-            speeds[:, k + 1] = new_speed
-            rates[:, k] = 0.5 * (speeds[:, k] + new_speed) / half_wheelbase * sin_beta[:, k]
-            turned = yaws[:, k] + rates[:, k] * self.dt
+            turned = yaws[:, k] + turn[:, k]
             yaws[:, k + 1] = np.arctan2(np.sin(turned), np.cos(turned))
-        mean_speed = 0.5 * (speeds[:, :-1] + speeds[:, 1:])
         heading = yaws[:, :-1] + 0.5 * rates * self.dt + beta
         out = np.empty((4, batch, horizon))
         steps = np.empty((2, batch, horizon + 1))
