@@ -136,12 +136,17 @@ class IndexedLookahead:
         """Sum over latents of table rows: one_hot(z) (B, S*K) @ table, as gathers."""
         return F.embedding_bag(z + self.offsets, table, mode='sum')
 
-    def _heads(self, deter: torch.Tensor, z: torch.Tensor) -> tuple:
-        """Actor logits (before unimix), reward and continue probability of states (deter, z)."""
+    def _heads(self, deter: torch.Tensor, z: torch.Tensor, actor: bool = True) -> tuple:
+        """
+        Actor logits (before unimix), reward and continue probability of states (deter, z).
+
+        `actor` False: the logits are None (the last imagined step picks no next action); the
+        first layer stays the shared product, so reward and continue are the same floats.
+        """
         first = deter @ self.heads_dense + self._gather(self.heads_table, z)
         actor_in, reward_in, cont_in = first.split(self.head_sizes, -1)
         wm = self.world_model
-        logits = self._actor_rest(actor_in)
+        logits = self._actor_rest(actor_in) if actor else None
         reward = wm.reward_dist.mean(self._reward_rest(reward_in))
         cont = torch.sigmoid(self._cont_rest(cont_in).squeeze(-1))
         return logits, reward, cont
@@ -185,7 +190,7 @@ class IndexedLookahead:
             x = self._gather(self.img_z_table, z) + self.img_action_table[action]
             deter = rssm.gru(self._img_in_rest(x), deter)
             z = self._next_z(deter, sample_latent)
-            logits, reward, cont = self._heads(deter, z)
+            logits, reward, cont = self._heads(deter, z, actor=k + 1 < horizon)
             if k in decoded:
                 kept.append((deter, z))
                 weights.append((gamma ** k) * alive)
