@@ -16,8 +16,8 @@ that re-plan on one tick: `lookahead_batch`), so the look-ahead account is the u
 accounts, not cProfile, are the figures). Prints the machine reference and the load average.
 """
 import argparse
-import cProfile
 import collections
+import cProfile
 import functools
 import hashlib
 import io

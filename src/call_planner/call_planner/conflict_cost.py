@@ -39,7 +39,7 @@ a faster car coming up in the next lane (a gap that is not accepted). So contact
 are charged for the tracks with which holding the lane at the current speed has no contact.
 Weight in reward units per second (config/planner.yaml, `conflict_*`).
 """
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 import math
 from typing import Optional
 

@@ -30,7 +30,7 @@ def _split_first_layer(mlp: nn.Module, dense: int) -> tuple:
 
 
 def _layers(modules) -> List[nn.Module]:
-    """The leaf layers of `modules` in call order (Sequentials flattened)."""
+    """Return the leaf layers of `modules` in call order (Sequentials flattened)."""
     leaves = []
     for module in modules:
         if isinstance(module, nn.Sequential):
@@ -42,7 +42,7 @@ def _layers(modules) -> List[nn.Module]:
 
 def _plain(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """
-    The layer's forward as the functional call it makes, without nn.Module's call machinery.
+    Return the layer's forward as the functional call it makes, without nn.Module's call path.
 
     The same operator on the same parameters (read at call time, so in-place weight updates
     still count), hence the same floats; the look-ahead runs about 30 such layers per
