@@ -4,11 +4,12 @@ import struct
 import time
 
 from call_perception.object_cdr import ObjectCdrError, read_object_array
-from call_perception.perception_node import box_from_fields, fields_of
+from call_perception.perception_node import box_from_fields, fields_of, PerceptionNode
 from derived_object_msgs.msg import Object, ObjectArray
 from geometry_msgs.msg import Point32
 import pytest
 import rclpy
+from rclpy.parameter import Parameter
 from rclpy.serialization import deserialize_message, serialize_message
 
 
@@ -118,3 +119,27 @@ def test_malformed_bytes_raise_the_reader_error_only():
             read_object_array(bytes(mutated))
         except ObjectCdrError:
             pass
+
+
+def test_node_takes_raw_bytes_as_the_typed_message_and_counts_bad_ones():
+    """The raw callback keeps the typed callback's boxes and stamp; bad bytes are counted."""
+    rng = random.Random(5)
+    rclpy.init()
+    try:
+        node = PerceptionNode(parameter_overrides=[Parameter('role_name', value='hero7')])
+        for _ in range(50):
+            msg = random_array(rng)
+            node.on_objects(msg)
+            typed = (node.objects, node.objects_stamp, dict(node.counts))
+            node.on_objects_raw(serialize_message(msg))
+            assert (node.objects, node.objects_stamp) == typed[:2]
+            dropped = node.counts['malformed_objects'] - typed[2]['malformed_objects']
+            assert dropped == len(msg.objects) - len(node.objects)
+        before = (node.objects, node.objects_stamp, node.counts['malformed_objects'])
+        msg.objects.append(Object())
+        node.on_objects_raw(serialize_message(msg)[:60])   # cut in its first object
+        assert node.counts['malformed_objects'] == before[2] + 1
+        assert (node.objects, node.objects_stamp) == before[:2]
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()
