@@ -42,8 +42,8 @@ from call_perception.bev_raster import CHANNEL_INDEX
 from call_perception.visibility import visible
 from call_planner.plan_stage import driver_from_params, FleetLookahead, planner_params
 from call_planner.shared_tracks import shared_tracks, SharedState
-from call_planner.ttc_monitor import (BevGeometry, EMERGENCY, MonitorConfig, NONE,
-                                      override_accel, TtcMonitor)
+from call_planner.ttc_monitor import (BevGeometry, EMERGENCY, first_contacts, MonitorConfig,
+                                      NONE, override_accel, Track, TtcMonitor)
 from call_sim import driving_metrics
 from call_vehicle.intention import intention_waypoints
 from call_world_model import checkpoint
@@ -58,7 +58,10 @@ METRICS = ('success_rate', 'route_completion', 'collision_rate', 'conflicts_per_
            'first_deceleration_median_s', 'conflicts_without_deceleration',
            'occluded_conflicts', 'first_deceleration_occluded_mean_s',
            'first_deceleration_occluded_median_s', 'occluded_conflicts_without_deceleration',
-           'occluded_collisions',
+           'occluded_collisions', 'path_conflicts', 'first_deceleration_path_mean_s',
+           'path_occluded_conflicts', 'first_deceleration_path_occluded_mean_s',
+           'first_deceleration_path_occluded_median_s',
+           'path_occluded_conflicts_without_deceleration',
            'override_comfortable', 'override_emergency', 'override_total', 'learned_share',
            'stop_share', 'trips_ended', 'reached', 'collisions', 'off_road', 'timeouts',
            'vehicle_steps', 'mean_trip_return', 'mean_neighbours', 'call_bytes_per_ego_step')
@@ -66,6 +69,9 @@ DEFAULT_C = 50.0                     # the comm node's default threshold (comm.y
 DEFAULT_SEEDS = (3000, 3001, 3002)   # held out: training used seeds 0-2, call_evaluate 1000+
 SHIPPED_CHECKPOINT = 'call_small64g8c.pt'   # the nodes' default (call_bringup bringup.yaml)
 CONVENTIONS = driving_metrics.MetricConventions()   # the summaries' conventions
+#: footprint geometry of the ground-truth path conflicts: the monitor's dataclass defaults, not
+#: planner.yaml's numbers (a metric the planner's parameters cannot move)
+PATH_GEOMETRY = MonitorConfig()
 
 
 @dataclass
@@ -224,6 +230,31 @@ def conflict_partner(info: Dict[str, Any]) -> Optional[int]:
     return partner
 
 
+def path_conflict(observation: Any, dt: float = 0.1,
+                  horizon: float = CONVENTIONS.path_conflict_ttc) -> tuple:
+    """
+    (time [s], actor id) of the ego's first ground-truth contact ahead: (inf, None) for none.
+
+    `call_sim.driving_metrics`' path conflicts: the ego and every other vehicle held at their
+    current velocity from their simulator states (what every mode is scored against, never
+    what it perceived), footprints as the monitor's (`PATH_GEOMETRY`), contacts that begin
+    behind the ego with a vehicle closing in from behind left out, within `horizon`.
+    """
+    ego, others = observation.ego, observation.others
+    if not others:
+        return math.inf, None
+    t = np.arange(0.0, horizon + 1e-9, dt)
+    speed = max(float(ego.speed), 0.0)
+    ex, ey = ego.x + speed * t * math.cos(ego.yaw), ego.y + speed * t * math.sin(ego.yaw)
+    tracks = [Track(o.x, o.y, o.yaw, o.length, o.width, o.speed * math.cos(o.yaw),
+                    o.speed * math.sin(o.yaw), False) for o in others]
+    first = first_contacts(ex, ey, np.full(len(t), ego.yaw), tracks, t, 0.0, PATH_GEOMETRY)
+    best = int(first.argmin())
+    if first[best] >= len(t):
+        return math.inf, None
+    return float(t[first[best]]), others[best].actor_id
+
+
 def own_sensors_see(pipeline: VehiclePipeline, observation: Any) -> frozenset:
     """
     Actor ids of the vehicles the ego's own sensors see in `observation`.
@@ -349,7 +380,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                 result.steps.append(driving_metrics.VehicleStep(
                     (role, trip[role]), env.time, float(info['ttc']), bool(info['collision']),
                     float(info['accel']), '' if level == NONE else level,
-                    conflict_partner(info), own_sensors_see(pipeline, obs[role])))
+                    conflict_partner(info), own_sensors_see(pipeline, obs[role]),
+                    *path_conflict(obs[role], env.dt)))
                 length = float(info.get('route_length', 0.0))
                 progress[role] = (min(float(info['progress']) / length, 1.0) if length
                                   else 0.0)
@@ -512,6 +544,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     'summary': result.summary(), 'trips': result.trips,
                     'override_causes': result.override_causes,
                     'conflicts': conflict_records(result.steps),
+                    'path_conflicts': conflict_records(result.steps, path=True),
                     'waiting_steps': result.waiting_steps}, indent=1,
                     default=float))
             started = time.time()
@@ -532,9 +565,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def conflict_records(steps: Sequence[driving_metrics.VehicleStep]) -> List[Dict[str, Any]]:
+def conflict_records(steps: Sequence[driving_metrics.VehicleStep],
+                     path: bool = False) -> List[Dict[str, Any]]:
     """
-    Per conflict (`call_sim.driving_metrics`): when, with whom, how it went.
+    Per conflict (`call_sim.driving_metrics`; `path`: per path conflict): when, with whom, how.
 
     `last_unseen_s` (None: the ego's sensors saw the partner throughout the look-back) lets
     the occluded figures be read for any occlusion window.
@@ -546,7 +580,8 @@ def conflict_records(steps: Sequence[driving_metrics.VehicleStep]) -> List[Dict[
              'min_ttc_s': round(c.min_ttc, 3), 'collided': c.collided,
              'first_deceleration_s': finite(c.first_deceleration, 2),
              'last_unseen_s': finite(c.last_unseen, 2), 'occluded': c.occluded}
-            for c in driving_metrics.conflicts(steps, CONVENTIONS)]
+            for c in (driving_metrics.path_conflicts if path
+                      else driving_metrics.conflicts)(steps, CONVENTIONS)]
 
 
 def run_name(scenario: str, mode: str, seed: int, c: float) -> str:

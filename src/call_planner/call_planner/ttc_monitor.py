@@ -46,7 +46,7 @@ it is at least half a lane (`LANE_HALF_WIDTH`) to the side or heads more than
 `FOLLOW_ANGLE` away from the ego's heading.
 """
 from collections import deque
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 import math
 from typing import Any, Mapping, Optional
 
@@ -56,7 +56,7 @@ import numpy as np
 NONE, COMFORTABLE, EMERGENCY = 'none', 'comfortable', 'emergency'
 _VEHICLE_FIELDS = ('ego_length', 'ego_width')
 _FLAGS = ('enabled', 'shared_tracks')
-_MAY_BE_ZERO = ('anticipation_ttc',)     # 0 = off
+_MAY_BE_ZERO = ('anticipation_ttc', 'anticipation_gap')     # 0 = off
 #: [m] a vehicle less than this to the side of the ego's heading line is in its lane
 LANE_HALF_WIDTH = 1.75
 #: [rad] a vehicle in the ego's lane heading within this of the ego's heading is followed
@@ -86,6 +86,8 @@ class MonitorConfig:
     shared_max_age: float = 0.5    # [s] older neighbour messages are dropped
     anticipation_ttc: float = 0.0  # [s] comfortable deceleration for a crossing or merging
     #                                vehicle known only through sharing; 0 = off
+    anticipation_gap: float = 0.0  # [s] ... also when the ego would pass where that vehicle
+    #                                is this long before or after it
 
     def __post_init__(self):
         """Fail fast on thresholds that cannot work together."""
@@ -372,19 +374,34 @@ class TtcMonitor:
         `lag` [s]: age of the BEV frame the tracks come from; they are moved on by it.
         """
         return self._first_conflict(ego_pose, speed, yaw_rate, lag, self.config.horizon,
-                                    self._tracked)
+                                    self.tracks, self._tracked)
 
     def _anticipation(self, ego_pose, speed: float, yaw_rate: float, lag: float) -> Assessment:
-        """Smallest TTC, within `anticipation_ttc`, to the tracks `anticipated` selects."""
+        """
+        Smallest TTC, within `anticipation_ttc`, to the tracks `anticipated` selects.
+
+        With `anticipation_gap` each of them is lengthened along its heading by the distance
+        it drives in that time, either way: the ego then conflicts with it also when it would
+        pass where that vehicle is up to `anticipation_gap` earlier or later (a vehicle
+        crossing just ahead of the ego, which the simulator's TTC counts as a conflict).
+        """
+        cfg = self.config
         chosen = self._tracked & anticipated(self.tracks, ego_pose)
-        return self._first_conflict(ego_pose, speed, yaw_rate, lag,
-                                    self.config.anticipation_ttc, chosen)
+        reach = 2.0 * cfg.anticipation_gap
+        swept = [replace(k, length=k.length + reach * math.hypot(k.vx, k.vy)) if c else k
+                 for k, c in zip(self.tracks, chosen)]
+        found = self._first_conflict(ego_pose, speed, yaw_rate, lag, cfg.anticipation_ttc,
+                                     swept, chosen)
+        if found.conflict is None:
+            return found
+        index = next(i for i, k in enumerate(swept) if k is found.conflict)
+        return replace(found, conflict=self.tracks[index])
 
     def _first_conflict(self, ego_pose, speed: float, yaw_rate: float, lag: float,
-                        horizon: float, chosen: np.ndarray) -> Assessment:
-        """Smallest TTC within `horizon` over the `chosen` tracks (boolean mask)."""
+                        horizon: float, tracks, chosen: np.ndarray) -> Assessment:
+        """Smallest TTC within `horizon` over the `chosen` (boolean mask) of `tracks`."""
         cfg = self.config
-        if not self.tracks or not np.any(chosen):
+        if not tracks or not np.any(chosen):
             return Assessment(math.inf, NONE, 0.0, None)
         t = np.arange(0.0, horizon + 1e-9, cfg.time_step)              # (T,)
         x0, y0, yaw0 = ego_pose
@@ -395,13 +412,13 @@ class TtcMonitor:
         else:
             ex = x0 + speed * t * math.cos(yaw0)
             ey = y0 + speed * t * math.sin(yaw0)
-        first = first_contacts(ex, ey, yaw, self.tracks, t, lag, cfg)            # (N,)
+        first = first_contacts(ex, ey, yaw, tracks, t, lag, cfg)                 # (N,)
         hit = (first < len(t)) & chosen
         if not hit.any():
             return Assessment(math.inf, NONE, 0.0, None)
         first = np.where(hit, first, len(t))
         best = int(first.argmin())
-        return Assessment(float(t[first[best]]), NONE, 0.0, self.tracks[best])
+        return Assessment(float(t[first[best]]), NONE, 0.0, tracks[best])
 
 
 def anticipated(tracks, ego_pose: tuple[float, float, float]) -> np.ndarray:
