@@ -15,6 +15,7 @@ from dataclasses import replace
 import math
 
 from call_experiments.driving_eval import (build_fleet, conflict_partner, drive_seed,
+                                           path_conflict,
                                            load_policy_models, main, override_cause,
                                            own_sensors_see, rows_for, SeedResult,
                                            shipped_checkpoint)
@@ -152,3 +153,40 @@ def test_override_causes_tell_holds_and_where_the_other_vehicle_is():
     assert cause(EMERGENCY, 1.0, 10.5, 20.0) == 'same_lane'
     assert cause(COMFORTABLE, 2.0, 13.5, 12.0, shared=True) == 'next_lane_shared'
     assert cause(COMFORTABLE, 2.0, 6.5, 3.0) == 'behind'
+
+
+@pytest.mark.parametrize('leader', [False, True])
+def test_the_path_conflict_is_where_the_held_motions_meet(leader):
+    # the crossing at constant speeds collides; path_conflict, from the simulator's states
+    # at the start, names hero1 and about the time of that collision. A leader in hero0's
+    # lane at hero0's speed never meets it: no path conflict
+    starts = {'hero0': STARTS['hero0'],
+              'hero1': {'edge': 'south_in', 'lane': 0, 'pos': 170.0, 'speed': 8.0}
+              if leader else {**STARTS['hero1'], 'pos': 144.0}}
+    scenario = {**load_yaml('scenarios/crossroad.yaml'), 'num_controlled': 2,
+                'num_background': 0}
+    control = ControlModel()
+    with MultiVehicleEnv.from_scenario(scenario) as env:
+        obs, _ = env.reset(seed=1, options={'starts': starts})
+        start = env.time
+        found = [path_conflict(obs['hero0'], env.dt)]
+        collided = math.inf
+        for _ in range(90):
+            obs, _, term, _, infos = env.step({r: control.to_control(0.0, 0.0, o.ego.speed)
+                                               for r, o in obs.items()})
+            found.append(path_conflict(obs['hero0'], env.dt))
+            if infos['hero0']['collision']:
+                collided = env.time - start
+                break
+        hero1 = obs['hero1'].ego.actor_id
+    if leader:
+        assert not math.isfinite(collided)
+        assert all(t == math.inf and partner is None for t, partner in found)
+        return
+    assert math.isfinite(collided)
+    first = next(k for k, (t, _) in enumerate(found) if math.isfinite(t))
+    ttc, partner = found[first]
+    assert partner == hero1
+    # it begins 6 s (the convention) before they touch, give or take the footprints' margin
+    assert 5.0 <= collided - first * env.dt <= 6.5
+    assert abs(first * env.dt + ttc - collided) <= 0.6
