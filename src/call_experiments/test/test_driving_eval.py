@@ -15,10 +15,9 @@ from dataclasses import replace
 import math
 
 from call_experiments.driving_eval import (build_fleet, conflict_partner, drive_seed,
-                                           path_conflict,
                                            load_policy_models, main, override_cause,
-                                           own_sensors_see, rows_for, SeedResult,
-                                           shipped_checkpoint)
+                                           own_sensors_see, path_conflict, rows_for,
+                                           SeedResult, shipped_checkpoint)
 from call_experiments.evaluate import collect_settings
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_planner.plan_stage import planner_params

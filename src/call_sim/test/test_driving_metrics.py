@@ -151,8 +151,8 @@ def test_a_path_conflict_stays_in_the_sample_when_an_early_ease_off_avoids_the_t
                             accels=[0.0] * 30 + [-2.0] * 20), longer, 8, 29)
     assert conflicts(told) == [] and len(conflicts(late)) == 1
     found = {c.trip: c for c in path_conflicts(told + late)}
-    assert {t: (c.partner, c.occluded) for t, c in found.items()} == {'a': (7, True),
-                                                                     'b': (8, True)}
+    partners = {t: (c.partner, c.occluded) for t, c in found.items()}
+    assert partners == {'a': (7, True), 'b': (8, True)}
     assert found['a'].start == pytest.approx(1.0) and found['a'].min_ttc == pytest.approx(3.6)
     assert found['a'].first_deceleration == pytest.approx(0.2)
     assert found['b'].first_deceleration == pytest.approx(2.0)
