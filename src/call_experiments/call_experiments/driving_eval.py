@@ -85,6 +85,7 @@ class SeedResult:
     waiting_steps: int = 0      # steps a vehicle waited outside the map for a free start
     trips: List[Dict[str, Any]] = field(default_factory=list)   # per trip: why and how it ended
     override_causes: Dict[str, int] = field(default_factory=dict)   # override steps by cause
+    told: Dict[tuple, frozenset] = field(default_factory=dict)   # (trip, time): `told_ids`
     returns: List[float] = field(default_factory=list)   # per ended trip: its summed reward
     neighbours: int = 0         # accepted senders summed over the vehicle-steps
     call_bytes: int = 0         # their LatentMessages' bytes, as the comm node encodes them
@@ -131,6 +132,7 @@ class MonitoredFleet:
         self.yaws: Dict[str, float] = {}
         self.override_causes: Counter = Counter()     # override steps by override_cause
         self.shared_dropped = 0     # neighbour messages too old or not finite for a track
+        self.told: Dict[str, frozenset] = {}    # per role: vehicles known only through sharing
 
     def reset(self, roles: Sequence[str]) -> None:
         """Fresh monitors for every vehicle."""
@@ -163,6 +165,8 @@ class MonitoredFleet:
                 self.shared_dropped += dropped
                 monitor.share(known)
                 self.policy.tracks[i] = monitor.moving_tracks()
+                self.told[role] = told_ids(self.policy.tracks[i], observations[role].others,
+                                           self.config.match_radius)
         controls = p.act(observations, self.policy)
         driver = p.driver
         out = {}
@@ -191,6 +195,21 @@ class MonitoredFleet:
                         self.policy.forget(i)
             out[role] = (control, level, stopped)
         return out
+
+
+def told_ids(tracks: Sequence[Track], others: Sequence[Any], radius: float) -> frozenset:
+    """
+    Actor ids of the vehicles the ego's monitor holds only through sharing (a diagnostic).
+
+    A vehicle counts when a shared-only track with a velocity lies within `radius` of its
+    simulator position: whether what sharing told the ego could have led it to brake for the
+    partner of a conflict, not a figure of any mode's driving.
+    """
+    shared = [(k.x, k.y) for k in tracks if k.shared_only]
+    if not shared:
+        return frozenset()
+    return frozenset(o.actor_id for o in others
+                     if any(math.hypot(o.x - x, o.y - y) <= radius for x, y in shared))
 
 
 def override_cause(verdict: Any, pose: tuple, config: MonitorConfig) -> str:
@@ -377,6 +396,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                 result.neighbours += heard[role]
                 result.call_bytes += received[role]
                 trip_return[role] += float(rewards.get(role, 0.0))
+                result.told[((role, trip[role]), round(env.time, 2))] = \
+                    fleet.told.get(role, frozenset())
                 result.steps.append(driving_metrics.VehicleStep(
                     (role, trip[role]), env.time, float(info['ttc']), bool(info['collision']),
                     float(info['accel']), '' if level == NONE else level,
@@ -543,8 +564,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                     'wall_s': result.wall_s or time.time() - started,
                     'summary': result.summary(), 'trips': result.trips,
                     'override_causes': result.override_causes,
-                    'conflicts': conflict_records(result.steps),
-                    'path_conflicts': conflict_records(result.steps, path=True),
+                    'conflicts': conflict_records(result.steps, told=result.told),
+                    'path_conflicts': conflict_records(result.steps, path=True,
+                                                       told=result.told),
                     'waiting_steps': result.waiting_steps}, indent=1,
                     default=float))
             started = time.time()
@@ -565,23 +587,45 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def conflict_records(steps: Sequence[driving_metrics.VehicleStep],
-                     path: bool = False) -> List[Dict[str, Any]]:
+def conflict_records(steps: Sequence[driving_metrics.VehicleStep], path: bool = False,
+                     told: Optional[Dict[tuple, frozenset]] = None) -> List[Dict[str, Any]]:
     """
     Per conflict (`call_sim.driving_metrics`; `path`: per path conflict): when, with whom, how.
+
+    `first_told_s`: the first step of the look-back at which the ego's monitor held the
+    partner only through sharing (`told_ids`), relative to the start (None: never).
 
     `last_unseen_s` (None: the ego's sensors saw the partner throughout the look-back) lets
     the occluded figures be read for any occlusion window.
     """
     def finite(value: float, digits: int) -> Optional[float]:
         return round(value, digits) if math.isfinite(value) else None
+    by_trip: Dict[Any, List[tuple]] = {}
+    for (trip, t), ids in sorted((told or {}).items(), key=lambda item: item[0][1]):
+        by_trip.setdefault(trip, []).append((t, ids))
     return [{'trip': list(c.trip) if isinstance(c.trip, tuple) else c.trip,
              'start_s': round(c.start, 2), 'partner': c.partner,
              'min_ttc_s': round(c.min_ttc, 3), 'collided': c.collided,
              'first_deceleration_s': finite(c.first_deceleration, 2),
-             'last_unseen_s': finite(c.last_unseen, 2), 'occluded': c.occluded}
+             'last_unseen_s': finite(c.last_unseen, 2), 'occluded': c.occluded,
+             'first_told_s': first_told(by_trip.get(c.trip, ()), c)}
             for c in (driving_metrics.path_conflicts if path
                       else driving_metrics.conflicts)(steps, CONVENTIONS)]
+
+
+def first_told(told: Sequence[tuple], conflict: Any) -> Optional[float]:
+    """
+    First look-back step at which sharing alone held the conflict's partner, or None.
+
+    `told`: the trip's (time, `told_ids`) in time order.
+    """
+    start = conflict.start - CONVENTIONS.decel_lookback
+    for t, ids in told:
+        if t > conflict.start + 1e-6:
+            break
+        if t >= start - 1e-6 and conflict.partner in ids:
+            return round(t - conflict.start, 2)
+    return None
 
 
 def run_name(scenario: str, mode: str, seed: int, c: float) -> str:
