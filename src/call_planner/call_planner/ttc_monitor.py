@@ -509,19 +509,19 @@ def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: n
                            2.0 * half_o * ocos, 2.0 * half_o * osin)
         touch = gap < limit
         np.minimum.at(first, (path[touch], track[touch]), time[touch])
+    if not len(path) or (first == steps).all():     # no contact: none begins ahead
+        return first.reshape(lead + (len(tr),)), np.zeros(lead + (len(tr),), bool)
     at = np.minimum(first, steps - 1)
     rows = np.arange(len(tr))
-    ax = np.take_along_axis(px, at, 1)                                          # (P,N)
-    ay = np.take_along_axis(py, at, 1)
-    ayaw = np.take_along_axis(pyaw, at, 1)
+    path_rows = np.arange(len(px))[:, None]
+    ax, ay, ayaw = px[path_rows, at], py[path_rows, at], pyaw[path_rows, at]      # (P,N)
     cos, sin = np.cos(ayaw), np.sin(ayaw)
     forward = (ox[rows, at] - ax) * cos + (oy[rows, at] - ay) * sin
     # closing from behind: faster along the ego's heading than the ego drives there
     after, before = np.minimum(at + 1, steps - 1), np.maximum(at - 1, 0)
     span = np.maximum(t[after] - t[before], 1e-9)
-    ego_along = ((np.take_along_axis(px, after, 1) - np.take_along_axis(px, before, 1)) * cos
-                 + (np.take_along_axis(py, after, 1) - np.take_along_axis(py, before, 1))
-                 * sin) / span
+    ego_along = ((px[path_rows, after] - px[path_rows, before]) * cos
+                 + (py[path_rows, after] - py[path_rows, before]) * sin) / span
     other_along = tr[:, 5] * cos + tr[:, 6] * sin
     ahead = (first < steps) & ((forward > 0.0) | (other_along <= ego_along))
     return first.reshape(lead + (len(tr),)), ahead.reshape(lead + (len(tr),))
