@@ -195,6 +195,9 @@ class Supervisor:
         self._env = dict(env if env is not None else os.environ)
         self._env.setdefault('PYTHONUNBUFFERED', '1')
         self._env.setdefault('RCUTILS_COLORIZED_OUTPUT', '0')
+        # a node that dies of a native fault (SIGSEGV in torch, DDS, OpenCV) prints the
+        # Python stack of each thread on its way out, so its last lines say where it was
+        self._env.setdefault('PYTHONFAULTHANDLER', '1')
         for unit in units:
             unit.last_lines = collections.deque(maxlen=last_lines)
 

@@ -66,8 +66,9 @@ def wait_for_nodes(names: set, timeout: float = 30.0) -> set:
 def supervisor_factory():
     made = []
 
-    def make(specs):
-        supervisor = Supervisor(process_units(specs, prefer_module=True), output=io.StringIO())
+    def make(specs, env=None):
+        supervisor = Supervisor(process_units(specs, prefer_module=True), output=io.StringIO(),
+                                env=env)
         made.append(supervisor)
         return supervisor
     yield make
@@ -180,6 +181,20 @@ def test_runner_fails_loudly_naming_the_dead_node(supervisor_factory):
     assert code == 1
     report = supervisor.output.getvalue()
     assert 'ERROR: node hero1/v2v_fault_relay died (killed by signal 9)' in report
+
+
+def test_node_dead_of_a_native_fault_reports_its_python_stacks(supervisor_factory):
+    # the runner's own setting, whatever the environment it was started from says
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONFAULTHANDLER'}
+    supervisor = supervisor_factory([relay_spec('/hero0', 'hero0')], env=env)
+    supervisor.start()
+    assert wait_for_nodes({'/hero0/v2v_fault_relay'}) == {'/hero0/v2v_fault_relay'}
+    os.kill(supervisor.unit('hero0/v2v_fault_relay').process.pid, signal.SIGSEGV)
+    assert supervise(supervisor, duration=30.0, poll_period=0.1) == 1
+    report = supervisor.output.getvalue()
+    assert 'ERROR: node hero0/v2v_fault_relay died (killed by signal 11)' in report
+    assert 'Fatal Python error: Segmentation fault' in report, report
+    assert 'node_main.py' in report          # where its main thread was: the spin loop
 
 
 def test_tolerated_vehicle_failure_is_reported_and_the_rest_keep_running(

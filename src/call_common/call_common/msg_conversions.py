@@ -6,7 +6,12 @@ import numpy as np
 
 def yaw_from_quaternion(q) -> float:
     """Heading [rad, counter-clockwise from +x] of a geometry_msgs/Quaternion-like `q`."""
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+    return yaw_from_xyzw(q.x, q.y, q.z, q.w)
+
+
+def yaw_from_xyzw(x: float, y: float, z: float, w: float) -> float:
+    """Heading [rad, counter-clockwise from +x] of the quaternion (x, y, z, w)."""
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
 def stamp_seconds(stamp) -> float:

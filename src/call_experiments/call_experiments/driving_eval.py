@@ -43,8 +43,8 @@ from call_perception.bev_raster import CHANNEL_INDEX
 from call_perception.visibility import visible
 from call_planner.plan_stage import driver_from_params, FleetLookahead, planner_params
 from call_planner.shared_tracks import shared_tracks, SharedState
-from call_planner.ttc_monitor import (BevGeometry, EMERGENCY, MonitorConfig, NONE,
-                                      override_accel, TtcMonitor)
+from call_planner.ttc_monitor import (BevGeometry, EMERGENCY, first_contacts, MonitorConfig,
+                                      NONE, override_accel, Track, TtcMonitor)
 from call_sim import driving_metrics
 from call_vehicle.intention import intention_waypoints
 from call_world_model import checkpoint
@@ -59,7 +59,10 @@ METRICS = ('success_rate', 'route_completion', 'collision_rate', 'conflicts_per_
            'first_deceleration_median_s', 'conflicts_without_deceleration',
            'occluded_conflicts', 'first_deceleration_occluded_mean_s',
            'first_deceleration_occluded_median_s', 'occluded_conflicts_without_deceleration',
-           'occluded_collisions',
+           'occluded_collisions', 'path_conflicts', 'first_deceleration_path_mean_s',
+           'path_occluded_conflicts', 'first_deceleration_path_occluded_mean_s',
+           'first_deceleration_path_occluded_median_s',
+           'path_occluded_conflicts_without_deceleration',
            'override_comfortable', 'override_emergency', 'override_total', 'learned_share',
            'stop_share', 'trips_ended', 'reached', 'collisions', 'off_road', 'timeouts',
            'vehicle_steps', 'mean_trip_return', 'mean_neighbours', 'call_bytes_per_ego_step')
@@ -67,6 +70,9 @@ DEFAULT_C = 50.0                     # the comm node's default threshold (comm.y
 DEFAULT_SEEDS = (3000, 3001, 3002)   # held out: training used seeds 0-2, call_evaluate 1000+
 SHIPPED_CHECKPOINT = 'call_small64g8c.pt'   # the nodes' default (call_bringup bringup.yaml)
 CONVENTIONS = driving_metrics.MetricConventions()   # the summaries' conventions
+#: footprint geometry of the ground-truth path conflicts: the monitor's dataclass defaults, not
+#: planner.yaml's numbers (a metric the planner's parameters cannot move)
+PATH_GEOMETRY = MonitorConfig()
 
 
 @dataclass
@@ -80,6 +86,7 @@ class SeedResult:
     waiting_steps: int = 0      # steps a vehicle waited outside the map for a free start
     trips: List[Dict[str, Any]] = field(default_factory=list)   # per trip: why and how it ended
     override_causes: Dict[str, int] = field(default_factory=dict)   # override steps by cause
+    told: Dict[tuple, frozenset] = field(default_factory=dict)   # (trip, time): `told_ids`
     returns: List[float] = field(default_factory=list)   # per ended trip: its summed reward
     neighbours: int = 0         # accepted senders summed over the vehicle-steps
     call_bytes: int = 0         # their LatentMessages' bytes, as the comm node encodes them
@@ -126,6 +133,7 @@ class MonitoredFleet:
         self.yaws: Dict[str, float] = {}
         self.override_causes: Counter = Counter()     # override steps by override_cause
         self.shared_dropped = 0     # neighbour messages too old or not finite for a track
+        self.told: Dict[str, frozenset] = {}    # per role: vehicles known only through sharing
 
     def reset(self, roles: Sequence[str]) -> None:
         """Fresh monitors for every vehicle."""
@@ -158,6 +166,8 @@ class MonitoredFleet:
                 self.shared_dropped += dropped
                 monitor.share(known)
                 self.policy.tracks[i] = monitor.moving_tracks()
+                self.told[role] = told_ids(self.policy.tracks[i], observations[role].others,
+                                           self.config.match_radius)
         controls = p.act(observations, self.policy)
         driver = p.driver
         out = {}
@@ -188,18 +198,38 @@ class MonitoredFleet:
         return out
 
 
+def told_ids(tracks: Sequence[Track], others: Sequence[Any], radius: float) -> frozenset:
+    """
+    Actor ids of the vehicles the ego's monitor holds only through sharing (a diagnostic).
+
+    A vehicle counts when a shared-only track with a velocity lies within `radius` of its
+    simulator position: whether what sharing told the ego could have led it to brake for the
+    partner of a conflict, not a figure of any mode's driving.
+    """
+    shared = [(k.x, k.y) for k in tracks if k.shared_only]
+    if not shared:
+        return frozenset()
+    return frozenset(o.actor_id for o in others
+                     if any(math.hypot(o.x - x, o.y - y) <= radius for x, y in shared))
+
+
 def override_cause(verdict: Any, pose: tuple, config: MonitorConfig) -> str:
     """
     Why an override step happened, so the override share can be taken apart.
 
     `held`: the verdict's TTC is above its level's threshold, the step only holds an earlier
-    trigger; otherwise where the conflicting vehicle is in the ego frame: `behind` (its
-    centre behind the ego's: a cut-in or the ego's lane change), `same_lane` (within half
-    a lane, 1.75 m, sideways) or `next_lane`, with `_shared` when only sharing knows it.
+    trigger; `anticipation_shared` for the monitor's anticipation of a crossing or merging
+    vehicle known only through sharing; otherwise where the conflicting vehicle is in the ego
+    frame: `behind` (its centre behind the ego's: a cut-in or the ego's lane change),
+    `same_lane` (within half a lane, 1.75 m, sideways) or `next_lane`, with `_shared` when
+    only sharing knows it.
     """
-    threshold = config.emergency_ttc if verdict.level == EMERGENCY else config.comfortable_ttc
+    threshold = (config.anticipation_ttc if verdict.anticipated else config.emergency_ttc
+                 if verdict.level == EMERGENCY else config.comfortable_ttc)
     if verdict.ttc >= threshold or verdict.conflict is None:
         return 'held'
+    if verdict.anticipated:
+        return 'anticipation_shared'
     k, (x, y, yaw) = verdict.conflict, pose
     ahead = math.cos(yaw) * (k.x - x) + math.sin(yaw) * (k.y - y)
     left = -math.sin(yaw) * (k.x - x) + math.cos(yaw) * (k.y - y)
@@ -218,6 +248,31 @@ def conflict_partner(info: Dict[str, Any]) -> Optional[int]:
     if partner is None and info.get('collided_with'):
         partner = info['collided_with'][0]
     return partner
+
+
+def path_conflict(observation: Any, dt: float = 0.1,
+                  horizon: float = CONVENTIONS.path_conflict_ttc) -> tuple:
+    """
+    (time [s], actor id) of the ego's first ground-truth contact ahead: (inf, None) for none.
+
+    `call_sim.driving_metrics`' path conflicts: the ego and every other vehicle held at their
+    current velocity from their simulator states (what every mode is scored against, never
+    what it perceived), footprints as the monitor's (`PATH_GEOMETRY`), contacts that begin
+    behind the ego with a vehicle closing in from behind left out, within `horizon`.
+    """
+    ego, others = observation.ego, observation.others
+    if not others:
+        return math.inf, None
+    t = np.arange(0.0, horizon + 1e-9, dt)
+    speed = max(float(ego.speed), 0.0)
+    ex, ey = ego.x + speed * t * math.cos(ego.yaw), ego.y + speed * t * math.sin(ego.yaw)
+    tracks = [Track(o.x, o.y, o.yaw, o.length, o.width, o.speed * math.cos(o.yaw),
+                    o.speed * math.sin(o.yaw), False) for o in others]
+    first = first_contacts(ex, ey, np.full(len(t), ego.yaw), tracks, t, 0.0, PATH_GEOMETRY)
+    best = int(first.argmin())
+    if first[best] >= len(t):
+        return math.inf, None
+    return float(t[first[best]]), others[best].actor_id
 
 
 def own_sensors_see(pipeline: VehiclePipeline, observation: Any) -> frozenset:
@@ -342,10 +397,13 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                 result.neighbours += heard[role]
                 result.call_bytes += received[role]
                 trip_return[role] += float(rewards.get(role, 0.0))
+                result.told[((role, trip[role]), round(env.time, 2))] = \
+                    fleet.told.get(role, frozenset())
                 result.steps.append(driving_metrics.VehicleStep(
                     (role, trip[role]), env.time, float(info['ttc']), bool(info['collision']),
                     float(info['accel']), '' if level == NONE else level,
-                    conflict_partner(info), own_sensors_see(pipeline, obs[role])))
+                    conflict_partner(info), own_sensors_see(pipeline, obs[role]),
+                    *path_conflict(obs[role], env.dt)))
                 length = float(info.get('route_length', 0.0))
                 progress[role] = (min(float(info['progress']) / length, 1.0) if length
                                   else 0.0)
@@ -512,7 +570,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                     'wall_s': result.wall_s or time.time() - started,
                     'summary': result.summary(), 'trips': result.trips,
                     'override_causes': result.override_causes,
-                    'conflicts': conflict_records(result.steps),
+                    'conflicts': conflict_records(result.steps, told=result.told),
+                    'path_conflicts': conflict_records(result.steps, path=True,
+                                                       told=result.told),
                     'waiting_steps': result.waiting_steps}, indent=1,
                     default=float))
             started = time.time()
@@ -533,21 +593,45 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def conflict_records(steps: Sequence[driving_metrics.VehicleStep]) -> List[Dict[str, Any]]:
+def conflict_records(steps: Sequence[driving_metrics.VehicleStep], path: bool = False,
+                     told: Optional[Dict[tuple, frozenset]] = None) -> List[Dict[str, Any]]:
     """
-    Per conflict (`call_sim.driving_metrics`): when, with whom, how it went.
+    Per conflict (`call_sim.driving_metrics`; `path`: per path conflict): when, with whom, how.
+
+    `first_told_s`: the first step of the look-back at which the ego's monitor held the
+    partner only through sharing (`told_ids`), relative to the start (None: never).
 
     `last_unseen_s` (None: the ego's sensors saw the partner throughout the look-back) lets
     the occluded figures be read for any occlusion window.
     """
     def finite(value: float, digits: int) -> Optional[float]:
         return round(value, digits) if math.isfinite(value) else None
+    by_trip: Dict[Any, List[tuple]] = {}
+    for (trip, t), ids in sorted((told or {}).items(), key=lambda item: item[0][1]):
+        by_trip.setdefault(trip, []).append((t, ids))
     return [{'trip': list(c.trip) if isinstance(c.trip, tuple) else c.trip,
              'start_s': round(c.start, 2), 'partner': c.partner,
              'min_ttc_s': round(c.min_ttc, 3), 'collided': c.collided,
              'first_deceleration_s': finite(c.first_deceleration, 2),
-             'last_unseen_s': finite(c.last_unseen, 2), 'occluded': c.occluded}
-            for c in driving_metrics.conflicts(steps, CONVENTIONS)]
+             'last_unseen_s': finite(c.last_unseen, 2), 'occluded': c.occluded,
+             'first_told_s': first_told(by_trip.get(c.trip, ()), c)}
+            for c in (driving_metrics.path_conflicts if path
+                      else driving_metrics.conflicts)(steps, CONVENTIONS)]
+
+
+def first_told(told: Sequence[tuple], conflict: Any) -> Optional[float]:
+    """
+    First look-back step at which sharing alone held the conflict's partner, or None.
+
+    `told`: the trip's (time, `told_ids`) in time order.
+    """
+    start = conflict.start - CONVENTIONS.decel_lookback
+    for t, ids in told:
+        if t > conflict.start + 1e-6:
+            break
+        if t >= start - 1e-6 and conflict.partner in ids:
+            return round(t - conflict.start, 2)
+    return None
 
 
 def run_name(scenario: str, mode: str, seed: int, c: float) -> str:

@@ -18,8 +18,8 @@ import math
 from call_experiments import manifest
 from call_experiments.driving_eval import (build_fleet, conflict_partner, drive_seed,
                                            load_policy_models, main, override_cause,
-                                           own_sensors_see, rows_for, SeedResult,
-                                           shipped_checkpoint)
+                                           own_sensors_see, path_conflict, rows_for,
+                                           SeedResult, shipped_checkpoint, told_ids)
 from call_experiments.evaluate import collect_settings
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_planner.plan_stage import planner_params
@@ -28,6 +28,7 @@ from call_planner.ttc_monitor import (Assessment, COMFORTABLE, EMERGENCY, Monito
 from call_sim import driving_metrics
 from call_sim.config import load_yaml
 from call_sim.env import MultiVehicleEnv
+from call_sim.types import VehicleState
 from call_vehicle.vehicle_control import ControlModel
 import pytest
 
@@ -158,3 +159,56 @@ def test_override_causes_tell_holds_and_where_the_other_vehicle_is():
     assert cause(EMERGENCY, 1.0, 10.5, 20.0) == 'same_lane'
     assert cause(COMFORTABLE, 2.0, 13.5, 12.0, shared=True) == 'next_lane_shared'
     assert cause(COMFORTABLE, 2.0, 6.5, 3.0) == 'behind'
+    # the anticipation of a shared-only crossing vehicle, below its own threshold, or held
+    early = replace(config, anticipation_ttc=5.5)
+    crossing = Track(20.0, 30.0, math.pi, 4.8, 2.0, -8.0, 0.0, True)
+    assert override_cause(Assessment(5.0, COMFORTABLE, 1.0, crossing, True), ego,
+                          early) == 'anticipation_shared'
+    assert override_cause(Assessment(5.6, COMFORTABLE, 1.0, crossing, True), ego,
+                          early) == 'held'
+
+
+@pytest.mark.parametrize('leader', [False, True])
+def test_the_path_conflict_is_where_the_held_motions_meet(leader):
+    # the crossing at constant speeds collides; path_conflict, from the simulator's states
+    # at the start, names hero1 and about the time of that collision. A leader in hero0's
+    # lane at hero0's speed never meets it: no path conflict
+    starts = {'hero0': STARTS['hero0'],
+              'hero1': {'edge': 'south_in', 'lane': 0, 'pos': 170.0, 'speed': 8.0}
+              if leader else {**STARTS['hero1'], 'pos': 144.0}}
+    scenario = {**load_yaml('scenarios/crossroad.yaml'), 'num_controlled': 2,
+                'num_background': 0}
+    control = ControlModel()
+    with MultiVehicleEnv.from_scenario(scenario) as env:
+        obs, _ = env.reset(seed=1, options={'starts': starts})
+        start = env.time
+        found = [path_conflict(obs['hero0'], env.dt)]
+        collided = math.inf
+        for _ in range(90):
+            obs, _, term, _, infos = env.step({r: control.to_control(0.0, 0.0, o.ego.speed)
+                                               for r, o in obs.items()})
+            found.append(path_conflict(obs['hero0'], env.dt))
+            if infos['hero0']['collision']:
+                collided = env.time - start
+                break
+        hero1 = obs['hero1'].ego.actor_id
+    if leader:
+        assert not math.isfinite(collided)
+        assert all(t == math.inf and partner is None for t, partner in found)
+        return
+    assert math.isfinite(collided)
+    first = next(k for k, (t, _) in enumerate(found) if math.isfinite(t))
+    ttc, partner = found[first]
+    assert partner == hero1
+    # it begins 6 s (the convention) before they touch, give or take the footprints' margin
+    assert 5.0 <= collided - first * env.dt <= 6.5
+    assert abs(first * env.dt + ttc - collided) <= 0.6
+
+
+def test_told_ids_are_the_vehicles_a_shared_only_track_stands_on():
+    others = [VehicleState(7, '', 10.0, 0.0, 0.0, 5.0, 4.8, 2.0, 0.0),
+              VehicleState(8, '', 40.0, 0.0, 0.0, 5.0, 4.8, 2.0, 0.0)]
+    shared = Track(11.0, 1.0, 0.0, 4.8, 2.0, 5.0, 0.0, True)
+    seen = Track(40.0, 0.5, 0.0, 4.8, 2.0, 5.0, 0.0, False)
+    assert told_ids([shared, seen], others, 3.0) == frozenset({7})
+    assert told_ids([seen], others, 3.0) == frozenset()

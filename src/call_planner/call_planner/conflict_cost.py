@@ -39,7 +39,7 @@ a faster car coming up in the next lane (a gap that is not accepted). So contact
 are charged for the tracks with which holding the lane at the current speed has no contact.
 Weight in reward units per second (config/planner.yaml, `conflict_*`).
 """
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 import math
 from typing import Optional
 
@@ -106,20 +106,29 @@ class ConflictCost:
         candidates = np.asarray(candidates, dtype=np.int64)
         if not len(context.tracks):
             return np.full((len(candidates), 0), math.inf)
-        ttc = self._ttc(candidates, context, None)
-        faster = self.table[candidates[:, 0], 0] > 0.0
         crossing = crossing_indices(context.tracks, float(context.pose[2]))
-        if faster.any() and len(crossing):
-            sub = replace(context, tracks=tuple(context.tracks[i] for i in crossing))
-            rows = np.flatnonzero(faster)
-            ttc[np.ix_(rows, crossing)] = np.minimum(
-                ttc[np.ix_(rows, crossing)], self._ttc(candidates[faster], sub, 0.0))
+        rows = np.flatnonzero(self.table[candidates[:, 0], 0] > 0.0) if len(crossing) \
+            else np.zeros(0, np.int64)
+        # one pass: the candidates, then the faster ones again at their current speed (each
+        # (path, track) pair's contact is computed on its own, so the crossing tracks' columns
+        # of the extra rows are what a pass over the crossing tracks alone would give)
+        ttc = self._ttc(candidates, context, rows)                       # (B + F, N)
+        if len(rows):
+            capped = ttc[len(candidates):]
+            ttc = ttc[:len(candidates)]
+            ttc[np.ix_(rows, crossing)] = np.minimum(ttc[np.ix_(rows, crossing)],
+                                                     capped[:, crossing])
         return ttc
 
     def _ttc(self, candidates: np.ndarray, context: RouteContext,
-             accel_cap: Optional[float]) -> np.ndarray:
-        """(B, N) TTC per track with each candidate's first acceleration held (<= `accel_cap`)."""
-        ex, ey, eyaw, t = self.paths(candidates, context, accel_cap)
+             capped: np.ndarray) -> np.ndarray:
+        """
+        (B + F, N) TTC per track with each candidate's first acceleration held.
+
+        Rows B.. are the candidates `capped` (F indices) again with that acceleration at
+        most 0 (`paths`).
+        """
+        ex, ey, eyaw, t = self.paths(candidates, context, capped)
         # gap acceptance: a contact from behind counts when the candidate's manoeuvre makes
         # it, i.e. when holding the lane at the current speed has none with that vehicle;
         # that path is tested with the candidates' (one more row)
@@ -134,7 +143,7 @@ class ConflictCost:
         return np.where(first < len(t), t[np.minimum(first, len(t) - 1)], math.inf)
 
     def paths(self, candidates: np.ndarray, context: RouteContext,
-              accel_cap: Optional[float] = None) -> tuple:
+              capped: Optional[np.ndarray] = None) -> tuple:
         """
         Each candidate's predicted ego poses x, y, yaw (B, T) at the times t (T,).
 
@@ -142,6 +151,8 @@ class ConflictCost:
         kinematic rollout, continued straight along its last heading; along it the ego moves
         with the first action's acceleration held (speed kept within [0, max_speed]), since
         while its kept plan conflicts the planner re-plans every step and can keep choosing it.
+        `capped` (F,) row indices: F more rows (B + F, T), those candidates' paths with the
+        acceleration held at most 0 (at the speed the ego has now, when it would speed up).
         """
         dt, bicycle = self.bicycle.dt, self.bicycle
         x, y, yaw, _ = kinematic_rollout(self.table, bicycle, candidates, context.pose,
@@ -151,8 +162,8 @@ class ConflictCost:
         x0, y0, yaw0 = (float(v) for v in context.pose)
         v0 = max(float(context.speed), 0.0)
         accel = self.table[candidates[:, 0], 0]                                 # (B,)
-        if accel_cap is not None:
-            accel = np.minimum(accel, accel_cap)
+        if capped is not None and len(capped):
+            accel = np.concatenate([accel, np.minimum(accel[capped], 0.0)])
         limit = np.where(accel < 0, 0.0, bicycle.max_speed)
         reach = np.where(accel != 0, (limit - v0) / np.where(accel != 0, accel, 1.0), np.inf)
         run = np.minimum(t[None, :], np.maximum(reach, 0.0)[:, None])           # (B, T)
@@ -167,18 +178,22 @@ class ConflictCost:
         heading = np.concatenate([np.full((batch, 1), yaw0), yaw, yaw[:, -1:]], 1)
         arc = np.concatenate([np.zeros((batch, 1)),
                               np.cumsum(np.hypot(np.diff(px), np.diff(py)), 1)], 1)
+        if len(accel) > batch:      # the capped rows follow their candidates' polylines
+            again = np.concatenate([np.arange(batch), capped])
+            px, py, heading, arc = px[again], py[again], heading[again], arc[again]
         # each row's polyline at its travelled distances (np.interp of every row at once)
         segment = np.clip((arc[:, None, :] <= travelled[:, :, None]).sum(-1), 1,
                           arc.shape[1] - 1)                                    # (B, T)
+        row = np.arange(len(arc))[:, None]
         start, end = segment - 1, segment
-        a0 = np.take_along_axis(arc, start, 1)
-        length = np.take_along_axis(arc, end, 1) - a0
+        a0 = arc[row, start]
+        length = arc[row, end] - a0
         u = np.where(length > 0.0, (travelled - a0) / np.where(length > 0.0, length, 1.0), 0.0)
         u = np.clip(u, 0.0, 1.0)
-        x0s, y0s = np.take_along_axis(px, start, 1), np.take_along_axis(py, start, 1)
-        ex = x0s + u * (np.take_along_axis(px, end, 1) - x0s)
-        ey = y0s + u * (np.take_along_axis(py, end, 1) - y0s)
-        eyaw = np.take_along_axis(heading, segment, 1)
+        x0s, y0s = px[row, start], py[row, start]
+        ex = x0s + u * (px[row, end] - x0s)
+        ey = y0s + u * (py[row, end] - y0s)
+        eyaw = heading[row, segment]
         return ex, ey, eyaw, t
 
     def cost(self, candidates: np.ndarray, context: RouteContext) -> np.ndarray:

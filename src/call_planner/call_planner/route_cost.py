@@ -83,15 +83,9 @@ def kinematic_rollout(table: np.ndarray, bicycle: BicycleModel, candidates: np.n
     `table` (A, 2): (accel, steer) per action. Returns x, y, yaw, speed, each (B, K): the
     state after each planned step (the intention's waypoints).
     """
-    batch, horizon = candidates.shape
-    x, y, yaw = (np.full(batch, float(v)) for v in pose)
-    v = np.full(batch, max(float(speed), 0.0))
-    out = np.empty((4, batch, horizon))
-    for k in range(horizon):
-        accel, steer = table[candidates[:, k]].T
-        x, y, yaw, v = bicycle.step_arrays(x, y, yaw, v, accel, steer)
-        out[:, :, k] = x, y, yaw, v
-    return tuple(out)
+    accel, steer = table[candidates].transpose(2, 0, 1)                       # (B, K) each
+    return tuple(bicycle.rollout_arrays(*(float(v) for v in pose), max(float(speed), 0.0),
+                                        accel, steer))
 
 
 def distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:

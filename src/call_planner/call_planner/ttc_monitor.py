@@ -32,9 +32,21 @@ stop -2.5 m/s^2): TTC below `emergency_ttc` -> emergency deceleration, below
 the command does not chatter, unless the whole horizon becomes free of conflicts. The caller
 keeps the planner's steer and only lowers the acceleration; a planner that already brakes
 harder is left alone.
+
+Anticipation (`anticipation_ttc`, 0 = off): a vehicle known only through sharing (no pixel
+of it seen: hidden by another vehicle or beyond the ego's sensors) that crosses the ego's path
+or merges into it gets the comfortable deceleration already when their first contact is
+within `anticipation_ttc`, predicted as above over that longer horizon. This is where sharing
+can lead the ego's own sensing (paper section 5: the ego anticipates what it cannot see yet),
+so the response is the mild one, and it is kept to that case: a vehicle behind the ego, or
+ahead in its lane heading its way (a leader to follow), is left to the thresholds above,
+since earlier braking for those only stalls traffic (a longer threshold for every shared
+vehicle did, docs/results.md). Crossing or merging: its centre is ahead of the ego's, and
+it is at least half a lane (`LANE_HALF_WIDTH`) to the side or heads more than
+`FOLLOW_ANGLE` away from the ego's heading.
 """
 from collections import deque
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 import math
 from typing import Any, Mapping, Optional
 
@@ -44,6 +56,11 @@ import numpy as np
 NONE, COMFORTABLE, EMERGENCY = 'none', 'comfortable', 'emergency'
 _VEHICLE_FIELDS = ('ego_length', 'ego_width')
 _FLAGS = ('enabled', 'shared_tracks')
+_MAY_BE_ZERO = ('anticipation_ttc', 'anticipation_gap')     # 0 = off
+#: [m] a vehicle less than this to the side of the ego's heading line is in its lane
+LANE_HALF_WIDTH = 1.75
+#: [rad] a vehicle in the ego's lane heading within this of the ego's heading is followed
+FOLLOW_ANGLE = math.radians(30.0)
 
 
 @dataclass(frozen=True)
@@ -67,13 +84,22 @@ class MonitorConfig:
     min_pixels: int = 3            # blobs smaller than this are noise
     shared_tracks: bool = True     # accepted neighbours' messages as tracks (shared_tracks)
     shared_max_age: float = 0.5    # [s] older neighbour messages are dropped
+    anticipation_ttc: float = 0.0  # [s] comfortable deceleration for a crossing or merging
+    #                                vehicle known only through sharing; 0 = off
+    anticipation_gap: float = 0.0  # [s] ... also when the ego would pass where that vehicle
+    #                                is this long before or after it
 
     def __post_init__(self):
         """Fail fast on thresholds that cannot work together."""
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in _MAY_BE_ZERO and value == 0:
+                continue
             if f.name not in _FLAGS and not (math.isfinite(value) and value > 0):
                 raise ValueError(f'{f.name} must be a positive number, got {value}')
+        if self.anticipation_ttc and self.anticipation_ttc < self.comfortable_ttc:
+            raise ValueError('monitor_anticipation_ttc must be 0 (off) or at least '
+                             'monitor_comfortable_ttc')
         if self.emergency_ttc > self.comfortable_ttc:
             raise ValueError('monitor_emergency_ttc must not exceed monitor_comfortable_ttc')
         if self.emergency_decel < self.comfortable_decel:
@@ -135,6 +161,7 @@ class Assessment:
     level: str                      # NONE, COMFORTABLE or EMERGENCY
     decel: float                    # [m/s^2] deceleration to apply (0 for NONE)
     conflict: Optional[Track]       # the vehicle of the smallest TTC
+    anticipated: bool = False       # the level comes from anticipation (`anticipation_ttc`)
 
     @property
     def reason(self) -> str:
@@ -142,8 +169,10 @@ class Assessment:
         if self.conflict is None:
             return 'no conflict'
         source = 'shared' if self.conflict.shared_only else 'seen'
-        return (f'{self.level} deceleration {self.decel:.1f} m/s^2: TTC {self.ttc:.1f} s to a '
-                f'{source} vehicle at ({self.conflict.x:.1f}, {self.conflict.y:.1f})')
+        why = ' (anticipation: crossing or merging, known only through sharing)' \
+            if self.anticipated else ''
+        return (f'{self.level} deceleration {self.decel:.1f} m/s^2{why}: TTC {self.ttc:.1f} s '
+                f'to a {source} vehicle at ({self.conflict.x:.1f}, {self.conflict.y:.1f})')
 
 
 def _disc_radius(length, width, discs: int):
@@ -315,6 +344,11 @@ class TtcMonitor:
         level = (EMERGENCY if current.ttc < cfg.emergency_ttc
                  else COMFORTABLE if current.ttc < cfg.comfortable_ttc else NONE)
         fresh = Assessment(current.ttc, level, self._decel(level), current.conflict)
+        if level == NONE and cfg.anticipation_ttc:
+            early = self._anticipation(ego_pose, speed, yaw_rate, lag)
+            if early.ttc < cfg.anticipation_ttc:
+                level = COMFORTABLE
+                fresh = Assessment(early.ttc, level, self._decel(level), early.conflict, True)
         held = self._held
         if level != NONE and (held is None or time > self._held_until
                               or self._decel(level) >= held.decel):
@@ -339,10 +373,37 @@ class TtcMonitor:
 
         `lag` [s]: age of the BEV frame the tracks come from; they are moved on by it.
         """
+        return self._first_conflict(ego_pose, speed, yaw_rate, lag, self.config.horizon,
+                                    self.tracks, self._tracked)
+
+    def _anticipation(self, ego_pose, speed: float, yaw_rate: float, lag: float) -> Assessment:
+        """
+        Smallest TTC, within `anticipation_ttc`, to the tracks `anticipated` selects.
+
+        With `anticipation_gap` each of them is lengthened along its heading by the distance
+        it drives in that time, either way: the ego then conflicts with it also when it would
+        pass where that vehicle is up to `anticipation_gap` earlier or later (a vehicle
+        crossing just ahead of the ego, which the simulator's TTC counts as a conflict).
+        """
         cfg = self.config
-        if not self.tracks:
+        chosen = self._tracked & anticipated(self.tracks, ego_pose)
+        reach = 2.0 * cfg.anticipation_gap
+        swept = [replace(k, length=k.length + reach * math.hypot(k.vx, k.vy)) if c else k
+                 for k, c in zip(self.tracks, chosen)]
+        found = self._first_conflict(ego_pose, speed, yaw_rate, lag, cfg.anticipation_ttc,
+                                     swept, chosen)
+        if found.conflict is None:
+            return found
+        index = next(i for i, k in enumerate(swept) if k is found.conflict)
+        return replace(found, conflict=self.tracks[index])
+
+    def _first_conflict(self, ego_pose, speed: float, yaw_rate: float, lag: float,
+                        horizon: float, tracks, chosen: np.ndarray) -> Assessment:
+        """Smallest TTC within `horizon` over the `chosen` (boolean mask) of `tracks`."""
+        cfg = self.config
+        if not tracks or not np.any(chosen):
             return Assessment(math.inf, NONE, 0.0, None)
-        t = np.arange(0.0, cfg.horizon + 1e-9, cfg.time_step)          # (T,)
+        t = np.arange(0.0, horizon + 1e-9, cfg.time_step)              # (T,)
         x0, y0, yaw0 = ego_pose
         yaw = yaw0 + yaw_rate * t
         if abs(yaw_rate) > 1e-4:
@@ -351,13 +412,33 @@ class TtcMonitor:
         else:
             ex = x0 + speed * t * math.cos(yaw0)
             ey = y0 + speed * t * math.sin(yaw0)
-        first = first_contacts(ex, ey, yaw, self.tracks, t, lag, cfg)            # (N,)
-        hit = (first < len(t)) & self._tracked
+        first = first_contacts(ex, ey, yaw, tracks, t, lag, cfg)                 # (N,)
+        hit = (first < len(t)) & chosen
         if not hit.any():
             return Assessment(math.inf, NONE, 0.0, None)
         first = np.where(hit, first, len(t))
         best = int(first.argmin())
-        return Assessment(float(t[first[best]]), NONE, 0.0, self.tracks[best])
+        return Assessment(float(t[first[best]]), NONE, 0.0, tracks[best])
+
+
+def anticipated(tracks, ego_pose: tuple[float, float, float]) -> np.ndarray:
+    """
+    Which tracks anticipation is for: known only through sharing, ahead, crossing or merging.
+
+    Ahead: the centre in front of the ego's. Crossing or merging: at least `LANE_HALF_WIDTH`
+    to the side of the ego's heading line, or heading more than `FOLLOW_ANGLE` away from the
+    ego's heading; the rest, a leader in the ego's lane going its way, is followed, not
+    anticipated.
+    """
+    x, y, yaw = ego_pose
+    c, s = math.cos(yaw), math.sin(yaw)
+    chosen = np.zeros(len(tracks), bool)
+    for i, k in enumerate(tracks):
+        ahead = c * (k.x - x) + s * (k.y - y)
+        side = -s * (k.x - x) + c * (k.y - y)
+        turned = abs(math.remainder(k.yaw - yaw, math.tau)) > FOLLOW_ANGLE
+        chosen[i] = k.shared_only and ahead > 0.0 and (abs(side) >= LANE_HALF_WIDTH or turned)
+    return chosen
 
 
 def _segment_distance(px: float, py: float, ax: float, ay: float, bx: float,
@@ -428,19 +509,19 @@ def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: n
                            2.0 * half_o * ocos, 2.0 * half_o * osin)
         touch = gap < limit
         np.minimum.at(first, (path[touch], track[touch]), time[touch])
+    if not len(path) or (first == steps).all():     # no contact: none begins ahead
+        return first.reshape(lead + (len(tr),)), np.zeros(lead + (len(tr),), bool)
     at = np.minimum(first, steps - 1)
     rows = np.arange(len(tr))
-    ax = np.take_along_axis(px, at, 1)                                          # (P,N)
-    ay = np.take_along_axis(py, at, 1)
-    ayaw = np.take_along_axis(pyaw, at, 1)
+    path_rows = np.arange(len(px))[:, None]
+    ax, ay, ayaw = px[path_rows, at], py[path_rows, at], pyaw[path_rows, at]      # (P,N)
     cos, sin = np.cos(ayaw), np.sin(ayaw)
     forward = (ox[rows, at] - ax) * cos + (oy[rows, at] - ay) * sin
     # closing from behind: faster along the ego's heading than the ego drives there
     after, before = np.minimum(at + 1, steps - 1), np.maximum(at - 1, 0)
     span = np.maximum(t[after] - t[before], 1e-9)
-    ego_along = ((np.take_along_axis(px, after, 1) - np.take_along_axis(px, before, 1)) * cos
-                 + (np.take_along_axis(py, after, 1) - np.take_along_axis(py, before, 1))
-                 * sin) / span
+    ego_along = ((px[path_rows, after] - px[path_rows, before]) * cos
+                 + (py[path_rows, after] - py[path_rows, before]) * sin) / span
     other_along = tr[:, 5] * cos + tr[:, 6] * sin
     ahead = (first < steps) & ((forward > 0.0) | (other_along <= ego_along))
     return first.reshape(lead + (len(tr),)), ahead.reshape(lead + (len(tr),))

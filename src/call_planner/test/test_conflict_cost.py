@@ -67,6 +67,20 @@ def test_speeding_up_to_pass_in_front_of_a_crossing_vehicle_is_no_way_out():
     assert charged[1] >= charged[0] > charged[2] == 0.0
 
 
+def test_each_tracks_ttc_is_the_same_alone_as_among_the_others():
+    # the faster candidates are also checked at their current speed, against crossing
+    # vehicles only: with a crossing vehicle, one ahead and a faster one coming up in the next
+    # lanes in one context, each column equals the context with that vehicle alone
+    others = (Track(30.0, -18.0, math.pi / 2, 4.8, 2.0, 0.0, 5.0, True), _vehicle(40.0, vx=6.0),
+              _vehicle(-12.0, 3.5, vx=16.0), _vehicle(-12.0, -3.5, vx=16.0))
+    plans = np.array([[a] * 5 for a in range(len(ACTIONS))])
+    cost = _cost()
+    together = cost.track_ttc(plans, _context(*others))
+    for n, other in enumerate(others):
+        assert np.array_equal(together[:, n], cost.track_ttc(plans, _context(other))[:, 0])
+    assert np.isfinite(together).any(0).all()       # every vehicle is in conflict somewhere
+
+
 def test_the_path_is_the_rollout_and_the_speed_the_first_action_held():
     plans = np.array([[KEEP] * 5, [BRAKE] * 5, [SPEED_UP] + [KEEP] * 4])
     x, y, yaw, t = _cost(horizon=5.0).paths(plans, _context(speed=10.0))

@@ -38,6 +38,21 @@ Conventions
   within the look-back) lets any other window be read off. A conflict whose start step names
   no partner (a collision without a closing TTC) or has no visibility records is not
   occluded. Collisions with occluded partners: occluded conflicts that ended in a collision.
+- Path conflict (ground truth, beside the conflicts above, not in place of them): a maximal run
+  of one trip's steps at which the ego and another vehicle, both held at their current
+  velocity from their simulator states, would first touch within `path_conflict_ttc` seconds
+  (`path_ttc`, the contact ahead of the ego; the caller computes it, e.g. `call_experiments.
+  driving_eval` with the monitor's footprint geometry); partner: the vehicle of the start
+  step's `path_ttc`. The conflicts above begin when the simulator's lane-band TTC falls below
+  `conflict_ttc`, i.e. late in an encounter and after the ego's reaction to it: an ego that
+  eases off early for a vehicle it was told of can keep that TTC above the threshold, and the
+  encounter leaves the first-deceleration sample that should show the anticipation. A path
+  conflict begins as soon as the vehicles' motions, held, meet, with a threshold
+  (`path_conflict_ttc` 6 s, the planner's conflict horizon) above every reaction threshold of
+  the planner and the monitor, so it starts before the ego's reaction and stays in the sample
+  whatever the ego then does. It is the same ground truth in every mode (simulator states,
+  never what a mode perceived). Occluded path conflicts and their first deceleration follow the
+  same rules as above (`first_deceleration_path_occluded_*`).
 - Collision rate: fraction of vehicle-steps in collision (the paper's Table 6: 0.28 % for CALL).
 - Success: trips that reached their destination among trips that ended by themselves
   (reached, collision, off road, time out); trips cut short because the fleet's episode
@@ -66,10 +81,11 @@ class MetricConventions:
     decel_threshold: float = 1.0   # [m/s^2] Autoware's comfortable stop
     decel_lookback: float = 5.0    # [s] before a conflict's start
     occlusion_window: float = 1.0  # [s] before a conflict's start, for occluded conflicts
+    path_conflict_ttc: float = 6.0     # [s] ground-truth path conflicts (module doc)
 
     def __post_init__(self):
         """Fail fast on conventions that define nothing."""
-        if not (self.conflict_ttc > 0 and self.decel_threshold > 0
+        if not (self.conflict_ttc > 0 and self.decel_threshold > 0 and self.path_conflict_ttc > 0
                 and self.decel_lookback >= 0 and self.merge_gap >= 1
                 and 0 <= self.occlusion_window <= self.decel_lookback):
             raise ValueError(f'invalid metric conventions {self}')
@@ -87,6 +103,8 @@ class VehicleStep:
     override: str = ''        # '' (planner), 'comfortable' or 'emergency'
     partner: Optional[Hashable] = None      # the vehicle the TTC is with (None: inf TTC)
     seen: Optional[frozenset] = None        # vehicles the ego's own sensors saw (None: unknown)
+    path_ttc: float = math.inf              # [s] ground-truth contact time (path conflicts)
+    path_partner: Optional[Hashable] = None  # the vehicle of path_ttc
 
 
 @dataclass(frozen=True)
@@ -107,14 +125,29 @@ class Conflict:
 def conflicts(steps: Sequence[VehicleStep], conventions: MetricConventions = MetricConventions()
               ) -> list[Conflict]:
     """Every conflict of every trip, in trip and time order."""
+    return _conflicts(steps, conventions, False)
+
+
+def path_conflicts(steps: Sequence[VehicleStep],
+                   conventions: MetricConventions = MetricConventions()) -> list[Conflict]:
+    """Every ground-truth path conflict of every trip (module doc), in trip and time order."""
+    return _conflicts(steps, conventions, True)
+
+
+def _conflicts(steps: Sequence[VehicleStep], conventions: MetricConventions,
+               path: bool) -> list[Conflict]:
     by_trip: dict = {}
     for step in steps:
         by_trip.setdefault(step.trip, []).append(step)
     found = []
     for trip, records in by_trip.items():
         records = sorted(records, key=lambda s: s.time)
-        flagged = [i for i, s in enumerate(records)
-                   if s.collision or s.ttc < conventions.conflict_ttc]
+        if path:
+            flagged = [i for i, s in enumerate(records)
+                       if s.path_ttc < conventions.path_conflict_ttc]
+        else:
+            flagged = [i for i, s in enumerate(records)
+                       if s.collision or s.ttc < conventions.conflict_ttc]
         runs: list[list[int]] = []
         for i in flagged:
             if runs and i - runs[-1][-1] <= conventions.merge_gap:
@@ -124,13 +157,15 @@ def conflicts(steps: Sequence[VehicleStep], conventions: MetricConventions = Met
         for run in runs:
             members = records[run[0]:run[-1] + 1]
             collided = any(s.collision for s in members)
-            min_ttc = 0.0 if collided else min(s.ttc for s in members)
+            min_ttc = 0.0 if collided else min(s.path_ttc if path else s.ttc
+                                               for s in members)
             first = records[run[0]]
             start, end = first.time, records[run[-1]].time
-            unseen = last_unseen(records[:run[0] + 1], first.partner, start, conventions)
+            partner = first.path_partner if path else first.partner
+            unseen = last_unseen(records[:run[0] + 1], partner, start, conventions)
             found.append(Conflict(trip, start, end, min_ttc, collided,
                                   first_deceleration(records, start, end, conventions),
-                                  first.partner, unseen,
+                                  partner, unseen,
                                   unseen >= -conventions.occlusion_window - 1e-9))
     return found
 
@@ -212,6 +247,9 @@ def summarise(steps: Sequence[VehicleStep], outcomes: Sequence[str],
     decel = [c.first_deceleration for c in found]
     hidden = [c for c in found if c.occluded]
     hidden_decel = [c.first_deceleration for c in hidden]
+    paths = path_conflicts(steps, conventions)
+    path_decel = [c.first_deceleration for c in paths]
+    path_hidden = [c.first_deceleration for c in paths if c.occluded]
     shares = override_shares(steps)
     return {
         'vehicle_steps': len(steps),
@@ -234,6 +272,13 @@ def summarise(steps: Sequence[VehicleStep], outcomes: Sequence[str],
         'occluded_conflicts_without_deceleration': sum(not math.isfinite(d)
                                                        for d in hidden_decel),
         'occluded_collisions': sum(c.collided for c in hidden),
+        'path_conflicts': len(paths),
+        'first_deceleration_path_mean_s': _stat(path_decel, np.mean),
+        'path_occluded_conflicts': len(path_hidden),
+        'first_deceleration_path_occluded_mean_s': _stat(path_hidden, np.mean),
+        'first_deceleration_path_occluded_median_s': _stat(path_hidden, np.median),
+        'path_occluded_conflicts_without_deceleration': sum(not math.isfinite(d)
+                                                            for d in path_hidden),
         'override_comfortable': shares['comfortable'],
         'override_emergency': shares['emergency'],
         'learned_share': shares['learned'],
@@ -241,7 +286,8 @@ def summarise(steps: Sequence[VehicleStep], outcomes: Sequence[str],
                         'merge_gap_steps': conventions.merge_gap,
                         'decel_threshold_mps2': conventions.decel_threshold,
                         'decel_lookback_s': conventions.decel_lookback,
-                        'occlusion_window_s': conventions.occlusion_window},
+                        'occlusion_window_s': conventions.occlusion_window,
+                        'path_conflict_ttc_s': conventions.path_conflict_ttc},
     }
 
 

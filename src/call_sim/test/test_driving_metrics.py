@@ -2,8 +2,8 @@
 import math
 
 from call_sim.driving_metrics import (conflicts, intervals_overlap, mean_interval,
-                                      MetricConventions, override_shares, route_completion,
-                                      success_rate, summarise, VehicleStep)
+                                      MetricConventions, override_shares, path_conflicts,
+                                      route_completion, success_rate, summarise, VehicleStep)
 import pytest
 
 INF = math.inf
@@ -128,3 +128,36 @@ def test_occluded_conflicts_are_those_whose_partner_the_ego_did_not_see_just_bef
     assert math.isnan(bare['first_deceleration_occluded_mean_s'])
     with pytest.raises(ValueError):
         MetricConventions(occlusion_window=6.0)
+
+
+def _with_path(steps, path_ttcs, partner, unseen_until):
+    """Give the steps ground-truth contact times with `partner`, unseen before a step."""
+    return [VehicleStep(s.trip, s.time, s.ttc, s.collision, s.accel, s.override, s.partner,
+                        frozenset({99} if k < unseen_until else {99, partner}),
+                        p, partner if p < INF else None)
+            for k, (s, p) in enumerate(zip(steps, path_ttcs))]
+
+
+def test_a_path_conflict_stays_in_the_sample_when_an_early_ease_off_avoids_the_ttc_conflict():
+    # the partner's and the ego's held motions meet from step 10 (path TTC 5.5 s falling);
+    # the ego, told of it, eases off at step 12: the simulator's TTC never falls below 3 s,
+    # so there is no conflict, but the path conflict keeps the encounter and its early brake
+    path = [INF] * 10 + [5.5 - 0.1 * k for k in range(20)] + [INF] * 20
+    told = _with_path(_trip('a', [9.0] * 50, accels=[0.0] * 12 + [-1.0] * 38), path, 7, 30)
+    # without the message it brakes only when the TTC falls below 3 s (step 30, 2 s later)
+    # (its held motion meets the partner's longer: it has not eased off)
+    longer = [INF] * 10 + [5.5 - 0.1 * k for k in range(25)] + [INF] * 15
+    late = _with_path(_trip('b', [9.0] * 30 + [2.5] * 5 + [9.0] * 15,
+                            accels=[0.0] * 30 + [-2.0] * 20), longer, 8, 29)
+    assert conflicts(told) == [] and len(conflicts(late)) == 1
+    found = {c.trip: c for c in path_conflicts(told + late)}
+    partners = {t: (c.partner, c.occluded) for t, c in found.items()}
+    assert partners == {'a': (7, True), 'b': (8, True)}
+    assert found['a'].start == pytest.approx(1.0) and found['a'].min_ttc == pytest.approx(3.6)
+    assert found['a'].first_deceleration == pytest.approx(0.2)
+    assert found['b'].first_deceleration == pytest.approx(2.0)
+    summary = summarise(told + late, ['reached'] * 2, [1.0] * 2)
+    assert summary['path_conflicts'] == 2 and summary['path_occluded_conflicts'] == 2
+    assert summary['first_deceleration_path_occluded_mean_s'] == pytest.approx(1.1)
+    # the threshold is a convention: below the 3.6 s the held motions reach, no path conflict
+    assert path_conflicts(told, MetricConventions(path_conflict_ttc=3.5)) == []
