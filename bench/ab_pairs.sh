@@ -2,7 +2,7 @@
 # Paired A/B of one bench between two built worktrees: in each pair A and B run the same
 # command at the same time, each in its own network namespace (/work/bin/isolated style:
 # unshare -n), so both see the same machine load. On a shared VM whose load changes within
-# one run, alternating runs compare the load, not the code (README, "Before and after").
+# one run, alternating runs compare the load, not the code (docs/benchmarks.md, "Before and after").
 #
 #   bash bench/ab_pairs.sh TREE_A TREE_B PAIRS OUT_DIR -- python bench/bench_bringup.py ...
 #

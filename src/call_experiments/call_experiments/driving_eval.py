@@ -34,6 +34,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from call_experiments import manifest
 from call_experiments.bandwidth import WireSettings
 from call_experiments.experiment_config import default_settings
 from call_experiments.rollout import received_bytes, scenario_with
@@ -532,8 +533,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         planner = planner_params(dict(item.split('=', 1) for item in args.sets))
-        loaded = (None if args.combine
-                  else load_policy_models(args.checkpoint or shipped_checkpoint()))
+        checkpoint_path = args.checkpoint or shipped_checkpoint()
+        loaded = None if args.combine else load_policy_models(checkpoint_path)
     except (ValueError, FileNotFoundError, checkpoint.CheckpointError) as exc:
         print(f'call_driving_eval: error: {exc}', file=sys.stderr)
         return 2
@@ -542,6 +543,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f'call_driving_eval: {line}', flush=True)
 
     runs = Path(args.out) / ('driving_runs_quick' if args.quick else 'driving_runs')
+    # which model drove: a summary must name it, since each mode may have its own (Table 6)
+    model = None if args.combine else {
+        'checkpoint': os.path.basename(checkpoint_path),
+        'sha256': manifest.sha256(checkpoint_path)}
     sweep = len(args.c) > 1
     rows = []
     for c, mode in ((c, mode) for c in args.c for mode in args.modes):
@@ -560,7 +565,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 # open trips are left out of a partial summary: it counts ended trips only
                 path.write_text(json.dumps({
                     'scenario': args.scenario, 'mode': mode, 'seed': seed, 'steps': done,
-                    'steps_asked': args.steps, 'c': c, 'planner_overrides': args.sets,
+                    'steps_asked': args.steps, 'c': c, 'model': model,
+                    'planner_overrides': args.sets,
                     'wall_s': result.wall_s or time.time() - started,
                     'summary': result.summary(), 'trips': result.trips,
                     'override_causes': result.override_causes,

@@ -12,8 +12,10 @@ observation only it sees hero1 at 4 m, too late, and they collide (the control r
 """
 import csv
 from dataclasses import replace
+import json
 import math
 
+from call_experiments import manifest
 from call_experiments.driving_eval import (build_fleet, conflict_partner, drive_seed,
                                            load_policy_models, main, override_cause,
                                            own_sensors_see, path_conflict, rows_for,
@@ -115,7 +117,11 @@ def test_a_threshold_sweep_counts_the_neighbours_and_bytes_each_ego_used(tmp_pat
     assert 64 < per_message < 2000
     assert (tmp_path / 'fig19_return_vs_c.png').is_file()
     assert (tmp_path / 'fig20_bandwidth_vs_c.png').is_file()
-    assert (tmp_path / 'driving_runs' / 'four_lane_demo_lsi_c0_3000.json').is_file()
+    # each per-seed summary names the model that drove (Table 6 has one per mode)
+    summary = json.loads((tmp_path / 'driving_runs' / 'four_lane_demo_lsi_c0_3000.json')
+                         .read_text(encoding='utf-8'))
+    assert summary['model'] == {'checkpoint': 'call_small64g8c.pt',
+                                'sha256': manifest.sha256(shipped_checkpoint())}
 
 
 def test_planner_overrides_are_typed_and_unknown_names_fail():
