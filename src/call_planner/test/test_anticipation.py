@@ -11,15 +11,13 @@ crossing hero1 once hero0's own sensors show it.
 """
 import math
 
-from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX
-from call_perception.road_map import RoadMap
+from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
 from call_planner.plan_stage import planner_params
-from call_planner.shared_tracks import shared_tracks, SharedState
-from call_planner.ttc_monitor import BevGeometry, COMFORTABLE, MonitorConfig, NONE, TtcMonitor
-from call_sim.config import load_yaml
+from call_planner.shared_tracks import shared_tracks
+from call_planner.ttc_monitor import COMFORTABLE, MonitorConfig, NONE
 from call_sim.env import MultiVehicleEnv
 from call_vehicle.vehicle_control import ControlModel
-import numpy as np
+from crossroad_scene import message_of, raster_and_monitor, SCENARIO
 
 CROSSING = {'hero0': {'edge': 'south_in', 'lane': 0, 'pos': 150.0, 'speed': 8.0},
             'hero1': {'edge': 'east_in', 'lane': 0, 'pos': 144.0, 'speed': 8.0}}
@@ -40,22 +38,15 @@ def _drive(starts, config: MonitorConfig, steps: int, seen: bool = False):
 
     `seen`: hero1 is also drawn in hero0's BEV as seen (its own sensors show it).
     """
-    scenario = {**load_yaml('scenarios/crossroad.yaml'), 'num_controlled': 2,
-                'num_background': 0}
     control, bev_cfg = ControlModel(), BevConfig()
     log = {'levels': [], 'anticipated': [], 'drawn': []}
     sent = []
-    with MultiVehicleEnv.from_scenario(scenario) as env:
+    with MultiVehicleEnv.from_scenario(SCENARIO) as env:
         obs, _ = env.reset(seed=1, options={'starts': starts})
-        raster = BevRasterizer(bev_cfg, RoadMap.from_lanes(env.lanes()))
-        monitor = TtcMonitor(config, BevGeometry(bev_cfg.metres_per_pixel, bev_cfg.ego_row,
-                                                 bev_cfg.ego_col))
+        raster, monitor = raster_and_monitor(env, bev_cfg, config)
         for k in range(steps):
             ego, other = obs['hero0'].ego, obs['hero1'].ego
-            sent.append(SharedState(other.x, other.y, other.yaw, other.speed, env.time,
-                                    np.array([[other.x + math.cos(other.yaw) * d,
-                                               other.y + math.sin(other.yaw) * d]
-                                              for d in (1.0, 2.0, 3.0, 4.0)])))
+            sent.append(message_of(other, env.time))
             # hero1 is not in hero0's BEV at all, or seen
             bev = raster.render(ego, [other] if seen else [], [])
             monitor.observe(env.time, bev[CHANNEL_INDEX['seen_vehicles']] > 0,

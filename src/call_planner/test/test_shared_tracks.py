@@ -11,18 +11,17 @@ still outside hero0's 64 m BEV, and the monitor warns no later than with the blo
 """
 import math
 
-from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX
-from call_perception.road_map import RoadMap
+from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
 from call_planner.conflict_cost import ConflictConfig, ConflictCost
 from call_planner.plan_stage import conflict_cost_from_params, planner_params
 from call_planner.route_cost import RouteContext
 from call_planner.shared_tracks import path_heading, shared_tracks, SharedState
 from call_planner.ttc_monitor import (BevGeometry, contact_times, MonitorConfig, NONE, Track,
                                       TtcMonitor)
-from call_sim.config import load_yaml
 from call_sim.env import MultiVehicleEnv
 from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_control import ControlModel
+from crossroad_scene import message_of, raster_and_monitor, SCENARIO
 import numpy as np
 
 STARTS = {'hero0': {'edge': 'south_in', 'lane': 0, 'pos': 150.0, 'speed': 8.0},
@@ -38,8 +37,6 @@ def _drive(messages: bool, steps=40, cost=None):
     Per step: whether the conflict cost charges keeping speed more than braking, the
     monitor's level and whether hero1 is inside hero0's BEV.
     """
-    scenario = {**load_yaml('scenarios/crossroad.yaml'), 'num_controlled': 2,
-                'num_background': 0}
     control, bev_cfg, config, actions = ControlModel(), BevConfig(), MonitorConfig(), \
         ActionSet()
     cost = cost or ConflictCost(ConflictConfig(horizon=5.0), config, actions)
@@ -47,17 +44,12 @@ def _drive(messages: bool, steps=40, cost=None):
     mpp, rows = bev_cfg.metres_per_pixel, bev_cfg.size
     log = {'brake_preferred': [], 'levels': [], 'in_bev': []}
     sent = []
-    with MultiVehicleEnv.from_scenario(scenario) as env:
+    with MultiVehicleEnv.from_scenario(SCENARIO) as env:
         obs, _ = env.reset(seed=1, options={'starts': STARTS})
-        raster = BevRasterizer(bev_cfg, RoadMap.from_lanes(env.lanes()))
-        monitor = TtcMonitor(config, BevGeometry(bev_cfg.metres_per_pixel, bev_cfg.ego_row,
-                                                 bev_cfg.ego_col))
+        raster, monitor = raster_and_monitor(env, bev_cfg, config)
         for k in range(steps):
             ego, other = obs['hero0'].ego, obs['hero1'].ego
-            sent.append(SharedState(other.x, other.y, other.yaw, other.speed, env.time,
-                                    np.array([[other.x + math.cos(other.yaw) * d,
-                                               other.y + math.sin(other.yaw) * d]
-                                              for d in (1.0, 2.0, 3.0, 4.0)])))
+            sent.append(message_of(other, env.time))
             bev = raster.render(ego, [], [other])
             monitor.observe(env.time, bev[CHANNEL_INDEX['seen_vehicles']] > 0,
                             bev[CHANNEL_INDEX['shared_vehicles']] > 0,
