@@ -25,3 +25,15 @@ def message_of(state, time: float) -> SharedState:
                        np.array([[state.x + math.cos(state.yaw) * d,
                                   state.y + math.sin(state.yaw) * d]
                                  for d in (1.0, 2.0, 3.0, 4.0)]))
+
+
+def step_holding_speeds(env, control, obs) -> dict:
+    """Step `env` with hero0 and hero1 both keeping their speed; the new observations."""
+    obs, *_ = env.step({name: control.to_control(0.0, 0.0, obs[name].ego.speed)
+                        for name in ('hero0', 'hero1')})
+    return obs
+
+
+def first_index(flags) -> float:
+    """Index of the first true flag (inf if none)."""
+    return next((k for k, flag in enumerate(flags) if flag), math.inf)

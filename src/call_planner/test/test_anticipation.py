@@ -17,7 +17,8 @@ from call_planner.shared_tracks import shared_tracks
 from call_planner.ttc_monitor import COMFORTABLE, MonitorConfig, NONE
 from call_sim.env import MultiVehicleEnv
 from call_vehicle.vehicle_control import ControlModel
-from crossroad_scene import message_of, raster_and_monitor, SCENARIO
+from crossroad_scene import (first_index, message_of, raster_and_monitor, SCENARIO,
+                             step_holding_speeds)
 
 CROSSING = {'hero0': {'edge': 'south_in', 'lane': 0, 'pos': 150.0, 'speed': 8.0},
             'hero1': {'edge': 'east_in', 'lane': 0, 'pos': 144.0, 'speed': 8.0}}
@@ -58,31 +59,26 @@ def _drive(starts, config: MonitorConfig, steps: int, seen: bool = False):
             log['levels'].append(verdict.level)
             log['anticipated'].append(verdict.anticipated)
             log['drawn'].append(bool(bev[CHANNEL_INDEX['seen_vehicles']].any()))
-            obs, *_ = env.step({'hero0': control.to_control(0.0, 0.0, ego.speed),
-                                'hero1': control.to_control(0.0, 0.0, other.speed)})
+            obs = step_holding_speeds(env, control, obs)
     return log
-
-
-def _first(flags):
-    return next((k for k, flag in enumerate(flags) if flag), math.inf)
 
 
 def test_a_crossing_vehicle_known_only_through_sharing_is_anticipated_1_s_earlier():
     config = _config(True)
     assert config.anticipation_ttc > config.comfortable_ttc + 1.0     # the yaml turns it on
     early, late = _drive(CROSSING, config, 40), _drive(CROSSING, _config(False), 40)
-    first = _first(level != NONE for level in early['levels'])
+    first = first_index(level != NONE for level in early['levels'])
     # the first override is the anticipation's comfortable deceleration, for the shared vehicle
     assert math.isfinite(first) and early['anticipated'][first]
     assert early['levels'][first] == COMFORTABLE
     # without anticipation the monitor warns only at its comfortable TTC, at least 1 s later
-    assert first + 10 <= _first(level != NONE for level in late['levels'])
+    assert first + 10 <= first_index(level != NONE for level in late['levels'])
     assert not any(late['anticipated'])
     # once hero0's own sensors show it, the same vehicle is left to the ordinary thresholds
     seen = _drive(CROSSING, config, 40, seen=True)
-    drawn = _first(seen['drawn'])
+    drawn = first_index(seen['drawn'])
     # (it is drawn well before its TTC falls to the comfortable threshold)
-    assert drawn + 5 <= _first(level != NONE for level in late['levels'])
+    assert drawn + 5 <= first_index(level != NONE for level in late['levels'])
     assert not any(seen['anticipated'][drawn:])
 
 

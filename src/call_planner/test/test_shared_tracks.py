@@ -21,7 +21,8 @@ from call_planner.ttc_monitor import (BevGeometry, contact_times, MonitorConfig,
 from call_sim.env import MultiVehicleEnv
 from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_control import ControlModel
-from crossroad_scene import message_of, raster_and_monitor, SCENARIO
+from crossroad_scene import (first_index, message_of, raster_and_monitor, SCENARIO,
+                             step_holding_speeds)
 import numpy as np
 
 STARTS = {'hero0': {'edge': 'south_in', 'lane': 0, 'pos': 150.0, 'speed': 8.0},
@@ -67,27 +68,22 @@ def _drive(messages: bool, steps=40, cost=None):
             log['in_bev'].append(-(rows - bev_cfg.ego_row) * mpp < forward < bev_cfg.ego_row * mpp
                                  and -(rows - bev_cfg.ego_col) * mpp < left
                                  < bev_cfg.ego_col * mpp)
-            obs, *_ = env.step({'hero0': control.to_control(0.0, 0.0, ego.speed),
-                                'hero1': control.to_control(0.0, 0.0, other.speed)})
+            obs = step_holding_speeds(env, control, obs)
     return log
-
-
-def _first(flags):
-    return next((k for k, flag in enumerate(flags) if flag), math.inf)
 
 
 def test_a_neighbour_known_by_its_message_is_braked_for_before_it_is_in_the_bev():
     stated, blob = _drive(True), _drive(False)
-    first = _first(stated['brake_preferred'])
+    first = first_index(stated['brake_preferred'])
     # the planner's conflict cost prefers braking while hero1 is outside hero0's BEV: only
     # the message can have told it
     assert math.isfinite(first) and not stated['in_bev'][first]
     # with the blob alone it does so only after hero1 entered the BEV and was tracked,
     # at least 0.5 s later
-    assert first + 5 <= _first(blob['brake_preferred'])
-    assert _first(blob['in_bev']) <= _first(blob['brake_preferred'])
+    assert first + 5 <= first_index(blob['brake_preferred'])
+    assert first_index(blob['in_bev']) <= first_index(blob['brake_preferred'])
     # the monitor (its threshold below the planner's) warns no later with the message
-    warned = [_first([level != NONE for level in log['levels']]) for log in (stated, blob)]
+    warned = [first_index([level != NONE for level in log['levels']]) for log in (stated, blob)]
     assert math.isfinite(warned[0]) and warned[0] <= warned[1]
 
 
@@ -101,8 +97,8 @@ def test_a_vehicle_known_only_through_sharing_is_braked_for_at_a_longer_ttc():
     equal = ConflictCost(ConflictConfig(float(params['conflict_weight']),
                                         float(params['conflict_ttc']),
                                         float(params['conflict_horizon'])), config, ActionSet())
-    early = _first(_drive(True, 30, yaml_cost)['brake_preferred'])
-    late = _first(_drive(True, 30, equal)['brake_preferred'])
+    early = first_index(_drive(True, 30, yaml_cost)['brake_preferred'])
+    late = first_index(_drive(True, 30, equal)['brake_preferred'])
     assert math.isfinite(early) and early + 10 <= late       # at least 1 s earlier
     # a seen vehicle at the same TTC keeps conflict_ttc: a vehicle crossing 5 s ahead at
     # keeping speed costs nothing when seen, and braking is preferred when only shared
