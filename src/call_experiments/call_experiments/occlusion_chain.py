@@ -15,7 +15,9 @@ vehicle (ego) and step, which other vehicles each stage of the sharing chain hel
 4. `tracked`: the ego's monitor holds a shared-only track there, with or without velocity;
 5. `told`: ... with a velocity (the track the monitor and the conflict cost assess:
    `driving_eval.told_ids`);
-6. the ego's first deceleration (`call_sim.driving_metrics`).
+6. `crossing`: ... and that track is one the monitor's anticipation is for
+   (`ttc_monitor.anticipated`: ahead, crossing or merging, not a leader to follow);
+7. the ego's first deceleration (`call_sim.driving_metrics`).
 
 Per occluded conflict (the evaluation's convention: `driving_metrics.conflicts`, occluded
 within `occlusion_window`) each stage's first step in the 5 s look-back, relative to the
@@ -41,7 +43,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-STAGES = ('sensed', 'sender', 'in_view', 'tracked', 'told')
+STAGES = ('sensed', 'sender', 'in_view', 'tracked', 'told', 'crossing')
 
 
 class ChainProbe:
@@ -58,6 +60,7 @@ class ChainProbe:
         """Take one step (`driving_eval.drive_seed`'s probe)."""
         from call_experiments.driving_eval import own_sensors_see
         from call_perception.bev_raster import CHANNEL_INDEX, map_to_pixel
+        from call_planner.ttc_monitor import anticipated
         pipeline = fleet.pipeline
         config = pipeline.bev_config
         actor_of = {role: observations[role].ego.actor_id for role in pipeline.roles}
@@ -89,6 +92,11 @@ class ChainProbe:
             tracked = {o.actor_id for o in others
                        if any(math.hypot(o.x - x, o.y - y) <= self.radius
                               for x, y in shared_tracks)}
+            moving = monitor.moving_tracks()
+            chosen = [(k.x, k.y) for k, c in zip(moving, anticipated(
+                moving, (obs.ego.x, obs.ego.y, obs.ego.yaw))) if c]
+            crossing = {o.actor_id for o in others
+                        if any(math.hypot(o.x - x, o.y - y) <= self.radius for x, y in chosen)}
             nearest = {}
             for o in others:
                 seers = [r for r, ids in seen.items() if r != role and o.actor_id in ids]
@@ -99,7 +107,7 @@ class ChainProbe:
                         if r in observations)
             self.records[((role, trip[role]), round(time, 2))] = {
                 'sensed': sensed, 'sender': sender, 'in_view': in_view, 'tracked': tracked,
-                'told': set(fleet.told.get(role, frozenset())),
+                'told': set(fleet.told.get(role, frozenset())), 'crossing': crossing,
                 'range': step.comm_range, 'nearest_seer': nearest,
                 'senders': len(senders), 'error': step.error if step.valid else math.nan}
         self._previous_seen = seen_now
