@@ -161,3 +161,34 @@ def read_path_xy(raw: bytes) -> Tuple[int, int, np.ndarray]:
     if offset > end:
         raise NavCdrError(f'a Path of {end} bytes after its header needs {offset}')
     return sec, nanosec, np.array(points, dtype=np.float64).reshape(-1, 2)
+
+
+def _string(text: bytes, order: str) -> bytes:
+    return _UINT[order].pack(len(text) + 1) + text + b'\x00'
+
+
+def serialize_path_xy(sec: int, nanosec: int, frame_id: str, points: np.ndarray,
+                      order: str = '<') -> bytes:
+    """
+    Serialize a nav_msgs/Path of (M, 2) map-frame points, as rclpy's `serialize_message` does.
+
+    Each pose is stamped like the path, at z 0 with the identity orientation: the Path the
+    planner declares its plan with, which rclpy would build as M PoseStamped objects (each a
+    header, stamp, pose, point and quaternion) to serialize them again. Publishing these bytes
+    puts the same message on the topic (`Publisher.publish` takes serialized bytes).
+    """
+    head = _HEAD[order]
+    frame = frame_id.encode()
+    stamp = head.pack(sec, nanosec, len(frame) + 1)[:8]
+    header = stamp + _string(frame, order)
+    out = bytearray(b'\x00\x01\x00\x00' if order == '<' else b'\x00\x00\x00\x00')
+    out += header
+    out += bytes((-len(out) + 4) % 4)
+    out += _UINT[order].pack(len(points))
+    pose = struct.Struct(order + '7d')
+    for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2).tolist():
+        out += bytes((-len(out) + 4) % 4)            # offsets count from after the 4-byte
+        out += header                                # encapsulation header: alignment
+        out += bytes((-len(out) + 4) % 8)            # relative to it
+        out += pose.pack(x, y, 0.0, 0.0, 0.0, 0.0, 1.0)
+    return bytes(out)

@@ -36,7 +36,7 @@ def _odometry(rng: random.Random, sec: int) -> Odometry:
 
 
 def _state(node: PerceptionNode) -> tuple:
-    """What the callbacks leave behind (arrays by their bytes)."""
+    """Return what the callbacks leave behind (arrays by their bytes)."""
     return (node.plan.tobytes(), node.plan.shape, node.route.tobytes(), node.route.shape,
             node.route_received, {k: v.tobytes() for k, v in node.plans.items()},
             node.pending_odometry, node.last_odometry_stamp, dict(node.step_before.items()),

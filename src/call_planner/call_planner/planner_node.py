@@ -26,7 +26,7 @@ from typing import Any, Optional
 from call_common.batch_timer import BatchTimer
 from call_common.msg_conversions import stamp_nanoseconds, stamp_seconds, yaw_from_xyzw
 from call_common.nav_cdr import (NavCdrError, odometry_fields, path_xy, RawOdometry,
-                                 read_odometry, read_path_xy)
+                                 read_odometry, read_path_xy, serialize_path_xy)
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
@@ -47,7 +47,7 @@ from call_vehicle.intention import intention_waypoints
 from call_world_model import checkpoint
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, PoseStamped
+from geometry_msgs.msg import Point
 from nav_msgs.msg import Odometry, Path
 import numpy as np
 from rclpy.clock import Clock, ClockType
@@ -545,14 +545,9 @@ class PlannerNode(Node):
         """
         header = Header(stamp=stamp, frame_id='map')
         if changed:
-            path = Path(header=header)
-            for x, y in self.waypoints:
-                pose = PoseStamped(header=header)
-                pose.pose.position.x = float(x)
-                pose.pose.position.y = float(y)
-                pose.pose.orientation.w = 1.0
-                path.poses.append(pose)
-            self.plan_pub.publish(path)
+            # serialized as rclpy would serialize the Path of PoseStamped (`nav_cdr`)
+            self.plan_pub.publish(serialize_path_xy(stamp.sec, stamp.nanosec, 'map',
+                                                    self.waypoints))
         viewers = self.marker_pub.get_subscription_count() > 0
         self.follow_shared(viewers)
         if viewers:                                         # skip the markers when unseen
