@@ -13,6 +13,7 @@ from rclpy.serialization import serialize_message
 def _path(rng: random.Random, sec: int, bad: bool) -> Path:
     msg = Path()
     msg.header.stamp.sec, msg.header.frame_id = sec, 'map'
+    msg.header.stamp.nanosec = rng.randrange(10**9)
     for _ in range(rng.randrange(15)):
         pose = PoseStamped()
         pose.header.frame_id = 'map'[:rng.randrange(4)]
@@ -61,6 +62,11 @@ def test_raw_callbacks_keep_the_typed_callbacks_state_and_count_bad_bytes():
             typed.on_odometry(odometry)
             raw.on_odometry_raw(serialize_message(odometry))
             assert _state(raw) == _state(typed)
+            if not step % 7 == 3:                       # the message's own stamp and points
+                stamp = plan.header.stamp.sec * 10**9 + plan.header.stamp.nanosec
+                assert np.array_equal(raw.plans[stamp], [(p.pose.position.x, p.pose.position.y)
+                                                         for p in plan.poses] or
+                                      np.zeros((0, 2)))
         assert typed.counts['malformed_paths'] > 0          # the NaN paths were dropped
         before = _state(raw)
         raw.on_odometry_raw(serialize_message(odometry)[:100])

@@ -1,6 +1,9 @@
 """The planner's raw odometry and route callbacks keep what the typed callbacks keep."""
+import math
 import random
 
+from call_common.msg_conversions import yaw_from_quaternion
+from call_vehicle.carla_wire import float32
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry, Path
 import rclpy
@@ -62,6 +65,13 @@ def test_raw_callbacks_keep_the_typed_callbacks_state_and_count_bad_bytes(tmp_pa
                 typed.on_route(route)
                 raw.on_route_raw(serialize_message(route))
             assert _state(raw) == _state(typed)
+            p, v = odometry.pose.pose.position, odometry.twist.twist.linear
+            if math.isfinite(v.y):                      # kept: the message's own numbers
+                q = odometry.pose.pose.orientation
+                assert raw.pose == (p.x, p.y, yaw_from_quaternion(q))
+                assert raw.speed == float32(math.hypot(v.x, v.y))
+                wz = odometry.twist.twist.angular.z
+                assert raw.yaw_rate == (wz if math.isfinite(wz) else 0.0)
         assert typed.counts['dropped'] > 0 and len(typed.poses) > 0
         before = _state(raw)
         raw.on_odometry_raw(serialize_message(odometry)[:-1])
