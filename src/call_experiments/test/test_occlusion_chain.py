@@ -18,7 +18,7 @@ STEPS = 30
 
 @pytest.fixture(scope='module')
 def run():
-    """run(mode): the seed in that mode (sharing: c = 0) with a probe, each run once."""
+    """Give a getter of the seed run in a mode (sharing: c = 0), with a probe; each run once."""
     loaded = load_policy_models(shipped_checkpoint())
     done = {}
 
@@ -57,7 +57,7 @@ def test_sharing_stages_hold_vehicles_only_when_the_ego_shares(run):
 
 
 def _records(partner, times):
-    """Records of trip ('hero0', 0): each stage holds `partner` from its time in `times`."""
+    """Make records of trip ('hero0', 0): each stage holds `partner` from its `times` on."""
     out = {}
     for k in range(0, 121):
         t = round(0.1 * k, 2)
