@@ -17,7 +17,10 @@ vehicle (ego) and step, which other vehicles each stage of the sharing chain hel
    `driving_eval.told_ids`);
 6. `crossing`: ... and that track is one the monitor's anticipation is for
    (`ttc_monitor.anticipated`: ahead, crossing or merging, not a leader to follow);
-7. the ego's first deceleration (`call_sim.driving_metrics`).
+7. `contact`: ... and its first contact with the ego, both held at constant velocity (the
+   monitor's geometry, `ttc_monitor.first_contacts`, the ego straight on), is within the
+   monitor's `anticipation_ttc`: the anticipation had a reason to brake;
+8. the ego's first deceleration (`call_sim.driving_metrics`).
 
 Per occluded conflict (the evaluation's convention: `driving_metrics.conflicts`, occluded
 within `occlusion_window`) each stage's first step in the 5 s look-back, relative to the
@@ -43,7 +46,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-STAGES = ('sensed', 'sender', 'in_view', 'tracked', 'told', 'crossing')
+STAGES = ('sensed', 'sender', 'in_view', 'tracked', 'told', 'crossing', 'contact')
 
 
 class ChainProbe:
@@ -97,6 +100,9 @@ class ChainProbe:
                 moving, (obs.ego.x, obs.ego.y, obs.ego.yaw))) if c]
             crossing = {o.actor_id for o in others
                         if any(math.hypot(o.x - x, o.y - y) <= self.radius for x, y in chosen)}
+            contact = self._contacts(fleet.config, obs.ego, others, crossing, [
+                k for k, c in zip(moving, anticipated(
+                    moving, (obs.ego.x, obs.ego.y, obs.ego.yaw))) if c])
             nearest = {}
             for o in others:
                 seers = [r for r, ids in seen.items() if r != role and o.actor_id in ids]
@@ -108,9 +114,26 @@ class ChainProbe:
             self.records[((role, trip[role]), round(time, 2))] = {
                 'sensed': sensed, 'sender': sender, 'in_view': in_view, 'tracked': tracked,
                 'told': set(fleet.told.get(role, frozenset())), 'crossing': crossing,
+                'contact': contact,
                 'range': step.comm_range, 'nearest_seer': nearest,
                 'senders': len(senders), 'error': step.error if step.valid else math.nan}
         self._previous_seen = seen_now
+
+    def _contacts(self, config: Any, ego: Any, others: Sequence[Any], near: set,
+                  tracks: Sequence[Any]) -> set:
+        """Return the vehicles of `near` whose track in `tracks` meets the ego in the horizon."""
+        from call_planner.ttc_monitor import first_contacts
+        horizon = config.anticipation_ttc
+        if not near or not tracks or not horizon:
+            return set()
+        t = np.arange(0.0, horizon + 1e-9, config.time_step)
+        speed = max(float(ego.speed), 0.0)
+        ex = ego.x + speed * t * math.cos(ego.yaw)
+        ey = ego.y + speed * t * math.sin(ego.yaw)
+        first = first_contacts(ex, ey, np.full(len(t), ego.yaw), list(tracks), t, 0.0, config)
+        meeting = [(k.x, k.y) for k, f in zip(tracks, first) if f < len(t)]
+        return {o.actor_id for o in others if o.actor_id in near
+                and any(math.hypot(o.x - x, o.y - y) <= self.radius for x, y in meeting)}
 
 
 def chain(conflicts: List[Any], probe: ChainProbe, lookback: float) -> List[Dict[str, Any]]:

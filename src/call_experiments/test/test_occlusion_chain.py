@@ -48,12 +48,13 @@ def test_sharing_stages_hold_vehicles_only_when_the_ego_shares(run):
     assert any(r['sensed'] for r in local) and any(r['sensed'] for r in shared)
     # a local ego accepts no sender, so nothing reaches it through sharing
     assert not any(r['sender'] or r['in_view'] or r['tracked'] or r['told'] or r['crossing']
-                   for r in local)
+                   or r['contact'] for r in local)
     # sharing with every vehicle: senders tell of vehicles, some reach the ego's BEV
     assert any(r['sender'] for r in shared) and any(r['in_view'] for r in shared)
     for r in shared:
         assert r['told'] <= r['tracked']       # a track with a velocity is a track
         assert r['crossing'] <= r['told']      # anticipation is for told tracks only
+        assert r['contact'] <= r['crossing']
 
 
 def _records(partner, times):
