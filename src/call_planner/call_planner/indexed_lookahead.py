@@ -134,9 +134,8 @@ class IndexedLookahead:
         self.offsets = torch.arange(self.stoch) * self.classes
         wm, ac = self.world_model, self.actor_critic
         self._actor_rest, self._reward_rest = _rest(ac.actor), _rest(wm.heads['reward'])
-        self._cont_rest, self._critic_rest = _rest(wm.heads['cont']), _rest(ac.critic)
         self._cont_hidden = _rest(wm.heads['cont'], out=False)
-        self._cont_out = _plain(wm.heads['cont'].out)
+        self._cont_out, self._critic_rest = _plain(wm.heads['cont'].out), _rest(ac.critic)
         self._bags: dict = {}
         self._img_in_rest = _chain([rssm.img_in[1], rssm.img_in[2]])
         self._img_out = _chain([rssm.img_out])
@@ -187,7 +186,8 @@ class IndexedLookahead:
         rows = self._rows(start['stoch'].argmax(-1))
         action = first_actions.long()
         actions, firsts, kept = [], [], []
-        decoded = set(self.occupancy.decoded_steps(horizon)) if self.occupancy else set()
+        occupancy = self.occupancy
+        decoded = set(occupancy.decoded_steps(horizon)) if occupancy is not None else set()
         logits = None
         for k in range(horizon):
             if k > 0:
@@ -224,7 +224,6 @@ class IndexedLookahead:
         value = self.actor_critic.value_dist.mean(self._critic_rest(critic_in))
         score = score + (gamma ** horizon) * alive * value.float()
         if kept:
-            occupancy = self.occupancy
             overlaps = occupancy.overlap_from_indices(torch.cat([d for d, _ in kept]),
                                                       torch.cat([i for _, i in kept]))
             score = score - occupancy.discounted(overlaps.float().view(len(kept), -1),
