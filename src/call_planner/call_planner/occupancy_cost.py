@@ -273,8 +273,14 @@ class DecoderWindow:
             x = x + (F.embedding(zc, table).sum(2) + conv.bias).reshape(x.shape)
         return self.upsample(x)
 
+    @torch.no_grad()
     def upsample(self, flat: torch.Tensor) -> torch.Tensor:
-        """Flat first-stage crop (B, cells * C0) -> (B, len(channels), pixels) logits."""
+        """
+        Flat first-stage crop (B, cells * C0) -> (B, len(channels), pixels) logits.
+
+        Inference only (products write into their stage's output, which autograd cannot
+        follow; the window's weights are snapshots without gradients anyway).
+        """
         batch = flat.shape[0]
         x = flat.reshape(batch * len(self.cells), self.decoder.first_channels)
         for stage, rows, after in zip(self.stages, self._gather_rows(batch), self.after):

@@ -66,6 +66,11 @@ def test_a_window_at_the_image_border_reads_zeros_outside_it(preset, overrides, 
             got = cost.window.from_indices(states['deter'], z, cfg.stoch, cfg.classes)
         assert reference.std() > 1e-3
         assert got == pytest.approx(reference, abs=1e-4)
+    # outside inference mode too, from features that require gradients: the same logits
+    features = model.features(states).requires_grad_()
+    with torch.inference_mode():
+        expected = cost.window(features.detach())
+    assert torch.equal(cost.window(features), expected)
 
 
 def test_footprint_covers_the_ego_box_with_its_margin():
