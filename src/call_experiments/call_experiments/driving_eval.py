@@ -13,7 +13,11 @@ per-conflict minimum TTC, first deceleration relative to each conflict, success 
 completion over trips that ended by themselves, collision rate per vehicle-step, override
 shares) are computed; the CSV gives, per mode and metric, the mean over the seeds and its
 Student-t 95 % interval (`call_world_model.prediction_metrics.mean_interval`: the seeds are
-the independent units), with the seeds and the number of routes (trips that ended).
+the independent units), with the seeds and the number of routes (trips that ended). With more
+than one mode and CALL (`lsi`) among them, `--combine` also writes the paired comparison
+(`PAIRED_METRICS`, `paired_rows`): a seed fixes the scenario's traffic and routes for every
+mode, so CALL's difference to each other mode seed by seed is a sharper test than two
+unpaired intervals.
 
 A trip still driving `trip_timeout` after its start ends then as a time out (the vehicle
 respawns on a new route); a trip still open when the run ends is cut short (excluded).
@@ -53,6 +57,11 @@ import numpy as np
 import torch
 
 CSV_COLUMNS = ('mode', 'metric', 'mean', 'ci_low', 'ci_high', 'seeds', 'routes')
+PAIRED_COLUMNS = ('mode', 'reference', 'metric', 'mean', 'ci_low', 'ci_high', 'seeds',
+                  'reference_better')
+# metrics compared seed by seed, and whether higher is better
+PAIRED_METRICS = {'success_rate': True, 'route_completion': True, 'collision_rate': False,
+                  'mean_trip_return': True, 'override_total': False}
 #: the metrics written, in order (fractions; seconds for times)
 METRICS = ('success_rate', 'route_completion', 'collision_rate', 'conflicts_per_1000_steps',
            'conflict_min_ttc_mean_s', 'conflict_min_ttc_p5_s', 'first_deceleration_mean_s',
@@ -469,6 +478,32 @@ def rows_for(mode: str, per_seed: Sequence[Any]) -> List[Dict[str, Any]]:
     return rows
 
 
+def paired_rows(reference: str, per_seed: Dict[str, Dict[int, Dict[str, Any]]]
+                ) -> List[Dict[str, Any]]:
+    """
+    Rows of the reference mode minus each other mode, seed by seed (`PAIRED_METRICS`).
+
+    `per_seed`: mode -> seed -> summary. Only seeds both modes ran count; per metric the
+    mean difference and its Student-t 95 % interval over those seeds, and on how many seeds
+    the reference was strictly better (ties are not).
+    """
+    rows = []
+    for mode, other in per_seed.items():
+        if mode == reference:
+            continue
+        seeds = sorted(set(other) & set(per_seed[reference]))
+        for metric, higher_better in PAIRED_METRICS.items():
+            pairs = [(per_seed[reference][s].get(metric, math.nan),
+                      other[s].get(metric, math.nan)) for s in seeds]
+            pairs = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
+            mean, low, high, n = mean_interval([a - b for a, b in pairs])
+            better = sum((a > b) if higher_better else (a < b) for a, b in pairs)
+            rows.append({'mode': mode, 'reference': reference, 'metric': metric,
+                         'mean': mean, 'ci_low': low, 'ci_high': high, 'seeds': n,
+                         'reference_better': better})
+    return rows
+
+
 def write_csv(path: Path, rows: Sequence[Dict[str, Any]],
               columns: Sequence[str] = CSV_COLUMNS) -> None:
     """Write the rows (floats with 6 significant digits; keys beyond columns left out)."""
@@ -549,6 +584,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         'sha256': manifest.sha256(checkpoint_path)}
     sweep = len(args.c) > 1
     rows = []
+    by_mode: Dict[str, Dict[int, Dict[str, Any]]] = {}
     for c, mode in ((c, mode) for c in args.c for mode in args.modes):
         per_seed = []
         for seed in args.seeds:
@@ -558,6 +594,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     log(f'no summary {path}: seed {seed} left out')
                     continue
                 per_seed.append(json.loads(path.read_text())['summary'])
+                by_mode.setdefault(mode, {})[seed] = per_seed[-1]
                 continue
             runs.mkdir(parents=True, exist_ok=True)
 
@@ -586,6 +623,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     name = (f'driving_{args.scenario}{"_c_sweep" if sweep else ""}'
             f'{"_quick" if args.quick else ""}.csv')
     write_csv(Path(args.out) / name, rows, CSV_COLUMNS + (('c',) if sweep else ()))
+    if not sweep and len(by_mode) > 1 and 'lsi' in by_mode:
+        paired = Path(args.out) / name.replace('.csv', '_paired.csv')
+        write_csv(paired, paired_rows('lsi', by_mode), PAIRED_COLUMNS)
+        log(f'wrote {paired}')
     if sweep:
         from call_experiments.plots import threshold_figures    # matplotlib: only here
         threshold_figures(Path(args.out), sweep_points(rows))

@@ -18,7 +18,8 @@ import math
 from call_experiments import manifest
 from call_experiments.driving_eval import (build_fleet, conflict_partner, drive_seed,
                                            load_policy_models, main, override_cause,
-                                           own_sensors_see, path_conflict, rows_for,
+                                           own_sensors_see, paired_rows, path_conflict,
+                                           rows_for,
                                            SeedResult, shipped_checkpoint, told_ids)
 from call_experiments.evaluate import collect_settings
 from call_perception.bev_raster import CHANNEL_INDEX
@@ -145,6 +146,26 @@ def test_rows_hold_the_mean_and_interval_over_seeds():
     assert success['ci_low'] < success['mean'] < success['ci_high']
     assert success['seeds'] == 3 and success['routes'] == 3    # cut-short trips excluded
     assert rows['collision_rate']['mean'] == pytest.approx(0.1 / 3)
+
+
+def test_paired_rows_compare_seed_by_seed_on_the_seeds_both_modes_ran():
+    lsi = {1: {'success_rate': 1.0, 'collision_rate': 0.0},
+           2: {'success_rate': 0.9, 'collision_rate': 0.0},
+           3: {'success_rate': 0.8, 'collision_rate': 0.002},
+           4: {'success_rate': 0.0, 'collision_rate': 0.5}}      # local did not run seed 4
+    local = {1: {'success_rate': 0.9, 'collision_rate': 0.001},
+             2: {'success_rate': 0.9, 'collision_rate': 0.001},
+             3: {'success_rate': 0.6, 'collision_rate': 0.001}}
+    rows = {r['metric']: r for r in paired_rows('lsi', {'lsi': lsi, 'local': local})}
+    success = rows['success_rate']
+    assert (success['mode'], success['reference'], success['seeds']) == ('local', 'lsi', 3)
+    assert success['mean'] == pytest.approx(0.1)
+    assert success['ci_low'] < 0.1 < success['ci_high']
+    assert success['reference_better'] == 2                   # the tie on seed 2 is not
+    collisions = rows['collision_rate']                       # lower is better
+    assert collisions['mean'] == pytest.approx(-0.001 / 3)
+    assert collisions['reference_better'] == 2
+    assert rows['mean_trip_return']['seeds'] == 0             # a metric neither summary has
 
 
 def test_override_causes_tell_holds_and_where_the_other_vehicle_is():
