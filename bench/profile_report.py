@@ -80,6 +80,10 @@ def main() -> int:
     parser.add_argument('--top', type=int, default=25)
     parser.add_argument('--ticks', type=float, default=0.0,
                         help='ticks the profile covered: also print ms per tick')
+    parser.add_argument('--per-vehicle-tick', action='store_true',
+                        help='also print ms per vehicle-tick (the count of perception '
+                             'odometry callbacks: one per vehicle and step) and the '
+                             'accounts summed over the vehicles')
     args = parser.parse_args()
     categories: collections.Counter = collections.Counter()
     details: collections.Counter = collections.Counter()
@@ -124,9 +128,16 @@ def main() -> int:
                 threads[f'other threads: {re.sub(r"[0-9]+$", "", name)}'] += cpu
     total = sum(threads.values())
     scale = 1e3 / args.ticks if args.ticks else None
+    if args.per_vehicle_tick:
+        vehicle_ticks = sum(count for (node, kind, topic), count in calls.items()
+                            if node == 'perception' and topic.endswith('/odometry'))
+        scale = 1e3 / max(1, vehicle_ticks)
+        print(f'{vehicle_ticks} vehicle-ticks (perception odometry callbacks); '
+              'last column: ms of thread CPU per vehicle-tick')
 
     def line(label: str, cpu: float) -> str:
-        ms = f'{cpu * scale:9.1f}' if scale else ''
+        ms = (f'{cpu * scale:9.2f}' if args.per_vehicle_tick else f'{cpu * scale:9.1f}') \
+            if scale else ''
         return f'  {label:<58} {100 * cpu / total:6.1f} %{ms}'
 
     if accounts:
@@ -146,6 +157,13 @@ def main() -> int:
             executor_cpu - in_callbacks
         for label, cpu in by_node.most_common():
             print(line(label, cpu))
+        if args.per_vehicle_tick:
+            summed: collections.Counter = collections.Counter()
+            for (node, what), cpu in accounts.items():
+                summed[(node, re.sub(r'/[a-z_]*[0-9]+/', '/R/', what))] += cpu
+            print('  callbacks and publishers summed over the vehicles (R):')
+            for (node, what), cpu in summed.most_common(args.top):
+                print(line(f'    {node}: {what}', cpu))
         print('  callbacks and publishers, top ones:')
         for (node, what), cpu in accounts.most_common(args.top):
             print(line(f'    {node}: {what}', cpu))

@@ -43,7 +43,9 @@ from call_comm.stamped_poses import Pose, StampedPoses
 from call_comm.view_decoding import load_view_decoder, ViewBatcher, ViewDecoder, ViewRequest
 from call_common.batch_timer import BatchTimer
 from call_common.draining import drain
-from call_common.msg_conversions import stamp_seconds, yaw_from_quaternion
+from call_common.msg_conversions import stamp_seconds, yaw_from_xyzw
+from call_common.nav_cdr import (NavCdrError, odometry_fields, path_xy, RawOdometry,
+                                 read_odometry, read_path_xy)
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
@@ -234,6 +236,7 @@ class CommNode(Node):
         self.sent_at: Optional[tuple] = None      # (sec, nanosec) of the last message sent
         self.sent_z: Optional[np.ndarray] = None  # its z indices
         self.plan_waits_given_up = 0
+        self.malformed_inputs = 0                 # odometry or plan bytes that did not parse
 
         # The writer offers deadline and lifespan; the reader requests neither, because a
         # requested deadline is incompatible with writers offering none (tools, replays).
@@ -259,8 +262,12 @@ class CommNode(Node):
         # per-step counts: a reader adding them up needs every one, even 10 s behind
         self.stats_pub = pub(CommStats, 'comm_stats', 100)
         sub(LatentState, 'latent_state', self._on_state, 10)
-        sub(Path, 'plan', self._on_plan, 10)
-        sub(Odometry, f'/carla/{self.role}/odometry', self._on_odometry, 10)
+        # Path and Odometry are taken raw: the few numbers read from the bytes (`nav_cdr`)
+        self.create_subscription(Path, 'plan', self._on_plan_raw, 10,
+                                 event_callbacks=QUIET_SUB, raw=True)
+        self.create_subscription(Odometry, f'/carla/{self.role}/odometry',
+                                 self._on_odometry_raw, 10, event_callbacks=QUIET_SUB,
+                                 raw=True)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f'{self.role}: c={self.gate.c} range={self.gate.comm_range} m '
@@ -336,19 +343,46 @@ class CommNode(Node):
         return [repr(x - r), repr(x + r), repr(y - r), repr(y + r)]
 
     # -------------------------------------------------------------------------- callbacks
+    def _malformed(self, kind: str, error: NavCdrError) -> None:
+        self.malformed_inputs += 1
+        self.get_logger().warning(f'dropped a malformed {kind}: {error} '
+                                  f'({self.malformed_inputs} inputs so far)',
+                                  throttle_duration_sec=5.0)
+
+    def _on_odometry_raw(self, raw: bytes) -> None:
+        """Take a serialized Odometry (same result as `_on_odometry` on its bytes)."""
+        try:
+            odometry = read_odometry(raw)
+        except NavCdrError as error:
+            self._malformed('odometry', error)
+            return
+        self._take_odometry(odometry)
+
     def _on_odometry(self, msg: Odometry) -> None:
-        pose = msg.pose.pose
-        twist = msg.twist.twist.linear
+        self._take_odometry(odometry_fields(msg))
+
+    def _take_odometry(self, odometry: RawOdometry) -> None:
         for state, step_pose in self.poses.add(
-                RosTime.from_msg(msg.header.stamp).nanoseconds,
-                (pose.position.x, pose.position.y, yaw_from_quaternion(pose.orientation),
-                 math.hypot(twist.x, twist.y))):
+                odometry.stamp_ns,
+                (odometry.x, odometry.y,
+                 yaw_from_xyzw(odometry.qx, odometry.qy, odometry.qz, odometry.qw),
+                 math.hypot(odometry.vx, odometry.vy))):
             self._step(state, step_pose)
 
+    def _on_plan_raw(self, raw: bytes) -> None:
+        """Take a serialized plan Path (same result as `_on_plan` on its bytes)."""
+        try:
+            sec, nanosec, plan = read_path_xy(raw)
+        except NavCdrError as error:
+            self._malformed('plan', error)
+            return
+        self._take_plan(sec * 10**9 + nanosec, plan)
+
     def _on_plan(self, msg: Path) -> None:
-        plan = np.array([[s.pose.position.x, s.pose.position.y] for s in msg.poses],
-                        dtype=np.float64).reshape(-1, 2)
-        self.plans.append((RosTime.from_msg(msg.header.stamp).nanoseconds, plan))
+        self._take_plan(RosTime.from_msg(msg.header.stamp).nanoseconds, path_xy(msg))
+
+    def _take_plan(self, stamp_ns: int, plan: np.ndarray) -> None:
+        self.plans.append((stamp_ns, plan))
         del self.plans[:-PLANS_KEPT]
         if self.pending is not None and self.last_step is not None and \
                 self.plans[-1][0] >= _ns(self.last_step):

@@ -12,8 +12,11 @@ import array
 import math
 from typing import Any, List, Optional
 
+from builtin_interfaces.msg import Time
 from call_common.msg_conversions import (stamp_nanoseconds, stamp_seconds, unpack_mask,
                                          yaw_from_xyzw)
+from call_common.nav_cdr import (NavCdrError, odometry_fields, path_xy, RawOdometry,
+                                 read_odometry, read_path_xy)
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
@@ -74,8 +77,11 @@ def box_from_fields(obj: RawObject) -> Box:
 
 def path_points(msg: Path) -> np.ndarray:
     """nav_msgs/Path -> (M, 2) map-frame points; ValueError on non-finite points."""
-    points = np.array([(p.pose.position.x, p.pose.position.y) for p in msg.poses],
-                      dtype=np.float64).reshape(-1, 2)
+    return finite_points(path_xy(msg))
+
+
+def finite_points(points: np.ndarray) -> np.ndarray:
+    """Return the (M, 2) points of a path; ValueError on non-finite points."""
     if not np.all(np.isfinite(points)):
         raise ValueError('path holds non-finite points')
     return points
@@ -108,7 +114,7 @@ class PerceptionNode(Node):
         # sends the two in no fixed order, so an odometry that is ahead of them waits
         self.objects_stamp: Optional[int] = None
         self.last_odometry_stamp: Optional[int] = None
-        self.pending_odometry: Optional[Odometry] = None
+        self.pending_odometry: Optional[RawOdometry] = None
         self.route = np.zeros((0, 2))
         self.route_received = False
         self.plan = np.zeros((0, 2))
@@ -142,14 +148,15 @@ class PerceptionNode(Node):
                                  event_callbacks=QUIET_SUB)
         self.create_subscription(ObjectArray, f'/carla/{role}/objects', self.on_objects_raw,
                                  10, event_callbacks=QUIET_SUB, raw=True)
-        self.create_subscription(Path, f'/carla/{role}/waypoints', self.on_route, 10,
-                                 event_callbacks=QUIET_SUB)
-        self.create_subscription(Path, 'plan', self.on_plan, 10,
-                                 event_callbacks=QUIET_SUB)
+        # Path and Odometry are taken raw: the few numbers read from the bytes (`nav_cdr`)
+        self.create_subscription(Path, f'/carla/{role}/waypoints', self.on_route_raw, 10,
+                                 event_callbacks=QUIET_SUB, raw=True)
+        self.create_subscription(Path, 'plan', self.on_plan_raw, 10,
+                                 event_callbacks=QUIET_SUB, raw=True)
         self.create_subscription(SharedInformation, 'shared_info', self.on_shared, 10,
                                  event_callbacks=QUIET_SUB)
-        self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry, 10,
-                                 event_callbacks=QUIET_SUB)
+        self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry_raw, 10,
+                                 event_callbacks=QUIET_SUB, raw=True)
         self.get_logger().info(
             f'BEV {self.bev_config.size}px @ {self.bev_config.metres_per_pixel} m/px for '
             f'{role}: sensor_range={self.sensor_range} m occlusion={self.occlusion} '
@@ -213,10 +220,22 @@ class PerceptionNode(Node):
             self.pending_odometry = None
             self._render(pending)
 
+    def on_route_raw(self, raw: bytes) -> None:
+        """Take a serialized route Path (same result as `on_route` on its bytes)."""
+        try:
+            _, _, points = read_path_xy(raw)
+        except NavCdrError as error:
+            self._drop('malformed_paths', f'route: {error}')
+            return
+        self._take_route(points)
+
     def on_route(self, msg: Path) -> None:
         """Route from the planning module (carla_waypoint_publisher contract)."""
+        self._take_route(path_xy(msg))
+
+    def _take_route(self, points: np.ndarray) -> None:
         try:
-            self.route = path_points(msg)
+            self.route = finite_points(points)
         except ValueError as error:
             self._drop('malformed_paths', f'route: {error}')
             return
@@ -226,14 +245,26 @@ class PerceptionNode(Node):
             self.pending_odometry = None
             self._render(pending)
 
+    def on_plan_raw(self, raw: bytes) -> None:
+        """Take a serialized plan Path (same result as `on_plan` on its bytes)."""
+        try:
+            sec, nanosec, points = read_path_xy(raw)
+        except NavCdrError as error:
+            self._drop('malformed_paths', f'plan: {error}')
+            return
+        self._take_plan(sec * 10**9 + nanosec, points)
+
     def on_plan(self, msg: Path) -> None:
         """Ego planned waypoints (the intention); preferred over the route when non-empty."""
+        self._take_plan(stamp_nanoseconds(msg.header.stamp), path_xy(msg))
+
+    def _take_plan(self, stamp: int, points: np.ndarray) -> None:
         try:
-            self.plan = path_points(msg)
+            self.plan = finite_points(points)
         except ValueError as error:
             self._drop('malformed_paths', f'plan: {error}')
             return
-        self.plans[stamp_nanoseconds(msg.header.stamp)] = self.plan
+        self.plans[stamp] = self.plan
         pending = self.pending_odometry
         if pending is not None and self._inputs_ready(pending):
             self.pending_odometry = None
@@ -298,7 +329,20 @@ class PerceptionNode(Node):
                 self._drop('malformed_views', f'neighbour {n.sender_id!r}: {error}')
         return out
 
+    def on_odometry_raw(self, raw: bytes) -> None:
+        """Take a serialized Odometry (same result as `on_odometry` on its bytes)."""
+        try:
+            odometry = read_odometry(raw)
+        except NavCdrError as error:
+            self._drop('malformed_odometry', f'message: {error}')
+            return
+        self._take_odometry(odometry)
+
     def on_odometry(self, msg: Odometry) -> None:
+        """Take a deserialised Odometry: one simulation step (`_take_odometry`)."""
+        self._take_odometry(odometry_fields(msg))
+
+    def _take_odometry(self, msg: RawOdometry) -> None:
         """
         One simulation step: render its BEV once the step's objects and shared info are in.
 
@@ -311,7 +355,7 @@ class PerceptionNode(Node):
         wait, so a missing topic costs one step, not the pipeline. A re-sent step (same
         stamp) re-publishes its BEV rather than rendering it again.
         """
-        stamp = stamp_nanoseconds(msg.header.stamp)
+        stamp = msg.stamp_ns
         if stamp == self.last_odometry_stamp:
             # the simulator re-sent a step it waits on (late joiners): the same BEV again,
             # so each step is observed once with the inputs it was first rendered with
@@ -336,9 +380,9 @@ class PerceptionNode(Node):
             return
         self._render(msg)
 
-    def _inputs_ready(self, msg: Odometry) -> bool:
+    def _inputs_ready(self, msg: RawOdometry) -> bool:
         """Tell whether the step's awaited map, objects and shared information are in."""
-        stamp = stamp_nanoseconds(msg.header.stamp)
+        stamp = msg.stamp_ns
         if self.counts['published'] == 0 and (
                 self.map_name is None or not self.route_received
                 or self.objects_stamp is None or self.objects_stamp < stamp):
@@ -352,38 +396,38 @@ class PerceptionNode(Node):
             return False
         return not self.expect_shared or previous in self.shared_by_stamp
 
-    def _render(self, msg: Odometry) -> None:
+    def _render(self, msg: RawOdometry) -> None:
         """Render and publish the BEV stamped with the odometry's time."""
-        p = msg.pose.pose.position
         try:
-            ego = Box(float(p.x), float(p.y), checked_yaw(msg.pose.pose.orientation),
-                      *self.ego_size)
+            ego = Box(float(msg.x), float(msg.y),
+                      checked_yaw_xyzw(msg.qx, msg.qy, msg.qz, msg.qw), *self.ego_size)
             if not (math.isfinite(ego.x) and math.isfinite(ego.y)):
                 raise ValueError('position is not finite')
         except ValueError as error:
             self._drop('malformed_odometry', str(error))
             return
-        now = stamp_seconds(msg.header.stamp)
-        previous = self.step_before.get(stamp_nanoseconds(msg.header.stamp))
+        now = msg.stamp_seconds
+        previous = self.step_before.get(msg.stamp_ns)
         neighbours = self._neighbours(now, previous)
         perceived = self.stage.render(ego, self.objects, neighbours,
                                       self.plans.get(previous, self.plan), self.route,
                                       self._views())
         bev = perceived.bev
-        self.last_bev = self._image(msg.header.stamp, bev.transpose(1, 2, 0),
+        stamp = Time(sec=msg.sec, nanosec=msg.nanosec)
+        self.last_bev = self._image(stamp, bev.transpose(1, 2, 0),
                                     f'8UC{len(CHANNELS)}')
         self.bev_pub.publish(self.last_bev)
         if self.color_pub.get_subscription_count() > 0:    # viewers only: skip when unseen
-            self.color_pub.publish(self._image(msg.header.stamp, colorize(bev), 'rgb8'))
+            self.color_pub.publish(self._image(stamp, colorize(bev), 'rgb8'))
         if self.local_color_pub.get_subscription_count() > 0:
             local = bev.copy()
             local[[CHANNEL_INDEX['shared_vehicles'], CHANNEL_INDEX['shared_waypoints']]] = 0
-            self.local_color_pub.publish(self._image(msg.header.stamp, colorize(local), 'rgb8'))
+            self.local_color_pub.publish(self._image(stamp, colorize(local), 'rgb8'))
         self.counts['published'] += 1
         self.last_seen, self.last_shared_only = perceived.seen, perceived.shared_only
         self.last_view_vehicles = perceived.view_vehicles
         if self.counts['published'] % self.diagnostics_period == 1 % self.diagnostics_period:
-            self._publish_diagnostics(msg.header.stamp)
+            self._publish_diagnostics(stamp)
 
     def _image(self, stamp, pixels: np.ndarray, encoding: str) -> Image:
         """(H, W, C) uint8 -> sensor_msgs/Image with interleaved channels."""

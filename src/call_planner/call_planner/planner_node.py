@@ -24,7 +24,9 @@ import time
 from typing import Any, Optional
 
 from call_common.batch_timer import BatchTimer
-from call_common.msg_conversions import stamp_nanoseconds, stamp_seconds, yaw_from_quaternion
+from call_common.msg_conversions import stamp_nanoseconds, stamp_seconds, yaw_from_xyzw
+from call_common.nav_cdr import (NavCdrError, odometry_fields, path_xy, RawOdometry,
+                                 read_odometry, read_path_xy, serialize_path_xy)
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
@@ -45,7 +47,7 @@ from call_vehicle.intention import intention_waypoints
 from call_world_model import checkpoint
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, PoseStamped
+from geometry_msgs.msg import Point
 from nav_msgs.msg import Odometry, Path
 import numpy as np
 from rclpy.clock import Clock, ClockType
@@ -154,12 +156,13 @@ class PlannerNode(Node):
         self.create_subscription(LatentState, 'latent_state', self.on_latent, 10,
                                  event_callbacks=QUIET_SUB)
         self.shared_sub = None          # see follow_shared
-        self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry, 10,
-                                 event_callbacks=QUIET_SUB)
+        # Path and Odometry are taken raw: the few numbers read from the bytes (`nav_cdr`)
+        self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry_raw,
+                                 10, event_callbacks=QUIET_SUB, raw=True)
         self.create_subscription(CarlaEgoVehicleStatus, f'/carla/{role}/vehicle_status',
                                  self.on_status, 10, event_callbacks=QUIET_SUB)
-        self.create_subscription(Path, f'/carla/{role}/waypoints', self.on_route, 10,
-                                 event_callbacks=QUIET_SUB)
+        self.create_subscription(Path, f'/carla/{role}/waypoints', self.on_route_raw, 10,
+                                 event_callbacks=QUIET_SUB, raw=True)
         if self.monitor_config.enabled:
             self.create_subscription(Image, 'bev', self.on_bev, 10,
                                      event_callbacks=QUIET_SUB)
@@ -178,22 +181,33 @@ class PlannerNode(Node):
         now = self.get_clock().now().nanoseconds * 1e-9
         return now if now > 0.0 else None
 
+    def on_odometry_raw(self, raw: bytes) -> None:
+        """Take a serialized Odometry (same result as `on_odometry` on its bytes)."""
+        try:
+            odometry = read_odometry(raw)
+        except NavCdrError:
+            self.counts['dropped'] += 1
+            return
+        self._take_odometry(odometry)
+
     def on_odometry(self, msg: Odometry) -> None:
         """Keep the pose and speed used by the control mapping and the waypoints."""
-        pose, twist = msg.pose.pose, msg.twist.twist
-        values = (pose.position.x, pose.position.y, twist.linear.x, twist.linear.y)
+        self._take_odometry(odometry_fields(msg))
+
+    def _take_odometry(self, odometry: RawOdometry) -> None:
+        values = (odometry.x, odometry.y, odometry.vx, odometry.vy)
         if not all(math.isfinite(v) for v in values):
             self.counts['dropped'] += 1
             return
-        self.pose = (pose.position.x, pose.position.y, yaw_from_quaternion(pose.orientation))
+        self.pose = (odometry.x, odometry.y,
+                     yaw_from_xyzw(odometry.qx, odometry.qy, odometry.qz, odometry.qw))
         # float32 as vehicle_status carries it, so either source gives the same speed
-        self.speed = float32(math.hypot(twist.linear.x, twist.linear.y))
-        yaw_rate = twist.angular.z
+        self.speed = float32(math.hypot(odometry.vx, odometry.vy))
+        yaw_rate = odometry.wz
         self.yaw_rate = yaw_rate if math.isfinite(yaw_rate) else 0.0
-        stamp = msg.header.stamp
-        self.poses[stamp_nanoseconds(stamp)] = self.pose
-        self.odometry_speeds[stamp_nanoseconds(stamp)] = self.speed
-        self.watchdog.feed(ODOMETRY, stamp_seconds(msg.header.stamp), time.monotonic())
+        self.poses[odometry.stamp_ns] = self.pose
+        self.odometry_speeds[odometry.stamp_ns] = self.speed
+        self.watchdog.feed(ODOMETRY, odometry.stamp_seconds, time.monotonic())
         self._take_pending()
 
     def on_status(self, msg: CarlaEgoVehicleStatus) -> None:
@@ -240,10 +254,20 @@ class PlannerNode(Node):
                              pixels[:, :, CHANNEL_INDEX['shared_vehicles']] > 127, pose)
         self.watchdog.feed(BEV, stamp_seconds(stamp), time.monotonic())
 
+    def on_route_raw(self, raw: bytes) -> None:
+        """Take a serialized route Path (same result as `on_route` on its bytes)."""
+        try:
+            _, _, points = read_path_xy(raw)
+        except NavCdrError:
+            self.counts['dropped'] += 1
+            return
+        self._take_route(points)
+
     def on_route(self, msg: Path) -> None:
         """Keep the route ahead (map frame) for the look-ahead's route cost."""
-        points = np.array([[ps.pose.position.x, ps.pose.position.y] for ps in msg.poses],
-                          dtype=np.float64).reshape(-1, 2)
+        self._take_route(path_xy(msg))
+
+    def _take_route(self, points: np.ndarray) -> None:
         self.route = points[np.isfinite(points).all(1)]
 
     def on_shared(self, msg: SharedInformation) -> None:
@@ -521,14 +545,9 @@ class PlannerNode(Node):
         """
         header = Header(stamp=stamp, frame_id='map')
         if changed:
-            path = Path(header=header)
-            for x, y in self.waypoints:
-                pose = PoseStamped(header=header)
-                pose.pose.position.x = float(x)
-                pose.pose.position.y = float(y)
-                pose.pose.orientation.w = 1.0
-                path.poses.append(pose)
-            self.plan_pub.publish(path)
+            # serialized as rclpy would serialize the Path of PoseStamped (`nav_cdr`)
+            self.plan_pub.publish(serialize_path_xy(stamp.sec, stamp.nanosec, 'map',
+                                                    self.waypoints))
         viewers = self.marker_pub.get_subscription_count() > 0
         self.follow_shared(viewers)
         if viewers:                                         # skip the markers when unseen

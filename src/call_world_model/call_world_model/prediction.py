@@ -45,6 +45,35 @@ def waypoint_change(previous: Optional[np.ndarray], current: Optional[np.ndarray
     return float(np.sqrt((diff ** 2).sum(-1)).min(1).mean())
 
 
+def waypoint_changes(previous: Sequence[Optional[np.ndarray]],
+                     current: Optional[np.ndarray]) -> List[float]:
+    """
+    ``waypoint_change(p, current)`` for each plan ``p`` of ``previous``, the same floats.
+
+    The tracker compares the current plan with each of the last K plans every step; plans of
+    one shape (the planner's are) go through one stacked computation instead of K: the same
+    element-wise operations, and each mean and minimum reduces the same numbers in the same
+    order along a contiguous last axis.
+    """
+    out = [0.0] * len(previous)
+    if current is None or len(current) == 0:
+        return out
+    by_shape: Dict[tuple, List[int]] = {}
+    for k, plan in enumerate(previous):
+        if plan is not None and len(plan):
+            by_shape.setdefault(plan.shape, []).append(k)
+    for indices in by_shape.values():
+        if len(indices) == 1:
+            out[indices[0]] = waypoint_change(previous[indices[0]], current)
+            continue
+        stacked = np.stack([previous[k] for k in indices])            # (n, P, 2)
+        diff = current[None, :, None, :] - stacked[:, None, :, :]     # (n, M, P, 2)
+        means = np.sqrt((diff ** 2).sum(-1)).min(-1).mean(-1)        # (n,)
+        for k, value in zip(indices, means.tolist()):
+            out[k] = value
+    return out
+
+
 class PredictionErrorTracker:
     """Maintains the K open-loop tracks and returns E after each observed step."""
 
@@ -90,12 +119,12 @@ class PredictionErrorTracker:
         if predicted is not None:
             n = predicted['deter'].shape[0]
             latent = latent_l1(predicted['logits'], post['logits'].expand_as(
-                predicted['logits']))
-            for k in range(n):
-                # track index 0 is the oldest start (t - n), plans are aligned oldest-first
-                plan_k = self._plans[k] if k < len(self._plans) else None
-                errors.append(float(latent[k])
-                              + self.waypoint_scale * waypoint_change(plan_k, plan_xy))
+                predicted['logits'])).tolist()
+            # track index 0 is the oldest start (t - n), plans are aligned oldest-first
+            plans = [self._plans[k] if k < len(self._plans) else None for k in range(n)]
+            current = None if plan_xy is None else np.asarray(plan_xy, dtype=np.float64)
+            for latent_k, change in zip(latent, waypoint_changes(plans, current)):
+                errors.append(latent_k + self.waypoint_scale * change)
             keep = {key: v[-(self.horizon - 1):] if self.horizon > 1 else v[:0]
                     for key, v in predicted.items()}
             self._tracks = {key: torch.cat([keep[key], post[key]], 0) for key in post}

@@ -14,7 +14,9 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from call_common.batch_timer import BatchTimer
-from call_common.msg_conversions import stamp_nanoseconds, yaw_from_quaternion
+from call_common.msg_conversions import stamp_nanoseconds, yaw_from_xyzw
+from call_common.nav_cdr import (NavCdrError, odometry_fields, path_xy, RawOdometry,
+                                 read_odometry, read_path_xy)
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
@@ -85,10 +87,11 @@ class WorldModelNode(Node):
                                  event_callbacks=QUIET_SUB)
         self.create_subscription(SharedInformation, 'shared_info', self.on_shared, 10,
                                  event_callbacks=QUIET_SUB)
-        self.create_subscription(Path, 'plan', self.on_plan, 10,
-                                 event_callbacks=QUIET_SUB)
-        self.create_subscription(Odometry, f'/carla/{self.role}/odometry', self.on_odometry, 10,
-                                 event_callbacks=QUIET_SUB)
+        # Path and Odometry are taken raw: the few numbers read from the bytes (`nav_cdr`)
+        self.create_subscription(Path, 'plan', self.on_plan_raw, 10,
+                                 event_callbacks=QUIET_SUB, raw=True)
+        self.create_subscription(Odometry, f'/carla/{self.role}/odometry',
+                                 self.on_odometry_raw, 10, event_callbacks=QUIET_SUB, raw=True)
         self.create_timer(p['diagnostics_period'], self.publish_diagnostics)
         self.batch = BatchTimer(self, ObserveBatcher.for_model(self.model,
                                                                bool(p['sample_posterior'])))
@@ -118,27 +121,48 @@ class WorldModelNode(Node):
         self.actions[stamp_nanoseconds(msg.header.stamp)] = int(msg.index)
         self._take_pending()
 
+    def on_plan_raw(self, raw: bytes) -> None:
+        """Take a serialized plan Path (same result as `on_plan` on its bytes)."""
+        try:
+            sec, nanosec, points = read_path_xy(raw)
+        except NavCdrError:
+            self._drop('plan_malformed')
+            return
+        self._take_plan(sec * 10**9 + nanosec, points)
+
     def on_plan(self, msg: Path) -> None:
         """Remember the ego plan (map frame) by stamp."""
-        points = np.array([[p.pose.position.x, p.pose.position.y] for p in msg.poses],
-                          dtype=np.float64).reshape(-1, 2)
+        self._take_plan(stamp_nanoseconds(msg.header.stamp), path_xy(msg))
+
+    def _take_plan(self, stamp: int, points: np.ndarray) -> None:
         if not np.isfinite(points).all():
             self._drop('plan_nan')
             return
         self.plan_xy = points
-        self.plans[stamp_nanoseconds(msg.header.stamp)] = points
+        self.plans[stamp] = points
         self._take_pending()
+
+    def on_odometry_raw(self, raw: bytes) -> None:
+        """Take a serialized Odometry (same result as `on_odometry` on its bytes)."""
+        try:
+            odometry = read_odometry(raw)
+        except NavCdrError:
+            self._drop('odometry_malformed')
+            return
+        self._take_odometry(odometry)
 
     def on_odometry(self, msg: Odometry) -> None:
         """Remember the ego pose by stamp for map -> ego frame conversions."""
-        pose = msg.pose.pose
-        q = pose.orientation
-        values = np.array([pose.position.x, pose.position.y, yaw_from_quaternion(q)])
+        self._take_odometry(odometry_fields(msg))
+
+    def _take_odometry(self, odometry: RawOdometry) -> None:
+        values = np.array([odometry.x, odometry.y, yaw_from_xyzw(
+            odometry.qx, odometry.qy, odometry.qz, odometry.qw)])
         if not np.isfinite(values).all():
             self._drop('odometry_nan')
             return
         self.odometry = values
-        self.poses[stamp_nanoseconds(msg.header.stamp)] = values
+        self.poses[odometry.stamp_ns] = values
         self._take_pending()
 
     def on_shared(self, msg: SharedInformation) -> None:

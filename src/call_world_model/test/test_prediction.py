@@ -1,5 +1,6 @@
 """Prediction error E: zero for a perfect model, grows with surprise and plan changes."""
-from call_world_model.prediction import latent_l1, PredictionErrorTracker, waypoint_change
+from call_world_model.prediction import (latent_l1, PredictionErrorTracker, waypoint_change,
+                                         waypoint_changes)
 from call_world_model.world_model import WorldModel
 from helpers_wm import tiny_config
 import numpy as np
@@ -29,6 +30,28 @@ def test_waypoint_change():
     assert waypoint_change(plan, plan) == 0.0
     assert waypoint_change(plan, plan + [0.0, 3.0]) == pytest.approx(3.0)
     assert waypoint_change(None, plan) == 0.0
+
+
+def test_stacked_waypoint_changes_equal_one_by_one():
+    """The stacked form gives each plan's change bit for bit, whatever the mix of shapes."""
+    rng = np.random.default_rng(4)
+    for _ in range(3000):
+        m = int(rng.integers(0, 25))
+        current = None if rng.random() < 0.03 else rng.normal(0.0, 50.0, (m, 2))
+        sizes = rng.integers(0, 25, 3)
+        previous = []
+        for _ in range(int(rng.integers(0, 7))):
+            if rng.random() < 0.1:
+                previous.append(None)
+                continue
+            plan = rng.normal(0.0, 50.0, (int(rng.choice(sizes)), 2))
+            if rng.random() < 0.3 and current is not None and len(plan) == m:
+                plan = current + rng.normal(0.0, 1e-3, current.shape)   # a kept plan
+            previous.append(plan)
+        expected = [waypoint_change(p, current) for p in previous]
+        got = waypoint_changes(previous, current)
+        assert np.array(got).tobytes() == np.array(expected, dtype=np.float64).tobytes()
+        assert all(type(value) is float for value in got)
 
 
 def test_tracker_perfect_predictions_give_zero_then_surprise_is_positive():
