@@ -35,8 +35,8 @@ sys.path.insert(0, os.path.join(ROOT, 'bench'))
 from call_experiments.driving_eval import build_fleet, load_policy_models  # noqa: E402, I100
 from call_experiments.evaluate import collect_settings  # noqa: E402
 from call_experiments.rollout import scenario_with  # noqa: E402
-from call_planner import (conflict_cost, indexed_lookahead, plan_stage, replanning,  # noqa: E402
-                          route_cost, ttc_monitor)
+from call_planner import (conflict_cost, indexed_lookahead, occupancy_cost,  # noqa: E402
+                          plan_stage, replanning, route_cost, ttc_monitor)
 from call_planner.plan_stage import planner_params  # noqa: E402
 from call_sim.env import MultiVehicleEnv  # noqa: E402
 from machine_reference import print_reference  # noqa: E402
@@ -77,6 +77,7 @@ def instrument(accounts: Accounts) -> None:
     wrap(plan_stage.FleetLookahead, 'choose', 'planner stage: choose (all below)')
     wrap(replanning.ReplanningPolicy, '_kept_plan_conflicts', '  kept-plan conflict check')
     wrap(indexed_lookahead.IndexedLookahead, 'plan', '  look-ahead (one vehicle, unbatched)')
+    wrap(occupancy_cost.OccupancyCost, 'overlap_from_indices', '    look-ahead: occupancy decode')
     wrap(route_cost.RouteCost, 'cost', '  route cost (rescoring 15 candidates)')
     wrap(conflict_cost.ConflictCost, 'cost', '  conflict cost (all calls)')
     wrap(conflict_cost.ConflictCost, 'paths', '    conflict: ego paths')

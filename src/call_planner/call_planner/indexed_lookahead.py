@@ -4,7 +4,9 @@ The eq. 3 look-ahead of a DreamerV3 world model with z carried as class indices.
 Every layer that reads the model state [h, one-hot z] (actor, reward, continue, critic,
 sequence-model input) spends 1024 of its input columns on a one-hot with 32 ones. Here those
 products become gathers of 32 rows from a per-layer table, and the actor, reward and continue
-heads share one matrix product over h. That removes about half of the look-ahead's
+heads share one matrix product over h. The reward and continue heads do not feed back into
+the rollout (the actor picks the next action), so the rest of their layers runs once over
+the K imagined steps' rows after the loop. That removes about half of the look-ahead's
 multiply-adds (35 % less CPU per plan, bench/bench_planner.py; the planner is the largest cost
 per vehicle and tick) without changing what it computes: the same layers and weights, summed
 in a different order (float32 rounding). `lookahead.rollout_scores` stays the reference that
@@ -71,10 +73,16 @@ def _chain(modules) -> Callable[[torch.Tensor], torch.Tensor]:
     return run
 
 
-def _rest(mlp: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+def _rest(mlp: nn.Module, out: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
     """Norm + activation of the first layer, then the MLP's remaining layers and output."""
     first = mlp.hidden[0]
-    return _chain([first[1], first[2]] + list(mlp.hidden)[1:] + [mlp.out])
+    return _chain([first[1], first[2]] + list(mlp.hidden)[1:] + ([mlp.out] if out else []))
+
+
+#: Fewest rows per imagined step whose reward and continue heads run stacked over the K steps.
+#: Every row is computed on its own, but MKL's matrix products of 1-3 rows take other kernels
+#: (other rounding) than those of 4 and more, so stacking fewer rows would change the floats.
+MIN_STACKED_ROWS = 4
 
 
 class IndexedLookahead:
@@ -126,30 +134,31 @@ class IndexedLookahead:
         self.offsets = torch.arange(self.stoch) * self.classes
         wm, ac = self.world_model, self.actor_critic
         self._actor_rest, self._reward_rest = _rest(ac.actor), _rest(wm.heads['reward'])
-        self._cont_rest, self._critic_rest = _rest(wm.heads['cont']), _rest(ac.critic)
+        self._cont_hidden = _rest(wm.heads['cont'], out=False)
+        self._cont_out, self._critic_rest = _plain(wm.heads['cont'].out), _rest(ac.critic)
+        self._bags: dict = {}
         self._img_in_rest = _chain([rssm.img_in[1], rssm.img_in[2]])
         self._img_out = _chain([rssm.img_out])
         if self.occupancy is not None:
             self.occupancy.window.refresh()
 
-    def _gather(self, table: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def _rows(self, z: torch.Tensor) -> tuple:
+        """
+        Return the flat table rows and bag offsets that `_bag` sums for z (B, S).
+
+        What `F.embedding_bag` makes of a 2-D input (rows flattened, a bag every S), built
+        once per imagined state instead of once per table that reads it.
+        """
+        batch = z.shape[0]
+        offsets = self._bags.get(batch)
+        if offsets is None:
+            offsets = self._bags[batch] = torch.arange(0, batch * self.stoch, self.stoch)
+        return (z + self.offsets).reshape(-1), offsets
+
+    @staticmethod
+    def _bag(table: torch.Tensor, rows: tuple) -> torch.Tensor:
         """Sum over latents of table rows: one_hot(z) (B, S*K) @ table, as gathers."""
-        return F.embedding_bag(z + self.offsets, table, mode='sum')
-
-    def _heads(self, deter: torch.Tensor, z: torch.Tensor, actor: bool = True) -> tuple:
-        """
-        Actor logits (before unimix), reward and continue probability of states (deter, z).
-
-        `actor` False: the logits are None (the last imagined step picks no next action); the
-        first layer stays the shared product, so reward and continue are the same floats.
-        """
-        first = deter @ self.heads_dense + self._gather(self.heads_table, z)
-        actor_in, reward_in, cont_in = first.split(self.head_sizes, -1)
-        wm = self.world_model
-        logits = self._actor_rest(actor_in) if actor else None
-        reward = wm.reward_dist.mean(self._reward_rest(reward_in))
-        cont = torch.sigmoid(self._cont_rest(cont_in).squeeze(-1))
-        return logits, reward, cont
+        return F.embedding_bag(rows[0], table, rows[1], mode='sum')
 
     def _next_z(self, deter: torch.Tensor, sample: bool) -> torch.Tensor:
         """
@@ -172,31 +181,46 @@ class IndexedLookahead:
         """Score rollouts like `lookahead.rollout_scores` (start: batch-sized model state)."""
         if horizon < 1:
             raise ValueError(f'horizon must be >= 1, got {horizon}')
-        rssm = self.world_model.rssm
+        rssm, wm = self.world_model.rssm, self.world_model
         deter = start['deter']
-        z = start['stoch'].argmax(-1)
+        rows = self._rows(start['stoch'].argmax(-1))
         action = first_actions.long()
-        actions = []
-        score = torch.zeros(action.shape[0], dtype=torch.float32)
-        alive = torch.ones_like(score)
-        logits = None
+        actions, firsts, kept = [], [], []
         occupancy = self.occupancy
         decoded = set(occupancy.decoded_steps(horizon)) if occupancy is not None else set()
-        kept, weights = [], []
+        logits = None
         for k in range(horizon):
             if k > 0:
                 action = self._next_action(logits, sample_actor, generator)
             actions.append(action)
-            x = self._gather(self.img_z_table, z) + self.img_action_table[action]
+            x = self._bag(self.img_z_table, rows) + self.img_action_table.index_select(0, action)
             deter = rssm.gru(self._img_in_rest(x), deter)
             z = self._next_z(deter, sample_latent)
-            logits, reward, cont = self._heads(deter, z, actor=k + 1 < horizon)
+            rows = self._rows(z)
+            # first layers of the actor, reward and continue heads in one product
+            first = deter @ self.heads_dense + self._bag(self.heads_table, rows)
+            if k + 1 < horizon:      # the last imagined step picks no next action
+                logits = self._actor_rest(first[:, :self.head_sizes[0]])
+            firsts.append(first)
             if k in decoded:
                 kept.append((deter, z))
+        # the reward and continue heads of all K steps in one pass (they do not feed back)
+        batch = action.shape[0]
+        rewards, conts = [], []
+        for first in [torch.cat(firsts)] if batch >= MIN_STACKED_ROWS else firsts:
+            _, reward_in, cont_in = first.split(self.head_sizes, -1)
+            rewards.extend(wm.reward_dist.mean(self._reward_rest(reward_in)).float().split(batch))
+            conts.extend(self._cont_hidden(cont_in).split(batch))
+        score = torch.zeros(batch, dtype=torch.float32)
+        alive = torch.ones_like(score)
+        weights = []
+        for k in range(horizon):
+            if k in decoded:
                 weights.append((gamma ** k) * alive)
-            score = score + (gamma ** k) * alive * reward.float()
-            alive = alive * cont.float()
-        critic_in = deter @ self.critic_dense + self._gather(self.critic_table, z)
+            score = score + (gamma ** k) * alive * rewards[k]
+            # the output layer per step: a one-column product rounds by its row count
+            alive = alive * torch.sigmoid(self._cont_out(conts[k]).squeeze(-1)).float()
+        critic_in = deter @ self.critic_dense + self._bag(self.critic_table, rows)
         value = self.actor_critic.value_dist.mean(self._critic_rest(critic_in))
         score = score + (gamma ** horizon) * alive * value.float()
         if kept:

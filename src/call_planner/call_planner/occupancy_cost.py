@@ -24,7 +24,7 @@ it), for a small fraction of its multiply-adds.
 """
 from dataclasses import dataclass
 import math
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 from torch import nn
@@ -32,6 +32,18 @@ import torch.nn.functional as F
 
 #: call_perception.bev_raster.CHANNELS indices of the other vehicles (own and shared)
 VEHICLE_CHANNELS = (3, 4)
+
+
+class _Stage(NamedTuple):
+    """One transposed convolution of `DecoderWindow`, as gather + matrix products."""
+
+    groups: list              # per kernel parity: pixels, taps, (taps Cin, Cout) weight and
+    #                           (pixels, taps) input pixels (in_pixels: outside, zero)
+    in_pixels: int            # pixels of the input crop (the zero pixel's position)
+    reads_zero: bool          # a tap falls outside the image (the input gets a zero row)
+    order: torch.Tensor       # row-major output pixel -> its grouped position
+    out_channels: int
+    bias: Optional[torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -107,12 +119,15 @@ class DecoderWindow:
 
     Each stage computes only the output pixels the next stage reads: a transposed convolution
     with stride 2 and kernel 4 gives every output pixel from a 2 x 2 input patch and a 2 x 2
-    slice of its kernel that depends on the pixel's parity, so a stage is one gather of the
-    patches and one batched matrix product over its pixels (patches (B, 4 Cin) times the
-    pixel's (4 Cin, Cout) kernel slice), a third of the multiply-adds of a transposed
-    convolution over the crop. Activations are kept pixel-first (P, B, C) with one extra zero
-    row that taps outside the image read. The weights are snapshot at construction:
-    `refresh()` after they change.
+    slice of its kernel that depends on the pixel's parity, so a stage is one gather of all
+    its patches (one row index list per batch size, cached) and one matrix product per
+    parity (patches (pixels B, 4 Cin) times the (4 Cin, Cout) kernel slice) written into the
+    stage's output, a third of the multiply-adds of a transposed convolution over the crop.
+    Activations are kept pixel-first (P, B, C) in row-major pixel order, the layout in which
+    the norm and activation see them (a vectorised activation rounds the elements of its
+    tail otherwise than the rest, so the layout is part of the result); a zero row is
+    appended only for stages with taps outside the image. The weights are snapshot at
+    construction: `refresh()` after they change.
     """
 
     def __init__(self, decoder: nn.Module, size: int, rows: tuple[int, int],
@@ -168,37 +183,54 @@ class DecoderWindow:
             cols_in, cols_k = _taps(self.col_ranges[i + 1], conv, self.col_ranges[i])
             in_cols = self.col_ranges[i][1] - self.col_ranges[i][0] + 1
             in_pixels = in_cols * (self.row_ranges[i][1] - self.row_ranges[i][0] + 1)
-            # pixels with the same kernel taps (the same parity) share one matrix product
+            # pixels with the same kernel taps (the same parity) share one matrix product;
+            # each pixel's taps as input positions (in_pixels: outside the image, zero)
             groups: dict = {}
-            for r_in, r_k in zip(rows_in, rows_k):
-                for c_in, c_k in zip(cols_in, cols_k):
+            for r, (r_in, r_k) in enumerate(zip(rows_in, rows_k)):
+                for c, (c_in, c_k) in enumerate(zip(cols_in, cols_k)):
                     taps = tuple((ka, kb) for ka in r_k for kb in c_k)
                     index = [in_pixels if a is None or b is None else a * in_cols + b
                              for a in r_in for b in c_in]
-                    groups.setdefault(taps, []).append(index)
-            pixel = 0
-            stage = []
-            for taps, indices in groups.items():
+                    groups.setdefault(taps, []).append((r * len(cols_in) + c, index))
+            stage, grouped = [], []
+            for taps, members in groups.items():
                 w = torch.cat([weight[:, :, ka, kb] for ka, kb in taps])   # (taps Cin, Cout)
-                stage.append((torch.tensor(indices).reshape(-1), len(indices), len(taps),
-                              w.contiguous()))
-                pixel += len(indices)
+                stage.append((len(members), len(taps), w.contiguous(),
+                              torch.tensor([index for _, index in members])))
+                grouped.extend(pixel for pixel, _ in members)
             # output pixels come out grouped: `order` puts them back row-major
-            flat_order = []
-            for r in range(len(rows_in)):
-                for c in range(len(cols_in)):
-                    flat_order.append((tuple((ka, kb) for ka in rows_k[r] for kb in cols_k[c]),
-                                       r * len(cols_in) + c))
-            position = {}
-            offset = 0
-            for taps, indices in groups.items():
-                members = [i for t, i in flat_order if t == taps]
-                for j, i in enumerate(members):
-                    position[i] = offset + j
-                offset += len(members)
-            order = torch.tensor([position[i] for i in range(pixel)])
-            self.stages.append((stage, order, weight.shape[1],
-                                None if bias is None else bias.clone()))
+            position = {pixel: j for j, pixel in enumerate(grouped)}
+            order = torch.tensor([position[j] for j in range(len(grouped))])
+            reads_zero = any(bool((g[3] == in_pixels).any()) for g in stage)
+            self.stages.append(_Stage(stage, in_pixels, reads_zero, order, weight.shape[1],
+                                      None if bias is None else bias.clone()))
+        self._gathers: dict = {}
+
+    def _gather_rows(self, batch: int) -> list:
+        """
+        Per stage, the rows of its flat input that its patch matrices read, for `batch` states.
+
+        A stage's patch matrix of one group has a row per (pixel, state) and the pixel's taps
+        side by side, so the gather lists, per pixel, per state, per tap, the input row: state
+        b's crop cell j is row b * cells + j of the first stage's input (the projection's
+        (B, cells * C0) output, viewed flat), pixel p (row-major in its crop) the row
+        p * B + b of the other stages' (their predecessor's (P, B, C) output); the zero row
+        comes last.
+        """
+        rows = self._gathers.get(batch)
+        if rows is None:
+            rows = []
+            states = torch.arange(batch)
+            for i, stage in enumerate(self.stages):
+                shapes = [(pixels, batch, taps) for pixels, taps, _, _ in stage.groups]
+                index = torch.cat([g[3][:, None, :].expand(shape).reshape(-1)
+                                   for g, shape in zip(stage.groups, shapes)])
+                state = torch.cat([states[None, :, None].expand(shape).reshape(-1)
+                                   for shape in shapes])
+                flat = state * stage.in_pixels + index if i == 0 else index * batch + state
+                rows.append(torch.where(index == stage.in_pixels, stage.in_pixels * batch, flat))
+            self._gathers[batch] = rows
+        return rows
 
     def project(self, feat: torch.Tensor) -> torch.Tensor:
         """(B, F) features -> (B, cells * C0) first-stage crop without the z cells."""
@@ -241,27 +273,41 @@ class DecoderWindow:
             x = x + (F.embedding(zc, table).sum(2) + conv.bias).reshape(x.shape)
         return self.upsample(x)
 
+    @torch.no_grad()
     def upsample(self, flat: torch.Tensor) -> torch.Tensor:
-        """Flat first-stage crop (B, cells * C0) -> (B, len(channels), pixels) logits."""
+        """
+        Flat first-stage crop (B, cells * C0) -> (B, len(channels), pixels) logits.
+
+        Inference only (products write into their stage's output, which autograd cannot
+        follow; the window's weights are snapshots without gradients anyway).
+        """
         batch = flat.shape[0]
-        x = flat.reshape(batch, -1, self.decoder.first_channels).transpose(0, 1)
-        for (groups, order, out_channels, bias), after in zip(self.stages, self.after):
-            x = torch.cat([x, x.new_zeros(1, batch, x.shape[2])])   # the zero pixel
-            outs = []
-            for index, pixels, taps, weight in groups:
-                patches = x.index_select(0, index).view(pixels, taps, batch, -1)
-                patches = patches.transpose(1, 2).reshape(pixels * batch, -1)
-                outs.append((patches @ weight).view(pixels, batch, out_channels))
-            x = torch.cat(outs).index_select(0, order)               # (P, B, Cout)
-            if bias is not None:
-                x = x + bias
+        x = flat.reshape(batch * len(self.cells), self.decoder.first_channels)
+        for stage, rows, after in zip(self.stages, self._gather_rows(batch), self.after):
+            if stage.reads_zero:
+                x = torch.cat([x, x.new_zeros(1, x.shape[1])])
+            patches = x.index_select(0, rows)         # per group: (pixels B, taps Cin) rows
+            out = x.new_empty(len(stage.order), batch, stage.out_channels)
+            flat = out.view(-1, stage.out_channels)
+            start = row = 0
+            for pixels, taps, weight, _ in stage.groups:
+                size = pixels * batch
+                torch.mm(patches[start:start + size * taps].view(size, -1), weight,
+                         out=flat[row:row + size])
+                start, row = start + size * taps, row + size
+            x = out.index_select(0, stage.order)                    # (P, B, Cout) row-major
+            if stage.bias is not None:
+                x += stage.bias
             for module in after:
                 if isinstance(module, nn.LayerNorm):              # ChannelNorm: channels last
                     x = F.layer_norm(x, module.normalized_shape, module.weight, module.bias,
                                      module.eps)
+                elif type(module) is nn.SiLU:
+                    x = F.silu(x, inplace=True)
                 else:
                     x = module(x)
-        return x.permute(1, 2, 0)
+            x = x.view(-1, stage.out_channels)
+        return x.view(len(self.stages[-1].order), batch, -1).permute(1, 2, 0)
 
     def __call__(self, feat: torch.Tensor) -> torch.Tensor:
         """(B, F) features -> (B, len(channels), pixels) logits of the window, row-major."""

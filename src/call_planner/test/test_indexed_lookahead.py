@@ -1,6 +1,8 @@
 """The index-gather look-ahead computes what the reference look-ahead computes."""
+from call_planner import indexed_lookahead
 from call_planner.indexed_lookahead import IndexedLookahead
 from call_planner.lookahead import expand_state, plan
+from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
 from call_planner.replanning import LookaheadConfig, ReplanningPolicy
 import pytest
 import torch
@@ -58,6 +60,30 @@ def test_sampled_indexed_plans_follow_the_generators_like_the_reference():
         plans.append(run(torch.Generator().manual_seed(5)))
     assert plans[1].scores == pytest.approx(plans[0].scores, abs=1e-4)
     assert plans[1].actions == plans[0].actions
+
+
+@pytest.mark.parametrize('preset, rows, sample', [
+    ('tiny', 15, False), ('tiny', 60, True), ('small64g8c', 15, False), ('small64g8c', 4, True)])
+def test_heads_stacked_over_the_steps_give_the_floats_of_one_step_at_a_time(
+        monkeypatch, preset, rows, sample):
+    """The reward and continue heads run after the loop on all steps' rows: equal floats."""
+    cfg, model, actor = _models(4, preset=preset)
+    fast = IndexedLookahead(model, actor, OccupancyCost(model, OccupancyConfig(every=2)))
+    gen = torch.Generator().manual_seed(rows)
+    z = torch.randint(0, cfg.classes, (rows, cfg.stoch), generator=gen)
+    start = {'deter': torch.tanh(torch.randn(rows, cfg.deter, generator=gen)),
+             'stoch': torch.nn.functional.one_hot(z, cfg.classes).float()}
+    first = torch.arange(rows) % cfg.num_actions
+
+    def scores():
+        torch.manual_seed(3)         # imagined z are drawn from the global generator
+        return fast.rollout_scores(start, first, 6, 0.99, sample, sample,
+                                   torch.Generator().manual_seed(4))
+    stacked, stacked_actions = scores()
+    monkeypatch.setattr(indexed_lookahead, 'MIN_STACKED_ROWS', rows + 1)   # step by step
+    one_by_one, actions = scores()
+    assert stacked.std() > 1e-3
+    assert torch.equal(stacked, one_by_one) and torch.equal(stacked_actions, actions)
 
 
 def test_refresh_reads_changed_weights():

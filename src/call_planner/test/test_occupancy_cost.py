@@ -50,6 +50,29 @@ def test_window_equals_the_full_decode_from_features_and_from_indices(preset, ov
     assert cost.overlap_from_logits(from_features) == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.parametrize('preset, overrides, row, col', [
+    ('tiny', {}, 0.02, 0.98), ('tiny', {}, 0.97, 0.03),
+    ('small64g8', {}, 0.01, 0.5), ('tiny', {'decoder_input': 'spatial', 'stoch': 64}, 0.5, 0.0)])
+def test_a_window_at_the_image_border_reads_zeros_outside_it(preset, overrides, row, col):
+    """Taps outside the image read the zero row, for each batch size the window has seen."""
+    cfg, model, _ = _models(preset, overrides=overrides)
+    config = OccupancyConfig(margin=1.0, ego_row_fraction=row, ego_col_fraction=col)
+    cost = OccupancyCost(model, config)
+    assert any(stage.reads_zero for stage in cost.window.stages)     # the path under test
+    for batch in (5, 1, 5):
+        states, z = _states(cfg, batch, batch)
+        with torch.inference_mode():
+            reference = full_window(model, states, config)
+            got = cost.window.from_indices(states['deter'], z, cfg.stoch, cfg.classes)
+        assert reference.std() > 1e-3
+        assert got == pytest.approx(reference, abs=1e-4)
+    # outside inference mode too, from features that require gradients: the same logits
+    features = model.features(states).requires_grad_()
+    with torch.inference_mode():
+        expected = cost.window(features.detach())
+    assert torch.equal(cost.window(features), expected)
+
+
 def test_footprint_covers_the_ego_box_with_its_margin():
     rows, cols = OccupancyConfig(margin=0.5).footprint(128)   # 0.5 m/px, ego at (80, 64)
     assert rows == (74, 86) and cols == (61, 67)       # 5.8 m x 3.0 m around the ego centre
