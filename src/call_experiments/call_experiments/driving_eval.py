@@ -29,7 +29,7 @@ writes results/driving_four_lane_demo.csv.
 import argparse
 from collections import Counter
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import json
 import math
 import os
@@ -349,12 +349,18 @@ def collision_geometry(observation: Any, collided_with: Sequence[int],
 def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                planner: Dict[str, Any], c: float, trip_timeout: float,
                overrides: Optional[Dict[str, Any]] = None, log=None,
-               progress_every: int = 0, on_progress=None) -> SeedResult:
+               progress_every: int = 0, on_progress=None, probe=None,
+               settings: Optional[Dict[str, Any]] = None) -> SeedResult:
     """
     One seed: `steps` simulator steps of continuous driving with respawns.
 
     Every `progress_every` steps `on_progress(steps_done, result)` gets the records so far
-    (a long run on a shared machine leaves usable figures if it is stopped).
+    (a long run on a shared machine leaves usable figures if it is stopped). `probe`, if
+    given, is called after every simulator step as `probe(time, observations, trip, fleet)`
+    with the observations the fleet decided on, each role's trip index and the fleet, keyed
+    by the time the step's records carry (a diagnostic reads what the vehicles knew; it
+    must not change them). `settings` replaces fields of the pipeline's settings (the range
+    gate's `initial_range`, say) for a diagnostic run; c is `c`.
     """
     from call_experiments.evaluate import collect_settings
     from call_sim.env import MultiVehicleEnv
@@ -367,7 +373,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
     env = MultiVehicleEnv.from_scenario(scenario_with(scenario, values))
     result = SeedResult()
     try:
-        fleet = build_fleet(loaded, collect_settings(mode, c), env, planner, seed)
+        fleet = build_fleet(loaded, replace(collect_settings(mode, c), **(settings or {})),
+                            env, planner, seed)
         result.override_causes = fleet.override_causes      # counted as the run goes
         pipeline = fleet.pipeline
         obs, _ = env.reset(seed=seed)
@@ -390,8 +397,11 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
             heard = {role: len(step.neighbours) for role, step in zip(pipeline.roles,
                                                                       pipeline.steps)}
             received = dict(zip(pipeline.roles, received_bytes(pipeline, sent, wire)))
+            decided_on = obs
             obs, rewards, terminations, _, infos = env.step(
                 {r: d[0] for r, d in decided.items()})
+            if probe is not None:
+                probe(env.time, decided_on, trip, fleet)
             for role, info in infos.items():
                 if info.get('respawned') and not terminations.get(role, False):
                     # back from waiting for a free start: a new trip begins now
