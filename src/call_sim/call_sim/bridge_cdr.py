@@ -60,7 +60,7 @@ class _Layout:
         self.offset += pad + size * count
 
     def add_string(self, length: int) -> None:
-        """A CDR string of ``length`` bytes (uint32 size with the NUL, bytes, NUL)."""
+        """Add a CDR string of ``length`` bytes (uint32 size with the NUL, bytes, NUL)."""
         self.add('I', 4)
         self.format += f'{length + 1}s'
         self.offset += length + 1
@@ -156,8 +156,8 @@ def serialize_object_array(sec: int, nanosec: int, frame_id: str,
     """Serialize a derived_object_msgs/ObjectArray, as rclpy's `serialize_message` does."""
     frame = frame_id.encode()
     out = bytearray(ENCAPSULATION)
-    out += _array_head_struct(len(frame)).pack(sec, nanosec, len(frame) + 1, frame,
-                                                len(objects))
+    head = _array_head_struct(len(frame))
+    out += head.pack(sec, nanosec, len(frame) + 1, frame, len(objects))
     for obj in objects:
         out += bytes((-len(out)) % 4)            # an Object starts 4-aligned (its header)
         out += obj.at(len(out) - 4)

@@ -114,7 +114,7 @@ def test_object_arrays_are_the_messages_rclpy_serializes():
 
 
 def test_more_than_three_dimensions_are_refused():
-    """SolidPrimitive bounds dimensions to 3: a fourth is an error, not a malformed message."""
+    """A fourth shape dimension (SolidPrimitive bounds them to 3) is refused, not written."""
     fields = _random_object(random.Random(1))._replace(dimensions=(1.0, 2.0, 3.0, 4.0))
     with pytest.raises(ValueError):
         EncodedObject(0, 0, 'map', fields)
