@@ -192,3 +192,27 @@ def serialize_path_xy(sec: int, nanosec: int, frame_id: str, points: np.ndarray,
         out += bytes((-len(out) + 4) % 8)            # relative to it
         out += pose.pack(x, y, 0.0, 0.0, 0.0, 0.0, 1.0)
     return bytes(out)
+
+
+_ODOMETRY_TAIL = struct.Struct('<7d288x6d288x')   # pose, covariance, twist, covariance
+
+
+def serialize_odometry(sec: int, nanosec: int, frame_id: str, child_frame_id: str,
+                       pose: Tuple[float, ...], twist: Tuple[float, ...]) -> bytes:
+    """
+    Serialize a nav_msgs/Odometry with zero covariances, as rclpy's `serialize_message` does.
+
+    ``pose`` is position x, y, z and orientation x, y, z, w; ``twist`` linear x, y, z and
+    angular x, y, z. The simulator publishes one per vehicle and step; rclpy would build it
+    as a dozen nested Python messages to serialize them again. Little-endian (CDR_LE), which
+    every reader takes whatever its host's order.
+    """
+    frame, child = frame_id.encode(), child_frame_id.encode()
+    out = bytearray(b'\x00\x01\x00\x00')
+    out += _HEAD['<'].pack(sec, nanosec, len(frame) + 1)
+    out += frame + b'\x00'
+    out += bytes((-len(out)) % 4)                # alignment counts from after the 4-byte
+    out += _string(child, '<')                   # encapsulation header
+    out += bytes((-len(out) + 4) % 8)
+    out += _ODOMETRY_TAIL.pack(*pose, *twist)
+    return bytes(out)

@@ -22,9 +22,12 @@ import time
 from typing import Any
 
 from builtin_interfaces.msg import Time
+from call_common.nav_cdr import serialize_odometry, serialize_path_xy
 from call_common.node_main import spin_until_signal
 from call_common.parameters import declare_from_yaml
 from call_common.qos_events import QUIET_PUB, QUIET_SUB
+from call_sim.bridge_cdr import (EncodedObject, serialize_object_array,
+                                 serialize_vehicle_status, WireObject)
 from call_sim.env import MultiVehicleEnv
 from call_sim.lockstep import Lockstep
 from call_sim.types import VehicleState
@@ -35,7 +38,6 @@ from carla_msgs.msg import (CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicl
                             CarlaWorldInfo)
 from derived_object_msgs.msg import Object, ObjectArray
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PoseStamped, Quaternion
 from nav_msgs.msg import Odometry, Path
 import numpy as np
 from rclpy.executors import SingleThreadedExecutor
@@ -46,6 +48,8 @@ from rosgraph_msgs.msg import Clock
 from shape_msgs.msg import SolidPrimitive
 
 VEHICLE_HEIGHT = 1.5
+MAP_FRAME = 'map'
+NO_CONTROL = VehicleControl()     # status of a vehicle not yet commanded
 
 try:  # Kilted and newer: dispatches ready entities from C++ (no Python wait set per wake-up)
     from rclpy.experimental import EventsExecutor as SimExecutor
@@ -63,12 +67,6 @@ def sim_stamp(nanoseconds: int) -> Time:
     return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
 
-def yaw_quaternion(yaw: float) -> Quaternion:
-    """Quaternion of a rotation by `yaw` about +z (the pipeline reads it back the same way)."""
-    z, w = yaw_quaternion_zw(yaw)
-    return Quaternion(z=z, w=w)
-
-
 def control_from_msg(msg: CarlaEgoVehicleControl) -> VehicleControl:
     """CARLA control message -> core type (validated later by `sanitize`)."""
     return VehicleControl(throttle=float(msg.throttle), steer=float(msg.steer),
@@ -76,25 +74,17 @@ def control_from_msg(msg: CarlaEgoVehicleControl) -> VehicleControl:
                           reverse=bool(msg.reverse))
 
 
-def object_msg(state: VehicleState, stamp: Time) -> Object:
+def wire_object(state: VehicleState) -> WireObject:
     """Describe a vehicle as a tracked, classified car (derived_object_msgs/Object, map)."""
-    obj = Object()
-    obj.header.stamp = stamp
-    obj.header.frame_id = 'map'
-    obj.id = state.actor_id
-    obj.detection_level = Object.OBJECT_TRACKED
-    obj.object_classified = True
-    obj.pose.position.x, obj.pose.position.y = state.x, state.y
-    obj.pose.orientation = yaw_quaternion(state.yaw)
-    obj.twist.linear.x = state.speed * math.cos(state.yaw)
-    obj.twist.linear.y = state.speed * math.sin(state.yaw)
-    obj.accel.linear.x = state.accel * math.cos(state.yaw)
-    obj.accel.linear.y = state.accel * math.sin(state.yaw)
-    obj.shape.type = SolidPrimitive.BOX
-    obj.shape.dimensions = [state.length, state.width, VEHICLE_HEIGHT]
-    obj.classification = Object.CLASSIFICATION_CAR
-    obj.classification_certainty = 255
-    return obj
+    z, w = yaw_quaternion_zw(state.yaw)
+    cos, sin = math.cos(state.yaw), math.sin(state.yaw)
+    return WireObject(object_id=state.actor_id, detection_level=Object.OBJECT_TRACKED,
+                      object_classified=True, pose=(state.x, state.y, 0.0, 0.0, 0.0, z, w),
+                      twist=(state.speed * cos, state.speed * sin, 0.0, 0.0, 0.0, 0.0),
+                      accel=(state.accel * cos, state.accel * sin, 0.0, 0.0, 0.0, 0.0),
+                      shape_type=SolidPrimitive.BOX,
+                      dimensions=(state.length, state.width, VEHICLE_HEIGHT),
+                      classification=Object.CLASSIFICATION_CAR, classification_certainty=255)
 
 
 class SimNode(Node):
@@ -245,8 +235,9 @@ class SimNode(Node):
                                             fixed_delta_seconds=self.env.dt,
                                             synchronous_mode=True,
                                             synchronous_mode_running=not self.paused))
+        sec, nanosec = stamp.sec, stamp.nanosec
         states = self.env.vehicle_states()
-        objects: dict[int, Object] = {}     # built once, and only for vehicles someone sees
+        objects: dict[int, EncodedObject] = {}  # made once, and only for vehicles someone sees
         radius_sq = self.objects_radius ** 2 if self.objects_radius > 0.0 else math.inf
         for role in self.env.agents:
             if republish and role in self.lockstep.commanded:
@@ -257,50 +248,39 @@ class SimNode(Node):
                     and (s.x - ego.x) ** 2 + (s.y - ego.y) ** 2 <= radius_sq]
             for index in near:
                 if index not in objects:
-                    objects[index] = object_msg(states[index], stamp)
-            self.publish_vehicle(role, obs, stamp, [objects[index] for index in near],
+                    objects[index] = EncodedObject(sec, nanosec, MAP_FRAME,
+                                                   wire_object(states[index]))
+            self.publish_vehicle(role, obs, sec, nanosec, [objects[index] for index in near],
                                  republish)
         self.diag_pub.publish(self.diagnostics(stamp))
 
-    def publish_vehicle(self, role, obs, stamp: Time, others: list[Object],
+    def publish_vehicle(self, role, obs, sec: int, nanosec: int, others: list[EncodedObject],
                         republish: bool = False) -> None:
         """
         Vehicle status, objects, (new or re-sent) waypoints, then odometry of one vehicle.
 
         Odometry goes last: it is the step's trigger for perception, which then already holds
-        the same step's objects and route.
+        the same step's objects and route. Each is published as the CDR bytes of the typed
+        message (`bridge_cdr`, `nav_cdr`): the same message on the topic, without building
+        its Python objects.
         """
         ego, pubs = obs.ego, self.pubs[role]
-        status = CarlaEgoVehicleStatus(velocity=float(ego.speed),
-                                       orientation=yaw_quaternion(ego.yaw))
-        status.header.stamp, status.header.frame_id = stamp, 'map'
-        status.acceleration.linear.x = float(ego.accel)
-        applied = self.applied.get(role, VehicleControl())
-        status.control = CarlaEgoVehicleControl(throttle=applied.throttle, steer=applied.steer,
-                                                brake=applied.brake,
-                                                hand_brake=applied.hand_brake)
-        pubs['status'].publish(status)
-        array = ObjectArray(objects=others)
-        array.header.stamp, array.header.frame_id = stamp, 'map'
-        pubs['objects'].publish(array)
+        z, w = yaw_quaternion_zw(ego.yaw)
+        applied = self.applied.get(role, NO_CONTROL)
+        pubs['status'].publish(serialize_vehicle_status(
+            sec, nanosec, MAP_FRAME, velocity=float(ego.speed),
+            acceleration=(float(ego.accel), 0.0, 0.0, 0.0, 0.0, 0.0),
+            orientation=(0.0, 0.0, z, w),
+            control=(applied.throttle, applied.steer, applied.brake, applied.hand_brake,
+                     False, 0, False)))
+        pubs['objects'].publish(serialize_object_array(sec, nanosec, MAP_FRAME, others))
         # the route changes every K steps: as the waypoint publisher, send changes
         if republish or not np.array_equal(self.routes_sent.get(role), obs.route):
             self.routes_sent[role] = obs.route
-            path = Path()
-            path.header.stamp, path.header.frame_id = stamp, 'map'
-            for x, y in obs.route:
-                pose = PoseStamped()
-                pose.header = path.header
-                pose.pose.position.x, pose.pose.position.y = float(x), float(y)
-                pose.pose.orientation.w = 1.0
-                path.poses.append(pose)
-            pubs['waypoints'].publish(path)
-        odom = Odometry()
-        odom.header.stamp, odom.header.frame_id, odom.child_frame_id = stamp, 'map', role
-        odom.pose.pose.position.x, odom.pose.pose.position.y = ego.x, ego.y
-        odom.pose.pose.orientation = yaw_quaternion(ego.yaw)
-        odom.twist.twist.linear.x = ego.speed
-        pubs['odometry'].publish(odom)
+            pubs['waypoints'].publish(serialize_path_xy(sec, nanosec, MAP_FRAME, obs.route))
+        pubs['odometry'].publish(serialize_odometry(
+            sec, nanosec, MAP_FRAME, role, pose=(ego.x, ego.y, 0.0, 0.0, 0.0, z, w),
+            twist=(ego.speed, 0.0, 0.0, 0.0, 0.0, 0.0)))
 
     def diagnostics(self, stamp: Time) -> DiagnosticArray:
         """Per-step measures per vehicle plus global lockstep and command counters."""
