@@ -20,6 +20,7 @@ FAULTS = {'loss_probability': 0.3, 'delay_s': 0.2, 'forge_probability': 0.1,
           'replay_probability': 0.1, 'replay_age': 20, 'seed': 1}
 STARTUP_S = 90.0
 BEFORE_KILL, AFTER_KILL = 30, 60
+IN_FLIGHT_S = 0.3      # three 0.1 s steps: the states a dying writer may leave half-delivered
 SURVIVORS = ('hero0', 'hero2')
 # [s] the simulator waits this long for a silent vehicle: generous, so that on a loaded
 # machine a slow survivor is waited for rather than counted as missing
@@ -86,11 +87,16 @@ def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
     assert actions_at_kill['hero1'] >= BEFORE_KILL - 5
     # after it only the controlled stop's declared action: braking, wheels straight, which the
     # planner publishes so a world model would condition on what the vehicle did. A planned
-    # action carries its latent state's stamp, so every action stamped after the world
-    # model's last state is a stop (however many were in flight when the probe saw the kill)
+    # action carries its latent state's stamp, so the actions stamped after the world model's
+    # last state are stops (however many were in flight when the probe saw the kill), except
+    # for plans on the last states the killed process wrote: DDS may hand those to the planner
+    # and not to the probe, so plans within IN_FLIGHT_S of the probe's last state are allowed
     last_state = max(probe.states['hero1'])
     after_kill = [a for a in probe.actions['hero1'] if stamp_key(a.header.stamp) > last_state]
-    assert after_kill and all(a.accel < 0.0 and a.steer == 0.0 for a in after_kill), after_kill
+    planned = [a for a in after_kill if not (a.accel < 0.0 and a.steer == 0.0)]
+    assert len(planned) < len(after_kill), after_kill
+    assert all(stamp_key(a.header.stamp) <= round(last_state + IN_FLIGHT_S, 3) for a in planned), \
+        planned
     assert any(m.startswith('controlled stop') for m in probe.planner_status['hero1'])
     last = probe.commands['hero1'][-5:]
     assert all(c.throttle == 0.0 and c.brake > 0.0 for c in last)
