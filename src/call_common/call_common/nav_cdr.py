@@ -26,6 +26,7 @@ the same message); only the taking node skips building it (`raw=True`).
 import struct
 from typing import NamedTuple, Tuple
 
+from call_common.xcdr1 import byte_order, ENCAPSULATION
 import numpy as np
 
 
@@ -71,13 +72,6 @@ _XY = {order: struct.Struct(order + '2d') for order in '<>'}
 COVARIANCE_BYTES = 36 * 8
 
 
-def _endian(raw: bytes) -> str:
-    """Byte order from the CDR encapsulation header (CDR_BE 0x0000, CDR_LE 0x0001, ...)."""
-    if len(raw) < 4 or raw[0] != 0 or raw[1] not in (0, 1, 2, 3):
-        raise NavCdrError('no CDR encapsulation header')
-    return '<' if raw[1] & 1 else '>'
-
-
 def _skip_string(body: memoryview, offset: int, uint: struct.Struct, end: int) -> int:
     """Offset after the CDR string at ``offset`` (4-aligned length, NUL included)."""
     offset += (-offset) % 4
@@ -104,7 +98,7 @@ def read_odometry(raw: bytes) -> RawOdometry:
     fewer bytes than the fixed-size fields need). Non-finite values are the caller's check, as
     with a deserialised message. Bytes after the last field are ignored (DDS pads samples).
     """
-    order = _endian(raw)
+    order = byte_order(raw, NavCdrError)
     uint = _UINT[order]
     body = memoryview(raw)[4:]
     end = len(body)
@@ -138,7 +132,7 @@ def read_path_xy(raw: bytes) -> Tuple[int, int, np.ndarray]:
     caller checks them). NavCdrError if the bytes are malformed: a sequence or string that
     claims more bytes than are left. Bytes after the last pose are ignored.
     """
-    order = _endian(raw)
+    order = byte_order(raw, NavCdrError)
     uint, xy = _UINT[order], _XY[order]
     body = memoryview(raw)[4:]
     end = len(body)
@@ -181,7 +175,7 @@ def serialize_path_xy(sec: int, nanosec: int, frame_id: str, points: np.ndarray,
     frame = frame_id.encode()
     stamp = head.pack(sec, nanosec, len(frame) + 1)[:8]
     header = stamp + _string(frame, order)
-    out = bytearray(b'\x00\x01\x00\x00' if order == '<' else b'\x00\x00\x00\x00')
+    out = bytearray(ENCAPSULATION[order])
     out += header
     out += bytes((-len(out) + 4) % 4)
     out += _UINT[order].pack(len(points))
@@ -208,7 +202,7 @@ def serialize_odometry(sec: int, nanosec: int, frame_id: str, child_frame_id: st
     every reader takes whatever its host's order.
     """
     frame, child = frame_id.encode(), child_frame_id.encode()
-    out = bytearray(b'\x00\x01\x00\x00')
+    out = bytearray(ENCAPSULATION['<'])
     out += _HEAD['<'].pack(sec, nanosec, len(frame) + 1)
     out += frame + b'\x00'
     out += bytes((-len(out)) % 4)                # alignment counts from after the 4-byte

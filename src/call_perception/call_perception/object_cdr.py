@@ -20,6 +20,8 @@ header (OMG DDS-XTypes 1.3, 7.4.1 "Extended CDR (XCDR) version 1").
 import struct
 from typing import List, NamedTuple, Tuple
 
+from call_common.xcdr1 import byte_order
+
 
 class ObjectCdrError(ValueError):
     """The bytes are not a well-formed serialized ObjectArray."""
@@ -42,13 +44,6 @@ _FORMATS = {order: tuple(struct.Struct(order + f) for f in ('iII', 'I', '7d')) f
 _DIMENSIONS = {(order, n): struct.Struct(order + f'{n}d') for order in '<>' for n in range(4)}
 
 
-def _endian(raw: bytes) -> str:
-    """Byte order from the CDR encapsulation header (CDR_BE 0x0000, CDR_LE 0x0001, ...)."""
-    if len(raw) < 4 or raw[0] != 0 or raw[1] not in (0, 1, 2, 3):
-        raise ObjectCdrError('no CDR encapsulation header')
-    return '<' if raw[1] & 1 else '>'
-
-
 def read_object_array(raw: bytes) -> Tuple[int, int, List[RawObject]]:
     """
     Read (stamp sec, stamp nanosec, objects) of a serialized ObjectArray.
@@ -60,7 +55,7 @@ def read_object_array(raw: bytes) -> Tuple[int, int, List[RawObject]]:
     last field are ignored: DDS pads samples, and Fast DDS's `rmw_serialize` returns its size
     estimate, which can exceed the message.
     """
-    order = _endian(raw)
+    order = byte_order(raw, ObjectCdrError)
     head, uint, pose7 = _FORMATS[order]
     body = memoryview(raw)[4:]
     end = len(body)

@@ -28,7 +28,9 @@ from functools import lru_cache
 import struct
 from typing import Dict, NamedTuple, Sequence, Tuple
 
-ENCAPSULATION = b'\x00\x01\x00\x00'        # CDR_LE, no options
+from call_common import xcdr1
+
+ENCAPSULATION = xcdr1.ENCAPSULATION['<']        # CDR_LE, no options
 
 
 class WireObject(NamedTuple):
