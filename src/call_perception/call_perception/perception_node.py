@@ -180,10 +180,7 @@ class PerceptionNode(Node):
         self.stage.set_road_map(road)
         self.map_name = msg.map_name
         self.get_logger().info(f'road map {msg.map_name!r}: {len(road.lanes)} lanes')
-        pending = self.pending_odometry
-        if pending is not None and self._inputs_ready(pending):
-            self.pending_odometry = None
-            self._render(pending)
+        self._render_pending()
 
     def on_objects_raw(self, raw: bytes) -> None:
         """
@@ -215,10 +212,7 @@ class PerceptionNode(Node):
                 self._drop('malformed_objects', f'object {obj.object_id}: {error}')
         self.objects = boxes
         self.objects_stamp = stamp
-        pending = self.pending_odometry
-        if pending is not None and self._inputs_ready(pending):
-            self.pending_odometry = None
-            self._render(pending)
+        self._render_pending()
 
     def on_route_raw(self, raw: bytes) -> None:
         """Take a serialized route Path (same result as `on_route` on its bytes)."""
@@ -240,10 +234,7 @@ class PerceptionNode(Node):
             self._drop('malformed_paths', f'route: {error}')
             return
         self.route_received = True
-        pending = self.pending_odometry
-        if pending is not None and self._inputs_ready(pending):
-            self.pending_odometry = None
-            self._render(pending)
+        self._render_pending()
 
     def on_plan_raw(self, raw: bytes) -> None:
         """Take a serialized plan Path (same result as `on_plan` on its bytes)."""
@@ -265,19 +256,13 @@ class PerceptionNode(Node):
             self._drop('malformed_paths', f'plan: {error}')
             return
         self.plans[stamp] = self.plan
-        pending = self.pending_odometry
-        if pending is not None and self._inputs_ready(pending):
-            self.pending_odometry = None
-            self._render(pending)
+        self._render_pending()
 
     def on_shared(self, msg: SharedInformation) -> None:
         """Keep comm's accepted shared information; a step waiting for it renders now."""
         self.shared = msg
         self.shared_by_stamp[stamp_nanoseconds(msg.header.stamp)] = msg
-        pending = self.pending_odometry
-        if pending is not None and self._inputs_ready(pending):
-            self.pending_odometry = None
-            self._render(pending)
+        self._render_pending()
 
     def _neighbours(self, now: float, previous: Optional[int]
                     ) -> List[SharedNeighbour]:
@@ -379,6 +364,13 @@ class PerceptionNode(Node):
             self.pending_odometry = msg
             return
         self._render(msg)
+
+    def _render_pending(self) -> None:
+        """Render the step that waits for an input, once this input completed it."""
+        pending = self.pending_odometry
+        if pending is not None and self._inputs_ready(pending):
+            self.pending_odometry = None
+            self._render(pending)
 
     def _inputs_ready(self, msg: RawOdometry) -> bool:
         """Tell whether the step's awaited map, objects and shared information are in."""
