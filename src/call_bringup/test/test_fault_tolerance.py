@@ -47,6 +47,10 @@ def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
         start = len(probe.ticks)
         assert probe.spin_until(lambda: len(probe.ticks) >= start + BEFORE_KILL, 60.0,
                                 supervisor, exits), exits
+        # the probe must hold the world models' states before the kill: what is planned on
+        # after it is told by the last of them (a writer DDS discovers late reaches it late)
+        assert probe.spin_until(lambda: all(probe.states[r] for r in ROLES), 60.0,
+                                supervisor, exits), {r: len(probe.states[r]) for r in ROLES}
         victim = supervisor.unit('hero1/world_model').process
         os.kill(victim.pid, signal.SIGKILL)
         killed_at = len(probe.ticks)
