@@ -29,7 +29,7 @@ import libsumo
 import numpy as np
 
 _OPEN_ENV: 'MultiVehicleEnv | None' = None
-HERO_TYPE, BACKGROUND_TYPE = 'call_hero', 'background'
+HERO_TYPE, BACKGROUND_TYPE, PARKED_TYPE = 'call_hero', 'background', 'parked'
 #: [m] where a CALL vehicle that waits for a free start is kept: far outside every map, so
 #: no sensor, message range or measure reaches it (one slot per actor id along x)
 GARAGE = (-1.0e5, -1.0e5)
@@ -141,7 +141,14 @@ class MultiVehicleEnv:
         Start a new episode; the same seed gives the same episode.
 
         `options['starts'][role] = {'edge', 'lane', 'pos', 'speed'}` fixes where a CALL
-        vehicle starts (SUMO edge id, lane index, metres along the edge, m/s).
+        vehicle starts (SUMO edge id, lane index, metres along the edge, m/s); an optional
+        `'next'` fixes the edge its route takes after the start edge.
+
+        `options['parked'] = [{'edge', 'lane', 'pos', 'length', 'width'}, ...]` places
+        stationary vehicles (a parked truck: `pos` is its front, metres along the edge, as
+        SUMO counts), held at speed 0 for the whole episode. They are vehicles like the
+        background's for every observation, measure and sensor (they occlude); the initial
+        background does not keep clear of them (use them with little or no background).
         """
         if self._closed:
             raise RuntimeError('reset() on a closed MultiVehicleEnv')
@@ -173,6 +180,7 @@ class MultiVehicleEnv:
         for i, role in enumerate(self.agents):
             self._actor_ids[role] = i + 1
             self.heroes[role] = self._spawn_hero(role, i + 1, start=starts.get(role))
+        self._add_parked(list((options or {}).get('parked', [])))
         self._add_initial_background()
         libsumo.simulationStep()
         self._read_world()
@@ -470,7 +478,8 @@ class MultiVehicleEnv:
         need = self.vehicle_length + 3.0
         if start is not None:
             route = self.planner.sample(self._rng, (str(start['edge']), int(start['lane']),
-                                                    float(start['pos'])))
+                                                    float(start['pos'])),
+                                        next_edge=start.get('next'))
             speed = float(start['speed'])
         else:
             best, best_free = None, -1.0
@@ -524,6 +533,24 @@ class MultiVehicleEnv:
             if into_sumo:
                 self._place_hero(role, hero)
         return hero
+
+    def _add_parked(self, parked: list[Mapping[str, Any]]) -> None:
+        """Add the stationary vehicles of `reset`'s `options['parked']`, held at 0 m/s."""
+        for k, spec in enumerate(parked):
+            length, width = float(spec['length']), float(spec['width'])
+            if not (length > 0.0 and width > 0.0):
+                raise ValueError(f'parked vehicle {k}: length and width must be > 0')
+            type_id, vid = f'{PARKED_TYPE}{k}', f'parked{k}'
+            libsumo.vehicletype.copy('DEFAULT_VEHTYPE', type_id)
+            libsumo.vehicletype.setLength(type_id, length)
+            libsumo.vehicletype.setWidth(type_id, width)
+            libsumo.route.add(f'{vid}_route', [str(spec['edge'])])
+            libsumo.vehicle.add(vid, f'{vid}_route', typeID=type_id,
+                                departPos=f"{float(spec['pos']):.3f}",
+                                departLane=str(int(spec['lane'])), departSpeed='0')
+            libsumo.vehicle.setSpeedMode(vid, 0)
+            libsumo.vehicle.setLaneChangeMode(vid, 0)
+            libsumo.vehicle.setSpeed(vid, 0.0)
 
     def _starts(self) -> tuple[list[tuple[str, int, float]], np.ndarray]:
         """Every start a respawn may take, 1 m apart (computed once per map)."""

@@ -135,9 +135,12 @@ class RoutePlanner:
         return points
 
     def sample(self, rng: np.random.Generator, source: tuple[str, int, float] | None = None,
-               in_window: bool = True) -> Route:
+               in_window: bool = True, next_edge: str | None = None) -> Route:
         """
         Draw one route; `source` = (edge, lane index, position) fixes its start.
+
+        `next_edge` fixes the edge the route takes after its start edge (a scripted
+        encounter's straight crossing); a name the start edge does not lead to fails fast.
 
         `in_window=False` ignores the scenario's start window (anywhere on a source edge):
         the fallback of a respawn that finds the window full of traffic.
@@ -182,8 +185,13 @@ class RoutePlanner:
                         lane_now = target
                 pieces.append(self._edge_points(edge_id, pos, end, changes, lane))
                 break
-            next_edge = sorted(outgoing)[rng.integers(len(outgoing))]
-            connections = outgoing[next_edge]
+            if next_edge is not None and len(edges) == 1:
+                if next_edge not in outgoing:
+                    raise ValueError(f'edge {edge_id} does not lead to {next_edge}')
+                chosen = next_edge
+            else:
+                chosen = sorted(outgoing)[rng.integers(len(outgoing))]
+            connections = outgoing[chosen]
             same_lane = [c for c in connections if c.getFromLane().getIndex() == lane]
             conn = (same_lane or connections)[rng.integers(len(same_lane or connections))]
             from_lane = conn.getFromLane().getIndex()
@@ -201,7 +209,7 @@ class RoutePlanner:
                 remaining -= float(np.hypot(*np.diff(shape, axis=0).T).sum())
                 nxt = net.getLane(via).getOutgoing()
                 via = nxt[0].getViaLaneID() if nxt and nxt[0].getViaLaneID() else ''
-            edge_id, lane, pos = next_edge, conn.getToLane().getIndex(), 0.0
+            edge_id, lane, pos = chosen, conn.getToLane().getIndex(), 0.0
             edges.append(edge_id)
         points, arc = resample(np.concatenate(pieces), float(cfg['spacing']))
         return Route(points, arc, tuple(edges), start_lane, float(start_pos))
