@@ -167,6 +167,7 @@ def run_encounter(fleet: Any, env: Any, encounter: script.Encounter) -> Dict[str
     ttcs = [s.ttc for s in ego_steps if math.isfinite(s.ttc)]
     causes = Counter(fleet.override_causes) - causes_before
     record.update({
+        'reference_s': round(t_c, 3),   # the time every other time is relative to
         'visible_s': _rel(encounter.visible_s, t_c),
         'visible_free_s': _rel(encounter.visible_free_s, t_c),
         'collision': crosser in collided[script.EGO],
