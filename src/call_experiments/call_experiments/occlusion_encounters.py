@@ -87,6 +87,8 @@ SEED_METRICS = {
     'first_told_mean_s': ('first_told_s', 'mean'),
     'heard_share': ('first_heard_s', 'present'),
     'first_heard_mean_s': ('first_heard_s', 'mean'),
+    'first_known_mean_s': ('first_known_s', 'mean'),
+    'decel_before_known_share': ('decel_before_known', 'rate'),
     'min_ttc_mean_s': ('min_ttc_s', 'mean'),
     'min_path_ttc_mean_s': ('min_path_ttc_s', 'mean'),
     'min_distance_mean_m': ('min_distance_m', 'mean'),
@@ -213,9 +215,27 @@ def run_seed(loaded: Any, mode: str, seed: int, encounters: int, planner: Dict[s
     return records
 
 
+def known(record: Dict[str, Any]) -> Dict[str, Any]:
+    """
+    When the ego first held the crosser at all, and whether it braked before that.
+
+    `first_known_s`: the earlier of its own first sighting and the crosser's first message
+    among its accepted senders (None: neither); `decel_before_known`: its first deceleration
+    came before that (or it never knew of the crosser and braked): a brake that what the ego
+    knew of the crosser cannot explain, e.g. the learned planner easing off after the start.
+    """
+    times = [t for t in (record.get('first_seen_s'), record.get('first_heard_s'))
+             if t is not None]
+    first = min(times) if times else None
+    decel = record.get('first_decel_s')
+    return {'first_known_s': first,
+            'decel_before_known': decel is not None and (first is None or decel < first)}
+
+
 def seed_summary(records: Sequence[Dict[str, Any]]) -> Dict[str, float]:
     """Per-seed figures (`SEED_METRICS`) over one seed's encounter records."""
     out = {}
+    records = [dict(r, **known(r)) for r in records]
     for metric, (key, stat) in SEED_METRICS.items():
         values = [r.get(key) for r in records]
         if stat == 'rate':
