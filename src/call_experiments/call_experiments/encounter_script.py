@@ -40,7 +40,9 @@ CONFLICT_POINT = (1.75, 1.75)
 #: centre `pos` m along `south_in` is at y = pos - 200, along `east_in` at x = 200 - pos
 EDGE_START = 200.0
 SPEEDS = (6.0, 9.0)            # [m/s] uniform, ego and crosser drawn apart
-EGO_ARRIVAL = (6.0, 7.0)       # [s] ego's nominal arrival at the conflict point, uniform
+#: [s] ego's nominal arrival at the conflict point, uniform: late enough that the first
+#: deceleration's 5 s look-back begins after the stack's first seconds of driving
+EGO_ARRIVAL = (8.0, 9.0)
 OFFSET = (-1.5, 1.5)           # [s] crosser's arrival minus the ego's, uniform
 #: the parked truck: on the ego's right lane, front at the stop line (SUMO pos, metres
 #: along `south_in`), as long as the scenarios' trucks

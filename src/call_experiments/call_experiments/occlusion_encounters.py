@@ -31,7 +31,11 @@ same stack and its own first deceleration is recorded beside):
 - the script's own figures (`encounter_script.Encounter.record`), among them when the
   ego's sensors would first see the crosser on the nominal motion, with and without truck.
 
-An encounter ends `AFTER_CONFLICT` seconds after `t_conflict`, or when a CALL vehicle's trip
+Until a vehicle's model state is first valid (its first steps, the same number in every
+mode) the stack would make its controlled stop; the script holds the vehicle at its initial
+speed instead (the world model hears that action, as after a monitor override), so that the
+script's nominal motion is the motion until the stack drives (`scripted_steps`). An
+encounter ends `AFTER_CONFLICT` seconds after `t_conflict`, or when a CALL vehicle's trip
 ends (a collision, off road). Per seed the encounters' mean of each figure (first
 decelerations over the encounters that had one); the CSV gives per mode the mean over seeds
 and its Student-t 95 % interval (`mean_interval`: the seeds are the independent units), and
@@ -127,13 +131,16 @@ def run_encounter(fleet: Any, env: Any, encounter: script.Encounter) -> Dict[str
     steps: Dict[str, List[driving_metrics.VehicleStep]] = {r: [] for r in roles}
     collided: Dict[str, set] = {r: set() for r in roles}
     first = {'seen': None, 'heard': None, 'told': None}
-    min_path, min_distance, override_steps = math.inf, math.inf, 0
+    min_path, min_distance, override_steps, scripted = math.inf, math.inf, 0, 0
+    driving = dict.fromkeys(roles, False)
     end = encounter.t_conflict + AFTER_CONFLICT
     while env.time < end - 1e-9:
         decided = fleet.step(obs, env.time, env.dt)
+        controls = hold_until_valid(pipeline, obs, decided, driving)
+        scripted += int(not driving[script.EGO])
         heard = script.CROSSER in pipeline.steps[ego_index].neighbours
         told = crosser in fleet.told.get(script.EGO, frozenset())
-        obs, _, terminations, _, infos = env.step({r: d[0] for r, d in decided.items()})
+        obs, _, terminations, _, infos = env.step(controls)
         now = env.time
         for role, info in infos.items():
             collided[role].update(info['collided_with'])
@@ -186,9 +193,33 @@ def run_encounter(fleet: Any, env: Any, encounter: script.Encounter) -> Dict[str
         'min_path_ttc_s': round(min_path, 2) if math.isfinite(min_path) else None,
         'min_distance_m': round(min_distance, 2) if math.isfinite(min_distance) else None,
         'ego_override_steps': override_steps,
+        'scripted_steps': scripted,
         'anticipation_steps': int(causes.get('anticipation_shared', 0)),
     })
     return record
+
+
+def hold_until_valid(pipeline: Any, observations: Dict[str, Any], decided: Dict[str, tuple],
+                     driving: Dict[str, bool]) -> Dict[str, Any]:
+    """
+    Each vehicle's control: the stack's once its state was first valid, before that the hold.
+
+    `driving[role]` turns True at the vehicle's first valid step and stays so. Before it the
+    vehicle keeps its speed, straight on, and its world model hears that action.
+    """
+    driver = pipeline.driver
+    keep = driver.actions.index(0.0, 0.0)
+    accel, steer = driver.actions.action(keep)
+    controls = {}
+    for role, (control, _, stopped) in decided.items():
+        driving[role] = driving[role] or not stopped
+        if driving[role]:
+            controls[role] = control
+            continue
+        speed = max(float(observations[role].ego.speed), 0.0)
+        controls[role] = driver.control_model.to_control(accel, steer, speed)
+        pipeline.models[pipeline.roles.index(role)].action = keep
+    return controls
 
 
 def run_seed(loaded: Any, mode: str, seed: int, encounters: int, planner: Dict[str, Any],

@@ -110,6 +110,8 @@ def test_both_modes_drive_the_same_script_against_the_same_reference(runs):
     reference = round(script.draw(10, 0).t_conflict, 3)
     assert local['reference_s'] == shared['reference_s'] == reference
     assert local['visible_s'] == shared['visible_s']
+    # the script holds both until their states are valid: the same steps in every mode
+    assert local['scripted_steps'] == shared['scripted_steps'] > 0
     # the closed loop is deterministic: the same mode, the same record
     assert local == again
     # a local ego hears nobody; the shared one heard the crosser (it is a CALL sender)
