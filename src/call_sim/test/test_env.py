@@ -353,3 +353,27 @@ def test_a_new_simulation_after_closing_one_that_just_respawned_a_vehicle_runs()
                           timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert 'both simulations ran' in done.stdout
+
+
+def test_a_parked_vehicle_stands_still_is_observed_and_a_start_can_fix_its_next_edge(make_env):
+    """Mutation: no setSpeed(0) for parked vehicles (they drive off), or `next` ignored."""
+    env = make_env({'map': 'crossroad', 'num_controlled': 1, 'num_background': 0, 'seed': 3})
+    parked = [{'edge': 'south_in', 'lane': 0, 'pos': 188.5, 'length': 12.0, 'width': 2.6}]
+    for turn in ('north_out', 'west_out', 'north_out', 'west_out'):   # the draw would vary
+        obs, _ = env.reset(seed=3, options={
+            'starts': {'hero0': {'edge': 'south_in', 'lane': 1, 'pos': 120.0, 'speed': 5.0,
+                                 'next': turn}}, 'parked': parked})
+        assert env.heroes['hero0'].route.edges == ('south_in', turn)
+    for _ in range(30):
+        obs, *_ = env.step({'hero0': VehicleControl(throttle=0.3)})
+    truck = [o for o in obs['hero0'].others if not o.role_name]
+    assert len(truck) == 1 and truck[0].length == 12.0 and truck[0].width == 2.6
+    # its front at 188.5 m along the edge that starts at y = -200, heading north
+    assert truck[0].speed == 0.0 and math.isclose(truck[0].y, -200.0 + 188.5 - 6.0,
+                                                  abs_tol=0.05)
+    with pytest.raises(ValueError, match='does not lead to'):
+        env.reset(seed=3, options={'starts': {'hero0': {'edge': 'south_in', 'lane': 1,
+                                                        'pos': 120.0, 'speed': 5.0,
+                                                        'next': 'south_out'}}})
+    with pytest.raises(ValueError, match='length and width'):
+        env.reset(seed=3, options={'parked': [dict(parked[0], length=0.0)]})
