@@ -45,7 +45,8 @@ index: the same script), averaged per seed, then over seeds.
     python -m call_experiments.occlusion_encounters --seeds 3000 3001 3002 --encounters 20
 
 writes results/occlusion_encounters/occlusion_encounters[_c<c>].csv, ..._paired.csv and per
-seed and mode runs/<mode>[_c<c>]_<seed>.json. Use seeds other than the held-out ones (10,
+seed and mode runs/<mode>[_c<c>]_<seed>.json (`--combine` takes a mode that does not share
+at another c from its run at the default c). Use seeds other than the held-out ones (10,
 11) to look or tune.
 """
 import argparse
@@ -71,6 +72,8 @@ from call_world_model.prediction_metrics import mean_interval
 import numpy as np
 import torch
 
+#: modes that do not share, so that c (the range gate's threshold) changes nothing in them
+C_FREE_MODES = ('local',)
 AFTER_CONFLICT = 3.0       # [s] an encounter runs this long past its nominal conflict time
 CONVENTIONS = driving_metrics.MetricConventions()
 #: the crossroad with the two CALL vehicles of the script and nothing else
@@ -372,6 +375,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         for mode in args.modes:
             path = runs_dir / run_name(mode, seed, args.c)
             if args.combine:
+                if not path.is_file() and mode in C_FREE_MODES:
+                    # no range gate: c changes nothing, the default run's records stand
+                    path = runs_dir / run_name(mode, seed, DEFAULT_C)
                 if not path.is_file():
                     log(f'no records {path}: left out')
                     continue
