@@ -145,7 +145,7 @@ def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
         # spent: rate limited). A relayed (genuine) copy may be dropped too, as stale: when
         # the pipelines come up under load a vehicle's first steps can be several steps
         # apart, and a neighbour's message older than max_age at the receiver's step is
-        # dropped by design (seen: messages stamped 1.5-1.6 s at a receiver's step 2.1-2.2 s)
+        # dropped by design (DEVELOPERS.md, Two distributions)
         forged, replayed = counts.get(f'forged:{role}', 0), counts.get(f'replayed:{role}', 0)
         dropped = final.dropped_bad_signature + final.dropped_unknown_sender + \
             final.dropped_replay + final.dropped_implausible + final.dropped_rate_limited
