@@ -142,15 +142,17 @@ def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
         # so every injected message a survivor received was dropped: a forged copy by its
         # signature, or earlier by a cheaper check (its stamp is not newer than the
         # impersonated vehicle's last message, or older than max_age: replay; its budget is
-        # spent: rate limited). A relayed (genuine) copy may be dropped too, as stale: when
-        # the pipelines come up under load a vehicle's first steps can be several steps
-        # apart, and a neighbour's message older than max_age at the receiver's step is
-        # dropped by design (DEVELOPERS.md, Two distributions)
+        # spent: rate limited). A relayed (genuine) copy may be dropped too: when the
+        # pipelines come up under load a vehicle's first steps can be several steps apart,
+        # and a neighbour's message more than max_age from the receiver's step is dropped by
+        # design, older as stale (replay), newer as implausible (DEVELOPERS.md, Two
+        # distributions)
         forged, replayed = counts.get(f'forged:{role}', 0), counts.get(f'replayed:{role}', 0)
         dropped = final.dropped_bad_signature + final.dropped_unknown_sender + \
             final.dropped_replay + final.dropped_implausible + final.dropped_rate_limited
-        stale_relayed = dropped - (forged + replayed)
-        assert 0 <= stale_relayed <= final.dropped_replay - replayed
+        relayed_dropped = dropped - (forged + replayed)
+        assert 0 <= relayed_dropped <= \
+            final.dropped_replay - replayed + final.dropped_implausible
         assert final.dropped_bad_signature + final.dropped_unknown_sender <= forged
         assert final.dropped_bad_signature + final.dropped_unknown_sender > 0
         assert final.dropped_unsigned == final.dropped_malformed == 0
