@@ -68,18 +68,24 @@ class SequenceModel:
         self.memo = SequenceModel._memos.setdefault(self.rssm, OrderedDict())
         self.memo_hits = 0
 
-    @torch.inference_mode()
     def step(self, h: torch.Tensor, z_indices: np.ndarray, action: int) -> torch.Tensor:
-        """(1, D) h_{t-1}, z_{t-1} indices (S,), a_{t-1} -> (1, D) h_t (do not modify it)."""
+        """
+        (1, D) h_{t-1}, z_{t-1} indices (S,), a_{t-1} -> (1, D) h_t (do not modify it).
+
+        Inference mode is entered only to compute a step the memo does not hold: a memo hit
+        (most receptions in a container) reads bytes only.
+        """
         z = np.asarray(z_indices, dtype=np.int64)
-        key = (h.numpy().tobytes(), z.tobytes(), int(action))
+        key = (h.detach().numpy().tobytes(), z.tobytes(), int(action))
         memo = self.memo
         known = memo.get(key)
         if known is not None:
             memo.move_to_end(key)
             self.memo_hits += 1
             return known
-        out = self.rssm.advance(h, torch.from_numpy(z).unsqueeze(0), torch.tensor([int(action)]))
+        with torch.inference_mode():
+            out = self.rssm.advance(h, torch.from_numpy(z).unsqueeze(0),
+                                    torch.tensor([int(action)]))
         memo[key] = out
         if len(memo) > self.MEMO_SIZE:
             memo.popitem(last=False)

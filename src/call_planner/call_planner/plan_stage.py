@@ -131,7 +131,8 @@ class PlanStage:
 
         None: no look-ahead is due this step or it cannot be batched; ``decide`` runs it.
         """
-        return self.policy.lookahead_request(self._state(z_indices, h), self.imagine_kwargs)
+        return self.policy.lookahead_request(lambda: self._state(z_indices, h),
+                                             self.imagine_kwargs)
 
     def decide(self, z_indices: np.ndarray, h: np.ndarray,
                route: Optional[RouteContext] = None, planned: Optional[Plan] = None
@@ -142,8 +143,8 @@ class PlanStage:
         ``planned``: the plan of this step's ``lookahead_request``, made in a batch.
         """
         with torch.no_grad():
-            return self.policy.step(self._state(z_indices, h), self.imagine_kwargs, route,
-                                    planned)
+            return self.policy.step(lambda: self._state(z_indices, h), self.imagine_kwargs,
+                                    route, planned)
 
     def reset(self) -> None:
         """Forget the kept plan (a stop, an override, a new episode)."""

@@ -29,7 +29,7 @@ planner's share of a vehicle's CPU per tick falls from about 27 % to 6 %
 step either way.
 """
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 from call_planner.conflict_cost import ConflictCost
 from call_planner.indexed_lookahead import IndexedLookahead
@@ -39,6 +39,15 @@ from call_planner.occupancy_cost import OccupancyCost
 from call_planner.route_cost import rescored, RouteContext, RouteCost
 import numpy as np
 import torch
+
+# A step's model state, or a function that makes it: the planner node hands the latter, since
+# the state (one-hot z, log-probabilities) is read only on the steps that run a look-ahead
+StateSource = Union[State, Callable[[], State]]
+
+
+def _made(state: StateSource) -> State:
+    """Return the state, made now if it came as a function."""
+    return state() if callable(state) else state
 
 
 @dataclass(frozen=True)
@@ -125,18 +134,20 @@ class ReplanningPolicy:
         replan = refresh or self._active is None or self._active_age >= cfg.replan_every
         return refresh, replan
 
-    def lookahead_request(self, state: State, imagine_kwargs: Optional[dict[str, Any]] = None
+    def lookahead_request(self, state: StateSource,
+                          imagine_kwargs: Optional[dict[str, Any]] = None
                           ) -> Optional[LookaheadRequest]:
         """
         Return this step's look-ahead as a request others may batch (`lookahead_batch`).
 
         None when no look-ahead is due this step, or when it cannot be batched (a sampled
         actor or imagined z, or a model without the indexed path): `step` then runs it.
+        `state` may be a function that makes it (`StateSource`), called only for a request.
         """
         if not self._due()[1] or self._indexed is None or self.config.sample_actor \
                 or bool((imagine_kwargs or {}).get('sample', True)):
             return None
-        return LookaheadRequest(self._indexed, state, self.num_actions, self.config.K,
+        return LookaheadRequest(self._indexed, _made(state), self.num_actions, self.config.K,
                                 self.config.gamma)
 
     def _kept_plan_conflicts(self, route: Optional[RouteContext]) -> bool:
@@ -148,7 +159,7 @@ class ReplanningPolicy:
         kept = np.array([rest + rest[-1:] * (self.config.K - len(rest))])
         return bool(self.conflict_cost.cost(kept, route)[0] > 0.0)
 
-    def step(self, state: State, imagine_kwargs: Optional[dict[str, Any]] = None,
+    def step(self, state: StateSource, imagine_kwargs: Optional[dict[str, Any]] = None,
              route: Optional[RouteContext] = None, planned: Optional[Plan] = None
              ) -> Decision:
         """
@@ -157,6 +168,8 @@ class ReplanningPolicy:
         `imagine_kwargs` condition the imagination (see `lookahead.plan`); `route` (pose,
         speed, waypoints ahead) lets the route cost rescore the candidates; `planned`: the
         outcome of this step's `lookahead_request`, planned elsewhere (with other vehicles').
+        `state` may be a function that makes it (`StateSource`): only a look-ahead run here
+        reads the state, and most steps keep their plan.
         """
         cfg = self.config
         refresh, replan = self._due()
@@ -166,11 +179,11 @@ class ReplanningPolicy:
             if planned is not None:
                 self._active = planned
             elif self._indexed is not None:
-                self._active = self._indexed.plan(state, self.num_actions, cfg.K,
+                self._active = self._indexed.plan(_made(state), self.num_actions, cfg.K,
                                                   cfg.gamma, cfg.sample_actor, self.generator,
                                                   imagine_kwargs)
             else:
-                self._active = plan(self.world_model, self.actor_critic, state,
+                self._active = plan(self.world_model, self.actor_critic, _made(state),
                                     self.num_actions, cfg.K, cfg.gamma, cfg.sample_actor,
                                     self.generator, imagine_kwargs, self.occupancy)
             costs = [c.cost(self._active.candidates, route)

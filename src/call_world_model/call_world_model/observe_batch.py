@@ -49,9 +49,10 @@ def observe_together(model: WorldModel, requests: Sequence[ObserveRequest],
             one.shared, one.intention, sample=sample, with_prior=False)
         return [post]
     batch = len(requests)
-    initial = model.initial_state(1)
+    # the initial state (a prior step of its own) only where a vehicle starts an episode
+    initial = model.initial_state(1) if any(r.state is None for r in requests) else None
     states = [initial if r.state is None else r.state for r in requests]
-    state = {key: torch.cat([s[key] for s in states]) for key in initial}
+    state = {key: torch.cat([s[key] for s in states]) for key in states[0]}
     intention_vec = torch.zeros(batch, model.cfg.intention_dim)
     planned = [i for i, r in enumerate(requests) if r.intention is not None]
     if planned:

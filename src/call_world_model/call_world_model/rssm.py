@@ -51,7 +51,18 @@ class NormGRUCell(nn.Module):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """One step: (B, in_dim), (B, units) -> new h (B, units)."""
-        parts = self.norm(self.linear(torch.cat([x, h], -1)))
+        return self.step(x, h)
+
+    def step(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """
+        ``forward`` without the module dispatch of the cell and its two layers.
+
+        The functional ops the modules call, with the same arguments, so the same floats; a
+        replica steps one row at a time, where the dispatch costs as much as the arithmetic.
+        """
+        norm = self.norm
+        parts = F.layer_norm(F.linear(torch.cat([x, h], -1), self.linear.weight),
+                             norm.normalized_shape, norm.weight, norm.bias, norm.eps)
         reset, cand, update = parts.chunk(3, -1)
         reset = torch.sigmoid(reset)
         cand = torch.tanh(reset * cand)
@@ -160,6 +171,47 @@ class RSSM(nn.Module):
         x = F.embedding_bag(columns, table, mode='sum') \
             + F.linear(action_one_hot, linear.weight[:, split:])
         return act(norm(x))
+
+    def _img_in_rows(self, z_indices: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """
+        ``_img_in_indexed`` of z's class indices (B, S) and action indices (B,), at inference.
+
+        The action's one-hot times the weight's action columns is the column its one selects,
+        exactly: each output is one product by 1.0 plus products by 0.0, so for the finite
+        weights of a checkpoint it equals that weight. So the action's part is a row of the
+        transposed action columns (``OneHotColumns``) instead of a one-hot and a product; with
+        the layer's norm and SiLU as functional ops, a replica's one-row step (the V2V
+        receivers rebuild each sender's h with it) makes half the calls.
+        """
+        linear, norm, _ = self.img_in
+        split = self.cfg.stoch_flat
+        weight = linear.weight
+        if not self._finite_action_columns(weight):
+            return self._img_in_indexed(z_indices, self.action_one_hot(action))
+        table = one_hot_columns(self, '_img_in_table')(weight, split)
+        actions = one_hot_columns(self, '_img_in_action_table')(weight, weight.shape[1], split)
+        columns = z_indices + self._z_offsets(z_indices)
+        x = F.embedding_bag(columns, table, mode='sum') + actions.index_select(0, action)
+        return F.silu(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+
+    def _finite_action_columns(self, weight: torch.Tensor) -> bool:
+        """Whether the weight's action columns are finite (0 * inf breaks the row lookup)."""
+        key = (weight.data_ptr(), weight._version)
+        known = self.__dict__.get('_action_columns_finite')
+        if known is None or known[0] != key:
+            finite = bool(torch.isfinite(weight[:, self.cfg.stoch_flat:]).all())
+            known = self.__dict__['_action_columns_finite'] = (key, finite)
+        return known[1]
+
+    def _z_offsets(self, z_indices: torch.Tensor) -> torch.Tensor:
+        """(S,) column offset of each latent's classes, kept per device."""
+        offsets = self.__dict__.get('_z_offsets_cache')
+        if offsets is None or offsets.device != z_indices.device or \
+                offsets.shape[0] != z_indices.shape[-1]:
+            offsets = torch.arange(z_indices.shape[-1], device=z_indices.device) \
+                * self.cfg.classes
+            self.__dict__['_z_offsets_cache'] = offsets
+        return offsets
 
     def img_step(self, prev: State, action_one_hot: torch.Tensor, cond: Optional[torch.Tensor],
                  sample: bool = True) -> State:
@@ -273,8 +325,7 @@ class RSSM(nn.Module):
         receiver's replica (call_comm.replica) matches the sender's h bit for bit.
         """
         if not self.conditioned and not torch.is_grad_enabled():
-            return self.gru(self._img_in_indexed(z_indices.long(), self.action_one_hot(action)),
-                            deter)
+            return self.gru.step(self._img_in_rows(z_indices.long(), action.long()), deter)
         stoch = F.one_hot(z_indices.long(), self.cfg.classes).to(deter.dtype)
         return self.sequence_step(deter, stoch, self.action_one_hot(action))
 

@@ -126,3 +126,28 @@ def test_batcher_updates_each_tracker_as_its_own_update_would(model):
             assert got[i][0] == pytest.approx(expected[0], rel=1e-4, abs=1e-4)
         assert step < 3 or all(tracked[1] for tracked in got.values())
     assert len({round(t.last_error, 3) for t in batched}) > 1    # trackers kept apart
+
+
+def test_a_batch_without_an_episode_start_needs_no_initial_state(model):
+    """The initial state is a prior step of its own: made only for rows that start."""
+    mixed = _requests(model)
+    requests = [r for r in mixed if r.state is not None]
+    made = []
+    initial_state = model.initial_state
+
+    def counted(batch):
+        made.append(batch)
+        return initial_state(batch)
+    model.initial_state = counted
+    try:
+        with torch.inference_mode():
+            posts = observe_together(model, requests, sample=False)
+            assert made == []
+            observe_together(model, mixed, sample=False)     # two rows start: one state
+            assert made == [1]
+    finally:
+        del model.initial_state
+    for request, post in zip(requests, posts):
+        alone = _alone(model, request)
+        torch.testing.assert_close(post['deter'], alone['deter'], atol=1e-5, rtol=1e-5)
+        assert torch.equal(post['stoch'], alone['stoch'])

@@ -145,3 +145,53 @@ def test_looked_up_columns_follow_a_weight_change():
     assert not torch.allclose(before, after)
     assert torch.allclose(after, expected, atol=1e-5)
     assert set(model.state_dict()) == set(other.state_dict())    # no table in the checkpoint
+
+
+def _module_advance(rssm, deter, indices, action):
+    """``advance`` as the modules compute it: the action's one-hot product, module calls."""
+    x = rssm._img_in_indexed(indices, rssm.action_one_hot(action))
+    gru = rssm.gru
+    parts = gru.norm(gru.linear(torch.cat([x, deter], -1)))
+    reset, cand, update = parts.chunk(3, -1)
+    reset = torch.sigmoid(reset)
+    cand = torch.tanh(reset * cand)
+    update = torch.sigmoid(update - 1.0)
+    return update * cand + (1.0 - update) * deter
+
+
+def test_replica_step_equals_the_module_step_for_every_action_and_batch():
+    torch.manual_seed(4)
+    for overrides in ({}, {'stoch': 32, 'classes': 16}):
+        model = WorldModel(tiny_config(**overrides))
+        cfg, rssm = model.cfg, model.rssm
+        with torch.no_grad():
+            for batch in (1, 1, 3, cfg.num_actions):
+                deter = torch.randn(batch, cfg.deter) * 3.0
+                indices = torch.randint(0, cfg.classes, (batch, cfg.stoch))
+                for first in range(cfg.num_actions):
+                    action = (torch.arange(batch) + first) % cfg.num_actions
+                    assert torch.equal(rssm.advance(deter, indices, action),
+                                       _module_advance(rssm, deter, indices, action))
+            # the action rows follow an in-place weight change (an optimiser step)
+            rssm.img_in[0].weight[:, cfg.stoch_flat:] += 0.25
+            action = torch.tensor([1])
+            assert torch.equal(rssm.advance(deter[:1], indices[:1], action),
+                               _module_advance(rssm, deter[:1], indices[:1], action))
+
+
+def test_replica_step_with_a_non_finite_action_weight_is_the_product():
+    """0 * inf is NaN in the one-hot product, so a row lookup would differ: not used then."""
+    torch.manual_seed(5)
+    model = WorldModel(tiny_config())
+    cfg, rssm = model.cfg, model.rssm
+    deter = torch.randn(2, cfg.deter)
+    indices = torch.randint(0, cfg.classes, (2, cfg.stoch))
+    action = torch.tensor([0, 1])
+    with torch.no_grad():
+        rssm.advance(deter, indices, action)                     # tables of the finite weight
+        rssm.img_in[0].weight[3, cfg.stoch_flat + 1] = float('inf')
+        fast = rssm.advance(deter, indices, action)
+        reference = _module_advance(rssm, deter, indices, action)
+    assert torch.isnan(reference).any()
+    assert torch.equal(torch.isnan(fast), torch.isnan(reference))
+    assert torch.equal(fast.nan_to_num(), reference.nan_to_num())
