@@ -13,8 +13,11 @@ from the copies it delivered itself by their signatures (it remembers what it pu
 learns each vehicle's key id from its own messages, or from `fleet_key_file` when given; a
 forged copy impersonating a vehicle whose key id is not known yet is counted `forge_skipped`.
 With `link_on_first_message` (default) a link comes up when its vehicle is first heard (its
-comm node, and so its subscription, exists); copies for a vehicle not heard yet are counted
-`unlinked` and not sent, so every copy counted as sent had a receiver to count it.
+comm node, and so its subscription, exists), and in any case only once the relay sees a reader
+of the vehicle's own (a node in its namespace, `/<role>`) on the link: its own subscription to
+the topic, and observers such as a test's probe, match the link's writer too, so a matched-reader
+count would not tell. Copies before that are counted `unlinked` and not sent, so every copy
+counted as sent had a receiver to count it.
 """
 import collections
 from dataclasses import dataclass, field
@@ -101,6 +104,7 @@ class V2vFaultRelay(Node):
         # vehicles heard at least once; every vehicle when links need no first message
         self.link_on_first_message = bool(p['link_on_first_message'])
         self.linked: set = set() if self.link_on_first_message else set(self.roles)
+        self.readers_seen: set = set()          # vehicles whose own reader is on their link
         # comm nodes ask for a deadline on their V2V subscription: offer one at least as tight
         qos = QoSProfile(depth=int(p['qos_depth']), history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -132,7 +136,7 @@ class V2vFaultRelay(Node):
     def _deliver(self, destination: str, message: LatentMessage, kind: str) -> None:
         # a link whose reader is not matched yet would lose the copy unseen (volatile): it is
         # not linked yet, so the counts stay what the receivers can see
-        if destination not in self.linked or not self.links[destination].get_subscription_count():
+        if destination not in self.linked or not self._has_reader(destination):
             self.plan.counts['unlinked'] += 1
             self.plan.counts[f'unlinked:{destination}'] += 1
             return
@@ -142,6 +146,15 @@ class V2vFaultRelay(Node):
             heapq.heappush(self.pending, entry)
         else:
             self._publish(destination, message, kind)
+
+    def _has_reader(self, destination: str) -> bool:
+        """Tell whether the destination vehicle has a reader of its own on its link (kept)."""
+        if destination not in self.readers_seen:
+            topic = self.links[destination].topic_name
+            if any(info.node_namespace == f'/{destination}'
+                   for info in self.get_subscriptions_info_by_topic(topic)):
+                self.readers_seen.add(destination)
+        return destination in self.readers_seen
 
     def _publish(self, destination: str, message: LatentMessage, kind: str) -> None:
         """Send on one link; counted by kind and by kind per destination once sent."""
@@ -203,6 +216,9 @@ class V2vFaultRelay(Node):
                                   hardware_id='v2v', message=self._plan_text())
         status.values = [KeyValue(key=kind, value=str(count))
                          for kind, count in sorted(self.counts().items())]
+        # 1 once the vehicle's own reader is on its link (copies to it can be counted as sent)
+        status.values += [KeyValue(key=f'reader:{role}', value=str(int(self._has_reader(role))))
+                          for role in self.roles]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)

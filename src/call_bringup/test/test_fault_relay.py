@@ -39,12 +39,13 @@ def _signature(sequence: int) -> np.ndarray:
 
 
 def run_relay(params: dict, messages: int, hero0: int = HERO0,
-              hello_from: tuple = ()) -> tuple[dict, dict]:
+              hello_from: tuple = (), readers: tuple = tuple(ROLES)) -> tuple[dict, dict]:
     """
     Publish `messages` from hero0 through a relay; what each vehicle got + relay counts.
 
     Only hero0 speaks, so its links to the others are up from the start unless `params` say
-    otherwise; vehicles in `hello_from` send one message (sequence 0) halfway through.
+    otherwise; vehicles in `hello_from` send one message (sequence 0) halfway through. Each
+    vehicle in `readers` reads its topic from a node in its namespace, as its comm node does.
     Every wait is for an event: the relay's diagnostics saying it has processed what was
     sent, then every copy it sent (reliably) having arrived here.
     """
@@ -57,8 +58,11 @@ def run_relay(params: dict, messages: int, hero0: int = HERO0,
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node('relay_test', context=context)
+    vehicles = {r: rclpy.create_node('comm', namespace=f'/{r}', context=context)
+                for r in readers}
     executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
+    for each in [node, *vehicles.values()]:
+        executor.add_node(each)
     received = {role: [] for role in ROLES}
     reported: dict = {}
     try:
@@ -68,9 +72,9 @@ def run_relay(params: dict, messages: int, hero0: int = HERO0,
         publisher = node.create_publisher(LatentMessage, '/v2v/latents/hero0', qos)
         hellos = {r: node.create_publisher(LatentMessage, f'/v2v/latents/{r}', qos)
                   for r in hello_from}
-        for role in ROLES:
-            node.create_subscription(LatentMessage, f'/v2v/latents/{role}',
-                                     lambda m, r=role: received[r].append(m), qos)
+        for role, vehicle in vehicles.items():
+            vehicle.create_subscription(LatentMessage, f'/v2v/latents/{role}',
+                                        lambda m, r=role: received[r].append(m), qos)
         node.create_subscription(DiagnosticArray, '/diagnostics',
                                  lambda m: reported.update(_relay_counts(m)), 10)
 
@@ -81,10 +85,12 @@ def run_relay(params: dict, messages: int, hero0: int = HERO0,
             assert predicate(), f'{what}; relay counts {reported}'
 
         def relay_linked() -> bool:       # its subscription and its three link publishers
-            return publisher.get_subscription_count() == 2 and all(
+            return publisher.get_subscription_count() == 1 + ('hero0' in vehicles) and all(
                 any(i.node_name == RELAY for i in node.get_publishers_info_by_topic(
                     f'/v2v/latents/{r}')) for r in ROLES)
         spin_until(relay_linked, 'the relay never matched our endpoints')
+        spin_until(lambda: all(reported.get(f'reader:{r}') == 1 for r in vehicles),
+                   "the relay never saw the vehicles' readers")
         sent = 0
 
         def processed(inputs: int):       # every input has an outcome on both other links
@@ -104,12 +110,13 @@ def run_relay(params: dict, messages: int, hero0: int = HERO0,
         # then every copy it sent has arrived (reliable links), besides our own messages
         expected = {r: sum(reported.get(f'{k}:{r}', 0) for k in SENT_KINDS)
                     + (messages if r == 'hero0' else 0) + (1 if r in hellos else 0)
-                    for r in ROLES}
+                    if r in vehicles else 0 for r in ROLES}
         spin_until(lambda: {r: len(received[r]) for r in ROLES} == expected,
                    f'copies missing: expected {expected}')
     finally:
         executor.shutdown()
-        node.destroy_node()
+        for each in [node, *vehicles.values()]:
+            each.destroy_node()
         rclpy.shutdown(context=context)
         relay.send_signal(signal.SIGINT)
         try:
@@ -170,3 +177,11 @@ def test_links_come_up_when_their_vehicle_is_first_heard():
     assert counts['relayed'] == len(from_hero0['hero1']) + 1    # + hero1's hello to hero0
     assert counts['unlinked'] == 40 - len(from_hero0['hero1']) + 1  # + its hello to hero2
     assert counts['unlinked:hero2'] == 21
+
+
+def test_copies_wait_for_a_reader_of_the_vehicles_own():
+    # hero2 has no reader: the relay's own subscription and observers (a probe) match its link
+    # too, and a copy counted as sent with no vehicle to receive it would break the counts
+    received, counts = run_relay({}, 10, readers=('hero0', 'hero1'))
+    assert counts['relayed:hero1'] == len(received['hero1']) == 10
+    assert counts.get('relayed:hero2', 0) == 0 and counts['unlinked:hero2'] == 10

@@ -8,11 +8,13 @@ stop, the others keep driving, the run completes, and every message that did not
 vehicle's shared information is counted by reason (relay: loss; receivers: signature,
 replay, range).
 """
+import collections
 import json
 import os
 import signal
 
-from graph_probe import checkpoint_for_tests, GraphProbe, ROLES, stamp_key, start_graph
+from graph_probe import (checkpoint_for_tests, distance, GraphProbe, ROLES, stamp_key,
+                         start_graph)
 import pytest
 
 RANGE = 500.0
@@ -22,6 +24,7 @@ STARTUP_S = 90.0
 BEFORE_KILL, AFTER_KILL = 30, 60
 IN_FLIGHT_S = 0.3      # three 0.1 s steps: the states a dying writer may leave half-delivered
 SURVIVORS = ('hero0', 'hero2')
+MAX_AGE = 0.5          # [s] call_comm's max_age (comm.yaml), passed on so the test states it
 # [s] the simulator waits this long for a silent vehicle: generous, so that on a loaded
 # machine a slow survivor is waited for rather than counted as missing
 LOCKSTEP_TIMEOUT = 10.0
@@ -37,7 +40,8 @@ def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
     # (2 s wall, below the lockstep timeout) and its stops answer the current step
     supervisor = start_graph(str(tmp_path), checkpoint, c=1e9, v2v_faults=FAULTS,
                              overrides={'call_comm': {'initial_range': RANGE,
-                                                      'max_range': RANGE},
+                                                      'max_range': RANGE,
+                                                      'max_age': MAX_AGE},
                                         'call_sim': {'lockstep_timeout': LOCKSTEP_TIMEOUT}})
     probe = GraphProbe(v2v_topics=tuple(f'/v2v/latents/{r}' for r in ROLES),
                        fleet_file=os.path.join(str(tmp_path), 'keys', 'fleet.yaml'))
@@ -49,8 +53,11 @@ def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
                                 supervisor, exits), exits
         # the probe must hold the world models' states before the kill: what is planned on
         # after it is told by the last of them (a writer DDS discovers late reaches it late)
+        # (if not: 0 publishers in the probe's graph is discovery, 1 is the data path)
         assert probe.spin_until(lambda: all(probe.states[r] for r in ROLES), 60.0,
-                                supervisor, exits), {r: len(probe.states[r]) for r in ROLES}
+                                supervisor, exits), {
+            r: (len(probe.states[r]), probe.node.count_publishers(f'/{r}/latent_state'))
+            for r in ROLES}
         victim = supervisor.unit('hero1/world_model').process
         os.kill(victim.pid, signal.SIGKILL)
         killed_at = len(probe.ticks)
@@ -113,14 +120,40 @@ def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
     assert counts['forged'] > 0 and counts['replayed'] > 0
     for role in SURVIVORS:
         final = probe.stats[role][-1]
-        # every injected message a survivor received was dropped: a forged copy by its
+        # no injected message reached a survivor's shared information: each neighbour it
+        # accepted is its sender's own message (at the sender's own position at that stamp;
+        # a forged copy carries another vehicle's, shifted), fresh (not older than max_age,
+        # as a replayed copy is) and newer than the sender's message accepted before it
+        checked = 0
+        sequences: dict = collections.defaultdict(list)
+        for (receiver, step), shared in sorted(probe.shared.items(), key=lambda kv: kv[0][1]):
+            if receiver != role:
+                continue
+            for n in shared.neighbours:
+                sent = stamp_key(n.stamp)
+                assert step - sent <= MAX_AGE + 1e-6, (role, step, n.sender_id, sent)
+                sequences[n.sender_id].append(n.sequence)
+                own = probe.odometry[n.sender_id].get(sent)
+                if own is not None:
+                    assert distance((n.x, n.y), own) < 0.01, (role, step, n.sender_id, sent)
+                    checked += 1
+        assert checked > 0
+        assert all(s == sorted(set(s)) for s in sequences.values()), dict(sequences)
+        # so every injected message a survivor received was dropped: a forged copy by its
         # signature, or earlier by a cheaper check (its stamp is not newer than the
-        # impersonated vehicle's last message: replay; its budget is spent: rate limited)
+        # impersonated vehicle's last message, or older than max_age: replay; its budget is
+        # spent: rate limited). A relayed (genuine) copy may be dropped too: when the
+        # pipelines come up under load a vehicle's first steps can be several steps apart,
+        # and a neighbour's message more than max_age from the receiver's step is dropped by
+        # design, older as stale (replay), newer as implausible (DEVELOPERS.md, Two
+        # distributions)
         forged, replayed = counts.get(f'forged:{role}', 0), counts.get(f'replayed:{role}', 0)
-        assert final.dropped_bad_signature + final.dropped_unknown_sender + \
-            final.dropped_replay + final.dropped_implausible + \
-            final.dropped_rate_limited == forged + replayed
-        assert final.dropped_replay >= replayed
+        dropped = final.dropped_bad_signature + final.dropped_unknown_sender + \
+            final.dropped_replay + final.dropped_implausible + final.dropped_rate_limited
+        relayed_dropped = dropped - (forged + replayed)
+        assert 0 <= relayed_dropped <= \
+            final.dropped_replay - replayed + final.dropped_implausible
+        assert final.dropped_bad_signature + final.dropped_unknown_sender <= forged
         assert final.dropped_bad_signature + final.dropped_unknown_sender > 0
         assert final.dropped_unsigned == final.dropped_malformed == 0
         # and every delivery is accounted for: accepted, out of range or dropped by reason.
