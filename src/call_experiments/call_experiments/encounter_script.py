@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import math
 from typing import Any, Dict, List, Optional, Tuple
 
+from call_perception.perception_stage import Box
 from call_perception.visibility import visible
 import numpy as np
 
@@ -50,17 +51,6 @@ TRUCK = {'edge': 'south_in', 'lane': 0, 'pos': 188.5, 'length': 12.0, 'width': 2
 SENSOR_RANGE = 32.0            # [m] call_learning train.yaml `sensor_range` (checked in tests)
 VEHICLE = (4.8, 2.0)           # [m] the CALL vehicles' box (call_sim vehicle.yaml)
 DT = 0.1                       # [s] the simulator step
-
-
-@dataclass(frozen=True)
-class Box:
-    """A vehicle's box as the visibility test takes it."""
-
-    x: float
-    y: float
-    yaw: float
-    length: float
-    width: float
 
 
 @dataclass(frozen=True)
