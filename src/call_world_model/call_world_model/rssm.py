@@ -164,13 +164,14 @@ class RSSM(nn.Module):
         agree bit for bit.
         """
         linear, norm, act = self.img_in
-        split = self.cfg.stoch_flat
-        columns = (z_indices
-                   + torch.arange(z_indices.shape[-1], device=z_indices.device) * self.cfg.classes)
-        table = one_hot_columns(self, '_img_in_table')(linear.weight, split)
-        x = F.embedding_bag(columns, table, mode='sum') \
-            + F.linear(action_one_hot, linear.weight[:, split:])
+        x = self._img_in_z(z_indices) \
+            + F.linear(action_one_hot, linear.weight[:, self.cfg.stoch_flat:])
         return act(norm(x))
+
+    def _img_in_z(self, z_indices: torch.Tensor) -> torch.Tensor:
+        """(B, out) z's part of ``img_in``'s first product: its S selected columns, summed."""
+        table = one_hot_columns(self, '_img_in_table')(self.img_in[0].weight, self.cfg.stoch_flat)
+        return F.embedding_bag(z_indices + self._z_offsets(z_indices), table, mode='sum')
 
     def _img_in_rows(self, z_indices: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """
@@ -188,10 +189,8 @@ class RSSM(nn.Module):
         weight = linear.weight
         if not self._finite_action_columns(weight):
             return self._img_in_indexed(z_indices, self.action_one_hot(action))
-        table = one_hot_columns(self, '_img_in_table')(weight, split)
         actions = one_hot_columns(self, '_img_in_action_table')(weight, weight.shape[1], split)
-        columns = z_indices + self._z_offsets(z_indices)
-        x = F.embedding_bag(columns, table, mode='sum') + actions.index_select(0, action)
+        x = self._img_in_z(z_indices) + actions.index_select(0, action)
         return F.silu(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
 
     def _finite_action_columns(self, weight: torch.Tensor) -> bool:
