@@ -145,9 +145,10 @@ class MonitoredFleet:
         self.told: Dict[str, frozenset] = {}    # per role: vehicles known only through sharing
 
     def reset(self, roles: Sequence[str]) -> None:
-        """Fresh monitors for every vehicle."""
+        """Fresh monitors for every vehicle, and no track of the old ones in the look-ahead."""
         self.monitors = {role: TtcMonitor(self.config, self.geometry) for role in roles}
         self.yaws = {}
+        self.policy.tracks.clear()
 
     def restart(self, role: str) -> None:
         """One vehicle respawned: forget its tracks and plan."""
@@ -685,10 +686,14 @@ def first_told(told: Sequence[tuple], conflict: Any) -> Optional[float]:
     return None
 
 
+def c_tag(c: float) -> str:
+    """Return the part of a results file name that names c: empty at the default, else `_c<c>`."""
+    return '' if c == DEFAULT_C else f'_c{c:g}'
+
+
 def run_name(scenario: str, mode: str, seed: int, c: float) -> str:
     """File name of one run's summary; c is named only when it is not the default."""
-    tag = '' if c == DEFAULT_C else f'_c{c:g}'
-    return f'{scenario}_{mode}{tag}_{seed}.json'
+    return f'{scenario}_{mode}{c_tag(c)}_{seed}.json'
 
 
 def sweep_points(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -59,11 +59,11 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from call_experiments import encounter_script as script, manifest
-from call_experiments.driving_eval import (build_fleet, DEFAULT_C, load_policy_models,
-                                           own_sensors_see, path_conflict, shipped_checkpoint,
-                                           write_csv)
+from call_experiments.driving_eval import (build_fleet, c_tag, DEFAULT_C,
+                                           load_policy_models, own_sensors_see, path_conflict,
+                                           shipped_checkpoint, write_csv)
 from call_experiments.rollout import scenario_with
-from call_learning.pipeline import MODES
+from call_learning.pipeline import MODES, SHARING_MODES
 from call_planner.plan_stage import planner_params
 from call_planner.ttc_monitor import NONE
 from call_sim import driving_metrics
@@ -72,8 +72,6 @@ from call_world_model.prediction_metrics import mean_interval
 import numpy as np
 import torch
 
-#: modes that do not share, so that c (the range gate's threshold) changes nothing in them
-C_FREE_MODES = ('local',)
 AFTER_CONFLICT = 3.0       # [s] an encounter runs this long past its nominal conflict time
 CONVENTIONS = driving_metrics.MetricConventions()
 #: the crossroad with the two CALL vehicles of the script and nothing else
@@ -125,7 +123,6 @@ def run_encounter(fleet: Any, env: Any, encounter: script.Encounter) -> Dict[str
     pipeline.reset(roles)
     fleet.reset(roles)
     fleet.policy.restart(encounter.index)
-    fleet.policy.tracks.clear()
     causes_before = Counter(fleet.override_causes)
     ids = {o.role_name: o.actor_id for o in obs[script.EGO].others if o.role_name}
     ids[script.EGO] = obs[script.EGO].ego.actor_id
@@ -328,8 +325,7 @@ def paired_rows(reference: str, other: str, c: float,
 
 def run_name(mode: str, seed: int, c: float) -> str:
     """File name of one seed's records; c is named only when it is not the default."""
-    tag = '' if c == DEFAULT_C else f'_c{c:g}'
-    return f'{mode}{tag}_{seed}.json'
+    return f'{mode}{c_tag(c)}_{seed}.json'
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -375,7 +371,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for mode in args.modes:
             path = runs_dir / run_name(mode, seed, args.c)
             if args.combine:
-                if not path.is_file() and mode in C_FREE_MODES:
+                if not path.is_file() and mode not in SHARING_MODES:
                     # no range gate: c changes nothing, the default run's records stand
                     path = runs_dir / run_name(mode, seed, DEFAULT_C)
                 if not path.is_file():
@@ -394,7 +390,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 'wall_s': round(time.time() - started, 1),
                 'summary': seed_summary(records), 'encounters': records}, indent=1))
             log(f'wrote {path} ({time.time() - started:.0f} s)')
-    tag = '' if args.c == DEFAULT_C else f'_c{args.c:g}'
+    tag = c_tag(args.c)
     rows = [row for mode in args.modes if mode in runs
             for row in mode_rows(mode, args.c, runs[mode])]
     write_csv(out / f'occlusion_encounters{tag}.csv', rows, CSV_COLUMNS)

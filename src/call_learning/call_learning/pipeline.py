@@ -69,6 +69,7 @@ import numpy as np
 import torch
 
 MODES = ('local', 'lss', 'lsi', 'full')
+SHARING_MODES = ('lss', 'lsi')      # the modes whose vehicles exchange latents
 H_TRANSPORTS = ('full', 'replica')
 
 
@@ -120,7 +121,7 @@ class PipelineConfig:
     @property
     def shares(self) -> bool:
         """Tell whether vehicles exchange latents (lss, lsi)."""
-        return self.mode in ('lss', 'lsi')
+        return self.mode in SHARING_MODES
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> 'PipelineConfig':
