@@ -45,8 +45,8 @@ index: the same script), averaged per seed, then over seeds.
     python -m call_experiments.occlusion_encounters --seeds 3000 3001 3002 --encounters 20
 
 writes results/occlusion_encounters/occlusion_encounters[_c<c>].csv, ..._paired.csv and per
-seed and mode runs/<mode>[_c<c>]_<seed>.json (`--combine` takes a mode that does not share
-at another c from its run at the default c). Use seeds other than the held-out ones (10,
+seed and mode encounter_runs/<mode>[_c<c>]_<seed>.json (`--combine` takes a mode that does
+not share at another c from its run at the default c). Use seeds other than the held-out ones (10,
 11) to look or tune.
 """
 import argparse
@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--c', type=float, default=DEFAULT_C,
                         help='threshold c of the range gate (comm.yaml default 50)')
     parser.add_argument('--combine', action='store_true',
-                        help='run nothing: build the CSVs from OUT/runs')
+                        help='run nothing: build the CSVs from OUT/encounter_runs')
     parser.add_argument('--out', default='results/occlusion_encounters')
     parser.add_argument('--threads', type=int, default=1)
     return parser
@@ -365,7 +365,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f'call_occlusion_encounters: {line}', flush=True)
 
     out = Path(args.out)
-    runs_dir = out / 'runs'
+    runs_dir = out / 'encounter_runs'
     runs: Dict[str, Dict[int, List[Dict[str, Any]]]] = {}
     for seed in args.seeds:
         for mode in args.modes:
