@@ -9,7 +9,11 @@ App. F), so a vehicle that sharing put into the BEV is guarded like a seen one.
 Per BEV frame: connected blobs of the vehicle channels become boxes in the map frame (the
 ego's pose at the frame's stamp), matched to the previous frames' blobs by nearest centre,
 and their velocity is the centre's displacement over `velocity_window` (one 0.1 s step of
-0.5 m pixels is too noisy). A blob seen for the first time is not assessed until a second
+0.5 m pixels is too noisy). A vehicle moves along its long axis (the kinematic bicycle
+model's no-slip constraint), so a blob clearly longer than wide (`axis_aspect`) keeps that
+axis as its heading and only the velocity's part along it: a standing truck's centre jitters
+by up to a pixel between frames, and that jitter, taken as a heading, turned its 12 m box
+into the next lane. A blob seen for the first time is not assessed until a second
 frame gives its velocity. Accepted neighbours need no estimate: their messages state pose,
 speed and path, so they are tracks from the first message on, also outside the BEV
 (`share`, `shared_tracks`), in place of their blobs.
@@ -56,7 +60,7 @@ import numpy as np
 NONE, COMFORTABLE, EMERGENCY = 'none', 'comfortable', 'emergency'
 _VEHICLE_FIELDS = ('ego_length', 'ego_width')
 _FLAGS = ('enabled', 'shared_tracks')
-_MAY_BE_ZERO = ('anticipation_ttc', 'anticipation_gap')     # 0 = off
+_MAY_BE_ZERO = ('anticipation_ttc', 'anticipation_gap', 'axis_aspect')     # 0 = off
 #: [m] a vehicle less than this to the side of the ego's heading line is in its lane
 LANE_HALF_WIDTH = 1.75
 #: [rad] a vehicle in the ego's lane heading within this of the ego's heading is followed
@@ -88,6 +92,8 @@ class MonitorConfig:
     #                                vehicle known only through sharing; 0 = off
     anticipation_gap: float = 0.0  # [s] ... also when the ego would pass where that vehicle
     #                                is this long before or after it
+    axis_aspect: float = 0.0       # a blob at least this many times as long as wide moves
+    #                                along its long axis; 0 = its velocity's direction
 
     def __post_init__(self):
         """Fail fast on thresholds that cannot work together."""
@@ -100,6 +106,9 @@ class MonitorConfig:
         if self.anticipation_ttc and self.anticipation_ttc < self.comfortable_ttc:
             raise ValueError('monitor_anticipation_ttc must be 0 (off) or at least '
                              'monitor_comfortable_ttc')
+        if self.axis_aspect and self.axis_aspect < 1.0:
+            raise ValueError('monitor_axis_aspect must be 0 (off) or at least 1 (a length '
+                             'over a width)')
         if self.emergency_ttc > self.comfortable_ttc:
             raise ValueError('monitor_emergency_ttc must not exceed monitor_comfortable_ttc')
         if self.emergency_decel < self.comfortable_decel:
@@ -260,7 +269,14 @@ class TtcMonitor:
         velocities, self._tracked = self._velocities(time, centres)
         self.tracks = []
         for (x, y, yaw, length, width, shared_only), (vx, vy) in zip(boxes, velocities):
-            if math.hypot(vx, vy) > 0.5:        # a moving box points where it goes
+            if cfg.axis_aspect and length >= cfg.axis_aspect * width:
+                # a vehicle moves along its long axis: the velocity's part across it is
+                # the estimate's pixel noise (module doc)
+                along = vx * math.cos(yaw) + vy * math.sin(yaw)
+                vx, vy = along * math.cos(yaw), along * math.sin(yaw)
+                if along < -0.5:                # it points where it goes
+                    yaw = math.remainder(yaw + math.pi, math.tau)
+            elif math.hypot(vx, vy) > 0.5:      # a moving box points where it goes
                 yaw = math.atan2(vy, vx)
             self.tracks.append(Track(x, y, yaw, length, width, vx, vy, shared_only))
         self._blobs = (tuple(self.tracks), self._tracked)
@@ -473,8 +489,9 @@ def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: n
 
     Ahead means the other vehicle's centre is ahead of the ego's at the contact, or, behind
     it, that the other is not closing in from behind (not faster along the ego's heading than
-    the ego drives there): a crossing vehicle that would strike the ego's rear quarter is
-    avoided by braking before the crossing, a vehicle running into the ego from behind is not.
+    the ego drives there) and the contact is still to come: a crossing vehicle that would
+    strike the ego's rear quarter is avoided by braking before the crossing, a vehicle
+    running into the ego from behind, or one already touching it there, is not.
 
     The envelope test of `first_contacts`, run only where a coarse test passes: one circle
     round each vehicle's discs, per path, track and time (most vehicles of a BEV never come
@@ -523,7 +540,10 @@ def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: n
     ego_along = ((px[path_rows, after] - px[path_rows, before]) * cos
                  + (py[path_rows, after] - py[path_rows, before]) * sin) / span
     other_along = tr[:, 5] * cos + tr[:, 6] * sin
-    ahead = (first < steps) & ((forward > 0.0) | (other_along <= ego_along))
+    # a contact behind the ego's centre that is there already (at t = 0) is no more avoided
+    # by braking than one closing from behind: two vehicles stopped nose to tail within the
+    # margin would otherwise hold the front one, and with it the one behind, for good
+    ahead = (first < steps) & ((forward > 0.0) | ((other_along <= ego_along) & (first > 0)))
     return first.reshape(lead + (len(tr),)), ahead.reshape(lead + (len(tr),))
 
 

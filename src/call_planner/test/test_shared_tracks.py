@@ -176,3 +176,24 @@ def test_a_crossing_vehicle_that_would_strike_the_rear_quarter_counts_one_from_b
     first, ahead = contact_times(ex, ey, eyaw, [crossing, rear], t, 0.0, config)
     assert (first < len(t)).all()
     assert ahead[0].tolist() == [True, False]
+
+
+def test_two_vehicles_stopped_nose_to_tail_hold_the_one_behind_not_the_one_in_front():
+    # a respawn or a hard stop can leave two vehicles standing within the monitor's margin of
+    # each other: the one behind must keep holding, the one in front must be free to drive
+    # away (had it held for the one behind too, both stood for good)
+    config = MonitorConfig()
+    t = np.arange(0.0, 5.0 + 1e-9, 0.1)
+    standing = np.zeros((1, len(t)))
+    behind = Track(-5.9, 0.0, 0.0, 4.8, 2.0, 0.0, 0.0, False, 0.0)
+    in_front = Track(5.9, 0.0, 0.0, 4.8, 2.0, 0.0, 0.0, False, 0.0)
+    first, ahead = contact_times(standing, standing, standing, [behind, in_front], t, 0.0,
+                                 config)
+    assert first[0].tolist() == [0, 0]           # both touch the ego's footprint now
+    assert ahead[0].tolist() == [False, True]
+    monitor = TtcMonitor(config, BevGeometry())
+    monitor.share([behind])
+    assert monitor.assess(0.0, (0.0, 0.0, 0.0), 0.0).level == NONE
+    monitor = TtcMonitor(config, BevGeometry())
+    monitor.share([in_front])
+    assert monitor.assess(0.0, (0.0, 0.0, 0.0), 0.0).level != NONE
