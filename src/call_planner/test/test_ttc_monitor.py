@@ -247,7 +247,7 @@ def test_the_footprint_envelope_distance_is_the_exact_segment_distance():
 
 def _truck_at_the_stop_line():
     """
-    The scripted crossings' approach (call_experiments.encounter_script) on SUMO's lanes.
+    Build the scripted crossings' approach (call_experiments.encounter_script) on SUMO's lanes.
 
     Returns the BEV rasterizer, the ego's lane x (the south arm's inner lane, heading north)
     and a 12 m truck standing in the outer lane with its front at the stop line.
