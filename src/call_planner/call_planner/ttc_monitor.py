@@ -10,10 +10,11 @@ Per BEV frame: connected blobs of the vehicle channels become boxes in the map f
 ego's pose at the frame's stamp), matched to the previous frames' blobs by nearest centre,
 and their velocity is the centre's displacement over `velocity_window` (one 0.1 s step of
 0.5 m pixels is too noisy). A vehicle moves along its long axis (the kinematic bicycle
-model's no-slip constraint), so a blob clearly longer than wide (`axis_aspect`) keeps that
-axis as its heading and only the velocity's part along it: a standing truck's centre jitters
-by up to a pixel between frames, and that jitter, taken as a heading, turned its 12 m box
-into the next lane. A blob seen for the first time is not assessed until a second
+model's no-slip constraint), so a blob clearly longer than wide (`axis_aspect`), whole in
+the BEV, whose velocity is below the estimate's resolution (a pixel's diagonal over
+`velocity_window`) keeps that axis as its heading and only the velocity's part along it:
+a standing truck's centre jitters by up to a pixel between frames, and that jitter, taken as
+a heading, turned its 12 m box into the next lane. Faster blobs point where they go. A blob seen for the first time is not assessed until a second
 frame gives its velocity. Accepted neighbours need no estimate: their messages state pose,
 speed and path, so they are tracks from the first message on, also outside the BEV
 (`share`, `shared_tracks`), in place of their blobs.
@@ -263,13 +264,21 @@ class TtcMonitor:
             length = (max(w_px, h_px) + 1.0) * geo.metres_per_pixel
             width = (min(w_px, h_px) + 1.0) * geo.metres_per_pixel
             shared_only = not bool(seen[rows, cols].any())
+            # a blob cut by the BEV's edge is part of a vehicle: its shape is not the
+            # vehicle's (a car coming in from behind shows its width before its length)
+            x0, y0, w0, h0 = stats[label, :4]
+            whole = x0 > 0 and y0 > 0 and x0 + w0 < mask.shape[1] and y0 + h0 < mask.shape[0]
             boxes.append((ex + c * forward - s * left, ey + s * forward + c * left,
-                          eyaw + yaw_ego, length, width, shared_only))
+                          eyaw + yaw_ego, length, width, shared_only, whole))
         centres = np.array([[b[0], b[1]] for b in boxes]).reshape(-1, 2)
         velocities, self._tracked = self._velocities(time, centres)
         self.tracks = []
-        for (x, y, yaw, length, width, shared_only), (vx, vy) in zip(boxes, velocities):
-            if cfg.axis_aspect and length >= cfg.axis_aspect * width:
+        # the velocity's resolution over its window: each of its two centres is off by up to
+        # half a pixel along each image axis
+        resolution = math.sqrt(2.0) * geo.metres_per_pixel / cfg.velocity_window
+        for (x, y, yaw, length, width, shared_only, whole), (vx, vy) in zip(boxes, velocities):
+            if cfg.axis_aspect and whole and length >= cfg.axis_aspect * width \
+                    and math.hypot(vx, vy) < resolution:
                 # a vehicle moves along its long axis: the velocity's part across it is
                 # the estimate's pixel noise (module doc)
                 along = vx * math.cos(yaw) + vy * math.sin(yaw)
