@@ -28,6 +28,10 @@ from call_bringup.graph import bringup_config, build_graph, GraphError, NodeSpec
 from call_bringup.process_unit import ProcessUnit
 import yaml
 
+# Popen's process_group is Python >= 3.11; Humble's Ubuntu 22.04 has 3.10
+_OWN_PROCESS_GROUP = ({'process_group': 0} if sys.version_info >= (3, 11)
+                      else {'preexec_fn': os.setpgrp})
+
 
 @dataclass(frozen=True)
 class UnitExit:
@@ -232,7 +236,7 @@ class Supervisor:
             unit.process = subprocess.Popen(
                 unit.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, text=True, errors='replace', bufsize=1,
-                env=self._env, process_group=0)
+                env=self._env, **_OWN_PROCESS_GROUP)
             unit.reader = threading.Thread(target=self._relay, args=(unit,), daemon=True)
             unit.reader.start()
             self.emit(f'[call_run] started {unit.label} (pid {unit.process.pid})')
