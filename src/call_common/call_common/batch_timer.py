@@ -41,7 +41,7 @@ class BatchTimer:
             self.timer.reset()
 
     def flush_due(self) -> None:
-        """The timer: run the batch, or (deferrable) re-arm once the command path's ran."""
+        """Run the batch when the timer fires, or leave it to the command path (deferrable)."""
         self.timer.cancel()
         self.batcher.flush_when_due(self.timer.reset)
 
