@@ -50,6 +50,23 @@ def _sightings(env, encounter, controls, before=0.0):
     return seen
 
 
+def _hidden_stretch(with_truck, without, encounter, min_hidden):
+    """
+    Check the stretch where only the truck keeps the other unseen; its first sighting.
+
+    One stretch of at least `min_hidden` s, from the other's first sighting without the
+    truck (which is the script's `visible_free_s`).
+    """
+    assert [t for t, _ in with_truck] == [t for t, _ in without]
+    stretch = [t for (t, a), (_, b) in zip(with_truck, without) if b and not a]
+    assert len(stretch) * 0.1 >= min_hidden - 1e-9, (encounter.index, stretch)
+    first_free = next(t for t, b in without if b)
+    assert stretch[0] == first_free
+    assert all(b - a < 0.15 for a, b in zip(stretch, stretch[1:]))
+    assert math.isclose(first_free, encounter.visible_free_s, abs_tol=1e-6)
+    return next(t for t, a in with_truck if a)
+
+
 def _pursuit(env, role, state):
     """The speed held, the wheels steered at the route point LOOK_AHEAD m ahead (pure pursuit)."""
     points = env.heroes[role].route.points
@@ -86,18 +103,9 @@ def test_the_parked_truck_hides_the_crosser_from_the_egos_own_sensors():
             assert math.isclose(parked[0].y, script.truck_box().y, abs_tol=0.05)
             assert math.isclose(parked[0].x, script.truck_box().x, abs_tol=0.05)
             without = _sightings(env, script.draw(10, index, occluder=False), straight)
-            assert [t for t, _ in with_truck] == [t for t, _ in without]
-            # the stretch of the approach where only the truck keeps the crosser unseen
-            stretch = [t for (t, a), (_, b) in zip(with_truck, without) if b and not a]
-            assert len(stretch) * 0.1 >= MIN_HIDDEN - 1e-9, (index, stretch)
-            # one stretch, from the crosser's first sighting without the truck
-            first_free = next(t for t, b in without if b)
-            assert stretch[0] == first_free
-            assert all(b - a < 0.15 for a, b in zip(stretch, stretch[1:]))
             # and the script's own figures are the simulator's
-            first = next(t for t, a in with_truck if a)
+            first = _hidden_stretch(with_truck, without, hidden, MIN_HIDDEN)
             assert math.isclose(first, hidden.visible_s, abs_tol=1e-6)
-            assert math.isclose(first_free, hidden.visible_free_s, abs_tol=1e-6)
 
 
 def test_the_held_truck_hides_the_merger_from_the_egos_own_sensors():
@@ -134,16 +142,9 @@ def test_the_held_truck_hides_the_merger_from_the_egos_own_sensors():
             assert state.y > 0.5 * (script.MERGE_LANES[0] + script.MERGE_LANES[1])
             without = _sightings(env, script.draw(10, index, occluder=False, layout='merge'),
                                  merge, MERGE_BEFORE)
-            assert [t for t, _ in with_truck] == [t for t, _ in without]
-            stretch = [t for (t, a), (_, b) in zip(with_truck, without) if b and not a]
-            assert len(stretch) * 0.1 >= MIN_HIDDEN_MERGE - 1e-9, (index, stretch)
-            first_free = next(t for t, b in without if b)
-            assert stretch[0] == first_free
-            assert all(b - a < 0.15 for a, b in zip(stretch, stretch[1:]))
             # the script's own figures are the simulator's, up to the pursuit's tracking
-            first = next(t for t, a in with_truck if a)
+            first = _hidden_stretch(with_truck, without, hidden, MIN_HIDDEN_MERGE)
             assert abs(first - hidden.visible_s) <= 0.3, (first, hidden.visible_s)
-            assert math.isclose(first_free, hidden.visible_free_s, abs_tol=1e-6)
 
 
 def test_a_script_depends_on_its_seed_and_index_only():
