@@ -168,9 +168,11 @@ def _crossing_boxes(encounter: Encounter, t: float) -> Tuple[Box, Box, Box]:
 
 def _merge_path() -> Tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """
-    The merger's path along accel_lane (call_sim's route blend: a smoothstep from lane 0 to
-    lane 2 over MERGE_CHANGE_LENGTH): x, y, arc length from ACCEL_X, and the arc length at
-    which its centre crosses into the ego's lane (the conflict point).
+    Return the merger's path along accel_lane: x, y, arc length, conflict arc length.
+
+    The route's blend of call_sim (a smoothstep from lane 0 to lane 2 over
+    MERGE_CHANGE_LENGTH from MERGE_CHANGE); arc lengths from ACCEL_X; the conflict point is
+    where the merger's centre crosses into the ego's lane.
     """
     pos = np.arange(0.0, 190.0, 0.05)
     a = np.clip((pos - MERGE_CHANGE) / MERGE_CHANGE_LENGTH, 0.0, 1.0)

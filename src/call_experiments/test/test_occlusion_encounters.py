@@ -68,7 +68,7 @@ def _hidden_stretch(with_truck, without, encounter, min_hidden):
 
 
 def _pursuit(env, role, state):
-    """The speed held, the wheels steered at the route point LOOK_AHEAD m ahead (pure pursuit)."""
+    """Hold the speed, steer at the route point LOOK_AHEAD m ahead (pure pursuit)."""
     points = env.heroes[role].route.points
     near = int(np.argmin(np.hypot(*(points - (state.x, state.y)).T)))
     ahead = np.hypot(*(points[near:] - (state.x, state.y)).T)

@@ -390,6 +390,7 @@ def test_a_held_vehicle_keeps_its_speed_along_its_route_and_a_start_can_fix_its_
              'lane_changes': {'accel_lane': [(40.0, 2)]}}
     obs, _ = env.reset(seed=3, options={'starts': {'hero0': start}, 'held': held})
     route = env.heroes['hero0'].route
+
     # lane 0 (y = -8.75) up to the change at x = 249.17 + 40, lane 2 (y = -1.75) after it
     def y_at(x):
         return float(np.interp(x, route.points[:, 0], route.points[:, 1]))
