@@ -38,7 +38,7 @@ def drive(parked=(), crosser=None, steps=140, params=None):
     `crosser`: a second CALL vehicle's start, driven at its speed (its own stack is not
     under test).
     """
-    params = params or planner_params()
+    params = params or planner_params({'junction_enabled': True})
     roles = 2 if crosser else 1
     scenario = {**load_yaml('scenarios/crossroad.yaml'), 'num_controlled': roles,
                 'num_background': 0}

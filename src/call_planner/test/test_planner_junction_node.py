@@ -86,7 +86,8 @@ class JunctionHarness(Harness):
 
 @pytest.fixture(scope='module')
 def harness(tmp_path_factory):
-    yield from run_planner_harness(tmp_path_factory, JunctionHarness, {'K': 3})
+    yield from run_planner_harness(tmp_path_factory, JunctionHarness,
+                                   {'K': 3, 'junction_enabled': 'true'})
 
 
 def _approach(harness, exit_car: bool) -> list:
