@@ -134,6 +134,15 @@ def main() -> int:
         scale = 1e3 / max(1, vehicle_ticks)
         print(f'{vehicle_ticks} vehicle-ticks (perception odometry callbacks); '
               'last column: ms of thread CPU per vehicle-tick')
+        # a container should run one batch per shared model and tick; more means its
+        # vehicles' steps reached the flush in waves (docs/profile.md, twelfth pass)
+        flushes: collections.Counter = collections.Counter()
+        for (node, kind, topic), count in calls.items():
+            if kind == 'timer' and topic == 'flush':
+                flushes[node] += count
+        print('batch flushes per vehicle-tick (x vehicles per container = per container-tick): '
+              + ', '.join(f'{node} {count / max(1, vehicle_ticks):.3f}'
+                          for node, count in sorted(flushes.items())))
 
     def line(label: str, cpu: float) -> str:
         ms = (f'{cpu * scale:9.2f}' if args.per_vehicle_tick else f'{cpu * scale:9.1f}') \
