@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 from call_bringup.demo import demo_checkpoint
 from call_bringup.fleet_keys import ensure_fleet_keys
@@ -153,9 +154,13 @@ class RunnerGraph:
 
 
 def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: int,
-            warmup: int, background: int, timeout: float, extra_units=None) -> dict:
+            warmup: int, background: int, timeout: float, extra_units=None,
+            c: Optional[float] = None) -> dict:
     """
     Run the graph; once every vehicle's pipeline is live, time `ticks` ticks.
+
+    `c` (None: comm.yaml's) sets the range gate's threshold, which sets how many neighbours
+    each vehicle hears and decodes, and so part of the cost.
 
     `extra_units(roles)` adds process units beside the graph (e.g. the Foxglove live view);
     `cpu_ms_by_unit` in the result says what each unit cost per tick.
@@ -163,7 +168,7 @@ def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: in
     work = tempfile.mkdtemp(prefix='bench_bringup_')
     keys = os.path.join(work, 'keys')
     roles = [f'hero{i}' for i in range(num_vehicles)]
-    specs = build_graph(num_vehicles=num_vehicles, checkpoint=checkpoint, keys_dir=keys,
+    specs = build_graph(num_vehicles=num_vehicles, checkpoint=checkpoint, keys_dir=keys, c=c,
                         scenario_changes={'num_background': background}, work_dir=work)
     ensure_fleet_keys(keys, roles)
     log = open(os.path.join(work, 'nodes.log'), 'w', encoding='utf-8')
@@ -171,7 +176,8 @@ def measure(num_vehicles: int, mode: str, group: int, checkpoint: str, ticks: in
         scenario = next(s for s in specs if s.package == 'call_sim').merged_parameters()
         graph = LaunchedGraph(tools_environment(), [
             f'num_vehicles:={num_vehicles}', f'scenario:={scenario["scenario"]}',
-            f'checkpoint:={checkpoint}', f'keys_dir:={keys}'], log)
+            f'checkpoint:={checkpoint}', f'keys_dir:={keys}']
+            + ([] if c is None else [f'c:={c}']), log)
     else:
         units = process_units(specs, compose=mode != 'processes', workdir=work,
                               vehicles_per_process=group if mode == 'grouped' else 1)
@@ -279,18 +285,21 @@ def main() -> int:
     parser.add_argument('--background', type=int, default=40)
     parser.add_argument('--timeout', type=float, default=300.0)
     parser.add_argument('--checkpoint', default=None)
+    parser.add_argument('--c', type=float, default=None,
+                        help="range gate threshold c (default: comm.yaml's)")
     args = parser.parse_args()
     if 'launch' in args.modes and tools_environment() is None:
         parser.error(f'mode launch: {MISSING}')
     checkpoint = demo_checkpoint(args.checkpoint, tempfile.mkdtemp(prefix='bench_ckpt_'))
-    print(f'checkpoint: {checkpoint}; {args.background} background vehicles; '
+    print(f'checkpoint: {checkpoint}; c = {"comm.yaml" if args.c is None else args.c}; '
+          f'{args.background} background vehicles; '
           f'{args.warmup} warm-up ticks, {args.ticks} measured; {os.cpu_count()} CPUs')
     before = reference_ms(checkpoint_path=checkpoint)
     rows = []
     for mode in args.modes:
         for n in args.vehicles:
             row = measure(n, mode, args.group, checkpoint, args.ticks, args.warmup,
-                          args.background, args.timeout)
+                          args.background, args.timeout, c=args.c)
             rows.append(row)
             print(f'  measured {n} vehicle(s), {mode}: {row}', file=sys.stderr, flush=True)
     print(f'\n{"CALL vehicles":>13} {"mode":>10} {"ticks":>6} {"median ms/tick":>15} '

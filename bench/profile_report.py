@@ -93,9 +93,13 @@ def main() -> int:
     accounts: collections.Counter = collections.Counter()
     publishes: collections.Counter = collections.Counter()
     calls: collections.Counter = collections.Counter()
+    batches: collections.Counter = collections.Counter()    # (batcher, batches / deferrals)
     for path in args.files:
         with open(path, encoding='utf-8') as stream:
             data = json.load(stream)
+        for row in data.get('batchers', []):     # profiles since the thirteenth pass
+            batches[(row['batcher'], 'batches')] += row['batches']
+            batches[(row['batcher'], 'deferred')] += row['deferrals']
         for stack, cpu in data['stacks']:
             category, detail = classify(stack)
             categories[category] += cpu
@@ -134,6 +138,20 @@ def main() -> int:
         scale = 1e3 / max(1, vehicle_ticks)
         print(f'{vehicle_ticks} vehicle-ticks (perception odometry callbacks); '
               'last column: ms of thread CPU per vehicle-tick')
+        # a container should run one batch per shared model and tick; more means its
+        # vehicles' steps reached the flush in waves (docs/profile.md, twelfth pass)
+        flushes: collections.Counter = collections.Counter()
+        for (node, kind, topic), count in calls.items():
+            if kind == 'timer' and topic in ('flush', 'flush_due'):
+                flushes[node] += count
+        print('batch flushes per vehicle-tick (x vehicles per container = per container-tick): '
+              + ', '.join(f'{node} {count / max(1, vehicle_ticks):.3f}'
+                          for node, count in sorted(flushes.items())))
+        if batches:     # a deferred flush's timer fires twice: the batchers' own counts
+            print('batches (deferred flushes) per vehicle-tick: ' + ', '.join(
+                f'{name} {batches[(name, "batches")] / max(1, vehicle_ticks):.3f} '
+                f'({batches[(name, "deferred")] / max(1, vehicle_ticks):.3f})'
+                for name in sorted({name for name, _ in batches})))
 
     def line(label: str, cpu: float) -> str:
         ms = (f'{cpu * scale:9.2f}' if args.per_vehicle_tick else f'{cpu * scale:9.1f}') \

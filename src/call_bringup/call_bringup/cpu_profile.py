@@ -29,6 +29,7 @@ import threading
 import time
 from typing import Optional
 
+from call_common.batching import batcher_stats
 from call_common.draining import draining_of
 
 ENV = 'CALL_CPU_PROFILE'
@@ -169,6 +170,8 @@ class StackSampler:
                        'samples': self.samples,
                        'executor_thread_cpu_s': self.target_cpu_end - self.target_cpu_start,
                        'callbacks': self.callbacks.as_rows(),
+                       # batches run and flushes deferred per shared model (call_common.batching)
+                       'batchers': batcher_stats(),
                        'threads_cpu_s': threads,
                        'sampler_thread': self._thread.native_id,
                        'target_native_id': threading.main_thread().native_id

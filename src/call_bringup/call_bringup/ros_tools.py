@@ -25,9 +25,16 @@ def _sourced(setup_bash: str, base: tuple) -> tuple:
 
 
 def tools_environment() -> Optional[dict]:
-    """Return an environment in which the tools run (None: not installed, see MISSING)."""
+    """
+    Return an environment in which the tools run (None: not installed, see MISSING).
+
+    The overlay's own prefix only (`local_setup.bash`), not its `setup.bash`: that one first
+    sources the workspace the overlay was built on top of, so from a second checkout (a git
+    worktree sharing the first one's overlay) `ros2 launch` and `launch_test` ran the first
+    checkout's packages instead of the calling environment's.
+    """
     overlay = os.environ.get('CALL_ROS_TOOLS', '')
-    setup_bash = os.path.join(overlay, 'setup.bash')
+    setup_bash = os.path.join(overlay, 'local_setup.bash')
     if overlay and os.path.isfile(setup_bash):
         env = dict(_sourced(setup_bash, tuple(sorted(os.environ.items()))))
     elif shutil.which('ros2') and importlib.util.find_spec('launch_testing') is not None:

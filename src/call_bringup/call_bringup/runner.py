@@ -28,6 +28,10 @@ from call_bringup.graph import bringup_config, build_graph, GraphError, NodeSpec
 from call_bringup.process_unit import ProcessUnit
 import yaml
 
+# Popen's process_group is Python >= 3.11; Humble's Ubuntu 22.04 has 3.10
+_OWN_PROCESS_GROUP = ({'process_group': 0} if sys.version_info >= (3, 11)
+                      else {'preexec_fn': os.setpgrp})
+
 
 @dataclass(frozen=True)
 class UnitExit:
@@ -216,14 +220,23 @@ class Supervisor:
 
     def start(self, units: Optional[list[ProcessUnit]] = None) -> None:
         """
-        Start every unit (or ``units``, some of them) in its own session.
+        Start every unit (or ``units``, some of them) in its own process group.
 
-        Own sessions: a terminal's Ctrl-C reaches only the runner, which stops them in order.
+        Own process groups: a terminal's Ctrl-C (sent to its foreground group) reaches only
+        the runner, which stops them in order. The runner's session, not a session each: as
+        under ``ros2 launch``, whose children share its session. Linux's autogroup scheduler
+        (``/proc/sys/kernel/sched_autogroup_enabled``) shares the CPU between sessions
+        first, so the simulator and each container, every one in a session of its own,
+        were scheduled as separate groups; that changed when a tick's messages reached a
+        container's executor against its batch flush timers (more world-model and
+        view-decoder batches per tick than the same containers under launch,
+        docs/profile.md). No unit reads a terminal: stdin is /dev/null.
         """
         for unit in self.units if units is None else units:
             unit.process = subprocess.Popen(
-                unit.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                errors='replace', bufsize=1, env=self._env, start_new_session=True)
+                unit.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True, errors='replace', bufsize=1,
+                env=self._env, **_OWN_PROCESS_GROUP)
             unit.reader = threading.Thread(target=self._relay, args=(unit,), daemon=True)
             unit.reader.start()
             self.emit(f'[call_run] started {unit.label} (pid {unit.process.pid})')

@@ -170,6 +170,28 @@ def test_runner_starts_nodes_and_stops_them_cleanly_on_sigint(supervisor_factory
         (u.label, u.process.returncode, list(u.last_lines)) for u in supervisor.units]
 
 
+def test_units_share_the_runners_session_each_in_a_process_group_of_its_own(
+        supervisor_factory):
+    # the session as ros2 launch's children share it (one autogroup for the scheduler);
+    # a group of its own, so that a terminal's Ctrl-C reaches the runner only
+    supervisor = supervisor_factory([relay_spec('/hero0'), relay_spec('/hero1')])
+    # the runner's own stdin is a pipe here (a terminal in use): the units must not get it
+    read_end, write_end = os.pipe()
+    saved = os.dup(0)
+    os.dup2(read_end, 0)
+    try:
+        supervisor.start()
+    finally:
+        os.dup2(saved, 0)
+        for fd in (saved, read_end, write_end):
+            os.close(fd)
+    pids = [u.process.pid for u in supervisor.units]
+    assert [os.getsid(pid) for pid in pids] == [os.getsid(0)] * 2
+    assert [os.getpgid(pid) for pid in pids] == pids
+    assert os.getpgid(0) not in pids
+    assert [os.readlink(f'/proc/{pid}/fd/0') for pid in pids] == ['/dev/null'] * 2
+
+
 def test_runner_fails_loudly_naming_the_dead_node(supervisor_factory):
     supervisor = supervisor_factory([relay_spec('/hero0', 'hero0'),
                                      relay_spec('/hero1', 'hero1')])

@@ -199,7 +199,17 @@ def _decode_group(requests: Sequence[ViewRequest], outs: List[List[Optional[byte
 
 
 class ViewBatcher(Batcher):
-    """The comm nodes' view requests of one process and model, decoded as one batch."""
+    """
+    The comm nodes' view requests of one process and model, decoded as one batch.
+
+    Deferrable: a step's views go out in its SharedInformation, which the next step reads
+    (perception fuses it and the world model observes with it, each waiting for it by stamp;
+    the planner's tracks, after the world model's state), never the step's own command; so
+    in a container the planners' look-ahead batch, on the way to the step's commands, runs
+    first, and the views decode while the simulator steps.
+    """
+
+    deferrable = True
 
     def run(self, requests: Sequence[ViewRequest]) -> List[List[Optional[bytes]]]:
         """Decode ``requests`` with one decoder batch; one list of packed masks each."""

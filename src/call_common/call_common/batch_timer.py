@@ -4,7 +4,9 @@ A node's hand-off to a shared ``call_common.batching.Batcher``: its flush timer.
 Why a zero-period timer: armed by the item that opens a batch, its event lands behind the
 messages already waiting in the executor (the events executor queues them in order), so the
 items those messages bring are queued before the batch runs. A steady clock, so it fires
-under sim time too. A lone node runs its item at once.
+under sim time too. A lone node runs its item at once. The timer's flush of a deferrable
+batcher waits for the batches on the way to the step's commands
+(``Batcher.flush_when_due``); a node's own ``flush`` runs at once.
 """
 from typing import Any
 
@@ -20,7 +22,7 @@ class BatchTimer:
         """Join ``batcher`` and create the node's disarmed flush timer."""
         self.batcher = batcher
         batcher.join()
-        self.timer = node.create_timer(0.0, self.flush,
+        self.timer = node.create_timer(0.0, self.flush_due,
                                        clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.timer.cancel()
         self.waiting = False        # an item of this node is in the batch
@@ -38,8 +40,13 @@ class BatchTimer:
         elif opened:
             self.timer.reset()
 
+    def flush_due(self) -> None:
+        """Run the batch when the timer fires, or leave it to the command path (deferrable)."""
+        self.timer.cancel()
+        self.batcher.flush_when_due(self.timer.reset)
+
     def flush(self) -> None:
-        """Run the batch of queued items (of every node sharing the batcher)."""
+        """Run the batch of queued items (of every node sharing the batcher) now."""
         self.timer.cancel()
         self.batcher.flush()
 

@@ -68,3 +68,50 @@ def test_a_lone_node_runs_its_item_at_once_and_close_flushes_a_waiting_one():
         node.destroy_node()
     finally:
         rclpy.shutdown()
+
+
+class NextStep(Doubling):
+    """A deferrable batcher: its outcomes are first read at the next step."""
+
+    deferrable = True
+
+
+def test_a_deferrable_batch_due_while_a_command_batch_waits_runs_right_after_it():
+    rclpy.init()
+    try:
+        views, commands = NextStep(), Doubling()
+        nodes = [Node(f'batching_order_{i}') for i in range(4)]
+        view_timers = [BatchTimer(node, views) for node in nodes[:2]]
+        command_timers = [BatchTimer(node, commands) for node in nodes[2:]]
+        executor = SingleThreadedExecutor()
+        for node in nodes:
+            executor.add_node(node)
+        order = []
+        view_timers[0].submit(1, lambda outcome: order.append(('view', outcome)))
+        command_timers[0].submit(5, lambda outcome: order.append(('command', outcome)))
+        view_timers[0].flush_due()          # its timer's event came first: it waits
+        assert order == [] and views.deferrals == 1 and view_timers[0].waiting
+        command_timers[0].flush_due()       # the commands go out, then the views are resumed
+        assert order == [('command', 10)]
+        for _ in range(20):
+            if len(order) == 2:
+                break
+            executor.spin_once(timeout_sec=0.5)
+        assert order == [('command', 10), ('view', 2)]
+        assert views.batches == [[1]] and not view_timers[0].waiting
+        # no command batch waiting: the views run when due; a node's own flush runs at once
+        view_timers[1].submit(3, lambda outcome: order.append(('view', outcome)))
+        view_timers[1].flush_due()
+        command_timers[1].submit(6, lambda outcome: order.append(('command', outcome)))
+        view_timers[0].submit(4, lambda outcome: order.append(('view', outcome)))
+        view_timers[0].flush()
+        assert order[2:] == [('view', 6), ('view', 8)] and views.deferrals == 1
+        command_timers[1].flush()
+        assert order[4:] == [('command', 12)]
+        for timer in view_timers + command_timers:
+            timer.close()
+        executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown()

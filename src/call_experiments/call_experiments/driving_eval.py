@@ -45,10 +45,11 @@ from call_experiments.rollout import received_bytes, scenario_with
 from call_learning.pipeline import MODES, PipelineConfig, VehiclePipeline
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_perception.visibility import visible
+from call_planner.junction_gate import gate_from_params, gate_override, JunctionGate
 from call_planner.plan_stage import driver_from_params, FleetLookahead, planner_params
 from call_planner.shared_tracks import shared_tracks, SharedState
-from call_planner.ttc_monitor import (BevGeometry, EMERGENCY, first_contacts, MonitorConfig,
-                                      NONE, override_accel, Track, TtcMonitor)
+from call_planner.ttc_monitor import (BevGeometry, COMFORTABLE, EMERGENCY, first_contacts,
+                                      MonitorConfig, NONE, override_accel, Track, TtcMonitor)
 from call_sim import driving_metrics
 from call_vehicle.intention import intention_waypoints
 from call_world_model import checkpoint
@@ -130,9 +131,10 @@ class MonitoredFleet:
     """
 
     def __init__(self, pipeline: VehiclePipeline, policy: FleetLookahead,
-                 config: MonitorConfig, horizon: int):
-        """Bind the pipeline and its look-ahead; one monitor per vehicle."""
+                 config: MonitorConfig, horizon: int, gate: Optional[JunctionGate] = None):
+        """Bind the pipeline and its look-ahead; one monitor per vehicle; the junction gate."""
         self.pipeline = pipeline
+        self.gate = gate
         self.policy = policy
         self.config = config
         self.horizon = horizon
@@ -189,21 +191,31 @@ class MonitoredFleet:
             self.yaws[role] = ego.yaw
             level, control = NONE, controls[role]
             stopped = not p.outputs[i].valid
-            if self.config.enabled:
-                monitor = self.monitors[role]
-                if not stopped:
-                    verdict = monitor.assess(now, pose, ego.speed, yaw_rate)
-                    accel, steer = driver.actions.action(int(steps[i].action))
-                    override = override_accel(verdict, accel)
-                    if override is not None:
-                        level = verdict.level
-                        self.override_causes[override_cause(verdict, pose, self.config)] += 1
-                        speed = max(float(ego.speed), 0.0)
-                        control = driver.control_model.to_control(override, steer, speed)
-                        p.models[i].action = driver.actions.index(override, steer)
-                        p.plans[i] = intention_waypoints(driver.bicycle, pose, speed,
-                                                         [(override, steer)] * self.horizon)
-                        self.policy.forget(i)
+            if self.config.enabled and not stopped:
+                verdict = self.monitors[role].assess(now, pose, ego.speed, yaw_rate)
+                accel, steer = driver.actions.action(int(steps[i].action))
+                override = override_accel(verdict, accel)
+                if override is not None:
+                    level = verdict.level
+                    self.override_causes[override_cause(verdict, pose, self.config)] += 1
+                # the junction gate (planner_node._act: the same order): it may lower the
+                # planner's or the monitor's acceleration before a junction it cannot clear
+                if self.gate is not None:
+                    held = gate_override(self.gate.assess(
+                        pose, ego.speed, observations[role].route, self.policy.tracks[i]),
+                        accel if override is None else override)
+                    if held is not None:
+                        override = held
+                        if level == NONE:
+                            level = COMFORTABLE
+                            self.override_causes['junction_hold'] += 1
+                if override is not None:
+                    speed = max(float(ego.speed), 0.0)
+                    control = driver.control_model.to_control(override, steer, speed)
+                    p.models[i].action = driver.actions.index(override, steer)
+                    p.plans[i] = intention_waypoints(driver.bicycle, pose, speed,
+                                                     [(override, steer)] * self.horizon)
+                    self.policy.forget(i)
             out[role] = (control, level, stopped)
         return out
 
@@ -318,7 +330,9 @@ def build_fleet(loaded: Any, settings: PipelineConfig, env: Any, planner: Dict[s
     pipeline = VehiclePipeline(wm, settings, env.lanes(), driver, opendrive=opendrive)
     policy = FleetLookahead(wm, loaded.actor_critic, planner,
                             seed_of=lambda index, episode: seed + 7919 * index)
-    return MonitoredFleet(pipeline, policy, MonitorConfig.from_params(planner), int(planner['K']))
+    monitor = MonitorConfig.from_params(planner)
+    gate = gate_from_params(planner, opendrive) if monitor.enabled else None
+    return MonitoredFleet(pipeline, policy, monitor, int(planner['K']), gate)
 
 
 def trip_record(role: str, start: float, end: float, outcome: str, progress: float,

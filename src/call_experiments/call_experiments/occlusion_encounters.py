@@ -1,18 +1,21 @@
 """
-`call_occlusion_encounters`: does sharing make the ego brake earlier for a hidden crosser.
+`call_occlusion_encounters`: does sharing make the ego brake earlier for a hidden vehicle.
 
-The scripted occluded crossings of `call_experiments.encounter_script` (an ego, a crosser
-from its right, both CALL vehicles, and a parked truck that hides one from the other; no
-background traffic), each driven through the same vehicle core and fleet as
-`call_experiments.driving_eval` (`build_fleet`: `call_learning.pipeline.VehiclePipeline`,
-the planner's look-ahead with its costs and the TTC monitor, every number from
-`call_planner/config/planner.yaml`), once per mode on the identical script.
+The scripted occluded encounters of `call_experiments.encounter_script` (`--script`: the
+crossing, an ego and a crosser from its right with a parked truck that hides one from the
+other; or the merge, an ego on the main road and a merger from the on-ramp with a truck
+held at speed between them; both CALL vehicles, no background traffic), each driven
+through the same vehicle core and fleet as `call_experiments.driving_eval` (`build_fleet`:
+`call_learning.pipeline.VehiclePipeline`, the planner's look-ahead with its costs and the
+TTC monitor, every number from `call_planner/config/planner.yaml`), once per mode on the
+identical script.
 
 Ground truth and reference time, one for every mode. Every encounter's times are relative
 to its scripted **nominal conflict time** `t_conflict`: when the ego, held at its initial
 speed, would reach the point where the two lanes cross (a number of the script, fixed before
-any mode drives). Per encounter and mode (the ego is `hero0`; the crosser drives with the
-same stack and its own first deceleration is recorded beside):
+any mode drives). Per encounter and mode (the ego is `hero0`; the other vehicle, named
+the crosser in the records of both scripts, drives with the same stack and its own first
+deceleration is recorded beside):
 
 - `collision`: the ego touched the crosser (the simulator's footprints) at some step;
   `collision_any`: it touched any vehicle (the truck included);
@@ -45,7 +48,8 @@ index: the same script), averaged per seed, then over seeds.
     python -m call_experiments.occlusion_encounters --seeds 3000 3001 3002 --encounters 20
 
 writes results/occlusion_encounters/occlusion_encounters[_c<c>].csv, ..._paired.csv and per
-seed and mode encounter_runs/<mode>[_c<c>]_<seed>.json (`--combine` takes a mode that does
+seed and mode encounter_runs/<mode>[_c<c>]_<seed>.json (`--script merge`: the same under
+results/occlusion_encounters_merge/) (`--combine` takes a mode that does
 not share at another c from its run at the default c). Use seeds other than the held-out ones (10,
 11) to look or tune.
 """
@@ -77,6 +81,13 @@ CONVENTIONS = driving_metrics.MetricConventions()
 #: the crossroad with the two CALL vehicles of the script and nothing else
 SCENARIO = ('crossroad', {'num_controlled': 2, 'num_background': 0, 'respawn_done': False,
                           'episode_steps': 100000, 'trip_time_limit': 0.0})
+#: per script (`encounter_script.LAYOUTS`) its map; the merge's routes change lane only as
+#: scripted, with the script's blend length
+SCENARIOS = {'crossing': SCENARIO,
+             'merge': ('highway_merge', dict(SCENARIO[1], route={
+                 'max_lane_changes': 0, 'lane_change_length': script.MERGE_CHANGE_LENGTH}))}
+#: where each script's results go unless --out says otherwise
+OUT = {'crossing': 'results/occlusion_encounters', 'merge': 'results/occlusion_encounters_merge'}
 CSV_COLUMNS = ('mode', 'metric', 'mean', 'ci_low', 'ci_high', 'seeds', 'encounters', 'c')
 PAIRED_COLUMNS = ('mode', 'reference', 'metric', 'mean', 'ci_low', 'ci_high', 'seeds',
                   'encounters', 'c')
@@ -223,18 +234,19 @@ def hold_until_valid(pipeline: Any, observations: Dict[str, Any], decided: Dict[
 
 
 def run_seed(loaded: Any, mode: str, seed: int, encounters: int, planner: Dict[str, Any],
-             c: float, log=None) -> List[Dict[str, Any]]:
+             c: float, log=None, layout: str = 'crossing') -> List[Dict[str, Any]]:
     """Every encounter of one seed in one mode (one simulator, one fleet, reset per encounter)."""
     from call_experiments.evaluate import collect_settings
     from call_sim.env import MultiVehicleEnv
-    name, overrides = SCENARIO
+    name, overrides = SCENARIOS[layout]
     env = MultiVehicleEnv.from_scenario(scenario_with(name, dict(overrides, seed=seed)))
     records = []
     try:
         fleet = build_fleet(loaded, collect_settings(mode, c), env, planner, seed)
         for index in range(encounters):
             encounter = script.draw(seed, index,
-                                    sensor_range=fleet.pipeline.settings.sensor_range)
+                                    sensor_range=fleet.pipeline.settings.sensor_range,
+                                    layout=layout)
             records.append(dict(run_encounter(fleet, env, encounter), mode=mode, c=c))
             if log:
                 r = records[-1]
@@ -341,7 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help='threshold c of the range gate (comm.yaml default 50)')
     parser.add_argument('--combine', action='store_true',
                         help='run nothing: build the CSVs from OUT/encounter_runs')
-    parser.add_argument('--out', default='results/occlusion_encounters')
+    parser.add_argument('--script', default='crossing', choices=sorted(script.LAYOUTS),
+                        help='the scripted encounter (encounter_script.LAYOUTS)')
+    parser.add_argument('--out', default=None,
+                        help='results directory (default: results/occlusion_encounters, '
+                             'for the merge results/occlusion_encounters_merge)')
     parser.add_argument('--threads', type=int, default=1)
     return parser
 
@@ -364,7 +380,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     def log(line: str) -> None:
         print(f'call_occlusion_encounters: {line}', flush=True)
 
-    out = Path(args.out)
+    out = Path(args.out or OUT[args.script])
     runs_dir = out / 'encounter_runs'
     runs: Dict[str, Dict[int, List[Dict[str, Any]]]] = {}
     for seed in args.seeds:
@@ -380,11 +396,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 runs.setdefault(mode, {})[seed] = json.loads(path.read_text())['encounters']
                 continue
             started = time.time()
-            records = run_seed(loaded, mode, seed, args.encounters, planner, args.c, log)
+            records = run_seed(loaded, mode, seed, args.encounters, planner, args.c, log,
+                               args.script)
             runs.setdefault(mode, {})[seed] = records
             runs_dir.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({
-                'mode': mode, 'seed': seed, 'c': args.c, 'encounters_asked': args.encounters,
+                'script': args.script, 'mode': mode, 'seed': seed, 'c': args.c,
+                'encounters_asked': args.encounters,
                 'model': {'checkpoint': Path(checkpoint_path).name,
                           'sha256': manifest.sha256(checkpoint_path)},
                 'wall_s': round(time.time() - started, 1),

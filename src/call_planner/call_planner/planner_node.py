@@ -4,7 +4,8 @@ ROS 2 node: plan from each LatentState, command the vehicle, publish plan and di
 Only translates messages and parameters; the planning step is `plan_stage.PlanStage` (the
 look-ahead of `replanning` and the driver, the same object the fleet pipeline plans with),
 the fallback in `safety`, the TTC safety monitor in `ttc_monitor` (it reads the vehicle
-channels of the fused BEV, `/<role>/bev`), the control mapping in `control_output`, the
+channels of the fused BEV, `/<role>/bev`), the junction gate in `junction_gate` (the map's
+junctions from `/carla/world_info`'s OpenDRIVE), the control mapping in `control_output`, the
 waypoints in `intention`, the accepted neighbours' tracks in `shared_tracks` (from
 `shared_info`: step t plans with the neighbours comm accepted at step t - 1, those the world
 model observed step t with).
@@ -33,19 +34,20 @@ from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_common.recent_steps import RecentSteps
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
+from call_planner.junction_gate import gate_from_params, gate_override, GateVerdict
 from call_planner.lookahead_batch import LookaheadBatcher, Outcome
 from call_planner.plan_stage import PlanStage
 from call_planner.replanning import Decision
 from call_planner.route_cost import RouteContext
 from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
 from call_planner.shared_tracks import shared_tracks, SharedState
-from call_planner.ttc_monitor import (Assessment, BevGeometry, MonitorConfig,
+from call_planner.ttc_monitor import (Assessment, BevGeometry, COMFORTABLE, MonitorConfig,
                                       override_accel, TtcMonitor)
 from call_vehicle.carla_wire import float32
 from call_vehicle.driver import Command
 from call_vehicle.intention import intention_waypoints
 from call_world_model import checkpoint
-from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus
+from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus, CarlaWorldInfo
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 from nav_msgs.msg import Odometry, Path
@@ -53,6 +55,7 @@ import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 import torch
@@ -107,6 +110,11 @@ class PlannerNode(Node):
         self.monitor = TtcMonitor(self.monitor_config, BevGeometry(
             bev_cfg.metres_per_pixel, bev_cfg.ego_row, bev_cfg.ego_col))
         self.verdict: Optional[Assessment] = None
+        # the junction gate needs the monitor's tracks and the map (/carla/world_info): until
+        # the map arrives it knows no junction
+        self.params = p
+        self.gate = gate_from_params(p, None) if self.monitor_config.enabled else None
+        self.gate_verdict: Optional[GateVerdict] = None
         # with the monitor on, a stale BEV is a stale input: the monitor would be blind
         watched = [LATENT, ODOMETRY] + ([BEV] if self.monitor_config.enabled else [])
         self.watchdog = InputWatchdog(watched, self.safety, time.monotonic())
@@ -135,7 +143,7 @@ class PlannerNode(Node):
         self.counts = {'ticks': 0, 'stops': 0, 'dropped': 0, 'plan_errors': 0, 'planned': 0,
                        'overrides_comfortable': 0, 'overrides_emergency': 0,
                        'dropped_bev': 0, 'stale_inputs': 0, 'dropped_shared': 0,
-                       'unmatched_shared': 0}
+                       'unmatched_shared': 0, 'junction_holds': 0, 'dropped_map': 0}
         # /diagnostics is for people and monitors (~1 Hz); a change of level or message
         # (a stop and its reason) still goes out on the step it happens
         self.diagnostics_period = float(p['diagnostics_period'])
@@ -166,6 +174,11 @@ class PlannerNode(Node):
         if self.monitor_config.enabled:
             self.create_subscription(Image, 'bev', self.on_bev, 10,
                                      event_callbacks=QUIET_SUB)
+        if self.gate is not None:
+            latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                                 reliability=ReliabilityPolicy.RELIABLE)
+            self.create_subscription(CarlaWorldInfo, '/carla/world_info', self.on_world,
+                                     latched, event_callbacks=QUIET_SUB)
         self.follow_shared(False)
         # steady clock: the watchdog must fire even when /clock has stopped
         self.create_timer(float(p['watchdog_period']), self.on_watchdog,
@@ -253,6 +266,14 @@ class PlannerNode(Node):
                              pixels[:, :, CHANNEL_INDEX['seen_vehicles']] > 127,
                              pixels[:, :, CHANNEL_INDEX['shared_vehicles']] > 127, pose)
         self.watchdog.feed(BEV, stamp_seconds(stamp), time.monotonic())
+
+    def on_world(self, msg: CarlaWorldInfo) -> None:
+        """Take the map's junctions for the junction gate (malformed: dropped and counted)."""
+        try:
+            self.gate = gate_from_params(self.params, msg.opendrive)
+        except ValueError as error:
+            self.counts['dropped_map'] += 1
+            self.get_logger().warning(f'map of /carla/world_info dropped: {error}')
 
     def on_route_raw(self, raw: bytes) -> None:
         """Take a serialized route Path (same result as `on_route` on its bytes)."""
@@ -409,10 +430,23 @@ class PlannerNode(Node):
             self.verdict = self.monitor.assess(stamp_seconds(msg.header.stamp), pose,
                                                speed, self.yaw_rate)
             override = override_accel(self.verdict, accel)
+            level = self.verdict.level
+        reason = self.verdict.reason if override is not None else ''
+        if self.gate is not None:
+            # the junction gate may lower the planner's or the monitor's acceleration
+            self.gate_verdict = self.gate.assess(pose, speed, self.route,
+                                                 self.monitor.moving_tracks())
+            held = gate_override(self.gate_verdict, accel if override is None else override)
+            if held is not None:
+                if override is None:
+                    level, reason = COMFORTABLE, self.gate_verdict.reason
+                    self.counts['junction_holds'] += 1
+                override = held
         if override is not None:
-            # the planner's steer stays, the longitudinal command is the monitor's; the world
-            # model is told the nearest discrete action (a tie goes to the harder braking)
-            accel, level = override, self.verdict.level
+            # the planner's steer stays, the longitudinal command is the monitor's (or the
+            # gate's); the world model is told the nearest discrete action (a tie goes to the
+            # harder braking)
+            accel = override
             action_index = self.actions.index(accel, steer)
             self.counts[f'overrides_{level}'] += 1
             self.policy.reset()     # re-plan from the state the override leads to
@@ -444,8 +478,8 @@ class PlannerNode(Node):
         if self.verdict is not None:
             values['monitor_ttc'] = f'{self.verdict.ttc:.2f}'
         if override is not None:
-            self.publish_diagnostics(DiagnosticStatus.WARN,
-                                     f'safety override: {self.verdict.reason}', values)
+            self.publish_diagnostics(DiagnosticStatus.WARN, f'safety override: {reason}',
+                                     values)
         else:
             self.publish_diagnostics(DiagnosticStatus.OK, 'planning', values)
 

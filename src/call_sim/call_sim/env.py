@@ -29,7 +29,7 @@ import libsumo
 import numpy as np
 
 _OPEN_ENV: 'MultiVehicleEnv | None' = None
-HERO_TYPE, BACKGROUND_TYPE, PARKED_TYPE = 'call_hero', 'background', 'parked'
+HERO_TYPE, BACKGROUND_TYPE, PARKED_TYPE, HELD_TYPE = 'call_hero', 'background', 'parked', 'held'
 #: [m] where a CALL vehicle that waits for a free start is kept: far outside every map, so
 #: no sensor, message range or measure reaches it (one slot per actor id along x)
 GARAGE = (-1.0e5, -1.0e5)
@@ -142,13 +142,19 @@ class MultiVehicleEnv:
 
         `options['starts'][role] = {'edge', 'lane', 'pos', 'speed'}` fixes where a CALL
         vehicle starts (SUMO edge id, lane index, metres along the edge, m/s); an optional
-        `'next'` fixes the edge its route takes after the start edge.
+        `'next'` fixes the edge its route takes after the start edge, an optional
+        `'lane_changes'` = {edge: [(pos, lane), ...]} its lane changes (`RoutePlanner.sample`).
 
         `options['parked'] = [{'edge', 'lane', 'pos', 'length', 'width'}, ...]` places
         stationary vehicles (a parked truck: `pos` is its front, metres along the edge, as
-        SUMO counts), held at speed 0 for the whole episode. They are vehicles like the
-        background's for every observation, measure and sensor (they occlude); the initial
-        background does not keep clear of them (use them with little or no background).
+        SUMO counts), held at speed 0 for the whole episode. `options['held']` = [{'route',
+        'lane', 'pos', 'length', 'width', 'speed'}, ...] places vehicles held at a fixed speed
+        [m/s] along a route (SUMO edge ids, starting on the first, lane index on it; a moving
+        truck of a scripted encounter): they follow their lanes, never change lane, and do
+        not slow for anything (a scripted motion, like the parked ones'), so a script keeps
+        them clear of the end of their route. Both are vehicles like the background's for
+        every observation, measure and sensor (they occlude); the initial background does not
+        keep clear of them (use them with little or no background).
         """
         if self._closed:
             raise RuntimeError('reset() on a closed MultiVehicleEnv')
@@ -180,7 +186,9 @@ class MultiVehicleEnv:
         for i, role in enumerate(self.agents):
             self._actor_ids[role] = i + 1
             self.heroes[role] = self._spawn_hero(role, i + 1, start=starts.get(role))
-        self._add_parked(list((options or {}).get('parked', [])))
+        self._add_held(PARKED_TYPE, [dict(spec, route=[spec['edge']], speed=0.0)
+                                     for spec in (options or {}).get('parked', [])])
+        self._add_held(HELD_TYPE, list((options or {}).get('held', [])))
         self._add_initial_background()
         libsumo.simulationStep()
         self._read_world()
@@ -479,7 +487,8 @@ class MultiVehicleEnv:
         if start is not None:
             route = self.planner.sample(self._rng, (str(start['edge']), int(start['lane']),
                                                     float(start['pos'])),
-                                        next_edge=start.get('next'))
+                                        next_edge=start.get('next'),
+                                        lane_changes=start.get('lane_changes'))
             speed = float(start['speed'])
         else:
             best, best_free = None, -1.0
@@ -534,23 +543,31 @@ class MultiVehicleEnv:
                 self._place_hero(role, hero)
         return hero
 
-    def _add_parked(self, parked: list[Mapping[str, Any]]) -> None:
-        """Add the stationary vehicles of `reset`'s `options['parked']`, held at 0 m/s."""
-        for k, spec in enumerate(parked):
+    def _add_held(self, kind: str, held: list[Mapping[str, Any]]) -> None:
+        """
+        Add the vehicles of `reset`'s `options['parked']` or `['held']` (`kind`).
+
+        Each keeps its speed for the whole episode: SUMO's speed checks and lane changes
+        are off for it, so nothing but the script decides how it moves.
+        """
+        for k, spec in enumerate(held):
             length, width = float(spec['length']), float(spec['width'])
+            speed = float(spec['speed'])
             if not (length > 0.0 and width > 0.0):
-                raise ValueError(f'parked vehicle {k}: length and width must be > 0')
-            type_id, vid = f'{PARKED_TYPE}{k}', f'parked{k}'
+                raise ValueError(f'{kind} vehicle {k}: length and width must be > 0')
+            if not (math.isfinite(speed) and speed >= 0.0):
+                raise ValueError(f'{kind} vehicle {k}: speed must be finite and >= 0')
+            type_id, vid = f'{kind}{k}', f'{kind}{k}'
             libsumo.vehicletype.copy('DEFAULT_VEHTYPE', type_id)
             libsumo.vehicletype.setLength(type_id, length)
             libsumo.vehicletype.setWidth(type_id, width)
-            libsumo.route.add(f'{vid}_route', [str(spec['edge'])])
+            libsumo.route.add(f'{vid}_route', [str(edge) for edge in spec['route']])
             libsumo.vehicle.add(vid, f'{vid}_route', typeID=type_id,
                                 departPos=f"{float(spec['pos']):.3f}",
-                                departLane=str(int(spec['lane'])), departSpeed='0')
+                                departLane=str(int(spec['lane'])), departSpeed=f'{speed:g}')
             libsumo.vehicle.setSpeedMode(vid, 0)
             libsumo.vehicle.setLaneChangeMode(vid, 0)
-            libsumo.vehicle.setSpeed(vid, 0.0)
+            libsumo.vehicle.setSpeed(vid, speed)
 
     def _starts(self) -> tuple[list[tuple[str, int, float]], np.ndarray]:
         """Every start a respawn may take, 1 m apart (computed once per map)."""

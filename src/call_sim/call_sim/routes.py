@@ -7,7 +7,7 @@ lane-change points on its last edge. It is turned into a dense waypoint polyline
 vehicle publishes the next `horizon` metres of it, refreshed every K steps.
 """
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from call_sim.road_network import RoadNetwork
 import numpy as np
@@ -134,19 +134,38 @@ class RoutePlanner:
             points = points + alpha * shift
         return points
 
+    @staticmethod
+    def _scripted(edge: Any, scripted: Sequence[Sequence[float]] | None, lane: int
+                  ) -> tuple[list[tuple[float, int, int]], int]:
+        """Scripted changes on one edge as (position, from, to), and the lane they end in."""
+        changes = []
+        for position, target in scripted or ():
+            if not 0 <= int(target) < edge.getLaneNumber():
+                raise ValueError(f'edge {edge.getID()} has no lane {int(target)}')
+            changes.append((float(position), lane, int(target)))
+            lane = int(target)
+        return changes, lane
+
     def sample(self, rng: np.random.Generator, source: tuple[str, int, float] | None = None,
-               in_window: bool = True, next_edge: str | None = None) -> Route:
+               in_window: bool = True, next_edge: str | None = None,
+               lane_changes: Mapping[str, Sequence[Sequence[float]]] | None = None) -> Route:
         """
         Draw one route; `source` = (edge, lane index, position) fixes its start.
 
         `next_edge` fixes the edge the route takes after its start edge (a scripted
         encounter's straight crossing); a name the start edge does not lead to fails fast.
 
+        `lane_changes[edge] = [(position, lane), ...]` fixes the lane changes on that edge (a
+        scripted merge): at each position (metres along the edge) the route blends into the
+        named lane, in place of the edge's random changes; on an edge the route leaves, it
+        then reaches the next edge from the lane the last change ends in.
+
         `in_window=False` ignores the scenario's start window (anywhere on a source edge):
         the fallback of a respawn that finds the window full of traffic.
         """
         cfg = self.config
         net = self.road.net
+        scripted_edges = dict(lane_changes or {})
         if source is None:
             edge_id = self.source_edges[rng.integers(len(self.source_edges))]
             edge = net.getEdge(edge_id)
@@ -169,10 +188,11 @@ class RoutePlanner:
                 end = min(max(pos + remaining, pos + float(cfg['end_margin'])),
                           length - float(cfg['end_margin']))
                 end = max(end, pos + 1.0)
-                changes, lane_now = [], lane
+                changes, lane_now = self._scripted(edge, scripted_edges.get(edge_id), lane)
                 n_changes = int(rng.integers(int(cfg['max_lane_changes']) + 1))
                 usable = end - pos - float(cfg['lane_change_length'])
-                if edge.getLaneNumber() > 1 and n_changes and usable > 0.0:
+                if (edge_id not in scripted_edges and edge.getLaneNumber() > 1 and n_changes
+                        and usable > 0.0):
                     points_s = np.sort(rng.uniform(pos, pos + usable, n_changes))
                     for s_change in points_s:
                         if changes and s_change < changes[-1][0] + cfg['lane_change_length']:
@@ -192,14 +212,15 @@ class RoutePlanner:
             else:
                 chosen = sorted(outgoing)[rng.integers(len(outgoing))]
             connections = outgoing[chosen]
-            same_lane = [c for c in connections if c.getFromLane().getIndex() == lane]
+            scripted, lane_now = self._scripted(edge, scripted_edges.get(edge_id), lane)
+            same_lane = [c for c in connections if c.getFromLane().getIndex() == lane_now]
             conn = (same_lane or connections)[rng.integers(len(same_lane or connections))]
             from_lane = conn.getFromLane().getIndex()
-            if from_lane != lane and len(pieces) == 0 and start_pos == pos:
-                lane = start_lane = from_lane  # start directly on the lane that turns
-            changes = [] if from_lane == lane else [
-                (max(pos, length - 2.0 * float(self.config['lane_change_length'])), lane,
-                 from_lane)]
+            if from_lane != lane and len(pieces) == 0 and start_pos == pos and not scripted:
+                lane = lane_now = start_lane = from_lane  # start directly on the lane that turns
+            changes = scripted + ([] if from_lane == lane_now else [
+                (max(pos, length - 2.0 * float(self.config['lane_change_length'])), lane_now,
+                 from_lane)])
             pieces.append(self._edge_points(edge_id, pos, length, changes, lane))
             remaining -= length - pos
             via = conn.getViaLaneID()

@@ -377,3 +377,36 @@ def test_a_parked_vehicle_stands_still_is_observed_and_a_start_can_fix_its_next_
                                                         'next': 'south_out'}}})
     with pytest.raises(ValueError, match='length and width'):
         env.reset(seed=3, options={'parked': [dict(parked[0], length=0.0)]})
+
+
+def test_a_held_vehicle_keeps_its_speed_along_its_route_and_a_start_can_fix_its_lane_changes(
+        make_env):
+    """Mutation: held vehicles added at speed 0, or a start's `lane_changes` ignored: fails."""
+    env = make_env({'map': 'highway_merge', 'num_controlled': 1, 'num_background': 0,
+                    'seed': 3, 'route': {'max_lane_changes': 0}})
+    held = [{'route': ['main_in', 'accel_lane'], 'lane': 0, 'pos': 230.0, 'speed': 8.0,
+             'length': 12.0, 'width': 2.6}]
+    start = {'edge': 'accel_lane', 'lane': 0, 'pos': 20.0, 'speed': 6.0,
+             'lane_changes': {'accel_lane': [(40.0, 2)]}}
+    obs, _ = env.reset(seed=3, options={'starts': {'hero0': start}, 'held': held})
+    route = env.heroes['hero0'].route
+
+    # lane 0 (y = -8.75) up to the change at x = 249.17 + 40, lane 2 (y = -1.75) after it
+    def y_at(x):
+        return float(np.interp(x, route.points[:, 0], route.points[:, 1]))
+    assert math.isclose(y_at(249.17 + 38.0), -8.75, abs_tol=0.01)
+    assert math.isclose(y_at(249.17 + 74.0), -1.75, abs_tol=0.01)
+    for _ in range(30):
+        obs, *_ = env.step({'hero0': VehicleControl()})
+    truck = [o for o in obs['hero0'].others if not o.role_name]
+    assert len(truck) == 1 and truck[0].length == 12.0
+    # 3 s at 8 m/s from its front at 230 m along main_in: over the junction, on the main
+    # road's right lane of accel_lane (lane 1, y = -5.25), centre half a length behind
+    assert truck[0].speed == 8.0
+    assert math.isclose(truck[0].x, 230.0 + 24.0 - 6.0, abs_tol=0.3)
+    assert math.isclose(truck[0].y, -5.25, abs_tol=0.05)
+    with pytest.raises(ValueError, match='no lane 3'):
+        env.reset(seed=3, options={'starts': {'hero0': dict(
+            start, lane_changes={'accel_lane': [(40.0, 3)]})}})
+    with pytest.raises(ValueError, match='speed must be'):
+        env.reset(seed=3, options={'held': [dict(held[0], speed=-1.0)]})
