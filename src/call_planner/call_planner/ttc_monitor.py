@@ -15,9 +15,10 @@ the BEV, whose velocity is below the estimate's resolution (a pixel's diagonal o
 `velocity_window`) keeps that axis as its heading and only the velocity's part along it:
 a standing truck's centre jitters by up to a pixel between frames, and that jitter, taken as
 a heading, turned its 12 m box into the next lane. Faster blobs point where they go. A blob
-seen for the first time is not assessed until a second frame gives its velocity. Accepted neighbours need no estimate: their messages state pose,
-speed and path, so they are tracks from the first message on, also outside the BEV
-(`share`, `shared_tracks`), in place of their blobs.
+seen for the first time is not assessed until a second frame gives its velocity. Accepted
+neighbours need no estimate: their messages state pose, speed and path, so they are tracks
+from the first message on, also outside the BEV (`share`, `shared_tracks`), in place of
+their blobs.
 
 Conflict and TTC: the ego is predicted at constant speed and yaw rate, every other vehicle at
 constant velocity, for `horizon` seconds sampled every `time_step`. Each footprint is covered
