@@ -45,7 +45,7 @@ from call_experiments.rollout import received_bytes, scenario_with
 from call_learning.pipeline import MODES, PipelineConfig, VehiclePipeline
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_perception.visibility import visible
-from call_planner.junction_gate import gate_from_params, gate_override, JunctionGate
+from call_planner.junction_gate import after_monitor, gate_from_params, JunctionGate
 from call_planner.plan_stage import driver_from_params, FleetLookahead, planner_params
 from call_planner.shared_tracks import shared_tracks, SharedState
 from call_planner.ttc_monitor import (BevGeometry, COMFORTABLE, EMERGENCY, first_contacts,
@@ -201,14 +201,12 @@ class MonitoredFleet:
                 # the junction gate (planner_node._act: the same order): it may lower the
                 # planner's or the monitor's acceleration before a junction it cannot clear
                 if self.gate is not None:
-                    held = gate_override(self.gate.assess(
-                        pose, ego.speed, observations[role].route, self.policy.tracks[i]),
-                        accel if override is None else override)
-                    if held is not None:
-                        override = held
-                        if level == NONE:
-                            level = COMFORTABLE
-                            self.override_causes['junction_hold'] += 1
+                    override, _, gate_only = after_monitor(
+                        self.gate, pose, ego.speed, observations[role].route,
+                        self.policy.tracks[i], accel, override)
+                    if gate_only:
+                        level = COMFORTABLE
+                        self.override_causes['junction_hold'] += 1
                 if override is not None:
                     speed = max(float(ego.speed), 0.0)
                     control = driver.control_model.to_control(override, steer, speed)

@@ -35,9 +35,8 @@ from typing import Any, Dict, List, Optional
 
 from call_experiments import encounter_script as script
 from call_experiments import occlusion_encounters as oe
-from call_experiments.driving_eval import (build_fleet, c_tag, DEFAULT_C, load_policy_models,
+from call_experiments.driving_eval import (c_tag, DEFAULT_C, load_policy_models,
                                            shipped_checkpoint)
-from call_experiments.rollout import scenario_with
 from call_learning.pipeline import MODES
 from call_planner.plan_stage import planner_params
 from call_planner.replanning import _made, ReplanningPolicy
@@ -236,64 +235,56 @@ def explain(recorder: EgoRecorder, record: Dict[str, Any], decided: Dict[float, 
 def run_seed(loaded: Any, mode: str, seed: int, encounters: int, planner: Dict[str, Any],
              c: float) -> List[Dict[str, Any]]:
     """Every encounter of one seed in one mode, each with its first brake explained."""
-    from call_experiments.evaluate import collect_settings
-    from call_sim.env import MultiVehicleEnv
-    name, overrides = oe.SCENARIO
-    env = MultiVehicleEnv.from_scenario(scenario_with(name, dict(overrides, seed=seed)))
     out = []
-    try:
-        fleet = build_fleet(loaded, collect_settings(mode, c), env, planner, seed)
+    for fleet, env, encounter in oe.seed_encounters(loaded, mode, seed, encounters, planner, c):
         driver = fleet.pipeline.driver
         brakes = [i for i in range(len(driver.actions)) if driver.actions.action(i)[0] < 0]
         original_step = fleet.step
-        for index in range(encounters):
-            encounter = script.draw(seed, index, sensor_range=fleet.pipeline.settings.sensor_range)
-            decided: Dict[float, tuple] = {}
-            recorder = EgoRecorder(fleet)
+        index = encounter.index
+        decided: Dict[float, tuple] = {}
+        recorder = EgoRecorder(fleet)
 
-            def step(observations, now, dt, recorder=recorder, decided=decided):
-                recorder.ego_index = fleet.pipeline.roles.index(script.EGO)
-                recorder.now = now
-                before = Counter(fleet.override_causes)
-                monitor = fleet.monitors.get(script.EGO)
-                seen = {}
-                if monitor is not None:
-                    assess = monitor.assess
+        def step(observations, now, dt, recorder=recorder, decided=decided):
+            recorder.ego_index = fleet.pipeline.roles.index(script.EGO)
+            recorder.now = now
+            before = Counter(fleet.override_causes)
+            monitor = fleet.monitors.get(script.EGO)
+            seen = {}
+            if monitor is not None:
+                assess = monitor.assess
 
-                    def assessing(*args, **kwargs):
-                        seen['verdict'] = assess(*args, **kwargs)
-                        seen['yaw_rate'] = args[3] if len(args) > 3 else 0.0
-                        return seen['verdict']
-                    monitor.assess = assessing
-                try:
-                    result = original_step(observations, now, dt)
-                finally:
-                    if monitor is not None:
-                        del monitor.assess
-                cause = Counter(fleet.override_causes) - before
-                level = result[script.EGO][1] if script.EGO in result else NONE
-                decided[round(now, 2)] = (level, ','.join(cause) if level != NONE else None,
-                                          describe(seen.get('verdict'),
-                                                   observations[script.EGO].ego,
-                                                   seen.get('yaw_rate', 0.0)))
-                return result
-            fleet.step = step
+                def assessing(*args, **kwargs):
+                    seen['verdict'] = assess(*args, **kwargs)
+                    seen['yaw_rate'] = args[3] if len(args) > 3 else 0.0
+                    return seen['verdict']
+                monitor.assess = assessing
             try:
-                record = oe.run_encounter(fleet, env, encounter)
+                result = original_step(observations, now, dt)
             finally:
-                fleet.step = original_step
-                recorder.close()
-            why = explain(recorder, record, decided, brakes, env.dt)
-            out.append({'encounter': index, 'first_decel_s': record['first_decel_s'],
-                        'first_seen_s': record['first_seen_s'],
-                        'first_heard_s': record['first_heard_s'], 'why': why})
-            if why:
-                print(f'call_first_brakes: {mode} c={c:g} seed {seed} #{index}: decel '
-                      f'{record["first_decel_s"]} known {why["first_known_s"]} '
-                      f'before {why["decel_before_known"]} source {why["source"]} '
-                      f'{why.get("decisive", "")} {why.get("deltas", "")}', flush=True)
-    finally:
-        env.close()
+                if monitor is not None:
+                    del monitor.assess
+            cause = Counter(fleet.override_causes) - before
+            level = result[script.EGO][1] if script.EGO in result else NONE
+            decided[round(now, 2)] = (level, ','.join(cause) if level != NONE else None,
+                                      describe(seen.get('verdict'),
+                                               observations[script.EGO].ego,
+                                               seen.get('yaw_rate', 0.0)))
+            return result
+        fleet.step = step
+        try:
+            record = oe.run_encounter(fleet, env, encounter)
+        finally:
+            fleet.step = original_step
+            recorder.close()
+        why = explain(recorder, record, decided, brakes, env.dt)
+        out.append({'encounter': index, 'first_decel_s': record['first_decel_s'],
+                    'first_seen_s': record['first_seen_s'],
+                    'first_heard_s': record['first_heard_s'], 'why': why})
+        if why:
+            print(f'call_first_brakes: {mode} c={c:g} seed {seed} #{index}: decel '
+                  f'{record["first_decel_s"]} known {why["first_known_s"]} '
+                  f'before {why["decel_before_known"]} source {why["source"]} '
+                  f'{why.get("decisive", "")} {why.get("deltas", "")}', flush=True)
     return out
 
 

@@ -60,7 +60,7 @@ import math
 from pathlib import Path
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from call_experiments import encounter_script as script, manifest
 from call_experiments.driving_eval import (build_fleet, c_tag, DEFAULT_C,
@@ -233,28 +233,41 @@ def hold_until_valid(pipeline: Any, observations: Dict[str, Any], decided: Dict[
     return controls
 
 
-def run_seed(loaded: Any, mode: str, seed: int, encounters: int, planner: Dict[str, Any],
-             c: float, log=None, layout: str = 'crossing') -> List[Dict[str, Any]]:
-    """Every encounter of one seed in one mode (one simulator, one fleet, reset per encounter)."""
+def seed_encounters(loaded: Any, mode: str, seed: int, encounters: int,
+                    planner: Dict[str, Any], c: float, layout: str = 'crossing'
+                    ) -> Iterator[Tuple[Any, Any, script.Encounter]]:
+    """
+    Yield (fleet, env, encounter) for each encounter of one seed in one mode.
+
+    One simulator and one fleet for the seed (`run_encounter` resets them per encounter);
+    the simulator is closed when the iteration ends or is abandoned.
+    """
     from call_experiments.evaluate import collect_settings
     from call_sim.env import MultiVehicleEnv
     name, overrides = SCENARIOS[layout]
     env = MultiVehicleEnv.from_scenario(scenario_with(name, dict(overrides, seed=seed)))
-    records = []
     try:
         fleet = build_fleet(loaded, collect_settings(mode, c), env, planner, seed)
         for index in range(encounters):
-            encounter = script.draw(seed, index,
-                                    sensor_range=fleet.pipeline.settings.sensor_range,
-                                    layout=layout)
-            records.append(dict(run_encounter(fleet, env, encounter), mode=mode, c=c))
-            if log:
-                r = records[-1]
-                log(f'{mode} c={c:g} seed {seed} #{index}: collision {r["collision"]}, '
-                    f'decel {r["first_decel_s"]}, seen {r["first_seen_s"]}, told '
-                    f'{r["first_told_s"]}, offset {r["offset_s"]}')
+            yield fleet, env, script.draw(seed, index,
+                                          sensor_range=fleet.pipeline.settings.sensor_range,
+                                          layout=layout)
     finally:
         env.close()
+
+
+def run_seed(loaded: Any, mode: str, seed: int, encounters: int, planner: Dict[str, Any],
+             c: float, log=None, layout: str = 'crossing') -> List[Dict[str, Any]]:
+    """Every encounter of one seed in one mode (one simulator, one fleet, reset per encounter)."""
+    records = []
+    for fleet, env, encounter in seed_encounters(loaded, mode, seed, encounters, planner, c,
+                                                 layout):
+        records.append(dict(run_encounter(fleet, env, encounter), mode=mode, c=c))
+        if log:
+            r = records[-1]
+            log(f'{mode} c={c:g} seed {seed} #{encounter.index}: collision {r["collision"]}, '
+                f'decel {r["first_decel_s"]}, seen {r["first_seen_s"]}, told '
+                f'{r["first_told_s"]}, offset {r["offset_s"]}')
     return records
 
 

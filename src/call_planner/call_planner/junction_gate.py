@@ -275,6 +275,24 @@ def gate_override(verdict: GateVerdict, accel: float) -> Optional[float]:
     return verdict.accel
 
 
+def after_monitor(gate: JunctionGate, pose: tuple, speed: float, route: Any, tracks: Sequence,
+                  planned: float, override: Optional[float]
+                  ) -> tuple[Optional[float], GateVerdict, bool]:
+    """
+    Apply the gate after the TTC monitor, as the planner node and the fleet both do.
+
+    `planned` is the planner's acceleration, `override` the monitor's (None: none). Returns
+    the acceleration override that results (the monitor's, or the gate's when lower), the
+    gate's verdict, and whether the gate alone holds the ego (a comfortable override of its
+    own, counted as a junction hold).
+    """
+    verdict = gate.assess(pose, speed, route, tracks)
+    held = gate_override(verdict, planned if override is None else override)
+    if held is None:
+        return override, verdict, False
+    return held, verdict, override is None
+
+
 def gate_from_params(params: Mapping[str, Any], opendrive: Optional[str]
                      ) -> Optional[JunctionGate]:
     """

@@ -34,7 +34,7 @@ from call_common.qos_events import QUIET_PUB, QUIET_SUB
 from call_common.recent_steps import RecentSteps
 from call_msgs.msg import Action, LatentState, SharedInformation
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX, CHANNELS
-from call_planner.junction_gate import gate_from_params, gate_override, GateVerdict
+from call_planner.junction_gate import after_monitor, gate_from_params, GateVerdict
 from call_planner.lookahead_batch import LookaheadBatcher, Outcome
 from call_planner.plan_stage import PlanStage
 from call_planner.replanning import Decision
@@ -434,14 +434,12 @@ class PlannerNode(Node):
         reason = self.verdict.reason if override is not None else ''
         if self.gate is not None:
             # the junction gate may lower the planner's or the monitor's acceleration
-            self.gate_verdict = self.gate.assess(pose, speed, self.route,
-                                                 self.monitor.moving_tracks())
-            held = gate_override(self.gate_verdict, accel if override is None else override)
-            if held is not None:
-                if override is None:
-                    level, reason = COMFORTABLE, self.gate_verdict.reason
-                    self.counts['junction_holds'] += 1
-                override = held
+            override, self.gate_verdict, gate_only = after_monitor(
+                self.gate, pose, speed, self.route, self.monitor.moving_tracks(), accel,
+                override)
+            if gate_only:
+                level, reason = COMFORTABLE, self.gate_verdict.reason
+                self.counts['junction_holds'] += 1
         if override is not None:
             # the planner's steer stays, the longitudinal command is the monitor's (or the
             # gate's); the world model is told the nearest discrete action (a tie goes to the
