@@ -70,6 +70,10 @@ import numpy as np
 
 OUTCOMES = ('reached', 'collision', 'off_road', 'timeout', 'cut_short')
 OVERRIDE_LEVELS = ('comfortable', 'emergency')
+#: [m/s^2] a vehicle's acceleration is its speed's finite difference over one step, and a
+#: command of exactly the deceleration threshold (the safety monitor's comfortable stop)
+#: comes back a few ulps short of it; within this it counts as reaching the threshold
+ACCEL_ROUNDOFF = 1e-9
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,7 @@ def first_deceleration(records: Sequence[VehicleStep], start: float, end: float,
     """First time in [start - lookback, end] with accel <= -threshold, minus start (or NaN)."""
     for step in records:
         if start - conventions.decel_lookback - 1e-9 <= step.time <= end + 1e-9 \
-                and step.accel <= -conventions.decel_threshold:
+                and step.accel <= -conventions.decel_threshold + ACCEL_ROUNDOFF:
             return step.time - start
     return math.nan
 

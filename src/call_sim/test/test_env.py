@@ -410,3 +410,24 @@ def test_a_held_vehicle_keeps_its_speed_along_its_route_and_a_start_can_fix_its_
             start, lane_changes={'accel_lane': [(40.0, 3)]})}})
     with pytest.raises(ValueError, match='speed must be'):
         env.reset(seed=3, options={'held': [dict(held[0], speed=-1.0)]})
+
+
+def test_the_monitors_comfortable_stop_counts_as_a_first_deceleration(make_env):
+    # the monitor's comfortable stop commands exactly the metric's threshold (Autoware's
+    # comfortable stop): the simulator's acceleration of it must count as braking
+    from call_sim.driving_metrics import first_deceleration, MetricConventions, VehicleStep
+    from call_vehicle.vehicle_control import ControlModel
+    env = make_env({**STRAIGHT, 'num_controlled': 1})
+    conventions = MetricConventions()
+    control = ControlModel.from_config(VEHICLE['control'])
+    obs, _ = env.reset(options={'starts': {'hero0': {'edge': 'main', 'lane': 1, 'pos': 100.0,
+                                                     'speed': 10.0}}})
+    steps = []
+    for _ in range(5):
+        speed = obs['hero0'].ego.speed
+        obs, _, _, _, infos = env.step(
+            {'hero0': control.to_control(-conventions.decel_threshold, 0.0, speed)})
+        steps.append(VehicleStep('hero0', env.time, math.inf, False, infos['hero0']['accel'],
+                                 'comfortable'))
+    assert all(s.accel == pytest.approx(-conventions.decel_threshold) for s in steps)
+    assert first_deceleration(steps, steps[0].time, steps[-1].time, conventions) == 0.0
