@@ -28,7 +28,6 @@ conflict time, as `occlusion_encounters`' records):
 writes OUT/cutin_tracks_<mode>[_c<c>]_<seed>.json (per encounter the summary and the steps).
 Tuning seeds only (10, 11).
 """
-import argparse
 import json
 import math
 from pathlib import Path
@@ -37,13 +36,9 @@ from typing import Any, Dict, List, Optional
 
 from call_experiments import encounter_script as script
 from call_experiments import occlusion_encounters as oe
-from call_experiments.driving_eval import (c_tag, DEFAULT_C, load_policy_models,
-                                           shipped_checkpoint)
-from call_learning.pipeline import MODES
-from call_planner.plan_stage import planner_params
+from call_experiments.first_brakes import run_all, tuning_parser
 from call_planner.ttc_monitor import NONE
 import numpy as np
-import torch
 
 TUNING_SEEDS = (10, 11)
 #: [m] the lateral band of the ego's footprint: the footprints' widths' half sums and the
@@ -70,7 +65,7 @@ def band_entry(track: Any, ego_y: float, horizon: float, step: float, band: floa
 
 def read_step(fleet: Any, observations: Dict[str, Any], now: float, dt: float,
               state: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """The ego's monitor's view of the merger this step (call after `fleet.step`)."""
+    """Return the ego's monitor's view of the merger this step (call after `fleet.step`)."""
     monitor = fleet.monitors.get(script.EGO)
     if monitor is None or script.EGO not in observations:
         return None
@@ -110,7 +105,7 @@ def read_step(fleet: Any, observations: Dict[str, Any], now: float, dt: float,
 
 def merger_overrides(rows: List[Dict[str, Any]], levels: List[str], anticipation: float
                      ) -> List[int]:
-    """Steps overridden while the merger is the monitor's conflict (plain or anticipated)."""
+    """Return the steps overridden while the merger is the conflict (or anticipated)."""
     return [i for i, (r, lv) in enumerate(zip(rows, levels))
             if lv != NONE and (r.get('who') == 'merger'
                                or r.get('ant_ttc', math.inf) < anticipation)]
@@ -199,17 +194,18 @@ def combine(out: Path) -> List[str]:
     """
     One line per mode and c over every JSON in `out`: means of the times, and counts.
 
-    `change`, `override`: merger's centre ahead of the ego's [m] when its lane
-    change starts / at the first override for it; `closing_speed`: the ego's speed minus the
-    merger's along the road then [m/s]. `pred_band_err_s`: at the first step whose prediction enters the band, the predicted
-    entry time minus the true one (positive: predicted late). Dropouts are split by where
-    the merger's centre was: behind the ego's centre or not.
+    `change`, `override`: merger's centre ahead of the ego's [m] when its lane change starts /
+    at the first override for it; `closing_speed`: the ego's speed minus the merger's along
+    the road then [m/s]. `pred_band_err_s`: at the first step whose prediction enters the
+    band, the predicted entry time minus the true one (positive: predicted late). Dropouts
+    are split by where the merger's centre was: behind the ego's centre or not.
     """
     lines = []
     for path in sorted(out.glob('cutin_tracks_*.json')):
         runs = json.loads(path.read_text())
         keys = ('told_s', 'seen_s', 'true_lane_change_s', 'pred_band_s', 'pred_conflict_s',
-                'anticipation_s', 'override_s', 'merger_override_s', 'first_decel_s', 'true_band_s')
+                'anticipation_s', 'override_s', 'merger_override_s', 'first_decel_s',
+                'true_band_s')
         cells = []
         for key in keys:
             values = [r['summary'][key] for r in runs if r['summary'][key] is not None]
@@ -234,8 +230,8 @@ def combine(out: Path) -> List[str]:
             if change_step is not None and change_step > 0:
                 x, before = steps[change_step], steps[change_step - 1]
                 gaps['change'].append(x['m_x'] - x['ego_x'])
-                gaps['closing_speed'].append(x['ego_speed'] - (x['m_x'] - before['m_x'])
-                                       / max(x['t'] - before['t'], 1e-6))
+                merger_speed = (x['m_x'] - before['m_x']) / max(x['t'] - before['t'], 1e-6)
+                gaps['closing_speed'].append(x['ego_speed'] - merger_speed)
             if overrides:
                 x = steps[overrides[0]]
                 gaps['override'].append(x['m_x'] - x['ego_x'])
@@ -264,15 +260,7 @@ def combine(out: Path) -> List[str]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: read the ego's monitor per step in every committed merge."""
-    parser = argparse.ArgumentParser(prog='call_cutin_tracks',
-                                     description=__doc__.strip().splitlines()[0])
-    parser.add_argument('--checkpoint', default=None)
-    parser.add_argument('--modes', nargs='+', default=['lsi', 'local'], choices=MODES)
-    parser.add_argument('--seeds', nargs='+', type=int, default=[10])
-    parser.add_argument('--encounters', type=int, default=20)
-    parser.add_argument('--c', type=float, default=DEFAULT_C)
-    parser.add_argument('--out', required=True)
-    parser.add_argument('--threads', type=int, default=1)
+    parser = tuning_parser('call_cutin_tracks', __doc__)
     parser.add_argument('--combine', action='store_true',
                         help='print the per-mode figures of the JSONs in --out')
     args = parser.parse_args(argv)
@@ -282,17 +270,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if set(args.seeds) - set(TUNING_SEEDS):
         print(f'call_cutin_tracks: error: tuning seeds only {TUNING_SEEDS}', file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
-    planner = planner_params({})
-    loaded = load_policy_models(args.checkpoint or shipped_checkpoint())
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for seed in args.seeds:
-        for mode in args.modes:
-            rows = run_seed(loaded, mode, seed, args.encounters, planner, args.c)
-            (out / f'cutin_tracks_{mode}{c_tag(args.c)}_{seed}.json').write_text(
-                json.dumps(rows, indent=1, default=str))
-    return 0
+    return run_all(args, run_seed, 'cutin_tracks')
 
 
 if __name__ == '__main__':

@@ -31,7 +31,7 @@ import json
 import math
 from pathlib import Path
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from call_experiments import encounter_script as script
 from call_experiments import occlusion_encounters as oe
@@ -288,10 +288,9 @@ def run_seed(loaded: Any, mode: str, seed: int, encounters: int, planner: Dict[s
     return out
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point: explain every encounter's first brake per mode and seed."""
-    parser = argparse.ArgumentParser(prog='call_first_brakes',
-                                     description=__doc__.strip().splitlines()[0])
+def tuning_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """Return the options of a per-step diagnostic of the scripted encounters (this one's)."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.strip().splitlines()[0])
     parser.add_argument('--checkpoint', default=None)
     parser.add_argument('--modes', nargs='+', default=['lsi', 'local'], choices=MODES)
     parser.add_argument('--seeds', nargs='+', type=int, default=[10])
@@ -299,7 +298,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--c', type=float, default=DEFAULT_C)
     parser.add_argument('--out', required=True)
     parser.add_argument('--threads', type=int, default=1)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run_all(args: argparse.Namespace, run: Callable[..., List[Dict[str, Any]]],
+            stem: str) -> int:
+    """`run(loaded, mode, seed, encounters, planner, c)` per seed and mode, into OUT as JSON."""
     torch.set_num_threads(args.threads)
     planner = planner_params({})
     loaded = load_policy_models(args.checkpoint or shipped_checkpoint())
@@ -307,10 +311,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         for mode in args.modes:
-            rows = run_seed(loaded, mode, seed, args.encounters, planner, args.c)
-            (out / f'first_brakes_{mode}{c_tag(args.c)}_{seed}.json').write_text(
-                json.dumps(rows, indent=1))
+            rows = run(loaded, mode, seed, args.encounters, planner, args.c)
+            (out / f'{stem}_{mode}{c_tag(args.c)}_{seed}.json').write_text(
+                json.dumps(rows, indent=1, default=str))
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: explain every encounter's first brake per mode and seed."""
+    return run_all(tuning_parser('call_first_brakes', __doc__).parse_args(argv), run_seed,
+                   'first_brakes')
 
 
 if __name__ == '__main__':
