@@ -49,7 +49,9 @@ index: the same script), averaged per seed, then over seeds.
 
 writes results/occlusion_encounters/occlusion_encounters[_c<c>].csv, ..._paired.csv and per
 seed and mode encounter_runs/<mode>[_c<c>]_<seed>.json (`--script merge`: the same under
-results/occlusion_encounters_merge/) (`--combine` takes a mode that does
+results/occlusion_encounters_merge/; `--merger committed`, the merger's command replaced by
+`committed_merger`'s scripted driver: results/occlusion_encounters_merge_committed/)
+(`--combine` takes a mode that does
 not share at another c from its run at the default c). Use seeds other than the held-out ones (10,
 11) to look or tune.
 """
@@ -63,6 +65,7 @@ import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from call_experiments import encounter_script as script, manifest
+from call_experiments.committed_merger import commit, CommittedDriver
 from call_experiments.driving_eval import (build_fleet, c_tag, DEFAULT_C,
                                            load_policy_models, own_sensors_see, path_conflict,
                                            shipped_checkpoint, write_csv)
@@ -88,6 +91,10 @@ SCENARIOS = {'crossing': SCENARIO,
                  'max_lane_changes': 0, 'lane_change_length': script.MERGE_CHANGE_LENGTH}))}
 #: where each script's results go unless --out says otherwise
 OUT = {'crossing': 'results/occlusion_encounters', 'merge': 'results/occlusion_encounters_merge'}
+#: ... with the committed merger (`--merger committed`)
+OUT_COMMITTED = 'results/occlusion_encounters_merge_committed'
+#: who drives the merge's merger: its own stack, or the committed driver in its place
+MERGERS = ('stack', 'committed')
 CSV_COLUMNS = ('mode', 'metric', 'mean', 'ci_low', 'ci_high', 'seeds', 'encounters', 'c')
 PAIRED_COLUMNS = ('mode', 'reference', 'metric', 'mean', 'ci_low', 'ci_high', 'seeds',
                   'encounters', 'c')
@@ -125,9 +132,18 @@ def _rel(value: Optional[float], reference: float) -> Optional[float]:
     return None if value is None or not math.isfinite(value) else round(value - reference, 2)
 
 
-def run_encounter(fleet: Any, env: Any, encounter: script.Encounter) -> Dict[str, Any]:
-    """Drive one scripted encounter with the fleet; the ego's record (module doc)."""
+def run_encounter(fleet: Any, env: Any, encounter: script.Encounter,
+                  committed: bool = False) -> Dict[str, Any]:
+    """
+    Drive one scripted encounter with the fleet; the ego's record (module doc).
+
+    `committed`: the other vehicle's command is the committed driver's
+    (`committed_merger`) at its scripted speed, from the first step; the record adds what
+    it did (`committed_record`).
+    """
     pipeline = fleet.pipeline
+    merger = CommittedDriver(encounter.crosser_speed) if committed else None
+    trace: List[Tuple[float, float, float, np.ndarray]] = []
     obs, _ = env.reset(seed=encounter.env_seed, options=encounter.options())
     roles = sorted(obs)
     torch.manual_seed(encounter.env_seed)
@@ -148,6 +164,13 @@ def run_encounter(fleet: Any, env: Any, encounter: script.Encounter) -> Dict[str
     while env.time < end - 1e-9:
         decided = fleet.step(obs, env.time, env.dt)
         controls = hold_until_valid(pipeline, obs, decided, driving)
+        if merger is not None:
+            state = obs[script.CROSSER].ego
+            controls[script.CROSSER] = commit(fleet, script.CROSSER, obs[script.CROSSER],
+                                              merger)
+            decided[script.CROSSER] = (controls[script.CROSSER], NONE, False)
+            trace.append((state.x, state.y, state.speed,
+                          pipeline.plans[pipeline.roles.index(script.CROSSER)].copy()))
         scripted += int(not driving[script.EGO])
         heard = script.CROSSER in pipeline.steps[ego_index].neighbours
         told = crosser in fleet.told.get(script.EGO, frozenset())
@@ -174,6 +197,9 @@ def run_encounter(fleet: Any, env: Any, encounter: script.Encounter) -> Dict[str
             other = next(o for o in ego_obs.others if o.actor_id == crosser)
             min_distance = min(min_distance, math.hypot(other.x - ego_obs.ego.x,
                                                         other.y - ego_obs.ego.y))
+        if merger is not None and script.CROSSER in obs:
+            state = obs[script.CROSSER].ego
+            trace.append((state.x, state.y, state.speed, np.zeros((0, 2))))
         if any(terminations.values()):
             end = now
             break
@@ -207,7 +233,33 @@ def run_encounter(fleet: Any, env: Any, encounter: script.Encounter) -> Dict[str
         'scripted_steps': scripted,
         'anticipation_steps': int(causes.get('anticipation_shared', 0)),
     })
+    if merger is not None:
+        record.update(committed_record(trace))
     return record
+
+
+def committed_record(trace: Sequence[Tuple[float, float, float, np.ndarray]]
+                     ) -> Dict[str, Any]:
+    """
+    Return what the committed merger did: speeds, where it ended, how true its intention was.
+
+    `trace`: per step the merger's position and speed before the step and the intention it
+    declared from there, then (empty intention) its position after the step.
+    `crosser_intention_error_m`: the largest distance, over every declared intention and
+    its K waypoints, between waypoint k and where the merger was k steps later.
+    `crosser_end_lateral_m`: its centre's offset from the ego's lane centre at the end.
+    """
+    positions = [(x, y) for x, y, _, plan in trace if len(plan) == 0]
+    speeds = [v for _, _, v, plan in trace if len(plan)]
+    worst = 0.0
+    for t, plan in enumerate(p for *_, p in trace if len(p)):
+        later = np.asarray(positions[t:t + len(plan)])
+        if len(later):
+            worst = max(worst, float(np.hypot(*(plan[:len(later)] - later).T).max()))
+    return {'crosser_speed_min': round(min(speeds), 3),
+            'crosser_speed_max': round(max(speeds), 3),
+            'crosser_end_lateral_m': round(positions[-1][1] - script.MERGE_LANES[2], 3),
+            'crosser_intention_error_m': round(worst, 3)}
 
 
 def hold_until_valid(pipeline: Any, observations: Dict[str, Any], decided: Dict[str, tuple],
@@ -257,12 +309,17 @@ def seed_encounters(loaded: Any, mode: str, seed: int, encounters: int,
 
 
 def run_seed(loaded: Any, mode: str, seed: int, encounters: int, planner: Dict[str, Any],
-             c: float, log=None, layout: str = 'crossing') -> List[Dict[str, Any]]:
-    """Every encounter of one seed in one mode (one simulator, one fleet, reset per encounter)."""
+             c: float, log=None, layout: str = 'crossing', committed: bool = False
+             ) -> List[Dict[str, Any]]:
+    """
+    Every encounter of one seed in one mode (one simulator, one fleet, reset per encounter).
+
+    `committed`: the other vehicle is the committed merger (`run_encounter`).
+    """
     records = []
     for fleet, env, encounter in seed_encounters(loaded, mode, seed, encounters, planner, c,
                                                  layout):
-        records.append(dict(run_encounter(fleet, env, encounter), mode=mode, c=c))
+        records.append(dict(run_encounter(fleet, env, encounter, committed), mode=mode, c=c))
         if log:
             r = records[-1]
             log(f'{mode} c={c:g} seed {seed} #{encounter.index}: collision {r["collision"]}, '
@@ -368,9 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help='run nothing: build the CSVs from OUT/encounter_runs')
     parser.add_argument('--script', default='crossing', choices=sorted(script.LAYOUTS),
                         help='the scripted encounter (encounter_script.LAYOUTS)')
+    parser.add_argument('--merger', default='stack', choices=MERGERS,
+                        help="the merge's merger: driven by its stack, or committed (its "
+                             'command replaced by a scripted driver that holds its speed and '
+                             'cuts in; call_experiments.committed_merger)')
     parser.add_argument('--out', default=None,
                         help='results directory (default: results/occlusion_encounters, '
-                             'for the merge results/occlusion_encounters_merge)')
+                             'for the merge results/occlusion_encounters_merge, with '
+                             f'--merger committed {OUT_COMMITTED})')
     parser.add_argument('--threads', type=int, default=1)
     return parser
 
@@ -381,6 +443,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     if args.encounters < 1:
         print('call_occlusion_encounters: error: --encounters must be >= 1', file=sys.stderr)
+        return 2
+    committed = args.merger == 'committed'
+    if committed and args.script != 'merge':
+        print('call_occlusion_encounters: error: --merger committed needs --script merge',
+              file=sys.stderr)
         return 2
     try:
         planner = planner_params({})
@@ -393,7 +460,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     def log(line: str) -> None:
         print(f'call_occlusion_encounters: {line}', flush=True)
 
-    out = Path(args.out or OUT[args.script])
+    out = Path(args.out or (OUT_COMMITTED if committed else OUT[args.script]))
     runs_dir = out / 'encounter_runs'
     runs: Dict[str, Dict[int, List[Dict[str, Any]]]] = {}
     for seed in args.seeds:
@@ -410,11 +477,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                 continue
             started = time.time()
             records = run_seed(loaded, mode, seed, args.encounters, planner, args.c, log,
-                               args.script)
+                               args.script, committed)
             runs.setdefault(mode, {})[seed] = records
             runs_dir.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({
-                'script': args.script, 'mode': mode, 'seed': seed, 'c': args.c,
+                'script': args.script, **({'merger': args.merger} if committed else {}),
+                'mode': mode, 'seed': seed, 'c': args.c,
                 'encounters_asked': args.encounters,
                 'model': {'checkpoint': Path(checkpoint_path).name,
                           'sha256': manifest.sha256(checkpoint_path)},

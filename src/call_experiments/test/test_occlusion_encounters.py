@@ -9,7 +9,8 @@ import math
 from call_experiments import encounter_script as script
 from call_experiments.driving_eval import load_policy_models, shipped_checkpoint
 from call_experiments.evaluate import collect_settings
-from call_experiments.occlusion_encounters import run_seed, SCENARIO, SCENARIOS
+from call_experiments.occlusion_encounters import (AFTER_CONFLICT, run_seed, SCENARIO,
+                                                   SCENARIOS)
 from call_experiments.rollout import scenario_with
 from call_perception.visibility import visible
 from call_planner.plan_stage import planner_params
@@ -27,6 +28,9 @@ MIN_HIDDEN_MERGE = 2.0
 #: speeds, the faster ego and the merger touch up to a second before it
 MERGE_BEFORE = 1.5
 LOOK_AHEAD = 8.0              # [m] of the test's pure-pursuit steering along a route
+#: [m] the committed merger's declared waypoint k against where it was k steps later: the
+#: intention is the same bicycle's rollout of the actions it then drives
+INTENTION_TOLERANCE = 0.05
 
 
 def _sightings(env, encounter, controls, before=0.0):
@@ -219,3 +223,33 @@ def test_both_modes_drive_the_same_script_against_the_same_reference(runs):
     # a local ego hears nobody; the shared one heard the crosser (it is a CALL sender)
     assert local['first_heard_s'] is None and local['first_told_s'] is None
     assert shared['first_heard_s'] is not None
+
+
+@pytest.fixture(scope='module')
+def committed():
+    """Seed 10's first two merges with the committed merger, CALL (lsi) at c = 50."""
+    loaded = load_policy_models(shipped_checkpoint())
+    return ([script.draw(10, i, layout='merge') for i in range(2)],
+            run_seed(loaded, 'lsi', 10, 2, planner_params(), 50.0, layout='merge',
+                     committed=True))
+
+
+def test_the_committed_merger_holds_its_speed_and_cuts_into_the_egos_lane(committed):
+    """
+    Mutation: the merger's control left as its stack's, or no steer in its driver: fails.
+
+    Its stack speeds up from the scripted speed (the stack merge's finding); without the
+    pursuit's steer it stays in the ramp's lane, 7 m from the ego's.
+    """
+    half_lane = 0.5 * (script.MERGE_LANES[2] - script.MERGE_LANES[1])
+    for drawn, record in zip(*committed):
+        assert record['end_s'] == AFTER_CONFLICT            # it ran to its end
+        speed = round(drawn.crosser_speed, 3)
+        assert record['crosser_speed_min'] == record['crosser_speed_max'] == speed
+        assert abs(record['crosser_end_lateral_m']) < half_lane
+
+
+def test_the_committed_mergers_intention_is_where_it_is_k_steps_later(committed):
+    """Mutation: its intention left as its planner's plan, or its first action held: fails."""
+    for _, record in zip(*committed):
+        assert record['crosser_intention_error_m'] <= INTENTION_TOLERANCE

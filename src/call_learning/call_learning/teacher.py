@@ -92,10 +92,19 @@ def teacher_accel(observation: Any, config: TeacherConfig) -> float:
 def teacher_steer(observation: Any, config: TeacherConfig) -> float:
     """Pure-pursuit steer command in [-1, 1] towards the route point `lookahead` ahead."""
     ego = observation.ego
-    route = np.asarray(observation.route, dtype=np.float64).reshape(-1, 2)
+    return pursuit_steer((ego.x, ego.y, ego.yaw), observation.route, config)
+
+
+def pursuit_steer(pose: tuple[float, float, float], route: Any, config: TeacherConfig) -> float:
+    """
+    `teacher_steer` from a pose and a route polyline (map frame).
+
+    A pose of its own, so that a driver can integrate its pursuit along a predicted motion.
+    """
+    route = np.asarray(route, dtype=np.float64).reshape(-1, 2)
     if len(route) == 0:
         return 0.0
-    local = map_to_ego(route, ego.x, ego.y, ego.yaw)
+    local = map_to_ego(route, *pose)
     dist = np.hypot(local[:, 0], local[:, 1])
     ahead = np.flatnonzero((dist >= config.lookahead) & (local[:, 0] > 0))
     target = local[ahead[0]] if len(ahead) else local[-1]
