@@ -16,7 +16,7 @@ from call_bringup.fleet_keys import ensure_fleet_keys
 from call_bringup.graph import ament_share, build_graph
 from call_bringup.runner import process_units, Supervisor
 from call_msgs.msg import Action, CommStats, LatentMessage, LatentState, SharedInformation
-from carla_msgs.msg import CarlaEgoVehicleControl
+from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 import rclpy
@@ -33,6 +33,11 @@ ROLES = ('hero0', 'hero1', 'hero2')
 def stamp_key(stamp) -> float:
     """Return the simulation time of a header stamp, rounded to the 0.1 s step grid."""
     return round(stamp.sec + stamp.nanosec * 1e-9, 3)
+
+
+def control_key(control) -> tuple[float, float, float]:
+    """Return the (throttle, steer, brake) of a command or of a status's applied control."""
+    return (control.throttle, control.steer, control.brake)
 
 
 def checkpoint_for_tests(directory: str) -> str:
@@ -80,7 +85,12 @@ class GraphProbe:
         self.actions: dict[str, list[Action]] = collections.defaultdict(list)
         # stamps of each world model's latent states: what a planned action can answer
         self.states: dict[str, list[float]] = collections.defaultdict(list)
+        # per vehicle and step: the control the simulator applied stepping to that step
+        # (vehicle_status reports the command it stepped on)
+        self.applied: dict[str, dict[float, tuple]] = collections.defaultdict(dict)
         self.sim_status: dict[str, str] = {}
+        # the simulator's count of lockstep timeouts, by the step whose report gave it
+        self.sim_missed: dict[float, int] = {}
         self.planner_status: dict[str, list[str]] = collections.defaultdict(list)
         best_effort = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST,
                                  reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -106,6 +116,10 @@ class GraphProbe:
             self.node.create_subscription(CarlaEgoVehicleControl,
                                           f'/carla/{role}/vehicle_control_cmd',
                                           lambda m, r=role: self.commands[r].append(m), 100)
+            self.node.create_subscription(
+                CarlaEgoVehicleStatus, f'/carla/{role}/vehicle_status',
+                lambda m, r=role: self.applied[r].__setitem__(stamp_key(m.header.stamp),
+                                                              control_key(m.control)), 100)
 
     def _on_clock(self, msg: Clock) -> None:
         now = stamp_key(msg.clock)
@@ -133,12 +147,40 @@ class GraphProbe:
             values = {kv.key: kv.value for kv in status.values}
             if status.name == 'call_sim: lockstep':
                 self.sim_status = values
+                self.sim_missed[stamp_key(msg.header.stamp)] = int(values['missed_ticks'])
             elif 'planner' in status.name:
                 self.planner_status[status.hardware_id or status.name].append(status.message)
 
     def live(self) -> bool:
         """Every vehicle's pipeline is up: each published CommStats."""
         return all(self.stats[r] for r in ROLES)
+
+    def answering(self) -> bool:
+        """
+        Tell whether every vehicle's planner has answered a step the probe has seen tick.
+
+        CommStats can flow before a planner is up (on a loaded machine its nodes may load
+        after the simulator's start-up hold, which then steps on lockstep timeouts without
+        its commands); from its first answer on, a planner answers every step: its inputs'
+        writers are matched, and each stage passes each step on, late or not.
+        """
+        if not all(self.commands[r] for r in ROLES):
+            return False
+        return self.clock >= max(stamp_key(self.commands[r][0].header.stamp) for r in ROLES)
+
+    def missed_ticks_between(self, start: float, end: float) -> Optional[int]:
+        """
+        Return the lockstep timeouts the simulator counted stepping from `start` to `end`.
+
+        From its reports of those steps, else the nearest ones outside (an upper bound);
+        None until a report of `end` or later has come.
+        """
+        before = [s for s in self.sim_missed if s <= start]
+        after = [s for s in self.sim_missed if s >= end]
+        if not after:
+            return None
+        low = self.sim_missed[max(before)] if before else 0
+        return self.sim_missed[min(after)] - low
 
     def publishers_seen(self, topics: Optional[Iterable[str]] = None) -> bool:
         """
