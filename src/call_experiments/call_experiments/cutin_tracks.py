@@ -37,15 +37,21 @@ from typing import Any, Dict, List, Optional
 from call_experiments import encounter_script as script
 from call_experiments import occlusion_encounters as oe
 from call_experiments.first_brakes import run_all, tuning_parser
-from call_planner.ttc_monitor import NONE
+from call_planner.plan_stage import planner_params
+from call_planner.ttc_monitor import MonitorConfig, NONE
 import numpy as np
 
 TUNING_SEEDS = (10, 11)
-#: [m] the lateral band of the ego's footprint: the footprints' widths' half sums and the
-#: monitor's margin (ego and merger share the vehicle model)
-BAND = 2.0 + 0.3
-#: [s] planner.yaml's monitor_anticipation_ttc, for reading the JSONs back
-ANTICIPATION_TTC = 5.5
+
+
+def band_width(config: MonitorConfig) -> float:
+    """
+    [m] The lateral band of the ego's footprint.
+
+    The footprints' half widths summed (ego and merger share the vehicle model) plus the
+    monitor's margin.
+    """
+    return config.ego_width + config.margin
 
 
 def source(track: Any) -> str:
@@ -63,8 +69,8 @@ def band_entry(track: Any, ego_y: float, horizon: float, step: float, band: floa
     return float(t[inside.argmax()]) if inside.any() else None
 
 
-def read_step(fleet: Any, observations: Dict[str, Any], now: float, dt: float,
-              state: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+def read_step(fleet: Any, observations: Dict[str, Any], now: float
+              ) -> Optional[Dict[str, Any]]:
     """Return the ego's monitor's view of the merger this step (call after `fleet.step`)."""
     monitor = fleet.monitors.get(script.EGO)
     if monitor is None or script.EGO not in observations:
@@ -88,8 +94,8 @@ def read_step(fleet: Any, observations: Dict[str, Any], now: float, dt: float,
                    heading_deg=round(math.degrees(math.atan2(best.vy, best.vx)), 1),
                    vy=round(best.vy, 2),
                    band=band_entry(best, ego.y, cfg.horizon, cfg.time_step,
-                                   cfg.ego_width + cfg.margin))
-    yaw_rate = state.get('yaw_rate', 0.0)
+                                   band_width(cfg)))
+    yaw_rate = fleet.yaw_rates.get(script.EGO, 0.0)
     pose = (ego.x, ego.y, ego.yaw)
     lag = 0.0 if monitor.frame_time is None else max(now - monitor.frame_time, 0.0)
     plain = monitor._conflict(pose, ego.speed, yaw_rate, lag)
@@ -161,17 +167,10 @@ def run_seed(loaded: Any, mode: str, seed: int, encounters: int, planner: Dict[s
         rows: List[Dict[str, Any]] = []
         levels: List[str] = []
         original = fleet.step
-        state: Dict[str, Any] = {}
 
-        def step(observations, now, dt, rows=rows, levels=levels, state=state):
-            ego = observations.get(script.EGO)
-            if ego is not None:
-                last = state.get('yaw')
-                state['yaw_rate'] = 0.0 if last is None else \
-                    math.remainder(ego.ego.yaw - last, math.tau) / dt
-                state['yaw'] = ego.ego.yaw
+        def step(observations, now, dt, rows=rows, levels=levels):
             result = original(observations, now, dt)
-            row = read_step(fleet, observations, now, dt, state)
+            row = read_step(fleet, observations, now)
             if row is not None:
                 rows.append(row)
                 levels.append(result[script.EGO][1] if script.EGO in result else NONE)
@@ -181,9 +180,8 @@ def run_seed(loaded: Any, mode: str, seed: int, encounters: int, planner: Dict[s
             record = oe.run_encounter(fleet, env, encounter, committed=True)
         finally:
             fleet.step = original
-        cfg = fleet.config
         summary = summarise(rows, levels, record, script.MERGE_LANES[2],
-                            cfg.ego_width + cfg.margin, cfg.anticipation_ttc)
+                            band_width(fleet.config), fleet.config.anticipation_ttc)
         print(f'call_cutin_tracks: {mode} c={c:g} seed {seed} {summary}', flush=True)
         out.append({'summary': summary, 'steps': [dict(r, level=lv)
                                                   for r, lv in zip(rows, levels)]})
@@ -200,6 +198,8 @@ def combine(out: Path) -> List[str]:
     band, the predicted entry time minus the true one (positive: predicted late). Dropouts
     are split by where the merger's centre was: behind the ego's centre or not.
     """
+    config = MonitorConfig.from_params(planner_params({}))    # the runs' (planner.yaml)
+    band = band_width(config)
     lines = []
     for path in sorted(out.glob('cutin_tracks_*.json')):
         runs = json.loads(path.read_text())
@@ -218,13 +218,13 @@ def combine(out: Path) -> List[str]:
             s, steps = r['summary'], r['steps']
             first = next((x for x in steps if x.get('band') is not None), None)
             true = next((x['t'] for x in steps
-                         if abs(x['m_y'] - script.MERGE_LANES[2]) < BAND), None)
+                         if abs(x['m_y'] - script.MERGE_LANES[2]) < band), None)
             if first is not None and true is not None:
                 errors.append(first['t'] + first['band'] - true)
             if first is not None and first.get('src') == 'shared':
                 band_shared += 1
             overrides = merger_overrides(steps, [x['level'] for x in steps],
-                                         ANTICIPATION_TTC)
+                                         config.anticipation_ttc)
             change_step = next((i for i, x in enumerate(steps) if x.get('m_vy', 0) > 0.2),
                                None)
             if change_step is not None and change_step > 0:
@@ -235,7 +235,6 @@ def combine(out: Path) -> List[str]:
             if overrides:
                 x = steps[overrides[0]]
                 gaps['override'].append(x['m_x'] - x['ego_x'])
-            if overrides:
                 for x in steps[overrides[0]:overrides[-1] + 1]:
                     if x['level'] == NONE:
                         drops += 1

@@ -142,6 +142,10 @@ class MonitoredFleet:
         self.geometry = BevGeometry(bev.metres_per_pixel, bev.ego_row, bev.ego_col)
         self.monitors: Dict[str, TtcMonitor] = {}
         self.yaws: Dict[str, float] = {}
+        # this step's yaw rate and monitor verdict per role (None: not assessed), for the
+        # per-step diagnostics that read the monitor beside the driving
+        self.yaw_rates: Dict[str, float] = {}
+        self.verdicts: Dict[str, Any] = {}
         self.override_causes: Counter = Counter()     # override steps by override_cause
         self.shared_dropped = 0     # neighbour messages too old or not finite for a track
         self.told: Dict[str, frozenset] = {}    # per role: vehicles known only through sharing
@@ -149,13 +153,14 @@ class MonitoredFleet:
     def reset(self, roles: Sequence[str]) -> None:
         """Fresh monitors for every vehicle, and no track of the old ones in the look-ahead."""
         self.monitors = {role: TtcMonitor(self.config, self.geometry) for role in roles}
-        self.yaws = {}
+        self.yaws, self.yaw_rates, self.verdicts = {}, {}, {}
         self.policy.tracks.clear()
 
     def restart(self, role: str) -> None:
         """One vehicle respawned: forget its tracks and plan."""
         self.monitors[role] = TtcMonitor(self.config, self.geometry)
-        self.yaws.pop(role, None)
+        for per_role in (self.yaws, self.yaw_rates, self.verdicts):
+            per_role.pop(role, None)
         index = self.pipeline.roles.index(role)
         self.policy.forget(index)
         self.policy.tracks.pop(index, None)
@@ -188,11 +193,12 @@ class MonitoredFleet:
             pose = (ego.x, ego.y, ego.yaw)
             last = self.yaws.get(role)
             yaw_rate = 0.0 if last is None else math.remainder(ego.yaw - last, math.tau) / dt
-            self.yaws[role] = ego.yaw
+            self.yaws[role], self.yaw_rates[role], self.verdicts[role] = ego.yaw, yaw_rate, None
             level, control = NONE, controls[role]
             stopped = not p.outputs[i].valid
             if self.config.enabled and not stopped:
                 verdict = self.monitors[role].assess(now, pose, ego.speed, yaw_rate)
+                self.verdicts[role] = verdict
                 accel, steer = driver.actions.action(int(steps[i].action))
                 override = override_accel(verdict, accel)
                 if override is not None:

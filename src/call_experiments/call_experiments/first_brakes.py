@@ -248,27 +248,13 @@ def run_seed(loaded: Any, mode: str, seed: int, encounters: int, planner: Dict[s
             recorder.ego_index = fleet.pipeline.roles.index(script.EGO)
             recorder.now = now
             before = Counter(fleet.override_causes)
-            monitor = fleet.monitors.get(script.EGO)
-            seen = {}
-            if monitor is not None:
-                assess = monitor.assess
-
-                def assessing(*args, **kwargs):
-                    seen['verdict'] = assess(*args, **kwargs)
-                    seen['yaw_rate'] = args[3] if len(args) > 3 else 0.0
-                    return seen['verdict']
-                monitor.assess = assessing
-            try:
-                result = original_step(observations, now, dt)
-            finally:
-                if monitor is not None:
-                    del monitor.assess
+            result = original_step(observations, now, dt)
+            verdict = fleet.verdicts.get(script.EGO)
             cause = Counter(fleet.override_causes) - before
             level = result[script.EGO][1] if script.EGO in result else NONE
             decided[round(now, 2)] = (level, ','.join(cause) if level != NONE else None,
-                                      describe(seen.get('verdict'),
-                                               observations[script.EGO].ego,
-                                               seen.get('yaw_rate', 0.0)))
+                                      describe(verdict, observations[script.EGO].ego,
+                                               fleet.yaw_rates.get(script.EGO, 0.0)))
             return result
         fleet.step = step
         try:

@@ -143,7 +143,9 @@ def run_encounter(fleet: Any, env: Any, encounter: script.Encounter,
     """
     pipeline = fleet.pipeline
     merger = CommittedDriver(encounter.crosser_speed) if committed else None
-    trace: List[Tuple[float, float, float, np.ndarray]] = []
+    # the committed merger per step: (speed, declared intention) before it, position after
+    declared: List[Tuple[float, np.ndarray]] = []
+    positions: List[Tuple[float, float]] = []
     obs, _ = env.reset(seed=encounter.env_seed, options=encounter.options())
     roles = sorted(obs)
     torch.manual_seed(encounter.env_seed)
@@ -165,12 +167,11 @@ def run_encounter(fleet: Any, env: Any, encounter: script.Encounter,
         decided = fleet.step(obs, env.time, env.dt)
         controls = hold_until_valid(pipeline, obs, decided, driving)
         if merger is not None:
-            state = obs[script.CROSSER].ego
             controls[script.CROSSER] = commit(fleet, script.CROSSER, obs[script.CROSSER],
                                               merger)
             decided[script.CROSSER] = (controls[script.CROSSER], NONE, False)
-            trace.append((state.x, state.y, state.speed,
-                          pipeline.plans[pipeline.roles.index(script.CROSSER)].copy()))
+            declared.append((obs[script.CROSSER].ego.speed,
+                             pipeline.plans[pipeline.roles.index(script.CROSSER)].copy()))
         scripted += int(not driving[script.EGO])
         heard = script.CROSSER in pipeline.steps[ego_index].neighbours
         told = crosser in fleet.told.get(script.EGO, frozenset())
@@ -198,8 +199,7 @@ def run_encounter(fleet: Any, env: Any, encounter: script.Encounter,
             min_distance = min(min_distance, math.hypot(other.x - ego_obs.ego.x,
                                                         other.y - ego_obs.ego.y))
         if merger is not None and script.CROSSER in obs:
-            state = obs[script.CROSSER].ego
-            trace.append((state.x, state.y, state.speed, np.zeros((0, 2))))
+            positions.append((obs[script.CROSSER].ego.x, obs[script.CROSSER].ego.y))
         if any(terminations.values()):
             end = now
             break
@@ -234,25 +234,24 @@ def run_encounter(fleet: Any, env: Any, encounter: script.Encounter,
         'anticipation_steps': int(causes.get('anticipation_shared', 0)),
     })
     if merger is not None:
-        record.update(committed_record(trace))
+        record.update(committed_record(declared, positions))
     return record
 
 
-def committed_record(trace: Sequence[Tuple[float, float, float, np.ndarray]]
-                     ) -> Dict[str, Any]:
+def committed_record(declared: Sequence[Tuple[float, np.ndarray]],
+                     positions: Sequence[Tuple[float, float]]) -> Dict[str, Any]:
     """
     Return what the committed merger did: speeds, where it ended, how true its intention was.
 
-    `trace`: per step the merger's position and speed before the step and the intention it
-    declared from there, then (empty intention) its position after the step.
+    `declared`: per step its speed and the intention it declared before the step;
+    `positions`: per step its position after the step.
     `crosser_intention_error_m`: the largest distance, over every declared intention and
     its K waypoints, between waypoint k and where the merger was k steps later.
     `crosser_end_lateral_m`: its centre's offset from the ego's lane centre at the end.
     """
-    positions = [(x, y) for x, y, _, plan in trace if len(plan) == 0]
-    speeds = [v for _, _, v, plan in trace if len(plan)]
+    speeds = [v for v, _ in declared]
     worst = 0.0
-    for t, plan in enumerate(p for *_, p in trace if len(p)):
+    for t, (_, plan) in enumerate(declared):
         later = np.asarray(positions[t:t + len(plan)])
         if len(later):
             worst = max(worst, float(np.hypot(*(plan[:len(later)] - later).T).max()))
