@@ -7,7 +7,7 @@ encounters, driven the same way (`run_encounter`), with the ego's monitor read a
 nearest the merger's simulator position within `match_radius`; its source: `shared` a
 neighbour's message, no pixel seen; `shared_seen` a message whose vehicle the ego also sees;
 `blob` the BEV's own track), the lateral offset of its heading from the lane, when its
-constant-velocity prediction (the monitor's, over `horizon`) brings its footprint laterally
+prediction (the monitor's, `predicted_motion`, over `horizon`) brings its footprint laterally
 into the ego's footprint's band (`|y - y_ego| < width + margin`), and the monitor's verdict
 (the plain TTC and the anticipation TTC apart). Per encounter (times relative to the nominal
 conflict time, as `occlusion_encounters`' records):
@@ -38,7 +38,7 @@ from call_experiments import encounter_script as script
 from call_experiments import occlusion_encounters as oe
 from call_experiments.first_brakes import run_all, tuning_parser
 from call_planner.plan_stage import planner_params
-from call_planner.ttc_monitor import MonitorConfig, NONE
+from call_planner.ttc_monitor import MonitorConfig, NONE, predicted_motion
 import numpy as np
 
 TUNING_SEEDS = (10, 11)
@@ -65,7 +65,7 @@ def band_entry(track: Any, ego_y: float, horizon: float, step: float, band: floa
                ) -> Optional[float]:
     """First time [s] within `horizon` the track's predicted centre is within `band` of ego_y."""
     t = np.arange(0.0, horizon + 1e-9, step)
-    inside = np.abs(track.y + track.vy * t - ego_y) < band
+    inside = np.abs(predicted_motion((track,), t)[1][0] - ego_y) < band
     return float(t[inside.argmax()]) if inside.any() else None
 
 

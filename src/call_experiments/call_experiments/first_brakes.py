@@ -37,6 +37,7 @@ from call_experiments import encounter_script as script
 from call_experiments import occlusion_encounters as oe
 from call_experiments.driving_eval import (c_tag, DEFAULT_C, load_policy_models,
                                            shipped_checkpoint)
+from call_experiments.experiment_config import parse_sets
 from call_learning.pipeline import MODES
 from call_planner.plan_stage import planner_params
 from call_planner.replanning import _made, ReplanningPolicy
@@ -284,6 +285,8 @@ def tuning_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     parser.add_argument('--c', type=float, default=DEFAULT_C)
     parser.add_argument('--out', required=True)
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--set', dest='sets', action='append', default=[],
+                        metavar='PARAM=VALUE', help='override a planner.yaml parameter')
     return parser
 
 
@@ -291,7 +294,7 @@ def run_all(args: argparse.Namespace, run: Callable[..., List[Dict[str, Any]]],
             stem: str) -> int:
     """`run(loaded, mode, seed, encounters, planner, c)` per seed and mode, into OUT as JSON."""
     torch.set_num_threads(args.threads)
-    planner = planner_params({})
+    planner = planner_params(parse_sets(args.sets))
     loaded = load_policy_models(args.checkpoint or shipped_checkpoint())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -69,6 +69,7 @@ from call_experiments.committed_merger import commit, CommittedDriver
 from call_experiments.driving_eval import (build_fleet, c_tag, DEFAULT_C,
                                            load_policy_models, own_sensors_see, path_conflict,
                                            shipped_checkpoint, write_csv)
+from call_experiments.experiment_config import parse_sets
 from call_experiments.rollout import scenario_with
 from call_learning.pipeline import MODES, SHARING_MODES
 from call_planner.plan_stage import planner_params
@@ -433,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
                              'for the merge results/occlusion_encounters_merge, with '
                              f'--merger committed {OUT_COMMITTED})')
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--set', dest='sets', action='append', default=[],
+                        metavar='PARAM=VALUE', help='override a planner.yaml parameter')
     return parser
 
 
@@ -449,7 +452,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        planner = planner_params({})
+        planner = planner_params(parse_sets(args.sets))
         checkpoint_path = args.checkpoint or shipped_checkpoint()
         loaded = None if args.combine else load_policy_models(checkpoint_path)
     except (ValueError, FileNotFoundError, checkpoint.CheckpointError) as exc:
@@ -482,7 +485,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             path.write_text(json.dumps({
                 'script': args.script, **({'merger': args.merger} if committed else {}),
                 'mode': mode, 'seed': seed, 'c': args.c,
-                'encounters_asked': args.encounters,
+                'encounters_asked': args.encounters, 'planner_overrides': args.sets,
                 'model': {'checkpoint': Path(checkpoint_path).name,
                           'sha256': manifest.sha256(checkpoint_path)},
                 'wall_s': round(time.time() - started, 1),

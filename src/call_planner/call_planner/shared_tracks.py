@@ -8,11 +8,21 @@ estimate a velocity. The safety monitor and the look-ahead's conflict cost take 
 tracks in place of their blobs in the fused BEV (`ttc_monitor.TtcMonitor.share`); nothing
 beyond what the message already carries is used (no object lists on the wire).
 
-Each neighbour is predicted at constant velocity along its heading, as the BEV tracks are. Its
-position is moved on by the message's age (the state is one or two steps old when the ego
-plans). The heading is the direction of the sender's declared path when it has one a few
-metres long (a turning sender points where it plans to go), else its yaw. The footprint is
-the ego's: CALL vehicles share one vehicle model (call_sim vehicle.yaml).
+How a neighbour is predicted depends on `shared_turn_time`:
+
+- 0: at constant velocity, as the BEV tracks are, along the direction of its declared path
+  when it has one a few metres long (a turning sender points where it plans to go), else
+  along its yaw;
+- above 0: from its yaw, turning as its declared path turns (the path's mean curvature times
+  its speed) for `shared_turn_time` seconds from the message's stamp, then straight. A path of
+  K = 5 steps is 0.5 s (paper Table 5): its chord barely turns at the start of a lane change or
+  a turn, so the chord's straight line meets the ego's lane seconds after the sender does. The
+  turn held for a while is the constant-turn-rate model of tracking, cut short because a lane
+  change turns back within a few seconds.
+
+Its position is moved on by the message's age along that prediction (the state is one or two
+steps old when the ego plans). The footprint is the ego's: CALL vehicles share one vehicle
+model (call_sim vehicle.yaml).
 
 Bad input is dropped and counted, never raised: a non-finite field, or a message older than
 `max_age` (a neighbour no longer heard is not kept moving on a guess).
@@ -21,11 +31,14 @@ from dataclasses import dataclass
 import math
 from typing import Iterable
 
-from call_planner.ttc_monitor import MonitorConfig, Track
+from call_planner.ttc_monitor import MonitorConfig, predicted_motion, Track
 import numpy as np
 
 #: path chord used for the heading [m]: shorter than a vehicle it is noise
 MIN_CHORD = 2.0
+#: path length used for the curvature [m]; the waypoints are an exact bicycle-model rollout
+#: (call_vehicle.intention), so a short path turns as the vehicle does
+MIN_ARC = 0.5
 
 
 @dataclass(frozen=True)
@@ -55,13 +68,41 @@ def shared_tracks(states: Iterable[SharedState], time: float,
                 or not -1e-6 <= age <= config.shared_max_age:
             dropped += 1
             continue
-        heading = path_heading(s.x, s.y, s.waypoints, s.yaw)
-        speed = max(float(s.speed), 0.0)
-        vx, vy = speed * math.cos(heading), speed * math.sin(heading)
-        age = max(age, 0.0)
-        tracks.append(Track(float(s.x) + vx * age, float(s.y) + vy * age, heading,
-                            config.ego_length, config.ego_width, vx, vy, True, age))
+        speed, age = max(float(s.speed), 0.0), max(age, 0.0)
+        if config.shared_turn_time:
+            heading = float(s.yaw)
+            rate, turn = path_curvature(s.waypoints) * speed, config.shared_turn_time
+        else:
+            heading = path_heading(s.x, s.y, s.waypoints, s.yaw)
+            rate, turn = 0.0, 0.0
+        sent = Track(float(s.x), float(s.y), heading, config.ego_length, config.ego_width,
+                     speed * math.cos(heading), speed * math.sin(heading), True, age, rate,
+                     turn)
+        x, y, yaw, vx, vy = (float(a[0, 0]) for a in predicted_motion((sent,), np.array([age])))
+        tracks.append(Track(x, y, yaw, sent.length, sent.width, vx, vy, True, age, rate,
+                            max(turn - age, 0.0)))
     return tuple(tracks), dropped
+
+
+def path_curvature(waypoints: np.ndarray) -> float:
+    """
+    Mean curvature [1/m] of the declared path: its turn over its length, left positive.
+
+    The turn is from the direction of its first step to that of its last, the length between
+    those steps' midpoints; 0 for fewer than three points, a step too short to have a
+    direction, or a path shorter than `MIN_ARC` (a standing or stopping sender).
+    """
+    points = np.asarray(waypoints, dtype=np.float64).reshape(-1, 2)
+    if len(points) < 3 or not np.isfinite(points).all():
+        return 0.0
+    steps = np.diff(points, axis=0)
+    lengths = np.hypot(steps[:, 0], steps[:, 1])
+    arc = lengths.sum() - 0.5 * (lengths[0] + lengths[-1])
+    if lengths.min() < 1e-3 or arc < MIN_ARC:
+        return 0.0
+    headings = np.arctan2(steps[:, 1], steps[:, 0])
+    turn = np.remainder(np.diff(headings) + np.pi, 2.0 * np.pi) - np.pi
+    return float(turn.sum() / arc)
 
 
 def path_heading(x: float, y: float, waypoints: np.ndarray, yaw: float) -> float:

@@ -62,7 +62,8 @@ import numpy as np
 NONE, COMFORTABLE, EMERGENCY = 'none', 'comfortable', 'emergency'
 _VEHICLE_FIELDS = ('ego_length', 'ego_width')
 _FLAGS = ('enabled', 'shared_tracks')
-_MAY_BE_ZERO = ('anticipation_ttc', 'anticipation_gap', 'axis_aspect')     # 0 = off
+_MAY_BE_ZERO = ('anticipation_ttc', 'anticipation_gap', 'axis_aspect',    # 0 = off
+                'shared_turn_time')
 #: [m] a vehicle less than this to the side of the ego's heading line is in its lane
 LANE_HALF_WIDTH = 1.75
 #: [rad] a vehicle in the ego's lane heading within this of the ego's heading is followed
@@ -90,6 +91,9 @@ class MonitorConfig:
     min_pixels: int = 3            # blobs smaller than this are noise
     shared_tracks: bool = True     # accepted neighbours' messages as tracks (shared_tracks)
     shared_max_age: float = 0.5    # [s] older neighbour messages are dropped
+    shared_turn_time: float = 0.0  # [s] a neighbour turns as its declared path does for
+    #                                this long, then goes straight; 0 = straight along the
+    #                                path's chord (shared_tracks)
     anticipation_ttc: float = 0.0  # [s] comfortable deceleration for a crossing or merging
     #                                vehicle known only through sharing; 0 = off
     anticipation_gap: float = 0.0  # [s] ... also when the ego would pass where that vehicle
@@ -157,6 +161,8 @@ class Track:
     vy: float
     shared_only: bool      # every pixel came from the shared channel (known through V2V)
     age: float = -1.0      # [s] a neighbour's message state moved on by this; -1: a BEV blob
+    yaw_rate: float = 0.0  # [rad/s] its velocity turns at this rate ...
+    turn_time: float = 0.0  # [s] ... for this long from now, then holds its direction
 
     @property
     def known(self) -> bool:
@@ -351,8 +357,7 @@ class TtcMonitor:
                     taken[i] = True
                     seen[j] |= not blob.shared_only
         self.tracks = [b for b, t in zip(blobs, taken) if not t] + [
-            Track(k.x, k.y, k.yaw, k.length, k.width, k.vx, k.vy, not s, k.age)
-            for k, s in zip(known, seen)]
+            replace(k, shared_only=not s) for k, s in zip(known, seen)]
         self._tracked = np.concatenate([np.asarray(tracked, bool)[~taken],
                                         np.ones(len(known), bool)])
 
@@ -511,8 +516,7 @@ def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: n
     if not len(tracks):
         return np.zeros(lead + (0,), np.int64), np.zeros(lead + (0,), bool)
     tr = np.array([[k.x, k.y, k.yaw, k.length, k.width, k.vx, k.vy] for k in tracks])
-    ox = tr[:, 0:1] + tr[:, 5:6] * (t + lag)                                   # (N,T)
-    oy = tr[:, 1:2] + tr[:, 6:7] * (t + lag)
+    ox, oy, oyaw, ovx, ovy = predicted_motion(tracks, t + lag)                 # (N,T)
     px, py, pyaw = (np.asarray(a, dtype=np.float64).reshape(-1, steps) for a in (ex, ey, eyaw))
 
     def _reach(length, width):      # centre to the far edge of the outermost disc
@@ -529,7 +533,7 @@ def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: n
         limit = _disc_radius(cfg.ego_length, cfg.ego_width, cfg.discs) \
             + _disc_radius(tr[track, 3], tr[track, 4], cfg.discs) + cfg.margin
         ecos, esin = np.cos(pyaw[path, time]), np.sin(pyaw[path, time])
-        ocos, osin = np.cos(tr[track, 2]), np.sin(tr[track, 2])
+        ocos, osin = np.cos(oyaw[track, time]), np.sin(oyaw[track, time])
         gap = _segment_gap(px[path, time] - half_e * ecos, py[path, time] - half_e * esin,
                            2.0 * half_e * ecos, 2.0 * half_e * esin,
                            ox[track, time] - half_o * ocos, oy[track, time] - half_o * osin,
@@ -549,12 +553,40 @@ def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: n
     span = np.maximum(t[after] - t[before], 1e-9)
     ego_along = ((px[path_rows, after] - px[path_rows, before]) * cos
                  + (py[path_rows, after] - py[path_rows, before]) * sin) / span
-    other_along = tr[:, 5] * cos + tr[:, 6] * sin
+    other_along = ovx[rows, at] * cos + ovy[rows, at] * sin
     # a contact behind the ego's centre that is there already (at t = 0) is no more avoided
     # by braking than one closing from behind: two vehicles stopped nose to tail within the
     # margin would otherwise hold the front one, and with it the one behind, for good
     ahead = (first < steps) & ((forward > 0.0) | ((other_along <= ego_along) & (first > 0)))
     return first.reshape(lead + (len(tr),)), ahead.reshape(lead + (len(tr),))
+
+
+def predicted_motion(tracks, t: np.ndarray) -> tuple[np.ndarray, ...]:
+    """
+    Each track's predicted centre, heading and velocity at times `t` (T,) from now: (N, T) each.
+
+    A track moves at its speed; its velocity (and box) turns at `yaw_rate` for its
+    `turn_time`, then keeps its direction (a constant turn rate held for a while, then
+    constant velocity; with no turn, constant velocity as BEV blobs are predicted). The arc's
+    displacement is its chord, v t sinc(w t / 2) along the mean direction, exact also for a
+    vanishing turn rate.
+    """
+    state = np.array([[k.x, k.y, k.yaw, k.vx, k.vy, k.yaw_rate, max(k.turn_time, 0.0)]
+                      for k in tracks]).reshape(-1, 7)
+    x, y, yaw, vx, vy, rate, turn = (state[:, i:i + 1] for i in range(7))
+    t = np.asarray(t, dtype=np.float64)[None, :]
+    turning = np.clip(t, 0.0, turn)                    # time spent turning
+    swing = rate * turning                             # turn of the velocity so far
+
+    def rotated(angle):                                # (vx, vy) turned by angle
+        c, s = np.cos(angle), np.sin(angle)
+        return vx * c - vy * s, vx * s + vy * c
+    scale = turning * np.sinc(swing / (2.0 * np.pi))
+    mid_x, mid_y = rotated(0.5 * swing)
+    end_x, end_y = rotated(swing)
+    px = x + scale * mid_x + end_x * (t - turning)
+    py = y + scale * mid_y + end_y * (t - turning)
+    return px, py, yaw + swing, end_x, end_y
 
 
 def override_accel(assessment: Assessment, planned_accel: float) -> Optional[float]:

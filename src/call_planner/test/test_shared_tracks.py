@@ -15,12 +15,13 @@ from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
 from call_planner.conflict_cost import ConflictConfig, ConflictCost
 from call_planner.plan_stage import conflict_cost_from_params, planner_params
 from call_planner.route_cost import RouteContext
-from call_planner.shared_tracks import path_heading, shared_tracks, SharedState
-from call_planner.ttc_monitor import (BevGeometry, contact_times, MonitorConfig, NONE, Track,
-                                      TtcMonitor)
+from call_planner.shared_tracks import path_curvature, path_heading, shared_tracks, SharedState
+from call_planner.ttc_monitor import (BevGeometry, contact_times, MonitorConfig, NONE,
+                                      predicted_motion, Track, TtcMonitor)
 from call_sim.env import MultiVehicleEnv
 from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_control import ControlModel
+from call_vehicle.vehicle_model import BicycleModel, BicycleState
 from crossroad_scene import (first_index, message_of, raster_and_monitor, SCENARIO,
                              step_holding_speeds)
 import numpy as np
@@ -197,3 +198,66 @@ def test_two_vehicles_stopped_nose_to_tail_hold_the_one_behind_not_the_one_in_fr
     monitor = TtcMonitor(config, BevGeometry())
     monitor.share([in_front])
     assert monitor.assess(0.0, (0.0, 0.0, 0.0), 0.0).level != NONE
+
+
+def _lane_change(steer: float = -0.1, speed: float = 6.0) -> tuple[SharedState, np.ndarray]:
+    """Return a neighbour 20 m ahead in the lane left of the ego's, steering into it."""
+    model = BicycleModel()
+    rollout = model.rollout(BicycleState(20.0, 3.5, 0.0, speed), [(0.0, steer)] * K)
+    return SharedState(20.0, 3.5, 0.0, speed, 0.0, rollout[:, :2]), rollout
+
+
+def test_a_neighbour_turning_as_its_declared_path_does_is_predicted_through_that_path():
+    message, rollout = _lane_change()
+    # the bicycle model's yaw rate over the plan
+    yaw_rate = (rollout[-1, 2] - rollout[0, 2]) / ((K - 1) * BicycleModel().dt)
+    assert math.isclose(path_curvature(message.waypoints) * message.speed, yaw_rate,
+                        rel_tol=1e-3)
+    config = MonitorConfig(shared_turn_time=1.0)
+    (track,), _ = shared_tracks([message], 0.2, config)     # 0.2 s old: moved on by it
+    assert math.isclose(track.yaw_rate, yaw_rate, rel_tol=1e-3)
+    assert math.isclose(track.turn_time, 0.8) and math.isclose(track.yaw, 0.2 * yaw_rate,
+                                                               rel_tol=1e-3)
+    # from the message's stamp the prediction runs along the declared waypoints (within the
+    # side slip of the bicycle model's centre, which the yaw as the direction leaves out)
+    dt = BicycleModel().dt
+    times = np.arange(1, K + 1) * dt - 0.2
+    x, y, _, _, _ = predicted_motion((track,), times)
+    assert np.hypot(x[0] - rollout[:, 0], y[0] - rollout[:, 1]).max() < 0.1
+    # after its turn time it holds its direction
+    _, _, yaw, vx, vy = predicted_motion((track,), np.array([0.8, 2.0, 4.0]))
+    assert np.allclose(yaw[0], yaw[0, 0]) and np.allclose(vx[0], vx[0, 0]) \
+        and np.allclose(vy[0], vy[0, 0])
+    assert math.isclose(math.hypot(vx[0, 0], vy[0, 0]), message.speed)
+    # off (0): straight along the path's chord, as before
+    (straight,), _ = shared_tracks([message], 0.2, MonitorConfig())
+    assert straight.yaw_rate == 0.0 and straight.turn_time == 0.0
+    assert math.isclose(straight.yaw, path_heading(20.0, 3.5, message.waypoints, 0.0))
+
+
+def test_a_path_too_short_or_broken_to_turn_has_no_curvature():
+    assert path_curvature(np.zeros((0, 2))) == 0.0
+    assert path_curvature(np.array([[0.0, 0.0], [1.0, 0.1]])) == 0.0          # two points
+    assert path_curvature(np.array([[0.0, 0.0], [0.1, 0.0], [0.2, 0.01]])) == 0.0   # stopping
+    assert path_curvature(np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [2.0, 1.0]])) == 0.0
+    assert path_curvature(np.array([[0.0, 0.0], [1.0, math.nan], [2.0, 1.0]])) == 0.0
+    # a quarter circle of radius 10 m, turning right
+    angle = np.linspace(0.0, math.pi / 2, 12)
+    arc = np.stack([10.0 * np.sin(angle), 10.0 * (np.cos(angle) - 1.0)], 1)
+    assert math.isclose(path_curvature(arc), -0.1, rel_tol=0.01)
+
+
+def test_a_neighbour_starting_to_merge_is_anticipated_sooner_on_its_turn():
+    # the ego at 10 m/s in its lane, the neighbour 20 m ahead at 6 m/s, steering towards it:
+    # on its turn the first contact comes sooner than on the chord of its 0.5 s path
+    message, _ = _lane_change()
+    ttc = {}
+    for turn_time in (0.0, 1.0, 2.0):
+        config = MonitorConfig(anticipation_ttc=5.5, shared_turn_time=turn_time)
+        monitor = TtcMonitor(config, BevGeometry())
+        monitor.share(shared_tracks([message], 0.0, config)[0])
+        verdict = monitor.assess(0.0, (0.0, 0.0, 0.0), 10.0)
+        assert verdict.level != NONE and verdict.anticipated
+        assert verdict.conflict.turn_time == turn_time    # the monitor kept the turn
+        ttc[turn_time] = verdict.ttc
+    assert ttc[0.0] - ttc[1.0] >= 0.3 and ttc[1.0] > ttc[2.0]
