@@ -26,6 +26,7 @@ Target: small preset, K = 5, 1 CPU thread, median <= 10 ms with the occupancy co
 process's CPU time per tick, the cost of planning itself. The load average is printed.
 """
 import argparse
+from dataclasses import replace
 import json
 import os
 import sys
@@ -154,14 +155,22 @@ def bench_conflict(ticks: int, vehicles: int = 12) -> dict:
 
     A four-lane road (lanes 3.5 m apart), the tracks within the BEV's 64 m at 3-12 m/s, the
     ego at 10 m/s in one of the middle lanes; a new random scene and candidates every tick.
+    Every third track is a neighbour's message turning at up to 0.2 rad/s for
+    planner.yaml's `monitor_shared_turn_time` (call_planner.shared_tracks), the rest BEV
+    blobs at constant velocity.
     """
-    cost = conflict_cost_from_params(planner_params())       # planner.yaml's
-    rng = np.random.default_rng(0)
+    params = planner_params()
+    cost = conflict_cost_from_params(params)                 # planner.yaml's
+    turn_time = MonitorConfig.from_params(params).shared_turn_time
+    rng, turns = np.random.default_rng(0), np.random.default_rng(1)
     times = []
     for _ in range(ticks):
         tracks = tuple(Track(float(rng.uniform(-32.0, 32.0)), 3.5 * int(rng.integers(-1, 3)),
                              0.0, 4.8, 2.0, float(rng.uniform(3.0, 12.0)), 0.0, False)
                        for _ in range(vehicles))
+        tracks = tuple(replace(k, age=0.1, yaw_rate=float(turns.uniform(-0.2, 0.2)),
+                               turn_time=turn_time) if i % 3 == 0 else k
+                       for i, k in enumerate(tracks))
         candidates = rng.integers(0, 15, (15, 5))
         context = RouteContext((0.0, 0.0, 0.0), 10.0, np.zeros((0, 2)), tracks)
         start = time.process_time()

@@ -14,11 +14,13 @@ How a neighbour is predicted depends on `shared_turn_time`:
   when it has one a few metres long (a turning sender points where it plans to go), else
   along its yaw;
 - above 0: from its yaw, turning as its declared path turns (the path's mean curvature times
-  its speed) for `shared_turn_time` seconds from the message's stamp, then straight. A path of
-  K = 5 steps is 0.5 s (paper Table 5): its chord barely turns at the start of a lane change or
-  a turn, so the chord's straight line meets the ego's lane seconds after the sender does. The
-  turn held for a while is the constant-turn-rate model of tracking, cut short because a lane
-  change turns back within a few seconds.
+  its speed) for `shared_turn_time` seconds from the message's stamp, then straight; and, as a
+  second hypothesis, straight on along its yaw (`ttc_monitor.contact_times` takes the earlier
+  contact of the two). A path of K = 5 steps is 0.5 s (paper Table 5): its chord barely turns
+  at the start of a lane change or a turn, so the chord's straight line meets the ego's lane
+  seconds after the sender does. The turn held for a while is the constant-turn-rate model of
+  tracking, cut short because a lane change turns back; the straight hypothesis keeps a
+  leader whose plan steers a little in the ego's lane.
 
 Its position is moved on by the message's age along that prediction (the state is one or two
 steps old when the ego plans). The footprint is the ego's: CALL vehicles share one vehicle

@@ -502,6 +502,32 @@ def contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks, t: n
     """
     First contact index (..., N) of each ego path with each track, and whether it begins ahead.
 
+    A track that turns (a neighbour's message, `shared_tracks`) is also predicted straight on
+    from where it is, and the earlier contact of the two counts (one ahead before one
+    behind): its declared path says how it turns now, not that it goes on turning, and a
+    leader whose plan steers a little must not be predicted out of the ego's lane and lost.
+    The contacts themselves are `_single_contact_times`.
+    """
+    turning = [i for i, k in enumerate(tracks) if k.yaw_rate and k.turn_time > 0.0]
+    if not turning:
+        return _single_contact_times(ex, ey, eyaw, tracks, t, lag, cfg)
+    straight = [replace(tracks[i], yaw_rate=0.0, turn_time=0.0) for i in turning]
+    first, ahead = _single_contact_times(ex, ey, eyaw, list(tracks) + straight, t, lag, cfg)
+    n, steps = len(tracks), len(t)
+    first_n, ahead_n = first[..., :n].copy(), ahead[..., :n].copy()
+    rank = np.where(ahead, first, steps + first)       # a contact ahead before one behind
+    other = rank[..., n:] < rank[..., turning]
+    first_n[..., turning] = np.where(other, first[..., n:], first[..., turning])
+    ahead_n[..., turning] = np.where(other, ahead[..., n:], ahead[..., turning])
+    return first_n, ahead_n
+
+
+def _single_contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, tracks,
+                          t: np.ndarray, lag: float, cfg: MonitorConfig
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """
+    First contact index (..., N) of each ego path with each track, and whether it begins ahead.
+
     Ahead means the other vehicle's centre is ahead of the ego's at the contact, or, behind
     it, that the other is not closing in from behind (not faster along the ego's heading than
     the ego drives there) and the contact is still to come: a crossing vehicle that would

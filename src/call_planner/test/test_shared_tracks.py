@@ -9,6 +9,7 @@ or also as the state its CALL message states (pose, speed, planned path; `shared
 With the message the planner's conflict cost prefers braking to keeping speed while hero1 is
 still outside hero0's 64 m BEV, and the monitor warns no later than with the blob alone.
 """
+from dataclasses import replace
 import math
 
 from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
@@ -261,3 +262,25 @@ def test_a_neighbour_starting_to_merge_is_anticipated_sooner_on_its_turn():
         assert verdict.conflict.turn_time == turn_time    # the monitor kept the turn
         ttc[turn_time] = verdict.ttc
     assert ttc[0.0] - ttc[1.0] >= 0.3 and ttc[1.0] > ttc[2.0]
+
+
+def test_a_leader_whose_plan_steers_away_is_still_braked_for_as_if_it_went_straight_on():
+    # the leader 20 m ahead in the ego's lane at 4 m/s, its plan steering hard left: turned
+    # for 1 s it leaves the lane before the ego reaches it, straight on it does not; both
+    # are assessed and the earlier contact counts
+    model = BicycleModel()
+    rollout = model.rollout(BicycleState(20.0, 0.0, 0.0, 4.0), [(0.0, 0.6)] * K)
+    leader = SharedState(20.0, 0.0, 0.0, 4.0, 0.0, rollout[:, :2])
+    config = MonitorConfig(shared_turn_time=1.0)
+    (track,), _ = shared_tracks([leader], 0.0, config)
+    assert track.yaw_rate > 0.3
+    t = np.arange(0.0, config.horizon + 1e-9, config.time_step)
+    ego = ((10.0 * t)[None], np.zeros((1, len(t))), np.zeros((1, len(t))))
+    turned, _ = contact_times(*ego, [track], t, 0.0, config)
+    straight, _ = contact_times(*ego, [replace(track, yaw_rate=0.0, turn_time=0.0)], t, 0.0,
+                                config)
+    assert straight[0, 0] < len(t) and turned[0, 0] == straight[0, 0]
+    monitor = TtcMonitor(config, BevGeometry())
+    monitor.share([track])
+    verdict = monitor.assess(0.0, (0.0, 0.0, 0.0), 10.0)
+    assert verdict.level != NONE and math.isclose(verdict.ttc, t[straight[0, 0]])
