@@ -21,7 +21,9 @@ from the first message on, also outside the BEV (`share`, `shared_tracks`), in p
 their blobs.
 
 Conflict and TTC: the ego is predicted at constant speed and yaw rate, every other vehicle at
-constant velocity, for `horizon` seconds sampled every `time_step`. Each footprint is covered
+constant velocity (a neighbour's message, with `shared_turn_time`, also turning as its
+declared path does: `predicted_motion`, `contact_times`), for `horizon` seconds sampled every
+`time_step`. Each footprint is covered
 by `discs` circles along its length (the usual disc decomposition of motion planning), taken
 as their envelope: the segment through their centres swept by their radius (a capsule, which
 fills only the notches between the discs). Two footprints touch when their segments come
@@ -92,8 +94,8 @@ class MonitorConfig:
     shared_tracks: bool = True     # accepted neighbours' messages as tracks (shared_tracks)
     shared_max_age: float = 0.5    # [s] older neighbour messages are dropped
     shared_turn_time: float = 0.0  # [s] a neighbour turns as its declared path does for
-    #                                this long, then goes straight; 0 = straight along the
-    #                                path's chord (shared_tracks)
+    #                                this long, then goes straight, and is also assessed
+    #                                straight on; 0 = along the path's chord (shared_tracks)
     anticipation_ttc: float = 0.0  # [s] comfortable deceleration for a crossing or merging
     #                                vehicle known only through sharing; 0 = off
     anticipation_gap: float = 0.0  # [s] ... also when the ego would pass where that vehicle
