@@ -36,6 +36,7 @@ from typing import Any, Dict, List, Optional
 
 from call_experiments import encounter_script as script
 from call_experiments import occlusion_encounters as oe
+from call_experiments.experiment_config import parse_sets
 from call_experiments.first_brakes import run_all, tuning_parser
 from call_planner.plan_stage import planner_params
 from call_planner.ttc_monitor import MonitorConfig, NONE, predicted_motion
@@ -188,7 +189,7 @@ def run_seed(loaded: Any, mode: str, seed: int, encounters: int, planner: Dict[s
     return out
 
 
-def combine(out: Path) -> List[str]:
+def combine(out: Path, sets: List[str]) -> List[str]:
     """
     One line per mode and c over every JSON in `out`: means of the times, and counts.
 
@@ -196,9 +197,10 @@ def combine(out: Path) -> List[str]:
     at the first override for it; `closing_speed`: the ego's speed minus the merger's along
     the road then [m/s]. `pred_band_err_s`: at the first step whose prediction enters the
     band, the predicted entry time minus the true one (positive: predicted late). Dropouts
-    are split by where the merger's centre was: behind the ego's centre or not.
+    are split by where the merger's centre was: behind the ego's centre or not. `sets`: the
+    runs' `--set` overrides (their band and anticipation TTC).
     """
-    config = MonitorConfig.from_params(planner_params({}))    # the runs' (planner.yaml)
+    config = MonitorConfig.from_params(planner_params(parse_sets(sets)))
     band = band_width(config)
     lines = []
     for path in sorted(out.glob('cutin_tracks_*.json')):
@@ -264,7 +266,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help='print the per-mode figures of the JSONs in --out')
     args = parser.parse_args(argv)
     if args.combine:
-        print('\n'.join(combine(Path(args.out))))
+        print('\n'.join(combine(Path(args.out), args.sets)))
         return 0
     if set(args.seeds) - set(TUNING_SEEDS):
         print(f'call_cutin_tracks: error: tuning seeds only {TUNING_SEEDS}', file=sys.stderr)

@@ -29,7 +29,7 @@ model (call_sim vehicle.yaml).
 Bad input is dropped and counted, never raised: a non-finite field, or a message older than
 `max_age` (a neighbour no longer heard is not kept moving on a guess).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import math
 from typing import Iterable
 
@@ -81,8 +81,8 @@ def shared_tracks(states: Iterable[SharedState], time: float,
                      speed * math.cos(heading), speed * math.sin(heading), True, age, rate,
                      turn)
         x, y, yaw, vx, vy = (float(a[0, 0]) for a in predicted_motion((sent,), np.array([age])))
-        tracks.append(Track(x, y, yaw, sent.length, sent.width, vx, vy, True, age, rate,
-                            max(turn - age, 0.0)))
+        tracks.append(replace(sent, x=x, y=y, yaw=yaw, vx=vx, vy=vy,
+                              turn_time=max(turn - age, 0.0)))
     return tuple(tracks), dropped
 
 

@@ -543,13 +543,13 @@ def _single_contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, trac
     lead, steps = np.shape(ex)[:-1], len(t)
     if not len(tracks):
         return np.zeros(lead + (0,), np.int64), np.zeros(lead + (0,), bool)
-    tr = np.array([[k.x, k.y, k.yaw, k.length, k.width, k.vx, k.vy] for k in tracks])
+    lengths, widths = np.array([[k.length, k.width] for k in tracks]).T        # (N,)
     ox, oy, oyaw, ovx, ovy = predicted_motion(tracks, t + lag)                 # (N,T)
     px, py, pyaw = (np.asarray(a, dtype=np.float64).reshape(-1, steps) for a in (ex, ey, eyaw))
 
     def _reach(length, width):      # centre to the far edge of the outermost disc
         return 0.5 * length * (1.0 - 1.0 / cfg.discs) + _disc_radius(length, width, cfg.discs)
-    reach = _reach(cfg.ego_length, cfg.ego_width) + _reach(tr[:, 3], tr[:, 4]) + cfg.margin
+    reach = _reach(cfg.ego_length, cfg.ego_width) + _reach(lengths, widths) + cfg.margin
     near = np.hypot(px[:, None, :] - ox, py[:, None, :] - oy) < reach[:, None]   # (P,N,T)
     first = np.full(near.shape[:2], steps, np.int64)                           # (P,N)
     path, track, time = np.nonzero(near)
@@ -557,9 +557,9 @@ def _single_contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, trac
         # each footprint is the envelope of its discs: the segment through their centres
         # swept by their radius (a capsule), so one segment distance per sample decides
         half_e = 0.5 * cfg.ego_length * (1.0 - 1.0 / cfg.discs)
-        half_o = 0.5 * tr[track, 3] * (1.0 - 1.0 / cfg.discs)
+        half_o = 0.5 * lengths[track] * (1.0 - 1.0 / cfg.discs)
         limit = _disc_radius(cfg.ego_length, cfg.ego_width, cfg.discs) \
-            + _disc_radius(tr[track, 3], tr[track, 4], cfg.discs) + cfg.margin
+            + _disc_radius(lengths[track], widths[track], cfg.discs) + cfg.margin
         ecos, esin = np.cos(pyaw[path, time]), np.sin(pyaw[path, time])
         ocos, osin = np.cos(oyaw[track, time]), np.sin(oyaw[track, time])
         gap = _segment_gap(px[path, time] - half_e * ecos, py[path, time] - half_e * esin,
@@ -569,9 +569,9 @@ def _single_contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, trac
         touch = gap < limit
         np.minimum.at(first, (path[touch], track[touch]), time[touch])
     if not len(path) or (first == steps).all():     # no contact: none begins ahead
-        return first.reshape(lead + (len(tr),)), np.zeros(lead + (len(tr),), bool)
+        return first.reshape(lead + (len(tracks),)), np.zeros(lead + (len(tracks),), bool)
     at = np.minimum(first, steps - 1)
-    rows = np.arange(len(tr))
+    rows = np.arange(len(tracks))
     path_rows = np.arange(len(px))[:, None]
     ax, ay, ayaw = px[path_rows, at], py[path_rows, at], pyaw[path_rows, at]      # (P,N)
     cos, sin = np.cos(ayaw), np.sin(ayaw)
@@ -586,7 +586,7 @@ def _single_contact_times(ex: np.ndarray, ey: np.ndarray, eyaw: np.ndarray, trac
     # by braking than one closing from behind: two vehicles stopped nose to tail within the
     # margin would otherwise hold the front one, and with it the one behind, for good
     ahead = (first < steps) & ((forward > 0.0) | ((other_along <= ego_along) & (first > 0)))
-    return first.reshape(lead + (len(tr),)), ahead.reshape(lead + (len(tr),))
+    return first.reshape(lead + (len(tracks),)), ahead.reshape(lead + (len(tracks),))
 
 
 def predicted_motion(tracks, t: np.ndarray) -> tuple[np.ndarray, ...]:
