@@ -37,7 +37,14 @@ would strike the ego: braking before the crossing avoids it.
 Decision, after Autoware's minimum-risk manoeuvres (comfortable stop -1 m/s^2, emergency
 stop -2.5 m/s^2): TTC below `emergency_ttc` -> emergency deceleration, below
 `comfortable_ttc` -> comfortable deceleration, held for `hold_time` after the last trigger so
-the command does not chatter, unless the whole horizon becomes free of conflicts. The caller
+the command does not chatter, unless the whole horizon becomes free of conflicts (a vehicle
+that has gone is not braked for on). An override for a neighbour known by its messages
+ends early only once the horizon has stayed clear for `shared_clear_time`: its declared path,
+quantised to the 15 actions, alternates between steering and straight, so its conflict is
+there on one step and gone on the next, and released on the first clear step the override
+alternated with the planner's acceleration and the ego kept its speed towards a vehicle
+cutting in. (For every vehicle alike, holding on through clear steps stalled traffic:
+docs/results.md.) The caller
 keeps the planner's steer and only lowers the acceleration; a planner that already brakes
 harder is left alone.
 
@@ -65,7 +72,7 @@ NONE, COMFORTABLE, EMERGENCY = 'none', 'comfortable', 'emergency'
 _VEHICLE_FIELDS = ('ego_length', 'ego_width')
 _FLAGS = ('enabled', 'shared_tracks')
 _MAY_BE_ZERO = ('anticipation_ttc', 'anticipation_gap', 'axis_aspect',    # 0 = off
-                'shared_turn_time')
+                'shared_turn_time', 'shared_clear_time')
 #: [m] a vehicle less than this to the side of the ego's heading line is in its lane
 LANE_HALF_WIDTH = 1.75
 #: [rad] a vehicle in the ego's lane heading within this of the ego's heading is followed
@@ -84,6 +91,8 @@ class MonitorConfig:
     comfortable_decel: float = 1.0  # [m/s^2] Autoware MRM comfortable stop
     emergency_decel: float = 2.5   # [m/s^2] Autoware MRM emergency stop
     hold_time: float = 1.0         # [s] an override lasts this long after its last trigger
+    shared_clear_time: float = 0.0  # [s] ... unless the horizon is clear (at once), for a
+    #                                 neighbour's message this long
     margin: float = 0.3            # [m] clearance added between footprints
     ego_length: float = 4.8        # [m] ego footprint (call_sim vehicle.yaml)
     ego_width: float = 2.0         # [m]
@@ -117,6 +126,8 @@ class MonitorConfig:
         if self.axis_aspect and self.axis_aspect < 1.0:
             raise ValueError('monitor_axis_aspect must be 0 (off) or at least 1 (a length '
                              'over a width)')
+        if self.shared_clear_time > self.hold_time:
+            raise ValueError('monitor_shared_clear_time must not exceed monitor_hold_time')
         if self.emergency_ttc > self.comfortable_ttc:
             raise ValueError('monitor_emergency_ttc must not exceed monitor_comfortable_ttc')
         if self.emergency_decel < self.comfortable_decel:
@@ -232,6 +243,7 @@ class TtcMonitor:
         self.tracks: list[Track] = []
         self._held: Optional[Assessment] = None
         self._held_until = -math.inf
+        self._clear_since: Optional[float] = None     # start of the current clear horizon
         self._tracked = np.zeros(0, bool)
         self._blobs: tuple = ((), np.zeros(0, bool))   # the latest frame's own tracks
         self.frame_time: Optional[float] = None
@@ -383,14 +395,22 @@ class TtcMonitor:
                 level = COMFORTABLE
                 fresh = Assessment(early.ttc, level, self._decel(level), early.conflict, True)
         held = self._held
+        if math.isfinite(current.ttc):
+            self._clear_since = None
+        elif self._clear_since is None:
+            self._clear_since = time
         if level != NONE and (held is None or time > self._held_until
                               or self._decel(level) >= held.decel):
             self._held, self._held_until = fresh, time + cfg.hold_time
             return fresh
         # held against chatter, but only while some conflict remains within the horizon: a
         # clear horizon (TTC inf, above the comfortable threshold by the horizon's margin)
-        # ends the stop at once instead of braking on for a vehicle that has gone
-        if held is not None and time <= self._held_until + 1e-9 and math.isfinite(current.ttc):
+        # ends the stop before `hold_time` instead of braking on for a vehicle that has
+        # gone; for a neighbour's message once it has stayed clear `shared_clear_time`
+        wait = cfg.shared_clear_time if held is not None and held.conflict is not None \
+            and held.conflict.known else 0.0
+        cleared = self._clear_since is not None and time - self._clear_since >= wait - 1e-9
+        if held is not None and time <= self._held_until + 1e-9 and not cleared:
             return Assessment(current.ttc, held.level, held.decel,
                               current.conflict or held.conflict)
         self._held = None

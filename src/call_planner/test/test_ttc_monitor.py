@@ -12,7 +12,7 @@ import math
 from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX
 from call_perception.road_map import RoadMap
 from call_planner.ttc_monitor import (BevGeometry, COMFORTABLE, EMERGENCY, MonitorConfig,
-                                      NONE, override_accel, TtcMonitor)
+                                      NONE, override_accel, Track, TtcMonitor)
 from call_sim import driving_metrics
 from call_sim.config import load_yaml
 from call_sim.driving_metrics import VehicleStep
@@ -154,7 +154,8 @@ def test_override_is_held_while_a_conflict_remains_then_released():
 
 
 def test_override_ends_early_once_the_horizon_is_clear():
-    monitor = _monitor()
+    # a BEV blob's override ends at the first clear step, shared_clear_time or not
+    monitor = TtcMonitor(MonitorConfig(shared_clear_time=0.3), BevGeometry(0.5, 80.0, 64.0))
     standing = lambda k: (40 + round(1.6 * k), 49 + round(1.6 * k), 62, 66)  # noqa: E731
     assert _feed(monitor, 10, 8.0, standing).level == EMERGENCY
     # within the hold time, but the ego has stopped short of the vehicle: no contact is
@@ -165,8 +166,33 @@ def test_override_ends_early_once_the_horizon_is_clear():
     assert math.isinf(verdict.ttc) and verdict.level == NONE
 
 
+@pytest.mark.parametrize('clear_time', [0.0, 0.3])
+def test_an_override_for_a_neighbour_outlasts_steps_without_its_conflict(clear_time):
+    # a neighbour known by its messages, standing 24 m ahead in the ego's lane on some steps
+    # and 6 m to the side on others (its declared path, quantised to the 15 actions,
+    # alternating between steering and straight): with shared_clear_time its override is
+    # kept through the clear steps, and a horizon clear that long ends it before hold_time
+    monitor = TtcMonitor(MonitorConfig(shared_clear_time=clear_time), BevGeometry(0.5, 80.0,
+                                                                                  64.0))
+    empty = np.zeros((128, 128), bool)
+    sides = (0.0, 6.0, 6.0, 0.0, 6.0, 6.0, 6.0, 6.0)
+    levels = []
+    for k, side in enumerate(sides):
+        t, ego = 0.1 * k, (0.8 * k, 0.0, 0.0)
+        monitor.observe(t, empty, empty, ego)
+        monitor.share([Track(24.0, side, 0.0, 4.8, 2.0, 0.0, 0.0, True, age=0.0)])
+        levels.append(monitor.assess(t, ego, 8.0).level)
+    if clear_time:
+        # clear from 0.4 s on: released at 0.7 s, before the hold time (trigger 0.3 s + 1 s)
+        assert levels == [COMFORTABLE] * 7 + [NONE]
+    else:
+        assert levels == [COMFORTABLE, NONE, NONE, COMFORTABLE] + [NONE] * 4
+
+
 @pytest.mark.parametrize('kwargs', [{'emergency_ttc': 4.0}, {'comfortable_decel': -1.0},
-                                    {'emergency_decel': 0.5}, {'horizon': float('nan')}])
+                                    {'emergency_decel': 0.5}, {'horizon': float('nan')},
+                                    {'shared_clear_time': 2.0},
+                                    {'shared_clear_time': -0.1}])
 def test_bad_monitor_config_fails_fast(kwargs):
     with pytest.raises(ValueError):
         MonitorConfig(**kwargs)
