@@ -41,7 +41,7 @@ the command does not chatter, unless the whole horizon becomes free of conflicts
 that has gone is not braked for on). An override for a neighbour known by its messages
 ends early only once the horizon has stayed clear for `shared_clear_time`: its declared path,
 quantised to the 15 actions, alternates between steering and straight, so its conflict is
-there on one step and gone on the next, and released on the first clear step the override
+there on one step and gone on the next; released on the first clear step, the override
 alternated with the planner's acceleration and the ego kept its speed towards a vehicle
 cutting in. (For every vehicle alike, holding on through clear steps stalled traffic:
 docs/results.md.) The caller
@@ -91,8 +91,8 @@ class MonitorConfig:
     comfortable_decel: float = 1.0  # [m/s^2] Autoware MRM comfortable stop
     emergency_decel: float = 2.5   # [m/s^2] Autoware MRM emergency stop
     hold_time: float = 1.0         # [s] an override lasts this long after its last trigger
-    shared_clear_time: float = 0.0  # [s] ... unless the horizon is clear (at once), for a
-    #                                 neighbour's message this long
+    shared_clear_time: float = 0.0  # [s] ... unless the horizon clears: at once, for a
+    #                                 neighbour known by its messages after this long
     margin: float = 0.3            # [m] clearance added between footprints
     ego_length: float = 4.8        # [m] ego footprint (call_sim vehicle.yaml)
     ego_width: float = 2.0         # [m]

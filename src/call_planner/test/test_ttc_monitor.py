@@ -91,8 +91,8 @@ def test_monitor_brakes_out_of_a_crossing_vehicle_seen_or_only_shared(channel):
     assert summary['first_deceleration_mean_s'] <= 0.0
 
 
-def _monitor():
-    return TtcMonitor(MonitorConfig(), BevGeometry(0.5, 80.0, 64.0))
+def _monitor(**config):
+    return TtcMonitor(MonitorConfig(**config), BevGeometry(0.5, 80.0, 64.0))
 
 
 def _mask(boxes):
@@ -155,7 +155,7 @@ def test_override_is_held_while_a_conflict_remains_then_released():
 
 def test_override_ends_early_once_the_horizon_is_clear():
     # a BEV blob's override ends at the first clear step, shared_clear_time or not
-    monitor = TtcMonitor(MonitorConfig(shared_clear_time=0.3), BevGeometry(0.5, 80.0, 64.0))
+    monitor = _monitor(shared_clear_time=0.3)
     standing = lambda k: (40 + round(1.6 * k), 49 + round(1.6 * k), 62, 66)  # noqa: E731
     assert _feed(monitor, 10, 8.0, standing).level == EMERGENCY
     # within the hold time, but the ego has stopped short of the vehicle: no contact is
@@ -172,8 +172,7 @@ def test_an_override_for_a_neighbour_outlasts_steps_without_its_conflict(clear_t
     # and 6 m to the side on others (its declared path, quantised to the 15 actions,
     # alternating between steering and straight): with shared_clear_time its override is
     # kept through the clear steps, and a horizon clear that long ends it before hold_time
-    monitor = TtcMonitor(MonitorConfig(shared_clear_time=clear_time), BevGeometry(0.5, 80.0,
-                                                                                  64.0))
+    monitor = _monitor(shared_clear_time=clear_time)
     empty = np.zeros((128, 128), bool)
     sides = (0.0, 6.0, 6.0, 0.0, 6.0, 6.0, 6.0, 6.0)
     levels = []
