@@ -407,8 +407,8 @@ class TtcMonitor:
         # clear horizon (TTC inf, above the comfortable threshold by the horizon's margin)
         # ends the stop before `hold_time` instead of braking on for a vehicle that has
         # gone; for a neighbour's message once it has stayed clear `shared_clear_time`
-        wait = cfg.shared_clear_time if held is not None and held.conflict is not None \
-            and held.conflict.known else 0.0
+        # (a held override always has its trigger's conflict)
+        wait = cfg.shared_clear_time if held is not None and held.conflict.known else 0.0
         cleared = self._clear_since is not None and time - self._clear_since >= wait - 1e-9
         if held is not None and time <= self._held_until + 1e-9 and not cleared:
             return Assessment(current.ttc, held.level, held.decel,
