@@ -267,12 +267,14 @@ class Supervisor:
         """
         SIGINT all, wait; SIGTERM the rest, wait; SIGKILL what is left (bounded).
 
-        Reports each unit's exit code and how long after the SIGINT it exited.
+        Before SIGKILL, SIGUSR1 asks what is left for its threads' stacks (a node prints them,
+        `call_common.node_main`) and waits a second, so the unit's last lines say where it
+        hung. Reports each unit's exit code and how long after the SIGINT it exited.
         """
         started = time.monotonic()
         exited: dict[str, float] = {}
         for sig, wait in ((signal.SIGINT, sigint_wait), (signal.SIGTERM, sigterm_wait),
-                          (signal.SIGKILL, 2.0)):
+                          (signal.SIGUSR1, 1.0), (signal.SIGKILL, 2.0)):
             alive = self.running()
             if not alive:
                 break

@@ -45,9 +45,11 @@ def test_three_vehicles_drive_and_share_latents_only_in_range(checkpoint, tmp_pa
         supervisor.stop(sigint_wait=30.0)    # ample time: the exit codes are checked
         probe.close()
     assert not exits, '\n'.join(e.describe() for e in exits)
-    unclean = [(u.label, u.process.returncode, list(u.last_lines)[-3:])
+    unclean = [(u.label, u.process.returncode, '\n'.join(list(u.last_lines)[-40:]))
                for u in supervisor.units if u.process.returncode != 0]
-    assert not unclean, f'nodes that did not exit cleanly on SIGINT: {unclean}'
+    assert not unclean, 'nodes that did not exit cleanly on SIGINT (label, exit code, last ' \
+        "lines: a stop that hung ends with its threads' stacks):\n" + \
+        '\n'.join(f'{label} {code}:\n{lines}' for label, code, lines in unclean)
     window = probe.ticks[first:first + TICKS]
     for role in ROLES:
         # every vehicle answered each tick of the window with a command and the action it

@@ -4,9 +4,11 @@ import json
 import os
 import signal
 import sys
+import textwrap
 import time
 
 from call_bringup.graph import build_graph, GraphError, NodeSpec
+from call_bringup.process_unit import ProcessUnit
 from call_bringup.runner import (auto_vehicles_per_process, node_command, process_units,
                                  ros_arguments, supervise, Supervisor)
 import pytest
@@ -217,6 +219,31 @@ def test_node_dead_of_a_native_fault_reports_its_python_stacks(supervisor_factor
     assert 'ERROR: node hero0/v2v_fault_relay died (killed by signal 11)' in report
     assert 'Fatal Python error: Segmentation fault' in report, report
     assert 'node_main.py' in report          # where its main thread was: the spin loop
+
+
+def test_a_unit_that_ignores_sigint_and_sigterm_shows_its_stacks_before_sigkill():
+    # a stop stuck where no Python signal handler runs: SIGUSR1 (faulthandler, as
+    # call_common.node_main registers it) is the last look before SIGKILL
+    script = textwrap.dedent("""
+        import faulthandler, signal, sys, time
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        faulthandler.register(signal.SIGUSR1, file=sys.stdout, all_threads=True)
+        def hang_forever():
+            print('hanging', flush=True)
+            while True:
+                time.sleep(1)
+        hang_forever()
+    """)
+    unit = ProcessUnit('stuck', [sys.executable, '-c', script])
+    supervisor = Supervisor([unit], output=io.StringIO())
+    supervisor.start()
+    deadline = time.monotonic() + 30.0
+    while 'hanging' not in unit.last_lines and time.monotonic() < deadline:
+        time.sleep(0.05)                     # waiting for its start, bounded by the deadline
+    supervisor.stop(sigint_wait=0.5, sigterm_wait=0.5)
+    assert unit.process.returncode == -signal.SIGKILL
+    assert any('in hang_forever' in line for line in unit.last_lines), list(unit.last_lines)
 
 
 def test_tolerated_vehicle_failure_is_reported_and_the_rest_keep_running(

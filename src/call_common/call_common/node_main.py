@@ -7,14 +7,15 @@ miscounted messages, exit code 1, a hang. Here the signals only set a flag that 
 checks between callbacks, so every callback runs to its end.
 
 A stop is bounded: if the process is still shutting down STOP_LIMIT seconds after the signal
-(a teardown stuck inside the middleware was seen once under heavy load), it prints the stacks
-of its threads and exits with code 1, so a supervisor gets a diagnosis instead of a process
-that only SIGKILL ends.
+(a teardown stuck inside the middleware was seen under heavy load), it prints the stacks of
+its threads and exits with code 1, so a supervisor gets a diagnosis instead of a process that
+only SIGKILL ends. The bound is faulthandler's watchdog, a C thread, because a teardown stuck
+in a middleware call can keep the GIL: in one stop seen, neither a Python timer thread nor the
+SIGTERM that followed ever ran. SIGUSR1 prints the stacks at any time (a supervisor's last
+look before SIGKILL).
 """
 import faulthandler
-import os
 import signal
-import sys
 import threading
 from typing import Callable, List, Optional, Tuple, Type
 
@@ -78,12 +79,11 @@ def spin_nodes_until_signal(make_nodes: Callable[[List[Node]], None],
     def on_signal(*_) -> None:
         if not stop.is_set():
             stop.set()
-            limit = threading.Timer(STOP_LIMIT, abandon_stop, (name, STOP_LIMIT))
-            limit.daemon = True
-            limit.start()
+            faulthandler.dump_traceback_later(STOP_LIMIT, exit=True)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     nodes: List[Node] = []
     executor = make_executor()
     try:
@@ -103,12 +103,6 @@ def spin_nodes_until_signal(make_nodes: Callable[[List[Node]], None],
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()
+        # the bound is for the stop; the interpreter's own exit is the caller's
+        faulthandler.cancel_dump_traceback_later()
     return 0
-
-
-def abandon_stop(name: str, limit: float) -> None:
-    """End a process whose shutdown hangs: print where each thread is, then exit with 1."""
-    print(f'{name}: still stopping {limit:g} s after the signal; exiting with code 1. '
-          'Thread stacks:', file=sys.stderr, flush=True)
-    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-    os._exit(1)
