@@ -8,8 +8,10 @@ import collections
 import io
 import math
 import os
+import re
 import time
 from typing import Callable, Iterable, Optional
+import warnings
 
 from call_bringup.demo import random_checkpoint
 from call_bringup.fleet_keys import ensure_fleet_keys
@@ -231,6 +233,48 @@ def start_graph(work: str, checkpoint: str, **graph_args) -> Supervisor:
                             last_lines=200)
     supervisor.start()
     return supervisor
+
+
+# the innermost frame of a thread in rclpy's teardown (destroy_node, a destroy_*, shutdown)
+_TEARDOWN_FRAME = re.compile(r'/rclpy/\w+\.py", line \d+ in (destroy\w*|shutdown|try_shutdown)$')
+
+
+def middleware_teardown_hang(lines: Iterable[str]) -> bool:
+    """
+    Tell whether a unit's output ends in the stop watchdog's dump, a thread in rclpy's teardown.
+
+    call_common.node_main bounds a stop with faulthandler's watchdog ('Timeout (...)!', then
+    each thread as 'Thread 0x... (most recent call first):' and its frames, innermost first).
+    A thread stuck in rclpy's teardown is Fast DDS's teardown deadlock (eProsima/Fast-DDS#6502,
+    DEVELOPERS.md), which a node can leave only by exiting.
+    """
+    lines = [line.strip() for line in lines]
+    starts = [i for i, line in enumerate(lines) if line.startswith('Timeout (')]
+    if not starts:
+        return False
+    dump = lines[starts[-1] + 1:]
+    innermost = [dump[i + 1] for i, line in enumerate(dump[:-1])
+                 if line.endswith('(most recent call first):')]
+    return any(_TEARDOWN_FRAME.search(frame) for frame in innermost)
+
+
+def unclean_stops(supervisor: Supervisor) -> list[tuple[str, int, str]]:
+    """
+    List (label, exit code, last lines) of the units that did not exit 0 after a stop.
+
+    A unit that exited 1 from the middleware's teardown deadlock (`middleware_teardown_hang`)
+    is not listed but warned of: the node's own stop ran to its end, and the bound held.
+    """
+    unclean = []
+    for unit in supervisor.units:
+        code, lines = unit.process.returncode, list(unit.last_lines)
+        if code == 1 and middleware_teardown_hang(lines):
+            warnings.warn(f'{unit.label}: its stop hung in the middleware teardown '
+                          '(eProsima/Fast-DDS#6502); the stop watchdog ended it with code 1',
+                          RuntimeWarning)
+        elif code != 0:
+            unclean.append((unit.label, code, '\n'.join(lines[-40:])))
+    return unclean
 
 
 def distance(a: tuple, b: tuple) -> float:

@@ -10,7 +10,8 @@ import os
 import signal
 
 from graph_probe import (accepted_messages, checkpoint_for_tests, control_key, distance,
-                         GraphProbe, ROLES, stamp_key, start_graph)
+                         GraphProbe, middleware_teardown_hang, ROLES, stamp_key, start_graph,
+                         unclean_stops)
 import pytest
 
 RANGE = 500.0                  # m; the scenario's vehicles are ~350 to ~1000 m apart
@@ -45,8 +46,7 @@ def test_three_vehicles_drive_and_share_latents_only_in_range(checkpoint, tmp_pa
         supervisor.stop(sigint_wait=30.0)    # ample time: the exit codes are checked
         probe.close()
     assert not exits, '\n'.join(e.describe() for e in exits)
-    unclean = [(u.label, u.process.returncode, '\n'.join(list(u.last_lines)[-40:]))
-               for u in supervisor.units if u.process.returncode != 0]
+    unclean = unclean_stops(supervisor)
     assert not unclean, 'nodes that did not exit cleanly on SIGINT (label, exit code, last ' \
         "lines: a stop that hung ends with its threads' stacks):\n" + \
         '\n'.join(f'{label} {code}:\n{lines}' for label, code, lines in unclean)
@@ -147,3 +147,25 @@ def test_runner_exits_non_zero_naming_the_node_that_died(checkpoint, tmp_path):
     for pid in pids:                                 # nothing left running
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+# the last lines of a simulator whose stop hung in Fast DDS's teardown deadlock (seen here,
+# the stop watchdog's dump; paths shortened)
+TEARDOWN_HANG = """[INFO] [1796516787.495771891] [carla_sim]: scenario 'three_vehicles.yaml'
+Timeout (0:00:10)!
+Thread 0x00007fc901dfb740 (most recent call first):
+  File "/w/.venv/lib/python3.11/site-packages/rclpy/node.py", line 2082 in destroy_node
+  File "/w/build/call_common/call_common/node_main.py", line 104 in spin_nodes_until_signal
+  File "/w/build/call_common/call_common/node_main.py", line 58 in spin_until_signal
+  File "/w/build/call_sim/call_sim/sim_node.py", line 326 in main""".splitlines()
+
+
+def test_only_a_stop_hung_in_rclpys_teardown_counts_as_the_middlewares_deadlock():
+    assert middleware_teardown_hang(TEARDOWN_HANG)
+    # the node's own stop hung (a callback, on_stop): its fault, not the middleware's
+    ours = [line.replace('rclpy/node.py", line 2082 in destroy_node',
+                         'call_sim/sim_node.py", line 300 in stopped') for line in TEARDOWN_HANG]
+    assert not middleware_teardown_hang(ours)
+    # the supervisor's SIGUSR1 dump before SIGKILL, not the watchdog's
+    assert not middleware_teardown_hang(TEARDOWN_HANG[:1] + TEARDOWN_HANG[2:])
+    assert not middleware_teardown_hang([])
