@@ -34,8 +34,9 @@ behind the ego's centre with a vehicle closing in from behind (faster along the 
 are left out: braking does not avoid it. A vehicle crossing the ego's path counts wherever it
 would strike the ego: braking before the crossing avoids it.
 
-Decision, after Autoware's minimum-risk manoeuvres (comfortable stop -1 m/s^2, emergency
-stop -2.5 m/s^2): TTC below `emergency_ttc` -> emergency deceleration, below
+Decision: TTC below `emergency_ttc` -> emergency deceleration (-6 m/s^2, collision imminent:
+as an automatic emergency brake does; Autoware's minimum-risk emergency stop, -2.5, came too
+late for a crossing vehicle first seen 3 s ahead), below
 `comfortable_ttc` -> comfortable deceleration, held for `hold_time` after the last trigger so
 the command does not chatter, unless the whole horizon becomes free of conflicts (a vehicle
 that has gone is not braked for on). An override for a neighbour known by its messages
@@ -89,7 +90,7 @@ class MonitorConfig:
     comfortable_ttc: float = 3.0   # [s] below: comfortable deceleration
     emergency_ttc: float = 1.5     # [s] below: emergency deceleration
     comfortable_decel: float = 1.0  # [m/s^2] Autoware MRM comfortable stop
-    emergency_decel: float = 2.5   # [m/s^2] Autoware MRM emergency stop
+    emergency_decel: float = 6.0   # [m/s^2] collision imminent: an automatic emergency brake's
     hold_time: float = 1.0         # [s] an override lasts this long after its last trigger
     shared_clear_time: float = 0.0  # [s] ... unless the horizon clears: at once, for a
     #                                 neighbour known by its messages after this long

@@ -116,7 +116,7 @@ def test_vehicle_ahead_seen_or_only_shared_gets_the_emergency_deceleration(harne
     values = {kv.key: kv.value for kv in warning.values}
     assert int(values['overrides_emergency']) >= 1
     assert float(values['learned_share']) < 1.0
-    # an emergency step's command realises -2.5 m/s^2 (no discrete action brakes that hard)
+    # an emergency step's command realises -6 m/s^2 (no discrete action brakes that hard)
     # with the planner's steer; the world model hears the nearest discrete action (index of
     # -2 m/s^2) and the accel field carries the real one
     decel = MonitorConfig().emergency_decel
