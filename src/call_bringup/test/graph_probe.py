@@ -16,7 +16,7 @@ import warnings
 from call_bringup.demo import random_checkpoint
 from call_bringup.fleet_keys import ensure_fleet_keys
 from call_bringup.graph import ament_share, build_graph
-from call_bringup.runner import process_units, Supervisor
+from call_bringup.runner import process_units, Supervisor, UnitExit
 from call_msgs.msg import Action, CommStats, LatentMessage, LatentState, SharedInformation
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus
 from diagnostic_msgs.msg import DiagnosticArray
@@ -258,9 +258,9 @@ def middleware_teardown_hang(lines: Iterable[str]) -> bool:
     return any(_TEARDOWN_FRAME.search(frame) for frame in innermost)
 
 
-def unclean_stops(supervisor: Supervisor) -> list[tuple[str, int, str]]:
+def unclean_stops(supervisor: Supervisor) -> list[UnitExit]:
     """
-    List (label, exit code, last lines) of the units that did not exit 0 after a stop.
+    List the units that did not exit 0 after a stop, each with its last 40 lines.
 
     A unit that exited 1 from the middleware's teardown deadlock (`middleware_teardown_hang`)
     is not listed but warned of: the node's own stop ran to its end, and the bound held.
@@ -273,7 +273,7 @@ def unclean_stops(supervisor: Supervisor) -> list[tuple[str, int, str]]:
                           '(eProsima/Fast-DDS#6502); the stop watchdog ended it with code 1',
                           RuntimeWarning)
         elif code != 0:
-            unclean.append((unit.label, code, '\n'.join(lines[-40:])))
+            unclean.append(UnitExit(unit.label, unit.vehicles, code, tuple(lines[-40:])))
     return unclean
 
 

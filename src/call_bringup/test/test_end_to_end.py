@@ -47,9 +47,8 @@ def test_three_vehicles_drive_and_share_latents_only_in_range(checkpoint, tmp_pa
         probe.close()
     assert not exits, '\n'.join(e.describe() for e in exits)
     unclean = unclean_stops(supervisor)
-    assert not unclean, 'nodes that did not exit cleanly on SIGINT (label, exit code, last ' \
-        "lines: a stop that hung ends with its threads' stacks):\n" + \
-        '\n'.join(f'{label} {code}:\n{lines}' for label, code, lines in unclean)
+    # a stop that hung ends with its threads' stacks in those last lines
+    assert not unclean, '\n'.join(e.describe() for e in unclean)
     window = probe.ticks[first:first + TICKS]
     for role in ROLES:
         # every vehicle answered each tick of the window with a command and the action it
