@@ -1,0 +1,126 @@
+"""
+What the safety monitor overrode for, held against the simulator's ground truth.
+
+A diagnostic, not a metric: it reads every vehicle's true pose and speed (privileged; the
+planner never sees them). One seed is driven exactly as `driving_eval.drive_seed` drives it
+(same fleet, same planner.yaml). At each step a CALL vehicle's monitor overrides, its
+conflict (the monitor's track: a blob of the fused BEV with a velocity estimated from its
+centre's displacement, or a neighbour's message) is matched to the nearest real vehicle and
+classified:
+
+- ``kind``: how the track moves relative to the ego, from its estimated velocity:
+  ``standing`` (below `STANDING_SPEED`), ``oncoming`` (heading more than `ONCOMING_DEG` away
+  from the ego's), ``following`` (within `FOLLOWING_DEG`), else ``crossing``;
+- ``phantom``: the track moves at `PHANTOM_SPEED` or more, but the real vehicle within
+  `MATCH_M` of it moves less than half as fast in that direction: a velocity the vehicle
+  does not have (its blob's centre jumped between frames);
+- ``unmatched``: no real vehicle within `MATCH_M` of the track.
+
+By default `crossroad_occluded`, 700 steps, c = 50:
+
+    python -m call_experiments.override_diagnosis --seeds 10 11 --mode lsi
+"""
+import argparse
+from collections import Counter
+import json
+import math
+from typing import Any, Dict, Optional, Sequence
+
+from call_experiments import driving_eval
+
+STANDING_SPEED = 0.5      # [m/s] a track slower than this stands
+ONCOMING_DEG = 150.0      # [deg] a track heading further than this from the ego's comes at it
+FOLLOWING_DEG = 30.0      # [deg] ... within this, it goes the ego's way
+PHANTOM_SPEED = 2.0       # [m/s] an estimated speed that a standing vehicle cannot hide in
+MATCH_M = 3.0             # [m] a track and the real vehicle it stands for
+
+
+def _wrapped_deg(angle: float) -> float:
+    return math.degrees(math.remainder(angle, math.tau))
+
+
+def classify(track: Any, ego: Any, others: Sequence[Any]) -> Dict[str, Any]:
+    """
+    One override's conflict track against the ego and the real vehicles (`VehicleState`s).
+
+    `track` needs x, y, vx, vy and shared_only (`ttc_monitor.Track`).
+    """
+    cos, sin = math.cos(ego.yaw), math.sin(ego.yaw)
+    dx, dy = track.x - ego.x, track.y - ego.y
+    speed = math.hypot(track.vx, track.vy)
+    relative = _wrapped_deg(math.atan2(track.vy, track.vx) - ego.yaw)
+    kind = ('standing' if speed < STANDING_SPEED else
+            'oncoming' if abs(relative) > ONCOMING_DEG else
+            'following' if abs(relative) < FOLLOWING_DEG else 'crossing')
+    nearest = min(others, key=lambda o: math.hypot(o.x - track.x, o.y - track.y), default=None)
+    distance = math.inf if nearest is None else math.hypot(nearest.x - track.x,
+                                                           nearest.y - track.y)
+    matched = distance < MATCH_M
+    true_along: Optional[float] = None
+    if matched and speed > 0.0:
+        true_along = nearest.speed * (math.cos(nearest.yaw) * track.vx
+                                      + math.sin(nearest.yaw) * track.vy) / speed
+    return {'kind': kind, 'ahead_m': round(cos * dx + sin * dy, 1),
+            'left_m': round(-sin * dx + cos * dy, 1), 'speed': round(speed, 2),
+            'shared_only': bool(track.shared_only), 'matched': matched,
+            'phantom': bool(matched and speed >= PHANTOM_SPEED
+                            and true_along < 0.5 * speed)}
+
+
+def diagnose(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
+             planner: Dict[str, Any], c: float) -> Dict[str, Any]:
+    """Drive one seed and classify every override step's conflict."""
+    records = []
+
+    def probe(now, observations, trip, fleet):
+        for role, obs in observations.items():
+            verdict = fleet.verdicts.get(role)
+            if verdict is None or verdict.level == driving_eval.NONE \
+                    or verdict.conflict is None:
+                continue
+            records.append({'t': round(now, 1), 'role': role, 'level': verdict.level,
+                            'ego_speed': round(obs.ego.speed, 2),
+                            **classify(verdict.conflict, obs.ego, obs.others)})
+
+    result = driving_eval.drive_seed(loaded, mode, scenario, seed, steps, planner, c, 60.0,
+                                     probe=probe)
+    phantoms = [r for r in records if r['phantom']]
+    return {'seed': seed, 'mode': mode, 'scenario': scenario, 'override_steps': len(records),
+            'outcomes': dict(Counter(t['outcome'] for t in result.trips)),
+            'by_kind': dict(Counter(r['kind'] for r in records)),
+            'unmatched': sum(not r['matched'] for r in records),
+            'phantom': len(phantoms),
+            'phantom_shared_only': sum(r['shared_only'] for r in phantoms),
+            'phantom_ego_standing': sum(r['ego_speed'] < STANDING_SPEED for r in phantoms),
+            'phantom_by_kind': dict(Counter(r['kind'] for r in phantoms)),
+            'records': records}
+
+
+def main(argv=None) -> int:
+    """Classify the override steps of the given seeds and print the counts."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--scenario', default='crossroad_occluded')
+    parser.add_argument('--mode', default='lsi')
+    parser.add_argument('--seeds', nargs='+', type=int, default=[10])
+    parser.add_argument('--steps', type=int, default=700)
+    parser.add_argument('--c', type=float, default=driving_eval.DEFAULT_C)
+    parser.add_argument('--set', dest='sets', action='append', default=[])
+    parser.add_argument('--out', default=None, help='JSON of the per-seed results')
+    args = parser.parse_args(argv)
+    import torch
+    torch.set_num_threads(1)
+    from call_planner.plan_stage import planner_params
+    planner = planner_params(dict(item.split('=', 1) for item in args.sets))
+    loaded = driving_eval.load_policy_models(driving_eval.shipped_checkpoint())
+    results = [diagnose(loaded, args.mode, args.scenario, seed, args.steps, planner, args.c)
+               for seed in args.seeds]
+    for result in results:
+        print(json.dumps({k: v for k, v in result.items() if k != 'records'}))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
