@@ -15,7 +15,11 @@ the BEV, whose velocity is below the estimate's resolution (a pixel's diagonal o
 `velocity_window`) keeps that axis as its heading and only the velocity's part along it:
 a standing truck's centre jitters by up to a pixel between frames, and that jitter, taken as
 a heading, turned its 12 m box into the next lane. Faster blobs point where they go. A blob
-seen for the first time is not assessed until a second frame gives its velocity. Accepted
+seen for the first time is not assessed until a second frame gives its velocity. A blob
+known only through sharing is decoded from a neighbour's latent, a reconstruction whose
+centre can jump between frames; with `shared_blob_velocity` off it is assessed as standing
+(at the occluded crossroad most of its velocities were ones the vehicle did not have:
+docs/results.md, "What the monitor brakes for at the crossroad"). Accepted
 neighbours need no estimate: their messages state pose, speed and path, so they are tracks
 from the first message on, also outside the BEV (`share`, `shared_tracks`), in place of
 their blobs.
@@ -71,7 +75,7 @@ import numpy as np
 
 NONE, COMFORTABLE, EMERGENCY = 'none', 'comfortable', 'emergency'
 _VEHICLE_FIELDS = ('ego_length', 'ego_width')
-_FLAGS = ('enabled', 'shared_tracks')
+_FLAGS = ('enabled', 'shared_tracks', 'shared_blob_velocity')
 _MAY_BE_ZERO = ('anticipation_ttc', 'anticipation_gap', 'axis_aspect',    # 0 = off
                 'shared_turn_time', 'shared_clear_time')
 #: [m] a vehicle less than this to the side of the ego's heading line is in its lane
@@ -112,6 +116,9 @@ class MonitorConfig:
     #                                is this long before or after it
     axis_aspect: float = 0.0       # a blob at least this many times as long as wide moves
     #                                along its long axis; 0 = its velocity's direction
+    shared_blob_velocity: bool = True  # a blob known only through sharing (decoded from a
+    #                                neighbour's latent) keeps its estimated velocity; False:
+    #                                it is assessed as standing where it is
 
     def __post_init__(self):
         """Fail fast on thresholds that cannot work together."""
@@ -147,8 +154,8 @@ class MonitorConfig:
         for f in fields(cls):
             key = f.name if f.name in _VEHICLE_FIELDS else prefix + f.name
             if key in params:
-                cast = {'enabled': bool, 'shared_tracks': bool, 'discs': int,
-                        'min_pixels': int}.get(f.name, float)
+                cast = {'enabled': bool, 'shared_tracks': bool, 'shared_blob_velocity': bool,
+                        'discs': int, 'min_pixels': int}.get(f.name, float)
                 values[f.name] = cast(params[key])
         return cls(**values)
 
@@ -299,6 +306,8 @@ class TtcMonitor:
         # half a pixel along each image axis
         resolution = math.sqrt(2.0) * geo.metres_per_pixel / cfg.velocity_window
         for (x, y, yaw, length, width, shared_only, whole), (vx, vy) in zip(boxes, velocities):
+            if shared_only and not cfg.shared_blob_velocity:
+                vx = vy = 0.0                   # a reconstruction's jitter is no motion
             if cfg.axis_aspect and whole and length >= cfg.axis_aspect * width \
                     and math.hypot(vx, vy) < resolution:
                 # a vehicle moves along its long axis: the velocity's part across it is

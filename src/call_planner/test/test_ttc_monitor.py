@@ -355,3 +355,32 @@ def test_driving_past_a_standing_truck_with_the_heading_a_hair_off_the_lane_is_n
     assert sum(c > 0.0 for c in log['costs']) <= 1
     # and it did not move across its lane (what is left: that first velocity's part)
     assert max(log['across']) < 0.2
+
+
+@pytest.mark.parametrize('shared_blob_velocity', [True, False])
+def test_a_decoded_blob_keeps_its_velocity_unless_configured_to_stand(shared_blob_velocity):
+    # the ego stands; a car comes at it in its lane from 30 m at 8 m/s (1.6 px a step)
+    def box(k):
+        return (20 + round(1.6 * k), 29 + round(1.6 * k), 62, 66)
+
+    empty = np.zeros((128, 128), bool)
+    for channel in ('seen', 'shared'):
+        monitor = _monitor(shared_blob_velocity=shared_blob_velocity)
+        for k in range(10):
+            mask = _mask([box(k)])
+            monitor.observe(0.1 * k, mask if channel == 'seen' else empty,
+                            mask if channel == 'shared' else empty, (0.0, 0.0, 0.0))
+            verdict = monitor.assess(0.1 * k, (0.0, 0.0, 0.0), 0.0)
+        (track,) = monitor.moving_tracks()
+        assert track.shared_only == (channel == 'shared')
+        moving = channel == 'seen' or shared_blob_velocity
+        # the estimate: about 8 m/s towards the ego, or standing where it is
+        assert (track.vx < -6.0) if moving else (track.vx == 0.0 and track.vy == 0.0)
+        assert (verdict.level != NONE) == moving
+        assert math.isfinite(verdict.ttc) == moving
+
+
+def test_the_decoded_blob_velocity_flag_comes_from_the_parameters():
+    assert MonitorConfig.from_params({}).shared_blob_velocity
+    assert not MonitorConfig.from_params({'monitor_shared_blob_velocity': False}
+                                         ).shared_blob_velocity
