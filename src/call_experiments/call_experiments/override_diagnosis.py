@@ -20,13 +20,13 @@ By default `crossroad_occluded`, 700 steps, c = 50:
 
     python -m call_experiments.override_diagnosis --seeds 10 11 --mode lsi
 """
-import argparse
 from collections import Counter
 import json
 import math
 from typing import Any, Dict, Optional, Sequence
 
 from call_experiments import driving_eval
+from call_experiments.diagnosis_cli import drive_seeds
 
 STANDING_SPEED = 0.5      # [m/s] a track slower than this stands
 ONCOMING_DEG = 150.0      # [deg] a track heading further than this from the ego's comes at it
@@ -98,27 +98,9 @@ def diagnose(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
 
 def main(argv=None) -> int:
     """Classify the override steps of the given seeds and print the counts."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--scenario', default='crossroad_occluded')
-    parser.add_argument('--mode', default='lsi')
-    parser.add_argument('--seeds', nargs='+', type=int, default=[10])
-    parser.add_argument('--steps', type=int, default=700)
-    parser.add_argument('--c', type=float, default=driving_eval.DEFAULT_C)
-    parser.add_argument('--set', dest='sets', action='append', default=[])
-    parser.add_argument('--out', default=None, help='JSON of the per-seed results')
-    args = parser.parse_args(argv)
-    import torch
-    torch.set_num_threads(1)
-    from call_planner.plan_stage import planner_params
-    planner = planner_params(dict(item.split('=', 1) for item in args.sets))
-    loaded = driving_eval.load_policy_models(driving_eval.shipped_checkpoint())
-    results = [diagnose(loaded, args.mode, args.scenario, seed, args.steps, planner, args.c)
-               for seed in args.seeds]
+    _, results = drive_seeds(__doc__.split('\n\n')[0], diagnose, argv, seeds=[10])
     for result in results:
         print(json.dumps({k: v for k, v in result.items() if k != 'records'}))
-    if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(results, f, indent=1)
     return 0
 
 

@@ -21,13 +21,13 @@ last `WINDOW_S` seconds. Its cause, from the steps it stood in that window:
     python src/call_experiments/call_experiments/stall_diagnosis.py --seeds 10 11 \
         --steps 700 --c 50 --mode lsi
 """
-import argparse
 from collections import Counter
 import json
 import math
 from typing import Any, Dict, List, Optional
 
 from call_experiments import driving_eval
+from call_experiments.diagnosis_cli import drive_seeds
 from call_sim.road_network import RoadNetwork
 import numpy as np
 
@@ -177,30 +177,12 @@ def diagnose(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
 
 def main(argv=None) -> int:
     """Classify the stalled trips of the given seeds and print the counts."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--scenario', default='crossroad_occluded')
-    parser.add_argument('--mode', default='lsi')
-    parser.add_argument('--seeds', nargs='+', type=int, default=[10, 11])
-    parser.add_argument('--steps', type=int, default=700)
-    parser.add_argument('--c', type=float, default=driving_eval.DEFAULT_C)
-    parser.add_argument('--set', dest='sets', action='append', default=[])
-    parser.add_argument('--out', default=None, help='JSON of the per-seed results')
-    args = parser.parse_args(argv)
-    import torch
-    torch.set_num_threads(1)
-    from call_planner.plan_stage import planner_params
-    planner = planner_params(dict(item.split('=', 1) for item in args.sets))
-    loaded = driving_eval.load_policy_models(driving_eval.shipped_checkpoint())
-    results = [diagnose(loaded, args.mode, args.scenario, seed, args.steps, planner, args.c)
-               for seed in args.seeds]
+    _, results = drive_seeds(__doc__.split('\n\n')[0], diagnose, argv, seeds=[10, 11])
     total = Counter()
     for result in results:
         print(json.dumps({k: result[k] for k in ('seed', 'mode', 'outcomes', 'causes')}))
         total.update(result['causes'])
     print('total', json.dumps(dict(sorted(total.items()))))
-    if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(results, f, indent=1)
     return 0
 
 
