@@ -12,7 +12,11 @@ its threads and exits with code 1, so a supervisor gets a diagnosis instead of a
 only SIGKILL ends. The bound is faulthandler's watchdog, a C thread, because a teardown stuck
 in a middleware call can keep the GIL: in one stop seen, neither a Python timer thread nor the
 SIGTERM that followed ever ran. SIGUSR1 prints the stacks at any time (a supervisor's last
-look before SIGKILL).
+look before SIGKILL). While the node runs, that dump is taken by a Python handler, between
+two bytecodes: faulthandler's own signal handler reads the frames wherever the interpreter
+is, and on a running node it printed corrupt frames and crashed the process (SIGSEGV, about
+1 in 20 tries in `test_node_main`). Once a stop has begun, SIGUSR1 is faulthandler's again:
+a stop stuck in C with the GIL never reaches a bytecode, and SIGKILL follows anyway.
 """
 import faulthandler
 import signal
@@ -80,10 +84,11 @@ def spin_nodes_until_signal(make_nodes: Callable[[List[Node]], None],
         if not stop.is_set():
             stop.set()
             faulthandler.dump_traceback_later(STOP_LIMIT, exit=True)
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    signal.signal(signal.SIGUSR1, lambda *_: faulthandler.dump_traceback(all_threads=True))
     nodes: List[Node] = []
     executor = make_executor()
     try:
