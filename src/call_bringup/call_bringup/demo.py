@@ -112,7 +112,7 @@ class RunMonitor(Node):
         self.last_tick_wall = time.monotonic()
         self.first_tick_wall: Optional[float] = None
         self.first_live_wall: Optional[float] = None
-        self.errors: list = []                # E of every live CommStats (choose c from it)
+        self.errors: list = []                # (stamp, E) of every CommStats (choose c from E)
         self.missed_ticks = 0                 # the simulator's lockstep counter
         self.reports: dict[float, dict] = {}
         self.last_step = -math.inf            # the simulator republishes a step to latecomers
@@ -188,14 +188,20 @@ class RunMonitor(Node):
                 self.reports.setdefault(stamp, {})[role] = StepReport.from_values(values)
 
     def _on_comm(self, msg: CommStats) -> None:
+        # kept from the first message on: a live step's CommStats can come in before the
+        # main loop, late on a loaded machine, has found that step to be the first live one
         self.live.add(msg.vehicle_id)
         stamp = stamp_seconds(msg.header.stamp)
-        if self.live_since is not None:
-            self.metrics.add_comm(stamp, msg.vehicle_id, msg.bytes_received)
+        self.metrics.add_comm(stamp, msg.vehicle_id, msg.bytes_received)
         self.views.add_comm(stamp, msg.vehicle_id, msg.comm_range, list(msg.neighbours),
                             msg.prediction_error, msg.threshold, msg.bytes_received)
-        if self.live_since is not None and math.isfinite(msg.prediction_error):
-            self.errors.append(float(msg.prediction_error))
+        if math.isfinite(msg.prediction_error):
+            self.errors.append((stamp, float(msg.prediction_error)))
+
+    def live_errors(self) -> list:
+        """E of the CommStats from the first live step on."""
+        since = self._live_since
+        return [] if since is None else [e for t, e in self.errors if t >= since - 1e-6]
 
     def _on_action(self, role: str, msg: Action) -> None:
         self.conflicts.add_action(role, stamp_seconds(msg.header.stamp), msg.accel)
@@ -252,6 +258,7 @@ class RunMonitor(Node):
                 self.last_step = stamp
                 if self._live_since is None and len(self.live) == len(self.roles):
                     self._live_since = stamp
+                    self.metrics.measured_from = stamp
                     self.first_live_wall = time.monotonic()
                 if self._live_since is not None:
                     ready.append((stamp, reports))
@@ -427,8 +434,8 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
                    first_live_step_s=(None if monitor.first_live_wall is None
                                       else monitor.first_live_wall - started),
                    prediction_error_quartiles=(
-                       [float(q) for q in np.percentile(monitor.errors, (25, 50, 75))]
-                       if monitor.errors else None),
+                       [float(q) for q in np.percentile(monitor.live_errors(), (25, 50, 75))]
+                       if monitor.live_errors() else None),
                    steps_with_v2v_bytes=monitor.metrics.steps_with_bytes(),
                    missed_ticks=monitor.missed_ticks)
     with open(os.path.join(run_dir, 'summary.json'), 'w', encoding='utf-8') as stream:

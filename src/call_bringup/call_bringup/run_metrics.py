@@ -63,6 +63,9 @@ class RunMetrics:
     steps: int = 0
     bytes_by_stamp: dict = field(default_factory=dict)
     planner_counts: dict = field(default_factory=dict)   # role -> the planner's counters
+    #: sim time of the first measured step: CommStats can arrive before the caller knows
+    #: which step that is, so they are all kept and the earlier ones left out of the summary
+    measured_from: float = -math.inf
     _finished: dict = field(default_factory=dict)
 
     def add_comm(self, stamp: float, role: str, bytes_received: int) -> None:
@@ -74,9 +77,13 @@ class RunMetrics:
         step = self.bytes_by_stamp.get(round(stamp, 3))
         return None if step is None else sum(step.values())
 
+    def _measured_bytes(self) -> list:
+        return [sum(step.values()) for stamp, step in self.bytes_by_stamp.items()
+                if stamp >= self.measured_from - 1e-6]
+
     def steps_with_bytes(self) -> float:
         """Fraction of the run's steps in which some ego accepted V2V bytes."""
-        sharing = sum(1 for step in self.bytes_by_stamp.values() if sum(step.values()) > 0)
+        sharing = sum(1 for received in self._measured_bytes() if received > 0)
         return min(sharing, self.steps) / self.steps if self.steps else 0.0
 
     def add_planner_counts(self, role: str, values: dict) -> None:
@@ -112,7 +119,7 @@ class RunMetrics:
         outcomes = (['reached'] * self.reached + ['collision'] * self.collided
                     + ['off_road'] * self.left_road + ['cut_short'] * unfinished)
         success = driving_metrics.success_rate(outcomes)
-        per_step = [sum(step.values()) for step in self.bytes_by_stamp.values()]
+        per_step = self._measured_bytes()
         overrides = {level: sum(c[f'overrides_{level}'] for c in self.planner_counts.values())
                      for level in driving_metrics.OVERRIDE_LEVELS}
         commands = sum(c['planned'] for c in self.planner_counts.values()) \

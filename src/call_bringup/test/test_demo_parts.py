@@ -47,6 +47,19 @@ def test_summary_counts_routes_collisions_overrides_and_bytes():
     assert 'safety-monitor overrides: 5.0 %' in text and 'TTC:' not in text
 
 
+def test_bytes_count_from_the_first_measured_step_whenever_they_came_in():
+    metrics = RunMetrics(['hero0'])
+    # CommStats of a startup step and of the first two live steps, all before the caller
+    # knew which step was the first live one
+    for stamp, received in ((0.1, 999), (0.2, 40), (0.3, 0)):
+        metrics.add_comm(stamp, 'hero0', received)
+    metrics.measured_from = 0.2
+    metrics.add_step({'hero0': StepReport()})
+    metrics.add_step({'hero0': StepReport()})
+    assert metrics.summary()['mean_bytes_per_step'] == pytest.approx(20.0)
+    assert metrics.steps_with_bytes() == pytest.approx(1 / 2)
+
+
 def test_summary_without_an_ended_route_has_no_success_rate():
     metrics = RunMetrics(['hero0'])
     metrics.add_step({'hero0': StepReport()})
