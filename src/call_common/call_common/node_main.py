@@ -14,9 +14,9 @@ in a middleware call can keep the GIL: in one stop seen, neither a Python timer 
 SIGTERM that followed ever ran. SIGUSR1 prints the stacks at any time (a supervisor's last
 look before SIGKILL). While the node runs, that dump is taken by a Python handler, between
 two bytecodes: faulthandler's own signal handler reads the frames wherever the interpreter
-is, and on a running node it printed corrupt frames and crashed the process (SIGSEGV, about
-1 in 20 tries in `test_node_main`). Once a stop has begun, SIGUSR1 is faulthandler's again:
-a stop stuck in C with the GIL never reaches a bytecode, and SIGKILL follows anyway.
+is, and on a running node it now and then printed corrupt frames and crashed the process
+(SIGSEGV). Once a stop has begun, SIGUSR1 is faulthandler's again: a stop stuck in C with
+the GIL never reaches a bytecode, and SIGKILL follows anyway.
 """
 import faulthandler
 import signal
