@@ -22,6 +22,7 @@ FAULTS = {'loss_probability': 0.3, 'delay_s': 0.2, 'forge_probability': 0.1,
           'replay_probability': 0.1, 'replay_age': 20, 'seed': 1}
 STARTUP_S = 90.0
 BEFORE_KILL, AFTER_KILL = 30, 60
+MIN_ACTIONS_SEEN = 15    # hero1's actions the probe holds before the kill
 IN_FLIGHT_S = 0.3      # three 0.1 s steps: the states a dying writer may leave half-delivered
 SURVIVORS = ('hero0', 'hero2')
 MAX_AGE = 0.5          # [s] call_comm's max_age (comm.yaml), passed on so the test states it
@@ -58,6 +59,11 @@ def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
                                 supervisor, exits), {
             r: (len(probe.states[r]), probe.node.count_publishers(f'/{r}/latent_state'))
             for r in ROLES}
+        # ... and hero1's actions for a while: the check of its planning before the kill
+        # counts from the first one the probe got (its writer, too, can be discovered late)
+        assert probe.spin_until(lambda: len(probe.actions['hero1']) >= MIN_ACTIONS_SEEN, 60.0,
+                                supervisor, exits), (
+            len(probe.actions['hero1']), probe.node.count_publishers('/hero1/action'))
         victim = supervisor.unit('hero1/world_model').process
         os.kill(victim.pid, signal.SIGKILL)
         killed_at = len(probe.ticks)
@@ -92,10 +98,13 @@ def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
         assert len(probe.stats[role]) - stats_at_kill[role] >= AFTER_KILL - 5
         assert len(probe.commands[role]) - commands_at_kill[role] >= AFTER_KILL
         assert len(probe.actions[role]) - actions_at_kill[role] >= AFTER_KILL - 5  # planned
-    # hero1 planned while it had a world model (as for the survivors, a loaded machine may
-    # turn a few ticks into watchdog stops); without it: controlled stop, said why, and came
-    # to rest
-    assert actions_at_kill['hero1'] >= BEFORE_KILL - 5
+    # hero1 acted on every tick while it had a world model, from the first action the probe
+    # got (as for the survivors, a loaded machine may turn a few ticks into watchdog stops);
+    # without it: controlled stop, said why, and came to rest
+    first_seen = stamp_key(probe.actions['hero1'][0].header.stamp)
+    ticks_seen = sum(1 for t in probe.ticks[:killed_at] if t >= first_seen)
+    assert ticks_seen >= MIN_ACTIONS_SEEN - 5
+    assert actions_at_kill['hero1'] >= ticks_seen - 5, (actions_at_kill['hero1'], ticks_seen)
     # after it only the controlled stop's declared action: braking, wheels straight, which the
     # planner publishes so a world model would condition on what the vehicle did. A planned
     # action carries its latent state's stamp, so the actions stamped after the world model's
