@@ -427,6 +427,7 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
     monitor.conflicts.finish()
     summary = monitor.metrics.summary()
     summary.update(monitor.conflicts.summary())
+    errors = monitor.live_errors()
     summary.update(wall_s=time.monotonic() - started, vehicles=len(roles),
                    checkpoint=args.checkpoint, c=args.c, scenario=args.scenario, ended=reason,
                    first_tick_s=(None if monitor.first_tick_wall is None
@@ -434,8 +435,8 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
                    first_live_step_s=(None if monitor.first_live_wall is None
                                       else monitor.first_live_wall - started),
                    prediction_error_quartiles=(
-                       [float(q) for q in np.percentile(monitor.live_errors(), (25, 50, 75))]
-                       if monitor.live_errors() else None),
+                       [float(q) for q in np.percentile(errors, (25, 50, 75))]
+                       if errors else None),
                    steps_with_v2v_bytes=monitor.metrics.steps_with_bytes(),
                    missed_ticks=monitor.missed_ticks)
     with open(os.path.join(run_dir, 'summary.json'), 'w', encoding='utf-8') as stream:

@@ -23,7 +23,7 @@ By default `crossroad_occluded`, 700 steps, c = 50:
 from collections import Counter
 import json
 import math
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Sequence
 
 from call_experiments import driving_eval
 from call_experiments.diagnosis_cli import drive_seeds
@@ -35,10 +35,6 @@ PHANTOM_SPEED = 2.0       # [m/s] an estimated speed that a standing vehicle can
 MATCH_M = 3.0             # [m] a track and the real vehicle it stands for
 
 
-def _wrapped_deg(angle: float) -> float:
-    return math.degrees(math.remainder(angle, math.tau))
-
-
 def classify(track: Any, ego: Any, others: Sequence[Any]) -> Dict[str, Any]:
     """
     One override's conflict track against the ego and the real vehicles (`VehicleState`s).
@@ -48,23 +44,20 @@ def classify(track: Any, ego: Any, others: Sequence[Any]) -> Dict[str, Any]:
     cos, sin = math.cos(ego.yaw), math.sin(ego.yaw)
     dx, dy = track.x - ego.x, track.y - ego.y
     speed = math.hypot(track.vx, track.vy)
-    relative = _wrapped_deg(math.atan2(track.vy, track.vx) - ego.yaw)
+    relative = math.degrees(math.remainder(math.atan2(track.vy, track.vx) - ego.yaw, math.tau))
     kind = ('standing' if speed < STANDING_SPEED else
             'oncoming' if abs(relative) > ONCOMING_DEG else
             'following' if abs(relative) < FOLLOWING_DEG else 'crossing')
-    nearest = min(others, key=lambda o: math.hypot(o.x - track.x, o.y - track.y), default=None)
-    distance = math.inf if nearest is None else math.hypot(nearest.x - track.x,
-                                                           nearest.y - track.y)
+    distance, nearest = min(((math.hypot(o.x - track.x, o.y - track.y), o) for o in others),
+                            key=lambda pair: pair[0], default=(math.inf, None))
     matched = distance < MATCH_M
-    true_along: Optional[float] = None
-    if matched and speed > 0.0:
-        true_along = nearest.speed * (math.cos(nearest.yaw) * track.vx
-                                      + math.sin(nearest.yaw) * track.vy) / speed
+    # the real vehicle's speed along the track's estimated direction
+    phantom = matched and speed >= PHANTOM_SPEED and nearest.speed * (
+        math.cos(nearest.yaw) * track.vx + math.sin(nearest.yaw) * track.vy) / speed < 0.5 * speed
     return {'kind': kind, 'ahead_m': round(cos * dx + sin * dy, 1),
             'left_m': round(-sin * dx + cos * dy, 1), 'speed': round(speed, 2),
             'shared_only': bool(track.shared_only), 'matched': matched,
-            'phantom': bool(matched and speed >= PHANTOM_SPEED
-                            and true_along < 0.5 * speed)}
+            'phantom': bool(phantom)}
 
 
 def diagnose(loaded: Any, mode: str, scenario: str, seed: int, steps: int,

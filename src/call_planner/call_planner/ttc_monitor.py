@@ -154,8 +154,8 @@ class MonitorConfig:
         for f in fields(cls):
             key = f.name if f.name in _VEHICLE_FIELDS else prefix + f.name
             if key in params:
-                cast = {'enabled': bool, 'shared_tracks': bool, 'shared_blob_velocity': bool,
-                        'discs': int, 'min_pixels': int}.get(f.name, float)
+                cast = bool if f.name in _FLAGS else {'discs': int,
+                                                      'min_pixels': int}.get(f.name, float)
                 values[f.name] = cast(params[key])
         return cls(**values)
 
