@@ -41,7 +41,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from call_experiments import manifest
 from call_experiments.bandwidth import WireSettings
 from call_experiments.experiment_config import default_settings
-from call_experiments.rollout import received_bytes, scenario_with
+from call_experiments.rollout import dotted_overrides, received_bytes, scenario_with
 from call_learning.pipeline import MODES, PipelineConfig, VehiclePipeline
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_perception.visibility import visible
@@ -62,9 +62,11 @@ PAIRED_COLUMNS = ('mode', 'reference', 'metric', 'mean', 'ci_low', 'ci_high', 's
                   'reference_better')
 # metrics compared seed by seed, and whether higher is better
 PAIRED_METRICS = {'success_rate': True, 'route_completion': True, 'collision_rate': False,
-                  'mean_trip_return': True, 'override_total': False}
+                  'at_fault_collision_rate': False, 'mean_trip_return': True,
+                  'override_total': False}
 #: the metrics written, in order (fractions; seconds for times)
-METRICS = ('success_rate', 'route_completion', 'collision_rate', 'conflicts_per_1000_steps',
+METRICS = ('success_rate', 'route_completion', 'collision_rate', 'at_fault_collision_rate',
+           'conflicts_per_1000_steps',
            'conflict_min_ttc_mean_s', 'conflict_min_ttc_p5_s', 'first_deceleration_mean_s',
            'first_deceleration_median_s', 'conflicts_without_deceleration',
            'occluded_conflicts', 'first_deceleration_occluded_mean_s',
@@ -74,7 +76,8 @@ METRICS = ('success_rate', 'route_completion', 'collision_rate', 'conflicts_per_
            'first_deceleration_path_occluded_median_s',
            'path_occluded_conflicts_without_deceleration',
            'override_comfortable', 'override_emergency', 'override_total', 'learned_share',
-           'stop_share', 'trips_ended', 'reached', 'collisions', 'off_road', 'timeouts',
+           'stop_share', 'trips_ended', 'reached', 'collisions', 'at_fault_collisions',
+           'off_road', 'timeouts',
            'vehicle_steps', 'mean_trip_return', 'mean_neighbours', 'call_bytes_per_ego_step')
 DEFAULT_C = 50.0                     # the comm node's default threshold (comm.yaml)
 DEFAULT_SEEDS = (3000, 3001, 3002)   # held out: training used seeds 0-2, call_evaluate 1000+
@@ -116,7 +119,7 @@ class SeedResult:
         n = len(self.steps)
         s['mean_neighbours'] = self.neighbours / n if n else math.nan
         s['call_bytes_per_ego_step'] = self.call_bytes / n if n else math.nan
-        return s
+        return with_fault_counts(s, self.trips)
 
 
 class MonitoredFleet:
@@ -346,6 +349,28 @@ def trip_record(role: str, start: float, end: float, outcome: str, progress: flo
             'outcome': outcome, 'progress': round(progress, 3), 'route_m': round(length, 1)}
 
 
+def with_fault_counts(summary: Dict[str, Any], trips: Sequence[Dict[str, Any]]
+                      ) -> Dict[str, Any]:
+    """
+    Return the summary with its at-fault collisions (`driving_metrics.collision_class`).
+
+    A collision trip counts against the ego when any vehicle it hit was hit at fault; from the
+    trips' `hit` geometry, so that summaries written before the count existed get it too
+    (`--combine`). NaN when a collision trip has no geometry, or the trips are not the
+    summary's collisions.
+    """
+    collided = [t for t in trips if t['outcome'] == 'collision']
+    if any(not t.get('hit') for t in collided) \
+            or len(collided) != summary.get('collisions', len(collided)):
+        count = math.nan
+    else:
+        count = float(sum(any(driving_metrics.collision_class(
+            h['ego_speed'], h['other_speed'], h['ahead_m'], h['left_m'])
+            in driving_metrics.AT_FAULT_CLASSES for h in t['hit']) for t in collided))
+    steps = summary.get('vehicle_steps') or math.nan
+    return {**summary, 'at_fault_collisions': count, 'at_fault_collision_rate': count / steps}
+
+
 def collision_geometry(observation: Any, collided_with: Sequence[int],
                        override: str) -> List[Dict[str, Any]]:
     """Where each vehicle hit stood in the ego frame, so the kind of crash shows."""
@@ -362,6 +387,9 @@ def collision_geometry(observation: Any, collided_with: Sequence[int],
                                                                    math.tau)), 1),
                       'ego_speed': round(ego.speed, 2), 'other_speed': round(other.speed, 2),
                       'ego_accel': round(ego.accel, 2), 'override': override})
+        hit = found[-1]     # classed on the recorded figures, as `with_fault_counts` does
+        hit['class'] = driving_metrics.collision_class(
+            hit['ego_speed'], hit['other_speed'], hit['ahead_m'], hit['left_m'])
     return found
 
 
@@ -564,6 +592,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help='[s] a trip still driving this long ends as a time out')
     parser.add_argument('--set', dest='sets', action='append', default=[],
                         metavar='PARAM=VALUE', help='override a planner.yaml parameter')
+    parser.add_argument('--sim-set', dest='sim_sets', action='append', default=[],
+                        metavar='KEY=VALUE', help='override a scenario key of call_sim '
+                        '(sim.yaml; dotted for nested keys, e.g. '
+                        'background.yield_to_controlled=true)')
     parser.add_argument('--quick', action='store_true',
                         help='one seed, 300 steps (a smoke run; not the held-out figure)')
     parser.add_argument('--combine', action='store_true',
@@ -597,6 +629,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         planner = planner_params(dict(item.split('=', 1) for item in args.sets))
+        sim_overrides = dotted_overrides(args.sim_sets)
+        scenario_with(args.scenario, sim_overrides)         # unknown keys fail here
         checkpoint_path = args.checkpoint or shipped_checkpoint()
         loaded = None if args.combine else load_policy_models(checkpoint_path)
     except (ValueError, FileNotFoundError, checkpoint.CheckpointError) as exc:
@@ -622,7 +656,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if not path.is_file():
                     log(f'no summary {path}: seed {seed} left out')
                     continue
-                per_seed.append(json.loads(path.read_text())['summary'])
+                record = json.loads(path.read_text())
+                per_seed.append(with_fault_counts(record['summary'], record['trips']))
                 by_mode.setdefault(mode, {})[seed] = per_seed[-1]
                 continue
             runs.mkdir(parents=True, exist_ok=True)
@@ -632,7 +667,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 path.write_text(json.dumps({
                     'scenario': args.scenario, 'mode': mode, 'seed': seed, 'steps': done,
                     'steps_asked': args.steps, 'c': c, 'model': model,
-                    'planner_overrides': args.sets,
+                    'planner_overrides': args.sets, 'sim_overrides': args.sim_sets,
                     'wall_s': result.wall_s or time.time() - started,
                     'summary': result.summary(), 'trips': result.trips,
                     'override_causes': result.override_causes,
@@ -643,7 +678,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     default=float))
             started = time.time()
             result = drive_seed(loaded, mode, args.scenario, seed, args.steps, planner,
-                                c, args.trip_timeout, log=log,
+                                c, args.trip_timeout, overrides=sim_overrides, log=log,
                                 progress_every=args.save_every, on_progress=save)
             per_seed.append(result.summary())
             save(args.steps, result)

@@ -19,9 +19,10 @@ from call_experiments import manifest
 from call_experiments.driving_eval import (build_fleet, conflict_partner, drive_seed,
                                            load_policy_models, main, override_cause,
                                            own_sensors_see, paired_rows, path_conflict,
-                                           rows_for,
-                                           SeedResult, shipped_checkpoint, told_ids)
+                                           rows_for, SeedResult, shipped_checkpoint,
+                                           told_ids, with_fault_counts)
 from call_experiments.evaluate import collect_settings
+from call_experiments.rollout import dotted_overrides
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_planner.plan_stage import planner_params
 from call_planner.ttc_monitor import (Assessment, COMFORTABLE, EMERGENCY, MonitorConfig,
@@ -150,6 +151,35 @@ def test_rows_hold_the_mean_and_interval_over_seeds():
     assert success['ci_low'] < success['mean'] < success['ci_high']
     assert success['seeds'] == 3 and success['routes'] == 3    # cut-short trips excluded
     assert rows['collision_rate']['mean'] == pytest.approx(0.1 / 3)
+
+
+def test_a_collision_counts_against_the_ego_unless_it_stood_or_was_struck_from_behind():
+    def hit(ego_speed, ahead):
+        return {'ego_speed': ego_speed, 'other_speed': 6.0, 'ahead_m': ahead, 'left_m': 0.0}
+    trips = [{'outcome': 'collision', 'hit': [hit(0.0, -4.5)]},          # standing
+             {'outcome': 'collision', 'hit': [hit(2.0, -4.5)]},          # from behind
+             {'outcome': 'collision', 'hit': [hit(2.0, -4.5), hit(8.0, 4.5)]},   # and ahead
+             {'outcome': 'reached'}]
+    summary = {'vehicle_steps': 1000, 'collisions': 3.0}
+    counted = with_fault_counts(summary, trips)
+    assert counted['at_fault_collisions'] == 1.0
+    assert counted['at_fault_collision_rate'] == pytest.approx(0.001)
+    assert counted['vehicle_steps'] == 1000 and 'at_fault_collisions' not in summary
+    # no geometry for a collision, or trips that are not the summary's: unknown, not zero
+    for bad_trips in (trips + [{'outcome': 'collision'}], trips[:2]):
+        assert math.isnan(with_fault_counts(summary, bad_trips)['at_fault_collisions'])
+
+
+def test_scenario_overrides_are_dotted_yaml_and_unknown_keys_fail(tmp_path, capsys):
+    assert dotted_overrides(['background.yield_to_controlled=true', 'background.yield_decel=3',
+                             'trip_time_limit=30.5']) == {
+        'background': {'yield_to_controlled': True, 'yield_decel': 3}, 'trip_time_limit': 30.5}
+    with pytest.raises(ValueError):
+        dotted_overrides(['background.yield_to_controlled'])
+    # a typo fails before anything runs, with the known keys named
+    assert main(['--scenario', 'crossroad_occluded', '--sim-set', 'background.yeild=1',
+                 '--out', str(tmp_path)]) == 2
+    assert 'yield_to_controlled' in capsys.readouterr().err
 
 
 def test_paired_rows_compare_seed_by_seed_on_the_seeds_both_modes_ran():

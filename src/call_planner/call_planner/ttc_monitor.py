@@ -19,7 +19,9 @@ seen for the first time is not assessed until a second frame gives its velocity.
 known only through sharing is decoded from a neighbour's latent, a reconstruction whose
 centre can jump between frames; with `shared_blob_velocity` off it is assessed as standing
 (at the occluded crossroad most of its velocities were ones the vehicle did not have:
-docs/results.md, "What the monitor brakes for at the crossroad"). Accepted
+docs/results.md, "What the monitor brakes for at the crossroad"), and with `blob_tracker` on
+its velocity is fitted over its track's history (`call_planner.blob_tracker`; both tried and
+left off: docs/results.md). Accepted
 neighbours need no estimate: their messages state pose, speed and path, so they are tracks
 from the first message on, also outside the BEV (`share`, `shared_tracks`), in place of
 their blobs.
@@ -70,14 +72,15 @@ from dataclasses import dataclass, fields, replace
 import math
 from typing import Any, Mapping, Optional
 
+from call_planner.blob_tracker import BlobTracker
 import cv2
 import numpy as np
 
 NONE, COMFORTABLE, EMERGENCY = 'none', 'comfortable', 'emergency'
 _VEHICLE_FIELDS = ('ego_length', 'ego_width')
-_FLAGS = ('enabled', 'shared_tracks', 'shared_blob_velocity')
+_FLAGS = ('enabled', 'shared_tracks', 'shared_blob_velocity', 'blob_tracker')
 _MAY_BE_ZERO = ('anticipation_ttc', 'anticipation_gap', 'axis_aspect',    # 0 = off
-                'shared_turn_time', 'shared_clear_time')
+                'shared_turn_time', 'shared_clear_time', 'track_coast')
 #: [m] a vehicle less than this to the side of the ego's heading line is in its lane
 LANE_HALF_WIDTH = 1.75
 #: [rad] a vehicle in the ego's lane heading within this of the ego's heading is followed
@@ -119,6 +122,12 @@ class MonitorConfig:
     shared_blob_velocity: bool = True  # a blob known only through sharing (decoded from a
     #                                neighbour's latent) keeps its estimated velocity; False:
     #                                it is assessed as standing where it is
+    blob_tracker: bool = False     # a blob known only through sharing takes the velocity
+    #                                fitted over its track (blob_tracker); False: as a seen
+    #                                blob's, the displacement of its chain of nearest centres
+    shared_velocity_window: float = 1.5  # [s] the fit's baseline for a blob known only
+    #                                through sharing (blob_tracker)
+    track_coast: float = 0.3       # [s] a track missing from frames lives on this long
 
     def __post_init__(self):
         """Fail fast on thresholds that cannot work together."""
@@ -254,6 +263,8 @@ class TtcMonitor:
         self._clear_since: Optional[float] = None     # start of the current clear horizon
         self._tracked = np.zeros(0, bool)
         self._blobs: tuple = ((), np.zeros(0, bool))   # the latest frame's own tracks
+        self._tracker = BlobTracker(config.match_radius, config.velocity_window,
+                                    config.shared_velocity_window, config.track_coast)
         self.frame_time: Optional[float] = None
 
     def reset(self) -> None:
@@ -301,6 +312,11 @@ class TtcMonitor:
                           eyaw + yaw_ego, length, width, shared_only, whole))
         centres = np.array([[b[0], b[1]] for b in boxes]).reshape(-1, 2)
         velocities, self._tracked = self._velocities(time, centres)
+        if cfg.blob_tracker:
+            shared_blobs = np.array([b[5] for b in boxes], bool)
+            fitted, has = self._tracker.update(time, centres, shared_blobs)
+            velocities[shared_blobs] = fitted[shared_blobs]
+            self._tracked[shared_blobs] = has[shared_blobs]
         self.tracks = []
         # the velocity's resolution over its window: each of its two centres is off by up to
         # half a pixel along each image axis

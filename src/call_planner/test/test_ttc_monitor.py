@@ -380,6 +380,37 @@ def test_a_decoded_blob_keeps_its_velocity_unless_configured_to_stand(shared_blo
         assert math.isfinite(verdict.ttc) == moving
 
 
+@pytest.mark.parametrize('blob_tracker', [False, True])
+def test_a_decoded_blob_jumping_about_a_standing_car_is_not_a_car_coming(blob_tracker):
+    # the ego stands; 13 m ahead a car stands, but its blob, decoded from a neighbour's
+    # latent, jumps up to 2 px (1 m) along the lane from frame to frame
+    jumps = [2, -2, 1, -2, 2, -1, 2, -2, 0, -2, -2, 1, -1, 2, 0, 2]
+    empty = np.zeros((128, 128), bool)
+    monitor = _monitor(blob_tracker=blob_tracker)
+    for k, dr in enumerate(jumps):
+        monitor.observe(0.1 * k, empty, _mask([(50 + dr, 59 + dr, 62, 66)]), (0.0, 0.0, 0.0))
+        verdict = monitor.assess(0.1 * k, (0.0, 0.0, 0.0), 0.0)
+    (track,) = monitor.moving_tracks()
+    assert track.shared_only
+    if blob_tracker:
+        # fitted over the track's 1.5 s: about standing, and no conflict
+        assert math.hypot(track.vx, track.vy) < 0.6
+        assert verdict.level == NONE
+    else:
+        # two centres 0.5 s apart: 3 m/s towards the ego, which brakes for it
+        assert track.vx < -3.0
+        assert verdict.level == COMFORTABLE
+
+
+def test_the_blob_tracker_and_its_windows_come_from_the_parameters():
+    config = MonitorConfig.from_params({'monitor_blob_tracker': True,
+                                        'monitor_shared_velocity_window': 2.0,
+                                        'monitor_track_coast': 0.0})
+    assert config.blob_tracker and config.shared_velocity_window == 2.0
+    assert config.track_coast == 0.0
+    assert not MonitorConfig.from_params({}).blob_tracker
+
+
 def test_the_decoded_blob_velocity_flag_comes_from_the_parameters():
     assert MonitorConfig.from_params({}).shared_blob_velocity
     assert not MonitorConfig.from_params({'monitor_shared_blob_velocity': False}

@@ -54,6 +54,16 @@ Conventions
   never what a mode perceived). Occluded path conflicts and their first deceleration follow the
   same rules as above (`first_deceleration_path_occluded_*`).
 - Collision rate: fraction of vehicle-steps in collision (the paper's Table 6: 0.28 % for CALL).
+- At-fault collision (nuPlan's `no_ego_at_fault_collisions` classes, from where the vehicle
+  hit stood at the collision step): the ego is not at fault when it stood (at most
+  `STOPPED_SPEED`) or when the other vehicle's centre was behind the ego's rear axle, within
+  `REAR_CONE_DEG` of straight behind (struck from behind); it is at fault when the other stood,
+  and for every other contact, front or side. nuPlan excuses a side contact while the ego
+  keeps to its lane; this count does not (it has no lane record), so it counts at most as
+  many collisions against the ego as nuPlan would, never fewer. The at-fault collision rate
+  is such collisions per vehicle-step. Why: at a junction the simulator's background drivers
+  follow their lanes, so one that runs into a CALL vehicle standing or crawling across its
+  lane counts as a collision of that CALL vehicle, and no decision of the ego's avoids it.
 - Success: trips that reached their destination among trips that ended by themselves
   (reached, collision, off road, time out); trips cut short because the fleet's episode
   ended for another vehicle are excluded and counted apart.
@@ -74,6 +84,16 @@ OVERRIDE_LEVELS = ('comfortable', 'emergency')
 #: command of exactly the deceleration threshold (the safety monitor's comfortable stop)
 #: comes back a few ulps short of it; within this it counts as reaching the threshold
 ACCEL_ROUNDOFF = 1e-9
+#: [m/s] at or below it a vehicle stands, for the at-fault classes (nuPlan's threshold)
+STOPPED_SPEED = 0.05
+#: [deg] a vehicle whose centre is within this of straight behind the ego's rear axle struck it
+#: from behind (nuPlan's `is_agent_behind`: 150 deg from the heading)
+REAR_CONE_DEG = 30.0
+#: [m] the rear axle behind the box centre: half the kinematic bicycle's wheelbase
+#: (call_sim vehicle.yaml, 2.9 m; the axles sit symmetrically in the box)
+REAR_AXLE_BEHIND_CENTRE = 1.45
+#: collision classes (`collision_class`) that count against the ego
+AT_FAULT_CLASSES = ('other_stopped', 'front_or_side')
 
 
 @dataclass(frozen=True)
@@ -205,6 +225,23 @@ def last_unseen(records: Sequence[VehicleStep], partner: Optional[Hashable], sta
 def collision_rate(steps: Sequence[VehicleStep]) -> float:
     """Fraction of vehicle-steps in collision (NaN without steps)."""
     return float(np.mean([s.collision for s in steps])) if steps else math.nan
+
+
+def collision_class(ego_speed: float, other_speed: float, ahead: float, left: float) -> str:
+    """
+    Classify one collision as nuPlan does: `ego_stopped`, `other_stopped`, `rear`, `front_or_side`.
+
+    `ahead`, `left` [m]: the other vehicle's centre in the ego's frame (from the ego's centre,
+    x along its heading) at the collision step; speeds [m/s] at that step.
+    """
+    if ego_speed <= STOPPED_SPEED:
+        return 'ego_stopped'
+    if other_speed <= STOPPED_SPEED:
+        return 'other_stopped'
+    behind_axle = -(ahead + REAR_AXLE_BEHIND_CENTRE)
+    if behind_axle > 0.0 and abs(left) <= behind_axle * math.tan(math.radians(REAR_CONE_DEG)):
+        return 'rear'
+    return 'front_or_side'
 
 
 def success_rate(outcomes: Iterable[str]) -> float:

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+from call_sim.background_yield import yield_speeds
 from call_sim.config import load_yaml
 from call_sim.measures import collision_lists, jerk, ttc_partners
 from call_sim.reward import reward_terms, RewardInputs, total_reward, validate_reward_config
@@ -30,6 +31,7 @@ import numpy as np
 
 _OPEN_ENV: 'MultiVehicleEnv | None' = None
 HERO_TYPE, BACKGROUND_TYPE, PARKED_TYPE, HELD_TYPE = 'call_hero', 'background', 'parked', 'held'
+BACKGROUND_PREFIX = 'bg'        # SUMO ids of the background vehicles (not parked or held)
 #: [m] where a CALL vehicle that waits for a free start is kept: far outside every map, so
 #: no sensor, message range or measure reaches it (one slot per actor id along x)
 GARAGE = (-1.0e5, -1.0e5)
@@ -172,6 +174,7 @@ class MultiVehicleEnv:
             self._started = True
         self.step_count = 0
         self._bg_counter = 0
+        self._yielding: set[str] = set()     # background vehicles under a speed cap
         self._route_counter = 0
         self._actor_ids: dict[str, int] = {}
         self._dims: dict[str, tuple[float, float]] = {}
@@ -223,6 +226,7 @@ class MultiVehicleEnv:
             hero.accel = (new_state.speed - hero.state.speed) / self.dt
             hero.state = new_state
             self._place_hero(role, hero)
+        self._yield_background()
         libsumo.simulationStep()
         self.step_count += 1
         self._respawn_arrived_background()
@@ -264,6 +268,34 @@ class MultiVehicleEnv:
         if any(terminations.values()) or truncate or entered:
             self._compose()  # respawned / removed CALL vehicles, for observe() and states
         return obs, rewards, terminations, truncations, infos
+
+    def _yield_background(self) -> None:
+        """
+        Cap the speed of background drivers with a CALL vehicle in their path (`yield_speeds`).
+
+        With the scenario's `background.yield_to_controlled`; a cap holds (SUMO `setSpeed`)
+        while the CALL vehicle stays in the corridor, and is released when it has gone. Read
+        on the last snapshot's background and the CALL vehicles' poses for the coming step.
+        """
+        cfg = self.scenario['background']
+        if not cfg.get('yield_to_controlled', False):
+            return
+        heroes = np.array([(h.state.x, h.state.y, h.state.yaw, h.state.speed,
+                            self.vehicle_length, self.vehicle_width)
+                           for h in self.heroes.values() if not h.waiting]).reshape(-1, 6)
+        caps = yield_speeds(self._bg_rows, heroes, float(cfg['yield_headway']),
+                            float(cfg['yield_standstill']), float(cfg['yield_decel']),
+                            float(cfg['yield_margin']))
+        capped = set()
+        for vid, cap in zip(self._bg_ids, caps):
+            # held while the CALL vehicle is there, also once it stands: released, SUMO
+            # would creep on towards a vehicle it does not see
+            if vid.startswith(BACKGROUND_PREFIX) and np.isfinite(cap):
+                libsumo.vehicle.setSpeed(vid, float(cap))
+                capped.add(vid)
+        for vid in (self._yielding - capped) & set(self._bg_ids):
+            libsumo.vehicle.setSpeed(vid, -1.0)        # SUMO's own driving again
+        self._yielding = capped
 
     def _park(self, role: str, hero: _Hero) -> _Hero:
         """
@@ -343,6 +375,7 @@ class MultiVehicleEnv:
         self._bg_states = [VehicleState(actor_ids[vid], '', *row[:4], row[4], row[5], a)
                            for vid, row, a in zip(ids, bg.tolist(), accel)]
         self._bg_rows = bg
+        self._bg_ids = ids
         self._compose()
 
     def _compose(self) -> None:
@@ -577,7 +610,7 @@ class MultiVehicleEnv:
 
     def _add_background(self, path_index: int, lane: int, pos: float | str,
                         speed: str) -> None:
-        vid = f'bg{self._bg_counter}'
+        vid = f'{BACKGROUND_PREFIX}{self._bg_counter}'
         self._bg_counter += 1
         type_id = BACKGROUND_TYPE
         if len(self._bg_types) > 1:  # no draw without types: their episodes stay as they were

@@ -1,7 +1,8 @@
 """The driving metrics follow the conventions their module states."""
 import math
 
-from call_sim.driving_metrics import (conflicts, intervals_overlap, mean_interval,
+from call_sim.driving_metrics import (AT_FAULT_CLASSES, collision_class,
+                                      conflicts, intervals_overlap, mean_interval,
                                       MetricConventions, override_shares, path_conflicts,
                                       route_completion, success_rate, summarise, VehicleStep)
 import pytest
@@ -161,3 +162,18 @@ def test_a_path_conflict_stays_in_the_sample_when_an_early_ease_off_avoids_the_t
     assert summary['first_deceleration_path_occluded_mean_s'] == pytest.approx(1.1)
     # the threshold is a convention: below the 3.6 s the held motions reach, no path conflict
     assert path_conflicts(told, MetricConventions(path_conflict_ttc=3.5)) == []
+
+
+@pytest.mark.parametrize('ego_speed, other_speed, ahead, left, expected', [
+    (0.0, 6.0, -4.5, 0.0, 'ego_stopped'),       # run into while standing
+    (0.05, 6.0, 4.5, 0.0, 'ego_stopped'),       # nuPlan's threshold stands
+    (6.0, 0.0, 4.5, 0.0, 'other_stopped'),      # the ego ran into a standing vehicle
+    (1.0, 6.0, -4.5, 0.5, 'rear'),              # struck from behind while crawling
+    (1.0, 6.0, -4.5, 1.7, 'rear'),              # 3.05 m behind the axle, 1.7 m aside: 29 deg
+    (1.0, 6.0, -4.5, 2.0, 'front_or_side'),     # ... 2 m aside: 33 deg, a side contact
+    (6.0, 3.0, 4.5, 0.3, 'front_or_side'),      # the ego ran into a slower leader
+    (6.0, 8.0, 0.5, 2.0, 'front_or_side'),      # side by side
+])
+def test_collision_classes_are_nuplans(ego_speed, other_speed, ahead, left, expected):
+    assert collision_class(ego_speed, other_speed, ahead, left) == expected
+    assert (expected in AT_FAULT_CLASSES) == (expected in ('other_stopped', 'front_or_side'))

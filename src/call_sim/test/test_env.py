@@ -431,3 +431,35 @@ def test_the_monitors_comfortable_stop_counts_as_a_first_deceleration(make_env):
                                  'comfortable'))
     assert all(s.accel == pytest.approx(-conventions.decel_threshold) for s in steps)
     assert first_deceleration(steps, steps[0].time, steps[-1].time, conventions) == 0.0
+
+
+@pytest.mark.parametrize('yield_to_controlled', [False, True])
+def test_background_brakes_for_a_call_vehicle_across_its_lane_only_when_told(
+        make_env, yield_to_controlled):
+    # hero0 stands on lane 0, 1 m off its centre and turned 40 deg away from lane 1: its
+    # rear reaches into lane 1, but SUMO places it by its front, on lane 0. A car comes along
+    # lane 1 at 10 m/s: SUMO's lane following does not see hero0 and runs into it; with
+    # `yield_to_controlled` the car stops short of it (call_sim.background_yield)
+    import libsumo
+    env = make_env({**STRAIGHT, 'num_controlled': 1,
+                    'background': {'yield_to_controlled': yield_to_controlled}})
+    start = {'edge': 'main', 'lane': 0, 'pos': 300.0, 'speed': 0.0}
+    env.reset(options={'starts': {'hero0': start}})
+    (x0, y0), (x1, y1) = (libsumo.lane.getShape(f'main_{k}')[0] for k in (0, 1))
+    side = math.copysign(1.0, y1 - y0)
+    ego = env.heroes['hero0'].state
+    env.heroes['hero0'].state = BicycleState(ego.x, ego.y + 1.0 * side,
+                                             ego.yaw - side * math.radians(40.0), 0.0)
+    libsumo.vehicle.add('bg_probe', 'path0', typeID='background', departLane='1',
+                        departPos='200', departSpeed='10')
+    libsumo.vehicle.setLaneChangeMode('bg_probe', 0)      # it keeps to lane 1
+    hit = False
+    for _ in range(150):
+        _, _, term, _, infos = env.step({'hero0': VehicleControl(brake=1.0)})
+        hit |= infos['hero0']['collision']
+        if term['hero0']:
+            break
+    assert hit != yield_to_controlled
+    if yield_to_controlled:      # it stood behind hero0 instead, still in its lane
+        assert libsumo.vehicle.getSpeed('bg_probe') < 0.1
+        assert libsumo.vehicle.getLaneID('bg_probe') == 'main_1'
