@@ -1,19 +1,17 @@
 """
 Background drivers that brake for a CALL vehicle in their path, wherever it stands.
 
-Why: SUMO's drivers follow their lanes. A CALL vehicle is placed with `moveToXY` at the
-pose its bicycle model drove to, and SUMO maps it onto one lane; inside a junction, or
-across a lane boundary, a background driver whose lane that is not does not take it as its
-leader and drives into it (at the occluded crossroad most CALL vehicles' collisions were a
-background car running into a standing or crawling CALL vehicle from behind:
-docs/results.md). CARLA's Traffic Manager, which the bridge contract stands for, checks the
-space ahead of each vehicle against every actor's bounding box instead. This is that check,
-for the CALL vehicles only (background vehicles among themselves are SUMO's): the corridor
-ahead of a background vehicle's front, its width plus `margin` each side and
-`headway` seconds of its speed plus `standstill` long, straight along its heading; a CALL
-vehicle's box that overlaps it caps the background vehicle's speed at the one that stops
-`standstill` before the box's nearest corner at `decel` (v = sqrt(2 decel gap), the safe
-speed of a car-following model for a standing leader).
+Why: SUMO's drivers follow their lanes. A CALL vehicle is placed with `moveToXY` at the pose
+its bicycle model drove to, and SUMO maps it onto one lane; inside a junction, or across a lane
+boundary, a background driver whose lane that is not does not take it as its leader and drives
+into it (docs/results.md, "Collisions against the ego"). CARLA's Traffic Manager, which the
+bridge contract stands for, checks the space ahead of each vehicle against every actor's
+bounding box instead. This is that check, for the CALL vehicles only (background vehicles among
+themselves are SUMO's): the corridor ahead of a background vehicle's front, its width plus
+`margin` each side and `headway` seconds of its speed plus `standstill` long, straight along
+its heading; a CALL vehicle's box that overlaps it caps the background vehicle's speed at the
+one that stops `standstill` before the box's nearest corner at `decel` (v = sqrt(2 decel gap),
+the safe speed of a car-following model for a standing leader).
 """
 from call_sim.measures import box_corners, boxes_overlap, LENGTH, SPEED, WIDTH, X, Y, YAW
 import numpy as np

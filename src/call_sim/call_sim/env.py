@@ -3,7 +3,9 @@ MultiVehicleEnv: PettingZoo-style parallel env over SUMO with CALL vehicles as a
 
 CALL vehicles (`hero0..heroN-1`) move by the kinematic bicycle model driven by CARLA-style
 controls and are placed in SUMO with `moveToXY(keepRoute=2)`; background vehicles use SUMO's
-car-following and lane-change models and react to them. Measures (collision, off-road, TTC,
+car-following and lane-change models and react to them where SUMO's lanes let them see them
+(with `background.yield_to_controlled` also wherever a CALL vehicle's box is in their path:
+`call_sim.background_yield`). Measures (collision, off-road, TTC,
 jerk, arrival) and the App. E.1 reward are computed here per step.
 
 libsumo runs ONE simulation per process (a second `start` silently replaces the first), so
