@@ -40,8 +40,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from call_experiments import manifest
 from call_experiments.bandwidth import WireSettings
-from call_experiments.experiment_config import default_settings
-from call_experiments.rollout import dotted_overrides, received_bytes, scenario_with
+from call_experiments.experiment_config import default_settings, parse_sets
+from call_experiments.rollout import received_bytes, scenario_with
 from call_learning.pipeline import MODES, PipelineConfig, VehiclePipeline
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_perception.visibility import visible
@@ -629,7 +629,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         planner = planner_params(dict(item.split('=', 1) for item in args.sets))
-        sim_overrides = dotted_overrides(args.sim_sets)
+        sim_overrides = parse_sets(args.sim_sets)
         scenario_with(args.scenario, sim_overrides)         # unknown keys fail here
         checkpoint_path = args.checkpoint or shipped_checkpoint()
         loaded = None if args.combine else load_policy_models(checkpoint_path)

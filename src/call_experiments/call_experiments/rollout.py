@@ -11,7 +11,7 @@ the bytes each ego's gate admits (``bandwidth``).
 """
 from dataclasses import dataclass, field
 import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional
 
 from call_experiments.bandwidth import image_message_size, latent_message_size, WireSettings
 from call_learning.collect import Collector
@@ -19,31 +19,11 @@ from call_learning.pipeline import PipelineConfig
 from call_planner.plan_stage import FleetLookahead
 from call_sim.config import merge
 from call_sim.scenario import load_scenario
-import yaml
 
 
 def scenario_with(name: str, overrides: Optional[Mapping[str, Any]] = None) -> dict:
     """Load a call_sim scenario (name or YAML) with experiment overrides (typos fail)."""
     return merge(load_scenario(name), dict(overrides or {}))
-
-
-def dotted_overrides(items: Sequence[str]) -> Dict[str, Any]:
-    """
-    Nested scenario overrides from command-line `KEY=VALUE` items, KEY dotted into mappings.
-
-    Values are YAML (`true`, `1.5`, `[1, 2]`), as in the scenario files.
-    """
-    found: Dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition('=')
-        if not sep or not key:
-            raise ValueError(f'scenario override {item!r} is not KEY=VALUE')
-        *parents, leaf = key.split('.')
-        node = found
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = yaml.safe_load(value)
-    return found
 
 
 @dataclass

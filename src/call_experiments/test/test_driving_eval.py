@@ -22,7 +22,7 @@ from call_experiments.driving_eval import (build_fleet, conflict_partner, drive_
                                            rows_for, SeedResult, shipped_checkpoint,
                                            told_ids, with_fault_counts)
 from call_experiments.evaluate import collect_settings
-from call_experiments.rollout import dotted_overrides
+from call_experiments.experiment_config import parse_sets
 from call_perception.bev_raster import CHANNEL_INDEX
 from call_planner.plan_stage import planner_params
 from call_planner.ttc_monitor import (Assessment, COMFORTABLE, EMERGENCY, MonitorConfig,
@@ -171,11 +171,11 @@ def test_a_collision_counts_against_the_ego_unless_it_stood_or_was_struck_from_b
 
 
 def test_scenario_overrides_are_dotted_yaml_and_unknown_keys_fail(tmp_path, capsys):
-    assert dotted_overrides(['background.yield_to_controlled=true', 'background.yield_decel=3',
-                             'trip_time_limit=30.5']) == {
+    assert parse_sets(['background.yield_to_controlled=true', 'background.yield_decel=3',
+                       'trip_time_limit=30.5']) == {
         'background': {'yield_to_controlled': True, 'yield_decel': 3}, 'trip_time_limit': 30.5}
     with pytest.raises(ValueError):
-        dotted_overrides(['background.yield_to_controlled'])
+        parse_sets(['background.yield_to_controlled'])
     # a typo fails before anything runs, with the known keys named
     assert main(['--scenario', 'crossroad_occluded', '--sim-set', 'background.yeild=1',
                  '--out', str(tmp_path)]) == 2

@@ -282,9 +282,8 @@ class MultiVehicleEnv:
         cfg = self.scenario['background']
         if not cfg.get('yield_to_controlled', False):
             return
-        heroes = np.array([(h.state.x, h.state.y, h.state.yaw, h.state.speed,
-                            self.vehicle_length, self.vehicle_width)
-                           for h in self.heroes.values() if not h.waiting]).reshape(-1, 6)
+        heroes = np.array([self._hero_row(h) for h in self.heroes.values()
+                           if not h.waiting]).reshape(-1, 6)
         caps = yield_speeds(self._bg_rows, heroes, float(cfg['yield_headway']),
                             float(cfg['yield_standstill']), float(cfg['yield_decel']),
                             float(cfg['yield_margin']))
@@ -388,7 +387,7 @@ class MultiVehicleEnv:
             s = h.state
             states.append(VehicleState(h.actor_id, role, s.x, s.y, s.yaw, s.speed,
                                        self.vehicle_length, self.vehicle_width, h.accel))
-            hero_rows.append((s.x, s.y, s.yaw, s.speed, self.vehicle_length, self.vehicle_width))
+            hero_rows.append(self._hero_row(h))
         self.states = states + self._bg_states
         self.rows = np.vstack([np.asarray(hero_rows, dtype=np.float64).reshape(-1, 6),
                                self._bg_rows])
@@ -396,6 +395,11 @@ class MultiVehicleEnv:
         self._hits = collision_lists(self.rows[heroes], self.rows, heroes)
         self._ttc, self._leader_gap, self._ttc_partner = ttc_partners(
             self.rows[heroes], self.rows, heroes, self.scenario['measures']['ttc_lateral_margin'])
+
+    def _hero_row(self, hero: _Hero) -> tuple:
+        """Return a CALL vehicle as a `call_sim.measures` row (x, y, yaw, speed, length, width)."""
+        s = hero.state
+        return (s.x, s.y, s.yaw, s.speed, self.vehicle_length, self.vehicle_width)
 
     def vehicle_states(self) -> list[VehicleState]:
         """Every vehicle of the current step (CALL vehicles first)."""
