@@ -50,6 +50,7 @@ from call_planner.plan_stage import driver_from_params, FleetLookahead, planner_
 from call_planner.shared_tracks import shared_tracks, SharedState
 from call_planner.ttc_monitor import (BevGeometry, COMFORTABLE, EMERGENCY, first_contacts,
                                       MonitorConfig, NONE, override_accel, Track, TtcMonitor)
+from call_planner.turn_assist import turn_assist_from_params, TurnAssist
 from call_sim import driving_metrics
 from call_vehicle.intention import intention_waypoints
 from call_world_model import checkpoint
@@ -99,6 +100,7 @@ class SeedResult:
     waiting_steps: int = 0      # steps a vehicle waited outside the map for a free start
     trips: List[Dict[str, Any]] = field(default_factory=list)   # per trip: why and how it ended
     override_causes: Dict[str, int] = field(default_factory=dict)   # override steps by cause
+    turn_assisted: int = 0      # vehicle-steps whose steer the turn assist set
     told: Dict[tuple, frozenset] = field(default_factory=dict)   # (trip, time): `told_ids`
     returns: List[float] = field(default_factory=list)   # per ended trip: its summed reward
     neighbours: int = 0         # accepted senders summed over the vehicle-steps
@@ -111,6 +113,7 @@ class SeedResult:
         s.pop('conventions')
         s['override_total'] = s['override_comfortable'] + s['override_emergency']
         s['stop_share'] = self.stops / len(self.steps) if self.steps else math.nan
+        s['turn_assist_share'] = self.turn_assisted / len(self.steps) if self.steps else math.nan
         for outcome, key in (('reached', 'reached'), ('collision', 'collisions'),
                              ('off_road', 'off_road'), ('timeout', 'timeouts')):
             s[key] = float(self.outcomes.count(outcome))
@@ -134,10 +137,13 @@ class MonitoredFleet:
     """
 
     def __init__(self, pipeline: VehiclePipeline, policy: FleetLookahead,
-                 config: MonitorConfig, horizon: int, gate: Optional[JunctionGate] = None):
-        """Bind the pipeline and its look-ahead; one monitor per vehicle; the junction gate."""
+                 config: MonitorConfig, horizon: int, gate: Optional[JunctionGate] = None,
+                 turn_assist: Optional[TurnAssist] = None):
+        """Bind the pipeline and its look-ahead; one monitor per vehicle; gate and assist."""
         self.pipeline = pipeline
         self.gate = gate
+        self.turn_assist = turn_assist
+        self.assisted_steps = 0     # steps whose steer the turn assist set
         self.policy = policy
         self.config = config
         self.horizon = horizon
@@ -199,10 +205,18 @@ class MonitoredFleet:
             self.yaws[role], self.yaw_rates[role], self.verdicts[role] = ego.yaw, yaw_rate, None
             level, control = NONE, controls[role]
             stopped = not p.outputs[i].valid
+            accel, steer = driver.actions.action(int(steps[i].action))
+            assisted = (None if self.turn_assist is None or stopped else
+                        self.turn_assist.steer(pose, ego.speed, observations[role].route, steer))
+            if assisted is not None:
+                # a bend tighter than the action set turns (planner_node._act: the same rule)
+                steer = assisted
+                control = driver.control_model.to_control(accel, steer, max(float(ego.speed), 0.0))
+                p.models[i].action = driver.actions.index(accel, steer)
+                self.assisted_steps += 1
             if self.config.enabled and not stopped:
                 verdict = self.monitors[role].assess(now, pose, ego.speed, yaw_rate)
                 self.verdicts[role] = verdict
-                accel, steer = driver.actions.action(int(steps[i].action))
                 override = override_accel(verdict, accel)
                 if override is not None:
                     level = verdict.level
@@ -339,7 +353,8 @@ def build_fleet(loaded: Any, settings: PipelineConfig, env: Any, planner: Dict[s
                             seed_of=lambda index, episode: seed + 7919 * index)
     monitor = MonitorConfig.from_params(planner)
     gate = gate_from_params(planner, opendrive) if monitor.enabled else None
-    return MonitoredFleet(pipeline, policy, monitor, int(planner['K']), gate)
+    return MonitoredFleet(pipeline, policy, monitor, int(planner['K']), gate,
+                          turn_assist_from_params(planner))
 
 
 def trip_record(role: str, start: float, end: float, outcome: str, progress: float,
@@ -505,6 +520,7 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                                             result.outcomes[-1], progress[role], math.nan))
     finally:
         env.close()
+    result.turn_assisted = fleet.assisted_steps
     result.wall_s = time.time() - started
     if log:
         s = result.summary()
@@ -512,6 +528,7 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
             f'({int(s["reached"])}/{s["trips_ended"]}), collisions {int(s["collisions"])} '
             f'rate {100 * s["collision_rate"]:.3f} %, timeouts {int(s["timeouts"])}, '
             f'overrides {100 * s["override_total"]:.2f} %, stops {100 * s["stop_share"]:.1f} %'
+            f', turn assist {100 * s["turn_assist_share"]:.1f} %'
             f', first decel {s["first_deceleration_mean_s"]:.2f} s, occluded '
             f'{s["first_deceleration_occluded_mean_s"]:.2f} s over '
             f'{s["occluded_conflicts"]} ({result.wall_s:.0f} s)')

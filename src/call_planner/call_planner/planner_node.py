@@ -43,6 +43,7 @@ from call_planner.safety import InputWatchdog, model_state_fault, SafetyConfig
 from call_planner.shared_tracks import shared_tracks, SharedState
 from call_planner.ttc_monitor import (Assessment, BevGeometry, COMFORTABLE, MonitorConfig,
                                       override_accel, TtcMonitor)
+from call_planner.turn_assist import turn_assist_from_params
 from call_vehicle.carla_wire import float32
 from call_vehicle.driver import Command
 from call_vehicle.intention import intention_waypoints
@@ -115,6 +116,7 @@ class PlannerNode(Node):
         self.params = p
         self.gate = gate_from_params(p, None) if self.monitor_config.enabled else None
         self.gate_verdict: Optional[GateVerdict] = None
+        self.turn_assist = turn_assist_from_params(p)
         # with the monitor on, a stale BEV is a stale input: the monitor would be blind
         watched = [LATENT, ODOMETRY] + ([BEV] if self.monitor_config.enabled else [])
         self.watchdog = InputWatchdog(watched, self.safety, time.monotonic())
@@ -143,7 +145,8 @@ class PlannerNode(Node):
         self.counts = {'ticks': 0, 'stops': 0, 'dropped': 0, 'plan_errors': 0, 'planned': 0,
                        'overrides_comfortable': 0, 'overrides_emergency': 0,
                        'dropped_bev': 0, 'stale_inputs': 0, 'dropped_shared': 0,
-                       'unmatched_shared': 0, 'junction_holds': 0, 'dropped_map': 0}
+                       'unmatched_shared': 0, 'junction_holds': 0, 'dropped_map': 0,
+                       'turn_assisted': 0}
         # /diagnostics is for people and monitors (~1 Hz); a change of level or message
         # (a stop and its reason) still goes out on the step it happens
         self.diagnostics_period = float(p['diagnostics_period'])
@@ -440,6 +443,14 @@ class PlannerNode(Node):
             if gate_only:
                 level, reason = COMFORTABLE, self.gate_verdict.reason
                 self.counts['junction_holds'] += 1
+        assisted = (None if self.turn_assist is None
+                    else self.turn_assist.steer(pose, speed, self.route, steer))
+        if assisted is not None:
+            # a bend tighter than the action set turns: the route's pursuit steers
+            # (turn_assist); the world model is told the nearest discrete action
+            steer = assisted
+            action_index = self.actions.index(accel, steer)
+            self.counts['turn_assisted'] += 1
         if override is not None:
             # the planner's steer stays, the longitudinal command is the monitor's (or the
             # gate's); the world model is told the nearest discrete action (a tie goes to the
@@ -459,6 +470,8 @@ class PlannerNode(Node):
             if driven.waypoints is not None:
                 self.waypoints = driven.waypoints
             command = driven.control
+            if assisted is not None:
+                command = self.control_model.to_control(accel, steer, max(speed, 0.0))
         self.stop_reason = ''
         # plan and action before the control: the next step's BEV and observe take them, and
         # that step can only come after the simulator has stepped on the control
@@ -475,6 +488,8 @@ class PlannerNode(Node):
         }
         if self.verdict is not None:
             values['monitor_ttc'] = f'{self.verdict.ttc:.2f}'
+        if assisted is not None:
+            values['turn_assist_steer'] = f'{steer:.3f}'
         if override is not None:
             self.publish_diagnostics(DiagnosticStatus.WARN, f'safety override: {reason}',
                                      values)

@@ -131,25 +131,36 @@ class RouteCost:
     def reference_speed(self, route: np.ndarray) -> float:
         """v_ref, lowered to the curve speed of the sharpest bend within braking distance."""
         cfg = self.config
-        if cfg.lateral_accel <= 0.0 or len(route) < 3:
+        if cfg.lateral_accel <= 0.0:
             return cfg.reference_speed
-        steps = np.diff(route, axis=0)
-        lengths = np.hypot(steps[:, 0], steps[:, 1])
-        keep = lengths > 1e-6
-        steps, lengths = steps[keep], lengths[keep]
-        if len(steps) < 2:
-            return cfg.reference_speed
-        heading = np.arctan2(steps[:, 1], steps[:, 0])
-        turn = np.abs(np.remainder(np.diff(heading) + math.pi, 2 * math.pi) - math.pi)
-        arc = np.cumsum(lengths)[:-1]                 # distance to each vertex's turn
-        ds = 0.5 * (lengths[:-1] + lengths[1:])
-        near = arc <= cfg.reference_speed ** 2 / (2.0 * cfg.brake_decel)
-        if not near.any():
-            return cfg.reference_speed
-        kappa = float((turn[near] / ds[near]).max())
+        kappa = route_curvature(route, cfg.reference_speed ** 2 / (2.0 * cfg.brake_decel))
         if kappa <= 1e-9:
             return cfg.reference_speed
         return min(cfg.reference_speed, math.sqrt(cfg.lateral_accel / kappa))
+
+
+def route_curvature(route: np.ndarray, reach: float) -> float:
+    """
+    Largest curvature [1/m] of the polyline `route` (M, 2) within `reach` metres of its start.
+
+    Each vertex's turn angle over the mean length of its two segments; 0 for a straight or
+    too short route.
+    """
+    route = np.asarray(route, dtype=np.float64).reshape(-1, 2)
+    if len(route) < 3:
+        return 0.0
+    steps = np.diff(route, axis=0)
+    lengths = np.hypot(steps[:, 0], steps[:, 1])
+    keep = lengths > 1e-6
+    steps, lengths = steps[keep], lengths[keep]
+    if len(steps) < 2:
+        return 0.0
+    heading = np.arctan2(steps[:, 1], steps[:, 0])
+    turn = np.abs(np.remainder(np.diff(heading) + math.pi, 2 * math.pi) - math.pi)
+    arc = np.cumsum(lengths)[:-1]                 # distance to each vertex's turn
+    ds = 0.5 * (lengths[:-1] + lengths[1:])
+    near = arc <= reach
+    return float((turn[near] / ds[near]).max()) if near.any() else 0.0
 
 
 def rescored(plan, costs: Sequence[float]):

@@ -1,0 +1,105 @@
+"""
+Steering through a bend tighter than the action set can turn.
+
+The paper's action set (App. E.1) steers at most 0.6 of the steering range. On the kinematic
+bicycle the intention uses (wheelbase 2.9 m, 0.5 rad at full lock) that turns on a circle of
+about 9.4 m, and the crossroad's right turns have 5.75 m (its connecting lanes, as SUMO and
+CARLA's towns build them). Steering only the set's values, a vehicle leaves its lane in every
+such turn and comes to stand across the oncoming lanes, and the junction locks
+(docs/results.md, "Turns the action set cannot drive").
+
+So where the route ahead bends more tightly than the set can turn, the lateral command follows
+the route by pure pursuit (Coulter 1992): delta = atan(2 L sin(alpha) / l_d), L the wheelbase,
+alpha the angle to the route point l_d ahead, l_d = max(`min_lookahead`, `lookahead_time` x
+speed), up to full lock. It only ever steers harder than the planner did. The longitudinal
+command stays the planner's or the monitor's, and the route cost's curve speed
+(`route_lateral_accel`) has already slowed the vehicle for the bend. The caller tells the
+world model the nearest discrete action, as for a monitor's override. Elsewhere, on every
+road whose bends the set can drive, nothing changes.
+"""
+from dataclasses import dataclass
+import math
+from typing import Any, Mapping, Optional
+
+from call_planner.route_cost import route_curvature
+from call_vehicle.actions import ActionSet
+from call_vehicle.vehicle_model import BicycleModel
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TurnAssistConfig:
+    """Where a bend counts and how far ahead the pursuit aims (planner.yaml `turn_assist_*`)."""
+
+    enabled: bool = True
+    reach: float = 6.0             # [m] a bend counts this far ahead of the ego ...
+    reach_time: float = 0.5        # [s] ... plus this long at the current speed
+    lookahead_time: float = 0.6    # [s] l_d: the pursuit aims this far ahead ...
+    min_lookahead: float = 3.0     # [m] ... and at least this far
+
+    def __post_init__(self):
+        """Fail fast on a negative distance or time, or a pursuit aiming at the ego itself."""
+        for name in ('reach', 'reach_time', 'lookahead_time'):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f'turn_assist_{name} must be >= 0, got {value}')
+        if not (math.isfinite(self.min_lookahead) and self.min_lookahead > 0.0):
+            raise ValueError(f'turn_assist_min_lookahead must be > 0, got {self.min_lookahead}')
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> 'TurnAssistConfig':
+        """Read the `turn_assist_*` keys of the planner's parameters."""
+        return cls(enabled=bool(p['turn_assist_enabled']),
+                   reach=float(p['turn_assist_reach']),
+                   reach_time=float(p['turn_assist_reach_time']),
+                   lookahead_time=float(p['turn_assist_lookahead_time']),
+                   min_lookahead=float(p['turn_assist_min_lookahead']))
+
+
+def pursuit_steer(pose: tuple, speed: float, route: np.ndarray, lookahead: float,
+                  bicycle: BicycleModel) -> float:
+    """Normalised steer in [-1, 1] of pure pursuit towards `route` (M, 2), map frame."""
+    x, y, yaw = pose
+    dx, dy = route[:, 0] - x, route[:, 1] - y
+    cos, sin = math.cos(yaw), math.sin(yaw)
+    ahead, left = cos * dx + sin * dy, -sin * dx + cos * dy
+    far = np.flatnonzero((np.hypot(ahead, left) >= lookahead) & (ahead > 0.0))
+    i = int(far[0]) if len(far) else len(route) - 1
+    distance2 = max(ahead[i] ** 2 + left[i] ** 2, 1e-6)
+    delta = math.atan(2.0 * bicycle.wheelbase * left[i] / distance2)     # 2 L sin(a) / l_d
+    return float(np.clip(delta / bicycle.max_steer_angle, -1.0, 1.0))
+
+
+class TurnAssist:
+    """The steer a vehicle drives: the planner's, or the route's pursuit in a too tight bend."""
+
+    def __init__(self, config: TurnAssistConfig, actions: ActionSet, bicycle: BicycleModel):
+        """Bind the config; the set's tightest curvature follows from its largest steer."""
+        self.config = config
+        self.bicycle = bicycle
+        largest = max(abs(s) for s in actions.steers)
+        self.set_curvature = math.tan(largest * bicycle.max_steer_angle) / bicycle.wheelbase
+
+    def steer(self, pose: tuple, speed: float, route: Any, steer: float) -> Optional[float]:
+        """Return the pursuit's steer where it must replace `steer`, else None."""
+        if not self.config.enabled:
+            return None
+        route = np.asarray(route, dtype=np.float64).reshape(-1, 2)
+        if len(route) < 3:
+            return None
+        speed = max(float(speed), 0.0)
+        reach = self.config.reach + self.config.reach_time * speed
+        if route_curvature(route, reach) <= self.set_curvature:
+            return None
+        lookahead = max(self.config.min_lookahead, self.config.lookahead_time * speed)
+        pursued = pursuit_steer(pose, speed, route, lookahead, self.bicycle)
+        return pursued if abs(pursued) > abs(steer) else None
+
+
+def turn_assist_from_params(p: Mapping[str, Any]) -> Optional[TurnAssist]:
+    """Build the assist from the planner's parameters (None when off)."""
+    config = TurnAssistConfig.from_params(p)
+    if not config.enabled:
+        return None
+    actions = ActionSet.from_config({'accels': p['accels'], 'steers': p['steers']})
+    return TurnAssist(config, actions, BicycleModel.from_config(p))

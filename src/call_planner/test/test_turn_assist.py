@@ -1,0 +1,123 @@
+"""
+The turn assist: pure pursuit where the route bends more tightly than the action set turns.
+
+Geometry on hand-made routes, then closed loop on SUMO's crossroad: a right turn that the
+action set's steer alone cannot drive.
+"""
+import math
+
+from call_planner.plan_stage import planner_params
+from call_planner.route_cost import distance_to_polyline, route_curvature
+from call_planner.turn_assist import (pursuit_steer, turn_assist_from_params, TurnAssist,
+                                      TurnAssistConfig)
+from call_sim.config import load_yaml
+from call_sim.env import MultiVehicleEnv
+from call_vehicle.actions import ActionSet
+from call_vehicle.vehicle_control import ControlModel
+from call_vehicle.vehicle_model import BicycleModel
+import numpy as np
+import pytest
+
+BICYCLE = BicycleModel()
+
+
+def right_turn(radius: float, straight: float = 4.0) -> np.ndarray:
+    """Return a route from the origin heading +x: `straight` metres, then a right turn."""
+    ahead = [(x, 0.0) for x in np.arange(0.0, straight, 0.5)]
+    angles = np.linspace(0.0, math.pi / 2, 40)
+    arc = [(straight + radius * math.sin(a), -radius * (1.0 - math.cos(a))) for a in angles]
+    return np.array(ahead + arc)
+
+
+def test_route_curvature_is_the_bends_and_only_within_reach():
+    route = right_turn(5.75)
+    assert route_curvature(route, 30.0) == pytest.approx(1 / 5.75, rel=0.05)
+    assert route_curvature(route, 3.0) == pytest.approx(0.0, abs=1e-9)    # before the bend
+    assert route_curvature(np.array([[0.0, 0.0], [5.0, 0.0], [9.0, 0.0]]), 30.0) == 0.0
+    assert route_curvature(np.zeros((2, 2)), 30.0) == 0.0
+
+
+def test_pure_pursuit_on_a_circle_steers_its_curvature():
+    radius = 12.0
+    angles = np.linspace(0.0, math.pi / 2, 60)
+    circle = np.stack([radius * np.sin(angles), -radius * (1.0 - np.cos(angles))], -1)
+    steer = pursuit_steer((0.0, 0.0, 0.0), 5.0, circle, 5.0, BICYCLE)
+    expected = -math.atan(BICYCLE.wheelbase / radius) / BICYCLE.max_steer_angle
+    assert steer == pytest.approx(expected, rel=0.02)
+    # a mirrored circle steers left as much
+    mirrored = circle * np.array([1.0, -1.0])
+    assert pursuit_steer((0.0, 0.0, 0.0), 5.0, mirrored, 5.0, BICYCLE) == pytest.approx(
+        -steer, rel=1e-9)
+
+
+def test_the_assist_acts_only_in_bends_tighter_than_the_set_turns():
+    assist = TurnAssist(TurnAssistConfig(), ActionSet(), BICYCLE)
+    # the set's largest steer, 0.6 of 0.5 rad, turns on about 9.4 m
+    assert 1 / assist.set_curvature == pytest.approx(9.4, abs=0.1)
+    start = (0.0, 0.0, 0.0)
+    # on the bend: the pursuit steers its curvature, beyond the set
+    tight = assist.steer(start, 3.0, right_turn(5.75, straight=0.0), 0.0)
+    assert tight is not None and tight < -0.6          # harder right than the set can
+    assert assist.steer(start, 3.0, right_turn(20.0, straight=0.0), 0.0) is None  # the set can
+    straight = np.array([[x, 0.0] for x in range(30)], dtype=float)
+    assert assist.steer(start, 3.0, straight, 0.0) is None
+    assert assist.steer(start, 3.0, right_turn(5.75, straight=30.0), 0.0) is None   # far
+    # never softer than the planner: full lock already is left alone
+    assert assist.steer(start, 3.0, right_turn(5.75, straight=0.0), -1.0) is None
+    off = TurnAssist(TurnAssistConfig(enabled=False), ActionSet(), BICYCLE)
+    assert off.steer(start, 3.0, right_turn(5.75), 0.0) is None
+
+
+def test_bad_assist_parameters_fail_fast_and_the_default_is_on():
+    with pytest.raises(ValueError, match='turn_assist_reach'):
+        TurnAssistConfig(reach=-1.0)
+    with pytest.raises(ValueError, match='turn_assist_min_lookahead'):
+        TurnAssistConfig(min_lookahead=0.0)
+    assert turn_assist_from_params(planner_params()) is not None
+    assert turn_assist_from_params(planner_params({'turn_assist_enabled': False})) is None
+
+
+def drive_right_turn(assist, speed=3.4, steps=300):
+    """
+    Drive `south_in`'s right lane into the right turn to `east_out` on SUMO's crossroad.
+
+    A stand-in for a planner bound to the action set: its steer is the route's pure pursuit
+    quantised to the nearest of the set's steers, its acceleration holds the route cost's
+    curve speed for a 5.75 m bend at 2 m/s^2 (about 3.4 m/s). Returns per step the distance
+    [m] of the ego's centre to its route, and whether the trip ended off the road.
+    """
+    actions, control = ActionSet(), ControlModel()
+    scenario = {**load_yaml('scenarios/crossroad.yaml'), 'num_controlled': 1,
+                'num_background': 0}
+    start = {'edge': 'south_in', 'lane': 0, 'next': 'east_out', 'pos': 140.0, 'speed': speed}
+    deviations, off_road = [], False
+    with MultiVehicleEnv.from_scenario(scenario) as env:
+        obs, _ = env.reset(seed=1, options={'starts': {'hero0': start}})
+        route = np.array(env.heroes['hero0'].route.points, dtype=float)
+        for _ in range(steps):
+            ego, window = obs['hero0'].ego, np.asarray(obs['hero0'].route).reshape(-1, 2)
+            pose = (ego.x, ego.y, ego.yaw)
+            wanted = pursuit_steer(pose, ego.speed, window, max(3.0, 0.6 * ego.speed), BICYCLE)
+            steer = min(actions.steers, key=lambda s: abs(s - wanted))
+            if assist is not None:
+                assisted = assist.steer(pose, ego.speed, window, steer)
+                steer = steer if assisted is None else assisted
+            accel = float(np.clip(speed - ego.speed, -2.0, 2.0))
+            obs, _, terminated, _, infos = env.step(
+                {'hero0': control.to_control(accel, steer, ego.speed)})
+            deviations.append(float(distance_to_polyline(np.array([ego.x, ego.y]), route)))
+            if terminated.get('hero0') or 'hero0' not in obs:
+                off_road = bool(infos.get('hero0', {}).get('off_road'))
+                break
+    return deviations, off_road
+
+
+def test_a_right_turn_the_set_cannot_drive_is_driven_with_the_assist():
+    assisted, off_with = drive_right_turn(turn_assist_from_params(planner_params()))
+    bound, off_without = drive_right_turn(None)
+    assert not off_with and not off_without
+    # at the route cost's curve speed the set's steer alone swings out most of a lane
+    assert max(bound) > 1.5
+    # with the assist the ego keeps within about half of that through the whole turn
+    assert max(assisted) < 1.2
+    assert max(assisted) < 0.7 * max(bound)
