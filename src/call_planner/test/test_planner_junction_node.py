@@ -130,14 +130,19 @@ def _approach(harness, exit_car: bool) -> list:
             if s.level == DiagnosticStatus.WARN and 'junction hold' in s.message]
 
 
-def test_a_car_in_the_exit_makes_the_node_brake_before_the_junction_and_says_why(harness):
-    harness.exit_car = False
-    for _ in range(600):        # until the node has started (torch import) and answers
+def _wait_for_the_node(harness) -> None:
+    """Tick until the node has started (torch import) and answers."""
+    for _ in range(600):
+        if harness.controls:
+            return
         harness.tick()
         harness.spin_for(0.2)
-        if harness.controls:
-            break
     assert harness.controls, 'the planner never answered'
+
+
+def test_a_car_in_the_exit_makes_the_node_brake_before_the_junction_and_says_why(harness):
+    harness.exit_car = False
+    _wait_for_the_node(harness)
     harness.publish_map('<OpenDRIVE><road/></OpenDRIVE>')   # malformed: dropped, no crash
     harness.spin_for(0.5)
     harness.publish_map(harness.opendrive)
@@ -150,6 +155,7 @@ def test_a_car_in_the_exit_makes_the_node_brake_before_the_junction_and_says_why
 
 def test_the_node_steers_a_right_turn_tighter_than_the_action_set_turns(harness):
     harness.exit_car = False
+    _wait_for_the_node(harness)
     harness.turn_angle = 0.0
     harness.clear()
     for _ in range(12):         # 1.2 s along the arc, 0.7 rad of the quarter turn
