@@ -3,17 +3,18 @@ Steering through a bend tighter than the action set can turn.
 
 The paper's action set (App. E.1) steers at most 0.6 of the steering range. On the kinematic
 bicycle the intention uses (wheelbase 2.9 m, 0.5 rad at full lock) that turns on a circle of
-about 9.4 m, and the crossroad's right turns have 5.75 m (its connecting lanes, as SUMO and
-CARLA's towns build them). Steering only the set's values, a vehicle leaves its lane in every
-such turn and comes to stand across the oncoming lanes, and the junction locks
-(docs/results.md, "Turns the action set cannot drive").
+about 9.4 m, and the crossroad's right turns have 5.75 m (its connecting lanes). Steering only
+the set's values, even a route follower that starts turning early swings about 2 m wide, and
+the learned planner, which does not, left the road in such turns or came to stand across the
+oncoming lanes, and the junction locked (docs/results.md, "Turns the action set cannot
+drive").
 
 So where the route ahead bends more tightly than the set can turn, the lateral command follows
 the route by pure pursuit (Coulter 1992): delta = atan(2 L sin(alpha) / l_d), L the wheelbase,
 alpha the angle to the route point l_d ahead, l_d = max(`min_lookahead`, `lookahead_time` x
 speed), up to full lock. It only ever steers harder than the planner did. The longitudinal
-command stays the planner's or the monitor's, and the route cost's curve speed
-(`route_lateral_accel`) has already slowed the vehicle for the bend. The caller tells the
+command stays the planner's or the monitor's; the route cost's curve speed
+(`route_lateral_accel`) charges the look-ahead for entering the bend faster. The caller tells the
 world model the nearest discrete action, as for a monitor's override. Elsewhere, on every
 road whose bends the set can drive, nothing changes.
 """
