@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional
 from call_planner.route_cost import route_curvature
 from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_model import BicycleModel
+from call_world_model.intention import map_to_ego
 import numpy as np
 
 
@@ -57,13 +58,11 @@ class TurnAssistConfig:
                    min_lookahead=float(p['turn_assist_min_lookahead']))
 
 
-def pursuit_steer(pose: tuple, speed: float, route: np.ndarray, lookahead: float,
+def pursuit_steer(pose: tuple, route: np.ndarray, lookahead: float,
                   bicycle: BicycleModel) -> float:
     """Normalised steer in [-1, 1] of pure pursuit towards `route` (M, 2), map frame."""
-    x, y, yaw = pose
-    dx, dy = route[:, 0] - x, route[:, 1] - y
-    cos, sin = math.cos(yaw), math.sin(yaw)
-    ahead, left = cos * dx + sin * dy, -sin * dx + cos * dy
+    local = map_to_ego(route, *pose)                      # x ahead, y left
+    ahead, left = local[:, 0], local[:, 1]
     far = np.flatnonzero((np.hypot(ahead, left) >= lookahead) & (ahead > 0.0))
     i = int(far[0]) if len(far) else len(route) - 1
     distance2 = max(ahead[i] ** 2 + left[i] ** 2, 1e-6)
@@ -93,7 +92,7 @@ class TurnAssist:
         if route_curvature(route, reach) <= self.set_curvature:
             return None
         lookahead = max(self.config.min_lookahead, self.config.lookahead_time * speed)
-        pursued = pursuit_steer(pose, speed, route, lookahead, self.bicycle)
+        pursued = pursuit_steer(pose, route, lookahead, self.bicycle)
         return pursued if abs(pursued) > abs(steer) else None
 
 

@@ -41,12 +41,12 @@ def test_pure_pursuit_on_a_circle_steers_its_curvature():
     radius = 12.0
     angles = np.linspace(0.0, math.pi / 2, 60)
     circle = np.stack([radius * np.sin(angles), -radius * (1.0 - np.cos(angles))], -1)
-    steer = pursuit_steer((0.0, 0.0, 0.0), 5.0, circle, 5.0, BICYCLE)
+    steer = pursuit_steer((0.0, 0.0, 0.0), circle, 5.0, BICYCLE)
     expected = -math.atan(BICYCLE.wheelbase / radius) / BICYCLE.max_steer_angle
     assert steer == pytest.approx(expected, rel=0.02)
     # a mirrored circle steers left as much
     mirrored = circle * np.array([1.0, -1.0])
-    assert pursuit_steer((0.0, 0.0, 0.0), 5.0, mirrored, 5.0, BICYCLE) == pytest.approx(
+    assert pursuit_steer((0.0, 0.0, 0.0), mirrored, 5.0, BICYCLE) == pytest.approx(
         -steer, rel=1e-9)
 
 
@@ -97,7 +97,7 @@ def drive_right_turn(assist, speed=3.4, steps=300):
         for _ in range(steps):
             ego, window = obs['hero0'].ego, np.asarray(obs['hero0'].route).reshape(-1, 2)
             pose = (ego.x, ego.y, ego.yaw)
-            wanted = pursuit_steer(pose, ego.speed, window, max(3.0, 0.6 * ego.speed), BICYCLE)
+            wanted = pursuit_steer(pose, window, max(3.0, 0.6 * ego.speed), BICYCLE)
             steer = min(actions.steers, key=lambda s: abs(s - wanted))
             if assist is not None:
                 assisted = assist.steer(pose, ego.speed, window, steer)
