@@ -20,7 +20,10 @@ mode, so CALL's difference to each other mode seed by seed is a sharper test tha
 unpaired intervals.
 
 A trip still driving `trip_timeout` after its start ends then as a time out (the vehicle
-respawns on a new route); a trip still open when the run ends is cut short (excluded).
+respawns on a new route); a trip still open when the run ends is cut short (excluded). On a
+map with a junction the same run also scores its background drivers (SUMO's) by that trip
+rule (`call_experiments.background_trips`): what the traffic lets a driver reach, beside what
+the CALL vehicles reached (`success_minus_background`, seed by seed).
 
     python -m call_experiments.driving_eval --scenario four_lane_demo [--quick]
 
@@ -39,6 +42,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from call_experiments import manifest
+from call_experiments.background_trips import BackgroundTrips, junction_centre
 from call_experiments.bandwidth import WireSettings
 from call_experiments.experiment_config import default_settings, parse_sets
 from call_experiments.rollout import received_bytes, scenario_with
@@ -79,7 +83,8 @@ METRICS = ('success_rate', 'route_completion', 'collision_rate', 'at_fault_colli
            'override_comfortable', 'override_emergency', 'override_total', 'learned_share',
            'stop_share', 'trips_ended', 'reached', 'collisions', 'at_fault_collisions',
            'off_road', 'timeouts',
-           'vehicle_steps', 'mean_trip_return', 'mean_neighbours', 'call_bytes_per_ego_step')
+           'vehicle_steps', 'mean_trip_return', 'mean_neighbours', 'call_bytes_per_ego_step',
+           'background_success_rate', 'background_trips_ended', 'success_minus_background')
 DEFAULT_C = 50.0                     # the comm node's default threshold (comm.yaml)
 DEFAULT_SEEDS = (3000, 3001, 3002)   # held out: training used seeds 0-2, call_evaluate 1000+
 SHIPPED_CHECKPOINT = 'call_small64g8c.pt'   # the nodes' default (call_bringup bringup.yaml)
@@ -105,6 +110,7 @@ class SeedResult:
     returns: List[float] = field(default_factory=list)   # per ended trip: its summed reward
     neighbours: int = 0         # accepted senders summed over the vehicle-steps
     call_bytes: int = 0         # their LatentMessages' bytes, as the comm node encodes them
+    background: Dict[str, float] = field(default_factory=dict)   # `background_trips` summary
     wall_s: float = 0.0
 
     def summary(self) -> Dict[str, float]:
@@ -122,6 +128,7 @@ class SeedResult:
         n = len(self.steps)
         s['mean_neighbours'] = self.neighbours / n if n else math.nan
         s['call_bytes_per_ego_step'] = self.call_bytes / n if n else math.nan
+        s.update(self.background)
         return with_fault_counts(s, self.trips)
 
 
@@ -443,6 +450,18 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
         roles = sorted(obs)
         pipeline.reset(roles)
         fleet.reset(roles)
+        # the simulator's drivers on the CALL trip rule, where the map has a junction
+        centre = junction_centre(env.opendrive() if hasattr(env, 'opendrive') else None)
+        background = None if centre is None else BackgroundTrips(centre, trip_timeout)
+        tolerance = float(env.scenario['route']['reach_tolerance'])
+
+        def trip_began(role: str) -> None:
+            if background is not None and not env.heroes[role].waiting:
+                ego = obs[role].ego
+                background.call_trip_started(ego.x, ego.y,
+                                             env.heroes[role].route.length - tolerance)
+        for role in roles:
+            trip_began(role)
         trip = dict.fromkeys(roles, 0)
         trip_start = dict.fromkeys(roles, env.time)
         trip_return = dict.fromkeys(roles, 0.0)
@@ -464,12 +483,16 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                 {r: d[0] for r, d in decided.items()})
             if probe is not None:
                 probe(env.time, decided_on, trip, fleet)
+            if background is not None:
+                background.observe(env.time, env.dt, [v for v in env.vehicle_states()
+                                                      if not v.role_name])
             for role, info in infos.items():
                 if info.get('respawned') and not terminations.get(role, False):
                     # back from waiting for a free start: a new trip begins now
                     trip_start[role] = env.time
                     pipeline.restart(role)
                     fleet.restart(role)
+                    trip_began(role)
                 if info.get('waiting'):     # parked until a start frees up: no vehicle-step
                     result.waiting_steps += 1
                     continue
@@ -508,6 +531,7 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                     pipeline.restart(role)
                     fleet.restart(role)
                     obs[role] = env.observe(role)
+                    trip_began(role)
         for role in roles:      # trips still driving when the run ends
             if env.heroes[role].waiting:    # no trip began: it waits for a free start
                 continue
@@ -521,6 +545,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
     finally:
         env.close()
     result.turn_assisted = fleet.assisted_steps
+    if background is not None:
+        result.background = background.summary()
     result.wall_s = time.time() - started
     if log:
         s = result.summary()
@@ -531,7 +557,10 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
             f', turn assist {100 * s["turn_assist_share"]:.1f} %'
             f', first decel {s["first_deceleration_mean_s"]:.2f} s, occluded '
             f'{s["first_deceleration_occluded_mean_s"]:.2f} s over '
-            f'{s["occluded_conflicts"]} ({result.wall_s:.0f} s)')
+            f'{s["occluded_conflicts"]}'
+            + (f', the simulator\'s drivers {s["background_success_rate"]:.3f} '
+               f'({int(s["background_reached"])}/{int(s["background_trips_ended"])})'
+               if result.background else '') + f' ({result.wall_s:.0f} s)')
     return result
 
 
@@ -541,7 +570,8 @@ def rows_for(mode: str, per_seed: Sequence[Any]) -> List[Dict[str, Any]]:
 
     `per_seed`: SeedResults or their summaries (dicts, as `--combine` reads them back).
     """
-    summaries = [r if isinstance(r, dict) else r.summary() for r in per_seed]
+    summaries = [with_background_gap(r if isinstance(r, dict) else r.summary())
+                 for r in per_seed]
     routes = int(sum(s['trips_ended'] for s in summaries))
     rows = []
     for metric in METRICS:
@@ -550,6 +580,19 @@ def rows_for(mode: str, per_seed: Sequence[Any]) -> List[Dict[str, Any]]:
         rows.append({'mode': mode, 'metric': metric, 'mean': mean, 'ci_low': low,
                      'ci_high': high, 'seeds': n, 'routes': routes})
     return rows
+
+
+def with_background_gap(summary: Dict[str, Any]) -> Dict[str, Any]:
+    """
+    Return the summary with the CALL vehicles' success less the simulator's drivers' (if any).
+
+    Both from the same run (`background_trips`): the seed's traffic is the same for both, so
+    the difference seed by seed is the sharper comparison.
+    """
+    if 'background_success_rate' not in summary:
+        return summary
+    return {**summary, 'success_minus_background':
+            summary['success_rate'] - summary['background_success_rate']}
 
 
 def paired_rows(reference: str, per_seed: Dict[str, Dict[int, Dict[str, Any]]]

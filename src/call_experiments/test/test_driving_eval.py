@@ -108,6 +108,21 @@ def test_a_short_real_run_records_every_vehicle_step_and_the_warm_up_stops():
     # the world model needs K steps of E before a state is valid: the warm-up stops
     assert 0.0 < summary['stop_share'] < 1.0
     assert summary['trips'] == len(result.outcomes) >= 4
+    # a road without a junction has no reference of the simulator's drivers
+    assert 'background_success_rate' not in summary
+
+
+def test_at_a_junction_the_simulators_drivers_are_scored_by_the_call_trip_rule():
+    loaded = load_policy_models(shipped_checkpoint())
+    result = drive_seed(loaded, 'lsi', 'crossroad_occluded', 3000, 30, planner_params(), 50.0,
+                        60.0)
+    summary = result.summary()
+    # their trips begin as far out as the 8 CALL trips that began at the start (the
+    # scenario's routes start about 125-155 m from the junction's centre) ...
+    assert 100.0 < summary['background_trip_start_m'] < 200.0
+    # ... and none ends in 3 s: a route's length takes longer, the time limit is 60 s
+    assert summary['background_trips_ended'] == 0.0
+    assert math.isnan(summary['background_success_rate'])
 
 
 def test_a_threshold_sweep_counts_the_neighbours_and_bytes_each_ego_used(tmp_path):

@@ -113,6 +113,13 @@ class JunctionMap:
         """Return the number of lane segments (0: a map without junctions)."""
         return len(self._half)
 
+    def centre(self) -> Optional[tuple[float, float]]:
+        """Return the mean of the junction lanes' vertices (None: no junction)."""
+        if not len(self):
+            return None
+        x, y = self._start.mean(0)
+        return float(x), float(y)
+
     def inside(self, points: np.ndarray) -> np.ndarray:
         """(P,) whether each point (P, 2) lies on a junction lane."""
         points = np.asarray(points, dtype=np.float64).reshape(-1, 2)

@@ -1,0 +1,73 @@
+"""The simulator's own drivers scored by the CALL trip rule (`background_trips`)."""
+import math
+from types import SimpleNamespace
+
+from call_experiments.background_trips import BackgroundTrips, junction_centre
+from call_learning.teacher import teacher_action, TeacherConfig
+from call_sim.config import load_yaml
+from call_sim.env import MultiVehicleEnv
+import pytest
+
+
+def _car(actor_id, x, speed):
+    return SimpleNamespace(actor_id=actor_id, x=x, y=0.0, speed=speed)
+
+
+def test_a_trip_opens_on_the_way_in_and_ends_reached_timed_out_or_left():
+    trips = BackgroundTrips((0.0, 0.0), timeout=10.0)
+    trips.call_trip_started(-100.0, 0.0, 50.0)       # CALL trips: 100 m out, 50 m to drive
+    assert trips.start_distance == 100.0 and trips.length == 50.0
+    # 1 drives in fast (reaches), 2 crawls (times out), 3 leaves the simulation mid-trip,
+    # 4 is first seen inside the start distance and 5 drives outwards: no trip for either
+    x = {1: -105.0, 2: -101.0, 3: -101.0, 4: -90.0, 5: 100.0}
+    speed = {1: 10.0, 2: 1.0, 3: 10.0, 4: 10.0, 5: 10.0}
+    direction = {1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0, 5: 1.0}
+    for step in range(200):
+        now = 0.1 * step
+        cars = [_car(k, x[k], speed[k]) for k in x if not (k == 3 and now > 2.0)]
+        trips.observe(now, 0.1, cars)
+        for k in x:
+            x[k] += direction[k] * speed[k] * 0.1
+    summary = trips.summary()
+    assert (trips.reached, trips.timeouts, trips.left) == (1, 1, 1)
+    assert summary['background_success_rate'] == 0.5
+    assert summary['background_trips_ended'] == 2.0
+
+
+def test_bad_numbers_and_maps_without_a_junction_fail_or_give_no_reference():
+    with pytest.raises(ValueError, match='time limit'):
+        BackgroundTrips((0.0, 0.0), timeout=0.0)
+    trips = BackgroundTrips((0.0, 0.0), timeout=60.0)
+    trips.observe(0.0, 0.1, [_car(1, -200.0, 10.0)])
+    trips.observe(0.1, 0.1, [_car(1, -50.0, 10.0)])     # no CALL trip yet: no start distance
+    assert math.isnan(trips.summary()['background_success_rate'])
+    assert junction_centre(None) is None
+    with MultiVehicleEnv.from_scenario({**load_yaml('scenarios/four_lane_demo.yaml'),
+                                        'num_background': 0}) as env:
+        assert junction_centre(env.opendrive()) is None
+
+
+def test_the_simulators_drivers_cross_the_real_crossroad_within_the_time_limit():
+    scenario = {**load_yaml('scenarios/crossroad.yaml'), 'num_controlled': 1,
+                'num_background': 16, 'episode_steps': 2000, 'respawn_done': True}
+    config = TeacherConfig()
+    with MultiVehicleEnv.from_scenario(scenario) as env:
+        centre = junction_centre(env.opendrive())
+        assert centre is not None and math.hypot(*centre) < 1.0    # the net's centre node
+        obs, _ = env.reset(seed=5)
+        # the CALL trip rule (60 s), and one no vehicle can meet (150 m in 3 s)
+        trips, hurried = BackgroundTrips(centre, 60.0), BackgroundTrips(centre, 3.0)
+        ego = obs['hero0'].ego
+        for t in (trips, hurried):
+            t.call_trip_started(ego.x, ego.y, env.heroes['hero0'].route.length)
+        for _ in range(900):
+            actions = {r: teacher_action(o, env.action_set, config) for r, o in obs.items()}
+            obs, *_ = env.step(actions)
+            background = [v for v in env.vehicle_states() if not v.role_name]
+            for t in (trips, hurried):
+                t.observe(env.time, env.dt, background)
+    assert 100.0 < trips.start_distance < 200.0
+    # SUMO's drivers at a crossroad with little traffic cross in time ...
+    assert trips.reached >= 3 and trips.reached > trips.timeouts
+    # ... and none can in 3 s: every trip that ends times out
+    assert hurried.reached == 0 and hurried.timeouts > 0
