@@ -13,30 +13,48 @@ after a collision) ends it uncounted; it has no off-road or collision outcome of
 
 It reads the simulator's states of the vehicles (what every mode is scored against), never
 what a CALL vehicle perceived, and changes nothing in the run.
+
+The approaches differ: at a priority junction the minor road waits for gaps in the major
+road's traffic, and the CALL trips and the background's need not begin on each road in the
+same shares. So each trip also keeps the road it began on (its approach), and
+`approach_gap` compares the two road by road: the CALL vehicles' success less the
+background's on the same approach, weighted by the CALL trips that ended there.
 """
 from dataclasses import dataclass
 import math
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 from call_planner.junction_gate import JunctionMap
 import numpy as np
 
 
+#: a CALL trip's outcomes that end it (`cut_short`, by the run's end, does not)
+ENDED = ('reached', 'collision', 'off_road', 'timeout')
+
+
 @dataclass
 class _Trip:
     start: float            # [s] simulation time it began
+    approach: str           # the road it began on
     travelled: float = 0.0  # [m] odometer since then
 
 
 class BackgroundTrips:
     """Opens, drives and ends the background vehicles' trips, step by step."""
 
-    def __init__(self, centre: tuple[float, float], timeout: float):
-        """Score trips within `timeout` [s] around the junction at `centre` (map frame)."""
+    def __init__(self, centre: tuple[float, float], timeout: float,
+                 approach: Optional[Callable[[float, float], str]] = None):
+        """
+        Score trips within `timeout` [s] around the junction at `centre` (map frame).
+
+        `approach(x, y)` names the road a trip begins on (None: one approach for all).
+        """
         if not timeout > 0.0:
             raise ValueError(f'the trip time limit must be > 0, got {timeout}')
         self.centre = (float(centre[0]), float(centre[1]))
         self.timeout = float(timeout)
+        self.approach = approach or (lambda x, y: '')
+        self.by_approach: Dict[str, Tuple[int, int]] = {}   # road -> (reached, ended)
         self._starts: list[float] = []          # CALL trips' start distances to the centre
         self._lengths: list[float] = []         # ... and the distances they had to drive
         self._last: Dict[int, float] = {}       # actor id -> its last distance to the centre
@@ -80,15 +98,18 @@ class BackgroundTrips:
             trip = self._open.get(key)
             if trip is None:
                 if last is not None and last > radius >= distance:
-                    self._open[key] = _Trip(now)
+                    self._open[key] = _Trip(now, self.approach(float(v.x), float(v.y)))
                 continue
             trip.travelled += max(float(v.speed), 0.0) * dt
-            if trip.travelled >= length:
+            reached = trip.travelled >= length
+            if reached:
                 self.reached += 1
             elif now - trip.start >= self.timeout - 1e-9:
                 self.timeouts += 1
             else:
                 continue
+            done, ended = self.by_approach.get(trip.approach, (0, 0))
+            self.by_approach[trip.approach] = (done + int(reached), ended + 1)
             del self._open[key]
         for key in set(self._last) - present:
             self._last.pop(key)
@@ -102,6 +123,26 @@ class BackgroundTrips:
                 'background_reached': float(self.reached),
                 'background_success_rate': self.reached / ended if ended else math.nan,
                 'background_trip_start_m': self.start_distance}
+
+
+def approach_gap(call_trips: Iterable[Tuple[str, str]],
+                 background: Mapping[str, Tuple[int, int]]) -> float:
+    """
+    CALL success less the background's, approach by approach, weighted by CALL trips ended.
+
+    `call_trips`: (approach, outcome) of each CALL trip; `background`: approach -> (reached,
+    ended) of the background's trips. Approaches where either side ended no trip are left
+    out; nan when none is left.
+    """
+    call: Dict[str, Tuple[int, int]] = {}
+    for approach, outcome in call_trips:
+        if outcome in ENDED:
+            done, ended = call.get(approach, (0, 0))
+            call[approach] = (done + int(outcome == 'reached'), ended + 1)
+    gaps = [(ended, done / ended - background[a][0] / background[a][1])
+            for a, (done, ended) in call.items() if background.get(a, (0, 0))[1] > 0]
+    weight = sum(n for n, _ in gaps)
+    return sum(n * gap for n, gap in gaps) / weight if weight else math.nan
 
 
 def junction_centre(opendrive: Optional[str]) -> Optional[tuple[float, float]]:

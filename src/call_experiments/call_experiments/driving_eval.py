@@ -23,7 +23,9 @@ A trip still driving `trip_timeout` after its start ends then as a time out (the
 respawns on a new route); a trip still open when the run ends is cut short (excluded). On a
 map with a junction the same run also scores its background drivers (SUMO's) by that trip
 rule (`call_experiments.background_trips`): what the traffic lets a driver reach, beside what
-the CALL vehicles reached (`success_minus_background`, seed by seed).
+the CALL vehicles reached (`success_minus_background`, seed by seed, and
+`success_minus_background_by_approach`, road by road within the seed: each trip's approach is
+in its record, the background's per approach in the JSON's `background_by_approach`).
 
     python -m call_experiments.driving_eval --scenario four_lane_demo [--quick]
 
@@ -42,7 +44,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from call_experiments import manifest
-from call_experiments.background_trips import BackgroundTrips, junction_centre
+from call_experiments.background_trips import approach_gap, BackgroundTrips, junction_centre
 from call_experiments.bandwidth import WireSettings
 from call_experiments.experiment_config import default_settings, parse_sets
 from call_experiments.rollout import received_bytes, scenario_with
@@ -84,7 +86,8 @@ METRICS = ('success_rate', 'route_completion', 'collision_rate', 'at_fault_colli
            'stop_share', 'trips_ended', 'reached', 'collisions', 'at_fault_collisions',
            'off_road', 'timeouts',
            'vehicle_steps', 'mean_trip_return', 'mean_neighbours', 'call_bytes_per_ego_step',
-           'background_success_rate', 'background_trips_ended', 'success_minus_background')
+           'background_success_rate', 'background_trips_ended', 'success_minus_background',
+           'success_minus_background_by_approach')
 DEFAULT_C = 50.0                     # the comm node's default threshold (comm.yaml)
 DEFAULT_SEEDS = (3000, 3001, 3002)   # held out: training used seeds 0-2, call_evaluate 1000+
 SHIPPED_CHECKPOINT = 'call_small64g8c.pt'   # the nodes' default (call_bringup bringup.yaml)
@@ -111,6 +114,8 @@ class SeedResult:
     neighbours: int = 0         # accepted senders summed over the vehicle-steps
     call_bytes: int = 0         # their LatentMessages' bytes, as the comm node encodes them
     background: Dict[str, float] = field(default_factory=dict)   # `background_trips` summary
+    # approach (the road a trip began on) -> the background's (reached, ended) trips there
+    background_by_approach: Dict[str, tuple] = field(default_factory=dict)
     wall_s: float = 0.0
 
     def summary(self) -> Dict[str, float]:
@@ -452,14 +457,22 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
         fleet.reset(roles)
         # the simulator's drivers on the CALL trip rule, where the map has a junction
         centre = junction_centre(env.opendrive() if hasattr(env, 'opendrive') else None)
-        background = None if centre is None else BackgroundTrips(centre, trip_timeout)
+        background = None if centre is None else BackgroundTrips(centre, trip_timeout,
+                                                                 env.road.road_of)
         tolerance = float(env.scenario['route']['reach_tolerance'])
+        approach: Dict[str, str] = {}       # role -> the road its trip began on
 
         def trip_began(role: str) -> None:
             if background is not None and not env.heroes[role].waiting:
                 ego = obs[role].ego
+                approach[role] = env.road.road_of(ego.x, ego.y)
                 background.call_trip_started(ego.x, ego.y,
                                              env.heroes[role].route.length - tolerance)
+
+        def trip_ended(role: str, record: Dict[str, Any]) -> None:
+            result.trips.append(record)
+            if background is not None:
+                record['approach'] = approach.get(role, '')
         for role in roles:
             trip_began(role)
         trip = dict.fromkeys(roles, 0)
@@ -519,8 +532,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
                     result.progress.append(progress[role])
                     result.returns.append(trip_return[role])
                     trip_return[role] = 0.0
-                    result.trips.append(trip_record(role, trip_start[role], env.time, outcome,
-                                                    progress[role], length))
+                    trip_ended(role, trip_record(role, trip_start[role], env.time, outcome,
+                                                 progress[role], length))
                     if info['collision']:
                         result.trips[-1]['hit'] = collision_geometry(
                             obs[role], info['collided_with'], decided[role][1])
@@ -540,13 +553,16 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
             if late:
                 result.returns.append(trip_return[role])
             result.progress.append(progress[role])
-            result.trips.append(trip_record(role, trip_start[role], env.time,
-                                            result.outcomes[-1], progress[role], math.nan))
+            trip_ended(role, trip_record(role, trip_start[role], env.time,
+                                         result.outcomes[-1], progress[role], math.nan))
     finally:
         env.close()
     result.turn_assisted = fleet.assisted_steps
     if background is not None:
         result.background = background.summary()
+        result.background_by_approach = dict(sorted(background.by_approach.items()))
+        result.background['success_minus_background_by_approach'] = approach_gap(
+            ((t['approach'], t['outcome']) for t in result.trips), background.by_approach)
     result.wall_s = time.time() - started
     if log:
         s = result.summary()
@@ -559,7 +575,8 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
             f'{s["first_deceleration_occluded_mean_s"]:.2f} s over '
             f'{s["occluded_conflicts"]}'
             + (f', the simulator\'s drivers {s["background_success_rate"]:.3f} '
-               f'({int(s["background_reached"])}/{int(s["background_trips_ended"])})'
+               f'({int(s["background_reached"])}/{int(s["background_trips_ended"])}), CALL '
+               f'less theirs by approach {s["success_minus_background_by_approach"]:+.3f}'
                if result.background else '') + f' ({result.wall_s:.0f} s)')
     return result
 
@@ -734,7 +751,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     'conflicts': conflict_records(result.steps, told=result.told),
                     'path_conflicts': conflict_records(result.steps, path=True,
                                                        told=result.told),
-                    'waiting_steps': result.waiting_steps}, indent=1,
+                    'waiting_steps': result.waiting_steps,
+                    'background_by_approach': result.background_by_approach}, indent=1,
                     default=float))
             started = time.time()
             result = drive_seed(loaded, mode, args.scenario, seed, args.steps, planner,

@@ -2,15 +2,15 @@
 import math
 from types import SimpleNamespace
 
-from call_experiments.background_trips import BackgroundTrips, junction_centre
+from call_experiments.background_trips import approach_gap, BackgroundTrips, junction_centre
 from call_learning.teacher import teacher_action, TeacherConfig
 from call_sim.config import load_yaml
 from call_sim.env import MultiVehicleEnv
 import pytest
 
 
-def _car(actor_id, x, speed):
-    return SimpleNamespace(actor_id=actor_id, x=x, y=0.0, speed=speed)
+def _car(actor_id, x, speed, y=0.0):
+    return SimpleNamespace(actor_id=actor_id, x=x, y=y, speed=speed)
 
 
 def test_a_trip_opens_on_the_way_in_and_ends_reached_timed_out_or_left():
@@ -31,6 +31,31 @@ def test_a_trip_opens_on_the_way_in_and_ends_reached_timed_out_or_left():
     assert (trips.reached, trips.timeouts, trips.left) == (1, 1, 1)
     assert summary['background_success_rate'] == 0.5
     assert summary['background_trips_ended'] == 2.0
+
+
+def test_each_trip_keeps_its_approach_and_the_gap_is_taken_road_by_road():
+    # two roads in: y = 0 flows (both reach), y = 5 stands (its trip times out)
+    trips = BackgroundTrips((0.0, 0.0), timeout=10.0,
+                            approach=lambda x, y: 'minor' if y > 2.0 else 'major')
+    trips.call_trip_started(-100.0, 0.0, 50.0)
+    x = {1: -101.0, 2: -103.0, 3: -100.5}
+    speed = {1: 10.0, 2: 10.0, 3: 1.0}
+    for step in range(150):
+        trips.observe(0.1 * step, 0.1, [_car(k, x[k], speed[k], 5.0 if k == 3 else 0.0)
+                                        for k in x])
+        for k in x:
+            x[k] += speed[k] * 0.1
+    assert trips.by_approach == {'major': (2, 2), 'minor': (0, 1)}
+    assert trips.summary()['background_success_rate'] == pytest.approx(2 / 3)
+    # CALL: 1 of 4 on the major road, 1 of 1 on the minor; the cut short trip does not count,
+    # nor an approach the background ended no trip on
+    call = [('major', 'reached'), ('major', 'timeout'), ('major', 'collision'),
+            ('major', 'off_road'), ('minor', 'reached'), ('minor', 'cut_short'),
+            ('ramp', 'timeout')]
+    # (4 x (1/4 - 1) + 1 x (1 - 0)) / 5
+    assert approach_gap(call, trips.by_approach) == pytest.approx((4 * -0.75 + 1.0) / 5)
+    assert math.isnan(approach_gap([('ramp', 'reached')], trips.by_approach))
+    assert math.isnan(approach_gap([('major', 'cut_short')], trips.by_approach))
 
 
 def test_bad_numbers_and_maps_without_a_junction_fail_or_give_no_reference():

@@ -123,6 +123,10 @@ def test_at_a_junction_the_simulators_drivers_are_scored_by_the_call_trip_rule()
     # ... and none ends in 3 s: a route's length takes longer, the time limit is 60 s
     assert summary['background_trips_ended'] == 0.0
     assert math.isnan(summary['background_success_rate'])
+    assert math.isnan(summary['success_minus_background_by_approach'])
+    # each trip keeps the road it began on: the crossroad's four roads in
+    approaches = {t['approach'] for t in result.trips}
+    assert approaches <= {'north_in', 'south_in', 'east_in', 'west_in'} and len(approaches) > 1
 
 
 def test_a_threshold_sweep_counts_the_neighbours_and_bytes_each_ego_used(tmp_path):

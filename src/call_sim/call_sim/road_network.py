@@ -61,6 +61,10 @@ class RoadNetwork:
         """Return the map as OpenDRIVE text (what /carla/world_info carries)."""
         return self.xodr_path.read_text()
 
+    def road_of(self, x: float, y: float) -> str:
+        """Return the id of the road (SUMO edge) whose lane is nearest to a point."""
+        return self.net.getLane(self.locate(x, y).lane_id).getEdge().getID()
+
     def locate(self, x: float, y: float) -> LanePoint:
         """Nearest lane to a point (by distance beyond the lane edge)."""
         rel = np.array([x, y]) - self._start

@@ -103,5 +103,6 @@ def test_lane_change_with_paper_actions_stays_on_the_road(speed):
             break
     assert best is not None, f'no lane change found at {speed} m/s'
     assert road.locate(best[-1, 0], best[-1, 1]).lane_id == 'main_2'
+    assert road.road_of(best[-1, 0], best[-1, 1]) == 'main'      # the lane's road (edge)
     assert max(road.locate(x, y).edge_excess for x, y in best[:, :2]) <= 0.0
     assert np.abs(best[:, 2]).max() < math.radians(30)
