@@ -128,7 +128,7 @@ class BackgroundTrips:
 def approach_gap(call_trips: Iterable[Tuple[str, str]],
                  background: Mapping[str, Tuple[int, int]]) -> float:
     """
-    CALL success less the background's, approach by approach, weighted by CALL trips ended.
+    Return CALL success less the background's, road by road, weighted by CALL trips ended.
 
     `call_trips`: (approach, outcome) of each CALL trip; `background`: approach -> (reached,
     ended) of the background's trips. Approaches where either side ended no trip are left

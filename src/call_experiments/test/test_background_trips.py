@@ -34,7 +34,7 @@ def test_a_trip_opens_on_the_way_in_and_ends_reached_timed_out_or_left():
 
 
 def test_each_trip_keeps_its_approach_and_the_gap_is_taken_road_by_road():
-    # two roads in: y = 0 flows (both reach), y = 5 stands (its trip times out)
+    # two roads in: on y = 0 both reach, on y = 5 one crawls (its trip times out)
     trips = BackgroundTrips((0.0, 0.0), timeout=10.0,
                             approach=lambda x, y: 'minor' if y > 2.0 else 'major')
     trips.call_trip_started(-100.0, 0.0, 50.0)
