@@ -24,8 +24,9 @@ respawns on a new route); a trip still open when the run ends is cut short (excl
 map with a junction the same run also scores its background drivers (SUMO's) by that trip
 rule (`call_experiments.background_trips`): what the traffic lets a driver reach, beside what
 the CALL vehicles reached (`success_minus_background`, seed by seed, and
-`success_minus_background_by_approach`, road by road within the seed: each trip's approach is
-in its record, the background's per approach in the JSON's `background_by_approach`).
+`success_minus_background_by_approach`, road by road within the seed: each trip's approach and
+exit road are in its record, the background's per approach in the JSON's
+`background_by_approach`).
 
     python -m call_experiments.driving_eval --scenario four_lane_demo [--quick]
 
@@ -460,19 +461,21 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
         background = None if centre is None else BackgroundTrips(centre, trip_timeout,
                                                                  env.road.road_of)
         tolerance = float(env.scenario['route']['reach_tolerance'])
-        approach: Dict[str, str] = {}       # role -> the road its trip began on
+        approach: Dict[str, str] = {}       # role -> the road its trip began on ...
+        exit_road: Dict[str, str] = {}      # ... and the road its route ends on
 
         def trip_began(role: str) -> None:
             if background is not None and not env.heroes[role].waiting:
                 ego = obs[role].ego
                 approach[role] = env.road.road_of(ego.x, ego.y)
+                exit_road[role] = env.heroes[role].route.edges[-1]
                 background.call_trip_started(ego.x, ego.y,
                                              env.heroes[role].route.length - tolerance)
 
         def trip_ended(role: str, record: Dict[str, Any]) -> None:
             result.trips.append(record)
             if background is not None:
-                record['approach'] = approach.get(role, '')
+                record.update(approach=approach.get(role, ''), exit=exit_road.get(role, ''))
         for role in roles:
             trip_began(role)
         trip = dict.fromkeys(roles, 0)

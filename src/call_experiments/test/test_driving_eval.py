@@ -127,6 +127,9 @@ def test_at_a_junction_the_simulators_drivers_are_scored_by_the_call_trip_rule()
     # each trip keeps the road it began on: the crossroad's four roads in
     approaches = {t['approach'] for t in result.trips}
     assert approaches <= {'north_in', 'south_in', 'east_in', 'west_in'} and len(approaches) > 1
+    # ... and the road its route ends on: one of the four roads out
+    exits = {t['exit'] for t in result.trips}
+    assert exits <= {'north_out', 'south_out', 'east_out', 'west_out'}
 
 
 def test_a_threshold_sweep_counts_the_neighbours_and_bytes_each_ego_used(tmp_path):
