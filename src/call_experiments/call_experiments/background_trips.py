@@ -28,10 +28,6 @@ from call_planner.junction_gate import JunctionMap
 import numpy as np
 
 
-#: a CALL trip's outcomes that end it (`cut_short`, by the run's end, does not)
-ENDED = ('reached', 'collision', 'off_road', 'timeout')
-
-
 @dataclass
 class _Trip:
     start: float            # [s] simulation time it began
@@ -59,8 +55,6 @@ class BackgroundTrips:
         self._lengths: list[float] = []         # ... and the distances they had to drive
         self._last: Dict[int, float] = {}       # actor id -> its last distance to the centre
         self._open: Dict[int, _Trip] = {}
-        self.reached = 0
-        self.timeouts = 0
         self.left = 0           # trips whose vehicle left the simulation before an outcome
 
     def _distance(self, x: float, y: float) -> float:
@@ -102,11 +96,7 @@ class BackgroundTrips:
                 continue
             trip.travelled += max(float(v.speed), 0.0) * dt
             reached = trip.travelled >= length
-            if reached:
-                self.reached += 1
-            elif now - trip.start >= self.timeout - 1e-9:
-                self.timeouts += 1
-            else:
+            if not (reached or now - trip.start >= self.timeout - 1e-9):
                 continue
             done, ended = self.by_approach.get(trip.approach, (0, 0))
             self.by_approach[trip.approach] = (done + int(reached), ended + 1)
@@ -115,6 +105,16 @@ class BackgroundTrips:
             self._last.pop(key)
             if self._open.pop(key, None) is not None:
                 self.left += 1
+
+    @property
+    def reached(self) -> int:
+        """Trips reached, on every approach."""
+        return sum(done for done, _ in self.by_approach.values())
+
+    @property
+    def timeouts(self) -> int:
+        """Trips timed out, on every approach."""
+        return sum(ended - done for done, ended in self.by_approach.values())
 
     def summary(self) -> Dict[str, float]:
         """Reached and timed-out trips, and their success rate (nan without an ended trip)."""
@@ -131,12 +131,13 @@ def approach_gap(call_trips: Iterable[Tuple[str, str]],
     Return CALL success less the background's, road by road, weighted by CALL trips ended.
 
     `call_trips`: (approach, outcome) of each CALL trip; `background`: approach -> (reached,
-    ended) of the background's trips. Approaches where either side ended no trip are left
-    out; nan when none is left.
+    ended) of the background's trips. A trip cut short by the run's end has not ended (as in
+    the success rate); approaches where either side ended no trip are left out; nan when none
+    is left.
     """
     call: Dict[str, Tuple[int, int]] = {}
     for approach, outcome in call_trips:
-        if outcome in ENDED:
+        if outcome != 'cut_short':
             done, ended = call.get(approach, (0, 0))
             call[approach] = (done + int(outcome == 'reached'), ended + 1)
     gaps = [(ended, done / ended - background[a][0] / background[a][1])

@@ -461,21 +461,18 @@ def drive_seed(loaded: Any, mode: str, scenario: str, seed: int, steps: int,
         background = None if centre is None else BackgroundTrips(centre, trip_timeout,
                                                                  env.road.road_of)
         tolerance = float(env.scenario['route']['reach_tolerance'])
-        approach: Dict[str, str] = {}       # role -> the road its trip began on ...
-        exit_road: Dict[str, str] = {}      # ... and the road its route ends on
+        routes: Dict[str, Any] = {}         # role -> its trip's route (the env respawns first)
 
         def trip_began(role: str) -> None:
             if background is not None and not env.heroes[role].waiting:
                 ego = obs[role].ego
-                approach[role] = env.road.road_of(ego.x, ego.y)
-                exit_road[role] = env.heroes[role].route.edges[-1]
-                background.call_trip_started(ego.x, ego.y,
-                                             env.heroes[role].route.length - tolerance)
+                routes[role] = env.heroes[role].route
+                background.call_trip_started(ego.x, ego.y, routes[role].length - tolerance)
 
         def trip_ended(role: str, record: Dict[str, Any]) -> None:
             result.trips.append(record)
-            if background is not None:
-                record.update(approach=approach.get(role, ''), exit=exit_road.get(role, ''))
+            if role in routes:      # the roads it began and ends on
+                record.update(approach=routes[role].edges[0], exit=routes[role].edges[-1])
         for role in roles:
             trip_began(role)
         trip = dict.fromkeys(roles, 0)
