@@ -99,12 +99,12 @@ def read_step(fleet: Any, observations: Dict[str, Any], now: float
     yaw_rate = fleet.yaw_rates.get(script.EGO, 0.0)
     pose = (ego.x, ego.y, ego.yaw)
     lag = 0.0 if monitor.frame_time is None else max(now - monitor.frame_time, 0.0)
-    plain = monitor._conflict(pose, ego.speed, yaw_rate, lag)
+    plain = monitor._conflict(pose, (ego.speed, yaw_rate, None), lag)
     row['ttc'] = plain.ttc if plain.conflict is best and best is not None else math.inf
     row['who'] = None if plain.conflict is None else \
         'merger' if plain.conflict is best else 'other'
     if cfg.anticipation_ttc:
-        early = monitor._anticipation(pose, ego.speed, yaw_rate, lag)
+        early = monitor._anticipation(pose, (ego.speed, yaw_rate, None), lag)
         row['ant_ttc'] = early.ttc if early.conflict is best and best is not None \
             else math.inf
     return row

@@ -228,7 +228,10 @@ class MonitoredFleet:
                 p.models[i].action = driver.actions.index(accel, steer)
                 self.assisted_steps += 1
             if self.config.enabled and not stopped:
-                verdict = self.monitors[role].assess(now, pose, ego.speed, yaw_rate)
+                path = None if self.turn_assist is None else self.turn_assist.predicted_path(
+                    pose, ego.speed, observations[role].route,
+                    max(float(ego.speed), 0.0) * self.config.horizon + 1.0)
+                verdict = self.monitors[role].assess(now, pose, ego.speed, yaw_rate, path)
                 self.verdicts[role] = verdict
                 override = override_accel(verdict, accel)
                 if override is not None:

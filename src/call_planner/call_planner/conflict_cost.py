@@ -45,6 +45,7 @@ from typing import Optional
 
 from call_planner.route_cost import kinematic_rollout, RouteContext
 from call_planner.ttc_monitor import contact_times, MonitorConfig
+from call_planner.turn_assist import TurnAssist
 from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_model import BicycleModel
 import numpy as np
@@ -80,12 +81,20 @@ class ConflictCost:
     """Charges each candidate's kinematic rollout its TTC shortfall to the tracked vehicles."""
 
     def __init__(self, config: ConflictConfig, geometry: MonitorConfig, actions: ActionSet,
-                 bicycle: BicycleModel = BicycleModel()):
-        """Bind the weights, the footprint geometry (the monitor's) and the vehicle model."""
+                 bicycle: BicycleModel = BicycleModel(), bends: Optional[TurnAssist] = None):
+        """
+        Bind the weights, the footprint geometry (the monitor's) and the vehicle model.
+
+        With `bends`, where that turn assist steers (a bend tighter than the action set
+        turns) and predicts the ego along the route (`TurnAssist.predicted_path`), every
+        candidate's path is the route: the assist, not the candidate's steer, takes the
+        vehicle through it.
+        """
         self.config = config
         self.geometry = geometry
         self.table = np.array([actions.action(i) for i in range(len(actions))])   # (A, 2)
         self.bicycle = bicycle
+        self.bends = bends
 
     def ttc(self, candidates: np.ndarray, context: RouteContext) -> np.ndarray:
         """
@@ -148,7 +157,8 @@ class ConflictCost:
         Each candidate's predicted ego poses x, y, yaw (B, T) at the times t (T,).
 
         Path and speed apart, as planners decompose a trajectory: the path is the candidate's
-        kinematic rollout, continued straight along its last heading; along it the ego moves
+        kinematic rollout, continued straight along its last heading (in a bend the turn
+        assist drives, the route: `bends`); along it the ego moves
         with the first action's acceleration held (speed kept within [0, max_speed]), since
         while its kept plan conflicts the planner re-plans every step and can keep choosing it.
         `capped` (F,) row indices: F more rows (B + F, T), those candidates' paths with the
@@ -171,11 +181,16 @@ class ConflictCost:
             + np.where(accel[:, None] > 0, bicycle.max_speed, 0.0) * (t[None, :] - run) \
             * (accel[:, None] > 0)
         far = v0 * t[-1] + bicycle.max_speed * t[-1] + 1.0        # beyond any travel
-        px = np.concatenate([np.full((batch, 1), x0), x, x[:, -1:] + far * np.cos(yaw[:, -1:])],
-                            1)                                                  # (B, K+2)
-        py = np.concatenate([np.full((batch, 1), y0), y, y[:, -1:] + far * np.sin(yaw[:, -1:])],
-                            1)
-        heading = np.concatenate([np.full((batch, 1), yaw0), yaw, yaw[:, -1:]], 1)
+        along = None if self.bends is None else self.bends.predicted_path(
+            context.pose, v0, context.route, far)
+        if along is not None:
+            px, py, heading = (np.broadcast_to(v, (batch, len(v))) for v in along)
+        else:
+            px = np.concatenate([np.full((batch, 1), x0), x,
+                                 x[:, -1:] + far * np.cos(yaw[:, -1:])], 1)     # (B, K+2)
+            py = np.concatenate([np.full((batch, 1), y0), y,
+                                 y[:, -1:] + far * np.sin(yaw[:, -1:])], 1)
+            heading = np.concatenate([np.full((batch, 1), yaw0), yaw, yaw[:, -1:]], 1)
         arc = np.concatenate([np.zeros((batch, 1)),
                               np.cumsum(np.hypot(np.diff(px), np.diff(py)), 1)], 1)
         if len(accel) > batch:      # the capped rows follow their candidates' polylines
@@ -220,8 +235,9 @@ def crossing_indices(tracks, yaw: float) -> np.ndarray:
 
 
 def conflict_cost_or_none(config: ConflictConfig, geometry: MonitorConfig, actions: ActionSet,
-                          bicycle: BicycleModel = BicycleModel()) -> Optional[ConflictCost]:
+                          bicycle: BicycleModel = BicycleModel(),
+                          bends: Optional[TurnAssist] = None) -> Optional[ConflictCost]:
     """Return a ConflictCost, or None when its weight is 0 (the look-ahead without it)."""
     if config.weight == 0.0:
         return None
-    return ConflictCost(config, geometry, actions, bicycle)
+    return ConflictCost(config, geometry, actions, bicycle, bends)

@@ -11,11 +11,16 @@ the "do not block the intersection" rule, e.g. StVO section 11 (1), UK Highway C
 1. its exit has room: no vehicle stands (slower than `standing_speed`) on its path through
    the junction or on the first `exit_room` metres beyond the ego's length past the exit,
    so that once in, it can leave;
-2. no crossing vehicle is predicted inside its path while it crosses: every other vehicle at
-   constant velocity, the ego at max(speed, `commit_speed`) from its front reaching the
-   junction to its rear leaving it, each window widened by `time_gap`; a vehicle heading
-   within `follow_angle` of the ego's path where it meets it is a leader or a follower, not
-   a crossing vehicle, and is left to car-following and the TTC monitor;
+2. it accepts the gap: no crossing vehicle is predicted on a point of its path through the
+   junction while the ego covers that point, the ego's window widened by `time_gap` each
+   side (a post-encroachment time, as gap acceptance at unsignalised junctions is modelled:
+   each conflict point is cleared `time_gap` before the other vehicle arrives or after it
+   has left). Every other vehicle moves at constant velocity; the ego starts from its speed
+   and speeds up at `go_accel` to `cross_speed` (not slower than it is), so a left turn
+   across oncoming traffic needs the gap that lets it clear the oncoming lanes, not the
+   whole junction. A vehicle heading within `follow_angle` of the ego's path where it meets
+   it is a leader or a follower, not a crossing vehicle, and is left to car-following and
+   the TTC monitor;
 
 and otherwise stops its front `stop_margin` before the junction, on the stop-line speed
 profile v <= sqrt(2 b d) with b = `decel` (d the distance left to the stop point), braking
@@ -32,6 +37,7 @@ from dataclasses import dataclass, fields
 import math
 from typing import Any, Mapping, Optional, Sequence
 
+from call_planner.route_path import resample, route_from
 import numpy as np
 
 #: [m] spacing of the ego's path through the junction
@@ -48,7 +54,8 @@ class JunctionConfig:
     stop_margin: float = 1.0      # [m] the ego's front stops this far before the junction
     exit_room: float = 2.0        # [m] free beyond the ego's length past the junction's exit
     standing_speed: float = 1.5   # [m/s] a vehicle slower than this occupies where it stands
-    commit_speed: float = 3.0     # [m/s] least speed the ego is assumed to cross at
+    go_accel: float = 1.5         # [m/s^2] the ego is assumed to speed up at ...
+    cross_speed: float = 6.0      # [m/s] ... to this speed (or keep a higher one) to cross
     time_gap: float = 1.0         # [s] margin of the ego's occupancy window, each side
     follow_angle: float = 30.0    # [deg] heading difference below which a vehicle follows
     clearance: float = 0.3        # [m] lateral clearance between footprints
@@ -64,7 +71,7 @@ class JunctionConfig:
                 continue
             if not (math.isfinite(value) and value >= 0.0):
                 raise ValueError(f'junction_{f.name} must be >= 0, got {value}')
-        for name in ('commit_speed', 'decel', 'max_decel', 'standing_speed'):
+        for name in ('go_accel', 'cross_speed', 'decel', 'max_decel', 'standing_speed'):
             if getattr(self, name) <= 0.0:
                 raise ValueError(f'junction_{name} must be positive')
         if self.max_decel < self.decel:
@@ -142,46 +149,22 @@ class GateVerdict:
     distance: float = math.inf  # [m] from the ego's front to the stop point
 
 
-def resample(line: np.ndarray, step: float) -> tuple:
-    """Points every `step` m along a polyline (its end kept), and their arc lengths."""
-    seg = np.hypot(*np.diff(line, axis=0).T)
-    keep = np.concatenate([[True], seg > 1e-6])
-    line = line[keep]
-    arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(line, axis=0).T))])
-    if arc[-1] <= 0.0:
-        return line[:1], arc[:1]
-    s = np.append(np.arange(0.0, arc[-1], step), arc[-1])
-    return np.stack([np.interp(s, arc, line[:, 0]), np.interp(s, arc, line[:, 1])], 1), s
-
-
-def route_from(route: np.ndarray, point: tuple) -> np.ndarray:
-    """
-    Cut the route (M, 2) at the point's projection on it.
-
-    The waypoint window starts where the simulator last re-planned, so its first points may
-    lie behind the vehicle.
-    """
-    if len(route) < 2:
-        return np.vstack([point, route])
-    a, ab = route[:-1], np.diff(route, axis=0)
-    rel = np.asarray(point, dtype=np.float64) - a
-    t = np.clip((rel * ab).sum(-1) / np.maximum((ab ** 2).sum(-1), 1e-12), 0.0, 1.0)
-    i = int(np.argmin(np.hypot(*(rel - t[:, None] * ab).T)))
-    if i == 0 and t[0] == 0.0:
-        return np.vstack([point, route])        # behind the window's start
-    return np.vstack([a[i] + t[i] * ab[i], route[i + 1:]])
-
-
-def _footprint_distance(path: np.ndarray, cx: np.ndarray, cy: np.ndarray, yaw: float,
-                        length: float, width: float) -> np.ndarray:
-    """Distance [m] from each centre (T,) of a box's axis (less its half width) to a path."""
+def _point_distances(path: np.ndarray, cx: np.ndarray, cy: np.ndarray, yaw: float,
+                     length: float, width: float) -> np.ndarray:
+    """(T, P) distance [m] from a box's axis (centres cx, cy (T,)) to each path point (P, 2)."""
     half_axis = max(0.5 * (length - width), 0.0)
     offsets = np.linspace(-half_axis, half_axis, 5)
     px = cx[:, None] + offsets[None] * math.cos(yaw)                           # (T, 5)
     py = cy[:, None] + offsets[None] * math.sin(yaw)
     dx = px[..., None] - path[None, None, :, 0]                                # (T, 5, P)
     dy = py[..., None] - path[None, None, :, 1]
-    return np.sqrt(dx ** 2 + dy ** 2).min(axis=(1, 2))
+    return np.sqrt(dx ** 2 + dy ** 2).min(axis=1)
+
+
+def _footprint_distance(path: np.ndarray, cx: np.ndarray, cy: np.ndarray, yaw: float,
+                        length: float, width: float) -> np.ndarray:
+    """Distance [m] from each centre (T,) of a box's axis (less its half width) to a path."""
+    return _point_distances(path, cx, cy, yaw, length, width).min(axis=1)
 
 
 class JunctionGate:
@@ -236,14 +219,14 @@ class JunctionGate:
         """Why the ego may not enter ('' if it may): a standing vehicle or a crossing one."""
         cfg = self.config
         clear_to = s[last] + self.ego_length + cfg.exit_room
-        box = path[first:last + 1]
+        box, arc = path[first:last + 1], s[first:last + 1]
         needed = path[first:int(np.searchsorted(s, clear_to)) + 1]
-        v = max(speed, cfg.commit_speed)
-        front = 0.5 * self.ego_length
-        t_in = max(s[first] - front, 0.0) / v - cfg.time_gap
-        t_out = (s[last] + front) / v + cfg.time_gap
-        times = np.arange(0.0, t_out + 1e-9, TIME_STEP)
-        times = times[times >= t_in]
+        # each box point's window: from the ego's front reaching it to its rear leaving it
+        half = 0.5 * self.ego_length
+        enter = self.arrival(np.maximum(arc - half, 0.0), speed) - cfg.time_gap
+        leave = self.arrival(arc + half, speed) + cfg.time_gap
+        times = np.arange(0.0, float(leave.max()) + 1e-9, TIME_STEP)
+        covered = (times[:, None] >= enter[None]) & (times[:, None] <= leave[None])   # (T, P)
         follow = math.radians(cfg.follow_angle)
         for k in tracks:
             reach = 0.5 * (self.ego_width + float(k.width)) + cfg.clearance
@@ -256,23 +239,32 @@ class JunctionGate:
                     return (f'junction hold: a vehicle stands on the path through the junction'
                             f' or its exit, at ({k.x:.1f}, {k.y:.1f})')
                 continue
-            if not len(times):
-                continue
             heading = math.atan2(vy, vx)
             cx, cy = k.x + vx * times, k.y + vy * times
-            d = _footprint_distance(box, cx, cy, heading, k.length, k.width)
-            hit = np.flatnonzero(d < reach)
-            if not len(hit):
+            meets = (_point_distances(box, cx, cy, heading, k.length, k.width) < reach) \
+                & covered                                                         # (T, P)
+            if not meets.any():
                 continue
+            when, where = np.unravel_index(int(np.argmax(meets)), meets.shape)
             # the path's heading where the vehicle meets it: a follower or leader is no foe
-            where = np.argmin(np.hypot(box[:, 0] - cx[hit[0]], box[:, 1] - cy[hit[0]]))
             a, b = box[max(where - 1, 0)], box[min(where + 1, len(box) - 1)]
             path_heading = math.atan2(b[1] - a[1], b[0] - a[0])
             if abs(math.remainder(heading - path_heading, math.tau)) < follow:
                 continue
             return (f'junction hold: a crossing vehicle is predicted on the path through the '
-                    f'junction in {times[hit[0]]:.1f} s, from ({k.x:.1f}, {k.y:.1f})')
+                    f'junction in {times[when]:.1f} s, from ({k.x:.1f}, {k.y:.1f})')
         return ''
+
+    def arrival(self, distance: np.ndarray, speed: float) -> np.ndarray:
+        """[s] when the ego's centre has covered `distance` [m]: from `speed`, at `go_accel`."""
+        cfg = self.config
+        v0 = max(float(speed), 0.0)
+        top = max(cfg.cross_speed, v0)
+        ramp = (top ** 2 - v0 ** 2) / (2.0 * cfg.go_accel)     # [m] covered speeding up
+        d = np.asarray(distance, dtype=np.float64)
+        speeding = (np.sqrt(v0 ** 2 + 2.0 * cfg.go_accel * np.minimum(d, ramp)) - v0) \
+            / cfg.go_accel
+        return speeding + np.maximum(d - ramp, 0.0) / top
 
 
 def gate_override(verdict: GateVerdict, accel: float) -> Optional[float]:

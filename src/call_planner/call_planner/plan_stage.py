@@ -24,6 +24,7 @@ from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost
 from call_planner.replanning import Decision, LookaheadConfig, ReplanningPolicy
 from call_planner.route_cost import route_cost_or_none, RouteConfig, RouteContext, RouteCost
 from call_planner.ttc_monitor import MonitorConfig
+from call_planner.turn_assist import turn_assist_from_params
 from call_vehicle.actions import ActionSet
 from call_vehicle.driver import Driver
 from call_vehicle.vehicle_control import ControlModel
@@ -90,7 +91,8 @@ def conflict_cost_from_params(p: Mapping[str, Any]) -> Optional[ConflictCost]:
                                  MonitorConfig.from_params(p),
                                  ActionSet.from_config({'accels': p['accels'],
                                                         'steers': p['steers']}),
-                                 BicycleModel.from_config(p))
+                                 BicycleModel.from_config(p),
+                                 turn_assist_from_params(p))
 
 
 class PlanStage:

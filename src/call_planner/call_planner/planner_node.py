@@ -430,8 +430,10 @@ class PlannerNode(Node):
         action_index, refreshed = decision.action, decision.refreshed
         override = None
         if self.monitor_config.enabled:
+            path = None if self.turn_assist is None else self.turn_assist.predicted_path(
+                pose, speed, self.route, max(speed, 0.0) * self.monitor_config.horizon + 1.0)
             self.verdict = self.monitor.assess(stamp_seconds(msg.header.stamp), pose,
-                                               speed, self.yaw_rate)
+                                               speed, self.yaw_rate, path)
             override = override_accel(self.verdict, accel)
             level = self.verdict.level
         reason = self.verdict.reason if override is not None else ''

@@ -73,6 +73,7 @@ import math
 from typing import Any, Mapping, Optional
 
 from call_planner.blob_tracker import BlobTracker
+from call_planner.route_path import poses_along
 import cv2
 import numpy as np
 
@@ -407,16 +408,22 @@ class TtcMonitor:
 
     # -- decision ---------------------------------------------------------------------------
     def assess(self, time: float, ego_pose: tuple[float, float, float], speed: float,
-               yaw_rate: float = 0.0) -> Assessment:
-        """Decide the override for the ego at `ego_pose`, `speed` [m/s], `yaw_rate` [rad/s]."""
+               yaw_rate: float = 0.0, path: Optional[tuple] = None) -> Assessment:
+        """
+        Decide the override for the ego at `ego_pose`, `speed` [m/s], `yaw_rate` [rad/s].
+
+        The ego is predicted at constant speed and yaw rate, or along `path` (vertices x, y,
+        heading, from the ego on: `TurnAssist.predicted_path`) at constant speed.
+        """
         cfg = self.config
         lag = 0.0 if self.frame_time is None else max(time - self.frame_time, 0.0)
-        current = self._conflict(ego_pose, speed, yaw_rate, lag)
+        motion = (speed, yaw_rate, path)
+        current = self._conflict(ego_pose, motion, lag)
         level = (EMERGENCY if current.ttc < cfg.emergency_ttc
                  else COMFORTABLE if current.ttc < cfg.comfortable_ttc else NONE)
         fresh = Assessment(current.ttc, level, self._decel(level), current.conflict)
         if level == NONE and cfg.anticipation_ttc:
-            early = self._anticipation(ego_pose, speed, yaw_rate, lag)
+            early = self._anticipation(ego_pose, motion, lag)
             if early.ttc < cfg.anticipation_ttc:
                 level = COMFORTABLE
                 fresh = Assessment(early.ttc, level, self._decel(level), early.conflict, True)
@@ -446,16 +453,16 @@ class TtcMonitor:
         return {NONE: 0.0, COMFORTABLE: self.config.comfortable_decel,
                 EMERGENCY: self.config.emergency_decel}[level]
 
-    def _conflict(self, ego_pose, speed: float, yaw_rate: float, lag: float) -> Assessment:
+    def _conflict(self, ego_pose, motion: tuple, lag: float) -> Assessment:
         """
-        Smallest TTC over the tracks (constant speed and yaw rate for the ego).
+        Smallest TTC over the tracks (the ego's `motion`: speed, yaw rate, path; `assess`).
 
         `lag` [s]: age of the BEV frame the tracks come from; they are moved on by it.
         """
-        return self._first_conflict(ego_pose, speed, yaw_rate, lag, self.config.horizon,
+        return self._first_conflict(ego_pose, motion, lag, self.config.horizon,
                                     self.tracks, self._tracked)
 
-    def _anticipation(self, ego_pose, speed: float, yaw_rate: float, lag: float) -> Assessment:
+    def _anticipation(self, ego_pose, motion: tuple, lag: float) -> Assessment:
         """
         Smallest TTC, within `anticipation_ttc`, to the tracks `anticipated` selects.
 
@@ -469,23 +476,26 @@ class TtcMonitor:
         reach = 2.0 * cfg.anticipation_gap
         swept = [replace(k, length=k.length + reach * math.hypot(k.vx, k.vy)) if c else k
                  for k, c in zip(self.tracks, chosen)]
-        found = self._first_conflict(ego_pose, speed, yaw_rate, lag, cfg.anticipation_ttc,
+        found = self._first_conflict(ego_pose, motion, lag, cfg.anticipation_ttc,
                                      swept, chosen)
         if found.conflict is None:
             return found
         index = next(i for i, k in enumerate(swept) if k is found.conflict)
         return replace(found, conflict=self.tracks[index])
 
-    def _first_conflict(self, ego_pose, speed: float, yaw_rate: float, lag: float,
+    def _first_conflict(self, ego_pose, motion: tuple, lag: float,
                         horizon: float, tracks, chosen: np.ndarray) -> Assessment:
         """Smallest TTC within `horizon` over the `chosen` (boolean mask) of `tracks`."""
         cfg = self.config
         if not tracks or not np.any(chosen):
             return Assessment(math.inf, NONE, 0.0, None)
         t = np.arange(0.0, horizon + 1e-9, cfg.time_step)              # (T,)
+        speed, yaw_rate, path = motion
         x0, y0, yaw0 = ego_pose
         yaw = yaw0 + yaw_rate * t
-        if abs(yaw_rate) > 1e-4:
+        if path is not None:
+            ex, ey, yaw = poses_along(*path, speed * t)
+        elif abs(yaw_rate) > 1e-4:
             ex = x0 + speed / yaw_rate * (np.sin(yaw) - math.sin(yaw0))
             ey = y0 - speed / yaw_rate * (np.cos(yaw) - math.cos(yaw0))
         else:

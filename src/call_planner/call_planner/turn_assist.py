@@ -23,6 +23,7 @@ import math
 from typing import Any, Mapping, Optional
 
 from call_planner.route_cost import route_curvature
+from call_planner.route_path import route_from, route_path
 from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_model import BicycleModel
 from call_world_model.intention import map_to_ego
@@ -38,6 +39,7 @@ class TurnAssistConfig:
     reach_time: float = 0.5        # [s] ... plus this long at the current speed
     lookahead_time: float = 0.6    # [s] l_d: the pursuit aims this far ahead ...
     min_lookahead: float = 3.0     # [m] ... and at least this far
+    route_path: bool = False       # predictions of the ego follow the route in such a bend
 
     def __post_init__(self):
         """Fail fast on a negative distance or time, or a pursuit aiming at the ego itself."""
@@ -55,7 +57,8 @@ class TurnAssistConfig:
                    reach=float(p['turn_assist_reach']),
                    reach_time=float(p['turn_assist_reach_time']),
                    lookahead_time=float(p['turn_assist_lookahead_time']),
-                   min_lookahead=float(p['turn_assist_min_lookahead']))
+                   min_lookahead=float(p['turn_assist_min_lookahead']),
+                   route_path=bool(p['turn_assist_route_path']))
 
 
 def pursuit_steer(pose: tuple, route: np.ndarray, lookahead: float,
@@ -80,17 +83,37 @@ class TurnAssist:
         largest = max(abs(s) for s in actions.steers)
         self.set_curvature = math.tan(largest * bicycle.max_steer_angle) / bicycle.wheelbase
 
-    def steer(self, pose: tuple, speed: float, route: Any, steer: float) -> Optional[float]:
-        """Return the pursuit's steer where it must replace `steer`, else None."""
-        if not self.config.enabled:
+    def in_bend(self, route: Any, speed: float) -> bool:
+        """Whether the route (M, 2) ahead bends more tightly than the set turns, within reach."""
+        route = np.asarray(route, dtype=np.float64).reshape(-1, 2)
+        if not self.config.enabled or len(route) < 3:
+            return False
+        reach = self.config.reach + self.config.reach_time * max(float(speed), 0.0)
+        return route_curvature(route, reach) > self.set_curvature
+
+    def predicted_path(self, pose: tuple, speed: float, route: Any, far: float
+                       ) -> Optional[tuple]:
+        """
+        Where the ego will drive when the assist takes it through a bend: x, y, heading (M,).
+
+        The route from the ego on (`route_path.route_path`, continued `far` metres), when
+        `route_path` is on and the route ahead bends more tightly than the set turns; else
+        None (predictions keep their own model of the ego's motion).
+        """
+        if not self.config.route_path:
             return None
         route = np.asarray(route, dtype=np.float64).reshape(-1, 2)
-        if len(route) < 3:
+        route = route[np.isfinite(route).all(1)]
+        if len(route) < 2 or not self.in_bend(route_from(route, (pose[0], pose[1])), speed):
             return None
+        return route_path(pose, route, far)
+
+    def steer(self, pose: tuple, speed: float, route: Any, steer: float) -> Optional[float]:
+        """Return the pursuit's steer where it must replace `steer`, else None."""
+        if not self.in_bend(route, speed):
+            return None
+        route = np.asarray(route, dtype=np.float64).reshape(-1, 2)
         speed = max(float(speed), 0.0)
-        reach = self.config.reach + self.config.reach_time * speed
-        if route_curvature(route, reach) <= self.set_curvature:
-            return None
         lookahead = max(self.config.min_lookahead, self.config.lookahead_time * speed)
         pursued = pursuit_steer(pose, route, lookahead, self.bicycle)
         return pursued if abs(pursued) > abs(steer) else None

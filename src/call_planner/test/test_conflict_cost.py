@@ -12,7 +12,9 @@ from call_planner.conflict_cost import (conflict_cost_or_none, ConflictConfig, C
 from call_planner.replanning import LookaheadConfig, ReplanningPolicy
 from call_planner.route_cost import RouteContext
 from call_planner.ttc_monitor import contact_times, MonitorConfig, Track
+from call_planner.turn_assist import TurnAssist, TurnAssistConfig
 from call_vehicle.actions import ActionSet
+from call_vehicle.vehicle_model import BicycleModel
 import numpy as np
 import pytest
 import torch
@@ -87,6 +89,35 @@ def test_the_path_is_the_rollout_and_the_speed_the_first_action_held():
     assert np.allclose(x[0], 10.0 * t) and np.allclose(y, 0.0) and np.allclose(yaw, 0.0)
     assert x[1, -1] == pytest.approx(10.0 ** 2 / (2 * 2.0))     # stopped after 25 m
     assert x[2, -1] == pytest.approx(10.0 * 5.0 + 0.5 * 2.0 * 5.0 ** 2)
+
+
+def test_in_a_bend_the_assist_drives_the_path_is_the_route():
+    # a right turn of the crossroad's radius, 5.75 m (north, then east along y = -4.25); the
+    # ego stands half turned in it, its heading 57 degrees, pointing across the oncoming lane
+    # of the road it turns into (y = -0.75)
+    turn = np.linspace(math.pi, math.pi / 2, 20)
+    bend = np.stack([5.75 + 5.75 * np.cos(turn), -10.0 + 5.75 * np.sin(turn)], 1)
+    route = np.vstack([[0.0, -30.0], [0.0, -10.0], bend[1:], [30.0, -4.25]])
+    oncoming = Track(14.0, -0.75, math.pi, 4.8, 2.0, -8.0, 0.0, False)
+    standing = Track(14.0, -4.25, 0.0, 4.8, 2.0, 0.0, 0.0, False)   # on the ego's exit
+    plans = np.array([[SPEED_UP] * 5, [KEEP] * 5])
+    assist = TurnAssist(TurnAssistConfig(route_path=True), ACTIONS, BicycleModel())
+
+    def charged(bends, track):
+        cost = ConflictCost(ConflictConfig(), MonitorConfig(), ACTIONS, BicycleModel(), bends)
+        return cost.cost(plans, RouteContext((1.5, -6.5, 1.0), 0.0, route, (track,)))
+
+    # down the heading's tangent a start meets the oncoming car; along the route it does not
+    assert charged(None, oncoming)[0] > 0.0 and np.all(charged(assist, oncoming) == 0.0)
+    # along the route a start meets what stands on the exit; down the tangent it did not
+    assert np.all(charged(None, standing) == 0.0) and charged(assist, standing)[0] > 0.0
+    # the standing candidate is charged nothing either way
+    assert charged(assist, standing)[1] == charged(assist, oncoming)[1] == 0.0
+    # on a straight road the assist leaves every path the rollout
+    x, y, _, _ = ConflictCost(ConflictConfig(), MonitorConfig(), ACTIONS, BicycleModel(),
+                              assist).paths(plans, RouteContext((0.0, -60.0, math.pi / 2),
+                                                                10.0, route[:2]))
+    assert np.allclose(x, 0.0) and y[1, -1] == pytest.approx(-60.0 + 10.0 * 6.0)
 
 
 def test_vehicles_beside_behind_or_far_ahead_cost_nothing():

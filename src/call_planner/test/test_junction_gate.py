@@ -101,18 +101,22 @@ def test_a_car_standing_in_the_exit_holds_the_ego_before_the_junction_and_withou
     assert not any(held for *_, held in free)
 
 
-def test_a_crossing_car_predicted_in_the_junction_holds_the_ego_until_it_has_passed():
-    # hero1 crosses from the east (inner lane, straight on to the west) and reaches the
-    # ego's path while the ego would be in the junction: the ego waits before the junction
-    # and enters once hero1 has passed its path (x = 1.75, the ego's lane)
+def test_a_crossing_car_predicted_in_the_junction_holds_the_ego_until_the_gap_is_enough():
+    # hero1 crosses from the east (inner lane, y = 1.75, straight on to the west) and would
+    # reach the ego's path while the ego crosses it: the ego waits before the junction and
+    # enters when it will reach hero1's lane after hero1's rear has left its own (x = 1.75,
+    # 1 m each side), with the gap's time to spare
     crosser = {'edge': 'east_in', 'lane': 1, 'next': 'west_out', 'pos': 160.0,
                'speed': 6.0}
     trace = drive(crosser=crosser, steps=160)
     entered = next(k for k, (front, *_) in enumerate(trace) if front > JUNCTION_EDGE_Y)
     assert any(held for *_, held in trace[:entered])
-    passed = trace[entered][2]
-    assert passed is None or passed < 1.75 - 2.4     # its rear had left the ego's lane
-    # the same start without the gate would have met it: the gate, not chance, kept them apart
+    # it does not wait for hero1 to pass before it enters: the gap is taken, not the box
+    assert trace[entered][2] is not None and trace[entered][2] > 1.75
+    reached = next(k for k, (front, *_) in enumerate(trace) if front > 1.75 - 1.0)
+    other = trace[reached][2]
+    assert other is None or other + 2.4 < 1.75 - 1.0 - 6.0 * 0.5    # half a second clear
+    # the same start without the gate's margins would have gone on: the gate held it
     off = drive(crosser=crosser, steps=160,
                 params={**planner_params(), 'junction_enabled': True,
                         'junction_time_gap': 0.0, 'junction_follow_angle': 180.0})
@@ -120,8 +124,17 @@ def test_a_crossing_car_predicted_in_the_junction_holds_the_ego_until_it_has_pas
     assert entered_off < entered
 
 
+def test_the_gap_is_the_time_to_cover_the_path_speeding_up():
+    # from a standstill at 1.5 m/s^2 up to 6 m/s: 12 m take 4 s, then 6 m each second
+    gate = gate_from_params(planner_params({'junction_enabled': True}), None)
+    assert gate.arrival(np.array([0.0, 3.0, 12.0, 18.0]), 0.0) == pytest.approx(
+        [0.0, 2.0, 4.0, 5.0])
+    # faster than the crossing speed, the ego is not assumed to slow down
+    assert gate.arrival(np.array([16.0]), 8.0) == pytest.approx([2.0])
+
+
 @pytest.mark.parametrize('kwargs', [{'decel': 0.0}, {'max_decel': 1.0}, {'exit_room': -1.0},
-                                    {'commit_speed': math.nan}])
+                                    {'go_accel': math.nan}, {'cross_speed': 0.0}])
 def test_bad_junction_config_fails_fast(kwargs):
     with pytest.raises(ValueError):
         JunctionConfig(**kwargs)

@@ -415,3 +415,40 @@ def test_the_decoded_blob_velocity_flag_comes_from_the_parameters():
     assert MonitorConfig.from_params({}).shared_blob_velocity
     assert not MonitorConfig.from_params({'monitor_shared_blob_velocity': False}
                                          ).shared_blob_velocity
+
+
+def test_in_a_bend_the_assist_drives_the_ego_is_predicted_along_its_route():
+    # a right turn of the crossroad's radius, 5.75 m (north, then east along y = -4.25); the
+    # ego half way through it at 3 m/s, turning at 0.5 rad/s: that turn rate held for the
+    # monitor's horizon swings it round past east and back south, out of the road it turns
+    # into, to a car standing 2.4 m beside the exit's lane; along the route it drives past
+    # that car, and a car standing on the exit itself is what it meets
+    from call_planner.turn_assist import TurnAssist, TurnAssistConfig
+    from call_vehicle.actions import ActionSet
+    from call_vehicle.vehicle_model import BicycleModel
+    turn = np.linspace(math.pi, math.pi / 2, 20)
+    bend = np.stack([5.75 + 5.75 * np.cos(turn), -10.0 + 5.75 * np.sin(turn)], 1)
+    route = np.vstack([[0.0, -30.0], [0.0, -10.0], bend[1:], [30.0, -4.25]])
+    pose, speed, rate = (1.5, -6.5, 1.0), 3.0, -0.5
+    config = MonitorConfig()
+    beside = Track(12.3, -9.0, math.pi / 2, 4.8, 2.0, 0.0, 0.0, False, 0.0)
+    on_exit = Track(15.0, -4.25, 0.0, 4.8, 2.0, 0.0, 0.0, False, 0.0)
+    actions = ActionSet.from_config({'accels': [-2.0, 0.0, 2.0],
+                                     'steers': [-0.6, -0.2, 0.0, 0.2, 0.6]})
+    along = TurnAssist(TurnAssistConfig(route_path=True), actions, BicycleModel())
+    path = along.predicted_path(pose, speed, route, speed * config.horizon + 1.0)
+    assert path is not None
+    # off (the default): no path, the constant turn rate
+    assert TurnAssist(TurnAssistConfig(), actions, BicycleModel()).predicted_path(
+        pose, speed, route, 10.0) is None
+
+    def verdict(track, ego_path):
+        monitor = TtcMonitor(config, BevGeometry())
+        monitor.share([track])
+        return monitor.assess(0.0, pose, speed, rate, ego_path)
+
+    assert verdict(beside, None).ttc < config.horizon
+    assert math.isinf(verdict(beside, path).ttc)
+    assert verdict(on_exit, path).ttc < config.horizon
+    # on a straight road there is no bend: no path
+    assert along.predicted_path((0.0, -60.0, math.pi / 2), 10.0, route[:2], 61.0) is None
