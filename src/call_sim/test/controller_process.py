@@ -25,9 +25,16 @@ class Controller(Node):
         self.create_subscription(Odometry, f'/carla/{role}/odometry', self.on_odometry, 10)
 
     def on_odometry(self, msg: Odometry) -> None:
-        """Command once per simulation step."""
+        """
+        Command once per simulation step, once the simulator can hear the command.
+
+        Discovery matches each endpoint on its own: the simulator's odometry can reach this
+        node before the simulator subscribes to its commands, and a command published then
+        is lost. The simulator re-sends a step's odometry while it waits, so an unheard
+        step is answered at its next copy.
+        """
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-        if stamp == self.last_stamp:
+        if stamp == self.last_stamp or self.pub.get_subscription_count() == 0:
             return
         self.last_stamp = stamp
         command = CarlaEgoVehicleControl(throttle=self.throttle)
