@@ -230,7 +230,7 @@ class MonitoredFleet:
             if self.config.enabled and not stopped:
                 path = None if self.turn_assist is None else self.turn_assist.predicted_path(
                     pose, ego.speed, observations[role].route,
-                    max(float(ego.speed), 0.0) * self.config.horizon + 1.0)
+                    self.monitors[role].path_length(ego.speed))
                 verdict = self.monitors[role].assess(now, pose, ego.speed, yaw_rate, path)
                 self.verdicts[role] = verdict
                 override = override_accel(verdict, accel)

@@ -431,7 +431,7 @@ class PlannerNode(Node):
         override = None
         if self.monitor_config.enabled:
             path = None if self.turn_assist is None else self.turn_assist.predicted_path(
-                pose, speed, self.route, max(speed, 0.0) * self.monitor_config.horizon + 1.0)
+                pose, speed, self.route, self.monitor.path_length(speed))
             self.verdict = self.monitor.assess(stamp_seconds(msg.header.stamp), pose,
                                                speed, self.yaw_rate, path)
             override = override_accel(self.verdict, accel)

@@ -29,6 +29,15 @@ def resample(line: np.ndarray, step: float) -> tuple:
     return np.stack([np.interp(s, arc, line[:, 0]), np.interp(s, arc, line[:, 1])], 1), s
 
 
+def _projection(route: np.ndarray, point: tuple) -> tuple:
+    """Return the segment index i and fraction t in [0, 1] of the point's projection."""
+    a, ab = route[:-1], np.diff(route, axis=0)
+    rel = np.asarray(point, dtype=np.float64) - a
+    t = np.clip((rel * ab).sum(-1) / np.maximum((ab ** 2).sum(-1), 1e-12), 0.0, 1.0)
+    i = int(np.argmin(np.hypot(*(rel - t[:, None] * ab).T)))
+    return i, float(t[i])
+
+
 def route_from(route: np.ndarray, point: tuple) -> np.ndarray:
     """
     Cut the route (M, 2) at the point's projection on it.
@@ -38,13 +47,26 @@ def route_from(route: np.ndarray, point: tuple) -> np.ndarray:
     """
     if len(route) < 2:
         return np.vstack([point, route])
-    a, ab = route[:-1], np.diff(route, axis=0)
-    rel = np.asarray(point, dtype=np.float64) - a
-    t = np.clip((rel * ab).sum(-1) / np.maximum((ab ** 2).sum(-1), 1e-12), 0.0, 1.0)
-    i = int(np.argmin(np.hypot(*(rel - t[:, None] * ab).T)))
-    if i == 0 and t[0] == 0.0:
+    i, t = _projection(route, point)
+    if i == 0 and t == 0.0:
         return np.vstack([point, route])        # behind the window's start
-    return np.vstack([a[i] + t[i] * ab[i], route[i + 1:]])
+    a, ab = route[:-1], np.diff(route, axis=0)
+    return np.vstack([a[i] + t * ab[i], route[i + 1:]])
+
+
+def route_ahead(route: np.ndarray, point: tuple) -> tuple:
+    """
+    Return the route's own vertices from the start of the segment the point projects on.
+
+    And how far along them [m] the projection lies. What a bend test reads
+    (`route_cost.route_curvature`): a cut at the point would add a short first step whose
+    direction is off the lane's by the point's lateral offset, or whose length halves the
+    next turn's arc, and either reads as a bend on a straight road.
+    """
+    if len(route) < 2:
+        return route, 0.0
+    i, t = _projection(route, point)
+    return route[i:], t * float(np.hypot(*(route[i + 1] - route[i])))
 
 
 def route_path(pose: tuple, route: np.ndarray, far: float) -> tuple:

@@ -406,6 +406,16 @@ class TtcMonitor:
         """Return the latest frame's tracks that have a velocity estimate (those assessed)."""
         return tuple(k for k, tracked in zip(self.tracks, self._tracked) if tracked)
 
+    def path_length(self, speed: float) -> float:
+        """
+        [m] How far along a path `assess` may predict the ego at `speed`, plus 1 m.
+
+        The longer of the two horizons (the monitor's and anticipation's): a path shorter
+        than the ego drives in it would hold the predicted ego at its end.
+        """
+        cfg = self.config
+        return max(float(speed), 0.0) * max(cfg.horizon, cfg.anticipation_ttc) + 1.0
+
     # -- decision ---------------------------------------------------------------------------
     def assess(self, time: float, ego_pose: tuple[float, float, float], speed: float,
                yaw_rate: float = 0.0, path: Optional[tuple] = None) -> Assessment:

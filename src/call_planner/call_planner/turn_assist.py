@@ -23,7 +23,7 @@ import math
 from typing import Any, Mapping, Optional
 
 from call_planner.route_cost import route_curvature
-from call_planner.route_path import route_from, route_path
+from call_planner.route_path import route_ahead, route_path
 from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_model import BicycleModel
 from call_world_model.intention import map_to_ego
@@ -39,7 +39,7 @@ class TurnAssistConfig:
     reach_time: float = 0.5        # [s] ... plus this long at the current speed
     lookahead_time: float = 0.6    # [s] l_d: the pursuit aims this far ahead ...
     min_lookahead: float = 3.0     # [m] ... and at least this far
-    route_path: bool = False       # predictions of the ego follow the route in such a bend
+    route_path: bool = True        # predictions of the ego follow the route in such a bend
 
     def __post_init__(self):
         """Fail fast on a negative distance or time, or a pursuit aiming at the ego itself."""
@@ -83,13 +83,17 @@ class TurnAssist:
         largest = max(abs(s) for s in actions.steers)
         self.set_curvature = math.tan(largest * bicycle.max_steer_angle) / bicycle.wheelbase
 
-    def in_bend(self, route: Any, speed: float) -> bool:
-        """Whether the route (M, 2) ahead bends more tightly than the set turns, within reach."""
+    def in_bend(self, route: Any, speed: float, start: float = 0.0) -> bool:
+        """
+        Whether the route (M, 2) bends more tightly than the set turns, within reach.
+
+        The reach is counted from `start` metres along the route.
+        """
         route = np.asarray(route, dtype=np.float64).reshape(-1, 2)
         if not self.config.enabled or len(route) < 3:
             return False
         reach = self.config.reach + self.config.reach_time * max(float(speed), 0.0)
-        return route_curvature(route, reach) > self.set_curvature
+        return route_curvature(route, start + reach) > self.set_curvature
 
     def predicted_path(self, pose: tuple, speed: float, route: Any, far: float
                        ) -> Optional[tuple]:
@@ -97,14 +101,19 @@ class TurnAssist:
         Where the ego will drive when the assist takes it through a bend: x, y, heading (M,).
 
         The route from the ego on (`route_path.route_path`, continued `far` metres), when
-        `route_path` is on and the route ahead bends more tightly than the set turns; else
-        None (predictions keep their own model of the ego's motion).
+        `route_path` is on and the route bends more tightly than the set turns within reach
+        of the ego's projection on it (read on the route's own vertices:
+        `route_path.route_ahead`); else None (predictions keep their own model of the ego's
+        motion).
         """
         if not self.config.route_path:
             return None
         route = np.asarray(route, dtype=np.float64).reshape(-1, 2)
         route = route[np.isfinite(route).all(1)]
-        if len(route) < 2 or not self.in_bend(route_from(route, (pose[0], pose[1])), speed):
+        if len(route) < 2:
+            return None
+        ahead, start = route_ahead(route, (pose[0], pose[1]))
+        if not self.in_bend(ahead, speed, start):
             return None
         return route_path(pose, route, far)
 

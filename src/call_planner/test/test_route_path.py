@@ -1,7 +1,8 @@
 """The ego's path along its route: cut at the ego, joined a little ahead, sampled by distance."""
 import math
 
-from call_planner.route_path import poses_along, resample, route_from, ROUTE_JOIN, route_path
+from call_planner.route_path import (poses_along, resample, route_ahead, route_from, ROUTE_JOIN,
+                                     route_path)
 import numpy as np
 import pytest
 
@@ -14,6 +15,18 @@ def test_the_route_is_cut_at_the_ego_s_projection_and_resampled():
     points, arc = resample(route, 4.0)
     assert arc.tolist() == [0.0, 4.0, 8.0, 12.0, 16.0, 20.0]
     assert points[3].tolist() == pytest.approx([10.0, 2.0])
+
+
+def test_the_route_ahead_keeps_the_route_s_own_vertices_from_the_ego_s_segment():
+    route = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [20.0, 10.0]])
+
+    def ahead(point):
+        vertices, start = route_ahead(route, point)
+        return vertices.tolist(), start
+
+    assert ahead((4.0, 1.0)) == (route.tolist(), pytest.approx(4.0))
+    assert ahead((11.0, 3.0)) == (route[1:].tolist(), pytest.approx(3.0))
+    assert ahead((-3.0, 0.0)) == (route.tolist(), 0.0)                    # behind its start
 
 
 def test_the_path_joins_the_route_ahead_and_runs_on_past_its_end():

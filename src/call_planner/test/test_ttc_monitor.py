@@ -436,10 +436,11 @@ def test_in_a_bend_the_assist_drives_the_ego_is_predicted_along_its_route():
     actions = ActionSet.from_config({'accels': [-2.0, 0.0, 2.0],
                                      'steers': [-0.6, -0.2, 0.0, 0.2, 0.6]})
     along = TurnAssist(TurnAssistConfig(route_path=True), actions, BicycleModel())
-    path = along.predicted_path(pose, speed, route, speed * config.horizon + 1.0)
+    path = along.predicted_path(pose, speed, route,
+                                TtcMonitor(config, BevGeometry()).path_length(speed))
     assert path is not None
-    # off (the default): no path, the constant turn rate
-    assert TurnAssist(TurnAssistConfig(), actions, BicycleModel()).predicted_path(
+    # off: no path, the constant turn rate
+    assert TurnAssist(TurnAssistConfig(route_path=False), actions, BicycleModel()).predicted_path(
         pose, speed, route, 10.0) is None
 
     def verdict(track, ego_path):
@@ -452,3 +453,13 @@ def test_in_a_bend_the_assist_drives_the_ego_is_predicted_along_its_route():
     assert verdict(on_exit, path).ttc < config.horizon
     # on a straight road there is no bend: no path
     assert along.predicted_path((0.0, -60.0, math.pi / 2), 10.0, route[:2], 61.0) is None
+
+
+def test_a_path_for_the_ego_reaches_as_far_as_the_longer_horizon():
+    # anticipation looks further ahead than the monitor's horizon: a path cut at the shorter
+    # one would hold the predicted ego at its end for the rest
+    longer = TtcMonitor(MonitorConfig(horizon=5.0, anticipation_ttc=5.5), BevGeometry())
+    assert longer.path_length(10.0) == pytest.approx(56.0)
+    assert longer.path_length(-2.0) == pytest.approx(1.0)
+    assert TtcMonitor(MonitorConfig(horizon=5.0), BevGeometry()).path_length(2.0) == \
+        pytest.approx(11.0)

@@ -68,6 +68,31 @@ def test_the_assist_acts_only_in_bends_tighter_than_the_set_turns():
     assert off.steer(start, 3.0, right_turn(5.75), 0.0) is None
 
 
+def test_the_ego_is_predicted_along_its_route_only_in_bends_the_set_cannot_turn():
+    assist = TurnAssist(TurnAssistConfig(), ActionSet(), BICYCLE)
+    assert assist.config.route_path                                       # the default
+    # into a right turn tighter than the set turns: a path along the route
+    path = assist.predicted_path((0.0, 0.0, 0.0), 3.0, right_turn(5.75, straight=0.0), 20.0)
+    assert path is not None and path[1].min() < -5.0
+    # a vehicle 5 cm off a straight lane's centre, just behind the waypoint window's start:
+    # its short step onto the route is no bend (it read as one on the route cut at the ego)
+    lane = np.array([[0.3 + 2.0 * i, 0.0] for i in range(15)])
+    assert assist.predicted_path((0.0, -0.05, 0.0), 5.4, lane, 30.0) is None
+    assert assist.predicted_path((1.2, 0.05, 0.0), 5.4, lane, 30.0) is None
+    # read on the route's own vertices: a 12.5 m bend with the ego 0.1 m before a vertex
+    # (the route cut at the ego read it as 6.6 m); a tight turn at the end of a 40 m segment
+    # out of reach from its start, within reach 5 m before it
+    heading = -0.16 * np.arange(8)                       # 2 m steps: a bend of 12.5 m
+    gentle = np.vstack([[0.0, 0.0], np.cumsum(2.0 * np.stack([np.cos(heading),
+                                                              np.sin(heading)], 1), 0)])
+    assert assist.predicted_path((1.9, 0.0, 0.0), 3.0, gentle, 20.0) is None
+    far = np.vstack([[0.0, 0.0], right_turn(5.75, straight=0.0) + [40.0, 0.0]])
+    assert assist.predicted_path((20.0, 0.0, 0.0), 3.0, far, 20.0) is None
+    assert assist.predicted_path((35.0, 0.0, 0.0), 3.0, far, 20.0) is not None
+    off = TurnAssist(TurnAssistConfig(route_path=False), ActionSet(), BICYCLE)
+    assert off.predicted_path((0.0, 0.0, 0.0), 3.0, right_turn(5.75, straight=0.0), 20.0) is None
+
+
 def test_bad_assist_parameters_fail_fast_and_the_default_is_on():
     with pytest.raises(ValueError, match='turn_assist_reach'):
         TurnAssistConfig(reach=-1.0)
