@@ -50,18 +50,18 @@ def route_from(route: np.ndarray, point: tuple) -> np.ndarray:
     i, t = _projection(route, point)
     if i == 0 and t == 0.0:
         return np.vstack([point, route])        # behind the window's start
-    a, ab = route[:-1], np.diff(route, axis=0)
-    return np.vstack([a[i] + t * ab[i], route[i + 1:]])
+    return np.vstack([route[i] + t * (route[i + 1] - route[i]), route[i + 1:]])
 
 
 def route_ahead(route: np.ndarray, point: tuple) -> tuple:
     """
-    Return the route's own vertices from the start of the segment the point projects on.
+    Return the route's own vertices from the point's segment on, and the point's offset [m].
 
-    And how far along them [m] the projection lies. What a bend test reads
-    (`route_cost.route_curvature`): a cut at the point would add a short first step whose
-    direction is off the lane's by the point's lateral offset, or whose length halves the
-    next turn's arc, and either reads as a bend on a straight road.
+    The vertices start at the segment the point projects on; the offset is how far along
+    them the projection lies. This is what a bend test reads (`route_cost.route_curvature`):
+    a cut at the point would add a short first step whose direction is off the lane's by
+    the point's lateral offset, or whose length halves the next turn's arc, and either
+    reads as a bend on a straight road.
     """
     if len(route) < 2:
         return route, 0.0
