@@ -132,7 +132,7 @@ class RunMonitor(Node):
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 50)
         self.create_subscription(CarlaWorldInfo, '/carla/world_info', self._on_world, latched)
         for role in roles:
-            self.create_subscription(CommStats, f'/{role}/comm_stats', self._on_comm, 10)
+            self.create_subscription(CommStats, f'/{role}/comm_stats', self._on_comm, 100)
             self.create_subscription(Action, f'/{role}/action',
                                      lambda m, r=role: self._on_action(r, m), 10)
             self.create_subscription(Odometry, f'/carla/{role}/odometry',
@@ -199,9 +199,11 @@ class RunMonitor(Node):
             self.errors.append((stamp, float(msg.prediction_error)))
 
     def live_errors(self) -> list:
-        """E of the CommStats from the first live step on."""
+        """E of the CommStats of the measured steps."""
         since = self._live_since
-        return [] if since is None else [e for t, e in self.errors if t >= since - 1e-6]
+        until = self.metrics.measured_until
+        return [] if since is None else [e for t, e in self.errors
+                                         if since - 1e-6 <= t <= until + 1e-6]
 
     def _on_action(self, role: str, msg: Action) -> None:
         self.conflicts.add_action(role, stamp_seconds(msg.header.stamp), msg.accel)
@@ -414,6 +416,10 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
                     now - monitor.last_tick_wall > demo['stall_timeout_s']:
                 code, reason = 1, f'no simulation step for {now - monitor.last_tick_wall:.0f} s'
                 break
+        if code == 0 and monitor.metrics.steps >= ticks:
+            monitor.metrics.measured_until = monitor.last_step
+            wait_for_comm_stats(monitor, set(roles) - failed_vehicles,
+                                demo['comm_stats_wait_s'], stop)
     finally:
         supervisor.stop(config['runner']['shutdown_sigint_wait_s'],
                         config['runner']['shutdown_sigterm_wait_s'])
@@ -454,6 +460,21 @@ def run_once(args: argparse.Namespace, run_dir: str, config: dict) -> tuple[int,
             tail = stream.readlines()[-30:]
         sys.stderr.write(''.join(tail))
     return code, summary
+
+
+def wait_for_comm_stats(monitor: RunMonitor, roles: set, timeout_s: float, stop: dict) -> None:
+    """
+    Wait until `roles`' CommStats reach the last measured step, or `timeout_s` passed.
+
+    Stopping the nodes at once would lose the bytes and E of the run's last steps whenever
+    comm lags the simulator (see `RunMetrics.comm_behind`).
+    """
+    deadline = time.monotonic() + timeout_s
+    while not stop['requested'] and time.monotonic() < deadline:
+        with monitor.lock:
+            if not monitor.metrics.comm_behind(monitor.metrics.measured_until, roles):
+                return
+        time.sleep(0.02)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -66,11 +66,27 @@ class RunMetrics:
     #: sim time of the first measured step: CommStats can arrive before the caller knows
     #: which step that is, so they are all kept and the earlier ones left out of the summary
     measured_from: float = -math.inf
+    #: sim time of the last measured step: CommStats of later steps, which come in while the
+    #: caller waits for the last step's, are left out too
+    measured_until: float = math.inf
+    newest_comm: dict = field(default_factory=dict)      # role -> stamp of its newest CommStats
     _finished: dict = field(default_factory=dict)
 
     def add_comm(self, stamp: float, role: str, bytes_received: int) -> None:
         """One CommStats: bytes `role` accepted at simulation time `stamp`."""
         self.bytes_by_stamp.setdefault(round(stamp, 3), {})[role] = bytes_received
+        self.newest_comm[role] = max(stamp, self.newest_comm.get(role, -math.inf))
+
+    def comm_behind(self, stamp: float, roles) -> set:
+        """
+        Roles whose CommStats have not reached step `stamp` yet.
+
+        A vehicle's CommStats come in stamp order, after its planner answered the step (comm
+        publishes them once the neighbours' views are decoded), so on a loaded machine the
+        simulator can be several steps ahead of them when a run reaches its last step.
+        """
+        return {role for role in roles
+                if self.newest_comm.get(role, -math.inf) < stamp - 1e-6}
 
     def bytes_at(self, stamp: float) -> Optional[int]:
         """Bytes all egos accepted at `stamp` (None before any CommStats of that step)."""
@@ -79,7 +95,7 @@ class RunMetrics:
 
     def _measured_bytes(self) -> list:
         return [sum(step.values()) for stamp, step in self.bytes_by_stamp.items()
-                if stamp >= self.measured_from - 1e-6]
+                if self.measured_from - 1e-6 <= stamp <= self.measured_until + 1e-6]
 
     def steps_with_bytes(self) -> float:
         """Fraction of the run's steps in which some ego accepted V2V bytes."""

@@ -60,6 +60,22 @@ def test_bytes_count_from_the_first_measured_step_whenever_they_came_in():
     assert metrics.steps_with_bytes() == pytest.approx(1 / 2)
 
 
+def test_bytes_of_steps_after_the_last_measured_one_are_left_out():
+    metrics = RunMetrics(['hero0', 'hero1'])
+    for _ in range(2):
+        metrics.add_step({'hero0': StepReport(), 'hero1': StepReport()})
+    metrics.measured_until = 0.2
+    metrics.add_comm(0.1, 'hero0', 10)
+    metrics.add_comm(0.1, 'hero1', 20)
+    metrics.add_comm(0.2, 'hero0', 30)
+    # hero1 lags: its CommStats of the last step are still on their way
+    assert metrics.comm_behind(0.2, ['hero0', 'hero1']) == {'hero1'}
+    metrics.add_comm(0.3, 'hero0', 999)           # a step the run no longer measures
+    metrics.add_comm(0.2, 'hero1', 40)
+    assert metrics.comm_behind(0.2, ['hero0', 'hero1']) == set()
+    assert metrics.summary()['mean_bytes_per_step'] == pytest.approx((30 + 70) / 2)
+
+
 def test_summary_without_an_ended_route_has_no_success_rate():
     metrics = RunMetrics(['hero0'])
     metrics.add_step({'hero0': StepReport()})
