@@ -12,15 +12,18 @@ monitor's, from the current fused BEV (own sensing and V2V alike), so what shari
 ego shapes the plan as soon as it is in the BEV.
 
 Each eq. 3 candidate is a path and a speed profile: the path is its K actions integrated
-with the kinematic bicycle model (`route_cost.kinematic_rollout`), continued straight; along
-it the ego moves for `horizon` seconds with the candidate's first acceleration held. That is
-what the planner can do: while its kept plan is charged, it re-plans every step
-(`replanning.ReplanningPolicy`) and can keep choosing that first action. A candidate that
-speeds up is also checked at its current speed against crossing vehicles (the smaller TTC
-counts): speeding up to pass in front of a crossing vehicle is not a way out. Every track
-moves at constant velocity. The candidate's TTC to a track is their first footprint contact
-(`ttc_monitor.contact_times`, the monitor's geometry: contacts that begin behind the ego are
-left out), and the candidate is charged its largest shortfall over the tracks
+with the kinematic bicycle model (`route_cost.kinematic_rollout`), continued straight (or,
+with `on_route`, back onto the route and along it: held for the whole horizon, the last
+heading of a candidate that steers out of its lane leaves the road, and leaving the lane then
+reads as a way out of any conflict in it); along it the ego moves for `horizon` seconds
+with the candidate's first acceleration held. That is what the planner can do: while its
+kept plan is charged, it re-plans every step (`replanning.ReplanningPolicy`) and can keep
+choosing that first action. A candidate that speeds up is also checked at its current
+speed against crossing vehicles (the smaller TTC counts): speeding up to pass in front of a
+crossing vehicle is not a way out. Every track moves at constant velocity. The candidate's
+TTC to a track is their first footprint contact (`ttc_monitor.contact_times`, the monitor's
+geometry: contacts that begin behind the ego are left out), and the candidate is charged its
+largest shortfall over the tracks
 
     cost = w * max_n max(0, ttc_plan_n - TTC_n)
 
@@ -44,6 +47,7 @@ import math
 from typing import Optional
 
 from call_planner.route_cost import kinematic_rollout, RouteContext
+from call_planner.route_path import ROUTE_JOIN
 from call_planner.ttc_monitor import contact_times, MonitorConfig
 from call_planner.turn_assist import TurnAssist
 from call_vehicle.actions import ActionSet
@@ -60,6 +64,7 @@ class ConflictConfig:
     horizon: float = 6.0     # [s] prediction of ego candidates and tracks
     ttc_shared: Optional[float] = None   # [s] threshold for vehicles known only through
     #                                      sharing; None: `ttc`
+    on_route: bool = False   # continue each rollout along the route, not its last heading
 
     def __post_init__(self):
         """Fail fast on a negative weight or a threshold beyond the horizon."""
@@ -157,8 +162,9 @@ class ConflictCost:
         Each candidate's predicted ego poses x, y, yaw (B, T) at the times t (T,).
 
         Path and speed apart, as planners decompose a trajectory: the path is the candidate's
-        kinematic rollout, continued straight along its last heading (in a bend the turn
-        assist drives, the route: `bends`); along it the ego moves
+        kinematic rollout, continued straight along its last heading (with `on_route`, along
+        the route from its end: `_continued_on_route`; in a bend the turn assist drives, the
+        route: `bends`); along it the ego moves
         with the first action's acceleration held (speed kept within [0, max_speed]), since
         while its kept plan conflicts the planner re-plans every step and can keep choosing it.
         `capped` (F,) row indices: F more rows (B + F, T), those candidates' paths with the
@@ -185,6 +191,9 @@ class ConflictCost:
             context.pose, v0, context.route, far)
         if along is not None:
             px, py, heading = (np.broadcast_to(v, (batch, len(v))) for v in along)
+        elif self.config.on_route and _route_points(context.route) is not None:
+            px, py, heading = _continued_on_route(x, y, yaw, context.pose,
+                                                  _route_points(context.route), far)
         else:
             px = np.concatenate([np.full((batch, 1), x0), x,
                                  x[:, -1:] + far * np.cos(yaw[:, -1:])], 1)     # (B, K+2)
@@ -225,6 +234,62 @@ class ConflictCost:
                               for k in context.tracks])
         shortfall = np.maximum(threshold - ttc, 0.0).max(-1, initial=0.0)
         return cfg.weight * shortfall
+
+
+def _route_points(route) -> Optional[np.ndarray]:
+    """Return the route's finite waypoints (M, 2), or None when fewer than two."""
+    if route is None:
+        return None
+    route = np.asarray(route, dtype=np.float64).reshape(-1, 2)
+    route = route[np.isfinite(route).all(1)]
+    return route if len(route) >= 2 else None
+
+
+def _continued_on_route(x: np.ndarray, y: np.ndarray, yaw: np.ndarray, pose: tuple,
+                        route: np.ndarray, far: float) -> tuple:
+    """
+    Return polylines x, y, heading (B, M): each rollout (B, K), then the route from its end.
+
+    After its K actions the planner re-plans, and the route cost keeps it on its route: the
+    route is where the ego will drive, not the rollout's last heading held for the whole
+    horizon, which leaves the road. Each rollout's end joins the route at its first vertex
+    `ROUTE_JOIN` metres or more past the end's projection on it (about where the turn
+    assist's pursuit aims), and the path runs on `far` metres along the route's last
+    segment. Rows end in repeats of their last vertex (zero-length segments) to a common
+    length.
+    """
+    batch, k = x.shape
+    x0, y0, yaw0 = (float(v) for v in pose)
+    ends = np.stack([x[:, -1], y[:, -1]], 1)                                    # (B, 2)
+    a, ab = route[:-1], np.diff(route, axis=0)                                 # (S, 2)
+    length = np.hypot(ab[:, 0], ab[:, 1])
+    arc = np.concatenate([[0.0], np.cumsum(length)])                           # (S + 1,)
+    rel = ends[:, None, :] - a[None]                                           # (B, S, 2)
+    u = np.clip((rel * ab).sum(-1) / np.maximum(length ** 2, 1e-12), 0.0, 1.0)
+    off = rel - u[..., None] * ab
+    nearest = np.argmin(np.hypot(off[..., 0], off[..., 1]), 1)                 # (B,)
+    along = arc[nearest] + u[np.arange(batch), nearest] * length[nearest]
+    join = np.searchsorted(arc, along + ROUTE_JOIN)                            # (B,)
+    last = len(route) - 1
+    pick = np.minimum(join[:, None] + np.arange(len(route))[None], last)       # (B, M)
+    past = (join > last)[:, None]      # no route vertex left ahead: on along the last heading
+    direction = np.where(past[:, 0], yaw[:, -1],
+                         math.atan2(*(route[-1] - route[-2])[::-1]))            # (B,)
+    tail_x = np.where(past, x[:, -1:], route[pick, 0])
+    tail_y = np.where(past, y[:, -1:], route[pick, 1])
+    px = np.concatenate([np.full((batch, 1), x0), x, tail_x,
+                         tail_x[:, -1:] + far * np.cos(direction)[:, None]], 1)
+    py = np.concatenate([np.full((batch, 1), y0), y, tail_y,
+                         tail_y[:, -1:] + far * np.sin(direction)[:, None]], 1)
+    # each vertex's heading: the direction it is reached in; a repeated vertex keeps the
+    # heading of the last one that moved (the rollout's end heading before any)
+    dx, dy = np.diff(px[:, k:]), np.diff(py[:, k:])                            # (B, M + 1)
+    step = np.concatenate([yaw[:, -1:], np.arctan2(dy, dx)], 1)
+    moved = np.concatenate([np.ones((batch, 1), bool), np.hypot(dx, dy) > 1e-9], 1)
+    carried = np.maximum.accumulate(np.where(moved, np.arange(step.shape[1]), 0), 1)
+    heading = np.concatenate([np.full((batch, 1), yaw0), yaw,
+                              np.take_along_axis(step, carried, 1)[:, 1:]], 1)
+    return px, py, heading
 
 
 def crossing_indices(tracks, yaw: float) -> np.ndarray:

@@ -192,3 +192,26 @@ def test_a_lane_change_in_front_of_a_faster_car_coming_up_is_charged():
     assert ttc[1] < ConflictConfig().ttc            # moving over: it runs into the ego
     # a car closing from behind in the ego's own lane stays the follower's business
     assert np.all(np.isinf(_cost().ttc(plans, _context(_vehicle(-12.0, vx=14.0)))))
+
+
+def test_on_route_a_swerve_out_of_the_lane_is_no_way_out_of_a_conflict():
+    swerve = ACTIONS.index(0.0, 0.6)
+    plans = np.array([[KEEP] * 5, [swerve] * 5, [BRAKE] * 5])
+    route = np.stack([np.arange(-10.0, 120.0, 2.0), np.zeros(65)], 1)     # the ego's lane
+    standing = _vehicle(40.0)
+    context = RouteContext((0.0, 0.0, 0.0), 10.0, route, (standing,))
+    ahead = _cost().ttc(plans, context)
+    on_route = ConflictCost(ConflictConfig(on_route=True), MonitorConfig(), ACTIONS)
+    back = on_route.ttc(plans, context)
+    # held for the whole horizon, the swerve's heading takes it off the road past the car
+    assert ahead[0] < ConflictConfig().ttc and math.isinf(ahead[1])
+    # back on its route after the swerve, it meets the car about as soon as keeping its lane
+    assert back[0] == pytest.approx(ahead[0]) and back[1] < ConflictConfig().ttc
+    assert math.isinf(back[2])                                  # braking is the way out
+    x, y, _, t = on_route.paths(plans, context)
+    # the swerve's path goes no further out than its 0.5 s rollout took it (2 m), then back
+    assert np.allclose(y[:, -1], 0.0) and np.abs(y[1]).max() < 2.5
+    assert x[0] == pytest.approx(10.0 * t)                      # keeping: the rollout
+    # without a route the paths are the rollouts continued on their last heading
+    free = RouteContext((0.0, 0.0, 0.0), 10.0, NO_ROUTE, (standing,))
+    assert np.array_equal(on_route.ttc(plans, free), _cost().ttc(plans, free))
