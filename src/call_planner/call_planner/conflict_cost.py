@@ -191,9 +191,8 @@ class ConflictCost:
             context.pose, v0, context.route, far)
         if along is not None:
             px, py, heading = (np.broadcast_to(v, (batch, len(v))) for v in along)
-        elif self.config.on_route and _route_points(context.route) is not None:
-            px, py, heading = _continued_on_route(x, y, yaw, context.pose,
-                                                  _route_points(context.route), far)
+        elif self.config.on_route and (route := _route_points(context.route)) is not None:
+            px, py, heading = _continued_on_route(x, y, yaw, context.pose, route, far)
         else:
             px = np.concatenate([np.full((batch, 1), x0), x,
                                  x[:, -1:] + far * np.cos(yaw[:, -1:])], 1)     # (B, K+2)
