@@ -200,10 +200,9 @@ class RunMonitor(Node):
 
     def live_errors(self) -> list:
         """E of the CommStats of the measured steps."""
-        since = self._live_since
-        until = self.metrics.measured_until
-        return [] if since is None else [e for t, e in self.errors
-                                         if since - 1e-6 <= t <= until + 1e-6]
+        if self._live_since is None:
+            return []
+        return [e for t, e in self.errors if self.metrics.measured(t)]
 
     def _on_action(self, role: str, msg: Action) -> None:
         self.conflicts.add_action(role, stamp_seconds(msg.header.stamp), msg.accel)

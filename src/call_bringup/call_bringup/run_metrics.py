@@ -69,13 +69,15 @@ class RunMetrics:
     #: sim time of the last measured step: CommStats of later steps, which come in while the
     #: caller waits for the last step's, are left out too
     measured_until: float = math.inf
-    newest_comm: dict = field(default_factory=dict)      # role -> stamp of its newest CommStats
     _finished: dict = field(default_factory=dict)
 
     def add_comm(self, stamp: float, role: str, bytes_received: int) -> None:
         """One CommStats: bytes `role` accepted at simulation time `stamp`."""
         self.bytes_by_stamp.setdefault(round(stamp, 3), {})[role] = bytes_received
-        self.newest_comm[role] = max(stamp, self.newest_comm.get(role, -math.inf))
+
+    def measured(self, stamp: float) -> bool:
+        """Whether simulation time `stamp` lies among the measured steps."""
+        return self.measured_from - 1e-6 <= stamp <= self.measured_until + 1e-6
 
     def comm_behind(self, stamp: float, roles) -> set:
         """
@@ -85,8 +87,11 @@ class RunMetrics:
         publishes them once the neighbours' views are decoded), so on a loaded machine the
         simulator can be several steps ahead of them when a run reaches its last step.
         """
-        return {role for role in roles
-                if self.newest_comm.get(role, -math.inf) < stamp - 1e-6}
+        reached = set()
+        for step_stamp, step in self.bytes_by_stamp.items():
+            if step_stamp >= stamp - 1e-6:
+                reached.update(step)
+        return set(roles) - reached
 
     def bytes_at(self, stamp: float) -> Optional[int]:
         """Bytes all egos accepted at `stamp` (None before any CommStats of that step)."""
@@ -95,7 +100,7 @@ class RunMetrics:
 
     def _measured_bytes(self) -> list:
         return [sum(step.values()) for stamp, step in self.bytes_by_stamp.items()
-                if self.measured_from - 1e-6 <= stamp <= self.measured_until + 1e-6]
+                if self.measured(stamp)]
 
     def steps_with_bytes(self) -> float:
         """Fraction of the run's steps in which some ego accepted V2V bytes."""

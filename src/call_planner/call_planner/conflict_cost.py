@@ -47,7 +47,7 @@ import math
 from typing import Optional
 
 from call_planner.route_cost import kinematic_rollout, RouteContext
-from call_planner.route_path import ROUTE_JOIN
+from call_planner.route_path import finite_points, projections, ROUTE_JOIN
 from call_planner.ttc_monitor import contact_times, MonitorConfig
 from call_planner.turn_assist import TurnAssist
 from call_vehicle.actions import ActionSet
@@ -191,7 +191,7 @@ class ConflictCost:
             context.pose, v0, context.route, far)
         if along is not None:
             px, py, heading = (np.broadcast_to(v, (batch, len(v))) for v in along)
-        elif self.config.on_route and (route := _route_points(context.route)) is not None:
+        elif self.config.on_route and len(route := finite_points(context.route)) >= 2:
             px, py, heading = _continued_on_route(x, y, yaw, context.pose, route, far)
         else:
             px = np.concatenate([np.full((batch, 1), x0), x,
@@ -235,15 +235,6 @@ class ConflictCost:
         return cfg.weight * shortfall
 
 
-def _route_points(route) -> Optional[np.ndarray]:
-    """Return the route's finite waypoints (M, 2), or None when fewer than two."""
-    if route is None:
-        return None
-    route = np.asarray(route, dtype=np.float64).reshape(-1, 2)
-    route = route[np.isfinite(route).all(1)]
-    return route if len(route) >= 2 else None
-
-
 def _continued_on_route(x: np.ndarray, y: np.ndarray, yaw: np.ndarray, pose: tuple,
                         route: np.ndarray, far: float) -> tuple:
     """
@@ -259,15 +250,10 @@ def _continued_on_route(x: np.ndarray, y: np.ndarray, yaw: np.ndarray, pose: tup
     """
     batch, k = x.shape
     x0, y0, yaw0 = (float(v) for v in pose)
-    ends = np.stack([x[:, -1], y[:, -1]], 1)                                    # (B, 2)
-    a, ab = route[:-1], np.diff(route, axis=0)                                 # (S, 2)
-    length = np.hypot(ab[:, 0], ab[:, 1])
+    length = np.hypot(*np.diff(route, axis=0).T)                               # (S,)
     arc = np.concatenate([[0.0], np.cumsum(length)])                           # (S + 1,)
-    rel = ends[:, None, :] - a[None]                                           # (B, S, 2)
-    u = np.clip((rel * ab).sum(-1) / np.maximum(length ** 2, 1e-12), 0.0, 1.0)
-    off = rel - u[..., None] * ab
-    nearest = np.argmin(np.hypot(off[..., 0], off[..., 1]), 1)                 # (B,)
-    along = arc[nearest] + u[np.arange(batch), nearest] * length[nearest]
+    nearest, u = projections(route, np.stack([x[:, -1], y[:, -1]], 1))         # (B,), (B,)
+    along = arc[nearest] + u * length[nearest]
     join = np.searchsorted(arc, along + ROUTE_JOIN)                            # (B,)
     last = len(route) - 1
     pick = np.minimum(join[:, None] + np.arange(len(route))[None], last)       # (B, M)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, fields
 import math
 from typing import Any, Mapping, Optional, Sequence
 
-from call_planner.route_path import resample, route_from
+from call_planner.route_path import finite_points, resample, route_from
 import numpy as np
 
 #: [m] spacing of the ego's path through the junction
@@ -183,8 +183,7 @@ class JunctionGate:
         """Return the acceleration limit for the ego at `pose` on `route` (M, 2) among `tracks`."""
         cfg = self.config
         free = GateVerdict(None, '')
-        route = np.asarray(route, dtype=np.float64).reshape(-1, 2)
-        route = route[np.isfinite(route).all(1)]
+        route = finite_points(route)
         if not cfg.enabled or not len(self.junctions) or len(route) < 1:
             return free
         speed = max(float(speed), 0.0)

@@ -9,6 +9,7 @@ predicted into vehicles it will never reach. Predictions of where the ego will b
 conflict cost's paths, the TTC monitor's) then follow this path instead.
 """
 import math
+from typing import Any
 
 import numpy as np
 
@@ -29,13 +30,30 @@ def resample(line: np.ndarray, step: float) -> tuple:
     return np.stack([np.interp(s, arc, line[:, 0]), np.interp(s, arc, line[:, 1])], 1), s
 
 
-def _projection(route: np.ndarray, point: tuple) -> tuple:
-    """Return the segment index i and fraction t in [0, 1] of the point's projection."""
-    a, ab = route[:-1], np.diff(route, axis=0)
-    rel = np.asarray(point, dtype=np.float64) - a
+def finite_points(route: Any) -> np.ndarray:
+    """Return the route's waypoints (M, 2) without the rows that are not finite."""
+    route = np.asarray(route, dtype=np.float64).reshape(-1, 2)
+    return route[np.isfinite(route).all(1)]
+
+
+def projections(route: np.ndarray, points: np.ndarray) -> tuple:
+    """
+    Return where points (P, 2) project on the route (M >= 2): segment indices i, fractions t.
+
+    i (P,) is each point's nearest segment, t (P,) in [0, 1] how far along it.
+    """
+    a, ab = route[:-1], np.diff(route, axis=0)                                 # (S, 2)
+    rel = np.asarray(points, dtype=np.float64).reshape(-1, 1, 2) - a            # (P, S, 2)
     t = np.clip((rel * ab).sum(-1) / np.maximum((ab ** 2).sum(-1), 1e-12), 0.0, 1.0)
-    i = int(np.argmin(np.hypot(*(rel - t[:, None] * ab).T)))
-    return i, float(t[i])
+    off = rel - t[..., None] * ab
+    i = np.argmin(np.hypot(off[..., 0], off[..., 1]), 1)
+    return i, t[np.arange(len(i)), i]
+
+
+def _projection(route: np.ndarray, point: tuple) -> tuple:
+    """Return the segment index i and fraction t in [0, 1] of one point's projection."""
+    i, t = projections(route, point)
+    return int(i[0]), float(t[0])
 
 
 def route_from(route: np.ndarray, point: tuple) -> np.ndarray:

@@ -23,7 +23,7 @@ import math
 from typing import Any, Mapping, Optional
 
 from call_planner.route_cost import route_curvature
-from call_planner.route_path import route_ahead, route_path
+from call_planner.route_path import finite_points, route_ahead, route_path
 from call_vehicle.actions import ActionSet
 from call_vehicle.vehicle_model import BicycleModel
 from call_world_model.intention import map_to_ego
@@ -108,8 +108,7 @@ class TurnAssist:
         """
         if not self.config.route_path:
             return None
-        route = np.asarray(route, dtype=np.float64).reshape(-1, 2)
-        route = route[np.isfinite(route).all(1)]
+        route = finite_points(route)
         if len(route) < 2:
             return None
         ahead, start = route_ahead(route, (pose[0], pose[1]))
