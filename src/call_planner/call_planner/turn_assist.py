@@ -17,6 +17,16 @@ command stays the planner's or the monitor's; the route cost's curve speed
 (`route_lateral_accel`) charges the look-ahead for entering the bend faster. The caller tells the
 world model the nearest discrete action, as for a monitor's override. Elsewhere, on every
 road whose bends the set can drive, nothing changes.
+
+A turn can also be left unfinished: a vehicle that stood at a bend's entry and then turned
+late still points far off its route when the bend's last vertex leaves the waypoint window,
+and the route ahead then reads as straight. With the set's steer it drifted across the lanes
+it had turned into, up to the cross traffic's stop line, and stood there (docs/results.md,
+"Turns left unfinished"). With `finish_turns` the assist also steers, and predictions follow
+the route, while the ego heads more than `off_heading` away from the route point its pursuit
+aims at (pure pursuit's alpha, which grows with the lateral offset, so a vehicle drifting
+off its route after the turn counts too). Lane keeping stays far below that; the route's
+lane changes at low speed and the evasive lane changes of some learned planners do not.
 """
 from dataclasses import dataclass
 import math
@@ -40,6 +50,8 @@ class TurnAssistConfig:
     lookahead_time: float = 0.6    # [s] l_d: the pursuit aims this far ahead ...
     min_lookahead: float = 3.0     # [m] ... and at least this far
     route_path: bool = True        # predictions of the ego follow the route in such a bend
+    finish_turns: bool = False     # ... and wherever the ego heads away from the point its
+    off_heading: float = 0.35      # [rad] pursuit aims at by more than this
 
     def __post_init__(self):
         """Fail fast on a negative distance or time, or a pursuit aiming at the ego itself."""
@@ -49,6 +61,9 @@ class TurnAssistConfig:
                 raise ValueError(f'turn_assist_{name} must be >= 0, got {value}')
         if not (math.isfinite(self.min_lookahead) and self.min_lookahead > 0.0):
             raise ValueError(f'turn_assist_min_lookahead must be > 0, got {self.min_lookahead}')
+        if not (0.0 < self.off_heading <= math.pi):
+            raise ValueError(f'turn_assist_off_heading must be in (0, pi] rad, '
+                             f'got {self.off_heading}')
 
     @classmethod
     def from_params(cls, p: Mapping[str, Any]) -> 'TurnAssistConfig':
@@ -58,18 +73,26 @@ class TurnAssistConfig:
                    reach_time=float(p['turn_assist_reach_time']),
                    lookahead_time=float(p['turn_assist_lookahead_time']),
                    min_lookahead=float(p['turn_assist_min_lookahead']),
-                   route_path=bool(p['turn_assist_route_path']))
+                   route_path=bool(p['turn_assist_route_path']),
+                   finish_turns=bool(p['turn_assist_finish_turns']),
+                   off_heading=float(p['turn_assist_off_heading']))
+
+
+def pursuit_point(pose: tuple, route: np.ndarray, lookahead: float) -> tuple:
+    """Return the route point pure pursuit aims at, in the ego's frame: (ahead, left) [m]."""
+    local = map_to_ego(route, *pose)                      # x ahead, y left
+    ahead, left = local[:, 0], local[:, 1]
+    far = np.flatnonzero((np.hypot(ahead, left) >= lookahead) & (ahead > 0.0))
+    i = int(far[0]) if len(far) else len(route) - 1
+    return float(ahead[i]), float(left[i])
 
 
 def pursuit_steer(pose: tuple, route: np.ndarray, lookahead: float,
                   bicycle: BicycleModel) -> float:
     """Normalised steer in [-1, 1] of pure pursuit towards `route` (M, 2), map frame."""
-    local = map_to_ego(route, *pose)                      # x ahead, y left
-    ahead, left = local[:, 0], local[:, 1]
-    far = np.flatnonzero((np.hypot(ahead, left) >= lookahead) & (ahead > 0.0))
-    i = int(far[0]) if len(far) else len(route) - 1
-    distance2 = max(ahead[i] ** 2 + left[i] ** 2, 1e-6)
-    delta = math.atan(2.0 * bicycle.wheelbase * left[i] / distance2)     # 2 L sin(a) / l_d
+    ahead, left = pursuit_point(pose, route, lookahead)
+    distance2 = max(ahead ** 2 + left ** 2, 1e-6)
+    delta = math.atan(2.0 * bicycle.wheelbase * left / distance2)     # 2 L sin(a) / l_d
     return float(np.clip(delta / bicycle.max_steer_angle, -1.0, 1.0))
 
 
@@ -95,6 +118,25 @@ class TurnAssist:
         reach = self.config.reach + self.config.reach_time * max(float(speed), 0.0)
         return route_curvature(route, start + reach) > self.set_curvature
 
+    def lookahead(self, speed: float) -> float:
+        """Return the pursuit's l_d [m] at this speed."""
+        return max(self.config.min_lookahead, self.config.lookahead_time * max(float(speed), 0.0))
+
+    def heads_off(self, pose: tuple, speed: float, route: Any) -> bool:
+        """
+        Whether the ego heads away from its route: a turn left unfinished, or a drift after it.
+
+        The angle is pure pursuit's alpha, between the ego's heading and the route point the
+        pursuit aims at. Always false without `finish_turns`.
+        """
+        if not (self.config.enabled and self.config.finish_turns):
+            return False
+        route = finite_points(route)
+        if len(route) < 2:
+            return False
+        ahead, left = pursuit_point(pose, route, self.lookahead(speed))
+        return abs(math.atan2(left, ahead)) > self.config.off_heading
+
     def predicted_path(self, pose: tuple, speed: float, route: Any, far: float
                        ) -> Optional[tuple]:
         """
@@ -112,18 +154,16 @@ class TurnAssist:
         if len(route) < 2:
             return None
         ahead, start = route_ahead(route, (pose[0], pose[1]))
-        if not self.in_bend(ahead, speed, start):
+        if not (self.in_bend(ahead, speed, start) or self.heads_off(pose, speed, route)):
             return None
         return route_path(pose, route, far)
 
     def steer(self, pose: tuple, speed: float, route: Any, steer: float) -> Optional[float]:
         """Return the pursuit's steer where it must replace `steer`, else None."""
-        if not self.in_bend(route, speed):
+        if not (self.in_bend(route, speed) or self.heads_off(pose, speed, route)):
             return None
         route = np.asarray(route, dtype=np.float64).reshape(-1, 2)
-        speed = max(float(speed), 0.0)
-        lookahead = max(self.config.min_lookahead, self.config.lookahead_time * speed)
-        pursued = pursuit_steer(pose, route, lookahead, self.bicycle)
+        pursued = pursuit_steer(pose, route, self.lookahead(speed), self.bicycle)
         return pursued if abs(pursued) > abs(steer) else None
 
 

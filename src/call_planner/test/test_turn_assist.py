@@ -102,14 +102,16 @@ def test_bad_assist_parameters_fail_fast_and_the_default_is_on():
     assert turn_assist_from_params(planner_params({'turn_assist_enabled': False})) is None
 
 
-def drive_right_turn(assist, speed=3.4, steps=300):
+def drive_right_turn(assist, speed=3.4, steps=300, planner_steers=True):
     """
     Drive `south_in`'s right lane into the right turn to `east_out` on SUMO's crossroad.
 
     A stand-in for a planner bound to the action set: its steer is the route's pure pursuit
-    quantised to the nearest of the set's steers, its acceleration holds the route cost's
-    curve speed for a 5.75 m bend at 2 m/s^2 (about 3.4 m/s). Returns per step the distance
-    [m] of the ego's centre to its route, and whether the trip ended off the road.
+    quantised to the nearest of the set's steers (with `planner_steers` false it keeps
+    straight, as the learned planner did in a turn it entered late), its acceleration holds
+    the route cost's curve speed for a 5.75 m bend at 2 m/s^2 (about 3.4 m/s). Returns per
+    step the distance [m] of the ego's centre to its route, whether the trip ended off the
+    road, and the ego's last yaw [rad] (the exit road runs at 0).
     """
     actions, control = ActionSet(), ControlModel()
     scenario = {**load_yaml('scenarios/crossroad.yaml'), 'num_controlled': 1,
@@ -123,7 +125,7 @@ def drive_right_turn(assist, speed=3.4, steps=300):
             ego, window = obs['hero0'].ego, np.asarray(obs['hero0'].route).reshape(-1, 2)
             pose = (ego.x, ego.y, ego.yaw)
             wanted = pursuit_steer(pose, window, max(3.0, 0.6 * ego.speed), BICYCLE)
-            steer = min(actions.steers, key=lambda s: abs(s - wanted))
+            steer = min(actions.steers, key=lambda s: abs(s - wanted)) if planner_steers else 0.0
             if assist is not None:
                 assisted = assist.steer(pose, ego.speed, window, steer)
                 steer = steer if assisted is None else assisted
@@ -134,15 +136,64 @@ def drive_right_turn(assist, speed=3.4, steps=300):
             if terminated.get('hero0') or 'hero0' not in obs:
                 off_road = bool(infos.get('hero0', {}).get('off_road'))
                 break
-    return deviations, off_road
+    return deviations, off_road, ego.yaw
 
 
 def test_a_right_turn_the_set_cannot_drive_is_driven_with_the_assist():
-    assisted, off_with = drive_right_turn(turn_assist_from_params(planner_params()))
-    bound, off_without = drive_right_turn(None)
+    assisted, off_with, _ = drive_right_turn(turn_assist_from_params(planner_params()))
+    bound, off_without, _ = drive_right_turn(None)
     assert not off_with and not off_without
     # at the route cost's curve speed the set's steer alone swings out more than 1.5 m
     assert max(bound) > 1.5
     # with the assist the ego keeps within about half of that through the whole turn
     assert max(assisted) < 1.2
     assert max(assisted) < 0.7 * max(bound)
+
+
+def test_a_turn_left_unfinished_is_finished_by_the_assist():
+    assist = TurnAssist(TurnAssistConfig(finish_turns=True), ActionSet(), BICYCLE)
+    # the bend's vertices have left the waypoint window: the route ahead runs straight on
+    lane = np.array([[1.0 + 2.0 * i, 0.0] for i in range(15)])
+    assert not assist.in_bend(lane, 1.5)
+    # the ego still points 50 degrees left of it (a right turn begun late)
+    late = (0.0, -1.0, math.radians(50.0))
+    assert assist.heads_off(late, 1.5, lane)
+    steer = assist.steer(late, 1.5, lane, 0.0)
+    assert steer is not None and steer < -0.6         # back to the route, harder than the set
+    path = assist.predicted_path(late, 1.5, lane, 20.0)
+    assert path is not None and abs(path[1][-1]) < 1e-6      # predicted along the route
+    # lane keeping, a few degrees and decimetres off: nothing changes
+    keeping = (0.0, 0.3, math.radians(5.0))
+    assert not assist.heads_off(keeping, 8.0, lane)
+    assert assist.steer(keeping, 8.0, lane, 0.0) is None
+    assert assist.predicted_path(keeping, 8.0, lane, 20.0) is None
+    # drifting off the route at a small heading counts once it is far enough off
+    assert assist.heads_off((0.0, 2.5, math.radians(5.0)), 2.0, lane)
+    # a lane change on the route (3.5 m over 30 m, smoothstep) followed at 3 m/s with the
+    # route's heading: the set steers it
+    s = np.arange(0.0, 60.0, 2.0)
+    t = np.clip((s - 10.0) / 30.0, 0.0, 1.0)
+    changing = np.stack([s, 3.5 * (3 * t ** 2 - 2 * t ** 3)], 1)
+    heading = math.atan2(changing[13, 1] - changing[12, 1], 2.0)
+    assert not assist.heads_off((25.0, 1.75, heading), 3.0, changing)
+    # off by default; a threshold outside (0, pi] fails fast
+    off = TurnAssist(TurnAssistConfig(), ActionSet(), BICYCLE)
+    assert not off.heads_off(late, 1.5, lane) and off.steer(late, 1.5, lane, 0.0) is None
+    assert off.predicted_path(late, 1.5, lane, 20.0) is None
+    assert not turn_assist_from_params(planner_params()).config.finish_turns
+    with pytest.raises(ValueError, match='turn_assist_off_heading'):
+        TurnAssistConfig(off_heading=0.0)
+
+
+def test_a_planner_that_keeps_straight_through_a_right_turn_is_taken_round_it():
+    finished, off_with, yaw_with = drive_right_turn(
+        turn_assist_from_params(planner_params({'turn_assist_finish_turns': True})),
+        steps=250, planner_steers=False)
+    unfinished, off_without, yaw_without = drive_right_turn(
+        turn_assist_from_params(planner_params()), steps=250, planner_steers=False)
+    # the bend test alone lets go half way round: the ego keeps its half-turned heading
+    # across the lanes it turned into and leaves the road
+    assert off_without and max(unfinished) > 10.0 and abs(yaw_without) > math.radians(35.0)
+    # with finish_turns the assist takes it on round the turn and holds it near its route,
+    # though this stand-in planner never steers
+    assert not off_with and max(finished) < 1.5 and abs(yaw_with) < 0.35
