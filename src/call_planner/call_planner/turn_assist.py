@@ -22,11 +22,14 @@ A turn can also be left unfinished: a vehicle that stood at a bend's entry and t
 late still points far off its route when the bend's last vertex leaves the waypoint window,
 and the route ahead then reads as straight. With the set's steer it drifted across the lanes
 it had turned into, up to the cross traffic's stop line, and stood there (docs/results.md,
-"Turns left unfinished"). With `finish_turns` the assist also steers, and predictions follow
+"Turns left unfinished"). With `finish_turns` (on) the assist also steers, and predictions follow
 the route, while the ego heads more than `off_heading` away from the route point its pursuit
 aims at (pure pursuit's alpha, which grows with the lateral offset, so a vehicle drifting
-off its route after the turn counts too). Lane keeping stays far below that; the route's
-lane changes at low speed and the evasive lane changes of some learned planners do not.
+off its route after the turn counts too), and drives slower than `finish_speed`. Lane keeping
+stays far below that angle. Lane changes, the route's and the evasive ones of some learned
+planners, reach it too, but at cruising speed; a bend tighter than the set turns is driven
+slower, since the route cost's curve speed sqrt(a_lat / kappa) is about 4.3 m/s at the set's
+tightest curvature and `route_lateral_accel` = 2 m/s^2.
 """
 from dataclasses import dataclass
 import math
@@ -50,12 +53,13 @@ class TurnAssistConfig:
     lookahead_time: float = 0.6    # [s] l_d: the pursuit aims this far ahead ...
     min_lookahead: float = 3.0     # [m] ... and at least this far
     route_path: bool = True        # predictions of the ego follow the route in such a bend
-    finish_turns: bool = False     # ... and wherever the ego heads away from the point its
-    off_heading: float = 0.35      # [rad] pursuit aims at by more than this
+    finish_turns: bool = True      # ... and wherever the ego heads away from the point its
+    off_heading: float = 0.35      # [rad] pursuit aims at by more than this ...
+    finish_speed: float = 4.0      # [m/s] ... slower than this
 
     def __post_init__(self):
         """Fail fast on a negative distance or time, or a pursuit aiming at the ego itself."""
-        for name in ('reach', 'reach_time', 'lookahead_time'):
+        for name in ('reach', 'reach_time', 'lookahead_time', 'finish_speed'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0.0):
                 raise ValueError(f'turn_assist_{name} must be >= 0, got {value}')
@@ -75,7 +79,8 @@ class TurnAssistConfig:
                    min_lookahead=float(p['turn_assist_min_lookahead']),
                    route_path=bool(p['turn_assist_route_path']),
                    finish_turns=bool(p['turn_assist_finish_turns']),
-                   off_heading=float(p['turn_assist_off_heading']))
+                   off_heading=float(p['turn_assist_off_heading']),
+                   finish_speed=float(p['turn_assist_finish_speed']))
 
 
 def pursuit_point(pose: tuple, route: np.ndarray, lookahead: float) -> tuple:
@@ -127,9 +132,11 @@ class TurnAssist:
         Whether the ego heads away from its route: a turn left unfinished, or a drift after it.
 
         The angle is pure pursuit's alpha, between the ego's heading and the route point the
-        pursuit aims at. Always false without `finish_turns`.
+        pursuit aims at. Always false without `finish_turns`, and at `finish_speed` or faster.
         """
         if not (self.config.enabled and self.config.finish_turns):
+            return False
+        if not float(speed) < self.config.finish_speed:
             return False
         route = finite_points(route)
         if len(route) < 2:

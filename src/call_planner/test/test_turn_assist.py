@@ -151,7 +151,7 @@ def test_a_right_turn_the_set_cannot_drive_is_driven_with_the_assist():
 
 
 def test_a_turn_left_unfinished_is_finished_by_the_assist():
-    assist = TurnAssist(TurnAssistConfig(finish_turns=True), ActionSet(), BICYCLE)
+    assist = TurnAssist(TurnAssistConfig(), ActionSet(), BICYCLE)
     # the bend's vertices have left the waypoint window: the route ahead runs straight on
     lane = np.array([[1.0 + 2.0 * i, 0.0] for i in range(15)])
     assert not assist.in_bend(lane, 1.5)
@@ -176,21 +176,29 @@ def test_a_turn_left_unfinished_is_finished_by_the_assist():
     changing = np.stack([s, 3.5 * (3 * t ** 2 - 2 * t ** 3)], 1)
     heading = math.atan2(changing[13, 1] - changing[12, 1], 2.0)
     assert not assist.heads_off((25.0, 1.75, heading), 3.0, changing)
-    # off by default; a threshold outside (0, pi] fails fast
-    off = TurnAssist(TurnAssistConfig(), ActionSet(), BICYCLE)
+    # a swerve 25 degrees off the lane: at cruising speed a lane change the planner drives,
+    # at a turn's speed a heading the assist takes back
+    swerve = (0.0, 0.0, math.radians(25.0))
+    assert not assist.heads_off(swerve, 8.0, lane) and assist.steer(swerve, 8.0, lane, 0.0) is None
+    assert assist.heads_off(swerve, 3.0, lane)
+    # on by default, and off with the switch; a threshold outside (0, pi] or a negative
+    # speed fails fast
+    off = TurnAssist(TurnAssistConfig(finish_turns=False), ActionSet(), BICYCLE)
     assert not off.heads_off(late, 1.5, lane) and off.steer(late, 1.5, lane, 0.0) is None
     assert off.predicted_path(late, 1.5, lane, 20.0) is None
-    assert not turn_assist_from_params(planner_params()).config.finish_turns
+    assert turn_assist_from_params(planner_params()).config.finish_turns
     with pytest.raises(ValueError, match='turn_assist_off_heading'):
         TurnAssistConfig(off_heading=0.0)
+    with pytest.raises(ValueError, match='turn_assist_finish_speed'):
+        TurnAssistConfig(finish_speed=-1.0)
 
 
 def test_a_planner_that_keeps_straight_through_a_right_turn_is_taken_round_it():
     finished, off_with, yaw_with = drive_right_turn(
-        turn_assist_from_params(planner_params({'turn_assist_finish_turns': True})),
-        steps=250, planner_steers=False)
-    unfinished, off_without, yaw_without = drive_right_turn(
         turn_assist_from_params(planner_params()), steps=250, planner_steers=False)
+    unfinished, off_without, yaw_without = drive_right_turn(
+        turn_assist_from_params(planner_params({'turn_assist_finish_turns': False})),
+        steps=250, planner_steers=False)
     # the bend test alone lets go half way round: the ego keeps its half-turned heading
     # across the lanes it turned into and leaves the road
     assert off_without and max(unfinished) > 10.0 and abs(yaw_without) > math.radians(35.0)
