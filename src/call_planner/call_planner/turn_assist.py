@@ -59,10 +59,12 @@ class TurnAssistConfig:
 
     def __post_init__(self):
         """Fail fast on a negative distance or time, or a pursuit aiming at the ego itself."""
-        for name in ('reach', 'reach_time', 'lookahead_time', 'finish_speed'):
+        for name in ('reach', 'reach_time', 'lookahead_time'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0.0):
                 raise ValueError(f'turn_assist_{name} must be >= 0, got {value}')
+        if not self.finish_speed >= 0.0:                   # .inf: at any speed
+            raise ValueError(f'turn_assist_finish_speed must be >= 0, got {self.finish_speed}')
         if not (math.isfinite(self.min_lookahead) and self.min_lookahead > 0.0):
             raise ValueError(f'turn_assist_min_lookahead must be > 0, got {self.min_lookahead}')
         if not (0.0 < self.off_heading <= math.pi):

@@ -181,16 +181,20 @@ def test_a_turn_left_unfinished_is_finished_by_the_assist():
     swerve = (0.0, 0.0, math.radians(25.0))
     assert not assist.heads_off(swerve, 8.0, lane) and assist.steer(swerve, 8.0, lane, 0.0) is None
     assert assist.heads_off(swerve, 3.0, lane)
-    # on by default, and off with the switch; a threshold outside (0, pi] or a negative
-    # speed fails fast
+    # on by default, and off with the switch; a threshold outside (0, pi] or a bound that is
+    # not a speed fails fast
     off = TurnAssist(TurnAssistConfig(finish_turns=False), ActionSet(), BICYCLE)
     assert not off.heads_off(late, 1.5, lane) and off.steer(late, 1.5, lane, 0.0) is None
     assert off.predicted_path(late, 1.5, lane, 20.0) is None
     assert turn_assist_from_params(planner_params()).config.finish_turns
     with pytest.raises(ValueError, match='turn_assist_off_heading'):
         TurnAssistConfig(off_heading=0.0)
-    with pytest.raises(ValueError, match='turn_assist_finish_speed'):
-        TurnAssistConfig(finish_speed=-1.0)
+    for speed in (-1.0, math.nan):
+        with pytest.raises(ValueError, match='turn_assist_finish_speed'):
+            TurnAssistConfig(finish_speed=speed)
+    # without the bound (.inf) the swerve is taken back at any speed
+    unbounded = TurnAssist(TurnAssistConfig(finish_speed=math.inf), ActionSet(), BICYCLE)
+    assert unbounded.heads_off(swerve, 8.0, lane)
 
 
 def test_a_planner_that_keeps_straight_through_a_right_turn_is_taken_round_it():
