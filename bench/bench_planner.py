@@ -14,14 +14,14 @@ world model's own modules. `--occupancy-every n` adds the occupancy cost
 (call_planner.occupancy_cost: the footprint window of the vehicle channels decoded for every
 n-th imagined step; 0 = without it). The TTC safety monitor's cost per tick (one 128 px BEV
 with 12 vehicles tracked, then the assessment) is printed last, after the conflict cost's
-(call_planner.conflict_cost: 15 candidates against 12 tracks, on a straight road, in a
-tight bend where the candidates follow the route, and on the straight road with each path
-back on the route after its rollout, `conflict_on_route`). The costlier of the first two
-(planner.yaml's) is added to the small preset's CPU median (`cpu_with_conflict_ms`, the
-figure held to the target); `cpu_with_conflict_on_route_ms` adds the costlier of the last
-two. `--batch N` (N > 1) also times N vehicles' look-aheads of one tick planned alone
-against planned as one imagination (call_planner.lookahead_batch, as a container's planner
-nodes run them): interleaved rounds, thread CPU per vehicle, small preset with the planner's
+(call_planner.conflict_cost, planner.yaml's: 15 candidates against 12 tracks, on a straight
+road without a route, in a tight bend where the candidates follow the route, and on the
+straight road with a route along the ego's lane, where each path goes back onto it after
+its rollout, `conflict_on_route`). The costliest of the three is added to the small
+preset's CPU median (`cpu_with_conflict_ms`, the figure held to the target). `--batch N`
+(N > 1) also times N vehicles' look-aheads of one tick planned alone against planned as one
+imagination (call_planner.lookahead_batch, as a container's planner nodes run them):
+interleaved rounds, thread CPU per vehicle, small preset with the planner's
 occupancy cost.
 Models are randomly initialised from call_world_model's presets (latency does not depend on
 the weights). The L preset is timed with fewer ticks (it is a GPU-sized model).
@@ -161,7 +161,7 @@ def right_turn_route() -> np.ndarray:
 
 
 def bench_conflict(ticks: int, vehicles: int = 12, bend: bool = False,
-                   on_route: bool = False) -> dict:
+                   with_route: bool = False) -> dict:
     """
     Time the conflict cost per look-ahead: 15 candidates against `vehicles` tracks.
 
@@ -172,14 +172,14 @@ def bench_conflict(ticks: int, vehicles: int = 12, bend: bool = False,
     blobs at constant velocity. With `bend` the ego drives north at 5 m/s into a right turn
     tighter than the action set turns, across the same road, so every candidate's path is
     its route (planner.yaml's `turn_assist_route_path`, call_planner.route_path). With
-    `on_route` the straight road's ego has a route along its lane, and each candidate's path
-    goes back onto it after the rollout (`conflict_on_route`, off in planner.yaml).
+    `with_route` the straight road's ego has a route along its lane, and each candidate's
+    path goes back onto it after the rollout (planner.yaml's `conflict_on_route`).
     """
-    params = planner_params({'conflict_on_route': True} if on_route else None)
+    params = planner_params(None)
     cost = conflict_cost_from_params(params)                 # planner.yaml's
     turn_time = MonitorConfig.from_params(params).shared_turn_time
     pose, speed, route = (0.0, 0.0, 0.0), 10.0, np.zeros((0, 2))
-    if on_route:
+    if with_route:
         route = np.stack([np.arange(-4.0, 64.0, 2.0), np.zeros(34)], 1)   # the waypoints
     if bend:
         pose, speed, route = (0.0, -12.0, np.pi / 2), 5.0, right_turn_route()
@@ -200,7 +200,7 @@ def bench_conflict(ticks: int, vehicles: int = 12, bend: bool = False,
         start = time.process_time()
         cost.cost(candidates, context)
         times.append((time.process_time() - start) * 1e3)
-    return {'conflict_vehicles': vehicles, 'in_bend': bend, 'on_route': on_route,
+    return {'conflict_vehicles': vehicles, 'in_bend': bend, 'with_route': with_route,
             'ticks': ticks,
             'cpu_median_ms': round(float(np.median(times)), 3),
             'cpu_p95_ms': round(float(np.percentile(times, 95)), 3)}
@@ -228,10 +228,8 @@ def main() -> None:
     print(f'load average (1, 5, 15 min): {os.getloadavg()}', flush=True)
     rows = []
     conflicts = [bench_conflict(args.ticks), bench_conflict(args.ticks, bend=True),
-                 bench_conflict(args.ticks, on_route=True)]
-    # the costlier scene of planner.yaml's conflict cost, and with conflict_on_route on
-    conflict_ms = max(c['cpu_median_ms'] for c in conflicts if not c['on_route'])
-    on_route_ms = max(c['cpu_median_ms'] for c in conflicts if c['on_route'] or c['in_bend'])
+                 bench_conflict(args.ticks, with_route=True)]
+    conflict_ms = max(c['cpu_median_ms'] for c in conflicts)    # the costliest scene
     for preset in args.presets:
         for horizon in args.horizons:
             for path in args.paths:
@@ -242,8 +240,6 @@ def main() -> None:
                         # the conflict cost rescores every look-ahead's candidates
                         row['cpu_with_conflict_ms'] = round(row['cpu_median_ms']
                                                             + conflict_ms, 3)
-                        row['cpu_with_conflict_on_route_ms'] = round(row['cpu_median_ms']
-                                                                     + on_route_ms, 3)
                         row['target_ms'] = TARGET_MS
                         row['meets_target'] = row['median_ms'] <= TARGET_MS
                         row['cpu_meets_target'] = row['cpu_with_conflict_ms'] <= TARGET_MS

@@ -12,10 +12,10 @@ monitor's, from the current fused BEV (own sensing and V2V alike), so what shari
 ego shapes the plan as soon as it is in the BEV.
 
 Each eq. 3 candidate is a path and a speed profile: the path is its K actions integrated
-with the kinematic bicycle model (`route_cost.kinematic_rollout`), continued straight (or,
-with `on_route`, back onto the route and along it: held for the whole horizon, the last
-heading of a candidate that steers out of its lane leaves the road, and leaving the lane then
-reads as a way out of any conflict in it); along it the ego moves for `horizon` seconds
+with the kinematic bicycle model (`route_cost.kinematic_rollout`), continued back onto the
+route and along it (`on_route`; continued straight instead, the last heading of a candidate
+that steers out of its lane leaves the road for the whole horizon, and leaving the lane reads
+as a way out of any conflict in it); along it the ego moves for `horizon` seconds
 with the candidate's first acceleration held. That is what the planner can do: while its
 kept plan is charged, it re-plans every step (`replanning.ReplanningPolicy`) and can keep
 choosing that first action. A candidate that speeds up is also checked at its current
@@ -64,7 +64,7 @@ class ConflictConfig:
     horizon: float = 6.0     # [s] prediction of ego candidates and tracks
     ttc_shared: Optional[float] = None   # [s] threshold for vehicles known only through
     #                                      sharing; None: `ttc`
-    on_route: bool = False   # continue each rollout along the route, not its last heading
+    on_route: bool = True    # continue each rollout along the route, not its last heading
 
     def __post_init__(self):
         """Fail fast on a negative weight or a threshold beyond the horizon."""

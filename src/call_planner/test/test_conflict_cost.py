@@ -103,8 +103,9 @@ def test_in_a_bend_the_assist_drives_the_path_is_the_route():
     plans = np.array([[SPEED_UP] * 5, [KEEP] * 5])
     assist = TurnAssist(TurnAssistConfig(route_path=True), ACTIONS, BicycleModel())
 
-    def charged(bends, track):
-        cost = ConflictCost(ConflictConfig(), MonitorConfig(), ACTIONS, BicycleModel(), bends)
+    def charged(bends, track):       # the assist's path alone: rollouts continued straight
+        cost = ConflictCost(ConflictConfig(on_route=False), MonitorConfig(), ACTIONS,
+                            BicycleModel(), bends)
         return cost.cost(plans, RouteContext((1.5, -6.5, 1.0), 0.0, route, (track,)))
 
     # down the heading's tangent a start meets the oncoming car; along the route it does not
@@ -200,8 +201,8 @@ def test_on_route_a_swerve_out_of_the_lane_is_no_way_out_of_a_conflict():
     route = np.stack([np.arange(-10.0, 120.0, 2.0), np.zeros(65)], 1)     # the ego's lane
     standing = _vehicle(40.0)
     context = RouteContext((0.0, 0.0, 0.0), 10.0, route, (standing,))
-    ahead = _cost().ttc(plans, context)
-    on_route = ConflictCost(ConflictConfig(on_route=True), MonitorConfig(), ACTIONS)
+    ahead = _cost(on_route=False).ttc(plans, context)
+    on_route = _cost(on_route=True)
     back = on_route.ttc(plans, context)
     # held for the whole horizon, the swerve's heading takes it off the road past the car
     assert ahead[0] < ConflictConfig().ttc and math.isinf(ahead[1])
@@ -214,4 +215,4 @@ def test_on_route_a_swerve_out_of_the_lane_is_no_way_out_of_a_conflict():
     assert x[0] == pytest.approx(10.0 * t)                      # keeping: the rollout
     # without a route the paths are the rollouts continued on their last heading
     free = RouteContext((0.0, 0.0, 0.0), 10.0, NO_ROUTE, (standing,))
-    assert np.array_equal(on_route.ttc(plans, free), _cost().ttc(plans, free))
+    assert np.array_equal(on_route.ttc(plans, free), _cost(on_route=False).ttc(plans, free))
