@@ -162,9 +162,9 @@ class ConflictCost:
         Each candidate's predicted ego poses x, y, yaw (B, T) at the times t (T,).
 
         Path and speed apart, as planners decompose a trajectory: the path is the candidate's
-        kinematic rollout, continued straight along its last heading (with `on_route`, along
-        the route from its end: `_continued_on_route`; in a bend the turn assist drives, the
-        route: `bends`); along it the ego moves
+        kinematic rollout, continued along the route from its end (`on_route`:
+        `_continued_on_route`), or straight along its last heading without it or without a
+        route; in a bend the turn assist drives, the route (`bends`); along it the ego moves
         with the first action's acceleration held (speed kept within [0, max_speed]), since
         while its kept plan conflicts the planner re-plans every step and can keep choosing it.
         `capped` (F,) row indices: F more rows (B + F, T), those candidates' paths with the
