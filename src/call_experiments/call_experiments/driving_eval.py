@@ -277,16 +277,17 @@ def override_cause(verdict: Any, pose: tuple, config: MonitorConfig) -> str:
     Why an override step happened, so the override share can be taken apart.
 
     `held`: the verdict's TTC is above its level's threshold, the step only holds an earlier
-    trigger; `anticipation_shared` for the monitor's anticipation of a crossing or merging
-    vehicle known only through sharing; otherwise where the conflicting vehicle is in the ego
-    frame: `behind` (its centre behind the ego's: a cut-in or the ego's lane change),
-    `same_lane` (within half a lane, 1.75 m, sideways) or `next_lane`, with `_shared` when
-    only sharing knows it.
+    trigger (`give_way` when that trigger was a neighbour the ego gives way to, which holds
+    it the whole `hold_time`); `anticipation_shared` for the monitor's anticipation of a
+    crossing or merging vehicle known only through sharing; otherwise where the conflicting
+    vehicle is in the ego frame: `behind` (its centre behind the ego's: a cut-in or the
+    ego's lane change), `same_lane` (within half a lane, 1.75 m, sideways) or `next_lane`,
+    with `_shared` when only sharing knows it.
     """
     threshold = (config.anticipation_ttc if verdict.anticipated else config.emergency_ttc
                  if verdict.level == EMERGENCY else config.comfortable_ttc)
     if verdict.ttc >= threshold or verdict.conflict is None:
-        return 'held'
+        return 'give_way' if verdict.giving_way else 'held'
     if verdict.anticipated:
         return 'anticipation_shared'
     k, (x, y, yaw) = verdict.conflict, pose

@@ -233,6 +233,9 @@ def test_override_causes_tell_holds_and_where_the_other_vehicle_is():
         return override_cause(Assessment(ttc, level, 1.0, other), ego, config)
     assert cause(COMFORTABLE, 3.5, 10.0, 20.0) == 'held'       # above its threshold
     assert cause(EMERGENCY, 2.0, 10.0, 20.0) == 'held'
+    held_for = Track(20.0, 20.0, math.pi, 4.8, 2.0, 0.0, 0.0, False, age=0.0)
+    assert override_cause(Assessment(math.inf, COMFORTABLE, 1.0, held_for, giving_way=True),
+                          ego, config) == 'give_way'   # a neighbour's, through a clear step
     assert cause(EMERGENCY, 1.0, 10.5, 20.0) == 'same_lane'
     assert cause(COMFORTABLE, 2.0, 13.5, 12.0, shared=True) == 'next_lane_shared'
     assert cause(COMFORTABLE, 2.0, 6.5, 3.0) == 'behind'

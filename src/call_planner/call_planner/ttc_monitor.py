@@ -51,9 +51,11 @@ quantised to the 15 actions, alternates between steering and straight, so its co
 there on one step and gone on the next; released on the first clear step, the override
 alternated with the planner's acceleration and the ego kept its speed towards a vehicle
 cutting in. (For every vehicle alike, holding on through clear steps stalled traffic:
-docs/results.md.) The caller
-keeps the planner's steer and only lowers the acceleration; a planner that already brakes
-harder is left alone.
+docs/results.md.) With `give_way`, an override for a neighbour the ego gives way to
+(`gives_way`: from the right, or ahead going the same way) lasts the whole `hold_time`: two
+vehicles that share brake for each other, and released together as each sees the other
+slow, both drove on into the conflict. The caller keeps the planner's steer and only lowers
+the acceleration; a planner that already brakes harder is left alone.
 
 Anticipation (`anticipation_ttc`, 0 = off): a vehicle known only through sharing (no pixel
 of it seen: hidden by another vehicle or beyond the ego's sensors) that crosses the ego's path
@@ -79,7 +81,7 @@ import numpy as np
 
 NONE, COMFORTABLE, EMERGENCY = 'none', 'comfortable', 'emergency'
 _VEHICLE_FIELDS = ('ego_length', 'ego_width')
-_FLAGS = ('enabled', 'shared_tracks', 'shared_blob_velocity', 'blob_tracker')
+_FLAGS = ('enabled', 'shared_tracks', 'shared_blob_velocity', 'blob_tracker', 'give_way')
 _MAY_BE_ZERO = ('anticipation_ttc', 'anticipation_gap', 'axis_aspect',    # 0 = off
                 'shared_turn_time', 'shared_clear_time', 'track_coast')
 #: [m] a vehicle less than this to the side of the ego's heading line is in its lane
@@ -102,6 +104,8 @@ class MonitorConfig:
     hold_time: float = 1.0         # [s] an override lasts this long after its last trigger
     shared_clear_time: float = 0.0  # [s] ... unless the horizon clears: at once, for a
     #                                 neighbour known by its messages after this long
+    give_way: bool = False         # ... unless the ego gives way to that neighbour
+    #                                (`gives_way`): then it lasts the whole hold_time
     margin: float = 0.3            # [m] clearance added between footprints
     ego_length: float = 4.8        # [m] ego footprint (call_sim vehicle.yaml)
     ego_width: float = 2.0         # [m]
@@ -210,6 +214,7 @@ class Assessment:
     decel: float                    # [m/s^2] deceleration to apply (0 for NONE)
     conflict: Optional[Track]       # the vehicle of the smallest TTC
     anticipated: bool = False       # the level comes from anticipation (`anticipation_ttc`)
+    giving_way: bool = False        # held for a neighbour the ego gives way to (`give_way`)
 
     @property
     def reason(self) -> str:
@@ -217,8 +222,9 @@ class Assessment:
         if self.conflict is None:
             return 'no conflict'
         source = 'shared' if self.conflict.shared_only else 'seen'
-        why = ' (anticipation: crossing or merging, known only through sharing)' \
-            if self.anticipated else ''
+        why = (' (anticipation: crossing or merging, known only through sharing)'
+               if self.anticipated else ' (giving way to a neighbour)' if self.giving_way
+               else '')
         return (f'{self.level} deceleration {self.decel:.1f} m/s^2{why}: TTC {self.ttc:.1f} s '
                 f'to a {source} vehicle at ({self.conflict.x:.1f}, {self.conflict.y:.1f})')
 
@@ -260,6 +266,7 @@ class TtcMonitor:
         self._history: deque = deque()     # (time, centres (N, 2)) of past frames
         self.tracks: list[Track] = []
         self._held: Optional[Assessment] = None
+        self._giving_way = False       # the held override is for a neighbour given way to
         self._held_until = -math.inf
         self._clear_since: Optional[float] = None     # start of the current clear horizon
         self._tracked = np.zeros(0, bool)
@@ -445,17 +452,22 @@ class TtcMonitor:
         if level != NONE and (held is None or time > self._held_until
                               or self._decel(level) >= held.decel):
             self._held, self._held_until = fresh, time + cfg.hold_time
+            self._giving_way = (cfg.give_way and fresh.conflict.known
+                                and gives_way(ego_pose, fresh.conflict))
             return fresh
         # held against chatter, but only while some conflict remains within the horizon: a
         # clear horizon (TTC inf, above the comfortable threshold by the horizon's margin)
         # ends the stop before `hold_time` instead of braking on for a vehicle that has
-        # gone; for a neighbour's message once it has stayed clear `shared_clear_time`
-        # (a held override always has its trigger's conflict)
+        # gone; for a neighbour's message once it has stayed clear `shared_clear_time`,
+        # and never for a neighbour the ego gives way to (a held override always has its
+        # trigger's conflict)
         wait = cfg.shared_clear_time if held is not None and held.conflict.known else 0.0
-        cleared = self._clear_since is not None and time - self._clear_since >= wait - 1e-9
+        cleared = (self._clear_since is not None and not self._giving_way
+                   and time - self._clear_since >= wait - 1e-9)
         if held is not None and time <= self._held_until + 1e-9 and not cleared:
             return Assessment(current.ttc, held.level, held.decel,
-                              current.conflict or held.conflict)
+                              current.conflict or held.conflict,
+                              giving_way=self._giving_way)
         self._held = None
         return fresh
 
@@ -518,6 +530,27 @@ class TtcMonitor:
         first = np.where(hit, first, len(t))
         best = int(first.argmin())
         return Assessment(float(t[first[best]]), NONE, 0.0, tracks[best])
+
+
+def gives_way(ego_pose: tuple[float, float, float], other: Track) -> bool:
+    """
+    Tell whether the ego gives way to `other`, a neighbour known by its messages.
+
+    Two vehicles that share each see the other's conflict, both brake, and each then sees
+    its conflict clear as the other slows: released together, both drive on into it. So
+    one of them keeps braking. The ego gives way to a vehicle crossing its path from the
+    right (priority to the right, the rule of a junction without signs) and, when both go
+    the same way (within 45 degrees), to one ahead of it. Meeting head-on (more than 135
+    degrees apart), neither does: each stays in its own lane.
+    """
+    x, y, yaw = ego_pose
+    c, s = math.cos(yaw), math.sin(yaw)
+    ahead = c * (other.x - x) + s * (other.y - y)
+    left = -s * (other.x - x) + c * (other.y - y)
+    angle = abs(math.remainder(other.yaw - yaw, math.tau))
+    if angle < math.pi / 4:
+        return ahead > 0.0
+    return angle <= 3 * math.pi / 4 and left < 0.0
 
 
 def anticipated(tracks, ego_pose: tuple[float, float, float]) -> np.ndarray:

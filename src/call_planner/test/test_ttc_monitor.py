@@ -11,8 +11,8 @@ import math
 
 from call_perception.bev_raster import BevConfig, BevRasterizer, CHANNEL_INDEX
 from call_perception.road_map import RoadMap
-from call_planner.ttc_monitor import (BevGeometry, COMFORTABLE, EMERGENCY, MonitorConfig,
-                                      NONE, override_accel, Track, TtcMonitor)
+from call_planner.ttc_monitor import (BevGeometry, COMFORTABLE, EMERGENCY, gives_way,
+                                      MonitorConfig, NONE, override_accel, Track, TtcMonitor)
 from call_sim import driving_metrics
 from call_sim.config import load_yaml
 from call_sim.driving_metrics import VehicleStep
@@ -187,6 +187,53 @@ def test_an_override_for_a_neighbour_outlasts_steps_without_its_conflict(clear_t
         assert levels == [COMFORTABLE] * 7 + [NONE]
     else:
         assert levels == [COMFORTABLE, NONE, NONE, COMFORTABLE] + [NONE] * 4
+
+
+@pytest.mark.parametrize('give_way', [False, True])
+@pytest.mark.parametrize('side', [-1.0, 1.0])
+def test_an_override_for_a_neighbour_from_the_right_lasts_the_hold_time(side, give_way):
+    # a neighbour known by its messages crosses the ego's path 20 m ahead, from the right
+    # (side -1) or from the left (side 1), then stops short of it: its conflict clears. Two
+    # vehicles that share both see that, so the one that gives way (to the right) holds its
+    # override for the whole hold time; the other ends it once clear for shared_clear_time
+    monitor = _monitor(shared_clear_time=0.3, give_way=give_way)
+    empty = np.zeros((128, 128), bool)
+    levels = []
+    for k in range(14):
+        t, ego = 0.1 * k, (0.8 * k, 0.0, 0.0)
+        speed = 5.0 if k == 0 else 0.0
+        monitor.observe(t, empty, empty, ego)
+        monitor.share([Track(20.0, 12.0 * side, -side * math.pi / 2, 4.8, 2.0, 0.0,
+                             -side * speed, True, age=0.0)])
+        levels.append(monitor.assess(t, ego, 8.0).level)
+    assert levels[0] == COMFORTABLE
+    if give_way and side < 0:
+        # triggered at 0 s: held until 1.0 s, though clear from 0.1 s
+        assert levels == [COMFORTABLE] * 11 + [NONE] * 3
+    else:
+        # clear from 0.1 s: released at 0.4 s
+        assert levels == [COMFORTABLE] * 4 + [NONE] * 10
+
+
+@pytest.mark.parametrize('offset, other_yaw, expected', [
+    ((20.0, -12.0), math.pi / 2, True),      # crossing from the right
+    ((20.0, 12.0), -math.pi / 2, False),     # crossing from the left
+    ((15.0, 3.5), 0.2, True),                # ahead, going the same way
+    ((-15.0, 3.5), -0.2, False),             # behind, going the same way
+    ((20.0, 3.5), math.pi, False),           # head-on, in the other lane
+])
+def test_who_gives_way_to_whom(offset, other_yaw, expected):
+    # in the map frame (x east, y north); the ego at (100, 50) heading north-east
+    yaw = math.pi / 4
+    c, s = math.cos(yaw), math.sin(yaw)
+    x, y = 100.0 + c * offset[0] - s * offset[1], 50.0 + s * offset[0] + c * offset[1]
+    other = Track(x, y, yaw + other_yaw, 4.8, 2.0, 0.0, 0.0, True, age=0.0)
+    assert gives_way((100.0, 50.0, yaw), other) is expected
+    if abs(other_yaw) > 3 * math.pi / 4:
+        return
+    # and the other vehicle, in its own frame, agrees: one of the two gives way
+    assert gives_way((x, y, yaw + other_yaw),
+                     Track(100.0, 50.0, yaw, 4.8, 2.0, 0.0, 0.0, True, age=0.0)) is not expected
 
 
 @pytest.mark.parametrize('kwargs', [{'emergency_ttc': 4.0}, {'comfortable_decel': -1.0},
