@@ -54,8 +54,10 @@ cutting in. (For every vehicle alike, holding on through clear steps stalled tra
 docs/results.md.) With `give_way`, an override for a neighbour the ego gives way to
 (`gives_way`: from the right, or ahead going the same way) lasts the whole `hold_time`: two
 vehicles that share brake for each other, and released together as each sees the other
-slow, both drove on into the conflict. The caller keeps the planner's steer and only lowers
-the acceleration; a planner that already brakes harder is left alone.
+slow, both drove on into the conflict. It is off in planner.yaml: it also held an ego that
+could no longer stop short of the other's path in that path (docs/results.md). The caller
+keeps the planner's steer and only lowers the acceleration; a planner that already brakes
+harder is left alone.
 
 Anticipation (`anticipation_ttc`, 0 = off): a vehicle known only through sharing (no pixel
 of it seen: hidden by another vehicle or beyond the ego's sensors) that crosses the ego's path
