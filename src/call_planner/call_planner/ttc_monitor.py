@@ -78,6 +78,7 @@ from typing import Any, Mapping, Optional
 
 from call_planner.blob_tracker import BlobTracker
 from call_planner.route_path import poses_along
+from call_world_model.intention import relative_pose
 import cv2
 import numpy as np
 
@@ -268,7 +269,6 @@ class TtcMonitor:
         self._history: deque = deque()     # (time, centres (N, 2)) of past frames
         self.tracks: list[Track] = []
         self._held: Optional[Assessment] = None
-        self._giving_way = False       # the held override is for a neighbour given way to
         self._held_until = -math.inf
         self._clear_since: Optional[float] = None     # start of the current clear horizon
         self._tracked = np.zeros(0, bool)
@@ -453,9 +453,10 @@ class TtcMonitor:
             self._clear_since = time
         if level != NONE and (held is None or time > self._held_until
                               or self._decel(level) >= held.decel):
-            self._held, self._held_until = fresh, time + cfg.hold_time
-            self._giving_way = (cfg.give_way and fresh.conflict.known
-                                and gives_way(ego_pose, fresh.conflict))
+            giving_way = (cfg.give_way and fresh.conflict.known
+                          and gives_way(ego_pose, fresh.conflict))
+            self._held = replace(fresh, giving_way=giving_way)
+            self._held_until = time + cfg.hold_time
             return fresh
         # held against chatter, but only while some conflict remains within the horizon: a
         # clear horizon (TTC inf, above the comfortable threshold by the horizon's margin)
@@ -464,12 +465,12 @@ class TtcMonitor:
         # and never for a neighbour the ego gives way to (a held override always has its
         # trigger's conflict)
         wait = cfg.shared_clear_time if held is not None and held.conflict.known else 0.0
-        cleared = (self._clear_since is not None and not self._giving_way
+        giving_way = held is not None and held.giving_way
+        cleared = (self._clear_since is not None and not giving_way
                    and time - self._clear_since >= wait - 1e-9)
         if held is not None and time <= self._held_until + 1e-9 and not cleared:
             return Assessment(current.ttc, held.level, held.decel,
-                              current.conflict or held.conflict,
-                              giving_way=self._giving_way)
+                              current.conflict or held.conflict, giving_way=giving_way)
         self._held = None
         return fresh
 
@@ -545,14 +546,10 @@ def gives_way(ego_pose: tuple[float, float, float], other: Track) -> bool:
     the same way (within 45 degrees), to one ahead of it. Meeting head-on (more than 135
     degrees apart), neither does: each stays in its own lane.
     """
-    x, y, yaw = ego_pose
-    c, s = math.cos(yaw), math.sin(yaw)
-    ahead = c * (other.x - x) + s * (other.y - y)
-    left = -s * (other.x - x) + c * (other.y - y)
-    angle = abs(math.remainder(other.yaw - yaw, math.tau))
-    if angle < math.pi / 4:
+    ahead, left, turn = map(float, relative_pose(*ego_pose, other.x, other.y, other.yaw))
+    if abs(turn) < math.pi / 4:
         return ahead > 0.0
-    return angle <= 3 * math.pi / 4 and left < 0.0
+    return abs(turn) <= 3 * math.pi / 4 and left < 0.0
 
 
 def anticipated(tracks, ego_pose: tuple[float, float, float]) -> np.ndarray:
