@@ -52,10 +52,10 @@ there on one step and gone on the next; released on the first clear step, the ov
 alternated with the planner's acceleration and the ego kept its speed towards a vehicle
 cutting in. (For every vehicle alike, holding on through clear steps stalled traffic:
 docs/results.md.) With `give_way`, an override for a neighbour the ego gives way to
-(`gives_way`: from the right, or ahead going the same way) lasts the whole `hold_time`: two
-vehicles that share brake for each other, and released together as each sees the other
-slow, both drove on into the conflict. It is off in planner.yaml: it also held an ego that
-could no longer stop short of the other's path in that path (docs/results.md). The caller
+(`gives_way`: crossing from the right, while the ego can still stop short of its lane)
+lasts the whole `hold_time`: two vehicles that share brake for each other, and released
+together as each sees the other slow, both drove on into the conflict. It is off in
+planner.yaml: held out it cut no collision (docs/results.md). The caller
 keeps the planner's steer and only lowers the acceleration; a planner that already brakes
 harder is left alone.
 
@@ -453,8 +453,7 @@ class TtcMonitor:
             self._clear_since = time
         if level != NONE and (held is None or time > self._held_until
                               or self._decel(level) >= held.decel):
-            giving_way = (cfg.give_way and fresh.conflict.known
-                          and gives_way(ego_pose, fresh.conflict))
+            giving_way = self._gives_way(ego_pose, speed, fresh.conflict)
             self._held = replace(fresh, giving_way=giving_way)
             self._held_until = time + cfg.hold_time
             return fresh
@@ -465,7 +464,8 @@ class TtcMonitor:
         # and never for a neighbour the ego gives way to (a held override always has its
         # trigger's conflict)
         wait = cfg.shared_clear_time if held is not None and held.conflict.known else 0.0
-        giving_way = held is not None and held.giving_way
+        giving_way = (held is not None and held.giving_way
+                      and self._gives_way(ego_pose, speed, held.conflict))
         cleared = (self._clear_since is not None and not giving_way
                    and time - self._clear_since >= wait - 1e-9)
         if held is not None and time <= self._held_until + 1e-9 and not cleared:
@@ -473,6 +473,20 @@ class TtcMonitor:
                               current.conflict or held.conflict, giving_way=giving_way)
         self._held = None
         return fresh
+
+    def _gives_way(self, ego_pose, speed: float, conflict: Optional[Track]) -> bool:
+        """
+        Tell whether the ego gives way to `conflict` (`gives_way`, with `give_way` on).
+
+        Its stopping distance is one step at `speed`, then the emergency deceleration. Held
+        steps check it again, since the ego closes in on the other's lane.
+        """
+        cfg = self.config
+        if not (cfg.give_way and conflict is not None and conflict.known):
+            return False
+        speed = max(float(speed), 0.0)
+        stop = speed * cfg.time_step + speed * speed / (2.0 * cfg.emergency_decel)
+        return gives_way(ego_pose, conflict, stop, cfg.ego_length)
 
     def _decel(self, level: str) -> float:
         return {NONE: 0.0, COMFORTABLE: self.config.comfortable_decel,
@@ -535,21 +549,30 @@ class TtcMonitor:
         return Assessment(float(t[first[best]]), NONE, 0.0, tracks[best])
 
 
-def gives_way(ego_pose: tuple[float, float, float], other: Track) -> bool:
+def gives_way(ego_pose: tuple[float, float, float], other: Track,
+              stop_distance: float = 0.0, ego_length: float = 0.0) -> bool:
     """
     Tell whether the ego gives way to `other`, a neighbour known by its messages.
 
     Two vehicles that share each see the other's conflict, both brake, and each then sees
     its conflict clear as the other slows: released together, both drive on into it. So
-    one of them keeps braking. The ego gives way to a vehicle crossing its path from the
-    right (priority to the right, the rule of a junction without signs) and, when both go
-    the same way (within 45 degrees), to one ahead of it. Meeting head-on (more than 135
-    degrees apart), neither does: each stays in its own lane.
+    one of them keeps braking: the ego gives way to a vehicle crossing its path from the
+    right (priority to the right, the rule of a junction without signs), but only while its
+    front (`ego_length` / 2 ahead of its centre) can still stop short of that vehicle's
+    lane within `stop_distance`. Past that point braking would leave it standing in the
+    other's way, so it clears the lane instead, as the monitor would without the rule.
+    A vehicle ahead going the same way does not brake for the ego behind it, and one
+    meeting it head-on (more than 135 degrees apart) stays in its own lane: neither is
+    given way to.
     """
     ahead, left, turn = map(float, relative_pose(*ego_pose, other.x, other.y, other.yaw))
-    if abs(turn) < math.pi / 4:
-        return ahead > 0.0
-    return abs(turn) <= 3 * math.pi / 4 and left < 0.0
+    if not math.pi / 4 <= abs(turn) <= 3 * math.pi / 4 or left >= 0.0:
+        return False
+    # the other's heading line meets the ego's at `ahead - left / tan(turn)`; its lane's
+    # near edge is half its width before that, along the ego's heading
+    crossing = ahead - left * math.cos(turn) / math.sin(turn)
+    near_edge = crossing - 0.5 * other.width / abs(math.sin(turn))
+    return near_edge - 0.5 * ego_length >= stop_distance
 
 
 def anticipated(tracks, ego_pose: tuple[float, float, float]) -> np.ndarray:

@@ -190,37 +190,51 @@ def test_an_override_for_a_neighbour_outlasts_steps_without_its_conflict(clear_t
 
 
 @pytest.mark.parametrize('give_way', [False, True])
-@pytest.mark.parametrize('side', [-1.0, 1.0])
-def test_an_override_for_a_neighbour_from_the_right_lasts_the_hold_time(side, give_way):
-    # a neighbour known by its messages crosses the ego's path 20 m ahead, from the right
+@pytest.mark.parametrize('side, ahead, aside', [
+    (-1.0, 20.0, 12.0), (1.0, 20.0, 12.0), (-1.0, 12.0, 8.0)])
+def test_an_override_for_a_neighbour_from_the_right_lasts_the_hold_time(side, ahead, aside,
+                                                                        give_way):
+    # a neighbour known by its messages crosses the ego's path `ahead`, from the right
     # (side -1) or from the left (side 1), then stops short of it: its conflict clears. Two
     # vehicles that share both see that, so the one that gives way (to the right) holds its
     # override for the whole hold time; the other ends it once clear for shared_clear_time
     monitor = _monitor(shared_clear_time=0.3, give_way=give_way)
     empty = np.zeros((128, 128), bool)
-    levels = []
+    levels, giving_way = [], []
     for k in range(14):
         t, ego = 0.1 * k, (0.8 * k, 0.0, 0.0)
         speed = 5.0 if k == 0 else 0.0
         monitor.observe(t, empty, empty, ego)
-        monitor.share([Track(20.0, 12.0 * side, -side * math.pi / 2, 4.8, 2.0, 0.0,
+        monitor.share([Track(ahead, aside * side, -side * math.pi / 2, 4.8, 2.0, 0.0,
                              -side * speed, True, age=0.0)])
-        levels.append(monitor.assess(t, ego, 8.0).level)
-    assert levels[0] == COMFORTABLE
-    if give_way and side < 0:
+        verdict = monitor.assess(t, ego, 8.0)
+        levels.append(verdict.level)
+        giving_way.append(verdict.giving_way)
+    assert levels[0] != NONE
+    if give_way and side < 0 and ahead == 20.0:
         # triggered at 0 s: held until 1.0 s, though clear from 0.1 s
         assert levels == [COMFORTABLE] * 11 + [NONE] * 3
+        assert giving_way == [False] + [True] * 10 + [False] * 3
+    elif give_way and side < 0:
+        # 12 m ahead at 8 m/s: from 0.4 s on the ego's front is nearer the crosser's lane
+        # (11 m ahead of its centre) than its 6.1 m stopping distance, and stopping would
+        # leave it in that lane: it gives way no more, and is released as without the rule
+        assert levels == [EMERGENCY] * 4 + [NONE] * 10
+        assert giving_way == [False] + [True] * 3 + [False] * 10
     else:
         # clear from 0.1 s: released at 0.4 s
-        assert levels == [COMFORTABLE] * 4 + [NONE] * 10
+        assert levels == [levels[0]] * 4 + [NONE] * 10
+        assert not any(giving_way)
 
 
 @pytest.mark.parametrize('offset, other_yaw, expected', [
     ((20.0, -12.0), math.pi / 2, True),      # crossing from the right
     ((20.0, 12.0), -math.pi / 2, False),     # crossing from the left
-    ((15.0, 3.5), 0.2, True),                # ahead, going the same way
+    ((20.0, -12.0), math.pi / 3, True),      # from the right, at 60 degrees
+    ((15.0, 3.5), 0.2, False),               # ahead, going the same way
     ((-15.0, 3.5), -0.2, False),             # behind, going the same way
     ((20.0, 3.5), math.pi, False),           # head-on, in the other lane
+    ((-20.0, -12.0), math.pi / 2, False),    # from the right, but its lane is behind the ego
 ])
 def test_who_gives_way_to_whom(offset, other_yaw, expected):
     # in the map frame (x east, y north); the ego at (100, 50) heading north-east
@@ -231,9 +245,20 @@ def test_who_gives_way_to_whom(offset, other_yaw, expected):
     assert gives_way((100.0, 50.0, yaw), other) is expected
     if abs(other_yaw) > 3 * math.pi / 4:
         return
-    # and the other vehicle, in its own frame, agrees: one of the two gives way
-    assert gives_way((x, y, yaw + other_yaw),
-                     Track(100.0, 50.0, yaw, 4.8, 2.0, 0.0, 0.0, True, age=0.0)) is not expected
+    # and the other vehicle, in its own frame, does not give way when the ego does
+    if expected:
+        assert not gives_way((x, y, yaw + other_yaw),
+                             Track(100.0, 50.0, yaw, 4.8, 2.0, 0.0, 0.0, True, age=0.0))
+
+
+@pytest.mark.parametrize('stop_distance, expected', [
+    (15.0, True), (16.5, True), (16.7, False), (40.0, False)])
+def test_giving_way_ends_where_the_ego_can_no_longer_stop_short(stop_distance, expected):
+    # a 2 m wide vehicle crosses 20 m ahead from the right: its lane's near edge is 19 m
+    # ahead of the ego's centre, 16.6 m ahead of a 4.8 m ego's front. Closer than its
+    # stopping distance the ego would stop in that lane, so it does not give way
+    other = Track(20.0, -12.0, math.pi / 2, 4.8, 2.0, 0.0, 5.0, True, age=0.0)
+    assert gives_way((0.0, 0.0, 0.0), other, stop_distance, 4.8) is expected
 
 
 @pytest.mark.parametrize('kwargs', [{'emergency_ttc': 4.0}, {'comfortable_decel': -1.0},
@@ -301,7 +326,8 @@ def test_a_truck_standing_in_the_next_lane_is_no_conflict(ego_speed):
 def test_the_footprint_envelope_distance_is_the_exact_segment_distance():
     # each footprint is its discs' envelope: the segment through their centres swept by
     # their radius, so contact is decided by the distance of two segments; checked against
-    # a dense sampling of both segments, parallel ones included
+    # dense points of one segment, each at its exact distance from the other (projected
+    # onto it and clamped to its ends), parallel segments and a point included
     from call_planner.ttc_monitor import _segment_gap
     rng = np.random.default_rng(3)
     n = 400
@@ -310,10 +336,13 @@ def test_the_footprint_envelope_distance_is_the_exact_segment_distance():
     adx[:50], ady[:50] = bdx[:50], bdy[:50]                     # parallel
     adx[50:60], ady[50:60] = 0.0, 0.0                           # one a point
     gap = _segment_gap(ax, ay, adx, ady, bx, by, bdx, bdy)
-    s = np.linspace(0.0, 1.0, 801)
-    a = np.stack([ax[:, None] + adx[:, None] * s, ay[:, None] + ady[:, None] * s], -1)
-    b = np.stack([bx[:, None] + bdx[:, None] * s, by[:, None] + bdy[:, None] * s], -1)
-    dense = np.linalg.norm(a[:, :, None] - b[:, None], axis=-1).min((1, 2))
+    s = np.linspace(0.0, 1.0, 2001)
+    px, py = ax[:, None] + adx[:, None] * s, ay[:, None] + ady[:, None] * s    # (n, S)
+    along = ((px - bx[:, None]) * bdx[:, None] + (py - by[:, None]) * bdy[:, None]) / (
+        bdx * bdx + bdy * bdy)[:, None]
+    along = np.clip(along, 0.0, 1.0)
+    dense = np.hypot(px - bx[:, None] - bdx[:, None] * along,
+                     py - by[:, None] - bdy[:, None] * along).min(1)
     assert np.all(gap <= dense + 1e-9)               # never farther than two of its points
     assert np.all(dense - gap < 0.01)                # the sampling's step bounds the rest
 
