@@ -22,6 +22,11 @@ How a neighbour is predicted depends on `shared_turn_time`:
   tracking, cut short because a lane change turns back; the straight hypothesis keeps a
   leader whose plan steers a little in the ego's lane.
 
+With `shared_decel`, a sender whose declared path brakes (its steps shorten: a plan, or the
+safety monitor's override, that slows it) is predicted slowing at that rate until it stands
+(`declared_decel`), not holding its stated speed: a crossing neighbour that brakes for the
+ego is then predicted to stop in its way, and not to clear it at the speed it had.
+
 Its position is moved on by the message's age along that prediction (the state is one or two
 steps old when the ego plans). The footprint is the ego's: CALL vehicles share one vehicle
 model (call_sim vehicle.yaml).
@@ -34,6 +39,7 @@ import math
 from typing import Iterable
 
 from call_planner.ttc_monitor import MonitorConfig, predicted_motion, Track
+from call_vehicle.vehicle_model import BicycleModel
 import numpy as np
 
 #: path chord used for the heading [m]: shorter than a vehicle it is noise
@@ -41,6 +47,13 @@ MIN_CHORD = 2.0
 #: path length used for the curvature [m]; the waypoints are an exact bicycle-model rollout
 #: (call_vehicle.intention), so a short path turns as the vehicle does
 MIN_ARC = 0.5
+#: [s] the declared path's step: the bicycle model's (call_vehicle.intention)
+PATH_STEP = BicycleModel().dt
+#: [m/s] a path whose first step's speed is this far from the stated speed was planned from
+#: another state (an intention is renewed only with its plan): its braking is not used
+FRESH_SPEED = 1.0
+#: [m] ... and so was one that begins farther than this beyond one step from the stated pose
+FRESH_GAP = 1.0
 
 
 @dataclass(frozen=True)
@@ -77,13 +90,37 @@ def shared_tracks(states: Iterable[SharedState], time: float,
         else:
             heading = path_heading(s.x, s.y, s.waypoints, s.yaw)
             rate, turn = 0.0, 0.0
+        decel = declared_decel(s.x, s.y, speed, s.waypoints) if config.shared_decel else 0.0
         sent = Track(float(s.x), float(s.y), heading, config.ego_length, config.ego_width,
                      speed * math.cos(heading), speed * math.sin(heading), True, age, rate,
-                     turn)
+                     turn, decel)
         x, y, yaw, vx, vy = (float(a[0, 0]) for a in predicted_motion((sent,), np.array([age])))
         tracks.append(replace(sent, x=x, y=y, yaw=yaw, vx=vx, vy=vy,
                               turn_time=max(turn - age, 0.0)))
     return tuple(tracks), dropped
+
+
+def declared_decel(x: float, y: float, speed: float, waypoints: np.ndarray) -> float:
+    """
+    Deceleration [m/s^2] of the declared path, 0 if it does not slow.
+
+    The path's points are `PATH_STEP` apart: its steps' lengths are its speeds. It must be
+    the plan of now or of the step before, the one a message carries next to its state: its
+    first point within one step (and `FRESH_GAP`) of (x, y), and its first step at the
+    stated `speed` (within `FRESH_SPEED`). An older plan says nothing about the braking
+    now. A path that stands before its end counts the time it took to stop.
+    """
+    points = np.asarray(waypoints, dtype=np.float64).reshape(-1, 2)
+    if len(points) < 3 or not np.isfinite(points).all() or not math.isfinite(speed):
+        return 0.0
+    steps = np.diff(points, axis=0)
+    speeds = np.hypot(steps[:, 0], steps[:, 1]) / PATH_STEP
+    gap = math.hypot(points[0, 0] - float(x), points[0, 1] - float(y))
+    if abs(speeds[0] - speed) > FRESH_SPEED or gap > speed * PATH_STEP + FRESH_GAP:
+        return 0.0
+    moving = np.nonzero(speeds > 1e-3)[0]
+    last = min(int(moving[-1]) + 1 if len(moving) else 1, len(speeds) - 1)
+    return max(float(speeds[0] - speeds[last]) / (last * PATH_STEP), 0.0)
 
 
 def path_curvature(waypoints: np.ndarray) -> float:

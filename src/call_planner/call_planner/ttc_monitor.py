@@ -84,7 +84,8 @@ import numpy as np
 
 NONE, COMFORTABLE, EMERGENCY = 'none', 'comfortable', 'emergency'
 _VEHICLE_FIELDS = ('ego_length', 'ego_width')
-_FLAGS = ('enabled', 'shared_tracks', 'shared_blob_velocity', 'blob_tracker', 'give_way')
+_FLAGS = ('enabled', 'shared_tracks', 'shared_blob_velocity', 'blob_tracker', 'give_way',
+          'shared_decel')
 _MAY_BE_ZERO = ('anticipation_ttc', 'anticipation_gap', 'axis_aspect',    # 0 = off
                 'shared_turn_time', 'shared_clear_time', 'track_coast')
 #: [m] a vehicle less than this to the side of the ego's heading line is in its lane
@@ -121,6 +122,9 @@ class MonitorConfig:
     shared_turn_time: float = 0.0  # [s] a neighbour turns as its declared path does for
     #                                this long, then goes straight, and is also assessed
     #                                straight on; 0 = along the path's chord (shared_tracks)
+    shared_decel: bool = False     # a neighbour whose declared path brakes slows at that
+    #                                rate until it stands (shared_tracks); False: it keeps
+    #                                its stated speed
     anticipation_ttc: float = 0.0  # [s] comfortable deceleration for a crossing or merging
     #                                vehicle known only through sharing; 0 = off
     anticipation_gap: float = 0.0  # [s] ... also when the ego would pass where that vehicle
@@ -201,6 +205,7 @@ class Track:
     age: float = -1.0      # [s] a neighbour's message state moved on by this; -1: a BEV blob
     yaw_rate: float = 0.0  # [rad/s] its velocity turns at this rate ...
     turn_time: float = 0.0  # [s] ... for this long from now, then holds its direction
+    decel: float = 0.0     # [m/s^2] its speed falls at this rate until it stands
 
     @property
     def known(self) -> bool:
@@ -718,12 +723,21 @@ def predicted_motion(tracks, t: np.ndarray) -> tuple[np.ndarray, ...]:
     `turn_time`, then keeps its direction (a constant turn rate held for a while, then
     constant velocity; with no turn, constant velocity as BEV blobs are predicted). The arc's
     displacement is its chord, v t sinc(w t / 2) along the mean direction, exact also for a
-    vanishing turn rate.
+    vanishing turn rate. A track that slows (`decel`, a neighbour's declared braking) covers
+    the same path, at v - decel t until it stands: its motion at t is the constant-speed one
+    at the time that covers the same distance, t - decel t^2 / (2 v).
     """
-    state = np.array([[k.x, k.y, k.yaw, k.vx, k.vy, k.yaw_rate, max(k.turn_time, 0.0)]
-                      for k in tracks]).reshape(-1, 7)
-    x, y, yaw, vx, vy, rate, turn = (state[:, i:i + 1] for i in range(7))
+    state = np.array([[k.x, k.y, k.yaw, k.vx, k.vy, k.yaw_rate, max(k.turn_time, 0.0),
+                       max(k.decel, 0.0)] for k in tracks]).reshape(-1, 8)
+    x, y, yaw, vx, vy, rate, turn, decel = (state[:, i:i + 1] for i in range(8))
     t = np.asarray(t, dtype=np.float64)[None, :]
+    speed = np.hypot(vx, vy)
+    moving = np.minimum(t, np.divide(speed, decel, out=np.full_like(speed, np.inf),
+                                     where=decel > 0.0))              # until it stands
+    slowing = np.divide(decel, 2.0 * speed, out=np.zeros_like(speed), where=speed > 0.0)
+    factor = np.clip(1.0 - np.divide(decel, speed, out=np.zeros_like(speed),
+                                     where=speed > 0.0) * t, 0.0, 1.0)   # speed now / at 0
+    t = moving - slowing * moving * moving
     turning = np.clip(t, 0.0, turn)                    # time spent turning
     swing = rate * turning                             # turn of the velocity so far
 
@@ -735,7 +749,7 @@ def predicted_motion(tracks, t: np.ndarray) -> tuple[np.ndarray, ...]:
     end_x, end_y = rotated(swing)
     px = x + scale * mid_x + end_x * (t - turning)
     py = y + scale * mid_y + end_y * (t - turning)
-    return px, py, yaw + swing, end_x, end_y
+    return px, py, yaw + swing, end_x * factor, end_y * factor
 
 
 def override_accel(assessment: Assessment, planned_accel: float) -> Optional[float]:

@@ -16,16 +16,19 @@ from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
 from call_planner.conflict_cost import ConflictConfig, ConflictCost
 from call_planner.plan_stage import conflict_cost_from_params, planner_params
 from call_planner.route_cost import RouteContext
-from call_planner.shared_tracks import path_curvature, path_heading, shared_tracks, SharedState
-from call_planner.ttc_monitor import (BevGeometry, contact_times, MonitorConfig, NONE,
-                                      predicted_motion, Track, TtcMonitor)
+from call_planner.shared_tracks import (declared_decel, path_curvature, path_heading,
+                                        shared_tracks, SharedState)
+from call_planner.ttc_monitor import (BevGeometry, contact_times, EMERGENCY, MonitorConfig,
+                                      NONE, predicted_motion, Track, TtcMonitor)
 from call_sim.env import MultiVehicleEnv
 from call_vehicle.actions import ActionSet
+from call_vehicle.intention import intention_waypoints
 from call_vehicle.vehicle_control import ControlModel
 from call_vehicle.vehicle_model import BicycleModel, BicycleState
 from crossroad_scene import (first_index, message_of, raster_and_monitor, SCENARIO,
                              step_holding_speeds)
 import numpy as np
+import pytest
 
 STARTS = {'hero0': {'edge': 'south_in', 'lane': 0, 'pos': 150.0, 'speed': 8.0},
           'hero1': {'edge': 'east_in', 'lane': 0, 'pos': 144.0, 'speed': 8.0}}
@@ -284,3 +287,45 @@ def test_a_leader_whose_plan_steers_away_is_still_braked_for_as_if_it_went_strai
     monitor.share([track])
     verdict = monitor.assess(0.0, (0.0, 0.0, 0.0), 10.0)
     assert verdict.level != NONE and math.isclose(verdict.ttc, t[straight[0, 0]])
+
+
+@pytest.mark.parametrize('accel, speed, ahead, expected', [
+    (-6.0, 10.0, 0.0, 6.0), (-1.0, 10.0, 0.0, 1.0), (0.0, 10.0, 0.0, 0.0),
+    (1.0, 10.0, 0.0, 0.0),
+    (-6.0, 10.0, 1.0, 6.0),     # the plan of the step before: it begins at the stated pose
+    (-6.0, 10.0, 4.0, 0.0),     # ... of three steps before
+    (-6.0, 5.0, 0.0, 0.0)])     # planned from 10 m/s, stated 5 m/s: another state's plan
+def test_the_declared_braking_is_read_from_the_paths_steps(accel, speed, ahead, expected):
+    # a plan made at (3, 4) heading 0.5 rad; the message states a pose `ahead` metres on
+    waypoints = intention_waypoints(BicycleModel(), (3.0, 4.0, 0.5), 10.0,
+                                    [(accel, 0.0)] * 5)
+    x, y = 3.0 + ahead * math.cos(0.5), 4.0 + ahead * math.sin(0.5)
+    assert declared_decel(x, y, speed, waypoints) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize('shared_decel', [False, True])
+def test_a_crossing_neighbour_that_declares_braking_is_predicted_to_stop_in_the_way(
+        shared_decel):
+    # a neighbour 15.6 m ahead and 7.6 m to the right crosses the ego's path at 10 m/s and
+    # declares braking at 6 m/s^2 (its monitor's override): it stops 8.3 m on, in the ego's
+    # lane. At its stated speed it would clear the lane before the ego (9.9 m/s) gets there
+    config = MonitorConfig(shared_decel=shared_decel, shared_turn_time=1.0)
+    pose = (15.6, -7.6, math.pi / 2)
+    braking = intention_waypoints(BicycleModel(), pose, 10.0, [(-6.0, 0.0)] * 5)
+    tracks, dropped = shared_tracks([SharedState(*pose, 10.0, 0.0, braking)], 0.0, config)
+    assert dropped == 0
+    assert tracks[0].decel == pytest.approx(6.0 if shared_decel else 0.0)
+    monitor = TtcMonitor(config, BevGeometry(0.5, 80.0, 64.0))
+    empty = np.zeros((128, 128), bool)
+    monitor.observe(0.0, empty, empty, (0.0, 0.0, 0.0))
+    monitor.share(tracks)
+    verdict = monitor.assess(0.0, (0.0, 0.0, 0.0), 9.9)
+    if shared_decel:
+        assert verdict.level == EMERGENCY and verdict.conflict.known
+    else:
+        assert verdict.level == NONE
+    # predicted to stand where it stops, 8.33 m on (v^2 / 2a), and no farther
+    x, y, _, vx, vy = predicted_motion(tracks, np.array([1.0, 2.0, 4.0]))
+    if shared_decel:
+        assert np.allclose(y[0], -7.6 + np.array([7.0, 100.0 / 12.0, 100.0 / 12.0]))
+        assert np.allclose(np.hypot(vx, vy)[0], [4.0, 0.0, 0.0], atol=1e-9)
