@@ -731,13 +731,14 @@ def predicted_motion(tracks, t: np.ndarray) -> tuple[np.ndarray, ...]:
                        max(k.decel, 0.0)] for k in tracks]).reshape(-1, 8)
     x, y, yaw, vx, vy, rate, turn, decel = (state[:, i:i + 1] for i in range(8))
     t = np.asarray(t, dtype=np.float64)[None, :]
-    speed = np.hypot(vx, vy)
-    moving = np.minimum(t, np.divide(speed, decel, out=np.full_like(speed, np.inf),
-                                     where=decel > 0.0))              # until it stands
-    slowing = np.divide(decel, 2.0 * speed, out=np.zeros_like(speed), where=speed > 0.0)
-    factor = np.clip(1.0 - np.divide(decel, speed, out=np.zeros_like(speed),
-                                     where=speed > 0.0) * t, 0.0, 1.0)   # speed now / at 0
-    t = moving - slowing * moving * moving
+    factor = 1.0                                       # speed now / at 0
+    if np.any(decel > 0.0):                            # BEV blobs never slow: skip it
+        speed = np.hypot(vx, vy)
+        per_second = np.divide(decel, speed, out=np.zeros_like(speed), where=speed > 0.0)
+        moving = np.minimum(t, np.divide(1.0, per_second, out=np.full_like(speed, np.inf),
+                                         where=per_second > 0.0))      # until it stands
+        factor = np.clip(1.0 - per_second * t, 0.0, 1.0)
+        t = moving - 0.5 * per_second * moving * moving
     turning = np.clip(t, 0.0, turn)                    # time spent turning
     swing = rate * turning                             # turn of the velocity so far
 
