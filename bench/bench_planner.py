@@ -168,16 +168,19 @@ def bench_conflict(ticks: int, vehicles: int = 12, bend: bool = False,
     A four-lane road (lanes 3.5 m apart), the tracks within the BEV's 64 m at 3-12 m/s, the
     ego at 10 m/s in one of the middle lanes; a new random scene and candidates every tick.
     Every third track is a neighbour's message turning at up to 0.2 rad/s for
-    planner.yaml's `monitor_shared_turn_time` (call_planner.shared_tracks), the rest BEV
-    blobs at constant velocity. With `bend` the ego drives north at 5 m/s into a right turn
-    tighter than the action set turns, across the same road, so every candidate's path is
-    its route (planner.yaml's `turn_assist_route_path`, call_planner.route_path). With
-    `with_route` the straight road's ego has a route along its lane, and each candidate's
-    path goes back onto it after the rollout (planner.yaml's `conflict_on_route`).
+    planner.yaml's `monitor_shared_turn_time` (call_planner.shared_tracks), and, with
+    planner.yaml's `monitor_shared_decel`, braking at 1-6 m/s^2 as its declared path would
+    say (the costlier prediction); the rest BEV blobs at constant velocity. With `bend`
+    the ego drives north at 5 m/s into a right turn tighter than the action set turns,
+    across the same road, so every candidate's path is its route (planner.yaml's
+    `turn_assist_route_path`, call_planner.route_path). With `with_route` the straight
+    road's ego has a route along its lane, and each candidate's path goes back onto it after
+    the rollout (planner.yaml's `conflict_on_route`).
     """
     params = planner_params(None)
     cost = conflict_cost_from_params(params)                 # planner.yaml's
-    turn_time = MonitorConfig.from_params(params).shared_turn_time
+    monitor = MonitorConfig.from_params(params)
+    turn_time = monitor.shared_turn_time
     pose, speed, route = (0.0, 0.0, 0.0), 10.0, np.zeros((0, 2))
     if with_route:
         route = np.stack([np.arange(-4.0, 64.0, 2.0), np.zeros(34)], 1)   # the waypoints
@@ -186,14 +189,16 @@ def bench_conflict(ticks: int, vehicles: int = 12, bend: bool = False,
         if cost.bends is None or cost.bends.predicted_path(pose, speed, route, 1.0) is None:
             raise SystemExit('bench_conflict: planner.yaml does not predict the ego along '
                              'its route in a bend (turn_assist_enabled, turn_assist_route_path)')
-    rng, turns = np.random.default_rng(0), np.random.default_rng(1)
+    rng, turns, brakes = (np.random.default_rng(seed) for seed in range(3))
     times = []
     for _ in range(ticks):
         tracks = tuple(Track(float(rng.uniform(-32.0, 32.0)), 3.5 * int(rng.integers(-1, 3)),
                              0.0, 4.8, 2.0, float(rng.uniform(3.0, 12.0)), 0.0, False)
                        for _ in range(vehicles))
         tracks = tuple(replace(k, age=0.1, yaw_rate=float(turns.uniform(-0.2, 0.2)),
-                               turn_time=turn_time) if i % 3 == 0 else k
+                               turn_time=turn_time,
+                               decel=float(brakes.uniform(1.0, 6.0))
+                               if monitor.shared_decel else 0.0) if i % 3 == 0 else k
                        for i, k in enumerate(tracks))
         candidates = rng.integers(0, 15, (15, 5))
         context = RouteContext(pose, speed, route, tracks)

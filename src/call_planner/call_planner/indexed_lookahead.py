@@ -82,6 +82,8 @@ def _rest(mlp: nn.Module, out: bool = True) -> Callable[[torch.Tensor], torch.Te
 #: Fewest rows per imagined step whose reward and continue heads run stacked over the K steps.
 #: Every row is computed on its own, but MKL's matrix products of 1-3 rows take other kernels
 #: (other rounding) than those of 4 and more, so stacking fewer rows would change the floats.
+#: Above that, whether a stacked product rounds as the per-step ones do depends on the CPU
+#: (within float rounding either way).
 MIN_STACKED_ROWS = 4
 
 

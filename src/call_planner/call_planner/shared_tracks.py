@@ -24,8 +24,10 @@ How a neighbour is predicted depends on `shared_turn_time`:
 
 With `shared_decel`, a sender whose declared path brakes (its steps shorten: a plan, or the
 safety monitor's override, that slows it) is predicted slowing at that rate until it stands
-(`declared_decel`), not holding its stated speed: a crossing neighbour that brakes for the
-ego is then predicted to stop in its way, and not to clear it at the speed it had.
+(`declared_braking`), not holding its stated speed: a crossing neighbour that brakes for the
+ego is then predicted to stop in its way, and not to clear it at the speed it had. Without
+`shared_decel_to_stop` it brakes only as long as its declared path does (K steps, unless the
+path stands), then holds the speed reached: the path says nothing beyond its end.
 
 Its position is moved on by the message's age along that prediction (the state is one or two
 steps old when the ego plans). The footprint is the ego's: CALL vehicles share one vehicle
@@ -90,37 +92,43 @@ def shared_tracks(states: Iterable[SharedState], time: float,
         else:
             heading = path_heading(s.x, s.y, s.waypoints, s.yaw)
             rate, turn = 0.0, 0.0
-        decel = declared_decel(s.x, s.y, speed, s.waypoints) if config.shared_decel else 0.0
+        decel, lasts = declared_braking(s.x, s.y, speed, s.waypoints) \
+            if config.shared_decel else (0.0, math.inf)
+        if config.shared_decel_to_stop:
+            lasts = math.inf
         sent = Track(float(s.x), float(s.y), heading, config.ego_length, config.ego_width,
                      speed * math.cos(heading), speed * math.sin(heading), True, age, rate,
-                     turn, decel)
+                     turn, decel, lasts)
         x, y, yaw, vx, vy = (float(a[0, 0]) for a in predicted_motion((sent,), np.array([age])))
         tracks.append(replace(sent, x=x, y=y, yaw=yaw, vx=vx, vy=vy,
-                              turn_time=max(turn - age, 0.0)))
+                              turn_time=max(turn - age, 0.0), decel_time=max(lasts - age, 0.0)))
     return tuple(tracks), dropped
 
 
-def declared_decel(x: float, y: float, speed: float, waypoints: np.ndarray) -> float:
+def declared_braking(x: float, y: float, speed: float,
+                     waypoints: np.ndarray) -> tuple[float, float]:
     """
-    Deceleration [m/s^2] of the declared path, 0 if it does not slow.
+    Deceleration [m/s^2] of the declared path (0 if it does not slow), and for how long [s].
 
     The path's points are `PATH_STEP` apart: its steps' lengths are its speeds. It must be
     the plan of now or of the step before, the one a message carries next to its state: its
     first point within one step (and `FRESH_GAP`) of (x, y), and its first step at the
     stated `speed` (within `FRESH_SPEED`). An older plan says nothing about the braking
-    now. A path that stands before its end counts the time it took to stop.
+    now. A path that stands before its end counts the time it took to stop, and brakes
+    until it stands (inf); one still moving at its end brakes over its length.
     """
     points = np.asarray(waypoints, dtype=np.float64).reshape(-1, 2)
     if len(points) < 3 or not np.isfinite(points).all() or not math.isfinite(speed):
-        return 0.0
+        return 0.0, math.inf
     steps = np.diff(points, axis=0)
     speeds = np.hypot(steps[:, 0], steps[:, 1]) / PATH_STEP
     gap = math.hypot(points[0, 0] - float(x), points[0, 1] - float(y))
     if abs(speeds[0] - speed) > FRESH_SPEED or gap > speed * PATH_STEP + FRESH_GAP:
-        return 0.0
+        return 0.0, math.inf
     moving = np.nonzero(speeds > 1e-3)[0]
     last = min(int(moving[-1]) + 1 if len(moving) else 1, len(speeds) - 1)
-    return max(float(speeds[0] - speeds[last]) / (last * PATH_STEP), 0.0)
+    decel = max(float(speeds[0] - speeds[last]) / (last * PATH_STEP), 0.0)
+    return decel, (math.inf if speeds[last] <= 1e-3 else last * PATH_STEP)
 
 
 def path_curvature(waypoints: np.ndarray) -> float:

@@ -85,7 +85,7 @@ import numpy as np
 NONE, COMFORTABLE, EMERGENCY = 'none', 'comfortable', 'emergency'
 _VEHICLE_FIELDS = ('ego_length', 'ego_width')
 _FLAGS = ('enabled', 'shared_tracks', 'shared_blob_velocity', 'blob_tracker', 'give_way',
-          'shared_decel')
+          'shared_decel', 'shared_decel_cost', 'shared_decel_to_stop')
 _MAY_BE_ZERO = ('anticipation_ttc', 'anticipation_gap', 'axis_aspect',    # 0 = off
                 'shared_turn_time', 'shared_clear_time', 'track_coast')
 #: [m] a vehicle less than this to the side of the ego's heading line is in its lane
@@ -125,6 +125,10 @@ class MonitorConfig:
     shared_decel: bool = False     # a neighbour whose declared path brakes slows at that
     #                                rate until it stands (shared_tracks); False: it keeps
     #                                its stated speed
+    shared_decel_cost: bool = True  # ... in the look-ahead's conflict cost too
+    #                                 (`moving_tracks`); False: in the monitor only
+    shared_decel_to_stop: bool = True  # ... until it stands; False: for as long as its
+    #                                    declared path brakes, then at the speed reached
     anticipation_ttc: float = 0.0  # [s] comfortable deceleration for a crossing or merging
     #                                vehicle known only through sharing; 0 = off
     anticipation_gap: float = 0.0  # [s] ... also when the ego would pass where that vehicle
@@ -205,7 +209,8 @@ class Track:
     age: float = -1.0      # [s] a neighbour's message state moved on by this; -1: a BEV blob
     yaw_rate: float = 0.0  # [rad/s] its velocity turns at this rate ...
     turn_time: float = 0.0  # [s] ... for this long from now, then holds its direction
-    decel: float = 0.0     # [m/s^2] its speed falls at this rate until it stands
+    decel: float = 0.0     # [m/s^2] its speed falls at this rate until it stands ...
+    decel_time: float = math.inf  # [s] ... or for this long from now, then holds its speed
 
     @property
     def known(self) -> bool:
@@ -417,8 +422,17 @@ class TtcMonitor:
                                         np.ones(len(known), bool)])
 
     def moving_tracks(self) -> tuple:
-        """Return the latest frame's tracks that have a velocity estimate (those assessed)."""
-        return tuple(k for k, tracked in zip(self.tracks, self._tracked) if tracked)
+        """
+        Return the latest frame's tracks that have a velocity estimate (those assessed).
+
+        For the look-ahead's conflict cost and the junction gate: without
+        `shared_decel_cost` a neighbour's declared braking is left out there (it keeps its
+        stated speed), so that only the monitor brakes for it.
+        """
+        tracks = (k for k, tracked in zip(self.tracks, self._tracked) if tracked)
+        if self.config.shared_decel_cost:
+            return tuple(tracks)
+        return tuple(replace(k, decel=0.0) if k.decel else k for k in tracks)
 
     def path_length(self, speed: float) -> float:
         """
@@ -724,21 +738,24 @@ def predicted_motion(tracks, t: np.ndarray) -> tuple[np.ndarray, ...]:
     constant velocity; with no turn, constant velocity as BEV blobs are predicted). The arc's
     displacement is its chord, v t sinc(w t / 2) along the mean direction, exact also for a
     vanishing turn rate. A track that slows (`decel`, a neighbour's declared braking) covers
-    the same path, at v - decel t until it stands: its motion at t is the constant-speed one
-    at the time that covers the same distance, t - decel t^2 / (2 v).
+    the same path, at v - decel t until it stands or its `decel_time` ends, then at the
+    speed reached: its motion at t is the constant-speed one at the time that covers the
+    same distance, t - decel t^2 / (2 v) while it brakes.
     """
     state = np.array([[k.x, k.y, k.yaw, k.vx, k.vy, k.yaw_rate, max(k.turn_time, 0.0),
-                       max(k.decel, 0.0)] for k in tracks]).reshape(-1, 8)
-    x, y, yaw, vx, vy, rate, turn, decel = (state[:, i:i + 1] for i in range(8))
+                       max(k.decel, 0.0), max(k.decel_time, 0.0)]
+                      for k in tracks]).reshape(-1, 9)
+    x, y, yaw, vx, vy, rate, turn, decel, lasts = (state[:, i:i + 1] for i in range(9))
     t = np.asarray(t, dtype=np.float64)[None, :]
     factor = 1.0                                       # speed now / at 0
     if np.any(decel > 0.0):                            # BEV blobs never slow: skip it
         speed = np.hypot(vx, vy)
         per_second = np.divide(decel, speed, out=np.zeros_like(speed), where=speed > 0.0)
-        moving = np.minimum(t, np.divide(1.0, per_second, out=np.full_like(speed, np.inf),
-                                         where=per_second > 0.0))      # until it stands
-        factor = np.clip(1.0 - per_second * t, 0.0, 1.0)
-        t = moving - 0.5 * per_second * moving * moving
+        stands = np.divide(1.0, per_second, out=np.full_like(speed, np.inf),
+                           where=per_second > 0.0)
+        braking = np.minimum(t, np.minimum(stands, lasts))     # time spent braking
+        factor = np.clip(1.0 - per_second * np.minimum(t, lasts), 0.0, 1.0)
+        t = braking - 0.5 * per_second * braking * braking + factor * (t - braking)
     turning = np.clip(t, 0.0, turn)                    # time spent turning
     swing = rate * turning                             # turn of the velocity so far
 

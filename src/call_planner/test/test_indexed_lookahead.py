@@ -64,9 +64,15 @@ def test_sampled_indexed_plans_follow_the_generators_like_the_reference():
 
 @pytest.mark.parametrize('preset, rows, sample', [
     ('tiny', 15, False), ('tiny', 60, True), ('small64g8c', 15, False), ('small64g8c', 4, True)])
-def test_heads_stacked_over_the_steps_give_the_floats_of_one_step_at_a_time(
+def test_heads_stacked_over_the_steps_give_the_scores_of_one_step_at_a_time(
         monkeypatch, preset, rows, sample):
-    """The reward and continue heads run after the loop on all steps' rows: equal floats."""
+    """
+    The reward and continue heads run after the loop on all steps' rows: the same scores.
+
+    The same rows through the same operators, but how BLAS blocks a product of 4 x 6 rows
+    against one of 4 depends on the CPU: one of this project's machines rounds them 1.8e-7
+    apart, the others not at all. So the scores agree to float rounding, the actions exactly.
+    """
     cfg, model, actor = _models(4, preset=preset)
     fast = IndexedLookahead(model, actor, OccupancyCost(model, OccupancyConfig(every=2)))
     gen = torch.Generator().manual_seed(rows)
@@ -83,7 +89,8 @@ def test_heads_stacked_over_the_steps_give_the_floats_of_one_step_at_a_time(
     monkeypatch.setattr(indexed_lookahead, 'MIN_STACKED_ROWS', rows + 1)   # step by step
     one_by_one, actions = scores()
     assert stacked.std() > 1e-3
-    assert torch.equal(stacked, one_by_one) and torch.equal(stacked_actions, actions)
+    assert torch.allclose(stacked, one_by_one, rtol=1e-6, atol=1e-6)
+    assert torch.equal(stacked_actions, actions)
 
 
 def test_refresh_reads_changed_weights():

@@ -16,7 +16,7 @@ from call_perception.bev_raster import BevConfig, CHANNEL_INDEX
 from call_planner.conflict_cost import ConflictConfig, ConflictCost
 from call_planner.plan_stage import conflict_cost_from_params, planner_params
 from call_planner.route_cost import RouteContext
-from call_planner.shared_tracks import (declared_decel, path_curvature, path_heading,
+from call_planner.shared_tracks import (declared_braking, path_curvature, path_heading,
                                         shared_tracks, SharedState)
 from call_planner.ttc_monitor import (BevGeometry, contact_times, EMERGENCY, MonitorConfig,
                                       NONE, predicted_motion, Track, TtcMonitor)
@@ -300,7 +300,7 @@ def test_the_declared_braking_is_read_from_the_paths_steps(accel, speed, ahead, 
     waypoints = intention_waypoints(BicycleModel(), (3.0, 4.0, 0.5), 10.0,
                                     [(accel, 0.0)] * 5)
     x, y = 3.0 + ahead * math.cos(0.5), 4.0 + ahead * math.sin(0.5)
-    assert declared_decel(x, y, speed, waypoints) == pytest.approx(expected, abs=1e-6)
+    assert declared_braking(x, y, speed, waypoints)[0] == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize('shared_decel', [False, True])
@@ -329,3 +329,44 @@ def test_a_crossing_neighbour_that_declares_braking_is_predicted_to_stop_in_the_
     if shared_decel:
         assert np.allclose(y[0], -7.6 + np.array([7.0, 100.0 / 12.0, 100.0 / 12.0]))
         assert np.allclose(np.hypot(vx, vy)[0], [4.0, 0.0, 0.0], atol=1e-9)
+
+
+@pytest.mark.parametrize('in_cost', [True, False])
+def test_the_conflict_cost_sees_declared_braking_only_when_asked(in_cost):
+    # the monitor brakes for the declared braking either way; the conflict cost's tracks
+    # (`moving_tracks`) carry it only with shared_decel_cost
+    config = MonitorConfig(shared_decel=True, shared_decel_cost=in_cost, shared_turn_time=1.0)
+    pose = (15.6, -7.6, math.pi / 2)
+    braking = intention_waypoints(BicycleModel(), pose, 10.0, [(-6.0, 0.0)] * 5)
+    tracks, _ = shared_tracks([SharedState(*pose, 10.0, 0.0, braking)], 0.0, config)
+    monitor = TtcMonitor(config, BevGeometry(0.5, 80.0, 64.0))
+    empty = np.zeros((128, 128), bool)
+    monitor.observe(0.0, empty, empty, (0.0, 0.0, 0.0))
+    monitor.share(tracks)
+    assert monitor.assess(0.0, (0.0, 0.0, 0.0), 9.9).level == EMERGENCY
+    (track,) = monitor.moving_tracks()
+    assert track.decel == pytest.approx(6.0 if in_cost else 0.0)
+    assert (track.x, track.y, track.vy) == (tracks[0].x, tracks[0].y, tracks[0].vy)
+
+
+@pytest.mark.parametrize('to_stop', [True, False])
+def test_a_declared_brake_lasts_as_long_as_its_path_unless_held_to_a_stop(to_stop):
+    # a neighbour straight ahead at 10 m/s declares 2 m/s^2 for its plan's K = 5 steps and
+    # is still moving at its end: held to a stop it stands after 5 s and 25 m; otherwise it
+    # brakes for the 0.3 s its path's step speeds span (first to last), then holds 9.4 m/s
+    config = MonitorConfig(shared_decel=True, shared_decel_to_stop=to_stop)
+    pose = (20.0, 0.0, 0.0)
+    plan = intention_waypoints(BicycleModel(), pose, 10.0, [(-2.0, 0.0)] * 5)
+    decel, lasts = declared_braking(*pose[:2], 10.0, plan)
+    assert decel == pytest.approx(2.0) and lasts == pytest.approx(0.3)
+    stopping = intention_waypoints(BicycleModel(), pose, 0.5, [(-6.0, 0.0)] * 5)
+    assert declared_braking(*pose[:2], 0.5, stopping)[1] == math.inf   # the path stands
+    (track,), _ = shared_tracks([SharedState(*pose, 10.0, 0.0, plan)], 0.0, config)
+    assert track.decel_time == (math.inf if to_stop else pytest.approx(0.3))
+    x, _, _, vx, _ = predicted_motion((track,), np.array([0.3, 1.0, 6.0]))
+    if to_stop:
+        assert np.allclose(x[0] - 20.0, [2.91, 9.0, 25.0])
+        assert np.allclose(vx[0], [9.4, 8.0, 0.0])
+    else:
+        assert np.allclose(x[0] - 20.0, [2.91, 2.91 + 9.4 * 0.7, 2.91 + 9.4 * 5.7])
+        assert np.allclose(vx[0], [9.4, 9.4, 9.4])
