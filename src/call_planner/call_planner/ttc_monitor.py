@@ -753,8 +753,9 @@ def predicted_motion(tracks, t: np.ndarray) -> tuple[np.ndarray, ...]:
         per_second = np.divide(decel, speed, out=np.zeros_like(speed), where=speed > 0.0)
         stands = np.divide(1.0, per_second, out=np.full_like(speed, np.inf),
                            where=per_second > 0.0)
-        braking = np.minimum(t, np.minimum(stands, lasts))     # time spent braking
-        factor = np.clip(1.0 - per_second * np.minimum(t, lasts), 0.0, 1.0)
+        held = np.minimum(t, lasts)                     # time the declared braking covers
+        braking = np.minimum(held, stands)              # ... of it spent moving
+        factor = np.clip(1.0 - per_second * held, 0.0, 1.0)
         t = braking - 0.5 * per_second * braking * braking + factor * (t - braking)
     turning = np.clip(t, 0.0, turn)                    # time spent turning
     swing = rate * turning                             # turn of the velocity so far
