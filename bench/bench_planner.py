@@ -32,6 +32,7 @@ process's CPU time per tick, the cost of planning itself. The load average is pr
 import argparse
 from dataclasses import replace
 import json
+import math
 import os
 import sys
 import time
@@ -170,8 +171,9 @@ def bench_conflict(ticks: int, vehicles: int = 12, bend: bool = False,
     Every third track is a neighbour's message turning at up to 0.2 rad/s for
     planner.yaml's `monitor_shared_turn_time` (call_planner.shared_tracks), and, with
     planner.yaml's `monitor_shared_decel`, braking at 1-6 m/s^2 as its declared path would
-    say (the costlier prediction); the rest BEV blobs at constant velocity. With `bend`
-    the ego drives north at 5 m/s into a right turn tighter than the action set turns,
+    say (until it stands, or for the 0.3 s a fresh five-point path has left with
+    `monitor_shared_decel_to_stop` off); the rest BEV blobs at constant velocity. With
+    `bend` the ego drives north at 5 m/s into a right turn tighter than the action set turns,
     across the same road, so every candidate's path is its route (planner.yaml's
     `turn_assist_route_path`, call_planner.route_path). With `with_route` the straight
     road's ego has a route along its lane, and each candidate's path goes back onto it after
@@ -181,6 +183,7 @@ def bench_conflict(ticks: int, vehicles: int = 12, bend: bool = False,
     cost = conflict_cost_from_params(params)                 # planner.yaml's
     monitor = MonitorConfig.from_params(params)
     turn_time = monitor.shared_turn_time
+    decel_time = math.inf if monitor.shared_decel_to_stop else 0.3
     pose, speed, route = (0.0, 0.0, 0.0), 10.0, np.zeros((0, 2))
     if with_route:
         route = np.stack([np.arange(-4.0, 64.0, 2.0), np.zeros(34)], 1)   # the waypoints
@@ -198,7 +201,8 @@ def bench_conflict(ticks: int, vehicles: int = 12, bend: bool = False,
         tracks = tuple(replace(k, age=0.1, yaw_rate=float(turns.uniform(-0.2, 0.2)),
                                turn_time=turn_time,
                                decel=float(brakes.uniform(1.0, 6.0))
-                               if monitor.shared_decel else 0.0) if i % 3 == 0 else k
+                               if monitor.shared_decel else 0.0, decel_time=decel_time)
+                       if i % 3 == 0 else k
                        for i, k in enumerate(tracks))
         candidates = rng.integers(0, 15, (15, 5))
         context = RouteContext(pose, speed, route, tracks)

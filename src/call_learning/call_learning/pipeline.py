@@ -37,6 +37,8 @@ CARLA bridge sends them (``call_vehicle.carla_wire``: headings through a quatern
 status speed as float32) and commands the simulator with float32 controls; a neighbour's
 message is encoded and decoded with ``call_comm.wire_codec`` (float32 pose, packed intention,
 h in ``h_encoding``) and rounded as SharedInformation carries it (``comm_stage.received``);
+an LSS message carries no intention (the paper's latent state sharing, and the size
+``call_experiments.bandwidth`` counts for it), so no LSS receiver reads a declared plan;
 the range gate takes E as the float32 LatentState field. The posterior is its mode
 (``sample_posterior`` false, as config/world_model.yaml), see ``call_world_model.model_stage``.
 
@@ -361,12 +363,14 @@ class VehiclePipeline:
         self.heard, self.messages = self.messages, {}
         encoding = H_ENCODINGS[self.settings.h_encoding]
         full = self.settings.h_transport == 'full'
+        intention = self.settings.mode == 'lsi'     # LSS shares the latent state only
         for i, (role, output) in enumerate(zip(self.roles, outputs)):
             if not CommStage.sends(output.valid):
                 continue
             ego = observations[role].ego
+            plan = self.plans[i] if intention else np.zeros((0, 2))
             got = received(ego.x, ego.y, received_yaw(ego.yaw), output.z_indices(),
-                           output.h() if full else np.zeros(0, np.float32), self.plans[i],
+                           output.h() if full else np.zeros(0, np.float32), plan,
                            encoding if full else H_ENCODINGS['none'],
                            self.settings.max_waypoints, abs(float(ego.speed)),
                            self.z_layout)

@@ -72,6 +72,19 @@ def test_lsi_collects_bev_shared_latents_and_intentions(env):
     assert not bool(batch['intention'][:, 0].any())
 
 
+def test_lss_messages_carry_the_latent_state_and_no_intention(env):
+    # the paper's latent state sharing sends z and h only, so no receiver (its safety
+    # monitor included) reads a neighbour's declared plan; CALL's messages carry it
+    plans = {}
+    for mode in ('lsi', 'lss'):
+        cfg, collector, _ = run(env, mode, 8)
+        messages = collector.pipeline.messages.values()
+        assert len(messages) == 3 and all(len(m.z_indices) == cfg.stoch for m in messages)
+        plans[mode] = [m.waypoints.shape for m in messages]
+    assert plans['lsi'] == [(5, 2)] * 3
+    assert plans['lss'] == [(0, 2)] * 3
+
+
 def test_local_mode_shares_nothing_and_actor_policy_runs(env):
     cfg, collector, replay = run(env, 'local', 4, policy='actor')
     batch = replay.sample(2, 4, np.random.default_rng(0))
