@@ -32,7 +32,6 @@ process's CPU time per tick, the cost of planning itself. The load average is pr
 import argparse
 from dataclasses import replace
 import json
-import math
 import os
 import sys
 import time
@@ -52,7 +51,10 @@ from call_planner.model_state import imagination_kwargs, state_from_latent  # no
 from call_planner.occupancy_cost import OccupancyConfig, OccupancyCost  # noqa: E402
 from call_planner.plan_stage import conflict_cost_from_params, planner_params  # noqa: E402
 from call_planner.route_cost import RouteContext  # noqa: E402
+from call_planner.shared_tracks import shared_tracks, SharedState  # noqa: E402
 from call_planner.ttc_monitor import BevGeometry, MonitorConfig, Track, TtcMonitor  # noqa: E402
+from call_vehicle.intention import intention_waypoints  # noqa: E402
+from call_vehicle.vehicle_model import BicycleModel  # noqa: E402
 from call_world_model.actor_critic import ActorCritic  # noqa: E402
 from call_world_model.config import load_config  # noqa: E402
 from call_world_model.world_model import WorldModel  # noqa: E402
@@ -183,7 +185,11 @@ def bench_conflict(ticks: int, vehicles: int = 12, bend: bool = False,
     cost = conflict_cost_from_params(params)                 # planner.yaml's
     monitor = MonitorConfig.from_params(params)
     turn_time = monitor.shared_turn_time
-    decel_time = math.inf if monitor.shared_decel_to_stop else 0.3
+    # how long planner.yaml predicts a fresh five-point braking path to brake (the tracks'
+    # own construction, call_planner.shared_tracks: until it stands, or over the path)
+    braking = intention_waypoints(BicycleModel(), (0.0, 0.0, 0.0), 10.0, [(-3.0, 0.0)] * 5)
+    decel_time = shared_tracks([SharedState(0.0, 0.0, 0.0, 10.0, 0.0, braking)], 0.0,
+                               replace(monitor, shared_decel=True))[0][0].decel_time
     pose, speed, route = (0.0, 0.0, 0.0), 10.0, np.zeros((0, 2))
     if with_route:
         route = np.stack([np.arange(-4.0, 64.0, 2.0), np.zeros(34)], 1)   # the waypoints

@@ -125,6 +125,11 @@ class PipelineConfig:
         """Tell whether vehicles exchange latents (lss, lsi)."""
         return self.mode in SHARING_MODES
 
+    @property
+    def shares_intention(self) -> bool:
+        """Tell whether messages carry the declared plan (lsi; LSS shares the latent only)."""
+        return self.mode == 'lsi'
+
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> 'PipelineConfig':
         """Pick this class's keys out of a larger mapping (e.g. all of train.yaml)."""
@@ -227,8 +232,8 @@ class VehiclePipeline:
         self.roles = list(roles)
         self.perception = PerceptionStage(
             self.bev_config, self.road_map, s.sensor_range, s.occlusion, s.mode == 'full',
-            self.fusion, share_intention=s.mode == 'lsi')
-        self.models = [ModelStage(self.wm, self.error_horizon, s.mode == 'lsi')
+            self.fusion, share_intention=s.shares_intention)
+        self.models = [ModelStage(self.wm, self.error_horizon, s.shares_intention)
                        for _ in self.roles]
         self.comms = [CommStage(RangeGate(s.initial_range, s.range_step, s.max_range, s.c))
                       for _ in self.roles]
@@ -252,7 +257,7 @@ class VehiclePipeline:
         """
         i = self.roles.index(role)
         s = self.settings
-        self.models[i] = ModelStage(self.wm, self.error_horizon, s.mode == 'lsi')
+        self.models[i] = ModelStage(self.wm, self.error_horizon, s.shares_intention)
         self.comms[i] = CommStage(RangeGate(s.initial_range, s.range_step, s.max_range, s.c))
         self.plans[i] = np.zeros((0, 2))
         self.accepted[i] = ()
@@ -363,12 +368,11 @@ class VehiclePipeline:
         self.heard, self.messages = self.messages, {}
         encoding = H_ENCODINGS[self.settings.h_encoding]
         full = self.settings.h_transport == 'full'
-        intention = self.settings.mode == 'lsi'     # LSS shares the latent state only
         for i, (role, output) in enumerate(zip(self.roles, outputs)):
             if not CommStage.sends(output.valid):
                 continue
             ego = observations[role].ego
-            plan = self.plans[i] if intention else np.zeros((0, 2))
+            plan = self.plans[i] if self.settings.shares_intention else np.zeros((0, 2))
             got = received(ego.x, ego.y, received_yaw(ego.yaw), output.z_indices(),
                            output.h() if full else np.zeros(0, np.float32), plan,
                            encoding if full else H_ENCODINGS['none'],
