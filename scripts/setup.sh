@@ -44,7 +44,9 @@ stamp="$venv/.call-requirements.sha256"
 want="$(cat requirements.txt "$wheels" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   step "installing ROS 2 $call_distro wheels and Python dependencies (pip)"
-  pip install --disable-pip-version-check -q -r "$wheels" -r requirements.txt 2>&1 \
+  # --no-compile: byte-compiling every installed module (torch's thousands) is most of pip's
+  # CPU time; Python compiles what is imported, once, on its first import (the check below)
+  pip install --disable-pip-version-check --no-compile -q -r "$wheels" -r requirements.txt 2>&1 \
     | grep -v "^WARNING: Location" || true
   pip check >/dev/null 2>&1 || pip check | grep -v "^$" >&2 || true
   python -c "import rclpy, torch, libsumo, cv2" || fail "pip install left the venv incomplete (see above)"

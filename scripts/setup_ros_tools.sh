@@ -34,6 +34,11 @@ fi
 # xcb libraries PyQt5's platform plugin loads
 debs="xvfb xdotool imagemagick libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
   libxcb-render-util0 libxcb-xinerama0 libxcb-xkb1 libxkbcommon-x11-0 libxcb-shape0 libxcb-cursor0"
+# one apt-get at a time: make test sets up both distributions at once (setup_both.sh)
+if command -v flock >/dev/null; then
+  exec 9>"${TMPDIR:-/tmp}/call-setup-apt.lock"
+  flock 9
+fi
 missing=""
 for deb in $debs; do
   dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "ok installed" || missing="$missing $deb"

@@ -8,11 +8,14 @@ property the test can check.
 """
 import os
 import signal
+import subprocess
+import sys
 
 from graph_probe import (accepted_messages, checkpoint_for_tests, control_key, distance,
                          GraphProbe, middleware_teardown_hang, ROLES, stamp_key, start_graph,
                          unclean_stops)
 import pytest
+import yaml
 
 RANGE = 500.0                  # m; the scenario's vehicles are ~350 to ~1000 m apart
 FIXED_RANGE = {'call_comm': {'initial_range': RANGE, 'max_range': RANGE}}
@@ -123,11 +126,14 @@ def test_three_vehicles_drive_and_share_latents_only_in_range(checkpoint, tmp_pa
 
 def test_runner_exits_non_zero_naming_the_node_that_died(checkpoint, tmp_path):
     """A comm node with a bad parameter dies at start-up: the runner says which, exits 1."""
-    import subprocess
-    import sys
+    # two vehicles: the dead node's and one whose nodes must all be stopped too
+    with open(os.path.join(os.path.dirname(__file__), 'scenarios', 'three_vehicles.yaml'),
+              encoding='utf-8') as stream:
+        scenario = dict(yaml.safe_load(stream), num_controlled=2)
+    scenario_file = tmp_path / 'two_vehicles.yaml'
+    scenario_file.write_text(yaml.safe_dump(scenario), encoding='utf-8')
     runner = subprocess.Popen(
-        [sys.executable, '-m', 'call_bringup.run', '--scenario', os.path.join(
-            os.path.dirname(__file__), 'scenarios', 'three_vehicles.yaml'),
+        [sys.executable, '-m', 'call_bringup.run', '--scenario', str(scenario_file),
          '--checkpoint', checkpoint, '--keys-dir', str(tmp_path / 'keys'),
          '--set', '/hero1/comm.h_encoding=bogus'],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -142,7 +148,7 @@ def test_runner_exits_non_zero_naming_the_node_that_died(checkpoint, tmp_path):
     assert 'h_encoding' in out                       # its last output is shown
     pids = [int(line.rsplit('pid ', 1)[1].rstrip(')')) for line in out.splitlines()
             if '[call_run] started ' in line]
-    assert len(pids) == 13
+    assert len(pids) == 9                            # the simulator, 2 x 4 nodes
     for pid in pids:                                 # nothing left running
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

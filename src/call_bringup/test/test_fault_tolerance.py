@@ -114,7 +114,11 @@ def test_v2v_faults_and_a_dead_world_model_are_contained(checkpoint, tmp_path):
     last_state = max(probe.states['hero1'])
     after_kill = [a for a in probe.actions['hero1'] if stamp_key(a.header.stamp) > last_state]
     planned = [a for a in after_kill if not (a.accel < 0.0 and a.steer == 0.0)]
-    assert len(planned) < len(after_kill), after_kill
+    assert len(planned) < len(after_kill), (
+        f'world model last state {last_state}; hero1 actions (stamp, accel, steer), last 8: '
+        f'{[(stamp_key(a.header.stamp), a.accel, a.steer) for a in probe.actions["hero1"][-8:]]}; '
+        f'ticks after the kill {probe.ticks[killed_at:killed_at + 3]}...{probe.ticks[-3:]}; '
+        f'planner status {sorted(set(probe.planner_status["hero1"]))[-5:]}')
     assert all(stamp_key(a.header.stamp) <= round(last_state + IN_FLIGHT_S, 3) for a in planned), \
         planned
     assert any(m.startswith('controlled stop') for m in probe.planner_status['hero1'])

@@ -124,7 +124,7 @@ def _approach(harness, exit_car: bool) -> list:
     front = JUNCTION_EDGE_Y - 1.0 - 2.4
     while harness.ego_y < front:
         harness.tick()
-        harness.spin_for(0.15)
+        harness.wait_for_answer()
     harness.spin_for(0.5)
     return [s for s in harness.diagnostics
             if s.level == DiagnosticStatus.WARN and 'junction hold' in s.message]
@@ -160,7 +160,7 @@ def test_the_node_steers_a_right_turn_tighter_than_the_action_set_turns(harness)
     harness.clear()
     for _ in range(12):         # 1.2 s along the arc, 0.7 rad of the quarter turn
         harness.tick()
-        harness.spin_for(0.15)
+        harness.wait_for_answer()
     harness.spin_for(0.5)
     harness.turn_angle = None
     planned = [c for c in harness.controls if c.brake < 1.0]

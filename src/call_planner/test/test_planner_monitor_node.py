@@ -91,9 +91,10 @@ def harness(tmp_path_factory):
 def _drive_until(harness, predicate, ticks=80):
     for _ in range(ticks):
         harness.tick()
-        harness.spin_for(0.15)
+        harness.wait_for_answer()
         if predicate():
             return True
+    harness.spin_for(0.5)       # what the last step published after its action
     return predicate()
 
 
@@ -130,7 +131,7 @@ def test_vehicle_ahead_seen_or_only_shared_gets_the_emergency_deceleration(harne
     harness.other_x = None
     for _ in range(20):                               # hold_time passes, planning resumes
         harness.tick()
-        harness.spin_for(0.1)
+        harness.wait_for_answer()
 
 
 @pytest.mark.parametrize('tick, reason', [

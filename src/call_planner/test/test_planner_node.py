@@ -28,6 +28,7 @@ ROLE = 'hero7'
 DEADLINE_SIM = 0.3
 DEADLINE_WALL = 5.0  # well past how long the sim-time tests take on a loaded machine
 WAIT = 120.0         # bound of every wait (node start includes importing torch)
+ANSWER_WAIT = 1.0    # bound of the wait for one step's answer (it may never come)
 
 
 def _save_tiny_checkpoint(path: str) -> int:
@@ -86,6 +87,15 @@ class Harness(Node):
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             rclpy.spin_once(self, timeout_sec=0.02)
+
+    def answered(self) -> bool:
+        """Whether the planner has answered the current step: an action with its stamp."""
+        return bool(self.actions) and \
+            round(_seconds(self.actions[-1].header.stamp), 3) == self.sim_time
+
+    def wait_for_answer(self, timeout: float = ANSWER_WAIT) -> bool:
+        """Spin until the planner answered the current step, the pace of a lockstep run."""
+        return self.spin_until(self.answered, timeout)
 
     def tick(self, latent=True, odometry=True, valid=True, h=None) -> None:
         """Advance sim time 0.1 s and publish clock (+ odometry, latent state)."""
