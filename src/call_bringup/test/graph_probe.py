@@ -26,6 +26,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 from rosgraph_msgs.msg import Clock
+import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIO = os.path.join(HERE, 'scenarios', 'three_vehicles.yaml')
@@ -221,6 +222,16 @@ class GraphProbe:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
+
+
+def scenario_variant(directory: str, name: str, **changes) -> str:
+    """Write the test scenario with `changes` as `directory`/`name`.yaml; return its path."""
+    with open(SCENARIO, encoding='utf-8') as stream:
+        scenario = dict(yaml.safe_load(stream), **changes)
+    path = os.path.join(directory, f'{name}.yaml')
+    with open(path, 'w', encoding='utf-8') as stream:
+        yaml.safe_dump(scenario, stream)
+    return path
 
 
 def start_graph(work: str, checkpoint: str, **graph_args) -> Supervisor:

@@ -12,10 +12,9 @@ import subprocess
 import sys
 
 from graph_probe import (accepted_messages, checkpoint_for_tests, control_key, distance,
-                         GraphProbe, middleware_teardown_hang, ROLES, stamp_key, start_graph,
-                         unclean_stops)
+                         GraphProbe, middleware_teardown_hang, ROLES, scenario_variant,
+                         stamp_key, start_graph, unclean_stops)
 import pytest
-import yaml
 
 RANGE = 500.0                  # m; the scenario's vehicles are ~350 to ~1000 m apart
 FIXED_RANGE = {'call_comm': {'initial_range': RANGE, 'max_range': RANGE}}
@@ -127,13 +126,9 @@ def test_three_vehicles_drive_and_share_latents_only_in_range(checkpoint, tmp_pa
 def test_runner_exits_non_zero_naming_the_node_that_died(checkpoint, tmp_path):
     """A comm node with a bad parameter dies at start-up: the runner says which, exits 1."""
     # two vehicles: the dead node's and one whose nodes must all be stopped too
-    with open(os.path.join(os.path.dirname(__file__), 'scenarios', 'three_vehicles.yaml'),
-              encoding='utf-8') as stream:
-        scenario = dict(yaml.safe_load(stream), num_controlled=2)
-    scenario_file = tmp_path / 'two_vehicles.yaml'
-    scenario_file.write_text(yaml.safe_dump(scenario), encoding='utf-8')
+    scenario = scenario_variant(str(tmp_path), 'two_vehicles', num_controlled=2)
     runner = subprocess.Popen(
-        [sys.executable, '-m', 'call_bringup.run', '--scenario', str(scenario_file),
+        [sys.executable, '-m', 'call_bringup.run', '--scenario', scenario,
          '--checkpoint', checkpoint, '--keys-dir', str(tmp_path / 'keys'),
          '--set', '/hero1/comm.h_encoding=bogus'],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -25,12 +25,11 @@ import time
 from typing import Callable, Optional
 
 import cv2
-from graph_probe import checkpoint_for_tests
+from graph_probe import checkpoint_for_tests, scenario_variant
 import numpy as np
 import pytest
-from ros_cli import Background, run, SCENARIO, tools_env
+from ros_cli import Background, run, tools_env
 from test_ros2_cli import LaunchedGraph
-import yaml
 
 WINDOW = (1000, 700)
 SCREEN = '1280x800x24'
@@ -71,22 +70,12 @@ def display():
         xvfb.wait(timeout=30)
 
 
-def _long_scenario(directory: str) -> str:
-    """Write the test scenario with an episode that outlasts the module; return its path."""
-    with open(SCENARIO, encoding='utf-8') as stream:
-        scenario = yaml.safe_load(stream)
-    scenario['episode_steps'] = EPISODE_STEPS
-    path = os.path.join(directory, 'three_vehicles_long.yaml')
-    with open(path, 'w', encoding='utf-8') as stream:
-        yaml.safe_dump(scenario, stream)
-    return path
-
-
 @pytest.fixture(scope='module')
 def graph(tmp_path_factory, display):
     env = tools_env()
     work = str(tmp_path_factory.mktemp('rqt_graph'))
-    launched = LaunchedGraph(env, checkpoint_for_tests(work), _long_scenario(work))
+    scenario = scenario_variant(work, 'three_vehicles_long', episode_steps=EPISODE_STEPS)
+    launched = LaunchedGraph(env, checkpoint_for_tests(work), scenario)
     try:
         assert launched.spin_until(launched.probe.live, DEADLINE_S), \
             launched.launch.output()[-3000:]
